@@ -1,0 +1,135 @@
+"""The Atari pipeline: DeepMind-style preprocessing on top of gymnasium's wrappers.
+
+``wrap_atari(RecordEpisodeStatistics(gym.make(id, frameskip=1)))`` gives, from the inside out:
+
+1. ``AtariPreprocessing`` (gymnasium): up to 30 random no-ops on reset, repeat each action
+   for 4 frames and max-pool the last two, 84x84 grayscale uint8.
+2. :class:`EpisodicLife`: a lost life ends the episode for the learner (``terminated``),
+   but the game is really reset only at game over; otherwise ``reset()`` takes one no-op.
+3. :class:`FireReset`: presses FIRE after every reset, in games that wait for it.
+4. Reward clipping to the sign (optional; ``TransformReward``).
+5. ``FrameStackObservation`` (gymnasium): the last 4 frames, shape ``(4, 84, 84)`` uint8.
+
+The ``RecordEpisodeStatistics`` below all of this sees the raw game: its ``info["episode"]``
+holds the true (unclipped) score of a whole game (all lives) and appears only at game over.
+Its length counts emulator frames (4 per agent step, plus the reset no-ops), as the
+Atari literature and OpenAI baselines' Monitor report it.
+
+``ALE/<Game>-v5`` ids must be made with ``frameskip=1`` (``make_env`` does), so the skip is
+applied once, here; v5's sticky actions (``repeat_action_probability=0.25``) stay on.
+An env that skips frames itself is accepted and then not skipped again (no max-pooling).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, TransformReward
+
+__all__ = ["wrap_atari", "EpisodicLife", "FireReset", "sign_reward"]
+
+
+def sign_reward(reward: float) -> float:
+    """-1, 0 or +1 (module-level so the wrapped env stays picklable)."""
+    return float(np.sign(reward))
+
+
+class EpisodicLife(gym.Wrapper):
+    """Life loss = end of episode for the learner; the game is reset only at game over.
+
+    ``step`` returns ``terminated=True`` when a life is lost. The following ``reset()`` (the
+    vector env's autoreset) then does not reset the game but takes a single no-op step, so the
+    game goes on with the remaining lives. A real reset happens after game over or truncation,
+    and whenever ``reset`` is given a ``seed`` or ``options``.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def _ale_lives(self) -> int:
+        return int(self.env.unwrapped.ale.lives())
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = bool(terminated or truncated)
+        lives = self._ale_lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if self.game_over or seed is not None or options:
+            obs, info = self.env.reset(seed=seed, options=options)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:  # the no-op ended the game: reset for real
+                obs, info = self.env.reset()
+        self.game_over = False
+        self.lives = self._ale_lives()
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Presses FIRE (then the next action) after a reset, for games that need it to start."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()
+        if len(meanings) < 3 or meanings[1] != "FIRE":
+            raise ValueError(f"FireReset needs action 1 to be FIRE, got actions {meanings}")
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        for action in (1, 2):
+            obs, _, terminated, truncated, step_info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+        return obs, info
+
+
+def needs_fire_reset(env: gym.Env) -> bool:
+    """True for games whose action 1 is FIRE (Breakout, Pong, ...)."""
+    meanings = env.unwrapped.get_action_meanings()
+    return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+
+def wrap_atari(
+    env: gym.Env,
+    clip_reward: bool = True,
+    *,
+    episodic_life: bool = True,
+    frame_stack: int = 4,
+    noop_max: int = 30,
+    frame_skip: int = 4,
+    screen_size: int = 84,
+) -> gym.Env:
+    """The standard Atari pipeline around ``env`` (an ALE env, maybe already wrapped).
+
+    Observations are uint8 ``(frame_stack, screen_size, screen_size)``, channels first.
+    ``clip_reward=False`` keeps the game's rewards (for evaluation); ``episodic_life=False``
+    plays whole games per episode.
+    """
+    if getattr(env.unwrapped, "_frameskip", 1) != 1:
+        frame_skip = 1  # the env already repeats each action; do not skip twice
+    env = AtariPreprocessing(
+        env,
+        noop_max=noop_max,
+        frame_skip=frame_skip,
+        screen_size=screen_size,
+        terminal_on_life_loss=False,
+        grayscale_obs=True,
+        scale_obs=False,
+    )
+    if episodic_life:
+        env = EpisodicLife(env)
+    if needs_fire_reset(env):
+        env = FireReset(env)
+    if clip_reward:
+        env = TransformReward(env, sign_reward)
+    env = FrameStackObservation(env, frame_stack)
+    return env

@@ -1,0 +1,91 @@
+"""VecNormalize: observation and discounted-return normalisation for a vector env."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import VectorEnv, VectorWrapper
+
+from a2c_ppo.envs.running_stats import RunningMeanStd
+
+
+class VecNormalize(VectorWrapper):
+    """Normalises observations (and ``info["final_obs"]``) and scales rewards.
+
+    Rewards are divided by the running std of the discounted return, the usual trick
+    that keeps value targets near unit scale without shifting the optimum. In ``eval()``
+    mode the statistics are frozen; ``state_dict()`` / ``load_state_dict()`` carry them in
+    checkpoints. Episode statistics are recorded below this wrapper, so they stay true.
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        *,
+        norm_obs: bool = True,
+        norm_reward: bool = True,
+        gamma: float = 0.99,
+        clip: float = 10.0,
+        epsilon: float = 1e-8,
+    ) -> None:
+        super().__init__(env)
+        self.norm_obs = norm_obs
+        self.norm_reward = norm_reward
+        self.gamma = gamma
+        self.clip = clip
+        self.epsilon = epsilon
+        self.training = True
+        self.obs_rms = RunningMeanStd(self.single_observation_space.shape)
+        self.ret_rms = RunningMeanStd(())
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+
+    def train(self, mode: bool = True) -> None:
+        self.training = mode
+
+    def eval(self) -> None:
+        self.training = False
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        if not self.norm_obs:
+            return obs
+        scaled = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def reset(self, *, seed=None, options=None) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._returns[:] = 0.0
+        if self.training and self.norm_obs:
+            self.obs_rms.update(obs)
+        return self.normalize_obs(obs), info
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        if self.training and self.norm_obs:
+            self.obs_rms.update(obs)
+        if "final_obs" in infos:
+            infos = dict(infos)
+            final = infos["final_obs"].copy()
+            for i in np.flatnonzero(infos["_final_obs"]):
+                final[i] = self.normalize_obs(final[i][None])[0]
+            infos["final_obs"] = final
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if self.norm_reward:
+            self._returns = self._returns * self.gamma + rewards
+            if self.training:
+                self.ret_rms.update(self._returns)
+            rewards = np.clip(rewards / np.sqrt(self.ret_rms.var + self.epsilon), -self.clip, self.clip)
+            self._returns[np.logical_or(terminated, truncated)] = 0.0
+        return self.normalize_obs(obs), rewards.astype(np.float32), terminated, truncated, infos
+
+    def state_dict(self) -> dict:
+        return {
+            "norm_obs": self.norm_obs,
+            "norm_reward": self.norm_reward,
+            "obs_rms": self.obs_rms.state_dict(),
+            "ret_rms": self.ret_rms.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.ret_rms.load_state_dict(state["ret_rms"])

@@ -1,0 +1,48 @@
+"""Running a policy for whole episodes: periodic evaluation and enjoy.py share this."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from a2c_ppo.envs import TorchVecEnv
+from a2c_ppo.model import Policy
+
+
+def run_episodes(
+    policy: Policy,
+    envs: TorchVecEnv,
+    num_episodes: int,
+    *,
+    deterministic: bool = True,
+    seed: int | None = None,
+    on_episode: Callable[[int, float, int], None] | None = None,
+) -> list[tuple[float, int]]:
+    """Play ``num_episodes`` episodes; returns their true (return, length).
+
+    Each of the K envs plays its own share of the episodes (env i plays ``(n + i) // K``
+    of the ``n`` in reverse order), so short episodes are not over-counted just because
+    they finish first. ``on_episode(index, return, length)`` is called as each one ends.
+    """
+    num_envs = envs.num_envs
+    quota = [(num_episodes + i) // num_envs for i in range(num_envs)][::-1]
+    device = envs.device
+    obs = envs.reset(seed=seed)
+    rnn_hxs = torch.zeros(num_envs, policy.recurrent_hidden_state_size, device=device)
+    masks = torch.zeros(num_envs, 1, device=device)
+    results: list[tuple[float, int]] = []
+    finished = [0] * num_envs
+    while len(results) < num_episodes:
+        with torch.no_grad():
+            _, action, _, rnn_hxs = policy.act(obs, rnn_hxs, masks, deterministic=deterministic)
+        step = envs.step(action)
+        obs = step.obs
+        masks = (~(step.terminated | step.truncated)).float()
+        for env_index, ret, length in step.episodes:
+            if finished[env_index] < quota[env_index]:
+                finished[env_index] += 1
+                results.append((ret, length))
+                if on_episode is not None:
+                    on_episode(len(results) - 1, ret, length)
+    return results

@@ -1,0 +1,202 @@
+"""RolloutStorage: one rollout of ``num_steps`` x ``num_processes`` transitions.
+
+Time-major layout: obs, hidden states, masks and values are ``(T+1, N, ...)`` (slot T holds
+the state after the last step, copied to slot 0 by ``after_update``); actions, log-probs,
+rewards and the done flags are ``(T, N, ...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+import torch
+
+
+class Minibatch(NamedTuple):
+    """A flat batch of B samples (B = minibatch size).
+
+    From ``recurrent_generator`` the B = L * n samples are n sequences of length L,
+    flattened time-major (row ``t * n + i``), and ``recurrent_hidden_states`` is ``(n, H)``:
+    each sequence's state before its first step.
+    """
+
+    obs: torch.Tensor  # (B, *obs_shape)
+    recurrent_hidden_states: torch.Tensor  # (B, H); (n, H) from recurrent_generator
+    actions: torch.Tensor  # (B, A)
+    value_preds: torch.Tensor  # (B, 1)
+    returns: torch.Tensor  # (B, 1)
+    masks: torch.Tensor  # (B, 1)
+    old_action_log_probs: torch.Tensor  # (B, 1)
+    advantages: torch.Tensor  # (B, 1)
+
+
+class RolloutStorage:
+    def __init__(
+        self,
+        num_steps: int,
+        num_processes: int,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        action_dtype: torch.dtype = torch.float32,
+        recurrent_hidden_state_size: int = 1,
+        obs_dtype: torch.dtype = torch.float32,
+        recurrent_chunk_length: int | None = None,
+    ) -> None:
+        T, N = num_steps, num_processes
+        self.num_steps, self.num_processes = T, N
+        # Length of the sequences recurrent_generator cuts columns into (None: whole column).
+        self.recurrent_chunk_length = recurrent_chunk_length
+        self.obs = torch.zeros(T + 1, N, *obs_shape, dtype=obs_dtype)
+        self.recurrent_hidden_states = torch.zeros(T + 1, N, recurrent_hidden_state_size)
+        # masks[t] is 0 when obs[t] starts a new episode (resets recurrent state).
+        self.masks = torch.ones(T + 1, N, 1)
+        self.value_preds = torch.zeros(T + 1, N, 1)
+        self.actions = torch.zeros(T, N, action_dim, dtype=action_dtype)
+        self.action_log_probs = torch.zeros(T, N, 1)
+        self.rewards = torch.zeros(T, N, 1)
+        self.terminated = torch.zeros(T, N, 1, dtype=torch.bool)
+        self.truncated = torch.zeros(T, N, 1, dtype=torch.bool)
+        # V(final_obs) for steps that ended by truncation; read only where truncated.
+        self.bootstrap_values = torch.zeros(T, N, 1)
+        self.returns = torch.zeros(T, N, 1)
+        self.step = 0
+
+    def to(self, device: torch.device | str) -> "RolloutStorage":
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        return self
+
+    def insert(
+        self,
+        *,
+        obs: torch.Tensor,
+        recurrent_hidden_states: torch.Tensor,
+        actions: torch.Tensor,
+        action_log_probs: torch.Tensor,
+        value_preds: torch.Tensor,
+        rewards: torch.Tensor,
+        terminated: torch.Tensor,
+        truncated: torch.Tensor,
+        bootstrap_values: torch.Tensor,
+    ) -> None:
+        """Store step ``t``: the policy's outputs at ``obs[t]`` and what the env returned.
+
+        ``obs`` and ``recurrent_hidden_states`` are the *next* state (slot t+1); all
+        per-env tensors are ``(N, ...)``.
+        """
+        t = self.step
+        self.obs[t + 1].copy_(obs)
+        self.recurrent_hidden_states[t + 1].copy_(recurrent_hidden_states)
+        self.actions[t].copy_(actions)
+        self.action_log_probs[t].copy_(action_log_probs)
+        self.value_preds[t].copy_(value_preds)
+        self.rewards[t].copy_(rewards)
+        self.terminated[t].copy_(terminated)
+        self.truncated[t].copy_(truncated)
+        self.bootstrap_values[t].copy_(bootstrap_values)
+        self.masks[t + 1].copy_(~(terminated | truncated))
+        self.step = (t + 1) % self.num_steps
+
+    def after_update(self) -> None:
+        self.obs[0].copy_(self.obs[-1])
+        self.recurrent_hidden_states[0].copy_(self.recurrent_hidden_states[-1])
+        self.masks[0].copy_(self.masks[-1])
+
+    def compute_returns(self, next_value: torch.Tensor, use_gae: bool, gamma: float, gae_lambda: float) -> None:
+        """Fill ``returns`` (T, N, 1) from rewards and values; ``next_value`` is V(obs[T]).
+
+        The value after step t is V(obs[t+1]) while the episode goes on, V(final_obs) after
+        a truncation, and 0 after a termination; nothing flows back across an episode end.
+        """
+        self.value_preds[-1].copy_(next_value)
+        done = self.terminated | self.truncated
+        next_values = torch.where(self.truncated, self.bootstrap_values, self.value_preds[1:])
+        next_values = next_values.masked_fill(self.terminated, 0.0)
+        not_done = (~done).float()
+        if use_gae:
+            deltas = self.rewards + gamma * next_values - self.value_preds[:-1]
+            gae = torch.zeros_like(next_value)
+            for t in reversed(range(self.num_steps)):
+                gae = deltas[t] + gamma * gae_lambda * not_done[t] * gae
+                self.returns[t] = gae + self.value_preds[t]
+        else:
+            ret = next_value
+            for t in reversed(range(self.num_steps)):
+                ret = self.rewards[t] + gamma * torch.where(done[t], next_values[t], ret)
+                self.returns[t] = ret
+
+    def feed_forward_generator(self, advantages: torch.Tensor, num_mini_batch: int) -> Iterator[Minibatch]:
+        """``num_mini_batch`` random minibatches covering all T*N samples exactly once."""
+        T, N = self.num_steps, self.num_processes
+        batch_size = T * N
+        if batch_size < num_mini_batch:
+            raise ValueError(f"batch of {batch_size} samples cannot make {num_mini_batch} minibatches")
+        mini_batch_size = batch_size // num_mini_batch
+        flat = {
+            "obs": self.obs[:-1].reshape(batch_size, *self.obs.shape[2:]),
+            "recurrent_hidden_states": self.recurrent_hidden_states[:-1].reshape(batch_size, -1),
+            "actions": self.actions.reshape(batch_size, -1),
+            "value_preds": self.value_preds[:-1].reshape(batch_size, 1),
+            "returns": self.returns.reshape(batch_size, 1),
+            "masks": self.masks[:-1].reshape(batch_size, 1),
+            "old_action_log_probs": self.action_log_probs.reshape(batch_size, 1),
+            "advantages": advantages.reshape(batch_size, 1),
+        }
+        perm = torch.randperm(batch_size, device=self.rewards.device)
+        for k in range(num_mini_batch):
+            idx = perm[k * mini_batch_size : (k + 1) * mini_batch_size]
+            yield Minibatch(**{name: tensor[idx] for name, tensor in flat.items()})
+
+    def recurrent_chunks(self, chunk_length: int | None = None) -> tuple[int, int]:
+        """``(L, number of chunks)`` for sequences of ``chunk_length`` (None: the storage's)."""
+        T, N = self.num_steps, self.num_processes
+        L = chunk_length or self.recurrent_chunk_length or T
+        if L <= 0 or T % L != 0:
+            raise ValueError(f"recurrent chunk length {L} must be positive and divide num_steps {T}")
+        return L, N * (T // L)
+
+    def recurrent_generator(
+        self, advantages: torch.Tensor, num_mini_batch: int, chunk_length: int | None = None
+    ) -> Iterator[Minibatch]:
+        """Minibatches of whole sequences for a recurrent policy, each sample exactly once.
+
+        Every env column of T steps is cut into T / L chunks of L consecutive steps (L =
+        ``chunk_length``, else the storage's ``recurrent_chunk_length``, else T: whole
+        columns). The chunks are shuffled and dealt into ``num_mini_batch`` minibatches of
+        n chunks each, laid out time-major ``(L * n, ...)`` with the hidden state stored
+        before each chunk's first step as ``recurrent_hidden_states (n, H)``. Chunks that
+        do not start a column begin from the state computed during the rollout (by the
+        policy before this update), as in R2D2's "stored state".
+        """
+        T, N = self.num_steps, self.num_processes
+        L, num_chunks = self.recurrent_chunks(chunk_length)
+        if num_chunks < num_mini_batch:
+            raise ValueError(
+                f"{num_chunks} sequences ({N} envs x {T // L} chunks of {L} steps) cannot make "
+                f"{num_mini_batch} minibatches; use a shorter chunk length, more envs or fewer minibatches"
+            )
+        device = self.rewards.device
+        perm = torch.randperm(num_chunks, device=device)
+        steps = torch.arange(L, device=device).view(L, 1)
+        for chunk_ids in torch.tensor_split(perm, num_mini_batch):
+            n = chunk_ids.numel()
+            env = chunk_ids % N
+            start = (chunk_ids // N) * L
+            t_idx = start.view(1, n) + steps  # (L, n)
+            e_idx = env.view(1, n).expand(L, n)
+
+            def seq(tensor: torch.Tensor) -> torch.Tensor:
+                out = tensor[t_idx, e_idx]  # (L, n, ...)
+                return out.reshape(L * n, *tensor.shape[2:])
+
+            yield Minibatch(
+                obs=seq(self.obs),
+                recurrent_hidden_states=self.recurrent_hidden_states[start, env],
+                actions=seq(self.actions),
+                value_preds=seq(self.value_preds),
+                returns=seq(self.returns),
+                masks=seq(self.masks),
+                old_action_log_probs=seq(self.action_log_probs),
+                advantages=seq(advantages),
+            )

@@ -1,0 +1,187 @@
+"""Synthetic envs whose right answers are known, for the vector-env and normalisation tests.
+
+They live in an importable module so worker processes can unpickle them by reference.
+"""
+
+from __future__ import annotations
+
+import time
+
+import gymnasium as gym
+import numpy as np
+
+
+class CounterEnv(gym.Env):
+    """``obs = [t, noise, last action]``: ``t`` counts steps since reset, ``noise`` is drawn
+    from ``np_random`` at reset (so seeding shows). ``reward = t + action``.
+
+    The episode ends by termination at ``terminate_at``, by truncation at ``truncate_at``, or,
+    with ``random_length``, after a seeded random 2..8 steps, terminated or truncated at
+    random. ``raise_at``: ``step`` raises ``ValueError`` when ``t`` would reach it. The step
+    info is ``{"t": t}`` every ``info_every`` steps (else empty), the reset info ``{"noise": .}``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = gym.spaces.Discrete(3)
+
+    def __init__(
+        self,
+        terminate_at: int | None = None,
+        truncate_at: int | None = None,
+        raise_at: int | None = None,
+        random_length: bool = False,
+        info_every: int = 0,
+        render_mode: str | None = None,
+    ) -> None:
+        self.terminate_at = terminate_at
+        self.truncate_at = truncate_at
+        self.raise_at = raise_at
+        self.random_length = random_length
+        self.info_every = info_every
+        self.render_mode = render_mode
+        self.t = 0
+        self.noise = 0.0
+        self.length = 0
+        self.ends_by_truncation = False
+        self.tag = "default"  # for get_attr / set_attr tests
+
+    def _obs(self, action: float = -1.0) -> np.ndarray:
+        return np.array([self.t, self.noise, action], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.noise = float(self.np_random.random())
+        if self.random_length:
+            self.length = int(self.np_random.integers(2, 9))
+            self.ends_by_truncation = bool(self.np_random.integers(2))
+        return self._obs(), {"noise": self.noise}
+
+    def step(self, action):
+        if self.raise_at is not None and self.t + 1 >= self.raise_at:
+            raise ValueError(f"CounterEnv exploded at step {self.t + 1}")
+        self.t += 1
+        action = int(action)
+        terminated = self.terminate_at is not None and self.t >= self.terminate_at
+        truncated = self.truncate_at is not None and self.t >= self.truncate_at
+        if self.random_length and self.t >= self.length:
+            truncated = truncated or self.ends_by_truncation
+            terminated = terminated or not self.ends_by_truncation
+        info = {"t": self.t} if self.info_every and self.t % self.info_every == 0 else {}
+        return self._obs(float(action)), float(self.t + action), terminated, truncated, info
+
+    def render(self):
+        return np.full((2, 2, 3), self.t, dtype=np.uint8)
+
+    def describe(self, prefix: str) -> str:
+        return f"{prefix}:{self.t}"
+
+
+class FailingInitEnv(CounterEnv):
+    """An env whose constructor raises."""
+
+    def __init__(self) -> None:
+        raise RuntimeError("FailingInitEnv cannot be built")
+
+
+class SleepyEnv(CounterEnv):
+    """``step`` sleeps ``sleep_s`` seconds (a stand-in for a hung or very slow env)."""
+
+    def __init__(self, sleep_s: float = 60.0) -> None:
+        super().__init__()
+        self.sleep_s = sleep_s
+
+    def step(self, action):
+        time.sleep(self.sleep_s)
+        return super().step(action)
+
+
+class ImageEnv(gym.Env):
+    """uint8 image observations ``(3, 8, 8)`` filled with ``t`` (mod 256); ends at ``t == 5``."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = int(self.np_random.integers(0, 100))
+        return np.full((3, 8, 8), self.t % 256, dtype=np.uint8), {}
+
+    def step(self, action):
+        self.t += 1 + int(action)
+        obs = np.full((3, 8, 8), self.t % 256, dtype=np.uint8)
+        return obs, 1.0, self.t % 5 == 0, False, {}
+
+
+class DiscreteObsEnv(gym.Env):
+    """``Discrete(7)`` observations (``t % 7``), truncated every 4 steps."""
+
+    observation_space = gym.spaces.Discrete(7)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = int(self.np_random.integers(0, 7))
+        self.n = 0
+        return self.t % 7, {}
+
+    def step(self, action):
+        self.t += 1 + int(action)
+        self.n += 1
+        return self.t % 7, 0.0, False, self.n % 4 == 0, {}
+
+
+class ActionEchoEnv(gym.Env):
+    """Echoes the action it got, flattened to float32, as the observation. Any action space."""
+
+    def __init__(self, action_space: gym.Space) -> None:
+        self.action_space = action_space
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.size = int(action_space.n)
+        else:
+            self.size = int(np.prod(action_space.shape))
+        size = self.size
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.action_space.seed(seed)
+        return np.zeros(self.size, np.float32), {}
+
+    def step(self, action):
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            obs = np.zeros(self.size, np.float32)
+            obs[int(action)] = 1.0
+        else:
+            obs = np.asarray(action, dtype=np.float32).reshape(-1)
+        return obs, float(obs.sum()), False, False, {}
+
+
+class ConstantEnv(gym.Env):
+    """Known observations and rewards for the normalisation tests.
+
+    ``obs[t] = base + t * scale`` (a fixed vector per env), ``reward[t] = reward_scale * (t + 1)``;
+    the episode is truncated after ``length`` steps.
+    """
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, base: float = 0.0, length: int = 5, reward_scale: float = 1.0) -> None:
+        self.base = base
+        self.length = length
+        self.reward_scale = reward_scale
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.base + self.t, self.base - 2.0 * self.t], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), self.reward_scale * self.t, False, self.t >= self.length, {}

@@ -1,0 +1,41 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from a2c_ppo.distributions import action_shape
+from a2c_ppo.model import Policy
+from a2c_ppo.storage import RolloutStorage
+
+
+def rollout_from_policy(policy: Policy, obs_space: gym.spaces.Box, action_space: gym.Space, T: int = 16, N: int = 4, seed: int = 0) -> RolloutStorage:
+    """A storage filled by ``policy.act`` on random observations, with returns computed."""
+    g = torch.Generator().manual_seed(seed)
+    dim, dtype = action_shape(action_space)
+    storage = RolloutStorage(T, N, obs_space.shape, dim, dtype, policy.recurrent_hidden_state_size)
+    storage.obs[0].copy_(torch.randn(N, *obs_space.shape, generator=g))
+    for t in range(T):
+        with torch.no_grad():
+            value, action, log_prob, hxs = policy.act(storage.obs[t], storage.recurrent_hidden_states[t], storage.masks[t])
+        done = torch.rand(N, 1, generator=g) < 0.1
+        storage.insert(
+            obs=torch.randn(N, *obs_space.shape, generator=g),
+            recurrent_hidden_states=hxs,
+            actions=action,
+            action_log_probs=log_prob,
+            value_preds=value,
+            rewards=torch.randn(N, 1, generator=g),
+            terminated=done,
+            truncated=torch.zeros(N, 1, dtype=torch.bool),
+            bootstrap_values=torch.zeros(N, 1),
+        )
+    with torch.no_grad():
+        next_value = policy.get_value(storage.obs[-1], storage.recurrent_hidden_states[-1], storage.masks[-1])
+    storage.compute_returns(next_value, use_gae=True, gamma=0.99, gae_lambda=0.95)
+    return storage
+
+
+BOX_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)

@@ -1,0 +1,61 @@
+"""PPO update: the first minibatch sees the rollout policy itself; metrics and early stop."""
+
+import math
+
+import gymnasium as gym
+import pytest
+import torch
+
+from a2c_ppo.algo import PPO
+from a2c_ppo.model import Policy
+from tests.helpers import BOX_OBS, rollout_from_policy
+
+PPO_KWARGS = dict(clip_param=0.2, ppo_epoch=4, num_mini_batch=4, value_loss_coef=0.5, entropy_coef=0.01, lr=3e-3)
+
+
+@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,))], ids=["discrete", "box"])
+def test_first_minibatch_has_ratio_one_and_no_clipping(action_space):
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, action_space)
+    rollouts = rollout_from_policy(policy, BOX_OBS, action_space)
+    agent = PPO(policy, **PPO_KWARGS)
+    seen = []
+    original = agent._losses
+
+    def spy(batch):
+        with torch.no_grad():
+            _, log_probs, _, _ = policy.evaluate_actions(batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions)
+        seen.append(((log_probs - batch.old_action_log_probs).exp(), original(batch)))
+        return seen[-1][1]
+
+    agent._losses = spy
+    metrics = agent.update(rollouts)
+    first_ratio, first_losses = seen[0]
+    torch.testing.assert_close(first_ratio, torch.ones_like(first_ratio), atol=1e-6, rtol=0)
+    assert first_losses["clipfrac"].item() == 0.0
+    assert abs(first_losses["approx_kl"].item()) < 1e-7
+    # later minibatches see a changed policy
+    assert not torch.allclose(seen[-1][0], torch.ones_like(seen[-1][0]))
+    assert set(metrics) >= {"policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "explained_variance"}
+    assert metrics["num_gradient_steps"] == 16
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_target_kl_stops_the_update_early():
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(3))
+    rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3))
+    agent = PPO(policy, **PPO_KWARGS, target_kl=1e-9)
+    metrics = agent.update(rollouts)
+    # the first minibatch has KL 0 and steps; the second already exceeds 1e-9 and stops
+    assert metrics["num_gradient_steps"] == 1
+
+
+def test_update_reduces_the_loss_on_fixed_data():
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(3))
+    rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3))
+    agent = PPO(policy, **{**PPO_KWARGS, "ppo_epoch": 10})
+    first = agent.update(rollouts)
+    second = agent.update(rollouts)
+    assert second["value_loss"] < first["value_loss"]
