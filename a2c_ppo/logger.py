@@ -59,6 +59,7 @@ class Logger:
         if new_file:
             self._csv.writeheader()
         self._bar_drawn = False
+        self._last_draw = 0.0
 
     def scalars(self, step: int, values: dict[str, float], update: int | None = None) -> None:
         """Log ``values`` (TensorBoard keys) at env step ``step`` to TensorBoard and CSV."""
@@ -76,11 +77,13 @@ class Logger:
         self.stream.flush()
 
     def progress(self, step: int) -> None:
-        """Redraw the progress bar (terminals only)."""
-        if not self.is_tty:
+        """Redraw the progress bar (terminals only, at most 10 times a second)."""
+        now = time.monotonic()
+        if not self.is_tty or now - self._last_draw < 0.1:
             return
+        self._last_draw = now
         done = min(step / self.total_steps, 1.0)
-        elapsed = time.monotonic() - self.start_time
+        elapsed = now - self.start_time
         rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
         eta = (self.total_steps - step) / rate if rate > 0 else 0.0
         width = 30

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from a2c_ppo.algo import PPO
+from a2c_ppo.arguments import parse_args
 from a2c_ppo.model import CNNBase, MLPBase, Policy, make_policy
 from tests.helpers import BOX_OBS, rollout_from_policy
 
@@ -170,11 +171,18 @@ def test_main_trains_a_recurrent_policy_on_cartpole(tmp_path, flags):
     assert (tmp_path / "models" / "ppo" / "CartPole-v1.pt").is_file()
 
 
-def test_main_explains_too_few_sequences(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "main.py"), "--recurrent-policy", "--num-processes", "2", "--num-mini-batch", "4",
-         "--log-dir", str(tmp_path), "--save-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )
-    assert proc.returncode == 2
-    assert "--recurrent-chunk-length" in proc.stderr and "2 x 32 / 32 = 2 sequences" in proc.stderr
+def test_flags_explain_too_few_sequences(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--recurrent-policy", "--num-processes", "2", "--num-mini-batch", "4"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--recurrent-chunk-length" in err and "2 x 32 / 32 = 2 sequences" in err
+    # Chunks of 8 steps make 2 x 4 = 8 sequences: enough for 4 minibatches.
+    args = parse_args(["--recurrent-policy", "--num-processes", "2", "--num-mini-batch", "4", "--recurrent-chunk-length", "8"])
+    assert args.recurrent_chunk_length == 8 and args.recurrent_type == "gru"
+
+
+def test_flags_reject_a_chunk_length_that_does_not_divide_num_steps(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--recurrent-policy", "--num-steps", "32", "--recurrent-chunk-length", "5"])
+    assert "does not divide --num-steps 32" in capsys.readouterr().err

@@ -349,6 +349,7 @@ class SubprocVecEnv(VectorEnv):
         self.autoreset_mode = AutoresetMode.SAME_STEP
         self._procs: list = []
         self._conns: list = []
+        self._pids: list[int] = []
         self._finalizer = None
         self._pending: list[int] = []  # workers whose reply to the last command is unread
 
@@ -403,6 +404,7 @@ class SubprocVecEnv(VectorEnv):
                 proc.start()
                 child_conn.close()  # our copy: the worker's death then shows as EOF here
                 self._procs.append(proc)
+                self._pids.append(proc.pid)
                 self._conns.append(parent_conn)
             self._pollers = []
             for conn in self._conns:
@@ -416,12 +418,6 @@ class SubprocVecEnv(VectorEnv):
             raise
 
     # ----------------------------------------------------------------- plumbing
-
-    def _worker_of(self, env_index: int) -> int:
-        for w, (lo, hi) in enumerate(self._bounds):
-            if lo <= env_index < hi:
-                return w
-        return -1
 
     def _died(self, w: int, what: str) -> EnvWorkerError:
         proc = self._procs[w]
@@ -444,63 +440,75 @@ class SubprocVecEnv(VectorEnv):
             worker_index=w,
         )
 
+    def _fatal(self, exc: EnvWorkerError) -> None:
+        """Close everything (the envs' state is unknown now), then raise ``exc``."""
+        self.close(timeout=1.0)
+        raise exc
+
     def _recv(self, w: int, what: str) -> bytes:
-        """One reply from worker ``w``; raises EnvWorkerError if the worker died."""
+        """One reply from worker ``w``; a dead worker is fatal."""
         poller, conn, proc = self._pollers[w], self._conns[w], self._procs[w]
         timeout_ms = int(self.poll_interval * 1000)
         while not poller.poll(timeout_ms):
             if not proc.is_alive():
-                raise self._died(w, what)
+                self._fatal(self._died(w, what))
         try:
             return conn.recv_bytes()
         except (EOFError, OSError):
-            raise self._died(w, what) from None
+            pass  # raised below, outside the handler, so no EOFError shows as its context
+        self._fatal(self._died(w, what))
+        raise AssertionError("unreachable")
 
-    def _gather(self, what: str) -> list[bytes]:
-        """Read the pending replies of all workers; raise the first fault after reading all."""
+    def _gather(self, what: str, *, fatal: bool = True, drain: bool = False) -> list[bytes]:
+        """Read the pending reply of every worker, in order.
+
+        An error reply raises EnvWorkerError at once, without waiting for the other workers
+        (their replies stay pending and are discarded before the next command); with
+        ``fatal`` the vector env is closed first. ``drain`` ignores error replies (they
+        belong to a call whose error was already raised).
+        """
         replies: list[bytes] = [b""] * self.num_workers
-        error: EnvWorkerError | None = None
-        for w in list(self._pending):
-            try:
-                reply = self._recv(w, what)
-            except EnvWorkerError as exc:
-                error = error or exc
-                self._pending.remove(w)
-                continue
-            self._pending.remove(w)
-            if reply[:1] == _REPLY_ERROR and error is None:
+        while self._pending:
+            w = self._pending[0]
+            reply = self._recv(w, what)  # an interrupt here leaves w pending: nothing is lost
+            self._pending.pop(0)
+            if reply[:1] == _REPLY_ERROR:
+                if drain:
+                    continue
                 env_index, phase, summary, tb = pickle.loads(reply[1:])
-                error = EnvWorkerError(
+                exc = EnvWorkerError(
                     f"env {env_index} (worker {w}) raised during {phase}: {summary}\n"
                     f"--- worker traceback ---\n{tb.rstrip()}",
                     env_index=env_index,
                     worker_index=w,
                     traceback_text=tb,
                 )
+                if fatal:
+                    self._fatal(exc)
+                raise exc
             replies[w] = reply
-        if error is not None:
-            raise error
         return replies
 
-    def _send_all(self, msg: bytes) -> None:
+    def _begin(self) -> None:
+        """Before a command: refuse when closed; drop replies of an interrupted command."""
         if self.closed:
             raise RuntimeError("SubprocVecEnv is closed")
-        if self._pending:  # a previous call was interrupted (e.g. Ctrl-C): discard its replies
-            self._gather("finishing an interrupted call")
-        for w, conn in enumerate(self._conns):
-            try:
-                conn.send_bytes(msg)
-            except (OSError, ValueError):
-                raise self._died(w, "sending a command") from None
-            self._pending.append(w)
+        if self._pending:  # e.g. Ctrl-C arrived while waiting for the last step
+            self._gather("finishing an interrupted command", drain=True)
 
-    def _fatal(self, exc: EnvWorkerError) -> None:
-        self.close(timeout=1.0)
-        raise exc
+    def _send(self, w: int, msg: bytes) -> None:
+        try:
+            self._conns[w].send_bytes(msg)
+            self._pending.append(w)
+            return
+        except (OSError, ValueError):
+            pass
+        self._fatal(self._died(w, "receiving a command"))
 
     # ----------------------------------------------------------------- VectorEnv API
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Reset all envs (or those in ``options["reset_mask"]``); ``seed=s`` gives env ``i`` ``s + i``."""
         n = self.num_envs
         if seed is None:
             seeds: list[int | None] = [None] * n
@@ -518,17 +526,11 @@ class SubprocVecEnv(VectorEnv):
                 raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
             if not mask.any():
                 raise ValueError("options['reset_mask'] must select at least one env")
-        try:
-            for w, (lo, hi) in enumerate(self._bounds):
-                payload = (seeds[lo:hi], options, None if mask is None else mask[lo:hi])
-                self._conns[w].send_bytes(_CMD_RESET + cloudpickle.dumps(payload))
-                self._pending.append(w)
-        except (OSError, ValueError):
-            self._fatal(self._died(w, "sending reset"))
-        try:
-            replies = self._gather("resetting")
-        except EnvWorkerError as exc:
-            self._fatal(exc)
+        self._begin()
+        for w, (lo, hi) in enumerate(self._bounds):
+            payload = (seeds[lo:hi], options, None if mask is None else mask[lo:hi])
+            self._send(w, _CMD_RESET + cloudpickle.dumps(payload))
+        replies = self._gather("resetting")
         infos: dict[str, Any] = {}
         entries = [e for r in replies if r for e in pickle.loads(r[1:])]
         for env_index, info in sorted(entries, key=lambda e: e[0]):
@@ -537,6 +539,7 @@ class SubprocVecEnv(VectorEnv):
         return obs, infos
 
     def step(self, actions):
+        """Step every env; finished episodes are reset at once (same-step autoreset)."""
         act = np.asarray(actions)
         if act.shape != self._act_buf.shape:
             try:
@@ -545,25 +548,11 @@ class SubprocVecEnv(VectorEnv):
                 raise ValueError(
                     f"actions of shape {np.shape(actions)} do not fit action space {self.action_space}"
                 ) from None
-        if self.closed:
-            raise RuntimeError("SubprocVecEnv is closed")
-        if self._pending:  # a previous call was interrupted (e.g. Ctrl-C): discard its replies
-            try:
-                self._gather("finishing an interrupted call")
-            except EnvWorkerError as exc:
-                self._fatal(exc)
+        self._begin()
         self._act_buf[...] = act
-        conns = self._conns
-        try:
-            for conn in conns:
-                conn.send_bytes(_CMD_STEP)
-        except (OSError, ValueError):
-            self._fatal(self._died(conns.index(conn), "sending step"))
-        self._pending.extend(range(self.num_workers))
-        try:
-            replies = self._gather("stepping")
-        except EnvWorkerError as exc:
-            self._fatal(exc)
+        for w in range(self.num_workers):
+            self._send(w, _CMD_STEP)
+        replies = self._gather("stepping")
         infos: dict[str, Any] = {}
         for reply in replies:
             if reply:
@@ -582,9 +571,15 @@ class SubprocVecEnv(VectorEnv):
         )
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        """Call (or read, if not callable) ``name`` on every env; results in env order."""
-        self._send_all(_CMD_CALL + cloudpickle.dumps((name, args, kwargs)))
-        replies = self._gather(f"calling {name!r}")
+        """Call (or read, if not callable) ``name`` on every env; results in env order.
+
+        An exception in an env raises EnvWorkerError but leaves the vector env usable.
+        """
+        self._begin()
+        msg = _CMD_CALL + cloudpickle.dumps((name, args, kwargs))
+        for w in range(self.num_workers):
+            self._send(w, msg)
+        replies = self._gather(f"calling {name!r}", fatal=False)
         return tuple(r for reply in replies for r in pickle.loads(reply[1:]))
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
@@ -596,22 +591,18 @@ class SubprocVecEnv(VectorEnv):
             values = [values] * self.num_envs
         if len(values) != self.num_envs:
             raise ValueError(f"set_attr needs num_envs={self.num_envs} values, got {len(values)}")
-        if self.closed:
-            raise RuntimeError("SubprocVecEnv is closed")
-        if self._pending:
-            self._gather("finishing an interrupted call")
+        self._begin()
         for w, (lo, hi) in enumerate(self._bounds):
-            self._conns[w].send_bytes(_CMD_SET_ATTR + cloudpickle.dumps((name, list(values[lo:hi]))))
-            self._pending.append(w)
-        self._gather(f"setting {name!r}")
+            self._send(w, _CMD_SET_ATTR + cloudpickle.dumps((name, list(values[lo:hi]))))
+        self._gather(f"setting {name!r}", fatal=False)
 
     def render(self) -> tuple[Any, ...]:
         return self.call("render")
 
     @property
     def worker_pids(self) -> list[int]:
-        """The pids of the worker processes (for monitoring and tests)."""
-        return [p.pid for p in self._procs]
+        """The pids of the worker processes (for monitoring and tests; kept after close)."""
+        return list(self._pids)
 
     def close_extras(self, timeout: float | None = None, **kwargs: Any) -> None:
         """Stop the workers: ask, wait ``timeout`` (default ``close_timeout``), terminate, kill."""

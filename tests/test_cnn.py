@@ -1,0 +1,86 @@
+"""The Nature CNN base: shapes, scaling, initialisation, space checks, end-to-end training."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from a2c_ppo.arguments import parse_args
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.model import CNNBase, MLPBase, Policy, default_base
+from a2c_ppo.train import run
+
+ATARI_OBS = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+
+
+def test_default_base_picks_the_cnn_for_images_and_the_mlp_for_vectors():
+    cnn = default_base(ATARI_OBS, {})
+    assert isinstance(cnn, CNNBase) and cnn.output_size == 512 and not cnn.is_recurrent
+    assert isinstance(default_base(gym.spaces.Box(-1, 1, (4,), np.float32), {}), MLPBase)
+    recurrent = default_base(ATARI_OBS, {"recurrent": True, "rnn_type": "lstm", "hidden_size": 256})
+    assert recurrent.recurrent_hidden_state_size == 512 and recurrent.output_size == 256
+
+
+def test_nature_trunk_layers_and_shapes():
+    base = CNNBase((4, 84, 84))
+    convs = [m for m in base.main if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
+    linear = [m for m in base.main if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(64 * 7 * 7, 512)]
+    policy = Policy(ATARI_OBS, gym.spaces.Discrete(6))
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    value, action, log_prob, hxs = policy.act(obs, torch.zeros(3, 1), torch.ones(3, 1))
+    assert value.shape == (3, 1) and action.shape == (3, 1) and log_prob.shape == (3, 1) and hxs.shape == (3, 1)
+
+
+def test_uint8_frames_are_scaled_inside_the_model():
+    base = CNNBase((4, 36, 36))
+    frames = torch.randint(0, 256, (2, 4, 36, 36), dtype=torch.uint8)
+    unscaled = CNNBase((4, 36, 36), scale=1.0)
+    unscaled.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        a = base(frames, torch.zeros(2, 1), torch.ones(2, 1))
+        b = unscaled(frames.float() / 255.0, torch.zeros(2, 1), torch.ones(2, 1))
+    for u, v in zip(a, b):
+        torch.testing.assert_close(u, v)
+    # A float image space is not rescaled.
+    assert default_base(gym.spaces.Box(0.0, 1.0, (1, 40, 40), np.float32), {}).scale == 1.0
+
+
+def test_orthogonal_init_with_relu_gain_and_unit_critic_gain():
+    base = CNNBase((4, 84, 84))
+    for module in base.main:
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            w = module.weight.reshape(module.weight.shape[0], -1)
+            # rows are orthogonal with norm sqrt(2) (fewer rows than columns in every layer)
+            torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(w.shape[0]), atol=1e-4, rtol=0)
+            assert torch.all(module.bias == 0)
+    w = base.critic_linear.weight
+    assert math.isclose(w.norm().item(), 1.0, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("shape,match", [((4, 32, 32), "at least 36x36"), ((84, 84, 3), "channels-last"), ((4, 84), "1-D Box")])
+def test_unusable_image_shapes_are_explained(shape, match):
+    with pytest.raises(ValueError, match=match):
+        default_base(gym.spaces.Box(0, 255, shape, np.uint8), {})
+
+
+@pytest.mark.parametrize("extra", [[], ["--recurrent-policy", "--recurrent-chunk-length", "4", "--num-mini-batch", "4"]])
+def test_cnn_policy_trains_end_to_end_on_a_small_image_env(tmp_path, extra):
+    argv = [
+        "--env-name", "a2c_ppo.envs.memory_envs:make_image_target", "--num-processes", "2", "--num-steps", "8",
+        "--num-env-steps", "32", "--ppo-epoch", "2", "--num-mini-batch", "2", "--log-interval", "1",
+        "--vec-env", "sync", "--num-threads", "1", "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"),
+        *extra,
+    ]
+    args = parse_args(argv)
+    result = run(args)
+    assert result.env_steps == 32 and not result.interrupted
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint["spaces"]["observation"]["shape"] == [4, 48, 48]
+    assert any(key.startswith("base.main.") for key in checkpoint["model"])
+    assert ("base.rnn.weight_hh_l0" in checkpoint["model"]) == bool(extra)

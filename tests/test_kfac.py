@@ -1,0 +1,246 @@
+"""K-FAC: Kronecker factors, the damped preconditioner and the KL-clipped step in closed form."""
+
+from __future__ import annotations
+
+import io
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from a2c_ppo.algo import ACKTR, KFACOptimizer
+from a2c_ppo.model import MLPBase, Policy
+from tests.helpers import BOX_OBS, rollout_from_policy
+
+DAMPING = 1e-2
+
+
+def sampled_fisher_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -log softmax(logits)[label]."""
+    return F.cross_entropy(logits, labels)
+
+
+def record_stats(opt: KFACOptimizer, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One recorded forward pass + sampled-Fisher backward; returns the outputs."""
+    with opt.recording():
+        out = model(x)
+    opt.accumulate_stats(sampled_fisher_loss(out, labels))
+    return out
+
+
+def setup_linear(bias: bool = True, **kwargs):
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2, bias=bias).double()
+    x = torch.randn(7, 3, dtype=torch.float64)
+    labels = torch.randint(0, 2, (7,))
+    opt = KFACOptimizer(model, **{"lr": 0.1, "momentum": 0.0, "damping": DAMPING, "kl_clip": 1e9, **kwargs})
+    return model, x, labels, opt
+
+
+def damped_fisher(A: torch.Tensor, G: torch.Tensor, damping: float = DAMPING) -> torch.Tensor:
+    """The damped Kronecker Fisher of vec(M), M (out, in[+1]) flattened row-major."""
+    return torch.kron(G, A) + damping * torch.eye(G.shape[0] * A.shape[0], dtype=A.dtype)
+
+
+def grad_matrix(model: nn.Module) -> torch.Tensor:
+    m = model.weight.grad.reshape(model.weight.shape[0], -1)
+    return torch.cat([m, model.bias.grad[:, None]], 1) if model.bias is not None else m
+
+
+def test_linear_factors_are_input_and_output_gradient_second_moments():
+    model, x, labels, opt = setup_linear(stat_decay=0.9)
+    out = record_stats(opt, model, x, labels)
+    a = torch.cat([x, torch.ones(7, 1, dtype=x.dtype)], 1)  # homogeneous coordinate for the bias
+    g = torch.softmax(out.detach(), 1) - F.one_hot(labels, 2)  # d(-log p_label)/d logits, per sample
+    state = opt.state[model.weight]
+    torch.testing.assert_close(state["A"], a.t() @ a / 7)
+    torch.testing.assert_close(state["G"], g.t() @ g / 7)
+    assert model.weight.grad is None  # statistics do not touch .grad
+
+    x2 = torch.randn(7, 3, dtype=torch.float64)
+    out2 = record_stats(opt, model, x2, labels)
+    a2 = torch.cat([x2, torch.ones(7, 1, dtype=x.dtype)], 1)
+    g2 = torch.softmax(out2.detach(), 1) - F.one_hot(labels, 2)
+    torch.testing.assert_close(state["A"], 0.9 * a.t() @ a / 7 + 0.1 * a2.t() @ a2 / 7)
+    torch.testing.assert_close(state["G"], 0.9 * g.t() @ g / 7 + 0.1 * g2.t() @ g2 / 7)
+
+
+def test_conv_factors_use_patches_and_sum_output_gradients_over_locations():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, kernel_size=2, stride=1, padding=1).double()
+    B = 2
+    x = torch.randn(B, 2, 3, 3, dtype=torch.float64)
+    opt = KFACOptimizer(conv, lr=0.1, momentum=0.0, damping=DAMPING, kl_clip=1e9)
+    with opt.recording():
+        out = conv(x)
+    R = torch.randn_like(out)  # loss_b = <out_b, R_b>: d loss_b / d out_b = R_b
+    opt.accumulate_stats((out * R).sum() / B)
+
+    xp = F.pad(x, (1, 1, 1, 1))
+    Ho, Wo = out.shape[2:]
+    patches = [xp[:, :, i : i + 2, j : j + 2].reshape(B, -1) for i in range(Ho) for j in range(Wo)]
+    a = torch.cat([torch.stack(patches, 1).reshape(-1, 8), torch.ones(B * Ho * Wo, 1, dtype=x.dtype)], 1)
+    A = a.t() @ a / (B * Ho * Wo)
+    G = sum(R[b, :, i, j][:, None] * R[b, :, i, j][None, :] for b in range(B) for i in range(Ho) for j in range(Wo)) / B
+    state = opt.state[conv.weight]
+    torch.testing.assert_close(state["A"], A)
+    torch.testing.assert_close(state["G"], G)
+
+
+@pytest.mark.parametrize("layer", ["linear", "linear-no-bias", "conv"])
+def test_preconditioned_gradient_equals_the_damped_kronecker_closed_form(layer):
+    torch.manual_seed(0)
+    if layer == "conv":
+        model = nn.Sequential(nn.Conv2d(2, 3, 2, stride=2), nn.Flatten()).double()
+        x = torch.randn(5, 2, 4, 4, dtype=torch.float64)
+        module = model[0]
+    else:
+        model = nn.Linear(3, 2, bias=layer == "linear").double()
+        x = torch.randn(7, 3, dtype=torch.float64)
+        module = model
+    lr = 0.1
+    opt = KFACOptimizer(model, lr=lr, momentum=0.0, damping=DAMPING, kl_clip=1e9)
+    with opt.recording():
+        out = model(x)
+    labels = torch.randint(0, out.shape[1], (x.shape[0],))
+    opt.accumulate_stats(sampled_fisher_loss(out, labels))
+    target = torch.randn_like(out)
+    ((out - target) ** 2).mean().backward(retain_graph=True)
+
+    M = grad_matrix(module)
+    state = opt.state[module.weight]
+    closed = torch.linalg.solve(damped_fisher(state["A"], state["G"]), M.reshape(-1)).reshape(M.shape)
+    opt.update_inverses()
+    torch.testing.assert_close(opt.precondition(module, M), closed)
+
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step()
+    assert opt.last_nu == 1.0
+    step = torch.cat([(b - p.detach()).reshape(module.weight.shape[0], -1) for b, p in zip(before, model.parameters())], 1)
+    torch.testing.assert_close(step, lr * closed)
+    # unclipped: the KL estimate is 0.5 lr^2 nat . grad
+    assert opt.last_kl == pytest.approx(0.5 * lr**2 * (closed * M).sum().item(), rel=1e-9)
+
+
+def applied_kl(opt: KFACOptimizer, module: nn.Module, before: list[torch.Tensor]) -> float:
+    """0.5 delta^T (G (x) A + damping I) delta of the update just applied, from the factors."""
+    params = [module.weight] + ([module.bias] if module.bias is not None else [])
+    delta = torch.cat([(p.detach() - b).reshape(module.weight.shape[0], -1) for p, b in zip(params, before)], 1)
+    state = opt.state[module.weight]
+    return 0.5 * (delta.reshape(-1) @ damped_fisher(state["A"], state["G"]) @ delta.reshape(-1)).item()
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_step_respects_the_kl_clip(momentum):
+    model, x, labels, _ = setup_linear()
+    kl_clip = 1e-4
+    opt = KFACOptimizer(model, lr=0.5, momentum=momentum, damping=DAMPING, kl_clip=kl_clip, inverse_interval=1)
+    for _ in range(3):  # later steps carry momentum
+        out = record_stats(opt, model, x, labels)
+        opt.zero_grad()
+        ((out - 1.0) ** 2).mean().backward()
+        before = [model.weight.detach().clone(), model.bias.detach().clone()]
+        opt.step()
+        assert opt.last_nu < 1.0  # clipped ...
+        assert applied_kl(opt, model, before) == pytest.approx(kl_clip, rel=1e-6)  # ... to exactly kl_clip
+        assert opt.last_kl == pytest.approx(kl_clip, rel=1e-9)
+
+    # a loose clip leaves the step alone, and its estimate stays below the clip
+    opt.param_groups[0]["kl_clip"] = 1e3
+    out = record_stats(opt, model, x, labels)
+    opt.zero_grad()
+    ((out - 1.0) ** 2).mean().backward()
+    before = [model.weight.detach().clone(), model.bias.detach().clone()]
+    opt.step()
+    assert opt.last_nu == 1.0
+    assert applied_kl(opt, model, before) == pytest.approx(opt.last_kl, rel=1e-6) and opt.last_kl <= 1e3
+
+
+class LinearWithLogStd(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 2).double()
+        self.log_std = nn.Parameter(torch.zeros(2, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.linear(x) * self.log_std.exp()
+
+
+def test_parameters_outside_linear_and_conv_get_sgd_momentum_scaled_by_the_clip():
+    torch.manual_seed(0)
+    model = LinearWithLogStd()
+    opt = KFACOptimizer(model, lr=0.5, momentum=0.9, damping=DAMPING, kl_clip=1e-5)
+    assert opt.plain_params == [model.log_std] and opt.modules_ == [model.linear]
+    x = torch.randn(7, 3, dtype=torch.float64)
+    labels = torch.randint(0, 2, (7,))
+    out = record_stats(opt, model, x, labels)
+    opt.zero_grad()
+    ((out - 1.0) ** 2).mean().backward()
+    grad = model.log_std.grad.clone()
+    opt.step()
+    assert opt.last_nu < 1.0
+    torch.testing.assert_close(model.log_std.detach(), -0.5 * opt.last_nu * grad)
+
+
+def test_state_dict_round_trips_through_weights_only_load():
+    model, x, labels, opt = setup_linear(momentum=0.9, kl_clip=1e-3)
+    twin = nn.Linear(3, 2).double()
+
+    def train_step(o, m):
+        out = record_stats(o, m, x, labels)
+        o.zero_grad()
+        ((out - 1.0) ** 2).mean().backward()
+        o.step()
+
+    train_step(opt, model)
+    twin.load_state_dict(model.state_dict())
+    twin_opt = KFACOptimizer(twin, lr=0.1)
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    twin_opt.load_state_dict(torch.load(buffer, weights_only=True))
+    assert twin_opt.steps == 1 and twin_opt.param_groups[0]["kl_clip"] == 1e-3
+    train_step(opt, model)
+    train_step(twin_opt, twin)
+    torch.testing.assert_close(twin.weight, model.weight)
+    torch.testing.assert_close(twin.bias, model.bias)
+
+
+def test_a_layer_used_twice_in_one_recorded_pass_is_refused():
+    model, x, _, opt = setup_linear()
+    with pytest.raises(RuntimeError, match="ran twice"):
+        with opt.recording():
+            model(model(x)[:, :1].repeat(1, 3))
+
+
+def test_step_without_statistics_is_refused():
+    model, x, _, opt = setup_linear()
+    model(x).sum().backward()
+    with pytest.raises(RuntimeError, match="no Kronecker factors"):
+        opt.step()
+
+
+@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "gaussian"])
+def test_acktr_update_on_a_policy_respects_the_kl_clip(action_space):
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, action_space, base=MLPBase(4, hidden_size=6))
+    rollouts = rollout_from_policy(policy, BOX_OBS, action_space, T=10, N=4)
+    kl_clip = 1e-3
+    agent = ACKTR(policy, value_loss_coef=0.5, entropy_coef=0.01, lr=0.25, kl_clip=kl_clip)
+    opt = agent.optimizer
+    linears = [m for m in policy.modules() if isinstance(m, nn.Linear)]
+    assert opt.modules_ == linears and len(linears) == 6
+    before = {m: [p.detach().clone() for p in (m.weight, m.bias)] for m in linears}
+    metrics = agent.update(rollouts)
+    assert {"policy_loss", "value_loss", "entropy", "explained_variance", "kl_estimate"} <= set(metrics)
+    # every layer got statistics from the sampled Fisher loss, and the first step's
+    # quadratic KL estimate (summed over layers, from the factors) is within the clip
+    total = sum(applied_kl(opt, m, before[m]) for m in linears)
+    assert total == pytest.approx(metrics["kl_estimate"], rel=1e-4)
+    assert total <= kl_clip * (1 + 1e-4)
+    if opt.last_nu < 1.0:
+        assert total == pytest.approx(kl_clip, rel=1e-4)
+    assert opt.steps == 1
