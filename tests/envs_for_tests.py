@@ -17,8 +17,10 @@ class CounterEnv(gym.Env):
 
     The episode ends by termination at ``terminate_at``, by truncation at ``truncate_at``, or,
     with ``random_length``, after a seeded random 2..8 steps, terminated or truncated at
-    random. ``raise_at``: ``step`` raises ``ValueError`` when ``t`` would reach it. The step
-    info is ``{"t": t}`` every ``info_every`` steps (else empty), the reset info ``{"noise": .}``.
+    random. ``raise_at``: ``step`` raises ``ValueError`` when ``t`` would reach it. Every
+    ``info_every`` steps the step info is ``{"t": t}`` (or, by ``info_kind``, numpy scalars,
+    types that change with ``t``, or nested dicts, arrays and strings); else it is empty. The
+    reset info is ``{"noise": .}``.
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -32,6 +34,7 @@ class CounterEnv(gym.Env):
         raise_at: int | None = None,
         random_length: bool = False,
         info_every: int = 0,
+        info_kind: str = "int",
         render_mode: str | None = None,
     ) -> None:
         self.terminate_at = terminate_at
@@ -39,6 +42,7 @@ class CounterEnv(gym.Env):
         self.raise_at = raise_at
         self.random_length = random_length
         self.info_every = info_every
+        self.info_kind = info_kind
         self.render_mode = render_mode
         self.t = 0
         self.noise = 0.0
@@ -68,8 +72,18 @@ class CounterEnv(gym.Env):
         if self.random_length and self.t >= self.length:
             truncated = truncated or self.ends_by_truncation
             terminated = terminated or not self.ends_by_truncation
-        info = {"t": self.t} if self.info_every and self.t % self.info_every == 0 else {}
+        info = self._info() if self.info_every and self.t % self.info_every == 0 else {}
         return self._obs(float(action)), float(self.t + action), terminated, truncated, info
+
+    def _info(self) -> dict:
+        t = self.t
+        if self.info_kind == "numpy":  # like MuJoCo's infos
+            return {"x": np.float64(t * 0.1), "y": np.float32(t / 3), "n": np.int32(t)}
+        if self.info_kind == "mixed":  # the type of a key depends on the step
+            return {"t": t, "v": float(t) if t % 2 else np.float32(t)}
+        if self.info_kind == "nested":
+            return {"t": t, "sub": {"a": t, "b": np.array([t, -t])}, "s": f"step{t}"}
+        return {"t": t}
 
     def render(self):
         return np.full((2, 2, 3), self.t, dtype=np.uint8)

@@ -244,3 +244,21 @@ def test_acktr_update_on_a_policy_respects_the_kl_clip(action_space):
     if opt.last_nu < 1.0:
         assert total == pytest.approx(kl_clip, rel=1e-4)
     assert opt.steps == 1
+
+
+def test_acktr_update_on_a_cnn_policy_factors_every_conv_and_linear():
+    from a2c_ppo.model import CNNBase
+    from tests.test_a2c import image_rollout
+
+    torch.manual_seed(0)
+    obs_space = gym.spaces.Box(0, 255, (2, 36, 36), np.uint8)
+    policy = Policy(obs_space, gym.spaces.Discrete(3), base=CNNBase((2, 36, 36), hidden_size=16))
+    rollouts = image_rollout(policy, obs_space, gym.spaces.Discrete(3), T=4, N=2)
+    agent = ACKTR(policy, value_loss_coef=0.5, entropy_coef=0.01, lr=0.25, kl_clip=1e-3)
+    opt = agent.optimizer
+    assert sum(isinstance(m, nn.Conv2d) for m in opt.modules_) == 3 and not opt.plain_params
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    metrics = agent.update(rollouts)
+    assert all("QA" in opt.state[m.weight] for m in opt.modules_)
+    assert metrics["kl_estimate"] <= 1e-3 * (1 + 1e-6)
+    assert all(not torch.equal(before[n], p.detach()) for n, p in policy.named_parameters())

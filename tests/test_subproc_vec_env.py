@@ -117,6 +117,17 @@ def test_matches_sync_and_seeds_do_not_depend_on_worker_count():
     assert not np.array_equal(other[0][0], expected[0][0])
 
 
+@pytest.mark.parametrize("info_kind", ["numpy", "mixed", "nested"])
+def test_infos_match_sync(info_kind):
+    fns = [partial(CounterEnv, random_length=True, info_every=1 + i % 2, info_kind=info_kind) for i in range(5)]
+    rng = np.random.default_rng(2)
+    actions = [rng.integers(0, 3, size=5) for _ in range(30)]
+    expected = rollout(SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP), actions, seed=0)
+    got = rollout(SubprocVecEnv(fns, num_workers=3), actions, seed=0)
+    for t, (g, e) in enumerate(zip(got, expected)):
+        assert_same(g, e, f"t={t}")
+
+
 def test_matches_sync_on_cartpole():
     fns = [make_env_fn("CartPole-v1") for _ in range(4)]
     rng = np.random.default_rng(0)
@@ -361,8 +372,8 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "crash"])
-def test_no_orphans_after_ctrl_c_or_crash(how, tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "crash", "main-killed"])
+def test_no_orphans_after_ctrl_c_crash_or_kill(how, tmp_path):
     script = tmp_path / "loop.py"
     script.write_text(_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -382,9 +393,13 @@ def test_no_orphans_after_ctrl_c_or_crash(how, tmp_path):
         if how == "ctrl-c":
             time.sleep(0.2)
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        elif how == "main-killed":
+            time.sleep(0.2)
+            os.kill(proc.pid, signal.SIGKILL)  # no cleanup code runs: workers must notice
         _, err = proc.communicate(timeout=20)
-        expected = "KeyboardInterrupt" if how == "ctrl-c" else "the training loop crashed"
-        assert expected in err
+        if how != "main-killed":
+            expected = "KeyboardInterrupt" if how == "ctrl-c" else "the training loop crashed"
+            assert expected in err
         assert "EOFError" not in err and "BrokenPipe" not in err
         assert wait_gone(pids) == []
     finally:

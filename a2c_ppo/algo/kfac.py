@@ -186,6 +186,16 @@ class KFACOptimizer(torch.optim.Optimizer):
             self._update_factor(state, "G", G, decay)
         self._captured.clear()
 
+    @staticmethod
+    def _eigh(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eigenvalues (clamped at 0) and eigenvectors of a symmetric PSD factor."""
+        try:
+            d, Q = torch.linalg.eigh(matrix)
+        except torch.linalg.LinAlgError:  # rare non-convergence in float32: retry in float64
+            d, Q = torch.linalg.eigh(matrix.double())
+            d, Q = d.to(matrix.dtype), Q.to(matrix.dtype)
+        return d.clamp_(min=0.0), Q
+
     @torch.no_grad()
     def update_inverses(self) -> None:
         """Eigendecompose every layer's current A and G."""
@@ -193,10 +203,8 @@ class KFACOptimizer(torch.optim.Optimizer):
             state = self.state[module.weight]
             if "A" not in state:
                 continue
-            dA, QA = torch.linalg.eigh(state["A"])
-            dG, QG = torch.linalg.eigh(state["G"])
-            state["dA"], state["QA"] = dA.clamp_(min=0.0), QA
-            state["dG"], state["QG"] = dG.clamp_(min=0.0), QG
+            state["dA"], state["QA"] = self._eigh(state["A"])
+            state["dG"], state["QG"] = self._eigh(state["G"])
 
     # ----- the step ---------------------------------------------------------------------
 

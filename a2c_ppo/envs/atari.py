@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, TransformReward
 
-__all__ = ["wrap_atari", "EpisodicLife", "FireReset", "sign_reward"]
+__all__ = ["wrap_atari", "EpisodicLife", "FireReset", "needs_fire_reset", "sign_reward"]
 
 
 def sign_reward(reward: float) -> float:
@@ -86,7 +86,7 @@ class FireReset(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         for action in (1, 2):
-            obs, _, terminated, truncated, step_info = self.env.step(action)
+            obs, _, terminated, truncated, _ = self.env.step(action)
             if terminated or truncated:
                 obs, info = self.env.reset()
         return obs, info

@@ -136,9 +136,9 @@ def make_vec_envs(
     ``"subproc"`` on ``num_workers`` worker processes (``SubprocVecEnv``; default one per
     CPU). ``"auto"`` times a few steps of one env built here and takes ``subproc`` only where
     that is faster: ``num_envs > 1``, more than one worker, no ``render_mode``, and
-    ``num_envs * step_time * (1 - 1/workers)`` above the ~100 us a subprocess round trip
-    costs (see ``subproc_vec_env.choose_vec_env``). On 2 cores that means ``sync`` for
-    classic control such as CartPole x8, ``subproc`` for MuJoCo and Atari.
+    ``num_envs * step_time * (1 - 1/workers)`` above the ~250 us per step that going through
+    worker processes costs (see ``subproc_vec_env.choose_vec_env``). On 2 cores that means
+    ``sync`` for classic control (CartPole x8) and MuJoCo x8, ``subproc`` for Atari.
     """
     fns = [
         make_env_fn(env_id, render_mode=render_mode, clip_reward=clip_reward, video_dir=video_dir) for _ in range(num_envs)

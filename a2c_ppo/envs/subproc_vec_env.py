@@ -130,6 +130,78 @@ def _check_space(space: gym.Space, what: str) -> None:
         )
 
 
+# --------------------------------------------------------------------------- infos
+#
+# The vectorised infos must be exactly what gymnasium's ``VectorEnv._add_info`` builds when
+# fed env by env (SyncVectorEnv). Most steps' infos are flat dicts of scalars (MuJoCo's
+# positions, ALE's lives and frame numbers); pickling numpy scalars and calling
+# ``_add_info`` per env and key is slow, so workers send those as columns of plain Python
+# values with their type, and the main process builds one array per key. Anything else
+# (a finished episode, nested dicts, arrays, mixed types) takes ``_add_info`` itself.
+
+_PLAIN = (int, float, bool)
+
+
+def _encode_columns(plain: list[tuple[int, dict]]) -> dict[str, tuple[type, list[int], list]] | None:
+    """``{key: (type, env indices, values)}`` for flat scalar infos, keys in order of first
+    appearance, values as Python scalars (exact: ``type(value)`` restores them). ``None``
+    if some info is not of that kind."""
+    columns: dict[str, tuple[type, list[int], list]] = {}
+    for env_index, info in plain:
+        for key, value in info.items():
+            kind = type(value)
+            column = columns.get(key)
+            if column is None:
+                if kind not in _PLAIN and not issubclass(kind, np.number):
+                    return None
+                column = columns[key] = (kind, [], [])
+            elif column[0] is not kind:
+                return None
+            column[1].append(env_index)
+            column[2].append(value if kind in _PLAIN else value.item())
+    return columns
+
+
+def _decode_columns(columns: dict[str, tuple[type, list[int], list]]) -> list[tuple[int, dict]]:
+    """Back to ``(env index, info)`` pairs, values of their original types."""
+    infos: dict[int, dict] = {}
+    for key, (kind, index, values) in columns.items():
+        for env_index, value in zip(index, values):
+            infos.setdefault(env_index, {})[key] = kind(value)
+    return sorted(infos.items(), key=lambda item: item[0])
+
+
+def _columns_to_infos(blocks: list[dict], num_envs: int) -> dict[str, Any] | None:
+    """The vectorised infos from the column blocks of the workers (in env order), or
+    ``None`` if a key has different types in different blocks."""
+    merged: dict[str, tuple[type, list[int], list]] = {}
+    for columns in blocks:
+        for key, (kind, index, values) in columns.items():
+            column = merged.get(key)
+            if column is None:
+                merged[key] = (kind, list(index), list(values))
+            elif column[0] is not kind:
+                return None
+            else:
+                column[1].extend(index)
+                column[2].extend(values)
+    infos: dict[str, Any] = {}
+    everyone = None
+    for key, (kind, index, values) in merged.items():
+        # As _add_info: an array of the first value's type, zeros where an env had no value.
+        if len(index) == num_envs:  # every env has this key (indices are 0..n-1 in order)
+            if everyone is None:
+                everyone = np.ones(num_envs, dtype=np.bool_)
+            infos[key], infos[f"_{key}"] = np.array(values, dtype=kind), everyone.copy()
+        else:
+            array = np.zeros(num_envs, dtype=kind)
+            array[index] = values
+            mask = np.zeros(num_envs, dtype=np.bool_)
+            mask[index] = True
+            infos[key], infos[f"_{key}"] = array, mask
+    return infos
+
+
 # --------------------------------------------------------------------------- worker side
 
 
@@ -180,35 +252,38 @@ def _worker(
         except (EOFError, OSError):  # the main process is gone
             break
         cmd = msg[:1]
+        phase = {_CMD_STEP: "step", _CMD_RESET: "reset", _CMD_CALL: "call", _CMD_SET_ATTR: "set_attr"}.get(cmd, "?")
         try:
             if cmd == _CMD_STEP:
                 actions = act_buf.copy()  # the env may keep a reference to its action
-                entries = None
+                plain = None  # (env index, info) of envs that did not finish, with an info
+                done = None  # (env index, reset info, final obs, final info) of finished envs
                 for j in range(n):
-                    current = lo + j
+                    current, phase = lo + j, "step"
                     env = envs[j]
                     obs, reward, terminated, truncated, info = env.step(actions[j])
                     if terminated or truncated:
-                        final_obs = obs
-                        obs, reset_info = env.reset()
-                        entry = (current, True, final_obs, info, reset_info)
+                        final_obs, final_info = obs, info
+                        phase = "the autoreset after its episode ended"
+                        obs, info = env.reset()
+                        done = done or []
+                        done.append((current, info, final_obs, final_info))
                     elif info:
-                        entry = (current, False, None, info, None)
-                    else:
-                        entry = None
+                        plain = plain or []
+                        plain.append((current, info))
                     obs_buf[j] = obs
                     rew_buf[j] = reward
                     term_buf[j] = terminated
                     trunc_buf[j] = truncated
-                    if entry is not None:
-                        if entries is None:
-                            entries = [entry]
-                        else:
-                            entries.append(entry)
-                send(b"" if entries is None else _REPLY_DATA + _dumps(entries))
+                if plain is None and done is None:
+                    send(b"")
+                else:
+                    columns = _encode_columns(plain) if plain else {}
+                    payload = (columns, done or []) if columns is not None else (plain, done or [])
+                    send(_REPLY_DATA + _dumps(payload))
             elif cmd == _CMD_RESET:
                 seeds, options, mask = pickle.loads(msg[1:])
-                infos = []
+                plain = []
                 for j in range(n):
                     if mask is not None and not mask[j]:
                         continue
@@ -217,8 +292,8 @@ def _worker(
                     obs_buf[j] = obs
                     term_buf[j] = False
                     trunc_buf[j] = False
-                    infos.append((current, info))
-                send(_REPLY_DATA + _dumps(infos))
+                    plain.append((current, info))
+                send(_REPLY_DATA + _dumps((plain, [])))
             elif cmd == _CMD_CALL:
                 name, args, kwargs = cloudpickle.loads(msg[1:])
                 results = []
@@ -240,8 +315,7 @@ def _worker(
         except (EOFError, BrokenPipeError):
             break
         except BaseException:
-            what = {_CMD_STEP: "step", _CMD_RESET: "reset", _CMD_CALL: "call", _CMD_SET_ATTR: "set_attr"}.get(cmd, "?")
-            if not _send_error(conn, current, what):
+            if not _send_error(conn, current, phase):
                 break
     _close_envs(envs)
 
@@ -265,6 +339,15 @@ def _close_envs(envs: list[gym.Env]) -> None:
 
 
 # --------------------------------------------------------------------------- main side
+
+
+def _reply_waiter(conn) -> Callable[[float], bool]:
+    """``wait(timeout_s) -> bool``: is a reply (or EOF) readable? One cheap syscall on POSIX."""
+    if not hasattr(select, "poll"):
+        return conn.poll
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return lambda timeout_s: bool(poller.poll(int(timeout_s * 1000)))
 
 
 def _shutdown(procs: list, conns: list, timeout: float) -> None:
@@ -311,8 +394,8 @@ class SubprocVecEnv(VectorEnv):
     Args:
         env_fns: one constructor per env (any callable; shipped with cloudpickle).
         num_workers: worker processes; default the number of usable CPUs, capped at
-            ``len(env_fns)``. Env ``i`` lives on worker ``i * num_workers // num_envs``
-            (contiguous blocks); results do not depend on this number.
+            ``len(env_fns)``. Each worker steps a contiguous, near-equal block of envs;
+            results do not depend on this number.
         start_method: ``"forkserver"`` (default where available), ``"spawn"`` or ``"fork"``.
         copy: return copies of the shared observation buffer (default). ``False`` returns
             the buffer itself, overwritten by the next ``step`` / ``reset``.
@@ -406,11 +489,7 @@ class SubprocVecEnv(VectorEnv):
                 self._procs.append(proc)
                 self._pids.append(proc.pid)
                 self._conns.append(parent_conn)
-            self._pollers = []
-            for conn in self._conns:
-                poller = select.poll()
-                poller.register(conn.fileno(), select.POLLIN)
-                self._pollers.append(poller)
+            self._waiters = [_reply_waiter(conn) for conn in self._conns]
             self._pending = list(range(self.num_workers))
             self._gather("creating the envs")
         except BaseException:
@@ -447,9 +526,8 @@ class SubprocVecEnv(VectorEnv):
 
     def _recv(self, w: int, what: str) -> bytes:
         """One reply from worker ``w``; a dead worker is fatal."""
-        poller, conn, proc = self._pollers[w], self._conns[w], self._procs[w]
-        timeout_ms = int(self.poll_interval * 1000)
-        while not poller.poll(timeout_ms):
+        wait, conn, proc = self._waiters[w], self._conns[w], self._procs[w]
+        while not wait(self.poll_interval):
             if not proc.is_alive():
                 self._fatal(self._died(w, what))
         try:
@@ -488,6 +566,29 @@ class SubprocVecEnv(VectorEnv):
                 raise exc
             replies[w] = reply
         return replies
+
+    def _gather_infos(self, what: str) -> dict[str, Any]:
+        """The workers' replies as one vectorised info dict, exactly as SyncVectorEnv builds it."""
+        replies = [pickle.loads(reply[1:]) for reply in self._gather(what) if reply]
+        if not replies:
+            return {}
+        if all(isinstance(plain, dict) and not done for plain, done in replies):
+            infos = _columns_to_infos([plain for plain, _ in replies], self.num_envs)
+            if infos is not None:
+                return infos
+        entries: list[tuple] = []  # (env index, info, final obs, final info, done)
+        for plain, done in replies:
+            if isinstance(plain, dict):
+                plain = _decode_columns(plain)
+            entries.extend((i, info, None, None, False) for i, info in plain)
+            entries.extend((i, info, final_obs, final_info, True) for i, info, final_obs, final_info in done)
+        entries.sort(key=lambda entry: entry[0])
+        infos = {}
+        for env_index, info, final_obs, final_info, finished in entries:
+            if finished:
+                infos = self._add_info(infos, {"final_obs": final_obs, "final_info": final_info}, env_index)
+            infos = self._add_info(infos, info, env_index)
+        return infos
 
     def _begin(self) -> None:
         """Before a command: refuse when closed; drop replies of an interrupted command."""
@@ -530,11 +631,7 @@ class SubprocVecEnv(VectorEnv):
         for w, (lo, hi) in enumerate(self._bounds):
             payload = (seeds[lo:hi], options, None if mask is None else mask[lo:hi])
             self._send(w, _CMD_RESET + cloudpickle.dumps(payload))
-        replies = self._gather("resetting")
-        infos: dict[str, Any] = {}
-        entries = [e for r in replies if r for e in pickle.loads(r[1:])]
-        for env_index, info in sorted(entries, key=lambda e: e[0]):
-            infos = self._add_info(infos, info, env_index)
+        infos = self._gather_infos("resetting")
         obs = self._obs_buf.copy() if self.copy else self._obs_buf
         return obs, infos
 
@@ -552,16 +649,7 @@ class SubprocVecEnv(VectorEnv):
         self._act_buf[...] = act
         for w in range(self.num_workers):
             self._send(w, _CMD_STEP)
-        replies = self._gather("stepping")
-        infos: dict[str, Any] = {}
-        for reply in replies:
-            if reply:
-                for env_index, done, final_obs, info, reset_info in pickle.loads(reply[1:]):
-                    if done:
-                        infos = self._add_info(infos, {"final_obs": final_obs, "final_info": info}, env_index)
-                        infos = self._add_info(infos, reset_info, env_index)
-                    else:
-                        infos = self._add_info(infos, info, env_index)
+        infos = self._gather_infos("stepping")
         return (
             self._obs_buf.copy() if self.copy else self._obs_buf,
             self._rew_buf.copy(),
@@ -624,30 +712,38 @@ class SubprocVecEnv(VectorEnv):
 
 # --------------------------------------------------------------------------- choosing
 
-#: Extra time per vector step of SubprocVecEnv over stepping in-process (pipe round trips and
-#: process wake-ups), measured on a 2-core VM: ~70 us with a no-op env; rounded up.
-IPC_COST_S = 100e-6
+#: What running the envs on workers costs per vector step, beyond the env steps themselves,
+#: fitted to measurements on the 2-core development VM: pipe round trips and wake-ups
+#: (~70 us with a no-op env), info transport, and envs that step ~20-40% slower in a
+#: process that sleeps between steps (cold caches after idling). HalfCheetah x8 on 2 workers
+#: runs at parity with in-process stepping, x16 at 1.13x: the break-even below matches.
+SUBPROC_STEP_COST_S = 250e-6
 
 
 def measure_step_time(env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: int = 50, budget_s: float = 0.05) -> float:
-    """Mean seconds per ``step`` (random actions, resets included) of one env built here."""
+    """Median seconds per ``step`` (random actions) of one env built here.
+
+    The median, so that a preemption by another process during one step does not count.
+    """
     env = env_fn()
     try:
         env.reset(seed=0)
         env.action_space.seed(0)
-        elapsed, count = 0.0, 0
+        times: list[float] = []
+        spent = 0.0
         for i in range(warmup + steps):
             action = env.action_space.sample()
             start = time.perf_counter()
             _, _, terminated, truncated, _ = env.step(action)
+            elapsed = time.perf_counter() - start
             if terminated or truncated:
                 env.reset()
             if i >= warmup:
-                elapsed += time.perf_counter() - start
-                count += 1
-                if elapsed > budget_s:
+                times.append(elapsed)
+                spent += elapsed
+                if spent > budget_s:
                     break
-        return elapsed / max(count, 1)
+        return float(np.median(times))
     finally:
         env.close()
 
@@ -656,13 +752,14 @@ def choose_vec_env(env_fn: Callable[[], gym.Env], num_envs: int, num_workers: in
     """``"subproc"`` if running the envs on worker processes is expected to be faster, else ``"sync"``.
 
     With ``W`` workers, a vector step costs about ``N * t`` in-process and
-    ``N * t / W + IPC_COST_S`` on workers (``t``: one env step, measured here on one env).
-    So: ``sync`` when ``num_envs == 1`` or only one worker is possible; otherwise ``subproc``
-    when ``N * t * (1 - 1/W) > IPC_COST_S``. On a 2-core machine this picks ``sync`` for
-    classic control (CartPole: t ~ 10 us) and ``subproc`` for MuJoCo and Atari.
+    ``N * t / W + SUBPROC_STEP_COST_S`` on workers (``t``: one env step, timed here on one
+    env). So: ``sync`` when ``num_envs == 1`` or only one worker is possible; otherwise
+    ``subproc`` when ``N * t * (1 - 1/W) > SUBPROC_STEP_COST_S``. On 2 cores: ``sync`` for
+    classic control (CartPole, t ~ 10 us) and MuJoCo x8 (t ~ 45 us, a tie), ``subproc`` for
+    MuJoCo x16 and Atari (t ~ 400 us).
     """
     workers = min(num_workers or _default_num_workers(), num_envs)
     if num_envs <= 1 or workers <= 1:
         return "sync"
     t = measure_step_time(env_fn)
-    return "subproc" if num_envs * t * (1.0 - 1.0 / workers) > IPC_COST_S else "sync"
+    return "subproc" if num_envs * t * (1.0 - 1.0 / workers) > SUBPROC_STEP_COST_S else "sync"

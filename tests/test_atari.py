@@ -1,0 +1,127 @@
+"""The Atari pipeline: shapes, no-op + fire reset, episodic life, clipped vs true reward."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+ale_py = pytest.importorskip("ale_py")
+pytest.importorskip("cv2")
+
+from gymnasium.wrappers import RecordEpisodeStatistics  # noqa: E402
+
+from a2c_ppo.envs.atari import EpisodicLife, FireReset, wrap_atari  # noqa: E402
+from a2c_ppo.envs.make import make_env, make_env_fn  # noqa: E402
+from a2c_ppo.envs.subproc_vec_env import SubprocVecEnv  # noqa: E402
+
+gym.register_envs(ale_py)
+
+
+class RawRewardSum(gym.Wrapper):
+    """Sums the game's own rewards, under everything else."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.total = 0.0
+        self.max_reward = 0.0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.total += reward
+        self.max_reward = max(self.max_reward, abs(reward))
+        return obs, reward, terminated, truncated, info
+
+
+def find(env, cls):
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, cls):
+            return env
+        env = env.env
+    return None
+
+
+def test_observations_noop_and_fire_reset():
+    env = make_env("ALE/Breakout-v5")
+    try:
+        assert env.observation_space == gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        assert env.unwrapped._frameskip == 1  # skipped once, by the wrapper
+        assert env.spec is not None and env.spec.kwargs["repeat_action_probability"] == 0.25
+        assert find(env, FireReset) is not None and find(env, EpisodicLife) is not None
+        frames = set()
+        for seed in range(4):
+            obs, _ = env.reset(seed=seed)
+            assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+            assert all(np.array_equal(obs[0], obs[k]) for k in range(4))  # stack padded with the reset frame
+            # 1..30 random no-ops (1 frame each), then FIRE and one more action (4 frames each)
+            n = env.unwrapped.ale.getEpisodeFrameNumber()
+            assert 1 + 8 <= n <= 30 + 8
+            frames.add(n)
+        assert len(frames) > 1  # the number of no-ops is random
+        for _ in range(3):
+            prev = obs
+            obs, *_ = env.step(0)
+            assert obs.dtype == np.uint8 and np.array_equal(obs[:3], prev[1:])  # oldest frame first
+    finally:
+        env.close()
+    env = make_env("PongNoFrameskip-v4")
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    finally:
+        env.close()
+
+
+def test_episodic_life_clipped_reward_and_true_return():
+    raw = RawRewardSum(gym.make("ALE/SpaceInvaders-v5", frameskip=1))
+    env = wrap_atari(RecordEpisodeStatistics(raw), clip_reward=True)
+    try:
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        clipped, life_losses, episode = [], 0, None
+        for _ in range(3000):
+            _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            clipped.append(reward)
+            if terminated or truncated:
+                if "episode" in info:
+                    episode = info["episode"]
+                    break
+                life_losses += 1
+                assert env.unwrapped.ale.lives() > 0  # no game over yet: the game goes on
+                frame = env.unwrapped.ale.getEpisodeFrameNumber()
+                env.reset()  # as the vector env's autoreset would
+                assert env.unwrapped.ale.getEpisodeFrameNumber() > frame  # not a real reset
+        assert episode is not None, "no game over in 3000 steps"
+        assert life_losses >= 1 and env.unwrapped.ale.lives() == 0
+        assert set(np.unique(clipped)) <= {-1.0, 0.0, 1.0}
+        assert raw.max_reward > 1  # so clipping did something
+        assert float(episode["r"]) == raw.total > sum(clipped)
+    finally:
+        env.close()
+
+
+def test_episode_info_only_at_game_over_through_subproc():
+    envs = SubprocVecEnv([make_env_fn("ALE/Breakout-v5") for _ in range(2)], num_workers=2)
+    try:
+        obs, _ = envs.reset(seed=1)
+        assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+        rng = np.random.default_rng(0)
+        life_losses, games = 0, 0
+        for _ in range(600):
+            obs, reward, terminated, truncated, info = envs.step(rng.integers(0, 4, size=2))
+            assert obs.dtype == np.uint8
+            for i in np.flatnonzero(terminated | truncated):
+                final = info["final_info"]
+                assert info["final_obs"][i].shape == (4, 84, 84)
+                got_episode = "episode" in final and final["_episode"][i]
+                if final["lives"][i] > 0:
+                    life_losses += 1
+                    assert not got_episode
+                else:
+                    games += 1
+                    assert got_episode and final["episode"]["l"][i] > 0
+            if games:
+                break
+        assert games >= 1 and life_losses >= 1
+    finally:
+        envs.close()

@@ -1,0 +1,149 @@
+"""RunningMeanStd and VecNormalize against numpy computations of the same quantities."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from a2c_ppo.envs.normalize import VecNormalize
+from a2c_ppo.envs.running_stats import RunningMeanStd
+from tests.envs_for_tests import ConstantEnv
+
+EPS_COUNT = 1e-4  # RunningMeanStd's prior count (mean 0, var 1)
+EPS = 1e-8  # VecNormalize's epsilon under the square root
+
+
+def pooled(batches: list[np.ndarray], shape=()) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population variance of all rows of ``batches`` plus the prior pseudo-sample."""
+    data = np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, *shape) for b in batches])
+    total = EPS_COUNT + len(data)
+    mean = data.sum(axis=0) / total
+    m2 = EPS_COUNT * (1.0 + mean**2) + ((data - mean) ** 2).sum(axis=0)
+    return mean, m2 / total
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(0)
+    rms = RunningMeanStd((3,))
+    batches = [rng.normal(loc=5.0, scale=[1.0, 2.0, 10.0], size=(n, 3)) for n in (1, 7, 64, 3, 200)]
+    for b in batches:
+        rms.update(b)
+    mean, var = pooled(batches, (3,))
+    np.testing.assert_allclose(rms.mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(rms.var, var, rtol=1e-12)
+    data = np.concatenate(batches)
+    np.testing.assert_allclose(rms.mean, data.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(rms.var, data.var(axis=0), rtol=1e-4)
+    assert rms.count == pytest.approx(len(data) + EPS_COUNT)
+    rms.update(np.zeros((0, 3)))  # an empty batch changes nothing
+    np.testing.assert_allclose(rms.mean, mean, rtol=1e-12)
+    scalar = RunningMeanStd(())
+    for b in batches:
+        scalar.update(b[:, 0])
+    np.testing.assert_allclose(scalar.var, pooled([b[:, 0] for b in batches])[1], rtol=1e-12)
+
+
+def make_envs(bases=(0.0, 10.0), length=5, reward_scales=(1.0, 3.0)):
+    fns = [partial(ConstantEnv, base=b, length=length, reward_scale=s) for b, s in zip(bases, reward_scales)]
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def raw_obs(base: float, t: int) -> np.ndarray:
+    return np.array([base + t, base - 2.0 * t])
+
+
+def test_vec_normalize_obs_returns_and_final_obs():
+    bases, scales, length, gamma = (0.0, 10.0), (1.0, 3.0), 5, 0.9
+    envs = VecNormalize(make_envs(bases, length, scales), gamma=gamma)
+    seen = []
+    obs, _ = envs.reset(seed=0)
+    seen.append(np.stack([raw_obs(b, 0) for b in bases]))
+    mean, var = pooled(seen, (2,))
+    np.testing.assert_allclose(obs, (seen[-1] - mean) / np.sqrt(var + EPS), rtol=1e-5)
+
+    returns, all_returns = np.zeros(2), []
+    for step in range(1, 13):
+        t = (step - 1) % length + 1  # the env's step counter before autoreset
+        obs, reward, terminated, truncated, info = envs.step(np.zeros((2, 1), np.float32))
+        done = t == length
+        assert truncated.tolist() == [done, done] and not terminated.any()
+        raw = np.stack([raw_obs(b, 0 if done else t) for b in bases])
+        seen.append(raw)
+        mean, var = pooled(seen, (2,))
+        np.testing.assert_allclose(obs, np.clip((raw - mean) / np.sqrt(var + EPS), -10, 10), rtol=1e-5, atol=1e-6)
+        assert obs.dtype == np.float32
+
+        raw_reward = np.array(scales) * t
+        returns = returns * gamma + raw_reward
+        all_returns.append(returns.copy())
+        ret_var = pooled(all_returns)[1]
+        np.testing.assert_allclose(reward, np.clip(raw_reward / np.sqrt(ret_var + EPS), -10, 10), rtol=1e-5)
+        if done:
+            returns[:] = 0.0  # a new episode's discounted return starts from zero
+            assert info["_final_obs"].all()
+            final = np.stack([raw_obs(b, length) for b in bases])
+            expected = np.clip((final - mean) / np.sqrt(var + EPS), -10, 10)
+            for i in range(2):  # normalised with the same statistics as this step's obs
+                np.testing.assert_allclose(info["final_obs"][i], expected[i], rtol=1e-5, atol=1e-6)
+        else:
+            assert "final_obs" not in info
+    envs.close()
+
+
+def test_clip_and_eval_freezes_statistics():
+    envs = VecNormalize(make_envs(), gamma=0.99)
+    envs.reset(seed=0)
+    for _ in range(7):
+        envs.step(np.zeros((2, 1), np.float32))
+    envs.eval()
+    frozen = json.dumps(envs.state_dict())
+    for _ in range(4):
+        obs, reward, *_ = envs.step(np.zeros((2, 1), np.float32))
+    envs.reset(seed=1)
+    assert json.dumps(envs.state_dict()) == frozen  # nothing updated in eval mode
+    # Clipping at 10: outliers of the frozen statistics.
+    envs.obs_rms.mean[:] = 0.0
+    envs.obs_rms.var[:] = 1.0
+    np.testing.assert_array_equal(envs.normalize_obs(np.array([[100.0, -100.0], [0.5, -0.5]])), [[10, -10], [0.5, -0.5]])
+    envs.ret_rms.var = np.float64(1e-4)  # std 0.01: every reward >= 0.1 clips
+    _, reward, *_ = envs.step(np.zeros((2, 1), np.float32))
+    np.testing.assert_array_equal(reward, [10.0, 10.0])
+    envs.train()
+    before = envs.obs_rms.count
+    envs.step(np.zeros((2, 1), np.float32))
+    assert envs.obs_rms.count == before + 2  # training mode updates again
+    envs.close()
+
+
+def test_state_dict_round_trip():
+    envs = VecNormalize(make_envs(), gamma=0.99)
+    envs.reset(seed=0)
+    for _ in range(9):
+        envs.step(np.zeros((2, 1), np.float32))
+    state = json.loads(json.dumps(envs.state_dict()))  # plain data, as checkpoints store it
+    fresh = VecNormalize(make_envs(), gamma=0.99)
+    fresh.load_state_dict(state)
+    for a, b in ((envs.obs_rms, fresh.obs_rms), (envs.ret_rms, fresh.ret_rms)):
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.var, b.var)
+        assert a.count == b.count
+    probe = np.array([[3.0, -4.0], [12.0, 1.0]])
+    np.testing.assert_array_equal(envs.normalize_obs(probe), fresh.normalize_obs(probe))
+    envs.close()
+    fresh.close()
+
+
+def test_flags_turn_parts_off():
+    envs = VecNormalize(make_envs(), norm_obs=False, norm_reward=True)
+    obs, _ = envs.reset(seed=0)
+    np.testing.assert_array_equal(obs, [[0.0, 0.0], [10.0, 10.0]])  # raw observations
+    envs.close()
+    envs = VecNormalize(make_envs(), norm_obs=True, norm_reward=False)
+    envs.reset(seed=0)
+    _, reward, *_ = envs.step(np.zeros((2, 1), np.float32))
+    np.testing.assert_array_equal(reward, [1.0, 3.0])  # raw rewards
+    envs.close()
