@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -39,3 +41,19 @@ def rollout_from_policy(policy: Policy, obs_space: gym.spaces.Box, action_space:
 
 
 BOX_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+
+PID_DIR_VARIABLE = "A2C_PPO_TEST_PID_DIR"
+
+
+def make_crashing_env() -> gym.Env:
+    """An env (for ``--env-name tests.helpers:make_crashing_env``) whose step 20 raises.
+
+    The process that builds it leaves its pid in the folder ``$A2C_PPO_TEST_PID_DIR``.
+    """
+    from tests.envs_for_tests import CounterEnv
+
+    pid_dir = os.environ.get(PID_DIR_VARIABLE)
+    if pid_dir:
+        open(os.path.join(pid_dir, str(os.getpid())), "w").close()
+    return CounterEnv(raise_at=20)

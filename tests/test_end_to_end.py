@@ -7,6 +7,10 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
+from tests.helpers import PID_DIR_VARIABLE
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,3 +92,23 @@ def test_enjoy_with_missing_checkpoint_says_so(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_an_env_crash_stops_training_with_the_env_index_and_leaves_no_process(tmp_path):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    proc = subprocess.run(
+        [
+            sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "tests.helpers:make_crashing_env",
+            "--vec-env", "subproc", "--num-workers", "2", "--num-processes", "2",
+            "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"),
+        ],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, PID_DIR_VARIABLE: str(pid_dir)},
+    )
+    assert proc.returncode == 1
+    assert "EnvWorkerError" in proc.stderr and "env 0" in proc.stderr and "ValueError" in proc.stderr
+    worker_pids = [int(name) for name in os.listdir(pid_dir)]
+    assert len(worker_pids) >= 2  # the spaces probe in main.py, and each worker
+    for pid in worker_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -49,7 +49,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, create_empty_array
 
-__all__ = ["SubprocVecEnv", "EnvWorkerError"]
+__all__ = ["SubprocVecEnv", "EnvWorkerError", "choose_vec_env", "default_in_main"]
 
 # Commands (main -> worker): one byte, then a pickled payload where one is needed.
 _CMD_STEP = b"s"
@@ -68,10 +68,11 @@ class EnvWorkerError(RuntimeError):
     """An env raised, or its worker process died. Carries where and the worker's traceback.
 
     Attributes: ``env_index`` (the failing env, or ``None`` when only the worker is known),
-    ``worker_index``, ``traceback_text`` (the worker-side traceback, ``""`` if it died).
+    ``worker_index`` (``None`` for an env stepped in the main process, see ``in_main``),
+    ``traceback_text`` (the env's traceback, ``""`` if its worker died).
     """
 
-    def __init__(self, message: str, *, env_index: int | None, worker_index: int, traceback_text: str = "") -> None:
+    def __init__(self, message: str, *, env_index: int | None, worker_index: int | None, traceback_text: str = "") -> None:
         super().__init__(message)
         self.env_index = env_index
         self.worker_index = worker_index
@@ -246,67 +247,28 @@ def _worker(
         return
 
     send, recv = conn.send_bytes, conn.recv_bytes
+    where = [lo, "step"]  # [env index, phase] of the env being stepped, for error messages
     while True:
         try:
             msg = recv()
         except (EOFError, OSError):  # the main process is gone
             break
         cmd = msg[:1]
-        phase = {_CMD_STEP: "step", _CMD_RESET: "reset", _CMD_CALL: "call", _CMD_SET_ATTR: "set_attr"}.get(cmd, "?")
+        where[0], where[1] = lo, {_CMD_STEP: "step", _CMD_RESET: "reset", _CMD_CALL: "call", _CMD_SET_ATTR: "set_attr"}.get(cmd, "?")
         try:
             if cmd == _CMD_STEP:
-                actions = act_buf.copy()  # the env may keep a reference to its action
-                plain = None  # (env index, info) of envs that did not finish, with an info
-                done = None  # (env index, reset info, final obs, final info) of finished envs
-                for j in range(n):
-                    current, phase = lo + j, "step"
-                    env = envs[j]
-                    obs, reward, terminated, truncated, info = env.step(actions[j])
-                    if terminated or truncated:
-                        final_obs, final_info = obs, info
-                        phase = "the autoreset after its episode ended"
-                        obs, info = env.reset()
-                        done = done or []
-                        done.append((current, info, final_obs, final_info))
-                    elif info:
-                        plain = plain or []
-                        plain.append((current, info))
-                    obs_buf[j] = obs
-                    rew_buf[j] = reward
-                    term_buf[j] = terminated
-                    trunc_buf[j] = truncated
-                if plain is None and done is None:
-                    send(b"")
-                else:
-                    columns = _encode_columns(plain) if plain else {}
-                    payload = (columns, done or []) if columns is not None else (plain, done or [])
-                    send(_REPLY_DATA + _dumps(payload))
+                payload = _step_block(envs, lo, act_buf.copy(), obs_buf, rew_buf, term_buf, trunc_buf, where)
+                send(b"" if payload is None else _REPLY_DATA + _dumps(payload))
             elif cmd == _CMD_RESET:
                 seeds, options, mask = pickle.loads(msg[1:])
-                plain = []
-                for j in range(n):
-                    if mask is not None and not mask[j]:
-                        continue
-                    current = lo + j
-                    obs, info = envs[j].reset(seed=seeds[j], options=options)
-                    obs_buf[j] = obs
-                    term_buf[j] = False
-                    trunc_buf[j] = False
-                    plain.append((current, info))
+                plain = _reset_block(envs, lo, seeds, options, mask, obs_buf, term_buf, trunc_buf, where)
                 send(_REPLY_DATA + _dumps((plain, [])))
             elif cmd == _CMD_CALL:
                 name, args, kwargs = cloudpickle.loads(msg[1:])
-                results = []
-                for j in range(n):
-                    current = lo + j
-                    attr = envs[j].get_wrapper_attr(name)
-                    results.append(attr(*args, **kwargs) if callable(attr) else attr)
-                send(_REPLY_DATA + _dumps(results))
+                send(_REPLY_DATA + _dumps(_call_block(envs, lo, name, args, kwargs, where)))
             elif cmd == _CMD_SET_ATTR:
                 name, values = cloudpickle.loads(msg[1:])
-                for j in range(n):
-                    current = lo + j
-                    envs[j].set_wrapper_attr(name, values[j])
+                _set_attr_block(envs, lo, name, values, where)
                 send(b"")
             elif cmd == _CMD_CLOSE:
                 break
@@ -315,9 +277,71 @@ def _worker(
         except (EOFError, BrokenPipeError):
             break
         except BaseException:
-            if not _send_error(conn, current, phase):
+            if not _send_error(conn, where[0], where[1]):
                 break
     _close_envs(envs)
+
+
+def _step_block(envs, lo, actions, obs_buf, rew_buf, term_buf, trunc_buf, where) -> tuple | None:
+    """Step envs ``lo .. lo + len(envs) - 1`` (same-step autoreset), writing their slices of
+    the shared buffers. Returns ``None`` when no env produced an info, else the payload
+    ``(plain infos as columns or (env index, info) pairs, finished envs)``. ``where`` is set
+    to ``[env index, phase]`` before each env call, so a caller can name a failing env.
+    Used by the workers and, for its own block, by the main process."""
+    plain = None  # (env index, info) of envs that did not finish, with an info
+    done = None  # (env index, reset info, final obs, final info) of finished envs
+    for j in range(len(envs)):
+        current = lo + j
+        where[0], where[1] = current, "step"
+        env = envs[j]
+        obs, reward, terminated, truncated, info = env.step(actions[j])
+        if terminated or truncated:
+            final_obs, final_info = obs, info
+            where[1] = "the autoreset after its episode ended"
+            obs, info = env.reset()
+            done = done or []
+            done.append((current, info, final_obs, final_info))
+        elif info:
+            plain = plain or []
+            plain.append((current, info))
+        obs_buf[j] = obs
+        rew_buf[j] = reward
+        term_buf[j] = terminated
+        trunc_buf[j] = truncated
+    if plain is None and done is None:
+        return None
+    columns = _encode_columns(plain) if plain else {}
+    return (columns, done or []) if columns is not None else (plain, done or [])
+
+
+def _reset_block(envs, lo, seeds, options, mask, obs_buf, term_buf, trunc_buf, where) -> list[tuple[int, dict]]:
+    """Reset the block's envs (those in ``mask``); their ``(env index, info)`` pairs."""
+    plain = []
+    for j in range(len(envs)):
+        if mask is not None and not mask[j]:
+            continue
+        where[0], where[1] = lo + j, "reset"
+        obs, info = envs[j].reset(seed=seeds[j], options=options)
+        obs_buf[j] = obs
+        term_buf[j] = False
+        trunc_buf[j] = False
+        plain.append((lo + j, info))
+    return plain
+
+
+def _call_block(envs, lo, name, args, kwargs, where) -> list:
+    results = []
+    for j in range(len(envs)):
+        where[0], where[1] = lo + j, "call"
+        attr = envs[j].get_wrapper_attr(name)
+        results.append(attr(*args, **kwargs) if callable(attr) else attr)
+    return results
+
+
+def _set_attr_block(envs, lo, name, values, where) -> None:
+    for j in range(len(envs)):
+        where[0], where[1] = lo + j, "set_attr"
+        envs[j].set_wrapper_attr(name, values[j])
 
 
 def _send_error(conn, env_index: int, phase: str) -> bool:
@@ -350,8 +374,12 @@ def _reply_waiter(conn) -> Callable[[float], bool]:
     return lambda timeout_s: bool(poller.poll(int(timeout_s * 1000)))
 
 
-def _shutdown(procs: list, conns: list, timeout: float) -> None:
-    """Ask workers to stop, then terminate, then kill. Safe to call more than once."""
+def _shutdown(procs: list, conns: list, timeout: float, main_envs: list | None = None) -> None:
+    """Ask workers to stop, then terminate, then kill; close the main process's envs.
+    Safe to call more than once."""
+    if main_envs:
+        envs, main_envs[:] = list(main_envs), []
+        _close_envs(envs)
     for conn in conns:
         try:
             conn.send_bytes(_CMD_CLOSE)
@@ -389,13 +417,24 @@ def _shutdown(procs: list, conns: list, timeout: float) -> None:
 
 
 class SubprocVecEnv(VectorEnv):
-    """A same-step-autoreset vector env whose envs run on ``num_workers`` processes.
+    """A same-step-autoreset vector env whose envs run on ``num_workers`` worker processes,
+    plus (``in_main``) a block stepped by the main process while the workers step theirs.
 
     Args:
         env_fns: one constructor per env (any callable; shipped with cloudpickle).
-        num_workers: worker processes; default the number of usable CPUs, capped at
-            ``len(env_fns)``. Each worker steps a contiguous, near-equal block of envs;
-            results do not depend on this number.
+        num_workers: worker processes, *not* counting the main process. Default: the
+            number of usable CPUs, minus one when the main process steps envs too (it
+            needs a core of its own), at least 1. Capped at the number of envs left to
+            the workers. Each worker steps a contiguous, near-equal block of envs.
+        in_main: how many envs the main process steps itself (the last ``in_main`` envs).
+            ``step`` first sends the step command to the workers, then steps this block
+            in-process, then collects the workers' replies: the main process's core is
+            used instead of idling, and this block pays no pipe round trip or wake-up.
+            ``None`` (default): ``default_in_main(num_envs, num_workers)``, a main block
+            somewhat larger than a worker block (1.5x its share). ``0``: workers only.
+            ``num_envs``: no workers at all (in-process stepping).
+            Results (observations, infos, seeding) do not depend on ``num_workers`` or
+            ``in_main``.
         start_method: ``"forkserver"`` (default where available), ``"spawn"`` or ``"fork"``.
         copy: return copies of the shared observation buffer (default). ``False`` returns
             the buffer itself, overwritten by the next ``step`` / ``reset``.
@@ -411,6 +450,7 @@ class SubprocVecEnv(VectorEnv):
         env_fns: Sequence[Callable[[], gym.Env]],
         num_workers: int | None = None,
         *,
+        in_main: int | None = None,
         start_method: str | None = None,
         copy: bool = True,
         poll_interval: float = 0.5,
@@ -420,12 +460,20 @@ class SubprocVecEnv(VectorEnv):
         env_fns = list(env_fns)
         if not env_fns:
             raise ValueError("SubprocVecEnv needs at least one env constructor")
-        self.num_envs = len(env_fns)
-        if num_workers is None:
-            num_workers = _default_num_workers()
-        if num_workers < 1:
+        self.num_envs = n = len(env_fns)
+        if num_workers is not None and num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-        self.num_workers = min(int(num_workers), self.num_envs)
+        if in_main is not None and not 0 <= in_main <= n:
+            raise ValueError(f"in_main must be between 0 and num_envs={n}, got {in_main}")
+        if num_workers is None:
+            cpus = _default_num_workers()
+            num_workers = cpus if in_main == 0 else max(1, cpus - 1)
+        if in_main is None:
+            in_main = default_in_main(n, num_workers)
+        self.in_main = int(in_main)
+        self.num_workers = min(int(num_workers), n - self.in_main)
+        self._main_lo = n - self.in_main  # the main process steps envs _main_lo .. n - 1
+        self._main_envs: list[gym.Env] = []
         self.copy = copy
         self.poll_interval = poll_interval
         self.close_timeout = close_timeout
@@ -453,7 +501,6 @@ class SubprocVecEnv(VectorEnv):
 
         obs_template = create_empty_array(self.single_observation_space, n=self.num_envs, fn=np.zeros)
         act_template = create_empty_array(self.single_action_space, n=self.num_envs, fn=np.zeros)
-        n = self.num_envs
         layout = {
             "obs": (obs_template.shape, obs_template.dtype.str),
             "actions": (act_template.shape, act_template.dtype.str),
@@ -470,11 +517,11 @@ class SubprocVecEnv(VectorEnv):
         self._term_buf = arrays["terminated"]
         self._trunc_buf = arrays["truncated"]
 
-        bounds = np.linspace(0, n, self.num_workers + 1).round().astype(int)
+        bounds = np.linspace(0, self._main_lo, self.num_workers + 1).round().astype(int)
         self._bounds = [(int(bounds[w]), int(bounds[w + 1])) for w in range(self.num_workers)]
         spaces_bytes = cloudpickle.dumps((self.single_observation_space, self.single_action_space))
         # The finalizer holds the process and pipe lists (never self), so it can run at gc.
-        self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns, close_timeout)
+        self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns, close_timeout, self._main_envs)
         try:
             for w, (lo, hi) in enumerate(self._bounds):
                 parent_conn, child_conn = ctx.Pipe(duplex=True)
@@ -491,12 +538,59 @@ class SubprocVecEnv(VectorEnv):
                 self._conns.append(parent_conn)
             self._waiters = [_reply_waiter(conn) for conn in self._conns]
             self._pending = list(range(self.num_workers))
+            self._build_main_envs(env_fns)  # while the workers build theirs
             self._gather("creating the envs")
         except BaseException:
             self.close(timeout=1.0)
             raise
 
     # ----------------------------------------------------------------- plumbing
+
+    def _build_main_envs(self, env_fns) -> None:
+        lo = self._main_lo
+        where = [lo, "creating the env"]
+        try:
+            for i in range(lo, self.num_envs):
+                where[0] = i
+                env = env_fns[i]()
+                self._main_envs.append(env)
+                if env.observation_space != self.single_observation_space or env.action_space != self.single_action_space:
+                    raise RuntimeError(
+                        f"env {i} has observation space {env.observation_space} and action space "
+                        f"{env.action_space}, but env 0 has {self.single_observation_space} and "
+                        f"{self.single_action_space}; all envs of a vector env must have the same spaces"
+                    )
+        except Exception as e:
+            raise self._main_error(e, where) from e
+
+    def _main_slices(self) -> tuple:
+        lo = self._main_lo
+        return self._obs_buf[lo:], self._rew_buf[lo:], self._term_buf[lo:], self._trunc_buf[lo:]
+
+    @staticmethod
+    def _main_error(exc: BaseException, where: list) -> EnvWorkerError:
+        """The EnvWorkerError for ``exc``, raised by env ``where[0]`` of the main block."""
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return EnvWorkerError(
+            f"env {where[0]} (main process) raised during {where[1]}: {type(exc).__name__}: {exc}\n"
+            f"--- traceback ---\n{tb.rstrip()}",
+            env_index=where[0],
+            worker_index=None,
+            traceback_text=tb,
+        )
+
+    def _finish(self, what: str, main_exc: BaseException | None, where: list, *, fatal: bool):
+        """After the main block ran: the workers' replies (their errors first: lower env
+        indices), then the main block's error, if any."""
+        if main_exc is None:
+            return self._gather(what, fatal=fatal)
+        err = self._main_error(main_exc, where)
+        try:
+            self._gather(what, fatal=fatal)
+        finally:
+            if fatal:
+                self.close(timeout=1.0)
+        raise err from main_exc
 
     def _died(self, w: int, what: str) -> EnvWorkerError:
         proc = self._procs[w]
@@ -567,9 +661,12 @@ class SubprocVecEnv(VectorEnv):
             replies[w] = reply
         return replies
 
-    def _gather_infos(self, what: str) -> dict[str, Any]:
-        """The workers' replies as one vectorised info dict, exactly as SyncVectorEnv builds it."""
-        replies = [pickle.loads(reply[1:]) for reply in self._gather(what) if reply]
+    def _gather_infos(self, what: str, main_payload: tuple | None = None, main_exc=None, where=None) -> dict[str, Any]:
+        """The workers' replies and the main block's payload (last: its envs come last) as
+        one vectorised info dict, exactly as SyncVectorEnv builds it."""
+        replies = [pickle.loads(reply[1:]) for reply in self._finish(what, main_exc, where, fatal=True) if reply]
+        if main_payload is not None:
+            replies.append(main_payload)
         if not replies:
             return {}
         if all(isinstance(plain, dict) and not done for plain, done in replies):
@@ -631,7 +728,19 @@ class SubprocVecEnv(VectorEnv):
         for w, (lo, hi) in enumerate(self._bounds):
             payload = (seeds[lo:hi], options, None if mask is None else mask[lo:hi])
             self._send(w, _CMD_RESET + cloudpickle.dumps(payload))
-        infos = self._gather_infos("resetting")
+        main_payload = main_exc = None
+        where = [self._main_lo, "reset"]
+        if self._main_envs:
+            lo = self._main_lo
+            obs_buf, _, term_buf, trunc_buf = self._main_slices()
+            try:
+                plain = _reset_block(
+                    self._main_envs, lo, seeds[lo:], options, None if mask is None else mask[lo:], obs_buf, term_buf, trunc_buf, where
+                )
+                main_payload = (plain, [])
+            except Exception as e:
+                main_exc = e
+        infos = self._gather_infos("resetting", main_payload, main_exc, where)
         obs = self._obs_buf.copy() if self.copy else self._obs_buf
         return obs, infos
 
@@ -649,7 +758,16 @@ class SubprocVecEnv(VectorEnv):
         self._act_buf[...] = act
         for w in range(self.num_workers):
             self._send(w, _CMD_STEP)
-        infos = self._gather_infos("stepping")
+        main_payload = main_exc = None
+        where = [self._main_lo, "step"]
+        if self._main_envs:  # while the workers step theirs
+            lo = self._main_lo
+            obs_buf, rew_buf, term_buf, trunc_buf = self._main_slices()
+            try:
+                main_payload = _step_block(self._main_envs, lo, self._act_buf[lo:].copy(), obs_buf, rew_buf, term_buf, trunc_buf, where)
+            except Exception as e:
+                main_exc = e
+        infos = self._gather_infos("stepping", main_payload, main_exc, where)
         return (
             self._obs_buf.copy() if self.copy else self._obs_buf,
             self._rew_buf.copy(),
@@ -667,8 +785,14 @@ class SubprocVecEnv(VectorEnv):
         msg = _CMD_CALL + cloudpickle.dumps((name, args, kwargs))
         for w in range(self.num_workers):
             self._send(w, msg)
-        replies = self._gather(f"calling {name!r}", fatal=False)
-        return tuple(r for reply in replies for r in pickle.loads(reply[1:]))
+        main_results, main_exc, where = [], None, [self._main_lo, "call"]
+        if self._main_envs:
+            try:
+                main_results = _call_block(self._main_envs, self._main_lo, name, args, kwargs, where)
+            except Exception as e:
+                main_exc = e
+        replies = self._finish(f"calling {name!r}", main_exc, where, fatal=False)
+        return tuple(r for reply in replies for r in pickle.loads(reply[1:])) + tuple(main_results)
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         return self.call(name)
@@ -682,7 +806,13 @@ class SubprocVecEnv(VectorEnv):
         self._begin()
         for w, (lo, hi) in enumerate(self._bounds):
             self._send(w, _CMD_SET_ATTR + cloudpickle.dumps((name, list(values[lo:hi]))))
-        self._gather(f"setting {name!r}", fatal=False)
+        main_exc, where = None, [self._main_lo, "set_attr"]
+        if self._main_envs:
+            try:
+                _set_attr_block(self._main_envs, self._main_lo, name, list(values[self._main_lo :]), where)
+            except Exception as e:
+                main_exc = e
+        self._finish(f"setting {name!r}", main_exc, where, fatal=False)
 
     def render(self) -> tuple[Any, ...]:
         return self.call("render")
@@ -693,10 +823,11 @@ class SubprocVecEnv(VectorEnv):
         return list(self._pids)
 
     def close_extras(self, timeout: float | None = None, **kwargs: Any) -> None:
-        """Stop the workers: ask, wait ``timeout`` (default ``close_timeout``), terminate, kill."""
+        """Stop the workers: ask, wait ``timeout`` (default ``close_timeout``), terminate, kill.
+        Close the envs of the main process."""
         if self._finalizer is not None and self._finalizer.alive:
             self._finalizer.detach()
-            _shutdown(self._procs, self._conns, self.close_timeout if timeout is None else timeout)
+            _shutdown(self._procs, self._conns, self.close_timeout if timeout is None else timeout, self._main_envs)
         self._pending = []
 
     def __del__(self) -> None:
@@ -707,10 +838,24 @@ class SubprocVecEnv(VectorEnv):
             pass
 
     def __repr__(self) -> str:
-        return f"SubprocVecEnv(num_envs={self.num_envs}, num_workers={self.num_workers})"
+        return f"SubprocVecEnv(num_envs={self.num_envs}, num_workers={self.num_workers}, in_main={self.in_main})"
 
 
 # --------------------------------------------------------------------------- choosing
+
+#: How many envs the main process steps per env a worker steps, by default. A worker pays a
+#: pipe round trip and a wake-up per step, and its envs step slower after idling; the main
+#: process pays neither, so it gets the larger block. Measured on the 2-core VM (8 envs, 1
+#: worker): see docs/BENCHMARKS_vec_env.md.
+MAIN_WEIGHT = 1.5
+
+
+def default_in_main(num_envs: int, num_workers: int) -> int:
+    """The default main-process block: ``round(N * MAIN_WEIGHT / (MAIN_WEIGHT + W))``,
+    leaving at least one env per worker. 8 envs: 5 in the main process with 1 worker, 3 with 2."""
+    share = int(round(num_envs * MAIN_WEIGHT / (MAIN_WEIGHT + num_workers)))
+    return max(0, min(share, num_envs - num_workers))
+
 
 #: What running the envs on workers costs per vector step, beyond the env steps themselves,
 #: fitted to measurements on the 2-core development VM: pipe round trips and wake-ups
