@@ -32,10 +32,19 @@ def _per_algo(name: str) -> str:
     return f"(default per --algo: {values})"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default, except ``None`` ones: their help text says what happens."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train an on-policy agent (PPO, A2C, ACKTR) on a gymnasium environment.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     bool_flag = argparse.BooleanOptionalAction
     g = p.add_argument_group("algorithm")
@@ -88,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--norm-obs", action=bool_flag, default=None, help="normalise observations (default: on for continuous control)")
     g.add_argument("--norm-reward", action=bool_flag, default=None, help="scale rewards by the return std (default: on for continuous control)")
     g.add_argument("--vec-env", default="auto", choices=("auto", "subproc", "sync"), help="how envs are stepped")
-    g.add_argument("--num-workers", type=int, default=None, help="worker processes for subproc (default: cores)")
+    g.add_argument("--num-workers", type=int, default=None, help="worker processes for subproc, besides the main process, which steps a share of the envs too (default: cores - 1)")
 
     g = p.add_argument_group("logging and checkpoints")
     g.add_argument("--log-dir", default="runs", help="each run writes TensorBoard + CSV to its own folder here")

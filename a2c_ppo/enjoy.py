@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
 
+from a2c_ppo.arguments import HelpFormatter
 from a2c_ppo.checkpoint import check_spaces, checkpoint_path, load_checkpoint
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.errors import ConfigError
@@ -24,7 +25,7 @@ REPLAY_SEED_OFFSET = 2_000_000  # replays never reuse the training envs' seeds
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Replay a trained policy: give --checkpoint PATH, or --load-dir with --env-name and --algo.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--checkpoint", default=None, metavar="PATH", help="checkpoint file (overrides --load-dir)")
     p.add_argument("--load-dir", default="trained_models", help="folder holding ALGO/ENV.pt")

@@ -65,38 +65,26 @@ def build_envs(args: argparse.Namespace, num_envs: int, device: torch.device, **
 
 def make_agent(args: argparse.Namespace, policy: Policy) -> PPO | A2C | ACKTR:
     """The algorithm object for ``--algo``."""
-    if args.algo == "a2c":
-        return A2C(
-            policy,
-            value_loss_coef=args.value_loss_coef,
-            entropy_coef=args.entropy_coef,
-            lr=args.lr,
-            eps=args.eps,
-            alpha=args.alpha,
-            max_grad_norm=args.max_grad_norm,
-            norm_adv=args.norm_adv,
-        )
+    common = {
+        "value_loss_coef": args.value_loss_coef,
+        "entropy_coef": args.entropy_coef,
+        "lr": args.lr,
+        "norm_adv": args.norm_adv,
+    }
     if args.algo == "acktr":
-        return ACKTR(
-            policy,
-            value_loss_coef=args.value_loss_coef,
-            entropy_coef=args.entropy_coef,
-            lr=args.lr,
-            norm_adv=args.norm_adv,
-        )
+        return ACKTR(policy, **common)
+    if args.algo == "a2c":
+        return A2C(policy, eps=args.eps, alpha=args.alpha, max_grad_norm=args.max_grad_norm, **common)
     return PPO(
         policy,
         clip_param=args.clip_param,
         ppo_epoch=args.ppo_epoch,
         num_mini_batch=args.num_mini_batch,
-        value_loss_coef=args.value_loss_coef,
-        entropy_coef=args.entropy_coef,
-        lr=args.lr,
         eps=args.eps,
         max_grad_norm=args.max_grad_norm,
         use_clipped_value_loss=args.clip_value_loss,
-        norm_adv=args.norm_adv,
         target_kl=args.target_kl,
+        **common,
     )
 
 

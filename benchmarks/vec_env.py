@@ -7,7 +7,9 @@ actions, after a warm-up. Each configuration is timed ``--repeats`` times for ``
 shared machine. The last column is the ratio to gymnasium's AsyncVectorEnv.
 
 Configurations:
-  subproc wN     a2c_ppo SubprocVecEnv, N worker processes (same-step autoreset)
+  subproc wN     a2c_ppo SubprocVecEnv, N worker processes, in_main=0 (same-step autoreset)
+  subproc wN+mK  a2c_ppo SubprocVecEnv, N worker processes plus K envs stepped by the main
+                 process (its default split, default_in_main); w1+m5 is the 2-core default
   in-process     a2c_ppo make_vec_envs(vec_env="sync"): SyncVectorEnv, same-step autoreset
   gym Sync       gymnasium SyncVectorEnv, its defaults (next-step autoreset)
   gym Async      gymnasium AsyncVectorEnv, its defaults (one process per env, shared memory)
@@ -32,7 +34,7 @@ import gymnasium as gym  # noqa: E402
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv  # noqa: E402
 
 from a2c_ppo.envs.make import check_env_id, make_env_fn, make_vec_envs  # noqa: E402
-from a2c_ppo.envs.subproc_vec_env import choose_vec_env  # noqa: E402
+from a2c_ppo.envs.subproc_vec_env import SubprocVecEnv, choose_vec_env, default_in_main  # noqa: E402
 
 DEFAULT_ENVS = ("CartPole-v1", "HalfCheetah-v5", "ALE/Pong-v5")
 
@@ -59,12 +61,15 @@ def measure(envs: gym.vector.VectorEnv, *, seconds: float, steps: int | None, re
     return best
 
 
-def configurations(env_id: str, num_envs: int, workers: list[int]):
+def configurations(env_id: str, num_envs: int, workers: list[int], main_workers: list[int]):
     """(name, constructor) pairs, in table order."""
     fns = [make_env_fn(env_id) for _ in range(num_envs)]
     plain = dict(norm_obs=False, norm_reward=False)
     for w in workers:
-        yield f"subproc w{w}", lambda w=w: make_vec_envs(env_id, num_envs, vec_env="subproc", num_workers=w, **plain)
+        yield f"subproc w{w}", lambda w=w: SubprocVecEnv(fns, num_workers=w, in_main=0)
+    for w in main_workers:
+        k = default_in_main(num_envs, w)
+        yield f"subproc w{w}+m{k}", lambda w=w: make_vec_envs(env_id, num_envs, vec_env="subproc", num_workers=w, **plain)
     yield "in-process", lambda: make_vec_envs(env_id, num_envs, vec_env="sync", **plain)
     yield "gym Sync", lambda: SyncVectorEnv(fns)
     yield "gym Async", lambda: AsyncVectorEnv(fns)
@@ -75,6 +80,9 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS), help="env ids (default: %(default)s)")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="SubprocVecEnv worker counts")
+    parser.add_argument(
+        "--main-workers", type=int, nargs="+", default=[1, 2], help="worker counts for SubprocVecEnv with a main-process share"
+    )
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timing window")
     parser.add_argument("--steps", type=int, default=None, help="vector steps per window instead of --seconds")
     parser.add_argument("--repeats", type=int, default=3, help="timing windows per configuration; the best counts")
@@ -92,13 +100,13 @@ def main() -> None:
     rows = []
     for env_id in opts.envs:
         results: dict[str, float] = {}
-        for name, make in configurations(env_id, opts.num_envs, opts.workers):
+        for name, make in configurations(env_id, opts.num_envs, opts.workers, opts.main_workers):
             envs = make()
             try:
                 results[name] = measure(envs, seconds=opts.seconds, steps=opts.steps, repeats=opts.repeats, warmup=opts.warmup)
             finally:
                 envs.close()
-            print(f"  {env_id:<16} {name:<12} {results[name]:>10,.0f} steps/s", file=sys.stderr, flush=True)
+            print(f"  {env_id:<16} {name:<14} {results[name]:>10,.0f} steps/s", file=sys.stderr, flush=True)
         auto = choose_vec_env(make_env_fn(env_id), opts.num_envs)
         base = results["gym Async"]
         for name, sps in results.items():

@@ -108,22 +108,25 @@ def test_matches_sync_and_seeds_do_not_depend_on_worker_count():
     expected = rollout(SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP), actions, seed=7)
     ends = sum(int(np.sum(r[2] | r[3])) for r in expected[1:])
     assert ends > 20  # many episode ends, terminated and truncated, across envs
-    for workers in (1, 2, 3):
-        got = rollout(SubprocVecEnv(fns, num_workers=workers), actions, seed=7)
+    for workers, in_main in ((1, 0), (2, 0), (3, 0), (1, 3), (2, 1), (2, None), (1, 5)):
+        envs = SubprocVecEnv(fns, num_workers=workers, in_main=in_main)
+        assert envs.num_workers + envs.in_main <= 5 and len(envs.worker_pids) == envs.num_workers
+        got = rollout(envs, actions, seed=7)
         for t, (g, e) in enumerate(zip(got, expected)):
-            assert_same(g, e, f"workers={workers} t={t}")
+            assert_same(g, e, f"workers={workers} in_main={in_main} t={t}")
     # A different seed gives different noise.
     other = rollout(SubprocVecEnv(fns, num_workers=2), actions[:1], seed=8)
     assert not np.array_equal(other[0][0], expected[0][0])
 
 
+@pytest.mark.parametrize("in_main", [0, 2])
 @pytest.mark.parametrize("info_kind", ["numpy", "mixed", "nested"])
-def test_infos_match_sync(info_kind):
+def test_infos_match_sync(info_kind, in_main):
     fns = [partial(CounterEnv, random_length=True, info_every=1 + i % 2, info_kind=info_kind) for i in range(5)]
     rng = np.random.default_rng(2)
     actions = [rng.integers(0, 3, size=5) for _ in range(30)]
     expected = rollout(SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP), actions, seed=0)
-    got = rollout(SubprocVecEnv(fns, num_workers=3), actions, seed=0)
+    got = rollout(SubprocVecEnv(fns, num_workers=3, in_main=in_main), actions, seed=0)
     for t, (g, e) in enumerate(zip(got, expected)):
         assert_same(g, e, f"t={t}")
 
@@ -133,7 +136,7 @@ def test_matches_sync_on_cartpole():
     rng = np.random.default_rng(0)
     actions = [rng.integers(0, 2, size=4) for _ in range(300)]
     expected = rollout(SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP), actions, seed=3)
-    got = rollout(SubprocVecEnv(fns, num_workers=2), actions, seed=3)
+    got = rollout(SubprocVecEnv(fns, num_workers=1, in_main=2), actions, seed=3)
     assert sum(int(np.sum(r[2])) for r in expected[1:]) > 10
     for t, (g, e) in enumerate(zip(got, expected)):
         assert_same(g, e, f"t={t}")
@@ -205,7 +208,7 @@ def test_terminal_obs_autoreset_and_flags():
 def test_reset_with_seed_list_and_mask():
     fns = [CounterEnv for _ in range(4)]
     sync = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-    envs = SubprocVecEnv(fns, num_workers=3)
+    envs = SubprocVecEnv(fns, num_workers=2, in_main=2)
     try:
         for e in (sync, envs):
             e.reset(seed=[10, 11, None, 13])
@@ -224,7 +227,7 @@ def test_reset_with_seed_list_and_mask():
 
 
 def test_call_get_attr_set_attr_render():
-    envs = SubprocVecEnv([partial(CounterEnv, render_mode="rgb_array") for _ in range(3)], num_workers=2)
+    envs = SubprocVecEnv([partial(CounterEnv, render_mode="rgb_array") for _ in range(3)], num_workers=1, in_main=2)
     try:
         envs.reset(seed=0)
         envs.step(np.zeros(3, np.int64))
@@ -258,7 +261,8 @@ def test_make_vec_envs_subproc_and_auto():
     finally:
         envs.close()
     assert choose_vec_env(partial(SleepyEnv, 0.001), 8, num_workers=2) == "subproc"
-    assert choose_vec_env(partial(SleepyEnv, 0.001), 8, num_workers=1) == "sync"
+    assert choose_vec_env(partial(SleepyEnv, 0.001), 8, num_workers=1) == "subproc"  # 1 worker + main
+    assert choose_vec_env(partial(SleepyEnv, 0.001), 1, num_workers=2) == "sync"
     assert choose_vec_env(CounterEnv, 8, num_workers=2) == "sync"
 
 
@@ -267,7 +271,7 @@ def test_make_vec_envs_subproc_and_auto():
 
 def test_env_exception_names_env_and_carries_traceback():
     fns = [CounterEnv, CounterEnv, partial(CounterEnv, raise_at=3), CounterEnv]
-    envs = SubprocVecEnv(fns, num_workers=2)
+    envs = SubprocVecEnv(fns, num_workers=2, in_main=0)
     pids = envs.worker_pids
     envs.reset(seed=0)
     envs.step(np.zeros(4, np.int64))
@@ -284,6 +288,98 @@ def test_env_exception_names_env_and_carries_traceback():
         envs.step(np.zeros(4, np.int64))
 
 
+@pytest.mark.parametrize("raising", [2, 3])
+def test_exception_in_main_process_env_names_env_and_cleans_up(raising):
+    fns = [CounterEnv] * 4
+    fns[raising] = partial(CounterEnv, raise_at=3)
+    envs = SubprocVecEnv(fns, num_workers=1, in_main=2)  # envs 2 and 3 in the main process
+    pids = envs.worker_pids
+    assert len(pids) == 1
+    envs.reset(seed=0)
+    envs.step(np.zeros(4, np.int64))
+    envs.step(np.zeros(4, np.int64))
+    with pytest.raises(EnvWorkerError) as info:
+        envs.step(np.zeros(4, np.int64))
+    err = info.value
+    assert err.env_index == raising and err.worker_index is None
+    assert f"env {raising} (main process) raised during step" in str(err)
+    assert "ValueError: CounterEnv exploded at step 3" in str(err)
+    assert "envs_for_tests.py" in err.traceback_text and "in step" in err.traceback_text
+    assert envs.closed
+    assert wait_gone(pids) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        envs.step(np.zeros(4, np.int64))
+
+
+def test_worker_error_is_reported_before_main_process_error():
+    fns = [partial(CounterEnv, raise_at=1), CounterEnv, partial(CounterEnv, raise_at=1)]
+    envs = SubprocVecEnv(fns, num_workers=1, in_main=1)
+    pids = envs.worker_pids
+    envs.reset(seed=0)
+    with pytest.raises(EnvWorkerError) as info:  # envs 0 and 2 fail: the lower index, as in sync
+        envs.step(np.zeros(3, np.int64))
+    assert info.value.env_index == 0 and info.value.worker_index == 0
+    assert envs.closed and wait_gone(pids) == []
+
+
+def test_main_process_call_error_keeps_env_usable():
+    class Picky(CounterEnv):
+        def describe(self, prefix):
+            raise KeyError("no description in the main process")
+
+    fns = [CounterEnv, CounterEnv, Picky]
+    envs = SubprocVecEnv(fns, num_workers=1, in_main=1)
+    try:
+        envs.reset(seed=0)
+        with pytest.raises(EnvWorkerError) as info:
+            envs.call("describe", "x")
+        assert info.value.env_index == 2 and info.value.worker_index is None
+        assert not envs.closed
+        obs, *_ = envs.step(np.zeros(3, np.int64))
+        np.testing.assert_array_equal(obs[:, 0], [1, 1, 1])
+        assert envs.get_attr("tag") == ("default",) * 3
+    finally:
+        envs.close()
+    assert wait_gone(envs.worker_pids) == []
+
+
+def test_main_process_constructor_exception_cleans_up():
+    before = set(p.pid for p in mp.active_children())
+    with pytest.raises(EnvWorkerError) as info:
+        SubprocVecEnv([CounterEnv, CounterEnv, FailingInitEnv], num_workers=1, in_main=1)
+    assert info.value.env_index == 2 and info.value.worker_index is None
+    assert "FailingInitEnv cannot be built" in str(info.value) and "creating the env" in str(info.value)
+    gc.collect()
+    assert wait_gone(set(p.pid for p in mp.active_children()) - before) == []
+
+
+def test_killed_worker_is_detected_with_main_share():
+    envs = SubprocVecEnv([CounterEnv for _ in range(4)], num_workers=1, in_main=3)
+    envs.reset(seed=0)
+    os.kill(envs.worker_pids[0], signal.SIGKILL)
+    with pytest.raises(EnvWorkerError, match="worker 0 .*killed by signal SIGKILL"):
+        envs.step(np.zeros(4, np.int64))
+    assert envs.closed and wait_gone(envs.worker_pids) == []
+
+
+def test_split_arguments():
+    fns = [CounterEnv for _ in range(8)]
+    envs = SubprocVecEnv(fns, num_workers=1)
+    try:
+        assert (envs.num_workers, envs.in_main) == (1, 5)  # default: main block 1.5x a worker's
+    finally:
+        envs.close()
+    envs = SubprocVecEnv(fns, num_workers=4, in_main=6)
+    try:  # never more workers than envs left to them
+        assert (envs.num_workers, envs.in_main, len(envs.worker_pids)) == (2, 6, 2)
+    finally:
+        envs.close()
+    with pytest.raises(ValueError, match="in_main"):
+        SubprocVecEnv(fns, in_main=9)
+    with pytest.raises(ValueError, match="num_workers"):
+        SubprocVecEnv(fns, num_workers=0)
+
+
 def test_constructor_exception():
     before = set(p.pid for p in mp.active_children())
     with pytest.raises(EnvWorkerError) as info:
@@ -295,7 +391,7 @@ def test_constructor_exception():
 
 
 def test_killed_worker_is_detected_when_idle():
-    envs = SubprocVecEnv([CounterEnv for _ in range(4)], num_workers=2)
+    envs = SubprocVecEnv([CounterEnv for _ in range(4)], num_workers=2, in_main=0)
     envs.reset(seed=0)
     os.kill(envs.worker_pids[1], signal.SIGKILL)
     start = time.monotonic()
@@ -360,7 +456,7 @@ _SCRIPT = textwrap.dedent(
     from tests.envs_for_tests import CounterEnv
 
     if __name__ == "__main__":
-        envs = SubprocVecEnv([CounterEnv for _ in range(4)], num_workers=2)
+        envs = SubprocVecEnv([CounterEnv for _ in range(4)], num_workers=int(sys.argv[2]), in_main=int(sys.argv[3]))
         envs.reset(seed=0)
         print(" ".join(map(str, envs.worker_pids)), flush=True)
         if sys.argv[1] == "crash":
@@ -372,13 +468,14 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("split", [(2, 0), (1, 2)], ids=["workers-only", "main-share"])
 @pytest.mark.parametrize("how", ["ctrl-c", "crash", "main-killed"])
-def test_no_orphans_after_ctrl_c_crash_or_kill(how, tmp_path):
+def test_no_orphans_after_ctrl_c_crash_or_kill(how, split, tmp_path):
     script = tmp_path / "loop.py"
     script.write_text(_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, str(script), how],
+        [sys.executable, str(script), how, *map(str, split)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

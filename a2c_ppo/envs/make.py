@@ -133,12 +133,14 @@ def make_vec_envs(
     either is on, the result is a ``VecNormalize``.
 
     ``vec_env``: ``"sync"`` steps the envs in this process (gymnasium ``SyncVectorEnv``),
-    ``"subproc"`` on ``num_workers`` worker processes (``SubprocVecEnv``; default one per
-    CPU). ``"auto"`` times a few steps of one env built here and takes ``subproc`` only where
-    that is faster: ``num_envs > 1``, more than one worker, no ``render_mode``, and
-    ``num_envs * step_time * (1 - 1/workers)`` above the ~250 us per step that going through
-    worker processes costs (see ``subproc_vec_env.choose_vec_env``). On 2 cores that means
-    ``sync`` for classic control (CartPole x8) and MuJoCo x8, ``subproc`` for Atari.
+    ``"subproc"`` on ``num_workers`` worker processes plus the main process, which steps
+    its own (larger) block of envs while the workers step theirs (``SubprocVecEnv`` with its
+    default ``in_main``; ``num_workers`` counts worker processes only, default one per CPU
+    minus one for the main process). ``"auto"`` times a few steps of one env built here and
+    takes ``subproc`` only where that is predicted at least 1.1x faster: ``num_envs > 1``,
+    more than one CPU, no ``render_mode`` (see ``subproc_vec_env.choose_vec_env``). On 2
+    cores that means ``sync`` for classic control (CartPole x8), ``subproc`` for MuJoCo x8
+    and Atari.
     """
     fns = [
         make_env_fn(env_id, render_mode=render_mode, clip_reward=clip_reward, video_dir=video_dir) for _ in range(num_envs)

@@ -49,7 +49,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, create_empty_array
 
-__all__ = ["SubprocVecEnv", "EnvWorkerError", "choose_vec_env", "default_in_main"]
+__all__ = ["SubprocVecEnv", "EnvWorkerError", "choose_vec_env", "default_in_main", "predicted_step_time"]
 
 # Commands (main -> worker): one byte, then a pickled payload where one is needed.
 _CMD_STEP = b"s"
@@ -857,12 +857,25 @@ def default_in_main(num_envs: int, num_workers: int) -> int:
     return max(0, min(share, num_envs - num_workers))
 
 
-#: What running the envs on workers costs per vector step, beyond the env steps themselves,
-#: fitted to measurements on the 2-core development VM: pipe round trips and wake-ups
-#: (~70 us with a no-op env), info transport, and envs that step ~20-40% slower in a
-#: process that sleeps between steps (cold caches after idling). HalfCheetah x8 on 2 workers
-#: runs at parity with in-process stepping, x16 at 1.13x: the break-even below matches.
-SUBPROC_STEP_COST_S = 250e-6
+#: Per vector step, what a worker costs beyond its env steps: the pipe round trip and its
+#: wake-up (~70 us with a no-op env on the 2-core development VM, ~120 us with MuJoCo infos).
+SUBPROC_ROUND_TRIP_S = 120e-6
+#: Envs step this much slower in a worker that sleeps between commands (cold caches).
+WORKER_SLOWDOWN = 1.3
+#: ``auto`` takes ``subproc`` only when it is predicted this much faster than ``sync``: other
+#: load on the machine hurts the processes of ``subproc`` much more than one ``sync`` process.
+AUTO_MIN_SPEEDUP = 1.1
+
+
+def predicted_step_time(num_envs: int, t: float, num_workers: int, in_main: int) -> float:
+    """Seconds per vector step of ``SubprocVecEnv(num_workers, in_main)`` for envs whose step
+    takes ``t`` seconds in-process: the slower of the main block and the largest worker block."""
+    workers = min(num_workers, num_envs - in_main)
+    main = in_main * t
+    if workers <= 0:
+        return main
+    per_worker = -(-(num_envs - in_main) // workers)
+    return max(main, per_worker * t * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S)
 
 
 def measure_step_time(env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: int = 50, budget_s: float = 0.05) -> float:
@@ -894,17 +907,20 @@ def measure_step_time(env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: 
 
 
 def choose_vec_env(env_fn: Callable[[], gym.Env], num_envs: int, num_workers: int | None = None) -> str:
-    """``"subproc"`` if running the envs on worker processes is expected to be faster, else ``"sync"``.
+    """``"subproc"`` if ``SubprocVecEnv(num_workers=num_workers)`` (default split, main block
+    included) is expected to be faster than in-process stepping, else ``"sync"``.
 
-    With ``W`` workers, a vector step costs about ``N * t`` in-process and
-    ``N * t / W + SUBPROC_STEP_COST_S`` on workers (``t``: one env step, timed here on one
-    env). So: ``sync`` when ``num_envs == 1`` or only one worker is possible; otherwise
-    ``subproc`` when ``N * t * (1 - 1/W) > SUBPROC_STEP_COST_S``. On 2 cores: ``sync`` for
-    classic control (CartPole, t ~ 10 us) and MuJoCo x8 (t ~ 45 us, a tie), ``subproc`` for
-    MuJoCo x16 and Atari (t ~ 400 us).
+    ``t`` (one env step) is timed here on one env; ``sync`` costs ``N * t`` per vector step,
+    ``subproc`` ``predicted_step_time`` (the slower of the main block, ``in_main * t``, and a
+    worker block, ``n * t * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S``). ``subproc`` when that
+    is at least ``AUTO_MIN_SPEEDUP`` times faster. Always ``sync`` for one env or, with the
+    default ``num_workers``, one CPU. On 2 cores (1 worker + the main process, 5 of 8 envs in
+    the main process): ``sync`` for classic control (CartPole, t ~ 10 us), ``subproc`` for
+    MuJoCo x8 (t ~ 45 us: 295 against 360 us predicted) and Atari (t ~ 400 us).
     """
-    workers = min(num_workers or _default_num_workers(), num_envs)
-    if num_envs <= 1 or workers <= 1:
+    if num_envs <= 1 or (num_workers is None and _default_num_workers() <= 1):
         return "sync"
+    workers = num_workers if num_workers is not None else max(1, _default_num_workers() - 1)
+    in_main = default_in_main(num_envs, workers)
     t = measure_step_time(env_fn)
-    return "subproc" if num_envs * t * (1.0 - 1.0 / workers) > SUBPROC_STEP_COST_S else "sync"
+    return "subproc" if num_envs * t >= AUTO_MIN_SPEEDUP * predicted_step_time(num_envs, t, workers, in_main) else "sync"
