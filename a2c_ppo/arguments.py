@@ -15,7 +15,7 @@ from a2c_ppo.errors import ConfigError
 ALGOS = ("ppo", "a2c", "acktr")
 
 # The PPO column is tuned so that `python main.py` solves CartPole-v1 within 100k steps.
-# The a2c / acktr columns solve it within 300k steps on 5/5 seeds (docs/BENCHMARKS_algos.md).
+# The a2c / acktr columns solve it within 300k steps on 5/5 seeds (docs/BENCHMARKS.md).
 ALGO_DEFAULTS: dict[str, dict[str, float | int | bool]] = {
     "ppo": {"lr": 1e-3, "num_steps": 32, "num_mini_batch": 1, "ppo_epoch": 20, "gamma": 0.98, "gae_lambda": 0.8, "entropy_coef": 0.0, "norm_adv": True},
     "a2c": {"lr": 7e-4, "num_steps": 5, "num_mini_batch": 1, "ppo_epoch": 1, "gamma": 0.98, "gae_lambda": 0.95, "entropy_coef": 0.0, "norm_adv": False},
@@ -97,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--norm-obs", action=bool_flag, default=None, help="normalise observations (default: on for continuous control)")
     g.add_argument("--norm-reward", action=bool_flag, default=None, help="scale rewards by the return std (default: on for continuous control)")
     g.add_argument("--vec-env", default="auto", choices=("auto", "subproc", "sync"), help="how envs are stepped")
-    g.add_argument("--num-workers", type=int, default=None, help="worker processes for subproc, besides the main process, which steps a share of the envs too (default: cores - 1)")
+    g.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="worker processes for subproc, not counting the main process, which steps a share of the envs too (default: cores - 1)",
+    )
 
     g = p.add_argument_group("logging and checkpoints")
     g.add_argument("--log-dir", default="runs", help="each run writes TensorBoard + CSV to its own folder here")

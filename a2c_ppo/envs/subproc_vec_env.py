@@ -846,7 +846,7 @@ class SubprocVecEnv(VectorEnv):
 #: How many envs the main process steps per env a worker steps, by default. A worker pays a
 #: pipe round trip and a wake-up per step, and its envs step slower after idling; the main
 #: process pays neither, so it gets the larger block. Measured on the 2-core VM (8 envs, 1
-#: worker): see docs/BENCHMARKS_vec_env.md.
+#: worker): see docs/BENCHMARKS.md (vector envs).
 MAIN_WEIGHT = 1.5
 
 
