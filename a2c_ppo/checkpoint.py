@@ -43,6 +43,7 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
         "python": json.dumps(random.getstate()),
     }
@@ -50,6 +51,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     keys = state["numpy"]["keys"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
     version, internal, gauss = json.loads(state["python"])

@@ -127,7 +127,9 @@ class RolloutStorage:
                 self.returns[t] = ret
 
     def feed_forward_generator(self, advantages: torch.Tensor, num_mini_batch: int) -> Iterator[Minibatch]:
-        """``num_mini_batch`` random minibatches covering all T*N samples exactly once."""
+        """``num_mini_batch`` random minibatches of ``T*N // num_mini_batch`` samples; they cover
+        every sample exactly once when ``num_mini_batch`` divides ``T*N`` (the flags ensure
+        it), else the remainder is left out of this epoch."""
         T, N = self.num_steps, self.num_processes
         batch_size = T * N
         if batch_size < num_mini_batch:

@@ -152,51 +152,26 @@ def run(args: argparse.Namespace) -> TrainResult:
         result = TrainResult(checkpoint=save_path, env_steps=env_steps)
         start_time, start_steps = time.monotonic(), env_steps
 
-        def save(update: int) -> None:
+        def save(update: int, steps: int) -> None:
             save_checkpoint(
                 save_path,
                 model=policy,
                 optimizer=agent.optimizer,
                 config=vars(args),
                 normalization=envs.envs.state_dict() if isinstance(envs.envs, VecNormalize) else None,
-                counters={"update": update, "env_steps": env_steps},
+                counters={"update": update, "env_steps": steps},
                 observation_space=envs.observation_space,
                 action_space=envs.action_space,
             )
 
-        update = start_update
+        completed = (start_update, env_steps)
         try:
             for update in range(start_update, num_updates):
                 lr = args.lr * (1.0 - update / num_updates) if args.use_linear_lr_decay else args.lr
                 set_learning_rate(agent.optimizer, lr)
-                for step in range(args.num_steps):
-                    with torch.no_grad():
-                        value, action, log_prob, rnn_hxs = policy.act(
-                            rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]
-                        )
-                    out = envs.step(action)
-                    bootstrap = torch.zeros_like(value)
-                    terminated, truncated = out.terminated, out.truncated
-                    if not args.use_proper_time_limits:
-                        terminated, truncated = terminated | truncated, torch.zeros_like(truncated)
-                    elif len(out.truncated_idx):
-                        idx = out.truncated_idx
-                        with torch.no_grad():
-                            bootstrap[idx] = policy.get_value(out.final_obs, rnn_hxs[idx], torch.ones(len(idx), 1, device=device))
-                    rollouts.insert(
-                        obs=out.obs,
-                        recurrent_hidden_states=rnn_hxs,
-                        actions=action,
-                        action_log_probs=log_prob,
-                        value_preds=value,
-                        rewards=out.reward,
-                        terminated=terminated,
-                        truncated=truncated,
-                        bootstrap_values=bootstrap,
-                    )
-                    for _, ret, length in out.episodes:
-                        recent_returns.append(ret)
-                        recent_lengths.append(length)
+                for ret, length in collect_rollout(policy, envs, rollouts, args.use_proper_time_limits):
+                    recent_returns.append(ret)
+                    recent_lengths.append(length)
                 env_steps += batch
                 with torch.no_grad():
                     next_value = policy.get_value(rollouts.obs[-1], rollouts.recurrent_hidden_states[-1], rollouts.masks[-1])
@@ -228,11 +203,14 @@ def run(args: argparse.Namespace) -> TrainResult:
                     mean_return = evaluate(policy, envs, eval_envs, args.eval_episodes, args.seed + EVAL_SEED_OFFSET)
                     logger.scalars(env_steps, {"eval/mean_return": mean_return}, update=done_updates)
                     logger.print(f"Evaluation over {args.eval_episodes} episodes: mean return {mean_return:.1f}")
-                if done_updates % args.save_interval == 0:
-                    save(done_updates)
-            save(num_updates)
+                completed = (done_updates, env_steps)
+                if done_updates % args.save_interval == 0 or done_updates == num_updates:
+                    save(*completed)
+            if start_update >= num_updates:  # a resumed run that was already finished
+                save(*completed)
         except KeyboardInterrupt:
-            save(update)
+            # The counters of the last finished update: a resumed run redoes the interrupted one.
+            save(*completed)
             result.interrupted = True
             logger.print(f"Interrupted: checkpoint saved to {save_path} (resume with --resume {save_path})")
             return result
@@ -244,6 +222,43 @@ def run(args: argparse.Namespace) -> TrainResult:
             eval_envs.close()
         if logger is not None:
             logger.close()
+
+
+def collect_rollout(policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool) -> list[tuple[float, int]]:
+    """Fill ``rollouts`` with ``num_steps`` steps of every env, acting from slot 0 on.
+
+    Truncated steps store V(final_obs) to bootstrap from (with ``proper_time_limits``;
+    else truncation counts as termination). Returns (true return, length) of the episodes
+    that ended.
+    """
+    episodes: list[tuple[float, int]] = []
+    for step in range(rollouts.num_steps):
+        with torch.no_grad():
+            value, action, log_prob, rnn_hxs = policy.act(
+                rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]
+            )
+        out = envs.step(action)
+        bootstrap = torch.zeros_like(value)
+        terminated, truncated = out.terminated, out.truncated
+        if not proper_time_limits:
+            terminated, truncated = terminated | truncated, torch.zeros_like(truncated)
+        elif len(out.truncated_idx):
+            idx = out.truncated_idx
+            with torch.no_grad():
+                bootstrap[idx] = policy.get_value(out.final_obs, rnn_hxs[idx], torch.ones_like(bootstrap[idx]))
+        rollouts.insert(
+            obs=out.obs,
+            recurrent_hidden_states=rnn_hxs,
+            actions=action,
+            action_log_probs=log_prob,
+            value_preds=value,
+            rewards=out.reward,
+            terminated=terminated,
+            truncated=truncated,
+            bootstrap_values=bootstrap,
+        )
+        episodes.extend((ret, length) for _, ret, length in out.episodes)
+    return episodes
 
 
 def evaluate(policy: Policy, train_envs: TorchVecEnv, eval_envs: TorchVecEnv, num_episodes: int, seed: int) -> float:

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from a2c_ppo.checkpoint import load_checkpoint
 from tests.helpers import PID_DIR_VARIABLE
 
 
@@ -74,7 +75,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         proc.kill()
     assert proc.returncode == 130, err
     assert "Interrupted: checkpoint saved" in out
-    assert (tmp_path / "models" / "ppo" / "CartPole-v1.pt").is_file()
+    counters = load_checkpoint(str(tmp_path / "models" / "ppo" / "CartPole-v1.pt"))["counters"]
+    # the counters of the last finished update, whatever the update was doing at Ctrl-C
+    assert counters["env_steps"] == counters["update"] * 2 * 32
 
 
 def test_bad_flags_fail_before_training(tmp_path):

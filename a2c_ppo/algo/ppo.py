@@ -77,16 +77,21 @@ class PPO:
         }
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
-        """One PPO update; returns means over all minibatches processed."""
+        """One PPO update; returns means over all minibatches evaluated (with ``target_kl``,
+        the one that crossed the limit too, though its step is not taken)."""
         advantages = rollout_advantages(rollouts, self.norm_adv)
         totals: dict[str, torch.Tensor] = {}
-        num_updates = 0
-        stop = False
+        num_evaluated, num_steps = 0, 0
+        kl_exceeded = False
         for _ in range(self.ppo_epoch):
             for batch in self._minibatches(rollouts, advantages):
                 losses = self._losses(batch)
+                # Summed as tensors: one device sync per update, not per minibatch.
+                for name, value in losses.items():
+                    totals[name] = totals.get(name, 0.0) + value.detach()
+                num_evaluated += 1
                 if self.target_kl is not None and losses["approx_kl"].item() > self.target_kl:
-                    stop = True
+                    kl_exceeded = True
                     break
                 loss = (
                     losses["policy_loss"]
@@ -97,13 +102,10 @@ class PPO:
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.actor_critic.parameters(), self.max_grad_norm)
                 self.optimizer.step()
-                # Summed as tensors: one device sync per update, not per minibatch.
-                for name, value in losses.items():
-                    totals[name] = totals.get(name, 0.0) + value.detach()
-                num_updates += 1
-            if stop:
+                num_steps += 1
+            if kl_exceeded:
                 break
-        metrics = {name: total.item() / num_updates for name, total in totals.items()}
+        metrics = {name: total.item() / num_evaluated for name, total in totals.items()}
         metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns)
-        metrics["num_gradient_steps"] = float(num_updates)
+        metrics["num_gradient_steps"] = float(num_steps)
         return metrics

@@ -98,7 +98,9 @@ def _default_context() -> mp.context.BaseContext:
     if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
         # Only effective before the forkserver starts; later calls are harmless no-ops.
-        ctx.set_forkserver_preload(["__main__", __name__])
+        # Not "__main__": env constructors travel by value (cloudpickle), and preloading a
+        # script without an `if __name__ == "__main__"` guard would run it in the server.
+        ctx.set_forkserver_preload([__name__])
         return ctx
     return mp.get_context("spawn")
 
