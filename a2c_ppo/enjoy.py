@@ -61,7 +61,16 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             print("--render: no display found (DISPLAY is unset); playing without a window.")
     torch.set_num_threads(1)
     try:
-        envs = build_envs(config, 1, torch.device("cpu"), vec_env="sync", render_mode=render_mode, video_dir=args.video_dir)
+        envs = build_envs(
+            config,
+            1,
+            torch.device("cpu"),
+            vec_env="sync",
+            render_mode=render_mode,
+            video_dir=args.video_dir,
+            # the vector env resets after the last episode: do not record that one
+            video_episodes=args.num_episodes,
+        )
     except DependencyNotInstalled as exc:
         raise ConfigError(f"{exc}. Rendering and videos need the extra: pip install -e '.[video]'") from exc
     try:

@@ -50,6 +50,10 @@ def test_train_then_enjoy(tmp_path):
     out = run_script("enjoy.py", "--load-dir", str(tmp_path / "models"), "--env-name", "CartPole-v1", "--num-episodes", "3")
     assert out.count("episode ") == 3 and "mean return over 3 episodes" in out
 
+    videos = tmp_path / "videos"
+    run_script("enjoy.py", "--checkpoint", str(checkpoint), "--num-episodes", "2", "--video-dir", str(videos))
+    assert sorted(os.listdir(videos)) == ["rl-video-episode-0.mp4", "rl-video-episode-1.mp4"]
+
 
 def test_resume_continues_the_counters(tmp_path):
     run_script("main.py", *train_flags(tmp_path, steps=256))

@@ -72,12 +72,17 @@ def is_atari_id(env_id: str) -> bool:
 
 
 def make_env(
-    env_id: str, *, render_mode: str | None = None, clip_reward: bool = True, video_dir: str | None = None
+    env_id: str,
+    *,
+    render_mode: str | None = None,
+    clip_reward: bool = True,
+    video_dir: str | None = None,
+    video_episodes: int | None = None,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
-    With ``video_dir`` every episode of the raw env is written there as an mp4 (needs
-    ``render_mode="rgb_array"`` and the ``[video]`` extra).
+    With ``video_dir`` every episode of the raw env (or the first ``video_episodes``) is
+    written there as an mp4 (needs ``render_mode="rgb_array"`` and the ``[video]`` extra).
     """
     entry_point = _load_entry_point(env_id)
     if entry_point is not None:
@@ -90,7 +95,8 @@ def make_env(
             kwargs["frameskip"] = 1  # wrap_atari skips 4 frames with max-pooling; v5 keeps sticky actions
         env = gym.make(env_id, **kwargs)
     if video_dir is not None:
-        env = RecordVideo(env, video_dir, episode_trigger=lambda episode: True, disable_logger=True)
+        limit = video_episodes if video_episodes is not None else float("inf")
+        env = RecordVideo(env, video_dir, episode_trigger=lambda episode: episode < limit, disable_logger=True)
     env = RecordEpisodeStatistics(env)
     if is_atari_id(env_id):
         from a2c_ppo.envs.atari import wrap_atari
@@ -125,6 +131,7 @@ def make_vec_envs(
     render_mode: str | None = None,
     clip_reward: bool = True,
     video_dir: str | None = None,
+    video_episodes: int | None = None,
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
@@ -143,7 +150,10 @@ def make_vec_envs(
     and Atari.
     """
     fns = [
-        make_env_fn(env_id, render_mode=render_mode, clip_reward=clip_reward, video_dir=video_dir) for _ in range(num_envs)
+        make_env_fn(
+            env_id, render_mode=render_mode, clip_reward=clip_reward, video_dir=video_dir, video_episodes=video_episodes
+        )
+        for _ in range(num_envs)
     ]
     if vec_env not in ("sync", "subproc", "auto"):
         raise ConfigError(f"vec_env must be 'sync', 'subproc' or 'auto', got {vec_env!r}")
