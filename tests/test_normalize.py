@@ -94,11 +94,17 @@ def test_vec_normalize_obs_returns_and_final_obs():
     envs.close()
 
 
-def test_clip_and_eval_freezes_statistics():
+def stepped_normalizer(steps: int) -> VecNormalize:
+    """A training-mode VecNormalize over make_envs(), reset and stepped ``steps`` times."""
     envs = VecNormalize(make_envs(), gamma=0.99)
     envs.reset(seed=0)
-    for _ in range(7):
+    for _ in range(steps):
         envs.step(np.zeros((2, 1), np.float32))
+    return envs
+
+
+def test_clip_and_eval_freezes_statistics():
+    envs = stepped_normalizer(7)
     envs.eval()
     frozen = json.dumps(envs.state_dict())
     for _ in range(4):
@@ -120,10 +126,7 @@ def test_clip_and_eval_freezes_statistics():
 
 
 def test_state_dict_round_trip():
-    envs = VecNormalize(make_envs(), gamma=0.99)
-    envs.reset(seed=0)
-    for _ in range(9):
-        envs.step(np.zeros((2, 1), np.float32))
+    envs = stepped_normalizer(9)
     state = json.loads(json.dumps(envs.state_dict()))  # plain data, as checkpoints store it
     fresh = VecNormalize(make_envs(), gamma=0.99)
     fresh.load_state_dict(state)
@@ -146,4 +149,16 @@ def test_flags_turn_parts_off():
     envs.reset(seed=0)
     _, reward, *_ = envs.step(np.zeros((2, 1), np.float32))
     np.testing.assert_array_equal(reward, [1.0, 3.0])  # raw rewards
+    envs.close()
+
+
+def test_normalized_subproc_obs_are_not_views_of_the_shared_buffer():
+    from a2c_ppo.envs import make_vec_envs
+
+    envs = make_vec_envs("Pendulum-v1", 2, norm_obs=True, norm_reward=False, vec_env="subproc", num_workers=1)
+    envs.reset(seed=0)
+    first, *_ = envs.step(np.ones((2, 1), np.float32))
+    kept = first.copy()
+    envs.step(-np.ones((2, 1), np.float32))
+    np.testing.assert_array_equal(first, kept)
     envs.close()

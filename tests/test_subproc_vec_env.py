@@ -269,16 +269,21 @@ def test_make_vec_envs_subproc_and_auto():
 # ----------------------------------------------------------------------------- faults
 
 
-def test_env_exception_names_env_and_carries_traceback():
-    fns = [CounterEnv, CounterEnv, partial(CounterEnv, raise_at=3), CounterEnv]
-    envs = SubprocVecEnv(fns, num_workers=2, in_main=0)
-    pids = envs.worker_pids
+def error_at_third_step(envs) -> EnvWorkerError:
+    """Reset 4 CounterEnvs, step them twice, and return the error the third step raises."""
     envs.reset(seed=0)
     envs.step(np.zeros(4, np.int64))
     envs.step(np.zeros(4, np.int64))
     with pytest.raises(EnvWorkerError) as info:
         envs.step(np.zeros(4, np.int64))
-    err = info.value
+    return info.value
+
+
+def test_env_exception_names_env_and_carries_traceback():
+    fns = [CounterEnv, CounterEnv, partial(CounterEnv, raise_at=3), CounterEnv]
+    envs = SubprocVecEnv(fns, num_workers=2, in_main=0)
+    pids = envs.worker_pids
+    err = error_at_third_step(envs)
     assert err.env_index == 2 and err.worker_index == 1
     assert "env 2" in str(err) and "ValueError: CounterEnv exploded at step 3" in str(err)
     assert "envs_for_tests.py" in err.traceback_text and "in step" in err.traceback_text
@@ -295,12 +300,7 @@ def test_exception_in_main_process_env_names_env_and_cleans_up(raising):
     envs = SubprocVecEnv(fns, num_workers=1, in_main=2)  # envs 2 and 3 in the main process
     pids = envs.worker_pids
     assert len(pids) == 1
-    envs.reset(seed=0)
-    envs.step(np.zeros(4, np.int64))
-    envs.step(np.zeros(4, np.int64))
-    with pytest.raises(EnvWorkerError) as info:
-        envs.step(np.zeros(4, np.int64))
-    err = info.value
+    err = error_at_third_step(envs)
     assert err.env_index == raising and err.worker_index is None
     assert f"env {raising} (main process) raised during step" in str(err)
     assert "ValueError: CounterEnv exploded at step 3" in str(err)

@@ -172,6 +172,8 @@ def make_vec_envs(
     auto = wants_normalization(envs)
     norm_obs = auto if norm_obs is None else norm_obs
     norm_reward = auto if norm_reward is None else norm_reward
+    if norm_obs and vec_env == "subproc":
+        envs.copy = False  # VecNormalize builds new arrays: a copy of the shared buffer is waste
     if norm_obs or norm_reward:
         envs = VecNormalize(envs, norm_obs=norm_obs, norm_reward=norm_reward, gamma=gamma)
     return envs
