@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from a2c_ppo.errors import ConfigError
 
@@ -17,9 +17,36 @@ ALGOS = ("ppo", "a2c", "acktr")
 # The PPO column is tuned so that `python main.py` solves CartPole-v1 within 100k steps.
 # The a2c / acktr columns solve it within 300k steps on 5/5 seeds (docs/BENCHMARKS.md).
 ALGO_DEFAULTS: dict[str, dict[str, float | int | bool]] = {
-    "ppo": {"lr": 1e-3, "num_steps": 32, "num_mini_batch": 1, "ppo_epoch": 20, "gamma": 0.98, "gae_lambda": 0.8, "entropy_coef": 0.0, "norm_adv": True},
-    "a2c": {"lr": 7e-4, "num_steps": 5, "num_mini_batch": 1, "ppo_epoch": 1, "gamma": 0.98, "gae_lambda": 0.95, "entropy_coef": 0.0, "norm_adv": False},
-    "acktr": {"lr": 0.25, "num_steps": 20, "num_mini_batch": 1, "ppo_epoch": 1, "gamma": 0.98, "gae_lambda": 0.95, "entropy_coef": 0.0, "norm_adv": False},
+    "ppo": {
+        "lr": 1e-3,
+        "num_steps": 32,
+        "num_mini_batch": 1,
+        "ppo_epoch": 20,
+        "gamma": 0.98,
+        "gae_lambda": 0.8,
+        "entropy_coef": 0.0,
+        "norm_adv": True,
+    },
+    "a2c": {
+        "lr": 7e-4,
+        "num_steps": 5,
+        "num_mini_batch": 1,
+        "ppo_epoch": 1,
+        "gamma": 0.98,
+        "gae_lambda": 0.95,
+        "entropy_coef": 0.0,
+        "norm_adv": False,
+    },
+    "acktr": {
+        "lr": 0.25,
+        "num_steps": 20,
+        "num_mini_batch": 1,
+        "ppo_epoch": 1,
+        "gamma": 0.98,
+        "gae_lambda": 0.95,
+        "entropy_coef": 0.0,
+        "norm_adv": False,
+    },
 }
 
 
@@ -53,18 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eps", type=float, default=1e-5, help="Adam / RMSprop epsilon")
     g.add_argument("--alpha", type=float, default=0.99, help="RMSprop smoothing constant (a2c)")
     g.add_argument("--gamma", type=float, default=None, help=f"discount factor {_per_algo('gamma')}")
-    g.add_argument("--use-gae", action=bool_flag, default=True, help="generalized advantage estimation (else n-step returns)")
+    g.add_argument(
+        "--use-gae", action=bool_flag, default=True, help="generalized advantage estimation (else n-step returns)"
+    )
     g.add_argument("--gae-lambda", type=float, default=None, help=f"GAE lambda {_per_algo('gae_lambda')}")
     g.add_argument("--entropy-coef", type=float, default=None, help=f"entropy bonus {_per_algo('entropy_coef')}")
     g.add_argument("--value-loss-coef", type=float, default=0.5, help="value loss weight")
     g.add_argument("--max-grad-norm", type=float, default=0.5, help="global gradient-norm clip")
     g.add_argument("--clip-param", type=float, default=0.2, help="PPO ratio clip")
     g.add_argument("--ppo-epoch", type=int, default=None, help=f"PPO epochs per update {_per_algo('ppo_epoch')}")
-    g.add_argument("--num-mini-batch", type=int, default=None, help=f"PPO minibatches per epoch {_per_algo('num_mini_batch')}")
+    g.add_argument(
+        "--num-mini-batch", type=int, default=None, help=f"PPO minibatches per epoch {_per_algo('num_mini_batch')}"
+    )
     g.add_argument("--clip-value-loss", action=bool_flag, default=True, help="PPO clipped value loss")
-    g.add_argument("--norm-adv", action=bool_flag, default=None, help=f"standardise advantages over the batch {_per_algo('norm_adv')}")
+    g.add_argument(
+        "--norm-adv",
+        action=bool_flag,
+        default=None,
+        help=f"standardise advantages over the batch {_per_algo('norm_adv')}",
+    )
     g.add_argument("--target-kl", type=float, default=None, help="stop a PPO update early once approx KL exceeds this")
-    g.add_argument("--use-linear-lr-decay", action=bool_flag, default=True, help="decay the learning rate linearly to 0")
+    g.add_argument(
+        "--use-linear-lr-decay", action=bool_flag, default=True, help="decay the learning rate linearly to 0"
+    )
     g.add_argument(
         "--hidden-size",
         type=int,
@@ -72,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="width of the MLP towers / the CNN feature layer, and of the recurrent layer "
         "(default: 64 for vector observations, 512 for images)",
     )
-    g.add_argument("--recurrent-policy", action="store_true", help="use a recurrent policy (GRU/LSTM after the MLP or CNN trunk)")
-    g.add_argument("--recurrent-type", default="gru", choices=("gru", "lstm"), help="recurrent layer of --recurrent-policy")
+    g.add_argument(
+        "--recurrent-policy", action="store_true", help="use a recurrent policy (GRU/LSTM after the MLP or CNN trunk)"
+    )
+    g.add_argument(
+        "--recurrent-type", default="gru", choices=("gru", "lstm"), help="recurrent layer of --recurrent-policy"
+    )
     g.add_argument(
         "--recurrent-chunk-length",
         type=int,
@@ -94,8 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="bootstrap truncated episodes from V(final obs) (else treat truncation as termination)",
     )
-    g.add_argument("--norm-obs", action=bool_flag, default=None, help="normalise observations (default: on for continuous control)")
-    g.add_argument("--norm-reward", action=bool_flag, default=None, help="scale rewards by the return std (default: on for continuous control)")
+    g.add_argument(
+        "--norm-obs", action=bool_flag, default=None, help="normalise observations (default: on for continuous control)"
+    )
+    g.add_argument(
+        "--norm-reward",
+        action=bool_flag,
+        default=None,
+        help="scale rewards by the return std (default: on for continuous control)",
+    )
     g.add_argument("--vec-env", default="auto", choices=("auto", "subproc", "sync"), help="how envs are stepped")
     g.add_argument(
         "--num-workers",
@@ -108,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-dir", default="runs", help="each run writes TensorBoard + CSV to its own folder here")
     g.add_argument("--save-dir", default="trained_models", help="checkpoints go to SAVE_DIR/ALGO/ENV.pt")
     g.add_argument("--log-interval", type=int, default=10, help="updates between console/TensorBoard logs")
-    g.add_argument("--save-interval", type=int, default=100, help="updates between checkpoints (one is always written at the end)")
+    g.add_argument(
+        "--save-interval", type=int, default=100, help="updates between checkpoints (one is always written at the end)"
+    )
     g.add_argument("--eval-interval", type=int, default=0, help="updates between evaluations (0: none)")
     g.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
     g.add_argument("--resume", default=None, metavar="PATH", help="continue training from this checkpoint")
@@ -128,7 +179,17 @@ def _fill_algo_defaults(args: argparse.Namespace) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     """Raise ConfigError with what to change; runs before any env or worker exists."""
-    positive = ["num_processes", "num_steps", "num_env_steps", "ppo_epoch", "num_mini_batch", "log_interval", "save_interval", "eval_episodes", "num_threads"]
+    positive = [
+        "num_processes",
+        "num_steps",
+        "num_env_steps",
+        "ppo_epoch",
+        "num_mini_batch",
+        "log_interval",
+        "save_interval",
+        "eval_episodes",
+        "num_threads",
+    ]
     for name in positive:
         if getattr(args, name) <= 0:
             flag = "--" + name.replace("_", "-")
@@ -159,7 +220,11 @@ def validate(args: argparse.Namespace) -> None:
     if args.recurrent_policy and args.algo == "ppo":
         _validate_recurrent_chunks(args)
     if args.algo != "ppo":
-        ppo_only = {"--ppo-epoch": args.ppo_epoch != 1, "--num-mini-batch": args.num_mini_batch != 1, "--target-kl": args.target_kl is not None}
+        ppo_only = {
+            "--ppo-epoch": args.ppo_epoch != 1,
+            "--num-mini-batch": args.num_mini_batch != 1,
+            "--target-kl": args.target_kl is not None,
+        }
         for flag, used in ppo_only.items():
             if used:
                 raise ConfigError(

@@ -80,7 +80,9 @@ def save_checkpoint(
         "normalization": json.dumps(normalization),
         "counters": dict(counters),
         "rng": rng_state(),
-        "spaces": json.dumps({"observation": describe_space(observation_space), "action": describe_space(action_space)}),
+        "spaces": json.dumps(
+            {"observation": describe_space(observation_space), "action": describe_space(action_space)}
+        ),
     }
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -104,7 +106,9 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ConfigError(f"checkpoint {path!r} cannot be read ({exc}); it is not an a2c_ppo checkpoint or is damaged.") from exc
+        raise ConfigError(
+            f"checkpoint {path!r} cannot be read ({exc}); it is not an a2c_ppo checkpoint or is damaged."
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"checkpoint {path!r} is not an a2c_ppo checkpoint of format {FORMAT_VERSION}.")
     for key in ("config", "normalization", "spaces"):
@@ -112,7 +116,9 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     return payload
 
 
-def check_spaces(checkpoint: dict[str, Any], observation_space: gym.Space, action_space: gym.Space, env_name: str) -> None:
+def check_spaces(
+    checkpoint: dict[str, Any], observation_space: gym.Space, action_space: gym.Space, env_name: str
+) -> None:
     """Raise ConfigError if the env's spaces differ from those the checkpoint was trained on."""
     saved = checkpoint["spaces"]
     for kind, space in (("observation", observation_space), ("action", action_space)):

@@ -52,7 +52,8 @@ class MultiCategoricalDistribution:
 
     def __init__(self, logits: torch.Tensor, nvec: list[int]) -> None:
         self.dists = [
-            torch.distributions.Categorical(logits=chunk, validate_args=False) for chunk in torch.split(logits, nvec, dim=-1)
+            torch.distributions.Categorical(logits=chunk, validate_args=False)
+            for chunk in torch.split(logits, nvec, dim=-1)
         ]
 
     def sample(self) -> torch.Tensor:

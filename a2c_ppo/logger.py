@@ -41,7 +41,9 @@ class Logger:
     printed above it; elsewhere (CI, files) only the plain log lines appear.
     """
 
-    def __init__(self, run_dir: str, config: dict[str, Any], total_steps: int, start_step: int = 0, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, run_dir: str, config: dict[str, Any], total_steps: int, start_step: int = 0, stream: TextIO | None = None
+    ) -> None:
         os.makedirs(run_dir, exist_ok=True)
         self.run_dir = run_dir
         self.stream = stream or sys.stdout
@@ -88,7 +90,9 @@ class Logger:
         eta = (self.total_steps - step) / rate if rate > 0 else 0.0
         width = 30
         bar = "#" * int(done * width) + "." * (width - int(done * width))
-        self.stream.write(f"\r[{bar}] {done:6.1%} {step}/{self.total_steps} steps  {rate:,.0f} SPS  ETA {format_duration(eta)}\033[K")
+        self.stream.write(
+            f"\r[{bar}] {done:6.1%} {step}/{self.total_steps} steps  {rate:,.0f} SPS  ETA {format_duration(eta)}\033[K"
+        )
         self.stream.flush()
         self._bar_drawn = True
 

@@ -85,7 +85,9 @@ class NNBase(nn.Module):
             return torch.cat([state[0].squeeze(0), state[1].squeeze(0)], dim=-1)
         return state.squeeze(0)
 
-    def _forward_rnn(self, x: torch.Tensor, hxs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_rnn(
+        self, x: torch.Tensor, hxs: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (B, in)``, ``hxs (N, H')``, ``masks (B, 1)`` -> ``(out (B, hidden), hxs (N, H'))``."""
         N = hxs.size(0)
         masks = masks.to(x.dtype).reshape(-1, 1)

@@ -7,7 +7,8 @@ rewards and the done flags are ``(T, N, ...)``.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 
@@ -61,7 +62,7 @@ class RolloutStorage:
         self.returns = torch.zeros(T, N, 1)
         self.step = 0
 
-    def to(self, device: torch.device | str) -> "RolloutStorage":
+    def to(self, device: torch.device | str) -> RolloutStorage:
         for name, value in vars(self).items():
             if isinstance(value, torch.Tensor):
                 setattr(self, name, value.to(device))

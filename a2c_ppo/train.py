@@ -20,6 +20,7 @@ from a2c_ppo.envs import TorchVecEnv, VecNormalize, make_vec_envs
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.logger import Logger, format_duration
 from a2c_ppo.model import Policy, make_policy
+from a2c_ppo.rollout import collect_rollout
 from a2c_ppo.storage import RolloutStorage
 
 EVAL_SEED_OFFSET = 1_000_000  # eval envs never share seeds with training envs
@@ -146,7 +147,9 @@ def run(args: argparse.Namespace) -> TrainResult:
         batch = args.num_processes * args.num_steps
         num_updates = args.num_env_steps // batch
         logger = Logger(args.run_dir, vars(args), total_steps=num_updates * batch, start_step=env_steps)
-        logger.print(f"Training {args.algo} on {args.env_name}: {num_updates} updates of {batch} steps, run folder {args.run_dir}")
+        logger.print(
+            f"Training {args.algo} on {args.env_name}: {num_updates} updates of {batch} steps, run folder {args.run_dir}"
+        )
         recent_returns: deque = deque(maxlen=10)
         recent_lengths: deque = deque(maxlen=10)
         result = TrainResult(checkpoint=save_path, env_steps=env_steps)
@@ -174,7 +177,9 @@ def run(args: argparse.Namespace) -> TrainResult:
                     recent_lengths.append(length)
                 env_steps += batch
                 with torch.no_grad():
-                    next_value = policy.get_value(rollouts.obs[-1], rollouts.recurrent_hidden_states[-1], rollouts.masks[-1])
+                    next_value = policy.get_value(
+                        rollouts.obs[-1], rollouts.recurrent_hidden_states[-1], rollouts.masks[-1]
+                    )
                 rollouts.compute_returns(next_value, args.use_gae, args.gamma, args.gae_lambda)
                 metrics = agent.update(rollouts)
                 rollouts.after_update()
@@ -199,7 +204,9 @@ def run(args: argparse.Namespace) -> TrainResult:
                     )
                 if args.eval_interval and done_updates % args.eval_interval == 0:
                     if eval_envs is None:
-                        eval_envs = build_envs(args, min(args.num_processes, args.eval_episodes), device, vec_env="sync")
+                        eval_envs = build_envs(
+                            args, min(args.num_processes, args.eval_episodes), device, vec_env="sync"
+                        )
                     mean_return = evaluate(policy, envs, eval_envs, args.eval_episodes, args.seed + EVAL_SEED_OFFSET)
                     logger.scalars(env_steps, {"eval/mean_return": mean_return}, update=done_updates)
                     logger.print(f"Evaluation over {args.eval_episodes} episodes: mean return {mean_return:.1f}")
@@ -222,43 +229,6 @@ def run(args: argparse.Namespace) -> TrainResult:
             eval_envs.close()
         if logger is not None:
             logger.close()
-
-
-def collect_rollout(policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool) -> list[tuple[float, int]]:
-    """Fill ``rollouts`` with ``num_steps`` steps of every env, acting from slot 0 on.
-
-    Truncated steps store V(final_obs) to bootstrap from (with ``proper_time_limits``;
-    else truncation counts as termination). Returns (true return, length) of the episodes
-    that ended.
-    """
-    episodes: list[tuple[float, int]] = []
-    for step in range(rollouts.num_steps):
-        with torch.no_grad():
-            value, action, log_prob, rnn_hxs = policy.act(
-                rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]
-            )
-        out = envs.step(action)
-        bootstrap = torch.zeros_like(value)
-        terminated, truncated = out.terminated, out.truncated
-        if not proper_time_limits:
-            terminated, truncated = terminated | truncated, torch.zeros_like(truncated)
-        elif len(out.truncated_idx):
-            idx = out.truncated_idx
-            with torch.no_grad():
-                bootstrap[idx] = policy.get_value(out.final_obs, rnn_hxs[idx], torch.ones_like(bootstrap[idx]))
-        rollouts.insert(
-            obs=out.obs,
-            recurrent_hidden_states=rnn_hxs,
-            actions=action,
-            action_log_probs=log_prob,
-            value_preds=value,
-            rewards=out.reward,
-            terminated=terminated,
-            truncated=truncated,
-            bootstrap_values=bootstrap,
-        )
-        episodes.extend((ret, length) for _, ret, length in out.episodes)
-    return episodes
 
 
 def evaluate(policy: Policy, train_envs: TorchVecEnv, eval_envs: TorchVecEnv, num_episodes: int, seed: int) -> float:

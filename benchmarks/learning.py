@@ -36,9 +36,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(1, opts.seeds + 1):
             argv = [
-                "--algo", opts.algo, "--env-name", opts.env_name, "--seed", str(seed),
-                "--num-env-steps", str(opts.num_env_steps), "--log-dir", os.path.join(tmp, "runs"),
-                "--save-dir", os.path.join(tmp, f"models{seed}"), "--log-interval", "1000000",
+                "--algo",
+                opts.algo,
+                "--env-name",
+                opts.env_name,
+                "--seed",
+                str(seed),
+                "--num-env-steps",
+                str(opts.num_env_steps),
+                "--log-dir",
+                os.path.join(tmp, "runs"),
+                "--save-dir",
+                os.path.join(tmp, f"models{seed}"),
+                "--log-interval",
+                "1000000",
                 *opts.main_flags,
             ]
             start = time.monotonic()

@@ -44,16 +44,46 @@ TASKS: dict[str, tuple[str, float, list[str]]] = {
         "a2c_ppo.envs.memory_envs:make_cartpole_novel",
         200.0,
         [
-            "--num-env-steps", "300000", "--num-processes", "8", "--num-steps", "128", "--num-mini-batch", "4",
-            "--ppo-epoch", "4", "--gamma", "0.99", "--gae-lambda", "0.95", "--lr", "1e-3",
+            "--num-env-steps",
+            "300000",
+            "--num-processes",
+            "8",
+            "--num-steps",
+            "128",
+            "--num-mini-batch",
+            "4",
+            "--ppo-epoch",
+            "4",
+            "--gamma",
+            "0.99",
+            "--gae-lambda",
+            "0.95",
+            "--lr",
+            "1e-3",
         ],
     ),
     "cue-recall": (
         "a2c_ppo.envs.memory_envs:make_cue_recall",
         0.9,
         [
-            "--num-env-steps", "100000", "--num-processes", "8", "--num-steps", "96", "--num-mini-batch", "4",
-            "--ppo-epoch", "4", "--gamma", "0.99", "--gae-lambda", "0.95", "--lr", "1e-3", "--entropy-coef", "0.01",
+            "--num-env-steps",
+            "100000",
+            "--num-processes",
+            "8",
+            "--num-steps",
+            "96",
+            "--num-mini-batch",
+            "4",
+            "--ppo-epoch",
+            "4",
+            "--gamma",
+            "0.99",
+            "--gae-lambda",
+            "0.95",
+            "--lr",
+            "1e-3",
+            "--entropy-coef",
+            "0.01",
         ],
     ),
 }
@@ -93,9 +123,21 @@ def main() -> None:
         for kind in opts.kinds:
             for seed in range(1, opts.seeds + 1):
                 argv = [
-                    "--env-name", env, "--seed", str(seed), *task_flags, *KINDS[kind],
-                    "--log-dir", os.path.join(tmp, "runs"), "--save-dir", os.path.join(tmp, f"{kind}{seed}"),
-                    "--log-interval", "1000000", "--num-threads", "1", *opts.main_flags,
+                    "--env-name",
+                    env,
+                    "--seed",
+                    str(seed),
+                    *task_flags,
+                    *KINDS[kind],
+                    "--log-dir",
+                    os.path.join(tmp, "runs"),
+                    "--save-dir",
+                    os.path.join(tmp, f"{kind}{seed}"),
+                    "--log-interval",
+                    "1000000",
+                    "--num-threads",
+                    "1",
+                    *opts.main_flags,
                 ]
                 args = parse_args(argv)
                 start = time.monotonic()
@@ -113,7 +155,9 @@ def main() -> None:
     print("-" * len(header))
     for kind, seed, reached, final, evaluation, sps, wall in rows:
         reached_s = str(reached) if reached is not None else "not reached"
-        print(f"{kind:>6} | {seed:>4} | {reached_s:>18} | {final:>18.2f} | {evaluation:>11.2f} | {sps:>5.0f} | {wall:>6.1f}")
+        print(
+            f"{kind:>6} | {seed:>4} | {reached_s:>18} | {final:>18.2f} | {evaluation:>11.2f} | {sps:>5.0f} | {wall:>6.1f}"
+        )
     print()
     for kind in opts.kinds:
         mine = [r for r in rows if r[0] == kind]

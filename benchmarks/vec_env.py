@@ -69,7 +69,10 @@ def configurations(env_id: str, num_envs: int, workers: list[int], main_workers:
         yield f"subproc w{w}", lambda w=w: SubprocVecEnv(fns, num_workers=w, in_main=0)
     for w in main_workers:
         k = default_in_main(num_envs, w)
-        yield f"subproc w{w}+m{k}", lambda w=w: make_vec_envs(env_id, num_envs, vec_env="subproc", num_workers=w, **plain)
+        yield (
+            f"subproc w{w}+m{k}",
+            lambda w=w: make_vec_envs(env_id, num_envs, vec_env="subproc", num_workers=w, **plain),
+        )
     yield "in-process", lambda: make_vec_envs(env_id, num_envs, vec_env="sync", **plain)
     yield "gym Sync", lambda: SyncVectorEnv(fns)
     yield "gym Async", lambda: AsyncVectorEnv(fns)
@@ -81,7 +84,11 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="SubprocVecEnv worker counts")
     parser.add_argument(
-        "--main-workers", type=int, nargs="+", default=[1, 2], help="worker counts for SubprocVecEnv with a main-process share"
+        "--main-workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="worker counts for SubprocVecEnv with a main-process share",
     )
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timing window")
     parser.add_argument("--steps", type=int, default=None, help="vector steps per window instead of --seconds")
@@ -103,7 +110,9 @@ def main() -> None:
         for name, make in configurations(env_id, opts.num_envs, opts.workers, opts.main_workers):
             envs = make()
             try:
-                results[name] = measure(envs, seconds=opts.seconds, steps=opts.steps, repeats=opts.repeats, warmup=opts.warmup)
+                results[name] = measure(
+                    envs, seconds=opts.seconds, steps=opts.steps, repeats=opts.repeats, warmup=opts.warmup
+                )
             finally:
                 envs.close()
             print(f"  {env_id:<16} {name:<14} {results[name]:>10,.0f} steps/s", file=sys.stderr, flush=True)

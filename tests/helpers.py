@@ -13,7 +13,9 @@ from a2c_ppo.model import Policy
 from a2c_ppo.storage import RolloutStorage
 
 
-def rollout_from_policy(policy: Policy, obs_space: gym.spaces.Box, action_space: gym.Space, T: int = 16, N: int = 4, seed: int = 0) -> RolloutStorage:
+def rollout_from_policy(
+    policy: Policy, obs_space: gym.spaces.Box, action_space: gym.Space, T: int = 16, N: int = 4, seed: int = 0
+) -> RolloutStorage:
     """A storage filled by ``policy.act`` on random observations, with returns computed."""
     g = torch.Generator().manual_seed(seed)
     dim, dtype = action_shape(action_space)
@@ -21,7 +23,9 @@ def rollout_from_policy(policy: Policy, obs_space: gym.spaces.Box, action_space:
     storage.obs[0].copy_(torch.randn(N, *obs_space.shape, generator=g))
     for t in range(T):
         with torch.no_grad():
-            value, action, log_prob, hxs = policy.act(storage.obs[t], storage.recurrent_hidden_states[t], storage.masks[t])
+            value, action, log_prob, hxs = policy.act(
+                storage.obs[t], storage.recurrent_hidden_states[t], storage.masks[t]
+            )
         done = torch.rand(N, 1, generator=g) < 0.1
         storage.insert(
             obs=torch.randn(N, *obs_space.shape, generator=g),

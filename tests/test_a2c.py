@@ -58,7 +58,9 @@ def test_a2c_gradient_equals_the_closed_form_for_a_linear_softmax_policy(norm_ad
     policy = linear_softmax_policy()
     rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3), T=6, N=3)
     value_coef, entropy_coef = 0.5, 0.05
-    agent = A2C(policy, value_loss_coef=value_coef, entropy_coef=entropy_coef, lr=1e-3, max_grad_norm=None, norm_adv=norm_adv)
+    agent = A2C(
+        policy, value_loss_coef=value_coef, entropy_coef=entropy_coef, lr=1e-3, max_grad_norm=None, norm_adv=norm_adv
+    )
     # Plain SGD with lr 1: the applied step is exactly minus the gradient.
     agent.optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
 
@@ -125,7 +127,9 @@ def small_policy(kind: str, action_space: gym.Space) -> tuple[Policy, gym.spaces
         return Policy(obs_space, action_space, base=CNNBase((2, 36, 36), hidden_size=16)), obs_space
     recurrent = kind.startswith("recurrent")
     rnn_type = "lstm" if kind == "recurrent-lstm" else "gru"
-    return Policy(BOX_OBS, action_space, base=MLPBase(4, hidden_size=16, recurrent=recurrent, rnn_type=rnn_type)), BOX_OBS
+    return Policy(
+        BOX_OBS, action_space, base=MLPBase(4, hidden_size=16, recurrent=recurrent, rnn_type=rnn_type)
+    ), BOX_OBS
 
 
 def image_rollout(policy: Policy, obs_space: gym.spaces.Box, action_space: gym.Space, T: int, N: int):
@@ -135,16 +139,26 @@ def image_rollout(policy: Policy, obs_space: gym.spaces.Box, action_space: gym.S
 
     g = torch.Generator().manual_seed(0)
     dim, dtype = action_shape(action_space)
-    storage = RolloutStorage(T, N, obs_space.shape, dim, dtype, policy.recurrent_hidden_state_size, obs_dtype=torch.uint8)
+    storage = RolloutStorage(
+        T, N, obs_space.shape, dim, dtype, policy.recurrent_hidden_state_size, obs_dtype=torch.uint8
+    )
     frame = lambda: torch.randint(0, 256, (N, *obs_space.shape), generator=g, dtype=torch.uint8)  # noqa: E731
     storage.obs[0].copy_(frame())
     for t in range(T):
         with torch.no_grad():
-            value, action, log_prob, hxs = policy.act(storage.obs[t], storage.recurrent_hidden_states[t], storage.masks[t])
+            value, action, log_prob, hxs = policy.act(
+                storage.obs[t], storage.recurrent_hidden_states[t], storage.masks[t]
+            )
         storage.insert(
-            obs=frame(), recurrent_hidden_states=hxs, actions=action, action_log_probs=log_prob, value_preds=value,
-            rewards=torch.randn(N, 1, generator=g), terminated=torch.rand(N, 1, generator=g) < 0.2,
-            truncated=torch.zeros(N, 1, dtype=torch.bool), bootstrap_values=torch.zeros(N, 1),
+            obs=frame(),
+            recurrent_hidden_states=hxs,
+            actions=action,
+            action_log_probs=log_prob,
+            value_preds=value,
+            rewards=torch.randn(N, 1, generator=g),
+            terminated=torch.rand(N, 1, generator=g) < 0.2,
+            truncated=torch.zeros(N, 1, dtype=torch.bool),
+            bootstrap_values=torch.zeros(N, 1),
         )
     storage.compute_returns(torch.zeros(N, 1), use_gae=True, gamma=0.99, gae_lambda=0.95)
     return storage
@@ -205,15 +219,31 @@ def test_per_algorithm_defaults_and_refusals(capsys):
 
 
 def run_main(*argv: str) -> str:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *argv], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), *argv], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
 @pytest.mark.parametrize("algo", ["a2c", "acktr"])
 def test_main_trains_and_resumes_end_to_end(tmp_path, algo):
-    flags = ["--algo", algo, "--num-processes", "2", "--num-steps", "5", "--log-interval", "2", "--vec-env", "sync",
-             "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models")]
+    flags = [
+        "--algo",
+        algo,
+        "--num-processes",
+        "2",
+        "--num-steps",
+        "5",
+        "--log-interval",
+        "2",
+        "--vec-env",
+        "sync",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--save-dir",
+        str(tmp_path / "models"),
+    ]
     out = run_main(*flags, "--num-env-steps", "40")
     assert f"Training {algo} on CartPole-v1: 4 updates of 10 steps" in out and "Updates 4/4, timesteps 40" in out
     checkpoint = tmp_path / "models" / algo / "CartPole-v1.pt"

@@ -29,7 +29,9 @@ def test_batch_not_divisible_into_minibatches(capsys):
     assert "3 x 5 = 15" in err and "--num-mini-batch" in err
 
 
-@pytest.mark.parametrize("flag", ["--num-processes", "--num-steps", "--num-env-steps", "--num-mini-batch", "--ppo-epoch"])
+@pytest.mark.parametrize(
+    "flag", ["--num-processes", "--num-steps", "--num-env-steps", "--num-mini-batch", "--ppo-epoch"]
+)
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_non_positive_sizes(flag, value, capsys):
     err = error_of([flag, value], capsys)
@@ -44,6 +46,8 @@ def test_missing_resume_checkpoint(capsys, tmp_path):
     assert "no such checkpoint file" in error_of(["--resume", str(tmp_path / "x.pt")], capsys)
 
 
-@pytest.mark.parametrize("argv, text", [(["--gamma", "1.5"], "--gamma"), (["--lr", "0"], "--lr"), (["--gae-lambda", "2"], "--gae-lambda")])
+@pytest.mark.parametrize(
+    "argv, text", [(["--gamma", "1.5"], "--gamma"), (["--lr", "0"], "--lr"), (["--gae-lambda", "2"], "--gae-lambda")]
+)
 def test_out_of_range_floats(argv, text, capsys):
     assert text in error_of(argv, capsys)

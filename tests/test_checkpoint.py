@@ -70,8 +70,14 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError):
         save_checkpoint(
-            path, model=policy, optimizer=None, config={}, normalization=None, counters={},
-            observation_space=envs.observation_space, action_space=envs.action_space,
+            path,
+            model=policy,
+            optimizer=None,
+            config={},
+            normalization=None,
+            counters={},
+            observation_space=envs.observation_space,
+            action_space=envs.action_space,
         )
     assert open(path, "rb").read() == before
     assert os.listdir(os.path.dirname(path)) == ["Pendulum-v1.pt"]

@@ -28,7 +28,11 @@ def test_default_base_picks_the_cnn_for_images_and_the_mlp_for_vectors():
 def test_nature_trunk_layers_and_shapes():
     base = CNNBase((4, 84, 84))
     convs = [m for m in base.main if isinstance(m, torch.nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (32, (8, 8), (4, 4)),
+        (64, (4, 4), (2, 2)),
+        (64, (3, 3), (1, 1)),
+    ]
     linear = [m for m in base.main if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linear] == [(64 * 7 * 7, 512)]
     policy = Policy(ATARI_OBS, gym.spaces.Discrete(6))
@@ -63,18 +67,41 @@ def test_orthogonal_init_with_relu_gain_and_unit_critic_gain():
     assert math.isclose(w.norm().item(), 1.0, rel_tol=1e-5)
 
 
-@pytest.mark.parametrize("shape,match", [((4, 32, 32), "at least 36x36"), ((84, 84, 3), "channels-last"), ((4, 84), "1-D Box")])
+@pytest.mark.parametrize(
+    "shape,match", [((4, 32, 32), "at least 36x36"), ((84, 84, 3), "channels-last"), ((4, 84), "1-D Box")]
+)
 def test_unusable_image_shapes_are_explained(shape, match):
     with pytest.raises(ValueError, match=match):
         default_base(gym.spaces.Box(0, 255, shape, np.uint8), {})
 
 
-@pytest.mark.parametrize("extra", [[], ["--recurrent-policy", "--recurrent-chunk-length", "4", "--num-mini-batch", "4"]])
+@pytest.mark.parametrize(
+    "extra", [[], ["--recurrent-policy", "--recurrent-chunk-length", "4", "--num-mini-batch", "4"]]
+)
 def test_cnn_policy_trains_end_to_end_on_a_small_image_env(tmp_path, extra):
     argv = [
-        "--env-name", "a2c_ppo.envs.memory_envs:make_image_target", "--num-processes", "2", "--num-steps", "8",
-        "--num-env-steps", "32", "--ppo-epoch", "2", "--num-mini-batch", "2", "--log-interval", "1",
-        "--vec-env", "sync", "--num-threads", "1", "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"),
+        "--env-name",
+        "a2c_ppo.envs.memory_envs:make_image_target",
+        "--num-processes",
+        "2",
+        "--num-steps",
+        "8",
+        "--num-env-steps",
+        "32",
+        "--ppo-epoch",
+        "2",
+        "--num-mini-batch",
+        "2",
+        "--log-interval",
+        "1",
+        "--vec-env",
+        "sync",
+        "--num-threads",
+        "1",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--save-dir",
+        str(tmp_path / "models"),
         *extra,
     ]
     args = parse_args(argv)

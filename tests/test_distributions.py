@@ -43,7 +43,9 @@ def test_gaussian_log_prob_and_entropy_match_formula():
     _, log_prob, entropy, _ = policy.evaluate_actions(obs, torch.zeros(4, 1), torch.ones(4, 1), action)
     _, features, _ = policy.base(obs, None, None)
     mean, log_std = policy.dist.mean(features), policy.dist.log_std
-    expected = (-((action - mean) ** 2) / (2 * torch.exp(2 * log_std)) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
+    expected = (-((action - mean) ** 2) / (2 * torch.exp(2 * log_std)) - log_std - 0.5 * math.log(2 * math.pi)).sum(
+        -1, keepdim=True
+    )
     torch.testing.assert_close(log_prob, expected)
     expected_entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(4)
     torch.testing.assert_close(entropy, expected_entropy)

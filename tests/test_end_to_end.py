@@ -12,7 +12,6 @@ import pytest
 from a2c_ppo.checkpoint import load_checkpoint
 from tests.helpers import PID_DIR_VARIABLE
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -26,9 +25,24 @@ def run_script(script, *argv, timeout=120):
 
 def train_flags(tmp_path, steps=512):
     return [
-        "--num-env-steps", str(steps), "--num-processes", "2", "--num-steps", "32", "--log-interval", "2",
-        "--save-interval", "3", "--eval-interval", "4", "--eval-episodes", "2",
-        "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"),
+        "--num-env-steps",
+        str(steps),
+        "--num-processes",
+        "2",
+        "--num-steps",
+        "32",
+        "--log-interval",
+        "2",
+        "--save-interval",
+        "3",
+        "--eval-interval",
+        "4",
+        "--eval-episodes",
+        "2",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--save-dir",
+        str(tmp_path / "models"),
     ]
 
 
@@ -47,7 +61,9 @@ def test_train_then_enjoy(tmp_path):
     assert lrs == sorted(lrs, reverse=True) and lrs[0] < 1e-3  # linear decay
     assert any(r["eval/mean_return"] for r in rows)
 
-    out = run_script("enjoy.py", "--load-dir", str(tmp_path / "models"), "--env-name", "CartPole-v1", "--num-episodes", "3")
+    out = run_script(
+        "enjoy.py", "--load-dir", str(tmp_path / "models"), "--env-name", "CartPole-v1", "--num-episodes", "3"
+    )
     assert out.count("episode ") == 3 and "mean return over 3 episodes" in out
 
     videos = tmp_path / "videos"
@@ -67,7 +83,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     flags = train_flags(tmp_path, steps=10_000_000)
     proc = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "main.py"), *flags, "--save-interval", "100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         for line in proc.stdout:
@@ -87,7 +106,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 def test_bad_flags_fail_before_training(tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "NoSuchEnv-v0", "--log-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert proc.returncode == 2 and "not a registered gymnasium id" in proc.stderr
     assert not os.listdir(tmp_path)
@@ -96,7 +118,10 @@ def test_bad_flags_fail_before_training(tmp_path):
 def test_enjoy_with_missing_checkpoint_says_so(tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "enjoy.py"), "--load-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
@@ -106,11 +131,26 @@ def test_an_env_crash_stops_training_with_the_env_index_and_leaves_no_process(tm
     pid_dir.mkdir()
     proc = subprocess.run(
         [
-            sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "tests.helpers:make_crashing_env",
-            "--vec-env", "subproc", "--num-workers", "2", "--num-processes", "2",
-            "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"),
+            sys.executable,
+            os.path.join(ROOT, "main.py"),
+            "--env-name",
+            "tests.helpers:make_crashing_env",
+            "--vec-env",
+            "subproc",
+            "--num-workers",
+            "2",
+            "--num-processes",
+            "2",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--save-dir",
+            str(tmp_path / "models"),
         ],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, PID_DIR_VARIABLE: str(pid_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, PID_DIR_VARIABLE: str(pid_dir)},
     )
     assert proc.returncode == 1
     assert "EnvWorkerError" in proc.stderr and "env 0" in proc.stderr and "ValueError" in proc.stderr

@@ -119,7 +119,9 @@ def test_preconditioned_gradient_equals_the_damped_kronecker_closed_form(layer):
     before = [p.detach().clone() for p in model.parameters()]
     opt.step()
     assert opt.last_nu == 1.0
-    step = torch.cat([(b - p.detach()).reshape(module.weight.shape[0], -1) for b, p in zip(before, model.parameters())], 1)
+    step = torch.cat(
+        [(b - p.detach()).reshape(module.weight.shape[0], -1) for b, p in zip(before, model.parameters())], 1
+    )
     torch.testing.assert_close(step, lr * closed)
     # unclipped: the KL estimate is 0.5 lr^2 nat . grad
     assert opt.last_kl == pytest.approx(0.5 * lr**2 * (closed * M).sum().item(), rel=1e-9)
@@ -223,7 +225,9 @@ def test_step_without_statistics_is_refused():
         opt.step()
 
 
-@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "gaussian"])
+@pytest.mark.parametrize(
+    "action_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "gaussian"]
+)
 def test_acktr_update_on_a_policy_respects_the_kl_clip(action_space):
     torch.manual_seed(0)
     policy = Policy(BOX_OBS, action_space, base=MLPBase(4, hidden_size=6))

@@ -114,7 +114,9 @@ def test_clip_and_eval_freezes_statistics():
     # Clipping at 10: outliers of the frozen statistics.
     envs.obs_rms.mean[:] = 0.0
     envs.obs_rms.var[:] = 1.0
-    np.testing.assert_array_equal(envs.normalize_obs(np.array([[100.0, -100.0], [0.5, -0.5]])), [[10, -10], [0.5, -0.5]])
+    np.testing.assert_array_equal(
+        envs.normalize_obs(np.array([[100.0, -100.0], [0.5, -0.5]])), [[10, -10], [0.5, -0.5]]
+    )
     envs.ret_rms.var = np.float64(1e-4)  # std 0.01: every reward >= 0.1 clips
     _, reward, *_ = envs.step(np.zeros((2, 1), np.float32))
     np.testing.assert_array_equal(reward, [10.0, 10.0])

@@ -24,7 +24,9 @@ def test_first_minibatch_has_ratio_one_and_no_clipping(action_space):
 
     def spy(batch):
         with torch.no_grad():
-            _, log_probs, _, _ = policy.evaluate_actions(batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions)
+            _, log_probs, _, _ = policy.evaluate_actions(
+                batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions
+            )
         seen.append(((log_probs - batch.old_action_log_probs).exp(), original(batch)))
         return seen[-1][1]
 

@@ -130,16 +130,28 @@ def test_make_policy_reads_flags_with_defaults_for_old_configs():
 @pytest.mark.parametrize("chunk_length,num_mini_batch", [(None, 2), (4, 4), (2, 8)])
 def test_ppo_first_epoch_minibatches_have_ratio_one(rnn_type, chunk_length, num_mini_batch):
     torch.manual_seed(0)
-    policy = Policy(BOX_OBS, gym.spaces.Discrete(3), base_kwargs={"hidden_size": 16, "recurrent": True, "rnn_type": rnn_type})
+    policy = Policy(
+        BOX_OBS, gym.spaces.Discrete(3), base_kwargs={"hidden_size": 16, "recurrent": True, "rnn_type": rnn_type}
+    )
     storage = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3), T=8, N=2)
     storage.recurrent_chunk_length = chunk_length
-    agent = PPO(policy, clip_param=0.2, ppo_epoch=1, num_mini_batch=num_mini_batch, value_loss_coef=0.5, entropy_coef=0.0, lr=1e-3)
+    agent = PPO(
+        policy,
+        clip_param=0.2,
+        ppo_epoch=1,
+        num_mini_batch=num_mini_batch,
+        value_loss_coef=0.5,
+        entropy_coef=0.0,
+        lr=1e-3,
+    )
     advantages = storage.returns - storage.value_preds[:-1]
     batches = list(agent._minibatches(storage, advantages))
     assert len(batches) == num_mini_batch
     for batch in batches:
         with torch.no_grad():
-            values, log_probs, _, _ = policy.evaluate_actions(batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions)
+            values, log_probs, _, _ = policy.evaluate_actions(
+                batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions
+            )
         torch.testing.assert_close(log_probs, batch.old_action_log_probs, atol=1e-5, rtol=0)
         torch.testing.assert_close(values, batch.value_preds, atol=1e-5, rtol=0)
     losses = agent._losses(batches[0])
@@ -149,7 +161,13 @@ def test_ppo_first_epoch_minibatches_have_ratio_one(rnn_type, chunk_length, num_
 
 
 def run_main(*argv: str, timeout: int = 180) -> str:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -164,8 +182,22 @@ def run_main(*argv: str, timeout: int = 180) -> str:
 def test_main_trains_a_recurrent_policy_on_cartpole(tmp_path, flags):
     procs = int(flags[flags.index("--num-processes") + 1])
     out = run_main(
-        "--recurrent-policy", *flags, "--num-steps", "32", "--ppo-epoch", "2", "--num-env-steps", str(2 * 32 * procs),
-        "--log-interval", "1", "--num-threads", "1", "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"),
+        "--recurrent-policy",
+        *flags,
+        "--num-steps",
+        "32",
+        "--ppo-epoch",
+        "2",
+        "--num-env-steps",
+        str(2 * 32 * procs),
+        "--log-interval",
+        "1",
+        "--num-threads",
+        "1",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--save-dir",
+        str(tmp_path / "models"),
     )
     assert "Updates 2/2" in out
     assert (tmp_path / "models" / "ppo" / "CartPole-v1.pt").is_file()
@@ -178,7 +210,9 @@ def test_flags_explain_too_few_sequences(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--recurrent-chunk-length" in err and "2 x 32 / 32 = 2 sequences" in err
     # Chunks of 8 steps make 2 x 4 = 8 sequences: enough for 4 minibatches.
-    args = parse_args(["--recurrent-policy", "--num-processes", "2", "--num-mini-batch", "4", "--recurrent-chunk-length", "8"])
+    args = parse_args(
+        ["--recurrent-policy", "--num-processes", "2", "--num-mini-batch", "4", "--recurrent-chunk-length", "8"]
+    )
     assert args.recurrent_chunk_length == 8 and args.recurrent_type == "gru"
 
 

@@ -154,7 +154,14 @@ def test_matches_sync_on_cartpole():
         lambda: ActionEchoEnv(gym.spaces.MultiBinary(4)),
         lambda: ActionEchoEnv(gym.spaces.Discrete(5)),
     ],
-    ids=["uint8-image-obs", "discrete-obs", "box-action", "multidiscrete-action", "multibinary-action", "discrete-action"],
+    ids=[
+        "uint8-image-obs",
+        "discrete-obs",
+        "box-action",
+        "multidiscrete-action",
+        "multibinary-action",
+        "discrete-action",
+    ],
 )
 def test_spaces(make):
     fns = [make for _ in range(3)]
@@ -172,7 +179,11 @@ def test_spaces(make):
 
 
 def test_terminal_obs_autoreset_and_flags():
-    fns = [partial(CounterEnv, terminate_at=3), partial(CounterEnv, truncate_at=4), partial(CounterEnv, terminate_at=4, truncate_at=4)]
+    fns = [
+        partial(CounterEnv, terminate_at=3),
+        partial(CounterEnv, truncate_at=4),
+        partial(CounterEnv, terminate_at=4, truncate_at=4),
+    ]
     envs = SubprocVecEnv(fns, num_workers=2)
     try:
         assert envs.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP

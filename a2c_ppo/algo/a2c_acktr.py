@@ -27,9 +27,7 @@ from a2c_ppo.model import Policy
 from a2c_ppo.storage import RolloutStorage
 
 
-def evaluate_rollout(
-    actor_critic: Policy, rollouts: RolloutStorage
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def evaluate_rollout(actor_critic: Policy, rollouts: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Values (T*N, 1), log-probs of the stored actions (T*N, 1) and entropies (T*N,).
 
     Rows are time-major: row ``t * N + n`` is step ``t`` of environment ``n``.
@@ -84,7 +82,9 @@ class A2C:
         return losses, values, log_probs
 
     def _total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        return losses["policy_loss"] + self.value_loss_coef * losses["value_loss"] - self.entropy_coef * losses["entropy"]
+        return (
+            losses["policy_loss"] + self.value_loss_coef * losses["value_loss"] - self.entropy_coef * losses["entropy"]
+        )
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
         """One gradient step on the whole rollout; returns its losses."""

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -64,7 +64,9 @@ def layer_inputs(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]
     """Rows ``a`` (samples x locations, in[+1]) of homogeneous inputs, and the batch size."""
     batch = x.shape[0]
     if isinstance(module, nn.Conv2d):
-        patches = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride)
+        patches = F.unfold(
+            x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
+        )
         a = patches.transpose(1, 2).reshape(-1, patches.shape[1])
     else:
         a = x.reshape(-1, x.shape[-1])

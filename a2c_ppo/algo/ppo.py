@@ -61,7 +61,9 @@ class PPO:
         policy_loss = -torch.min(surr1, surr2).mean()
         if self.use_clipped_value_loss:
             values_clipped = batch.value_preds + (values - batch.value_preds).clamp(-self.clip_param, self.clip_param)
-            value_loss = 0.5 * torch.max((values - batch.returns).pow(2), (values_clipped - batch.returns).pow(2)).mean()
+            value_loss = (
+                0.5 * torch.max((values - batch.returns).pow(2), (values_clipped - batch.returns).pow(2)).mean()
+            )
         else:
             value_loss = 0.5 * (batch.returns - values).pow(2).mean()
         with torch.no_grad():

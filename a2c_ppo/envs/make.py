@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np

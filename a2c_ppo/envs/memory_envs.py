@@ -97,7 +97,9 @@ class ImageTargetEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, size: int = 48, channels: int = 4, episode_length: int = 8, render_mode: str | None = None) -> None:
+    def __init__(
+        self, size: int = 48, channels: int = 4, episode_length: int = 8, render_mode: str | None = None
+    ) -> None:
         self.size, self.channels, self.episode_length = size, channels, episode_length
         self.observation_space = gym.spaces.Box(0, 255, shape=(channels, size, size), dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(2)

@@ -72,7 +72,9 @@ class EnvWorkerError(RuntimeError):
     ``traceback_text`` (the env's traceback, ``""`` if its worker died).
     """
 
-    def __init__(self, message: str, *, env_index: int | None, worker_index: int | None, traceback_text: str = "") -> None:
+    def __init__(
+        self, message: str, *, env_index: int | None, worker_index: int | None, traceback_text: str = ""
+    ) -> None:
         super().__init__(message)
         self.env_index = env_index
         self.worker_index = worker_index
@@ -256,7 +258,10 @@ def _worker(
         except (EOFError, OSError):  # the main process is gone
             break
         cmd = msg[:1]
-        where[0], where[1] = lo, {_CMD_STEP: "step", _CMD_RESET: "reset", _CMD_CALL: "call", _CMD_SET_ATTR: "set_attr"}.get(cmd, "?")
+        where[0], where[1] = (
+            lo,
+            {_CMD_STEP: "step", _CMD_RESET: "reset", _CMD_CALL: "call", _CMD_SET_ATTR: "set_attr"}.get(cmd, "?"),
+        )
         try:
             if cmd == _CMD_STEP:
                 payload = _step_block(envs, lo, act_buf.copy(), obs_buf, rew_buf, term_buf, trunc_buf, where)
@@ -530,7 +535,15 @@ class SubprocVecEnv(VectorEnv):
                 proc = ctx.Process(
                     target=_worker,
                     name=f"SubprocVecEnv-worker-{w}",
-                    args=(w, child_conn, cloudpickle.dumps(env_fns[lo:hi]), lo, self._buffers.raws, layout, spaces_bytes),
+                    args=(
+                        w,
+                        child_conn,
+                        cloudpickle.dumps(env_fns[lo:hi]),
+                        lo,
+                        self._buffers.raws,
+                        layout,
+                        spaces_bytes,
+                    ),
                     daemon=True,
                 )
                 proc.start()
@@ -556,7 +569,10 @@ class SubprocVecEnv(VectorEnv):
                 where[0] = i
                 env = env_fns[i]()
                 self._main_envs.append(env)
-                if env.observation_space != self.single_observation_space or env.action_space != self.single_action_space:
+                if (
+                    env.observation_space != self.single_observation_space
+                    or env.action_space != self.single_action_space
+                ):
                     raise RuntimeError(
                         f"env {i} has observation space {env.observation_space} and action space "
                         f"{env.action_space}, but env 0 has {self.single_observation_space} and "
@@ -723,7 +739,9 @@ class SubprocVecEnv(VectorEnv):
             options = dict(options)
             mask = np.asarray(options.pop("reset_mask"))
             if mask.shape != (n,) or mask.dtype != np.bool_:
-                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
+                raise ValueError(
+                    f"options['reset_mask'] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}"
+                )
             if not mask.any():
                 raise ValueError("options['reset_mask'] must select at least one env")
         self._begin()
@@ -737,7 +755,15 @@ class SubprocVecEnv(VectorEnv):
             obs_buf, _, term_buf, trunc_buf = self._main_slices()
             try:
                 plain = _reset_block(
-                    self._main_envs, lo, seeds[lo:], options, None if mask is None else mask[lo:], obs_buf, term_buf, trunc_buf, where
+                    self._main_envs,
+                    lo,
+                    seeds[lo:],
+                    options,
+                    None if mask is None else mask[lo:],
+                    obs_buf,
+                    term_buf,
+                    trunc_buf,
+                    where,
                 )
                 main_payload = (plain, [])
             except Exception as e:
@@ -766,7 +792,9 @@ class SubprocVecEnv(VectorEnv):
             lo = self._main_lo
             obs_buf, rew_buf, term_buf, trunc_buf = self._main_slices()
             try:
-                main_payload = _step_block(self._main_envs, lo, self._act_buf[lo:].copy(), obs_buf, rew_buf, term_buf, trunc_buf, where)
+                main_payload = _step_block(
+                    self._main_envs, lo, self._act_buf[lo:].copy(), obs_buf, rew_buf, term_buf, trunc_buf, where
+                )
             except Exception as e:
                 main_exc = e
         infos = self._gather_infos("stepping", main_payload, main_exc, where)
@@ -880,7 +908,9 @@ def predicted_step_time(num_envs: int, t: float, num_workers: int, in_main: int)
     return max(main, per_worker * t * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S)
 
 
-def measure_step_time(env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: int = 50, budget_s: float = 0.05) -> float:
+def measure_step_time(
+    env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: int = 50, budget_s: float = 0.05
+) -> float:
     """Median seconds per ``step`` (random actions) of one env built here.
 
     The median, so that a preemption by another process during one step does not count.
@@ -925,4 +955,6 @@ def choose_vec_env(env_fn: Callable[[], gym.Env], num_envs: int, num_workers: in
     workers = num_workers if num_workers is not None else max(1, _default_num_workers() - 1)
     in_main = default_in_main(num_envs, workers)
     t = measure_step_time(env_fn)
-    return "subproc" if num_envs * t >= AUTO_MIN_SPEEDUP * predicted_step_time(num_envs, t, workers, in_main) else "sync"
+    return (
+        "subproc" if num_envs * t >= AUTO_MIN_SPEEDUP * predicted_step_time(num_envs, t, workers, in_main) else "sync"
+    )
