@@ -1,16 +1,20 @@
-"""Checkpoints as data: state_dicts, the flags as JSON, normalisation stats, counters, RNG.
+"""Checkpoints as data: state_dicts, the run config as JSON, normalisation stats, counters, RNG.
 
-Loaded with ``torch.load(weights_only=True)``, so a checkpoint cannot run code. Written to
-a temporary file in the same folder and renamed over the target, so a crash mid-write
-never leaves a broken checkpoint behind.
+Loaded with ``torch.load(weights_only=True)``, so a checkpoint cannot run code. Written to a
+temporary file in the same folder (with the mode the umask gives) and renamed over the
+target, so a crash mid-write never leaves a broken checkpoint behind; a model or statistics
+that are not finite are refused, so NaNs never overwrite a good checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import random
-import tempfile
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -18,15 +22,11 @@ import numpy as np
 import torch
 
 from a2c_ppo import __version__
-from a2c_ppo.errors import ConfigError
+from a2c_ppo.errors import ConfigError, NonFiniteError
 
-FORMAT_VERSION = 1
-
-
-def checkpoint_path(save_dir: str, algo: str, env_name: str) -> str:
-    """The classic layout: SAVE_DIR/ALGO/ENV.pt (``/`` and ``:`` in ids become ``_``)."""
-    safe_env = env_name.replace("/", "_").replace(":", "_")
-    return os.path.join(save_dir, algo, safe_env + ".pt")
+FORMAT_VERSION = 2
+#: Fields stored as JSON text (plain data that is not a tensor).
+JSON_FIELDS = ("config", "normalization", "spaces")
 
 
 def describe_space(space: gym.Space) -> dict[str, Any]:
@@ -59,6 +59,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating tensor holding a NaN or infinity, else ``None``."""
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def _all_finite(data: Any) -> bool:
+    """Whether every number in nested plain data (dicts, lists, floats) is finite."""
+    if isinstance(data, dict):
+        return all(_all_finite(value) for value in data.values())
+    if isinstance(data, (list, tuple)):
+        return all(_all_finite(value) for value in data)
+    return not isinstance(data, float) or math.isfinite(data)
+
+
 def save_checkpoint(
     path: str,
     *,
@@ -69,8 +86,20 @@ def save_checkpoint(
     counters: dict[str, int],
     observation_space: gym.Space,
     action_space: gym.Space,
+    resume_state: dict[str, Any] | None = None,
+    rng: dict[str, Any] | None = None,
 ) -> None:
-    """Atomically write a checkpoint to ``path``."""
+    """Atomically write a checkpoint to ``path``; NonFiniteError (and nothing written) if the
+    model or the normalisation statistics hold a NaN or infinity.
+
+    ``resume_state``: what an exact resume needs beyond the rest (tensors and plain data);
+    ``rng``: the RNG states to store (default: the current ones, ``rng_state()``).
+    """
+    bad = first_non_finite(model.state_dict())
+    if bad is not None:
+        raise NonFiniteError(f"not saving {path}: model parameter {bad!r} is not finite")
+    if normalization is not None and not _all_finite(normalization):
+        raise NonFiniteError(f"not saving {path}: the observation/return normalisation statistics are not finite")
     payload = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
@@ -79,14 +108,22 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "normalization": json.dumps(normalization),
         "counters": dict(counters),
-        "rng": rng_state(),
+        "rng": rng if rng is not None else rng_state(),
         "spaces": json.dumps(
             {"observation": describe_space(observation_space), "action": describe_space(action_space)}
         ),
+        "resume_state": resume_state,
     }
+    write_atomically(path, payload)
+
+
+def write_atomically(path: str, payload: Any) -> None:
+    """``torch.save`` to a new file beside ``path``, fsync, rename over ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}")
+    # os.open with 0o666 lets the umask decide the mode, as for any file the user creates.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -99,19 +136,33 @@ def save_checkpoint(
         raise
 
 
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint; JSON fields come back decoded. Raises ConfigError if unusable."""
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+    """Read a checkpoint; JSON fields come back decoded. ConfigError if it is unusable.
+
+    ``what`` names the flag the path came from, for the message.
+    """
     if not os.path.isfile(path):
-        raise ConfigError(f"checkpoint {path!r} does not exist; train first or pass the right path.")
+        raise ConfigError(f"{what} {path!r}: no such checkpoint file; train first or pass the right path.")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError:
         raise ConfigError(
-            f"checkpoint {path!r} cannot be read ({exc}); it is not an a2c_ppo checkpoint or is damaged."
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"checkpoint {path!r} is not an a2c_ppo checkpoint of format {FORMAT_VERSION}.")
-    for key in ("config", "normalization", "spaces"):
+            f"{what} {path!r} is refused: it contains code or Python objects besides tensors and plain data, "
+            "and loading it could run that code. a2c_ppo checkpoints never do; use one written by a2c_ppo."
+        ) from None
+    except Exception:
+        raise ConfigError(
+            f"{what} {path!r} cannot be read: it is not a checkpoint file, or it is truncated or damaged "
+            "(e.g. copied while being written). Use another checkpoint."
+        ) from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise ConfigError(f"{what} {path!r} is not an a2c_ppo checkpoint.")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise ConfigError(
+            f"{what} {path!r} has checkpoint format {payload['format_version']}, but this a2c_ppo reads format "
+            f"{FORMAT_VERSION}; use the a2c_ppo version that wrote it ({payload.get('package_version')})."
+        )
+    for key in JSON_FIELDS:
         payload[key] = json.loads(payload[key])
     return payload
 

@@ -11,21 +11,24 @@ import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
 
-from a2c_ppo.arguments import HelpFormatter
-from a2c_ppo.checkpoint import check_spaces, checkpoint_path, load_checkpoint
+from a2c_ppo.arguments import ArgumentParser, fail
+from a2c_ppo.checkpoint import check_spaces, first_non_finite, load_checkpoint
+from a2c_ppo.config import RunConfig
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.model import make_policy
+from a2c_ppo.paths import check_writable_dir, checkpoint_path
 from a2c_ppo.train import build_envs
 
 REPLAY_SEED_OFFSET = 2_000_000  # replays never reuse the training envs' seeds
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="enjoy.py",
         description="Replay a trained policy: give --checkpoint PATH, or --load-dir with --env-name and --algo.",
-        formatter_class=HelpFormatter,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", default=None, metavar="PATH", help="checkpoint file (overrides --load-dir)")
     p.add_argument("--load-dir", default="trained_models", help="folder holding ALGO/ENV.pt")
@@ -46,11 +49,19 @@ def _has_display() -> bool:
 def run(args: argparse.Namespace) -> list[tuple[float, int]]:
     """Play ``args.num_episodes`` episodes; prints each return and the mean."""
     path = args.checkpoint or checkpoint_path(args.load_dir, args.algo, args.env_name or "CartPole-v1")
-    checkpoint = load_checkpoint(path)
-    config = argparse.Namespace(**checkpoint["config"])
+    checkpoint = load_checkpoint(path, what="--checkpoint" if args.checkpoint else "--load-dir")
+    config = RunConfig.from_dict(checkpoint["config"])
+    bad = first_non_finite(checkpoint["model"])
+    if bad is not None:
+        raise ConfigError(
+            f"checkpoint {path!r} is refused: its parameter {bad!r} is not finite (NaN or infinity), so the policy "
+            "it holds cannot act. Use an earlier checkpoint of the run."
+        )
     if args.env_name:
-        check_env_id(args.env_name)
-        config.env_name = args.env_name
+        config = config.replace(env_name=args.env_name)
+    check_env_id(config.env_name)
+    if args.video_dir:
+        check_writable_dir(args.video_dir, "--video-dir")
     render_mode = None
     if args.video_dir:
         render_mode = "rgb_array"
@@ -111,5 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(args)
     except ConfigError as exc:
-        parser.error(str(exc))
+        fail(str(exc), prog="enjoy.py")
+    except KeyboardInterrupt:
+        sys.stderr.write("Stopped by Ctrl-C.\n")
+        return 130
     return 0

@@ -1,4 +1,9 @@
-"""Console (progress bar or plain lines), TensorBoard and CSV logging in one place."""
+"""Console (progress bar or plain lines), TensorBoard and CSV logging in one place.
+
+Every metric given is written: ``progress.csv`` gains a column when a new key appears (the
+file is rewritten with the wider header). TensorBoard is imported only when the first
+scalars are written, so the first console line is not held up by it.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from torch.utils.tensorboard import SummaryWriter
-
-CSV_FIELDS = [
-    "update",
-    "env_steps",
-    "time",
-    "charts/SPS",
-    "charts/learning_rate",
-    "charts/episodic_return",
-    "charts/episodic_length",
-    "losses/policy_loss",
-    "losses/value_loss",
-    "losses/entropy",
-    "losses/approx_kl",
-    "losses/clipfrac",
-    "losses/explained_variance",
-    "eval/mean_return",
-]
+CSV_NAME = "progress.csv"
+LEADING_COLUMNS = ["update", "env_steps", "time"]
 
 
 def format_duration(seconds: float) -> str:
@@ -38,37 +27,78 @@ class Logger:
     """Writes to ``run_dir``: TensorBoard events and ``progress.csv``; prints to ``stream``.
 
     On a terminal a one-line progress bar with ETA is redrawn in place and log lines are
-    printed above it; elsewhere (CI, files) only the plain log lines appear.
+    printed above it; elsewhere (CI, files) only the plain log lines appear. ``resume_update``:
+    a resumed run drops the CSV rows of updates after it (they are redone) and TensorBoard
+    purges the events after ``start_step``.
     """
 
     def __init__(
-        self, run_dir: str, config: dict[str, Any], total_steps: int, start_step: int = 0, stream: TextIO | None = None
+        self,
+        run_dir: str,
+        config: dict[str, Any],
+        total_steps: int,
+        start_step: int = 0,
+        resume_update: int | None = None,
+        stream: TextIO | None = None,
     ) -> None:
         os.makedirs(run_dir, exist_ok=True)
         self.run_dir = run_dir
+        self.config = config
         self.stream = stream or sys.stdout
         self.is_tty = self.stream.isatty()
         self.total_steps = total_steps
         self.start_step = start_step
         self.start_time = time.monotonic()
-        self.writer = SummaryWriter(run_dir, purge_step=start_step or None)
-        table = "\n".join(f"|{key}|{value}|" for key, value in sorted(config.items()))
-        self.writer.add_text("hyperparameters", "|flag|value|\n|-|-|\n" + table, global_step=start_step)
-        csv_path = os.path.join(run_dir, "progress.csv")
-        new_file = not os.path.exists(csv_path)
-        self._csv_file = open(csv_path, "a", newline="")
-        self._csv = csv.DictWriter(self._csv_file, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        if new_file:
-            self._csv.writeheader()
+        self._writer: Any = None
+        self._csv_path = os.path.join(run_dir, CSV_NAME)
+        self._columns, rows = self._read_csv(resume_update)
+        self._csv_file = open(self._csv_path, "w", newline="")
+        self._write_rows(rows)
         self._bar_drawn = False
         self._last_draw = 0.0
 
-    def scalars(self, step: int, values: dict[str, float], update: int | None = None) -> None:
-        """Log ``values`` (TensorBoard keys) at env step ``step`` to TensorBoard and CSV."""
+    def _read_csv(self, keep_through_update: int | None) -> tuple[list[str], list[dict[str, str]]]:
+        """The existing header and rows (a resumed run keeps rows up to its update)."""
+        if keep_through_update is None or not os.path.exists(self._csv_path):
+            return list(LEADING_COLUMNS), []
+        with open(self._csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or LEADING_COLUMNS)
+            rows = [row for row in reader if row.get("update") and int(row["update"]) <= keep_through_update]
+        return columns, rows
+
+    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+        self._csv_file.seek(0)
+        self._csv_file.truncate()
+        writer = csv.DictWriter(self._csv_file, fieldnames=self._columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        self._csv_file.flush()
+        self._rows = rows
+
+    @property
+    def writer(self) -> Any:
+        """The TensorBoard SummaryWriter, created (and tensorboard imported) on first use."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(self.run_dir, purge_step=self.start_step + 1 if self.start_step else None)
+            table = "\n".join(f"|{key}|{value}|" for key, value in sorted(self.config.items()))
+            self._writer.add_text("hyperparameters", "|flag|value|\n|-|-|\n" + table, global_step=self.start_step)
+        return self._writer
+
+    def scalars(self, step: int, values: dict[str, float], update: int) -> None:
+        """Log ``values`` (TensorBoard tags) at env step ``step`` to TensorBoard and CSV."""
         for key, value in values.items():
             self.writer.add_scalar(key, value, step)
         row = {"update": update, "env_steps": step, "time": round(time.monotonic() - self.start_time, 2), **values}
-        self._csv.writerow(row)
+        new_columns = [key for key in values if key not in self._columns]
+        if new_columns:
+            self._columns += new_columns
+            self._write_rows([*self._rows, row])
+            return
+        self._rows.append(row)
+        csv.DictWriter(self._csv_file, fieldnames=self._columns).writerow(row)
         self._csv_file.flush()
 
     def print(self, line: str) -> None:
@@ -99,5 +129,6 @@ class Logger:
     def close(self) -> None:
         if self._bar_drawn:
             self.stream.write("\n")
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
         self._csv_file.close()

@@ -1,43 +1,67 @@
-"""The training loop: envs -> storage -> algorithm -> model, plus logging and checkpoints."""
+"""The training loop: envs -> storage -> algorithm -> model, plus logging and checkpoints.
+
+``run`` is a sequence of small steps: build the pieces, restore them from a checkpoint, then
+per update collect a rollout, compute returns, update, check that everything is finite, log,
+evaluate and save. At the end of every update the loop records a ``Boundary`` (env states,
+normalisation statistics, RNG, episode windows): whatever stops the run later (Ctrl-C,
+SIGTERM, an env that fails), the checkpoint written is that of the last finished update, and
+``--resume`` continues from it exactly where the env states could be captured.
+"""
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from a2c_ppo.algo import A2C, ACKTR, PPO
 from a2c_ppo.algo.common import set_learning_rate
-from a2c_ppo.checkpoint import check_spaces, checkpoint_path, load_checkpoint, save_checkpoint, set_rng_state
+from a2c_ppo.checkpoint import first_non_finite, rng_state, save_checkpoint, set_rng_state
+from a2c_ppo.config import RunConfig
 from a2c_ppo.distributions import action_shape
 from a2c_ppo.envs import TorchVecEnv, VecNormalize, make_vec_envs
+from a2c_ppo.errors import NonFiniteError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.logger import Logger, format_duration
 from a2c_ppo.model import Policy, make_policy
+from a2c_ppo.paths import checkpoint_path
 from a2c_ppo.rollout import collect_rollout
+from a2c_ppo.signals import StopSignals
 from a2c_ppo.storage import RolloutStorage
 
 EVAL_SEED_OFFSET = 1_000_000  # eval envs never share seeds with training envs
+EPISODE_WINDOW = 10  # episodes in the console's and TensorBoard's running return
 
 
 @dataclass
 class TrainResult:
     checkpoint: str
     env_steps: int
-    interrupted: bool = False
     # (env steps, mean true return of the last 10 episodes) after every update
     history: list[tuple[int, float]] = field(default_factory=list)
 
 
-def select_device(args: argparse.Namespace) -> torch.device:
-    if torch.cuda.is_available() and not args.no_cuda:
-        if args.cuda_deterministic:
+@dataclass
+class Boundary:
+    """The state of a run at the end of its last finished update: what a checkpoint saves."""
+
+    update: int
+    env_steps: int
+    rng: dict[str, Any]
+    normalization: dict[str, Any] | None
+    env_states: Any  # the envs' snapshots, or None where they cannot be captured
+    returns: list[float]
+    lengths: list[int]
+
+
+def select_device(config: RunConfig) -> torch.device:
+    if torch.cuda.is_available() and not config.no_cuda:
+        if config.cuda_deterministic:
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
         return torch.device("cuda")
@@ -50,52 +74,45 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_envs(args: argparse.Namespace, num_envs: int, device: torch.device, **overrides) -> TorchVecEnv:
-    """The vector env a run's flags describe (``overrides`` go to make_vec_envs), as tensors."""
+def build_envs(config: RunConfig, num_envs: int, device: torch.device, **overrides: Any) -> TorchVecEnv:
+    """The vector env ``config`` describes (``overrides`` go to make_vec_envs), as tensors."""
     kwargs = {
-        "gamma": args.gamma,
-        "norm_obs": args.norm_obs,
-        "norm_reward": args.norm_reward,
-        "vec_env": args.vec_env,
-        "num_workers": args.num_workers,
+        "gamma": config.gamma,
+        "norm_obs": config.norm_obs,
+        "norm_reward": config.norm_reward,
+        "vec_env": config.vec_env,
+        "num_workers": config.num_workers,
         **overrides,
     }
-    envs = make_vec_envs(args.env_name, num_envs, **kwargs)
-    return TorchVecEnv(envs, device)
+    return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)
 
 
-def make_agent(args: argparse.Namespace, policy: Policy) -> PPO | A2C | ACKTR:
-    """The algorithm object for ``--algo``."""
-    common = {
-        "value_loss_coef": args.value_loss_coef,
-        "entropy_coef": args.entropy_coef,
-        "lr": args.lr,
-        "norm_adv": args.norm_adv,
+def make_agent(config: RunConfig, policy: Policy) -> PPO | A2C | ACKTR:
+    """The algorithm object for ``config.algo``."""
+    common: dict[str, Any] = {
+        "value_loss_coef": config.value_loss_coef,
+        "entropy_coef": config.entropy_coef,
+        "lr": config.lr,
+        "norm_adv": config.norm_adv,
     }
-    if args.algo == "acktr":
+    if config.algo == "acktr":
         return ACKTR(policy, **common)
-    if args.algo == "a2c":
-        return A2C(policy, eps=args.eps, alpha=args.alpha, max_grad_norm=args.max_grad_norm, **common)
+    if config.algo == "a2c":
+        return A2C(policy, eps=config.eps, alpha=config.alpha, max_grad_norm=config.max_grad_norm, **common)
     return PPO(
         policy,
-        clip_param=args.clip_param,
-        ppo_epoch=args.ppo_epoch,
-        num_mini_batch=args.num_mini_batch,
-        eps=args.eps,
-        max_grad_norm=args.max_grad_norm,
-        use_clipped_value_loss=args.clip_value_loss,
-        target_kl=args.target_kl,
+        clip_param=config.clip_param,
+        ppo_epoch=config.ppo_epoch,
+        num_mini_batch=config.num_mini_batch,
+        eps=config.eps,
+        max_grad_norm=config.max_grad_norm,
+        use_clipped_value_loss=config.clip_value_loss,
+        target_kl=config.target_kl,
         **common,
     )
 
 
-def new_run_dir(args: argparse.Namespace) -> str:
-    safe_env = args.env_name.replace("/", "_").replace(":", "_")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join(args.log_dir, f"{safe_env}__{args.algo}__seed{args.seed}__{stamp}")
-
-
-def _summary(returns: deque) -> str:
+def summary(returns: deque) -> str:
     if not returns:
         return "no episode finished yet"
     r = np.asarray(returns)
@@ -105,136 +122,283 @@ def _summary(returns: deque) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> TrainResult:
-    """Train as ``args`` say; returns where the checkpoint is and the learning curve."""
-    seed_everything(args.seed)
-    torch.set_num_threads(args.num_threads)
-    device = select_device(args)
-    checkpoint = load_checkpoint(args.resume) if args.resume else None
-    if not getattr(args, "run_dir", None):
-        args.run_dir = new_run_dir(args)
-    save_path = checkpoint_path(args.save_dir, args.algo, args.env_name)
+class Trainer:
+    """One run's pieces and the steps of its loop (see the module docstring)."""
 
-    envs = build_envs(args, args.num_processes, device)
-    eval_envs: TorchVecEnv | None = None
-    logger: Logger | None = None
-    try:
-        policy = make_policy(envs.observation_space, envs.action_space, args).to(device)
-        agent = make_agent(args, policy)
-        start_update, env_steps = 0, 0
-        if checkpoint is not None:
-            check_spaces(checkpoint, envs.observation_space, envs.action_space, args.env_name)
-            policy.load_state_dict(checkpoint["model"])
-            agent.optimizer.load_state_dict(checkpoint["optimizer"])
-            if isinstance(envs.envs, VecNormalize) and checkpoint["normalization"]:
-                envs.envs.load_state_dict(checkpoint["normalization"])
-            start_update, env_steps = checkpoint["counters"]["update"], checkpoint["counters"]["env_steps"]
-            set_rng_state(checkpoint["rng"])
-
-        action_dim, action_dtype = action_shape(envs.action_space)
-        rollouts = RolloutStorage(
-            args.num_steps,
-            args.num_processes,
-            envs.observation_space.shape,
+    def __init__(self, config: RunConfig, signals: StopSignals) -> None:
+        self.config = config
+        self.signals = signals
+        self.device = select_device(config)
+        self.save_path = checkpoint_path(config.save_dir, config.algo, config.env_name)
+        self.batch = config.batch_size
+        self.num_updates = config.num_env_steps // self.batch
+        self.envs = build_envs(config, config.num_processes, self.device)
+        self.eval_envs: TorchVecEnv | None = None
+        self.logger: Logger | None = None
+        self.policy = make_policy(self.envs.observation_space, self.envs.action_space, config).to(self.device)
+        self.agent = make_agent(config, self.policy)
+        action_dim, action_dtype = action_shape(self.envs.action_space)
+        obs_space = self.envs.observation_space
+        self.rollouts = RolloutStorage(
+            config.num_steps,
+            config.num_processes,
+            tuple(obs_space.shape or ()),
             action_dim,
             action_dtype,
-            policy.recurrent_hidden_state_size,
-            obs_dtype=torch.uint8 if envs.observation_space.dtype == np.uint8 else torch.float32,
-            recurrent_chunk_length=getattr(args, "recurrent_chunk_length", None),
-        ).to(device)
-        rollouts.obs[0].copy_(envs.reset(seed=args.seed + env_steps))
+            self.policy.recurrent_hidden_state_size,
+            obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
+            recurrent_chunk_length=config.recurrent_chunk_length,
+        ).to(self.device)
+        self.returns: deque = deque(maxlen=EPISODE_WINDOW)
+        self.lengths: deque = deque(maxlen=EPISODE_WINDOW)
+        self.update, self.env_steps = 0, 0
+        self.boundary: Boundary | None = None
+        self.saved_update = -1
+        self.env_state_error: str | None = None  # why the envs' states cannot be captured
+        self.history: list[tuple[int, float]] = []
 
-        batch = args.num_processes * args.num_steps
-        num_updates = args.num_env_steps // batch
-        logger = Logger(args.run_dir, vars(args), total_steps=num_updates * batch, start_step=env_steps)
-        logger.print(
-            f"Training {args.algo} on {args.env_name}: {num_updates} updates of {batch} steps, run folder {args.run_dir}"
-        )
-        recent_returns: deque = deque(maxlen=10)
-        recent_lengths: deque = deque(maxlen=10)
-        result = TrainResult(checkpoint=save_path, env_steps=env_steps)
-        start_time, start_steps = time.monotonic(), env_steps
+    # ----------------------------------------------------------------- start
 
-        def save(update: int, steps: int) -> None:
-            save_checkpoint(
-                save_path,
-                model=policy,
-                optimizer=agent.optimizer,
-                config=vars(args),
-                normalization=envs.envs.state_dict() if isinstance(envs.envs, VecNormalize) else None,
-                counters={"update": update, "env_steps": steps},
-                observation_space=envs.observation_space,
-                action_space=envs.action_space,
+    @property
+    def normalizer(self) -> VecNormalize | None:
+        return self.envs.envs if isinstance(self.envs.envs, VecNormalize) else None
+
+    def start(self, checkpoint: dict[str, Any] | None) -> list[str]:
+        """Reset the envs, or restore everything from ``checkpoint``; notes for the console."""
+        self.rollouts.obs[0].copy_(self.envs.reset(seed=self.config.seed))
+        if checkpoint is None:
+            self.saved_update = 0  # nothing to save until an update has finished
+            self.boundary = self.capture()
+            return []
+        return self.restore(checkpoint)
+
+    def restore(self, checkpoint: dict[str, Any]) -> list[str]:
+        notes = []
+        self.policy.load_state_dict(checkpoint["model"])
+        self.agent.optimizer.load_state_dict(checkpoint["optimizer"])
+        counters = checkpoint["counters"]
+        self.update, self.env_steps = counters["update"], counters["env_steps"]
+        state = checkpoint["resume_state"]
+        if self.normalizer is not None and checkpoint["normalization"]:
+            self.normalizer.load_state_dict(checkpoint["normalization"])
+        exact = state["env_states"] is not None and state["obs"].shape[0] == self.config.num_processes
+        if exact:
+            self.envs.envs.set_attr("snapshot", state["env_states"])
+            self.rollouts.obs[0].copy_(state["obs"])
+            self.rollouts.recurrent_hidden_states[0].copy_(state["recurrent_hidden_states"])
+            self.rollouts.masks[0].copy_(state["masks"])
+        else:
+            self.rollouts.obs[0].copy_(self.envs.reset(seed=self.config.seed + self.env_steps))
+            notes.append(
+                "Resume is not exact: the envs' states were not saved (" + (state["why_not_exact"] or "") + "); "
+                "they start new episodes."
             )
+        self.returns.extend(state["returns"])
+        self.lengths.extend(state["lengths"])
+        set_rng_state(checkpoint["rng"])
+        self.saved_update = self.update
+        self.boundary = self.capture()
+        return notes
 
-        completed = (start_update, env_steps)
+    def capture(self) -> Boundary:
+        """The state at the end of the current update (see ``Boundary``)."""
+        return Boundary(
+            update=self.update,
+            env_steps=self.env_steps,
+            rng=rng_state(),
+            normalization=self.normalizer.state_dict() if self.normalizer is not None else None,
+            env_states=self.capture_env_states(),
+            returns=list(self.returns),
+            lengths=list(self.lengths),
+        )
+
+    def capture_env_states(self) -> list[Any] | None:
+        """Every env's snapshot, or None (for good, after the first failure) where unsupported."""
+        if self.env_state_error is not None:
+            return None
         try:
-            for update in range(start_update, num_updates):
-                lr = args.lr * (1.0 - update / num_updates) if args.use_linear_lr_decay else args.lr
-                set_learning_rate(agent.optimizer, lr)
-                for ret, length in collect_rollout(policy, envs, rollouts, args.use_proper_time_limits):
-                    recent_returns.append(ret)
-                    recent_lengths.append(length)
-                env_steps += batch
-                with torch.no_grad():
-                    next_value = policy.get_value(
-                        rollouts.obs[-1], rollouts.recurrent_hidden_states[-1], rollouts.masks[-1]
-                    )
-                rollouts.compute_returns(next_value, args.use_gae, args.gamma, args.gae_lambda)
-                metrics = agent.update(rollouts)
-                rollouts.after_update()
-                if recent_returns:
-                    result.history.append((env_steps, float(np.mean(recent_returns))))
-                result.env_steps = env_steps
+            return list(self.envs.envs.get_attr("snapshot"))
+        except Exception as exc:  # whatever the env raises: its state cannot be captured
+            self.env_state_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return None
 
-                done_updates = update + 1
-                sps = (env_steps - start_steps) / max(time.monotonic() - start_time, 1e-9)
-                logger.progress(env_steps)
-                if done_updates % args.log_interval == 0 or done_updates == num_updates:
-                    scalars = {"charts/SPS": sps, "charts/learning_rate": lr}
-                    scalars.update({f"losses/{k}": v for k, v in metrics.items() if k != "num_gradient_steps"})
-                    if recent_returns:
-                        scalars["charts/episodic_return"] = float(np.mean(recent_returns))
-                        scalars["charts/episodic_length"] = float(np.mean(recent_lengths))
-                    logger.scalars(env_steps, scalars, update=done_updates)
-                    eta = (num_updates * batch - env_steps) / max(sps, 1e-9)
-                    logger.print(
-                        f"Updates {done_updates}/{num_updates}, timesteps {env_steps}, SPS {sps:.0f}, "
-                        f"ETA {format_duration(eta)} | {_summary(recent_returns)}"
-                    )
-                if args.eval_interval and done_updates % args.eval_interval == 0:
-                    if eval_envs is None:
-                        eval_envs = build_envs(
-                            args, min(args.num_processes, args.eval_episodes), device, vec_env="sync"
-                        )
-                    mean_return = evaluate(policy, envs, eval_envs, args.eval_episodes, args.seed + EVAL_SEED_OFFSET)
-                    logger.scalars(env_steps, {"eval/mean_return": mean_return}, update=done_updates)
-                    logger.print(f"Evaluation over {args.eval_episodes} episodes: mean return {mean_return:.1f}")
-                completed = (done_updates, env_steps)
-                if done_updates % args.save_interval == 0 or done_updates == num_updates:
-                    save(*completed)
-            if start_update >= num_updates:  # a resumed run that was already finished
-                save(*completed)
-        except KeyboardInterrupt:
-            # The counters of the last finished update: a resumed run redoes the interrupted one.
-            save(*completed)
-            result.interrupted = True
-            logger.print(f"Interrupted: checkpoint saved to {save_path} (resume with --resume {save_path})")
-            return result
-        logger.print(f"Done: {env_steps} env steps, {_summary(recent_returns)}. Checkpoint: {save_path}")
-        return result
+    # ----------------------------------------------------------------- one update
+
+    def learning_rate(self) -> float:
+        """Linear decay over the run's final budget (``--num-env-steps`` of this invocation)."""
+        if not self.config.use_linear_lr_decay:
+            return self.config.lr
+        return self.config.lr * (1.0 - self.update / self.num_updates)
+
+    def train_one_update(self) -> dict[str, float]:
+        """Collect a rollout, compute returns and update the policy; the update's metrics."""
+        config = self.config
+        lr = self.learning_rate()
+        set_learning_rate(self.agent.optimizer, lr)
+        for ret, length in collect_rollout(self.policy, self.envs, self.rollouts, config.use_proper_time_limits):
+            self.returns.append(ret)
+            self.lengths.append(length)
+        self.check_rollout_finite()
+        with torch.no_grad():
+            r = self.rollouts
+            next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
+        self.rollouts.compute_returns(next_value, config.use_gae, config.gamma, config.gae_lambda)
+        # An update is never cut in half, and the boundary a save uses moves with the parameters.
+        with self.signals.deferred():
+            metrics = self.agent.update(self.rollouts)
+            self.rollouts.after_update()
+            self.update += 1
+            self.env_steps += self.batch
+            self.check_update_finite(metrics)
+            self.boundary = self.capture()
+        metrics["learning_rate"] = lr
+        return metrics
+
+    def check_rollout_finite(self) -> None:
+        r = self.rollouts
+        for name, tensor in (("reward", r.rewards), ("observation", r.obs)):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise NonFiniteError(f"a non-finite {name} reached the rollout of update {self.update + 1}")
+
+    def check_update_finite(self, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            if not np.isfinite(value) and name != "explained_variance":
+                raise NonFiniteError(f"the {name.replace('_', ' ')} is not finite at update {self.update}")
+        bad = first_non_finite(self.policy.state_dict())
+        if bad is not None:
+            raise NonFiniteError(f"model parameter {bad!r} is not finite after update {self.update}")
+
+    # ----------------------------------------------------------------- log, evaluate, save
+
+    def log(self, metrics: dict[str, float], sps: float) -> None:
+        assert self.logger is not None
+        scalars = {"charts/SPS": sps, "charts/learning_rate": metrics.pop("learning_rate")}
+        scalars.update({f"losses/{name}": value for name, value in metrics.items()})
+        if self.returns:
+            scalars["charts/episodic_return"] = float(np.mean(self.returns))
+            scalars["charts/episodic_length"] = float(np.mean(self.lengths))
+        self.logger.scalars(self.env_steps, scalars, update=self.update)
+        eta = (self.num_updates * self.batch - self.env_steps) / max(sps, 1e-9)
+        self.logger.print(
+            f"Updates {self.update}/{self.num_updates}, timesteps {self.env_steps}, SPS {sps:.0f}, "
+            f"ETA {format_duration(eta)} | {summary(self.returns)}"
+        )
+
+    def evaluate(self) -> None:
+        assert self.logger is not None
+        config = self.config
+        if self.eval_envs is None:
+            self.eval_envs = build_envs(config, min(config.num_processes, config.eval_episodes), self.device,
+                                        vec_env="sync")  # fmt: skip
+        if isinstance(self.eval_envs.envs, VecNormalize) and self.normalizer is not None:
+            self.eval_envs.envs.load_state_dict(self.normalizer.state_dict())
+            self.eval_envs.envs.eval()
+        seed = config.seed + EVAL_SEED_OFFSET
+        episodes = run_episodes(self.policy, self.eval_envs, config.eval_episodes, deterministic=True, seed=seed)
+        mean_return = float(np.mean([ret for ret, _ in episodes]))
+        self.logger.scalars(self.env_steps, {"eval/mean_return": mean_return}, update=self.update)
+        self.logger.print(f"Evaluation over {config.eval_episodes} episodes: mean return {mean_return:.1f}")
+
+    def save(self) -> bool:
+        """Write the checkpoint of the last finished update, if not saved yet; whether it wrote."""
+        boundary = self.boundary
+        if boundary is None or boundary.update == self.saved_update:
+            return False
+        r = self.rollouts
+        resume_state = {
+            "obs": r.obs[0].cpu(),
+            "recurrent_hidden_states": r.recurrent_hidden_states[0].cpu(),
+            "masks": r.masks[0].cpu(),
+            "env_states": boundary.env_states,
+            "why_not_exact": self.env_state_error,
+            "returns": boundary.returns,
+            "lengths": boundary.lengths,
+        }
+        with self.signals.deferred():  # a save is never cut in half, whatever arrives
+            save_checkpoint(
+                self.save_path,
+                model=self.policy,
+                optimizer=self.agent.optimizer,
+                config=self.config.to_dict(),
+                normalization=boundary.normalization,
+                counters={"update": boundary.update, "env_steps": boundary.env_steps},
+                observation_space=self.envs.observation_space,
+                action_space=self.envs.action_space,
+                resume_state=resume_state,
+                rng=boundary.rng,
+            )
+        self.saved_update = boundary.update
+        return True
+
+    def close(self) -> None:
+        self.envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
+        if self.logger is not None:
+            self.logger.close()
+
+
+def run(
+    config: RunConfig,
+    *,
+    checkpoint: dict[str, Any] | None = None,
+    notes: list[str] | tuple[str, ...] = (),
+    signals: StopSignals | None = None,
+) -> TrainResult:
+    """Train as ``config`` says (continuing ``checkpoint`` if given); where the checkpoint is
+    and the learning curve. Interrupted, EnvWorkerError and other failures while training are
+    re-raised after the last finished update is saved; NonFiniteError saves nothing."""
+    seed_everything(config.seed)
+    torch.set_num_threads(config.num_threads)
+    signals = signals or StopSignals()
+    trainer = Trainer(config, signals)
+    try:
+        notes = [*notes, *trainer.start(checkpoint)]
+        trainer.logger = Logger(
+            config.run_dir,
+            config.to_dict(),
+            total_steps=trainer.num_updates * trainer.batch,
+            start_step=trainer.env_steps,
+            resume_update=trainer.update if checkpoint is not None else None,
+        )
+        trainer.logger.print(
+            f"Training {config.algo} on {config.env_name}: {trainer.num_updates} updates of {trainer.batch} steps, "
+            f"run folder {config.run_dir}"
+        )
+        for note in notes:
+            trainer.logger.print(note)
+        loop(trainer)
+    except NonFiniteError:
+        raise  # the last good checkpoint stays as it is
+    except BaseException:
+        if trainer.save() and trainer.logger is not None:
+            trainer.logger.print(
+                f"Checkpoint of update {trainer.saved_update} saved to {trainer.save_path} "
+                f"(continue with: python main.py --resume {trainer.save_path})."
+            )
+        raise
     finally:
-        envs.close()
-        if eval_envs is not None:
-            eval_envs.close()
-        if logger is not None:
-            logger.close()
+        trainer.close()
+    return TrainResult(trainer.save_path, trainer.env_steps, trainer.history)
 
 
-def evaluate(policy: Policy, train_envs: TorchVecEnv, eval_envs: TorchVecEnv, num_episodes: int, seed: int) -> float:
-    """Mean true return over ``num_episodes`` deterministic episodes with frozen stats."""
-    if isinstance(eval_envs.envs, VecNormalize):
-        eval_envs.envs.load_state_dict(train_envs.envs.state_dict())
-        eval_envs.envs.eval()
-    episodes = run_episodes(policy, eval_envs, num_episodes, deterministic=True, seed=seed)
-    return float(np.mean([ret for ret, _ in episodes]))
+def loop(trainer: Trainer) -> None:
+    """The updates from the current one to the last, then the final save."""
+    config, logger = trainer.config, trainer.logger
+    assert logger is not None
+    start_time, start_steps = time.monotonic(), trainer.env_steps
+    while trainer.update < trainer.num_updates:
+        metrics = trainer.train_one_update()
+        if trainer.returns:
+            trainer.history.append((trainer.env_steps, float(np.mean(trainer.returns))))
+        sps = (trainer.env_steps - start_steps) / max(time.monotonic() - start_time, 1e-9)
+        logger.progress(trainer.env_steps)
+        last = trainer.update == trainer.num_updates
+        if trainer.update % config.log_interval == 0 or last:
+            trainer.log(metrics, sps)
+        if config.eval_interval and trainer.update % config.eval_interval == 0:
+            trainer.evaluate()
+        if trainer.update % config.save_interval == 0 or last:
+            trainer.save()
+    trainer.save()  # a resumed run that was already finished
+    logger.print(f"Done: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {trainer.save_path}")

@@ -1,7 +1,8 @@
-"""Checkpoints: round trip, atomic writes, safe loading, mismatch errors."""
+"""Checkpoints: round trip, atomic writes, safe loading, mismatch errors, NaN refusal."""
 
 import argparse
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from a2c_ppo.checkpoint import check_spaces, load_checkpoint, save_checkpoint
 from a2c_ppo.envs import TorchVecEnv, VecNormalize, make_vec_envs
-from a2c_ppo.errors import ConfigError
+from a2c_ppo.errors import ConfigError, NonFiniteError
 from a2c_ppo.model import make_policy
 
 CONFIG = argparse.Namespace(hidden_size=64, env_name="Pendulum-v1", seed=3)
@@ -83,16 +84,62 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
     assert os.listdir(os.path.dirname(path)) == ["Pendulum-v1.pt"]
 
 
-def test_loading_refuses_pickled_code(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"format_version": 1, "payload": argparse.Namespace(x=1)}, path)
-    with pytest.raises(ConfigError, match="cannot be read"):
+class Payload:
+    """Unpickling this would run ``touch``: a checkpoint carrying code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_loading_refuses_pickled_code_without_running_it(tmp_path):
+    path, marker = tmp_path / "evil.pt", tmp_path / "ran"
+    torch.save({"format_version": 2, "payload": Payload(str(marker))}, path)
+    with pytest.raises(ConfigError, match="is refused: it contains code") as exc:
+        load_checkpoint(str(path))
+    assert not marker.exists()
+    assert "weights_only=False" not in str(exc.value)  # never advise the unsafe load
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world", b"PK\x03\x04 truncated zip"])
+def test_unreadable_files_get_one_clear_message(tmp_path, content):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="cannot be read: it is not a checkpoint file, or it is truncated"):
         load_checkpoint(str(path))
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="no such checkpoint file"):
         load_checkpoint(str(tmp_path / "nope.pt"))
+
+
+def test_checkpoint_file_mode_follows_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        _, _, path = trained_state(tmp_path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_non_finite_model_is_never_saved_over_a_good_checkpoint(tmp_path):
+    envs, policy, path = trained_state(tmp_path)
+    before = open(path, "rb").read()
+    with torch.no_grad():
+        next(policy.parameters())[0].fill_(float("nan"))
+    kwargs = dict(optimizer=None, config={}, normalization=None, counters={}, observation_space=envs.observation_space,
+                  action_space=envs.action_space)  # fmt: skip
+    with pytest.raises(NonFiniteError, match="is not finite"):
+        save_checkpoint(path, model=policy, **kwargs)
+    with torch.no_grad():
+        next(policy.parameters())[0].fill_(0.0)
+    with pytest.raises(NonFiniteError, match="normalisation statistics"):
+        save_checkpoint(path, model=policy, **{**kwargs, "normalization": {"obs_rms": {"mean": [float("inf")]}}})
+    assert open(path, "rb").read() == before
+    assert os.listdir(os.path.dirname(path)) == ["Pendulum-v1.pt"]
 
 
 def test_space_mismatch_is_a_clear_error(tmp_path):

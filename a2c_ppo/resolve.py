@@ -1,0 +1,236 @@
+"""From the typed flags (and maybe a checkpoint) to a validated RunConfig.
+
+Everything here runs before any worker process starts or any env step is spent: one env is
+built in this process to learn its spaces (for ``--preset auto``, the automatic
+normalisation and the checks), and the output folders are proven writable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from a2c_ppo.arguments import FIXED_DEFAULTS, LaunchRequest
+from a2c_ppo.config import RunConfig
+from a2c_ppo.errors import ConfigError
+from a2c_ppo.paths import check_writable_dir, new_run_dir
+from a2c_ppo.presets import auto_preset, is_continuous_control, preset_values
+
+FLOAT_FLAGS = ("lr", "eps", "alpha", "gamma", "gae_lambda", "entropy_coef", "value_loss_coef", "max_grad_norm",
+               "clip_param", "target_kl", "dist_timeout")  # fmt: skip
+POSITIVE_INTS = ("num_processes", "num_steps", "num_env_steps", "ppo_epoch", "num_mini_batch", "log_interval",
+                 "save_interval", "eval_episodes", "num_threads", "hidden_size", "recurrent_chunk_length",
+                 "num_workers")  # fmt: skip
+POSITIVE_FLOATS = ("lr", "eps", "clip_param", "max_grad_norm", "target_kl", "dist_timeout")
+NON_NEGATIVE_FLOATS = ("entropy_coef", "value_loss_coef")
+#: Model-shape settings a resumed run cannot change (the saved weights would not fit).
+SHAPE_FLAGS = ("hidden_size", "recurrent_policy", "recurrent_type")
+#: Seeds go to numpy (< 2**32) after adding per-env, per-rank and evaluation offsets.
+MAX_SEED = 4_000_000_000
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resolve_request(typed: dict[str, Any], resume: str | None) -> LaunchRequest:
+    """The validated LaunchRequest for the flags the user typed (``typed``) and ``resume``."""
+    _check_numbers(typed)
+    notes: list[str] = []
+    checkpoint = None
+    if resume is not None:
+        from a2c_ppo.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(resume, what="--resume")
+        values = _resumed_values(RunConfig.from_dict(checkpoint["config"]), typed)
+        notes.append(f"Resuming {resume} at update {checkpoint['counters']['update']}.")
+    else:
+        values = {**FIXED_DEFAULTS, **typed}
+    spaces = _probe_spaces(values["env_name"])
+    if resume is None:
+        values = _preset_values(values, typed, spaces, notes)
+    if values["norm_obs"] is None or values["norm_reward"] is None:
+        auto = is_continuous_control(*spaces)
+        values["norm_obs"] = auto if values["norm_obs"] is None else values["norm_obs"]
+        values["norm_reward"] = auto if values["norm_reward"] is None else values["norm_reward"]
+    if resume is None or "log_dir" in typed:
+        values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
+    config = RunConfig(**values)
+    validate(config)
+    config = _with_chunk_length(config, notes)
+    _check_policy_fits(config, *spaces)
+    if checkpoint is not None:
+        from a2c_ppo.checkpoint import check_spaces
+
+        check_spaces(checkpoint, *spaces, config.env_name)
+    check_writable_dir(config.run_dir, "--log-dir")
+    check_writable_dir(config.save_dir, "--save-dir")
+    return LaunchRequest(config=config, resume=resume, typed=set(typed), notes=notes, checkpoint=checkpoint)
+
+
+def _check_numbers(typed: dict[str, Any]) -> None:
+    for name in FLOAT_FLAGS:
+        if name in typed and not math.isfinite(typed[name]):
+            raise ConfigError(f"{flag(name)} must be a finite number, got {typed[name]}.")
+    if "seed" in typed and not 0 <= typed["seed"] <= MAX_SEED:
+        raise ConfigError(f"--seed must be between 0 and {MAX_SEED:,}, got {typed['seed']}.")
+
+
+def _resumed_values(saved: RunConfig, typed: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's settings with the typed flags on top, where a resume allows it."""
+    if "algo" in typed and typed["algo"] != saved.algo:
+        raise ConfigError(
+            f"--resume: the checkpoint was trained with --algo {saved.algo}, and its optimizer state cannot "
+            f"continue as --algo {typed['algo']}; drop --algo, or start a new run without --resume."
+        )
+    for name in SHAPE_FLAGS:
+        if name in typed and typed[name] != getattr(saved, name):
+            raise ConfigError(
+                f"--resume: the checkpoint's network has {flag(name)} {getattr(saved, name)}, and its weights do "
+                f"not fit {flag(name)} {typed[name]}; drop {flag(name)}, or start a new run without --resume."
+            )
+    if "preset" in typed:
+        raise ConfigError(
+            "--preset chooses the settings of a new run; a resumed run keeps its checkpoint's settings. Drop "
+            "--preset and type the flags you want to change."
+        )
+    values = {name: value for name, value in saved.to_dict().items() if name != "config_version"}
+    return {**values, **typed}
+
+
+def _probe_spaces(env_id: str) -> tuple[Any, Any]:
+    """The observation and action spaces of one env of ``env_id`` built here (ConfigError if not)."""
+    from a2c_ppo.envs.make import check_env_id, make_env
+
+    check_env_id(env_id)
+    try:
+        env = make_env(env_id)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"--env-name {env_id!r}: building the env raised {type(exc).__name__}: {exc}. Fix the env or its "
+            "constructor's arguments, or choose another --env-name."
+        ) from None
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def _preset_values(
+    values: dict[str, Any], typed: dict[str, Any], spaces: tuple[Any, Any], notes: list[str]
+) -> dict[str, Any]:
+    """``values`` with the preset's settings where nothing was typed; notes which preset and why."""
+    from a2c_ppo.envs.make import is_atari_id
+
+    preset = values["preset"]
+    if preset == "auto":
+        preset = auto_preset(*spaces, is_atari=is_atari_id(values["env_name"]))
+        why = f"auto: {preset} for {values['env_name']}"
+    else:
+        why = "typed"
+    overridden = sorted(flag(name) for name in typed if name in preset_values(preset, values["algo"]))
+    notes.append(f"Preset {preset} ({why})" + (f"; overridden by {', '.join(overridden)}." if overridden else "."))
+    return {**FIXED_DEFAULTS, **preset_values(preset, values["algo"]), **typed, "preset": preset}
+
+
+def validate(config: RunConfig) -> None:
+    """Raise ConfigError with what to change when settings are out of range or inconsistent."""
+    for name in POSITIVE_INTS:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag(name)} must be a positive integer, got {value}.")
+    for name in POSITIVE_FLOATS:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag(name)} must be > 0, got {value}.")
+    for name in NON_NEGATIVE_FLOATS:
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(config, name)}.")
+    if config.eval_interval < 0:
+        raise ConfigError(f"--eval-interval must be >= 0 (0 disables evaluation), got {config.eval_interval}.")
+    if not 0.0 < config.gamma <= 1.0:
+        raise ConfigError(f"--gamma must be in (0, 1], got {config.gamma}.")
+    if not 0.0 <= config.gae_lambda <= 1.0:
+        raise ConfigError(f"--gae-lambda must be in [0, 1], got {config.gae_lambda}.")
+    if not 0.0 < config.alpha < 1.0:
+        raise ConfigError(f"--alpha must be in (0, 1), got {config.alpha}.")
+    batch = config.batch_size
+    if batch % config.num_mini_batch != 0:
+        raise ConfigError(
+            f"the batch of --num-processes x --num-steps = {config.num_processes} x {config.num_steps} = {batch} "
+            f"samples does not split into --num-mini-batch {config.num_mini_batch} equal minibatches; "
+            "choose a --num-mini-batch that divides it."
+        )
+    if config.algo != "ppo":
+        ppo_only = {"ppo_epoch": config.ppo_epoch != 1, "num_mini_batch": config.num_mini_batch != 1,
+                    "target_kl": config.target_kl is not None}  # fmt: skip
+        for name, used in ppo_only.items():
+            if used:
+                raise ConfigError(
+                    f"{flag(name)} only applies to --algo ppo; --algo {config.algo} makes one update over the "
+                    f"whole rollout per iteration. Drop {flag(name)} or use --algo ppo."
+                )
+    if config.algo == "acktr" and config.recurrent_policy:
+        raise ConfigError(
+            "--algo acktr does not support --recurrent-policy: K-FAC keeps Kronecker factors only for "
+            "Linear and Conv2d layers and cannot precondition the recurrent layer's shared weights. "
+            "Use --algo a2c or --algo ppo for a recurrent policy, or drop --recurrent-policy."
+        )
+    if config.num_env_steps < batch:
+        raise ConfigError(
+            f"--num-env-steps {config.num_env_steps} is less than one update's batch "
+            f"({batch} = --num-processes x --num-steps); raise it or shrink the batch."
+        )
+
+
+def _with_chunk_length(config: RunConfig, notes: list[str]) -> RunConfig:
+    """Recurrent PPO trains on whole sequences: there must be ``num_mini_batch`` equal sets of them.
+
+    Without ``--recurrent-chunk-length``, whole columns when they suffice, else the longest
+    chunk length that divides ``--num-steps`` and makes enough sequences (said in ``notes``).
+    """
+    if not (config.recurrent_policy and config.algo == "ppo"):
+        return config
+    T, N, M = config.num_steps, config.num_processes, config.num_mini_batch
+
+    def fits(length: int) -> bool:
+        chunks = N * (T // length)
+        return T % length == 0 and chunks >= M and chunks % M == 0
+
+    length = config.recurrent_chunk_length
+    if length is not None:
+        if T % length != 0:
+            raise ConfigError(
+                f"--recurrent-chunk-length {length} does not divide --num-steps {T}; choose a chunk length "
+                "that divides it."
+            )
+        if not fits(length):
+            raise ConfigError(
+                f"a recurrent policy trains on sequences of --recurrent-chunk-length {length} steps: "
+                f"--num-processes x --num-steps / chunk length = {N} x {T} / {length} = {N * (T // length)} "
+                f"sequences, which do not split into --num-mini-batch {M} equal minibatches; use a shorter "
+                "--recurrent-chunk-length, more --num-processes, or a --num-mini-batch that divides the number "
+                "of sequences."
+            )
+        return config
+    if fits(T):
+        return config
+    # Length 1 always fits (validate() made the batch divisible by M), so there is a longest one.
+    length = next(length for length in range(T, 0, -1) if fits(length))
+    notes.append(
+        f"Recurrent chunk length {length}: whole columns ({N} sequences of {T} steps) cannot make "
+        f"{M} minibatches (set --recurrent-chunk-length to choose)."
+    )
+    return config.replace(recurrent_chunk_length=length)
+
+
+def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any) -> None:
+    """Build the policy once on the CPU: unsupported spaces fail here, not after workers start."""
+    from a2c_ppo.model import make_policy
+
+    try:
+        make_policy(observation_space, action_space, config)
+    except ValueError as exc:
+        raise ConfigError(f"--env-name {config.env_name!r}: {exc}.") from None

@@ -1,0 +1,69 @@
+"""Ctrl-C and SIGTERM as exceptions the training loop can finish cleanly on.
+
+``StopSignals`` installs handlers for SIGINT and SIGTERM explicitly (a process started with
+SIGINT ignored, e.g. a background job of a non-interactive shell, still stops on it) that
+raise ``Interrupted``. Inside ``deferred()`` a signal is only recorded and raised when the
+block ends, so a save or an update is never cut in half, whatever arrives and how often.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+class StopSignals:
+    """Context manager: SIGINT / SIGTERM raise ``Interrupted`` while it is active."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._deferring = 0
+        self._pending: int | None = None
+
+    def __enter__(self) -> StopSignals:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._deferring:
+            self._pending = self._pending or signum
+            return
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Signals arriving inside the block are raised (once) when it ends without error."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if not self._deferring and self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise Interrupted(signum)
+
+    def pending(self) -> bool:
+        return self._pending is not None

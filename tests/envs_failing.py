@@ -1,0 +1,106 @@
+"""Envs that misbehave on purpose, for the tests of bad input and of every way a run can end.
+
+Used as ``--env-name tests.envs_failing:<factory>``; the worker processes import this module
+by reference. ``FAIL_AFTER_VARIABLE`` sets after how many steps (per env) a misbehaving env
+starts to misbehave, and ``PID_DIR_VARIABLE`` a folder where each process that builds an env
+leaves its pid.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+import numpy as np
+
+from tests.helpers import PID_DIR_VARIABLE
+
+FAIL_AFTER_VARIABLE = "A2C_PPO_TEST_FAIL_AFTER"
+
+LONG_ENV_ID = "LongName" + "x" * 224 + "-v0"  # 235 characters: longer than a file name may be
+
+
+class TinyEnv(gym.Env):
+    """Episodes of 10 steps, ``obs = [t / 10, 1]``, reward 1 for action 1 else 0.
+
+    ``failure``: ``"reward"`` or ``"observation"`` turns that quantity into NaN, ``"raise"``
+    raises ValueError, once the env has taken ``$A2C_PPO_TEST_FAIL_AFTER`` steps in all.
+    """
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, failure: str | None = None) -> None:
+        self.failure = failure
+        self.fail_after = int(os.environ.get(FAIL_AFTER_VARIABLE, "1000000000"))
+        self.t = 0
+        self.total_steps = 0
+        pid_dir = os.environ.get(PID_DIR_VARIABLE)
+        if pid_dir:
+            open(os.path.join(pid_dir, str(os.getpid())), "w").close()
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0, 1.0], dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.total_steps += 1
+        obs = np.array([self.t / 10, 1.0], dtype=np.float32)
+        reward = float(action)
+        if self.failure is not None and self.total_steps > self.fail_after:
+            if self.failure == "raise":
+                raise ValueError("the env failed on purpose")
+            if self.failure == "reward":
+                reward = float("nan")
+            else:
+                obs[0] = np.nan
+        return obs, reward, self.t >= 10, False, {}
+
+
+def tiny_env() -> gym.Env:
+    return TinyEnv()
+
+
+def nan_reward_env() -> gym.Env:
+    return TinyEnv("reward")
+
+
+def nan_observation_env() -> gym.Env:
+    return TinyEnv("observation")
+
+
+def raising_env() -> gym.Env:
+    return TinyEnv("raise")
+
+
+def not_an_env() -> str:
+    return "this is not an env"
+
+
+def failing_constructor() -> gym.Env:
+    raise RuntimeError("the constructor failed on purpose")
+
+
+class _ImageEnv(TinyEnv):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.observation_space = gym.spaces.Box(0, 255, shape, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(self.observation_space.shape, np.uint8), {}
+
+
+def channels_last_env() -> gym.Env:
+    return _ImageEnv((64, 64, 3))
+
+
+def dict_observation_env() -> gym.Env:
+    env = TinyEnv()
+    env.observation_space = gym.spaces.Dict({"a": gym.spaces.Discrete(2)})  # type: ignore[assignment]
+    return env
+
+
+gym.register(LONG_ENV_ID, entry_point=tiny_env, max_episode_steps=10)

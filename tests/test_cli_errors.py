@@ -1,0 +1,121 @@
+"""Every user mistake: exit status 2, one paragraph that says what to change, no traceback,
+and nothing started (no worker, no env step, no run folder)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from a2c_ppo.cli import train_main
+from a2c_ppo.enjoy import main as enjoy_main
+from a2c_ppo.train import run
+from tests.test_checkpoint import Payload
+
+TINY = ["--num-processes", "2", "--num-steps", "8", "--num-env-steps", "32", "--vec-env", "sync"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A folder with a good checkpoint (``good.pt``), a file, and broken checkpoints."""
+    from a2c_ppo.arguments import parse_args
+
+    root = tmp_path_factory.mktemp("cli")
+    config = parse_args([*TINY, "--log-dir", str(root / "runs"), "--save-dir", str(root / "models")])
+    good = run(config).checkpoint
+    os.replace(good, root / "good.pt")
+    (root / "a_file").write_text("not a folder")
+    (root / "garbage.pt").write_bytes(b"hello world")
+    torch.save({"format_version": 2, "payload": Payload(str(root / "ran"))}, root / "evil.pt")
+    checkpoint = torch.load(root / "good.pt", weights_only=True)
+    checkpoint["model"] = {name: torch.full_like(t, float("nan")) for name, t in checkpoint["model"].items()}
+    torch.save(checkpoint, root / "nan.pt")
+    checkpoint = torch.load(root / "good.pt", weights_only=True)
+    checkpoint["config"] = checkpoint["config"].replace('"CartPole-v1"', '"no_such_module_xyz:Env"')
+    torch.save(checkpoint, root / "gone_module.pt")
+    return root
+
+
+MAIN_CASES = [
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--clip-param", "nan"], "--clip-param must be a finite number"),
+    (["--lr", "0"], "--lr must be > 0"),
+    (["--seed", "-1"], "--seed must be between 0"),
+    (["--seed", "5000000000"], "--seed must be between 0"),
+    (["--gamma", "1.5"], "--gamma must be in (0, 1]"),
+    (["--gae-lambda", "2"], "--gae-lambda must be in [0, 1]"),
+    (["--alpha", "1.5"], "--alpha must be in (0, 1)"),
+    (["--entropy-coef", "-1"], "--entropy-coef must be >= 0"),
+    (["--dist-timeout", "0"], "--dist-timeout must be > 0"),
+    (["--eval-interval", "-1"], "--eval-interval must be >= 0"),
+    (["--num-processes", "0"], "--num-processes must be a positive integer"),
+    (["--num-steps", "-1"], "--num-steps must be a positive integer"),
+    (["--num-mini-batch", "3"], "does not split into --num-mini-batch 3"),
+    (["--num-env-steps", "10"], "less than one update's batch"),
+    (["--algo", "acktr", "--recurrent-policy"], "does not support --recurrent-policy"),
+    (["--algo", "a2c", "--num-mini-batch", "4"], "--num-mini-batch only applies to --algo ppo"),
+    (["--recurrent-policy", "--recurrent-chunk-length", "5"], "does not divide --num-steps 32"),
+    (["--num-processes", "abc"], "invalid int value"),
+    (["--no-such-flag"], "unrecognized arguments"),
+    (["--env-name", "NoSuchEnv-v0"], "not a registered gymnasium id"),
+    (["--env-name", ":"], "--env-name"),
+    (["--env-name", "no_such_module_xyz:Env"], "no_such_module_xyz"),
+    (["--env-name", "tests.envs_failing:not_an_env"], "not_an_env"),
+    (["--env-name", "tests.envs_failing:failing_constructor"], "failed on purpose"),
+    (["--env-name", "tests.envs_failing:channels_last_env"], "channels-first"),
+    (["--env-name", "tests.envs_failing:dict_observation_env"], "observation space"),
+    (["--save-dir", "{root}/a_file"], "--save-dir"),
+    (["--log-dir", "{root}/a_file"], "--log-dir"),
+    (["--save-dir", "/proc/a2c_ppo_test"], "cannot be written"),
+    (["--resume", "{root}/missing.pt"], "no such checkpoint file"),
+    (["--resume", "{root}/garbage.pt"], "cannot be read"),
+    (["--resume", "{root}/evil.pt"], "contains code or Python objects"),
+    (["--resume", "{root}/good.pt", "--env-name", "Acrobot-v1"], "trained on an env with"),
+    (["--resume", "{root}/good.pt", "--hidden-size", "128"], "weights do not fit --hidden-size 128"),
+    (["--resume", "{root}/good.pt", "--recurrent-policy"], "--recurrent-policy"),
+    (["--resume", "{root}/good.pt", "--algo", "a2c"], "cannot continue as --algo a2c"),
+    (["--resume", "{root}/good.pt", "--algo", "acktr"], "cannot continue as --algo acktr"),
+    (["--resume", "{root}/good.pt", "--preset", "mujoco"], "a resumed run keeps its checkpoint's settings"),
+]
+
+
+def outcome(main, argv, capsys) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, phrase", MAIN_CASES, ids=[" ".join(a) for a, _ in MAIN_CASES])
+def test_main_refuses_bad_input(workspace, argv, phrase, capsys):
+    argv = [arg.format(root=workspace) for arg in argv]
+    runs = workspace / "runs-of-this-case"
+    code, err = outcome(train_main, [*argv, "--log-dir", str(runs)] if "--log-dir" not in argv else argv, capsys)
+    assert code == 2, err
+    assert phrase in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2  # the paragraph, then where --help is
+    assert not runs.exists() or not os.listdir(runs)  # no run folder: nothing started
+    assert not (workspace / "ran").exists()
+
+
+ENJOY_CASES = [
+    (["--checkpoint", "{root}/missing.pt"], "no such checkpoint file"),
+    (["--checkpoint", "{root}/evil.pt"], "contains code or Python objects"),
+    (["--checkpoint", "{root}/nan.pt"], "is not finite"),
+    (["--checkpoint", "{root}/gone_module.pt"], "no_such_module_xyz"),
+    (["--checkpoint", "{root}/good.pt", "--env-name", "NoSuchEnv-v0"], "not a registered gymnasium id"),
+    (["--checkpoint", "{root}/good.pt", "--video-dir", "{root}/a_file"], "--video-dir"),
+    (["--checkpoint", "{root}/good.pt", "--num-episodes", "0"], "--num-episodes must be a positive integer"),
+    (["--load-dir", "{root}/nowhere"], "no such checkpoint file"),
+]
+
+
+@pytest.mark.parametrize("argv, phrase", ENJOY_CASES, ids=[" ".join(a) for a, _ in ENJOY_CASES])
+def test_enjoy_refuses_bad_input(workspace, argv, phrase, capsys):
+    code, err = outcome(enjoy_main, [arg.format(root=workspace) for arg in argv], capsys)
+    assert code == 2, err
+    assert phrase in err and "Traceback" not in err
+    assert not (workspace / "ran").exists()

@@ -1,0 +1,111 @@
+"""Every way a run can end keeps what was learnt: the checkpoint of the last finished update is
+written (env failure, killed worker, Ctrl-C once or twice, SIGTERM), a NaN never overwrites a
+good checkpoint, and each ending has its own exit status and a short message."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from a2c_ppo.checkpoint import load_checkpoint
+from tests.envs_failing import FAIL_AFTER_VARIABLE, LONG_ENV_ID
+from tests.helpers import PID_DIR_VARIABLE
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS_PER_UPDATE = 2 * 16  # per env: --num-steps 16; --num-processes 2
+
+
+def launch(tmp_path, env_name: str, *extra: str, fail_after: int | None = None, steps: int = 1_000_000):
+    env = dict(os.environ)
+    if fail_after is not None:
+        env[FAIL_AFTER_VARIABLE] = str(fail_after)
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir(exist_ok=True)
+    env[PID_DIR_VARIABLE] = str(pid_dir)
+    argv = [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", env_name, "--num-processes", "2",
+            "--num-steps", "16", "--num-env-steps", str(steps), "--log-interval", "1", "--save-interval", "1",
+            "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"), *extra]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+
+
+def checkpoint_file(tmp_path, env_name: str) -> str:
+    return str(tmp_path / "models" / "ppo" / (env_name.replace(":", "_") + ".pt"))
+
+
+def assert_no_process_left(tmp_path) -> None:
+    for name in os.listdir(tmp_path / "pids"):
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(name), 0)
+
+
+@pytest.mark.parametrize("quantity", ["reward", "observation"])
+def test_a_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, quantity):
+    env_name = f"tests.envs_failing:nan_{quantity}_env"
+    # the env turns NaN after 100 of its steps: updates 1-6 finish (16 steps each), update 7 meets it
+    proc = launch(tmp_path, env_name, "--norm-obs", "--norm-reward", fail_after=100)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert f"non-finite {quantity}" in err and "Traceback" not in err
+    checkpoint = load_checkpoint(checkpoint_file(tmp_path, env_name))
+    assert checkpoint["counters"]["update"] == 6
+    assert "Updates 6/" in out and "Updates 7/" not in out
+
+
+@pytest.mark.parametrize("vec_env", ["sync", "subproc"])
+def test_an_env_that_raises_leaves_the_last_finished_update_saved(tmp_path, vec_env):
+    env_name = "tests.envs_failing:raising_env"
+    proc = launch(tmp_path, env_name, "--vec-env", vec_env, "--save-interval", "1000", fail_after=100)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert "failed on purpose" in err and "env 0" in err
+    assert load_checkpoint(checkpoint_file(tmp_path, env_name))["counters"]["update"] == 6
+    assert "Checkpoint of update 6 saved" in out
+    assert_no_process_left(tmp_path)
+
+
+def test_a_killed_worker_leaves_the_last_finished_update_saved(tmp_path):
+    env_name = "tests.envs_failing:tiny_env"
+    proc = launch(tmp_path, env_name, "--vec-env", "subproc", "--num-workers", "2", "--save-interval", "1000")
+    for line in proc.stdout:
+        if line.startswith("Updates 3/"):
+            break
+    workers = [int(name) for name in os.listdir(tmp_path / "pids") if int(name) != proc.pid]
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "SIGKILL" in err
+    assert load_checkpoint(checkpoint_file(tmp_path, env_name))["counters"]["update"] >= 3
+    assert_no_process_left(tmp_path)
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGINT, signal.SIGINT), (signal.SIGTERM,)])
+def test_signals_save_and_exit_with_their_own_status(tmp_path, signals):
+    env_name = "tests.envs_failing:tiny_env"
+    proc = launch(tmp_path, env_name, "--save-interval", "1000")
+    for line in proc.stdout:
+        if line.startswith("Updates 2/"):
+            break
+    for signum in signals:
+        proc.send_signal(signum)
+        time.sleep(0.005)  # a second Ctrl-C lands while the first one's save is under way
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signals[0], err
+    assert f"Stopped by {signal.Signals(signals[0]).name}" in err and "Traceback" not in err
+    checkpoint = load_checkpoint(checkpoint_file(tmp_path, env_name))
+    assert checkpoint["counters"]["update"] >= 2
+    assert checkpoint["counters"]["env_steps"] == checkpoint["counters"]["update"] * STEPS_PER_UPDATE
+    assert not [name for name in os.listdir(tmp_path / "models" / "ppo") if name.startswith(".")]  # no temp file
+
+
+def test_a_very_long_env_id_gets_a_short_file_name(tmp_path):
+    env_name = f"tests.envs_failing:{LONG_ENV_ID}"
+    proc = launch(tmp_path, env_name, steps=64)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    (saved,) = os.listdir(tmp_path / "models" / "ppo")
+    assert len(saved) < 100
