@@ -1,0 +1,98 @@
+"""Resuming is exact: a run stopped (shorter budget, Ctrl-C, kill -9 after a save) and resumed
+ends with the same parameters, optimizer state and logged scalars as one that never stopped."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from a2c_ppo.arguments import resolve
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.train import run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARYING_COLUMNS = {"time", "charts/SPS"}  # wall-clock measurements, different in every run
+
+
+def flags(folder, steps: int, *extra: str) -> list[str]:
+    return ["--num-processes", "2", "--num-steps", "16", "--num-env-steps", str(steps), "--log-interval", "1",
+            "--save-interval", "3", "--log-dir", str(folder / "runs"), "--save-dir", str(folder / "models"),
+            *extra]  # fmt: skip
+
+
+def train(argv: list[str]) -> str:
+    request = resolve(argv)
+    return run(request.config, checkpoint=request.checkpoint, notes=request.notes).checkpoint
+
+
+def csv_rows(folder) -> list[dict[str, str]]:
+    rows = []
+    for path in sorted(glob.glob(str(folder / "runs" / "*" / "progress.csv"))):
+        rows += [{k: v for k, v in row.items() if k not in VARYING_COLUMNS} for row in csv.DictReader(open(path))]
+    return rows
+
+
+def assert_same_run(path_a: str, path_b: str, folder_a, folder_b) -> None:
+    a, b = load_checkpoint(path_a), load_checkpoint(path_b)
+    assert a["counters"] == b["counters"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    for key in state_a:
+        for name, value in state_a[key].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(state_b[key][name])), (key, name)
+    assert a["normalization"] == b["normalization"]
+    rows_a, rows_b = csv_rows(folder_a), csv_rows(folder_b)
+    assert [row["update"] for row in rows_b] == [str(u) for u in range(1, len(rows_b) + 1)]  # no duplicates
+    assert rows_a == rows_b
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--no-use-linear-lr-decay"],
+        ["--no-use-linear-lr-decay", "--norm-obs", "--norm-reward", "--vec-env", "subproc", "--num-workers", "1"],
+        ["--no-use-linear-lr-decay", "--env-name", "Pendulum-v1"],
+    ],
+    ids=["cartpole", "cartpole-normalised-subproc", "pendulum"],
+)
+def test_a_shorter_budget_then_resume_equals_one_run(tmp_path, extra):
+    whole = train(flags(tmp_path / "a", 640, *extra))
+    half = train(flags(tmp_path / "b", 320, *extra))
+    resumed = train(["--resume", half, "--num-env-steps", "640"])
+    assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")
+
+
+def main_process(folder, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_a_stopped_run_resumed_equals_one_run(tmp_path, how):
+    """Linear LR decay on: the schedule runs over the same final budget in both runs."""
+    whole = train(flags(tmp_path / "a", 960))
+    proc = main_process(tmp_path / "b", *flags(tmp_path / "b", 960))
+    for line in proc.stdout:
+        if line.startswith("Updates 8/"):
+            break
+    proc.send_signal(how)
+    proc.communicate(timeout=60)
+    saved = glob.glob(str(tmp_path / "b" / "models" / "ppo" / "*.pt"))[0]
+    assert load_checkpoint(saved)["counters"]["update"] >= 6  # kill -9: the save of update 6
+    resumed = train(["--resume", saved])
+    assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")
+
+
+def test_typed_log_dir_wins_on_resume(tmp_path):
+    saved = train(flags(tmp_path, 64))
+    request = resolve(["--resume", saved, "--num-env-steps", "128", "--log-dir", str(tmp_path / "elsewhere")])
+    assert request.config.run_dir.startswith(str(tmp_path / "elsewhere"))
+    assert request.config.num_processes == 2  # untyped flags keep the checkpoint's values
