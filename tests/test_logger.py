@@ -1,0 +1,47 @@
+"""The logger writes every metric it is given and keeps progress.csv consistent on resume."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from a2c_ppo.logger import Logger
+
+
+def read_rows(run_dir) -> list[dict[str, str]]:
+    return list(csv.DictReader(open(run_dir / "progress.csv")))
+
+
+def test_new_metrics_widen_the_csv_and_nothing_is_dropped(tmp_path):
+    logger = Logger(str(tmp_path), {"algo": "acktr"}, total_steps=100, stream=io.StringIO())
+    logger.scalars(10, {"losses/policy_loss": 1.5}, update=1)
+    logger.scalars(20, {"losses/policy_loss": 0.5, "losses/kl_estimate": 0.001}, update=2)
+    logger.scalars(30, {"eval/mean_return": 7.0}, update=3)
+    logger.close()
+    rows = read_rows(tmp_path)
+    assert list(rows[0]) == ["update", "env_steps", "time", "losses/policy_loss", "losses/kl_estimate",
+                             "eval/mean_return"]  # fmt: skip
+    assert [(r["update"], r["losses/policy_loss"], r["losses/kl_estimate"]) for r in rows] == [
+        ("1", "1.5", ""), ("2", "0.5", "0.001"), ("3", "", "")]  # fmt: skip
+    assert rows[2]["eval/mean_return"] == "7.0"
+
+
+def test_a_resumed_run_drops_the_rows_it_redoes(tmp_path):
+    logger = Logger(str(tmp_path), {}, total_steps=100, stream=io.StringIO())
+    for update in range(1, 6):
+        logger.scalars(update * 10, {"charts/SPS": float(update)}, update=update)
+    logger.close()
+    resumed = Logger(str(tmp_path), {}, total_steps=100, start_step=30, resume_update=3, stream=io.StringIO())
+    resumed.scalars(40, {"charts/SPS": 40.0}, update=4)
+    resumed.close()
+    assert [(r["update"], r["charts/SPS"]) for r in read_rows(tmp_path)] == [
+        ("1", "1.0"), ("2", "2.0"), ("3", "3.0"), ("4", "40.0")]  # fmt: skip
+
+
+def test_console_lines_and_no_tensorboard_until_scalars(tmp_path):
+    stream = io.StringIO()
+    logger = Logger(str(tmp_path), {}, total_steps=100, stream=stream)
+    logger.print("hello")
+    assert logger._writer is None  # tensorboard is imported on first use, not before the first line
+    logger.close()
+    assert stream.getvalue() == "hello\n"
