@@ -21,7 +21,9 @@ EXIT_NON_FINITE = 4
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``python main.py``: parse, train, and turn every way a run can end into an exit code."""
-    with StopSignals() as signals:
+    # Not restored at the end: the program exits right after, and must not die of a late signal.
+    signals = StopSignals().install()
+    try:
         try:
             from a2c_ppo.arguments import fail, parse_command_line
 
@@ -45,6 +47,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()
             sys.stderr.write(f"Stopped by {stop}.\n")
             return stop.exit_code
+    finally:
+        signals.ignore_further()
     return 0
 
 

@@ -37,17 +37,28 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
         self._deferring = 0
         self._pending: int | None = None
+        self._closing = False
 
-    def __enter__(self) -> StopSignals:
+    def install(self) -> StopSignals:
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
+
+    def ignore_further(self) -> None:
+        """From now on signals are dropped: for the last moments of a program that is exiting
+        anyway, so a late Ctrl-C cannot print a traceback from interpreter shutdown."""
+        self._closing = True
+
+    def __enter__(self) -> StopSignals:
+        return self.install()
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._closing:
+            return
         if self._deferring:
             self._pending = self._pending or signum
             return

@@ -4,6 +4,7 @@ and nothing started (no worker, no env step, no run folder)."""
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import torch
@@ -14,6 +15,15 @@ from a2c_ppo.train import run
 from tests.test_checkpoint import Payload
 
 TINY = ["--num-processes", "2", "--num-steps", "8", "--num-env-steps", "32", "--vec-env", "sync"]
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_handlers():
+    """train_main leaves its handlers installed (the program exits right after); not so pytest."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="module")
