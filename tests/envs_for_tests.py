@@ -199,3 +199,12 @@ class ConstantEnv(gym.Env):
     def step(self, action):
         self.t += 1
         return self._obs(), self.reward_scale * self.t, False, self.t >= self.length, {}
+
+
+class ModulesEnv(CounterEnv):
+    """A CounterEnv that tells which modules its process has imported."""
+
+    def has_module(self, name: str) -> bool:
+        import sys
+
+        return name in sys.modules
