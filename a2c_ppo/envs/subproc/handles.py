@@ -145,12 +145,13 @@ class RemoteBlock:
             how = f"exited with code {code}"
         else:
             how = "closed its pipe"
+        error = EnvWorkerError.worker_died(self.worker_index, proc.pid, self.envs, how, what)
         if what == "creating the envs":
             # forkserver and spawn import the main script again in each worker; a script that
-            # builds its envs at module level then starts processes while importing and dies.
-            how += (
-                " (if your script builds the envs or trains at module level, put that code under"
-                ' `if __name__ == "__main__":`; worker processes start with forkserver or spawn,'
-                " which import the main script again)"
+            # builds its envs at module level then starts processes while importing, and dies.
+            error.args = (
+                f"{error}. If your script builds the envs or trains at module level, put that code under "
+                '`if __name__ == "__main__":` (worker processes start with forkserver or spawn, which import '
+                "the main script again).",
             )
-        return EnvWorkerError.worker_died(self.worker_index, proc.pid, self.envs, how, what)
+        return error
