@@ -239,3 +239,22 @@ class StrictActionEnv(gym.Env):
             raise ValueError(f"action {action!r} is not in {self.action_space}")
         flat = np.asarray(action, dtype=np.float32).reshape(-1)
         return np.resize(flat, 2).astype(np.float32), 0.0, False, False, {}
+
+
+# Entry points for "tests.envs_for_tests:NAME" env ids that check_env_id must refuse.
+
+
+def not_an_env():
+    return {"observation": 0}
+
+
+def raising_env():
+    raise OSError("the simulator license file is missing")
+
+
+class ChannelsLastEnv(ImageEnv):
+    observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+
+
+class DictObsEnv(CounterEnv):
+    observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})

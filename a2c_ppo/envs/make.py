@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from a2c_ppo.errors import ConfigError
 EnvFn = Callable[[], gym.Env]
 
 
-def _load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
+def load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
     """``module:Class`` or ``module:factory`` that is not a registered id -> the callable."""
     if ":" not in env_id:
         return None
@@ -31,41 +30,14 @@ def _load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
     return entry_point if callable(entry_point) else None
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise a ConfigError naming close ids if ``env_id`` cannot be made."""
-    if _load_entry_point(env_id) is not None:
-        return
-    if ":" in env_id:  # "module:Env-v0": importing the module registers the id
-        module_name = env_id.split(":", 1)[0]
-        try:
-            importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError(
-                f"--env-name {env_id!r}: cannot import module {module_name!r} ({exc}). "
-                "Install it or fix the module path."
-            ) from exc
-        env_id = env_id.split(":", 1)[1]
-        if _load_entry_point(f"{module_name}:{env_id}") is not None:
-            return
-    if env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4"):
-        _register_atari()
-    if env_id in gym.registry:
-        return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    extra = ""
-    if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
-        extra = " Atari ids need the extra: pip install -e '.[atari]'."
-    raise ConfigError(f"--env-name {env_id!r} is not a registered gymnasium id.{hint}{extra}")
-
-
-def _register_atari() -> None:
+def register_atari() -> bool:
+    """Register the ALE ids with gymnasium; ``False`` when ale_py is not installed."""
     try:
         import ale_py
-
-        gym.register_envs(ale_py)
     except ImportError:
-        pass
+        return False
+    gym.register_envs(ale_py)
+    return True
 
 
 def is_atari_id(env_id: str) -> bool:
@@ -85,12 +57,14 @@ def make_env(
     With ``video_dir`` every episode of the raw env (or the first ``video_episodes``) is
     written there as an mp4 (needs ``render_mode="rgb_array"`` and the ``[video]`` extra).
     """
-    entry_point = _load_entry_point(env_id)
+    entry_point = load_entry_point(env_id)
     if entry_point is not None:
         env = entry_point(render_mode=render_mode) if render_mode else entry_point()
+        if not isinstance(env, gym.Env):
+            raise TypeError(f"{env_id} returned {type(env).__name__}, not a gymnasium.Env")
     else:
         if is_atari_id(env_id):
-            _register_atari()
+            register_atari()
         kwargs: dict[str, Any] = {"render_mode": render_mode} if render_mode else {}
         if env_id.startswith("ALE/"):
             kwargs["frameskip"] = 1  # wrap_atari skips 4 frames with max-pooling; v5 keeps sticky actions
