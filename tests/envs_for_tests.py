@@ -258,3 +258,18 @@ class ChannelsLastEnv(ImageEnv):
 
 class DictObsEnv(CounterEnv):
     observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
+
+
+def random_counter():
+    """A CounterEnv whose episodes end at seeded random times, with infos (for snapshots)."""
+    return CounterEnv(random_length=True, info_every=2, info_kind="nested")
+
+
+class LockedEnv(CounterEnv):
+    """Holds an object no snapshot can capture."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__()
+        self.lock = threading.Lock()

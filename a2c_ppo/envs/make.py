@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.wrappers import ClipAction, RecordEpisodeStatistics, RecordVideo
 
 from a2c_ppo.envs.normalize import VecNormalize
+from a2c_ppo.envs.snapshot import Snapshot
 from a2c_ppo.errors import ConfigError
 
 EnvFn = Callable[[], gym.Env]
@@ -80,7 +81,7 @@ def make_env(
     elif isinstance(env.action_space, gym.spaces.Box):
         # The env sees the clipped action; the storage keeps the sampled one.
         env = ClipAction(env)
-    return env
+    return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first
 
 
 def make_env_fn(env_id: str, **kwargs) -> EnvFn:

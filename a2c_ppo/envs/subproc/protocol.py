@@ -25,7 +25,7 @@ PHASES = {CMD_STEP: "step", CMD_RESET: "reset", CMD_CALL: "call", CMD_SET_ATTR: 
 REPLY_DATA = b"d"
 REPLY_ERROR = b"e"
 
-ErrorReport = tuple[int, str, str, str]  # (env index, phase, "Type: message", traceback)
+ErrorReport = tuple[int, str, str, str, str]  # (env index, phase, exception type name, message, traceback)
 
 
 def dumps(obj: Any) -> bytes:
@@ -52,7 +52,7 @@ def error_report(env_index: int, phase: str) -> ErrorReport:
     """The exception being handled, as plain data that crosses the pipe."""
     exc_type, exc, _ = sys.exc_info()
     name = exc_type.__name__ if exc_type is not None else "Exception"
-    return env_index, phase, f"{name}: {exc}", traceback.format_exc()
+    return env_index, phase, name, str(exc), traceback.format_exc()
 
 
 class EnvWorkerError(RuntimeError):
@@ -60,27 +60,37 @@ class EnvWorkerError(RuntimeError):
 
     Attributes: ``env_index`` (the failing env, or ``None`` when only the worker is known),
     ``worker_index`` (``None`` for an env stepped in the main process, see ``in_main``),
-    ``traceback_text`` (the env's traceback, ``""`` if its worker died).
+    ``traceback_text`` (the env's traceback, ``""`` if its worker died), ``error_type`` (the
+    class name of the env's exception, e.g. ``"UnsupportedEnvState"``; ``""`` if it died).
     """
 
     def __init__(
-        self, message: str, *, env_index: int | None, worker_index: int | None, traceback_text: str = ""
+        self,
+        message: str,
+        *,
+        env_index: int | None,
+        worker_index: int | None,
+        traceback_text: str = "",
+        error_type: str = "",
     ) -> None:
         super().__init__(message)
         self.env_index = env_index
         self.worker_index = worker_index
         self.traceback_text = traceback_text
+        self.error_type = error_type
 
     @classmethod
     def from_report(cls, report: ErrorReport, worker_index: int | None) -> EnvWorkerError:
         """An env's exception, reported by worker ``worker_index`` (``None``: the main process)."""
-        env_index, phase, summary, tb = report
+        env_index, phase, error_type, message, tb = report
         where = "main process" if worker_index is None else f"worker {worker_index}"
         return cls(
-            f"env {env_index} ({where}) raised during {phase}: {summary}\n--- traceback ---\n{tb.rstrip()}",
+            f"env {env_index} ({where}) raised during {phase}: {error_type}: {message}\n"
+            f"--- traceback ---\n{tb.rstrip()}",
             env_index=env_index,
             worker_index=worker_index,
             traceback_text=tb,
+            error_type=error_type,
         )
 
     @classmethod
