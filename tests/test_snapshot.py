@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2c_ppo.envs import make_vec_envs
+from a2c_ppo.envs import VecNormalize, make_vec_envs
 from a2c_ppo.envs.make import make_env
 from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
 from tests.vec_env_checks import assert_same
@@ -33,6 +33,7 @@ CASES = [
     ("CartPole-v1", "sync", 40, 80),
     ("CartPole-v1", "subproc", 40, 80),
     ("tests.envs_for_tests:random_counter", "subproc", 5, 30),
+    ("Pendulum-v1", "subproc", 150, 100),  # under VecNormalize (its state_dict travels separately)
     pytest.param(
         "HalfCheetah-v5", "sync", 990, 30, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco")
     ),  # crosses the 1000-step time limit: an autoreset after the restore
@@ -42,7 +43,7 @@ CASES = [
 @pytest.mark.parametrize("env_id,vec_env,before,after", CASES)
 def test_restored_copy_continues_identically(env_id, vec_env, before, after):
     def build():
-        return make_vec_envs(env_id, 2, vec_env=vec_env, num_workers=1, norm_obs=False, norm_reward=False)
+        return make_vec_envs(env_id, 2, vec_env=vec_env, num_workers=1)
 
     original, copy = build(), build()
     try:
@@ -52,12 +53,15 @@ def test_restored_copy_continues_identically(env_id, vec_env, before, after):
         original.reset(seed=1)
         play(original, actions[:before])
         states = through_checkpoint(get_snapshots(original))
+        normalization = original.state_dict() if isinstance(original, VecNormalize) else None
         expected = play(original, actions[before:])
         ends = sum(int(np.sum(r[2] | r[3])) for r in expected)
         assert ends > 0  # the continuation goes through autoresets
 
         copy.reset(seed=12345)  # a different episode, to be overwritten
         set_snapshots(copy, states)
+        if normalization is not None:
+            copy.load_state_dict(normalization)
         got = play(copy, actions[before:])
         for t, (g, e) in enumerate(zip(got, expected)):
             assert_same(g, e, f"t={t}")

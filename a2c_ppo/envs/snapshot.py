@@ -57,7 +57,8 @@ class Snapshot(gym.Wrapper):
 
 
 def get_snapshots(envs: Any) -> list[dict[str, Any]]:
-    """Every env's snapshot, in env order (through VecNormalize and any vector wrapper).
+    """Every env's snapshot, in env order (of the vector env below VecNormalize or any wrapper;
+    VecNormalize's own state is its ``state_dict``).
 
     Raises :class:`UnsupportedEnvState` when some env cannot be captured, also when that
     happened in a worker process (where it arrives as an EnvWorkerError).
@@ -65,7 +66,7 @@ def get_snapshots(envs: Any) -> list[dict[str, Any]]:
     from a2c_ppo.envs.subproc import EnvWorkerError
 
     try:
-        return list(envs.get_attr("snapshot"))
+        return list(envs.unwrapped.get_attr("snapshot"))  # below VecNormalize, which has no get_attr
     except EnvWorkerError as exc:
         if exc.error_type == UnsupportedEnvState.__name__:
             raise UnsupportedEnvState(str(exc).split("\n", 1)[0]) from exc
@@ -76,7 +77,7 @@ def set_snapshots(envs: Any, states: list[dict[str, Any]]) -> None:
     """Restore every env from ``states`` (one per env, from :func:`get_snapshots`)."""
     if len(states) != envs.num_envs:
         raise ValueError(f"{len(states)} env snapshots for {envs.num_envs} envs")
-    envs.set_attr("snapshot", list(states))
+    envs.unwrapped.set_attr("snapshot", list(states))
 
 
 def _layers(env: gym.Env) -> list[gym.Env]:
