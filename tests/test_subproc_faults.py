@@ -172,8 +172,11 @@ def test_killed_worker_is_detected_while_stepping():
     assert wait_gone(pids) == []  # the sleeping worker was terminated by close()
 
 
-def test_keyboard_interrupt_during_step_keeps_env_usable():
-    envs = SubprocVecEnv([partial(SleepyEnv, 0.3) for _ in range(2)], num_workers=2)
+@pytest.mark.parametrize("in_main,expected", [(0, [2, 2]), (1, [2, 1])], ids=["workers-only", "in-main-env"])
+def test_keyboard_interrupt_during_step_keeps_env_usable(in_main, expected):
+    # With in_main=1 the interrupt lands in the main process's env (its step never finished)
+    # while the worker's reply is still unread: that reply must not be taken for the next one's.
+    envs = SubprocVecEnv([partial(SleepyEnv, 0.3) for _ in range(2)], num_workers=2, in_main=in_main)
     pids = envs.worker_pids
     try:
         envs.reset(seed=0)
@@ -183,7 +186,7 @@ def test_keyboard_interrupt_during_step_keeps_env_usable():
             envs.step(np.zeros(2, np.int64))
         timer.join()
         obs, *_ = envs.step(np.zeros(2, np.int64))  # the interrupted step's replies are dropped
-        np.testing.assert_array_equal(obs[:, 0], [2, 2])
+        np.testing.assert_array_equal(obs[:, 0], expected)
     finally:
         envs.close()
     assert wait_gone(pids) == []

@@ -143,7 +143,7 @@ class SubprocVecEnv(VectorEnv):
         self._local: list[LocalBlock] = []
         self._blocks: list[Handle] = []  # in env order; the main block (if any) last
         self._in_flight: dict[tuple[int, int], list[Handle]] = {}  # step ranges awaiting step_wait
-        self._dirty = False  # a collect was cut short: its unread replies must be dropped first
+        self._dirty = False  # a command was cut short: its unread replies must be dropped first
         self._finalizer = weakref.finalize(self, _release, self._procs, self._conns, close_timeout, self._local)
         try:
             self._start_blocks(ctx, env_fns, buffers, poll_interval)
@@ -219,13 +219,16 @@ class SubprocVecEnv(VectorEnv):
             )
 
     def _submit(self, handles: list[Handle], cmd: bytes, payloads: list[Any], tag: Any = None) -> None:
-        """Send ``cmd`` to each handle; the main block (last) then runs it here."""
+        """Send ``cmd`` to each handle; the main block (last) then runs it here. An interrupt
+        in the main block leaves the workers' replies unread: ``_dirty`` drops them later."""
+        self._dirty = True
         for handle, payload in zip(handles, payloads):
             try:
                 handle.submit(cmd, payload, tag)
             except EnvWorkerError:  # a dead worker: the envs' state is unknown now
                 self.close(timeout=1.0)
                 raise
+        self._dirty = False
 
     def _collect(self, handles: list[Handle], what: str, *, fatal: bool, tag: Any = None) -> list[Any]:
         """Each handle's result, in env order. The first error (the lowest env index, as in
