@@ -47,6 +47,11 @@ class UnsupportedEnvState(RuntimeError):
 class Snapshot(gym.Wrapper):
     """Adds the ``snapshot`` property (see the module docstring); otherwise transparent."""
 
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        # The hot path skips this layer: a pass-through Wrapper.step would cost a call per step.
+        self.step = env.step  # type: ignore[method-assign]
+
     @property
     def snapshot(self) -> dict[str, Any]:
         return capture(self.env)
