@@ -28,7 +28,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             from a2c_ppo.arguments import fail, parse_command_line
 
             request = parse_command_line(argv)
-            from a2c_ppo.envs.subproc_vec_env import EnvWorkerError
+            from a2c_ppo.envs.subproc import EnvWorkerError
             from a2c_ppo.train import run
 
             try:

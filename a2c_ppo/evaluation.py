@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from a2c_ppo.envs import TorchVecEnv
+from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from a2c_ppo.arguments import FIXED_DEFAULTS, LaunchRequest
 from a2c_ppo.config import RunConfig
+from a2c_ppo.envs.check import check_env_id
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import check_writable_dir, new_run_dir
 from a2c_ppo.presets import auto_preset, is_continuous_control, preset_values
@@ -46,7 +47,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None) -> LaunchRequest:
         notes.append(f"Resuming {resume} at update {checkpoint['counters']['update']}.")
     else:
         values = {**FIXED_DEFAULTS, **typed}
-    spaces = _probe_spaces(values["env_name"])
+    spaces = check_env_id(values["env_name"])
     if resume is None:
         values = _preset_values(values, typed, spaces, notes)
     if values["norm_obs"] is None or values["norm_reward"] is None:
@@ -96,26 +97,6 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any]) -> dict[str, Any]:
         )
     values = {name: value for name, value in saved.to_dict().items() if name != "config_version"}
     return {**values, **typed}
-
-
-def _probe_spaces(env_id: str) -> tuple[Any, Any]:
-    """The observation and action spaces of one env of ``env_id`` built here (ConfigError if not)."""
-    from a2c_ppo.envs.make import check_env_id, make_env
-
-    check_env_id(env_id)
-    try:
-        env = make_env(env_id)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(
-            f"--env-name {env_id!r}: building the env raised {type(exc).__name__}: {exc}. Fix the env or its "
-            "constructor's arguments, or choose another --env-name."
-        ) from None
-    try:
-        return env.observation_space, env.action_space
-    finally:
-        env.close()
 
 
 def _preset_values(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from a2c_ppo.envs import TorchVecEnv
+from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import RolloutStorage
 

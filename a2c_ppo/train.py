@@ -24,7 +24,9 @@ from a2c_ppo.algo.common import set_learning_rate
 from a2c_ppo.checkpoint import first_non_finite, rng_state, save_checkpoint, set_rng_state
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributions import action_shape
-from a2c_ppo.envs import TorchVecEnv, VecNormalize, make_vec_envs
+from a2c_ppo.envs import VecNormalize, make_vec_envs
+from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
+from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import NonFiniteError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.logger import Logger, format_duration
@@ -183,7 +185,7 @@ class Trainer:
             self.normalizer.load_state_dict(checkpoint["normalization"])
         exact = state["env_states"] is not None and state["obs"].shape[0] == self.config.num_processes
         if exact:
-            self.envs.envs.set_attr("snapshot", state["env_states"])
+            set_snapshots(self.envs.envs, state["env_states"])
             self.rollouts.obs[0].copy_(state["obs"])
             self.rollouts.recurrent_hidden_states[0].copy_(state["recurrent_hidden_states"])
             self.rollouts.masks[0].copy_(state["masks"])
@@ -217,9 +219,9 @@ class Trainer:
         if self.env_state_error is not None:
             return None
         try:
-            return list(self.envs.envs.get_attr("snapshot"))
-        except Exception as exc:  # whatever the env raises: its state cannot be captured
-            self.env_state_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return get_snapshots(self.envs.envs)
+        except UnsupportedEnvState as exc:
+            self.env_state_error = str(exc)
             return None
 
     # ----------------------------------------------------------------- one update

@@ -22,7 +22,7 @@ An env that skips frames itself is accepted and then not skipped again (no max-p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -31,9 +31,9 @@ from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, Transf
 __all__ = ["wrap_atari", "EpisodicLife", "FireReset", "needs_fire_reset", "sign_reward"]
 
 
-def sign_reward(reward: float) -> float:
+def sign_reward(reward: SupportsFloat) -> float:
     """-1, 0 or +1 (module-level so the wrapped env stays picklable)."""
-    return float(np.sign(reward))
+    return float(np.sign(float(reward)))
 
 
 class EpisodicLife(gym.Wrapper):
@@ -51,7 +51,8 @@ class EpisodicLife(gym.Wrapper):
         self.game_over = True
 
     def _ale_lives(self) -> int:
-        return int(self.env.unwrapped.ale.lives())
+        ale_env: Any = self.env.unwrapped  # an AtariEnv
+        return int(ale_env.ale.lives())
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -79,7 +80,7 @@ class FireReset(gym.Wrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        meanings = env.unwrapped.get_action_meanings()
+        meanings = _action_meanings(env)
         if len(meanings) < 3 or meanings[1] != "FIRE":
             raise ValueError(f"FireReset needs action 1 to be FIRE, got actions {meanings}")
 
@@ -92,9 +93,14 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
+def _action_meanings(env: gym.Env) -> list[str]:
+    ale_env: Any = env.unwrapped  # an AtariEnv
+    return list(ale_env.get_action_meanings())
+
+
 def needs_fire_reset(env: gym.Env) -> bool:
     """True for games whose action 1 is FIRE (Breakout, Pong, ...)."""
-    meanings = env.unwrapped.get_action_meanings()
+    meanings = _action_meanings(env)
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 

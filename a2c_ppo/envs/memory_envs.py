@@ -31,7 +31,7 @@ class CartPoleNoVelocity(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        space = env.observation_space
+        space: Any = env.observation_space  # CartPole's Box
         self.observation_space = gym.spaces.Box(
             low=space.low[_CARTPOLE_POSITIONS], high=space.high[_CARTPOLE_POSITIONS], dtype=space.dtype
         )

@@ -1,0 +1,189 @@
+"""Env state snapshots as plain data, for an exact resume.
+
+``make_env`` puts :class:`Snapshot` outermost; its ``snapshot`` property reads the whole env
+state (every wrapper layer and the unwrapped env) and restores it, so that
+``vec.get_attr("snapshot")`` / ``vec.set_attr("snapshot", states)`` work on SyncVectorEnv and
+SubprocVecEnv alike. What is captured, per layer, generically:
+
+* plain attributes: numbers, bools, strings, ``None``, bytes, numpy arrays and scalars, and
+  lists / tuples / dicts / deques of those;
+* numpy random generators (``np_random``) and the generators of the spaces;
+* MuJoCo physics: ``MjData``'s full integration state (``mj_getState`` with
+  ``mjSTATE_INTEGRATION``: time, qpos, qvel, act, warm start, controls, ...), which makes
+  ``mj_step`` continue bit-identically.
+
+Not captured, as configuration rather than state: construction arguments, specs and metadata,
+functions, the MuJoCo model (assumed unchanged by the env) and its renderer. Anything else
+(e.g. the Atari emulator) raises :class:`UnsupportedEnvState` naming it.
+
+The snapshot is a dict of Python scalars, strings, bytes, lists, tuples and dicts only
+(arrays are ``{"__ndarray__": dtype, "shape": [...], "data": bytes}``), so it survives
+``torch.save`` / ``torch.load(weights_only=True)`` and JSON-free checkpoints as it is.
+"""
+
+from __future__ import annotations
+
+import types
+from collections import deque
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+# Attributes that are configuration, never state (gymnasium's bookkeeping of how it was built).
+_SKIPPED_NAMES = frozenset(
+    {"env", "_saved_kwargs", "_ezpickle_args", "_ezpickle_kwargs", "spec", "_cached_spec", "metadata", "_metadata"}
+)
+_SKIPPED_TYPES = ("MjModel", "MujocoRenderer", "EnvSpec")
+_CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, partial)
+_PLAIN = (bool, int, float, str, bytes, type(None))
+
+
+class UnsupportedEnvState(RuntimeError):
+    """Some part of an env's state cannot be captured as plain data (named in the message)."""
+
+
+class Snapshot(gym.Wrapper):
+    """Adds the ``snapshot`` property (see the module docstring); otherwise transparent."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        # The hot path skips this layer: a pass-through Wrapper.step would cost a call per step.
+        self.step = env.step  # type: ignore[method-assign]
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        return capture(self.env)
+
+    @snapshot.setter
+    def snapshot(self, state: dict[str, Any]) -> None:
+        restore(self.env, state)
+
+
+def get_snapshots(envs: Any) -> list[dict[str, Any]]:
+    """Every env's snapshot, in env order (of the vector env below VecNormalize or any wrapper;
+    VecNormalize's own state is its ``state_dict``).
+
+    Raises :class:`UnsupportedEnvState` when some env cannot be captured, also when that
+    happened in a worker process (where it arrives as an EnvWorkerError).
+    """
+    from a2c_ppo.envs.subproc import EnvWorkerError
+
+    try:
+        return list(envs.unwrapped.get_attr("snapshot"))  # below VecNormalize, which has no get_attr
+    except EnvWorkerError as exc:
+        if exc.error_type == UnsupportedEnvState.__name__:
+            raise UnsupportedEnvState(str(exc).split("\n", 1)[0]) from exc
+        raise
+
+
+def set_snapshots(envs: Any, states: list[dict[str, Any]]) -> None:
+    """Restore every env from ``states`` (one per env, from :func:`get_snapshots`)."""
+    if len(states) != envs.num_envs:
+        raise ValueError(f"{len(states)} env snapshots for {envs.num_envs} envs")
+    envs.unwrapped.set_attr("snapshot", list(states))
+
+
+def _layers(env: gym.Env) -> list[gym.Env]:
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    return layers
+
+
+def capture(env: gym.Env) -> dict[str, Any]:
+    """The state of ``env`` and all its wrappers, as plain data."""
+    layers = []
+    for layer in _layers(env):
+        attrs = {}
+        for name, value in vars(layer).items():
+            if name in _SKIPPED_NAMES or isinstance(value, _CODE) or type(value).__name__ in _SKIPPED_TYPES:
+                continue
+            attrs[name] = _encode(value, layer, f"{type(layer).__name__}.{name}")
+        layers.append({"class": type(layer).__name__, "attrs": attrs})
+    return {"layers": layers}
+
+
+def restore(env: gym.Env, state: dict[str, Any]) -> None:
+    """Put ``state`` (from :func:`capture` on an env built the same way) into ``env``."""
+    layers = _layers(env)
+    classes = [type(layer).__name__ for layer in layers]
+    saved = [layer["class"] for layer in state["layers"]]
+    if classes != saved:
+        raise ValueError(f"the snapshot was taken of wrappers {saved}, but this env has {classes}")
+    for layer, entry in zip(layers, state["layers"]):
+        for name, value in entry["attrs"].items():
+            setattr(layer, name, _decode(value, getattr(layer, name, None), layer))
+
+
+def _encode(value: Any, layer: Any, where: str) -> Any:
+    if type(value) in _PLAIN:  # exact: np.float64 is a float, but must stay a numpy scalar
+        return value
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            raise UnsupportedEnvState(f"{where} is an object array, which cannot be captured")
+        scalar = isinstance(value, np.generic)
+        return {"__ndarray__": array.dtype.str, "shape": list(array.shape), "data": array.tobytes(), "scalar": scalar}
+    if isinstance(value, np.random.Generator):
+        return {"__generator__": value.bit_generator.state}
+    if isinstance(value, gym.Space):
+        rng = value._np_random  # None until the space is seeded or sampled
+        return {"__space_rng__": None if rng is None else rng.bit_generator.state}
+    if type(value).__name__ == "MjData":
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        physics = np.empty(mujoco.mj_stateSize(layer.model, spec), dtype=np.float64)
+        mujoco.mj_getState(layer.model, value, physics, spec)
+        return {"__mjdata__": physics.tobytes()}
+    if isinstance(value, deque):
+        return {"__deque__": [_encode(v, layer, f"{where}[]") for v in value], "maxlen": value.maxlen}
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, layer, f"{where}[]") for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict) and all(type(k) in _PLAIN for k in value):
+        return {"__dict__": [(k, _encode(v, layer, f"{where}[{k!r}]")) for k, v in value.items()]}
+    raise UnsupportedEnvState(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which cannot be captured as plain data"
+    )
+
+
+def _decode(value: Any, current: Any, layer: Any) -> Any:
+    """The attribute value for ``value``; generators, spaces and MuJoCo data are restored in
+    place into ``current`` (the object the env holds), so that every reference sees it."""
+    if isinstance(value, list):
+        return [_decode(v, None, layer) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_decode(v, None, layer) for v in value)
+    if not isinstance(value, dict):
+        return value
+    if "__ndarray__" in value:
+        array = np.frombuffer(value["data"], dtype=np.dtype(value["__ndarray__"])).reshape(value["shape"]).copy()
+        return array[()] if value["scalar"] else array
+    if "__generator__" in value:
+        return _generator(value["__generator__"], current)
+    if "__space_rng__" in value:
+        rng = value["__space_rng__"]
+        current._np_random = None if rng is None else _generator(rng, current._np_random)
+        return current
+    if "__mjdata__" in value:
+        import mujoco
+
+        physics = np.frombuffer(value["__mjdata__"], dtype=np.float64)
+        mujoco.mj_setState(layer.model, current, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+        return current
+    if "__deque__" in value:
+        return deque((_decode(v, None, layer) for v in value["__deque__"]), maxlen=value["maxlen"])
+    return {k: _decode(v, None, layer) for k, v in value["__dict__"]}
+
+
+def _generator(state: dict[str, Any], current: Any) -> np.random.Generator:
+    if (
+        not isinstance(current, np.random.Generator)
+        or current.bit_generator.state["bit_generator"] != state["bit_generator"]
+    ):
+        current = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    current.bit_generator.state = state
+    return current
