@@ -60,6 +60,20 @@ def env_action_converter(space: gym.Space) -> Callable[[torch.Tensor], np.ndarra
     return convert
 
 
+class _Block(NamedTuple):
+    """Views of TorchVecEnv's (host) step buffers for envs ``offset ..`` (made once per block)."""
+
+    offset: int
+    obs_np: np.ndarray
+    reward_np: np.ndarray
+    terminated_np: np.ndarray
+    truncated_np: np.ndarray
+    obs: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+
+
 class TorchVecEnv:
     """Wraps a gymnasium ``VectorEnv`` (same-step autoreset) to speak torch tensors.
 
@@ -77,16 +91,14 @@ class TorchVecEnv:
         self._to_env_actions = env_action_converter(self.action_space)
         obs_shape = tuple(self.observation_space.shape or ())
         obs_dtype = np.dtype(self.observation_space.dtype)
+        self._check_obs = np.issubdtype(obs_dtype, np.floating)
         self._obs_dtype = np.dtype(np.float32) if obs_dtype == np.float64 else obs_dtype
-        # Host buffers (torch tensors and numpy views of the same memory) written every step.
+        # Host buffers written every step; the numpy views share their memory.
         self._obs = torch.from_numpy(np.zeros((n, *obs_shape), dtype=self._obs_dtype))
         self._reward = torch.zeros(n, 1)
         self._terminated = torch.zeros(n, 1, dtype=torch.bool)
         self._truncated = torch.zeros(n, 1, dtype=torch.bool)
-        self._obs_np = self._obs.numpy()
-        self._reward_np = self._reward.numpy()[:, 0]
-        self._terminated_np = self._terminated.numpy()[:, 0]
-        self._truncated_np = self._truncated.numpy()[:, 0]
+        self._blocks: dict[tuple[int, int], _Block] = {}
         self._no_idx = torch.zeros(0, dtype=torch.long, device=self.device)
         self._no_final = torch.zeros((0, *obs_shape), dtype=self._obs.dtype, device=self.device)
 
@@ -95,26 +107,37 @@ class TorchVecEnv:
         """Whether the vector env can step a block of envs asynchronously (``step_async``)."""
         return hasattr(self.envs, "step_async") and hasattr(self.envs, "step_wait")
 
+    def _block(self, envs: slice) -> _Block:
+        lo, hi, _ = envs.indices(self.num_envs)
+        block = self._blocks.get((lo, hi))
+        if block is None:
+            obs, reward, terminated, truncated = (
+                t[lo:hi] for t in (self._obs, self._reward, self._terminated, self._truncated)
+            )
+            numpy_views = (obs.numpy(), reward.numpy()[:, 0], terminated.numpy()[:, 0], truncated.numpy()[:, 0])
+            block = _Block(lo, *numpy_views, obs, reward, terminated, truncated)
+            self._blocks[(lo, hi)] = block
+        return block
+
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor if self.device.type == "cpu" else tensor.to(self.device)
 
-    def _obs_tensor(self, obs: np.ndarray, envs: slice) -> torch.Tensor:
+    def _obs_tensor(self, obs: np.ndarray, block: _Block) -> torch.Tensor:
         """``obs`` as a tensor: the array itself where it fits (no copy), else our buffer."""
+        if self._check_obs:
+            check_finite(obs, "observation", env_offset=block.offset)
         if obs.dtype == self._obs_dtype and obs.flags.c_contiguous and obs.flags.writeable:
-            tensor = torch.from_numpy(obs)
-        else:
-            np.copyto(self._obs_np[envs], obs, casting="same_kind")
-            tensor = self._obs[envs]
-        return self._to_device(tensor)
+            return self._to_device(torch.from_numpy(obs))
+        np.copyto(block.obs_np, obs, casting="same_kind")
+        return self._to_device(block.obs)
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs, _ = self.envs.reset(seed=seed)
-        check_finite(obs)
-        return self._obs_tensor(obs, ALL_ENVS)
+        return self._obs_tensor(obs, self._block(ALL_ENVS))
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Step every env with ``actions`` of shape ``(N, action_dim)`` as the policy produced them."""
-        return self._result(self.envs.step(self._to_env_actions(actions)), ALL_ENVS)
+        return self._result(self.envs.step(self._to_env_actions(actions)), self._block(ALL_ENVS))
 
     def step_async(self, actions: torch.Tensor, envs: slice) -> None:
         """Start stepping the envs ``envs`` (a contiguous ``slice(lo, hi)``) with their actions
@@ -124,33 +147,30 @@ class TorchVecEnv:
     def step_wait(self, envs: slice) -> StepResult:
         """The result of ``step_async(..., envs)``; ``episodes`` name envs by their index in the
         whole vector env, ``truncated_idx`` by their row in this result."""
-        return self._result(self.envs.step_wait(envs), envs)  # type: ignore[attr-defined]
+        return self._result(self.envs.step_wait(envs), self._block(envs))  # type: ignore[attr-defined]
 
-    def _result(self, step: tuple, envs: slice) -> StepResult:
-        """The StepResult of the vector env's ``(obs, reward, terminated, truncated, infos)``
-        for the envs ``envs``."""
+    def _result(self, step: tuple, block: _Block) -> StepResult:
+        """The StepResult of the vector env's ``(obs, reward, terminated, truncated, infos)``."""
         obs, reward, terminated, truncated, infos = step
-        offset = envs.start or 0
-        check_finite(obs, reward, env_offset=offset)
-        reward_np, terminated_np = self._reward_np[envs], self._terminated_np[envs]
-        truncated_np = self._truncated_np[envs]
-        np.copyto(reward_np, reward, casting="same_kind")
-        np.copyto(terminated_np, terminated)
-        np.logical_and(truncated, np.logical_not(terminated), out=truncated_np)
+        check_finite(reward, "reward", env_offset=block.offset)
+        np.copyto(block.reward_np, reward, casting="same_kind")
+        np.copyto(block.terminated_np, terminated)
+        # truncated and not terminated, in one ufunc (for bools, a > b is a and not b)
+        np.greater(truncated, terminated, out=block.truncated_np)
         idx_tensor, final = self._no_idx, self._no_final
         episodes: list[tuple[int, float, int]] = []
-        if terminated_np.any() or truncated_np.any():  # the infos matter only when an episode ended
-            idx = np.flatnonzero(truncated_np)
+        if block.terminated_np.any() or block.truncated_np.any():  # infos matter only when an episode ended
+            idx = np.flatnonzero(block.truncated_np)
             if len(idx):
                 final_np = np.stack([infos["final_obs"][i] for i in idx]).astype(self._obs_dtype, copy=False)
                 idx_tensor = torch.from_numpy(idx).to(self.device)
                 final = torch.from_numpy(final_np).to(self.device)
-            episodes = [(offset + i, ret, length) for i, ret, length in episode_stats(infos)]
+            episodes = [(block.offset + i, ret, length) for i, ret, length in episode_stats(infos)]
         return StepResult(
-            obs=self._obs_tensor(obs, envs),
-            reward=self._to_device(self._reward[envs]),
-            terminated=self._to_device(self._terminated[envs]),
-            truncated=self._to_device(self._truncated[envs]),
+            obs=self._obs_tensor(obs, block),
+            reward=self._to_device(block.reward),
+            terminated=self._to_device(block.terminated),
+            truncated=self._to_device(block.truncated),
             truncated_idx=idx_tensor,
             final_obs=final,
             episodes=episodes,
