@@ -79,7 +79,7 @@ class TorchVecEnv:
 
     Raises NonFiniteError (naming the env) when an env returns a NaN or infinite float
     observation or reward. ``step_async`` / ``step_wait`` step one block of envs at a time
-    (overlapped stepping) where the vector env offers them (``supports_blocks``).
+    (overlapped stepping, see ``a2c_ppo.rollout``) where the vector env offers them.
     """
 
     def __init__(self, envs: VectorEnv, device: torch.device | str = "cpu") -> None:
@@ -106,6 +106,12 @@ class TorchVecEnv:
     def supports_blocks(self) -> bool:
         """Whether the vector env can step a block of envs asynchronously (``step_async``)."""
         return hasattr(self.envs, "step_async") and hasattr(self.envs, "step_wait")
+
+    @property
+    def overlap(self) -> bool:
+        """Whether rollouts use overlapped stepping: ``make_vec_envs`` chose it (recorded as
+        ``metadata["overlap"]``), the vector env can step blocks and has two envs or more."""
+        return bool(self.envs.metadata.get("overlap", False)) and self.supports_blocks and self.num_envs >= 2
 
     def _block(self, envs: slice) -> _Block:
         lo, hi, _ = envs.indices(self.num_envs)

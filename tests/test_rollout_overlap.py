@@ -1,0 +1,148 @@
+"""collect_rollout, plain and overlapped: same storage for the same actions, bootstraps by hand."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+import torch
+import torch.nn as nn
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import RecordEpisodeStatistics
+
+from a2c_ppo.envs.torch_env import TorchVecEnv
+from a2c_ppo.model import Policy
+from a2c_ppo.rollout import collect_rollout, time_policy_step
+from a2c_ppo.storage import RolloutStorage
+from tests.envs_for_rollout import HalvesVecEnv, ScriptedEnv
+
+FIELDS = (
+    "obs",
+    "recurrent_hidden_states",
+    "masks",
+    "value_preds",
+    "actions",
+    "action_log_probs",
+    "rewards",
+    "terminated",
+    "truncated",
+    "bootstrap_values",
+)
+
+
+class CountingPolicy(nn.Module):
+    """A deterministic stand-in for Policy whose hidden state counts: h' = h * mask + obs[0]
+    (the sum of ``t`` over the episode so far). V(obs, h, mask) = sum(obs) + h * mask + obs[0];
+    the action is ``t % 2``. Element-wise only, so any batch split gives the same numbers."""
+
+    is_recurrent = True
+    recurrent_hidden_state_size = 1
+
+    def _hidden(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return rnn_hxs * masks + obs[:, :1].float()
+
+    def get_value(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return obs.float().sum(1, keepdim=True) + self._hidden(obs, rnn_hxs, masks)
+
+    def act(self, obs, rnn_hxs, masks, deterministic=False):
+        hidden = self._hidden(obs, rnn_hxs, masks)
+        action = (obs[:, :1].long() % 2).long()
+        return self.get_value(obs, rnn_hxs, masks), action, -obs[:, :1].float(), hidden
+
+
+def scripted_fns(n: int) -> list:
+    return [lambda i=i: RecordEpisodeStatistics(ScriptedEnv(i)) for i in range(n)]
+
+
+def make_envs(n: int, overlap: bool) -> TorchVecEnv:
+    fns = scripted_fns(n)
+    vec = HalvesVecEnv(fns) if overlap else SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    envs = TorchVecEnv(vec)
+    assert envs.overlap == overlap
+    return envs
+
+
+def run(policy, envs: TorchVecEnv, T: int, proper_time_limits: bool = True, seed: int = 3, updates: int = 2):
+    """``updates`` rollouts of T steps (the storage carried over as in training); returns the
+    per-rollout storage snapshots and episodes."""
+    rollouts = RolloutStorage(T, envs.num_envs, (3,), 1, torch.long, policy.recurrent_hidden_state_size)
+    rollouts.obs[0].copy_(envs.reset(seed=seed))
+    snapshots, episodes = [], []
+    for _ in range(updates):
+        episodes.append(collect_rollout(policy, envs, rollouts, proper_time_limits))
+        snapshots.append({name: getattr(rollouts, name).clone() for name in FIELDS})
+        rollouts.after_update()
+    envs.close()
+    return snapshots, episodes
+
+
+@pytest.mark.parametrize("proper_time_limits", [True, False])
+def test_overlapped_and_plain_rollouts_store_the_same_for_the_same_actions(proper_time_limits):
+    plain = run(CountingPolicy(), make_envs(4, overlap=False), T=7, proper_time_limits=proper_time_limits)
+    overlapped = run(CountingPolicy(), make_envs(4, overlap=True), T=7, proper_time_limits=proper_time_limits)
+    assert plain[1] == overlapped[1] and any(plain[1])  # the same episodes, in the same order
+    for snap_plain, snap_overlapped in zip(plain[0], overlapped[0]):
+        for name in FIELDS:
+            torch.testing.assert_close(snap_overlapped[name], snap_plain[name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_truncations_bootstrap_from_the_final_obs_with_the_carried_hidden_state(overlap):
+    """Env 0 is truncated after 3 steps, env 1 terminated after 4, env 2 truncated after 5.
+
+    Env 0's episode: h after acting on t = 0, 1, 2 is 0, 1, 3; its step 2 ends with final_obs
+    [3, 1, noise], so the bootstrap is V = (3 + 1 + noise) + h * 1 + 3 = 10 + noise. Using the
+    hidden state before that step (1) would give 8 + noise, a reset one 7 + noise, and the
+    reset observation [0, 1, noise'] 1 + noise'."""
+    [snap], _ = run(CountingPolicy(), make_envs(4, overlap), T=6, updates=1)
+    noise0 = snap["obs"][0, 0, 2]
+    assert snap["truncated"][2, 0] and not snap["terminated"][2, 0]
+    torch.testing.assert_close(snap["bootstrap_values"][2, 0, 0], 10.0 + noise0)
+    assert snap["masks"][3, 0] == 0 and snap["obs"][3, 0, 0] == 0  # the reset observation follows
+    # Env 1 terminates at its step 3: no bootstrap.
+    assert snap["terminated"][3, 1] and not snap["truncated"][3, 1] and snap["bootstrap_values"][3, 1] == 0
+    # Env 2: h = 0, 1, 3, 6, 10 after t = 0..4; final_obs [5, 21, noise]: V = 26 + noise + 10 + 5.
+    noise2 = snap["obs"][0, 2, 2]
+    torch.testing.assert_close(snap["bootstrap_values"][4, 2, 0], 41.0 + noise2)
+    # Only truncated steps carry a bootstrap value.
+    assert not snap["bootstrap_values"][~snap["truncated"]].any()
+
+
+def real_policy(recurrent: bool) -> Policy:
+    obs_space = gym.spaces.Box(-100, 100, (3,), "float32")
+    return Policy(obs_space, gym.spaces.Discrete(2), base_kwargs={"recurrent": recurrent, "hidden_size": 16})
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_overlapped_rollouts_are_deterministic_for_a_seed(recurrent):
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        policy = real_policy(recurrent)
+        results.append(run(policy, make_envs(4, overlap=True), T=5))
+    for name in FIELDS:
+        for a, b in zip(results[0][0], results[1][0]):
+            torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_the_recurrent_state_of_each_half_follows_its_own_envs():
+    """With a real GRU policy, overlapped: each env's stored hidden state at t + 1 is what the
+    policy gives for that env alone from its state and mask at t (no mix-up between halves)."""
+    torch.manual_seed(1)
+    policy = real_policy(recurrent=True)
+    [snap], _ = run(policy, make_envs(4, overlap=True), T=6, updates=1)
+    with torch.no_grad():
+        for t in range(6):
+            for i in range(4):
+                _, features, h = policy.base(
+                    snap["obs"][t, i : i + 1], snap["recurrent_hidden_states"][t, i : i + 1], snap["masks"][t, i : i + 1]
+                )
+                torch.testing.assert_close(h, snap["recurrent_hidden_states"][t + 1, i : i + 1])
+
+
+def test_time_policy_step_draws_no_random_numbers():
+    policy = real_policy(recurrent=False)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    assert time_policy_step(policy, torch.zeros(8, 3)) > 0
+    torch.testing.assert_close(torch.rand(3), expected)
