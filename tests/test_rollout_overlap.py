@@ -133,10 +133,11 @@ def test_the_recurrent_state_of_each_half_follows_its_own_envs():
     with torch.no_grad():
         for t in range(6):
             for i in range(4):
-                _, features, h = policy.base(
-                    snap["obs"][t, i : i + 1], snap["recurrent_hidden_states"][t, i : i + 1], snap["masks"][t, i : i + 1]
+                row = slice(i, i + 1)
+                _, _, h = policy.base(
+                    snap["obs"][t, row], snap["recurrent_hidden_states"][t, row], snap["masks"][t, row]
                 )
-                torch.testing.assert_close(h, snap["recurrent_hidden_states"][t + 1, i : i + 1])
+                torch.testing.assert_close(h, snap["recurrent_hidden_states"][t + 1, row])
 
 
 def test_time_policy_step_draws_no_random_numbers():
