@@ -16,7 +16,8 @@ from a2c_ppo.algo import A2C, ACKTR, PPO
 from a2c_ppo.algo.common import set_learning_rate
 from a2c_ppo.checkpoint import check_spaces, checkpoint_path, load_checkpoint, save_checkpoint, set_rng_state
 from a2c_ppo.distributions import action_shape
-from a2c_ppo.envs import TorchVecEnv, VecNormalize, make_vec_envs
+from a2c_ppo.envs import VecNormalize, make_vec_envs
+from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.logger import Logger, format_duration
 from a2c_ppo.model import Policy, make_policy

@@ -33,8 +33,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gymnasium as gym  # noqa: E402
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv  # noqa: E402
 
-from a2c_ppo.envs.make import check_env_id, make_env_fn, make_vec_envs  # noqa: E402
-from a2c_ppo.envs.subproc_vec_env import SubprocVecEnv, choose_vec_env, default_in_main  # noqa: E402
+from a2c_ppo.envs.auto import choose_vec_env  # noqa: E402
+from a2c_ppo.envs.check import check_env_id  # noqa: E402
+from a2c_ppo.envs.make import make_env_fn, make_vec_envs  # noqa: E402
+from a2c_ppo.envs.subproc import SubprocVecEnv, default_in_main  # noqa: E402
 
 DEFAULT_ENVS = ("CartPole-v1", "HalfCheetah-v5", "ALE/Pong-v5")
 

@@ -199,3 +199,62 @@ class ConstantEnv(gym.Env):
     def step(self, action):
         self.t += 1
         return self._obs(), self.reward_scale * self.t, False, self.t >= self.length, {}
+
+
+class ModulesEnv(CounterEnv):
+    """A CounterEnv that tells which modules its process has imported."""
+
+    def has_module(self, name: str) -> bool:
+        import sys
+
+        return name in sys.modules
+
+
+class BadObsEnv(CounterEnv):
+    """Box(3,) observations, but ``step`` returns ``bad`` (e.g. a scalar or shape (1,)) instead."""
+
+    def __init__(self, bad: object = 0.0) -> None:
+        super().__init__()
+        self.bad = bad
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = super().step(action)
+        return self.bad, reward, terminated, truncated, info
+
+
+class StrictActionEnv(gym.Env):
+    """Refuses actions outside ``action_space`` (which may have a start); echoes the action."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+    def __init__(self, action_space: gym.Space) -> None:
+        self.action_space = action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        flat = np.asarray(action, dtype=np.float32).reshape(-1)
+        return np.resize(flat, 2).astype(np.float32), 0.0, False, False, {}
+
+
+# Entry points for "tests.envs_for_tests:NAME" env ids that check_env_id must refuse.
+
+
+def not_an_env():
+    return {"observation": 0}
+
+
+def raising_env():
+    raise OSError("the simulator license file is missing")
+
+
+class ChannelsLastEnv(ImageEnv):
+    observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+
+
+class DictObsEnv(CounterEnv):
+    observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})

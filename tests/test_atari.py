@@ -13,7 +13,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics  # noqa: E402
 
 from a2c_ppo.envs.atari import EpisodicLife, FireReset, wrap_atari  # noqa: E402
 from a2c_ppo.envs.make import make_env, make_env_fn  # noqa: E402
-from a2c_ppo.envs.subproc_vec_env import SubprocVecEnv  # noqa: E402
+from a2c_ppo.envs.subproc import SubprocVecEnv  # noqa: E402
 
 gym.register_envs(ale_py)
 

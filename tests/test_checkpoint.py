@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from a2c_ppo.checkpoint import check_spaces, load_checkpoint, save_checkpoint
-from a2c_ppo.envs import TorchVecEnv, VecNormalize, make_vec_envs
+from a2c_ppo.envs import VecNormalize, make_vec_envs
+from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.model import make_policy
 

@@ -106,11 +106,15 @@ def stepped_normalizer(steps: int) -> VecNormalize:
 def test_clip_and_eval_freezes_statistics():
     envs = stepped_normalizer(7)
     envs.eval()
-    frozen = json.dumps(envs.state_dict())
+
+    def statistics():  # the running returns move in eval mode too; the statistics must not
+        return json.dumps({key: value for key, value in envs.state_dict().items() if key != "returns"})
+
+    frozen = statistics()
     for _ in range(4):
         obs, reward, *_ = envs.step(np.zeros((2, 1), np.float32))
     envs.reset(seed=1)
-    assert json.dumps(envs.state_dict()) == frozen  # nothing updated in eval mode
+    assert statistics() == frozen  # nothing updated in eval mode
     # Clipping at 10: outliers of the frozen statistics.
     envs.obs_rms.mean[:] = 0.0
     envs.obs_rms.var[:] = 1.0
@@ -164,3 +168,53 @@ def test_normalized_subproc_obs_are_not_views_of_the_shared_buffer():
     envs.step(-np.ones((2, 1), np.float32))
     np.testing.assert_array_equal(first, kept)
     envs.close()
+
+
+def test_state_dict_carries_running_returns_for_an_exact_continuation():
+    envs = stepped_normalizer(3)  # mid-episode (length 5): rewards so far 1, 2, 3 (x3 for env 1)
+    state = json.loads(json.dumps(envs.state_dict()))
+    by_hand = (1 * 0.99 + 2) * 0.99 + 3
+    np.testing.assert_allclose(state["returns"], [by_hand, 3 * by_hand], rtol=1e-12)
+
+    def continuation(returns):
+        fresh = VecNormalize(make_envs(), gamma=0.99)
+        fresh.reset(seed=0)
+        for _ in range(3):  # the same env states; the statistics are replaced below
+            fresh.step(np.zeros((2, 1), np.float32))
+        fresh.load_state_dict(dict(state, returns=returns))
+        out = [fresh.step(np.zeros((2, 1), np.float32))[1] for _ in range(4)]  # crosses the episode end
+        fresh.close()
+        return out
+
+    expected = [envs.step(np.zeros((2, 1), np.float32))[1] for _ in range(4)]
+    envs.close()
+    for a, b in zip(continuation(state["returns"]), expected):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(continuation([0.0, 0.0])[0], expected[0])  # the returns matter
+
+
+def test_reset_mask_restarts_only_the_selected_returns():
+    envs = stepped_normalizer(2)
+    before = np.array(envs.state_dict()["returns"])
+    count = envs.obs_rms.count
+    mask = np.array([False, True])
+    envs.reset(seed=0, options={"reset_mask": mask})
+    after = np.array(envs.state_dict()["returns"])
+    assert after[0] == before[0] != 0.0 and after[1] == 0.0
+    assert envs.obs_rms.count == count + 1  # only the reset env's observation is counted
+    envs.close()
+
+
+def test_load_state_dict_honours_the_saved_flags():
+    trained = VecNormalize(make_envs(), norm_obs=True, norm_reward=False)
+    trained.reset(seed=0)
+    trained.step(np.zeros((2, 1), np.float32))
+    replay = VecNormalize(make_envs(), norm_obs=False, norm_reward=True)
+    replay.load_state_dict(json.loads(json.dumps(trained.state_dict())))
+    assert (replay.norm_obs, replay.norm_reward) == (True, False)
+    replay.eval()
+    obs, _ = replay.reset(seed=0)
+    expected = trained.normalize_obs(np.array([[0.0, 0.0], [10.0, 10.0]]))
+    np.testing.assert_allclose(obs, expected, rtol=1e-6)  # normalised, as the policy was trained
+    trained.close()
+    replay.close()

@@ -1,7 +1,11 @@
-"""Environments: factories, vector envs, normalisation and the torch-facing adapter."""
+"""Environments: factories, vector envs and normalisation.
 
-from a2c_ppo.envs.make import check_env_id, make_env, make_vec_envs
+The torch-facing adapter lives in ``a2c_ppo.envs.torch_env`` and is not imported here: env
+worker processes import this package and must not import torch.
+"""
+
+from a2c_ppo.envs.check import check_env_id
+from a2c_ppo.envs.make import make_env, make_vec_envs
 from a2c_ppo.envs.normalize import VecNormalize
-from a2c_ppo.envs.torch_env import StepResult, TorchVecEnv
 
-__all__ = ["check_env_id", "make_env", "make_vec_envs", "VecNormalize", "StepResult", "TorchVecEnv"]
+__all__ = ["check_env_id", "make_env", "make_vec_envs", "VecNormalize"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +17,7 @@ from a2c_ppo.errors import ConfigError
 EnvFn = Callable[[], gym.Env]
 
 
-def _load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
+def load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
     """``module:Class`` or ``module:factory`` that is not a registered id -> the callable."""
     if ":" not in env_id:
         return None
@@ -30,41 +30,14 @@ def _load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
     return entry_point if callable(entry_point) else None
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise a ConfigError naming close ids if ``env_id`` cannot be made."""
-    if _load_entry_point(env_id) is not None:
-        return
-    if ":" in env_id:  # "module:Env-v0": importing the module registers the id
-        module_name = env_id.split(":", 1)[0]
-        try:
-            importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError(
-                f"--env-name {env_id!r}: cannot import module {module_name!r} ({exc}). "
-                "Install it or fix the module path."
-            ) from exc
-        env_id = env_id.split(":", 1)[1]
-        if _load_entry_point(f"{module_name}:{env_id}") is not None:
-            return
-    if env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4"):
-        _register_atari()
-    if env_id in gym.registry:
-        return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    extra = ""
-    if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
-        extra = " Atari ids need the extra: pip install -e '.[atari]'."
-    raise ConfigError(f"--env-name {env_id!r} is not a registered gymnasium id.{hint}{extra}")
-
-
-def _register_atari() -> None:
+def register_atari() -> bool:
+    """Register the ALE ids with gymnasium; ``False`` when ale_py is not installed."""
     try:
         import ale_py
-
-        gym.register_envs(ale_py)
     except ImportError:
-        pass
+        return False
+    gym.register_envs(ale_py)
+    return True
 
 
 def is_atari_id(env_id: str) -> bool:
@@ -84,13 +57,15 @@ def make_env(
     With ``video_dir`` every episode of the raw env (or the first ``video_episodes``) is
     written there as an mp4 (needs ``render_mode="rgb_array"`` and the ``[video]`` extra).
     """
-    entry_point = _load_entry_point(env_id)
+    entry_point = load_entry_point(env_id)
     if entry_point is not None:
         env = entry_point(render_mode=render_mode) if render_mode else entry_point()
+        if not isinstance(env, gym.Env):
+            raise TypeError(f"{env_id} returned {type(env).__name__}, not a gymnasium.Env")
     else:
         if is_atari_id(env_id):
-            _register_atari()
-        kwargs = {"render_mode": render_mode} if render_mode else {}
+            register_atari()
+        kwargs: dict[str, Any] = {"render_mode": render_mode} if render_mode else {}
         if env_id.startswith("ALE/"):
             kwargs["frameskip"] = 1  # wrap_atari skips 4 frames with max-pooling; v5 keeps sticky actions
         env = gym.make(env_id, **kwargs)
@@ -113,9 +88,17 @@ def make_env_fn(env_id: str, **kwargs) -> EnvFn:
     return lambda: make_env(env_id, **kwargs)
 
 
-def wants_normalization(env: VectorEnv) -> bool:
+def _spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
+    """The observation and action spaces of one env built (and closed) here."""
+    env = make_env(env_id)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def wants_normalization(obs_space: gym.Space, act_space: gym.Space) -> bool:
     """The automatic choice: normalise for continuous control (1-D Box obs, Box actions)."""
-    obs_space, act_space = env.single_observation_space, env.single_action_space
     return isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1 and isinstance(act_space, gym.spaces.Box)
 
 
@@ -145,7 +128,7 @@ def make_vec_envs(
     default ``in_main``; ``num_workers`` counts worker processes only, default one per CPU
     minus one for the main process). ``"auto"`` times a few steps of one env built here and
     takes ``subproc`` only where that is predicted at least 1.1x faster: ``num_envs > 1``,
-    more than one CPU, no ``render_mode`` (see ``subproc_vec_env.choose_vec_env``). On 2
+    more than one CPU, no ``render_mode`` (see ``auto.choose_vec_env``). On 2
     cores that means ``sync`` for classic control (CartPole x8), ``subproc`` for MuJoCo x8
     and Atari.
     """
@@ -158,22 +141,22 @@ def make_vec_envs(
     if vec_env not in ("sync", "subproc", "auto"):
         raise ConfigError(f"vec_env must be 'sync', 'subproc' or 'auto', got {vec_env!r}")
     if vec_env == "auto":
-        from a2c_ppo.envs.subproc_vec_env import choose_vec_env
+        from a2c_ppo.envs.auto import choose_vec_env
 
         # Timed on an env without rendering or video, so the probe leaves no trace.
         probe = make_env_fn(env_id, clip_reward=clip_reward)
         vec_env = "sync" if render_mode else choose_vec_env(probe, num_envs, num_workers)
     if vec_env == "subproc":
-        from a2c_ppo.envs.subproc_vec_env import SubprocVecEnv
+        from a2c_ppo.envs.subproc import SubprocVecEnv
 
-        envs: VectorEnv = SubprocVecEnv(fns, num_workers=num_workers)
+        # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
+        will_norm_obs = norm_obs if norm_obs is not None else wants_normalization(*_spaces(env_id))
+        envs: VectorEnv = SubprocVecEnv(fns, num_workers=num_workers, copy=not will_norm_obs)
     else:
         envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-    auto = wants_normalization(envs)
+    auto = wants_normalization(envs.single_observation_space, envs.single_action_space)
     norm_obs = auto if norm_obs is None else norm_obs
     norm_reward = auto if norm_reward is None else norm_reward
-    if norm_obs and vec_env == "subproc":
-        envs.copy = False  # VecNormalize builds new arrays: a copy of the shared buffer is waste
     if norm_obs or norm_reward:
         envs = VecNormalize(envs, norm_obs=norm_obs, norm_reward=norm_reward, gamma=gamma)
     return envs

@@ -36,7 +36,7 @@ class VecNormalize(VectorWrapper):
         self.clip = clip
         self.epsilon = epsilon
         self.training = True
-        self.obs_rms = RunningMeanStd(self.single_observation_space.shape)
+        self.obs_rms = RunningMeanStd(self.single_observation_space.shape or ())
         self.ret_rms = RunningMeanStd(())
         self._returns = np.zeros(self.num_envs, dtype=np.float64)
 
@@ -53,10 +53,14 @@ class VecNormalize(VectorWrapper):
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def reset(self, *, seed=None, options=None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset all envs, or those in ``options["reset_mask"]`` (only their running returns
+        restart, and only their new observations enter the statistics)."""
+        mask = None if options is None else options.get("reset_mask")  # read first: SyncVectorEnv pops it
+        rows = slice(None) if mask is None else np.array(mask, dtype=np.bool_)
         obs, info = self.env.reset(seed=seed, options=options)
-        self._returns[:] = 0.0
+        self._returns[rows] = 0.0
         if self.training and self.norm_obs:
-            self.obs_rms.update(obs)
+            self.obs_rms.update(obs[rows])
         return self.normalize_obs(obs), info
 
     def step(self, actions):
@@ -79,13 +83,22 @@ class VecNormalize(VectorWrapper):
         return self.normalize_obs(obs), rewards.astype(np.float32), terminated, truncated, infos
 
     def state_dict(self) -> dict:
+        """Plain data (JSON-able): the flags, both statistics and each env's running return."""
         return {
             "norm_obs": self.norm_obs,
             "norm_reward": self.norm_reward,
             "obs_rms": self.obs_rms.state_dict(),
             "ret_rms": self.ret_rms.state_dict(),
+            "returns": self._returns.tolist(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the statistics and the flags they were gathered with (a policy trained on
+        normalised observations needs them normalised). The running returns are restored
+        when the env count matches (an exact resume), else they start at zero (replay)."""
+        self.norm_obs = bool(state["norm_obs"])
+        self.norm_reward = bool(state["norm_reward"])
         self.obs_rms.load_state_dict(state["obs_rms"])
         self.ret_rms.load_state_dict(state["ret_rms"])
+        returns = np.asarray(state["returns"], dtype=np.float64)
+        self._returns = returns.copy() if returns.shape == (self.num_envs,) else np.zeros(self.num_envs)

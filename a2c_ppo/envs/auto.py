@@ -1,0 +1,87 @@
+"""The ``auto`` vector-env choice: time one env step here, predict both options, pick one.
+
+The constants were measured on the 2-core development VM (docs/BENCHMARKS.md, vector envs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+
+from a2c_ppo.envs.subproc.vec_env import default_in_main
+from a2c_ppo.envs.subproc.worker import default_num_workers
+
+#: Per vector step, what a worker costs beyond its env steps: the pipe round trip and its
+#: wake-up (~70 us with a no-op env on the 2-core development VM, ~120 us with MuJoCo infos).
+SUBPROC_ROUND_TRIP_S = 120e-6
+#: Envs step this much slower in a worker that sleeps between commands (cold caches).
+WORKER_SLOWDOWN = 1.3
+#: ``auto`` takes ``subproc`` only when it is predicted this much faster than ``sync``: other
+#: load on the machine hurts the processes of ``subproc`` much more than one ``sync`` process.
+AUTO_MIN_SPEEDUP = 1.1
+
+
+def predicted_step_time(num_envs: int, t: float, num_workers: int, in_main: int) -> float:
+    """Seconds per vector step of ``SubprocVecEnv(num_workers, in_main)`` for envs whose step
+    takes ``t`` seconds in-process: the slower of the main block and the largest worker block."""
+    workers = min(num_workers, num_envs - in_main)
+    main = in_main * t
+    if workers <= 0:
+        return main
+    per_worker = -(-(num_envs - in_main) // workers)
+    return max(main, per_worker * t * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S)
+
+
+def measure_step_time(
+    env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: int = 50, budget_s: float = 0.05
+) -> float:
+    """Median seconds per ``step`` (random actions) of one env built here.
+
+    The median, so that a preemption by another process during one step does not count.
+    """
+    env = env_fn()
+    try:
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        times: list[float] = []
+        spent = 0.0
+        for i in range(warmup + steps):
+            action = env.action_space.sample()
+            start = time.perf_counter()
+            _, _, terminated, truncated, _ = env.step(action)
+            elapsed = time.perf_counter() - start
+            if terminated or truncated:
+                env.reset()
+            if i >= warmup:
+                times.append(elapsed)
+                spent += elapsed
+                if spent > budget_s:
+                    break
+        return float(np.median(times))
+    finally:
+        env.close()
+
+
+def choose_vec_env(env_fn: Callable[[], gym.Env], num_envs: int, num_workers: int | None = None) -> str:
+    """``"subproc"`` if ``SubprocVecEnv(num_workers=num_workers)`` (default split, main block
+    included) is expected to be faster than in-process stepping, else ``"sync"``.
+
+    ``t`` (one env step) is timed here on one env; ``sync`` costs ``N * t`` per vector step,
+    ``subproc`` ``predicted_step_time`` (the slower of the main block, ``in_main * t``, and a
+    worker block, ``n * t * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S``). ``subproc`` when that
+    is at least ``AUTO_MIN_SPEEDUP`` times faster. Always ``sync`` for one env or, with the
+    default ``num_workers``, one CPU. On 2 cores (1 worker + the main process, 5 of 8 envs in
+    the main process): ``sync`` for classic control (CartPole, t ~ 10 us), ``subproc`` for
+    MuJoCo x8 (t ~ 45 us: 295 against 360 us predicted) and Atari (t ~ 400 us).
+    """
+    if num_envs <= 1 or (num_workers is None and default_num_workers() <= 1):
+        return "sync"
+    workers = num_workers if num_workers is not None else max(1, default_num_workers() - 1)
+    in_main = default_in_main(num_envs, workers)
+    t = measure_step_time(env_fn)
+    return (
+        "subproc" if num_envs * t >= AUTO_MIN_SPEEDUP * predicted_step_time(num_envs, t, workers, in_main) else "sync"
+    )

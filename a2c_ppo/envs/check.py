@@ -1,0 +1,125 @@
+"""Validating ``--env-name`` before any worker starts: the id, one env built here, its spaces.
+
+Every problem becomes a :class:`ConfigError` whose message says what to change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+import gymnasium as gym
+
+from a2c_ppo.envs.make import is_atari_id, load_entry_point, make_env, register_atari
+from a2c_ppo.errors import ConfigError
+
+_MODULE_FORM = "module:name (a callable that returns an env, or an id the module registers, e.g. mypkg.envs:MyEnv-v0)"
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ConfigError if ``env_id`` cannot be made, or makes an env this framework cannot
+    train: the id is checked (with close ids suggested), then one env is built here (with the
+    pipeline ``make_env`` adds) and its spaces are checked, so that a broken constructor or an
+    unsupported space is reported before any worker process starts."""
+    if not env_id.strip():
+        raise ConfigError("--env-name is empty: give a gymnasium id such as CartPole-v1, or " + _MODULE_FORM + ".")
+    if ":" in env_id:
+        _check_module_id(env_id)
+    else:
+        _check_registered(env_id)
+    _check_constructs(env_id)
+
+
+def _check_module_id(env_id: str) -> None:
+    module_name, name = env_id.split(":", 1)
+    if not module_name.strip() or not name.strip():
+        raise ConfigError(f"--env-name {env_id!r}: both parts are needed, {_MODULE_FORM}.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"--env-name {env_id!r}: cannot import module {module_name!r} ({exc}). Install it or fix the module path."
+        ) from exc
+    if load_entry_point(env_id) is not None or name in gym.registry:  # importing may register the id
+        return
+    public = [attr for attr in dir(module) if not attr.startswith("_") and callable(getattr(module, attr))]
+    close = difflib.get_close_matches(name, public + list(gym.registry), n=3, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(f'{module_name}:{c}' for c in close)}?" if close else ""
+    raise ConfigError(
+        f"--env-name {env_id!r}: module {module_name!r} has no callable {name!r} and registers no id {name!r}.{hint}"
+    )
+
+
+def _base_name(env_id: str) -> str:
+    """``"ALE/Pong-v5"`` -> ``"pong"``: the id without namespace and version, lower case."""
+    return env_id.rsplit("/", 1)[-1].rsplit("-v", 1)[0].lower()
+
+
+def suggestions(env_id: str, n: int = 3) -> list[str]:
+    """Registered ids for an unknown one: the same env in another namespace or version first
+    (``Pong-v5`` -> ``ALE/Pong-v5``), else ids whose names are close (``CartPol-v1``)."""
+    register_atari()
+    version = env_id.rsplit("-v", 1)[-1] if "-v" in env_id else None
+    target = _base_name(env_id)
+    by_name: dict[str, list[str]] = {}
+    for other in gym.registry:
+        if other != env_id:
+            by_name.setdefault(_base_name(other), []).append(other)
+    names = [target] if target in by_name else difflib.get_close_matches(target, list(by_name), n=n, cutoff=0.75)
+    candidates = [other for name in names for other in by_name[name]]
+    # The same version first, then the namespaced (ALE/...) ids, then the shortest.
+    candidates.sort(key=lambda other: (other.rsplit("-v", 1)[-1] != version, "/" not in other, len(other)))
+    return candidates[:n]
+
+
+def _check_registered(env_id: str) -> None:
+    # ale_py registers ALE/... and legacy ids (Pong-v4): load it before deciding an id is unknown.
+    has_ale = env_id in gym.registry or register_atari()
+    if env_id in gym.registry:
+        return
+    if is_atari_id(env_id) and not has_ale:
+        raise ConfigError(f"--env-name {env_id!r}: Atari ids need the extra: pip install -e '.[atari]'.")
+    close = suggestions(env_id)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ConfigError(f"--env-name {env_id!r} is not a registered gymnasium id.{hint}")
+
+
+def _check_constructs(env_id: str) -> None:
+    try:
+        env = make_env(env_id)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"--env-name {env_id!r}: building the env raised {type(exc).__name__}: {str(exc).rstrip('.')}. "
+            "Fix the env or its id."
+        ) from exc
+    try:
+        check_spaces(env.observation_space, env.action_space, env_id)
+    finally:
+        env.close()
+
+
+def check_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
+    """The spaces the policy supports: 1-D Box or channels-first image observations;
+    Discrete, 1-D Box, MultiBinary or MultiDiscrete actions."""
+    what = f"--env-name {env_id!r}"
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
+        raise ConfigError(
+            f"{what} has observation space {obs_space}; supported are a 1-D Box (vector) or a (C, H, W) image Box. "
+            "Flatten or wrap the observations (e.g. gymnasium.wrappers.FlattenObservation)."
+        )
+    shape = tuple(obs_space.shape)
+    if len(shape) == 3 and shape[0] > 4 and shape[-1] <= 4:
+        raise ConfigError(
+            f"{what} gives image observations of shape {shape}, which look channels-last; they must be "
+            "channels-first (C, H, W): transpose them (e.g. a gymnasium.wrappers.TransformObservation); "
+            "the Atari pipeline (ALE/...-v5 ids) already gives (4, 84, 84)."
+        )
+    ok = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiBinary, gym.spaces.MultiDiscrete)) or (
+        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    )
+    if not ok:
+        raise ConfigError(
+            f"{what} has action space {action_space}; supported are Discrete, a 1-D Box, MultiBinary and MultiDiscrete."
+        )

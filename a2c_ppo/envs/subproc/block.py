@@ -1,0 +1,165 @@
+"""A block of envs over its rows of the shared buffers: the code that touches the envs.
+
+The same :class:`EnvBlock` runs in each worker process and, for the ``in_main`` share, in the
+main process: ``execute(command, payload)`` is the whole per-command behaviour.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from a2c_ppo.envs.subproc.infos import Payload, step_payload
+from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP
+
+Layout = dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype string)
+
+
+class SharedBuffers:
+    """The shared arrays for all envs (obs, actions, rewards, terminated, truncated): numpy
+    views over ``RawArray`` blocks, rebuilt in each worker from the same raws and layout."""
+
+    def __init__(self, raws: dict[str, Any], layout: Layout) -> None:
+        self.raws = raws
+        self.layout = layout
+        self.arrays = {
+            name: np.frombuffer(raws[name], dtype=np.dtype(dtype), count=int(np.prod(shape))).reshape(shape)
+            for name, (shape, dtype) in layout.items()
+        }
+
+    @classmethod
+    def allocate(cls, ctx: Any, layout: Layout) -> SharedBuffers:
+        raws = {}
+        for name, (shape, dtype) in layout.items():
+            nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+            raws[name] = ctx.RawArray(ctypes.c_uint8, nbytes)
+        return cls(raws, layout)
+
+
+def spaces_mismatch(index: int, env: gym.Env, spaces: tuple[gym.Space, gym.Space]) -> str | None:
+    """Why env ``index`` cannot join a vector env whose envs have ``spaces``, or ``None``."""
+    if env.observation_space == spaces[0] and env.action_space == spaces[1]:
+        return None
+    return (
+        f"env {index} has observation space {env.observation_space} and action space {env.action_space}, "
+        f"but env 0 has {spaces[0]} and {spaces[1]}; all envs of a vector env must have the same spaces"
+    )
+
+
+class EnvBlock:
+    """Envs ``lo .. lo + len(envs) - 1``; they read actions from and write results into their
+    rows of ``arrays`` (global env indices). ``where`` is ``[env index, phase]`` of the env
+    being worked on, so that whoever catches an exception can name the env."""
+
+    def __init__(self, lo: int, arrays: dict[str, np.ndarray], spaces: tuple[gym.Space, gym.Space]) -> None:
+        self.lo = lo
+        self.envs: list[gym.Env] = []
+        self.spaces = spaces
+        self.obs_shape = arrays["obs"].shape[1:]
+        self.obs, self.actions = arrays["obs"], arrays["actions"]
+        self.rewards, self.terminated, self.truncated = arrays["rewards"], arrays["terminated"], arrays["truncated"]
+        self.where: list[Any] = [lo, "creating the env"]
+
+    @property
+    def hi(self) -> int:
+        return self.lo + len(self.envs)
+
+    def build(self, env_fns: Sequence[Callable[[], gym.Env]]) -> None:
+        """Construct the envs one by one (each is kept at once, so ``close`` closes it)."""
+        for fn in env_fns:
+            index = self.lo + len(self.envs)
+            self.where = [index, "creating the env"]
+            env = fn()
+            self.envs.append(env)
+            problem = spaces_mismatch(index, env, self.spaces)
+            if problem:
+                raise RuntimeError(problem)
+
+    def execute(self, cmd: bytes, payload: Any) -> Any:
+        """Run one protocol command; its result (``None``: nothing to send back)."""
+        if cmd == CMD_STEP:
+            start, stop = (self.lo, self.hi) if payload is None else payload
+            return self.step(start, stop)
+        if cmd == CMD_RESET:
+            return self.reset(*payload)
+        if cmd == CMD_CALL:
+            return self.call(*payload)
+        if cmd == CMD_SET_ATTR:
+            self.set_attr(*payload)
+            return None
+        raise RuntimeError(f"unknown command {cmd!r}")
+
+    def _put_obs(self, i: int, obs: Any) -> None:
+        # Without this check a scalar or (1,) observation would broadcast into the row silently.
+        if np.shape(obs) != self.obs_shape:
+            raise ValueError(
+                f"env {i} returned an observation of shape {np.shape(obs)}, but its observation space "
+                f"{self.spaces[0]} has shape {self.obs_shape}"
+            )
+        self.obs[i] = obs
+
+    def step(self, start: int, stop: int) -> Payload | None:
+        """Step envs ``start .. stop - 1`` with same-step autoreset; the info payload."""
+        actions = self.actions[start:stop].copy()  # the main process may write other rows meanwhile
+        plain = None  # (env index, info) of envs that did not finish, with an info
+        done = None  # (env index, reset info, final obs, final info) of finished envs
+        where = self.where
+        for i in range(start, stop):
+            where[0], where[1] = i, "step"
+            env = self.envs[i - self.lo]
+            obs, reward, terminated, truncated, info = env.step(actions[i - start])
+            if terminated or truncated:
+                final_obs, final_info = obs, info
+                where[1] = "the autoreset after its episode ended"
+                obs, info = env.reset()
+                done = done or []
+                done.append((i, info, final_obs, final_info))
+            elif info:
+                plain = plain or []
+                plain.append((i, info))
+            self._put_obs(i, obs)
+            self.rewards[i] = reward
+            self.terminated[i] = terminated
+            self.truncated[i] = truncated
+        return step_payload(plain, done)
+
+    def reset(self, seeds: Sequence[int | None], options: dict | None, mask: np.ndarray | None) -> Payload:
+        """Reset the block's envs (those in ``mask``, one entry per env of the block)."""
+        plain = []
+        for j, env in enumerate(self.envs):
+            if mask is not None and not mask[j]:
+                continue
+            i = self.lo + j
+            self.where = [i, "reset"]
+            obs, info = env.reset(seed=seeds[j], options=options)
+            self._put_obs(i, obs)
+            self.terminated[i] = False
+            self.truncated[i] = False
+            plain.append((i, info))
+        return plain, []
+
+    def call(self, name: str, args: tuple, kwargs: dict) -> list:
+        results = []
+        for j, env in enumerate(self.envs):
+            self.where = [self.lo + j, "call"]
+            attr = env.get_wrapper_attr(name)
+            results.append(attr(*args, **kwargs) if callable(attr) else attr)
+        return results
+
+    def set_attr(self, name: str, values: Sequence[Any]) -> None:
+        for j, env in enumerate(self.envs):
+            self.where = [self.lo + j, "set_attr"]
+            env.set_wrapper_attr(name, values[j])
+
+    def close(self) -> None:
+        """Close every env, ignoring their errors (this runs on the way out)."""
+        envs, self.envs = self.envs, []
+        for env in envs:
+            try:
+                env.close()
+            except Exception:
+                pass

@@ -1,0 +1,157 @@
+"""One submit / collect interface over a block of envs, wherever it runs.
+
+:class:`RemoteBlock` talks to a worker process through its pipe; :class:`LocalBlock` runs an
+:class:`EnvBlock` in the main process. ``submit`` starts a command (a remote block returns at
+once; a local block runs it there and then, which is why the vector env submits to the local
+block last), ``collect`` returns its result or raises :class:`EnvWorkerError`. Every
+submitted command carries a ``tag`` and is collected by it, so that two step ranges in flight
+on one block (split-phase stepping) come back to the right caller.
+"""
+
+from __future__ import annotations
+
+import pickle
+import select
+import signal
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from a2c_ppo.envs.subproc.block import EnvBlock
+from a2c_ppo.envs.subproc.protocol import REPLY_ERROR, EnvWorkerError, encode_command, error_report
+
+
+class LocalBlock:
+    """A block stepped by the main process (the ``in_main`` share)."""
+
+    worker_index = None
+    dead = False
+
+    def __init__(self, block: EnvBlock, envs: range) -> None:
+        self.block = block
+        self.envs = envs
+        self._results: dict[Any, tuple[bool, Any]] = {}
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._results)
+
+    def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
+        self.run(lambda: self.block.execute(cmd, payload), tag)
+
+    def run(self, fn: Callable[[], Any], tag: Any = None) -> None:
+        """Run ``fn`` on the block now; its result or error waits for ``collect(tag)``."""
+        try:
+            self._results[tag] = (True, fn())
+        except Exception:  # a KeyboardInterrupt goes straight up, as in any local code
+            self._results[tag] = (False, error_report(self.block.where[0], self.block.where[1]))
+
+    def collect(self, what: str, tag: Any = None) -> Any:
+        ok, result = self._results.pop(tag)
+        if not ok:
+            raise EnvWorkerError.from_report(result, None)
+        return result
+
+    def drain(self, what: str) -> None:
+        self._results.clear()
+
+
+def _reply_waiter(conn: Any) -> Callable[[float], bool]:
+    """``wait(timeout_s) -> bool``: is a reply (or EOF) readable? One cheap syscall on POSIX."""
+    if not hasattr(select, "poll"):
+        return conn.poll
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return lambda timeout_s: bool(poller.poll(int(timeout_s * 1000)))
+
+
+class RemoteBlock:
+    """The envs ``envs`` of worker process ``worker_index``, reached through ``conn``.
+
+    A dead worker (noticed through its pipe, or within ``poll_interval`` seconds by an
+    ``is_alive`` check) raises :class:`EnvWorkerError` and sets ``dead``.
+    """
+
+    def __init__(self, worker_index: int, proc: Any, conn: Any, envs: range, poll_interval: float) -> None:
+        self.worker_index = worker_index
+        self.proc = proc
+        self.conn = conn
+        self.envs = envs
+        self.poll_interval = poll_interval
+        self.dead = False
+        self._wait = _reply_waiter(conn)
+        self._tags: deque[Any] = deque()  # tags of the sent commands whose reply is unread
+        self._stash: dict[Any, bytes] = {}  # replies read while looking for another tag
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._tags or self._stash)
+
+    def expect(self, tag: Any = None) -> None:
+        """A reply is coming without a command (the worker's "ready" after building its envs)."""
+        self._tags.append(tag)
+
+    def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
+        try:
+            self.conn.send_bytes(encode_command(cmd, payload))
+            self._tags.append(tag)
+            return
+        except (OSError, ValueError):
+            pass  # raised below, outside the handler, so no BrokenPipeError shows as its context
+        raise self._died("receiving a command")
+
+    def collect(self, what: str, tag: Any = None) -> Any:
+        reply = self._stash.pop(tag) if tag in self._stash else self._read_until(tag, what)
+        if reply[:1] == REPLY_ERROR:
+            raise EnvWorkerError.from_report(pickle.loads(reply[1:]), self.worker_index)
+        return pickle.loads(reply[1:]) if reply else None
+
+    def _read_until(self, tag: Any, what: str) -> bytes:
+        while True:
+            reply = self._recv(what)  # an interrupt here leaves the tag pending: nothing is lost
+            got = self._tags.popleft()
+            if got == tag:
+                return reply
+            self._stash[got] = reply
+
+    def drain(self, what: str) -> None:
+        """Read and drop every unread reply (of a command whose caller was interrupted)."""
+        while self._tags:
+            self._recv(what)
+            self._tags.popleft()
+        self._stash.clear()
+
+    def _recv(self, what: str) -> bytes:
+        while not self._wait(self.poll_interval):
+            if not self.proc.is_alive():
+                raise self._died(what)
+        try:
+            return self.conn.recv_bytes()
+        except (EOFError, OSError):
+            pass  # raised below, outside the handler, so no EOFError shows as its context
+        raise self._died(what)
+
+    def _died(self, what: str) -> EnvWorkerError:
+        self.dead = True
+        proc = self.proc
+        proc.join(0.1)
+        code = proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        elif code is not None:
+            how = f"exited with code {code}"
+        else:
+            how = "closed its pipe"
+        error = EnvWorkerError.worker_died(self.worker_index, proc.pid, self.envs, how, what)
+        if what == "creating the envs":
+            # forkserver and spawn import the main script again in each worker; a script that
+            # builds its envs at module level then starts processes while importing, and dies.
+            error.args = (
+                f"{error}. If your script builds the envs or trains at module level, put that code under "
+                '`if __name__ == "__main__":` (worker processes start with forkserver or spawn, which import '
+                "the main script again).",
+            )
+        return error

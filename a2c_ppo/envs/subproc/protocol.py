@@ -1,0 +1,93 @@
+"""The worker command protocol, and the one error type a failing env or worker becomes.
+
+Main -> worker: one command byte, then (where the command has one) a pickled payload.
+Worker -> main: ``b""`` for "done, nothing to say", ``REPLY_DATA`` + a pickled result, or
+``REPLY_ERROR`` + a pickled :func:`error_report`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import traceback
+from typing import Any
+
+import cloudpickle
+
+CMD_STEP = b"s"  # payload: None (the whole block) or (start, stop), global env indices
+CMD_RESET = b"r"  # payload: (seeds, options, mask), seeds and mask cut to the block
+CMD_CALL = b"k"  # payload: (name, args, kwargs)
+CMD_SET_ATTR = b"a"  # payload: (name, values), values cut to the block
+CMD_CLOSE = b"c"
+
+PHASES = {CMD_STEP: "step", CMD_RESET: "reset", CMD_CALL: "call", CMD_SET_ATTR: "set_attr"}
+
+REPLY_DATA = b"d"
+REPLY_ERROR = b"e"
+
+ErrorReport = tuple[int, str, str, str]  # (env index, phase, "Type: message", traceback)
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle, falling back to cloudpickle for lambdas or local classes (in infos, call args)."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def encode_command(cmd: bytes, payload: Any = None) -> bytes:
+    return cmd if payload is None else cmd + dumps(payload)
+
+
+def decode_command(msg: bytes) -> tuple[bytes, Any]:
+    return msg[:1], (pickle.loads(msg[1:]) if len(msg) > 1 else None)
+
+
+def encode_reply(result: Any) -> bytes:
+    return b"" if result is None else REPLY_DATA + dumps(result)
+
+
+def error_report(env_index: int, phase: str) -> ErrorReport:
+    """The exception being handled, as plain data that crosses the pipe."""
+    exc_type, exc, _ = sys.exc_info()
+    name = exc_type.__name__ if exc_type is not None else "Exception"
+    return env_index, phase, f"{name}: {exc}", traceback.format_exc()
+
+
+class EnvWorkerError(RuntimeError):
+    """An env raised, or its worker process died. Carries where and the worker's traceback.
+
+    Attributes: ``env_index`` (the failing env, or ``None`` when only the worker is known),
+    ``worker_index`` (``None`` for an env stepped in the main process, see ``in_main``),
+    ``traceback_text`` (the env's traceback, ``""`` if its worker died).
+    """
+
+    def __init__(
+        self, message: str, *, env_index: int | None, worker_index: int | None, traceback_text: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.env_index = env_index
+        self.worker_index = worker_index
+        self.traceback_text = traceback_text
+
+    @classmethod
+    def from_report(cls, report: ErrorReport, worker_index: int | None) -> EnvWorkerError:
+        """An env's exception, reported by worker ``worker_index`` (``None``: the main process)."""
+        env_index, phase, summary, tb = report
+        where = "main process" if worker_index is None else f"worker {worker_index}"
+        return cls(
+            f"env {env_index} ({where}) raised during {phase}: {summary}\n--- traceback ---\n{tb.rstrip()}",
+            env_index=env_index,
+            worker_index=worker_index,
+            traceback_text=tb,
+        )
+
+    @classmethod
+    def worker_died(cls, worker_index: int, pid: int | None, envs: range, how: str, what: str) -> EnvWorkerError:
+        return cls(
+            f"SubprocVecEnv worker {worker_index} (pid {pid}, envs {envs.start}..{envs.stop - 1}) {how} while "
+            f"{what}; its envs are lost and the vector env was closed",
+            env_index=None,
+            worker_index=worker_index,
+        )

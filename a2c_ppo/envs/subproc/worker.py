@@ -1,0 +1,125 @@
+"""The worker process: build a block of envs, then serve commands until told to stop.
+
+Workers ignore SIGINT (Ctrl-C is the main process's decision) and exit by themselves when
+the main process disappears (their pipe reaches EOF). The default start method is
+``forkserver`` (``spawn`` where it does not exist): forking a process that already runs torch
+threads is unsafe. The forkserver preloads this module, so numpy and gymnasium are imported
+once, not per worker; nothing here imports torch or the learner.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import time
+from typing import Any
+
+import cloudpickle
+
+from a2c_ppo.envs.subproc.block import EnvBlock, Layout, SharedBuffers
+from a2c_ppo.envs.subproc.protocol import (
+    CMD_CLOSE,
+    PHASES,
+    REPLY_ERROR,
+    decode_command,
+    encode_reply,
+    error_report,
+)
+
+
+def default_num_workers() -> int:
+    """The number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_context() -> Any:
+    methods = mp.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        # Only effective before the forkserver starts; later calls are harmless no-ops.
+        # Not "__main__": env constructors travel by value (cloudpickle), and preloading a
+        # script without an `if __name__ == "__main__"` guard would run it in the server.
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _send_error(conn: Any, env_index: int, phase: str) -> bool:
+    try:
+        conn.send_bytes(REPLY_ERROR + pickle.dumps(error_report(env_index, phase)))
+        return True
+    except (OSError, EOFError):
+        return False
+
+
+def worker_main(conn: Any, env_fns_bytes: bytes, lo: int, raws: dict[str, Any], layout: Layout, spaces: bytes) -> None:
+    """Serve commands for the envs ``lo .. lo + len(env_fns) - 1``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    block = EnvBlock(lo, SharedBuffers(raws, layout).arrays, pickle.loads(spaces))
+    try:
+        block.build(cloudpickle.loads(env_fns_bytes))
+        conn.send_bytes(b"")  # ready
+    except BaseException:
+        _send_error(conn, block.where[0], block.where[1])
+        block.close()
+        return
+    while True:
+        try:
+            msg = conn.recv_bytes()
+        except (EOFError, OSError):  # the main process is gone
+            break
+        try:
+            cmd, payload = decode_command(msg)
+            if cmd == CMD_CLOSE:
+                break
+            block.where = [lo, PHASES.get(cmd, "?")]
+            conn.send_bytes(encode_reply(block.execute(cmd, payload)))
+        except (EOFError, BrokenPipeError):
+            break
+        except BaseException:
+            if not _send_error(conn, block.where[0], block.where[1]):
+                break
+    block.close()
+
+
+def stop_workers(procs: list, conns: list, timeout: float) -> None:
+    """Ask workers to stop, then terminate, then kill them. Safe to call more than once."""
+    for conn in conns:
+        try:
+            conn.send_bytes(CMD_CLOSE)
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + timeout
+    # Drain replies while waiting, so no worker blocks writing into a full pipe.
+    while time.monotonic() < deadline and any(p.is_alive() for p in procs):
+        for conn in conns:
+            try:
+                while conn.poll(0):
+                    conn.recv_bytes()
+            except (OSError, EOFError, ValueError):
+                pass
+        for p in procs:
+            p.join(0.01)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(1.0)
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+    for conn in conns:
+        try:
+            conn.close()
+        except OSError:
+            pass
+    for p in procs:
+        try:
+            p.close()
+        except ValueError:  # still running (cannot happen after kill, but never raise here)
+            pass

@@ -1,0 +1,73 @@
+"""check_env_id: every bad --env-name is a ConfigError with a message that says what to change."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from a2c_ppo.envs import check_env_id
+from a2c_ppo.envs.check import suggestions
+from a2c_ppo.errors import ConfigError
+
+HAS_ALE = importlib.util.find_spec("ale_py") is not None
+M = "tests.envs_for_tests"
+
+
+def message(env_id: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        check_env_id(env_id)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", f"{M}:CounterEnv", f"{M}:ImageEnv"])
+def test_good_ids_pass(env_id):
+    check_env_id(env_id)
+
+
+def test_typo_suggests_the_close_id():
+    text = message("CartPol-v1")
+    assert "not a registered gymnasium id" in text and "CartPole-v1" in text
+
+
+@pytest.mark.skipif(not HAS_ALE, reason="needs ale_py")
+def test_atari_game_without_namespace_suggests_the_ale_id_not_another_game():
+    text = message("Pong-v5")
+    assert "Did you mean: ALE/Pong-v5" in text
+    assert "Ant" not in text
+    assert suggestions("Pong-v5")[0] == "ALE/Pong-v5"
+
+
+@pytest.mark.skipif(not HAS_ALE, reason="needs ale_py")
+def test_wrong_atari_id_with_ale_installed_does_not_ask_for_the_extra():
+    text = message("ALE/Pongg-v5")
+    assert "ALE/Pong-v5" in text and "extra" not in text and "pip install" not in text
+
+
+def test_module_id_keeps_the_module_in_the_message():
+    text = message(f"{M}:NoSuchEnv")
+    assert f"{M}:NoSuchEnv" in text and f"module {M!r} has no callable 'NoSuchEnv'" in text
+
+
+def test_module_that_cannot_be_imported():
+    assert "cannot import module 'no_such_module_xyz'" in message("no_such_module_xyz:Env")
+
+
+@pytest.mark.parametrize("env_id", [":", ":CartPole-v1", f"{M}:", "", "  "])
+def test_empty_parts(env_id):
+    text = message(env_id)
+    assert "empty" in text or "both parts are needed" in text
+
+
+@pytest.mark.parametrize(
+    "name,phrase",
+    [
+        ("not_an_env", "returned dict, not a gymnasium.Env"),
+        ("raising_env", "OSError: the simulator license file is missing"),
+        ("ChannelsLastEnv", "channels-last"),
+        ("DictObsEnv", "supported are a 1-D Box (vector) or a (C, H, W) image Box"),
+    ],
+)
+def test_env_built_here_is_checked(name, phrase):
+    text = message(f"{M}:{name}")
+    assert phrase in text and f"{M}:{name}" in text
