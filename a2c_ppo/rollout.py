@@ -14,8 +14,10 @@ Two schedules fill the same ``(T, N)`` storage with the same same-step-autoreset
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -136,18 +138,27 @@ def _ends(
     return out.terminated, out.truncated, bootstrap
 
 
-def time_policy_step(policy: Policy, obs: torch.Tensor, repeats: int = 7) -> float:
-    """Median seconds of one deterministic ``policy.act`` on ``obs`` ``(n, *obs_shape)``.
+def policy_step_timer(
+    policy: Policy, obs_space: gym.Space, device: torch.device | str = "cpu"
+) -> Callable[[int], float]:
+    """``seconds(n)``: the median time of one deterministic ``policy.act`` on ``n`` envs
+    (observations of ``obs_space``), for the ``auto`` overlap choice of ``make_vec_envs``.
 
     Deterministic, so that timing draws no random numbers and leaves the run's results alone.
     """
-    n = len(obs)
-    rnn_hxs = torch.zeros(n, policy.recurrent_hidden_state_size, device=obs.device)
-    masks = torch.ones(n, 1, device=obs.device)
-    times = []
-    with torch.inference_mode():
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
-            policy.act(obs, rnn_hxs, masks, deterministic=True)
-            times.append(time.perf_counter() - start)
-    return float(np.median(times[1:]))  # the first call warms caches up
+    shape = tuple(obs_space.shape or ())
+    dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+
+    def seconds(n: int, repeats: int = 7) -> float:
+        obs = torch.zeros(n, *shape, dtype=dtype, device=device)
+        rnn_hxs = torch.zeros(n, policy.recurrent_hidden_state_size, device=device)
+        masks = torch.ones(n, 1, device=device)
+        times = []
+        with torch.inference_mode():
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                policy.act(obs, rnn_hxs, masks, deterministic=True)
+                times.append(time.perf_counter() - start)
+        return float(np.median(times[1:]))  # the first call warms caches up
+
+    return seconds

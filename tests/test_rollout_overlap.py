@@ -11,7 +11,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
-from a2c_ppo.rollout import collect_rollout, time_policy_step
+from a2c_ppo.rollout import collect_rollout, policy_step_timer
 from a2c_ppo.storage import RolloutStorage
 from tests.envs_for_rollout import HalvesVecEnv, ScriptedEnv
 
@@ -140,10 +140,10 @@ def test_the_recurrent_state_of_each_half_follows_its_own_envs():
                 torch.testing.assert_close(h, snap["recurrent_hidden_states"][t + 1, row])
 
 
-def test_time_policy_step_draws_no_random_numbers():
+def test_policy_step_timer_draws_no_random_numbers():
     policy = real_policy(recurrent=False)
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    assert time_policy_step(policy, torch.zeros(8, 3)) > 0
+    assert policy_step_timer(policy, gym.spaces.Box(-1, 1, (3,)))(8) > 0
     torch.testing.assert_close(torch.rand(3), expected)

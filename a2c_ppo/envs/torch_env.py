@@ -105,7 +105,7 @@ class TorchVecEnv:
     @property
     def supports_blocks(self) -> bool:
         """Whether the vector env can step a block of envs asynchronously (``step_async``)."""
-        return hasattr(self.envs, "step_async") and hasattr(self.envs, "step_wait")
+        return all(hasattr(env, "step_wait") for env in (self.envs, self.envs.unwrapped))
 
     @property
     def overlap(self) -> bool:
