@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics
 
+from a2c_ppo.envs import make_vec_envs
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
 from a2c_ppo.rollout import collect_rollout, policy_step_timer
@@ -32,7 +34,8 @@ FIELDS = (
 class CountingPolicy(nn.Module):
     """A deterministic stand-in for Policy whose hidden state counts: h' = h * mask + obs[0]
     (the sum of ``t`` over the episode so far). V(obs, h, mask) = sum(obs) + h * mask + obs[0];
-    the action is ``t % 2``. Element-wise only, so any batch split gives the same numbers."""
+    the action is 1 where the last observation entry is positive. Element-wise only, so any
+    batch split gives the same numbers."""
 
     is_recurrent = True
     recurrent_hidden_state_size = 1
@@ -45,7 +48,7 @@ class CountingPolicy(nn.Module):
 
     def act(self, obs, rnn_hxs, masks, deterministic=False):
         hidden = self._hidden(obs, rnn_hxs, masks)
-        action = (obs[:, :1].long() % 2).long()
+        action = (obs[:, -1:] > 0).long()
         return self.get_value(obs, rnn_hxs, masks), action, -obs[:, :1].float(), hidden
 
 
@@ -61,17 +64,27 @@ def make_envs(n: int, overlap: bool) -> TorchVecEnv:
     return envs
 
 
-def run(policy, envs: TorchVecEnv, T: int, proper_time_limits: bool = True, seed: int = 3, updates: int = 2):
+def run(
+    policy,
+    envs: TorchVecEnv,
+    T: int,
+    proper_time_limits: bool = True,
+    seed: int = 3,
+    updates: int = 2,
+    obs_dim: int = 3,
+    close: bool = True,
+):
     """``updates`` rollouts of T steps (the storage carried over as in training); returns the
     per-rollout storage snapshots and episodes."""
-    rollouts = RolloutStorage(T, envs.num_envs, (3,), 1, torch.long, policy.recurrent_hidden_state_size)
+    rollouts = RolloutStorage(T, envs.num_envs, (obs_dim,), 1, torch.long, policy.recurrent_hidden_state_size)
     rollouts.obs[0].copy_(envs.reset(seed=seed))
     snapshots, episodes = [], []
     for _ in range(updates):
         episodes.append(collect_rollout(policy, envs, rollouts, proper_time_limits))
         snapshots.append({name: getattr(rollouts, name).clone() for name in FIELDS})
         rollouts.after_update()
-    envs.close()
+    if close:
+        envs.close()
     return snapshots, episodes
 
 
@@ -147,3 +160,45 @@ def test_policy_step_timer_draws_no_random_numbers():
     torch.manual_seed(5)
     assert policy_step_timer(policy, gym.spaces.Box(-1, 1, (3,)))(8) > 0
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def cartpole(overlap: str, **kwargs) -> TorchVecEnv:
+    vec_env = "sync" if overlap == "off" else "subproc"
+    return TorchVecEnv(make_vec_envs("CartPole-v1", 4, vec_env=vec_env, num_workers=2, overlap=overlap, **kwargs))
+
+
+class ConstantPolicy(CountingPolicy):
+    """Always action 0: the trajectories do not depend on how observations are normalised."""
+
+    def act(self, obs, rnn_hxs, masks, deterministic=False):
+        value, action, log_prob, hidden = super().act(obs, rnn_hxs, masks, deterministic)
+        return value, torch.zeros_like(action), log_prob, hidden
+
+
+def test_subprocess_envs_overlapped_store_what_sync_envs_store():
+    envs = cartpole("on")
+    assert envs.overlap and envs.envs.in_main == 0
+    overlapped = run(ConstantPolicy(), envs, T=40, obs_dim=4)
+    plain = run(ConstantPolicy(), cartpole("off"), T=40, obs_dim=4)
+    assert plain[1] == overlapped[1] and any(plain[1])
+    for snap_plain, snap_overlapped in zip(plain[0], overlapped[0]):
+        for name in FIELDS:
+            torch.testing.assert_close(snap_overlapped[name], snap_plain[name], rtol=0, atol=0, msg=name)
+
+
+def test_vec_normalize_normalises_each_half_and_gathers_the_same_statistics():
+    """Overlapped, each half's observations and returns enter the statistics as its step
+    comes back; over a rollout they gather what the plain schedule gathers (the parallel
+    merge is exact up to rounding), and each env's running return is the same."""
+    norm = {"norm_obs": True, "norm_reward": True}
+    overlapped_envs, plain_envs = cartpole("on", **norm), cartpole("off", **norm)
+    run(ConstantPolicy(), overlapped_envs, T=30, obs_dim=4, close=False)
+    run(ConstantPolicy(), plain_envs, T=30, obs_dim=4, close=False)
+    a, b = overlapped_envs.envs, plain_envs.envs
+    assert a.obs_rms.count == b.obs_rms.count and a.ret_rms.count == b.ret_rms.count
+    np.testing.assert_allclose(a.obs_rms.mean, b.obs_rms.mean, rtol=1e-9)
+    np.testing.assert_allclose(a.obs_rms.var, b.obs_rms.var, rtol=1e-9)
+    np.testing.assert_allclose(a.ret_rms.var, b.ret_rms.var, rtol=1e-9)
+    np.testing.assert_array_equal(a.state_dict()["returns"], b.state_dict()["returns"])
+    overlapped_envs.close()
+    plain_envs.close()
