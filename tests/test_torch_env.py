@@ -9,6 +9,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics
 
+from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import TorchVecEnv, env_action_converter
 from a2c_ppo.errors import NonFiniteError
 from tests.envs_for_rollout import ActionRecordEnv, BadValueEnv, ScriptedEnv
@@ -104,4 +105,18 @@ def test_a_large_but_finite_observation_is_not_an_error():
     envs.reset(seed=0)
     out = envs.step(torch.zeros(2, 1, dtype=torch.long))  # the sum overflows, each value is finite
     assert out.obs[0, 1] == pytest.approx(3e38)
+    envs.close()
+
+
+@pytest.mark.parametrize("what", ["observation", "reward"])
+def test_behind_vec_normalize_the_guard_names_the_env_and_keeps_the_statistics_clean(what):
+    """Normalised, one env's NaN would spread to every env's values; the raw check names it."""
+    fns = [BadValueEnv, lambda: BadValueEnv(what, at=2), BadValueEnv]
+    norm = VecNormalize(sync(fns), norm_obs=True, norm_reward=True)
+    envs = TorchVecEnv(norm)
+    envs.reset(seed=0)
+    envs.step(torch.zeros(3, 1, dtype=torch.long))
+    with pytest.raises(NonFiniteError, match=f"env 1 returned a non-finite {what}"):
+        envs.step(torch.zeros(3, 1, dtype=torch.long))
+    assert np.isfinite(norm.obs_rms.mean).all() and np.isfinite(norm.ret_rms.var)
     envs.close()
