@@ -8,25 +8,6 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 
-class ActionRecordEnv(gym.Env):
-    """The observation is the action the env received (as float32): shows what reached it."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-
-    def __init__(self, action_space: gym.Space) -> None:
-        self.action_space = action_space
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        obs = np.zeros(2, np.float32)
-        flat = np.asarray(action, dtype=np.float32).reshape(-1)
-        obs[: len(flat)] = flat
-        return obs, 0.0, False, False, {}
-
-
 class BadValueEnv(gym.Env):
     """Returns ``value`` (e.g. NaN) as its ``what`` ("observation" or "reward") at step ``at``."""
 

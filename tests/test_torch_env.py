@@ -12,7 +12,8 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import TorchVecEnv, env_action_converter
 from a2c_ppo.errors import NonFiniteError
-from tests.envs_for_rollout import ActionRecordEnv, BadValueEnv, ScriptedEnv
+from tests.envs_for_rollout import BadValueEnv, ScriptedEnv
+from tests.envs_for_tests import StrictActionEnv
 
 
 def sync(fns) -> SyncVectorEnv:
@@ -26,15 +27,15 @@ def scripted(num_envs: int) -> SyncVectorEnv:
 @pytest.mark.parametrize(
     "space, policy_actions, env_actions",
     [
-        (gym.spaces.Discrete(3, start=-1), [[0], [2]], [[-1, 0], [1, 0]]),
-        (gym.spaces.Discrete(3), [[0], [2]], [[0, 0], [2, 0]]),
+        (gym.spaces.Discrete(3, start=-1), [[0], [2]], [[-1, -1], [1, 1]]),
+        (gym.spaces.Discrete(3), [[0], [2]], [[0, 0], [2, 2]]),
         (gym.spaces.MultiDiscrete([3, 4], start=[1, -2]), [[0, 3], [2, 0]], [[1, 1], [3, -2]]),
         (gym.spaces.MultiBinary(2), [[1.0, 0.0], [0.0, 1.0]], [[1, 0], [0, 1]]),
         (gym.spaces.Box(-1, 1, (2,), np.float32), [[0.5, -0.25], [1.0, 0.0]], [[0.5, -0.25], [1.0, 0.0]]),
     ],
 )
 def test_the_env_gets_the_policy_actions_shifted_by_the_space_start(space, policy_actions, env_actions):
-    envs = TorchVecEnv(sync([lambda: ActionRecordEnv(space)] * 2))
+    envs = TorchVecEnv(sync([lambda: StrictActionEnv(space)] * 2))  # it refuses actions outside the space
     envs.reset(seed=0)
     dtype = torch.float32 if isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)) else torch.long
     out = envs.step(torch.tensor(policy_actions, dtype=dtype))
