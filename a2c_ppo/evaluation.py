@@ -34,7 +34,7 @@ def run_episodes(
     results: list[tuple[float, int]] = []
     finished = [0] * num_envs
     while len(results) < num_episodes:
-        with torch.no_grad():
+        with torch.inference_mode():
             _, action, _, rnn_hxs = policy.act(obs, rnn_hxs, masks, deterministic=deterministic)
         step = envs.step(action)
         obs = step.obs

@@ -24,7 +24,7 @@ from a2c_ppo.algo.common import set_learning_rate
 from a2c_ppo.checkpoint import first_non_finite, rng_state, save_checkpoint, set_rng_state
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributions import action_shape
-from a2c_ppo.envs import VecNormalize, make_vec_envs
+from a2c_ppo.envs import VecNormalize, check_env_id, make_vec_envs
 from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import NonFiniteError
@@ -32,7 +32,7 @@ from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.logger import Logger, format_duration
 from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.paths import checkpoint_path
-from a2c_ppo.rollout import collect_rollout
+from a2c_ppo.rollout import collect_rollout, policy_step_timer
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.storage import RolloutStorage
 
@@ -134,11 +134,20 @@ class Trainer:
         self.save_path = checkpoint_path(config.save_dir, config.algo, config.env_name)
         self.batch = config.batch_size
         self.num_updates = config.num_env_steps // self.batch
-        self.envs = build_envs(config, config.num_processes, self.device)
+        # The policy exists before the envs: the overlap choice times one of its steps.
+        observation_space, action_space = check_env_id(config.env_name)
+        self.policy = make_policy(observation_space, action_space, config).to(self.device)
+        self.agent = make_agent(config, self.policy)
+        overlap_kwargs: dict[str, Any] = {"overlap": config.overlap}
+        if config.overlap == "auto":
+            overlap_kwargs["policy_step_s"] = policy_step_timer(self.policy, observation_space, self.device)
+        self.envs = build_envs(config, config.num_processes, self.device, **overlap_kwargs)
+        # Record the choices auto made, so that a resumed run makes the same ones.
+        vec = self.envs.envs.unwrapped
+        self.config = config = config.replace(overlap="on" if self.envs.overlap else "off",
+                                              vec_env="sync" if vec.num_workers == 0 else "subproc")  # fmt: skip
         self.eval_envs: TorchVecEnv | None = None
         self.logger: Logger | None = None
-        self.policy = make_policy(self.envs.observation_space, self.envs.action_space, config).to(self.device)
-        self.agent = make_agent(config, self.policy)
         action_dim, action_dtype = action_shape(self.envs.action_space)
         obs_space = self.envs.observation_space
         self.rollouts = RolloutStorage(
@@ -354,6 +363,7 @@ def run(
     torch.set_num_threads(config.num_threads)
     signals = signals or StopSignals()
     trainer = Trainer(config, signals)
+    config = trainer.config
     try:
         notes = [*notes, *trainer.start(checkpoint)]
         trainer.logger = Logger(
@@ -365,7 +375,7 @@ def run(
         )
         trainer.logger.print(
             f"Training {config.algo} on {config.env_name}: {trainer.num_updates} updates of {trainer.batch} steps, "
-            f"run folder {config.run_dir}"
+            f"{trainer.envs.envs.unwrapped!r}, overlap {trainer.config.overlap}, run folder {config.run_dir}"
         )
         for note in notes:
             trainer.logger.print(note)

@@ -116,6 +116,8 @@ def make_vec_envs(
     clip_reward: bool = True,
     video_dir: str | None = None,
     video_episodes: int | None = None,
+    overlap: str = "off",
+    policy_step_s: Callable[[int], float] | None = None,
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
@@ -132,6 +134,10 @@ def make_vec_envs(
     more than one CPU, no ``render_mode`` (see ``auto.choose_vec_env``). On 2
     cores that means ``sync`` for classic control (CartPole x8), ``subproc`` for MuJoCo x8
     and Atari.
+
+    ``overlap`` (``"on"``, ``"off"`` or ``"auto"``, timed with ``policy_step_s``; see
+    ``overlap.choose_overlap``): overlapped rollouts on a ``SubprocVecEnv`` whose envs all
+    live in workers; the choice is recorded as ``metadata["overlap"]`` for the rollout loop.
     """
     fns = [
         make_env_fn(
@@ -141,11 +147,27 @@ def make_vec_envs(
     ]
     if vec_env not in ("sync", "subproc", "auto"):
         raise ConfigError(f"vec_env must be 'sync', 'subproc' or 'auto', got {vec_env!r}")
-    if vec_env == "auto":
+    # Timed on an env without rendering or video, so the probe leaves no trace.
+    probe = make_env_fn(env_id, clip_reward=clip_reward)
+    overlapped, workers, in_main = False, num_workers, None
+    if overlap != "off" and not render_mode:
+        from a2c_ppo.envs.overlap import choose_overlap, overlap_workers
+
+        overlapped = choose_overlap(
+            overlap,
+            num_envs=num_envs,
+            vec_env=vec_env,
+            num_workers=num_workers,
+            env_fn=probe,
+            policy_step_s=policy_step_s,
+        )
+        if overlapped:  # every env in a worker: the main process's core computes the policy
+            workers, in_main = overlap_workers(num_workers), 0
+    if overlapped:
+        vec_env = "subproc"
+    elif vec_env == "auto":
         from a2c_ppo.envs.auto import choose_vec_env
 
-        # Timed on an env without rendering or video, so the probe leaves no trace.
-        probe = make_env_fn(env_id, clip_reward=clip_reward)
         vec_env = "sync" if render_mode else choose_vec_env(probe, num_envs, num_workers)
     from a2c_ppo.envs.subproc import SubprocVecEnv
 
@@ -153,8 +175,10 @@ def make_vec_envs(
     will_norm_obs = norm_obs if norm_obs is not None else wants_normalization(*_spaces(env_id))
     # "sync" is the same vector env with every env in this process: one code path, the same
     # contract checks, error reports (EnvWorkerError naming the env) and snapshots.
-    in_main = num_envs if vec_env == "sync" else None
-    envs: VectorEnv = SubprocVecEnv(fns, num_workers=num_workers, in_main=in_main, copy=not will_norm_obs)
+    if vec_env == "sync":
+        in_main = num_envs
+    envs: VectorEnv = SubprocVecEnv(fns, num_workers=workers, in_main=in_main, copy=not will_norm_obs)
+    envs.metadata["overlap"] = overlapped
     auto = wants_normalization(envs.single_observation_space, envs.single_action_space)
     norm_obs = auto if norm_obs is None else norm_obs
     norm_reward = auto if norm_reward is None else norm_reward

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 
+from a2c_ppo.envs.finite import check_finite
 from a2c_ppo.envs.running_stats import RunningMeanStd
 
 
@@ -64,7 +65,26 @@ class VecNormalize(VectorWrapper):
         return self.normalize_obs(obs), info
 
     def step(self, actions):
-        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        return self._normalized(self.env.step(actions), slice(None))
+
+    def step_async(self, actions, envs: slice) -> None:
+        """Start stepping the envs ``envs`` (split-phase stepping, as SubprocVecEnv offers it)."""
+        self.env.step_async(actions, envs)  # type: ignore[attr-defined]
+
+    def step_wait(self, envs: slice):
+        """The normalised result of ``step_async(..., envs)``. The statistics take in this
+        block's observations and returns, so the blocks of one step update them in turn."""
+        return self._normalized(self.env.step_wait(envs), envs)  # type: ignore[attr-defined]
+
+    def _normalized(self, step: tuple, rows: slice) -> tuple:
+        """``step`` (the envs ``rows``) normalised; the raw values are checked for NaN / inf
+        first, so that the error names the env and the statistics stay clean."""
+        obs, rewards, terminated, truncated, infos = step
+        offset = rows.start or 0
+        if self.norm_obs:
+            check_finite(obs, "observation", env_offset=offset)
+        if self.norm_reward:
+            check_finite(np.asarray(rewards, dtype=np.float64), "reward", env_offset=offset)
         if self.training and self.norm_obs:
             self.obs_rms.update(obs)
         if "final_obs" in infos:
@@ -75,11 +95,12 @@ class VecNormalize(VectorWrapper):
             infos["final_obs"] = final
         rewards = np.asarray(rewards, dtype=np.float64)
         if self.norm_reward:
-            self._returns = self._returns * self.gamma + rewards
+            returns = self._returns[rows] * self.gamma + rewards
             if self.training:
-                self.ret_rms.update(self._returns)
+                self.ret_rms.update(returns)
             rewards = np.clip(rewards / np.sqrt(self.ret_rms.var + self.epsilon), -self.clip, self.clip)
-            self._returns[np.logical_or(terminated, truncated)] = 0.0
+            returns[np.logical_or(terminated, truncated)] = 0.0
+            self._returns[rows] = returns
         return self.normalize_obs(obs), rewards.astype(np.float32), terminated, truncated, infos
 
     def state_dict(self) -> dict:

@@ -1,7 +1,14 @@
-"""The tensor-facing side of a vector env: what the training and replay loops use."""
+"""The tensor-facing side of a vector env: what the training and replay loops use.
+
+The per-step path is kept lean: actions reach the env as numpy views of the policy's
+tensor (a copy only where a dtype or a ``start`` offset needs one); rewards and flags are
+written into tensors allocated once; observations are wrapped with ``torch.from_numpy``
+when their dtype already fits; infos are only looked at when an episode ended.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -9,72 +16,170 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
+from a2c_ppo.envs.finite import check_finite
 from a2c_ppo.envs.make import episode_stats
+
+ALL_ENVS = slice(None)
 
 
 class StepResult(NamedTuple):
-    """One vector step, as tensors on the loop's device.
+    """One vector step (of all envs, or of the block ``envs`` of ``step_wait``), as tensors.
 
-    ``final_obs`` holds the true last observation of each episode that ended by
-    truncation this step (rows of ``truncated_idx``): the value of those is bootstrapped.
+    ``final_obs`` holds the true last observation of each episode that ended by truncation
+    this step (rows ``truncated_idx`` of this result): the value of those is bootstrapped.
+    The tensors may share memory with buffers that the next ``step`` / ``step_wait`` of the
+    same envs overwrites: copy what must outlive it (RolloutStorage.insert does).
     """
 
-    obs: torch.Tensor  # (N, *obs_shape), reset obs where an episode ended
-    reward: torch.Tensor  # (N, 1) float32, as the agent is trained on (maybe normalised)
-    terminated: torch.Tensor  # (N, 1) bool
-    truncated: torch.Tensor  # (N, 1) bool
-    truncated_idx: torch.Tensor  # (K,) long, envs that were truncated (not terminated)
+    obs: torch.Tensor  # (n, *obs_shape), reset obs where an episode ended
+    reward: torch.Tensor  # (n, 1) float32, as the agent is trained on (maybe normalised)
+    terminated: torch.Tensor  # (n, 1) bool
+    truncated: torch.Tensor  # (n, 1) bool, truncated and not terminated
+    truncated_idx: torch.Tensor  # (K,) long, rows of this result that were truncated
     final_obs: torch.Tensor  # (K, *obs_shape)
-    episodes: list[tuple[int, float, int]]  # (env index, true return, length) of finished episodes
+    episodes: list[tuple[int, float, int]]  # (env index in the vector env, true return, length)
+
+
+def env_action_converter(space: gym.Space) -> Callable[[torch.Tensor], np.ndarray]:
+    """``convert(actions)``: the policy's ``(N, action_dim)`` tensor -> the env's numpy actions.
+
+    The policy's discrete actions count from 0; ``Discrete(n, start=k)`` and
+    ``MultiDiscrete(..., start=s)`` envs get them shifted by their ``start``. The result is a
+    view of the tensor's memory wherever the dtype already matches and no offset applies.
+    """
+    shape, dtype = tuple(space.shape or ()), space.dtype
+    start = np.zeros((), dtype=dtype)
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+        start = np.asarray(space.start, dtype=dtype)
+    shifted = bool(start.any())
+
+    def convert(actions: torch.Tensor) -> np.ndarray:
+        array = actions.detach().cpu().numpy().reshape(-1, *shape).astype(dtype, copy=False)
+        return array + start if shifted else array
+
+    return convert
+
+
+class _Block(NamedTuple):
+    """Views of TorchVecEnv's (host) step buffers for envs ``offset ..`` (made once per block)."""
+
+    offset: int
+    obs_np: np.ndarray
+    reward_np: np.ndarray
+    terminated_np: np.ndarray
+    truncated_np: np.ndarray
+    obs: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
 
 
 class TorchVecEnv:
-    """Wraps a gymnasium ``VectorEnv`` (same-step autoreset) to speak torch tensors."""
+    """Wraps a gymnasium ``VectorEnv`` (same-step autoreset) to speak torch tensors.
+
+    Raises NonFiniteError (naming the env) when an env returns a NaN or infinite float
+    observation or reward. ``step_async`` / ``step_wait`` step one block of envs at a time
+    (overlapped stepping, see ``a2c_ppo.rollout``) where the vector env offers them.
+    """
 
     def __init__(self, envs: VectorEnv, device: torch.device | str = "cpu") -> None:
         self.envs = envs
         self.device = torch.device(device)
-        self.num_envs = envs.num_envs
+        self.num_envs = n = envs.num_envs
         self.observation_space = envs.single_observation_space
         self.action_space = envs.single_action_space
+        self._to_env_actions = env_action_converter(self.action_space)
+        obs_shape = tuple(self.observation_space.shape or ())
+        obs_dtype = np.dtype(self.observation_space.dtype)
+        self._check_obs = np.issubdtype(obs_dtype, np.floating)
+        self._obs_dtype = np.dtype(np.float32) if obs_dtype == np.float64 else obs_dtype
+        # Host buffers written every step; the numpy views share their memory.
+        self._obs = torch.from_numpy(np.zeros((n, *obs_shape), dtype=self._obs_dtype))
+        self._reward = torch.zeros(n, 1)
+        self._terminated = torch.zeros(n, 1, dtype=torch.bool)
+        self._truncated = torch.zeros(n, 1, dtype=torch.bool)
+        self._blocks: dict[tuple[int, int], _Block] = {}
+        self._no_idx = torch.zeros(0, dtype=torch.long, device=self.device)
+        self._no_final = torch.zeros((0, *obs_shape), dtype=self._obs.dtype, device=self.device)
 
-    def _obs(self, obs: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(obs))
-        if tensor.dtype == torch.float64:
-            tensor = tensor.float()
-        return tensor.to(self.device)
+    @property
+    def supports_blocks(self) -> bool:
+        """Whether the vector env can step a block of envs asynchronously (``step_async``)."""
+        return all(hasattr(env, "step_wait") for env in (self.envs, self.envs.unwrapped))
+
+    @property
+    def overlap(self) -> bool:
+        """Whether rollouts use overlapped stepping: ``make_vec_envs`` chose it (recorded as
+        ``metadata["overlap"]``), the vector env can step blocks and has two envs or more."""
+        return bool(self.envs.metadata.get("overlap", False)) and self.supports_blocks and self.num_envs >= 2
+
+    def _block(self, envs: slice) -> _Block:
+        lo, hi, _ = envs.indices(self.num_envs)
+        block = self._blocks.get((lo, hi))
+        if block is None:
+            obs, reward, terminated, truncated = (
+                t[lo:hi] for t in (self._obs, self._reward, self._terminated, self._truncated)
+            )
+            numpy_views = (obs.numpy(), reward.numpy()[:, 0], terminated.numpy()[:, 0], truncated.numpy()[:, 0])
+            block = _Block(lo, *numpy_views, obs, reward, terminated, truncated)
+            self._blocks[(lo, hi)] = block
+        return block
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
+
+    def _obs_tensor(self, obs: np.ndarray, block: _Block) -> torch.Tensor:
+        """``obs`` as a tensor: the array itself where it fits (no copy), else our buffer."""
+        if self._check_obs:
+            check_finite(obs, "observation", env_offset=block.offset)
+        if obs.dtype == self._obs_dtype and obs.flags.c_contiguous and obs.flags.writeable:
+            return self._to_device(torch.from_numpy(obs))
+        np.copyto(block.obs_np, obs, casting="same_kind")
+        return self._to_device(block.obs)
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs, _ = self.envs.reset(seed=seed)
-        return self._obs(obs)
-
-    def _actions(self, actions: torch.Tensor) -> np.ndarray:
-        actions = actions.detach().cpu().numpy()
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            return actions.reshape(-1).astype(self.action_space.dtype)
-        return actions.astype(self.action_space.dtype)
+        return self._obs_tensor(obs, self._block(ALL_ENVS))
 
     def step(self, actions: torch.Tensor) -> StepResult:
-        """Step with ``actions`` of shape ``(N, action_dim)`` as the policy produced them."""
-        obs, reward, terminated, truncated, infos = self.envs.step(self._actions(actions))
-        truncated_only = np.logical_and(truncated, np.logical_not(terminated))
-        idx = np.flatnonzero(truncated_only)
-        if len(idx):
-            final = np.stack([infos["final_obs"][i] for i in idx])
-        else:
-            final = np.zeros((0, *self.observation_space.shape), dtype=self.observation_space.dtype)
+        """Step every env with ``actions`` of shape ``(N, action_dim)`` as the policy produced them."""
+        return self._result(self.envs.step(self._to_env_actions(actions)), self._block(ALL_ENVS))
 
-        def column(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device).view(-1, 1)
+    def step_async(self, actions: torch.Tensor, envs: slice) -> None:
+        """Start stepping the envs ``envs`` (a contiguous ``slice(lo, hi)``) with their actions
+        ``(hi - lo, action_dim)``; ``step_wait(envs)`` returns the result."""
+        self.envs.step_async(self._to_env_actions(actions), envs)  # type: ignore[attr-defined]
 
+    def step_wait(self, envs: slice) -> StepResult:
+        """The result of ``step_async(..., envs)``; ``episodes`` name envs by their index in the
+        whole vector env, ``truncated_idx`` by their row in this result."""
+        return self._result(self.envs.step_wait(envs), self._block(envs))  # type: ignore[attr-defined]
+
+    def _result(self, step: tuple, block: _Block) -> StepResult:
+        """The StepResult of the vector env's ``(obs, reward, terminated, truncated, infos)``."""
+        obs, reward, terminated, truncated, infos = step
+        check_finite(reward, "reward", env_offset=block.offset)
+        np.copyto(block.reward_np, reward, casting="same_kind")
+        np.copyto(block.terminated_np, terminated)
+        # truncated and not terminated, in one ufunc (for bools, a > b is a and not b)
+        np.greater(truncated, terminated, out=block.truncated_np)
+        idx_tensor, final = self._no_idx, self._no_final
+        episodes: list[tuple[int, float, int]] = []
+        if block.terminated_np.any() or block.truncated_np.any():  # infos matter only when an episode ended
+            idx = np.flatnonzero(block.truncated_np)
+            if len(idx):
+                final_np = np.stack([infos["final_obs"][i] for i in idx]).astype(self._obs_dtype, copy=False)
+                idx_tensor = torch.from_numpy(idx).to(self.device)
+                final = torch.from_numpy(final_np).to(self.device)
+            episodes = [(block.offset + i, ret, length) for i, ret, length in episode_stats(infos)]
         return StepResult(
-            obs=self._obs(obs),
-            reward=column(reward, torch.float32),
-            terminated=column(terminated, torch.bool),
-            truncated=column(truncated_only, torch.bool),
-            truncated_idx=torch.as_tensor(idx, dtype=torch.long, device=self.device),
-            final_obs=self._obs(final),
-            episodes=episode_stats(infos),
+            obs=self._obs_tensor(obs, block),
+            reward=self._to_device(block.reward),
+            terminated=self._to_device(block.terminated),
+            truncated=self._to_device(block.truncated),
+            truncated_idx=idx_tensor,
+            final_obs=final,
+            episodes=episodes,
         )
 
     def close(self) -> None:

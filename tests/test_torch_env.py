@@ -1,0 +1,123 @@
+"""TorchVecEnv: action offsets, what a step hands back, the NaN guard."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import RecordEpisodeStatistics
+
+from a2c_ppo.envs.normalize import VecNormalize
+from a2c_ppo.envs.torch_env import TorchVecEnv, env_action_converter
+from a2c_ppo.errors import NonFiniteError
+from tests.envs_for_rollout import BadValueEnv, ScriptedEnv
+from tests.envs_for_tests import StrictActionEnv
+
+
+def sync(fns) -> SyncVectorEnv:
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def scripted(num_envs: int) -> SyncVectorEnv:
+    return sync([lambda i=i: RecordEpisodeStatistics(ScriptedEnv(i)) for i in range(num_envs)])
+
+
+@pytest.mark.parametrize(
+    "space, policy_actions, env_actions",
+    [
+        (gym.spaces.Discrete(3, start=-1), [[0], [2]], [[-1, -1], [1, 1]]),
+        (gym.spaces.Discrete(3), [[0], [2]], [[0, 0], [2, 2]]),
+        (gym.spaces.MultiDiscrete([3, 4], start=[1, -2]), [[0, 3], [2, 0]], [[1, 1], [3, -2]]),
+        (gym.spaces.MultiBinary(2), [[1.0, 0.0], [0.0, 1.0]], [[1, 0], [0, 1]]),
+        (gym.spaces.Box(-1, 1, (2,), np.float32), [[0.5, -0.25], [1.0, 0.0]], [[0.5, -0.25], [1.0, 0.0]]),
+    ],
+)
+def test_the_env_gets_the_policy_actions_shifted_by_the_space_start(space, policy_actions, env_actions):
+    envs = TorchVecEnv(sync([lambda: StrictActionEnv(space)] * 2))  # it refuses actions outside the space
+    envs.reset(seed=0)
+    dtype = torch.float32 if isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)) else torch.long
+    out = envs.step(torch.tensor(policy_actions, dtype=dtype))
+    np.testing.assert_array_equal(out.obs.numpy(), np.asarray(env_actions, np.float32))
+    envs.close()
+
+
+def test_actions_reach_the_env_without_a_copy_where_the_dtype_fits():
+    box = torch.rand(4, 3)
+    converted = env_action_converter(gym.spaces.Box(-1, 1, (3,), np.float32))(box)
+    assert np.shares_memory(converted, box.numpy())
+    discrete = torch.tensor([[1], [0]])
+    converted = env_action_converter(gym.spaces.Discrete(2))(discrete)
+    assert converted.shape == (2,) and np.shares_memory(converted, discrete.numpy())
+    shifted = env_action_converter(gym.spaces.Discrete(2, start=5))(discrete)
+    np.testing.assert_array_equal(shifted, [6, 5])
+    np.testing.assert_array_equal(discrete.numpy()[:, 0], [1, 0])  # the policy's tensor is untouched
+
+
+def test_step_result_matches_the_vector_env():
+    """Flags, rewards, final observations and episodes against the raw SyncVectorEnv, over
+    several episode ends (env 0 truncates every 3 steps, env 1 terminates every 4, env 2
+    truncates every 5)."""
+    raw, envs = scripted(3), TorchVecEnv(scripted(3))
+    raw_obs, _ = raw.reset(seed=7)
+    obs = envs.reset(seed=7)
+    assert obs.dtype == torch.float32  # float64 observations become float32
+    np.testing.assert_allclose(obs.numpy(), raw_obs.astype(np.float32))
+    actions = np.array([1, 0, 1])
+    truncations = terminations = 0
+    for _ in range(12):
+        raw_obs, raw_reward, raw_term, raw_trunc, infos = raw.step(actions)
+        out = envs.step(torch.from_numpy(actions).view(-1, 1))
+        np.testing.assert_allclose(out.obs.numpy(), raw_obs.astype(np.float32))
+        assert out.reward.shape == (3, 1) and out.reward.dtype == torch.float32
+        np.testing.assert_array_equal(out.reward.numpy()[:, 0], raw_reward)
+        np.testing.assert_array_equal(out.terminated.numpy()[:, 0], raw_term)
+        np.testing.assert_array_equal(out.truncated.numpy()[:, 0], raw_trunc & ~raw_term)
+        idx = np.flatnonzero(raw_trunc & ~raw_term)
+        np.testing.assert_array_equal(out.truncated_idx.numpy(), idx)
+        assert out.final_obs.shape == (len(idx), 3)
+        for row, i in enumerate(idx):
+            np.testing.assert_allclose(out.final_obs[row].numpy(), infos["final_obs"][i].astype(np.float32))
+            assert out.final_obs[row, 0] == 3 + i  # the true last observation, not the reset one
+        ended = np.flatnonzero(raw_term | raw_trunc)
+        assert [e[0] for e in out.episodes] == list(ended)
+        assert all(length == 3 + i for i, _, length in out.episodes)
+        truncations += len(idx)
+        terminations += int(raw_term.sum())
+    assert truncations == 4 + 2 and terminations == 3
+    envs.close()
+    raw.close()
+
+
+@pytest.mark.parametrize("what", ["observation", "reward"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_observation_or_reward_names_the_quantity_and_the_env(what, value):
+    envs = TorchVecEnv(sync([BadValueEnv, lambda: BadValueEnv(what, at=2, value=value), BadValueEnv]))
+    envs.reset(seed=0)
+    envs.step(torch.zeros(3, 1, dtype=torch.long))  # step 1 is fine
+    with pytest.raises(NonFiniteError, match=f"env 1 returned a non-finite {what}"):
+        envs.step(torch.zeros(3, 1, dtype=torch.long))
+    envs.close()
+
+
+def test_a_large_but_finite_observation_is_not_an_error():
+    envs = TorchVecEnv(sync([lambda: BadValueEnv("observation", at=1, value=3e38)] * 2))
+    envs.reset(seed=0)
+    out = envs.step(torch.zeros(2, 1, dtype=torch.long))  # the sum overflows, each value is finite
+    assert out.obs[0, 1] == pytest.approx(3e38)
+    envs.close()
+
+
+@pytest.mark.parametrize("what", ["observation", "reward"])
+def test_behind_vec_normalize_the_guard_names_the_env_and_keeps_the_statistics_clean(what):
+    """Normalised, one env's NaN would spread to every env's values; the raw check names it."""
+    fns = [BadValueEnv, lambda: BadValueEnv(what, at=2), BadValueEnv]
+    norm = VecNormalize(sync(fns), norm_obs=True, norm_reward=True)
+    envs = TorchVecEnv(norm)
+    envs.reset(seed=0)
+    envs.step(torch.zeros(3, 1, dtype=torch.long))
+    with pytest.raises(NonFiniteError, match=f"env 1 returned a non-finite {what}"):
+        envs.step(torch.zeros(3, 1, dtype=torch.long))
+    assert np.isfinite(norm.obs_rms.mean).all() and np.isfinite(norm.ret_rms.var)
+    envs.close()
