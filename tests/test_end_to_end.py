@@ -163,7 +163,7 @@ def test_an_env_crash_stops_training_with_the_env_index_and_leaves_no_process(tm
     )
     assert proc.returncode == 3, proc.stderr
     assert "an environment failed" in proc.stderr and "env 0" in proc.stderr and "ValueError" in proc.stderr
-    assert "Traceback (most recent call last)" not in proc.stderr.split("--- worker traceback ---")[0]
+    assert "Traceback (most recent call last)" not in proc.stderr.split("--- traceback ---")[0]
     worker_pids = [int(name) for name in os.listdir(pid_dir)]
     assert len(worker_pids) >= 2  # the spaces probe in main.py, and each worker
     for pid in worker_pids:

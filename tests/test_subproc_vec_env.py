@@ -183,7 +183,7 @@ def test_make_vec_envs_subproc_and_auto():
         envs.close()
     envs = make_vec_envs("CartPole-v1", 8, vec_env="auto", num_workers=2)
     try:  # classic control is cheaper in-process
-        assert isinstance(envs.unwrapped, SyncVectorEnv)
+        assert isinstance(envs.unwrapped, SubprocVecEnv) and envs.unwrapped.num_workers == 0
     finally:
         envs.close()
     assert choose_vec_env(partial(SleepyEnv, 0.001), 8, num_workers=2) == "subproc"
