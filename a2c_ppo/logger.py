@@ -40,10 +40,12 @@ class Logger:
         start_step: int = 0,
         resume_update: int | None = None,
         stream: TextIO | None = None,
+        notes: list[str] | None = None,
     ) -> None:
         os.makedirs(run_dir, exist_ok=True)
         self.run_dir = run_dir
         self.config = config
+        self.notes = notes or []
         self.stream = stream or sys.stdout
         self.is_tty = self.stream.isatty()
         self.total_steps = total_steps
@@ -85,6 +87,8 @@ class Logger:
             self._writer = SummaryWriter(self.run_dir, purge_step=self.start_step + 1 if self.start_step else None)
             table = "\n".join(f"|{key}|{value}|" for key, value in sorted(self.config.items()))
             self._writer.add_text("hyperparameters", "|flag|value|\n|-|-|\n" + table, global_step=self.start_step)
+            if self.notes:  # which preset, which flags overrode it, how a resume went
+                self._writer.add_text("notes", "\n\n".join(self.notes), global_step=self.start_step)
         return self._writer
 
     def scalars(self, step: int, values: dict[str, float], update: int) -> None:

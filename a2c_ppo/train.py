@@ -359,25 +359,30 @@ def run(
     """Train as ``config`` says (continuing ``checkpoint`` if given); where the checkpoint is
     and the learning curve. Interrupted, EnvWorkerError and other failures while training are
     re-raised after the last finished update is saved; NonFiniteError saves nothing."""
+    num_updates = config.num_env_steps // config.batch_size
+    # The first line comes before the envs are built: the user sees at once what will run.
+    print(
+        f"Training {config.algo} on {config.env_name}: {num_updates} updates of {config.batch_size} steps, "
+        f"run folder {config.run_dir}. " + " ".join(notes),
+        flush=True,
+    )
     seed_everything(config.seed)
     torch.set_num_threads(config.num_threads)
     signals = signals or StopSignals()
     trainer = Trainer(config, signals)
     config = trainer.config
     try:
-        notes = [*notes, *trainer.start(checkpoint)]
+        start_notes = trainer.start(checkpoint)
         trainer.logger = Logger(
             config.run_dir,
             config.to_dict(),
             total_steps=trainer.num_updates * trainer.batch,
             start_step=trainer.env_steps,
             resume_update=trainer.update if checkpoint is not None else None,
+            notes=[*notes, *start_notes],
         )
-        trainer.logger.print(
-            f"Training {config.algo} on {config.env_name}: {trainer.num_updates} updates of {trainer.batch} steps, "
-            f"{trainer.envs.envs.unwrapped!r}, overlap {trainer.config.overlap}, run folder {config.run_dir}"
-        )
-        for note in notes:
+        trainer.logger.print(f"Vector env: {trainer.envs.envs.unwrapped!r}, overlap {config.overlap}.")
+        for note in start_notes:
             trainer.logger.print(note)
         loop(trainer)
     except NonFiniteError:
