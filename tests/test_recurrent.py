@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -114,15 +113,16 @@ def test_non_recurrent_base_keeps_dummy_state():
     assert not base.is_recurrent and base.recurrent_hidden_state_size == 1
 
 
-def test_make_policy_reads_flags_with_defaults_for_old_configs():
+def test_make_policy_takes_its_fields():
     obs = gym.spaces.Box(-1, 1, (4,), np.float32)
     act = gym.spaces.Discrete(2)
-    old = argparse.Namespace(hidden_size=64)
-    policy = make_policy(obs, act, old)
+    policy = make_policy(obs, act)
     assert not policy.is_recurrent and policy.recurrent_hidden_state_size == 1
-    lstm = make_policy(obs, act, argparse.Namespace(hidden_size=None, recurrent_policy=True, recurrent_type="lstm"))
+    assert policy.base.actor[0].out_features == 64  # the MLP's default width
+    lstm = make_policy(obs, act, recurrent=True, rnn_type="lstm")
     assert lstm.is_recurrent and lstm.recurrent_hidden_state_size == 128  # 2 x default 64
-    gru = make_policy(obs, act, argparse.Namespace(hidden_size=32, recurrent_policy=True, recurrent_type="gru"))
+    assert isinstance(lstm.base.rnn, torch.nn.LSTM)
+    gru = make_policy(obs, act, hidden_size=32, recurrent=True)
     assert isinstance(gru.base.rnn, torch.nn.GRU) and gru.recurrent_hidden_state_size == 32
 
 
