@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -145,7 +146,10 @@ class MultiCategoricalHead(nn.Module):
         return torch.cat(actions, dim=-1), torch.cat(log_probs, dim=-1).sum(-1, keepdim=True)
 
 
-def make_head(action_space: gym.Space, num_inputs: int) -> nn.Module:
+ActionHead = CategoricalHead | DiagGaussianHead | BernoulliHead | MultiCategoricalHead
+
+
+def make_head(action_space: gym.Space, num_inputs: int) -> ActionHead:
     """The head that parameterises a distribution over ``action_space``."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalHead(num_inputs, int(action_space.n))
@@ -154,7 +158,7 @@ def make_head(action_space: gym.Space, num_inputs: int) -> nn.Module:
             raise ValueError(f"Box action spaces must be 1-D, got shape {action_space.shape}")
         return DiagGaussianHead(num_inputs, action_space.shape[0])
     if isinstance(action_space, gym.spaces.MultiBinary):
-        return BernoulliHead(num_inputs, int(action_space.n))
+        return BernoulliHead(num_inputs, int(np.prod(action_space.shape)))
     if isinstance(action_space, gym.spaces.MultiDiscrete):
         return MultiCategoricalHead(num_inputs, list(action_space.nvec.reshape(-1)))
     raise ValueError(f"unsupported action space {action_space}: use Discrete, Box, MultiBinary or MultiDiscrete")
@@ -167,7 +171,7 @@ def action_shape(action_space: gym.Space) -> tuple[int, torch.dtype]:
     if isinstance(action_space, gym.spaces.MultiDiscrete):
         return int(action_space.nvec.size), torch.long
     if isinstance(action_space, gym.spaces.MultiBinary):
-        return int(action_space.n), torch.float32
+        return int(np.prod(action_space.shape)), torch.float32
     if isinstance(action_space, gym.spaces.Box):
         return int(action_space.shape[0]), torch.float32
     raise ValueError(f"unsupported action space {action_space}")

@@ -91,7 +91,7 @@ def is_supported(module: nn.Module) -> bool:
 
 def layer_params(module: nn.Module) -> list[nn.Parameter]:
     """A factored layer's parameters, weight first; the first one keys its optimizer state."""
-    return [p for p in (getattr(module, "weight", None), module.bias) if p is not None]
+    return [p for p in (getattr(module, "weight", None), module.bias) if isinstance(p, nn.Parameter)]
 
 
 def layer_inputs(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -100,6 +100,7 @@ def layer_inputs(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]
     if isinstance(module, LogStd):  # no input columns: only the homogeneous 1
         a = x.new_empty(batch, 0)
     elif isinstance(module, nn.Conv2d):
+        assert isinstance(module.padding, tuple)  # is_supported refuses string paddings
         patches = F.unfold(
             x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
         )
@@ -275,7 +276,7 @@ class KFACOptimizer(torch.optim.Optimizer):
         return (v.pow(2) * (s["dG"].unsqueeze(1) * s["dA"].unsqueeze(0) + self.param_groups[0]["damping"])).sum()
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
