@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import glob
-import os
-import subprocess
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,9 +12,7 @@ from a2c_ppo.algo import A2C, make_rmsprop
 from a2c_ppo.algo.a2c_acktr import evaluate_rollout
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.model import CNNBase, MLPBase, Policy
-from tests.helpers import BOX_OBS, rollout_from_policy
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import BOX_OBS, progress_rows, rollout_from_policy, run_main
 
 
 class LinearBase(nn.Module):
@@ -220,14 +212,6 @@ def test_per_algorithm_defaults_and_refusals(capsys):
     parse_args(["--algo", "a2c", "--recurrent-policy"])  # recurrent A2C is fine
 
 
-def run_main(*argv: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "main.py"), *argv], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
 @pytest.mark.parametrize("algo", ["a2c", "acktr"])
 def test_main_trains_and_resumes_end_to_end(tmp_path, algo):
     flags = [
@@ -250,8 +234,7 @@ def test_main_trains_and_resumes_end_to_end(tmp_path, algo):
     assert f"Training {algo} on CartPole-v1: 4 updates of 10 steps" in out and "Updates 4/4, timesteps 40" in out
     checkpoint = tmp_path / "models" / algo / "CartPole-v1.pt"
     assert checkpoint.is_file()
-    (run_dir,) = glob.glob(str(tmp_path / "runs" / f"CartPole-v1__{algo}__seed1__*"))
-    rows = [r for r in csv.DictReader(open(os.path.join(run_dir, "progress.csv"))) if r.get("losses/policy_loss")]
+    rows = [r for r in progress_rows(tmp_path / "runs") if r.get("losses/policy_loss")]
     assert [int(r["env_steps"]) for r in rows] == [20, 40]
     assert all(r["losses/value_loss"] and r["losses/entropy"] for r in rows)
     # the optimizer state (RMSprop / K-FAC factors) loads back with weights_only=True
