@@ -1,13 +1,18 @@
-"""The first-order optimizers the algorithms use, built without importing ``torch._dynamo``.
+"""The first-order optimizers the algorithms use, and keeping ``torch._dynamo`` out of start-up.
 
 ``torch.optim`` wraps ``Optimizer.add_param_group`` / ``zero_grad`` / ``state_dict`` /
 ``load_state_dict`` and each algorithm's functional step in ``torch._disable_dynamo``, whose
-first call imports ``torch._dynamo`` (about a second of start-up) to exclude them from
-``torch.compile``. Nothing here is compiled, so that import buys nothing. The wrapper caches
-the disabled function on the original as ``__dynamo_disable``; setting that cache to the
+first call imports ``torch._dynamo`` (about a second) to exclude them from ``torch.compile``;
+so building any optimizer imports it. Nothing here is compiled. The wrapper caches the
+disabled function on the original as ``__dynamo_disable``; setting that cache to the
 original itself makes the wrapper call it directly, which is what the disabled function
 does outside compilation. Should a torch version rename the cache, the import happens as
 before and nothing else changes.
+
+What this buys (torch 2.13): K-FAC never imports ``torch._dynamo``. Adam's and RMSprop's
+``step`` still import it on their first call (``torch.optim``'s grad-mode wrapper does so
+unconditionally), so for PPO and A2C the import moves from construction, before the run's
+first console line, to the first update.
 """
 
 from __future__ import annotations
