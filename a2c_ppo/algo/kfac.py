@@ -62,7 +62,10 @@ from a2c_ppo.distributions import LogStd
 
 @dataclass(frozen=True)
 class KFACConfig:
-    """K-FAC's hyper-parameters besides ``lr`` and their defaults (the optimizer and ACKTR take this)."""
+    """K-FAC's hyper-parameters besides ``lr``, and their defaults: declared here only.
+
+    They travel in the optimizer's param group, so a loaded ``state_dict`` brings them back.
+    """
 
     momentum: float = 0.9
     damping: float = 1e-2
@@ -133,7 +136,7 @@ def kronecker_factors(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor
 
 
 class KFACOptimizer(torch.optim.Optimizer):
-    """K-FAC for every Linear / Conv2d of ``model`` (see the module docstring)."""
+    """K-FAC for every Linear, Conv2d and LogStd of ``model`` (see the module docstring)."""
 
     def __init__(self, model: nn.Module, lr: float = 0.25, config: KFACConfig = KFACConfig()) -> None:
         if not lr > 0:
@@ -251,7 +254,7 @@ class KFACOptimizer(torch.optim.Optimizer):
         if params[0].grad is None:
             return None
         columns = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(p.shape[0], -1) for p in params]
-        return torch.cat(columns, dim=1) if len(columns) > 1 else columns[0]
+        return torch.cat(columns, dim=1)
 
     def _eigen(self, module: nn.Module) -> dict:
         state = self._layer_state(module)
