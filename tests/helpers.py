@@ -53,6 +53,16 @@ BOX_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def local_run_flags(tmp_path: os.PathLike) -> list[str]:
+    """Flags for a small test run: in-process envs, one thread, output folders under ``tmp_path``."""
+    return ["--vec-env", "sync", "--num-threads", "1"] + output_flags(tmp_path)
+
+
+def output_flags(tmp_path: os.PathLike) -> list[str]:
+    """``--log-dir tmp_path/runs --save-dir tmp_path/models``."""
+    return ["--log-dir", os.path.join(tmp_path, "runs"), "--save-dir", os.path.join(tmp_path, "models")]
+
+
 def run_main(*argv: str, timeout: int = 180) -> str:
     """Run ``python main.py ARGV`` as a user would; returns its stdout (it must exit 0)."""
     proc = subprocess.run(

@@ -12,7 +12,7 @@ from a2c_ppo.algo import A2C, make_rmsprop
 from a2c_ppo.algo.a2c_acktr import evaluate_rollout
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.model import CNNBase, MLPBase, Policy
-from tests.helpers import BOX_OBS, progress_rows, rollout_from_policy, run_main
+from tests.helpers import BOX_OBS, output_flags, progress_rows, rollout_from_policy, run_main
 
 
 class LinearBase(nn.Module):
@@ -214,22 +214,8 @@ def test_per_algorithm_defaults_and_refusals(capsys):
 
 @pytest.mark.parametrize("algo", ["a2c", "acktr"])
 def test_main_trains_and_resumes_end_to_end(tmp_path, algo):
-    flags = [
-        "--algo",
-        algo,
-        "--num-processes",
-        "2",
-        "--num-steps",
-        "5",
-        "--log-interval",
-        "2",
-        "--vec-env",
-        "sync",
-        "--log-dir",
-        str(tmp_path / "runs"),
-        "--save-dir",
-        str(tmp_path / "models"),
-    ]
+    flags = ["--algo", algo, *"--num-processes 2 --num-steps 5 --log-interval 2 --vec-env sync".split()]
+    flags += output_flags(tmp_path)
     out = run_main(*flags, "--num-env-steps", "40")
     assert f"Training {algo} on CartPole-v1: 4 updates of 10 steps" in out and "Updates 4/4, timesteps 40" in out
     checkpoint = tmp_path / "models" / algo / "CartPole-v1.pt"

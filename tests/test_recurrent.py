@@ -10,7 +10,7 @@ import torch
 from a2c_ppo.algo import PPO
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.model import CNNBase, MLPBase, Policy, make_policy
-from tests.helpers import BOX_OBS, progress_rows, rollout_from_policy, run_main
+from tests.helpers import BOX_OBS, local_run_flags, output_flags, progress_rows, rollout_from_policy, run_main
 
 TYPES = ["gru", "lstm"]
 
@@ -164,24 +164,8 @@ def test_ppo_first_epoch_minibatches_have_ratio_one(rnn_type, chunk_length, num_
 )
 def test_main_trains_a_recurrent_policy_on_cartpole(tmp_path, flags):
     procs = int(flags[flags.index("--num-processes") + 1])
-    out = run_main(
-        "--recurrent-policy",
-        *flags,
-        "--num-steps",
-        "32",
-        "--ppo-epoch",
-        "2",
-        "--num-env-steps",
-        str(2 * 32 * procs),
-        "--log-interval",
-        "1",
-        "--num-threads",
-        "1",
-        "--log-dir",
-        str(tmp_path / "runs"),
-        "--save-dir",
-        str(tmp_path / "models"),
-    )
+    steps = f"--num-steps 32 --ppo-epoch 2 --num-env-steps {2 * 32 * procs} --log-interval 1"
+    out = run_main("--recurrent-policy", *flags, *steps.split(), "--num-threads", "1", *output_flags(tmp_path))
     assert "Updates 2/2" in out
     assert (tmp_path / "models" / "ppo" / "CartPole-v1.pt").is_file()
 
@@ -209,40 +193,10 @@ def test_recurrent_ppo_learns_cue_recall(tmp_path):
     """The cue is shown on step 0 and asked for 11 steps later: only memory beats chance (1/4;
     an untrained deterministic policy names one fixed cue). Seeds 1-4 evaluate at 1.0 with
     these flags (10-45 s on one busy core)."""
-    run_main(
-        "--env-name",
-        "a2c_ppo.envs.memory_envs:make_cue_recall",
-        "--recurrent-policy",
-        "--num-processes",
-        "8",
-        "--num-steps",
-        "24",
-        "--num-mini-batch",
-        "4",
-        "--lr",
-        "5e-3",
-        "--gamma",
-        "0.99",
-        "--gae-lambda",
-        "0.95",
-        "--entropy-coef",
-        "0.01",
-        "--num-env-steps",
-        "15360",
-        "--eval-interval",
-        "80",
-        "--eval-episodes",
-        "32",
-        "--log-interval",
-        "1000",
-        "--vec-env",
-        "sync",
-        "--num-threads",
-        "1",
-        "--log-dir",
-        str(tmp_path / "runs"),
-        "--save-dir",
-        str(tmp_path / "models"),
-        timeout=300,
+    flags = (
+        "--env-name a2c_ppo.envs.memory_envs:make_cue_recall --recurrent-policy --num-processes 8 --num-steps 24 "
+        "--num-mini-batch 4 --lr 5e-3 --gamma 0.99 --gae-lambda 0.95 --entropy-coef 0.01 --num-env-steps 15360 "
+        "--eval-interval 80 --eval-episodes 32 --log-interval 1000"
     )
+    run_main(*flags.split(), *local_run_flags(tmp_path), timeout=300)
     assert float(progress_rows(tmp_path / "runs")[-1]["eval/mean_return"]) >= 0.8
