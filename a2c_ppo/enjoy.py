@@ -17,9 +17,8 @@ from a2c_ppo.config import RunConfig
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
-from a2c_ppo.model import make_policy
 from a2c_ppo.paths import check_writable_dir, checkpoint_path
-from a2c_ppo.train import build_envs
+from a2c_ppo.train import build_envs, policy_for
 
 REPLAY_SEED_OFFSET = 2_000_000  # replays never reuse the training envs' seeds
 
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             if checkpoint["normalization"]:
                 envs.envs.load_state_dict(checkpoint["normalization"])
             envs.envs.eval()
-        policy = make_policy(envs.observation_space, envs.action_space, config)
+        policy = policy_for(config, envs.observation_space, envs.action_space)
         policy.load_state_dict(checkpoint["model"])
         policy.eval()
         seed = args.seed if args.seed is not None else config.seed + REPLAY_SEED_OFFSET

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch.nn as nn
 
+Layer = TypeVar("Layer", nn.Linear, nn.Conv2d)
 
-def init_orthogonal(module: nn.Module, gain: float = 1.0) -> nn.Module:
+
+def init_orthogonal(module: Layer, gain: float = 1.0) -> Layer:
     """Orthogonal weights scaled by ``gain`` and zero bias; returns ``module``."""
     nn.init.orthogonal_(module.weight, gain=gain)
     if module.bias is not None:

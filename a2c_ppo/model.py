@@ -21,7 +21,7 @@ storage keeps a single hidden-state tensor.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import gymnasium as gym
 import numpy as np
@@ -54,10 +54,10 @@ class NNBase(nn.Module):
                 nn.init.orthogonal_(param)
             else:
                 nn.init.zeros_(param)
-        if rnn_type == "lstm":
-            # Forget-gate bias 1 (gate order i, f, g, o): remember by default.
-            with torch.no_grad():
-                self.rnn.bias_ih_l0[hidden_size : 2 * hidden_size].fill_(1.0)
+            if rnn_type == "lstm" and name == "bias_ih_l0":
+                # Forget-gate bias 1 (gate order i, f, g, o): remember by default.
+                with torch.no_grad():
+                    param[hidden_size : 2 * hidden_size].fill_(1.0)
 
     @property
     def is_recurrent(self) -> bool:
@@ -197,11 +197,11 @@ class CNNBase(NNBase):
         return self.critic_linear(x), x, rnn_hxs
 
 
-def is_image_space(obs_space: gym.Space) -> bool:
+def is_image_space(obs_space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     return isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 3
 
 
-def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> nn.Module:
+def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase | CNNBase:
     """The base the observation space calls for: MLP for 1-D Box, Nature CNN for images.
 
     ``base_kwargs``: ``hidden_size`` (``None``: 64 for the MLP, 512 for the CNN),
@@ -223,6 +223,23 @@ def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> nn.Module
     raise ValueError(f"unsupported observation space {obs_space}: use a 1-D Box or a (C, H, W) image Box")
 
 
+class Base(Protocol):
+    """What the Policy needs of a base module (see the module docstring)."""
+
+    @property
+    def is_recurrent(self) -> bool: ...
+
+    @property
+    def recurrent_hidden_state_size(self) -> int: ...
+
+    @property
+    def output_size(self) -> int: ...
+
+    def __call__(
+        self, inputs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
 class Policy(nn.Module):
     """Actor-critic: a base plus an action-distribution head for ``action_space``."""
 
@@ -230,11 +247,11 @@ class Policy(nn.Module):
         self,
         obs_space: gym.Space,
         action_space: gym.Space,
-        base: nn.Module | None = None,
+        base: Base | None = None,
         base_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.base = base if base is not None else default_base(obs_space, base_kwargs or {})
+        self.base: Base = base if base is not None else default_base(obs_space, base_kwargs or {})
         self.dist = make_head(action_space, self.base.output_size)
 
     @property
@@ -245,14 +262,18 @@ class Policy(nn.Module):
     def recurrent_hidden_state_size(self) -> int:
         return self.base.recurrent_hidden_state_size
 
+    @torch.no_grad()
     def act(
         self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> value (B, 1), action (B, A), log_prob (B, 1), rnn_hxs (N, H)."""
+        """-> value (B, 1), action (B, A), log_prob (B, 1), rnn_hxs (N, H).
+
+        The per-step acting path: no autograd graph (``evaluate_actions`` is the
+        differentiable path) and no distribution objects (the head samples directly).
+        """
         value, features, rnn_hxs = self.base(obs, rnn_hxs, masks)
-        dist = self.dist(features)
-        action = dist.mode() if deterministic else dist.sample()
-        return value, action, dist.log_probs(action), rnn_hxs
+        action, log_prob = self.dist.act(features, deterministic)
+        return value, action, log_prob, rnn_hxs
 
     def get_value(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """-> value (B, 1)."""
@@ -268,15 +289,15 @@ class Policy(nn.Module):
         return value, dist.log_probs(action), dist.entropy(), rnn_hxs
 
 
-def make_policy(obs_space: gym.Space, action_space: gym.Space, config: Any) -> Policy:
-    """The Policy a run's flags describe (``config``: the argparse Namespace).
-
-    Reads ``hidden_size``, ``recurrent_policy`` and ``recurrent_type``; missing ones (older
-    configs) fall back to their defaults.
-    """
-    base_kwargs = {
-        "hidden_size": getattr(config, "hidden_size", None),
-        "recurrent": bool(getattr(config, "recurrent_policy", False)),
-        "rnn_type": getattr(config, "recurrent_type", None) or "gru",
-    }
+def make_policy(
+    obs_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hidden_size: int | None = None,
+    recurrent: bool = False,
+    rnn_type: str = "gru",
+) -> Policy:
+    """The Policy for these spaces: an MLP or Nature-CNN base (``hidden_size`` None: its
+    default width), optionally recurrent (``rnn_type`` gru or lstm), and the action head."""
+    base_kwargs = {"hidden_size": hidden_size, "recurrent": recurrent, "rnn_type": rnn_type}
     return Policy(obs_space, action_space, base_kwargs=base_kwargs)

@@ -209,9 +209,9 @@ def _with_chunk_length(config: RunConfig, notes: list[str]) -> RunConfig:
 
 def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any) -> None:
     """Build the policy once on the CPU: unsupported spaces fail here, not after workers start."""
-    from a2c_ppo.model import make_policy
+    from a2c_ppo.train import policy_for
 
     try:
-        make_policy(observation_space, action_space, config)
+        policy_for(config, observation_space, action_space)
     except ValueError as exc:
         raise ConfigError(f"--env-name {config.env_name!r}: {exc}.") from None

@@ -16,11 +16,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
-from a2c_ppo.algo import A2C, ACKTR, PPO
-from a2c_ppo.algo.common import set_learning_rate
+from a2c_ppo.algo import A2C, ACKTR, PPO, KFACOptimizer, make_rmsprop
+from a2c_ppo.algo.common import Reducer, set_learning_rate
 from a2c_ppo.checkpoint import first_non_finite, rng_state, save_checkpoint, set_rng_state
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributions import action_shape
@@ -89,20 +90,21 @@ def build_envs(config: RunConfig, num_envs: int, device: torch.device, **overrid
     return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)
 
 
-def make_agent(config: RunConfig, policy: Policy) -> PPO | A2C | ACKTR:
-    """The algorithm object for ``config.algo``."""
+def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None) -> PPO | A2C | ACKTR:
+    """The algorithm object for ``config.algo``; ``reducer`` for data-parallel training."""
     common: dict[str, Any] = {
         "value_loss_coef": config.value_loss_coef,
         "entropy_coef": config.entropy_coef,
-        "lr": config.lr,
         "norm_adv": config.norm_adv,
     }
     if config.algo == "acktr":
-        return ACKTR(policy, **common)
+        return ACKTR(policy, KFACOptimizer(policy, lr=config.lr), reducer=reducer, **common)
     if config.algo == "a2c":
-        return A2C(policy, eps=config.eps, alpha=config.alpha, max_grad_norm=config.max_grad_norm, **common)
+        optimizer = make_rmsprop(policy.parameters(), lr=config.lr, eps=config.eps, alpha=config.alpha)
+        return A2C(policy, optimizer, max_grad_norm=config.max_grad_norm, reducer=reducer, **common)
     return PPO(
         policy,
+        lr=config.lr,
         clip_param=config.clip_param,
         ppo_epoch=config.ppo_epoch,
         num_mini_batch=config.num_mini_batch,
@@ -110,7 +112,19 @@ def make_agent(config: RunConfig, policy: Policy) -> PPO | A2C | ACKTR:
         max_grad_norm=config.max_grad_norm,
         use_clipped_value_loss=config.clip_value_loss,
         target_kl=config.target_kl,
+        reducer=reducer,
         **common,
+    )
+
+
+def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:
+    """The Policy ``config`` describes for these spaces (on the CPU)."""
+    return make_policy(
+        observation_space,
+        action_space,
+        hidden_size=config.hidden_size,
+        recurrent=config.recurrent_policy,
+        rnn_type=config.recurrent_type,
     )
 
 
@@ -136,16 +150,16 @@ class Trainer:
         self.num_updates = config.num_env_steps // self.batch
         # The policy exists before the envs: the overlap choice times one of its steps.
         observation_space, action_space = check_env_id(config.env_name)
-        self.policy = make_policy(observation_space, action_space, config).to(self.device)
+        self.policy = policy_for(config, observation_space, action_space).to(self.device)
         self.agent = make_agent(config, self.policy)
         overlap_kwargs: dict[str, Any] = {"overlap": config.overlap}
         if config.overlap == "auto":
             overlap_kwargs["policy_step_s"] = policy_step_timer(self.policy, observation_space, self.device)
         self.envs = build_envs(config, config.num_processes, self.device, **overlap_kwargs)
         # Record the choices auto made, so that a resumed run makes the same ones.
-        vec = self.envs.envs.unwrapped
+        workers = getattr(self.envs.envs.unwrapped, "num_workers", 0)
         self.config = config = config.replace(overlap="on" if self.envs.overlap else "off",
-                                              vec_env="sync" if vec.num_workers == 0 else "subproc")  # fmt: skip
+                                              vec_env="subproc" if workers else "sync")  # fmt: skip
         self.eval_envs: TorchVecEnv | None = None
         self.logger: Logger | None = None
         action_dim, action_dtype = action_shape(self.envs.action_space)

@@ -34,9 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from a2c_ppo.arguments import parse_args  # noqa: E402
 from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
+from a2c_ppo.config import RunConfig  # noqa: E402
 from a2c_ppo.evaluation import run_episodes  # noqa: E402
-from a2c_ppo.model import make_policy  # noqa: E402
-from a2c_ppo.train import EVAL_SEED_OFFSET, build_envs, run  # noqa: E402
+from a2c_ppo.train import EVAL_SEED_OFFSET, build_envs, policy_for, run  # noqa: E402
 
 # name -> (env, threshold, main.py flags shared by every policy kind)
 TASKS: dict[str, tuple[str, float, list[str]]] = {
@@ -96,11 +96,11 @@ KINDS: dict[str, list[str]] = {
 }
 
 
-def evaluate_checkpoint(args: argparse.Namespace, path: str, episodes: int) -> float:
+def evaluate_checkpoint(args: RunConfig, path: str, episodes: int) -> float:
     checkpoint = load_checkpoint(path)
     envs = build_envs(args, min(8, episodes), torch.device("cpu"), vec_env="sync")
     try:
-        policy = make_policy(envs.observation_space, envs.action_space, args)
+        policy = policy_for(args, envs.observation_space, envs.action_space)
         policy.load_state_dict(checkpoint["model"])
         results = run_episodes(policy, envs, episodes, deterministic=True, seed=args.seed + EVAL_SEED_OFFSET)
     finally:
@@ -150,13 +150,17 @@ def main() -> None:
                 print(f"{kind} seed {seed}: final {final:.2f}, eval {evaluation:.2f}, {wall:.0f} s", flush=True)
 
     print(f"\n{opts.task} ({env}), threshold {threshold:g}; flags: {' '.join(task_flags + opts.main_flags)}")
-    header = f"{'policy':>6} | {'seed':>4} | {'steps to threshold':>18} | {'final train return':>18} | {'eval return':>11} | {'SPS':>5} | {'wall s':>6}"
+    header = (
+        f"{'policy':>6} | {'seed':>4} | {'steps to threshold':>18} | {'final train return':>18} | "
+        f"{'eval return':>11} | {'SPS':>5} | {'wall s':>6}"
+    )
     print(header)
     print("-" * len(header))
     for kind, seed, reached, final, evaluation, sps, wall in rows:
         reached_s = str(reached) if reached is not None else "not reached"
         print(
-            f"{kind:>6} | {seed:>4} | {reached_s:>18} | {final:>18.2f} | {evaluation:>11.2f} | {sps:>5.0f} | {wall:>6.1f}"
+            f"{kind:>6} | {seed:>4} | {reached_s:>18} | {final:>18.2f} | {evaluation:>11.2f} | "
+            f"{sps:>5.0f} | {wall:>6.1f}"
         )
     print()
     for kind in opts.kinds:

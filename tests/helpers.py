@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import glob
 import os
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -45,6 +49,38 @@ def rollout_from_policy(
 
 
 BOX_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def local_run_flags(tmp_path: os.PathLike) -> list[str]:
+    """Flags for a small test run: in-process envs, one thread, output folders under ``tmp_path``."""
+    return ["--vec-env", "sync", "--num-threads", "1"] + output_flags(tmp_path)
+
+
+def output_flags(tmp_path: os.PathLike) -> list[str]:
+    """``--log-dir tmp_path/runs --save-dir tmp_path/models``."""
+    return ["--log-dir", os.path.join(tmp_path, "runs"), "--save-dir", os.path.join(tmp_path, "models")]
+
+
+def run_main(*argv: str, timeout: int = 180) -> str:
+    """Run ``python main.py ARGV`` as a user would; returns its stdout (it must exit 0)."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def progress_rows(log_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of ``progress.csv`` of the one run folder under ``log_dir``."""
+    (run_dir,) = glob.glob(os.path.join(log_dir, "*"))
+    with open(os.path.join(run_dir, "progress.csv")) as f:
+        return list(csv.DictReader(f))
 
 
 PID_DIR_VARIABLE = "A2C_PPO_TEST_PID_DIR"

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import glob
-import os
-import subprocess
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from a2c_ppo.algo import A2C
+from a2c_ppo.algo import A2C, make_rmsprop
 from a2c_ppo.algo.a2c_acktr import evaluate_rollout
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.model import CNNBase, MLPBase, Policy
-from tests.helpers import BOX_OBS, rollout_from_policy
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import BOX_OBS, output_flags, progress_rows, rollout_from_policy, run_main
 
 
 class LinearBase(nn.Module):
@@ -58,11 +50,11 @@ def test_a2c_gradient_equals_the_closed_form_for_a_linear_softmax_policy(norm_ad
     policy = linear_softmax_policy()
     rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3), T=6, N=3)
     value_coef, entropy_coef = 0.5, 0.05
-    agent = A2C(
-        policy, value_loss_coef=value_coef, entropy_coef=entropy_coef, lr=1e-3, max_grad_norm=None, norm_adv=norm_adv
-    )
     # Plain SGD with lr 1: the applied step is exactly minus the gradient.
-    agent.optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
+    sgd = torch.optim.SGD(policy.parameters(), lr=1.0)
+    agent = A2C(
+        policy, sgd, value_loss_coef=value_coef, entropy_coef=entropy_coef, max_grad_norm=None, norm_adv=norm_adv
+    )
 
     with torch.no_grad():
         B = 18
@@ -101,18 +93,19 @@ def test_a2c_gradient_equals_the_closed_form_for_a_linear_softmax_policy(norm_ad
         torch.testing.assert_close(before[name] - after[name], grad, atol=1e-6, rtol=1e-5)
     for name, value in expected_metrics.items():
         assert metrics[name] == pytest.approx(value, rel=1e-5, abs=1e-7)
+    assert metrics["grad_norm"] == pytest.approx(torch.cat([g.reshape(-1) for g in expected.values()]).norm().item())
     assert {"explained_variance", "num_gradient_steps"} <= set(metrics)
     assert "approx_kl" not in metrics and "clipfrac" not in metrics
 
 
-def test_a2c_uses_rmsprop_and_clips_the_gradient_norm():
+def test_make_rmsprop_passes_its_hyper_parameters_and_a2c_clips_the_gradient_norm():
     policy = linear_softmax_policy()
-    agent = A2C(policy, value_loss_coef=0.5, entropy_coef=0.0, lr=7e-4, eps=1e-5, alpha=0.99, max_grad_norm=1e-3)
-    assert isinstance(agent.optimizer, torch.optim.RMSprop)
-    group = agent.optimizer.param_groups[0]
-    assert (group["lr"], group["alpha"], group["eps"]) == (7e-4, 0.99, 1e-5)
+    rmsprop = make_rmsprop(policy.parameters(), lr=7e-4, eps=1e-4, alpha=0.95)
+    group = rmsprop.param_groups[0]
+    assert (group["lr"], group["alpha"], group["eps"], group["foreach"]) == (7e-4, 0.95, 1e-4, True)
 
-    agent.optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
+    sgd = torch.optim.SGD(policy.parameters(), lr=1.0)
+    agent = A2C(policy, sgd, value_loss_coef=0.5, entropy_coef=0.0, max_grad_norm=1e-3)
     rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3), T=6, N=3)
     before = params(policy)
     agent.update(rollouts)
@@ -180,7 +173,7 @@ def test_whole_batch_evaluation_reproduces_the_rollout_and_updates(kind):
     torch.testing.assert_close(log_probs, rollouts.action_log_probs.reshape(-1, 1), atol=1e-5, rtol=1e-5)
     assert entropy.shape == (values.shape[0],)
 
-    agent = A2C(policy, value_loss_coef=0.5, entropy_coef=0.01, lr=1e-2)
+    agent = A2C(policy, make_rmsprop(policy.parameters(), 1e-2, 1e-5, 0.99), value_loss_coef=0.5, entropy_coef=0.01)
     before = params(policy)
     metrics = agent.update(rollouts)
     assert all(np.isfinite(metrics[k]) for k in ("policy_loss", "value_loss", "entropy"))
@@ -194,8 +187,9 @@ def test_a2c_with_a_gaussian_policy_updates_log_std():
     policy, _ = small_policy("mlp", gym.spaces.Box(-1, 1, (2,), np.float32))
     rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Box(-1, 1, (2,), np.float32), T=5, N=4)
     before = params(policy)
-    A2C(policy, value_loss_coef=0.5, entropy_coef=0.01, lr=1e-2).update(rollouts)
-    assert not torch.equal(before["dist.log_std"], policy.dist.log_std.detach())
+    rmsprop = make_rmsprop(policy.parameters(), 1e-2, 1e-5, 0.99)
+    A2C(policy, rmsprop, value_loss_coef=0.5, entropy_coef=0.01).update(rollouts)
+    assert not torch.equal(before["dist.log_std.bias"], policy.dist.log_std.bias.detach())
 
 
 def test_per_algorithm_defaults_and_refusals(capsys):
@@ -218,38 +212,15 @@ def test_per_algorithm_defaults_and_refusals(capsys):
     parse_args(["--algo", "a2c", "--recurrent-policy"])  # recurrent A2C is fine
 
 
-def run_main(*argv: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "main.py"), *argv], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
 @pytest.mark.parametrize("algo", ["a2c", "acktr"])
 def test_main_trains_and_resumes_end_to_end(tmp_path, algo):
-    flags = [
-        "--algo",
-        algo,
-        "--num-processes",
-        "2",
-        "--num-steps",
-        "5",
-        "--log-interval",
-        "2",
-        "--vec-env",
-        "sync",
-        "--log-dir",
-        str(tmp_path / "runs"),
-        "--save-dir",
-        str(tmp_path / "models"),
-    ]
+    flags = ["--algo", algo, *"--num-processes 2 --num-steps 5 --log-interval 2 --vec-env sync".split()]
+    flags += output_flags(tmp_path)
     out = run_main(*flags, "--num-env-steps", "40")
     assert f"Training {algo} on CartPole-v1: 4 updates of 10 steps" in out and "Updates 4/4, timesteps 40" in out
     checkpoint = tmp_path / "models" / algo / "CartPole-v1.pt"
     assert checkpoint.is_file()
-    (run_dir,) = glob.glob(str(tmp_path / "runs" / f"CartPole-v1__{algo}__seed1__*"))
-    rows = [r for r in csv.DictReader(open(os.path.join(run_dir, "progress.csv"))) if r.get("losses/policy_loss")]
+    rows = [r for r in progress_rows(tmp_path / "runs") if r.get("losses/policy_loss")]
     assert [int(r["env_steps"]) for r in rows] == [20, 40]
     assert all(r["losses/value_loss"] and r["losses/entropy"] for r in rows)
     # the optimizer state (RMSprop / K-FAC factors) loads back with weights_only=True

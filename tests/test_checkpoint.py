@@ -20,7 +20,7 @@ CONFIG = argparse.Namespace(hidden_size=64, env_name="Pendulum-v1", seed=3)
 def trained_state(tmp_path):
     envs = TorchVecEnv(make_vec_envs("Pendulum-v1", 2, norm_obs=True, norm_reward=True, vec_env="sync"))
     envs.reset(seed=3)
-    policy = make_policy(envs.observation_space, envs.action_space, CONFIG)
+    policy = make_policy(envs.observation_space, envs.action_space, hidden_size=CONFIG.hidden_size)
     optimizer = torch.optim.Adam(policy.parameters())
     for _ in range(20):
         envs.step(torch.randn(2, 1))
@@ -52,7 +52,7 @@ def test_round_trip_gives_identical_actions_and_normalization(tmp_path):
     assert fresh_envs.envs.obs_rms.count == envs.envs.obs_rms.count
     np.testing.assert_allclose(fresh_envs.envs.ret_rms.var, envs.envs.ret_rms.var)
 
-    restored = make_policy(fresh_envs.observation_space, fresh_envs.action_space, CONFIG)
+    restored = make_policy(fresh_envs.observation_space, fresh_envs.action_space, hidden_size=CONFIG.hidden_size)
     restored.load_state_dict(ckpt["model"])
     obs = torch.randn(16, 3)
     hxs, masks = torch.zeros(16, 1), torch.ones(16, 1)

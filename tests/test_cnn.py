@@ -13,6 +13,7 @@ from a2c_ppo.arguments import parse_args
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.model import CNNBase, MLPBase, Policy, default_base
 from a2c_ppo.train import run
+from tests.helpers import local_run_flags, progress_rows, run_main
 
 ATARI_OBS = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 
@@ -79,31 +80,11 @@ def test_unusable_image_shapes_are_explained(shape, match):
     "extra", [[], ["--recurrent-policy", "--recurrent-chunk-length", "4", "--num-mini-batch", "4"]]
 )
 def test_cnn_policy_trains_end_to_end_on_a_small_image_env(tmp_path, extra):
-    argv = [
-        "--env-name",
-        "a2c_ppo.envs.memory_envs:make_image_target",
-        "--num-processes",
-        "2",
-        "--num-steps",
-        "8",
-        "--num-env-steps",
-        "32",
-        "--ppo-epoch",
-        "2",
-        "--num-mini-batch",
-        "2",
-        "--log-interval",
-        "1",
-        "--vec-env",
-        "sync",
-        "--num-threads",
-        "1",
-        "--log-dir",
-        str(tmp_path / "runs"),
-        "--save-dir",
-        str(tmp_path / "models"),
-        *extra,
-    ]
+    flags = (
+        "--env-name a2c_ppo.envs.memory_envs:make_image_target --num-processes 2 --num-steps 8 --num-env-steps 32 "
+        "--ppo-epoch 2 --num-mini-batch 2 --log-interval 1"
+    )
+    argv = [*flags.split(), *local_run_flags(tmp_path), *extra]
     args = parse_args(argv)
     result = run(args)
     assert result.env_steps == 32 and not result.interrupted
@@ -111,3 +92,15 @@ def test_cnn_policy_trains_end_to_end_on_a_small_image_env(tmp_path, extra):
     assert checkpoint["spaces"]["observation"]["shape"] == [4, 48, 48]
     assert any(key.startswith("base.main.") for key in checkpoint["model"])
     assert ("base.rnn.weight_hh_l0" in checkpoint["model"]) == bool(extra)
+
+
+def test_cnn_policy_learns_the_image_target_task(tmp_path):
+    """Name the half of the 48x48 frame with the bright patch, 8 steps an episode: chance
+    returns 4 (an untrained deterministic policy about 4 too), a solved task 8. Seeds 1-3
+    evaluate at 8.0 after these 2048 steps (5-15 s on one busy core)."""
+    flags = (
+        "--env-name a2c_ppo.envs.memory_envs:make_image_target --num-processes 4 --num-steps 32 --num-mini-batch 4 "
+        "--ppo-epoch 4 --hidden-size 64 --num-env-steps 2048 --eval-interval 16 --eval-episodes 16 --log-interval 1000"
+    )
+    run_main(*flags.split(), *local_run_flags(tmp_path))
+    assert float(progress_rows(tmp_path / "runs")[-1]["eval/mean_return"]) >= 7.0

@@ -61,3 +61,67 @@ def test_update_reduces_the_loss_on_fixed_data():
     first = agent.update(rollouts)
     second = agent.update(rollouts)
     assert second["value_loss"] < first["value_loss"]
+
+
+def count_item_calls(monkeypatch) -> list[int]:
+    """Count ``Tensor.item`` calls (host syncs) from here on."""
+    calls: list[int] = []
+    original = torch.Tensor.item
+
+    def item(self):
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    return calls
+
+
+@pytest.mark.parametrize("target_kl", [None, 10.0])
+def test_update_syncs_with_the_host_only_for_the_kl_check(monkeypatch, target_kl):
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(3))
+    rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3))
+    agent = PPO(policy, **PPO_KWARGS, target_kl=target_kl)
+    calls = count_item_calls(monkeypatch)
+    metrics = agent.update(rollouts)
+    # the metrics come back in one .tolist(); with target_kl, one KL check per minibatch
+    assert len(calls) == (0 if target_kl is None else 16)
+    assert set(metrics) == {
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "approx_kl",
+        "clipfrac",
+        "grad_norm",
+        "explained_variance",
+        "num_gradient_steps",
+    }
+    assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_non_finite_rewards_show_in_the_metrics():
+    """The loop stops on non-finite metrics: a NaN return must reach the losses and grad_norm."""
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(3))
+    rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3))
+    rollouts.returns[3, 1] = float("nan")
+    metrics = PPO(policy, **PPO_KWARGS).update(rollouts)
+    assert not math.isfinite(metrics["value_loss"]) and not math.isfinite(metrics["grad_norm"])
+
+
+def test_grad_norm_is_the_mean_pre_clip_norm(monkeypatch):
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(3))
+    rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3))
+    agent = PPO(policy, **{**PPO_KWARGS, "ppo_epoch": 1, "num_mini_batch": 2})
+    norms = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, **kwargs):
+        norms.append(original(params, max_norm, **kwargs).item())
+        return torch.tensor(norms[-1])
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    metrics = agent.update(rollouts)
+    assert len(norms) == 2 and max(norms) > agent.max_grad_norm  # clipping was active
+    assert metrics["grad_norm"] == pytest.approx(sum(norms) / 2, rel=1e-6)

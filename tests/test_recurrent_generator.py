@@ -121,3 +121,28 @@ def test_atari_rollout_storage_fits_in_60_mb():
     assert size <= 60e6, f"{size / 1e6:.1f} MB"
     # The same storage with float32 frames would not fit: uint8 is what keeps it small.
     assert storage.obs.nelement() * 4 > 60e6
+
+
+@pytest.mark.parametrize("recurrent", [False, True], ids=["feed-forward", "recurrent"])
+def test_epochs_of_one_call_cover_every_sample_each_and_match_one_call_per_epoch(recurrent):
+    """The flattened views are built once for all epochs; the minibatches (and the RNG draws)
+    are those of one call per epoch, each epoch a fresh permutation."""
+    s, advantages = labelled_storage(8, 4)
+
+    def generate(**kwargs):
+        if recurrent:
+            return s.recurrent_generator(advantages, 4, chunk_length=4, **kwargs)
+        return s.feed_forward_generator(advantages, 4, **kwargs)
+
+    torch.manual_seed(0)
+    together = list(generate(num_epochs=3))
+    torch.manual_seed(0)
+    separate = [batch for _ in range(3) for batch in generate()]
+    assert len(together) == len(separate) == 12
+    for a, b in zip(together, separate):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
+    epochs = [torch.cat([b.obs[:, 0] for b in together[4 * e : 4 * e + 4]]) for e in range(3)]
+    for ids in epochs:
+        assert sorted(ids.long().tolist()) == list(range(32))
+    assert not torch.equal(epochs[0], epochs[1])
