@@ -15,7 +15,7 @@ import pickle
 import random
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -40,7 +40,7 @@ def describe_space(space: gym.Space) -> dict[str, Any]:
 
 
 def rng_state() -> dict[str, Any]:
-    np_state: tuple[Any, ...] = np.random.get_state()  # ("MT19937", keys, pos, has_gauss, gauss)
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # ("MT19937", keys, pos, has_gauss, gauss)
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
