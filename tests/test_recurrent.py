@@ -171,8 +171,10 @@ def test_main_trains_a_recurrent_policy_on_cartpole(tmp_path, flags):
 
 
 def test_flags_explain_too_few_sequences(tmp_path, capsys):
+    # A typed chunk length that leaves too few sequences is refused with the arithmetic.
     with pytest.raises(SystemExit) as exc:
-        parse_args(["--recurrent-policy", "--num-processes", "2", "--num-mini-batch", "4"])
+        parse_args(["--recurrent-policy", "--num-processes", "2", "--num-mini-batch", "4", "--recurrent-chunk-length",
+                    "32"])  # fmt: skip
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--recurrent-chunk-length" in err and "2 x 32 / 32 = 2 sequences" in err
