@@ -260,10 +260,15 @@ class Trainer:
         config = self.config
         lr = self.learning_rate()
         set_learning_rate(self.agent.optimizer, lr)
-        for ret, length in collect_rollout(self.policy, self.envs, self.rollouts, config.use_proper_time_limits):
+        start = time.perf_counter()
+        try:
+            episodes = collect_rollout(self.policy, self.envs, self.rollouts, config.use_proper_time_limits)
+        except NonFiniteError as exc:  # raised by the env adapter, which knows no update
+            raise NonFiniteError(f"{exc} (in the rollout of update {self.update + 1})") from None
+        rollout_sps = self.batch / max(time.perf_counter() - start, 1e-9)
+        for ret, length in episodes:
             self.returns.append(ret)
             self.lengths.append(length)
-        self.check_rollout_finite()
         with torch.no_grad():
             r = self.rollouts
             next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
@@ -277,13 +282,8 @@ class Trainer:
             self.check_update_finite(metrics)
             self.boundary = self.capture()
         metrics["learning_rate"] = lr
+        metrics["rollout_SPS"] = rollout_sps
         return metrics
-
-    def check_rollout_finite(self) -> None:
-        r = self.rollouts
-        for name, tensor in (("reward", r.rewards), ("observation", r.obs)):
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise NonFiniteError(f"a non-finite {name} reached the rollout of update {self.update + 1}")
 
     def check_update_finite(self, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
@@ -297,7 +297,11 @@ class Trainer:
 
     def log(self, metrics: dict[str, float], sps: float) -> None:
         assert self.logger is not None
-        scalars = {"charts/SPS": sps, "charts/learning_rate": metrics.pop("learning_rate")}
+        scalars = {
+            "charts/SPS": sps,
+            "charts/rollout_SPS": metrics.pop("rollout_SPS"),  # env stepping + acting only, this update
+            "charts/learning_rate": metrics.pop("learning_rate"),
+        }
         scalars.update({f"losses/{name}": value for name, value in metrics.items()})
         if self.returns:
             scalars["charts/episodic_return"] = float(np.mean(self.returns))

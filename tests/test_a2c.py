@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -226,3 +229,31 @@ def test_main_trains_and_resumes_end_to_end(tmp_path, algo):
     # the optimizer state (RMSprop / K-FAC factors) loads back with weights_only=True
     out = run_main("--resume", str(checkpoint), "--num-env-steps", "60")
     assert "Updates 6/6, timesteps 60" in out
+
+
+@pytest.mark.parametrize("kind", ["adam", "rmsprop"])
+def test_our_optimizers_step_exactly_like_torch_without_importing_dynamo(kind):
+    """Run in a fresh interpreter: torch._dynamo must stay out, and the steps equal torch's."""
+    code = f"""
+import sys, torch
+from a2c_ppo.algo.optimizers import make_adam, make_rmsprop
+torch.manual_seed(0)
+ours, theirs = torch.nn.Parameter(torch.randn(7)), torch.nn.Parameter(torch.zeros(7))
+theirs.data.copy_(ours.data)
+adam = "{kind}" == "adam"
+a = make_adam([ours], 1e-2, 1e-5) if adam else make_rmsprop([ours], 1e-2, 1e-5, 0.9)
+for i in range(6):
+    ours.grad = torch.sin(ours.detach() * i)
+    a.step()
+dynamo = "torch._dynamo" in sys.modules
+if adam:
+    b = torch.optim.Adam([theirs], lr=1e-2, eps=1e-5, fused=True)
+else:
+    b = torch.optim.RMSprop([theirs], lr=1e-2, eps=1e-5, alpha=0.9, foreach=True)
+for i in range(6):
+    theirs.grad = torch.sin(theirs.detach() * i)
+    b.step()
+print(dynamo, torch.equal(ours, theirs), bool((ours != torch.zeros(7)).all()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "True"]

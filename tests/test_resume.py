@@ -18,7 +18,7 @@ from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.train import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARYING_COLUMNS = {"time", "charts/SPS"}  # wall-clock measurements, different in every run
+VARYING_COLUMNS = {"time", "charts/SPS", "charts/rollout_SPS"}  # wall-clock measurements, different in every run
 
 
 def flags(folder, steps: int, *extra: str) -> list[str]:

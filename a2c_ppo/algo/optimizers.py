@@ -1,18 +1,20 @@
-"""The first-order optimizers the algorithms use, and keeping ``torch._dynamo`` out of start-up.
+"""The first-order optimizers the algorithms use, and keeping ``torch._dynamo`` out of a run.
 
 ``torch.optim`` wraps ``Optimizer.add_param_group`` / ``zero_grad`` / ``state_dict`` /
 ``load_state_dict`` and each algorithm's functional step in ``torch._disable_dynamo``, whose
-first call imports ``torch._dynamo`` (about a second) to exclude them from ``torch.compile``;
-so building any optimizer imports it. Nothing here is compiled. The wrapper caches the
-disabled function on the original as ``__dynamo_disable``; setting that cache to the
-original itself makes the wrapper call it directly, which is what the disabled function
-does outside compilation. Should a torch version rename the cache, the import happens as
-before and nothing else changes.
+first call imports ``torch._dynamo`` (about a second) to exclude them from ``torch.compile``,
+and every ``step`` in a grad-mode wrapper that imports it on each call. Nothing here is
+compiled, so neither is needed:
 
-What this buys (torch 2.13): K-FAC never imports ``torch._dynamo``. Adam's and RMSprop's
-``step`` still import it on their first call (``torch.optim``'s grad-mode wrapper does so
-unconditionally), so for PPO and A2C the import moves from construction, before the run's
-first console line, to the first update.
+* the disable wrappers cache the disabled function on the original as ``__dynamo_disable``;
+  setting that cache to the original itself makes the wrapper call it directly, which is
+  what the disabled function does outside compilation;
+* ``Adam`` / ``RMSprop`` below call the undecorated ``step`` (``__wrapped__``) under
+  ``torch.no_grad()``, which is what the grad-mode wrapper does for a non-differentiable
+  optimizer, minus its graph breaks for the compiler.
+
+The updates are bit-identical to torch's (tested). Should a torch version rename these
+internals, the import happens as before and nothing else changes.
 """
 
 from __future__ import annotations
@@ -38,14 +40,30 @@ def skip_dynamo_wrappers() -> None:
             setattr(original, "__dynamo_disable", original)
 
 
+class Adam(torch.optim.Adam):
+    """``torch.optim.Adam`` whose ``step`` skips the grad-mode wrapper (see the module docstring)."""
+
+    def step(self, closure=None):
+        with torch.no_grad():
+            return getattr(torch.optim.Adam.step, "__wrapped__", torch.optim.Adam.step)(self, closure)
+
+
+class RMSprop(torch.optim.RMSprop):
+    """``torch.optim.RMSprop`` whose ``step`` skips the grad-mode wrapper (see the module docstring)."""
+
+    def step(self, closure=None):
+        with torch.no_grad():
+            return getattr(torch.optim.RMSprop.step, "__wrapped__", torch.optim.RMSprop.step)(self, closure)
+
+
 def make_adam(params: Iterable[nn.Parameter], lr: float, eps: float) -> torch.optim.Adam:
     """Adam with the fused kernel (one op for all parameters; about 3x the default's speed on
     CPU for a 64x64 MLP)."""
     skip_dynamo_wrappers()
-    return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    return Adam(params, lr=lr, eps=eps, fused=True)
 
 
 def make_rmsprop(params: Iterable[nn.Parameter], lr: float, eps: float, alpha: float) -> torch.optim.RMSprop:
     """RMSprop with the multi-tensor (foreach) implementation (it has no fused kernel)."""
     skip_dynamo_wrappers()
-    return torch.optim.RMSprop(params, lr=lr, eps=eps, alpha=alpha, foreach=True)
+    return RMSprop(params, lr=lr, eps=eps, alpha=alpha, foreach=True)

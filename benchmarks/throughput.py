@@ -1,0 +1,205 @@
+"""Training throughput side by side with Stable-Baselines3, the env limit, and start-up time.
+
+One invocation runs, per workload and interleaved (ours, SB3, env limit, ours, SB3, ...) so
+that the noise of a shared machine falls on every column alike:
+
+* ours: ``main.py`` as a user runs it (fixed hyper-parameters, normal logging); training SPS
+  is the last ``charts/SPS`` of its progress.csv (env steps over the time of the training loop,
+  start-up excluded) and rollout SPS the median ``charts/rollout_SPS`` (stepping + acting only);
+* SB3: ``stable_baselines3.PPO`` with the same hyper-parameters and networks (separate 64x64
+  tanh actor and critic, orthogonal init, the same normalisation), ``DummyVecEnv`` (faster
+  than its SubprocVecEnv for these envs on 2 cores), 1 torch thread; SPS = steps / time of
+  ``learn``;
+* env limit: our vector env, as main.py's ``auto`` builds it, stepping random actions;
+* start-up: launch to the first line of ``python main.py`` against ``python -c "import torch"``.
+
+Needs the ``[bench]`` extra (stable-baselines3) for the SB3 column. Example:
+``python benchmarks/throughput.py --reps 3`` (about 15 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Workload:
+    env_id: str
+    num_envs: int
+    num_steps: int
+    epochs: int
+    minibatches: int
+    lr: float
+    steps: int  # env steps per run
+    normalise: bool = False
+    sb3: bool = True  # whether SB3 runs it (its Atari pipeline differs from ours: not compared)
+    extra: list[str] = field(default_factory=list)
+
+    def our_flags(self) -> list[str]:
+        norm = ["--norm-obs", "--norm-reward"] if self.normalise else ["--no-norm-obs", "--no-norm-reward"]
+        return ["--env-name", self.env_id, "--num-processes", str(self.num_envs), "--num-steps", str(self.num_steps),
+                "--ppo-epoch", str(self.epochs), "--num-mini-batch", str(self.minibatches), "--lr", str(self.lr),
+                "--gamma", "0.99", "--gae-lambda", "0.95", "--entropy-coef", "0", "--clip-param", "0.2",
+                "--value-loss-coef", "0.5", "--max-grad-norm", "0.5", "--norm-adv", "--no-clip-value-loss",
+                "--no-use-linear-lr-decay", "--num-env-steps", str(self.steps), "--num-threads", "1", *norm,
+                *self.extra]  # fmt: skip
+
+
+WORKLOADS = {
+    "cartpole": Workload("CartPole-v1", 8, 128, 4, 4, 2.5e-4, 65_536),
+    "halfcheetah": Workload("HalfCheetah-v5", 1, 2048, 10, 32, 3e-4, 20_480, normalise=True),
+    "halfcheetah-x8": Workload("HalfCheetah-v5", 8, 256, 10, 32, 3e-4, 20_480, normalise=True, sb3=False),
+    "pong": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False),
+}
+
+
+def run_ours(workload: Workload, extra: list[str]) -> tuple[float, float]:
+    """(training SPS, median rollout SPS) of one main.py run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, os.path.join(ROOT, "main.py"), *workload.our_flags(), *extra, "--log-interval", "1",
+                "--log-dir", os.path.join(tmp, "runs"), "--save-dir", os.path.join(tmp, "models")]  # fmt: skip
+        subprocess.run(argv, check=True, capture_output=True, cwd=ROOT)
+        (path,) = glob.glob(os.path.join(tmp, "runs", "*", "progress.csv"))
+        rows = list(csv.DictReader(open(path)))
+    rollout = statistics.median(float(row["charts/rollout_SPS"]) for row in rows)
+    return float(rows[-1]["charts/SPS"]), rollout
+
+
+def run_sb3(workload: Workload) -> float:
+    """SPS of SB3's ``learn`` in a fresh process (so imports and threads are its own)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--sb3-worker", json.dumps(workload.__dict__)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def sb3_worker(spec: str) -> None:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    torch.set_num_threads(1)
+    w = Workload(**json.loads(spec))
+    envs = make_vec_env(lambda: gym.make(w.env_id), n_envs=w.num_envs, seed=1, vec_env_cls=DummyVecEnv)
+    if w.normalise:
+        envs = VecNormalize(envs, norm_obs=True, norm_reward=True, gamma=0.99)
+    model = PPO(
+        "MlpPolicy",
+        envs,
+        learning_rate=w.lr,
+        n_steps=w.num_steps,
+        batch_size=w.num_envs * w.num_steps // w.minibatches,
+        n_epochs=w.epochs,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh},
+        device="cpu",
+        seed=1,
+    )
+    start = time.perf_counter()
+    model.learn(total_timesteps=w.steps)
+    print(w.steps / (time.perf_counter() - start))
+
+
+def env_limit(workload: Workload, seconds: float = 5.0) -> float:
+    """Steps/s of our vector env (main.py's ``auto`` choice) stepping random actions."""
+    code = (
+        "import sys, time, numpy as np\n"
+        "from a2c_ppo.envs import make_vec_envs\n"
+        f"envs = make_vec_envs({workload.env_id!r}, {workload.num_envs}, vec_env='auto', "
+        f"norm_obs={workload.normalise}, norm_reward={workload.normalise})\n"
+        "envs.reset(seed=0); envs.action_space.seed(0)\n"
+        "actions = [envs.action_space.sample() for _ in range(64)]\n"
+        "for i in range(20): envs.step(actions[i % 64])\n"
+        "n, start = 0, time.perf_counter()\n"
+        f"while time.perf_counter() - start < {seconds}:\n"
+        "    envs.step(actions[n % 64]); n += 1\n"
+        f"print(n * {workload.num_envs} / (time.perf_counter() - start)); envs.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def first_line_seconds(argv: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    elapsed = time.perf_counter() - start
+    proc.kill()
+    proc.wait()
+    return elapsed
+
+
+def startup(reps: int) -> tuple[float, float]:
+    """Median seconds to the first line of ``python main.py`` and to ``import torch``."""
+    ours, floor = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        main = [sys.executable, os.path.join(ROOT, "main.py"), "--log-dir", tmp, "--save-dir", tmp]
+        torch_only = [sys.executable, "-c", "import torch; print('ok')"]
+        for _ in range(reps):
+            ours.append(first_line_seconds(main))
+            floor.append(first_line_seconds(torch_only))
+    return statistics.median(ours), statistics.median(floor)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (medians are reported)")
+    parser.add_argument("--our-flags", default="", help="extra main.py flags for our runs, e.g. '--overlap off'")
+    parser.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 column")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every run's env steps (smoke tests)")
+    parser.add_argument("--sb3-worker", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.sb3_worker:
+        sb3_worker(opts.sb3_worker)
+        return
+    extra = opts.our_flags.split()
+    print(f"{'workload':<15} | {'ours SPS':>9} | {'rollout SPS':>11} | {'SB3 SPS':>8} | {'ours/SB3':>8} | "
+          f"{'env limit':>9} | {'ours/limit':>10} | {'rollout/limit':>13}")  # fmt: skip
+    for name in opts.workloads:
+        w = WORKLOADS[name]
+        batch = w.num_envs * w.num_steps
+        w.steps = max(batch, int(w.steps * opts.scale) // batch * batch)
+        ours, rollouts, sb3, limits = [], [], [], []
+        for _ in range(opts.reps):
+            sps, rollout = run_ours(w, extra)
+            ours.append(sps)
+            rollouts.append(rollout)
+            if w.sb3 and not opts.no_sb3:
+                sb3.append(run_sb3(w))
+            limits.append(env_limit(w))
+        o, r, lim = statistics.median(ours), statistics.median(rollouts), statistics.median(limits)
+        s = statistics.median(sb3) if sb3 else float("nan")
+        print(f"{name:<15} | {o:>9,.0f} | {r:>11,.0f} | {s:>8,.0f} | {o / s:>7.2f}x | {lim:>9,.0f} | "
+              f"{o / lim:>9.2f}x | {r / lim:>12.2f}x", flush=True)  # fmt: skip
+    ours_start, torch_start = startup(max(opts.reps, 3))
+    print(f"\nstart-up: first line of main.py {ours_start:.2f} s, import torch {torch_start:.2f} s, "
+          f"ratio {ours_start / torch_start:.2f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
