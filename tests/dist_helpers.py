@@ -1,0 +1,137 @@
+"""Launchers for data-parallel tests on loopback: ranks in spawned processes, or torchrun.
+
+Every launch has a deadline; whatever is still alive at the deadline is killed, so a test
+that hangs in a collective fails instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+LOOPBACK_ENV = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def param_hash(module: torch.nn.Module) -> str:
+    """A digest of the exact bytes of every parameter and buffer."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _rank_main(fn: Callable[..., Any], rank: int, world_size: int, port: int, out_dir: str, args: tuple) -> None:
+    os.environ.update(LOOPBACK_ENV)
+    os.environ.update(
+        {"MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)}
+    )
+    result = fn(*args)
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+@dataclass
+class RankRun:
+    exitcodes: list[int | None]  # None: still running at the deadline (then killed)
+    results: list[Any]  # what each rank's function returned (None where it did not finish)
+    elapsed_s: float
+
+
+def run_ranks(fn: Callable[..., Any], world_size: int, out_dir: str, *args: Any, deadline_s: float = 60.0) -> RankRun:
+    """Runs ``fn(*args)`` in ``world_size`` spawned processes set up like torchrun's ranks
+    (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT on 127.0.0.1); ``fn`` must be importable."""
+    ctx = mp.get_context("spawn")
+    port = free_port()
+    procs = [
+        ctx.Process(target=_rank_main, args=(fn, rank, world_size, port, out_dir, args)) for rank in range(world_size)
+    ]
+    start = time.monotonic()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(max(0.0, deadline_s - (time.monotonic() - start)))
+    elapsed = time.monotonic() - start
+    exitcodes = [p.exitcode for p in procs]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+    results = []
+    for rank in range(world_size):
+        path = os.path.join(out_dir, f"rank{rank}.pt")
+        results.append(torch.load(path, weights_only=False) if os.path.exists(path) else None)
+    return RankRun(exitcodes, results, elapsed)
+
+
+def torchrun(script_args: list[str], torchrun_args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Starts ``python -m torch.distributed.run <torchrun_args> <script_args>`` in its own
+    process group (so a test can kill the whole tree); wait on it with ``finish``."""
+    full_env = {**os.environ, **LOOPBACK_ENV, "PYTHONPATH": os.getcwd(), **(env or {})}
+    full_env.pop("MASTER_PORT", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun_args, *script_args]
+    return subprocess.Popen(
+        cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def finish(proc: subprocess.Popen, deadline_s: float) -> tuple[int | None, str]:
+    """Waits for a ``torchrun`` launch; kills its process group at the deadline.
+    Returns (exit code, None if killed at the deadline; combined output)."""
+    try:
+        out, _ = proc.communicate(timeout=deadline_s)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, _ = proc.communicate()
+        return None, out
+
+
+def alive(pids: list[int]) -> list[int]:
+    """The pids among ``pids`` that still run (zombies count as gone)."""
+    running = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
+PID_DIR_VARIABLE = "A2C_PPO_DIST_TEST_PID_DIR"
+RAISE_AT_VARIABLE = "A2C_PPO_DIST_TEST_RAISE_AT"
+
+
+def make_pid_env():
+    """A CounterEnv (for ``make_vec_envs("tests.dist_helpers:make_pid_env", ...)``) that leaves
+    its process's pid in ``$A2C_PPO_DIST_TEST_PID_DIR`` and raises at step
+    ``$A2C_PPO_DIST_TEST_RAISE_AT`` when that is set."""
+    from tests.envs_for_tests import CounterEnv
+
+    pid_dir = os.environ.get(PID_DIR_VARIABLE)
+    if pid_dir:
+        open(os.path.join(pid_dir, str(os.getpid())), "w").close()
+    raise_at = os.environ.get(RAISE_AT_VARIABLE)
+    return CounterEnv(raise_at=int(raise_at) if raise_at else None)
+
+
+def recorded_pids(pid_dir: str) -> list[int]:
+    return [int(name) for name in os.listdir(pid_dir)]
