@@ -7,22 +7,28 @@ over action dimensions), ``entropy()`` is ``(B,)`` and ``mode()`` is the determi
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from a2c_ppo.init import init_orthogonal
 
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def sample_categorical(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logits (B, K)`` -> action ``(B, 1)`` long (sampled, or the argmax) and its log-prob ``(B, 1)``."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    action = log_p.argmax(dim=-1, keepdim=True) if deterministic else torch.multinomial(log_p.exp(), 1)
+    return action, log_p.gather(-1, action)
+
 
 class FixedCategorical(torch.distributions.Categorical):
-    def sample(self) -> torch.Tensor:
-        return super().sample().unsqueeze(-1)
-
     def log_probs(self, actions: torch.Tensor) -> torch.Tensor:
         return super().log_prob(actions.squeeze(-1)).unsqueeze(-1)
-
-    def mode(self) -> torch.Tensor:
-        return self.probs.argmax(dim=-1, keepdim=True)
 
 
 class FixedNormal(torch.distributions.Normal):
@@ -32,9 +38,6 @@ class FixedNormal(torch.distributions.Normal):
     def entropy(self) -> torch.Tensor:
         return super().entropy().sum(-1)
 
-    def mode(self) -> torch.Tensor:
-        return self.mean
-
 
 class FixedBernoulli(torch.distributions.Bernoulli):
     def log_probs(self, actions: torch.Tensor) -> torch.Tensor:
@@ -42,9 +45,6 @@ class FixedBernoulli(torch.distributions.Bernoulli):
 
     def entropy(self) -> torch.Tensor:
         return super().entropy().sum(-1)
-
-    def mode(self) -> torch.Tensor:
-        return (self.probs > 0.5).float()
 
 
 class MultiCategoricalDistribution:
@@ -56,18 +56,18 @@ class MultiCategoricalDistribution:
             for chunk in torch.split(logits, nvec, dim=-1)
         ]
 
-    def sample(self) -> torch.Tensor:
-        return torch.stack([d.sample() for d in self.dists], dim=-1)
-
-    def mode(self) -> torch.Tensor:
-        return torch.stack([d.probs.argmax(dim=-1) for d in self.dists], dim=-1)
-
     def log_probs(self, actions: torch.Tensor) -> torch.Tensor:
         parts = [d.log_prob(a) for d, a in zip(self.dists, actions.unbind(-1))]
         return torch.stack(parts, dim=-1).sum(-1, keepdim=True)
 
     def entropy(self) -> torch.Tensor:
         return torch.stack([d.entropy() for d in self.dists], dim=-1).sum(-1)
+
+
+# Every head has two paths: ``forward(x)`` returns a torch distribution for
+# ``evaluate_actions`` (exact log-probs and entropies, with gradients), and
+# ``act(x, deterministic)`` returns ``(action (B, A), log_prob (B, 1))`` computed directly,
+# without building distribution objects: it runs at every env step.
 
 
 class CategoricalHead(nn.Module):
@@ -78,6 +78,21 @@ class CategoricalHead(nn.Module):
     def forward(self, x: torch.Tensor) -> FixedCategorical:
         return FixedCategorical(logits=self.linear(x), validate_args=False)
 
+    def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return sample_categorical(self.linear(x), deterministic)
+
+
+class LogStd(nn.Module):
+    """A learned, state-independent log-std ``(A,)`` broadcast to ``(B, A)``: a bias-only layer
+    (K-FAC factors it as one)."""
+
+    def __init__(self, num_outputs: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(num_outputs))
+
+    def forward(self, mean: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand_as(mean)
+
 
 class DiagGaussianHead(nn.Module):
     """Gaussian with a state-dependent mean and a state-independent, learned log-std."""
@@ -85,11 +100,19 @@ class DiagGaussianHead(nn.Module):
     def __init__(self, num_inputs: int, num_outputs: int) -> None:
         super().__init__()
         self.mean = init_orthogonal(nn.Linear(num_inputs, num_outputs), gain=0.01)
-        self.log_std = nn.Parameter(torch.zeros(num_outputs))
+        self.log_std = LogStd(num_outputs)
 
     def forward(self, x: torch.Tensor) -> FixedNormal:
         mean = self.mean(x)
-        return FixedNormal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
+        return FixedNormal(mean, self.log_std(mean).exp(), validate_args=False)
+
+    def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.mean(x)
+        log_std = self.log_std(mean)
+        noise = torch.zeros_like(mean) if deterministic else torch.randn_like(mean)
+        # action = mean + std * noise, so (action - mean) / std is the noise itself.
+        log_prob = (-0.5 * noise.pow(2) - log_std - LOG_SQRT_2PI).sum(-1, keepdim=True)
+        return mean + log_std.exp() * noise, log_prob
 
 
 class BernoulliHead(nn.Module):
@@ -100,6 +123,12 @@ class BernoulliHead(nn.Module):
     def forward(self, x: torch.Tensor) -> FixedBernoulli:
         return FixedBernoulli(logits=self.linear(x), validate_args=False)
 
+    def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.linear(x)
+        action = (logits > 0).float() if deterministic else torch.bernoulli(torch.sigmoid(logits))
+        log_prob = -F.binary_cross_entropy_with_logits(logits, action, reduction="none")
+        return action, log_prob.sum(-1, keepdim=True)
+
 
 class MultiCategoricalHead(nn.Module):
     def __init__(self, num_inputs: int, nvec: list[int]) -> None:
@@ -109,6 +138,11 @@ class MultiCategoricalHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> MultiCategoricalDistribution:
         return MultiCategoricalDistribution(self.linear(x), self.nvec)
+
+    def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [sample_categorical(chunk, deterministic) for chunk in torch.split(self.linear(x), self.nvec, dim=-1)]
+        actions, log_probs = zip(*parts)
+        return torch.cat(actions, dim=-1), torch.cat(log_probs, dim=-1).sum(-1, keepdim=True)
 
 
 def make_head(action_space: gym.Space, num_inputs: int) -> nn.Module:

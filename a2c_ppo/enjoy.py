@@ -79,7 +79,13 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             if checkpoint["normalization"]:
                 envs.envs.load_state_dict(checkpoint["normalization"])
             envs.envs.eval()
-        policy = make_policy(envs.observation_space, envs.action_space, config)
+        policy = make_policy(
+            envs.observation_space,
+            envs.action_space,
+            hidden_size=config.hidden_size,
+            recurrent=config.recurrent_policy,
+            rnn_type=config.recurrent_type,
+        )
         policy.load_state_dict(checkpoint["model"])
         policy.eval()
         seed = args.seed if args.seed is not None else config.seed + REPLAY_SEED_OFFSET

@@ -245,14 +245,18 @@ class Policy(nn.Module):
     def recurrent_hidden_state_size(self) -> int:
         return self.base.recurrent_hidden_state_size
 
+    @torch.no_grad()
     def act(
         self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> value (B, 1), action (B, A), log_prob (B, 1), rnn_hxs (N, H)."""
+        """-> value (B, 1), action (B, A), log_prob (B, 1), rnn_hxs (N, H).
+
+        The per-step acting path: no autograd graph (``evaluate_actions`` is the
+        differentiable path) and no distribution objects (the head samples directly).
+        """
         value, features, rnn_hxs = self.base(obs, rnn_hxs, masks)
-        dist = self.dist(features)
-        action = dist.mode() if deterministic else dist.sample()
-        return value, action, dist.log_probs(action), rnn_hxs
+        action, log_prob = self.dist.act(features, deterministic)
+        return value, action, log_prob, rnn_hxs
 
     def get_value(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """-> value (B, 1)."""
@@ -268,15 +272,15 @@ class Policy(nn.Module):
         return value, dist.log_probs(action), dist.entropy(), rnn_hxs
 
 
-def make_policy(obs_space: gym.Space, action_space: gym.Space, config: Any) -> Policy:
-    """The Policy a run's flags describe (``config``: the argparse Namespace).
-
-    Reads ``hidden_size``, ``recurrent_policy`` and ``recurrent_type``; missing ones (older
-    configs) fall back to their defaults.
-    """
-    base_kwargs = {
-        "hidden_size": getattr(config, "hidden_size", None),
-        "recurrent": bool(getattr(config, "recurrent_policy", False)),
-        "rnn_type": getattr(config, "recurrent_type", None) or "gru",
-    }
+def make_policy(
+    obs_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hidden_size: int | None = None,
+    recurrent: bool = False,
+    rnn_type: str = "gru",
+) -> Policy:
+    """The Policy for these spaces: an MLP or Nature-CNN base (``hidden_size`` None: its
+    default width), optionally recurrent (``rnn_type`` gru or lstm), and the action head."""
+    base_kwargs = {"hidden_size": hidden_size, "recurrent": recurrent, "rnn_type": rnn_type}
     return Policy(obs_space, action_space, base_kwargs=base_kwargs)

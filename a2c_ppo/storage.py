@@ -127,29 +127,33 @@ class RolloutStorage:
                 ret = self.rewards[t] + gamma * torch.where(done[t], next_values[t], ret)
                 self.returns[t] = ret
 
-    def feed_forward_generator(self, advantages: torch.Tensor, num_mini_batch: int) -> Iterator[Minibatch]:
-        """``num_mini_batch`` random minibatches of ``T*N // num_mini_batch`` samples; they cover
-        every sample exactly once when ``num_mini_batch`` divides ``T*N`` (the flags ensure
-        it), else the remainder is left out of this epoch."""
+    def feed_forward_generator(
+        self, advantages: torch.Tensor, num_mini_batch: int, num_epochs: int = 1
+    ) -> Iterator[Minibatch]:
+        """``num_epochs`` passes of ``num_mini_batch`` random minibatches of ``T*N // num_mini_batch``
+        samples; each pass covers every sample exactly once when ``num_mini_batch`` divides
+        ``T*N`` (the flags ensure it), else the remainder is left out of that pass. The
+        flattened views are built once for all passes."""
         T, N = self.num_steps, self.num_processes
         batch_size = T * N
         if batch_size < num_mini_batch:
             raise ValueError(f"batch of {batch_size} samples cannot make {num_mini_batch} minibatches")
         mini_batch_size = batch_size // num_mini_batch
-        flat = {
-            "obs": self.obs[:-1].reshape(batch_size, *self.obs.shape[2:]),
-            "recurrent_hidden_states": self.recurrent_hidden_states[:-1].reshape(batch_size, -1),
-            "actions": self.actions.reshape(batch_size, -1),
-            "value_preds": self.value_preds[:-1].reshape(batch_size, 1),
-            "returns": self.returns.reshape(batch_size, 1),
-            "masks": self.masks[:-1].reshape(batch_size, 1),
-            "old_action_log_probs": self.action_log_probs.reshape(batch_size, 1),
-            "advantages": advantages.reshape(batch_size, 1),
-        }
-        perm = torch.randperm(batch_size, device=self.rewards.device)
-        for k in range(num_mini_batch):
-            idx = perm[k * mini_batch_size : (k + 1) * mini_batch_size]
-            yield Minibatch(**{name: tensor[idx] for name, tensor in flat.items()})
+        flat = Minibatch(
+            obs=self.obs[:-1].reshape(batch_size, *self.obs.shape[2:]),
+            recurrent_hidden_states=self.recurrent_hidden_states[:-1].reshape(batch_size, -1),
+            actions=self.actions.reshape(batch_size, -1),
+            value_preds=self.value_preds[:-1].reshape(batch_size, 1),
+            returns=self.returns.reshape(batch_size, 1),
+            masks=self.masks[:-1].reshape(batch_size, 1),
+            old_action_log_probs=self.action_log_probs.reshape(batch_size, 1),
+            advantages=advantages.reshape(batch_size, 1),
+        )
+        for _ in range(num_epochs):
+            perm = torch.randperm(batch_size, device=self.rewards.device)
+            for k in range(num_mini_batch):
+                idx = perm[k * mini_batch_size : (k + 1) * mini_batch_size]
+                yield Minibatch(*(tensor[idx] for tensor in flat))
 
     def recurrent_chunks(self, chunk_length: int | None = None) -> tuple[int, int]:
         """``(L, number of chunks)`` for sequences of ``chunk_length`` (None: the storage's)."""
@@ -160,9 +164,10 @@ class RolloutStorage:
         return L, N * (T // L)
 
     def recurrent_generator(
-        self, advantages: torch.Tensor, num_mini_batch: int, chunk_length: int | None = None
+        self, advantages: torch.Tensor, num_mini_batch: int, chunk_length: int | None = None, num_epochs: int = 1
     ) -> Iterator[Minibatch]:
-        """Minibatches of whole sequences for a recurrent policy, each sample exactly once.
+        """``num_epochs`` passes of minibatches of whole sequences for a recurrent policy, each
+        sample exactly once per pass.
 
         Every env column of T steps is cut into T / L chunks of L consecutive steps (L =
         ``chunk_length``, else the storage's ``recurrent_chunk_length``, else T: whole
@@ -180,26 +185,31 @@ class RolloutStorage:
                 f"{num_mini_batch} minibatches; use a shorter chunk length, more envs or fewer minibatches"
             )
         device = self.rewards.device
-        perm = torch.randperm(num_chunks, device=device)
         steps = torch.arange(L, device=device).view(L, 1)
-        for chunk_ids in torch.tensor_split(perm, num_mini_batch):
-            n = chunk_ids.numel()
-            env = chunk_ids % N
-            start = (chunk_ids // N) * L
-            t_idx = start.view(1, n) + steps  # (L, n)
-            e_idx = env.view(1, n).expand(L, n)
+        for _ in range(num_epochs):
+            perm = torch.randperm(num_chunks, device=device)
+            for chunk_ids in torch.tensor_split(perm, num_mini_batch):
+                env = chunk_ids % N
+                start = (chunk_ids // N) * L
+                yield self._sequences(advantages, start.view(1, -1) + steps, env, start)
 
-            def seq(tensor: torch.Tensor) -> torch.Tensor:
-                out = tensor[t_idx, e_idx]  # (L, n, ...)
-                return out.reshape(L * n, *tensor.shape[2:])
+    def _sequences(
+        self, advantages: torch.Tensor, t_idx: torch.Tensor, env: torch.Tensor, start: torch.Tensor
+    ) -> Minibatch:
+        """The minibatch of the n chunks at times ``t_idx (L, n)`` of env columns ``env (n,)``."""
+        L, n = t_idx.shape
+        e_idx = env.view(1, n).expand(L, n)
 
-            yield Minibatch(
-                obs=seq(self.obs),
-                recurrent_hidden_states=self.recurrent_hidden_states[start, env],
-                actions=seq(self.actions),
-                value_preds=seq(self.value_preds),
-                returns=seq(self.returns),
-                masks=seq(self.masks),
-                old_action_log_probs=seq(self.action_log_probs),
-                advantages=seq(advantages),
-            )
+        def seq(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor[t_idx, e_idx].reshape(L * n, *tensor.shape[2:])  # (L, n, ...) time-major
+
+        return Minibatch(
+            obs=seq(self.obs),
+            recurrent_hidden_states=self.recurrent_hidden_states[start, env],
+            actions=seq(self.actions),
+            value_preds=seq(self.value_preds),
+            returns=seq(self.returns),
+            masks=seq(self.masks),
+            old_action_log_probs=seq(self.action_log_probs),
+            advantages=seq(advantages),
+        )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from a2c_ppo.algo import A2C, ACKTR, PPO
+from a2c_ppo.algo import A2C, ACKTR, PPO, KFACOptimizer, make_rmsprop
 from a2c_ppo.algo.common import set_learning_rate
 from a2c_ppo.checkpoint import check_spaces, checkpoint_path, load_checkpoint, save_checkpoint, set_rng_state
 from a2c_ppo.distributions import action_shape
@@ -69,15 +69,16 @@ def make_agent(args: argparse.Namespace, policy: Policy) -> PPO | A2C | ACKTR:
     common = {
         "value_loss_coef": args.value_loss_coef,
         "entropy_coef": args.entropy_coef,
-        "lr": args.lr,
         "norm_adv": args.norm_adv,
     }
     if args.algo == "acktr":
-        return ACKTR(policy, **common)
+        return ACKTR(policy, KFACOptimizer(policy, lr=args.lr), **common)
     if args.algo == "a2c":
-        return A2C(policy, eps=args.eps, alpha=args.alpha, max_grad_norm=args.max_grad_norm, **common)
+        optimizer = make_rmsprop(policy.parameters(), lr=args.lr, eps=args.eps, alpha=args.alpha)
+        return A2C(policy, optimizer, max_grad_norm=args.max_grad_norm, **common)
     return PPO(
         policy,
+        lr=args.lr,
         clip_param=args.clip_param,
         ppo_epoch=args.ppo_epoch,
         num_mini_batch=args.num_mini_batch,
@@ -119,7 +120,13 @@ def run(args: argparse.Namespace) -> TrainResult:
     eval_envs: TorchVecEnv | None = None
     logger: Logger | None = None
     try:
-        policy = make_policy(envs.observation_space, envs.action_space, args).to(device)
+        policy = make_policy(
+            envs.observation_space,
+            envs.action_space,
+            hidden_size=args.hidden_size,
+            recurrent=args.recurrent_policy,
+            rnn_type=args.recurrent_type,
+        ).to(device)
         agent = make_agent(args, policy)
         start_update, env_steps = 0, 0
         if checkpoint is not None:

@@ -1,4 +1,5 @@
-"""Policy heads: act and evaluate_actions agree, and log-probs match the formulas."""
+"""Policy heads: the lean act path samples the same distributions evaluate_actions scores,
+and log-probs match the formulas."""
 
 import math
 
@@ -38,11 +39,11 @@ def test_gaussian_log_prob_and_entropy_match_formula():
     torch.manual_seed(0)
     policy = Policy(OBS_SPACE, ACTION_SPACES["box"])
     with torch.no_grad():
-        policy.dist.log_std.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        policy.dist.log_std.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
     obs, action = torch.randn(4, 5), torch.randn(4, 3)
     _, log_prob, entropy, _ = policy.evaluate_actions(obs, torch.zeros(4, 1), torch.ones(4, 1), action)
     _, features, _ = policy.base(obs, None, None)
-    mean, log_std = policy.dist.mean(features), policy.dist.log_std
+    mean, log_std = policy.dist.mean(features), policy.dist.log_std.bias
     expected = (-((action - mean) ** 2) / (2 * torch.exp(2 * log_std)) - log_std - 0.5 * math.log(2 * math.pi)).sum(
         -1, keepdim=True
     )
@@ -62,3 +63,76 @@ def test_categorical_log_prob_is_log_softmax_and_mode_is_argmax():
     torch.testing.assert_close(log_prob, torch.log_softmax(logits, -1).gather(1, action))
     _, det_action, _, _ = policy.act(obs, torch.zeros(6, 1), torch.ones(6, 1), deterministic=True)
     torch.testing.assert_close(det_action, logits.argmax(-1, keepdim=True))
+
+
+def torch_distribution(kind: str, logits: torch.Tensor, log_std: torch.Tensor | None = None):
+    """The reference torch.distributions object (with argument validation) for a head's outputs."""
+    if kind == "discrete":
+        return torch.distributions.Categorical(logits=logits)
+    if kind == "box":
+        return torch.distributions.Independent(torch.distributions.Normal(logits, log_std.exp()), 1)
+    return torch.distributions.Independent(torch.distributions.Bernoulli(logits=logits), 1)
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box", "multibinary"])
+def test_lean_act_log_prob_matches_torch_distributions(kind):
+    torch.manual_seed(0)
+    head = Policy(OBS_SPACE, ACTION_SPACES[kind]).dist
+    with torch.no_grad():
+        if kind == "box":
+            head.log_std.bias.copy_(torch.tensor([0.5, -1.0, 0.2]))
+        x = torch.randn(64, 64)
+        action, log_prob = head.act(x, deterministic=False)
+        params = head.mean(x) if kind == "box" else head.linear(x)
+        reference = torch_distribution(kind, params, head.log_std.bias if kind == "box" else None)
+        expected = reference.log_prob(action.squeeze(-1) if kind == "discrete" else action)
+    torch.testing.assert_close(log_prob, expected.unsqueeze(-1), atol=1e-5, rtol=1e-5)
+
+
+def test_lean_multidiscrete_log_prob_is_the_sum_over_dimensions():
+    torch.manual_seed(0)
+    head = Policy(OBS_SPACE, ACTION_SPACES["multidiscrete"]).dist
+    with torch.no_grad():
+        head.linear.weight.normal_()
+        x = torch.randn(16, 64)
+        action, log_prob = head.act(x, deterministic=False)
+        chunks = torch.split(head.linear(x), [2, 3, 4], dim=-1)
+        expected = sum(torch.distributions.Categorical(logits=c).log_prob(a) for c, a in zip(chunks, action.unbind(-1)))
+    torch.testing.assert_close(log_prob, expected.unsqueeze(-1))
+
+
+def test_lean_samples_have_the_distribution_statistics():
+    """Categorical frequencies and Gaussian mean / std of 20000 draws from fixed parameters."""
+    torch.manual_seed(0)
+    categorical = Policy(OBS_SPACE, gym.spaces.Discrete(3)).dist
+    gaussian = Policy(OBS_SPACE, gym.spaces.Box(-1, 1, (2,), np.float32)).dist
+    n = 20000
+    with torch.no_grad():
+        categorical.linear.weight.zero_()
+        categorical.linear.bias.copy_(torch.log(torch.tensor([0.2, 0.3, 0.5])))
+        action, _ = categorical.act(torch.zeros(n, 64), deterministic=False)
+        freq = torch.bincount(action.squeeze(-1), minlength=3).float() / n
+        torch.testing.assert_close(freq, torch.tensor([0.2, 0.3, 0.5]), atol=0.015, rtol=0)
+
+        gaussian.mean.weight.zero_()
+        gaussian.mean.bias.copy_(torch.tensor([1.0, -2.0]))
+        gaussian.log_std.bias.copy_(torch.log(torch.tensor([0.5, 2.0])))
+        action, _ = gaussian.act(torch.zeros(n, 64), deterministic=False)
+        torch.testing.assert_close(action.mean(0), torch.tensor([1.0, -2.0]), atol=0.05, rtol=0)
+        torch.testing.assert_close(action.std(0), torch.tensor([0.5, 2.0]), atol=0, rtol=0.03)
+        mode, mode_log_prob = gaussian.act(torch.zeros(1, 64), deterministic=True)
+        torch.testing.assert_close(mode, torch.tensor([[1.0, -2.0]]))
+        expected = torch.distributions.Normal(torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0]))
+        torch.testing.assert_close(mode_log_prob, expected.log_prob(mode).sum(-1, keepdim=True))
+
+
+@pytest.mark.parametrize("kind", ACTION_SPACES)
+def test_act_is_deterministic_for_a_seed_and_carries_no_graph(kind):
+    policy = Policy(OBS_SPACE, ACTION_SPACES[kind])
+    obs, hxs, masks = torch.randn(8, 5), torch.zeros(8, 1), torch.ones(8, 1)
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        outputs.append(policy.act(obs, hxs, masks))
+    for first, second in zip(*outputs):
+        assert torch.equal(first, second) and not first.requires_grad

@@ -11,7 +11,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from a2c_ppo.algo import ACKTR, KFACOptimizer
+from a2c_ppo.algo import ACKTR, KFACConfig, KFACOptimizer
+from a2c_ppo.algo.kfac import layer_params
+from a2c_ppo.distributions import LogStd
 from a2c_ppo.model import MLPBase, Policy
 from tests.helpers import BOX_OBS, rollout_from_policy
 
@@ -31,12 +33,16 @@ def record_stats(opt: KFACOptimizer, model: nn.Module, x: torch.Tensor, labels: 
     return out
 
 
+def kfac(model: nn.Module, lr: float, **config) -> KFACOptimizer:
+    return KFACOptimizer(model, lr=lr, config=KFACConfig(**config))
+
+
 def setup_linear(bias: bool = True, **kwargs):
     torch.manual_seed(0)
     model = nn.Linear(3, 2, bias=bias).double()
     x = torch.randn(7, 3, dtype=torch.float64)
     labels = torch.randint(0, 2, (7,))
-    opt = KFACOptimizer(model, **{"lr": 0.1, "momentum": 0.0, "damping": DAMPING, "kl_clip": 1e9, **kwargs})
+    opt = kfac(model, 0.1, **{"momentum": 0.0, "damping": DAMPING, "kl_clip": 1e9, **kwargs})
     return model, x, labels, opt
 
 
@@ -73,7 +79,7 @@ def test_conv_factors_use_patches_and_sum_output_gradients_over_locations():
     conv = nn.Conv2d(2, 3, kernel_size=2, stride=1, padding=1).double()
     B = 2
     x = torch.randn(B, 2, 3, 3, dtype=torch.float64)
-    opt = KFACOptimizer(conv, lr=0.1, momentum=0.0, damping=DAMPING, kl_clip=1e9)
+    opt = kfac(conv, 0.1, momentum=0.0, damping=DAMPING, kl_clip=1e9)
     with opt.recording():
         out = conv(x)
     R = torch.randn_like(out)  # loss_b = <out_b, R_b>: d loss_b / d out_b = R_b
@@ -102,7 +108,7 @@ def test_preconditioned_gradient_equals_the_damped_kronecker_closed_form(layer):
         x = torch.randn(7, 3, dtype=torch.float64)
         module = model
     lr = 0.1
-    opt = KFACOptimizer(model, lr=lr, momentum=0.0, damping=DAMPING, kl_clip=1e9)
+    opt = kfac(model, lr, momentum=0.0, damping=DAMPING, kl_clip=1e9)
     with opt.recording():
         out = model(x)
     labels = torch.randint(0, out.shape[1], (x.shape[0],))
@@ -129,9 +135,9 @@ def test_preconditioned_gradient_equals_the_damped_kronecker_closed_form(layer):
 
 def applied_kl(opt: KFACOptimizer, module: nn.Module, before: list[torch.Tensor]) -> float:
     """0.5 delta^T (G (x) A + damping I) delta of the update just applied, from the factors."""
-    params = [module.weight] + ([module.bias] if module.bias is not None else [])
-    delta = torch.cat([(p.detach() - b).reshape(module.weight.shape[0], -1) for p, b in zip(params, before)], 1)
-    state = opt.state[module.weight]
+    params = layer_params(module)
+    delta = torch.cat([(p.detach() - b).reshape(p.shape[0], -1) for p, b in zip(params, before)], 1)
+    state = opt.state[params[0]]
     return 0.5 * (delta.reshape(-1) @ damped_fisher(state["A"], state["G"]) @ delta.reshape(-1)).item()
 
 
@@ -139,7 +145,7 @@ def applied_kl(opt: KFACOptimizer, module: nn.Module, before: list[torch.Tensor]
 def test_step_respects_the_kl_clip(momentum):
     model, x, labels, _ = setup_linear()
     kl_clip = 1e-4
-    opt = KFACOptimizer(model, lr=0.5, momentum=momentum, damping=DAMPING, kl_clip=kl_clip, inverse_interval=1)
+    opt = kfac(model, 0.5, momentum=momentum, damping=DAMPING, kl_clip=kl_clip, inverse_interval=1)
     for _ in range(3):  # later steps carry momentum
         out = record_stats(opt, model, x, labels)
         opt.zero_grad()
@@ -174,7 +180,7 @@ class LinearWithLogStd(nn.Module):
 def test_parameters_outside_linear_and_conv_get_sgd_momentum_scaled_by_the_clip():
     torch.manual_seed(0)
     model = LinearWithLogStd()
-    opt = KFACOptimizer(model, lr=0.5, momentum=0.9, damping=DAMPING, kl_clip=1e-5)
+    opt = kfac(model, 0.5, momentum=0.9, damping=DAMPING, kl_clip=1e-5)
     assert opt.plain_params == [model.log_std] and opt.modules_ == [model.linear]
     x = torch.randn(7, 3, dtype=torch.float64)
     labels = torch.randint(0, 2, (7,))
@@ -199,12 +205,13 @@ def test_state_dict_round_trips_through_weights_only_load():
 
     train_step(opt, model)
     twin.load_state_dict(model.state_dict())
-    twin_opt = KFACOptimizer(twin, lr=0.1)
+    twin_opt = kfac(twin, 0.1, inverse_interval=3)
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
     buffer.seek(0)
     twin_opt.load_state_dict(torch.load(buffer, weights_only=True))
     assert twin_opt.steps == 1 and twin_opt.param_groups[0]["kl_clip"] == 1e-3
+    assert twin_opt.inverse_interval == 10  # the saved hyper-parameters win
     train_step(opt, model)
     train_step(twin_opt, twin)
     torch.testing.assert_close(twin.weight, model.weight)
@@ -233,16 +240,18 @@ def test_acktr_update_on_a_policy_respects_the_kl_clip(action_space):
     policy = Policy(BOX_OBS, action_space, base=MLPBase(4, hidden_size=6))
     rollouts = rollout_from_policy(policy, BOX_OBS, action_space, T=10, N=4)
     kl_clip = 1e-3
-    agent = ACKTR(policy, value_loss_coef=0.5, entropy_coef=0.01, lr=0.25, kl_clip=kl_clip)
+    optimizer = KFACOptimizer(policy, lr=0.25, config=KFACConfig(kl_clip=kl_clip))
+    agent = ACKTR(policy, optimizer, value_loss_coef=0.5, entropy_coef=0.01)
     opt = agent.optimizer
-    linears = [m for m in policy.modules() if isinstance(m, nn.Linear)]
-    assert opt.modules_ == linears and len(linears) == 6
-    before = {m: [p.detach().clone() for p in (m.weight, m.bias)] for m in linears}
+    layers = [m for m in policy.modules() if isinstance(m, (nn.Linear, LogStd))]
+    assert opt.modules_ == layers and len(layers) == (7 if isinstance(action_space, gym.spaces.Box) else 6)
+    assert not opt.plain_params
+    before = {m: [p.detach().clone() for p in layer_params(m)] for m in layers}
     metrics = agent.update(rollouts)
-    assert {"policy_loss", "value_loss", "entropy", "explained_variance", "kl_estimate"} <= set(metrics)
-    # every layer got statistics from the sampled Fisher loss, and the first step's
-    # quadratic KL estimate (summed over layers, from the factors) is within the clip
-    total = sum(applied_kl(opt, m, before[m]) for m in linears)
+    assert {"policy_loss", "value_loss", "entropy", "explained_variance", "kl_estimate", "grad_norm"} <= set(metrics)
+    # every layer (the log-std too) got statistics from the sampled Fisher loss, and the
+    # first step's quadratic KL estimate (summed over layers, from the factors) is within the clip
+    total = sum(applied_kl(opt, m, before[m]) for m in layers)
     assert total == pytest.approx(metrics["kl_estimate"], rel=1e-4)
     assert total <= kl_clip * (1 + 1e-4)
     if opt.last_nu < 1.0:
@@ -258,7 +267,8 @@ def test_acktr_update_on_a_cnn_policy_factors_every_conv_and_linear():
     obs_space = gym.spaces.Box(0, 255, (2, 36, 36), np.uint8)
     policy = Policy(obs_space, gym.spaces.Discrete(3), base=CNNBase((2, 36, 36), hidden_size=16))
     rollouts = image_rollout(policy, obs_space, gym.spaces.Discrete(3), T=4, N=2)
-    agent = ACKTR(policy, value_loss_coef=0.5, entropy_coef=0.01, lr=0.25, kl_clip=1e-3)
+    optimizer = KFACOptimizer(policy, lr=0.25, config=KFACConfig(kl_clip=1e-3))
+    agent = ACKTR(policy, optimizer, value_loss_coef=0.5, entropy_coef=0.01)
     opt = agent.optimizer
     assert sum(isinstance(m, nn.Conv2d) for m in opt.modules_) == 3 and not opt.plain_params
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
@@ -266,3 +276,53 @@ def test_acktr_update_on_a_cnn_policy_factors_every_conv_and_linear():
     assert all("QA" in opt.state[m.weight] for m in opt.modules_)
     assert metrics["kl_estimate"] <= 1e-3 * (1 + 1e-6)
     assert all(not torch.equal(before[n], p.detach()) for n, p in policy.named_parameters())
+
+
+class GaussianModel(nn.Module):
+    """A Gaussian policy's head alone: a linear mean and a state-independent log-std."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mean = nn.Linear(3, 2).double()
+        self.log_std = LogStd(2).double()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.mean(x)
+        return mean, self.log_std(mean)
+
+
+def test_log_std_is_a_bias_only_layer_preconditioned_and_under_the_kl_clip():
+    torch.manual_seed(0)
+    model = GaussianModel()
+    with torch.no_grad():
+        model.log_std.bias.copy_(torch.tensor([0.2, -0.4]))
+    lr, kl_clip = 0.5, 1e-4
+    opt = kfac(model, lr, momentum=0.0, damping=DAMPING, kl_clip=kl_clip)
+    assert opt.modules_ == [model.mean, model.log_std] and not opt.plain_params
+    x = torch.randn(7, 3, dtype=torch.float64)
+    with opt.recording():
+        mean, log_std = model(x)
+    eps = torch.randn(7, 2, dtype=torch.float64)
+    actions = (mean + log_std.exp() * eps).detach()
+    # sampled Fisher loss: the Gaussian negative log-likelihood of actions drawn from the model
+    opt.accumulate_stats((0.5 * ((actions - mean) / log_std.exp()) ** 2 + log_std).sum(-1).mean())
+    g = 1.0 - eps**2  # d(-log p) / d log_std, per sample
+    state = opt.state[model.log_std.bias]
+    torch.testing.assert_close(state["A"], torch.ones(1, 1, dtype=torch.float64))
+    torch.testing.assert_close(state["G"], g.t() @ g / 7)
+
+    opt.zero_grad()
+    (((mean - 1.0) ** 2).mean() + ((log_std - 1.0) ** 2).mean()).backward()
+    grad = model.log_std.bias.grad.clone()
+    before = {m: [p.detach().clone() for p in layer_params(m)] for m in opt.modules_}
+    opt.step()
+    assert opt.last_nu < 1.0
+    # the log-std's step is its damped natural gradient, scaled by the same nu as the mean layer's ...
+    fisher = state["G"] + DAMPING * torch.eye(2, dtype=torch.float64)
+    expected_step = lr * opt.last_nu * torch.linalg.solve(fisher, grad)
+    torch.testing.assert_close(before[model.log_std][0] - model.log_std.bias.detach(), expected_step)
+    # ... and it is part of the KL estimate the clip holds to kl_clip
+    kl_log_std = applied_kl(opt, model.log_std, before[model.log_std])
+    kl_mean = applied_kl(opt, model.mean, before[model.mean])
+    assert kl_log_std > 0.1 * kl_clip
+    assert kl_log_std + kl_mean == pytest.approx(kl_clip, rel=1e-6)

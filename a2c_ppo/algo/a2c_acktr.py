@@ -1,9 +1,10 @@
 """A2C (synchronous advantage actor-critic) and ACKTR (A2C with a K-FAC natural gradient).
 
 Both make exactly one gradient step per rollout over the whole ``T x N`` batch, straight
-from the storage's tensors (no minibatch generator). A recurrent policy is evaluated in
-its sequence mode: the starting hidden state ``(N, H)`` of slot 0 plus the time-major
-flattened observations and masks, so the net sees each environment's real sequence.
+from the storage's tensors (no minibatch generator), with the optimizer they are given:
+RMSprop for A2C (``make_rmsprop``), a ``KFACOptimizer`` for ACKTR. A recurrent policy is
+evaluated in its sequence mode: the starting hidden state ``(N, H)`` of slot 0 plus the
+time-major flattened observations and masks, so the net sees each environment's real sequence.
 
 Loss (same names and definitions as PPO's metrics)::
 
@@ -19,9 +20,15 @@ as in the original algorithms).
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from a2c_ppo.algo.common import explained_variance, rollout_advantages
+from a2c_ppo.algo.common import (
+    Reducer,
+    average_gradients,
+    clip_gradients,
+    explained_variance,
+    finish_metrics,
+    rollout_advantages,
+)
 from a2c_ppo.algo.kfac import KFACOptimizer
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import RolloutStorage
@@ -46,33 +53,37 @@ def evaluate_rollout(actor_critic: Policy, rollouts: RolloutStorage) -> tuple[to
 
 
 class A2C:
-    """Advantage actor-critic with RMSprop; ``update(rollouts)`` makes one gradient step."""
+    """Advantage actor-critic; ``update(rollouts)`` makes one step of ``optimizer``.
+
+    ``max_grad_norm`` None: no clipping. With a ``reducer`` (data-parallel training) the
+    gradient is averaged across ranks before clipping, the advantage statistics are global
+    and the metrics are means over ranks (see ``algo.common``).
+    """
 
     def __init__(
         self,
         actor_critic: Policy,
+        optimizer: torch.optim.Optimizer,
         *,
         value_loss_coef: float,
         entropy_coef: float,
-        lr: float,
-        eps: float = 1e-5,
-        alpha: float = 0.99,
         max_grad_norm: float | None = 0.5,
         norm_adv: bool = False,
+        reducer: Reducer | None = None,
     ) -> None:
         self.actor_critic = actor_critic
+        self.optimizer = optimizer
         self.value_loss_coef = value_loss_coef
         self.entropy_coef = entropy_coef
         self.max_grad_norm = max_grad_norm
         self.norm_adv = norm_adv
-        self.optimizer: torch.optim.Optimizer = self._make_optimizer(lr=lr, eps=eps, alpha=alpha)
-
-    def _make_optimizer(self, *, lr: float, eps: float, alpha: float) -> torch.optim.Optimizer:
-        return torch.optim.RMSprop(self.actor_critic.parameters(), lr=lr, eps=eps, alpha=alpha)
+        self.reducer = reducer
+        self.params = [p for p in actor_critic.parameters() if p.requires_grad]
 
     def _losses(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """0-d losses, and the values (T*N, 1) and log-probs (T*N, 1) they came from."""
         values, log_probs, entropy = evaluate_rollout(self.actor_critic, rollouts)
-        advantages = rollout_advantages(rollouts, self.norm_adv).reshape(-1, 1).detach()
+        advantages = rollout_advantages(rollouts, self.norm_adv, self.reducer).reshape(-1, 1).detach()
         returns = rollouts.returns.reshape(-1, 1)
         losses = {
             "policy_loss": -(advantages * log_probs).mean(),
@@ -81,27 +92,34 @@ class A2C:
         }
         return losses, values, log_probs
 
-    def _total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        return (
+    def _step(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Backpropagate the total loss and take the optimizer's step; returns the pre-clip gradient norm."""
+        loss = (
             losses["policy_loss"] + self.value_loss_coef * losses["value_loss"] - self.entropy_coef * losses["entropy"]
         )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.reducer is not None:
+            average_gradients(self.params, self.reducer)
+        grad_norm = clip_gradients(self.params, self.max_grad_norm)
+        self.optimizer.step()
+        return grad_norm
+
+    def _metrics(
+        self, losses: dict[str, torch.Tensor], grad_norm: torch.Tensor, rollouts: RolloutStorage
+    ) -> dict[str, torch.Tensor]:
+        metrics = {name: value.detach() for name, value in losses.items()}
+        metrics["grad_norm"] = grad_norm
+        metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns)
+        metrics["num_gradient_steps"] = torch.ones((), device=grad_norm.device)
+        return metrics
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
-        """One gradient step on the whole rollout; returns its losses."""
+        """One gradient step on the whole rollout; returns its losses, ``grad_norm`` (pre-clip),
+        ``explained_variance`` and ``num_gradient_steps`` (1) as floats."""
         losses, _, _ = self._losses(rollouts)
-        self.optimizer.zero_grad(set_to_none=True)
-        self._total_loss(losses).backward()
-        if self.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.actor_critic.parameters(), self.max_grad_norm)
-        self.optimizer.step()
-        return self._metrics(losses, rollouts)
-
-    @staticmethod
-    def _metrics(losses: dict[str, torch.Tensor], rollouts: RolloutStorage) -> dict[str, float]:
-        metrics = {name: value.item() for name, value in losses.items()}
-        metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns)
-        metrics["num_gradient_steps"] = 1.0
-        return metrics
+        grad_norm = self._step(losses)
+        return finish_metrics(self._metrics(losses, grad_norm, rollouts), self.reducer)
 
 
 class ACKTR(A2C):
@@ -113,58 +131,43 @@ class ACKTR(A2C):
     rollout) plus the log-likelihood of a value target drawn from N(V(s), 1). The
     gradients it yields are distributed as the model's own, so the K-FAC hooks estimate
     the Fisher from them. Then the real loss is backpropagated and the K-FAC step taken.
-    No gradient-norm clipping: the KL clip bounds the step instead.
-    Recurrent policies are not supported (arguments.validate refuses them).
+    No gradient-norm clipping: the KL clip bounds the step instead (``grad_norm`` reports
+    the raw gradient's norm). Recurrent policies and data-parallel training are refused.
     """
 
     def __init__(
         self,
         actor_critic: Policy,
+        optimizer: KFACOptimizer,
         *,
         value_loss_coef: float,
         entropy_coef: float,
-        lr: float,
         norm_adv: bool = False,
-        momentum: float = 0.9,
-        damping: float = 1e-2,
-        kl_clip: float = 1e-3,
-        stat_decay: float = 0.99,
-        stats_interval: int = 1,
-        inverse_interval: int = 10,
+        reducer: Reducer | None = None,
     ) -> None:
         if actor_critic.is_recurrent:
             raise ValueError("ACKTR does not support recurrent policies (K-FAC has no factors for GRU layers)")
-        self._kfac_kwargs = dict(
-            momentum=momentum,
-            damping=damping,
-            kl_clip=kl_clip,
-            stat_decay=stat_decay,
-            stats_interval=stats_interval,
-            inverse_interval=inverse_interval,
-        )
+        if reducer is not None:
+            raise ValueError("ACKTR under torchrun needs all-reduced K-FAC factors, which are not implemented")
         super().__init__(
             actor_critic,
+            optimizer,
             value_loss_coef=value_loss_coef,
             entropy_coef=entropy_coef,
-            lr=lr,
             max_grad_norm=None,
             norm_adv=norm_adv,
         )
-
-    def _make_optimizer(self, *, lr: float, eps: float, alpha: float) -> KFACOptimizer:
-        return KFACOptimizer(self.actor_critic, lr=lr, **self._kfac_kwargs)
+        self.kfac = optimizer
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
-        optimizer: KFACOptimizer = self.optimizer  # type: ignore[assignment]
-        with optimizer.recording(optimizer.wants_stats()):
+        """Like A2C's, plus ``kl_estimate``: the quadratic KL estimate of the applied (clipped) step."""
+        with self.kfac.recording(self.kfac.wants_stats()):
             losses, values, log_probs = self._losses(rollouts)
-        if optimizer.has_pending_stats():
+        if self.kfac.has_pending_stats():
             noisy_values = values.detach() + torch.randn_like(values)
             fisher_loss = -log_probs.mean() + 0.5 * (values - noisy_values).pow(2).mean()
-            optimizer.accumulate_stats(fisher_loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        self._total_loss(losses).backward()
-        self.optimizer.step()
-        metrics = self._metrics(losses, rollouts)
-        metrics["kl_estimate"] = optimizer.last_kl
-        return metrics
+            self.kfac.accumulate_stats(fisher_loss)
+        grad_norm = self._step(losses)
+        metrics = self._metrics(losses, grad_norm, rollouts)
+        metrics["kl_estimate"] = torch.tensor(self.kfac.last_kl, device=grad_norm.device)
+        return finish_metrics(metrics, self.reducer)

@@ -1,26 +1,87 @@
-"""Pieces every algorithm's update shares."""
+"""Pieces every algorithm's update shares, including the data-parallel hooks.
+
+With a ``Reducer`` (one per torchrun process group) every rank computes on its own rollout
+and the algorithms combine ranks only through ``all_reduce_sum``: gradients (averaged every
+minibatch, before clipping), the advantage statistics, the target-KL decision and the
+reported metrics. Every rank's rollout has the same size (the flags guarantee it).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import torch
+import torch.nn as nn
 
 from a2c_ppo.storage import RolloutStorage
 
 
-def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:
-    """1 - Var(targets - predictions) / Var(targets); nan when the targets are constant."""
+class Reducer(Protocol):
+    """Sums tensors across data-parallel ranks, in place (torch.distributed.all_reduce)."""
+
+    world_size: int
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+
+def all_mean(tensor: torch.Tensor, reducer: Reducer | None) -> torch.Tensor:
+    """The mean of ``tensor`` over ranks (``tensor`` itself without a reducer)."""
+    if reducer is None:
+        return tensor
+    return reducer.all_reduce_sum(tensor.clone()) / reducer.world_size
+
+
+def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-d tensor: 1 - Var(targets - predictions) / Var(targets); nan when the targets are constant."""
     var_targets = targets.var()
-    if var_targets.item() == 0:
-        return float("nan")
-    return float(1.0 - (targets - predictions).var() / var_targets)
+    ratio = (targets - predictions).var() / var_targets
+    return torch.where(var_targets == 0, torch.nan, 1.0 - ratio)
 
 
-def rollout_advantages(rollouts: RolloutStorage, normalize: bool) -> torch.Tensor:
-    """Advantages (T, N, 1) = returns - values, optionally standardised over the batch."""
+def rollout_advantages(rollouts: RolloutStorage, normalize: bool, reducer: Reducer | None = None) -> torch.Tensor:
+    """Advantages (T, N, 1) = returns - values, optionally standardised over the batch of all ranks.
+
+    The mean and the (unbiased) std come from all-reduced sums, in two passes (the sum, then
+    the sum of squared deviations) for accuracy; rank sizes are equal, so the count is known.
+    """
     advantages = rollouts.returns - rollouts.value_preds[:-1]
-    if normalize and advantages.numel() > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    return advantages
+    count = advantages.numel() * (reducer.world_size if reducer is not None else 1)
+    if not normalize or count < 2:
+        return advantages
+    total = advantages.sum()
+    mean = (reducer.all_reduce_sum(total) if reducer is not None else total) / count
+    squares = (advantages - mean).pow(2).sum()
+    std = ((reducer.all_reduce_sum(squares) if reducer is not None else squares) / (count - 1)).sqrt()
+    return (advantages - mean) / (std + 1e-8)
+
+
+def average_gradients(params: Sequence[nn.Parameter], reducer: Reducer) -> None:
+    """Replace every gradient by its mean over ranks, with ONE all-reduce of the flat vector.
+
+    A parameter without a gradient counts as a zero gradient (and gets one), so every rank
+    reduces a vector of the same layout.
+    """
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    reducer.all_reduce_sum(flat)
+    flat /= reducer.world_size
+    for p, chunk in zip(params, flat.split([g.numel() for g in grads])):
+        p.grad = chunk.view_as(p)
+
+
+def clip_gradients(params: Sequence[nn.Parameter], max_norm: float | None) -> torch.Tensor:
+    """Clip the total gradient norm to ``max_norm`` (None: no clipping); returns the pre-clip norm (0-d)."""
+    if max_norm is None:
+        return nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True)
+    return nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+
+
+def finish_metrics(metrics: dict[str, torch.Tensor], reducer: Reducer | None) -> dict[str, float]:
+    """0-d metric tensors -> floats, averaged over ranks: ONE host sync (and one all-reduce)."""
+    device = next(iter(metrics.values())).device
+    values = torch.stack([value.detach().float().reshape(()).to(device) for value in metrics.values()])
+    return dict(zip(metrics, all_mean(values, reducer).tolist()))
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -1,4 +1,4 @@
-"""K-FAC: a Kronecker-factored natural-gradient optimizer for Linear and Conv2d layers.
+"""K-FAC: a Kronecker-factored natural-gradient optimizer for Linear, Conv2d and log-std layers.
 
 For a layer with output ``s = W a`` (the input ``a`` gets a homogeneous 1 appended when the
 layer has a bias, so the bias is the last column of ``[W, b]``), the Fisher block of
@@ -29,10 +29,15 @@ Step: ``buf = momentum * buf + nat`` per layer; the quadratic KL estimate of the
 estimate equals ``kl_clip`` exactly), then ``p -= lr * buf``. The momentum buffers keep
 the scaled (applied) values.
 
-Parameters outside supported layers (e.g. a DiagGaussian ``log_std``, or layers this
-module does not factor: grouped convolutions, string paddings) get plain SGD with
-momentum at the same ``lr``, their step scaled by the same ``nu``; they are not part of
-the KL estimate.
+A Gaussian head's state-independent log-std (``distributions.LogStd``, a vector broadcast
+over the batch) is factored as a bias-only layer, as the original ACKTR treats it: its
+input is the homogeneous 1 alone, so ``A = [1]`` and the block is the full ``G`` of its
+per-sample output gradients. It is preconditioned, enters the KL estimate and is scaled by
+``nu`` like every other layer.
+
+Parameters outside supported layers (layers this module does not factor: grouped
+convolutions, string paddings) get plain SGD with momentum at the same ``lr``, their step
+scaled by the same ``nu``; they are not part of the KL estimate.
 
 Use: enable recording for the forward pass (``with opt.recording(opt.wants_stats()):``),
 call ``opt.accumulate_stats(fisher_loss)`` (it takes gradients with ``retain_graph=True``
@@ -45,25 +50,56 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from a2c_ppo.algo.optimizers import skip_dynamo_wrappers
+from a2c_ppo.distributions import LogStd
+
+
+@dataclass(frozen=True)
+class KFACConfig:
+    """K-FAC's hyper-parameters besides ``lr`` and their defaults (the optimizer and ACKTR take this)."""
+
+    momentum: float = 0.9
+    damping: float = 1e-2
+    kl_clip: float = 1e-3
+    stat_decay: float = 0.99
+    stats_interval: int = 1  # steps between Kronecker-factor updates
+    inverse_interval: int = 10  # steps between eigendecompositions
+
+    def __post_init__(self) -> None:
+        if not self.damping > 0 or not self.kl_clip > 0:
+            raise ValueError("damping and kl_clip must be > 0")
+        if not 0.0 <= self.momentum < 1.0 or not 0.0 <= self.stat_decay < 1.0:
+            raise ValueError("momentum and stat_decay must be in [0, 1)")
+        if self.stats_interval < 1 or self.inverse_interval < 1:
+            raise ValueError("stats_interval and inverse_interval must be >= 1")
+
 
 def is_supported(module: nn.Module) -> bool:
     """Whether K-FAC keeps Kronecker factors for ``module``."""
-    if type(module) is nn.Linear:
+    if type(module) is nn.Linear or type(module) is LogStd:
         return True
     if type(module) is nn.Conv2d:
         return module.groups == 1 and module.padding_mode == "zeros" and isinstance(module.padding, tuple)
     return False
 
 
+def layer_params(module: nn.Module) -> list[nn.Parameter]:
+    """A factored layer's parameters, weight first; the first one keys its optimizer state."""
+    return [p for p in (getattr(module, "weight", None), module.bias) if p is not None]
+
+
 def layer_inputs(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Rows ``a`` (samples x locations, in[+1]) of homogeneous inputs, and the batch size."""
     batch = x.shape[0]
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, LogStd):  # no input columns: only the homogeneous 1
+        a = x.new_empty(batch, 0)
+    elif isinstance(module, nn.Conv2d):
         patches = F.unfold(
             x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
         )
@@ -98,32 +134,17 @@ def kronecker_factors(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor
 class KFACOptimizer(torch.optim.Optimizer):
     """K-FAC for every Linear / Conv2d of ``model`` (see the module docstring)."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        lr: float = 0.25,
-        momentum: float = 0.9,
-        damping: float = 1e-2,
-        kl_clip: float = 1e-3,
-        stat_decay: float = 0.99,
-        stats_interval: int = 1,
-        inverse_interval: int = 10,
-    ) -> None:
-        if lr <= 0 or damping <= 0 or kl_clip <= 0:
-            raise ValueError("lr, damping and kl_clip must be > 0")
-        if not 0.0 <= momentum < 1.0 or not 0.0 <= stat_decay < 1.0:
-            raise ValueError("momentum and stat_decay must be in [0, 1)")
-        if stats_interval < 1 or inverse_interval < 1:
-            raise ValueError("stats_interval and inverse_interval must be >= 1")
-        self.modules_ = [m for m in model.modules() if is_supported(m) and m.weight.requires_grad]
+    def __init__(self, model: nn.Module, lr: float = 0.25, config: KFACConfig = KFACConfig()) -> None:
+        if not lr > 0:
+            raise ValueError("lr must be > 0")
+        self.modules_ = [m for m in model.modules() if is_supported(m) and layer_params(m)[0].requires_grad]
         self.module_names = {m: name for name, m in model.named_modules() if m in set(self.modules_)}
-        kfac_ids = {id(m.weight) for m in self.modules_} | {id(m.bias) for m in self.modules_ if m.bias is not None}
+        kfac_ids = {id(p) for m in self.modules_ for p in layer_params(m)}
         params = [p for p in model.parameters() if p.requires_grad]
         self.plain_params = [p for p in params if id(p) not in kfac_ids]
-        defaults = dict(lr=lr, momentum=momentum, damping=damping, kl_clip=kl_clip, stat_decay=stat_decay, kfac_step=0)
+        defaults = dict(lr=lr, **asdict(config), kfac_step=0)
+        skip_dynamo_wrappers()
         super().__init__(params, defaults)
-        self.stats_interval = stats_interval
-        self.inverse_interval = inverse_interval
         self.last_kl = float("nan")  # quadratic KL estimate of the last applied update
         self.last_nu = float("nan")  # the KL-clip scale of the last update (1: not clipped)
         self._recording = False
@@ -136,9 +157,21 @@ class KFACOptimizer(torch.optim.Optimizer):
     def steps(self) -> int:
         return int(self.param_groups[0]["kfac_step"])
 
+    @property
+    def stats_interval(self) -> int:
+        return int(self.param_groups[0]["stats_interval"])
+
+    @property
+    def inverse_interval(self) -> int:
+        return int(self.param_groups[0]["inverse_interval"])
+
     def wants_stats(self) -> bool:
         """Whether this step should update the Kronecker factors."""
-        return self.steps % self.stats_interval == 0 or any("A" not in self.state[m.weight] for m in self.modules_)
+        return self.steps % self.stats_interval == 0 or any("A" not in self._layer_state(m) for m in self.modules_)
+
+    def _layer_state(self, module: nn.Module) -> dict:
+        """The optimizer state holding ``module``'s factors (its first parameter's)."""
+        return self.state[layer_params(module)[0]]
 
     @contextlib.contextmanager
     def recording(self, enabled: bool = True) -> Iterator[None]:
@@ -183,7 +216,7 @@ class KFACOptimizer(torch.optim.Optimizer):
             if grad is None:
                 continue
             A, G = kronecker_factors(module, self._captured[module][0], grad.detach())
-            state = self.state[module.weight]
+            state = self._layer_state(module)
             self._update_factor(state, "A", A, decay)
             self._update_factor(state, "G", G, decay)
         self._captured.clear()
@@ -202,7 +235,7 @@ class KFACOptimizer(torch.optim.Optimizer):
     def update_inverses(self) -> None:
         """Eigendecompose every layer's current A and G."""
         for module in self.modules_:
-            state = self.state[module.weight]
+            state = self._layer_state(module)
             if "A" not in state:
                 continue
             state["dA"], state["QA"] = self._eigh(state["A"])
@@ -213,16 +246,14 @@ class KFACOptimizer(torch.optim.Optimizer):
     @staticmethod
     def grad_matrix(module: nn.Module) -> torch.Tensor | None:
         """The layer's gradient as one (out, in[+1]) matrix, bias last; None without grads."""
-        if module.weight.grad is None:
+        params = layer_params(module)
+        if params[0].grad is None:
             return None
-        m = module.weight.grad.reshape(module.weight.shape[0], -1)
-        if module.bias is not None:
-            bias_grad = module.bias.grad if module.bias.grad is not None else torch.zeros_like(module.bias)
-            m = torch.cat([m, bias_grad.unsqueeze(1)], dim=1)
-        return m
+        columns = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(p.shape[0], -1) for p in params]
+        return torch.cat(columns, dim=1) if len(columns) > 1 else columns[0]
 
     def _eigen(self, module: nn.Module) -> dict:
-        state = self.state[module.weight]
+        state = self._layer_state(module)
         if "QA" not in state:
             raise RuntimeError(
                 f"K-FAC: layer {self.module_names[module]!r} has a gradient but no Kronecker factors; "
@@ -252,7 +283,7 @@ class KFACOptimizer(torch.optim.Optimizer):
         group = self.param_groups[0]
         lr, momentum, kl_clip = group["lr"], group["momentum"], group["kl_clip"]
         if self.steps % self.inverse_interval == 0 or any(
-            "A" in self.state[m.weight] and "QA" not in self.state[m.weight] for m in self.modules_
+            "A" in self._layer_state(m) and "QA" not in self._layer_state(m) for m in self.modules_
         ):
             self.update_inverses()
 
@@ -263,7 +294,7 @@ class KFACOptimizer(torch.optim.Optimizer):
             if grad is None:
                 continue
             nat = self.precondition(module, grad)
-            state = self.state[module.weight]
+            state = self._layer_state(module)
             if "momentum_buffer" in state:
                 buf = state["momentum_buffer"].mul_(momentum).add_(nat)
             else:
@@ -278,10 +309,11 @@ class KFACOptimizer(torch.optim.Optimizer):
 
         for module, buf in buffers:
             buf.mul_(nu)
-            n_weight = module.weight[0].numel()
-            module.weight.add_(buf[:, :n_weight].reshape(module.weight.shape), alpha=-lr)
-            if module.bias is not None:
-                module.bias.add_(buf[:, n_weight], alpha=-lr)
+            column = 0
+            for p in layer_params(module):  # weight columns, then the bias column
+                width = p[0].numel()
+                p.add_(buf[:, column : column + width].reshape(p.shape), alpha=-lr)
+                column += width
         for p in self.plain_params:
             if p.grad is None:
                 continue
