@@ -11,7 +11,7 @@ fail in their next collective instead of waiting for ever.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from a2c_ppo.algo.common import Reducer
 from a2c_ppo.envs.running_stats import RunningMeanStd
 from a2c_ppo.errors import ConfigError
 
@@ -151,25 +152,6 @@ class TorchDistReducer:
         return tensor
 
 
-def average_gradients(parameters: Iterable[nn.Parameter], reducer: TorchDistReducer) -> None:
-    """Replaces every gradient by its mean over ranks with one flat all-reduce.
-
-    A parameter without a gradient counts as a zero gradient, so every rank sends a vector
-    of the same length.
-    """
-    params = [p for p in parameters if p.requires_grad]
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-    reducer.all_reduce_sum(flat).div_(reducer.world_size)
-    offset = 0
-    for p in params:
-        mean = flat[offset : offset + p.numel()].view_as(p)
-        if p.grad is None:
-            p.grad = mean.clone()
-        else:
-            p.grad.copy_(mean)
-        offset += p.numel()
-
-
 def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
     """Copies rank 0's parameters and buffers to every rank (no-op for a single process)."""
     if not ctx.is_distributed:
@@ -179,7 +161,7 @@ def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
             dist.broadcast(tensor, src=0)
 
 
-def sync_running_stats(rms_list: Sequence[RunningMeanStd], reducer: TorchDistReducer | None) -> None:
+def sync_running_stats(rms_list: Sequence[RunningMeanStd], reducer: Reducer | None) -> None:
     """Gives every rank the statistics of all ranks' data, with one all-reduce.
 
     Call on every rank at the same point (an update boundary). Afterwards each ``rms`` equals
@@ -196,7 +178,7 @@ def sync_running_stats(rms_list: Sequence[RunningMeanStd], reducer: TorchDistRed
         offset += payload.size
 
 
-def pooled_means(reducer: TorchDistReducer | None, *series: Sequence[float]) -> tuple[float, ...] | None:
+def pooled_means(reducer: Reducer | None, *series: Sequence[float]) -> tuple[float, ...] | None:
     """Means over all ranks of equally long series (e.g. recent episode returns, lengths).
 
     Each rank passes its own values; the result is the mean of every rank's values pooled,
@@ -211,7 +193,7 @@ def pooled_means(reducer: TorchDistReducer | None, *series: Sequence[float]) -> 
     return tuple(float(t / totals[0]) for t in totals[1:])
 
 
-def any_rank(flag: bool, reducer: TorchDistReducer | None) -> bool:
+def any_rank(flag: bool, reducer: Reducer | None) -> bool:
     """True on every rank when ``flag`` is true on at least one (e.g. a stop request)."""
     if reducer is None:
         return flag

@@ -16,8 +16,8 @@ import os
 import numpy as np
 import torch
 
+from a2c_ppo.algo.common import average_gradients
 from a2c_ppo.distributed import (
-    average_gradients,
     broadcast_module,
     process_group,
     resolve_context,
@@ -58,7 +58,7 @@ def policy_gradient_step(policy: Policy, optimizer: torch.optim.Optimizer, rollo
     loss = -(log_probs * advantages).mean() + value_loss - 0.01 * entropy.mean()
     optimizer.zero_grad()
     loss.backward()
-    average_gradients(policy.parameters(), reducer)
+    average_gradients(list(policy.parameters()), reducer)
     torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
     optimizer.step()
 

@@ -3,7 +3,6 @@ normalisation statistics and logging helpers agree with one process on the poole
 
 from __future__ import annotations
 
-import inspect
 import os
 
 import gymnasium as gym
@@ -11,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from a2c_ppo.algo import PPO
+from a2c_ppo.algo import A2C, PPO, make_rmsprop
+from a2c_ppo.algo.common import average_gradients
 from a2c_ppo.distributed import (
     any_rank,
-    average_gradients,
     broadcast_module,
     pooled_means,
     process_group,
@@ -68,7 +67,7 @@ def train_toy(policy: Policy, rows: slice, reducer=None) -> list[str]:
         optimizer.zero_grad()
         toy_loss(policy, rows).backward()
         if reducer is not None:
-            average_gradients(policy.parameters(), reducer)
+            average_gradients(list(policy.parameters()), reducer)
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
         optimizer.step()
         hashes.append(param_hash(policy))
@@ -84,7 +83,7 @@ def gradient_rank() -> dict:
         broadcast_module(policy, ctx)
         rows = slice(ctx.rank * ROWS, (ctx.rank + 1) * ROWS)
         toy_loss(policy, rows).backward()
-        average_gradients(policy.parameters(), ctx.reducer())
+        average_gradients(list(policy.parameters()), ctx.reducer())
         grads = flat_grads(policy)
         hashes = train_toy(policy, rows, ctx.reducer())
         params = torch.nn.utils.parameters_to_vector(policy.parameters()).detach()
@@ -121,38 +120,50 @@ PPO_KWARGS = dict(
 )
 
 
-def ppo_rollout() -> tuple[Policy, RolloutStorage]:
+def make_agent(algo: str, policy: Policy, reducer=None) -> PPO | A2C:
+    if algo == "ppo":
+        return PPO(policy, reducer=reducer, **PPO_KWARGS)
+    if algo == "ppo_target_kl":  # stops early, on every rank at the same minibatch
+        return PPO(policy, reducer=reducer, **{**PPO_KWARGS, "ppo_epoch": 6, "target_kl": 0.002})
+    optimizer = make_rmsprop(policy.parameters(), lr=1e-2, eps=1e-5, alpha=0.99)
+    return A2C(policy, optimizer, value_loss_coef=0.5, entropy_coef=0.01, norm_adv=True, reducer=reducer)
+
+
+def agent_rollout() -> tuple[Policy, RolloutStorage]:
     torch.manual_seed(0)
     policy = Policy(BOX_OBS, DISCRETE)
     return policy, rollout_from_policy(policy, BOX_OBS, DISCRETE, T=8, N=4, seed=1)
 
 
-def ppo_rank() -> dict:
+def agent_rank(algo: str) -> dict:
     ctx = resolve_context(use_cuda=False)
     with process_group(ctx, timeout_s=30):
-        policy, rollouts = ppo_rollout()
+        policy, rollouts = agent_rollout()
         half = rollouts.num_processes // WORLD
-        agent = PPO(policy, reducer=ctx.reducer(), **PPO_KWARGS)  # type: ignore[call-arg]
-        metrics = agent.update(column_slice(rollouts, ctx.rank * half, (ctx.rank + 1) * half))
+        metrics = make_agent(algo, policy, ctx.reducer()).update(
+            column_slice(rollouts, ctx.rank * half, (ctx.rank + 1) * half)
+        )
     return {"params": torch.nn.utils.parameters_to_vector(policy.parameters()).detach(), "metrics": metrics}
 
 
-@pytest.mark.skipif(
-    "reducer" not in inspect.signature(PPO.__init__).parameters,
-    reason="PPO takes no reducer yet (branch learner adds it)",
-)
-def test_ppo_update_on_two_ranks_equals_one_process_on_the_concatenated_rollout(tmp_path):
-    # One full-batch minibatch per epoch: the pooled gradient is the mean of the ranks' ones
-    # only with global advantage statistics and gradient averaging before the clip.
-    run = run_ranks(ppo_rank, WORLD, str(tmp_path))
+@pytest.mark.parametrize("algo", ["ppo", "ppo_target_kl", "a2c"])
+def test_update_on_two_ranks_equals_one_process_on_the_concatenated_rollout(tmp_path, algo):
+    # Full-batch steps (PPO: one minibatch per epoch): the pooled gradient is the mean of the
+    # ranks' ones only with global advantage statistics and gradient averaging before the clip.
+    run = run_ranks(agent_rank, WORLD, str(tmp_path), algo)
     assert run.exitcodes == [0, 0]
-    policy, rollouts = ppo_rollout()
-    metrics = PPO(policy, **PPO_KWARGS).update(rollouts)
+    policy, rollouts = agent_rollout()
+    metrics = make_agent(algo, policy).update(rollouts)
+    if algo == "ppo_target_kl":
+        assert 1 <= metrics["num_gradient_steps"] < 6
     expected = torch.nn.utils.parameters_to_vector(policy.parameters()).detach()
+    # explained_variance is a mean of the ranks' own values, not the pooled one.
+    compared = set(metrics) - {"explained_variance"}
     for result in run.results:
         torch.testing.assert_close(result["params"], expected, rtol=0, atol=1e-5)
-        for name in ("policy_loss", "value_loss", "entropy", "approx_kl"):
-            assert result["metrics"][name] == pytest.approx(metrics[name], abs=1e-5)
+        assert {name: result["metrics"][name] for name in compared} == pytest.approx(
+            {name: metrics[name] for name in compared}, abs=1e-5
+        )
 
 
 # Per rank, per round: batch sizes fed to the observation statistics (0: none that round).
