@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 LOOPBACK_ENV = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
 
 
@@ -80,24 +82,46 @@ def run_ranks(fn: Callable[..., Any], world_size: int, out_dir: str, *args: Any,
 
 
 def torchrun(script_args: list[str], torchrun_args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Starts ``python -m torch.distributed.run <torchrun_args> <script_args>`` in its own
-    process group (so a test can kill the whole tree); wait on it with ``finish``."""
-    full_env = {**os.environ, **LOOPBACK_ENV, "PYTHONPATH": os.getcwd(), **(env or {})}
+    """Starts ``python -m torch.distributed.run <torchrun_args> <script_args>``; wait on it
+    with ``finish``."""
+    full_env = {**os.environ, **LOOPBACK_ENV, "PYTHONPATH": ROOT, **(env or {})}
     full_env.pop("MASTER_PORT", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun_args, *script_args]
-    return subprocess.Popen(
-        cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+    return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (torchrun puts each rank in a session of its own, so
+    killing torchrun's process group would not reach them)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found.extend(below)
+        todo.extend(below)
+    return found
 
 
 def finish(proc: subprocess.Popen, deadline_s: float) -> tuple[int | None, str]:
-    """Waits for a ``torchrun`` launch; kills its process group at the deadline.
+    """Waits for a ``torchrun`` launch; at the deadline kills it and every process below it.
     Returns (exit code, None if killed at the deadline; combined output)."""
     try:
         out, _ = proc.communicate(timeout=deadline_s)
         return proc.returncode, out
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        for pid in [proc.pid, *descendants(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         out, _ = proc.communicate()
         return None, out
 
