@@ -47,37 +47,51 @@ def test_standalone_ranks_stay_identical_with_distinct_env_seeds(standalone):
     assert r0["env_steps"] == 2 * NUM_ENVS * NUM_STEPS * UPDATES
 
 
-def test_two_nodes_on_loopback_reach_the_same_parameters(standalone, tmp_path):
-    port = free_port()
-    node_args = [
+def two_node_args() -> list[str]:
+    """torchrun flags for one of two single-rank "nodes" meeting on a free loopback port."""
+    return [
         "--nnodes=2",
         "--nproc_per_node=1",
         "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=127.0.0.1:{port}",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
         "--rdzv-id=dist-test",
         "--local-addr=127.0.0.1",
         "--rdzv-conf=join_timeout=60",
         "--max-restarts=0",
     ]
-    nodes = [torchrun(script_args(str(tmp_path)), node_args) for _ in range(2)]
-    outcomes = [finish(node, DEADLINE_S) for node in nodes]
+
+
+def launch_two_nodes(args: list[str], env: dict[str, str] | None = None) -> list[tuple[int | None, str]]:
+    node_args = two_node_args()
+    nodes = [torchrun(args, node_args, env) for _ in range(2)]
+    return [finish(node, DEADLINE_S) for node in nodes]
+
+
+def test_two_nodes_on_loopback_reach_the_same_parameters(standalone, tmp_path):
+    outcomes = launch_two_nodes(script_args(str(tmp_path)))
     for code, output in outcomes:
         assert code == 0, output
     r0, r1 = results(str(tmp_path), 2)
     assert r0["hashes"] == r1["hashes"] == standalone[0]["hashes"]
 
 
-def test_a_failing_rank_stops_the_launch_and_leaves_no_process(tmp_path):
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_a_failing_rank_stops_the_launch_and_leaves_no_process(tmp_path, nodes):
+    # One node: torchrun's agent stops the healthy rank. Two nodes: the healthy rank's next
+    # collective fails (the peer closed its connection, or the 20 s timeout).
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     args = script_args(str(tmp_path), "--env-name", "tests.dist_helpers:make_pid_env", "--fail-rank", "1")
+    env = {PID_DIR_VARIABLE: str(pid_dir)}
     start = time.monotonic()
-    code, output = finish(
-        torchrun(args, ["--standalone", "--nproc_per_node=2"], env={PID_DIR_VARIABLE: str(pid_dir)}), DEADLINE_S
-    )
-    assert code not in (0, None), output
-    assert time.monotonic() - start < 60  # well inside the 20 s collective timeout plus start-up
-    assert "rank 1 fails on purpose" in output
+    if nodes == 1:
+        outcomes = [finish(torchrun(args, ["--standalone", "--nproc_per_node=2"], env), DEADLINE_S)]
+    else:
+        outcomes = launch_two_nodes(args, env)
+    assert time.monotonic() - start < 90  # start-up plus at most the collective timeout
+    for code, output in outcomes:
+        assert code not in (0, None), output
+    assert "rank 1 fails on purpose" in "".join(output for _, output in outcomes)
     pids = recorded_pids(str(pid_dir))
     assert len(pids) >= 4  # both ranks and their env workers
     time.sleep(1.0)  # workers notice their parent's exit on their pipe
