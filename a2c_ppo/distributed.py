@@ -10,6 +10,7 @@ fail in their next collective instead of waiting for ever.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -159,6 +160,31 @@ def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
     with torch.no_grad():
         for tensor in module.state_dict().values():
             dist.broadcast(tensor, src=0)
+
+
+def module_digest(module: nn.Module) -> str:
+    """A short digest of the exact bytes of ``module``'s parameters and buffers."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_in_sync(module: nn.Module, ctx: DistContext, when: str) -> None:
+    """Raises RuntimeError unless ``module`` is bit-identical on every rank (no-op for a
+    single process). A collective: call it on every rank at the same point (``when`` names
+    it in the message, e.g. "after update 12")."""
+    if not ctx.is_distributed:
+        return
+    digests: list[str | None] = [None] * ctx.world_size
+    dist.all_gather_object(digests, module_digest(module))
+    if len(set(digests)) > 1:
+        differ = [rank for rank, digest in enumerate(digests) if digest != digests[0]]
+        raise RuntimeError(
+            f"data-parallel ranks diverged {when}: the model on rank(s) {differ} differs from rank 0's. "
+            "Every rank must take the same steps from the same all-reduced values; this is a bug."
+        )
 
 
 def sync_running_stats(rms_list: Sequence[RunningMeanStd], reducer: Reducer | None) -> None:

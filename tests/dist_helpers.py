@@ -6,7 +6,6 @@ that hangs in a collective fails instead of hanging the suite.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing as mp
 import os
 import signal
@@ -28,15 +27,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def param_hash(module: torch.nn.Module) -> str:
-    """A digest of the exact bytes of every parameter and buffer."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _rank_main(fn: Callable[..., Any], rank: int, world_size: int, port: int, out_dir: str, args: tuple) -> None:

@@ -19,6 +19,8 @@ import torch
 from a2c_ppo.algo.common import average_gradients
 from a2c_ppo.distributed import (
     broadcast_module,
+    check_in_sync,
+    module_digest,
     process_group,
     resolve_context,
     sync_running_stats,
@@ -28,7 +30,6 @@ from a2c_ppo.envs import TorchVecEnv, make_vec_envs
 from a2c_ppo.model import Policy
 from a2c_ppo.rollout import collect_rollout
 from a2c_ppo.storage import RolloutStorage
-from tests.dist_helpers import param_hash
 
 
 def parse() -> argparse.Namespace:
@@ -96,7 +97,8 @@ def main() -> None:
                 policy_gradient_step(policy, optimizer, rollouts, reducer)
                 rollouts.after_update()
                 env_steps += args.num_envs * args.num_steps * ctx.world_size
-                hashes.append(param_hash(policy))
+                check_in_sync(policy, ctx, f"after update {update + 1}")
+                hashes.append(module_digest(policy))
             stats = np.concatenate([envs.envs.obs_rms.mean, envs.envs.obs_rms.var]).tolist()
         finally:
             envs.close()

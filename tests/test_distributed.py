@@ -15,6 +15,8 @@ from a2c_ppo.algo.common import average_gradients
 from a2c_ppo.distributed import (
     any_rank,
     broadcast_module,
+    check_in_sync,
+    module_digest,
     pooled_means,
     process_group,
     resolve_context,
@@ -28,7 +30,6 @@ from tests.dist_helpers import (
     PID_DIR_VARIABLE,
     RAISE_AT_VARIABLE,
     alive,
-    param_hash,
     recorded_pids,
     run_ranks,
 )
@@ -70,7 +71,7 @@ def train_toy(policy: Policy, rows: slice, reducer=None) -> list[str]:
             average_gradients(list(policy.parameters()), reducer)
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
         optimizer.step()
-        hashes.append(param_hash(policy))
+        hashes.append(module_digest(policy))
     return hashes
 
 
@@ -79,7 +80,7 @@ def gradient_rank() -> dict:
     with process_group(ctx, timeout_s=30):
         torch.manual_seed(100 + ctx.rank)  # different initial parameters on every rank
         policy = Policy(BOX_OBS, DISCRETE)
-        before = param_hash(policy)
+        before = module_digest(policy)
         broadcast_module(policy, ctx)
         rows = slice(ctx.rank * ROWS, (ctx.rank + 1) * ROWS)
         toy_loss(policy, rows).backward()
@@ -87,7 +88,16 @@ def gradient_rank() -> dict:
         grads = flat_grads(policy)
         hashes = train_toy(policy, rows, ctx.reducer())
         params = torch.nn.utils.parameters_to_vector(policy.parameters()).detach()
-    return {"before": before, "grads": grads, "hashes": hashes, "params": params}
+        check_in_sync(policy, ctx, "after training")
+        if ctx.rank == 1:
+            with torch.no_grad():
+                next(policy.parameters()).view(-1)[0] += 1e-6
+        try:
+            check_in_sync(policy, ctx, "after a nudge")
+            divergence = ""
+        except RuntimeError as error:
+            divergence = str(error)
+    return {"before": before, "grads": grads, "hashes": hashes, "params": params, "divergence": divergence}
 
 
 def test_averaged_gradients_and_parameters_equal_one_process_on_the_pooled_batch(tmp_path):
@@ -103,6 +113,8 @@ def test_averaged_gradients_and_parameters_equal_one_process_on_the_pooled_batch
     single.zero_grad()
     train_toy(single, slice(None))
     assert r0["hashes"] == r1["hashes"]  # bit-identical on both ranks after every step
+    for result in (r0, r1):  # both ranks notice that rank 1's model moved
+        assert "diverged after a nudge: the model on rank(s) [1] differs" in result["divergence"]
     torch.testing.assert_close(r0["params"], torch.nn.utils.parameters_to_vector(single.parameters()).detach())
 
 
