@@ -6,6 +6,14 @@ the same updates; gradients and every data-dependent statistic are summed across
 parameters stay identical. Without those variables a run is a single process and nothing
 here talks to anyone. The process group has a timeout, so a rank that died makes the others
 fail in their next collective instead of waiting for ever.
+
+In a training loop, every rank: ``resolve_context`` (before anything starts, so bad launches
+are ConfigErrors), ``with process_group(ctx, timeout)``, ``broadcast_module(policy)``, the
+algorithm built with ``ctx.reducer()``, and at every update boundary
+``sync_running_stats`` (normalisation) and, where it logs, ``pooled_means`` (episode
+statistics) and ``check_in_sync``; rank 0 (``ctx.is_main``) alone writes logs and checkpoints.
+Env worker processes start from the forkserver, never by forking a process that holds the
+group's sockets.
 """
 
 from __future__ import annotations
@@ -204,11 +212,11 @@ def sync_running_stats(rms_list: Sequence[RunningMeanStd], reducer: Reducer | No
         offset += payload.size
 
 
-def pooled_means(reducer: Reducer | None, *series: Sequence[float]) -> tuple[float, ...] | None:
-    """Means over all ranks of equally long series (e.g. recent episode returns, lengths).
+def pooled_means(series: Sequence[Sequence[float]], reducer: Reducer | None) -> tuple[float, ...] | None:
+    """Means over all ranks of equally long series (e.g. recent episode returns and lengths).
 
-    Each rank passes its own values; the result is the mean of every rank's values pooled,
-    the same on every rank, or None when no rank has any.
+    Each rank passes its own values; the result, one mean per series, pools every rank's
+    values and is the same on every rank; None when no rank has any.
     """
     count = len(series[0])
     totals = np.array([count, *(float(np.sum(s)) for s in series)], dtype=np.float64)

@@ -200,8 +200,8 @@ def stats_rank() -> dict:
             after_sync.append((obs_rms.mean, obs_rms.var, obs_rms.count, ret_rms.mean, ret_rms.var))
         returns = [[1.0, 2.0], [10.0]][ctx.rank]
         lengths = [[3.0, 5.0], [40.0]][ctx.rank]
-        means = pooled_means(ctx.reducer(), returns, lengths)
-        nothing = pooled_means(ctx.reducer(), [], [])
+        means = pooled_means([returns, lengths], ctx.reducer())
+        nothing = pooled_means([[], []], ctx.reducer())
         stop = (any_rank(ctx.rank == 1, ctx.reducer()), any_rank(False, ctx.reducer()))
     return {"after_sync": after_sync, "means": means, "nothing": nothing, "stop": stop}
 
