@@ -74,23 +74,17 @@ def _env_int(environ: Mapping[str, str], name: str) -> int:
     return int(value)
 
 
-def resolve_context(
-    *, use_cuda: bool, backend: str | None = None, environ: Mapping[str, str] | None = None
-) -> DistContext:
+def resolve_context(*, use_cuda: bool, backend: str = "auto", environ: Mapping[str, str] | None = None) -> DistContext:
     """This process's context from torchrun's variables, checked before anything starts.
 
     ``use_cuda``: CUDA is available and wanted; rank ``r`` then uses GPU ``LOCAL_RANK``.
-    ``backend``: ``--dist-backend``; default ``nccl`` with CUDA, ``gloo`` on CPU.
+    ``backend``: ``--dist-backend``; ``auto`` is ``nccl`` with CUDA, ``gloo`` on CPU. Without
+    torchrun it is ignored (a resumed run may carry the one it was trained with).
     Raises ConfigError for inconsistent variables or a backend the device cannot use.
     """
     environ = os.environ if environ is None else environ
     device = torch.device("cuda") if use_cuda else torch.device("cpu")
     if not any(name in environ for name in TORCHRUN_VARIABLES):
-        if backend is not None:
-            raise ConfigError(
-                f"--dist-backend {backend} needs a launch under torchrun (RANK, WORLD_SIZE and LOCAL_RANK are "
-                "not set); run `torchrun --nproc_per_node=K main.py ...` or drop --dist-backend."
-            )
         return DistContext(device=device)
     rank, world_size, local_rank = (_env_int(environ, name) for name in TORCHRUN_VARIABLES)
     if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
@@ -106,7 +100,8 @@ def resolve_context(
                 f"{num_gpus} processes per node (--nproc_per_node), or train on CPU with --no-cuda."
             )
         device = torch.device("cuda", local_rank)
-    backend = backend or ("nccl" if use_cuda else "gloo")
+    if backend == "auto":
+        backend = "nccl" if use_cuda else "gloo"
     if backend not in BACKENDS:
         raise ConfigError(f"--dist-backend {backend!r} is not one of {', '.join(BACKENDS)}.")
     if backend == "nccl" and not use_cuda:

@@ -49,12 +49,16 @@ def test_cuda_uses_the_local_rank_gpu_and_nccl(monkeypatch):
         ({**TORCHRUN, "WORLD_SIZE": "0", "RANK": "0"}, None, "inconsistent"),
         (TORCHRUN, "nccl", "needs CUDA"),
         (TORCHRUN, "mpi", "not one of"),
-        ({}, "gloo", "needs a launch under torchrun"),
     ],
 )
 def test_bad_launches_are_config_errors(environ, backend, phrase):
     with pytest.raises(ConfigError, match=phrase):
-        resolve_context(use_cuda=False, backend=backend, environ=environ)
+        resolve_context(use_cuda=False, backend=backend or "auto", environ=environ)
+
+
+def test_a_backend_without_torchrun_changes_nothing():
+    # A resumed single-process run may carry the backend its torchrun run was trained with.
+    assert resolve_context(use_cuda=False, backend="nccl", environ={}) == DistContext()
 
 
 def test_bad_timeout_is_a_config_error():
