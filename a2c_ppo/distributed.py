@@ -40,6 +40,25 @@ DEFAULT_TIMEOUT_S = 300.0
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
+class PeerFailedError(RuntimeError):
+    """A collective failed: another rank stopped (its own output says why) or did not answer
+    within the process group's timeout."""
+
+
+@contextmanager
+def _collective(what: str) -> Iterator[None]:
+    """Turns a failed collective (gloo: RuntimeError; NCCL: DistBackendError, a RuntimeError)
+    into a PeerFailedError with a one-line message."""
+    try:
+        yield
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PeerFailedError(
+            f"rank {dist.get_rank()} of {dist.get_world_size()}: {what} failed because another rank stopped "
+            f"(see its message) or did not answer within the timeout ({first_line})"
+        ) from exc
+
+
 @dataclass(frozen=True)
 class DistContext:
     """Where this process stands in a data-parallel run (a single process: rank 0 of 1)."""
@@ -147,11 +166,10 @@ class TorchDistReducer:
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sums ``tensor`` over all ranks, in place; returns it."""
-        if tensor.device == self.device:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        else:
-            staged = tensor.to(self.device)
+        staged = tensor if tensor.device == self.device else tensor.to(self.device)
+        with _collective("an all-reduce"):
             dist.all_reduce(staged, op=dist.ReduceOp.SUM)
+        if staged is not tensor:
             tensor.copy_(staged)
         return tensor
 
@@ -160,7 +178,7 @@ def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
     """Copies rank 0's parameters and buffers to every rank (no-op for a single process)."""
     if not ctx.is_distributed:
         return
-    with torch.no_grad():
+    with torch.no_grad(), _collective("the broadcast of rank 0's parameters"):
         for tensor in module.state_dict().values():
             dist.broadcast(tensor, src=0)
 
@@ -181,7 +199,8 @@ def check_in_sync(module: nn.Module, ctx: DistContext, when: str) -> None:
     if not ctx.is_distributed:
         return
     digests: list[str | None] = [None] * ctx.world_size
-    dist.all_gather_object(digests, module_digest(module))
+    with _collective("the parameter check"):
+        dist.all_gather_object(digests, module_digest(module))
     if len(set(digests)) > 1:
         differ = [rank for rank, digest in enumerate(digests) if digest != digests[0]]
         raise RuntimeError(

@@ -132,20 +132,42 @@ def alive(pids: list[int]) -> list[int]:
 
 PID_DIR_VARIABLE = "A2C_PPO_DIST_TEST_PID_DIR"
 RAISE_AT_VARIABLE = "A2C_PPO_DIST_TEST_RAISE_AT"
+FAIL_RANK_VARIABLE = "A2C_PPO_DIST_TEST_FAIL_RANK"
 
 
 def make_pid_env():
     """A CounterEnv (for ``make_vec_envs("tests.dist_helpers:make_pid_env", ...)``) that leaves
     its process's pid in ``$A2C_PPO_DIST_TEST_PID_DIR`` and raises at step
-    ``$A2C_PPO_DIST_TEST_RAISE_AT`` when that is set."""
+    ``$A2C_PPO_DIST_TEST_RAISE_AT`` when that is set, on the rank ``$A2C_PPO_DIST_TEST_FAIL_RANK``
+    only when that is set (env workers inherit torchrun's ``RANK``)."""
     from tests.envs_for_tests import CounterEnv
 
     pid_dir = os.environ.get(PID_DIR_VARIABLE)
     if pid_dir:
         open(os.path.join(pid_dir, str(os.getpid())), "w").close()
     raise_at = os.environ.get(RAISE_AT_VARIABLE)
-    return CounterEnv(raise_at=int(raise_at) if raise_at else None)
+    fail_rank = os.environ.get(FAIL_RANK_VARIABLE)
+    fails = bool(raise_at) and fail_rank in (None, os.environ.get("RANK"))
+    return CounterEnv(raise_at=int(raise_at) if fails else None)
 
 
 def recorded_pids(pid_dir: str) -> list[int]:
     return [int(name) for name in os.listdir(pid_dir)]
+
+
+SEED_DIR_VARIABLE = "A2C_PPO_DIST_TEST_SEED_DIR"
+
+
+def make_seed_env():
+    """CartPole-v1 (for ``--env-name tests.dist_helpers:make_seed_env``) that records every
+    reset seed as a file ``RANK-SEED`` in ``$A2C_PPO_DIST_TEST_SEED_DIR``."""
+    import gymnasium as gym
+
+    class SeedRecorder(gym.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            if seed is not None:
+                path = os.path.join(os.environ[SEED_DIR_VARIABLE], f"{os.environ.get('RANK', '0')}-{seed}")
+                open(path, "w").close()
+            return self.env.reset(seed=seed, options=options)
+
+    return SeedRecorder(gym.make("CartPole-v1"))

@@ -13,6 +13,7 @@ import torch
 from a2c_ppo.algo import A2C, PPO, make_rmsprop
 from a2c_ppo.algo.common import average_gradients
 from a2c_ppo.distributed import (
+    PeerFailedError,
     any_rank,
     broadcast_module,
     check_in_sync,
@@ -243,6 +244,10 @@ def failing_rank(pid_dir: str) -> None:
             for _ in range(8):
                 envs.step(envs.action_space.sample())
             any_rank(False, ctx.reducer())
+        except PeerFailedError as exc:
+            with open(os.path.join(pid_dir, "..", "message.txt"), "w") as f:
+                f.write(str(exc))
+            raise
         finally:
             envs.close()
 
@@ -255,3 +260,6 @@ def test_a_failing_rank_stops_the_other_within_the_timeout_and_leaves_no_process
     assert all(code != 0 for code in run.exitcodes)
     assert len(recorded_pids(str(pid_dir))) >= 4  # each rank's worker processes (and its own)
     assert alive(recorded_pids(str(pid_dir))) == []
+    message = (tmp_path / "message.txt").read_text()
+    assert message.startswith("rank 0 of 2: an all-reduce failed because another rank stopped")
+    assert "\n" not in message
