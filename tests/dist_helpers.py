@@ -13,8 +13,10 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +36,12 @@ def _rank_main(fn: Callable[..., Any], rank: int, world_size: int, port: int, ou
     os.environ.update(
         {"MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)}
     )
-    result = fn(*args)
+    try:
+        result = fn(*args)
+    except BaseException:
+        with open(os.path.join(out_dir, f"rank{rank}.err"), "w") as f:
+            f.write(traceback.format_exc())
+        raise
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
@@ -42,6 +49,7 @@ def _rank_main(fn: Callable[..., Any], rank: int, world_size: int, port: int, ou
 class RankRun:
     exitcodes: list[int | None]  # None: still running at the deadline (then killed)
     results: list[Any]  # what each rank's function returned (None where it did not finish)
+    errors: list[str]  # the traceback of each rank that raised ("" for the others)
     elapsed_s: float
 
 
@@ -64,11 +72,13 @@ def run_ranks(fn: Callable[..., Any], world_size: int, out_dir: str, *args: Any,
         if p.is_alive():
             p.kill()
             p.join()
-    results = []
+    results, errors = [], []
     for rank in range(world_size):
         path = os.path.join(out_dir, f"rank{rank}.pt")
         results.append(torch.load(path, weights_only=False) if os.path.exists(path) else None)
-    return RankRun(exitcodes, results, elapsed)
+        error_path = Path(out_dir, f"rank{rank}.err")
+        errors.append(error_path.read_text() if error_path.exists() else "")
+    return RankRun(exitcodes, results, errors, elapsed)
 
 
 def torchrun(script_args: list[str], torchrun_args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -103,7 +103,7 @@ def gradient_rank() -> dict:
 
 def test_averaged_gradients_and_parameters_equal_one_process_on_the_pooled_batch(tmp_path):
     run = run_ranks(gradient_rank, WORLD, str(tmp_path))
-    assert run.exitcodes == [0, 0]
+    assert run.exitcodes == [0, 0], run.errors
     r0, r1 = run.results
     assert r0["before"] != r1["before"]  # broadcast had something to do
     torch.manual_seed(100)  # rank 0's initial parameters
@@ -164,7 +164,7 @@ def test_update_on_two_ranks_equals_one_process_on_the_concatenated_rollout(tmp_
     # Full-batch steps (PPO: one minibatch per epoch): the pooled gradient is the mean of the
     # ranks' ones only with global advantage statistics and gradient averaging before the clip.
     run = run_ranks(agent_rank, WORLD, str(tmp_path), algo)
-    assert run.exitcodes == [0, 0]
+    assert run.exitcodes == [0, 0], run.errors
     policy, rollouts = agent_rollout()
     metrics = make_agent(algo, policy).update(rollouts)
     if algo == "ppo_target_kl":
@@ -209,7 +209,7 @@ def stats_rank() -> dict:
 
 def test_synced_statistics_equal_those_of_the_concatenated_data_and_logging_helpers(tmp_path):
     run = run_ranks(stats_rank, WORLD, str(tmp_path))
-    assert run.exitcodes == [0, 0]
+    assert run.exitcodes == [0, 0], run.errors
     r0, r1 = run.results
     for a, b in zip(r0["after_sync"], r1["after_sync"]):
         for x, y in zip(a, b):
