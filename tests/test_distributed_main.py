@@ -140,3 +140,13 @@ def test_an_env_failing_on_one_rank_stops_both_with_a_checkpoint_and_no_process_
     assert len(pids) >= 4
     time.sleep(1.0)
     assert alive(pids) == []
+
+
+def test_acktr_under_torchrun_is_a_clear_config_error(tmp_path):
+    args = main_args(str(tmp_path), "--algo", "acktr")
+    code, output = finish(torchrun(args, STANDALONE, {SEED_DIR_VARIABLE: str(tmp_path)}), DEADLINE_S)
+    assert code not in (0, None)
+    assert "exitcode  : 2" in output  # both ranks: bad input
+    assert "acktr cannot run data-parallel" in output
+    assert "[rank0]: Traceback" not in output and "[rank1]: Traceback" not in output
+    assert not os.path.exists(os.path.join(tmp_path, "models"))
