@@ -133,7 +133,7 @@ def process_group(ctx: DistContext, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ite
     """Joins the process group for the ``with`` block (no-op for a single process).
 
     Every collective fails after ``timeout_s`` seconds without its peers. The group is
-    destroyed on the way out, also when the block raises.
+    destroyed on the way out (after a barrier), also when the block raises under gloo.
     """
     if not ctx.is_distributed:
         yield
@@ -149,8 +149,15 @@ def process_group(ctx: DistContext, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ite
     )
     try:
         yield
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        # Gloo's teardown is local; NCCL's may wait for peers that are gone: skip it.
+        if ctx.backend == "gloo":
+            dist.destroy_process_group()
+        raise
+    # Nobody tears down the group (rank 0 hosts its store) while a peer still uses it.
+    with _collective("the final barrier"):
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 class TorchDistReducer:
