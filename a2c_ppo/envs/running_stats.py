@@ -1,8 +1,28 @@
-"""Running mean / variance with the parallel (Chan et al.) merge formula."""
+"""Running mean / variance with the parallel (Chan et al.) merge formula.
+
+Data-parallel training keeps one ``RunningMeanStd`` per rank. Between two synchronisations
+each rank's statistics also include its own batches since the last one (as in a single
+process); at a synchronisation every rank contributes the moments of those batches and all
+ranks end with the statistics of everything every rank has seen (``sync_payload`` /
+``apply_sync``; the all-reduce in between is ``a2c_ppo.distributed.sync_running_stats``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def merge_moments(
+    count_a: float, mean_a: np.ndarray, m2_a: np.ndarray, count_b: float, mean_b: np.ndarray, m2_b: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Count, mean and sum of squared deviations (m2) of the union of two samples."""
+    total = count_a + count_b
+    if total == 0:
+        return 0.0, mean_a, m2_a
+    delta = mean_b - mean_a
+    mean = mean_a + delta * count_b / total
+    m2 = m2_a + m2_b + delta**2 * count_a * count_b / total
+    return total, mean, m2
 
 
 class RunningMeanStd:
@@ -17,6 +37,12 @@ class RunningMeanStd:
         self.mean = np.zeros(shape, dtype=np.float64)
         self.var = np.ones(shape, dtype=np.float64)
         self.count = float(epsilon)
+        self._mark_synced()
+
+    def _mark_synced(self) -> None:
+        """Start a new since-last-sync accumulator from the current statistics."""
+        self._synced = (self.count, self.mean.copy(), self.var * self.count)
+        self._unsynced = (0.0, np.zeros_like(self.mean), np.zeros_like(self.mean))
 
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch, dtype=np.float64)
@@ -24,13 +50,40 @@ class RunningMeanStd:
         if batch_count == 0:
             return
         batch_mean = batch.mean(axis=0)
-        batch_var = batch.var(axis=0)
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean = self.mean + delta * batch_count / total
-        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
-        self.var = m2 / total
-        self.count = total
+        batch_m2 = batch.var(axis=0) * batch_count
+        self.count, self.mean, m2 = merge_moments(
+            self.count, self.mean, self.var * self.count, batch_count, batch_mean, batch_m2
+        )
+        self.var = m2 / self.count
+        self._unsynced = merge_moments(*self._unsynced, batch_count, batch_mean, batch_m2)
+
+    def sync_payload(self) -> np.ndarray:
+        """The batches since the last sync as a float64 vector ``[n, S1..., S2...]`` of length
+        ``1 + 2 * size``, whose element-wise sum over ranks describes all ranks' batches.
+
+        ``S1 = n (mean - c)`` and ``S2 = m2 + n (mean - c)^2`` are sums around ``c``, the mean
+        at the last sync, which every rank shares; shifting by it keeps the sums small, so
+        recovering the pooled variance from them loses no precision.
+        """
+        count, mean, m2 = self._unsynced
+        offset = mean - self._synced[1]
+        return np.concatenate([[count], (count * offset).ravel(), (m2 + count * offset**2).ravel()])
+
+    def apply_sync(self, summed: np.ndarray) -> None:
+        """Set the statistics to the last synced ones merged with the batches that ``summed``
+        (the sum over ranks of ``sync_payload()``) describes; starts a new accumulator."""
+        size = self.mean.size
+        count = float(summed[0])
+        synced_count, synced_mean, synced_m2 = self._synced
+        if count > 0:
+            offset = summed[1 : 1 + size].reshape(self.mean.shape) / count
+            m2 = summed[1 + size :].reshape(self.mean.shape) - count * offset**2
+            merged = merge_moments(synced_count, synced_mean, synced_m2, count, synced_mean + offset, m2)
+        else:
+            merged = self._synced
+        self.count, self.mean, m2 = merged
+        self.var = m2 / self.count
+        self._mark_synced()
 
     def state_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": self.count}
@@ -39,3 +92,4 @@ class RunningMeanStd:
         self.mean = np.asarray(state["mean"], dtype=np.float64).reshape(self.mean.shape)
         self.var = np.asarray(state["var"], dtype=np.float64).reshape(self.var.shape)
         self.count = float(state["count"])
+        self._mark_synced()
