@@ -2,8 +2,9 @@
 
 Exit codes: 0 done; 2 bad input (flags, env ids, folders, checkpoints: one paragraph, no
 traceback, before any worker starts); 3 an env failed (its own traceback is shown); 4 a NaN
-or infinity appeared (nothing saved over the last good checkpoint); 128 + the signal number
-for Ctrl-C (130) and SIGTERM (143). In every case but 2 and 4 the last finished update is saved.
+or infinity appeared (nothing saved over the last good checkpoint); 5 another torchrun rank
+stopped or did not answer within --dist-timeout; 128 + the signal number for Ctrl-C (130) and
+SIGTERM (143). In every case but 2 and 4 the last finished update is saved.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from a2c_ppo.config import RunConfig
+from a2c_ppo.distributed import DistContext, PeerFailedError, check_algorithm, process_group, resolve_context
 from a2c_ppo.errors import ConfigError, NonFiniteError
 from a2c_ppo.signals import Interrupted, StopSignals
 
 EXIT_BAD_INPUT = 2
 EXIT_ENV_FAILED = 3
 EXIT_NON_FINITE = 4
+EXIT_PEER_FAILED = 5
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
@@ -32,11 +36,15 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             from a2c_ppo.train import run
 
             try:
-                run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals)
+                ctx = launch_context(request.config)
+                with process_group(ctx, request.config.dist_timeout):
+                    run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals, ctx=ctx)
             except ConfigError as exc:
                 fail(str(exc), prog="main.py")
             except EnvWorkerError as exc:
                 return _report(f"an environment failed, training stopped: {exc}", EXIT_ENV_FAILED)
+            except PeerFailedError as exc:
+                return _report(f"training stopped: {exc}", EXIT_PEER_FAILED)
             except NonFiniteError as exc:
                 return _report(
                     f"training stopped: {exc}. No checkpoint was written after it; the last good one is unchanged. "
@@ -50,6 +58,20 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     finally:
         signals.ignore_further()
     return 0
+
+
+def launch_context(config: RunConfig) -> DistContext:
+    """This process's place in a torchrun launch (a single process without one), checked."""
+    from a2c_ppo.builders import select_device
+
+    ctx = resolve_context(use_cuda=select_device(config).type == "cuda", backend=config.dist_backend)
+    check_algorithm(config.algo, ctx)
+    if config.num_env_steps < config.batch_size * ctx.world_size:
+        raise ConfigError(
+            f"--num-env-steps {config.num_env_steps} is less than one update of all {ctx.world_size} ranks "
+            f"({config.batch_size * ctx.world_size} steps); raise it or start fewer ranks."
+        )
+    return ctx
 
 
 def _report(message: str, code: int) -> int:

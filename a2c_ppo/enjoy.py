@@ -12,13 +12,13 @@ import torch
 from gymnasium.error import DependencyNotInstalled
 
 from a2c_ppo.arguments import ArgumentParser, fail
+from a2c_ppo.builders import build_envs, policy_for
 from a2c_ppo.checkpoint import check_spaces, first_non_finite, load_checkpoint
 from a2c_ppo.config import RunConfig
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.paths import check_writable_dir, checkpoint_path
-from a2c_ppo.train import build_envs, policy_for
 
 REPLAY_SEED_OFFSET = 2_000_000  # replays never reuse the training envs' seeds
 

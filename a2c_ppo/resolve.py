@@ -209,7 +209,7 @@ def _with_chunk_length(config: RunConfig, notes: list[str]) -> RunConfig:
 
 def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any) -> None:
     """Build the policy once on the CPU: unsupported spaces fail here, not after workers start."""
-    from a2c_ppo.train import policy_for
+    from a2c_ppo.builders import policy_for
 
     try:
         policy_for(config, observation_space, action_space)

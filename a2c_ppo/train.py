@@ -10,28 +10,26 @@ SIGTERM, an env that fails), the checkpoint written is that of the last finished
 
 from __future__ import annotations
 
-import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from a2c_ppo.algo import A2C, ACKTR, PPO, KFACOptimizer, make_rmsprop
-from a2c_ppo.algo.common import Reducer, set_learning_rate
+from a2c_ppo.algo.common import set_learning_rate
+from a2c_ppo.builders import build_envs, make_agent, policy_for, seed_everything, select_device
 from a2c_ppo.checkpoint import first_non_finite, rng_state, save_checkpoint, set_rng_state
 from a2c_ppo.config import RunConfig
+from a2c_ppo.distributed import DistContext, broadcast_module, check_in_sync, pooled_means, sync_running_stats
 from a2c_ppo.distributions import action_shape
-from a2c_ppo.envs import VecNormalize, check_env_id, make_vec_envs
+from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import NonFiniteError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.logger import Logger, format_duration
-from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.paths import checkpoint_path
 from a2c_ppo.rollout import collect_rollout, policy_step_timer
 from a2c_ppo.signals import StopSignals
@@ -62,72 +60,6 @@ class Boundary:
     lengths: list[int]
 
 
-def select_device(config: RunConfig) -> torch.device:
-    if torch.cuda.is_available() and not config.no_cuda:
-        if config.cuda_deterministic:
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_envs(config: RunConfig, num_envs: int, device: torch.device, **overrides: Any) -> TorchVecEnv:
-    """The vector env ``config`` describes (``overrides`` go to make_vec_envs), as tensors."""
-    kwargs = {
-        "gamma": config.gamma,
-        "norm_obs": config.norm_obs,
-        "norm_reward": config.norm_reward,
-        "vec_env": config.vec_env,
-        "num_workers": config.num_workers,
-        **overrides,
-    }
-    return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)
-
-
-def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None) -> PPO | A2C | ACKTR:
-    """The algorithm object for ``config.algo``; ``reducer`` for data-parallel training."""
-    common: dict[str, Any] = {
-        "value_loss_coef": config.value_loss_coef,
-        "entropy_coef": config.entropy_coef,
-        "norm_adv": config.norm_adv,
-    }
-    if config.algo == "acktr":
-        return ACKTR(policy, KFACOptimizer(policy, lr=config.lr), reducer=reducer, **common)
-    if config.algo == "a2c":
-        optimizer = make_rmsprop(policy.parameters(), lr=config.lr, eps=config.eps, alpha=config.alpha)
-        return A2C(policy, optimizer, max_grad_norm=config.max_grad_norm, reducer=reducer, **common)
-    return PPO(
-        policy,
-        lr=config.lr,
-        clip_param=config.clip_param,
-        ppo_epoch=config.ppo_epoch,
-        num_mini_batch=config.num_mini_batch,
-        eps=config.eps,
-        max_grad_norm=config.max_grad_norm,
-        use_clipped_value_loss=config.clip_value_loss,
-        target_kl=config.target_kl,
-        reducer=reducer,
-        **common,
-    )
-
-
-def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:
-    """The Policy ``config`` describes for these spaces (on the CPU)."""
-    return make_policy(
-        observation_space,
-        action_space,
-        hidden_size=config.hidden_size,
-        recurrent=config.recurrent_policy,
-        rnn_type=config.recurrent_type,
-    )
-
-
 def summary(returns: deque) -> str:
     if not returns:
         return "no episode finished yet"
@@ -141,17 +73,19 @@ def summary(returns: deque) -> str:
 class Trainer:
     """One run's pieces and the steps of its loop (see the module docstring)."""
 
-    def __init__(self, config: RunConfig, signals: StopSignals) -> None:
+    def __init__(self, config: RunConfig, signals: StopSignals, ctx: DistContext) -> None:
         self.config = config
         self.signals = signals
-        self.device = select_device(config)
+        self.ctx = ctx
+        self.reducer = ctx.reducer()
+        self.device = ctx.device
         self.save_path = checkpoint_path(config.save_dir, config.algo, config.env_name)
-        self.batch = config.batch_size
+        self.batch = config.batch_size * ctx.world_size  # env steps of all ranks per update
         self.num_updates = config.num_env_steps // self.batch
         # The policy exists before the envs: the overlap choice times one of its steps.
         observation_space, action_space = check_env_id(config.env_name)
         self.policy = policy_for(config, observation_space, action_space).to(self.device)
-        self.agent = make_agent(config, self.policy)
+        self.agent = make_agent(config, self.policy, self.reducer)
         overlap_kwargs: dict[str, Any] = {"overlap": config.overlap}
         if config.overlap == "auto":
             overlap_kwargs["policy_step_s"] = policy_step_timer(self.policy, observation_space, self.device)
@@ -190,12 +124,17 @@ class Trainer:
 
     def start(self, checkpoint: dict[str, Any] | None) -> list[str]:
         """Reset the envs, or restore everything from ``checkpoint``; notes for the console."""
-        self.rollouts.obs[0].copy_(self.envs.reset(seed=self.config.seed))
+        self.rollouts.obs[0].copy_(self.envs.reset(seed=self.env_seed(0)))
+        notes = [] if checkpoint is None else self.restore(checkpoint)
+        broadcast_module(self.policy, self.ctx)  # every rank starts from rank 0's parameters
         if checkpoint is None:
             self.saved_update = 0  # nothing to save until an update has finished
             self.boundary = self.capture()
-            return []
-        return self.restore(checkpoint)
+        return notes
+
+    def env_seed(self, env_steps: int) -> int:
+        """The seed of this rank's env 0: env ``i`` of rank ``r`` gets ``seed + r * num_processes + i``."""
+        return self.config.seed + env_steps + self.ctx.rank * self.config.num_processes
 
     def restore(self, checkpoint: dict[str, Any]) -> list[str]:
         notes = []
@@ -206,21 +145,26 @@ class Trainer:
         state = checkpoint["resume_state"]
         if self.normalizer is not None and checkpoint["normalization"]:
             self.normalizer.load_state_dict(checkpoint["normalization"])
-        exact = state["env_states"] is not None and state["obs"].shape[0] == self.config.num_processes
+        # The checkpoint holds rank 0's env states only: under torchrun every rank starts anew.
+        exact = (
+            self.ctx.world_size == 1
+            and state["env_states"] is not None
+            and state["obs"].shape[0] == self.config.num_processes
+        )
         if exact:
             set_snapshots(self.envs.envs, state["env_states"])
             self.rollouts.obs[0].copy_(state["obs"])
             self.rollouts.recurrent_hidden_states[0].copy_(state["recurrent_hidden_states"])
             self.rollouts.masks[0].copy_(state["masks"])
         else:
-            self.rollouts.obs[0].copy_(self.envs.reset(seed=self.config.seed + self.env_steps))
-            notes.append(
-                "Resume is not exact: the envs' states were not saved (" + (state["why_not_exact"] or "") + "); "
-                "they start new episodes."
-            )
+            self.rollouts.obs[0].copy_(self.envs.reset(seed=self.env_seed(self.env_steps)))
+            why = "a data-parallel run" if self.ctx.world_size > 1 else state["why_not_exact"] or ""
+            notes.append(f"Resume is not exact: the envs' states were not saved ({why}); they start new episodes.")
         self.returns.extend(state["returns"])
         self.lengths.extend(state["lengths"])
         set_rng_state(checkpoint["rng"])
+        if self.ctx.rank > 0:  # the checkpoint holds rank 0's RNG: other ranks draw their own
+            seed_everything(self.config.seed + self.ctx.rank + self.ctx.world_size * self.update)
         self.saved_update = self.update
         self.boundary = self.capture()
         return notes
@@ -265,7 +209,9 @@ class Trainer:
             episodes = collect_rollout(self.policy, self.envs, self.rollouts, config.use_proper_time_limits)
         except NonFiniteError as exc:  # raised by the env adapter, which knows no update
             raise NonFiniteError(f"{exc} (in the rollout of update {self.update + 1})") from None
-        rollout_sps = self.batch / max(time.perf_counter() - start, 1e-9)
+        rollout_sps = self.config.batch_size / max(time.perf_counter() - start, 1e-9)  # this rank's
+        if self.normalizer is not None:  # every rank normalises with the statistics of all ranks' data
+            sync_running_stats([self.normalizer.obs_rms, self.normalizer.ret_rms], self.reducer)
         for ret, length in episodes:
             self.returns.append(ret)
             self.lengths.append(length)
@@ -296,16 +242,19 @@ class Trainer:
     # ----------------------------------------------------------------- log, evaluate, save
 
     def log(self, metrics: dict[str, float], sps: float) -> None:
-        assert self.logger is not None
+        """On every rank (it all-reduces the episode statistics); rank 0 alone writes."""
+        episodes = pooled_means([self.returns, self.lengths], self.reducer)
+        check_in_sync(self.policy, self.ctx, f"after update {self.update}")
+        if self.logger is None:
+            return
         scalars = {
             "charts/SPS": sps,
             "charts/rollout_SPS": metrics.pop("rollout_SPS"),  # env stepping + acting only, this update
             "charts/learning_rate": metrics.pop("learning_rate"),
         }
         scalars.update({f"losses/{name}": value for name, value in metrics.items()})
-        if self.returns:
-            scalars["charts/episodic_return"] = float(np.mean(self.returns))
-            scalars["charts/episodic_length"] = float(np.mean(self.lengths))
+        if episodes is not None:
+            scalars["charts/episodic_return"], scalars["charts/episodic_length"] = episodes
         self.logger.scalars(self.env_steps, scalars, update=self.update)
         eta = (self.num_updates * self.batch - self.env_steps) / max(sps, 1e-9)
         self.logger.print(
@@ -331,7 +280,7 @@ class Trainer:
     def save(self) -> bool:
         """Write the checkpoint of the last finished update, if not saved yet; whether it wrote."""
         boundary = self.boundary
-        if boundary is None or boundary.update == self.saved_update:
+        if not self.ctx.is_main or boundary is None or boundary.update == self.saved_update:
             return False
         r = self.rollouts
         resume_state = {
@@ -373,24 +322,30 @@ def run(
     checkpoint: dict[str, Any] | None = None,
     notes: list[str] | tuple[str, ...] = (),
     signals: StopSignals | None = None,
+    ctx: DistContext | None = None,
 ) -> TrainResult:
     """Train as ``config`` says (continuing ``checkpoint`` if given); where the checkpoint is
     and the learning curve. Interrupted, EnvWorkerError and other failures while training are
     re-raised after the last finished update is saved; NonFiniteError saves nothing."""
-    num_updates = config.num_env_steps // config.batch_size
-    # The first line comes before the envs are built: the user sees at once what will run.
-    print(
-        f"Training {config.algo} on {config.env_name}: {num_updates} updates of {config.batch_size} steps, "
-        f"run folder {config.run_dir}. " + " ".join(notes),
-        flush=True,
-    )
-    seed_everything(config.seed)
+    ctx = ctx or DistContext(device=select_device(config))
+    if ctx.is_main:  # the first line comes before the envs are built: the user sees at once what runs
+        batch = config.batch_size * ctx.world_size
+        ranks = f" on {ctx.world_size} ranks" if ctx.world_size > 1 else ""
+        print(
+            f"Training {config.algo} on {config.env_name}{ranks}: {config.num_env_steps // batch} updates of "
+            f"{batch} steps, run folder {config.run_dir}. " + " ".join(notes),
+            flush=True,
+        )
+    seed_everything(config.seed + ctx.rank)
     torch.set_num_threads(config.num_threads)
     signals = signals or StopSignals()
-    trainer = Trainer(config, signals)
+    trainer = Trainer(config, signals, ctx)
     config = trainer.config
     try:
         start_notes = trainer.start(checkpoint)
+        if not ctx.is_main:  # ranks > 0 train in lock step and write nothing
+            loop(trainer)
+            return TrainResult(trainer.save_path, trainer.env_steps, trainer.history)
         trainer.logger = Logger(
             config.run_dir,
             config.to_dict(),
@@ -420,20 +375,23 @@ def run(
 def loop(trainer: Trainer) -> None:
     """The updates from the current one to the last, then the final save."""
     config, logger = trainer.config, trainer.logger
-    assert logger is not None
     start_time, start_steps = time.monotonic(), trainer.env_steps
     while trainer.update < trainer.num_updates:
         metrics = trainer.train_one_update()
         if trainer.returns:
             trainer.history.append((trainer.env_steps, float(np.mean(trainer.returns))))
         sps = (trainer.env_steps - start_steps) / max(time.monotonic() - start_time, 1e-9)
-        logger.progress(trainer.env_steps)
+        if logger is not None:
+            logger.progress(trainer.env_steps)
         last = trainer.update == trainer.num_updates
         if trainer.update % config.log_interval == 0 or last:
             trainer.log(metrics, sps)
-        if config.eval_interval and trainer.update % config.eval_interval == 0:
+        if config.eval_interval and trainer.update % config.eval_interval == 0 and logger is not None:
             trainer.evaluate()
         if trainer.update % config.save_interval == 0 or last:
             trainer.save()
     trainer.save()  # a resumed run that was already finished
-    logger.print(f"Done: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {trainer.save_path}")
+    if logger is not None:
+        logger.print(
+            f"Done: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {trainer.save_path}"
+        )

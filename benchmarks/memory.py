@@ -33,10 +33,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from a2c_ppo.arguments import parse_args  # noqa: E402
+from a2c_ppo.builders import build_envs, policy_for  # noqa: E402
 from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
 from a2c_ppo.config import RunConfig  # noqa: E402
 from a2c_ppo.evaluation import run_episodes  # noqa: E402
-from a2c_ppo.train import EVAL_SEED_OFFSET, build_envs, policy_for, run  # noqa: E402
+from a2c_ppo.train import EVAL_SEED_OFFSET, run  # noqa: E402
 
 # name -> (env, threshold, main.py flags shared by every policy kind)
 TASKS: dict[str, tuple[str, float, list[str]]] = {

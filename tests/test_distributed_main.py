@@ -1,20 +1,17 @@
 """The real ``main.py`` under torchrun on loopback (gloo, CPU): 2 ranks on one node, two
-nodes, a failing rank, and a resume. Skipped until ``a2c_ppo.train.run`` takes a ``ctx``
-(the torchrun wiring); ``main.py`` then checks at every logged update that all ranks hold
-the same parameters (``check_in_sync``) and fails if not."""
+nodes, a failing rank, and a resume. ``main.py`` checks at every logged update that all ranks
+hold the same parameters (``check_in_sync``) and fails if not."""
 
 from __future__ import annotations
 
 import csv
 import glob
-import inspect
 import os
 import time
 
 import pytest
 import torch
 
-from a2c_ppo.train import run
 from tests.dist_helpers import (
     FAIL_RANK_VARIABLE,
     PID_DIR_VARIABLE,
@@ -26,10 +23,6 @@ from tests.dist_helpers import (
     free_port,
     recorded_pids,
     torchrun,
-)
-
-pytestmark = pytest.mark.skipif(
-    "ctx" not in inspect.signature(run).parameters, reason="main.py does not run data-parallel yet"
 )
 
 NUM_ENVS, NUM_STEPS, UPDATES, SEED = 2, 16, 3, 1
