@@ -26,7 +26,8 @@ from a2c_ppo.distributed import (
     sync_running_stats,
 )
 from a2c_ppo.distributions import action_shape
-from a2c_ppo.envs import TorchVecEnv, make_vec_envs
+from a2c_ppo.envs import make_vec_envs
+from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
 from a2c_ppo.rollout import collect_rollout
 from a2c_ppo.storage import RolloutStorage
