@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from a2c_ppo.config import RunConfig
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.presets import PRESETS, presets_table
+from a2c_ppo.presets import COMMON_DEFAULTS, PRESET_KEYS, PRESETS, presets_table
 
 ALGOS = ("ppo", "a2c", "acktr")
 
@@ -58,13 +58,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows each flag's fixed default; preset-decided ones are in the table below the flags."""
+    """Shows each flag's default: fixed ones inline, preset-decided ones in the table below."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        default = FIXED_DEFAULTS.get(action.dest)
-        if action.dest in FIXED_DEFAULTS and default is not None and default is not False:
-            text += f" (default: {default})"
+        if action.dest in PRESET_KEYS:
+            return text + " (default: by preset, see below)"
+        default = FIXED_DEFAULTS.get(action.dest, COMMON_DEFAULTS.get(action.dest))
+        if default is not None and default is not False:
+            text += f" (default: {'on' if default is True else default})"
         return text
 
 
@@ -85,22 +87,22 @@ def build_parser() -> ArgumentParser:
         help="hyper-parameters of a task family; auto: atari for Atari ids, mujoco for continuous control, "
         "else classic",
     )
-    g.add_argument("--lr", type=float, help="learning rate (preset)")
-    g.add_argument("--eps", type=float, help="Adam / RMSprop epsilon (preset)")
-    g.add_argument("--alpha", type=float, help="RMSprop smoothing constant, a2c (preset)")
-    g.add_argument("--gamma", type=float, help="discount factor (preset)")
-    g.add_argument("--use-gae", action=on_off, help="generalized advantage estimation, else n-step returns (preset)")
-    g.add_argument("--gae-lambda", type=float, help="GAE lambda (preset)")
-    g.add_argument("--entropy-coef", type=float, help="entropy bonus (preset)")
-    g.add_argument("--value-loss-coef", type=float, help="value loss weight (preset)")
-    g.add_argument("--max-grad-norm", type=float, help="global gradient-norm clip (preset)")
-    g.add_argument("--clip-param", type=float, help="PPO ratio clip (preset)")
-    g.add_argument("--ppo-epoch", type=int, help="PPO epochs per update (preset)")
-    g.add_argument("--num-mini-batch", type=int, help="PPO minibatches per epoch (preset)")
-    g.add_argument("--clip-value-loss", action=on_off, help="PPO clipped value loss (preset)")
-    g.add_argument("--norm-adv", action=on_off, help="standardise advantages over the batch (preset)")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--eps", type=float, help="Adam / RMSprop epsilon")
+    g.add_argument("--alpha", type=float, help="RMSprop smoothing constant, a2c")
+    g.add_argument("--gamma", type=float, help="discount factor")
+    g.add_argument("--use-gae", action=on_off, help="generalized advantage estimation, else n-step returns")
+    g.add_argument("--gae-lambda", type=float, help="GAE lambda")
+    g.add_argument("--entropy-coef", type=float, help="entropy bonus")
+    g.add_argument("--value-loss-coef", type=float, help="value loss weight")
+    g.add_argument("--max-grad-norm", type=float, help="global gradient-norm clip")
+    g.add_argument("--clip-param", type=float, help="PPO ratio clip")
+    g.add_argument("--ppo-epoch", type=int, help="PPO epochs per update")
+    g.add_argument("--num-mini-batch", type=int, help="PPO minibatches per epoch")
+    g.add_argument("--clip-value-loss", action=on_off, help="PPO clipped value loss")
+    g.add_argument("--norm-adv", action=on_off, help="standardise advantages over the batch")
     g.add_argument("--target-kl", type=float, help="stop a PPO update early once approx KL exceeds this")
-    g.add_argument("--use-linear-lr-decay", action=on_off, help="decay the learning rate linearly to 0 (preset)")
+    g.add_argument("--use-linear-lr-decay", action=on_off, help="decay the learning rate linearly to 0")
     g.add_argument(
         "--hidden-size",
         type=int,
@@ -118,17 +120,17 @@ def build_parser() -> ArgumentParser:
 
     g = p.add_argument_group("environment")
     g.add_argument("--env-name", help="gymnasium id, or module:Class / module:factory")
-    g.add_argument("--num-processes", type=int, help="parallel environments per training process (preset)")
-    g.add_argument("--num-steps", type=int, help="steps per env per update (preset)")
-    g.add_argument("--num-env-steps", type=int, help="total env steps to train for, all ranks together (preset)")
+    g.add_argument("--num-processes", type=int, help="parallel environments per training process")
+    g.add_argument("--num-steps", type=int, help="steps per env per update")
+    g.add_argument("--num-env-steps", type=int, help="total env steps to train for, all ranks together")
     g.add_argument("--seed", type=int, help="random seed; env i of rank r gets seed + r * num_processes + i")
     g.add_argument(
         "--use-proper-time-limits",
         action=on_off,
-        help="bootstrap truncated episodes from V(final obs), else treat truncation as termination (preset)",
+        help="bootstrap truncated episodes from V(final obs), else treat truncation as termination",
     )
-    g.add_argument("--norm-obs", action=on_off, help="normalise observations (preset; auto: continuous control)")
-    g.add_argument("--norm-reward", action=on_off, help="scale rewards by the return std (preset; auto likewise)")
+    g.add_argument("--norm-obs", action=on_off, help="normalise observations")
+    g.add_argument("--norm-reward", action=on_off, help="scale rewards by the return std")
     g.add_argument("--vec-env", choices=("auto", "subproc", "sync"), help="how envs are stepped")
     g.add_argument(
         "--num-workers",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from a2c_ppo.arguments import build_parser, resolve
 from a2c_ppo.checkpoint import load_checkpoint
-from a2c_ppo.presets import PRESET_VALUES
+from a2c_ppo.presets import PRESET_VALUES, presets_table
 from a2c_ppo.train import run
 
 
@@ -72,3 +74,9 @@ def test_recurrent_chunk_length_is_chosen_when_columns_are_too_few():
     assert request.config.recurrent_chunk_length == 16
     assert any("Recurrent chunk length 16" in note for note in request.notes)
     assert resolve(["--recurrent-policy"]).config.recurrent_chunk_length is None  # 8 columns suffice
+
+
+def test_the_readme_shows_the_presets_as_they_are():
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    block = readme.split("<!-- presets-table -->")[1].split("<!-- /presets-table -->")[0]
+    assert block.strip().removeprefix("```").removesuffix("```").strip() == presets_table()
