@@ -172,8 +172,17 @@ def test_killed_worker_is_detected_while_stepping():
     assert wait_gone(pids) == []  # the sleeping worker was terminated by close()
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt here even when the test run inherited SIGINT ignored
+    (e.g. pytest started as a background job of a non-interactive shell)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("in_main,expected", [(0, [2, 2]), (1, [2, 1])], ids=["workers-only", "in-main-env"])
-def test_keyboard_interrupt_during_step_keeps_env_usable(in_main, expected):
+def test_keyboard_interrupt_during_step_keeps_env_usable(in_main, expected, sigint_raises):
     # With in_main=1 the interrupt lands in the main process's env (its step never finished)
     # while the worker's reply is still unread: that reply must not be taken for the next one's.
     envs = SubprocVecEnv([partial(SleepyEnv, 0.3) for _ in range(2)], num_workers=2, in_main=in_main)
@@ -210,12 +219,14 @@ def test_close_is_idempotent_and_del_cleans_up():
 
 _SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     import numpy as np
     from a2c_ppo.envs.subproc import SubprocVecEnv
     from tests.envs_for_tests import CounterEnv
 
     if __name__ == "__main__":
+        # Ctrl-C must work whatever disposition this process inherited (as main.py makes sure).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         envs = SubprocVecEnv([CounterEnv for _ in range(4)], num_workers=int(sys.argv[2]), in_main=int(sys.argv[3]))
         envs.reset(seed=0)
         print(" ".join(map(str, envs.worker_pids)), flush=True)
