@@ -1,0 +1,267 @@
+"""Learning curves from run folders: ``python -m a2c_ppo.plot RUN_DIR [RUN_DIR ...] --out FILE.png``.
+
+A run folder (``ENV__ALGO__seedS__TIME``, made by ``paths.new_run_dir``) holds ``progress.csv``
+and TensorBoard event files. Runs are grouped by env (one panel each) and by a label (one line
+each: the algorithm, prefixed by the parent folder's name when the runs come from several
+folders); a line is the mean over the group's seeds with a shaded spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from a2c_ppo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DEFAULT_METRIC = "charts/episodic_return"
+EVAL_METRIC = "eval/mean_return"
+RUN_NAME = re.compile(r"^(?P<env>.+)__(?P<algo>[^_]+)__seed(?P<seed>-?\d+)__(?P<time>[^_]+)$")
+BOOTSTRAP_SAMPLES = 1000
+PANELS_PER_ROW = 3
+
+
+@dataclass
+class Curve:
+    """One run's scalar ``metric``: ``steps`` and ``values`` are 1-D arrays of the same length."""
+
+    env: str
+    label: str
+    seed: str
+    steps: np.ndarray
+    values: np.ndarray
+
+
+@dataclass
+class Band:
+    """The mean over seeds and its spread on a common step grid; every array has shape (G,)."""
+
+    steps: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    num_runs: int
+
+
+def is_run_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "progress.csv")) or bool(glob.glob(os.path.join(path, "events.out.*")))
+
+
+def find_run_dirs(paths: Sequence[str]) -> list[str]:
+    """The run folders among ``paths`` and below them, sorted; ConfigError when there are none."""
+    found: list[str] = []
+    for path in paths:
+        if not os.path.isdir(path):
+            raise ConfigError(f"{path!r} is not a folder; give run folders or folders that contain them.")
+        for root, dirs, _ in os.walk(path):
+            if is_run_dir(root):
+                found.append(root)
+                dirs.clear()  # a run folder holds no further runs
+    if not found:
+        raise ConfigError(
+            f"no runs found under {', '.join(map(repr, paths))}: a run folder holds progress.csv or "
+            "TensorBoard event files (main.py writes them under --log-dir, default 'runs')."
+        )
+    return sorted(set(found))
+
+
+def _read_csv(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of ``metric`` from progress.csv; None when the file lacks that column."""
+    with open(os.path.join(run_dir, "progress.csv"), newline="") as f:
+        reader = csv.DictReader(f)
+        if metric not in (reader.fieldnames or []):
+            return None
+        # Rows that do not carry the metric (e.g. evaluation rows) leave its cell empty.
+        pairs = [(float(row["env_steps"]), float(row[metric])) for row in reader if row.get(metric)]
+    return _as_arrays(pairs)
+
+
+def _read_events(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of ``metric`` from the TensorBoard event files; None when absent."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})  # 0: keep every point
+    events.Reload()
+    if metric not in events.Tags()["scalars"]:
+        return None
+    return _as_arrays([(float(e.step), float(e.value)) for e in events.Scalars(metric)])
+
+
+def _as_arrays(pairs: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted by step; a step logged twice (a resumed run redoes an update) keeps its last value."""
+    by_step = dict(pairs)
+    steps = np.array(sorted(by_step), dtype=np.float64)
+    return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
+
+
+def read_metric(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """progress.csv first (cheap), then the event files."""
+    if os.path.isfile(os.path.join(run_dir, "progress.csv")):
+        data = _read_csv(run_dir, metric)
+        if data is not None:
+            return data
+    if glob.glob(os.path.join(run_dir, "events.out.*")):
+        return _read_events(run_dir, metric)
+    return None
+
+
+def _name_parts(run_dir: str) -> tuple[str, str, str]:
+    """(env, algo, seed) from ``ENV__ALGO__seedS__TIME``; other names are their own env."""
+    name = os.path.basename(os.path.normpath(run_dir))
+    match = RUN_NAME.match(name)
+    if match is None:
+        return name, "run", "0"
+    return match["env"], match["algo"], match["seed"]
+
+
+def load_curves(paths: Sequence[str], metric: str) -> list[Curve]:
+    """Every run's ``metric`` under ``paths``; ConfigError if no run logged it."""
+    run_dirs = find_run_dirs(paths)
+    parents = {os.path.dirname(os.path.normpath(d)) for d in run_dirs}
+    curves, skipped = [], []
+    for run_dir in run_dirs:
+        data = read_metric(run_dir, metric)
+        if data is None or len(data[0]) == 0:
+            skipped.append(run_dir)
+            continue
+        env, algo, seed = _name_parts(run_dir)
+        # Runs from several folders are told apart by their folder (e.g. runs/baseline, runs/lr1e-3).
+        parent = os.path.basename(os.path.dirname(os.path.normpath(run_dir)))
+        label = f"{parent}/{algo}" if len(parents) > 1 else algo
+        curves.append(Curve(env, label, seed, *data))
+    if not curves:
+        hint = " (evaluation runs only with main.py --eval-interval N)" if metric == EVAL_METRIC else ""
+        raise ConfigError(
+            f"none of the {len(run_dirs)} runs found logged the metric {metric!r}{hint}; "
+            f"pick one with --metric TAG, e.g. {DEFAULT_METRIC}, charts/SPS or losses/value_loss."
+        )
+    if skipped:
+        print(f"skipped {len(skipped)} runs without {metric!r}: {', '.join(skipped)}", file=sys.stderr)
+    return curves
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over ``window`` points (fewer at the start); shape kept."""
+    if window <= 1:
+        return values
+    sums = np.cumsum(np.concatenate([[0.0], values]))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def aggregate(curves: Sequence[Curve], window: int = 1, ci: bool = False, seed: int = 0) -> Band:
+    """Mean over runs on a common grid, with the std over runs or a 95% bootstrap interval.
+
+    The grid is every step any run logged within the range all runs cover; each run is
+    linearly interpolated onto it. The std is the population std (ddof 0) over runs.
+    """
+    start = max(c.steps[0] for c in curves)
+    end = min(c.steps[-1] for c in curves)
+    if start > end:
+        names = ", ".join(f"seed {c.seed}" for c in curves)
+        raise ConfigError(
+            f"the runs of {curves[0].env} / {curves[0].label} ({names}) cover no common range of env steps, "
+            "so they have no mean; plot them from separate folders."
+        )
+    grid = np.unique(np.concatenate([c.steps for c in curves]))
+    grid = grid[(grid >= start) & (grid <= end)]
+    values = np.stack([np.interp(grid, c.steps, smooth(c.values, window)) for c in curves])  # (runs, G)
+    mean = values.mean(axis=0)
+    if ci:
+        rng = np.random.default_rng(seed)  # fixed: the same runs draw the same picture
+        picks = rng.integers(0, len(curves), size=(BOOTSTRAP_SAMPLES, len(curves)))
+        low, high = np.percentile(values[picks].mean(axis=1), [2.5, 97.5], axis=0)
+    else:
+        std = values.std(axis=0)
+        low, high = mean - std, mean + std
+    return Band(grid, mean, low, high, len(curves))
+
+
+def _load_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            "plotting needs matplotlib, which is not installed; install the extra with "
+            "pip install -e '.[plot]' (or pip install matplotlib)."
+        ) from exc
+
+
+def draw(curves: Sequence[Curve], metric: str, window: int = 1, ci: bool = False) -> Figure:
+    """One panel per env, one line (mean) and one shaded band (spread) per label."""
+    _load_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    envs = sorted({c.env for c in curves})
+    cols = min(len(envs), PANELS_PER_ROW)
+    rows = -(-len(envs) // cols)
+    fig = Figure(figsize=(5 * cols, 3.8 * rows), layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg canvas: no display or global pyplot state needed
+    spread = "95% bootstrap CI" if ci else "std"
+    for i, env in enumerate(envs):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for label in sorted({c.label for c in curves if c.env == env}):
+            band = aggregate([c for c in curves if c.env == env and c.label == label], window, ci)
+            (line,) = ax.plot(band.steps, band.mean, label=f"{label} ({band.num_runs} runs)")
+            ax.fill_between(band.steps, band.low, band.high, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", title=f"mean ± {spread}", title_fontsize="small")
+    return fig
+
+
+def plot(paths: Sequence[str], out: str, metric: str = DEFAULT_METRIC, window: int = 1, ci: bool = False) -> Figure:
+    """Read the runs under ``paths``, draw them and write the picture to ``out``."""
+    fig = draw(load_curves(paths, metric), metric, window, ci)
+    out_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out_dir):
+        raise ConfigError(f"--out {out!r}: the folder {out_dir!r} does not exist; create it or pick another path.")
+    fig.savefig(out, dpi=100)
+    return fig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="a2c-ppo-plot",
+        description="Draw learning curves (mean over seeds with a shaded spread) from run folders.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders that contain run folders")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="picture to write (png, svg, pdf)")
+    p.add_argument("--metric", default=DEFAULT_METRIC, metavar="TAG", help="scalar to draw (a TensorBoard tag)")
+    p.add_argument("--eval", action="store_true", help=f"draw {EVAL_METRIC} (overrides --metric)")
+    p.add_argument("--smooth", type=int, default=1, metavar="N", help="trailing moving average over N points")
+    p.add_argument("--ci", action="store_true", help="shade a 95%% bootstrap interval of the mean instead of the std")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.smooth <= 0:
+        parser.error(f"--smooth must be a positive integer, got {args.smooth}.")
+    try:
+        plot(args.runs, args.out, EVAL_METRIC if args.eval else args.metric, args.smooth, args.ci)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The plot command: finding runs, reading progress.csv / event files, mean and spread over seeds."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from a2c_ppo import plot  # noqa: E402
+from a2c_ppo.errors import ConfigError  # noqa: E402
+
+RETURN = "charts/episodic_return"
+COLUMNS = ["update", "env_steps", "time", "charts/SPS", RETURN, "eval/mean_return"]
+
+
+def write_run(folder, name: str, rows: list[dict], columns: list[str] = COLUMNS) -> str:
+    """A run folder holding a progress.csv with ``rows`` (missing cells stay empty, as the logger writes)."""
+    run_dir = os.path.join(folder, name)
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "progress.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return run_dir
+
+
+def returns(steps: list[int], values: list[float]) -> list[dict]:
+    return [{"update": i + 1, "env_steps": s, "time": i, RETURN: v} for i, (s, v) in enumerate(zip(steps, values))]
+
+
+# Two seeds on different step grids. Hand computation on the common grid {100, 200, 250, 300}:
+# seed 1 interpolated: 0, 10, 15, 20; seed 2 (10 at 100 and at 250): 10, 10, 10, 40
+# mean: 5, 10, 12.5, 30; population std: 5, 0, 2.5, 10.
+SEED1 = ([100, 200, 300], [0.0, 10.0, 20.0])
+SEED2 = ([100, 250, 300], [10.0, 10.0, 40.0])
+
+
+@pytest.fixture
+def two_seeds(tmp_path):
+    write_run(tmp_path, "CartPole-v1__ppo__seed1__20260101-000000", returns(*SEED1))
+    write_run(tmp_path, "CartPole-v1__ppo__seed2__20260101-000100", returns(*SEED2))
+    return tmp_path
+
+
+def test_mean_and_std_over_two_seeds_by_hand(two_seeds):
+    curves = plot.load_curves([str(two_seeds)], RETURN)
+    assert [(c.env, c.label, c.seed) for c in curves] == [("CartPole-v1", "ppo", "1"), ("CartPole-v1", "ppo", "2")]
+    band = plot.aggregate(curves)
+    np.testing.assert_allclose(band.steps, [100, 200, 250, 300])
+    np.testing.assert_allclose(band.mean, [5, 10, 12.5, 30])
+    np.testing.assert_allclose(band.high - band.mean, [5, 0, 2.5, 10])
+    np.testing.assert_allclose(band.mean - band.low, [5, 0, 2.5, 10])
+    assert band.num_runs == 2
+
+
+def test_bootstrap_interval_of_two_seeds_spans_them(two_seeds):
+    # Resampled means of two runs are a, (a + b) / 2 or b: the 95% interval is [min, max].
+    band = plot.aggregate(plot.load_curves([str(two_seeds)], RETURN), ci=True)
+    np.testing.assert_allclose(band.low, [0, 10, 10, 20])
+    np.testing.assert_allclose(band.high, [10, 10, 15, 40])
+
+
+def test_smoothing_is_a_trailing_mean():
+    np.testing.assert_allclose(plot.smooth(np.array([0.0, 10.0, 20.0, 50.0]), 2), [0, 5, 15, 35])
+    np.testing.assert_allclose(plot.smooth(np.array([0.0, 10.0, 20.0]), 3), [0, 5, 10])
+
+
+def test_figure_has_one_panel_per_env_and_one_line_per_label(two_seeds, tmp_path):
+    write_run(tmp_path, "HalfCheetah-v5__ppo__seed1__20260101-000000", returns([2048, 4096], [-5.0, 3.0]))
+    write_run(tmp_path, "HalfCheetah-v5__a2c__seed1__20260101-000000", returns([2048, 4096], [-9.0, -1.0]))
+    out = tmp_path / "curves.png"
+    fig = plot.plot([str(tmp_path)], str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [ax.get_title() for ax in fig.axes] == ["CartPole-v1", "HalfCheetah-v5"]
+    cartpole, cheetah = fig.axes
+    assert len(cartpole.lines) == 1 and len(cartpole.collections) == 1  # mean line + shaded band
+    assert len(cheetah.lines) == 2 and len(cheetah.collections) == 2
+    assert [t.get_text() for t in cheetah.get_legend().get_texts()] == ["a2c (1 runs)", "ppo (1 runs)"]
+    np.testing.assert_allclose(cartpole.lines[0].get_ydata(), [5, 10, 12.5, 30])
+    band_y = cartpole.collections[0].get_paths()[0].vertices[:, 1]
+    assert band_y.min() == pytest.approx(0.0) and band_y.max() == pytest.approx(40.0)
+
+
+def test_runs_from_several_folders_are_labelled_by_folder(tmp_path):
+    for folder, value in (("baseline", 1.0), ("lr1e-3", 2.0)):
+        write_run(tmp_path / folder, "CartPole-v1__ppo__seed1__20260101-000000", returns([10, 20], [value, value]))
+    curves = plot.load_curves([str(tmp_path / "baseline"), str(tmp_path / "lr1e-3")], RETURN)
+    assert sorted(c.label for c in curves) == ["baseline/ppo", "lr1e-3/ppo"]
+    fig = plot.draw(curves, RETURN)
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2
+
+
+def test_csv_columns_are_read_by_header_and_resumed_steps_keep_the_last_value(tmp_path):
+    columns = ["update", "env_steps", "time", "losses/kl_estimate", RETURN]  # a new metric in the middle
+    rows = [
+        {"update": 1, "env_steps": 100, RETURN: 1.0, "losses/kl_estimate": 0.5},
+        {"update": 2, "env_steps": 200, RETURN: 2.0},
+        {"update": 2, "env_steps": 200, RETURN: 3.0},  # redone after a resume
+        {"update": 2, "env_steps": 200},  # an evaluation row: no return
+    ]
+    run_dir = write_run(tmp_path, "CartPole-v1__ppo__seed1__20260101-000000", rows, columns)
+    steps, values = plot.read_metric(run_dir, RETURN)
+    np.testing.assert_allclose(steps, [100, 200])
+    np.testing.assert_allclose(values, [1.0, 3.0])
+    steps, values = plot.read_metric(run_dir, "losses/kl_estimate")
+    np.testing.assert_allclose(values, [0.5])
+
+
+def test_event_files_are_read_when_there_is_no_csv(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = tmp_path / "Pendulum-v1__a2c__seed3__20260101-000000"
+    writer = SummaryWriter(str(run_dir))
+    for step, value in ((64, -1500.0), (128, -1200.0)):
+        writer.add_scalar(RETURN, value, step)
+    writer.close()
+    (curve,) = plot.load_curves([str(tmp_path)], RETURN)
+    assert (curve.env, curve.label, curve.seed) == ("Pendulum-v1", "a2c", "3")
+    np.testing.assert_allclose(curve.steps, [64, 128])
+    np.testing.assert_allclose(curve.values, [-1500, -1200])
+
+
+def test_eval_flag_draws_the_evaluation_metric(tmp_path):
+    rows = returns([100, 200], [1.0, 2.0]) + [{"update": 2, "env_steps": 200, "eval/mean_return": 7.0}]
+    write_run(tmp_path, "CartPole-v1__ppo__seed1__20260101-000000", rows)
+    out = tmp_path / "eval.png"
+    assert plot.main([str(tmp_path), "--out", str(out), "--eval"]) == 0
+    assert out.exists()
+
+
+def test_bad_inputs_raise_config_errors(two_seeds, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no runs found"):
+        plot.load_curves([str(tmp_path / "empty")], RETURN)
+    with pytest.raises(ConfigError, match="not a folder"):
+        plot.load_curves([str(tmp_path / "missing")], RETURN)
+    with pytest.raises(ConfigError, match="logged the metric 'losses/nope'"):
+        plot.load_curves([str(two_seeds)], "losses/nope")
+    with pytest.raises(ConfigError, match="--out"):
+        plot.plot([str(two_seeds)], str(tmp_path / "no" / "such" / "dir.png"))
+
+
+def test_missing_matplotlib_says_how_to_install_it(two_seeds, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[plot\]'"):
+        plot.plot([str(two_seeds)], str(two_seeds / "x.png"))
+
+
+def test_command_line_errors_exit_2_without_traceback(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "a2c_ppo.plot", str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "no runs found" in proc.stderr and "Traceback" not in proc.stderr
