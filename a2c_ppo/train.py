@@ -113,7 +113,8 @@ class Trainer:
         self.update, self.env_steps = 0, 0
         self.boundary: Boundary | None = None
         self.saved_update = -1
-        self.env_state_error: str | None = None  # why the envs' states cannot be captured
+        # Why the envs' states are not captured (a resume under torchrun starts new episodes).
+        self.env_state_error: str | None = "a data-parallel run" if ctx.world_size > 1 else None
         self.history: list[tuple[int, float]] = []
 
     # ----------------------------------------------------------------- start
@@ -158,7 +159,7 @@ class Trainer:
             self.rollouts.masks[0].copy_(state["masks"])
         else:
             self.rollouts.obs[0].copy_(self.envs.reset(seed=self.env_seed(self.env_steps)))
-            why = "a data-parallel run" if self.ctx.world_size > 1 else state["why_not_exact"] or ""
+            why = self.env_state_error or state["why_not_exact"] or ""
             notes.append(f"Resume is not exact: the envs' states were not saved ({why}); they start new episodes.")
         self.returns.extend(state["returns"])
         self.lengths.extend(state["lengths"])
