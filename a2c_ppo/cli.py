@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from a2c_ppo.arguments import LaunchRequest
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, PeerFailedError, check_algorithm, process_group, resolve_context
 from a2c_ppo.errors import ConfigError, NonFiniteError
@@ -28,35 +30,59 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     # Not restored at the end: the program exits right after, and must not die of a late signal.
     signals = StopSignals().install()
     try:
-        try:
-            from a2c_ppo.arguments import fail, parse_command_line
-
-            request = parse_command_line(argv)
-            from a2c_ppo.envs.subproc import EnvWorkerError
-            from a2c_ppo.train import run
-
-            try:
-                ctx = launch_context(request.config)
-                with process_group(ctx, request.config.dist_timeout):
-                    run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals, ctx=ctx)
-            except ConfigError as exc:
-                fail(str(exc), prog="main.py")
-            except EnvWorkerError as exc:
-                return _report(f"an environment failed, training stopped: {exc}", EXIT_ENV_FAILED)
-            except PeerFailedError as exc:
-                return _report(f"training stopped: {exc}", EXIT_PEER_FAILED)
-            except NonFiniteError as exc:
-                return _report(
-                    f"training stopped: {exc}. No checkpoint was written after it; the last good one is unchanged. "
-                    "Look for the source (a reward or observation of the env, a too large --lr).",
-                    EXIT_NON_FINITE,
-                )
-        except Interrupted as stop:
-            sys.stdout.flush()
-            sys.stderr.write(f"Stopped by {stop}.\n")
-            return stop.exit_code
+        return _train(argv, signals)
+    except RunFailed as failure:
+        return failure.exit_code
+    except Interrupted as stop:
+        sys.stdout.flush()
+        sys.stderr.write(f"Stopped by {stop}.\n")
+        return stop.exit_code
     finally:
         signals.ignore_further()
+
+
+def _train(argv: Sequence[str] | None, signals: StopSignals) -> int:
+    from a2c_ppo.arguments import fail, parse_command_line
+
+    request = parse_command_line(argv)
+    try:
+        ctx = launch_context(request.config)
+    except ConfigError as exc:
+        fail(str(exc), prog="main.py")
+    with process_group(ctx, request.config.dist_timeout):
+        return _run_and_report(request, signals, ctx)
+
+
+class RunFailed(Exception):
+    """A failure already reported to the user; carries the exit status. Raised (not returned)
+    so that the process group is left on its error path, without a final barrier."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
+def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistContext) -> int:
+    """Train, reporting a failure at once: under torchrun, before the group is torn down and
+    the launcher stops this rank because another one exited. RunFailed after the report."""
+    from a2c_ppo.arguments import fail
+    from a2c_ppo.envs.subproc import EnvWorkerError
+    from a2c_ppo.train import run
+
+    try:
+        run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals, ctx=ctx)
+    except ConfigError as exc:
+        fail(str(exc), prog="main.py")
+    except EnvWorkerError as exc:
+        _report(f"an environment failed, training stopped: {exc}", EXIT_ENV_FAILED)
+    except PeerFailedError as exc:
+        _report(f"training stopped: {exc}", EXIT_PEER_FAILED)
+    except NonFiniteError as exc:
+        _report(
+            f"training stopped: {exc}. No checkpoint was written after it; the last good one is unchanged. "
+            "Look for the source (a reward or observation of the env, a too large --lr).",
+            EXIT_NON_FINITE,
+        )
     return 0
 
 
@@ -74,7 +100,8 @@ def launch_context(config: RunConfig) -> DistContext:
     return ctx
 
 
-def _report(message: str, code: int) -> int:
+def _report(message: str, code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.write(f"main.py: error: {message}\n")
-    return code
+    sys.stderr.flush()
+    raise RunFailed(code)

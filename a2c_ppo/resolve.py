@@ -8,6 +8,7 @@ normalisation and the checks), and the output folders are proven writable.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from a2c_ppo.arguments import FIXED_DEFAULTS, LaunchRequest
@@ -64,8 +65,9 @@ def resolve_request(typed: dict[str, Any], resume: str | None) -> LaunchRequest:
         from a2c_ppo.checkpoint import check_spaces
 
         check_spaces(checkpoint, *spaces, config.env_name)
-    check_writable_dir(config.run_dir, "--log-dir")
-    check_writable_dir(config.save_dir, "--save-dir")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 alone writes (and checks, without races)
+        check_writable_dir(config.run_dir, "--log-dir")
+        check_writable_dir(config.save_dir, "--save-dir")
     return LaunchRequest(config=config, resume=resume, typed=set(typed), notes=notes, checkpoint=checkpoint)
 
 

@@ -26,6 +26,7 @@ from a2c_ppo.distributed import DistContext, broadcast_module, check_in_sync, po
 from a2c_ppo.distributions import action_shape
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
+from a2c_ppo.envs.subproc import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import NonFiniteError
 from a2c_ppo.evaluation import run_episodes
@@ -116,6 +117,7 @@ class Trainer:
         # Why the envs' states are not captured (a resume under torchrun starts new episodes).
         self.env_state_error: str | None = "a data-parallel run" if ctx.world_size > 1 else None
         self.history: list[tuple[int, float]] = []
+        self.start_time, self.start_steps = time.monotonic(), 0  # for SPS: reset when the loop starts
 
     # ----------------------------------------------------------------- start
 
@@ -130,7 +132,7 @@ class Trainer:
         broadcast_module(self.policy, self.ctx)  # every rank starts from rank 0's parameters
         if checkpoint is None:
             self.saved_update = 0  # nothing to save until an update has finished
-            self.boundary = self.capture()
+            self.record_boundary()
         return notes
 
     def env_seed(self, env_steps: int) -> int:
@@ -167,17 +169,26 @@ class Trainer:
         if self.ctx.rank > 0:  # the checkpoint holds rank 0's RNG: other ranks draw their own
             seed_everything(self.config.seed + self.ctx.rank + self.ctx.world_size * self.update)
         self.saved_update = self.update
-        self.boundary = self.capture()
+        self.record_boundary()
         return notes
 
-    def capture(self) -> Boundary:
-        """The state at the end of the current update (see ``Boundary``)."""
+    def record_boundary(self) -> None:
+        """Record the state at the end of the current update (see ``Boundary``). An env worker
+        that died meanwhile still leaves the update recorded (without env states), then raises."""
+        try:
+            env_states = self.capture_env_states()
+        except EnvWorkerError:
+            self.boundary = self.boundary_with(None)
+            raise
+        self.boundary = self.boundary_with(env_states)
+
+    def boundary_with(self, env_states: list[Any] | None) -> Boundary:
         return Boundary(
             update=self.update,
             env_steps=self.env_steps,
             rng=rng_state(),
             normalization=self.normalizer.state_dict() if self.normalizer is not None else None,
-            env_states=self.capture_env_states(),
+            env_states=env_states,
             returns=list(self.returns),
             lengths=list(self.lengths),
         )
@@ -201,7 +212,7 @@ class Trainer:
         return self.config.lr * (1.0 - self.update / self.num_updates)
 
     def train_one_update(self) -> dict[str, float]:
-        """Collect a rollout, compute returns and update the policy; the update's metrics."""
+        """Collect a rollout, compute returns, update the policy and log it; the update's metrics."""
         config = self.config
         lr = self.learning_rate()
         set_learning_rate(self.agent.optimizer, lr)
@@ -220,17 +231,27 @@ class Trainer:
             r = self.rollouts
             next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
         self.rollouts.compute_returns(next_value, config.use_gae, config.gamma, config.gae_lambda)
-        # An update is never cut in half, and the boundary a save uses moves with the parameters.
+        # An update is never cut in half, and the boundary a save uses moves with the parameters
+        # and the update's log row, so that a resumed run neither repeats nor misses a row.
         with self.signals.deferred():
             metrics = self.agent.update(self.rollouts)
             self.rollouts.after_update()
             self.update += 1
             self.env_steps += self.batch
             self.check_update_finite(metrics)
-            self.boundary = self.capture()
-        metrics["learning_rate"] = lr
-        metrics["rollout_SPS"] = rollout_sps
+            self.record_boundary()
+            self.after_update({**metrics, "learning_rate": lr, "rollout_SPS": rollout_sps})
         return metrics
+
+    def after_update(self, metrics: dict[str, float]) -> None:
+        """The learning curve, the progress bar and, when due, the log line of the update just done."""
+        if self.returns:
+            self.history.append((self.env_steps, float(np.mean(self.returns))))
+        sps = (self.env_steps - self.start_steps) / max(time.monotonic() - self.start_time, 1e-9)
+        if self.logger is not None:
+            self.logger.progress(self.env_steps)
+        if self.update % self.config.log_interval == 0 or self.update == self.num_updates:
+            self.log(metrics, sps)
 
     def check_update_finite(self, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
@@ -376,17 +397,10 @@ def run(
 def loop(trainer: Trainer) -> None:
     """The updates from the current one to the last, then the final save."""
     config, logger = trainer.config, trainer.logger
-    start_time, start_steps = time.monotonic(), trainer.env_steps
+    trainer.start_time, trainer.start_steps = time.monotonic(), trainer.env_steps
     while trainer.update < trainer.num_updates:
-        metrics = trainer.train_one_update()
-        if trainer.returns:
-            trainer.history.append((trainer.env_steps, float(np.mean(trainer.returns))))
-        sps = (trainer.env_steps - start_steps) / max(time.monotonic() - start_time, 1e-9)
-        if logger is not None:
-            logger.progress(trainer.env_steps)
+        trainer.train_one_update()
         last = trainer.update == trainer.num_updates
-        if trainer.update % config.log_interval == 0 or last:
-            trainer.log(metrics, sps)
         if config.eval_interval and trainer.update % config.eval_interval == 0 and logger is not None:
             trainer.evaluate()
         if trainer.update % config.save_interval == 0 or last:
