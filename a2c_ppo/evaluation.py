@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 
+from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
 
@@ -46,3 +49,15 @@ def run_episodes(
                 if on_episode is not None:
                     on_episode(len(results) - 1, ret, length)
     return results
+
+
+def evaluate(
+    policy: Policy, envs: TorchVecEnv, num_episodes: int, seed: int, normalization: dict[str, Any] | None
+) -> float:
+    """Mean true return of ``num_episodes`` deterministic episodes on ``envs``, with the training
+    run's normalisation statistics (``normalization``) loaded and frozen."""
+    if isinstance(envs.envs, VecNormalize) and normalization is not None:
+        envs.envs.load_state_dict(normalization)
+        envs.envs.eval()
+    episodes = run_episodes(policy, envs, num_episodes, deterministic=True, seed=seed)
+    return float(np.mean([ret for ret, _ in episodes]))

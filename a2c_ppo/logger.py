@@ -11,10 +11,24 @@ import csv
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
+
+import numpy as np
 
 CSV_NAME = "progress.csv"
 LEADING_COLUMNS = ["update", "env_steps", "time"]
+
+
+def summary(returns: Sequence[float]) -> str:
+    """One line on the true returns of the last episodes."""
+    if not returns:
+        return "no episode finished yet"
+    r = np.asarray(returns)
+    return (
+        f"last {len(r)} episodes: mean/median return {r.mean():.1f}/{np.median(r):.1f}, "
+        f"min/max {r.min():.1f}/{r.max():.1f}"
+    )
 
 
 def format_duration(seconds: float) -> str:

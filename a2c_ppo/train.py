@@ -29,8 +29,8 @@ from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapsh
 from a2c_ppo.envs.subproc import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import NonFiniteError
-from a2c_ppo.evaluation import run_episodes
-from a2c_ppo.logger import Logger, format_duration
+from a2c_ppo.evaluation import evaluate
+from a2c_ppo.logger import Logger, format_duration, summary
 from a2c_ppo.paths import checkpoint_path
 from a2c_ppo.rollout import collect_rollout, policy_step_timer
 from a2c_ppo.signals import StopSignals
@@ -59,16 +59,6 @@ class Boundary:
     env_states: Any  # the envs' snapshots, or None where they cannot be captured
     returns: list[float]
     lengths: list[int]
-
-
-def summary(returns: deque) -> str:
-    if not returns:
-        return "no episode finished yet"
-    r = np.asarray(returns)
-    return (
-        f"last {len(r)} episodes: mean/median return {r.mean():.1f}/{np.median(r):.1f}, "
-        f"min/max {r.min():.1f}/{r.max():.1f}"
-    )
 
 
 class Trainer:
@@ -290,12 +280,9 @@ class Trainer:
         if self.eval_envs is None:
             self.eval_envs = build_envs(config, min(config.num_processes, config.eval_episodes), self.device,
                                         vec_env="sync")  # fmt: skip
-        if isinstance(self.eval_envs.envs, VecNormalize) and self.normalizer is not None:
-            self.eval_envs.envs.load_state_dict(self.normalizer.state_dict())
-            self.eval_envs.envs.eval()
+        normalization = self.normalizer.state_dict() if self.normalizer is not None else None
         seed = config.seed + EVAL_SEED_OFFSET
-        episodes = run_episodes(self.policy, self.eval_envs, config.eval_episodes, deterministic=True, seed=seed)
-        mean_return = float(np.mean([ret for ret, _ in episodes]))
+        mean_return = evaluate(self.policy, self.eval_envs, config.eval_episodes, seed, normalization)
         self.logger.scalars(self.env_steps, {"eval/mean_return": mean_return}, update=self.update)
         self.logger.print(f"Evaluation over {config.eval_episodes} episodes: mean return {mean_return:.1f}")
 

@@ -7,7 +7,7 @@ and per env the mean true return of the last 10 training episodes (progress.csv)
 deterministic evaluation episodes of the final checkpoint (``enjoy.py``), beside the
 published numbers. ``--report-only`` summarises the runs already in ``--out``.
 
-Example: ``python benchmarks/mujoco.py --seeds 1 2 --parallel 2 --out mujoco-runs`` (about
+Example: ``python benchmarks/mujoco_reproduction.py --seeds 1 2 --parallel 2 --out mujoco-runs`` (about
 an hour per env on 2 cores), then ``python -m a2c_ppo.plot mujoco-runs/runs --out curves.png``.
 """
 
