@@ -71,16 +71,10 @@ def preset_values(preset: str, algo: str) -> dict[str, Any]:
     return {**COMMON_DEFAULTS, **PRESET_VALUES[preset][algo]}
 
 
-def is_continuous_control(observation_space: Any, action_space: Any) -> bool:
-    """1-D Box observations and Box actions (MuJoCo-like): normalisation on, mujoco preset."""
-    import gymnasium as gym
-
-    vector_obs = isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1
-    return vector_obs and isinstance(action_space, gym.spaces.Box)
-
-
 def auto_preset(observation_space: Any, action_space: Any, is_atari: bool) -> str:
     """``atari`` for Atari ids, ``mujoco`` for continuous control, else ``classic``."""
+    from a2c_ppo.envs.make import is_continuous_control
+
     if is_atari:
         return "atari"
     return "mujoco" if is_continuous_control(observation_space, action_space) else "classic"

@@ -14,9 +14,10 @@ from typing import Any
 from a2c_ppo.arguments import FIXED_DEFAULTS, LaunchRequest
 from a2c_ppo.config import RunConfig
 from a2c_ppo.envs.check import check_env_id
+from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import check_writable_dir, new_run_dir
-from a2c_ppo.presets import auto_preset, is_continuous_control, preset_values
+from a2c_ppo.presets import auto_preset, preset_values
 
 FLOAT_FLAGS = ("lr", "eps", "alpha", "gamma", "gae_lambda", "entropy_coef", "value_loss_coef", "max_grad_norm",
                "clip_param", "target_kl", "dist_timeout")  # fmt: skip

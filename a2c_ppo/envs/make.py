@@ -98,8 +98,9 @@ def _spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
         env.close()
 
 
-def wants_normalization(obs_space: gym.Space, act_space: gym.Space) -> bool:
-    """The automatic choice: normalise for continuous control (1-D Box obs, Box actions)."""
+def is_continuous_control(obs_space: gym.Space, act_space: gym.Space) -> bool:
+    """1-D Box observations and Box actions (MuJoCo-like): the automatic normalisation is on
+    for these, and ``--preset auto`` picks ``mujoco``."""
     return isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1 and isinstance(act_space, gym.spaces.Box)
 
 
@@ -122,7 +123,7 @@ def make_vec_envs(
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
     Call ``reset(seed=seed)`` on the result: env ``i`` then gets ``seed + i``. ``norm_obs`` /
-    ``norm_reward`` of ``None`` choose automatically (see ``wants_normalization``); when
+    ``norm_reward`` of ``None`` choose automatically (see ``is_continuous_control``); when
     either is on, the result is a ``VecNormalize``.
 
     ``vec_env``: ``"sync"`` steps the envs in this process (``SubprocVecEnv`` with no worker),
@@ -172,14 +173,14 @@ def make_vec_envs(
     from a2c_ppo.envs.subproc import SubprocVecEnv
 
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
-    will_norm_obs = norm_obs if norm_obs is not None else wants_normalization(*_spaces(env_id))
+    will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id))
     # "sync" is the same vector env with every env in this process: one code path, the same
     # contract checks, error reports (EnvWorkerError naming the env) and snapshots.
     if vec_env == "sync":
         in_main = num_envs
     envs: VectorEnv = SubprocVecEnv(fns, num_workers=workers, in_main=in_main, copy=not will_norm_obs)
     envs.metadata["overlap"] = overlapped
-    auto = wants_normalization(envs.single_observation_space, envs.single_action_space)
+    auto = is_continuous_control(envs.single_observation_space, envs.single_action_space)
     norm_obs = auto if norm_obs is None else norm_obs
     norm_reward = auto if norm_reward is None else norm_reward
     if norm_obs or norm_reward:
