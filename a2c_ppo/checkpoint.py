@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from a2c_ppo import __version__
+from a2c_ppo.algo.common import Optimizer
 from a2c_ppo.errors import ConfigError, NonFiniteError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: PPO's Adam state is over one flat parameter vector (algo/flat_params.py)
 #: Fields stored as JSON text (plain data that is not a tensor).
 JSON_FIELDS = ("config", "normalization", "spaces")
 
@@ -80,7 +81,7 @@ def save_checkpoint(
     path: str,
     *,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None,
+    optimizer: Optimizer | None,
     config: dict[str, Any],
     normalization: dict[str, Any] | None,
     counters: dict[str, int],

@@ -23,6 +23,7 @@ import torch
 
 from a2c_ppo.envs.torch_env import StepResult, TorchVecEnv
 from a2c_ppo.model import Policy
+from a2c_ppo.numpy_actor import ActFunction, acting_function
 from a2c_ppo.storage import RolloutStorage
 
 
@@ -52,21 +53,23 @@ def collect_rollout(
 
     Truncated steps store V(final_obs) to bootstrap from (with ``proper_time_limits``;
     else truncation counts as termination). Returns (true return, length) of the episodes
-    that ended. Uses the overlapped schedule where ``envs.overlap`` says so.
+    that ended. Uses the overlapped schedule where ``envs.overlap`` says so, and acts in
+    numpy where ``a2c_ppo.numpy_actor`` applies.
     """
+    act = acting_function(policy)
     with torch.inference_mode():  # nothing computed here is differentiated later
         if envs.overlap:
-            return _collect_overlapped(policy, envs, rollouts, proper_time_limits)
-        return _collect_plain(policy, envs, rollouts, proper_time_limits)
+            return _collect_overlapped(act, policy, envs, rollouts, proper_time_limits)
+        return _collect_plain(act, policy, envs, rollouts, proper_time_limits)
 
 
 def _collect_plain(
-    policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool
+    act: ActFunction, policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool
 ) -> list[tuple[float, int]]:
     episodes: list[tuple[float, int]] = []
     zeros = torch.zeros_like(rollouts.bootstrap_values[0])  # (N, 1): no bootstrap this step
     for step in range(rollouts.num_steps):
-        acted = _Acted(*policy.act(rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]))
+        acted = _Acted(*act(rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]))
         out = envs.step(acted.action)
         ends = _ends(policy, out, acted.rnn_hxs, zeros, proper_time_limits)
         _insert(rollouts, _EnvSide(out.obs, out.reward, *ends), acted)
@@ -75,7 +78,7 @@ def _collect_plain(
 
 
 def _collect_overlapped(
-    policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool
+    act: ActFunction, policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool
 ) -> list[tuple[float, int]]:
     """The overlapped schedule. Per step ``t`` and half ``h`` (A, then B): wait for h's step
     ``t``, copy its results into the step-``t`` staging buffers (before h steps again, as the
@@ -89,7 +92,7 @@ def _collect_overlapped(
     acted: dict[int, _Acted] = {}
     for h, half in enumerate(halves):
         acted[h] = _Acted(
-            *policy.act(rollouts.obs[0, half], rollouts.recurrent_hidden_states[0, half], rollouts.masks[0, half])
+            *act(rollouts.obs[0, half], rollouts.recurrent_hidden_states[0, half], rollouts.masks[0, half])
         )
         envs.step_async(acted[h].action, half)
     for step in range(T):
@@ -102,7 +105,7 @@ def _collect_overlapped(
             episodes.extend((ret, length) for _, ret, length in out.episodes)
             if step + 1 < T:
                 masks = (~(out.terminated | out.truncated)).float()
-                acted[h] = _Acted(*policy.act(staged.obs[half], current[h].rnn_hxs, masks))
+                acted[h] = _Acted(*act(staged.obs[half], current[h].rnn_hxs, masks))
                 envs.step_async(acted[h].action, half)
         full = _Acted(*(torch.cat(parts) for parts in zip(current[0], current[1])))
         _insert(rollouts, staged, full)
@@ -141,13 +144,14 @@ def _ends(
 def policy_step_timer(
     policy: Policy, obs_space: gym.Space, device: torch.device | str = "cpu"
 ) -> Callable[[int], float]:
-    """``seconds(n)``: the median time of one deterministic ``policy.act`` on ``n`` envs
-    (observations of ``obs_space``), for the ``auto`` overlap choice of ``make_vec_envs``.
+    """``seconds(n)``: the median time of one deterministic act (as the rollout acts) on ``n``
+    envs (observations of ``obs_space``), for the ``auto`` overlap choice of ``make_vec_envs``.
 
     Deterministic, so that timing draws no random numbers and leaves the run's results alone.
     """
     shape = tuple(obs_space.shape or ())
     dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+    act = acting_function(policy, deterministic=True)
 
     def seconds(n: int, repeats: int = 7) -> float:
         obs = torch.zeros(n, *shape, dtype=dtype, device=device)
@@ -157,7 +161,7 @@ def policy_step_timer(
         with torch.inference_mode():
             for _ in range(repeats + 1):
                 start = time.perf_counter()
-                policy.act(obs, rnn_hxs, masks, deterministic=True)
+                act(obs, rnn_hxs, masks)
                 times.append(time.perf_counter() - start)
         return float(np.median(times[1:]))  # the first call warms caches up
 

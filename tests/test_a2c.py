@@ -233,21 +233,24 @@ def test_main_trains_and_resumes_end_to_end(tmp_path, algo):
 
 @pytest.mark.parametrize("kind", ["adam", "rmsprop"])
 def test_our_optimizers_step_exactly_like_torch_without_importing_dynamo(kind):
-    """Run in a fresh interpreter: torch._dynamo must stay out, and the steps equal torch's."""
+    """Run in a fresh interpreter: torch._dynamo must stay out, and the steps equal torch's
+    (PPO's FlatAdam against torch's single-tensor Adam, A2C's RMSprop against torch's)."""
     code = f"""
 import sys, torch
-from a2c_ppo.algo.optimizers import make_adam, make_rmsprop
+from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters
+from a2c_ppo.algo.optimizers import make_rmsprop
 torch.manual_seed(0)
 ours, theirs = torch.nn.Parameter(torch.randn(7)), torch.nn.Parameter(torch.zeros(7))
 theirs.data.copy_(ours.data)
 adam = "{kind}" == "adam"
-a = make_adam([ours], 1e-2, 1e-5) if adam else make_rmsprop([ours], 1e-2, 1e-5, 0.9)
+flat = FlatParameters([ours])
+a = FlatAdam(flat, 1e-2, 1e-5) if adam else make_rmsprop([ours], 1e-2, 1e-5, 0.9)
 for i in range(6):
-    ours.grad = torch.sin(ours.detach() * i)
+    flat.grad.copy_(torch.sin(ours.detach() * i))
     a.step()
 dynamo = "torch._dynamo" in sys.modules
 if adam:
-    b = torch.optim.Adam([theirs], lr=1e-2, eps=1e-5, fused=True)
+    b = torch.optim.Adam([theirs], lr=1e-2, eps=1e-5, foreach=False)
 else:
     b = torch.optim.RMSprop([theirs], lr=1e-2, eps=1e-5, alpha=0.9, foreach=True)
 for i in range(6):

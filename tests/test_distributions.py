@@ -136,3 +136,22 @@ def test_act_is_deterministic_for_a_seed_and_carries_no_graph(kind):
         outputs.append(policy.act(obs, hxs, masks))
     for first, second in zip(*outputs):
         assert torch.equal(first, second) and not first.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_evaluate_path_log_prob_and_entropy_match_torch_distributions(kind):
+    """The direct Categorical / DiagNormal that minibatches are scored with, against torch's."""
+    torch.manual_seed(0)
+    head = Policy(OBS_SPACE, ACTION_SPACES[kind]).dist
+    with torch.no_grad():
+        if kind == "box":
+            head.log_std.bias.copy_(torch.tensor([0.5, -1.0, 0.2]))
+        x = torch.randn(64, 64) * 30  # large logits: some class probabilities underflow to 0
+        action, _ = head.act(x, deterministic=False)
+        dist = head(x)
+        params = head.mean(x) if kind == "box" else head.linear(x)
+        reference = torch_distribution(kind, params, head.log_std.bias if kind == "box" else None)
+        expected = reference.log_prob(action.squeeze(-1) if kind == "discrete" else action)
+    torch.testing.assert_close(dist.log_probs(action), expected.unsqueeze(-1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dist.entropy(), reference.entropy(), atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(dist.entropy()).all()

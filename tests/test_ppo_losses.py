@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from a2c_ppo.algo.ppo import ppo_losses
+from a2c_ppo.algo.ppo import ppo_losses, ratio_metrics
 from a2c_ppo.storage import Minibatch
 
 CLIP = 0.2
@@ -58,7 +58,7 @@ def test_policy_loss_and_its_gradient_on_each_side_of_the_clip(case):
     assert losses["policy_loss"].item() == pytest.approx(loss, abs=1e-6)
     losses["policy_loss"].backward()
     assert log_probs.grad.item() == pytest.approx(grad, abs=1e-6)
-    assert losses["clipfrac"].item() == (0.0 if case == "inside" else 1.0)
+    assert ratio_metrics(losses["log_ratio"], CLIP)["clipfrac"].item() == (0.0 if case == "inside" else 1.0)
 
 
 def test_batch_means_clip_fraction_and_k3_kl():
@@ -67,9 +67,10 @@ def test_batch_means_clip_fraction_and_k3_kl():
     losses = ppo_losses(batch, torch.zeros(5, 1), log_probs, CLIP, clip_value_loss=False)
     # -(2.4 + 1.0 - 1.5 - 0.8 + 2.2) / 5
     assert losses["policy_loss"].item() == pytest.approx(-3.3 / 5, abs=1e-6)
-    assert losses["clipfrac"].item() == pytest.approx(0.8)
+    metrics = ratio_metrics(losses["log_ratio"], CLIP)
+    assert metrics["clipfrac"].item() == pytest.approx(0.8)
     k3 = sum((r - 1.0) - math.log(r) for r in ratios) / 5  # 0.094535, 0.193147, ..., 0.0046898
-    assert losses["approx_kl"].item() == pytest.approx(k3, rel=1e-5)
+    assert metrics["approx_kl"].item() == pytest.approx(k3, rel=1e-5)
 
 
 # (new value V, old value V_old, return R, clipped value loss 0.5 max((V-R)^2, (V_clip-R)^2), unclipped)

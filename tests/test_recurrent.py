@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from a2c_ppo.algo import PPO
+from a2c_ppo.algo.ppo import ratio_metrics
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.model import CNNBase, MLPBase, Policy, make_policy
 from tests.helpers import BOX_OBS, local_run_flags, output_flags, progress_rows, rollout_from_policy, run_main
@@ -149,8 +150,8 @@ def test_ppo_first_epoch_minibatches_have_ratio_one(rnn_type, chunk_length, num_
             )
         torch.testing.assert_close(log_probs, batch.old_action_log_probs, atol=1e-5, rtol=0)
         torch.testing.assert_close(values, batch.value_preds, atol=1e-5, rtol=0)
-    losses = agent._losses(batches[0])
-    assert abs(losses["approx_kl"].item()) < 1e-6 and losses["clipfrac"].item() == 0.0
+    first = ratio_metrics(agent._losses(batches[0])["log_ratio"], agent.clip_param)
+    assert abs(first["approx_kl"].item()) < 1e-6 and first["clipfrac"].item() == 0.0
     metrics = agent.update(storage)
     assert metrics["num_gradient_steps"] == num_mini_batch
 

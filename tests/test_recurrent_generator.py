@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from a2c_ppo.algo import PPO
+from a2c_ppo.algo.ppo import LOSS_NAMES
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import Minibatch, RolloutStorage
 from tests.helpers import BOX_OBS, rollout_from_policy
@@ -90,7 +91,8 @@ def total_loss(agent: PPO, storage: RolloutStorage, chunk_length: int | None) ->
     storage.recurrent_chunk_length = chunk_length
     advantages = storage.returns - storage.value_preds[:-1]
     (batch,) = agent._minibatches(storage, advantages)
-    return {k: v.item() for k, v in agent._losses(batch).items()}
+    losses = agent._losses(batch)
+    return {name: losses[name].item() for name in LOSS_NAMES}
 
 
 @pytest.mark.parametrize("rnn_type", ["gru", "lstm"])

@@ -39,15 +39,28 @@ def csv_rows(folder) -> list[dict[str, str]]:
     return rows
 
 
+def assert_same_state(a, b, where: str = "optimizer") -> None:
+    """``a`` and ``b`` (nested dicts and lists of tensors and plain values) are bit-identical."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
 def assert_same_run(path_a: str, path_b: str, folder_a, folder_b) -> None:
     a, b = load_checkpoint(path_a), load_checkpoint(path_b)
     assert a["counters"] == b["counters"]
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
-    state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
-    for key in state_a:
-        for name, value in state_a[key].items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(state_b[key][name])), (key, name)
+    assert_same_state(a["optimizer"], b["optimizer"])
     assert a["normalization"] == b["normalization"]
     rows_a, rows_b = csv_rows(folder_a), csv_rows(folder_b)
     assert [row["update"] for row in rows_b] == [str(u) for u in range(1, len(rows_b) + 1)]  # no duplicates

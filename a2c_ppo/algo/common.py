@@ -9,7 +9,7 @@ reported metrics. Every rank's rollout has the same size (the flags guarantee it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
@@ -56,18 +56,23 @@ def rollout_advantages(rollouts: RolloutStorage, normalize: bool, reducer: Reduc
     return (advantages - mean) / (std + 1e-8)
 
 
-def average_gradients(params: Sequence[nn.Parameter], reducer: Reducer) -> None:
+def average_gradients(params: Sequence[torch.Tensor], reducer: Reducer) -> None:
     """Replace every gradient by its mean over ranks, with ONE all-reduce of the flat vector.
 
     A parameter without a gradient counts as a zero gradient (and gets one), so every rank
-    reduces a vector of the same layout.
+    reduces a vector of the same layout. Existing gradients are overwritten in place (they
+    may be views into a ``FlatParameters`` buffer).
     """
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    grads = []
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
     flat = torch.cat([g.reshape(-1) for g in grads])
     reducer.all_reduce_sum(flat)
     flat /= reducer.world_size
-    for p, chunk in zip(params, flat.split([g.numel() for g in grads])):
-        p.grad = chunk.view_as(p)
+    for grad, chunk in zip(grads, flat.split([g.numel() for g in grads])):
+        grad.copy_(chunk.view_as(grad))
 
 
 def clip_gradients(params: Sequence[nn.Parameter], max_norm: float | None) -> torch.Tensor:
@@ -84,6 +89,16 @@ def finish_metrics(metrics: dict[str, torch.Tensor], reducer: Reducer | None) ->
     return dict(zip(metrics, all_mean(values, reducer).tolist()))
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+class Optimizer(Protocol):
+    """What training needs of an algorithm's optimizer (torch's, K-FAC, or PPO's FlatAdam)."""
+
+    param_groups: list[dict[str, Any]]
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+def set_learning_rate(optimizer: Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

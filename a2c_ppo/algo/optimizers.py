@@ -1,4 +1,5 @@
-"""The first-order optimizers the algorithms use, and keeping ``torch._dynamo`` out of a run.
+"""A2C's RMSprop (and K-FAC's torch pieces) without ``torch._dynamo``. PPO's Adam is
+``flat_params.FlatAdam``, which uses no ``torch.optim`` machinery at all.
 
 ``torch.optim`` wraps ``Optimizer.add_param_group`` / ``zero_grad`` / ``state_dict`` /
 ``load_state_dict`` and each algorithm's functional step in ``torch._disable_dynamo``, whose
@@ -9,7 +10,7 @@ compiled, so neither is needed:
 * the disable wrappers cache the disabled function on the original as ``__dynamo_disable``;
   setting that cache to the original itself makes the wrapper call it directly, which is
   what the disabled function does outside compilation;
-* ``Adam`` / ``RMSprop`` below call the undecorated ``step`` (``__wrapped__``) under
+* ``RMSprop`` below calls the undecorated ``step`` (``__wrapped__``) under
   ``torch.no_grad()``, which is what the grad-mode wrapper does for a non-differentiable
   optimizer, minus its graph breaks for the compiler.
 
@@ -33,19 +34,11 @@ def skip_dynamo_wrappers() -> None:
     optimizer_methods = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
     wrappers = [getattr(torch.optim.Optimizer, name) for name in optimizer_methods]
     # the functional steps (their modules are loaded by ``import torch``, then shadowed by the classes)
-    wrappers += [sys.modules["torch.optim.adam"].adam, sys.modules["torch.optim.rmsprop"].rmsprop]
+    wrappers += [sys.modules["torch.optim.rmsprop"].rmsprop]
     for wrapper in wrappers:
         original = getattr(wrapper, "__wrapped__", None)
         if original is not None and not hasattr(original, "__dynamo_disable"):
             setattr(original, "__dynamo_disable", original)
-
-
-class Adam(torch.optim.Adam):
-    """``torch.optim.Adam`` whose ``step`` skips the grad-mode wrapper (see the module docstring)."""
-
-    def step(self, closure=None):
-        with torch.no_grad():
-            return getattr(torch.optim.Adam.step, "__wrapped__", torch.optim.Adam.step)(self, closure)
 
 
 class RMSprop(torch.optim.RMSprop):
@@ -54,13 +47,6 @@ class RMSprop(torch.optim.RMSprop):
     def step(self, closure=None):
         with torch.no_grad():
             return getattr(torch.optim.RMSprop.step, "__wrapped__", torch.optim.RMSprop.step)(self, closure)
-
-
-def make_adam(params: Iterable[nn.Parameter], lr: float, eps: float) -> torch.optim.Adam:
-    """Adam with the fused kernel (one op for all parameters; about 3x the default's speed on
-    CPU for a 64x64 MLP)."""
-    skip_dynamo_wrappers()
-    return Adam(params, lr=lr, eps=eps, fused=True)
 
 
 def make_rmsprop(params: Iterable[nn.Parameter], lr: float, eps: float, alpha: float) -> torch.optim.RMSprop:

@@ -19,21 +19,22 @@ from a2c_ppo.algo.common import (
     Reducer,
     all_mean,
     average_gradients,
-    clip_gradients,
     explained_variance,
     finish_metrics,
     rollout_advantages,
 )
-from a2c_ppo.algo.optimizers import make_adam
+from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters, clip_flat_gradient
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import Minibatch, RolloutStorage
+
+LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
 
 
 def ppo_losses(
     batch: Minibatch, values: torch.Tensor, log_probs: torch.Tensor, clip_param: float, clip_value_loss: bool
 ) -> dict[str, torch.Tensor]:
-    """The minibatch's 0-d policy and value losses (see the module docstring), the k3 KL
-    estimate and the fraction of clipped ratios, from the new ``values`` and ``log_probs`` (B, 1)."""
+    """The minibatch's 0-d policy and value losses (see the module docstring) from the new
+    ``values`` and ``log_probs`` (B, 1), and the log-ratio ``log r`` (B, 1) they came from."""
     log_ratio = log_probs - batch.old_action_log_probs
     ratio = log_ratio.exp()
     surr1 = ratio * batch.advantages
@@ -44,11 +45,18 @@ def ppo_losses(
         value_loss = 0.5 * torch.max((values - batch.returns).pow(2), (values_clipped - batch.returns).pow(2)).mean()
     else:
         value_loss = 0.5 * (batch.returns - values).pow(2).mean()
-    with torch.no_grad():
-        # k3 estimator of KL(old || new): unbiased and always >= 0.
-        approx_kl = ((ratio - 1.0) - log_ratio).mean()
-        clipfrac = ((ratio - 1.0).abs() > clip_param).float().mean()
-    return {"policy_loss": policy_loss, "value_loss": value_loss, "approx_kl": approx_kl, "clipfrac": clipfrac}
+    return {"policy_loss": policy_loss, "value_loss": value_loss, "log_ratio": log_ratio}
+
+
+@torch.no_grad()
+def ratio_metrics(log_ratio: torch.Tensor, clip_param: float) -> dict[str, torch.Tensor]:
+    """0-d means over ``log_ratio`` (any shape): ``approx_kl``, the k3 estimator of KL(old || new)
+    (unbiased and always >= 0), and ``clipfrac``, the fraction of ratios outside the clip range."""
+    ratio = log_ratio.exp()
+    return {
+        "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+        "clipfrac": ((ratio - 1.0).abs() > clip_param).float().mean(),
+    }
 
 
 class PPO:
@@ -88,8 +96,9 @@ class PPO:
         self.norm_adv = norm_adv
         self.target_kl = target_kl
         self.reducer = reducer
-        self.params = [p for p in actor_critic.parameters() if p.requires_grad]
-        self.optimizer = make_adam(self.params, lr=lr, eps=eps)
+        # One buffer for all parameters: zeroing, clipping and Adam are one op each per minibatch.
+        self.flat = FlatParameters(actor_critic.parameters())
+        self.optimizer = FlatAdam(self.flat, lr=lr, eps=eps)
 
     def _minibatches(self, rollouts: RolloutStorage, advantages: torch.Tensor) -> Iterator[Minibatch]:
         """Every epoch's minibatches, in order."""
@@ -105,40 +114,42 @@ class PPO:
         losses["entropy"] = entropy.mean()
         return losses
 
-    def _kl_exceeded(self, approx_kl: torch.Tensor) -> bool:
+    def _kl_exceeded(self, log_ratio: torch.Tensor) -> bool:
         """Whether the (rank-averaged) KL crossed ``target_kl``: the update's only per-minibatch sync."""
-        return self.target_kl is not None and all_mean(approx_kl, self.reducer).item() > self.target_kl
+        if self.target_kl is None:
+            return False
+        approx_kl = ratio_metrics(log_ratio, self.clip_param)["approx_kl"]
+        return all_mean(approx_kl, self.reducer).item() > self.target_kl
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
-        """One PPO update. Returns floats: means over all minibatches evaluated (with
-        ``target_kl``, the one that crossed the limit too, though its step is not taken) of
-        the losses, ``approx_kl`` and ``clipfrac``; ``grad_norm`` (pre-clip, mean over the
-        gradient steps), ``explained_variance`` and ``num_gradient_steps``."""
+        """One PPO update. Returns floats: the losses (means over the minibatches evaluated, with
+        ``target_kl`` the one that crossed the limit too, though its step is not taken),
+        ``approx_kl`` and ``clipfrac`` (over every sample evaluated), ``grad_norm`` (pre-clip,
+        mean over the gradient steps), ``explained_variance`` and ``num_gradient_steps``."""
         advantages = rollout_advantages(rollouts, self.norm_adv, self.reducer)
-        # Summed as tensors: one host sync per update, not per minibatch.
-        sums: dict[str, torch.Tensor] = {}
+        # Kept as tensors and reduced once: one host sync per update, not per minibatch.
+        loss_values: list[torch.Tensor] = []  # (3,): policy loss, value loss, entropy
+        log_ratios: list[torch.Tensor] = []
         grad_norm_sum = torch.zeros((), device=advantages.device)
-        num_evaluated, num_steps = 0, 0
+        num_steps = 0
         for batch in self._minibatches(rollouts, advantages):
             losses = self._losses(batch)
-            for name, value in losses.items():
-                sums[name] = sums[name] + value.detach() if name in sums else value.detach()
-            num_evaluated += 1
-            if self._kl_exceeded(losses["approx_kl"]):
+            loss_values.append(torch.stack([losses[name].detach() for name in LOSS_NAMES]))
+            log_ratios.append(losses["log_ratio"].detach())
+            if self._kl_exceeded(log_ratios[-1]):
                 break
-            loss = (
-                losses["policy_loss"]
-                + self.value_loss_coef * losses["value_loss"]
-                - self.entropy_coef * losses["entropy"]
-            )
-            self.optimizer.zero_grad(set_to_none=True)
+            loss = losses["policy_loss"] + self.value_loss_coef * losses["value_loss"]
+            if self.entropy_coef:  # at 0 the gradient is the same without the entropy's backward pass
+                loss = loss - self.entropy_coef * losses["entropy"]
+            self.flat.zero_grad()
             loss.backward()
             if self.reducer is not None:
-                average_gradients(self.params, self.reducer)
-            grad_norm_sum = grad_norm_sum + clip_gradients(self.params, self.max_grad_norm)
+                average_gradients([self.flat.data], self.reducer)
+            grad_norm_sum = grad_norm_sum + clip_flat_gradient(self.flat.grad, self.max_grad_norm)
             self.optimizer.step()
             num_steps += 1
-        metrics = {name: total / num_evaluated for name, total in sums.items()}
+        metrics = dict(zip(LOSS_NAMES, torch.stack(loss_values).mean(0)))
+        metrics.update(ratio_metrics(torch.cat(log_ratios), self.clip_param))
         metrics["grad_norm"] = grad_norm_sum / max(num_steps, 1)
         metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns)
         metrics["num_gradient_steps"] = torch.tensor(float(num_steps), device=advantages.device)

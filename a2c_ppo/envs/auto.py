@@ -11,7 +11,7 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
-from a2c_ppo.envs.subproc.vec_env import default_in_main
+from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv, default_in_main
 from a2c_ppo.envs.subproc.worker import default_num_workers
 
 #: Per vector step, what a worker costs beyond its env steps: the pipe round trip and its
@@ -38,25 +38,27 @@ def predicted_step_time(num_envs: int, t: float, num_workers: int, in_main: int)
 def measure_step_time(
     env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: int = 50, budget_s: float = 0.05
 ) -> float:
-    """Median seconds per ``step`` (random actions) of one env built here.
+    """Median seconds per step (random actions) of one env in our in-process vector env.
 
-    The median, so that a preemption by another process during one step does not count. An
-    env that raises ends the probe early (0.0 if nothing was timed): the probe only picks a
-    speed option, and the real run reports the env's error properly, naming the env.
+    Timed through the vector env, not ``env.step`` alone: what it adds per env (the
+    autoreset check, the info columns, the observation copy) is a large part of a fast env's
+    cost (a 45 us MuJoCo step costs ~60 us there), and the choice is between two ways of
+    paying it. The median, so that a preemption by another process during one step does not
+    count. An env that raises ends the probe early (0.0 if nothing was timed): the probe only
+    picks a speed option, and the real run reports the env's error properly, naming the env.
     """
-    env = env_fn()
     times: list[float] = []
+    envs = None
     try:
-        env.reset(seed=0)
-        env.action_space.seed(0)
+        envs = SubprocVecEnv([env_fn], in_main=1, copy=False)  # every env in this process
+        envs.reset(seed=0)
+        envs.single_action_space.seed(0)
         spent = 0.0
         for i in range(warmup + steps):
-            action = env.action_space.sample()
+            actions = np.stack([envs.single_action_space.sample()])
             start = time.perf_counter()
-            _, _, terminated, truncated, _ = env.step(action)
+            envs.step(actions)
             elapsed = time.perf_counter() - start
-            if terminated or truncated:
-                env.reset()
             if i >= warmup:
                 times.append(elapsed)
                 spent += elapsed
@@ -65,7 +67,8 @@ def measure_step_time(
     except Exception:  # whatever the env raises: see the docstring
         pass
     finally:
-        env.close()
+        if envs is not None:
+            envs.close()
     return float(np.median(times)) if times else 0.0
 
 
@@ -73,13 +76,15 @@ def choose_vec_env(env_fn: Callable[[], gym.Env], num_envs: int, num_workers: in
     """``"subproc"`` if ``SubprocVecEnv(num_workers=num_workers)`` (default split, main block
     included) is expected to be faster than in-process stepping, else ``"sync"``.
 
-    ``t`` (one env step) is timed here on one env; ``sync`` costs ``N * t`` per vector step,
+    ``t`` (one env step, through our vector env) is timed here on one env; ``sync`` costs
+    ``N * t`` per vector step,
     ``subproc`` ``predicted_step_time`` (the slower of the main block, ``in_main * t``, and a
     worker block, ``n * t * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S``). ``subproc`` when that
     is at least ``AUTO_MIN_SPEEDUP`` times faster. Always ``sync`` for one env or, with the
     default ``num_workers``, one CPU. On 2 cores (1 worker + the main process, 5 of 8 envs in
-    the main process): ``sync`` for classic control (CartPole, t ~ 10 us), ``subproc`` for
-    MuJoCo x8 (t ~ 45 us: 295 against 360 us predicted) and Atari (t ~ 400 us).
+    the main process): ``sync`` for classic control (CartPole, t ~ 15 us: 120 against 180 us
+    predicted), ``subproc`` for MuJoCo x8 (HalfCheetah, t ~ 70 us: 400 against 580 us
+    predicted; 272 against 349 us measured) and Atari (t ~ 400 us).
     """
     if num_envs <= 1 or (num_workers is None and default_num_workers() <= 1):
         return "sync"

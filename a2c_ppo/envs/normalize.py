@@ -11,6 +11,12 @@ from a2c_ppo.envs.finite import check_finite
 from a2c_ppo.envs.running_stats import RunningMeanStd
 
 
+def _clip(array: np.ndarray, limit: float) -> np.ndarray:
+    """``array`` clipped to ``[-limit, limit]`` in place (two ufuncs: half of ``np.clip``'s cost
+    on the few values of one env step)."""
+    return np.minimum(np.maximum(array, -limit, out=array), limit, out=array)
+
+
 class VecNormalize(VectorWrapper):
     """Normalises observations (and ``info["final_obs"]``) and scales rewards.
 
@@ -51,7 +57,7 @@ class VecNormalize(VectorWrapper):
         if not self.norm_obs:
             return obs
         scaled = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return _clip(scaled, self.clip).astype(np.float32)
 
     def reset(self, *, seed=None, options=None) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all envs, or those in ``options["reset_mask"]`` (only their running returns
@@ -81,10 +87,11 @@ class VecNormalize(VectorWrapper):
         first, so that the error names the env and the statistics stay clean."""
         obs, rewards, terminated, truncated, infos = step
         offset = rows.start or 0
+        rewards = np.asarray(rewards, dtype=np.float64)
         if self.norm_obs:
             check_finite(obs, "observation", env_offset=offset)
         if self.norm_reward:
-            check_finite(np.asarray(rewards, dtype=np.float64), "reward", env_offset=offset)
+            check_finite(rewards, "reward", env_offset=offset)
         if self.training and self.norm_obs:
             self.obs_rms.update(obs)
         if "final_obs" in infos:
@@ -93,12 +100,11 @@ class VecNormalize(VectorWrapper):
             for i in np.flatnonzero(infos["_final_obs"]):
                 final[i] = self.normalize_obs(final[i][None])[0]
             infos["final_obs"] = final
-        rewards = np.asarray(rewards, dtype=np.float64)
         if self.norm_reward:
             returns = self._returns[rows] * self.gamma + rewards
             if self.training:
                 self.ret_rms.update(returns)
-            rewards = np.clip(rewards / np.sqrt(self.ret_rms.var + self.epsilon), -self.clip, self.clip)
+            rewards = _clip(rewards / np.sqrt(self.ret_rms.var + self.epsilon), self.clip)
             returns[np.logical_or(terminated, truncated)] = 0.0
             self._returns[rows] = returns
         return self.normalize_obs(obs), rewards.astype(np.float32), terminated, truncated, infos

@@ -20,8 +20,9 @@ def merge_moments(
     if total == 0:
         return 0.0, mean_a, m2_a
     delta = mean_b - mean_a
-    mean = mean_a + delta * count_b / total
-    m2 = m2_a + m2_b + delta**2 * count_a * count_b / total
+    weight_b = count_b / total  # Python floats: one array op fewer per term (this runs every env step)
+    mean = mean_a + delta * weight_b
+    m2 = m2_a + m2_b + delta * delta * (count_a * weight_b)
     return total, mean, m2
 
 
@@ -49,8 +50,14 @@ class RunningMeanStd:
         batch_count = batch.shape[0]
         if batch_count == 0:
             return
-        batch_mean = batch.mean(axis=0)
-        batch_m2 = batch.var(axis=0) * batch_count
+        # Plain sums, not np.mean / np.var: their wrappers cost more than the arithmetic on
+        # the few rows of one env step.
+        batch_mean = batch.sum(axis=0) / batch_count
+        if batch_count == 1:
+            batch_m2 = np.zeros_like(batch_mean)
+        else:
+            deviations = batch - batch_mean
+            batch_m2 = (deviations * deviations).sum(axis=0)
         self.count, self.mean, m2 = merge_moments(
             self.count, self.mean, self.var * self.count, batch_count, batch_mean, batch_m2
         )
