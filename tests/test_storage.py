@@ -118,3 +118,35 @@ def test_feed_forward_generator_yields_every_sample_once():
 def test_image_observations_keep_their_dtype():
     storage = RolloutStorage(8, 2, (4, 84, 84), 1, torch.long, obs_dtype=torch.uint8)
     assert storage.obs.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("use_gae", [True, False])
+def test_returns_of_many_envs_match_a_per_env_python_loop(use_gae):
+    """Random rewards, values and episode ends in 3 envs against a plain per-env loop."""
+    g = torch.Generator().manual_seed(0)
+    T, N, gamma, lam = 20, 3, 0.9, 0.8
+    storage = RolloutStorage(T, N, (1,), 1)
+    storage.rewards.copy_(torch.randn(T, N, 1, generator=g))
+    storage.value_preds[:-1].copy_(torch.randn(T, N, 1, generator=g))
+    storage.bootstrap_values.copy_(torch.randn(T, N, 1, generator=g))
+    ends = torch.rand(T, N, 1, generator=g)
+    storage.terminated.copy_(ends < 0.15)
+    storage.truncated.copy_((ends >= 0.15) & (ends < 0.3))
+    next_value = torch.randn(N, 1, generator=g)
+    storage.compute_returns(next_value, use_gae, gamma, lam)
+    for n in range(N):
+        r, v = storage.rewards[:, n, 0].tolist(), storage.value_preds[:, n, 0].tolist()
+        term, trunc = storage.terminated[:, n, 0].tolist(), storage.truncated[:, n, 0].tolist()
+        boot = storage.bootstrap_values[:, n, 0].tolist()
+        expected = [0.0] * T
+        carry = 0.0 if use_gae else next_value[n, 0].item()
+        for t in reversed(range(T)):
+            v_next = 0.0 if term[t] else boot[t] if trunc[t] else v[t + 1]
+            ended = term[t] or trunc[t]
+            if use_gae:
+                carry = r[t] + gamma * v_next - v[t] + (0.0 if ended else gamma * lam * carry)
+                expected[t] = carry + v[t]
+            else:
+                carry = r[t] + gamma * (v_next if ended else carry)
+                expected[t] = carry
+        torch.testing.assert_close(storage.returns[:, n, 0], torch.tensor(expected), rtol=1e-5, atol=1e-5)
