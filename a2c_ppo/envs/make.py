@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -148,8 +149,11 @@ def make_vec_envs(
     ]
     if vec_env not in ("sync", "subproc", "auto"):
         raise ConfigError(f"vec_env must be 'sync', 'subproc' or 'auto', got {vec_env!r}")
+    from a2c_ppo.envs.auto import measure_step_times
+
     # Timed on an env without rendering or video, so the probe leaves no trace.
     probe = make_env_fn(env_id, clip_reward=clip_reward)
+    step_times = functools.cache(lambda: measure_step_times(probe))  # timed at most once, for both choices
     overlapped, workers, in_main = False, num_workers, None
     if overlap != "off" and not render_mode:
         from a2c_ppo.envs.overlap import choose_overlap, overlap_workers
@@ -161,6 +165,7 @@ def make_vec_envs(
             num_workers=num_workers,
             env_fn=probe,
             policy_step_s=policy_step_s,
+            step_times=step_times() if overlap == "auto" and num_envs > 1 else None,
         )
         if overlapped:  # every env in a worker: the main process's core computes the policy
             workers, in_main = overlap_workers(num_workers), 0
@@ -169,7 +174,7 @@ def make_vec_envs(
     elif vec_env == "auto":
         from a2c_ppo.envs.auto import choose_vec_env
 
-        vec_env = "sync" if render_mode else choose_vec_env(probe, num_envs, num_workers)
+        vec_env = "sync" if render_mode else choose_vec_env(probe, num_envs, num_workers, step_times())
     from a2c_ppo.envs.subproc import SubprocVecEnv
 
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
