@@ -25,7 +25,8 @@ from a2c_ppo import __version__
 from a2c_ppo.algo.common import Optimizer
 from a2c_ppo.errors import ConfigError, NonFiniteError
 
-FORMAT_VERSION = 3  # 3: PPO's Adam state is over one flat parameter vector (algo/flat_params.py)
+#: 3: PPO's Adam state is ``FlatAdam``'s one vector (algo/flat_params.py); format 2 is upgraded on load.
+FORMAT_VERSION = 3
 #: Fields stored as JSON text (plain data that is not a tensor).
 JSON_FIELDS = ("config", "normalization", "spaces")
 
@@ -158,6 +159,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: s
         ) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ConfigError(f"{what} {path!r} is not an a2c_ppo checkpoint.")
+    if payload["format_version"] == 2:
+        _upgrade_from_format_2(payload, f"{what} {path!r}")
     if payload["format_version"] != FORMAT_VERSION:
         raise ConfigError(
             f"{what} {path!r} has checkpoint format {payload['format_version']}, but this a2c_ppo reads format "
@@ -166,6 +169,34 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: s
     for key in JSON_FIELDS:
         payload[key] = json.loads(payload[key])
     return payload
+
+
+def _upgrade_from_format_2(payload: dict[str, Any], name: str) -> None:
+    """Format 2 -> 3, in place: PPO's per-parameter ``torch.optim.Adam`` state becomes
+    ``FlatAdam``'s vectors, concatenated in module order (the order both use); nothing else
+    changed between the formats."""
+    optimizer = payload.get("optimizer")
+    if json.loads(payload["config"]).get("algo") == "ppo" and optimizer is not None:
+        group = optimizer["param_groups"][0]
+        states = [optimizer["state"].get(index, {}) for index in group["params"]]
+        params = list(payload["model"].values())
+        if len(states) != len(params):
+            raise ConfigError(
+                f"{name}: its optimizer state does not match its model; use a checkpoint of a finished update."
+            )
+
+        def flat(key: str) -> torch.Tensor:  # a parameter never stepped has no state: zeros
+            return torch.cat(
+                [st[key].reshape(-1) if key in st else torch.zeros(p.numel()) for st, p in zip(states, params)]
+            )
+
+        payload["optimizer"] = {
+            "num_steps": max((int(st["step"]) for st in states if "step" in st), default=0),
+            "exp_avg": flat("exp_avg"),
+            "exp_avg_sq": flat("exp_avg_sq"),
+            "param_groups": [{"lr": group["lr"], "eps": group["eps"], "betas": list(group["betas"])}],
+        }
+    payload["format_version"] = 3
 
 
 def check_spaces(

@@ -148,3 +148,38 @@ def test_space_mismatch_is_a_clear_error(tmp_path):
     other = TorchVecEnv(make_vec_envs("CartPole-v1", 1, vec_env="sync"))
     with pytest.raises(ConfigError, match="observation space"):
         check_spaces(load_checkpoint(path), other.observation_space, other.action_space, "CartPole-v1")
+
+
+def test_a_format_2_ppo_checkpoint_resumes_with_the_same_adam_state(tmp_path):
+    """Format 2 held PPO's torch.optim.Adam state per parameter; loading turns it into
+    FlatAdam's vectors, and the next steps are exactly what torch's Adam would take."""
+    import copy
+
+    from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters
+
+    envs, policy, _ = trained_state(tmp_path)
+    envs.close()
+    reference = copy.deepcopy(policy)
+    adam = torch.optim.Adam(reference.parameters(), lr=1e-2, eps=1e-5, foreach=False)
+    gradients = [[torch.randn_like(p) for p in reference.parameters()] for _ in range(4)]
+    for step in gradients[:3]:
+        for p, g in zip(reference.parameters(), step):
+            p.grad = g
+        adam.step()
+    old_path = tmp_path / "old.pt"
+    old_payload = {"format_version": 2, "config": '{"algo": "ppo"}', "normalization": "null", "spaces": "{}"}
+    torch.save({**old_payload, "model": reference.state_dict(), "optimizer": adam.state_dict()}, old_path)
+    checkpoint = load_checkpoint(str(old_path))
+    assert checkpoint["format_version"] == 3
+    resumed = copy.deepcopy(reference)
+    flat = FlatParameters(resumed.parameters())
+    flat_adam = FlatAdam(flat, lr=0.5, eps=0.5)  # both replaced by the checkpoint's
+    flat_adam.load_state_dict(checkpoint["optimizer"])
+    assert flat_adam.num_steps == 3 and flat_adam.param_groups[0]["lr"] == 1e-2
+    for p, g in zip(reference.parameters(), gradients[3]):
+        p.grad = g
+    adam.step()
+    flat.grad.copy_(torch.cat([g.reshape(-1) for g in gradients[3]]))
+    flat_adam.step()
+    for name, p in resumed.named_parameters():
+        assert torch.equal(p, dict(reference.named_parameters())[name]), name
