@@ -68,6 +68,10 @@ def average_gradients(params: Sequence[torch.Tensor], reducer: Reducer) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         grads.append(p.grad)
+    if len(grads) == 1:  # already one tensor (PPO's flat gradient): reduce it in place
+        reducer.all_reduce_sum(grads[0])
+        grads[0] /= reducer.world_size
+        return
     flat = torch.cat([g.reshape(-1) for g in grads])
     reducer.all_reduce_sum(flat)
     flat /= reducer.world_size
