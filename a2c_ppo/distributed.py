@@ -134,6 +134,9 @@ def process_group(ctx: DistContext, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ite
 
     Every collective fails after ``timeout_s`` seconds without its peers. The group is
     destroyed on the way out (after a barrier), also when the block raises under gloo.
+    Nothing in the block may import ``torch._dynamo`` (``torch.compile``, or a plain
+    ``torch.optim`` optimizer's first call): torch 2.13 then keeps a gloo group alive past
+    its destruction, and its worker threads abort the process at exit about one time in five.
     """
     if not ctx.is_distributed:
         yield

@@ -31,6 +31,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def no_dynamo_imported() -> None:
+    """Raises if ``torch._dynamo`` was imported in this rank. torch 2.13 then keeps the gloo
+    group alive past ``destroy_process_group`` (a C++ reference), and its worker threads,
+    releasing finished work at interpreter exit, abort the process (SIGABRT, about one run in
+    five). ``main.py`` never imports it (``a2c_ppo.algo``'s optimizers avoid it); a test
+    rank must not either, e.g. through a plain ``torch.optim`` optimizer."""
+    if "torch._dynamo" in sys.modules:
+        raise RuntimeError("torch._dynamo was imported in a data-parallel rank; see no_dynamo_imported's docstring")
+
+
 def _rank_main(fn: Callable[..., Any], rank: int, world_size: int, port: int, out_dir: str, args: tuple) -> None:
     os.environ.update(LOOPBACK_ENV)
     os.environ.update(
@@ -38,6 +48,7 @@ def _rank_main(fn: Callable[..., Any], rank: int, world_size: int, port: int, ou
     )
     try:
         result = fn(*args)
+        no_dynamo_imported()
     except BaseException:
         with open(os.path.join(out_dir, f"rank{rank}.err"), "w") as f:
             f.write(traceback.format_exc())

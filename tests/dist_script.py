@@ -16,6 +16,7 @@ import os
 import numpy as np
 import torch
 
+from a2c_ppo.algo import make_rmsprop
 from a2c_ppo.algo.common import average_gradients
 from a2c_ppo.distributed import (
     broadcast_module,
@@ -31,6 +32,7 @@ from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
 from a2c_ppo.rollout import collect_rollout
 from a2c_ppo.storage import RolloutStorage
+from tests.dist_helpers import no_dynamo_imported
 
 
 def parse() -> argparse.Namespace:
@@ -79,7 +81,7 @@ def main() -> None:
         try:
             policy = Policy(envs.observation_space, envs.action_space)
             broadcast_module(policy, ctx)
-            optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+            optimizer = make_rmsprop(policy.parameters(), lr=1e-3, eps=1e-5, alpha=0.99)
             dim, dtype = action_shape(envs.action_space)
             rollouts = RolloutStorage(args.num_steps, args.num_envs, envs.observation_space.shape, dim, dtype)
             rollouts.obs[0].copy_(envs.reset(seed=args.seed + ctx.rank * args.num_envs))
@@ -103,6 +105,7 @@ def main() -> None:
             stats = np.concatenate([envs.envs.obs_rms.mean, envs.envs.obs_rms.var]).tolist()
         finally:
             envs.close()
+    no_dynamo_imported()
     result = {
         "rank": ctx.rank,
         "world_size": ctx.world_size,

@@ -62,8 +62,8 @@ def flat_grads(policy: Policy) -> torch.Tensor:
 
 
 def train_toy(policy: Policy, rows: slice, reducer=None) -> list[str]:
-    """STEPS Adam steps on ``rows`` of the toy batch; the parameter hash after each."""
-    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    """STEPS RMSprop steps on ``rows`` of the toy batch; the parameter hash after each."""
+    optimizer = make_rmsprop(policy.parameters(), lr=1e-2, eps=1e-5, alpha=0.99)
     hashes = []
     for _ in range(STEPS):
         optimizer.zero_grad()
