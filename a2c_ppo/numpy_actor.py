@@ -95,7 +95,8 @@ class NumpyActor:
             below = (np.exp(log_p).cumsum(-1) < uniform).sum(-1, keepdims=True)
             # rounding can leave the last cumulative probability a hair under 1
             action = np.minimum(below, log_p.shape[-1] - 1)
-        return action.astype(np.int64), np.take_along_axis(log_p, action, -1)
+        action = action.astype(np.int64)
+        return action, log_p[np.arange(len(log_p)), action[:, 0], None]  # (N, 1): a third of take_along_axis' time
 
 
 def numpy_actor_applies(policy: Policy) -> bool:

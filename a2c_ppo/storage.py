@@ -48,6 +48,10 @@ def backward_recurrence(b: torch.Tensor, c: torch.Tensor, last: torch.Tensor) ->
     return torch.from_numpy(out).to(b.device)
 
 
+_STEP_FIELDS = ("actions", "action_log_probs", "value_preds", "rewards", "terminated", "truncated", "bootstrap_values")
+_NEXT_FIELDS = ("obs", "recurrent_hidden_states", "masks")
+
+
 class RolloutStorage:
     def __init__(
         self,
@@ -104,17 +108,32 @@ class RolloutStorage:
         per-env tensors are ``(N, ...)``.
         """
         t = self.step
-        self.obs[t + 1].copy_(obs)
-        self.recurrent_hidden_states[t + 1].copy_(recurrent_hidden_states)
-        self.actions[t].copy_(actions)
-        self.action_log_probs[t].copy_(action_log_probs)
-        self.value_preds[t].copy_(value_preds)
-        self.rewards[t].copy_(rewards)
-        self.terminated[t].copy_(terminated)
-        self.truncated[t].copy_(truncated)
-        self.bootstrap_values[t].copy_(bootstrap_values)
-        self.masks[t + 1].copy_(~(terminated | truncated))
+        masks = ~(terminated | truncated)
+        values = (actions, action_log_probs, value_preds, rewards, terminated, truncated, bootstrap_values)
+        next_values = (obs, recurrent_hidden_states, masks)
+        targets = self._insert_targets()
+        if isinstance(targets[0], np.ndarray):  # CPU: numpy assignment costs half of copy_
+            for array, value in zip(targets, values):
+                array[t] = value.numpy()
+            for array, value in zip(targets[len(values) :], next_values):
+                array[t + 1] = value.numpy()
+        else:
+            for tensor, value in zip(targets, values):
+                tensor[t].copy_(value)
+            for tensor, value in zip(targets[len(values) :], next_values):
+                tensor[t + 1].copy_(value)
         self.step = (t + 1) % self.num_steps
+
+    def _insert_targets(self) -> tuple[torch.Tensor, ...] | tuple[np.ndarray, ...]:
+        """The tensors ``insert`` writes (slot t: ``_STEP_FIELDS``, slot t + 1: ``_NEXT_FIELDS``),
+        as numpy views when they are on the CPU; made again when one was replaced (``to``)."""
+        tensors = tuple(getattr(self, name) for name in _STEP_FIELDS + _NEXT_FIELDS)
+        cached = self.__dict__.get("_targets_of")
+        if cached is None or any(a is not b for a, b in zip(cached[0], tensors)):
+            on_cpu = all(tensor.device.type == "cpu" for tensor in tensors)
+            cached = (tensors, tuple(tensor.numpy() for tensor in tensors) if on_cpu else tensors)
+            self._targets_of = cached
+        return cached[1]
 
     def after_update(self) -> None:
         self.obs[0].copy_(self.obs[-1])
