@@ -38,6 +38,7 @@ _SKIPPED_NAMES = frozenset(
 _SKIPPED_TYPES = ("MjModel", "MujocoRenderer", "EnvSpec")
 _CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, partial)
 _PLAIN = (bool, int, float, str, bytes, type(None))
+_PLAIN_TYPES = frozenset(_PLAIN)
 
 
 class UnsupportedEnvState(RuntimeError):
@@ -98,9 +99,12 @@ def capture(env: gym.Env) -> dict[str, Any]:
     for layer in _layers(env):
         attrs = {}
         for name, value in vars(layer).items():
-            if name in _SKIPPED_NAMES or isinstance(value, _CODE) or type(value).__name__ in _SKIPPED_TYPES:
+            if name in _SKIPPED_NAMES:
                 continue
-            attrs[name] = _encode(value, layer, f"{type(layer).__name__}.{name}")
+            if type(value) in _PLAIN_TYPES:  # most attributes: kept as they are, at once
+                attrs[name] = value
+            elif not isinstance(value, _CODE) and type(value).__name__ not in _SKIPPED_TYPES:
+                attrs[name] = _encode(value, layer, f"{type(layer).__name__}.{name}")
         layers.append({"class": type(layer).__name__, "attrs": attrs})
     return {"layers": layers}
 
@@ -139,15 +143,23 @@ def _encode(value: Any, layer: Any, where: str) -> Any:
         mujoco.mj_getState(layer.model, value, physics, spec)
         return {"__mjdata__": physics.tobytes()}
     if isinstance(value, deque):
-        return {"__deque__": [_encode(v, layer, f"{where}[]") for v in value], "maxlen": value.maxlen}
+        return {"__deque__": _encode_items(value, layer, where), "maxlen": value.maxlen}
     if isinstance(value, (list, tuple)):
-        items = [_encode(v, layer, f"{where}[]") for v in value]
+        items = _encode_items(value, layer, where)
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict) and all(type(k) in _PLAIN for k in value):
         return {"__dict__": [(k, _encode(v, layer, f"{where}[{k!r}]")) for k, v in value.items()]}
     raise UnsupportedEnvState(
         f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which cannot be captured as plain data"
     )
+
+
+def _encode_items(values: Any, layer: Any, where: str) -> list:
+    # RecordEpisodeStatistics keeps 3 x 100 plain numbers per env, captured after every update:
+    # those are copied as they are (the type check runs in C), not encoded one call each.
+    if _PLAIN_TYPES.issuperset(map(type, values)):
+        return list(values)
+    return [_encode(v, layer, f"{where}[]") for v in values]
 
 
 def _decode(value: Any, current: Any, layer: Any) -> Any:

@@ -165,7 +165,8 @@ class TorchVecEnv:
         np.greater(truncated, terminated, out=block.truncated_np)
         idx_tensor, final = self._no_idx, self._no_final
         episodes: list[tuple[int, float, int]] = []
-        if block.terminated_np.any() or block.truncated_np.any():  # infos matter only when an episode ended
+        # Infos matter only when an episode ended, and then they are not empty (final_obs).
+        if infos and (block.terminated_np.any() or block.truncated_np.any()):
             idx = np.flatnonzero(block.truncated_np)
             if len(idx):
                 final_np = np.stack([infos["final_obs"][i] for i in idx]).astype(self._obs_dtype, copy=False)
