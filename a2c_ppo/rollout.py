@@ -69,11 +69,24 @@ def _collect_plain(
     episodes: list[tuple[float, int]] = []
     zeros = torch.zeros_like(rollouts.bootstrap_values[0])  # (N, 1): no bootstrap this step
     for step in range(rollouts.num_steps):
-        acted = _Acted(*act(rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]))
-        out = envs.step(acted.action)
-        ends = _ends(policy, out, acted.rnn_hxs, zeros, proper_time_limits)
-        _insert(rollouts, _EnvSide(out.obs, out.reward, *ends), acted)
-        episodes.extend((ret, length) for _, ret, length in out.episodes)
+        value, action, log_prob, rnn_hxs = act(
+            rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]
+        )
+        out = envs.step(action)
+        terminated, truncated, bootstrap_values = _ends(policy, out, rnn_hxs, zeros, proper_time_limits)
+        rollouts.insert(
+            obs=out.obs,
+            recurrent_hidden_states=rnn_hxs,
+            actions=action,
+            action_log_probs=log_prob,
+            value_preds=value,
+            rewards=out.reward,
+            terminated=terminated,
+            truncated=truncated,
+            bootstrap_values=bootstrap_values,
+        )
+        if out.episodes:
+            episodes.extend((ret, length) for _, ret, length in out.episodes)
     return episodes
 
 
