@@ -2,8 +2,9 @@
 
 Times, in microseconds (median of 5 windows, 1 torch thread): one PPO minibatch step
 (HalfCheetah's shapes, 64 samples; CartPole's, 256), acting (what the rollout calls: 1 env of
-HalfCheetah, 8 of CartPole), returns and GAE over 2048 x 1 steps, and one env step of the env
-stack (HalfCheetah with normalisation, 1 env; CartPole, 8 envs; in-process).
+HalfCheetah, 8 of CartPole), returns and GAE over 2048 x 1 steps, one env step of the env
+stack (HalfCheetah with normalisation, 1 env; CartPole, 8 envs; in-process), one storage
+insert (8 envs), and the env snapshots an update records for an exact resume (8 CartPole envs).
 
 ``--repo PATH`` measures another checkout of the project (say, a worktree of an older commit)
 with this script, so that two commits can be compared side by side::
@@ -106,6 +107,28 @@ def main() -> None:
         finally:
             envs.close()
 
+    def storage_insert(n: int) -> float:
+        storage = RolloutStorage(128, n, (4,), 1, torch.long)
+        step = {name: torch.zeros(n, 1) for name in ("action_log_probs", "value_preds", "rewards", "bootstrap_values")}
+        flags = {name: torch.zeros(n, 1, dtype=torch.bool) for name in ("terminated", "truncated")}
+        obs, hxs, actions = torch.randn(n, 4), torch.zeros(n, 1), torch.zeros(n, 1, dtype=torch.long)
+        with torch.inference_mode():
+            return median_us(
+                lambda: storage.insert(obs=obs, recurrent_hidden_states=hxs, actions=actions, **step, **flags), 5000
+            )
+
+    def env_snapshots(n: int) -> float:
+        from a2c_ppo.envs.snapshot import get_snapshots
+
+        envs = build_envs(parse_args(["--num-processes", str(n), "--vec-env", "sync"]), n, "cpu")
+        envs.reset(seed=1)
+        for _ in range(3000):  # fill RecordEpisodeStatistics' queues as a run does
+            envs.step(torch.randint(0, 2, (n, 1)))
+        try:
+            return median_us(lambda: get_snapshots(envs.envs), 50)
+        finally:
+            envs.close()
+
     rows = [
         ("PPO minibatch step, HalfCheetah, 64 samples", lambda: ppo_minibatch(17, box6, 2048, 1, 32, 10)),
         ("PPO minibatch step, CartPole, 256 samples", lambda: ppo_minibatch(4, discrete2, 128, 8, 4, 4)),
@@ -114,10 +137,12 @@ def main() -> None:
         ("returns and GAE, 2048 x 1", returns),
         ("env step, HalfCheetah, 1 env, normalised", lambda: env_step("HalfCheetah-v5", 1)),
         ("env step, CartPole, 8 envs", lambda: env_step("CartPole-v1", 8)),
+        ("storage insert, 8 envs", lambda: storage_insert(8)),
+        ("env snapshots (once per update), CartPole, 8 envs", lambda: env_snapshots(8)),
     ]
     print(f"# {repo}")
     for name, measure in rows:
-        print(f"{name:45s} {measure():10.1f} us")
+        print(f"{name:50s} {measure():10.1f} us")
 
 
 if __name__ == "__main__":
