@@ -26,7 +26,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c", "acktr"))
     parser.add_argument("--env-name", default="CartPole-v1")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N")
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds: FIRST .. FIRST + N - 1")
+    parser.add_argument("--first-seed", type=int, default=1, help="the first seed (default 1)")
     parser.add_argument("--num-env-steps", type=int, default=100_000)
     parser.add_argument("--threshold", type=float, default=475.0)
     parser.add_argument("main_flags", nargs="*", help="extra main.py flags (after --)")
@@ -34,7 +35,7 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(1, opts.seeds + 1):
+        for seed in range(opts.first_seed, opts.first_seed + opts.seeds):
             argv = [
                 "--algo",
                 opts.algo,
