@@ -8,7 +8,7 @@ rewards and the done flags are ``(T, N, ...)``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -82,6 +82,7 @@ class RolloutStorage:
         self.bootstrap_values = torch.zeros(T, N, 1)
         self.returns = torch.zeros(T, N, 1)
         self.step = 0
+        self._targets_of: tuple[tuple[torch.Tensor, ...], tuple[Any, ...]] | None = None  # see _insert_targets
 
     def to(self, device: torch.device | str) -> RolloutStorage:
         for name, value in vars(self).items():
@@ -128,7 +129,7 @@ class RolloutStorage:
         """The tensors ``insert`` writes (slot t: ``_STEP_FIELDS``, slot t + 1: ``_NEXT_FIELDS``),
         as numpy views when they are on the CPU; made again when one was replaced (``to``)."""
         tensors = tuple(getattr(self, name) for name in _STEP_FIELDS + _NEXT_FIELDS)
-        cached = self.__dict__.get("_targets_of")
+        cached = self._targets_of
         if cached is None or any(a is not b for a, b in zip(cached[0], tensors)):
             on_cpu = all(tensor.device.type == "cpu" for tensor in tensors)
             cached = (tensors, tuple(tensor.numpy() for tensor in tensors) if on_cpu else tensors)
