@@ -150,3 +150,24 @@ def test_returns_of_many_envs_match_a_per_env_python_loop(use_gae):
                 carry = r[t] + gamma * (v_next if ended else carry)
                 expected[t] = carry
         torch.testing.assert_close(storage.returns[:, n, 0], torch.tensor(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_insert_writes_into_a_tensor_that_replaced_one_of_the_storage():
+    """``insert`` writes through cached numpy views; replacing a tensor (as ``to`` does)
+    must send the next insert to the new tensor, not the old one."""
+    storage = filled_storage(None)  # inserts have built the cache
+    old_rewards = storage.rewards
+    storage.rewards = torch.full_like(old_rewards, -1.0)
+    storage.insert(
+        obs=torch.ones(1, 2),
+        recurrent_hidden_states=torch.zeros(1, 1),
+        actions=torch.zeros(1, 1),
+        action_log_probs=torch.zeros(1, 1),
+        value_preds=torch.zeros(1, 1),
+        rewards=torch.tensor([[7.0]]),
+        terminated=torch.tensor([[True]]),
+        truncated=torch.tensor([[False]]),
+        bootstrap_values=torch.zeros(1, 1),
+    )
+    assert storage.rewards[0, 0, 0] == 7.0 and old_rewards[0, 0, 0] == REWARDS[0]
+    assert storage.obs[1, 0, 0] == 1.0 and storage.masks[1, 0, 0] == 0.0  # slot t + 1, mask 0 after an end
