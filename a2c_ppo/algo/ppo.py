@@ -172,7 +172,7 @@ class PPO:
         grad_norm_sum = torch.zeros((), device=advantages.device)
         num_steps = 0
         for batch in self._minibatches(rollouts, advantages):
-            self.flat.zero_grad()
+            self.flat.zero_grad()  # also re-attaches the flat views the hand-written path writes into
             losses = self._losses(batch)
             loss_values.append(torch.stack([losses[name].detach() for name in LOSS_NAMES]))
             log_ratios.append(losses["log_ratio"].detach())
