@@ -7,6 +7,8 @@ each piece is described by the config in one place.
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -15,9 +17,11 @@ import torch
 
 from a2c_ppo.algo import A2C, ACKTR, PPO, KFACOptimizer, make_rmsprop
 from a2c_ppo.algo.common import Reducer
+from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.config import RunConfig
 from a2c_ppo.envs import make_vec_envs
 from a2c_ppo.envs.torch_env import TorchVecEnv
+from a2c_ppo.fastpath import acting_function, fast_mlp
 from a2c_ppo.model import Policy, make_policy
 
 
@@ -36,9 +40,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_envs(config: RunConfig, num_envs: int, device: torch.device, **overrides: Any) -> TorchVecEnv:
-    """The vector env ``config`` describes (``overrides`` go to make_vec_envs), as tensors."""
+def build_envs(
+    config: RunConfig, num_envs: int, device: torch.device, policy: Policy | None = None, **overrides: Any
+) -> TorchVecEnv:
+    """The vector env ``config`` describes (``overrides`` go to make_vec_envs), as tensors.
+
+    With ``policy`` the layout is the training one: ``--overlap auto`` times the policy's act."""
+    timer = None
+    if policy is not None and config.overlap == "auto":
+        timer = policy_step_timer(policy, device, fast=config.fast_path == "auto")
     kwargs = {
+        "overlap": config.overlap if policy is not None else "off",
+        "policy_step_s": timer,
         "gamma": config.gamma,
         "norm_obs": config.norm_obs,
         "norm_reward": config.norm_reward,
@@ -61,8 +74,10 @@ def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None
     if config.algo == "a2c":
         optimizer = make_rmsprop(policy.parameters(), lr=config.lr, eps=config.eps, alpha=config.alpha)
         return A2C(policy, optimizer, max_grad_norm=config.max_grad_norm, reducer=reducer, **common)
+    parts = fast_mlp(policy) if config.fast_path == "auto" else None
     return PPO(
         policy,
+        gradient=HandGradient(parts) if parts is not None else None,
         lr=config.lr,
         clip_param=config.clip_param,
         ppo_epoch=config.ppo_epoch,
@@ -85,3 +100,28 @@ def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gy
         recurrent=config.recurrent_policy,
         rnn_type=config.recurrent_type,
     )
+
+
+def policy_step_timer(policy: Policy, device: torch.device | str = "cpu", fast: bool = True) -> Callable[[int], float]:
+    """``seconds(n)``: the median time of one deterministic act (as the rollout acts) on ``n``
+    envs (observations of the policy's space), for the ``auto`` overlap choice of ``make_vec_envs``.
+
+    Deterministic, so that timing draws no random numbers and leaves the run's results alone.
+    """
+    shape = tuple(policy.obs_space.shape or ())
+    dtype = torch.uint8 if policy.obs_space.dtype == np.uint8 else torch.float32
+    act = acting_function(policy, deterministic=True, fast=fast)
+
+    def seconds(n: int, repeats: int = 7) -> float:
+        obs = torch.zeros(n, *shape, dtype=dtype, device=device)
+        rnn_hxs = torch.zeros(n, policy.recurrent_hidden_state_size, device=device)
+        masks = torch.ones(n, 1, device=device)
+        times = []
+        with torch.inference_mode():
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                act(obs, rnn_hxs, masks)
+                times.append(time.perf_counter() - start)
+        return float(np.median(times[1:]))  # the first call warms caches up
+
+    return seconds

@@ -1,28 +1,21 @@
-"""What ``python main.py`` does around the training run: signals, messages, exit codes.
-
-Exit codes: 0 done; 2 bad input (flags, env ids, folders, checkpoints: one paragraph, no
-traceback, before any worker starts); 3 an env failed (its own traceback is shown); 4 a NaN
-or infinity appeared (nothing saved over the last good checkpoint); 5 another torchrun rank
-stopped or did not answer within --dist-timeout; 128 + the signal number for Ctrl-C (130) and
-SIGTERM (143). In every case but 2 and 4 the last finished update is saved.
+"""What ``python main.py`` does around the training run: signals, messages, exit codes
+(``errors.py`` lists them). In every ending but bad input and a NaN the last finished update
+is saved.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from a2c_ppo.arguments import LaunchRequest
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, PeerFailedError, check_algorithm, process_group, resolve_context
-from a2c_ppo.errors import ConfigError, NonFiniteError
+from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_NON_FINITE, EXIT_PEER_FAILED, ConfigError, NonFiniteError
 from a2c_ppo.signals import Interrupted, StopSignals
 
-EXIT_BAD_INPUT = 2
-EXIT_ENV_FAILED = 3
-EXIT_NON_FINITE = 4
-EXIT_PEER_FAILED = 5
+if TYPE_CHECKING:
+    from a2c_ppo.resolve import LaunchRequest
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

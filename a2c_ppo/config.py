@@ -1,76 +1,207 @@
-"""The typed, frozen description of one training run, and its plain-data form for checkpoints.
+"""Every setting of a run, declared once: name, type, default (or "by preset"), range or
+choices, the algorithms it applies to, and its help text.
 
-``arguments.py`` turns the command line into a ``RunConfig`` (flags > preset > common
-defaults, then validation); library code receives the fields it needs from it, never the
-argparse Namespace. ``to_dict`` / ``from_dict`` carry a version so an old checkpoint's config
-is either read correctly or refused with a clear message.
+``RunConfig`` is the frozen, typed run description library code receives (never an argparse
+Namespace). The command line (``arguments.py``), validation (``check_value`` and
+``check_applies``), ``--help`` and the checkpoint's config (``to_dict`` / ``from_dict``) are
+all generated from the declarations below, in the spirit of CleanRL's ``Args`` dataclass.
+Adding a setting means declaring it here, giving it preset values if it has any
+(``presets.py``) and using it; nothing else.
+
+A checkpoint written before a setting existed still loads: the missing field takes its
+default, and ``from_dict`` says so; a field this version does not know is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
-from typing import Any
+import math
+import numbers
+import types
+from dataclasses import dataclass, field, fields
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from a2c_ppo.errors import ConfigError
 
 CONFIG_VERSION = 2
 
+ALGOS = ("ppo", "a2c", "acktr")
+PRESETS = ("classic", "mujoco", "atari")
+RNN_TYPES = ("gru", "lstm")
+VEC_ENV_KINDS = ("auto", "subproc", "sync")
+OVERLAP_CHOICES = ("auto", "on", "off")
+#: Seeds go to numpy (< 2**32) after adding per-env, per-rank and evaluation offsets.
+MAX_SEED = 4_000_000_000
+
+
+class _ByPreset:
+    """The default of a setting that every preset decides (shown as "by preset")."""
+
+    def __repr__(self) -> str:
+        return "BY_PRESET"
+
+
+BY_PRESET: Any = _ByPreset()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one setting is declared (the field's ``metadata["setting"]``).
+
+    ``low`` / ``high`` bound numbers (``open`` bounds exclude the value); ``choices`` bound
+    strings. ``algos``: the algorithms it applies to; typing it for another is refused.
+    ``preset``: presets may set it. ``flag``: ``"on-off"`` (``--x`` / ``--no-x``),
+    ``"switch"`` (``--x`` only), ``"value"``, or ``None`` for fields no one types.
+    ``auto``: what ``None`` means, for settings whose default is chosen at run time.
+    """
+
+    help: str
+    group: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] | None = None
+    algos: tuple[str, ...] = ALGOS
+    preset: bool = False
+    flag: str | None = "value"
+    auto: str | None = None
+
+
+def setting(default: Any, help: str, group: str, **kwargs: Any) -> Any:
+    """A RunConfig field declared with ``Setting(help, group, **kwargs)``."""
+    return field(default=default, metadata={"setting": Setting(help, group, **kwargs)})
+
+
+# The --help groups, in order.
+ALGORITHM = "algorithm"
+POLICY = "policy"
+ENVIRONMENT = "environment"
+LOGGING = "logging and checkpoints"
+DEVICE = "device and processes"
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Every setting of a run, resolved (no ``None`` left where a value is needed)."""
+    """Every setting of a run, resolved (``None`` only where a setting is chosen at run time)."""
 
     # algorithm
-    algo: str
-    preset: str
-    lr: float
-    eps: float
-    alpha: float
-    gamma: float
-    use_gae: bool
-    gae_lambda: float
-    entropy_coef: float
-    value_loss_coef: float
-    max_grad_norm: float
-    clip_param: float
-    ppo_epoch: int
-    num_mini_batch: int
-    clip_value_loss: bool
-    norm_adv: bool
-    target_kl: float | None
-    use_linear_lr_decay: bool
+    algo: str = setting("ppo", "algorithm to train with", ALGORITHM, choices=ALGOS)
+    preset: str = setting(
+        "auto",
+        "hyper-parameters of a task family; auto: atari for Atari ids, mujoco for continuous control, else classic",
+        ALGORITHM,
+        choices=("auto", *PRESETS),
+    )
+    lr: float = setting(BY_PRESET, "learning rate", ALGORITHM, low=0.0, low_open=True, preset=True)
+    eps: float = setting(1e-5, "Adam / RMSprop epsilon", ALGORITHM, low=0.0, low_open=True)
+    alpha: float = setting(
+        0.99, "RMSprop smoothing constant", ALGORITHM, low=0.0, high=1.0, low_open=True, high_open=True, algos=("a2c",)
+    )
+    gamma: float = setting(BY_PRESET, "discount factor", ALGORITHM, low=0.0, high=1.0, low_open=True, preset=True)
+    use_gae: bool = setting(True, "generalized advantage estimation, else n-step returns", ALGORITHM, flag="on-off")
+    gae_lambda: float = setting(BY_PRESET, "GAE lambda", ALGORITHM, low=0.0, high=1.0, preset=True)
+    entropy_coef: float = setting(0.0, "entropy bonus", ALGORITHM, low=0.0, preset=True)
+    value_loss_coef: float = setting(0.5, "value loss weight", ALGORITHM, low=0.0)
+    max_grad_norm: float = setting(
+        0.5, "global gradient-norm clip", ALGORITHM, low=0.0, low_open=True, algos=("ppo", "a2c")
+    )
+    clip_param: float = setting(
+        0.2, "PPO ratio clip (and value clip)", ALGORITHM, low=0.0, low_open=True, algos=("ppo",), preset=True
+    )
+    ppo_epoch: int = setting(1, "PPO epochs per update", ALGORITHM, low=1, algos=("ppo",), preset=True)
+    num_mini_batch: int = setting(1, "PPO minibatches per epoch", ALGORITHM, low=1, algos=("ppo",), preset=True)
+    clip_value_loss: bool = setting(True, "PPO clipped value loss", ALGORITHM, algos=("ppo",), flag="on-off")
+    norm_adv: bool = setting(False, "standardise advantages over the batch", ALGORITHM, preset=True, flag="on-off")
+    target_kl: float | None = setting(
+        None, "stop a PPO update early once approx KL exceeds this", ALGORITHM, low=0.0, low_open=True, algos=("ppo",)
+    )
+    use_linear_lr_decay: bool = setting(True, "decay the learning rate linearly to 0", ALGORITHM, flag="on-off")
+    fast_path: str = setting(
+        "auto",
+        "auto: small feed-forward MLP policies act in numpy and PPO computes their gradient by hand (the same "
+        "maths, faster); off: always Policy.act and autograd",
+        ALGORITHM,
+        choices=("auto", "off"),
+    )
     # policy
-    hidden_size: int | None  # None: 64 for vector observations, 512 for images
-    recurrent_policy: bool
-    recurrent_type: str
-    recurrent_chunk_length: int | None  # None: whole rollout columns
+    hidden_size: int | None = setting(
+        None,
+        "width of the MLP towers / CNN feature layer and of the recurrent layer",
+        POLICY,
+        low=1,
+        auto="64 for vector observations, 512 for images",
+    )
+    recurrent_policy: bool = setting(False, "GRU/LSTM after the MLP or CNN", POLICY, flag="switch")
+    recurrent_type: str = setting("gru", "recurrent layer of --recurrent-policy", POLICY, choices=RNN_TYPES)
+    recurrent_chunk_length: int | None = setting(
+        None,
+        "recurrent PPO trains on sequences of this many steps; must divide --num-steps",
+        POLICY,
+        low=1,
+        auto="whole columns, or the longest chunk that makes --num-mini-batch minibatches",
+    )
     # environment
-    env_name: str
-    num_processes: int
-    num_steps: int
-    num_env_steps: int
-    seed: int
-    use_proper_time_limits: bool
-    norm_obs: bool | None  # None: automatic (on for continuous control)
-    norm_reward: bool | None
-    vec_env: str
-    num_workers: int | None
-    overlap: str
+    env_name: str = setting("CartPole-v1", "gymnasium id, or module:Class / module:factory", ENVIRONMENT)
+    num_processes: int = setting(
+        BY_PRESET, "parallel environments per training process", ENVIRONMENT, low=1, preset=True
+    )
+    num_steps: int = setting(BY_PRESET, "steps per env per update", ENVIRONMENT, low=1, preset=True)
+    num_env_steps: int = setting(
+        BY_PRESET, "total env steps to train for, all ranks together", ENVIRONMENT, low=1, preset=True
+    )
+    seed: int = setting(
+        1, "random seed; env i of rank r gets seed + r * num_processes + i", ENVIRONMENT, low=0, high=MAX_SEED
+    )
+    use_proper_time_limits: bool = setting(
+        True,
+        "bootstrap truncated episodes from V(final obs), else treat truncation as termination",
+        ENVIRONMENT,
+        flag="on-off",
+    )
+    norm_obs: bool | None = setting(
+        None, "normalise observations", ENVIRONMENT, preset=True, flag="on-off", auto="on for continuous control"
+    )
+    norm_reward: bool | None = setting(
+        None,
+        "scale rewards by the return std",
+        ENVIRONMENT,
+        preset=True,
+        flag="on-off",
+        auto="on for continuous control",
+    )
+    vec_env: str = setting("auto", "how envs are stepped", ENVIRONMENT, choices=VEC_ENV_KINDS)
+    num_workers: int | None = setting(
+        None,
+        "worker processes for subproc, besides the main process, which steps a share of the envs",
+        ENVIRONMENT,
+        low=1,
+        auto="cores - 1",
+    )
+    overlap: str = setting(
+        "auto",
+        "step one half of the envs while the policy acts on the other (auto: where it is measured to pay)",
+        ENVIRONMENT,
+        choices=OVERLAP_CHOICES,
+    )
     # logging and checkpoints
-    log_dir: str
-    run_dir: str
-    save_dir: str
-    log_interval: int
-    save_interval: int
-    eval_interval: int
-    eval_episodes: int
+    log_dir: str = setting("runs", "each run writes TensorBoard + CSV to its own folder here", LOGGING)
+    run_dir: str = setting("", "this run's folder under --log-dir", LOGGING, flag=None)
+    save_dir: str = setting("trained_models", "checkpoints go to SAVE_DIR/ALGO/ENV.pt", LOGGING)
+    log_interval: int = setting(10, "updates between console/TensorBoard logs", LOGGING, low=1)
+    save_interval: int = setting(100, "updates between checkpoints (also at the end and on exit)", LOGGING, low=1)
+    eval_interval: int = setting(0, "updates between evaluations (0: none)", LOGGING, low=0)
+    eval_episodes: int = setting(10, "episodes per evaluation", LOGGING, low=1)
     # device and processes
-    no_cuda: bool
-    cuda_deterministic: bool
-    num_threads: int
-    dist_backend: str
-    dist_timeout: float
+    no_cuda: bool = setting(False, "train on the CPU even with CUDA", DEVICE, flag="switch")
+    cuda_deterministic: bool = setting(False, "deterministic cuDNN (slower)", DEVICE, flag="switch")
+    num_threads: int = setting(1, "torch CPU threads (small nets: 1 is fastest)", DEVICE, low=1)
+    dist_backend: str = setting(
+        "auto", "torchrun backend (auto: nccl on CUDA)", DEVICE, choices=("auto", "gloo", "nccl")
+    )
+    dist_timeout: float = setting(
+        300.0, "seconds a rank waits for the others before giving up", DEVICE, low=0.0, low_open=True
+    )
 
     @property
     def batch_size(self) -> int:
@@ -85,24 +216,132 @@ class RunConfig:
         return {"config_version": CONFIG_VERSION, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        """The config saved by ``to_dict``; a ConfigError for another version or shape."""
+    def from_dict(cls, data: dict[str, Any], notes: list[str] | None = None) -> RunConfig:
+        """The config saved by ``to_dict``. Fields it lacks (it predates them) take their
+        defaults, said in ``notes``; every value is checked as the same flag typed by hand.
+        ConfigError for another version, an unknown field or a bad value."""
         version = data.get("config_version")
         if version != CONFIG_VERSION:
             raise ConfigError(
                 f"the checkpoint's run config has version {version!r}, but this a2c_ppo reads version "
                 f"{CONFIG_VERSION}; replay or resume it with the a2c_ppo version that wrote it, or train anew."
             )
-        names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k != "config_version"}
-        missing, unknown = names - set(values), set(values) - names
-        if missing or unknown:
+        unknown = sorted(set(values) - set(SETTINGS))
+        if unknown:
             raise ConfigError(
-                f"the checkpoint's run config does not match this a2c_ppo version (missing: "
-                f"{sorted(missing) or 'none'}, unknown: {sorted(unknown) or 'none'}); train anew."
+                f"the checkpoint's run config has settings this a2c_ppo does not know ({', '.join(unknown)}): it was "
+                "written by a newer version; replay or resume it with that version, or train anew."
             )
+        missing = [name for name in SETTINGS if name not in values]
+        no_default = [name for name in missing if SETTINGS[name].default is BY_PRESET]
+        if no_default:
+            raise ConfigError(f"the checkpoint's run config lacks {', '.join(no_default)}; train anew.")
+        if missing and notes is not None:
+            taken = ", ".join(f"{flag_name(name)} {show(SETTINGS[name].default)}" for name in missing)
+            notes.append(f"The checkpoint predates some settings; they take their defaults: {taken}.")
+        for name, value in values.items():
+            check_value(name, value, source="the checkpoint's")
         return cls(**values)
 
 
-def config_field_names() -> list[str]:
-    return [f.name for f in fields(RunConfig)]
+@dataclass(frozen=True)
+class Declared:
+    """One setting as declared: its field's name, type, default and ``Setting``."""
+
+    name: str
+    type: Any
+    default: Any
+    spec: Setting
+
+    @property
+    def base_type(self) -> type:
+        """``int`` for ``int | None``, and so on."""
+        args = [arg for arg in get_args(self.type) if arg is not type(None)]
+        is_union = get_origin(self.type) in (Union, types.UnionType)
+        return args[0] if is_union else self.type
+
+    @property
+    def optional(self) -> bool:
+        return type(None) in get_args(self.type)
+
+
+def _declared() -> dict[str, Declared]:
+    hints = get_type_hints(RunConfig)
+    return {f.name: Declared(f.name, hints[f.name], f.default, f.metadata["setting"]) for f in fields(RunConfig)}
+
+
+#: Every setting, in declaration order.
+SETTINGS: dict[str, Declared] = _declared()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def show(value: Any) -> str:
+    """A value as the console and tables show it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and value >= 100_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def check_value(name: str, value: Any, source: str = "") -> None:
+    """ConfigError (saying what to change) unless ``value`` fits setting ``name``'s declaration.
+
+    ``source`` qualifies the flag in the message (e.g. "the checkpoint's")."""
+    declared = SETTINGS[name]
+    spec, flag = declared.spec, (f"{source} " if source else "") + flag_name(name)
+    if value is None:
+        if declared.optional:
+            return
+        raise ConfigError(f"{flag} needs a value.")
+    kind = declared.base_type
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{flag} must be on or off, got {value!r}.")
+        return
+    number = {int: numbers.Integral, float: numbers.Real}.get(kind, kind)
+    if not isinstance(value, number) or isinstance(value, bool):
+        raise ConfigError(f"{flag} must be {'an integer' if kind is int else 'a ' + kind.__name__}, got {value!r}.")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{flag} must be one of {', '.join(spec.choices)}, got {value!r}.")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{flag} must be a finite number, got {value}.")
+    if kind in (int, float):
+        _check_range(flag, value, spec, kind)
+
+
+def _check_range(flag: str, value: float, spec: Setting, kind: type) -> None:
+    low_ok = spec.low is None or (value > spec.low if spec.low_open else value >= spec.low)
+    high_ok = spec.high is None or (value < spec.high if spec.high_open else value <= spec.high)
+    if low_ok and high_ok:
+        return
+    if kind is int and spec.low == 1 and spec.high is None:
+        raise ConfigError(f"{flag} must be a positive integer, got {value}.")
+    if spec.high is None:
+        raise ConfigError(f"{flag} must be {'>' if spec.low_open else '>='} {show(spec.low)}, got {value}.")
+    if kind is int:
+        raise ConfigError(f"{flag} must be between {show(spec.low)} and {show(spec.high)}, got {value}.")
+    lo, hi = "(" if spec.low_open else "[", ")" if spec.high_open else "]"
+    raise ConfigError(f"{flag} must be in {lo}{show(spec.low)}, {show(spec.high)}{hi}, got {value}.")
+
+
+def check_applies(config: RunConfig, typed: set[str]) -> None:
+    """ConfigError for a typed setting that does not apply to ``config.algo`` (declared ``algos``)."""
+    for name in sorted(typed):
+        algos = SETTINGS[name].spec.algos
+        if config.algo not in algos and getattr(config, name) != SETTINGS[name].default:
+            raise ConfigError(
+                f"{flag_name(name)} only applies to --algo {' or '.join(algos)}, not --algo {config.algo}. "
+                f"Drop {flag_name(name)} or use --algo {algos[0]}."
+            )
+
+
+def defaults() -> dict[str, Any]:
+    """The declared defaults of the settings no preset must decide."""
+    return {name: d.default for name, d in SETTINGS.items() if d.default is not BY_PRESET}

@@ -1,13 +1,23 @@
-"""Action-distribution heads, one per gymnasium action-space kind.
+"""Action distributions: their maths, written once, and the heads that put them on a policy.
 
-Every distribution speaks the same batch convention: actions are ``(B, action_dim)``
-tensors (``action_dim`` is 1 for Discrete), ``log_probs(actions)`` is ``(B, 1)`` (summed
-over action dimensions), ``entropy()`` is ``(B,)`` and ``mode()`` is the deterministic action.
+The functions at the top take an array module ``xp`` (``numpy`` or ``torch``; reductions are
+called as methods with ``axis=`` / ``keepdims=``, which both accept, and which cost numpy
+half of its function wrappers' time) and are the one definition of each
+distribution's log-probability, entropy and sampling rule: the torch heads below use them
+with ``xp=torch``, and the fast path (``fastpath.py``: numpy acting, the hand-written PPO
+gradient) uses the same functions, so the code a reader reads is the code that runs.
+
+Batch convention: actions are ``(B, action_dim)`` (``action_dim`` is 1 for Discrete),
+``log_probs(actions)`` is ``(B, 1)`` (summed over action dimensions), ``entropy()`` is
+``(B,)``. Random numbers always come from torch's global generator (``torch.rand`` /
+``torch.randn``), whichever array module computes, so one seed gives the same actions on
+every path, and exact resumes hold.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -19,23 +29,61 @@ from a2c_ppo.init import init_orthogonal
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
-
-def sample_categorical(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``logits (B, K)`` -> action ``(B, 1)`` long (sampled, or the argmax) and its log-prob ``(B, 1)``."""
-    log_p = torch.log_softmax(logits, dim=-1)
-    action = log_p.argmax(dim=-1, keepdim=True) if deterministic else torch.multinomial(log_p.exp(), 1)
-    return action, log_p.gather(-1, action)
+# ----------------------------------------------------------------------------- the maths
 
 
-class FixedCategorical(torch.distributions.Categorical):
+def log_softmax(xp: Any, logits: Any) -> Any:
+    """``log p (B, K)`` of ``logits (B, K)`` (torch's fused kernel where ``xp`` is torch)."""
+    if xp is torch:
+        return torch.log_softmax(logits, dim=-1)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def categorical_entropy(xp: Any, log_p: Any) -> Any:
+    """``H (B,) = -sum_k p_k log p_k`` from ``log p (B, K)``."""
+    return -(xp.exp(log_p) * log_p).sum(axis=-1)
+
+
+def categorical_sample(xp: Any, log_p: Any, uniform: Any) -> Any:
+    """The sampling rule: invert the CDF of ``p`` at ``uniform (B, 1)`` in [0, 1) -> ``(B, 1)``
+    class indices (int64), the smallest ``k`` with ``cdf_k >= uniform``."""
+    below = (xp.exp(log_p).cumsum(axis=-1) < uniform).sum(axis=-1, keepdims=True)
+    # rounding can leave the last cdf a hair under 1 (np.minimum: a sixth of np.clip's time)
+    last = log_p.shape[-1] - 1
+    return below.clamp_(max=last) if xp is torch else xp.minimum(below, last)
+
+
+def gaussian_log_prob(xp: Any, noise: Any, log_std: Any) -> Any:
+    """``log N (B, 1)`` of an action ``mean + exp(log_std) * noise``, from the standardised
+    ``noise (B, A)`` and ``log_std ((A,) or (B, A))``."""
+    return (-0.5 * noise * noise - log_std - LOG_SQRT_2PI).sum(axis=-1, keepdims=True)
+
+
+def gaussian_entropy(xp: Any, log_std: Any) -> Any:
+    """``H = sum_a (log_std_a + 1/2 + log sqrt(2 pi))``, summed over the last axis."""
+    return (log_std + (0.5 + LOG_SQRT_2PI)).sum(axis=-1)
+
+
+def uniform_draws(rows: int) -> torch.Tensor:
+    """The uniforms ``categorical_sample`` takes: ``(rows, 1)`` from torch's generator."""
+    return torch.rand(rows, 1)
+
+
+# ----------------------------------------------------------------------------- distributions
+
+
+class Categorical:
+    """Categorical over the last axis of ``logits (B, K)``; actions ``(B, 1)`` long."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.log_p = log_softmax(torch, logits)
+
     def log_probs(self, actions: torch.Tensor) -> torch.Tensor:
-        return super().log_prob(actions.squeeze(-1)).unsqueeze(-1)
+        return self.log_p.gather(-1, actions.long())
 
-
-# The Gaussian that PPO's MuJoCo minibatches are scored with is computed directly from the
-# head's mean and log-std: torch.distributions.Normal costs twice the ops (broadcasting, a
-# log of the exp of the log-std), and each op is time in the forward and the backward pass
-# of every minibatch. (The categorical keeps torch's: its share of an update is negligible.)
+    def entropy(self) -> torch.Tensor:
+        return categorical_entropy(torch, self.log_p)
 
 
 class DiagNormal:
@@ -45,42 +93,53 @@ class DiagNormal:
         self.mean, self.log_std = mean, log_std
 
     def log_probs(self, actions: torch.Tensor) -> torch.Tensor:
-        noise = (actions - self.mean) * torch.exp(-self.log_std)
-        return (-0.5 * noise.pow(2) - self.log_std - LOG_SQRT_2PI).sum(-1, keepdim=True)
+        return gaussian_log_prob(torch, (actions - self.mean) * torch.exp(-self.log_std), self.log_std)
 
     def entropy(self) -> torch.Tensor:
-        return (self.log_std + (0.5 + LOG_SQRT_2PI)).sum(-1)
+        return gaussian_entropy(torch, self.log_std)
 
 
-class FixedBernoulli(torch.distributions.Bernoulli):
+class Bernoulli:
+    """Independent Bernoullis with ``logits (B, K)``; actions ``(B, K)`` float 0/1."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
     def log_probs(self, actions: torch.Tensor) -> torch.Tensor:
-        return super().log_prob(actions).sum(-1, keepdim=True)
+        log_p = -F.binary_cross_entropy_with_logits(self.logits, actions, reduction="none")
+        return log_p.sum(-1, keepdim=True)
 
     def entropy(self) -> torch.Tensor:
-        return super().entropy().sum(-1)
+        p = torch.sigmoid(self.logits)
+        return F.binary_cross_entropy_with_logits(self.logits, p, reduction="none").sum(-1)
 
 
-class MultiCategoricalDistribution:
+class MultiCategorical:
     """Independent categoricals, one per MultiDiscrete dimension; actions ``(B, K)`` long."""
 
     def __init__(self, logits: torch.Tensor, nvec: list[int]) -> None:
-        self.dists = [
-            torch.distributions.Categorical(logits=chunk, validate_args=False)
-            for chunk in torch.split(logits, nvec, dim=-1)
-        ]
+        self.parts = [Categorical(chunk) for chunk in torch.split(logits, nvec, dim=-1)]
 
     def log_probs(self, actions: torch.Tensor) -> torch.Tensor:
-        parts = [d.log_prob(a) for d, a in zip(self.dists, actions.unbind(-1))]
-        return torch.stack(parts, dim=-1).sum(-1, keepdim=True)
+        return sum(d.log_probs(a) for d, a in zip(self.parts, actions.split(1, dim=-1)))  # type: ignore[return-value]
 
     def entropy(self) -> torch.Tensor:
-        return torch.stack([d.entropy() for d in self.dists], dim=-1).sum(-1)
+        return sum(d.entropy() for d in self.parts)  # type: ignore[return-value]
 
 
-# Every head has two paths: ``forward(x)`` returns a torch distribution for
-# ``evaluate_actions`` (exact log-probs and entropies, with gradients), and
-# ``act(x, deterministic)`` returns ``(action (B, A), log_prob (B, 1))`` computed directly,
-# without building distribution objects: it runs at every env step.
+# ----------------------------------------------------------------------------- heads
+# Every head has two paths: ``forward(x)`` returns a distribution for ``evaluate_actions``
+# (exact log-probs and entropies, with gradients), and ``act(x, deterministic)`` returns
+# ``(action (B, A), log_prob (B, 1))`` directly, at every env step.
+
+
+def _sample_categorical(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    log_p = log_softmax(torch, logits)
+    if deterministic:
+        action = log_p.argmax(dim=-1, keepdim=True)
+    else:
+        action = categorical_sample(torch, log_p, uniform_draws(len(log_p)).to(log_p.device))
+    return action, log_p.gather(-1, action)
 
 
 class CategoricalHead(nn.Module):
@@ -88,11 +147,11 @@ class CategoricalHead(nn.Module):
         super().__init__()
         self.linear = init_orthogonal(nn.Linear(num_inputs, num_outputs), gain=0.01)
 
-    def forward(self, x: torch.Tensor) -> FixedCategorical:
-        return FixedCategorical(logits=self.linear(x), validate_args=False)
+    def forward(self, x: torch.Tensor) -> Categorical:
+        return Categorical(self.linear(x))
 
     def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return sample_categorical(self.linear(x), deterministic)
+        return _sample_categorical(self.linear(x), deterministic)
 
 
 class LogStd(nn.Module):
@@ -122,10 +181,9 @@ class DiagGaussianHead(nn.Module):
     def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.mean(x)
         log_std = self.log_std(mean)
-        noise = torch.zeros_like(mean) if deterministic else torch.randn_like(mean)
-        # action = mean + std * noise, so (action - mean) / std is the noise itself.
-        log_prob = (-0.5 * noise.pow(2) - log_std - LOG_SQRT_2PI).sum(-1, keepdim=True)
-        return mean + log_std.exp() * noise, log_prob
+        noise = torch.zeros_like(mean) if deterministic else torch.randn(mean.shape).to(mean.device)
+        # action = mean + std * noise, so the log-density needs only the noise
+        return mean + log_std.exp() * noise, gaussian_log_prob(torch, noise, log_std)
 
 
 class BernoulliHead(nn.Module):
@@ -133,14 +191,16 @@ class BernoulliHead(nn.Module):
         super().__init__()
         self.linear = init_orthogonal(nn.Linear(num_inputs, num_outputs), gain=0.01)
 
-    def forward(self, x: torch.Tensor) -> FixedBernoulli:
-        return FixedBernoulli(logits=self.linear(x), validate_args=False)
+    def forward(self, x: torch.Tensor) -> Bernoulli:
+        return Bernoulli(self.linear(x))
 
     def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.linear(x)
-        action = (logits > 0).float() if deterministic else torch.bernoulli(torch.sigmoid(logits))
-        log_prob = -F.binary_cross_entropy_with_logits(logits, action, reduction="none")
-        return action, log_prob.sum(-1, keepdim=True)
+        if deterministic:
+            action = (logits > 0).float()
+        else:
+            action = (torch.rand(logits.shape).to(logits.device) < torch.sigmoid(logits)).float()
+        return action, Bernoulli(logits).log_probs(action)
 
 
 class MultiCategoricalHead(nn.Module):
@@ -149,12 +209,12 @@ class MultiCategoricalHead(nn.Module):
         self.nvec = [int(n) for n in nvec]
         self.linear = init_orthogonal(nn.Linear(num_inputs, sum(self.nvec)), gain=0.01)
 
-    def forward(self, x: torch.Tensor) -> MultiCategoricalDistribution:
-        return MultiCategoricalDistribution(self.linear(x), self.nvec)
+    def forward(self, x: torch.Tensor) -> MultiCategorical:
+        return MultiCategorical(self.linear(x), self.nvec)
 
     def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = [sample_categorical(chunk, deterministic) for chunk in torch.split(self.linear(x), self.nvec, dim=-1)]
-        actions, log_probs = zip(*parts)
+        chunks = torch.split(self.linear(x), self.nvec, dim=-1)
+        actions, log_probs = zip(*(_sample_categorical(chunk, deterministic) for chunk in chunks))
         return torch.cat(actions, dim=-1), torch.cat(log_probs, dim=-1).sum(-1, keepdim=True)
 
 

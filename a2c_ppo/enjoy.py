@@ -14,7 +14,7 @@ from gymnasium.error import DependencyNotInstalled
 from a2c_ppo.arguments import ArgumentParser, fail
 from a2c_ppo.builders import build_envs, policy_for
 from a2c_ppo.checkpoint import check_spaces, first_non_finite, load_checkpoint
-from a2c_ppo.config import RunConfig
+from a2c_ppo.config import ALGOS, RunConfig
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
@@ -32,7 +32,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--checkpoint", default=None, metavar="PATH", help="checkpoint file (overrides --load-dir)")
     p.add_argument("--load-dir", default="trained_models", help="folder holding ALGO/ENV.pt")
     p.add_argument("--env-name", default=None, help="env to play (default: the checkpoint's; CartPole-v1 to find one)")
-    p.add_argument("--algo", default="ppo", choices=("ppo", "a2c", "acktr"), help="algorithm folder under --load-dir")
+    p.add_argument("--algo", default="ppo", choices=ALGOS, help="algorithm folder under --load-dir")
     p.add_argument("--num-episodes", type=int, default=10, help="episodes to play")
     p.add_argument("--non-det", action="store_true", help="sample actions instead of taking the most likely one")
     p.add_argument("--seed", type=int, default=None, help="env seed (default: the training seed + 2,000,000)")

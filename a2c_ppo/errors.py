@@ -1,4 +1,16 @@
-"""Exception types that carry a message meant for the user."""
+"""Exception types that carry a message meant for the user, and the exit statuses of main.py.
+
+Exit statuses: 0 done; 2 bad input (flags, env ids, folders, checkpoints: one paragraph, no
+traceback, before any worker starts); 3 an env failed (its own traceback is shown); 4 a NaN
+or infinity appeared (nothing saved over the last good checkpoint); 5 another torchrun rank
+stopped or did not answer within --dist-timeout; 128 + the signal number for Ctrl-C (130) and
+SIGTERM (143).
+"""
+
+EXIT_BAD_INPUT = 2
+EXIT_ENV_FAILED = 3
+EXIT_NON_FINITE = 4
+EXIT_PEER_FAILED = 5
 
 
 class ConfigError(ValueError):

@@ -5,17 +5,7 @@ A base maps ``(obs (B, *obs_shape), rnn_hxs (N, H), masks (B, 1))`` to
 action-distribution head on the actor features. Non-recurrent bases carry a dummy
 hidden state of size 1 (and ``B == N``) so storage and loops need no special case.
 
-Recurrent bases accept two input layouts:
-
-* step mode, ``B == N``: one step of N envs; ``masks`` (0 at an episode start) zero the
-  incoming state first;
-* sequence mode, ``B == T * N``: T steps of N sequences, flattened time-major (row
-  ``t * N + n``), with ``rnn_hxs`` the state *before* step 0. The net runs one RNN call
-  per span between time steps where any mask is 0, not one call per step, and returns
-  the state after step T-1.
-
-An LSTM's ``(h, c)`` are packed side by side into one vector of size ``2 * hidden`` so
-storage keeps a single hidden-state tensor.
+Recurrent bases (``recurrent.NNBase``) also accept T steps of N sequences.
 """
 
 from __future__ import annotations
@@ -30,113 +20,45 @@ import torch.nn as nn
 
 from a2c_ppo.distributions import make_head
 from a2c_ppo.init import init_orthogonal
+from a2c_ppo.recurrent import NNBase
 
-RNN_TYPES = ("gru", "lstm")
 NATURE_MIN_SIZE = 36  # smallest height/width the Nature CNN's three convolutions accept
 
 
-class NNBase(nn.Module):
-    """Shared recurrent machinery: an optional GRU/LSTM layer with mask handling."""
+#: The hidden activations an MLP tower can use, by name.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
-    def __init__(self, recurrent: bool, recurrent_input_size: int, hidden_size: int, rnn_type: str = "gru") -> None:
-        super().__init__()
-        self._hidden_size = hidden_size
-        self._recurrent = recurrent
-        self.rnn_type = rnn_type
-        if not recurrent:
-            return
-        if rnn_type not in RNN_TYPES:
-            raise ValueError(f"unknown recurrent type {rnn_type!r}: use one of {', '.join(RNN_TYPES)}")
-        rnn_cls = nn.GRU if rnn_type == "gru" else nn.LSTM
-        self.rnn = rnn_cls(recurrent_input_size, hidden_size)
-        for name, param in self.rnn.named_parameters():
-            if name.startswith("weight"):
-                nn.init.orthogonal_(param)
-            else:
-                nn.init.zeros_(param)
-            if rnn_type == "lstm" and name == "bias_ih_l0":
-                # Forget-gate bias 1 (gate order i, f, g, o): remember by default.
-                with torch.no_grad():
-                    param[hidden_size : 2 * hidden_size].fill_(1.0)
 
-    @property
-    def is_recurrent(self) -> bool:
-        return self._recurrent
-
-    @property
-    def recurrent_hidden_state_size(self) -> int:
-        if not self._recurrent:
-            return 1
-        return 2 * self._hidden_size if self.rnn_type == "lstm" else self._hidden_size
-
-    @property
-    def output_size(self) -> int:
-        return self._hidden_size
-
-    # (N, H') packed vector <-> the state nn.GRU / nn.LSTM take, with a layer dim of 1.
-    def _unpack(self, hxs: torch.Tensor):
-        if self.rnn_type == "lstm":
-            h, c = hxs.chunk(2, dim=-1)
-            return h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()
-        return hxs.unsqueeze(0).contiguous()
-
-    def _pack(self, state) -> torch.Tensor:
-        if self.rnn_type == "lstm":
-            return torch.cat([state[0].squeeze(0), state[1].squeeze(0)], dim=-1)
-        return state.squeeze(0)
-
-    def _forward_rnn(
-        self, x: torch.Tensor, hxs: torch.Tensor, masks: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x (B, in)``, ``hxs (N, H')``, ``masks (B, 1)`` -> ``(out (B, hidden), hxs (N, H'))``."""
-        N = hxs.size(0)
-        masks = masks.to(x.dtype).reshape(-1, 1)
-        if x.size(0) == N:  # step mode
-            out, state = self.rnn(x.unsqueeze(0), self._unpack(hxs * masks))
-            return out.squeeze(0), self._pack(state)
-        if x.size(0) % N != 0:
-            raise ValueError(f"recurrent input of {x.size(0)} rows is not T x {N} sequences")
-        T = x.size(0) // N
-        x = x.view(T, N, x.size(1))
-        masks = masks.view(T, N)
-        # Time steps (after the first) where some sequence starts a new episode: the RNN
-        # runs uninterrupted over each span between them.
-        starts = ((masks[1:] == 0).any(dim=-1).nonzero().squeeze(-1) + 1).cpu().tolist()
-        bounds = [0] + starts + [T]
-        outputs = []
-        for begin, end in zip(bounds[:-1], bounds[1:]):
-            hxs = hxs * masks[begin].view(N, 1)
-            out, state = self.rnn(x[begin:end], self._unpack(hxs))
-            hxs = self._pack(state)
-            outputs.append(out)
-        return torch.cat(outputs, dim=0).view(T * N, -1), hxs
+def mlp_tower(num_inputs: int, hidden_size: int, activation: str, layers: int = 2) -> nn.Sequential:
+    """``layers`` x (Linear ``hidden_size``, activation), orthogonal init with gain sqrt(2)."""
+    modules: list[nn.Module] = []
+    for i in range(layers):
+        modules += [init_orthogonal(nn.Linear(num_inputs if i == 0 else hidden_size, hidden_size), math.sqrt(2)),
+                    ACTIVATIONS[activation]()]  # fmt: skip
+    return nn.Sequential(*modules)
 
 
 class MLPBase(NNBase):
-    """Separate actor and critic towers of ``hidden_size`` x 2 tanh layers.
+    """Separate actor and critic towers of ``hidden_size`` x 2 ``activation`` layers (tanh by default).
 
     Recurrent layout: the GRU/LSTM (width ``hidden_size``) reads the raw observation and
     both towers read its output, so the value and the policy share the memory but not the
     layers after it.
     """
 
-    def __init__(self, num_inputs: int, hidden_size: int = 64, recurrent: bool = False, rnn_type: str = "gru") -> None:
+    def __init__(
+        self,
+        num_inputs: int,
+        hidden_size: int = 64,
+        recurrent: bool = False,
+        rnn_type: str = "gru",
+        activation: str = "tanh",
+    ) -> None:
         super().__init__(recurrent, num_inputs, hidden_size, rnn_type)
         if recurrent:
             num_inputs = hidden_size
-        gain = math.sqrt(2)
-        self.actor = nn.Sequential(
-            init_orthogonal(nn.Linear(num_inputs, hidden_size), gain),
-            nn.Tanh(),
-            init_orthogonal(nn.Linear(hidden_size, hidden_size), gain),
-            nn.Tanh(),
-        )
-        self.critic = nn.Sequential(
-            init_orthogonal(nn.Linear(num_inputs, hidden_size), gain),
-            nn.Tanh(),
-            init_orthogonal(nn.Linear(hidden_size, hidden_size), gain),
-            nn.Tanh(),
-        )
+        self.actor = mlp_tower(num_inputs, hidden_size, activation)
+        self.critic = mlp_tower(num_inputs, hidden_size, activation)
         self.critic_linear = init_orthogonal(nn.Linear(hidden_size, 1), gain=1.0)
 
     def forward(
@@ -251,6 +173,7 @@ class Policy(nn.Module):
         base_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.obs_space, self.action_space = obs_space, action_space
         self.base: Base = base if base is not None else default_base(obs_space, base_kwargs or {})
         self.dist = make_head(action_space, self.base.output_size)
 

@@ -1,9 +1,9 @@
 """Hyper-parameter presets per task family and algorithm.
 
 A run's settings come from, in order of precedence: the flags the user typed, the preset's
-column for ``--algo``, then ``COMMON_DEFAULTS``. ``--preset auto`` picks ``atari`` for Atari
-ids, ``mujoco`` for continuous control (1-D Box observations and Box actions) and ``classic``
-otherwise.
+column for ``--algo``, then the declared defaults (``config.py``). ``--preset auto`` picks
+``atari`` for Atari ids, ``mujoco`` for continuous control (1-D Box observations and Box
+actions) and ``classic`` otherwise.
 
 * classic: tuned so ``python main.py`` solves CartPole-v1 (PPO within 100k steps; A2C and
   ACKTR within 300k, docs/BENCHMARKS.md).
@@ -17,30 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-PRESETS = ("classic", "mujoco", "atari")
-
-#: Values every preset starts from.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "eps": 1e-5,
-    "alpha": 0.99,
-    "use_gae": True,
-    "value_loss_coef": 0.5,
-    "max_grad_norm": 0.5,
-    "clip_param": 0.2,
-    "clip_value_loss": True,
-    "use_linear_lr_decay": True,
-    "use_proper_time_limits": True,
-    "entropy_coef": 0.0,
-    "ppo_epoch": 1,
-    "num_mini_batch": 1,
-    "norm_adv": False,
-}
+from a2c_ppo.config import ALGOS, PRESETS, SETTINGS, defaults, flag_name, show
 
 _CLASSIC = {"num_processes": 8, "gamma": 0.98}
 _MUJOCO = {"gamma": 0.99, "gae_lambda": 0.95, "norm_obs": True, "norm_reward": True, "num_env_steps": 1_000_000}
 _ATARI = {"gamma": 0.99, "gae_lambda": 0.95, "entropy_coef": 0.01, "norm_obs": False, "norm_reward": False}
 
-#: ``PRESET_VALUES[preset][algo]``: the values a preset gives on top of COMMON_DEFAULTS.
+#: ``PRESET_VALUES[preset][algo]``: the values a preset gives on top of the declared defaults.
 PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
     "classic": {
         "ppo": {**_CLASSIC, "lr": 1e-3, "num_steps": 32, "ppo_epoch": 20, "gae_lambda": 0.8, "norm_adv": True,
@@ -62,13 +45,13 @@ PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }  # fmt: skip
 
-#: The settings a preset decides (shown in --help).
-PRESET_KEYS = sorted({key for table in PRESET_VALUES.values() for col in table.values() for key in col})
+#: The settings a preset decides (shown in --help), in declaration order.
+PRESET_KEYS = [name for name, declared in SETTINGS.items() if declared.spec.preset]
 
 
 def preset_values(preset: str, algo: str) -> dict[str, Any]:
-    """COMMON_DEFAULTS overlaid with ``preset``'s column for ``algo``."""
-    return {**COMMON_DEFAULTS, **PRESET_VALUES[preset][algo]}
+    """The declared defaults overlaid with ``preset``'s column for ``algo``."""
+    return {**defaults(), **PRESET_VALUES[preset][algo]}
 
 
 def auto_preset(observation_space: Any, action_space: Any, is_atari: bool) -> str:
@@ -80,22 +63,30 @@ def auto_preset(observation_space: Any, action_space: Any, is_atari: bool) -> st
     return "mujoco" if is_continuous_control(observation_space, action_space) else "classic"
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, int) and value >= 100_000:
-        return f"{value:,}"
-    return str(value)
+#: What each family is for, above its table.
+FAMILY_NOTES = {
+    "classic": "classic: every other task (classic control, toy text, Box2D with discrete actions, your own)",
+    "mujoco": "mujoco: continuous control (1-D Box observations and Box actions)",
+    "atari": "atari: ALE/<Game>-v5 and <Game>NoFrameskip-v4 ids",
+}
 
 
 def presets_table() -> str:
-    """A text table of every preset's values per algorithm, for ``--help``."""
-    columns = [(preset, algo) for preset in PRESETS for algo in ("ppo", "a2c", "acktr")]
-    header = ["setting"] + [f"{p}/{a}" for p, a in columns]
-    rows = [header]
-    for key in PRESET_KEYS:
-        rows.append(["--" + key.replace("_", "-")] + [_show(preset_values(p, a).get(key, "auto")) for p, a in columns])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    """Every preset's values per algorithm, one small table per family, for ``--help`` and
+    the README ("-": the setting does not apply to that algorithm)."""
+    blocks = []
+    for preset in PRESETS:
+        rows = [["setting", *ALGOS]]
+        rows += [[flag_name(key)] + [_cell(key, preset, algo) for algo in ALGOS] for key in PRESET_KEYS]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        blocks.append("\n".join([FAMILY_NOTES[preset], *lines]))
+    legend = "auto: on for continuous control, else off; -: does not apply to that algorithm."
+    return "\n\n".join([*blocks, legend])
+
+
+def _cell(key: str, preset: str, algo: str) -> str:
+    if algo not in SETTINGS[key].spec.algos:
+        return "-"
+    value = preset_values(preset, algo)[key]
+    return "auto" if value is None else show(value)

@@ -1,54 +1,54 @@
-"""From the typed flags (and maybe a checkpoint) to a validated RunConfig.
+"""From the typed settings (and maybe a checkpoint) to a validated RunConfig.
 
 Everything here runs before any worker process starts or any env step is spent: one env is
 built in this process to learn its spaces (for ``--preset auto``, the automatic
-normalisation and the checks), and the output folders are proven writable.
+normalisation and the checks), and the output folders are proven writable. Each value is
+checked against its declaration (``config.check_value``); the rules that tie settings
+together are in ``validate``.
 """
 
 from __future__ import annotations
 
-import math
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
-from a2c_ppo.arguments import FIXED_DEFAULTS, LaunchRequest
-from a2c_ppo.config import RunConfig
+from a2c_ppo.config import SETTINGS, RunConfig, check_applies, check_value, defaults, flag_name
 from a2c_ppo.envs.check import check_env_id
 from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import check_writable_dir, new_run_dir
 from a2c_ppo.presets import auto_preset, preset_values
 
-FLOAT_FLAGS = ("lr", "eps", "alpha", "gamma", "gae_lambda", "entropy_coef", "value_loss_coef", "max_grad_norm",
-               "clip_param", "target_kl", "dist_timeout")  # fmt: skip
-POSITIVE_INTS = ("num_processes", "num_steps", "num_env_steps", "ppo_epoch", "num_mini_batch", "log_interval",
-                 "save_interval", "eval_episodes", "num_threads", "hidden_size", "recurrent_chunk_length",
-                 "num_workers")  # fmt: skip
-POSITIVE_FLOATS = ("lr", "eps", "clip_param", "max_grad_norm", "target_kl", "dist_timeout")
-NON_NEGATIVE_FLOATS = ("entropy_coef", "value_loss_coef")
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
 SHAPE_FLAGS = ("hidden_size", "recurrent_policy", "recurrent_type")
-#: Seeds go to numpy (< 2**32) after adding per-env, per-rank and evaluation offsets.
-MAX_SEED = 4_000_000_000
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+@dataclass
+class LaunchRequest:
+    """What to do: train ``config``, maybe resuming ``resume`` (a checkpoint path)."""
+
+    config: RunConfig
+    resume: str | None = None
+    typed: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)  # printed at the start of the run
+    checkpoint: dict[str, Any] | None = None  # the loaded --resume checkpoint
 
 
 def resolve_request(typed: dict[str, Any], resume: str | None) -> LaunchRequest:
-    """The validated LaunchRequest for the flags the user typed (``typed``) and ``resume``."""
-    _check_numbers(typed)
+    """The validated LaunchRequest for the settings the user typed (``typed``: name -> value)
+    and ``resume``; ConfigError saying what to change otherwise."""
+    _check_typed(typed)
     notes: list[str] = []
     checkpoint = None
     if resume is not None:
         from a2c_ppo.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(resume, what="--resume")
-        values = _resumed_values(RunConfig.from_dict(checkpoint["config"]), typed)
-        notes.append(f"Resuming {resume} at update {checkpoint['counters']['update']}.")
+        values = _resumed_values(RunConfig.from_dict(checkpoint["config"], notes), typed)
+        notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
     else:
-        values = {**FIXED_DEFAULTS, **typed}
+        values = {**defaults(), **typed}
     spaces = check_env_id(values["env_name"])
     if resume is None:
         values = _preset_values(values, typed, spaces, notes)
@@ -59,6 +59,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None) -> LaunchRequest:
     if resume is None or "log_dir" in typed:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)
+    check_applies(config, set(typed))
     validate(config)
     config = _with_chunk_length(config, notes)
     _check_policy_fits(config, *spaces)
@@ -72,12 +73,12 @@ def resolve_request(typed: dict[str, Any], resume: str | None) -> LaunchRequest:
     return LaunchRequest(config=config, resume=resume, typed=set(typed), notes=notes, checkpoint=checkpoint)
 
 
-def _check_numbers(typed: dict[str, Any]) -> None:
-    for name in FLOAT_FLAGS:
-        if name in typed and not math.isfinite(typed[name]):
-            raise ConfigError(f"{flag(name)} must be a finite number, got {typed[name]}.")
-    if "seed" in typed and not 0 <= typed["seed"] <= MAX_SEED:
-        raise ConfigError(f"--seed must be between 0 and {MAX_SEED:,}, got {typed['seed']}.")
+def _check_typed(typed: dict[str, Any]) -> None:
+    """Each typed value against its declaration; unknown names are refused."""
+    for name, value in typed.items():
+        if name not in SETTINGS or SETTINGS[name].spec.flag is None:
+            raise ConfigError(f"{name!r} is not a setting; see main.py --help for every setting.")
+        check_value(name, value)
 
 
 def _resumed_values(saved: RunConfig, typed: dict[str, Any]) -> dict[str, Any]:
@@ -90,8 +91,9 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any]) -> dict[str, Any]:
     for name in SHAPE_FLAGS:
         if name in typed and typed[name] != getattr(saved, name):
             raise ConfigError(
-                f"--resume: the checkpoint's network has {flag(name)} {getattr(saved, name)}, and its weights do "
-                f"not fit {flag(name)} {typed[name]}; drop {flag(name)}, or start a new run without --resume."
+                f"--resume: the checkpoint's network has {flag_name(name)} {getattr(saved, name)}, and its weights "
+                f"do not fit {flag_name(name)} {typed[name]}; drop {flag_name(name)}, or start a new run without "
+                "--resume."
             )
     if "preset" in typed:
         raise ConfigError(
@@ -114,32 +116,14 @@ def _preset_values(
         why = f"auto: {preset} for {values['env_name']}"
     else:
         why = "typed"
-    overridden = sorted(flag(name) for name in typed if name in preset_values(preset, values["algo"]))
+    overridden = sorted(flag_name(name) for name in typed if SETTINGS[name].spec.preset)
     notes.append(f"Preset {preset} ({why})" + (f"; overridden by {', '.join(overridden)}." if overridden else "."))
-    return {**FIXED_DEFAULTS, **preset_values(preset, values["algo"]), **typed, "preset": preset}
+    return {**preset_values(preset, values["algo"]), **typed, "preset": preset}
 
 
 def validate(config: RunConfig) -> None:
-    """Raise ConfigError with what to change when settings are out of range or inconsistent."""
-    for name in POSITIVE_INTS:
-        value = getattr(config, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{flag(name)} must be a positive integer, got {value}.")
-    for name in POSITIVE_FLOATS:
-        value = getattr(config, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{flag(name)} must be > 0, got {value}.")
-    for name in NON_NEGATIVE_FLOATS:
-        if getattr(config, name) < 0:
-            raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(config, name)}.")
-    if config.eval_interval < 0:
-        raise ConfigError(f"--eval-interval must be >= 0 (0 disables evaluation), got {config.eval_interval}.")
-    if not 0.0 < config.gamma <= 1.0:
-        raise ConfigError(f"--gamma must be in (0, 1], got {config.gamma}.")
-    if not 0.0 <= config.gae_lambda <= 1.0:
-        raise ConfigError(f"--gae-lambda must be in [0, 1], got {config.gae_lambda}.")
-    if not 0.0 < config.alpha < 1.0:
-        raise ConfigError(f"--alpha must be in (0, 1), got {config.alpha}.")
+    """Raise ConfigError with what to change when settings are inconsistent with each other
+    (each one alone was checked against its declaration)."""
     batch = config.batch_size
     if batch % config.num_mini_batch != 0:
         raise ConfigError(
@@ -147,15 +131,6 @@ def validate(config: RunConfig) -> None:
             f"samples does not split into --num-mini-batch {config.num_mini_batch} equal minibatches; "
             "choose a --num-mini-batch that divides it."
         )
-    if config.algo != "ppo":
-        ppo_only = {"ppo_epoch": config.ppo_epoch != 1, "num_mini_batch": config.num_mini_batch != 1,
-                    "target_kl": config.target_kl is not None}  # fmt: skip
-        for name, used in ppo_only.items():
-            if used:
-                raise ConfigError(
-                    f"{flag(name)} only applies to --algo ppo; --algo {config.algo} makes one update over the "
-                    f"whole rollout per iteration. Drop {flag(name)} or use --algo ppo."
-                )
     if config.algo == "acktr" and config.recurrent_policy:
         raise ConfigError(
             "--algo acktr does not support --recurrent-policy: K-FAC keeps Kronecker factors only for "

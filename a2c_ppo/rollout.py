@@ -13,17 +13,13 @@ Two schedules fill the same ``(T, N)`` storage with the same same-step-autoreset
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import NamedTuple
 
-import gymnasium as gym
-import numpy as np
 import torch
 
 from a2c_ppo.envs.torch_env import StepResult, TorchVecEnv
+from a2c_ppo.fastpath import ActFunction, acting_function
 from a2c_ppo.model import Policy
-from a2c_ppo.numpy_actor import ActFunction, acting_function
 from a2c_ppo.storage import RolloutStorage
 
 
@@ -47,16 +43,16 @@ class _EnvSide(NamedTuple):
 
 
 def collect_rollout(
-    policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool
+    policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool, fast: bool = True
 ) -> list[tuple[float, int]]:
     """Fill ``rollouts`` with ``num_steps`` steps of every env, acting from slot 0 on.
 
     Truncated steps store V(final_obs) to bootstrap from (with ``proper_time_limits``;
     else truncation counts as termination). Returns (true return, length) of the episodes
     that ended. Uses the overlapped schedule where ``envs.overlap`` says so, and acts in
-    numpy where ``a2c_ppo.numpy_actor`` applies.
+    numpy where ``fast`` and ``a2c_ppo.fastpath`` allow.
     """
-    act = acting_function(policy)
+    act = acting_function(policy, fast=fast)
     with torch.inference_mode():  # nothing computed here is differentiated later
         if envs.overlap:
             return _collect_overlapped(act, policy, envs, rollouts, proper_time_limits)
@@ -152,30 +148,3 @@ def _ends(
     bootstrap = zeros.clone()
     bootstrap[idx] = policy.get_value(out.final_obs, rnn_hxs[idx], torch.ones(len(idx), 1, device=zeros.device))
     return out.terminated, out.truncated, bootstrap
-
-
-def policy_step_timer(
-    policy: Policy, obs_space: gym.Space, device: torch.device | str = "cpu"
-) -> Callable[[int], float]:
-    """``seconds(n)``: the median time of one deterministic act (as the rollout acts) on ``n``
-    envs (observations of ``obs_space``), for the ``auto`` overlap choice of ``make_vec_envs``.
-
-    Deterministic, so that timing draws no random numbers and leaves the run's results alone.
-    """
-    shape = tuple(obs_space.shape or ())
-    dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
-    act = acting_function(policy, deterministic=True)
-
-    def seconds(n: int, repeats: int = 7) -> float:
-        obs = torch.zeros(n, *shape, dtype=dtype, device=device)
-        rnn_hxs = torch.zeros(n, policy.recurrent_hidden_state_size, device=device)
-        masks = torch.ones(n, 1, device=device)
-        times = []
-        with torch.inference_mode():
-            for _ in range(repeats + 1):
-                start = time.perf_counter()
-                act(obs, rnn_hxs, masks)
-                times.append(time.perf_counter() - start)
-        return float(np.median(times[1:]))  # the first call warms caches up
-
-    return seconds

@@ -54,6 +54,7 @@ def main() -> None:
     from a2c_ppo.storage import RolloutStorage
 
     torch.set_num_threads(1)
+    has_fastpath = os.path.exists(os.path.join(repo, "a2c_ppo", "fastpath.py"))
     box6, discrete2 = gym.spaces.Box(-1, 1, (6,), np.float32), gym.spaces.Discrete(2)
 
     def vector_obs(dim: int) -> gym.spaces.Box:
@@ -67,16 +68,26 @@ def main() -> None:
             tensor.normal_()
         if continuous:
             storage.actions.normal_()
+        kwargs = {}
+        if has_fastpath:  # the gradient backend a run uses (older checkouts chose it inside PPO)
+            from a2c_ppo.algo.hand_gradient import HandGradient
+            from a2c_ppo.fastpath import fast_mlp
+
+            kwargs["gradient"] = HandGradient(fast_mlp(policy))
         agent = PPO(policy, clip_param=0.2, ppo_epoch=epochs, num_mini_batch=minibatches, value_loss_coef=0.5,
-                    entropy_coef=0.0, lr=3e-4)  # fmt: skip
+                    entropy_coef=0.0, lr=3e-4, **kwargs)  # fmt: skip
         return median_us(lambda: agent.update(storage), 2, 3) / (minibatches * epochs)
 
     def acting(obs_dim: int, space: gym.Space, n: int) -> float:
         policy = make_policy(vector_obs(obs_dim), space)
         # What the rollout calls. (Checked by path: in an older checkout an editable install of
-        # this one would otherwise serve its numpy_actor module.)
-        if os.path.exists(os.path.join(repo, "a2c_ppo", "numpy_actor.py")):
-            from a2c_ppo.numpy_actor import acting_function
+        # this one would otherwise serve its modules.)
+        if has_fastpath:
+            from a2c_ppo.fastpath import acting_function
+
+            act = acting_function(policy)
+        elif os.path.exists(os.path.join(repo, "a2c_ppo", "numpy_actor.py")):
+            from a2c_ppo.numpy_actor import acting_function  # type: ignore[no-redef]
 
             act = acting_function(policy)
         else:

@@ -19,12 +19,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from a2c_ppo.arguments import parse_args  # noqa: E402
+from a2c_ppo.config import ALGOS  # noqa: E402
 from a2c_ppo.train import run  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c", "acktr"))
+    parser.add_argument("--algo", default="ppo", choices=ALGOS)
     parser.add_argument("--env-name", default="CartPole-v1")
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds: FIRST .. FIRST + N - 1")
     parser.add_argument("--first-seed", type=int, default=1, help="the first seed (default 1)")

@@ -21,16 +21,17 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from a2c_ppo.builders import policy_step_timer  # noqa: E402
 from a2c_ppo.distributions import action_shape  # noqa: E402
 from a2c_ppo.envs import make_env, make_vec_envs  # noqa: E402
 from a2c_ppo.envs.torch_env import TorchVecEnv  # noqa: E402
 from a2c_ppo.model import Policy  # noqa: E402
-from a2c_ppo.rollout import collect_rollout, policy_step_timer  # noqa: E402
+from a2c_ppo.rollout import collect_rollout  # noqa: E402
 from a2c_ppo.storage import RolloutStorage  # noqa: E402
 
 
 def build(args: argparse.Namespace, overlap: str, policy: Policy, obs_space: gym.Space) -> TorchVecEnv:
-    timer = policy_step_timer(policy, obs_space)
+    timer = policy_step_timer(policy)
     return TorchVecEnv(
         make_vec_envs(args.env_name, args.num_processes, vec_env=args.vec_env, overlap=overlap, policy_step_s=timer)
     )

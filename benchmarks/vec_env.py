@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import sys
@@ -33,8 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gymnasium as gym  # noqa: E402
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv  # noqa: E402
 
-from a2c_ppo.envs.auto import choose_vec_env  # noqa: E402
 from a2c_ppo.envs.check import check_env_id  # noqa: E402
+from a2c_ppo.envs.layout import choose_layout, measure_step_times  # noqa: E402
 from a2c_ppo.envs.make import make_env_fn, make_vec_envs  # noqa: E402
 from a2c_ppo.envs.subproc import SubprocVecEnv, default_in_main  # noqa: E402
 
@@ -118,7 +119,8 @@ def main() -> None:
             finally:
                 envs.close()
             print(f"  {env_id:<16} {name:<14} {results[name]:>10,.0f} steps/s", file=sys.stderr, flush=True)
-        auto = choose_vec_env(make_env_fn(env_id), opts.num_envs)
+        step_times = functools.partial(measure_step_times, make_env_fn(env_id))
+        auto = choose_layout(opts.num_envs, vec_env="auto", num_workers=None, overlap="off", step_times=step_times).kind
         base = results["gym Async"]
         for name, sps in results.items():
             rows.append((env_id, name, sps, sps / base, auto))

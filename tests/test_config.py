@@ -1,14 +1,20 @@
-"""RunConfig: plain-data round trip with a version, and clear refusals of other versions."""
+"""RunConfig: each setting declared once; plain-data round trip; older configs load, unknown
+settings and bad values are refused clearly; the package has no import cycles."""
 
 from __future__ import annotations
 
+import ast
 import json
+import pathlib
 
 import pytest
 
-from a2c_ppo.arguments import parse_args
-from a2c_ppo.config import CONFIG_VERSION, RunConfig
+from a2c_ppo.arguments import build_parser, parse_args
+from a2c_ppo.config import BY_PRESET, CONFIG_VERSION, SETTINGS, RunConfig, check_value
 from a2c_ppo.errors import ConfigError
+from a2c_ppo.presets import PRESET_KEYS, PRESET_VALUES, preset_values
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "a2c_ppo"
 
 
 def test_round_trip_through_json():
@@ -27,9 +33,99 @@ def test_frozen():
 
 @pytest.mark.parametrize(
     "change, phrase",
-    [({"config_version": 1}, "version 1"), ({"unknown_flag": 3}, "unknown: ['unknown_flag']")],
+    [({"config_version": 1}, "version 1"), ({"unknown_flag": 3}, "does not know (unknown_flag)")],
 )
-def test_other_versions_are_refused_clearly(change, phrase):
+def test_other_versions_and_unknown_settings_are_refused_clearly(change, phrase):
     data = {**parse_args([]).to_dict(), **change}
-    with pytest.raises(ConfigError, match=phrase.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=phrase.replace("(", r"\(").replace(")", r"\)")):
         RunConfig.from_dict(data)
+
+
+def test_a_config_that_predates_a_setting_loads_with_its_default_and_says_so():
+    data = parse_args([]).to_dict()
+    del data["fast_path"], data["target_kl"]
+    notes: list[str] = []
+    config = RunConfig.from_dict(data, notes)
+    assert config.fast_path == "auto" and config.target_kl is None
+    assert "--fast-path auto" in notes[0] and "--target-kl None" in notes[0]
+
+
+@pytest.mark.parametrize(
+    "name, value, phrase",
+    [("algo", "../../x", "--algo must be one of"), ("lr", -1.0, "--lr must be > 0"), ("seed", 2**40, "--seed"),
+     ("gamma", float("nan"), "finite"), ("num_steps", "32", "must be an integer"), ("norm_adv", 1, "on or off")],
+)  # fmt: skip
+def test_every_value_read_from_a_checkpoint_is_checked_like_the_flag(name, value, phrase):
+    data = {**parse_args([]).to_dict(), name: value}
+    with pytest.raises(ConfigError, match=phrase):
+        RunConfig.from_dict(data)
+
+
+def test_each_declared_setting_has_exactly_one_flag_and_its_help():
+    parser = build_parser()
+    flags = {action.dest: action for action in parser._actions}
+    for name, declared in SETTINGS.items():
+        if declared.spec.flag is None:
+            assert name not in flags
+            continue
+        assert flags[name].help and declared.spec.help in flags[name].help
+        if declared.spec.choices:
+            assert tuple(flags[name].choices) == declared.spec.choices
+    assert set(flags) - set(SETTINGS) == {"help", "resume"}
+
+
+def test_every_preset_sets_the_by_preset_settings_and_only_declared_preset_ones():
+    for preset, table in PRESET_VALUES.items():
+        for algo, column in table.items():
+            assert set(column) <= set(PRESET_KEYS), (preset, algo)
+            assert BY_PRESET not in preset_values(preset, algo).values(), (preset, algo)
+
+
+def test_check_value_follows_the_declared_ranges():
+    check_value("gamma", 1.0)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=r"--gamma must be in \(0, 1\]"):
+            check_value("gamma", bad)
+    with pytest.raises(ConfigError, match="positive integer"):
+        check_value("num_processes", 0)
+
+
+def _imports(path: pathlib.Path, module: str, modules: set[str]) -> set[str]:
+    """The package modules ``module`` imports, at module level or inside functions."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in modules}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.add(full if full in modules else base)
+    return found & modules
+
+
+def test_the_package_has_no_import_cycles():
+    paths = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {module: _imports(path, module, set(paths)) for module, path in paths.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph[module]):
+            if state.get(other) == 1:
+                cycle = trail[trail.index(other) :] + [other]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if other not in state:
+                visit(other, [*trail, other])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])

@@ -150,7 +150,7 @@ def test_ppo_first_epoch_minibatches_have_ratio_one(rnn_type, chunk_length, num_
             )
         torch.testing.assert_close(log_probs, batch.old_action_log_probs, atol=1e-5, rtol=0)
         torch.testing.assert_close(values, batch.value_preds, atol=1e-5, rtol=0)
-    first = ratio_metrics(agent._losses(batches[0])["log_ratio"], agent.clip_param)
+    first = ratio_metrics(agent.losses(batches[0])["log_ratio"], agent.clip_param)
     assert abs(first["approx_kl"].item()) < 1e-6 and first["clipfrac"].item() == 0.0
     metrics = agent.update(storage)
     assert metrics["num_gradient_steps"] == num_mini_batch

@@ -91,7 +91,7 @@ def total_loss(agent: PPO, storage: RolloutStorage, chunk_length: int | None) ->
     storage.recurrent_chunk_length = chunk_length
     advantages = storage.returns - storage.value_preds[:-1]
     (batch,) = agent._minibatches(storage, advantages)
-    losses = agent._losses(batch)
+    losses = agent.losses(batch)
     return {name: losses[name].item() for name in LOSS_NAMES}
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from a2c_ppo.envs.auto import choose_vec_env
+from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.make import make_env_fn, make_vec_envs
 from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
 from tests.envs_for_tests import ActionEchoEnv, CounterEnv, DiscreteObsEnv, ImageEnv, SleepyEnv
@@ -186,7 +186,12 @@ def test_make_vec_envs_subproc_and_auto():
         assert isinstance(envs.unwrapped, SubprocVecEnv) and envs.unwrapped.num_workers == 0
     finally:
         envs.close()
-    assert choose_vec_env(partial(SleepyEnv, 0.001), 8, num_workers=2) == "subproc"
-    assert choose_vec_env(partial(SleepyEnv, 0.001), 8, num_workers=1) == "subproc"  # 1 worker + main
-    assert choose_vec_env(partial(SleepyEnv, 0.001), 1, num_workers=2) == "sync"
-    assert choose_vec_env(CounterEnv, 8, num_workers=2) == "sync"
+
+    def kind(env_fn, num_envs: int, num_workers: int) -> str:
+        times = lambda: measure_step_times(env_fn)  # noqa: E731
+        return choose_layout(num_envs, vec_env="auto", num_workers=num_workers, overlap="off", step_times=times).kind
+
+    assert kind(partial(SleepyEnv, 0.001), 8, num_workers=2) == "subproc"
+    assert kind(partial(SleepyEnv, 0.001), 8, num_workers=1) == "subproc"  # 1 worker + main
+    assert kind(partial(SleepyEnv, 0.001), 1, num_workers=2) == "sync"
+    assert kind(CounterEnv, 8, num_workers=2) == "sync"

@@ -7,11 +7,19 @@ clip range::
     value_loss  = 0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2))
                   (0.5 * mean((V - R)^2) without the clipped value loss)
     loss        = policy_loss + value_loss_coef * value_loss - entropy_coef * mean(entropy)
+
+Each minibatch step runs in this order: zero the gradient, the losses (forward pass and
+objective), the gradient, its average over ranks, the norm clip, the optimizer step. A
+gradient backend computes the losses and the gradient: ``AutogradGradient`` (any policy,
+through ``Policy.evaluate_actions``), or the hand-written ``algo.hand_gradient.HandGradient``
+for the fast-path MLP policies (the same maths; ``builders.make_agent`` chooses).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 
@@ -24,7 +32,6 @@ from a2c_ppo.algo.common import (
     rollout_advantages,
 )
 from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters, clip_flat_gradient
-from a2c_ppo.algo.mlp_gradient import MLPGradient, applies
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import Minibatch, RolloutStorage
 
@@ -87,13 +94,43 @@ def ratio_metrics(log_ratio: torch.Tensor, clip_param: float) -> dict[str, torch
     }
 
 
+class GradientBackend(Protocol):
+    """Computes a minibatch's losses, then (on request) their gradient into the ``.grad``s."""
+
+    def losses(self, batch: Minibatch, objective: functools.partial) -> dict[str, torch.Tensor]: ...
+
+    def backward(self, losses: dict[str, torch.Tensor], value_loss_coef: float, entropy_coef: float) -> None: ...
+
+
+class AutogradGradient:
+    """Losses through ``Policy.evaluate_actions``; the gradient by autograd."""
+
+    def __init__(self, actor_critic: Policy) -> None:
+        self.actor_critic = actor_critic
+
+    def losses(self, batch: Minibatch, objective: functools.partial) -> dict[str, torch.Tensor]:
+        values, log_probs, entropy, _ = self.actor_critic.evaluate_actions(
+            batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions
+        )
+        losses = objective(batch, values, log_probs)
+        losses["entropy"] = entropy.mean()
+        return losses
+
+    def backward(self, losses: dict[str, torch.Tensor], value_loss_coef: float, entropy_coef: float) -> None:
+        loss = losses["policy_loss"] + value_loss_coef * losses["value_loss"]
+        if entropy_coef:  # at 0 the gradient is the same without the entropy's backward pass
+            loss = loss - entropy_coef * losses["entropy"]
+        loss.backward()
+
+
 class PPO:
     """``update(rollouts)`` runs ``ppo_epoch`` epochs of ``num_mini_batch`` minibatches.
 
     With ``target_kl`` set, the update stops at the first minibatch whose approximate KL
     to the rollout policy exceeds it (that minibatch's step is not taken). With a
     ``reducer`` (data-parallel training) the gradients, advantage statistics, the KL
-    decision and the metrics are combined across ranks (see ``algo.common``).
+    decision and the metrics are combined across ranks (see ``algo.common``). ``gradient``:
+    the backend (default ``AutogradGradient``).
     """
 
     def __init__(
@@ -112,6 +149,7 @@ class PPO:
         norm_adv: bool = True,
         target_kl: float | None = None,
         reducer: Reducer | None = None,
+        gradient: GradientBackend | None = None,
     ) -> None:
         self.actor_critic = actor_critic
         self.clip_param = clip_param
@@ -120,15 +158,14 @@ class PPO:
         self.value_loss_coef = value_loss_coef
         self.entropy_coef = entropy_coef
         self.max_grad_norm = max_grad_norm
-        self.use_clipped_value_loss = use_clipped_value_loss
         self.norm_adv = norm_adv
         self.target_kl = target_kl
         self.reducer = reducer
+        self.objective = functools.partial(ppo_losses, clip_param=clip_param, clip_value_loss=use_clipped_value_loss)
+        self.gradient = gradient if gradient is not None else AutogradGradient(actor_critic)
         # One buffer for all parameters: zeroing, clipping and Adam are one op each per minibatch.
         self.flat = FlatParameters(actor_critic.parameters())
         self.optimizer = FlatAdam(self.flat, lr=lr, eps=eps)
-        # The MLP policy's gradient by hand (a minibatch step in 0.6x autograd's time); None: autograd.
-        self.hand_gradient = MLPGradient(actor_critic) if applies(actor_critic) else None
 
     def _minibatches(self, rollouts: RolloutStorage, advantages: torch.Tensor) -> Iterator[Minibatch]:
         """Every epoch's minibatches, in order."""
@@ -136,22 +173,9 @@ class PPO:
             return rollouts.recurrent_generator(advantages, self.num_mini_batch, num_epochs=self.ppo_epoch)
         return rollouts.feed_forward_generator(advantages, self.num_mini_batch, num_epochs=self.ppo_epoch)
 
-    def _losses(self, batch: Minibatch) -> dict[str, torch.Tensor]:
-        """The minibatch's losses; on the hand-written path also its gradient (in ``flat.grad``)."""
-        if self.hand_gradient is not None:
-            fwd = self.hand_gradient.forward(batch.obs, batch.actions)
-            losses = ppo_losses(batch, fwd.values, fwd.log_probs, self.clip_param, self.use_clipped_value_loss, True)
-            losses["entropy"] = fwd.entropy.mean()
-            d_values = losses.pop("d_values").mul_(self.value_loss_coef)
-            entropy_weight = self.entropy_coef / len(fwd.values)
-            self.hand_gradient.backward(fwd, d_values, losses.pop("d_log_probs"), entropy_weight)
-            return losses
-        values, log_probs, entropy, _ = self.actor_critic.evaluate_actions(
-            batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions
-        )
-        losses = ppo_losses(batch, values, log_probs, self.clip_param, self.use_clipped_value_loss)
-        losses["entropy"] = entropy.mean()
-        return losses
+    def losses(self, batch: Minibatch) -> dict[str, torch.Tensor]:
+        """The minibatch's 0-d ``policy_loss``, ``value_loss``, ``entropy`` and its ``log_ratio`` (B, 1)."""
+        return self.gradient.losses(batch, self.objective)
 
     def _kl_exceeded(self, log_ratio: torch.Tensor) -> bool:
         """Whether the (rank-averaged) KL crossed ``target_kl``: the update's only per-minibatch sync."""
@@ -172,17 +196,13 @@ class PPO:
         grad_norm_sum = torch.zeros((), device=advantages.device)
         num_steps = 0
         for batch in self._minibatches(rollouts, advantages):
-            self.flat.zero_grad()  # also re-attaches the flat views the hand-written path writes into
-            losses = self._losses(batch)
+            self.flat.zero_grad()  # also re-attaches the flat views a backend writes into
+            losses = self.losses(batch)
             loss_values.append(torch.stack([losses[name].detach() for name in LOSS_NAMES]))
             log_ratios.append(losses["log_ratio"].detach())
             if self._kl_exceeded(log_ratios[-1]):
                 break
-            if self.hand_gradient is None:
-                loss = losses["policy_loss"] + self.value_loss_coef * losses["value_loss"]
-                if self.entropy_coef:  # at 0 the gradient is the same without the entropy's backward pass
-                    loss = loss - self.entropy_coef * losses["entropy"]
-                loss.backward()
+            self.gradient.backward(losses, self.value_loss_coef, self.entropy_coef)
             if self.reducer is not None:
                 average_gradients([self.flat.data], self.reducer)
             grad_norm_sum = grad_norm_sum + clip_flat_gradient(self.flat.grad, self.max_grad_norm)

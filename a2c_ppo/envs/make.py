@@ -12,9 +12,9 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 from gymnasium.wrappers import ClipAction, RecordEpisodeStatistics, RecordVideo
 
+from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
-from a2c_ppo.errors import ConfigError
 
 EnvFn = Callable[[], gym.Env]
 
@@ -127,19 +127,12 @@ def make_vec_envs(
     ``norm_reward`` of ``None`` choose automatically (see ``is_continuous_control``); when
     either is on, the result is a ``VecNormalize``.
 
-    ``vec_env``: ``"sync"`` steps the envs in this process (``SubprocVecEnv`` with no worker),
-    ``"subproc"`` on ``num_workers`` worker processes plus the main process, which steps
-    its own (larger) block of envs while the workers step theirs (``SubprocVecEnv`` with its
-    default ``in_main``; ``num_workers`` counts worker processes only, default one per CPU
-    minus one for the main process). ``"auto"`` times a few steps of one env built here and
-    takes ``subproc`` only where that is predicted at least 1.1x faster: ``num_envs > 1``,
-    more than one CPU, no ``render_mode`` (see ``auto.choose_vec_env``). On 2
-    cores that means ``sync`` for classic control (CartPole x8), ``subproc`` for MuJoCo x8
-    and Atari.
-
-    ``overlap`` (``"on"``, ``"off"`` or ``"auto"``, timed with ``policy_step_s``; see
-    ``overlap.choose_overlap``): overlapped rollouts on a ``SubprocVecEnv`` whose envs all
-    live in workers; the choice is recorded as ``metadata["overlap"]`` for the rollout loop.
+    ``vec_env`` (``sync``: every env in this process; ``subproc``: on ``num_workers`` worker
+    processes plus a share in the main process; ``auto``), ``num_workers`` and ``overlap``
+    (``on``, ``off``, ``auto``: timed with ``policy_step_s``) choose the layout
+    (``layout.choose_layout``); both kinds are our ``SubprocVecEnv``, so errors, contract
+    checks and snapshots behave alike. The overlap choice is recorded as
+    ``metadata["overlap"]`` for the rollout loop.
     """
     fns = [
         make_env_fn(
@@ -147,44 +140,23 @@ def make_vec_envs(
         )
         for _ in range(num_envs)
     ]
-    if vec_env not in ("sync", "subproc", "auto"):
-        raise ConfigError(f"vec_env must be 'sync', 'subproc' or 'auto', got {vec_env!r}")
-    from a2c_ppo.envs.auto import measure_step_times
-
-    # Timed on an env without rendering or video, so the probe leaves no trace.
+    # Timed on an env without rendering or video, so the probe leaves no trace; at most once.
     probe = make_env_fn(env_id, clip_reward=clip_reward)
-    step_times = functools.cache(lambda: measure_step_times(probe))  # timed at most once, for both choices
-    overlapped, workers, in_main = False, num_workers, None
-    if overlap != "off" and not render_mode:
-        from a2c_ppo.envs.overlap import choose_overlap, overlap_workers
-
-        overlapped = choose_overlap(
-            overlap,
-            num_envs=num_envs,
-            vec_env=vec_env,
-            num_workers=num_workers,
-            env_fn=probe,
-            policy_step_s=policy_step_s,
-            step_times=step_times() if overlap == "auto" and num_envs > 1 else None,
-        )
-        if overlapped:  # every env in a worker: the main process's core computes the policy
-            workers, in_main = overlap_workers(num_workers), 0
-    if overlapped:
-        vec_env = "subproc"
-    elif vec_env == "auto":
-        from a2c_ppo.envs.auto import choose_vec_env
-
-        vec_env = "sync" if render_mode else choose_vec_env(probe, num_envs, num_workers, step_times())
+    layout = choose_layout(
+        num_envs,
+        vec_env=vec_env,
+        num_workers=num_workers,
+        overlap=overlap,
+        step_times=functools.cache(lambda: measure_step_times(probe)),
+        policy_step_s=policy_step_s,
+        rendering=render_mode is not None,
+    )
     from a2c_ppo.envs.subproc import SubprocVecEnv
 
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
     will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id))
-    # "sync" is the same vector env with every env in this process: one code path, the same
-    # contract checks, error reports (EnvWorkerError naming the env) and snapshots.
-    if vec_env == "sync":
-        in_main = num_envs
-    envs: VectorEnv = SubprocVecEnv(fns, num_workers=workers, in_main=in_main, copy=not will_norm_obs)
-    envs.metadata["overlap"] = overlapped
+    envs: VectorEnv = SubprocVecEnv(fns, num_workers=layout.num_workers, in_main=layout.in_main, copy=not will_norm_obs)
+    envs.metadata["overlap"] = layout.overlap
     auto = is_continuous_control(envs.single_observation_space, envs.single_action_space)
     norm_obs = auto if norm_obs is None else norm_obs
     norm_reward = auto if norm_reward is None else norm_reward

@@ -36,7 +36,7 @@ from a2c_ppo.envs.subproc.block import EnvBlock, SharedBuffers
 from a2c_ppo.envs.subproc.handles import LocalBlock, RemoteBlock
 from a2c_ppo.envs.subproc.infos import merge_infos
 from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP, EnvWorkerError
-from a2c_ppo.envs.subproc.worker import default_context, default_num_workers, stop_workers, worker_main
+from a2c_ppo.envs.subproc.worker import default_context, default_workers, stop_workers, worker_main
 
 Handle = LocalBlock | RemoteBlock
 
@@ -116,8 +116,7 @@ class SubprocVecEnv(VectorEnv):
         if in_main is not None and not 0 <= in_main <= n:
             raise ValueError(f"in_main must be between 0 and num_envs={n}, got {in_main}")
         if num_workers is None:
-            cpus = default_num_workers()
-            num_workers = cpus if in_main == 0 else max(1, cpus - 1)
+            num_workers = default_workers(main_process_busy=in_main != 0)
         self.in_main = int(default_in_main(n, num_workers) if in_main is None else in_main)
         self.num_workers = min(int(num_workers), n - self.in_main)
         self.copy = copy

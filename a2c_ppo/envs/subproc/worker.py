@@ -29,12 +29,18 @@ from a2c_ppo.envs.subproc.protocol import (
 )
 
 
-def default_num_workers() -> int:
+def usable_cpus() -> int:
     """The number of CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def default_workers(main_process_busy: bool) -> int:
+    """Worker processes by default: one per usable CPU, minus one for the main process when it
+    works while the workers step (stepping its own envs, or computing the policy), at least 1."""
+    return max(1, usable_cpus() - 1) if main_process_busy else usable_cpus()
 
 
 def default_context() -> Any:

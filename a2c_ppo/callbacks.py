@@ -1,0 +1,144 @@
+"""What runs after every update: the one extension point of the training loop.
+
+A callback is any callable taking an ``UpdateInfo``; returning ``False`` stops the run cleanly
+after this update (its checkpoint is saved). The console / TensorBoard / CSV logger and the
+periodic evaluation are callbacks too (``LogCallback``, ``EvalCallback``): a user's callback
+sees exactly what they see. Under torchrun every rank calls its callbacks; the run stops when
+a callback on any rank asks to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from a2c_ppo.config import RunConfig
+from a2c_ppo.distributed import DistContext, check_in_sync, pooled_means
+from a2c_ppo.envs.torch_env import TorchVecEnv
+from a2c_ppo.logger import Logger, format_duration, summary
+from a2c_ppo.model import Policy
+
+
+@dataclass
+class UpdateInfo:
+    """The state of a run after one update, as callbacks see it.
+
+    ``metrics``: the update's floats, as the algorithm returns them (``policy_loss``,
+    ``value_loss``, ``entropy``, ``approx_kl``, ...) plus ``learning_rate``, ``rollout_SPS``
+    (this update's env stepping and acting) and ``SPS`` (since the loop started).
+    ``returns`` / ``lengths``: the last episodes' true returns and lengths (this rank's).
+    """
+
+    update: int
+    num_updates: int
+    env_steps: int
+    total_env_steps: int
+    metrics: dict[str, float]
+    returns: list[float]
+    lengths: list[int]
+    config: RunConfig
+    policy: Policy
+    extras: dict[str, Any] = field(default_factory=dict)  # what callbacks leave for later ones
+
+    @property
+    def last(self) -> bool:
+        return self.update == self.num_updates
+
+
+Callback = Callable[[UpdateInfo], "bool | None"]
+
+
+class LogCallback:
+    """Every ``log_interval`` updates (and the last): the console line, TensorBoard and CSV
+    (rank 0 writes; every rank joins the all-reduce of the episode statistics). The progress
+    bar after every update."""
+
+    def __init__(self, logger: Logger | None, ctx: DistContext, log_interval: int) -> None:
+        self.logger, self.ctx, self.log_interval = logger, ctx, log_interval
+
+    def __call__(self, info: UpdateInfo) -> None:
+        if self.logger is not None:
+            self.logger.progress(info.env_steps)
+        if info.update % self.log_interval and not info.last:
+            return
+        episodes = pooled_means([info.returns, info.lengths], self.ctx.reducer())
+        check_in_sync(info.policy, self.ctx, f"after update {info.update}")
+        if self.logger is None:
+            return
+        metrics = dict(info.metrics)
+        scalars = {f"charts/{name}": metrics.pop(name) for name in ("SPS", "rollout_SPS", "learning_rate")}
+        scalars.update({f"losses/{name}": value for name, value in metrics.items()})
+        if episodes is not None:
+            scalars["charts/episodic_return"], scalars["charts/episodic_length"] = episodes
+        self.logger.scalars(info.env_steps, scalars, update=info.update)
+        sps = info.metrics["SPS"]
+        eta = (info.total_env_steps - info.env_steps) / max(sps, 1e-9)
+        self.logger.print(
+            f"Updates {info.update}/{info.num_updates}, timesteps {info.env_steps}, SPS {sps:.0f}, "
+            f"ETA {format_duration(eta)} | {summary(info.returns)}"
+        )
+
+
+class EvalCallback:
+    """Every ``eval_interval`` updates: the mean true return of ``eval_episodes`` deterministic
+    episodes on separate envs with the run's normalisation statistics frozen (rank 0 only)."""
+
+    def __init__(
+        self,
+        logger: Logger,
+        make_envs: Callable[[], TorchVecEnv],
+        normalization: Callable[[], dict[str, Any] | None],
+        seed: int,
+    ) -> None:
+        self.logger, self.make_envs, self.normalization, self.seed = logger, make_envs, normalization, seed
+        self.envs: TorchVecEnv | None = None
+
+    def __call__(self, info: UpdateInfo) -> None:
+        from a2c_ppo.evaluation import evaluate
+
+        config = info.config
+        if not config.eval_interval or info.update % config.eval_interval:
+            return
+        if self.envs is None:
+            self.envs = self.make_envs()
+        mean_return = evaluate(info.policy, self.envs, config.eval_episodes, self.seed, self.normalization())
+        info.extras["eval/mean_return"] = mean_return
+        self.logger.scalars(info.env_steps, {"eval/mean_return": mean_return}, update=info.update)
+        self.logger.print(f"Evaluation over {config.eval_episodes} episodes: mean return {mean_return:.1f}")
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+
+
+class LearningCurve:
+    """``(env steps, mean true return of the last episodes)`` after every update that has one."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, float]] = []
+
+    def __call__(self, info: UpdateInfo) -> None:
+        if info.returns:
+            self.points.append((info.env_steps, float(np.mean(info.returns))))
+
+
+class Stopwatch:
+    """Env steps per second since the loop started (``SPS``), for the update's metrics."""
+
+    def __init__(self, env_steps: int) -> None:
+        self.start_time, self.start_steps = time.monotonic(), env_steps
+
+    def sps(self, env_steps: int) -> float:
+        return (env_steps - self.start_steps) / max(time.monotonic() - self.start_time, 1e-9)
+
+
+def run_callbacks(callbacks: Sequence[Callback], info: UpdateInfo) -> bool:
+    """Call each callback in order; whether one asked to stop (returned ``False``)."""
+    stop = False
+    for callback in callbacks:
+        stop = callback(info) is False or stop
+    return stop

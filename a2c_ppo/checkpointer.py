@@ -1,0 +1,185 @@
+"""A run's checkpoints: capture the state at the end of each finished update, restore a run
+from a checkpoint, write the checkpoint of the last finished update.
+
+At the end of every update the trainer calls ``capture`` (env states, normalisation
+statistics, RNG, episode windows), so that whatever stops the run later (Ctrl-C, SIGTERM, an
+env that fails), ``save`` writes the state of the last finished update, and ``--resume``
+continues from it exactly where the env states could be captured. The file format is
+``checkpoint.py``'s.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from a2c_ppo.algo.common import Optimizer
+from a2c_ppo.checkpoint import rng_state, save_checkpoint, set_rng_state
+from a2c_ppo.config import RunConfig
+from a2c_ppo.envs.normalize import VecNormalize
+from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
+from a2c_ppo.envs.subproc import EnvWorkerError
+from a2c_ppo.envs.torch_env import TorchVecEnv
+from a2c_ppo.model import Policy
+from a2c_ppo.signals import StopSignals
+from a2c_ppo.storage import RolloutStorage
+
+
+class Run(Protocol):
+    """What a checkpoint holds of a training run (``train.Trainer`` is one)."""
+
+    update: int
+    env_steps: int
+
+    @property
+    def config(self) -> RunConfig: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def optimizer(self) -> Optimizer: ...
+
+    @property
+    def envs(self) -> TorchVecEnv: ...
+
+    @property
+    def rollouts(self) -> RolloutStorage: ...
+
+    @property
+    def returns(self) -> deque: ...
+
+    @property
+    def lengths(self) -> deque: ...
+
+    @property
+    def normalizer(self) -> VecNormalize | None: ...
+
+    def reset_envs(self) -> None: ...
+
+
+@dataclass
+class Boundary:
+    """The state of a run at the end of its last finished update: what a checkpoint saves."""
+
+    update: int
+    env_steps: int
+    rng: dict[str, Any]
+    normalization: dict[str, Any] | None
+    env_states: Any  # the envs' snapshots, or None where they cannot be captured
+    returns: list[float]
+    lengths: list[int]
+
+
+class Checkpointer:
+    """Checkpoints of one run at ``path``; only the main process (rank 0) writes."""
+
+    def __init__(self, path: str, *, is_main: bool, data_parallel: bool, signals: StopSignals) -> None:
+        self.path = path
+        self.is_main = is_main
+        self.signals = signals
+        self.boundary: Boundary | None = None
+        self.saved_update = -1
+        # Why the envs' states are not captured (a resume under torchrun starts new episodes).
+        self.env_state_error: str | None = "a data-parallel run" if data_parallel else None
+
+    def capture(self, run: Run) -> None:
+        """Record the state at the end of the current update. An env worker that died meanwhile
+        still leaves the update recorded (without env states), then raises."""
+        try:
+            env_states = self._env_states(run)
+        except EnvWorkerError:
+            self.boundary = self._boundary(run, None)
+            raise
+        self.boundary = self._boundary(run, env_states)
+
+    def _boundary(self, run: Run, env_states: list[Any] | None) -> Boundary:
+        return Boundary(
+            update=run.update,
+            env_steps=run.env_steps,
+            rng=rng_state(),
+            normalization=run.normalizer.state_dict() if run.normalizer is not None else None,
+            env_states=env_states,
+            returns=list(run.returns),
+            lengths=list(run.lengths),
+        )
+
+    def _env_states(self, run: Run) -> list[Any] | None:
+        """Every env's snapshot, or None (for good, after the first failure) where unsupported."""
+        if self.env_state_error is not None:
+            return None
+        try:
+            return get_snapshots(run.envs.envs)
+        except UnsupportedEnvState as exc:
+            self.env_state_error = str(exc)
+            return None
+
+    def restore(self, run: Run, checkpoint: dict[str, Any], rank: int) -> list[str]:
+        """Put ``checkpoint`` into ``run`` (``rank`` > 0 keeps its own RNG); notes for the console."""
+        notes = []
+        run.policy.load_state_dict(checkpoint["model"])
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+        counters = checkpoint["counters"]
+        run.update, run.env_steps = counters["update"], counters["env_steps"]
+        state = checkpoint["resume_state"]
+        if run.normalizer is not None and checkpoint["normalization"]:
+            run.normalizer.load_state_dict(checkpoint["normalization"])
+        # The checkpoint holds rank 0's env states only: under torchrun every rank starts anew.
+        exact = (
+            self.env_state_error is None
+            and state["env_states"] is not None
+            and state["obs"].shape[0] == run.config.num_processes
+        )
+        if exact:
+            set_snapshots(run.envs.envs, state["env_states"])
+            r = run.rollouts
+            r.obs[0].copy_(state["obs"])
+            r.recurrent_hidden_states[0].copy_(state["recurrent_hidden_states"])
+            r.masks[0].copy_(state["masks"])
+        else:
+            run.reset_envs()
+            why = self.env_state_error or state["why_not_exact"] or ""
+            notes.append(f"Resume is not exact: the envs' states were not saved ({why}); they start new episodes.")
+        run.returns.extend(state["returns"])
+        run.lengths.extend(state["lengths"])
+        if rank == 0:  # the checkpoint holds rank 0's RNG: other ranks draw their own
+            set_rng_state(checkpoint["rng"])
+        self.saved_update = run.update
+        self.capture(run)
+        return notes
+
+    def mark_saved(self, update: int) -> None:
+        """Nothing to save until an update after ``update`` has finished (a fresh start)."""
+        self.saved_update = update
+
+    def save(self, run: Run) -> bool:
+        """Write the checkpoint of the last finished update, if not saved yet; whether it wrote."""
+        boundary = self.boundary
+        if not self.is_main or boundary is None or boundary.update == self.saved_update:
+            return False
+        r = run.rollouts
+        resume_state = {
+            "obs": r.obs[0].cpu(),
+            "recurrent_hidden_states": r.recurrent_hidden_states[0].cpu(),
+            "masks": r.masks[0].cpu(),
+            "env_states": boundary.env_states,
+            "why_not_exact": self.env_state_error,
+            "returns": boundary.returns,
+            "lengths": boundary.lengths,
+        }
+        with self.signals.deferred():  # a save is never cut in half, whatever arrives
+            save_checkpoint(
+                self.path,
+                model=run.policy,
+                optimizer=run.optimizer,
+                config=run.config.to_dict(),
+                normalization=boundary.normalization,
+                counters={"update": boundary.update, "env_steps": boundary.env_steps},
+                observation_space=run.envs.observation_space,
+                action_space=run.envs.action_space,
+                resume_state=resume_state,
+                rng=boundary.rng,
+            )
+        self.saved_update = boundary.update
+        return True

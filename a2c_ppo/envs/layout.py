@@ -1,0 +1,210 @@
+"""Where the envs are stepped: the vector env kind, its worker processes and overlapped
+stepping, chosen by ``choose_layout`` from one cost model timed on this machine (``auto``).
+
+The cost model, per vector step, with ``t`` (one env step alone) and ``v`` (one env step
+through our in-process vector env) of ``StepTimes``, ``k = v - t`` the main process's work per
+env beyond the env itself, ``p(n)`` one policy act on ``n`` envs, ``W`` worker processes:
+
+* ``sync``: ``N v``.
+* ``subproc`` (``W`` workers plus ``in_main`` envs stepped by the main process meanwhile):
+  the slower of the main block, ``in_main * v``, and the largest worker block,
+  ``n_w * t * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S`` (a worker idles between steps: cold
+  caches, and a pipe round trip with a wake-up).
+* plain rollout: ``p(N) + N k + env`` (env: the ``sync`` or ``subproc`` time above).
+* overlapped rollout (every env in a worker, two halves taking turns): ``max(2 m, m + e,
+  busy)`` with ``m = p(h) + h k + F`` the main process's work for one half of ``h = ceil(N/2)``
+  envs (``F``: its fixed cost per half step), ``e = ceil(h / max(1, W // 2)) * t + r`` the
+  env time of one half (a busy worker runs at the env's own speed; ``r`` its round trip), and
+  ``busy`` a worker's work per step (``2 e`` when one worker steps both halves, else ``e``).
+
+``auto`` takes a choice only when it is predicted faster by a margin: other load hurts many
+processes more than one, and a probe of a few dozen steps is noisy by some 10%. The constants
+were calibrated on the 2-core development VM against ``benchmarks/vec_env.py`` and
+``benchmarks/rollout_overlap.py`` (docs/BENCHMARKS.md): CartPole x8 stays in-process with the
+plain schedule; MuJoCo x8 and Atari use processes and overlap.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import gymnasium as gym
+import numpy as np
+
+from a2c_ppo.config import check_value
+from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv, default_in_main
+from a2c_ppo.envs.subproc.worker import default_workers, usable_cpus
+from a2c_ppo.errors import ConfigError
+
+#: A worker's pipe round trip and wake-up per vector step (~70 us with a no-op env on the
+#: 2-core VM, ~120 us with MuJoCo infos).
+SUBPROC_ROUND_TRIP_S = 120e-6
+#: Envs step this much slower in a worker that sleeps between commands (cold caches).
+WORKER_SLOWDOWN = 1.3
+#: ``auto`` takes ``subproc`` only when predicted this much faster than ``sync``.
+AUTO_MIN_SPEEDUP = 1.2
+#: ``auto`` overlaps only when predicted this much faster than the plain schedule.
+OVERLAP_MIN_SPEEDUP = 1.15
+#: ``F``: the main process's fixed cost per half step (step_async, step_wait, staging copies).
+OVERLAP_HALF_OVERHEAD_S = 60e-6
+#: ``r``: a busy worker's pipe round trip per half step (no wake-up from sleep).
+OVERLAP_ROUND_TRIP_S = 50e-6
+
+
+class StepTimes(NamedTuple):
+    """Median seconds of one env step, timed two ways on one env built here."""
+
+    env: float  # ``t``: the env itself (with its wrappers), as a worker steps it
+    vec: float  # ``v``: through our in-process vector env (autoreset check, infos, copies)
+
+    @property
+    def bookkeeping(self) -> float:
+        """``k``: what stepping through the vector env adds, a proxy for the main process's
+        work per env and step beyond the env itself (adapter, normalisation, storage)."""
+        return max(0.0, self.vec - self.env)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How ``make_vec_envs`` builds the vector env: ``SubprocVecEnv(num_workers, in_main)``
+    (``in_main == num_envs``: no worker, the ``sync`` kind) and whether rollouts overlap."""
+
+    kind: str  # "sync" or "subproc"
+    num_workers: int | None  # None: SubprocVecEnv's default
+    in_main: int | None  # None: SubprocVecEnv's default split
+    overlap: bool
+
+
+def _median_step(step: Callable[[], object], warmup: int, steps: int, budget_s: float) -> float:
+    """Median seconds of ``step()`` over up to ``steps`` calls after ``warmup`` (0.0 if none)."""
+    times: list[float] = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+            if sum(times) > budget_s:
+                break
+    return float(np.median(times)) if times else 0.0
+
+
+def measure_step_times(
+    env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: int = 50, budget_s: float = 0.05
+) -> StepTimes:
+    """``StepTimes`` of random-action steps: the env alone, and one env in our in-process
+    vector env. Medians, so that one preempted step does not count. An env that raises ends
+    the probe (0.0 for what was not timed): the real run reports the error, naming the env."""
+    env_s = vec_s = 0.0
+    env, envs = None, None
+    try:
+        env = env_fn()
+        env.reset(seed=0)
+        env.action_space.seed(0)
+
+        def env_step() -> None:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+
+        env_s = _median_step(env_step, warmup, steps, budget_s)
+        envs = SubprocVecEnv([env_fn], in_main=1, copy=False)  # every env in this process
+        envs.reset(seed=0)
+        space = envs.single_action_space
+        space.seed(0)
+        vec_s = _median_step(lambda: envs.step(np.stack([space.sample()])), warmup, steps, budget_s)
+    except Exception:  # whatever the env raises: see the docstring
+        pass
+    finally:
+        for opened in (env, envs):
+            if opened is not None:
+                opened.close()
+    return StepTimes(env_s, max(vec_s, env_s))
+
+
+# ----------------------------------------------------------------------------- the cost model
+
+
+def subproc_step_time(num_envs: int, times: StepTimes, num_workers: int, in_main: int) -> float:
+    """Seconds per vector step of ``SubprocVecEnv(num_workers, in_main)``."""
+    workers = min(num_workers, num_envs - in_main)
+    main = in_main * times.vec
+    if workers <= 0:
+        return main
+    per_worker = -(-(num_envs - in_main) // workers)
+    return max(main, per_worker * times.env * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S)
+
+
+def env_step_time(num_envs: int, times: StepTimes, kind: str, num_workers: int) -> float:
+    """Seconds per vector step of the ``sync`` or ``subproc`` kind (default split)."""
+    if kind == "sync":
+        return num_envs * times.vec
+    return subproc_step_time(num_envs, times, num_workers, default_in_main(num_envs, num_workers))
+
+
+def faster_kind(num_envs: int, times: StepTimes, num_workers: int) -> str:
+    """``auto``'s vector env kind: ``subproc`` when predicted ``AUTO_MIN_SPEEDUP`` times faster."""
+    sync, subproc = (env_step_time(num_envs, times, kind, num_workers) for kind in ("sync", "subproc"))
+    return "subproc" if sync >= AUTO_MIN_SPEEDUP * subproc else "sync"
+
+
+def plain_period(num_envs: int, times: StepTimes, p_full: float, kind: str, num_workers: int) -> float:
+    """Seconds per vector step of the plain rollout on ``kind`` (``"auto"``: as auto chooses)."""
+    if kind == "auto":
+        kind = faster_kind(num_envs, times, num_workers)
+    return p_full + num_envs * times.bookkeeping + env_step_time(num_envs, times, kind, num_workers)
+
+
+def overlap_period(num_envs: int, times: StepTimes, p_half: float, num_workers: int) -> float:
+    """Seconds per vector step of the overlapped rollout on ``num_workers`` workers."""
+    half = num_envs - num_envs // 2
+    main = p_half + half * times.bookkeeping + OVERLAP_HALF_OVERHEAD_S
+    e = math.ceil(half / max(1, num_workers // 2)) * times.env + OVERLAP_ROUND_TRIP_S
+    busy = 2 * e if num_workers == 1 else e
+    return max(2 * main, main + e, busy)
+
+
+# ----------------------------------------------------------------------------- the choice
+
+
+def choose_layout(
+    num_envs: int,
+    *,
+    vec_env: str,
+    num_workers: int | None,
+    overlap: str,
+    step_times: Callable[[], StepTimes],
+    policy_step_s: Callable[[int], float] | None = None,
+    rendering: bool = False,
+) -> Layout:
+    """The layout for ``--vec-env`` / ``--num-workers`` / ``--overlap`` (each ``auto`` chosen
+    by the cost model; ``step_times()`` is called at most once, only when a choice needs it).
+
+    ``overlap``: ``on`` needs worker processes (ConfigError with ``vec_env="sync"``); ``auto``
+    overlaps only with ``policy_step_s`` (seconds of one act on ``n`` envs), two envs or more,
+    more than one CPU (or explicit workers) and no rendering. Overlapped stepping keeps every
+    env in a worker (``in_main=0``), leaving the main process's core to the policy.
+    """
+    check_value("vec_env", vec_env)
+    check_value("overlap", overlap)
+    if overlap == "on" and vec_env == "sync":
+        raise ConfigError("--overlap on steps the envs in worker processes: use --vec-env subproc or auto")
+    can_split = num_envs >= 2 and not rendering and (num_workers is not None or usable_cpus() > 1)
+    workers = num_workers if num_workers is not None else default_workers(main_process_busy=True)
+    overlapped = overlap == "on" and num_envs >= 2 and not rendering
+    if overlap == "auto" and can_split and vec_env != "sync" and policy_step_s is not None:
+        times = step_times()
+        half = num_envs - num_envs // 2
+        plain = plain_period(num_envs, times, policy_step_s(num_envs), vec_env, workers)
+        overlapped = plain >= OVERLAP_MIN_SPEEDUP * overlap_period(num_envs, times, policy_step_s(half), workers)
+    if overlapped:
+        return Layout("subproc", workers, 0, True)
+    kind = vec_env
+    if kind == "auto":
+        kind = faster_kind(num_envs, step_times(), workers) if can_split else "sync"
+    if kind == "sync":
+        return Layout("sync", None, num_envs, False)
+    return Layout("subproc", num_workers, None, False)

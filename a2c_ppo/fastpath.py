@@ -1,0 +1,193 @@
+"""The fast path for small feed-forward MLP policies: acting in numpy, PPO's gradient by hand.
+
+Classic control and MuJoCo policies are two small towers (``model.MLPBase``) and a
+categorical or diagonal-Gaussian head. At these sizes a torch op's fixed cost (some 5 us)
+dwarfs its arithmetic, so the rollout acts in numpy (``NumpyActor``, a tenth of the
+overhead) and PPO computes each minibatch's gradient without autograd (``HandGradient``,
+about 0.6x autograd's time; docs/BENCHMARKS.md). Both compute exactly what ``Policy.act``
+and ``Policy.evaluate_actions`` compute: the towers are the policy's own Linear layers and
+activations, and every log-probability, entropy and sampling rule is the one function in
+``distributions.py``, called with ``numpy`` or ``torch`` as the array module. Random numbers
+come from torch's generator on every path, so one seed gives the same actions either way.
+
+``fast_mlp(policy)`` is the one gate for both: it returns the policy's parts, or ``None``
+with the reason in ``why_not_fast(policy)``, for anything else (recurrent or custom bases,
+other activations or heads, parameters outside the towers and heads). ``--fast-path off``
+turns the fast path off, leaving ``Policy.act`` and autograd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from a2c_ppo.distributions import (
+    CategoricalHead,
+    DiagGaussianHead,
+    categorical_sample,
+    gaussian_log_prob,
+    log_softmax,
+    uniform_draws,
+)
+from a2c_ppo.model import MLPBase, Policy
+
+#: Widest hidden layer acted on in numpy: beyond it the matrix products, not the per-op
+#: overhead, dominate, and torch's kernels are the better choice.
+MAX_NUMPY_WIDTH = 256
+
+ActFunction = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation's forward pass for array module ``xp``, and its derivative from the output."""
+
+    forward: Callable[[Any, Any], Any]
+    backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (d_y, y) -> d_z
+
+
+ACTIVATIONS: dict[type[nn.Module], Activation] = {
+    nn.Tanh: Activation(lambda xp, z: xp.tanh(z), lambda d_y, y: torch.ops.aten.tanh_backward(d_y, y)),
+    nn.ReLU: Activation(
+        lambda xp, z: torch.relu(z) if xp is torch else np.maximum(z, 0.0), lambda d_y, y: d_y * (y > 0)
+    ),
+}
+
+Layer = tuple[nn.Linear, Activation]
+
+
+@dataclass(frozen=True)
+class FastMLP:
+    """A supported policy's parts: each tower's (Linear, activation) layers and the heads."""
+
+    actor: list[Layer]
+    critic: list[Layer]
+    value_head: nn.Linear
+    action_head: nn.Linear
+    log_std: nn.Parameter | None  # the Gaussian head's; None for a categorical head
+
+
+def _tower(sequential: nn.Module) -> list[Layer] | None:
+    modules = list(sequential.children())
+    if len(modules) % 2 or not all(type(m) is nn.Linear for m in modules[::2]):
+        return None
+    activations = [ACTIVATIONS.get(type(m)) for m in modules[1::2]]
+    if any(a is None for a in activations):
+        return None
+    return list(zip(modules[::2], activations))  # type: ignore[arg-type]
+
+
+def why_not_fast(policy: nn.Module) -> str | None:
+    """Why the fast path cannot compute for ``policy`` (``None``: it can)."""
+    base, head = getattr(policy, "base", None), getattr(policy, "dist", None)
+    if type(base) is not MLPBase:
+        return f"the base is a {type(base).__name__}, not the plain MLPBase"
+    if base.is_recurrent:
+        return "the policy is recurrent"
+    if type(head) not in (CategoricalHead, DiagGaussianHead):
+        return f"the action head is a {type(head).__name__}"
+    if _tower(base.actor) is None or _tower(base.critic) is None:
+        supported = ", ".join(t.__name__ for t in ACTIVATIONS)
+        return f"a tower is not Linear layers with {supported} activations"
+    params = list(policy.parameters())
+    if any(p.dtype != torch.float32 or p.device != params[0].device for p in params):
+        return "the parameters are not all float32 on one device"
+    parts = fast_parts(policy)
+    covered = {id(p) for layer in (*parts.actor, *parts.critic) for p in layer[0].parameters()}
+    covered |= {id(p) for m in (parts.value_head, parts.action_head) for p in m.parameters()}
+    if parts.log_std is not None:
+        covered.add(id(parts.log_std))
+    if covered != {id(p) for p in params}:
+        return "the policy has parameters outside the towers and heads"
+    return None
+
+
+def fast_parts(policy: Any) -> FastMLP:
+    """The parts of a policy of the supported shape (call ``why_not_fast`` first)."""
+    base, head = policy.base, policy.dist
+    gaussian = isinstance(head, DiagGaussianHead)
+    actor, critic = _tower(base.actor), _tower(base.critic)
+    assert actor is not None and critic is not None
+    return FastMLP(
+        actor=actor,
+        critic=critic,
+        value_head=base.critic_linear,
+        action_head=head.mean if gaussian else head.linear,
+        log_std=head.log_std.bias if gaussian else None,
+    )
+
+
+def fast_mlp(policy: nn.Module) -> FastMLP | None:
+    """The gate: the policy's parts if the fast path supports it, else ``None``."""
+    return None if why_not_fast(policy) is not None else fast_parts(policy)
+
+
+# ----------------------------------------------------------------------------- acting in numpy
+
+
+def _numpy_layers(layers: list[Layer]) -> list[tuple[np.ndarray, np.ndarray, Activation]]:
+    """Numpy views ``(W^T (in, out), b (out,), activation)``: they see every optimizer step."""
+    return [(lin.weight.detach().numpy().T, lin.bias.detach().numpy(), act) for lin, act in layers]
+
+
+def _numpy_tower(x: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray, Activation]]) -> np.ndarray:
+    for weight, bias, activation in layers:
+        x = activation.forward(np, x @ weight + bias)
+    return x
+
+
+class NumpyActor:
+    """``policy.act`` computed in numpy on views of the parameters (build it again after moving
+    the policy); ``deterministic`` takes the mean or the most likely class."""
+
+    def __init__(self, parts: FastMLP, deterministic: bool = False) -> None:
+        self.deterministic = deterministic
+        self.actor, self.critic = _numpy_layers(parts.actor), _numpy_layers(parts.critic)
+        self.value_head = (parts.value_head.weight.detach().numpy().T, parts.value_head.bias.detach().numpy())
+        self.action_head = (parts.action_head.weight.detach().numpy().T, parts.action_head.bias.detach().numpy())
+        self.log_std = None if parts.log_std is None else parts.log_std.detach().numpy()
+
+    def __call__(
+        self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``obs (N, D)`` -> ``value (N, 1)``, ``action (N, A)``, ``log_prob (N, 1)``, ``rnn_hxs``."""
+        x = obs.numpy().astype(np.float32, copy=False)
+        weight, bias = self.value_head
+        value = _numpy_tower(x, self.critic) @ weight + bias
+        weight, bias = self.action_head
+        out = _numpy_tower(x, self.actor) @ weight + bias
+        action, log_prob = self._categorical(out) if self.log_std is None else self._gaussian(out, self.log_std)
+        return torch.from_numpy(value), torch.from_numpy(action), torch.from_numpy(log_prob), rnn_hxs
+
+    def _gaussian(self, mean: np.ndarray, log_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        noise = np.zeros_like(mean) if self.deterministic else torch.randn(mean.shape).numpy()
+        return mean + np.exp(log_std) * noise, gaussian_log_prob(np, noise, log_std)
+
+    def _categorical(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_p = log_softmax(np, logits)
+        if self.deterministic:
+            action = log_p.argmax(-1)[:, None]
+        else:
+            action = categorical_sample(np, log_p, uniform_draws(len(log_p)).numpy())
+        action = action.astype(np.int64, copy=False)
+        return action, log_p[np.arange(len(log_p)), action[:, 0], None]  # (N, 1): a third of take_along_axis'
+
+
+def acting_function(policy: Policy, deterministic: bool = False, fast: bool = True) -> ActFunction:
+    """The fastest correct ``act`` for ``policy``: a ``NumpyActor`` where the gate lets it
+    (and ``fast``) on the CPU up to ``MAX_NUMPY_WIDTH`` wide, else ``policy.act``."""
+    parts = fast_mlp(policy) if fast else None
+    if (
+        parts is not None
+        and parts.value_head.weight.device.type == "cpu"
+        and max(lin.out_features for lin, _ in parts.actor + parts.critic) <= MAX_NUMPY_WIDTH
+    ):
+        return NumpyActor(parts, deterministic)
+    return lambda obs, rnn_hxs, masks: policy.act(obs, rnn_hxs, masks, deterministic)

@@ -1,0 +1,262 @@
+"""The fast path: numpy acting and PPO's hand-written gradient compute what Policy.act and
+autograd compute, behind one gate, with one sampling rule."""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from a2c_ppo.algo import PPO
+from a2c_ppo.algo.flat_params import FlatParameters
+from a2c_ppo.algo.hand_gradient import HandGradient
+from a2c_ppo.algo.ppo import AutogradGradient, ppo_losses
+from a2c_ppo.fastpath import MAX_NUMPY_WIDTH, NumpyActor, acting_function, fast_mlp, why_not_fast
+from a2c_ppo.model import MLPBase, Policy, make_policy
+from a2c_ppo.storage import Minibatch
+from tests.helpers import BOX_OBS, rollout_from_policy
+
+OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (7,), np.float32)
+ACTION_SPACES = {"discrete": gym.spaces.Discrete(3), "box": gym.spaces.Box(-1.0, 1.0, (4,), np.float32)}
+CLIP = 0.2
+HEADS = {"categorical": gym.spaces.Discrete(3), "gaussian": gym.spaces.Box(-1.0, 1.0, (2,))}
+
+
+def _policy(kind: str, activation: str = "tanh", **base_kwargs) -> Policy:
+    torch.manual_seed(0)
+    base = MLPBase(7, activation=activation, **base_kwargs) if base_kwargs or activation != "tanh" else None
+    policy = Policy(OBS_SPACE, ACTION_SPACES[kind], base=base)
+    with torch.no_grad():
+        for p in policy.parameters():  # away from the near-zero initial head
+            p.normal_(0.0, 0.3)
+    return policy
+
+
+def _actor(policy: Policy, deterministic: bool = False) -> NumpyActor:
+    parts = fast_mlp(policy)
+    assert parts is not None
+    return NumpyActor(parts, deterministic)
+
+
+def _inputs(n: int = 6):
+    return torch.randn(n, 7), torch.zeros(n, 1), torch.ones(n, 1)
+
+
+# ----------------------------------------------------------------------------- acting in numpy
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("kind", ACTION_SPACES)
+def test_deterministic_outputs_equal_policy_act(kind, activation):
+    policy = _policy(kind, activation)
+    obs, hxs, masks = _inputs()
+    expected = policy.act(obs, hxs, masks, deterministic=True)
+    got = _actor(policy, deterministic=True)(obs, hxs, masks)
+    for name, e, g in zip(("value", "action", "log_prob", "rnn_hxs"), expected, got):
+        assert g.dtype == e.dtype and g.shape == e.shape, name
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("kind", ACTION_SPACES)
+def test_one_sampling_rule_the_same_seed_gives_the_same_actions_on_either_path(kind):
+    policy = _policy(kind)
+    obs, hxs, masks = _inputs(256)
+    torch.manual_seed(5)
+    expected = policy.act(obs, hxs, masks)
+    torch.manual_seed(5)
+    got = _actor(policy)(obs, hxs, masks)
+    assert torch.equal(got[1], expected[1]) if kind == "discrete" else True
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ACTION_SPACES)
+def test_sampled_log_prob_is_what_evaluate_actions_scores(kind):
+    policy = _policy(kind)
+    obs, hxs, masks = _inputs(64)
+    value, action, log_prob, _ = _actor(policy)(obs, hxs, masks)
+    with torch.no_grad():
+        value2, log_prob2, _, _ = policy.evaluate_actions(obs, hxs, masks, action)
+    torch.testing.assert_close(log_prob, log_prob2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(value, value2, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("numpy_path", [True, False])
+def test_categorical_samples_have_the_policy_frequencies(numpy_path):
+    policy = _policy("discrete")
+    obs = torch.randn(1, 7).expand(20000, 7).contiguous()
+    hxs, masks = torch.zeros(20000, 1), torch.ones(20000, 1)
+    torch.manual_seed(0)
+    _, action, _, _ = _actor(policy)(obs, hxs, masks) if numpy_path else policy.act(obs, hxs, masks)
+    with torch.no_grad():
+        _, features, _ = policy.base(obs[:1], None, None)
+        probs = torch.softmax(policy.dist.linear(features), -1)[0]
+    freq = torch.bincount(action.squeeze(-1), minlength=3).float() / 20000
+    torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+
+
+def test_follows_parameter_updates_without_being_rebuilt():
+    policy = _policy("box")
+    actor = _actor(policy, deterministic=True)
+    obs, hxs, masks = _inputs()
+    before = actor(obs, hxs, masks)[0].clone()
+    with torch.no_grad():
+        policy.base.critic_linear.bias.add_(1.0)  # an in-place step, as the optimizer takes
+    torch.testing.assert_close(actor(obs, hxs, masks)[0], before + 1.0)
+    policy.load_state_dict({k: torch.zeros_like(v) for k, v in policy.state_dict().items()})
+    assert actor(obs, hxs, masks)[0].abs().sum() == 0
+
+
+# ----------------------------------------------------------------------------- the gate
+
+
+class ELUTowers(MLPBase):
+    pass
+
+
+def _elu_policy() -> Policy:
+    policy = make_policy(BOX_OBS, gym.spaces.Discrete(2))
+    policy.base.actor[1] = nn.ELU()
+    return policy
+
+
+class CustomBase(nn.Module):
+    """A user's base: not the MLPBase the fast path knows."""
+
+    is_recurrent, recurrent_hidden_state_size, output_size = False, 1, 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(4, 8)
+        self.value = nn.Linear(8, 1)
+
+    def forward(self, obs, rnn_hxs, masks):
+        x = torch.relu(self.net(obs))
+        return self.value(x), x, rnn_hxs
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: make_policy(BOX_OBS, gym.spaces.Discrete(2), recurrent=True), "recurrent"),
+        (lambda: make_policy(BOX_OBS, gym.spaces.MultiBinary(3)), "BernoulliHead"),
+        (lambda: make_policy(gym.spaces.Box(0, 255, (4, 84, 84), "uint8"), gym.spaces.Discrete(4)), "CNNBase"),
+        (_elu_policy, "Tanh, ReLU activations"),
+        (lambda: Policy(BOX_OBS, gym.spaces.Discrete(2), base=CustomBase()), "CustomBase"),
+        (lambda: Policy(BOX_OBS, gym.spaces.Discrete(2), base=ELUTowers(4)), "ELUTowers"),
+        (lambda: make_policy(BOX_OBS, gym.spaces.Discrete(2)).double(), "float32"),
+    ],
+)
+def test_the_one_gate_refuses_what_the_fast_path_does_not_compute(make, reason):
+    policy = make()
+    assert reason in (why_not_fast(policy) or "") and fast_mlp(policy) is None
+    assert not isinstance(acting_function(policy), NumpyActor)  # the run falls back to policy.act
+    if reason in ("CNNBase", "float32"):
+        return
+    x, hxs, masks = torch.randn(3, 4), torch.zeros(3, policy.recurrent_hidden_state_size), torch.ones(3, 1)
+    torch.manual_seed(0)
+    expected = policy.act(x, hxs, masks)
+    torch.manual_seed(0)
+    for e, g in zip(expected, acting_function(policy)(x, hxs, masks)):
+        torch.testing.assert_close(g, e)
+
+
+def test_numpy_acting_needs_the_cpu_and_a_small_width_and_can_be_turned_off():
+    assert isinstance(acting_function(_policy("box")), NumpyActor)
+    assert not isinstance(acting_function(_policy("box"), fast=False), NumpyActor)
+    wide = make_policy(OBS_SPACE, ACTION_SPACES["box"], hidden_size=MAX_NUMPY_WIDTH * 2)
+    assert fast_mlp(wide) is not None and not isinstance(acting_function(wide), NumpyActor)
+
+
+# ----------------------------------------------------------------------------- the hand-written gradient
+
+
+def spread_batch(policy: Policy, space: gym.Space, rows: int = 64) -> Minibatch:
+    """A minibatch whose ratios fall inside, below and above the clip range (advantages of
+    both signs), whose value changes fall inside and outside theirs, and with rows where the
+    ratio is exactly 1 (min's tie)."""
+    g = torch.Generator().manual_seed(3)
+    obs = torch.randn(rows, 4, generator=g)
+    with torch.no_grad():
+        values, actions, log_probs, _ = policy.act(obs, torch.zeros(rows, 1), torch.ones(rows, 1))
+    shift = torch.randn(rows, 1, generator=g) * 0.4
+    shift[: rows // 4] = 0.0  # ratio 1: inside the clip range, min's arguments equal
+    return Minibatch(
+        obs=obs,
+        recurrent_hidden_states=torch.zeros(rows, 1),
+        actions=actions,
+        value_preds=values + torch.randn(rows, 1, generator=g) * 0.3,
+        returns=torch.randn(rows, 1, generator=g),
+        masks=torch.ones(rows, 1),
+        old_action_log_probs=log_probs + shift,
+        advantages=torch.randn(rows, 1, generator=g),
+    )
+
+
+def autograd_gradient(policy: Policy, batch: Minibatch, clip_value_loss: bool, entropy_coef: float) -> torch.Tensor:
+    values, log_probs, entropy, _ = policy.evaluate_actions(
+        batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions
+    )
+    losses = ppo_losses(batch, values, log_probs, CLIP, clip_value_loss)
+    loss = losses["policy_loss"] + 0.5 * losses["value_loss"] - entropy_coef * entropy.mean()
+    policy.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.reshape(-1) for p in policy.parameters()])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.01])
+@pytest.mark.parametrize("clip_value_loss", [True, False])
+@pytest.mark.parametrize("head", list(HEADS))
+def test_hand_gradient_equals_autograd(head, clip_value_loss, entropy_coef, activation):
+    torch.manual_seed(0)
+    space = HEADS[head]
+    policy = Policy(BOX_OBS, space, base=MLPBase(4, activation=activation))
+    with torch.no_grad():  # a log-std away from 0, so its terms are not trivially 1
+        for p in policy.parameters():
+            if p.dim() == 1:
+                p.normal_(0.0, 0.3)
+    batch = spread_batch(policy, space)
+    ratio = (policy.evaluate_actions(batch.obs, None, None, batch.actions)[1] - batch.old_action_log_probs).exp()
+    assert (ratio < 1 - CLIP).any() and (ratio > 1 + CLIP).any() and (ratio == 1).any()
+    reference = copy.deepcopy(policy)
+    expected = autograd_gradient(reference, batch, clip_value_loss, entropy_coef)
+
+    flat = FlatParameters(policy.parameters())
+    flat.grad.fill_(123.0)  # overwritten, not accumulated
+    parts = fast_mlp(policy)
+    assert parts is not None
+    hand = HandGradient(parts)
+    objective = lambda *args, **kwargs: ppo_losses(*args, clip_param=CLIP, clip_value_loss=clip_value_loss, **kwargs)  # noqa: E731
+    losses = hand.losses(batch, objective)
+    hand.backward(losses, 0.5, entropy_coef)
+    assert expected.abs().max() > 1e-3
+    torch.testing.assert_close(flat.grad, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+def test_ppo_update_by_hand_equals_the_autograd_update(head):
+    """A whole update (4 epochs, so later minibatches have ratios away from 1): the same
+    parameters and metrics either way, to rounding."""
+    torch.manual_seed(0)
+    space = HEADS[head]
+    policy = Policy(BOX_OBS, space)
+    reference = copy.deepcopy(policy)
+    rollouts = rollout_from_policy(policy, BOX_OBS, space, T=32)
+    kwargs = dict(clip_param=CLIP, ppo_epoch=4, num_mini_batch=4, value_loss_coef=0.5, entropy_coef=0.01, lr=3e-3)
+    parts = fast_mlp(policy)
+    assert parts is not None
+    agent, autograd_agent = PPO(policy, gradient=HandGradient(parts), **kwargs), PPO(reference, **kwargs)
+    assert isinstance(autograd_agent.gradient, AutogradGradient)
+    torch.manual_seed(1)
+    metrics = agent.update(rollouts)
+    torch.manual_seed(1)
+    expected = autograd_agent.update(rollouts)
+    assert expected["clipfrac"] > 0
+    for (name, p), q in zip(policy.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+    assert metrics == pytest.approx(expected, rel=1e-4, abs=1e-6)
