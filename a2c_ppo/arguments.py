@@ -9,10 +9,10 @@ paragraph on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from a2c_ppo import console
 from a2c_ppo.config import ALGOS, BY_PRESET, SETTINGS, Declared, RunConfig, flag_name, show
 from a2c_ppo.errors import EXIT_BAD_INPUT, ConfigError
 from a2c_ppo.presets import presets_table
@@ -68,23 +68,31 @@ def build_parser() -> ArgumentParser:
             declared.spec.group, p.add_argument_group(declared.spec.group)
         )
         _add(group, declared)
-    groups[SETTINGS["save_dir"].spec.group].add_argument(
-        "--resume", metavar="PATH", help="continue a run from this checkpoint (typed flags win)"
-    )
+    group = groups[SETTINGS["save_dir"].spec.group]
+    group.add_argument("--resume", metavar="PATH", help="continue a run from this checkpoint (typed flags win)")
+    group.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     return p
 
 
-def parse_typed(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], str | None]:
-    """The settings the user typed (name -> value) and the ``--resume`` path."""
-    namespace = build_parser().parse_args(argv)
-    typed = {name: value for name, value in vars(namespace).items() if value is not None and name != "resume"}
-    return typed, namespace.resume
+#: Launch options of main.py that are not settings of the run.
+LAUNCH_OPTIONS = ("resume", "trust_checkpoint")
+TRUST_HELP = (
+    "with --resume (and enjoy.py): import the code the checkpoint names (an env given as module:attribute); "
+    "without it such a checkpoint is refused unless you type that reference yourself"
+)
+
+
+def parse_typed(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings the user typed (name -> value) and the launch options (``LAUNCH_OPTIONS``)."""
+    values = vars(build_parser().parse_args(argv))
+    typed = {name: value for name, value in values.items() if value is not None and name not in LAUNCH_OPTIONS}
+    return typed, {name: values[name] for name in LAUNCH_OPTIONS}
 
 
 def resolve(argv: Sequence[str] | None = None) -> LaunchRequest:
     """Parse and validate ``argv``; raises ConfigError (argparse's own errors exit 2)."""
-    typed, resume = parse_typed(argv)
-    return resolve_request(typed, resume)
+    typed, options = parse_typed(argv)
+    return resolve_request(typed, options["resume"], options["trust_checkpoint"])
 
 
 def parse_command_line(argv: Sequence[str] | None = None) -> LaunchRequest:
@@ -102,6 +110,5 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
 
 def fail(message: str, prog: str) -> NoReturn:
     """Print ``message`` as the program's error paragraph and exit with status 2."""
-    sys.stderr.write(f"{prog}: error: {message}\n")
-    sys.stderr.flush()
+    console.err.line(f"{prog}: error: {message}")
     raise SystemExit(EXIT_BAD_INPUT)

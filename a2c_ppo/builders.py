@@ -57,6 +57,7 @@ def build_envs(
         "norm_reward": config.norm_reward,
         "vec_env": config.vec_env,
         "num_workers": config.num_workers,
+        "env_timeout": config.env_timeout,
         **overrides,
     }
     return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)

@@ -1,9 +1,9 @@
 """Checkpoints as data: state_dicts, the run config as JSON, normalisation stats, counters, RNG.
 
-Loaded with ``torch.load(weights_only=True)``, so a checkpoint cannot run code. Written to a
-temporary file in the same folder (with the mode the umask gives) and renamed over the
-target, so a crash mid-write never leaves a broken checkpoint behind; a model or statistics
-that are not finite are refused, so NaNs never overwrite a good checkpoint.
+Loaded with ``torch.load(weights_only=True)``, so a checkpoint cannot run code. Written
+atomically (``files.write_atomically``), so a crash or a full disk mid-write never leaves a
+broken checkpoint behind; a model or statistics that are not finite are refused, so NaNs
+never overwrite a good checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import math
 import os
 import pickle
 import random
-import secrets
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -24,6 +23,7 @@ import torch
 from a2c_ppo import __version__
 from a2c_ppo.algo.common import Optimizer
 from a2c_ppo.errors import ConfigError, NonFiniteError
+from a2c_ppo.files import write_atomically
 
 #: 3: PPO's Adam state is ``FlatAdam``'s one vector (algo/flat_params.py); format 2 is upgraded on load.
 FORMAT_VERSION = 3
@@ -116,26 +116,7 @@ def save_checkpoint(
         ),
         "resume_state": resume_state,
     }
-    write_atomically(path, payload)
-
-
-def write_atomically(path: str, payload: Any) -> None:
-    """``torch.save`` to a new file beside ``path``, fsync, rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}")
-    # os.open with 0o666 lets the umask decide the mode, as for any file the user creates.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> dict[str, Any]:
@@ -211,3 +192,23 @@ def check_spaces(
                 f"{env_name!r} has {describe_space(space)}; use the env it was trained on "
                 f"({checkpoint['config'].get('env_name')!r})."
             )
+
+
+#: Settings whose value names code to import (``module:attribute``).
+CODE_REFERENCES = ("env_name",)
+
+
+def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) -> None:
+    """A checkpoint is data: refuse (ConfigError) one whose settings name code to import
+    (``module:attribute``) unless the user typed that setting (the same reference, or another
+    value) or trusts the file (``trust``)."""
+    for name in CODE_REFERENCES:
+        reference = getattr(saved, name)
+        if trust or name in typed or ":" not in str(reference):
+            continue
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(
+            f"{what} names code to import, {flag} {reference!r}, and a checkpoint is data: a2c_ppo imports no "
+            f"code a file names. If you trust that module, name it yourself ({flag} {reference}) or pass "
+            "--trust-checkpoint."
+        )

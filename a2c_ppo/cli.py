@@ -1,20 +1,32 @@
 """What ``python main.py`` does around the training run: signals, messages, exit codes
 (``errors.py`` lists them). In every ending but bad input and a NaN the last finished update
 is saved.
+
+This module imports nothing heavy at load time: ``train_main`` installs the Ctrl-C / SIGTERM
+handlers first and only then imports torch and the rest, so a Ctrl-C at any moment of the
+start-up ends the program with one line and exit status 130, never a traceback.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from a2c_ppo.config import RunConfig
-from a2c_ppo.distributed import DistContext, PeerFailedError, check_algorithm, process_group, resolve_context
-from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_NON_FINITE, EXIT_PEER_FAILED, ConfigError, NonFiniteError
+from a2c_ppo import console
+from a2c_ppo.errors import (
+    EXIT_ENV_FAILED,
+    EXIT_NON_FINITE,
+    EXIT_PEER_FAILED,
+    EXIT_WRITE_FAILED,
+    ConfigError,
+    NonFiniteError,
+    WriteFailedError,
+)
 from a2c_ppo.signals import Interrupted, StopSignals
 
 if TYPE_CHECKING:
+    from a2c_ppo.config import RunConfig
+    from a2c_ppo.distributed import DistContext
     from a2c_ppo.resolve import LaunchRequest
 
 
@@ -27,17 +39,22 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except RunFailed as failure:
         return failure.exit_code
     except Interrupted as stop:
-        sys.stdout.flush()
-        sys.stderr.write(f"Stopped by {stop}.\n")
+        console.err.line(f"Stopped by {stop}.")
         return stop.exit_code
     finally:
         signals.ignore_further()
 
 
 def _train(argv: Sequence[str] | None, signals: StopSignals) -> int:
-    from a2c_ppo.arguments import fail, parse_command_line
+    # C++ extensions (torch at import, simulators as their first env is built) can call back
+    # into Python, and an exception raised there by a Ctrl-C aborts the process (pybind11:
+    # "terminate called"). So a Ctrl-C during start-up waits for it to finish (a second one
+    # does not: a user's env that never finishes building can still be stopped).
+    with signals.deferred(escalate=True):
+        from a2c_ppo.arguments import fail, parse_command_line
+        from a2c_ppo.distributed import process_group
 
-    request = parse_command_line(argv)
+        request = parse_command_line(argv)
     try:
         ctx = launch_context(request.config)
     except ConfigError as exc:
@@ -59,6 +76,7 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
     """Train, reporting a failure at once: under torchrun, before the group is torn down and
     the launcher stops this rank because another one exited. RunFailed after the report."""
     from a2c_ppo.arguments import fail
+    from a2c_ppo.distributed import PeerFailedError
     from a2c_ppo.envs.subproc import EnvWorkerError
     from a2c_ppo.train import run
 
@@ -76,12 +94,19 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
             "Look for the source (a reward or observation of the env, a too large --lr).",
             EXIT_NON_FINITE,
         )
+    except WriteFailedError as exc:
+        _report(
+            f"training stopped: {exc}. The last checkpoint written before it is intact and no partial file is left; "
+            "free space (or restore the folder or its permissions) and continue with --resume.",
+            EXIT_WRITE_FAILED,
+        )
     return 0
 
 
 def launch_context(config: RunConfig) -> DistContext:
     """This process's place in a torchrun launch (a single process without one), checked."""
     from a2c_ppo.builders import select_device
+    from a2c_ppo.distributed import check_algorithm, resolve_context
 
     ctx = resolve_context(use_cuda=select_device(config).type == "cuda", backend=config.dist_backend)
     check_algorithm(config.algo, ctx)
@@ -94,7 +119,5 @@ def launch_context(config: RunConfig) -> DistContext:
 
 
 def _report(message: str, code: int) -> NoReturn:
-    sys.stdout.flush()
-    sys.stderr.write(f"main.py: error: {message}\n")
-    sys.stderr.flush()
+    console.err.line(f"main.py: error: {message}")
     raise RunFailed(code)

@@ -184,10 +184,20 @@ class RunConfig:
         ENVIRONMENT,
         choices=OVERLAP_CHOICES,
     )
+    env_timeout: float = setting(
+        300.0,
+        "seconds an env step or reset may take before the run stops as an env failure (0: wait forever)",
+        ENVIRONMENT,
+        low=0.0,
+    )
     # logging and checkpoints
     log_dir: str = setting("runs", "each run writes TensorBoard + CSV to its own folder here", LOGGING)
     run_dir: str = setting("", "this run's folder under --log-dir", LOGGING, flag=None)
-    save_dir: str = setting("trained_models", "checkpoints go to SAVE_DIR/ALGO/ENV.pt", LOGGING)
+    save_dir: str = setting(
+        "trained_models",
+        "each run's checkpoint is RUN_FOLDER/checkpoint.pt; a finished run's is also copied to SAVE_DIR/ALGO/ENV.pt",
+        LOGGING,
+    )
     log_interval: int = setting(10, "updates between console/TensorBoard logs", LOGGING, low=1)
     save_interval: int = setting(100, "updates between checkpoints (also at the end and on exit)", LOGGING, low=1)
     eval_interval: int = setting(0, "updates between evaluations (0: none)", LOGGING, low=0)

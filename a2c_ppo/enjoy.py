@@ -11,14 +11,14 @@ import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
 
-from a2c_ppo.arguments import ArgumentParser, fail
+from a2c_ppo.arguments import TRUST_HELP, ArgumentParser, fail
 from a2c_ppo.builders import build_envs, policy_for
-from a2c_ppo.checkpoint import check_spaces, first_non_finite, load_checkpoint
+from a2c_ppo.checkpoint import check_spaces, check_trusted, first_non_finite, load_checkpoint
 from a2c_ppo.config import ALGOS, RunConfig
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
-from a2c_ppo.paths import check_writable_dir, checkpoint_path
+from a2c_ppo.paths import check_writable_dir, latest_checkpoint_path
 
 REPLAY_SEED_OFFSET = 2_000_000  # replays never reuse the training envs' seeds
 
@@ -38,6 +38,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="env seed (default: the training seed + 2,000,000)")
     p.add_argument("--render", action="store_true", help="show a window (needs a display)")
     p.add_argument("--video-dir", default=None, help="write each episode as an mp4 here (needs the [video] extra)")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     return p
 
 
@@ -47,9 +48,15 @@ def _has_display() -> bool:
 
 def run(args: argparse.Namespace) -> list[tuple[float, int]]:
     """Play ``args.num_episodes`` episodes; prints each return and the mean."""
-    path = args.checkpoint or checkpoint_path(args.load_dir, args.algo, args.env_name or "CartPole-v1")
-    checkpoint = load_checkpoint(path, what="--checkpoint" if args.checkpoint else "--load-dir")
-    config = RunConfig.from_dict(checkpoint["config"])
+    path = args.checkpoint or latest_checkpoint_path(args.load_dir, args.algo, args.env_name or "CartPole-v1")
+    what = "--checkpoint" if args.checkpoint else "--load-dir"
+    checkpoint = load_checkpoint(path, what=what)
+    notes: list[str] = []
+    config = RunConfig.from_dict(checkpoint["config"], notes)
+    typed = {"env_name": args.env_name} if args.env_name else {}
+    check_trusted(config, typed, args.trust_checkpoint, what=f"{what} {path!r}")
+    for note in notes:
+        print(note)
     bad = first_non_finite(checkpoint["model"])
     if bad is not None:
         raise ConfigError(

@@ -3,14 +3,15 @@
 Exit statuses: 0 done; 2 bad input (flags, env ids, folders, checkpoints: one paragraph, no
 traceback, before any worker starts); 3 an env failed (its own traceback is shown); 4 a NaN
 or infinity appeared (nothing saved over the last good checkpoint); 5 another torchrun rank
-stopped or did not answer within --dist-timeout; 128 + the signal number for Ctrl-C (130) and
-SIGTERM (143).
+stopped or did not answer within --dist-timeout; 6 a file could not be written (disk full, a
+folder removed, a permission lost); 128 + the signal number for Ctrl-C (130) and SIGTERM (143).
 """
 
 EXIT_BAD_INPUT = 2
 EXIT_ENV_FAILED = 3
 EXIT_NON_FINITE = 4
 EXIT_PEER_FAILED = 5
+EXIT_WRITE_FAILED = 6
 
 
 class ConfigError(ValueError):
@@ -27,3 +28,14 @@ class NonFiniteError(RuntimeError):
     The message names the quantity (observation, reward, loss, gradient norm, parameter), and
     where known the env index and the update, so that the user can find the source.
     """
+
+
+class WriteFailedError(OSError):
+    """A file of the run could not be written (disk full, folder removed, permission lost).
+
+    The previous version of the file is intact and no temporary file is left behind.
+    """
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(f"could not write {path}: {cause}")
+        self.path, self.cause = path, cause

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 import numpy as np
+
+from a2c_ppo.console import Console, out
+from a2c_ppo.errors import WriteFailedError
 
 CSV_NAME = "progress.csv"
 LEADING_COLUMNS = ["update", "env_steps", "time"]
@@ -60,7 +62,7 @@ class Logger:
         self.run_dir = run_dir
         self.config = config
         self.notes = notes or []
-        self.stream = stream or sys.stdout
+        self.stream = out if stream is None else Console(lambda: stream)
         self.is_tty = self.stream.isatty()
         self.total_steps = total_steps
         self.start_step = start_step
@@ -106,10 +108,20 @@ class Logger:
         return self._writer
 
     def scalars(self, step: int, values: dict[str, float], update: int) -> None:
-        """Log ``values`` (TensorBoard tags) at env step ``step`` to TensorBoard and CSV."""
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
+        """Log ``values`` (TensorBoard tags) at env step ``step`` to TensorBoard and CSV;
+        WriteFailedError if the disk refuses (full, folder removed, permission lost)."""
+        try:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+        except OSError as exc:  # tensorboard's writer thread re-raises its failure at the next write
+            raise WriteFailedError(f"the TensorBoard events in {self.run_dir}", os.strerror(exc.errno or 0)) from None
         row = {"update": update, "env_steps": step, "time": round(time.monotonic() - self.start_time, 2), **values}
+        try:
+            self._write_row(row, values)
+        except OSError as exc:
+            raise WriteFailedError(self._csv_path, os.strerror(exc.errno or 0)) from None
+
+    def _write_row(self, row: dict[str, Any], values: dict[str, float]) -> None:
         new_columns = [key for key in values if key not in self._columns]
         if new_columns:
             self._columns += new_columns
@@ -124,7 +136,6 @@ class Logger:
             self.stream.write("\r\033[K")
             self._bar_drawn = False
         self.stream.write(line + "\n")
-        self.stream.flush()
 
     def progress(self, step: int) -> None:
         """Redraw the progress bar (terminals only, at most 10 times a second)."""
@@ -141,7 +152,6 @@ class Logger:
         self.stream.write(
             f"\r[{bar}] {done:6.1%} {step}/{self.total_steps} steps  {rate:,.0f} SPS  ETA {format_duration(eta)}\033[K"
         )
-        self.stream.flush()
         self._bar_drawn = True
 
     def close(self) -> None:

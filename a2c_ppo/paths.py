@@ -22,14 +22,37 @@ def safe_name(env_name: str) -> str:
     return name
 
 
+#: The checkpoint of a run, inside its run folder.
+RUN_CHECKPOINT = "checkpoint.pt"
+
+
 def new_run_dir(log_dir: str, env_name: str, algo: str, seed: int) -> str:
-    """``LOG_DIR/ENV__ALGO__seedS__TIME``."""
+    """``LOG_DIR/ENV__ALGO__seedS__TIME`` (``claim_run_dir`` makes it this run's own)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join(log_dir, f"{safe_name(env_name)}__{algo}__seed{seed}__{stamp}")
 
 
-def checkpoint_path(save_dir: str, algo: str, env_name: str) -> str:
-    """The classic layout: ``SAVE_DIR/ALGO/ENV.pt``."""
+def claim_run_dir(run_dir: str) -> str:
+    """Create ``run_dir`` for this run alone: if another run made it first (same env, algo,
+    seed and second), ``run_dir-2``, ``run_dir-3``, ...; the folder made."""
+    os.makedirs(os.path.dirname(os.path.abspath(run_dir)), exist_ok=True)
+    candidate, n = run_dir, 1
+    while True:
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{run_dir}-{n}"
+
+
+def run_checkpoint_path(run_dir: str) -> str:
+    """Where a run writes its checkpoint: ``RUN_DIR/checkpoint.pt``, its own."""
+    return os.path.join(run_dir, RUN_CHECKPOINT)
+
+
+def latest_checkpoint_path(save_dir: str, algo: str, env_name: str) -> str:
+    """``SAVE_DIR/ALGO/ENV.pt``: a copy of the checkpoint of the latest run that finished."""
     return os.path.join(save_dir, algo, safe_name(env_name) + ".pt")
 
 

@@ -17,7 +17,7 @@ from a2c_ppo.config import SETTINGS, RunConfig, check_applies, check_value, defa
 from a2c_ppo.envs.check import check_env_id
 from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.paths import check_writable_dir, new_run_dir
+from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
 from a2c_ppo.presets import auto_preset, preset_values
 
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
@@ -35,17 +35,20 @@ class LaunchRequest:
     checkpoint: dict[str, Any] | None = None  # the loaded --resume checkpoint
 
 
-def resolve_request(typed: dict[str, Any], resume: str | None) -> LaunchRequest:
+def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint: bool = False) -> LaunchRequest:
     """The validated LaunchRequest for the settings the user typed (``typed``: name -> value)
-    and ``resume``; ConfigError saying what to change otherwise."""
+    and ``resume``; ConfigError saying what to change otherwise. ``trust_checkpoint``: import
+    the code a resumed checkpoint names (see ``checkpoint.check_trusted``)."""
     _check_typed(typed)
     notes: list[str] = []
     checkpoint = None
     if resume is not None:
-        from a2c_ppo.checkpoint import load_checkpoint
+        from a2c_ppo.checkpoint import check_trusted, load_checkpoint
 
         checkpoint = load_checkpoint(resume, what="--resume")
-        values = _resumed_values(RunConfig.from_dict(checkpoint["config"], notes), typed)
+        saved = RunConfig.from_dict(checkpoint["config"], notes)
+        check_trusted(saved, typed, trust_checkpoint, what=f"--resume {resume!r}")
+        values = _resumed_values(saved, typed, resume)
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
     else:
         values = {**defaults(), **typed}
@@ -56,7 +59,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None) -> LaunchRequest:
         auto = is_continuous_control(*spaces)
         values["norm_obs"] = auto if values["norm_obs"] is None else values["norm_obs"]
         values["norm_reward"] = auto if values["norm_reward"] is None else values["norm_reward"]
-    if resume is None or "log_dir" in typed:
+    if not values["run_dir"]:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)
     check_applies(config, set(typed))
@@ -81,8 +84,12 @@ def _check_typed(typed: dict[str, Any]) -> None:
         check_value(name, value)
 
 
-def _resumed_values(saved: RunConfig, typed: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's settings with the typed flags on top, where a resume allows it."""
+def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dict[str, Any]:
+    """The checkpoint's settings with the typed flags on top, where a resume allows it.
+
+    Where the run writes never comes from the file: the folders are the typed (or default)
+    ones, and the run goes on in the checkpoint's own folder when that is a run folder
+    (``RUN_DIR/checkpoint.pt``) and no other ``--log-dir`` was typed, else in a new run folder."""
     if "algo" in typed and typed["algo"] != saved.algo:
         raise ConfigError(
             f"--resume: the checkpoint was trained with --algo {saved.algo}, and its optimizer state cannot "
@@ -101,7 +108,15 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any]) -> dict[str, Any]:
             "--preset and type the flags you want to change."
         )
     values = {name: value for name, value in saved.to_dict().items() if name != "config_version"}
-    return {**values, **typed}
+    folders = {name: typed.get(name, SETTINGS[name].default) for name in ("log_dir", "save_dir")}
+    run_dir = os.path.dirname(resume) or "."
+    log_dir_of_run = os.path.dirname(os.path.abspath(run_dir))
+    own_folder = os.path.basename(resume) == RUN_CHECKPOINT and (
+        "log_dir" not in typed or os.path.abspath(typed["log_dir"]) == log_dir_of_run
+    )
+    if not own_folder:
+        run_dir = ""  # a new run folder under --log-dir
+    return {**values, **typed, **folders, "run_dir": run_dir}
 
 
 def _preset_values(

@@ -38,6 +38,7 @@ class StopSignals:
         self._deferring = 0
         self._pending: int | None = None
         self._closing = False
+        self._escalate = False
 
     def install(self) -> StopSignals:
         for signum in self.SIGNALS:
@@ -59,22 +60,33 @@ class StopSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self._closing:
             return
-        if self._deferring:
+        if self._deferring and not (self._escalate and self._pending is not None):
             self._pending = self._pending or signum
             return
+        self._raise(signum)
+
+    def _raise(self, signum: int) -> None:
+        """Raise the one ``Interrupted`` of this program: later signals are dropped, so that one
+        arriving while the first is being handled (the message, the exit) cannot cut into it."""
+        self._closing = True
         raise Interrupted(signum)
 
     @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Signals arriving inside the block are raised (once) when it ends without error."""
+    def deferred(self, escalate: bool = False) -> Iterator[None]:
+        """Signals arriving inside the block are raised (once) when it ends without error.
+
+        ``escalate``: a second signal inside the block raises at once (for start-up steps
+        that may hang, such as building a user's env, where waiting is not an option)."""
         self._deferring += 1
+        escalate, self._escalate = self._escalate, escalate
         try:
             yield
         finally:
             self._deferring -= 1
+            self._escalate = escalate
         if not self._deferring and self._pending is not None:
             signum, self._pending = self._pending, None
-            raise Interrupted(signum)
+            self._raise(signum)
 
     def pending(self) -> bool:
         return self._pending is not None

@@ -10,15 +10,19 @@ every way a run can end into a saved checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from a2c_ppo import console
 from a2c_ppo.algo.common import Optimizer, set_learning_rate
 from a2c_ppo.builders import build_envs, make_agent, policy_for, seed_everything, select_device
 from a2c_ppo.callbacks import Callback, EvalCallback, LearningCurve, LogCallback, Stopwatch, UpdateInfo, run_callbacks
@@ -28,9 +32,10 @@ from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, any_rank, broadcast_module, sync_running_stats
 from a2c_ppo.distributions import action_shape
 from a2c_ppo.envs import VecNormalize, check_env_id
-from a2c_ppo.errors import NonFiniteError
+from a2c_ppo.errors import NonFiniteError, WriteFailedError
+from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically
 from a2c_ppo.logger import Logger, summary
-from a2c_ppo.paths import checkpoint_path
+from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.rollout import collect_rollout
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.storage import RolloutStorage
@@ -156,20 +161,49 @@ def run(
     EnvWorkerError and other failures are re-raised after the last finished update is saved;
     NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
+    with contextlib.ExitStack() as stack:
+        if ctx.is_main:  # rank 0 alone writes: the run folder is its own, locked while it lives
+            run_dir = stack.enter_context(own_run_folder(config.run_dir, resumed=checkpoint is not None))
+            config = config.replace(run_dir=run_dir)
+        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks)
+
+
+@contextlib.contextmanager
+def own_run_folder(run_dir: str, resumed: bool) -> Iterator[str]:
+    """This run's folder, locked while the run lives: a resumed run's own, else a new one
+    (``paths.claim_run_dir``). A new folder the run left empty is removed again."""
+    new = not (resumed and os.path.isdir(run_dir))
+    if new:
+        run_dir = claim_run_dir(run_dir)
+    lock = RunLock(run_dir).acquire()
+    try:
+        yield run_dir
+    finally:
+        lock.release()
+        if new and os.listdir(run_dir) == [LOCK_NAME]:  # the run ended before it wrote anything
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run(
+    config: RunConfig,
+    checkpoint: dict[str, Any] | None,
+    notes: Sequence[str],
+    signals: StopSignals,
+    ctx: DistContext,
+    callbacks: Sequence[Callback],
+) -> TrainResult:
     if ctx.is_main:  # the first line comes before the envs are built: the user sees at once what runs
         batch = config.batch_size * ctx.world_size
         ranks = f" on {ctx.world_size} ranks" if ctx.world_size > 1 else ""
-        print(
+        console.out.line(
             f"Training {config.algo} on {config.env_name}{ranks}: {config.num_env_steps // batch} updates of "
-            f"{batch} steps, run folder {config.run_dir}. " + " ".join(notes),
-            flush=True,
+            f"{batch} steps, run folder {config.run_dir}. " + " ".join(notes)
         )
     seed_everything(config.seed + ctx.rank)
     torch.set_num_threads(config.num_threads)
-    signals = signals or StopSignals()
     trainer = Trainer(config, ctx)
     config = trainer.config
-    path = checkpoint_path(config.save_dir, config.algo, config.env_name)
+    path = run_checkpoint_path(config.run_dir)
     checkpointer = Checkpointer(path, is_main=ctx.is_main, data_parallel=ctx.world_size > 1, signals=signals)
     curve, logger, evaluator = LearningCurve(), None, None
     try:
@@ -196,9 +230,14 @@ def run(
         hooks += [*([evaluator] if evaluator else []), *callbacks]
         loop(trainer, checkpointer, hooks, signals)
         if logger is not None:
-            logger.print(f"Done: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {path}")
-    except NonFiniteError:
-        raise  # the last good checkpoint stays as it is
+            latest = latest_checkpoint_path(config.save_dir, config.algo, config.env_name)
+            copy_atomically(path, latest)
+            logger.print(
+                f"Done: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {path} "
+                f"(copied to {latest}, the latest finished run's)"
+            )
+    except (NonFiniteError, WriteFailedError):
+        raise  # the last good checkpoint stays as it is (another write would fail the same way)
     except BaseException:
         if checkpointer.save(trainer) and logger is not None:
             logger.print(

@@ -9,6 +9,7 @@ leaves its pid.
 from __future__ import annotations
 
 import os
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -24,7 +25,8 @@ class TinyEnv(gym.Env):
     """Episodes of 10 steps, ``obs = [t / 10, 1]``, reward 1 for action 1 else 0.
 
     ``failure``: ``"reward"`` or ``"observation"`` turns that quantity into NaN, ``"raise"``
-    raises ValueError, once the env has taken ``$A2C_PPO_TEST_FAIL_AFTER`` steps in all.
+    raises ValueError, ``"hang"`` never returns from ``step``, once the env has taken
+    ``$A2C_PPO_TEST_FAIL_AFTER`` steps in all.
     """
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
@@ -52,6 +54,9 @@ class TinyEnv(gym.Env):
         if self.failure is not None and self.total_steps > self.fail_after:
             if self.failure == "raise":
                 raise ValueError("the env failed on purpose")
+            if self.failure == "hang":
+                while True:
+                    time.sleep(1.0)
             if self.failure == "reward":
                 reward = float("nan")
             else:
@@ -73,6 +78,10 @@ def nan_observation_env() -> gym.Env:
 
 def raising_env() -> gym.Env:
     return TinyEnv("raise")
+
+
+def hanging_env() -> gym.Env:
+    return TinyEnv("hang")
 
 
 def not_an_env() -> str:

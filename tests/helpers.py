@@ -63,6 +63,12 @@ def output_flags(tmp_path: os.PathLike) -> list[str]:
     return ["--log-dir", os.path.join(tmp_path, "runs"), "--save-dir", os.path.join(tmp_path, "models")]
 
 
+def run_checkpoint(tmp_path: os.PathLike, log_dir: str = "runs") -> str:
+    """The checkpoint of the one run under ``tmp_path/runs`` (RUN_FOLDER/checkpoint.pt)."""
+    (path,) = glob.glob(os.path.join(tmp_path, log_dir, "*", "checkpoint.pt"))
+    return path
+
+
 def run_main(*argv: str, timeout: int = 180) -> str:
     """Run ``python main.py ARGV`` as a user would; returns its stdout (it must exit 0)."""
     proc = subprocess.run(

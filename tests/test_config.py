@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from a2c_ppo.arguments import build_parser, parse_args
+from a2c_ppo.arguments import LAUNCH_OPTIONS, build_parser, parse_args
 from a2c_ppo.config import BY_PRESET, CONFIG_VERSION, SETTINGS, RunConfig, check_value
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.presets import PRESET_KEYS, PRESET_VALUES, preset_values
@@ -71,7 +71,7 @@ def test_each_declared_setting_has_exactly_one_flag_and_its_help():
         assert flags[name].help and declared.spec.help in flags[name].help
         if declared.spec.choices:
             assert tuple(flags[name].choices) == declared.spec.choices
-    assert set(flags) - set(SETTINGS) == {"help", "resume"}
+    assert set(flags) - set(SETTINGS) == {"help", *LAUNCH_OPTIONS}
 
 
 def test_every_preset_sets_the_by_preset_settings_and_only_declared_preset_ones():

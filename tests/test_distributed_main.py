@@ -62,7 +62,8 @@ def launch(out: str, torchrun_args: list[str], *extra: str, env: dict[str, str] 
 
 
 def checkpoint(out: str) -> dict:
-    (path,) = glob.glob(os.path.join(out, "models", "*", "*.pt"))  # rank 0's alone
+    """The newest run's checkpoint (rank 0 alone writes one)."""
+    path = max(glob.glob(os.path.join(out, "logs", "*", "checkpoint.pt")), key=os.path.getmtime)
     return torch.load(path, weights_only=True)
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from a2c_ppo.checkpoint import load_checkpoint
-from tests.helpers import PID_DIR_VARIABLE
+from tests.helpers import PID_DIR_VARIABLE, run_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,7 +107,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, inherited):
     assert proc.returncode == 130, err
     assert "Checkpoint of update" in out and "--resume" in out and "Stopped by SIGINT" in err
     assert "Traceback" not in err
-    counters = load_checkpoint(str(tmp_path / "models" / "ppo" / "CartPole-v1.pt"))["counters"]
+    counters = load_checkpoint(run_checkpoint(tmp_path))["counters"]
     # the counters of the last finished update, whatever the update was doing at Ctrl-C
     assert counters["env_steps"] == counters["update"] * 2 * 32
 

@@ -16,6 +16,7 @@ import torch
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.train import run
+from tests.helpers import run_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARYING_COLUMNS = {"time", "charts/SPS", "charts/rollout_SPS"}  # wall-clock measurements, different in every run
@@ -98,7 +99,7 @@ def test_a_stopped_run_resumed_equals_one_run(tmp_path, how):
             break
     proc.send_signal(how)
     proc.communicate(timeout=60)
-    saved = glob.glob(str(tmp_path / "b" / "models" / "ppo" / "*.pt"))[0]
+    saved = run_checkpoint(tmp_path / "b")
     assert load_checkpoint(saved)["counters"]["update"] >= 6  # kill -9: the save of update 6
     resumed = train(["--resume", saved])
     assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")

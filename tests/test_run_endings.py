@@ -14,7 +14,7 @@ import pytest
 
 from a2c_ppo.checkpoint import load_checkpoint
 from tests.envs_failing import FAIL_AFTER_VARIABLE, LONG_ENV_ID
-from tests.helpers import PID_DIR_VARIABLE
+from tests.helpers import PID_DIR_VARIABLE, run_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS_PER_UPDATE = 2 * 16  # per env: --num-steps 16; --num-processes 2
@@ -34,7 +34,9 @@ def launch(tmp_path, env_name: str, *extra: str, fail_after: int | None = None, 
 
 
 def checkpoint_file(tmp_path, env_name: str) -> str:
-    return str(tmp_path / "models" / "ppo" / (env_name.replace(":", "_") + ".pt"))
+    """The run's own checkpoint (an unfinished run writes nowhere else)."""
+    assert not os.path.exists(tmp_path / "models"), "an unfinished run wrote the latest-finished copy"
+    return run_checkpoint(tmp_path)
 
 
 def assert_no_process_left(tmp_path) -> None:
@@ -99,7 +101,8 @@ def test_signals_save_and_exit_with_their_own_status(tmp_path, signals):
     checkpoint = load_checkpoint(checkpoint_file(tmp_path, env_name))
     assert checkpoint["counters"]["update"] >= 2
     assert checkpoint["counters"]["env_steps"] == checkpoint["counters"]["update"] * STEPS_PER_UPDATE
-    assert not [name for name in os.listdir(tmp_path / "models" / "ppo") if name.startswith(".")]  # no temp file
+    run_folder = os.path.dirname(checkpoint_file(tmp_path, env_name))
+    assert not [name for name in os.listdir(run_folder) if name.startswith(".") and name != ".lock"]  # no temp file
 
 
 def test_a_very_long_env_id_gets_a_short_file_name(tmp_path):

@@ -6,11 +6,10 @@ Every problem becomes a :class:`ConfigError` whose message says what to change.
 from __future__ import annotations
 
 import difflib
-import importlib
 
 import gymnasium as gym
 
-from a2c_ppo.envs.make import is_atari_id, load_entry_point, make_env, register_atari
+from a2c_ppo.envs.make import import_module, is_atari_id, load_entry_point, make_env, register_atari
 from a2c_ppo.errors import ConfigError
 
 _MODULE_FORM = "module:name (a callable that returns an env, or an id the module registers, e.g. mypkg.envs:MyEnv-v0)"
@@ -35,7 +34,7 @@ def _check_module_id(env_id: str) -> None:
     if not module_name.strip() or not name.strip():
         raise ConfigError(f"--env-name {env_id!r}: both parts are needed, {_MODULE_FORM}.")
     try:
-        module = importlib.import_module(module_name)
+        module = import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
             f"--env-name {env_id!r}: cannot import module {module_name!r} ({exc}). Install it or fix the module path."

@@ -38,6 +38,7 @@ import numpy as np
 from a2c_ppo.config import check_value
 from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv, default_in_main
 from a2c_ppo.envs.subproc.worker import default_workers, usable_cpus
+from a2c_ppo.envs.timeouts import time_limit
 from a2c_ppo.errors import ConfigError
 
 #: A worker's pipe round trip and wake-up per vector step (~70 us with a no-op env on the
@@ -93,11 +94,17 @@ def _median_step(step: Callable[[], object], warmup: int, steps: int, budget_s: 
 
 
 def measure_step_times(
-    env_fn: Callable[[], gym.Env], *, warmup: int = 5, steps: int = 50, budget_s: float = 0.05
+    env_fn: Callable[[], gym.Env],
+    *,
+    warmup: int = 5,
+    steps: int = 50,
+    budget_s: float = 0.05,
+    timeout: float | None = None,
 ) -> StepTimes:
     """``StepTimes`` of random-action steps: the env alone, and one env in our in-process
-    vector env. Medians, so that one preempted step does not count. An env that raises ends
-    the probe (0.0 for what was not timed): the real run reports the error, naming the env."""
+    vector env. Medians, so that one preempted step does not count. An env that raises, or
+    runs past ``timeout`` seconds, ends the probe (0.0 for what was not timed): the real run
+    reports the error, naming the env."""
     env_s = vec_s = 0.0
     env, envs = None, None
     try:
@@ -110,8 +117,9 @@ def measure_step_times(
             if terminated or truncated:
                 env.reset()
 
-        env_s = _median_step(env_step, warmup, steps, budget_s)
-        envs = SubprocVecEnv([env_fn], in_main=1, copy=False)  # every env in this process
+        with time_limit(timeout):
+            env_s = _median_step(env_step, warmup, steps, budget_s)
+        envs = SubprocVecEnv([env_fn], in_main=1, copy=False, timeout=timeout)  # every env in this process
         envs.reset(seed=0)
         space = envs.single_action_space
         space.seed(0)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
@@ -19,13 +22,28 @@ from a2c_ppo.envs.snapshot import Snapshot
 EnvFn = Callable[[], gym.Env]
 
 
+def import_module(name: str) -> ModuleType:
+    """``importlib.import_module``, also finding modules in the current directory, as
+    ``python -m`` does (a script's own folder, not the current one, starts ``sys.path``):
+    ``--env-name toy_env:GoToTarget`` works where ``toy_env.py`` is. The current directory
+    goes last, so it shadows no installed package."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name != name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(name)
+
+
 def load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
     """``module:Class`` or ``module:factory`` that is not a registered id -> the callable."""
     if ":" not in env_id:
         return None
     module_name, attr = env_id.split(":", 1)
     try:
-        module = importlib.import_module(module_name)
+        module = import_module(module_name)
     except ImportError:
         return None
     entry_point = getattr(module, attr, None)
@@ -120,6 +138,7 @@ def make_vec_envs(
     video_episodes: int | None = None,
     overlap: str = "off",
     policy_step_s: Callable[[int], float] | None = None,
+    env_timeout: float | None = None,
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
@@ -132,7 +151,7 @@ def make_vec_envs(
     (``on``, ``off``, ``auto``: timed with ``policy_step_s``) choose the layout
     (``layout.choose_layout``); both kinds are our ``SubprocVecEnv``, so errors, contract
     checks and snapshots behave alike. The overlap choice is recorded as
-    ``metadata["overlap"]`` for the rollout loop.
+    ``metadata["overlap"]`` for the rollout loop. ``env_timeout``: see ``SubprocVecEnv``'s ``timeout``.
     """
     fns = [
         make_env_fn(
@@ -147,7 +166,7 @@ def make_vec_envs(
         vec_env=vec_env,
         num_workers=num_workers,
         overlap=overlap,
-        step_times=functools.cache(lambda: measure_step_times(probe)),
+        step_times=functools.cache(lambda: measure_step_times(probe, timeout=env_timeout)),
         policy_step_s=policy_step_s,
         rendering=render_mode is not None,
     )
@@ -155,7 +174,9 @@ def make_vec_envs(
 
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
     will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id))
-    envs: VectorEnv = SubprocVecEnv(fns, num_workers=layout.num_workers, in_main=layout.in_main, copy=not will_norm_obs)
+    envs: VectorEnv = SubprocVecEnv(
+        fns, num_workers=layout.num_workers, in_main=layout.in_main, copy=not will_norm_obs, timeout=env_timeout
+    )
     envs.metadata["overlap"] = layout.overlap
     auto = is_continuous_control(envs.single_observation_space, envs.single_action_space)
     norm_obs = auto if norm_obs is None else norm_obs

@@ -40,6 +40,11 @@ class SharedBuffers:
         return cls(raws, layout)
 
 
+def whereabouts(where: np.ndarray | list[int]) -> tuple[int, str]:
+    """``where`` cells (env index, phase code) -> (env index, what it is doing)."""
+    return int(where[0]), PHASES[int(where[1])]
+
+
 def spaces_mismatch(index: int, env: gym.Env, spaces: tuple[gym.Space, gym.Space]) -> str | None:
     """Why env ``index`` cannot join a vector env whose envs have ``spaces``, or ``None``."""
     if env.observation_space == spaces[0] and env.action_space == spaces[1]:
@@ -50,19 +55,39 @@ def spaces_mismatch(index: int, env: gym.Env, spaces: tuple[gym.Space, gym.Space
     )
 
 
+#: What a block can be doing, by the code its ``where`` cells hold.
+PHASES = ("creating the env", "step", "the autoreset after its episode ended", "reset", "call", "set_attr")
+CREATE, STEP, AUTORESET, RESET, CALL, SET_ATTR = range(len(PHASES))
+COMMAND_PHASES = {CMD_STEP: STEP, CMD_RESET: RESET, CMD_CALL: CALL, CMD_SET_ATTR: SET_ATTR}
+
+
 class EnvBlock:
     """Envs ``lo .. lo + len(envs) - 1``; they read actions from and write results into their
-    rows of ``arrays`` (global env indices). ``where`` is ``[env index, phase]`` of the env
-    being worked on, so that whoever catches an exception can name the env."""
+    rows of ``arrays`` (global env indices). ``where`` (2,) int64 holds the index of the env
+    being worked on and the code of what it is doing (``PHASES``), so that whoever catches an
+    exception can name the env; for a worker the cells live in shared memory, so that the main
+    process can name the env of a worker that stopped answering."""
 
-    def __init__(self, lo: int, arrays: dict[str, np.ndarray], spaces: tuple[gym.Space, gym.Space]) -> None:
+    def __init__(
+        self,
+        lo: int,
+        arrays: dict[str, np.ndarray],
+        spaces: tuple[gym.Space, gym.Space],
+        where: np.ndarray | list[int] | None = None,
+    ) -> None:
         self.lo = lo
         self.envs: list[gym.Env] = []
         self.spaces = spaces
         self.obs_shape = arrays["obs"].shape[1:]
         self.obs, self.actions = arrays["obs"], arrays["actions"]
         self.rewards, self.terminated, self.truncated = arrays["rewards"], arrays["terminated"], arrays["truncated"]
-        self.where: list[Any] = [lo, "creating the env"]
+        # A list in this process: a numpy cell costs twice as much to write, once per env step.
+        self.where: np.ndarray | list[int] = where if where is not None else [0, 0]
+        self.where[:] = (lo, CREATE)
+
+    def whereabouts(self) -> tuple[int, str]:
+        """(env index, what it is doing)."""
+        return whereabouts(self.where)
 
     @property
     def hi(self) -> int:
@@ -72,7 +97,7 @@ class EnvBlock:
         """Construct the envs one by one (each is kept at once, so ``close`` closes it)."""
         for fn in env_fns:
             index = self.lo + len(self.envs)
-            self.where = [index, "creating the env"]
+            self.where[:] = (index, CREATE)
             env = fn()
             self.envs.append(env)
             problem = spaces_mismatch(index, env, self.spaces)
@@ -109,12 +134,13 @@ class EnvBlock:
         done = None  # (env index, reset info, final obs, final info) of finished envs
         where = self.where
         for i in range(start, stop):
-            where[0], where[1] = i, "step"
+            where[0] = i
+            where[1] = STEP
             env = self.envs[i - self.lo]
             obs, reward, terminated, truncated, info = env.step(actions[i - start])
             if terminated or truncated:
                 final_obs, final_info = obs, info
-                where[1] = "the autoreset after its episode ended"
+                where[1] = AUTORESET
                 obs, info = env.reset()
                 done = done or []
                 done.append((i, info, final_obs, final_info))
@@ -134,7 +160,7 @@ class EnvBlock:
             if mask is not None and not mask[j]:
                 continue
             i = self.lo + j
-            self.where = [i, "reset"]
+            self.where[:] = (i, RESET)
             obs, info = env.reset(seed=seeds[j], options=options)
             self._put_obs(i, obs)
             self.terminated[i] = False
@@ -145,14 +171,14 @@ class EnvBlock:
     def call(self, name: str, args: tuple, kwargs: dict) -> list:
         results = []
         for j, env in enumerate(self.envs):
-            self.where = [self.lo + j, "call"]
+            self.where[:] = (self.lo + j, CALL)
             attr = env.get_wrapper_attr(name)
             results.append(attr(*args, **kwargs) if callable(attr) else attr)
         return results
 
     def set_attr(self, name: str, values: Sequence[Any]) -> None:
         for j, env in enumerate(self.envs):
-            self.where = [self.lo + j, "set_attr"]
+            self.where[:] = (self.lo + j, SET_ATTR)
             env.set_wrapper_attr(name, values[j])
 
     def close(self) -> None:

@@ -13,12 +13,16 @@ from __future__ import annotations
 import pickle
 import select
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from a2c_ppo.envs.subproc.block import EnvBlock
+import numpy as np
+
+from a2c_ppo.envs.subproc.block import EnvBlock, whereabouts
 from a2c_ppo.envs.subproc.protocol import REPLY_ERROR, EnvWorkerError, encode_command, error_report
+from a2c_ppo.envs.timeouts import EnvTimeout, arm, disarm
 
 
 class LocalBlock:
@@ -27,9 +31,10 @@ class LocalBlock:
     worker_index = None
     dead = False
 
-    def __init__(self, block: EnvBlock, envs: range) -> None:
+    def __init__(self, block: EnvBlock, envs: range, timeout: float | None = None) -> None:
         self.block = block
         self.envs = envs
+        self.timeout = timeout
         self._results: dict[Any, tuple[bool, Any]] = {}
 
     @property
@@ -39,12 +44,17 @@ class LocalBlock:
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
         self.run(lambda: self.block.execute(cmd, payload), tag)
 
-    def run(self, fn: Callable[[], Any], tag: Any = None) -> None:
-        """Run ``fn`` on the block now; its result or error waits for ``collect(tag)``."""
+    def run(self, fn: Callable[[], Any], tag: Any = None, timed: bool = True) -> None:
+        """Run ``fn`` on the block now (within ``timeout`` when ``timed``); its result or error
+        waits for ``collect(tag)``."""
+        armed = timed and arm(self.timeout)  # once per vector step: two setitimer calls, no more
         try:
             self._results[tag] = (True, fn())
         except Exception:  # a KeyboardInterrupt goes straight up, as in any local code
-            self._results[tag] = (False, error_report(self.block.where[0], self.block.where[1]))
+            self._results[tag] = (False, error_report(*self.block.whereabouts()))
+        finally:
+            if armed:
+                disarm()
 
     def collect(self, what: str, tag: Any = None) -> Any:
         ok, result = self._results.pop(tag)
@@ -72,15 +82,27 @@ class RemoteBlock:
     ``is_alive`` check) raises :class:`EnvWorkerError` and sets ``dead``.
     """
 
-    def __init__(self, worker_index: int, proc: Any, conn: Any, envs: range, poll_interval: float) -> None:
+    def __init__(
+        self,
+        worker_index: int,
+        proc: Any,
+        conn: Any,
+        envs: range,
+        poll_interval: float,
+        where: np.ndarray | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self.worker_index = worker_index
         self.proc = proc
         self.conn = conn
         self.envs = envs
         self.poll_interval = poll_interval
+        self.where = where  # the worker's (env index, phase code) cells in shared memory
+        self.timeout = timeout
         self.dead = False
         self._wait = _reply_waiter(conn)
         self._tags: deque[Any] = deque()  # tags of the sent commands whose reply is unread
+        self._deadlines: deque[float] = deque()  # when each of their replies is due (inf: no limit)
         self._stash: dict[Any, bytes] = {}  # replies read while looking for another tag
 
     @property
@@ -88,13 +110,16 @@ class RemoteBlock:
         return bool(self._tags or self._stash)
 
     def expect(self, tag: Any = None) -> None:
-        """A reply is coming without a command (the worker's "ready" after building its envs)."""
+        """A reply is coming without a command (the worker's "ready" after building its envs,
+        which may take as long as the envs need)."""
         self._tags.append(tag)
+        self._deadlines.append(float("inf"))
 
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
         try:
             self.conn.send_bytes(encode_command(cmd, payload))
             self._tags.append(tag)
+            self._deadlines.append(time.monotonic() + self.timeout if self.timeout else float("inf"))
             return
         except (OSError, ValueError):
             pass  # raised below, outside the handler, so no BrokenPipeError shows as its context
@@ -110,6 +135,7 @@ class RemoteBlock:
         while True:
             reply = self._recv(what)  # an interrupt here leaves the tag pending: nothing is lost
             got = self._tags.popleft()
+            self._deadlines.popleft()
             if got == tag:
                 return reply
             self._stash[got] = reply
@@ -119,17 +145,36 @@ class RemoteBlock:
         while self._tags:
             self._recv(what)
             self._tags.popleft()
+            self._deadlines.popleft()
         self._stash.clear()
 
     def _recv(self, what: str) -> bytes:
         while not self._wait(self.poll_interval):
             if not self.proc.is_alive():
                 raise self._died(what)
+            if self._deadlines and time.monotonic() > self._deadlines[0]:
+                raise self._hung()
         try:
             return self.conn.recv_bytes()
         except (EOFError, OSError):
             pass  # raised below, outside the handler, so no EOFError shows as its context
         raise self._died(what)
+
+    def _hung(self) -> EnvWorkerError:
+        """The worker has not answered in time (an env hangs, or the process was stopped):
+        kill it (SIGKILL also ends a stopped process) and name the env it was working on."""
+        self.dead = True
+        index, phase = whereabouts(self.where) if self.where is not None else (self.envs.start, "?")
+        self.proc.kill()
+        self.proc.join(1.0)
+        return EnvWorkerError(
+            f"env {index} (worker {self.worker_index}, pid {self.proc.pid}) did not return from {phase} within "
+            f"{self.timeout:g} s (--env-timeout: raise it for a slow simulator, 0 waits forever); the worker was "
+            "stopped and the vector env closed",
+            env_index=index,
+            worker_index=self.worker_index,
+            error_type=EnvTimeout.__name__,
+        )
 
     def _died(self, what: str) -> EnvWorkerError:
         self.dead = True

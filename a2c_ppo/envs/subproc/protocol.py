@@ -20,7 +20,6 @@ CMD_CALL = b"k"  # payload: (name, args, kwargs)
 CMD_SET_ATTR = b"a"  # payload: (name, values), values cut to the block
 CMD_CLOSE = b"c"
 
-PHASES = {CMD_STEP: "step", CMD_RESET: "reset", CMD_CALL: "call", CMD_SET_ATTR: "set_attr"}
 
 REPLY_DATA = b"d"
 REPLY_ERROR = b"e"

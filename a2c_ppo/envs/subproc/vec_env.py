@@ -36,7 +36,7 @@ from a2c_ppo.envs.subproc.block import EnvBlock, SharedBuffers
 from a2c_ppo.envs.subproc.handles import LocalBlock, RemoteBlock
 from a2c_ppo.envs.subproc.infos import merge_infos
 from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP, EnvWorkerError
-from a2c_ppo.envs.subproc.worker import default_context, default_workers, stop_workers, worker_main
+from a2c_ppo.envs.subproc.worker import default_context, default_workers, start_quietly, stop_workers, worker_main
 
 Handle = LocalBlock | RemoteBlock
 
@@ -81,6 +81,10 @@ class SubprocVecEnv(VectorEnv):
         copy: return copies of the shared observation buffer (default). ``False`` returns
             views of the buffer itself, overwritten by the next ``step`` / ``reset``.
         poll_interval: seconds between liveness checks while waiting for a worker.
+        timeout: seconds an env's step, reset or call may take (``None`` or 0: no limit). An env
+            of a worker that has not answered by then (it hangs, or its process was stopped)
+            gets its worker killed; an env of the main process is interrupted (SIGALRM). Either
+            way an EnvWorkerError names the env and what it was doing, and the vector env closes.
         close_timeout: seconds ``close()`` waits for workers before terminating them.
 
     ``reset(seed=s)`` seeds env ``i`` with ``s + i``. The spaces are read from one env built
@@ -105,6 +109,7 @@ class SubprocVecEnv(VectorEnv):
         copy: bool = True,
         poll_interval: float = 0.5,
         close_timeout: float = 5.0,
+        timeout: float | None = None,
     ) -> None:
         super().__init__()
         env_fns = list(env_fns)
@@ -133,6 +138,7 @@ class SubprocVecEnv(VectorEnv):
             "rewards": ((n,), np.dtype(np.float64).str),
             "terminated": ((n,), np.dtype(np.bool_).str),
             "truncated": ((n,), np.dtype(np.bool_).str),
+            "where": ((max(1, self.num_workers), 2), np.dtype(np.int64).str),  # see EnvBlock.where
         }
         buffers = SharedBuffers.allocate(ctx, layout)
         self._obs, self._act = buffers.arrays["obs"], buffers.arrays["actions"]
@@ -145,18 +151,22 @@ class SubprocVecEnv(VectorEnv):
         self._dirty = False  # a command was cut short: its unread replies must be dropped first
         self._finalizer = weakref.finalize(self, _release, self._procs, self._conns, close_timeout, self._local)
         try:
-            self._start_blocks(ctx, env_fns, buffers, poll_interval)
+            self._start_blocks(ctx, env_fns, buffers, poll_interval, timeout or None)
             self._collect(self._blocks, "creating the envs", fatal=True)
         except BaseException:
             self.close(timeout=1.0)
             raise
         self._pids = [p.pid for p in self._procs]
 
-    def _start_blocks(self, ctx: Any, env_fns: list, buffers: SharedBuffers, poll_interval: float) -> None:
+    def _start_blocks(
+        self, ctx: Any, env_fns: list, buffers: SharedBuffers, poll_interval: float, timeout: float | None
+    ) -> None:
         """Start one worker per block, then build the main block here while they build theirs."""
         spaces = (self.single_observation_space, self.single_action_space)
         main_lo = self.num_envs - self.in_main
         bounds = np.linspace(0, main_lo, self.num_workers + 1).round().astype(int).tolist()
+        if self.num_workers:
+            start_quietly(ctx)
         for w in range(self.num_workers):
             lo, hi = bounds[w], bounds[w + 1]
             parent_conn, child_conn = ctx.Pipe(duplex=True)
@@ -164,22 +174,23 @@ class SubprocVecEnv(VectorEnv):
             proc = ctx.Process(
                 target=worker_main,
                 name=f"SubprocVecEnv-worker-{w}",
-                args=(child_conn, fns, lo, buffers.raws, buffers.layout, cloudpickle.dumps(spaces)),
+                args=(child_conn, fns, lo, buffers.raws, buffers.layout, cloudpickle.dumps(spaces), w),
                 daemon=True,
             )
             proc.start()
             child_conn.close()  # our copy: the worker's death then shows as EOF here
             self._procs.append(proc)
             self._conns.append(parent_conn)
-            remote = RemoteBlock(w, proc, parent_conn, range(lo, hi), poll_interval)
+            where = buffers.arrays["where"][w]
+            remote = RemoteBlock(w, proc, parent_conn, range(lo, hi), poll_interval, where, timeout)
             remote.expect()  # its "ready" (or its error) once its envs are built
             self._blocks.append(remote)
         if self.in_main:
             block = EnvBlock(main_lo, buffers.arrays, spaces)
-            local = LocalBlock(block, range(main_lo, self.num_envs))
+            local = LocalBlock(block, range(main_lo, self.num_envs), timeout)
             self._local.append(local)
             self._blocks.append(local)
-            local.run(lambda: block.build(env_fns[main_lo:]))
+            local.run(lambda: block.build(env_fns[main_lo:]), timed=False)
 
     def _read_spaces(self, env_fn: Callable[[], gym.Env]) -> None:
         dummy = env_fn()

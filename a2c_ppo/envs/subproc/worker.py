@@ -13,15 +13,15 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import threading
 import time
 from typing import Any
 
 import cloudpickle
 
-from a2c_ppo.envs.subproc.block import EnvBlock, Layout, SharedBuffers
+from a2c_ppo.envs.subproc.block import COMMAND_PHASES, STEP, EnvBlock, Layout, SharedBuffers
 from a2c_ppo.envs.subproc.protocol import (
     CMD_CLOSE,
-    PHASES,
     REPLY_ERROR,
     decode_command,
     encode_reply,
@@ -55,6 +55,24 @@ def default_context() -> Any:
     return mp.get_context("spawn")
 
 
+def start_quietly(ctx: Any) -> None:
+    """Start ``ctx``'s forkserver (if it uses one and it is not running) with SIGINT blocked.
+
+    The server ignores SIGINT once it runs, but first it imports numpy and gymnasium for half a
+    second, and a Ctrl-C then (it shares the terminal's process group) would print its own
+    traceback. It inherits the blocked signal mask; this process gets its Ctrl-C as the mask
+    is restored. Only the main thread can do this (other threads leave the mask alone)."""
+    if ctx.get_start_method() != "forkserver" or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import forkserver
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _send_error(conn: Any, env_index: int, phase: str) -> bool:
     try:
         conn.send_bytes(REPLY_ERROR + pickle.dumps(error_report(env_index, phase)))
@@ -63,15 +81,18 @@ def _send_error(conn: Any, env_index: int, phase: str) -> bool:
         return False
 
 
-def worker_main(conn: Any, env_fns_bytes: bytes, lo: int, raws: dict[str, Any], layout: Layout, spaces: bytes) -> None:
-    """Serve commands for the envs ``lo .. lo + len(env_fns) - 1``."""
+def worker_main(
+    conn: Any, env_fns_bytes: bytes, lo: int, raws: dict[str, Any], layout: Layout, spaces: bytes, index: int
+) -> None:
+    """Serve commands for the envs ``lo .. lo + len(env_fns) - 1`` as worker ``index``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    block = EnvBlock(lo, SharedBuffers(raws, layout).arrays, pickle.loads(spaces))
+    arrays = SharedBuffers(raws, layout).arrays
+    block = EnvBlock(lo, arrays, pickle.loads(spaces), where=arrays["where"][index])
     try:
         block.build(cloudpickle.loads(env_fns_bytes))
         conn.send_bytes(b"")  # ready
     except BaseException:
-        _send_error(conn, block.where[0], block.where[1])
+        _send_error(conn, *block.whereabouts())
         block.close()
         return
     while True:
@@ -83,12 +104,12 @@ def worker_main(conn: Any, env_fns_bytes: bytes, lo: int, raws: dict[str, Any], 
             cmd, payload = decode_command(msg)
             if cmd == CMD_CLOSE:
                 break
-            block.where = [lo, PHASES.get(cmd, "?")]
+            block.where[:] = (lo, COMMAND_PHASES.get(cmd, STEP))
             conn.send_bytes(encode_reply(block.execute(cmd, payload)))
         except (EOFError, BrokenPipeError):
             break
         except BaseException:
-            if not _send_error(conn, block.where[0], block.where[1]):
+            if not _send_error(conn, *block.whereabouts()):
                 break
     block.close()
 

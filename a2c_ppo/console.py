@@ -1,0 +1,58 @@
+"""Lines for the user on stdout / stderr that can never end a run.
+
+``python main.py | head -2`` closes the pipe after two lines, and ``python main.py >&-`` starts
+without a stdout at all. Writing then raises (BrokenPipeError, or there is no stream); here
+that only stops the console output: training, TensorBoard, the CSV and the checkpoints carry
+on. The dead stream's file descriptor is pointed at /dev/null, so that the interpreter's own
+flush at exit stays quiet too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+
+class Console:
+    """Writes to the stream ``get_stream()`` returns (looked up at each write, so a replaced
+    ``sys.stdout`` is followed), until a write fails."""
+
+    def __init__(self, get_stream: Callable[[], TextIO | None]) -> None:
+        self._get_stream = get_stream
+        self.alive = True
+
+    def write(self, text: str) -> None:
+        stream = self._get_stream()
+        if not self.alive or stream is None:
+            return
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (EPIPE), a closed file
+            self._silence(stream)
+
+    def line(self, text: str) -> None:
+        self.write(text + "\n")
+
+    def isatty(self) -> bool:
+        stream = self._get_stream()
+        try:
+            return self.alive and stream is not None and stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def _silence(self, stream: TextIO) -> None:
+        self.alive = False
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+#: The program's stdout and stderr, as consoles.
+out = Console(lambda: sys.stdout)
+err = Console(lambda: sys.stderr)

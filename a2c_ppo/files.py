@@ -1,0 +1,128 @@
+"""Writing the files a run keeps (checkpoints, expert data) so that nothing is ever half
+written or silently lost, and one live run per run folder.
+
+* ``write_atomically``: write a temporary file beside the target (``.NAME.tmp-PID-RANDOM``,
+  mode from the umask), fsync, rename over the target. A failure (disk full, folder removed,
+  permission lost) removes the temporary file, leaves the previous target as it was and
+  raises ``WriteFailedError`` naming the path and the cause. Temporary files that a killed
+  process left behind (their PID is gone) are removed by the next write into that folder.
+* ``RunLock``: an exclusive ``flock`` on ``RUN_DIR/.lock``, held while a run writes there; a
+  second run (or a resume of the same run) is refused while the first one lives. The kernel
+  drops the lock when its process dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import glob
+import os
+import secrets
+from collections.abc import Callable
+from typing import BinaryIO
+
+from a2c_ppo.errors import ConfigError, WriteFailedError
+
+LOCK_NAME = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """Remove ``.BASENAME.tmp-PID-*`` files beside ``path`` whose writer process is gone."""
+    folder, name = os.path.split(os.path.abspath(path))
+    for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.tmp-*")):
+        pid = tmp.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def write_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(file)`` on a new temporary file beside ``path``, fsync it and rename it over
+    ``path``; ``WriteFailedError`` (the old ``path`` intact, no temporary file left) if any of
+    that fails."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        remove_stale_temporaries(path)
+        # 0o666: the umask decides the mode, as for any file the user creates.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a failed write as RuntimeError
+        _remove(tmp)
+        raise WriteFailedError(path, _cause(exc)) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def copy_atomically(source: str, path: str) -> None:
+    """``path`` becomes a copy of file ``source``, atomically (as ``write_atomically``)."""
+    with open(source, "rb") as f:
+        data = f.read()
+    write_atomically(path, lambda out: out.write(data))
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def _cause(exc: BaseException) -> str:
+    """The reason in words: ``No space left on device`` rather than a chain of tracebacks."""
+    for error in (exc, exc.__cause__, exc.__context__):
+        if isinstance(error, OSError) and error.errno is not None:
+            return os.strerror(error.errno)
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class RunLock:
+    """An exclusive lock on a run folder for this process's lifetime (or until ``release``)."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.path = os.path.join(run_dir, LOCK_NAME)
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock; ConfigError if a live run holds it."""
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            raise ConfigError(
+                f"run folder {os.path.dirname(self.path)!r} is in use by a live run (pid {holder}); wait for it to "
+                "end, or give this run its own folder (--log-dir, or resume another checkpoint)."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

@@ -1,0 +1,264 @@
+"""Trust at the edges: a checkpoint is data, runs never overwrite each other, a failed write or
+a closed console never costs a traceback or a lost run, a hang is never silent, and Ctrl-C at
+any moment of start-up ends cleanly."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from a2c_ppo.files import RunLock, write_atomically
+from tests.envs_failing import FAIL_AFTER_VARIABLE
+from tests.evil_module import MARKER_DIR_VARIABLE
+from tests.helpers import PID_DIR_VARIABLE, ROOT
+
+TINY = "tests.envs_failing:tiny_env"
+STEPS_PER_UPDATE = 2 * 16
+
+
+def main_argv(tmp_path, *extra: str, steps: int = 96, script: str = "main.py") -> list[str]:
+    return [sys.executable, os.path.join(ROOT, script), "--num-processes", "2", "--num-steps", "16",
+            "--num-env-steps", str(steps), "--log-interval", "1", "--save-interval", "1", "--vec-env", "sync",
+            "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"), *extra]  # fmt: skip
+
+
+def run(argv: list[str], env: dict | None = None, timeout: int = 120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}, **kwargs
+    )
+
+
+def run_folders(tmp_path) -> list[str]:
+    return sorted(glob.glob(str(tmp_path / "runs" / "*")))
+
+
+def trained_checkpoint(tmp_path) -> str:
+    proc = run(main_argv(tmp_path, "--env-name", "CartPole-v1", steps=64))
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = run_folders(tmp_path)
+    return os.path.join(folder, "checkpoint.pt")
+
+
+def craft(path: str, out: str, **config_changes) -> str:
+    """A copy of checkpoint ``path`` at ``out`` with its JSON config edited (it still loads with
+    ``weights_only``): what someone could share."""
+    payload = torch.load(path, weights_only=True)
+    payload["config"] = json.dumps({**json.loads(payload["config"]), **config_changes})
+    torch.save(payload, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- a checkpoint is data
+
+
+@pytest.mark.parametrize("how", ["resume", "enjoy"])
+def test_a_checkpoint_naming_code_is_refused_and_imports_nothing(tmp_path, how):
+    crafted = craft(trained_checkpoint(tmp_path), str(tmp_path / "shared.pt"), env_name="tests.evil_module:make_env")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = {MARKER_DIR_VARIABLE: str(markers)}
+    if how == "resume":
+        argv = main_argv(tmp_path / "again", "--resume", crafted, steps=128)
+    else:
+        argv = [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", crafted, "--num-episodes", "1"]
+    proc = run(argv, env)
+    assert proc.returncode == 2, proc.stderr
+    assert "names code to import" in proc.stderr and "--trust-checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not os.listdir(markers)  # nothing imported it, in any process
+    # naming the same reference oneself (or --trust-checkpoint) is the user's own decision
+    trusted = run([*argv, "--trust-checkpoint"], env)
+    assert trusted.returncode == 0, trusted.stderr
+    assert os.listdir(markers)
+
+
+@pytest.mark.parametrize(
+    "changes, phrase",
+    [({"algo": "../../escape"}, "--algo must be one of"), ({"algo": "/tmp/escape"}, "--algo must be one of"),
+     ({"seed": -5}, "--seed must be between"), ({"num_steps": "16; rm"}, "must be an integer")],
+)  # fmt: skip
+def test_every_value_a_checkpoint_gives_is_checked_like_the_flag(tmp_path, changes, phrase):
+    crafted = craft(trained_checkpoint(tmp_path), str(tmp_path / "shared.pt"), **changes)
+    proc = run(main_argv(tmp_path / "again", "--resume", crafted, steps=128))
+    assert proc.returncode == 2 and phrase in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists("/tmp/escape") and not os.path.exists(tmp_path / "escape")
+
+
+def test_the_folders_a_checkpoint_names_are_never_written(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    crafted = craft(
+        trained_checkpoint(tmp_path), str(tmp_path / "shared.pt"), save_dir=str(elsewhere / "save"),
+        log_dir=str(elsewhere / "logs"), run_dir=str(elsewhere / "run"),
+    )  # fmt: skip
+    proc = run(main_argv(tmp_path / "mine", "--resume", crafted, steps=128))
+    assert proc.returncode == 0, proc.stderr
+    assert not elsewhere.exists()
+    assert glob.glob(str(tmp_path / "mine" / "runs" / "*" / "checkpoint.pt"))  # where the user said
+
+
+# ----------------------------------------------------------------------------- runs never overwrite each other
+
+
+def test_concurrent_runs_keep_their_own_checkpoints(tmp_path):
+    seeds = ["1", "2", "2"]  # two seeds side by side, and the same seed twice
+    procs = [
+        subprocess.Popen(main_argv(tmp_path, "--env-name", TINY, "--seed", seed, steps=320), cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in seeds
+    ]  # fmt: skip
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
+    checkpoints = glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.pt"))
+    assert len(checkpoints) == 3
+    saved_seeds = sorted(json.loads(torch.load(c, weights_only=True)["config"])["seed"] for c in checkpoints)
+    assert saved_seeds == [1, 2, 2]
+    for out, _ in outputs:
+        assert "the latest finished run's" in out
+    assert len({line.split("Checkpoint: ")[1].split()[0] for out, _ in outputs for line in out.splitlines()
+                if "Checkpoint: " in line}) == 3  # fmt: skip
+
+
+def test_a_live_run_folder_cannot_be_resumed_twice(tmp_path):
+    checkpoint = trained_checkpoint(tmp_path)
+    lock = RunLock(os.path.dirname(checkpoint)).acquire()  # as a live run holds it
+    try:
+        proc = run(main_argv(tmp_path, "--resume", checkpoint, steps=128))
+    finally:
+        lock.release()
+    assert proc.returncode == 2 and "in use by a live run" in proc.stderr and "Traceback" not in proc.stderr
+    assert run(main_argv(tmp_path, "--resume", checkpoint, steps=128)).returncode == 0
+
+
+# ----------------------------------------------------------------------------- write failures
+
+
+def test_a_full_disk_stops_the_run_cleanly_and_keeps_the_last_checkpoint(tmp_path):
+    # 2 checkpoint writes succeed (updates 1 and 2), the third finds the disk full
+    argv = main_argv(tmp_path, "--env-name", TINY, steps=320, script="tests/disk_full_main.py")
+    proc = run(argv, {"A2C_PPO_TEST_FSYNCS_LEFT": "2"})
+    assert proc.returncode == 6, proc.stderr
+    assert "No space left on device" in proc.stderr and "checkpoint.pt" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    (folder,) = run_folders(tmp_path)
+    assert torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)["counters"]["update"] == 2
+    assert not [name for name in os.listdir(folder) if ".tmp-" in name]
+
+
+def test_a_really_full_filesystem(tmp_path):
+    """On a 200 kB tmpfs (where this machine lets us mount one): the first CartPole checkpoint
+    (~150 kB) fits, the next one does not."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here; the simulated ENOSPC test covers the same path")
+    try:
+        argv = main_argv(mount, "--env-name", "CartPole-v1", steps=320)
+        proc = run(argv)
+        assert proc.returncode == 6, proc.stderr
+        assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+        (folder,) = run_folders(mount)
+        assert torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)["counters"]["update"] >= 1
+        assert not [name for name in os.listdir(folder) if ".tmp-" in name]
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_killed_save_leaves_a_temporary_file_that_the_next_save_removes(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".checkpoint.pt.tmp-{dead.pid}-abcd1234"
+    live = tmp_path / f".checkpoint.pt.tmp-{os.getpid()}-abcd1234"  # a save under way: left alone
+    stale.write_bytes(b"half a checkpoint")
+    live.write_bytes(b"being written")
+    write_atomically(str(target), lambda f: f.write(b"whole"))
+    assert target.read_bytes() == b"whole" and not stale.exists() and live.exists()
+
+
+# ----------------------------------------------------------------------------- the console never ends a run
+
+
+def test_a_closed_pipe_stops_console_output_and_training_goes_on(tmp_path):
+    proc = subprocess.Popen(
+        main_argv(tmp_path, "--env-name", TINY, steps=640), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline(), proc.stdout.readline()  # as `| head -2` does
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "Error" not in err
+    (folder,) = run_folders(tmp_path)
+    assert torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)["counters"]["update"] == 20
+
+
+def test_a_closed_stdout_from_the_start(tmp_path):
+    proc = run(main_argv(tmp_path, "--env-name", TINY, steps=320), stdout=None, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.pt"))
+
+
+# ----------------------------------------------------------------------------- no silent hang
+
+
+@pytest.mark.parametrize("vec_env", ["sync", "subproc"])
+def test_a_hanging_env_stops_the_run_after_the_timeout(tmp_path, vec_env):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    workers = ["--num-workers", "1"] if vec_env == "subproc" else []
+    argv = main_argv(tmp_path, "--env-name", "tests.envs_failing:hanging_env", "--vec-env", vec_env, *workers,
+                     "--env-timeout", "2", steps=100_000)  # fmt: skip
+    start = time.monotonic()
+    proc = run(argv, {FAIL_AFTER_VARIABLE: "50", PID_DIR_VARIABLE: str(pids)})
+    assert proc.returncode == 3, proc.stderr
+    assert time.monotonic() - start < 60
+    assert "within 2 s" in proc.stderr and "step" in proc.stderr
+    assert "env 0" in proc.stderr or "env 1" in proc.stderr
+    (folder,) = run_folders(tmp_path)
+    assert torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)["counters"]["update"] >= 1
+    for name in os.listdir(pids):
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(name), 0)
+
+
+def test_a_stopped_worker_is_caught_like_a_hang(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    argv = main_argv(tmp_path, "--env-name", TINY, "--vec-env", "subproc", "--num-workers", "1", "--env-timeout", "2",
+                     steps=10_000_000)  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, PID_DIR_VARIABLE: str(pids)})  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Updates 3/"):
+            break
+    worker = next(int(name) for name in os.listdir(pids) if int(name) != proc.pid)
+    os.kill(worker, signal.SIGSTOP)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert f"pid {worker}" in err and "within 2 s" in err and "Traceback" not in err.split("--- traceback ---")[0]
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
+
+
+# ----------------------------------------------------------------------------- Ctrl-C at any moment
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.4, 0.8, 1.5, 3.0])
+def test_ctrl_c_at_any_moment_of_start_up(tmp_path, delay):
+    argv = main_argv(tmp_path, "--env-name", TINY, "--vec-env", "subproc", "--num-workers", "1", steps=10_000_000)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "Traceback" not in out, err
+    assert len(err.strip().splitlines()) <= 1, err
