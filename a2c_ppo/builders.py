@@ -23,6 +23,7 @@ from a2c_ppo.envs import make_vec_envs
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.fastpath import acting_function, fast_mlp
 from a2c_ppo.model import Policy, make_policy
+from a2c_ppo.observations import empty_obs
 
 
 def select_device(config: RunConfig) -> torch.device:
@@ -58,6 +59,7 @@ def build_envs(
         "vec_env": config.vec_env,
         "num_workers": config.num_workers,
         "env_timeout": config.env_timeout,
+        "action_masks": config.action_masks == "on",
         **overrides,
     }
     return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)
@@ -109,12 +111,10 @@ def policy_step_timer(policy: Policy, device: torch.device | str = "cpu", fast: 
 
     Deterministic, so that timing draws no random numbers and leaves the run's results alone.
     """
-    shape = tuple(policy.obs_space.shape or ())
-    dtype = torch.uint8 if policy.obs_space.dtype == np.uint8 else torch.float32
     act = acting_function(policy, deterministic=True, fast=fast)
 
     def seconds(n: int, repeats: int = 7) -> float:
-        obs = torch.zeros(n, *shape, dtype=dtype, device=device)
+        obs = empty_obs(policy.obs_space, (n,), device)
         rnn_hxs = torch.zeros(n, policy.recurrent_hidden_state_size, device=device)
         masks = torch.ones(n, 1, device=device)
         times = []

@@ -22,6 +22,7 @@ from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapsh
 from a2c_ppo.envs.subproc import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
+from a2c_ppo.observations import TensorDict, copy_obs
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.storage import RolloutStorage
 
@@ -126,15 +127,17 @@ class Checkpointer:
         if run.normalizer is not None and checkpoint["normalization"]:
             run.normalizer.load_state_dict(checkpoint["normalization"])
         # The checkpoint holds rank 0's env states only: under torchrun every rank starts anew.
+        saved_obs = TensorDict(state["obs"]) if isinstance(state["obs"], dict) else state["obs"]
         exact = (
             self.env_state_error is None
             and state["env_states"] is not None
-            and state["obs"].shape[0] == run.config.num_processes
+            and len(next(iter(saved_obs.values())) if isinstance(saved_obs, dict) else saved_obs)
+            == run.config.num_processes
         )
         if exact:
             set_snapshots(run.envs.envs, state["env_states"])
             r = run.rollouts
-            r.obs[0].copy_(state["obs"])
+            copy_obs(r.obs[0], saved_obs)
             r.recurrent_hidden_states[0].copy_(state["recurrent_hidden_states"])
             r.masks[0].copy_(state["masks"])
         else:
@@ -159,8 +162,9 @@ class Checkpointer:
         if not self.is_main or boundary is None or boundary.update == self.saved_update:
             return False
         r = run.rollouts
+        obs = r.obs[0].cpu()
         resume_state = {
-            "obs": r.obs[0].cpu(),
+            "obs": dict(obs) if isinstance(obs, TensorDict) else obs,  # plain data: weights_only loads it
             "recurrent_hidden_states": r.recurrent_hidden_states[0].cpu(),
             "masks": r.masks[0].cpu(),
             "env_states": boundary.env_states,

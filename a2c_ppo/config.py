@@ -184,6 +184,13 @@ class RunConfig:
         ENVIRONMENT,
         choices=OVERLAP_CHOICES,
     )
+    action_masks: str = setting(
+        "auto",
+        "never take the actions the env's mask forbids (info['action_mask'], an action_masks() method, or an "
+        "'action_mask' observation part); auto: on where the env gives masks",
+        ENVIRONMENT,
+        choices=("auto", "on", "off"),
+    )
     env_timeout: float = setting(
         300.0,
         "seconds an env step or reset may take before the run stops as an env failure (0: wait forever)",

@@ -65,6 +65,16 @@ def gaussian_entropy(xp: Any, log_std: Any) -> Any:
     return (log_std + (0.5 + LOG_SQRT_2PI)).sum(axis=-1)
 
 
+#: A masked-out action's logit: its probability is exactly 0 in float32, and 0 * logit stays
+#: finite in the entropy (sb3-contrib's MaskableCategorical uses the same value).
+MASKED_LOGIT = -1e8
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``logits (B, K)`` with the actions ``mask (B, K)`` forbids (False) set to ``MASKED_LOGIT``."""
+    return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)
+
+
 def uniform_draws(rows: int) -> torch.Tensor:
     """The uniforms ``categorical_sample`` takes: ``(rows, 1)`` from torch's generator."""
     return torch.rand(rows, 1)
@@ -117,7 +127,8 @@ class Bernoulli:
 class MultiCategorical:
     """Independent categoricals, one per MultiDiscrete dimension; actions ``(B, K)`` long."""
 
-    def __init__(self, logits: torch.Tensor, nvec: list[int]) -> None:
+    def __init__(self, logits: torch.Tensor, nvec: list[int], mask: torch.Tensor | None = None) -> None:
+        logits = masked_logits(logits, mask)
         self.parts = [Categorical(chunk) for chunk in torch.split(logits, nvec, dim=-1)]
 
     def log_probs(self, actions: torch.Tensor) -> torch.Tensor:
@@ -133,12 +144,19 @@ class MultiCategorical:
 # ``(action (B, A), log_prob (B, 1))`` directly, at every env step.
 
 
-def _sample_categorical(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    log_p = log_softmax(torch, logits)
+def _sample_categorical(
+    logits: torch.Tensor, deterministic: bool, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    log_p = log_softmax(torch, masked_logits(logits, mask))
     if deterministic:
         action = log_p.argmax(dim=-1, keepdim=True)
     else:
         action = categorical_sample(torch, log_p, uniform_draws(len(log_p)).to(log_p.device))
+        if mask is not None:  # rounding can leave the cdf short of the uniform: the last class, maybe forbidden
+            forbidden = ~mask.gather(-1, action)
+            if bool(forbidden.any()):
+                last_allowed = (mask * torch.arange(mask.shape[-1], device=mask.device)).argmax(-1, keepdim=True)
+                action = torch.where(forbidden, last_allowed, action)
     return action, log_p.gather(-1, action)
 
 
@@ -147,11 +165,13 @@ class CategoricalHead(nn.Module):
         super().__init__()
         self.linear = init_orthogonal(nn.Linear(num_inputs, num_outputs), gain=0.01)
 
-    def forward(self, x: torch.Tensor) -> Categorical:
-        return Categorical(self.linear(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Categorical:
+        return Categorical(masked_logits(self.linear(x), mask))
 
-    def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return _sample_categorical(self.linear(x), deterministic)
+    def act(
+        self, x: torch.Tensor, deterministic: bool, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return _sample_categorical(self.linear(x), deterministic, mask)
 
 
 class LogStd(nn.Module):
@@ -174,11 +194,13 @@ class DiagGaussianHead(nn.Module):
         self.mean = init_orthogonal(nn.Linear(num_inputs, num_outputs), gain=0.01)
         self.log_std = LogStd(num_outputs)
 
-    def forward(self, x: torch.Tensor) -> DiagNormal:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> DiagNormal:
         mean = self.mean(x)
         return DiagNormal(mean, self.log_std(mean))
 
-    def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def act(
+        self, x: torch.Tensor, deterministic: bool, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.mean(x)
         log_std = self.log_std(mean)
         noise = torch.zeros_like(mean) if deterministic else torch.randn(mean.shape).to(mean.device)
@@ -191,10 +213,12 @@ class BernoulliHead(nn.Module):
         super().__init__()
         self.linear = init_orthogonal(nn.Linear(num_inputs, num_outputs), gain=0.01)
 
-    def forward(self, x: torch.Tensor) -> Bernoulli:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Bernoulli:
         return Bernoulli(self.linear(x))
 
-    def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def act(
+        self, x: torch.Tensor, deterministic: bool, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.linear(x)
         if deterministic:
             action = (logits > 0).float()
@@ -209,12 +233,15 @@ class MultiCategoricalHead(nn.Module):
         self.nvec = [int(n) for n in nvec]
         self.linear = init_orthogonal(nn.Linear(num_inputs, sum(self.nvec)), gain=0.01)
 
-    def forward(self, x: torch.Tensor) -> MultiCategorical:
-        return MultiCategorical(self.linear(x), self.nvec)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> MultiCategorical:
+        return MultiCategorical(self.linear(x), self.nvec, mask)
 
-    def act(self, x: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def act(
+        self, x: torch.Tensor, deterministic: bool, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         chunks = torch.split(self.linear(x), self.nvec, dim=-1)
-        actions, log_probs = zip(*(_sample_categorical(chunk, deterministic) for chunk in chunks))
+        masks = torch.split(mask, self.nvec, dim=-1) if mask is not None else [None] * len(chunks)
+        actions, log_probs = zip(*(_sample_categorical(c, deterministic, m) for c, m in zip(chunks, masks)))
         return torch.cat(actions, dim=-1), torch.cat(log_probs, dim=-1).sum(-1, keepdim=True)
 
 

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
         )
     if args.env_name:
         config = config.replace(env_name=args.env_name)
-    check_env_id(config.env_name)
+    check_env_id(config.env_name, config.action_masks)
     if args.video_dir:
         check_writable_dir(args.video_dir, "--video-dir")
     render_mode = None

@@ -35,14 +35,13 @@ from a2c_ppo.distributions import (
     uniform_draws,
 )
 from a2c_ppo.model import MLPBase, Policy
+from a2c_ppo.observations import Obs
 
 #: Widest hidden layer acted on in numpy: beyond it the matrix products, not the per-op
 #: overhead, dominate, and torch's kernels are the better choice.
 MAX_NUMPY_WIDTH = 256
 
-ActFunction = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-]
+ActFunction = Callable[[Obs, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -155,9 +154,10 @@ class NumpyActor:
         self.log_std = None if parts.log_std is None else parts.log_std.detach().numpy()
 
     def __call__(
-        self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor
+        self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``obs (N, D)`` -> ``value (N, 1)``, ``action (N, A)``, ``log_prob (N, 1)``, ``rnn_hxs``."""
+        assert isinstance(obs, torch.Tensor)  # the gate admits vector observations only
         x = obs.numpy().astype(np.float32, copy=False)
         weight, bias = self.value_head
         value = _numpy_tower(x, self.critic) @ weight + bias

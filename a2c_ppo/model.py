@@ -4,14 +4,19 @@ A base maps ``(obs (B, *obs_shape), rnn_hxs (N, H), masks (B, 1))`` to
 ``(value (B, 1), actor_features (B, F), rnn_hxs (N, H))``; the Policy puts an
 action-distribution head on the actor features. Non-recurrent bases carry a dummy
 hidden state of size 1 (and ``B == N``) so storage and loops need no special case.
-
 Recurrent bases (``recurrent.NNBase``) also accept T steps of N sequences.
+
+The base follows the observation space: ``MLPBase`` for a vector (1-D Box), ``CNNBase`` (the
+Nature CNN) for an image of at least 36x36, and ``MultiInputBase`` for everything else
+(Discrete, MultiDiscrete, MultiBinary, small images, other Box shapes, and Dict observations
+of any of these: an encoder per part, ``encoders.py``). An observation with an action mask
+part (``spaces.ACTION_MASK``) gives the mask to the action head.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, TypeGuard
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -19,11 +24,11 @@ import torch
 import torch.nn as nn
 
 from a2c_ppo.distributions import make_head
+from a2c_ppo.encoders import NATURE_MIN_SIZE, ObservationEncoder, nature_convolutions
 from a2c_ppo.init import init_orthogonal
+from a2c_ppo.observations import Obs
 from a2c_ppo.recurrent import NNBase
-
-NATURE_MIN_SIZE = 36  # smallest height/width the Nature CNN's three convolutions accept
-
+from a2c_ppo.spaces import ACTION_MASK, is_channels_last, is_image
 
 #: The hidden activations an MLP tower can use, by name.
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -61,13 +66,38 @@ class MLPBase(NNBase):
         self.critic = mlp_tower(num_inputs, hidden_size, activation)
         self.critic_linear = init_orthogonal(nn.Linear(hidden_size, 1), gain=1.0)
 
+    def features(self, inputs: Obs) -> torch.Tensor:
+        """The towers' input ``(B, F)``."""
+        assert isinstance(inputs, torch.Tensor)
+        return inputs.float()
+
     def forward(
-        self, inputs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor
+        self, inputs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = inputs.float()
+        x = self.features(inputs)
         if self.is_recurrent:
             x, rnn_hxs = self._forward_rnn(x, rnn_hxs, masks)
         return self.critic_linear(self.critic(x)), self.actor(x), rnn_hxs
+
+
+class MultiInputBase(MLPBase):
+    """Any observation space: an encoder per part (``encoders.ObservationEncoder``), their
+    features concatenated into the MLP towers (or first into the GRU/LSTM)."""
+
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        hidden_size: int = 64,
+        recurrent: bool = False,
+        rnn_type: str = "gru",
+        activation: str = "tanh",
+    ) -> None:
+        encoder = ObservationEncoder(obs_space)
+        super().__init__(encoder.output_size, hidden_size, recurrent, rnn_type, activation)
+        self.encoder = encoder
+
+    def features(self, inputs: Obs) -> torch.Tensor:
+        return self.encoder(inputs)
 
 
 class CNNBase(NNBase):
@@ -94,55 +124,42 @@ class CNNBase(NNBase):
                 f"{NATURE_MIN_SIZE}x{NATURE_MIN_SIZE} (C, H, W), got shape {tuple(obs_shape)}"
             )
         self.scale = scale
-        gain = math.sqrt(2)
-        channels = obs_shape[0]
-        convs = nn.Sequential(
-            init_orthogonal(nn.Conv2d(channels, 32, 8, stride=4), gain),
-            nn.ReLU(),
-            init_orthogonal(nn.Conv2d(32, 64, 4, stride=2), gain),
-            nn.ReLU(),
-            init_orthogonal(nn.Conv2d(64, 64, 3, stride=1), gain),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
+        convs = nature_convolutions(obs_shape[0])
         with torch.no_grad():
             flat = convs(torch.zeros(1, *obs_shape)).shape[1]
-        self.main = nn.Sequential(*convs, init_orthogonal(nn.Linear(flat, hidden_size), gain), nn.ReLU())
+        self.main = nn.Sequential(*convs, init_orthogonal(nn.Linear(flat, hidden_size), math.sqrt(2)), nn.ReLU())
         self.critic_linear = init_orthogonal(nn.Linear(hidden_size, 1), gain=1.0)
 
     def forward(
-        self, inputs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor
+        self, inputs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        assert isinstance(inputs, torch.Tensor)
         x = self.main(inputs.float() * self.scale)
         if self.is_recurrent:
             x, rnn_hxs = self._forward_rnn(x, rnn_hxs, masks)
         return self.critic_linear(x), x, rnn_hxs
 
 
-def is_image_space(obs_space: gym.Space) -> TypeGuard[gym.spaces.Box]:
-    return isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 3
-
-
 def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase | CNNBase:
-    """The base the observation space calls for: MLP for 1-D Box, Nature CNN for images.
+    """The base the observation space calls for (see the module docstring).
 
-    ``base_kwargs``: ``hidden_size`` (``None``: 64 for the MLP, 512 for the CNN),
-    ``recurrent`` and ``rnn_type``.
+    ``base_kwargs``: ``hidden_size`` (``None``: 64 for the MLP towers, 512 for the CNN),
+    ``recurrent``, ``rnn_type`` and ``activation`` (of the MLP towers).
     """
     kwargs = dict(base_kwargs)
     hidden_size = kwargs.pop("hidden_size", None)
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
         return MLPBase(obs_space.shape[0], hidden_size=hidden_size or 64, **kwargs)
-    if is_image_space(obs_space):
-        shape = tuple(obs_space.shape)
-        if shape[0] > 4 and shape[-1] <= 4:
-            raise ValueError(
-                f"image observations must be channels-first (C, H, W), got shape {shape}: it looks "
-                "channels-last; transpose it (the Atari pipeline already gives (4, 84, 84))"
-            )
+    if is_image(obs_space) and is_channels_last(obs_space.shape):
+        raise ValueError(
+            f"image observations must be channels-first (C, H, W), got shape {obs_space.shape}: it looks "
+            "channels-last; make the env with a2c_ppo.envs.make_env, which transposes it"
+        )
+    if is_image(obs_space) and min(obs_space.shape[1:]) >= NATURE_MIN_SIZE:
+        kwargs.pop("activation", None)  # the Nature CNN is ReLU throughout
         scale = 1.0 / 255.0 if obs_space.dtype == np.uint8 else 1.0
-        return CNNBase(shape, hidden_size=hidden_size or 512, scale=scale, **kwargs)
-    raise ValueError(f"unsupported observation space {obs_space}: use a 1-D Box or a (C, H, W) image Box")
+        return CNNBase(tuple(obs_space.shape), hidden_size=hidden_size or 512, scale=scale, **kwargs)
+    return MultiInputBase(obs_space, hidden_size=hidden_size or 64, **kwargs)
 
 
 class Base(Protocol):
@@ -158,7 +175,7 @@ class Base(Protocol):
     def output_size(self) -> int: ...
 
     def __call__(
-        self, inputs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor
+        self, inputs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
 
@@ -176,6 +193,7 @@ class Policy(nn.Module):
         self.obs_space, self.action_space = obs_space, action_space
         self.base: Base = base if base is not None else default_base(obs_space, base_kwargs or {})
         self.dist = make_head(action_space, self.base.output_size)
+        self.masked = isinstance(obs_space, gym.spaces.Dict) and ACTION_MASK in obs_space.spaces
 
     @property
     def is_recurrent(self) -> bool:
@@ -185,9 +203,13 @@ class Policy(nn.Module):
     def recurrent_hidden_state_size(self) -> int:
         return self.base.recurrent_hidden_state_size
 
+    def action_mask(self, obs: Obs) -> torch.Tensor | None:
+        """The observation's action mask ``(B, K)`` bool (1 = allowed), if it has one."""
+        return obs[ACTION_MASK] if self.masked else None  # type: ignore[index]
+
     @torch.no_grad()
     def act(
-        self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor, deterministic: bool = False
+        self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> value (B, 1), action (B, A), log_prob (B, 1), rnn_hxs (N, H).
 
@@ -195,20 +217,20 @@ class Policy(nn.Module):
         differentiable path) and no distribution objects (the head samples directly).
         """
         value, features, rnn_hxs = self.base(obs, rnn_hxs, masks)
-        action, log_prob = self.dist.act(features, deterministic)
+        action, log_prob = self.dist.act(features, deterministic, self.action_mask(obs))
         return value, action, log_prob, rnn_hxs
 
-    def get_value(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def get_value(self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """-> value (B, 1)."""
         value, _, _ = self.base(obs, rnn_hxs, masks)
         return value
 
     def evaluate_actions(
-        self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor, action: torch.Tensor
+        self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor, action: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> value (B, 1), log_prob (B, 1), entropy (B,), rnn_hxs (N, H)."""
+        """-> value (B, 1), log_prob (B, 1), entropy (B,), rnn_hxs (N, H) (under the action mask)."""
         value, features, rnn_hxs = self.base(obs, rnn_hxs, masks)
-        dist = self.dist(features)
+        dist = self.dist(features, self.action_mask(obs))
         return value, dist.log_probs(action), dist.entropy(), rnn_hxs
 
 
@@ -220,7 +242,7 @@ def make_policy(
     recurrent: bool = False,
     rnn_type: str = "gru",
 ) -> Policy:
-    """The Policy for these spaces: an MLP or Nature-CNN base (``hidden_size`` None: its
+    """The Policy for these spaces (see ``default_base``; ``hidden_size`` None: the base's
     default width), optionally recurrent (``rnn_type`` gru or lstm), and the action head."""
     base_kwargs = {"hidden_size": hidden_size, "recurrent": recurrent, "rnn_type": rnn_type}
     return Policy(obs_space, action_space, base_kwargs=base_kwargs)

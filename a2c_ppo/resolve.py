@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from a2c_ppo.config import SETTINGS, RunConfig, check_applies, check_value, defaults, flag_name
-from a2c_ppo.envs.check import check_env_id
+from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
@@ -52,9 +52,12 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
     else:
         values = {**defaults(), **typed}
-    spaces = check_env_id(values["env_name"])
+    report = inspect_env(values["env_name"], values["action_masks"])
+    spaces = report.observation_space, report.action_space
     if resume is None:
         values = _preset_values(values, typed, spaces, notes)
+    values["action_masks"] = "on" if report.action_masks else "off"  # recorded: a resume makes the same choice
+    notes += report.notes
     if values["norm_obs"] is None or values["norm_reward"] is None:
         auto = is_continuous_control(*spaces)
         values["norm_obs"] = auto if values["norm_obs"] is None else values["norm_obs"]

@@ -20,6 +20,7 @@ import torch
 from a2c_ppo.envs.torch_env import StepResult, TorchVecEnv
 from a2c_ppo.fastpath import ActFunction, acting_function
 from a2c_ppo.model import Policy
+from a2c_ppo.observations import Obs, copy_obs, map_obs
 from a2c_ppo.storage import RolloutStorage
 
 
@@ -35,7 +36,7 @@ class _Acted(NamedTuple):
 class _EnvSide(NamedTuple):
     """What one step of the envs stores (named as RolloutStorage's fields), rows are envs."""
 
-    obs: torch.Tensor  # (n, *obs_shape): the next observation
+    obs: Obs  # (n, *obs_shape): the next observation
     rewards: torch.Tensor  # (n, 1)
     terminated: torch.Tensor  # (n, 1) bool
     truncated: torch.Tensor  # (n, 1) bool
@@ -95,7 +96,7 @@ def _collect_overlapped(
     both halves of step ``t`` are staged, store step ``t``."""
     T, N = rollouts.num_steps, rollouts.num_processes
     halves = (slice(0, N // 2), slice(N // 2, N))
-    staged = _EnvSide(*(torch.zeros_like(getattr(rollouts, name)[0]) for name in _EnvSide._fields))
+    staged = _EnvSide(*[map_obs(torch.zeros_like, getattr(rollouts, name)[0]) for name in _EnvSide._fields])  # type: ignore[arg-type]
     zeros = torch.zeros_like(rollouts.bootstrap_values[0])
     episodes: list[tuple[float, int]] = []  # step by step, each in env order as in the plain schedule
     acted: dict[int, _Acted] = {}
@@ -110,7 +111,7 @@ def _collect_overlapped(
             out = envs.step_wait(half)
             ends = _ends(policy, out, current[h].rnn_hxs, zeros[half], proper_time_limits)
             for buffer, value in zip(staged, (out.obs, out.reward, *ends)):
-                buffer[half].copy_(value)
+                copy_obs(buffer[half], value)
             episodes.extend((ret, length) for _, ret, length in out.episodes)
             if step + 1 < T:
                 masks = (~(out.terminated | out.truncated)).float()

@@ -2,7 +2,8 @@
 
 Time-major layout: obs, hidden states, masks and values are ``(T+1, N, ...)`` (slot T holds
 the state after the last step, copied to slot 0 by ``after_update``); actions, log-probs,
-rewards and the done flags are ``(T, N, ...)``.
+rewards and the done flags are ``(T, N, ...)``. A Dict observation is a ``TensorDict`` with
+each part in its own dtype (images stay uint8) in that same layout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from a2c_ppo.observations import Obs, TensorDict, copy_obs, flatten_steps, map_obs
+
 
 class Minibatch(NamedTuple):
     """A flat batch of B samples (B = minibatch size).
@@ -22,7 +25,7 @@ class Minibatch(NamedTuple):
     each sequence's state before its first step.
     """
 
-    obs: torch.Tensor  # (B, *obs_shape)
+    obs: Obs  # (B, *obs_shape), each part of a Dict observation
     recurrent_hidden_states: torch.Tensor  # (B, H); (n, H) from recurrent_generator
     actions: torch.Tensor  # (B, A)
     value_preds: torch.Tensor  # (B, 1)
@@ -49,7 +52,8 @@ def backward_recurrence(b: torch.Tensor, c: torch.Tensor, last: torch.Tensor) ->
 
 
 _STEP_FIELDS = ("actions", "action_log_probs", "value_preds", "rewards", "terminated", "truncated", "bootstrap_values")
-_NEXT_FIELDS = ("obs", "recurrent_hidden_states", "masks")
+_NEXT_FIELDS = ("recurrent_hidden_states", "masks")  # and obs, see _insert_targets
+ObsLayout = dict[str | None, tuple[tuple[int, ...], torch.dtype]]  # observations.obs_layout
 
 
 class RolloutStorage:
@@ -57,18 +61,22 @@ class RolloutStorage:
         self,
         num_steps: int,
         num_processes: int,
-        obs_shape: tuple[int, ...],
+        obs_shape: tuple[int, ...] | ObsLayout,
         action_dim: int,
         action_dtype: torch.dtype = torch.float32,
         recurrent_hidden_state_size: int = 1,
         obs_dtype: torch.dtype = torch.float32,
         recurrent_chunk_length: int | None = None,
     ) -> None:
+        """``obs_shape``: one observation's shape (of dtype ``obs_dtype``), or its parts' shapes
+        and dtypes (``observations.obs_layout``)."""
         T, N = num_steps, num_processes
         self.num_steps, self.num_processes = T, N
         # Length of the sequences recurrent_generator cuts columns into (None: whole column).
         self.recurrent_chunk_length = recurrent_chunk_length
-        self.obs = torch.zeros(T + 1, N, *obs_shape, dtype=obs_dtype)
+        layout = obs_shape if isinstance(obs_shape, dict) else {None: (obs_shape, obs_dtype)}
+        parts = {key: torch.zeros(T + 1, N, *shape, dtype=dtype) for key, (shape, dtype) in layout.items()}
+        self.obs: Obs = parts[None] if None in parts else TensorDict(parts)
         self.recurrent_hidden_states = torch.zeros(T + 1, N, recurrent_hidden_state_size)
         # masks[t] is 0 when obs[t] starts a new episode (resets recurrent state).
         self.masks = torch.ones(T + 1, N, 1)
@@ -86,14 +94,14 @@ class RolloutStorage:
 
     def to(self, device: torch.device | str) -> RolloutStorage:
         for name, value in vars(self).items():
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, (torch.Tensor, TensorDict)):
                 setattr(self, name, value.to(device))
         return self
 
     def insert(
         self,
         *,
-        obs: torch.Tensor,
+        obs: Obs,
         recurrent_hidden_states: torch.Tensor,
         actions: torch.Tensor,
         action_log_probs: torch.Tensor,
@@ -111,8 +119,11 @@ class RolloutStorage:
         t = self.step
         masks = ~(terminated | truncated)
         values = (actions, action_log_probs, value_preds, rewards, terminated, truncated, bootstrap_values)
-        next_values = (obs, recurrent_hidden_states, masks)
+        next_values: tuple[Any, ...] = (recurrent_hidden_states, masks, obs)
         targets = self._insert_targets()
+        if isinstance(self.obs, TensorDict):  # its parts are copied one by one
+            copy_obs(self.obs[t + 1], obs)
+            next_values = next_values[:-1]
         if isinstance(targets[0], np.ndarray):  # CPU: numpy assignment costs half of copy_
             for array, value in zip(targets, values):
                 array[t] = value.numpy()
@@ -129,6 +140,8 @@ class RolloutStorage:
         """The tensors ``insert`` writes (slot t: ``_STEP_FIELDS``, slot t + 1: ``_NEXT_FIELDS``),
         as numpy views when they are on the CPU; made again when one was replaced (``to``)."""
         tensors = tuple(getattr(self, name) for name in _STEP_FIELDS + _NEXT_FIELDS)
+        if isinstance(self.obs, torch.Tensor):
+            tensors += (self.obs,)
         cached = self._targets_of
         if cached is None or any(a is not b for a, b in zip(cached[0], tensors)):
             on_cpu = all(tensor.device.type == "cpu" for tensor in tensors)
@@ -178,7 +191,7 @@ class RolloutStorage:
             raise ValueError(f"batch of {batch_size} samples cannot make {num_mini_batch} minibatches")
         mini_batch_size = batch_size // num_mini_batch
         flat = Minibatch(
-            obs=self.obs[:-1].reshape(batch_size, *self.obs.shape[2:]),
+            obs=flatten_steps(self.obs[:-1]),
             recurrent_hidden_states=self.recurrent_hidden_states[:-1].reshape(batch_size, -1),
             actions=self.actions.reshape(batch_size, -1),
             value_preds=self.value_preds[:-1].reshape(batch_size, 1),
@@ -242,7 +255,7 @@ class RolloutStorage:
             return tensor[t_idx, e_idx].reshape(L * n, *tensor.shape[2:])  # (L, n, ...) time-major
 
         return Minibatch(
-            obs=seq(self.obs),
+            obs=map_obs(seq, self.obs),
             recurrent_hidden_states=self.recurrent_hidden_states[start, env],
             actions=seq(self.actions),
             value_preds=seq(self.value_preds),

@@ -35,6 +35,7 @@ from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.errors import NonFiniteError, WriteFailedError
 from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically
 from a2c_ppo.logger import Logger, summary
+from a2c_ppo.observations import copy_obs, obs_layout
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.rollout import collect_rollout
 from a2c_ppo.signals import StopSignals
@@ -60,7 +61,7 @@ class Trainer:
         self.batch = config.batch_size * ctx.world_size  # env steps of all ranks per update
         self.num_updates = config.num_env_steps // self.batch
         # The policy exists before the envs: the overlap choice times one of its steps.
-        observation_space, action_space = check_env_id(config.env_name)
+        observation_space, action_space = check_env_id(config.env_name, config.action_masks)
         self.policy = policy_for(config, observation_space, action_space).to(ctx.device)
         self.agent = make_agent(config, self.policy, ctx.reducer())
         self.envs = build_envs(config, config.num_processes, ctx.device, policy=self.policy)
@@ -69,15 +70,13 @@ class Trainer:
         self.config = config = config.replace(overlap="on" if self.envs.overlap else "off",
                                               vec_env="subproc" if workers else "sync")  # fmt: skip
         action_dim, action_dtype = action_shape(self.envs.action_space)
-        obs_space = self.envs.observation_space
         self.rollouts = RolloutStorage(
             config.num_steps,
             config.num_processes,
-            tuple(obs_space.shape or ()),
+            obs_layout(self.envs.observation_space),
             action_dim,
             action_dtype,
             self.policy.recurrent_hidden_state_size,
-            obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
             recurrent_chunk_length=config.recurrent_chunk_length,
         ).to(ctx.device)
         self.returns: deque = deque(maxlen=EPISODE_WINDOW)
@@ -95,7 +94,7 @@ class Trainer:
     def reset_envs(self) -> None:
         """Start new episodes; env ``i`` of rank ``r`` is seeded ``seed + env_steps + r * N + i``."""
         seed = self.config.seed + self.env_steps + self.ctx.rank * self.config.num_processes
-        self.rollouts.obs[0].copy_(self.envs.reset(seed=seed))
+        copy_obs(self.rollouts.obs[0], self.envs.reset(seed=seed))
 
     def learning_rate(self) -> float:
         """Linear decay over the run's final budget (``--num-env-steps`` of this invocation)."""
@@ -115,7 +114,7 @@ class Trainer:
             raise NonFiniteError(f"{exc} (in the rollout of update {self.update + 1})") from None
         rollout_sps = config.batch_size / max(time.perf_counter() - start, 1e-9)
         if self.normalizer is not None:  # every rank normalises with the statistics of all ranks' data
-            sync_running_stats([self.normalizer.obs_rms, self.normalizer.ret_rms], self.ctx.reducer())
+            sync_running_stats(self.normalizer.statistics(), self.ctx.reducer())
         for ret, length in episodes:
             self.returns.append(ret)
             self.lengths.append(length)

@@ -92,23 +92,18 @@ def failing_constructor() -> gym.Env:
     raise RuntimeError("the constructor failed on purpose")
 
 
-class _ImageEnv(TinyEnv):
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.observation_space = gym.spaces.Box(0, 255, shape, np.uint8)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(self.observation_space.shape, np.uint8), {}
-
-
-def channels_last_env() -> gym.Env:
-    return _ImageEnv((64, 64, 3))
-
-
-def dict_observation_env() -> gym.Env:
+def text_observation_env() -> gym.Env:
+    """A MiniGrid-like observation with a text part no encoder takes."""
     env = TinyEnv()
-    env.observation_space = gym.spaces.Dict({"a": gym.spaces.Discrete(2)})  # type: ignore[assignment]
+    env.observation_space = gym.spaces.Dict(  # type: ignore[assignment]
+        {"image": gym.spaces.Box(0, 10, (7, 7, 3), np.uint8), "mission": gym.spaces.Text(20)}
+    )
+    return env
+
+
+def sequence_observation_env() -> gym.Env:
+    env = TinyEnv()
+    env.observation_space = gym.spaces.Sequence(gym.spaces.Discrete(3))  # type: ignore[assignment]
     return env
 
 

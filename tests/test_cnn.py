@@ -11,7 +11,7 @@ import torch
 
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.checkpoint import load_checkpoint
-from a2c_ppo.model import CNNBase, MLPBase, Policy, default_base
+from a2c_ppo.model import CNNBase, MLPBase, MultiInputBase, Policy, default_base
 from a2c_ppo.train import run
 from tests.helpers import local_run_flags, progress_rows, run_main
 
@@ -68,12 +68,21 @@ def test_orthogonal_init_with_relu_gain_and_unit_critic_gain():
     assert math.isclose(w.norm().item(), 1.0, rel_tol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "shape,match", [((4, 32, 32), "at least 36x36"), ((84, 84, 3), "channels-last"), ((4, 84), "1-D Box")]
-)
-def test_unusable_image_shapes_are_explained(shape, match):
-    with pytest.raises(ValueError, match=match):
-        default_base(gym.spaces.Box(0, 255, shape, np.uint8), {})
+def test_a_channels_last_image_given_to_the_model_is_explained():
+    with pytest.raises(ValueError, match="channels-last"):
+        default_base(gym.spaces.Box(0, 255, (84, 84, 3), np.uint8), {})
+    with pytest.raises(ValueError, match="at least 36x36"):
+        CNNBase((4, 32, 32))
+
+
+@pytest.mark.parametrize("shape", [(4, 32, 32), (3, 7, 7), (2, 3, 3), (4, 84)])
+def test_small_images_and_other_shapes_get_a_small_cnn_or_a_flatten(shape):
+    base = default_base(gym.spaces.Box(0, 255, shape, np.uint8), {})
+    assert isinstance(base, MultiInputBase)
+    convs = [m for m in base.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == (3 if len(shape) == 3 and min(shape[1:]) >= 4 else 0)
+    value, features, _ = base(torch.randint(0, 255, (5, *shape), dtype=torch.uint8), torch.zeros(5, 1), None)
+    assert value.shape == (5, 1) and features.shape == (5, 64)
 
 
 @pytest.mark.parametrize(

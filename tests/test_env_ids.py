@@ -64,10 +64,17 @@ def test_empty_parts(env_id):
     [
         ("not_an_env", "returned dict, not a gymnasium.Env"),
         ("raising_env", "OSError: the simulator license file is missing"),
-        ("ChannelsLastEnv", "channels-last"),
-        ("DictObsEnv", "supported are a 1-D Box (vector) or a (C, H, W) image Box"),
+        ("tests.envs_failing:text_observation_env", "part 'mission' is a Text"),
     ],
 )
 def test_env_built_here_is_checked(name, phrase):
-    text = message(f"{M}:{name}")
-    assert phrase in text and f"{M}:{name}" in text
+    env_id = name if ":" in name else f"{M}:{name}"
+    text = message(env_id)
+    assert phrase in text and env_id in text
+
+
+def test_channels_last_images_and_dict_observations_are_taken_as_they_come():
+    image_space, _ = check_env_id(f"{M}:ChannelsLastEnv")
+    assert image_space.shape == (3, 8, 8)  # transposed at the env, once
+    dict_space, _ = check_env_id(f"{M}:DictObsEnv")
+    assert list(dict_space.spaces) == ["position"]

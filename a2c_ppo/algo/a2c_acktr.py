@@ -31,6 +31,7 @@ from a2c_ppo.algo.common import (
 )
 from a2c_ppo.algo.kfac import KFACOptimizer
 from a2c_ppo.model import Policy
+from a2c_ppo.observations import flatten_steps
 from a2c_ppo.storage import RolloutStorage
 
 
@@ -40,7 +41,7 @@ def evaluate_rollout(actor_critic: Policy, rollouts: RolloutStorage) -> tuple[to
     Rows are time-major: row ``t * N + n`` is step ``t`` of environment ``n``.
     """
     T, N = rollouts.rewards.shape[:2]
-    obs = rollouts.obs[:-1].reshape(T * N, *rollouts.obs.shape[2:])
+    obs = flatten_steps(rollouts.obs[:-1])
     masks = rollouts.masks[:-1].reshape(T * N, 1)
     if actor_critic.is_recurrent:
         # Sequence mode: the hidden state at t=0 for every env, inputs time-major flattened.

@@ -75,6 +75,7 @@ class HandGradient:
         """The objective's 0-d losses and ``log_ratio`` (B, 1), plus ``entropy``; keeps what
         ``backward`` needs."""
         p = self.parts
+        assert isinstance(batch.obs, torch.Tensor)  # the fast path's policies take one vector
         x = batch.obs.float()
         actor, critic = _tower_forward(x, p.actor), _tower_forward(x, p.critic)
         values = torch.addmm(p.value_head.bias, critic[-1], p.value_head.weight.t())

@@ -6,27 +6,47 @@ Every problem becomes a :class:`ConfigError` whose message says what to change.
 from __future__ import annotations
 
 import difflib
+from typing import NamedTuple
 
 import gymnasium as gym
 
 from a2c_ppo.envs.make import import_module, is_atari_id, load_entry_point, make_env, register_atari
+from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
+from a2c_ppo.spaces import mask_size
 
 _MODULE_FORM = "module:name (a callable that returns an env, or an id the module registers, e.g. mypkg.envs:MyEnv-v0)"
 
 
-def check_env_id(env_id: str) -> tuple[gym.Space, gym.Space]:
-    """The observation and action spaces of ``env_id``'s env; a ConfigError if it cannot be made
+class EnvReport(NamedTuple):
+    """What ``inspect_env`` learnt of an env, as the framework will train on it."""
+
+    observation_space: gym.Space  # in the training layout, with the action mask part if masked
+    action_space: gym.Space
+    action_masks: bool  # whether the run uses the env's action masks
+    notes: list[str]  # for the console: how observations are laid out, whether masks are used
+
+
+def check_env_id(env_id: str, action_masks: str = "off") -> tuple[gym.Space, gym.Space]:
+    """The observation and action spaces of ``env_id``'s env (see ``inspect_env``)."""
+    report = inspect_env(env_id, action_masks)
+    return report.observation_space, report.action_space
+
+
+def inspect_env(env_id: str, action_masks: str = "auto") -> EnvReport:
+    """``env_id``'s env as the framework will train on it; a ConfigError if it cannot be made
     or makes an env this framework cannot train: the id is checked (with close ids suggested),
     then one env is built here (with the pipeline ``make_env`` adds) and its spaces are checked,
-    so that a broken constructor or an unsupported space is reported before any worker starts."""
+    so that a broken constructor or an unsupported space is reported before any worker starts.
+    ``action_masks`` ``auto`` / ``on`` / ``off`` (``--action-masks``): with ``auto`` the env is
+    reset once to see whether it gives masks."""
     if not env_id.strip():
         raise ConfigError("--env-name is empty: give a gymnasium id such as CartPole-v1, or " + _MODULE_FORM + ".")
     if ":" in env_id:
         _check_module_id(env_id)
     else:
         _check_registered(env_id)
-    return _check_constructs(env_id)
+    return _check_constructs(env_id, action_masks)
 
 
 def _check_module_id(env_id: str) -> None:
@@ -83,9 +103,9 @@ def _check_registered(env_id: str) -> None:
     raise ConfigError(f"--env-name {env_id!r} is not a registered gymnasium id.{hint}")
 
 
-def _check_constructs(env_id: str) -> tuple[gym.Space, gym.Space]:
+def _built(env_id: str, action_masks: bool = False) -> gym.Env:
     try:
-        env = make_env(env_id)
+        return make_env(env_id, action_masks=action_masks)
     except ConfigError:
         raise
     except Exception as exc:
@@ -93,29 +113,49 @@ def _check_constructs(env_id: str) -> tuple[gym.Space, gym.Space]:
             f"--env-name {env_id!r}: building the env raised {type(exc).__name__}: {str(exc).rstrip('.')}. "
             "Fix the env or its id."
         ) from exc
+
+
+def _check_constructs(env_id: str, action_masks: str) -> EnvReport:
+    env = _built(env_id)
     try:
         check_spaces(env.observation_space, env.action_space, env_id)
-        return env.observation_space, env.action_space
+        notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
+        discrete = mask_size(env.action_space) is not None
+        # Unseeded: the probe must not replay the seeds training envs will get.
+        masks = action_masks != "off" and discrete and provides_action_masks(env, env.reset()[1])
+        if action_masks == "on" and not masks:
+            why = (
+                "gives no action mask" if discrete else f"has actions {env.action_space}, and masks need discrete ones"
+            )
+            raise ConfigError(
+                f"--action-masks on: {env_id!r} {why} (an 'action_mask' observation part, info['action_mask'] or an "
+                "action_masks() method). Drop --action-masks, or give the env masks."
+            )
+        spaces = env.observation_space, env.action_space
     finally:
         env.close()
+    if masks:
+        masked = _built(env_id, action_masks=True)
+        spaces = masked.observation_space, masked.action_space
+        masked.close()
+        notes.append("Action masks: on (the env gives them; masked actions are never taken).")
+    elif action_masks == "auto" and mask_size(spaces[1]) is not None:
+        notes.append("Action masks: off (the env gives none).")
+    return EnvReport(*spaces, masks, notes)
+
+
+def _has_plan(env: gym.Env) -> bool:
+    try:
+        env.get_wrapper_attr("plan")
+        return True
+    except AttributeError:
+        return False
 
 
 def check_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
-    """The spaces the policy supports: 1-D Box or channels-first image observations;
-    Discrete, 1-D Box, MultiBinary or MultiDiscrete actions."""
+    """The action spaces the policy supports: Discrete, 1-D Box, MultiBinary or MultiDiscrete
+    (every observation space ``spaces.plan_observations`` accepts is supported)."""
     what = f"--env-name {env_id!r}"
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
-        raise ConfigError(
-            f"{what} has observation space {obs_space}; supported are a 1-D Box (vector) or a (C, H, W) image Box. "
-            "Flatten or wrap the observations (e.g. gymnasium.wrappers.FlattenObservation)."
-        )
-    shape = tuple(obs_space.shape)
-    if len(shape) == 3 and shape[0] > 4 and shape[-1] <= 4:
-        raise ConfigError(
-            f"{what} gives image observations of shape {shape}, which look channels-last; they must be "
-            "channels-first (C, H, W): transpose them (e.g. a gymnasium.wrappers.TransformObservation); "
-            "the Atari pipeline (ALE/...-v5 ids) already gives (4, 84, 84)."
-        )
     ok = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiBinary, gym.spaces.MultiDiscrete)) or (
         isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
     )

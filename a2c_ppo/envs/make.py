@@ -18,6 +18,8 @@ from gymnasium.wrappers import ClipAction, RecordEpisodeStatistics, RecordVideo
 from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
+from a2c_ppo.envs.wrappers import ActionMaskObservation, ObservationLayout
+from a2c_ppo.spaces import plan_observations
 
 EnvFn = Callable[[], gym.Env]
 
@@ -71,11 +73,14 @@ def make_env(
     clip_reward: bool = True,
     video_dir: str | None = None,
     video_episodes: int | None = None,
+    action_masks: bool = False,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
-    With ``video_dir`` every episode of the raw env (or the first ``video_episodes``) is
-    written there as an mp4 (needs ``render_mode="rgb_array"`` and the ``[video]`` extra).
+    Observations come in the layout the framework trains on (``spaces.py``: composite spaces as
+    a flat Dict, images channels-first), with the env's action mask as their ``action_mask``
+    part when ``action_masks``. With ``video_dir`` every episode of the raw env (or the first
+    ``video_episodes``) is written there as an mp4 (``render_mode="rgb_array"``, ``[video]``).
     """
     entry_point = load_entry_point(env_id)
     if entry_point is not None:
@@ -100,6 +105,11 @@ def make_env(
     elif isinstance(env.action_space, gym.spaces.Box):
         # The env sees the clipped action; the storage keeps the sampled one.
         env = ClipAction(env)
+    plan = plan_observations(env.observation_space, f"--env-name {env_id!r}")
+    if plan.changes:
+        env = ObservationLayout(env, plan)
+    if action_masks:
+        env = ActionMaskObservation(env)
     return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first
 
 
@@ -139,6 +149,7 @@ def make_vec_envs(
     overlap: str = "off",
     policy_step_s: Callable[[int], float] | None = None,
     env_timeout: float | None = None,
+    action_masks: bool = False,
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
@@ -153,14 +164,13 @@ def make_vec_envs(
     checks and snapshots behave alike. The overlap choice is recorded as
     ``metadata["overlap"]`` for the rollout loop. ``env_timeout``: see ``SubprocVecEnv``'s ``timeout``.
     """
+    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks}
     fns = [
-        make_env_fn(
-            env_id, render_mode=render_mode, clip_reward=clip_reward, video_dir=video_dir, video_episodes=video_episodes
-        )
+        make_env_fn(env_id, render_mode=render_mode, video_dir=video_dir, video_episodes=video_episodes, **kwargs)
         for _ in range(num_envs)
     ]
     # Timed on an env without rendering or video, so the probe leaves no trace; at most once.
-    probe = make_env_fn(env_id, clip_reward=clip_reward)
+    probe = make_env_fn(env_id, **kwargs)
     layout = choose_layout(
         num_envs,
         vec_env=vec_env,

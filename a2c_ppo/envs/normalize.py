@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 
 from a2c_ppo.envs.finite import check_finite
 from a2c_ppo.envs.running_stats import RunningMeanStd
+from a2c_ppo.spaces import is_image
 
 
 def _clip(array: np.ndarray, limit: float) -> np.ndarray:
@@ -17,8 +19,25 @@ def _clip(array: np.ndarray, limit: float) -> np.ndarray:
     return np.minimum(np.maximum(array, -limit, out=array), limit, out=array)
 
 
+def normalized_parts(space: gym.Space) -> list[str | None]:
+    """The observation parts normalisation applies to: float vectors (a float ``Box`` that is
+    not an image); ``None`` stands for a single (non-Dict) space."""
+    parts: dict[str | None, gym.Space] = {None: space}
+    if isinstance(space, gym.spaces.Dict):
+        parts = {key: part for key, part in space.spaces.items()}
+    return [
+        key
+        for key, part in parts.items()
+        if isinstance(part, gym.spaces.Box) and np.issubdtype(part.dtype, np.floating) and not is_image(part)
+    ]
+
+
 class VecNormalize(VectorWrapper):
     """Normalises observations (and ``info["final_obs"]``) and scales rewards.
+
+    Only float vector parts of observations are normalised (``normalized_parts``): images,
+    discrete parts and action masks pass through. ``obs_rms`` holds the statistics of a single
+    observation space, or a dict of them by part for a Dict space.
 
     Rewards are divided by the running std of the discounted return, the usual trick
     that keeps value targets near unit scale without shifting the optimum. In ``eval()``
@@ -43,7 +62,11 @@ class VecNormalize(VectorWrapper):
         self.clip = clip
         self.epsilon = epsilon
         self.training = True
-        self.obs_rms = RunningMeanStd(self.single_observation_space.shape or ())
+        space = self.single_observation_space
+        self.parts = normalized_parts(space)
+        self.obs_rms: Any = RunningMeanStd(space.shape or ())
+        if isinstance(space, gym.spaces.Dict):
+            self.obs_rms = {key: RunningMeanStd(space.spaces[key].shape or ()) for key in self.parts if key}
         self.ret_rms = RunningMeanStd(())
         self._returns = np.zeros(self.num_envs, dtype=np.float64)
 
@@ -53,11 +76,28 @@ class VecNormalize(VectorWrapper):
     def eval(self) -> None:
         self.training = False
 
-    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
-        if not self.norm_obs:
-            return obs
-        scaled = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
+    def statistics(self) -> list[RunningMeanStd]:
+        """Every running statistic, observations' first (for the data-parallel merge)."""
+        return [*(self.obs_rms.values() if isinstance(self.obs_rms, dict) else [self.obs_rms]), self.ret_rms]
+
+    def _update_obs(self, obs: Any) -> None:
+        if isinstance(self.obs_rms, dict):
+            for key, rms in self.obs_rms.items():
+                rms.update(obs[key])
+        elif self.parts:
+            self.obs_rms.update(obs)
+
+    def _scaled(self, values: np.ndarray, rms: RunningMeanStd) -> np.ndarray:
+        scaled = (values - rms.mean) / np.sqrt(rms.var + self.epsilon)
         return _clip(scaled, self.clip).astype(np.float32)
+
+    def normalize_obs(self, obs: Any) -> Any:
+        if not self.norm_obs or not self.parts:
+            return obs
+        if isinstance(self.obs_rms, dict):
+            return {key: self._scaled(value, self.obs_rms[key]) if key in self.obs_rms else value
+                    for key, value in obs.items()}  # fmt: skip
+        return self._scaled(obs, self.obs_rms)
 
     def reset(self, *, seed=None, options=None) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all envs, or those in ``options["reset_mask"]`` (only their running returns
@@ -67,7 +107,8 @@ class VecNormalize(VectorWrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         self._returns[rows] = 0.0
         if self.training and self.norm_obs:
-            self.obs_rms.update(obs[rows])
+            self._update_obs(obs if mask is None else {k: v[rows] for k, v in obs.items()} if isinstance(obs, dict)
+                             else obs[rows])  # fmt: skip
         return self.normalize_obs(obs), info
 
     def step(self, actions):
@@ -89,16 +130,17 @@ class VecNormalize(VectorWrapper):
         offset = rows.start or 0
         rewards = np.asarray(rewards, dtype=np.float64)
         if self.norm_obs:
-            check_finite(obs, "observation", env_offset=offset)
+            for key in self.parts:
+                check_finite(obs if key is None else obs[key], "observation", env_offset=offset)
         if self.norm_reward:
             check_finite(rewards, "reward", env_offset=offset)
         if self.training and self.norm_obs:
-            self.obs_rms.update(obs)
+            self._update_obs(obs)
         if "final_obs" in infos:
             infos = dict(infos)
             final = infos["final_obs"].copy()
             for i in np.flatnonzero(infos["_final_obs"]):
-                final[i] = self.normalize_obs(final[i][None])[0]
+                final[i] = self._normalize_one(final[i])
             infos["final_obs"] = final
         if self.norm_reward:
             returns = self._returns[rows] * self.gamma + rewards
@@ -109,12 +151,23 @@ class VecNormalize(VectorWrapper):
             self._returns[rows] = returns
         return self.normalize_obs(obs), rewards.astype(np.float32), terminated, truncated, infos
 
+    def _normalize_one(self, obs: Any) -> Any:
+        """One observation (not a batch) normalised."""
+        if isinstance(obs, dict):
+            batch = self.normalize_obs({key: np.asarray(value)[None] for key, value in obs.items()})
+            return {key: value[0] for key, value in batch.items()}
+        return self.normalize_obs(obs[None])[0]
+
     def state_dict(self) -> dict:
         """Plain data (JSON-able): the flags, both statistics and each env's running return."""
         return {
             "norm_obs": self.norm_obs,
             "norm_reward": self.norm_reward,
-            "obs_rms": self.obs_rms.state_dict(),
+            "obs_rms": (
+                {key: rms.state_dict() for key, rms in self.obs_rms.items()}
+                if isinstance(self.obs_rms, dict)
+                else self.obs_rms.state_dict()
+            ),
             "ret_rms": self.ret_rms.state_dict(),
             "returns": self._returns.tolist(),
         }
@@ -125,7 +178,11 @@ class VecNormalize(VectorWrapper):
         when the env count matches (an exact resume), else they start at zero (replay)."""
         self.norm_obs = bool(state["norm_obs"])
         self.norm_reward = bool(state["norm_reward"])
-        self.obs_rms.load_state_dict(state["obs_rms"])
+        if isinstance(self.obs_rms, dict):
+            for key, rms in self.obs_rms.items():
+                rms.load_state_dict(state["obs_rms"][key])
+        else:
+            self.obs_rms.load_state_dict(state["obs_rms"])
         self.ret_rms.load_state_dict(state["ret_rms"])
         returns = np.asarray(state["returns"], dtype=np.float64)
         self._returns = returns.copy() if returns.shape == (self.num_envs,) else np.zeros(self.num_envs)

@@ -35,7 +35,7 @@ import numpy as np
 _SKIPPED_NAMES = frozenset(
     {"env", "_saved_kwargs", "_ezpickle_args", "_ezpickle_kwargs", "spec", "_cached_spec", "metadata", "_metadata"}
 )
-_SKIPPED_TYPES = ("MjModel", "MujocoRenderer", "EnvSpec")
+_SKIPPED_TYPES = ("MjModel", "MujocoRenderer", "EnvSpec", "ObservationPlan")
 _CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, partial)
 _PLAIN = (bool, int, float, str, bytes, type(None))
 _PLAIN_TYPES = frozenset(_PLAIN)

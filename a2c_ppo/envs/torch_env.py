@@ -9,7 +9,7 @@ when their dtype already fits; infos are only looked at when an episode ended.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +18,7 @@ from gymnasium.vector import VectorEnv
 
 from a2c_ppo.envs.finite import check_finite
 from a2c_ppo.envs.make import episode_stats
+from a2c_ppo.observations import Obs, empty_obs, obs_from_numpy, stack_obs
 
 ALL_ENVS = slice(None)
 
@@ -31,12 +32,12 @@ class StepResult(NamedTuple):
     same envs overwrites: copy what must outlive it (RolloutStorage.insert does).
     """
 
-    obs: torch.Tensor  # (n, *obs_shape), reset obs where an episode ended
+    obs: Obs  # (n, *obs_shape) (each part of a Dict), reset obs where an episode ended
     reward: torch.Tensor  # (n, 1) float32, as the agent is trained on (maybe normalised)
     terminated: torch.Tensor  # (n, 1) bool
     truncated: torch.Tensor  # (n, 1) bool, truncated and not terminated
     truncated_idx: torch.Tensor  # (K,) long, rows of this result that were truncated
-    final_obs: torch.Tensor  # (K, *obs_shape)
+    final_obs: Obs  # (K, *obs_shape)
     episodes: list[tuple[int, float, int]]  # (env index in the vector env, true return, length)
 
 
@@ -89,8 +90,10 @@ class TorchVecEnv:
         self.observation_space = envs.single_observation_space
         self.action_space = envs.single_action_space
         self._to_env_actions = env_action_converter(self.action_space)
-        obs_shape = tuple(self.observation_space.shape or ())
-        obs_dtype = np.dtype(self.observation_space.dtype)
+        self._composite = isinstance(self.observation_space, gym.spaces.Dict)
+        # A Dict observation goes through observations.obs_from_numpy; below, one array's fast path.
+        obs_shape = () if self._composite else tuple(self.observation_space.shape or ())
+        obs_dtype = np.dtype(np.float32 if self._composite else self.observation_space.dtype)
         self._check_obs = np.issubdtype(obs_dtype, np.floating)
         self._obs_dtype = np.dtype(np.float32) if obs_dtype == np.float64 else obs_dtype
         # Host buffers written every step; the numpy views share their memory.
@@ -100,7 +103,7 @@ class TorchVecEnv:
         self._truncated = torch.zeros(n, 1, dtype=torch.bool)
         self._blocks: dict[tuple[int, int], _Block] = {}
         self._no_idx = torch.zeros(0, dtype=torch.long, device=self.device)
-        self._no_final = torch.zeros((0, *obs_shape), dtype=self._obs.dtype, device=self.device)
+        self._no_final = empty_obs(self.observation_space, (0,), self.device)
 
     @property
     def supports_blocks(self) -> bool:
@@ -125,11 +128,16 @@ class TorchVecEnv:
             self._blocks[(lo, hi)] = block
         return block
 
-    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, tensor: Any) -> Any:
         return tensor if self.device.type == "cpu" else tensor.to(self.device)
 
-    def _obs_tensor(self, obs: np.ndarray, block: _Block) -> torch.Tensor:
+    def _obs_tensor(self, obs: Any, block: _Block) -> Obs:
         """``obs`` as a tensor: the array itself where it fits (no copy), else our buffer."""
+        if self._composite:
+            for key, part in obs.items():
+                if np.issubdtype(part.dtype, np.floating):
+                    check_finite(part, f"observation part {key!r}", env_offset=block.offset)
+            return self._to_device(obs_from_numpy(obs, self.observation_space))
         if self._check_obs:
             check_finite(obs, "observation", env_offset=block.offset)
         if obs.dtype == self._obs_dtype and obs.flags.c_contiguous and obs.flags.writeable:
@@ -137,7 +145,7 @@ class TorchVecEnv:
         np.copyto(block.obs_np, obs, casting="same_kind")
         return self._to_device(block.obs)
 
-    def reset(self, seed: int | None = None) -> torch.Tensor:
+    def reset(self, seed: int | None = None) -> Obs:
         obs, _ = self.envs.reset(seed=seed)
         return self._obs_tensor(obs, self._block(ALL_ENVS))
 
@@ -169,9 +177,8 @@ class TorchVecEnv:
         if infos and (block.terminated_np.any() or block.truncated_np.any()):
             idx = np.flatnonzero(block.truncated_np)
             if len(idx):
-                final_np = np.stack([infos["final_obs"][i] for i in idx]).astype(self._obs_dtype, copy=False)
                 idx_tensor = torch.from_numpy(idx).to(self.device)
-                final = torch.from_numpy(final_np).to(self.device)
+                final = self._to_device(stack_obs([infos["final_obs"][i] for i in idx], self.observation_space))
             episodes = [(block.offset + i, ret, length) for i, ret, length in episode_stats(infos)]
         return StepResult(
             obs=self._obs_tensor(obs, block),

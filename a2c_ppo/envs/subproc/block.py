@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.utils import create_empty_array
 
 from a2c_ppo.envs.subproc.infos import Payload, step_payload
 from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP
@@ -40,6 +41,34 @@ class SharedBuffers:
         return cls(raws, layout)
 
 
+OBS_PREFIX = "obs:"  # a Dict observation's part KEY lives in the buffer "obs:KEY"
+
+
+def obs_layout(space: gym.Space, num_envs: int) -> Layout:
+    """The shared buffers of ``num_envs`` observations: one (``"obs"``), or one per part of a
+    flat Dict (``"obs:KEY"``), each ``(num_envs, *shape)`` in the space's dtype."""
+    parts = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
+    layout = {}
+    for key, part in parts.items():
+        empty = cast(np.ndarray, create_empty_array(part, n=num_envs, fn=np.zeros))
+        layout["obs" if key is None else OBS_PREFIX + key] = (empty.shape, empty.dtype.str)
+    return layout
+
+
+def obs_arrays(arrays: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    """The observation buffer(s) among ``arrays``: one array, or a dict by part."""
+    if "obs" in arrays:
+        return arrays["obs"]
+    return {name[len(OBS_PREFIX) :]: array for name, array in arrays.items() if name.startswith(OBS_PREFIX)}
+
+
+def obs_rows(obs: np.ndarray | dict[str, np.ndarray], start: int, stop: int, copy: bool) -> Any:
+    """Rows ``start:stop`` of the observation buffer(s), copied or as views."""
+    if isinstance(obs, dict):
+        return {key: (a[start:stop].copy() if copy else a[start:stop]) for key, a in obs.items()}
+    return obs[start:stop].copy() if copy else obs[start:stop]
+
+
 def whereabouts(where: np.ndarray | list[int]) -> tuple[int, str]:
     """``where`` cells (env index, phase code) -> (env index, what it is doing)."""
     return int(where[0]), PHASES[int(where[1])]
@@ -61,6 +90,15 @@ CREATE, STEP, AUTORESET, RESET, CALL, SET_ATTR = range(len(PHASES))
 COMMAND_PHASES = {CMD_STEP: STEP, CMD_RESET: RESET, CMD_CALL: CALL, CMD_SET_ATTR: SET_ATTR}
 
 
+def _put(buffer: np.ndarray, i: int, value: Any, what: str) -> None:
+    # Without this check a scalar or (1,) observation would broadcast into the row silently.
+    if np.shape(value) != buffer.shape[1:]:
+        raise ValueError(
+            f"env {i} returned {what} of shape {np.shape(value)}, but its space has shape {buffer.shape[1:]}"
+        )
+    buffer[i] = value
+
+
 class EnvBlock:
     """Envs ``lo .. lo + len(envs) - 1``; they read actions from and write results into their
     rows of ``arrays`` (global env indices). ``where`` (2,) int64 holds the index of the env
@@ -78,8 +116,7 @@ class EnvBlock:
         self.lo = lo
         self.envs: list[gym.Env] = []
         self.spaces = spaces
-        self.obs_shape = arrays["obs"].shape[1:]
-        self.obs, self.actions = arrays["obs"], arrays["actions"]
+        self.obs, self.actions = obs_arrays(arrays), arrays["actions"]
         self.rewards, self.terminated, self.truncated = arrays["rewards"], arrays["terminated"], arrays["truncated"]
         # A list in this process: a numpy cell costs twice as much to write, once per env step.
         self.where: np.ndarray | list[int] = where if where is not None else [0, 0]
@@ -119,13 +156,16 @@ class EnvBlock:
         raise RuntimeError(f"unknown command {cmd!r}")
 
     def _put_obs(self, i: int, obs: Any) -> None:
-        # Without this check a scalar or (1,) observation would broadcast into the row silently.
-        if np.shape(obs) != self.obs_shape:
-            raise ValueError(
-                f"env {i} returned an observation of shape {np.shape(obs)}, but its observation space "
-                f"{self.spaces[0]} has shape {self.obs_shape}"
-            )
-        self.obs[i] = obs
+        if isinstance(self.obs, dict):
+            if not isinstance(obs, dict) or obs.keys() != self.obs.keys():
+                raise ValueError(
+                    f"env {i} returned an observation with parts {sorted(obs) if isinstance(obs, dict) else obs!r}, "
+                    f"but its observation space has parts {sorted(self.obs)}"
+                )
+            for key, buffer in self.obs.items():
+                _put(buffer, i, obs[key], f"an observation part {key!r}")
+        else:
+            _put(self.obs, i, obs, "an observation")
 
     def step(self, start: int, stop: int) -> Payload | None:
         """Step envs ``start .. stop - 1`` with same-step autoreset; the info payload."""

@@ -32,7 +32,7 @@ from gymnasium.error import AlreadyPendingCallError, ClosedEnvironmentError, NoA
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, create_empty_array
 
-from a2c_ppo.envs.subproc.block import EnvBlock, SharedBuffers
+from a2c_ppo.envs.subproc.block import EnvBlock, SharedBuffers, obs_arrays, obs_layout, obs_rows
 from a2c_ppo.envs.subproc.handles import LocalBlock, RemoteBlock
 from a2c_ppo.envs.subproc.infos import merge_infos
 from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP, EnvWorkerError
@@ -130,10 +130,9 @@ class SubprocVecEnv(VectorEnv):
         self._read_spaces(env_fns[0])
 
         ctx = default_context() if start_method is None else mp.get_context(start_method)
-        obs = cast(np.ndarray, create_empty_array(self.single_observation_space, n=n, fn=np.zeros))
         act = cast(np.ndarray, create_empty_array(self.single_action_space, n=n, fn=np.zeros))
         layout = {
-            "obs": (obs.shape, obs.dtype.str),
+            **obs_layout(self.single_observation_space, n),
             "actions": (act.shape, act.dtype.str),
             "rewards": ((n,), np.dtype(np.float64).str),
             "terminated": ((n,), np.dtype(np.bool_).str),
@@ -141,7 +140,7 @@ class SubprocVecEnv(VectorEnv):
             "where": ((max(1, self.num_workers), 2), np.dtype(np.int64).str),  # see EnvBlock.where
         }
         buffers = SharedBuffers.allocate(ctx, layout)
-        self._obs, self._act = buffers.arrays["obs"], buffers.arrays["actions"]
+        self._obs, self._act = obs_arrays(buffers.arrays), buffers.arrays["actions"]
         self._rew, self._term, self._trunc = (buffers.arrays[k] for k in ("rewards", "terminated", "truncated"))
         self._procs: list = []
         self._conns: list = []
@@ -202,11 +201,14 @@ class SubprocVecEnv(VectorEnv):
         finally:
             dummy.close()
         self.metadata["autoreset_mode"] = self.autoreset_mode
-        for space, what in ((self.single_observation_space, "observation"), (self.single_action_space, "action")):
+        obs_space = self.single_observation_space
+        obs_parts = obs_space.spaces.values() if isinstance(obs_space, gym.spaces.Dict) else [obs_space]
+        for space, what in [*((part, "observation") for part in obs_parts), (self.single_action_space, "action")]:
             if not isinstance(space, _SUPPORTED):
                 raise TypeError(
-                    f"SubprocVecEnv supports Box, Discrete, MultiDiscrete and MultiBinary {what} spaces, "
-                    f"got {space}. Use vec_env='sync' (gymnasium SyncVectorEnv) for this env."
+                    f"SubprocVecEnv supports Box, Discrete, MultiDiscrete and MultiBinary {what} spaces (observations "
+                    f"also a flat Dict of them), got {space}. Lay the observations out first "
+                    "(a2c_ppo.envs.wrappers.ObservationLayout), or use gymnasium's SyncVectorEnv."
                 )
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -297,7 +299,7 @@ class SubprocVecEnv(VectorEnv):
             for h in self._blocks
         ]
         infos = merge_infos(self._run(CMD_RESET, payloads, "resetting", fatal=True), 0, n)
-        return (self._obs.copy() if self.copy else self._obs), infos
+        return obs_rows(self._obs, 0, n, self.copy), infos
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every env; finished episodes are reset at once (same-step autoreset)."""
@@ -333,9 +335,8 @@ class SubprocVecEnv(VectorEnv):
         if handles is None:
             raise NoAsyncCallError(f"step_wait for envs {start}..{stop - 1} without a step_async", "step")
         payloads = self._collect(handles, "stepping", fatal=True, tag=(start, stop))
-        obs = self._obs[start:stop]
         return (
-            obs.copy() if self.copy else obs,
+            obs_rows(self._obs, start, stop, self.copy),
             self._rew[start:stop].copy(),
             self._term[start:stop].copy(),
             self._trunc[start:stop].copy(),

@@ -1,0 +1,89 @@
+"""The wrappers that give every env the observation layout the framework trains on.
+
+``ObservationLayout`` applies a ``spaces.ObservationPlan`` (a flat Dict of a composite space's
+parts, channels-first images). ``ActionMaskObservation`` adds the env's action mask to the
+observation as its ``action_mask`` part (see ``spaces.py``), read after every reset and step
+from the observation's own ``action_mask`` part, ``info["action_mask"]`` (gymnasium's
+convention; Taxi gives one) or the env's ``action_masks()`` (sb3-contrib's), in that order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from a2c_ppo.spaces import ACTION_MASK, ObservationPlan, apply_plan, mask_size
+
+
+class ObservationLayout(gym.ObservationWrapper):
+    """Observations in ``plan``'s layout."""
+
+    def __init__(self, env: gym.Env, plan: ObservationPlan) -> None:
+        super().__init__(env)
+        self.plan = plan
+        self.observation_space = plan.space
+
+    def observation(self, observation: Any) -> Any:
+        return apply_plan(self.plan, observation)
+
+
+def provides_action_masks(env: gym.Env, reset_info: dict[str, Any]) -> bool:
+    """Whether ``env`` (laid out, just reset with ``reset_info``) gives action masks."""
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Dict) and ACTION_MASK in space.spaces or ACTION_MASK in reset_info:
+        return True
+    try:
+        return callable(env.get_wrapper_attr("action_masks"))
+    except AttributeError:
+        return False
+
+
+class ActionMaskObservation(gym.Wrapper):
+    """Adds the action mask (bool, 1 = allowed) to every observation: a Dict observation gets an
+    ``action_mask`` part, any other becomes ``{"obs": observation, "action_mask": mask}``. A
+    mask that allows no action (in any MultiDiscrete dimension) raises ValueError."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        size = mask_size(env.action_space)
+        if size is None:
+            raise ValueError(f"action masks need Discrete or MultiDiscrete actions, not {env.action_space}")
+        self.size = size
+        nvec = getattr(env.action_space, "nvec", None)  # MultiDiscrete: a mask part per dimension
+        self.splits: list[int] = np.cumsum(nvec)[:-1].tolist() if nvec is not None else []
+        space = env.observation_space
+        parts = dict(space.spaces) if isinstance(space, gym.spaces.Dict) else {"obs": space}
+        parts[ACTION_MASK] = gym.spaces.MultiBinary(size)
+        self.observation_space = gym.spaces.Dict(parts)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._with_mask(obs, info), info
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._with_mask(obs, info), reward, terminated, truncated, info
+
+    def _with_mask(self, obs: Any, info: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(obs, dict) and ACTION_MASK in obs:
+            mask = obs[ACTION_MASK]
+        elif ACTION_MASK in info:
+            mask = info[ACTION_MASK]
+        else:
+            try:
+                mask = self.env.get_wrapper_attr("action_masks")()
+            except AttributeError:
+                raise ValueError(
+                    "the env gave no action mask (an 'action_mask' observation part, info['action_mask'] or an "
+                    "action_masks() method); train with --action-masks off"
+                ) from None
+        mask = np.asarray(mask).astype(np.bool_, copy=False).reshape(-1)
+        if mask.shape != (self.size,):
+            raise ValueError(f"the action mask has {mask.size} entries, but the action space needs {self.size}")
+        if not all(part.any() for part in np.split(mask, self.splits)):
+            raise ValueError(f"the action mask {mask.astype(np.int8).tolist()} allows no action")
+        parts = dict(obs) if isinstance(obs, dict) else {"obs": obs}
+        parts[ACTION_MASK] = mask
+        return parts

@@ -1,0 +1,135 @@
+"""Observation spaces: what can be trained on, and the layout the framework trains on.
+
+Every part ("leaf") of an observation space must be a ``Box``, ``Discrete``, ``MultiDiscrete``
+or ``MultiBinary``; ``Dict`` and ``Tuple`` may nest them. A composite space is trained on as a
+flat ``Dict`` of its leaves, keyed by their path (``"image"``, ``"state.velocity"``, ``"0"``,
+``"1.goal"``), so that storage, shared memory and the policy see one level of named parts.
+Images (rank-3 ``Box``) are trained on channels-first: a channels-last image (``H, W, C`` with
+``C <= 4``) is transposed once, at the env. ``ObservationPlan`` says what changes, and
+``envs/wrappers.ObservationLayout`` applies it.
+
+Action masks ride along as one more leaf, ``ACTION_MASK`` (``MultiBinary``, 1 = allowed):
+where an env gives a mask (``info["action_mask"]``, an ``action_masks()`` method, or an
+``"action_mask"`` part of its observation), ``envs/wrappers.ActionMaskObservation`` puts it
+into the observation, and the policy takes it out again for its action head.
+
+This module uses numpy and gymnasium only: env worker processes import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+
+import gymnasium as gym
+import numpy as np
+
+from a2c_ppo.errors import ConfigError
+
+LEAVES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+ACTION_MASK = "action_mask"
+#: Channels of an image are at most this many (gray, RGB, RGBA, a 4-frame stack).
+MAX_CHANNELS = 4
+
+Path = tuple[Any, ...]  # keys and indices from the observation down to a leaf
+
+
+def is_image(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+
+
+def is_channels_last(shape: tuple[int, ...]) -> bool:
+    """``(H, W, C)`` with few channels and a first axis that cannot be channels."""
+    return len(shape) == 3 and shape[-1] <= MAX_CHANNELS < shape[0]
+
+
+def _leaves(space: gym.Space, path: Path, where: str) -> list[tuple[Path, gym.Space]]:
+    if isinstance(space, LEAVES):
+        return [(path, space)]
+    if isinstance(space, gym.spaces.Dict):
+        return [leaf for key, sub in space.spaces.items() for leaf in _leaves(sub, (*path, key), where)]
+    if isinstance(space, gym.spaces.Tuple):
+        return [leaf for i, sub in enumerate(space.spaces) for leaf in _leaves(sub, (*path, i), where)]
+    part = f"its part {key_of(path)!r}" if path else "it"
+    raise ConfigError(
+        f"{where} has observation space {space}, and {part} is a {type(space).__name__}, which no encoder takes "
+        "(supported: Box, Discrete, MultiDiscrete, MultiBinary, and Dict / Tuple of these). Wrap the env to drop "
+        "or encode that part (e.g. a gymnasium.ObservationWrapper that removes a Dict's text 'mission', or "
+        "turns it into a Discrete or a Box)."
+    )
+
+
+def key_of(path: Path) -> str:
+    """A leaf's key in the flat layout: its path joined with dots (``("state", 0)`` -> ``"state.0"``)."""
+    return ".".join(str(part) for part in path)
+
+
+@dataclass(frozen=True)
+class ObservationPlan:
+    """How an env's observations become the layout the framework trains on.
+
+    ``paths``: for a composite space, each leaf's path, in order (keys of the flat Dict are
+    ``key_of(path)``); ``None`` for a single space. ``transpose``: the keys (``""`` for a single
+    space) of channels-last images. ``space``: the resulting observation space.
+    """
+
+    space: gym.Space
+    paths: list[Path] | None = None
+    transpose: frozenset[str] = frozenset()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> bool:
+        return self.paths is not None or bool(self.transpose)
+
+
+def _channels_first(space: gym.spaces.Box) -> gym.spaces.Box:
+    return gym.spaces.Box(
+        np.transpose(space.low, (2, 0, 1)), np.transpose(space.high, (2, 0, 1)), dtype=space.dtype.type
+    )
+
+
+def plan_observations(space: gym.Space, where: str = "the env") -> ObservationPlan:
+    """The layout for observation ``space``; ConfigError naming the part that cannot be encoded."""
+    if isinstance(space, LEAVES):
+        if is_image(space) and is_channels_last(space.shape):
+            new = _channels_first(space)
+            note = f"Observations are channels-last images {space.shape}: transposed to {new.shape}."
+            return ObservationPlan(new, transpose=frozenset({""}), notes=[note])
+        return ObservationPlan(space)
+    leaves = _leaves(space, (), where)
+    parts: dict[str, gym.Space] = {}
+    transpose = set()
+    for path, leaf in leaves:
+        key = key_of(path)
+        if is_image(leaf) and is_channels_last(leaf.shape):
+            leaf = _channels_first(leaf)
+            transpose.add(key)
+        parts[key] = leaf
+    notes = [f"Observation parts {', '.join(parts)}" + (f"; images {', '.join(sorted(transpose))} transposed to "
+             "channels-first." if transpose else ".")]  # fmt: skip
+    return ObservationPlan(gym.spaces.Dict(parts), [path for path, _ in leaves], frozenset(transpose), notes)
+
+
+def apply_plan(plan: ObservationPlan, obs: Any) -> Any:
+    """One observation in the plan's layout."""
+    if plan.paths is None:
+        return np.ascontiguousarray(np.transpose(obs, (2, 0, 1))) if plan.transpose else obs
+    flat = {}
+    for path in plan.paths:
+        value = obs
+        for part in path:
+            value = value[part]
+        key = key_of(path)
+        flat[key] = np.ascontiguousarray(np.transpose(value, (2, 0, 1))) if key in plan.transpose else value
+    return flat
+
+
+def mask_size(action_space: gym.Space) -> int | None:
+    """Entries of an action mask for ``action_space`` (one per action, or per class of each
+    MultiDiscrete dimension, as sb3-contrib lays them out); ``None`` where masks do not apply."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return int(action_space.n)
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return int(action_space.nvec.sum())
+    return None
