@@ -6,6 +6,7 @@ each piece is described by the config in one place.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -19,8 +20,11 @@ from a2c_ppo.algo import A2C, ACKTR, PPO, KFACOptimizer, make_rmsprop
 from a2c_ppo.algo.common import Reducer
 from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.config import RunConfig
+from a2c_ppo.distributions import DiagGaussianHead
 from a2c_ppo.envs import make_vec_envs
+from a2c_ppo.envs.make import import_module
 from a2c_ppo.envs.torch_env import TorchVecEnv
+from a2c_ppo.errors import ConfigError
 from a2c_ppo.fastpath import acting_function, fast_mlp
 from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.observations import empty_obs
@@ -95,14 +99,64 @@ def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None
 
 
 def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:
-    """The Policy ``config`` describes for these spaces (on the CPU)."""
-    return make_policy(
-        observation_space,
-        action_space,
-        hidden_size=config.hidden_size,
-        recurrent=config.recurrent_policy,
-        rnn_type=config.recurrent_type,
-    )
+    """The Policy ``config`` describes for these spaces (on the CPU): the default base for the
+    observation space, or the user's ``--policy-base`` built with ``--policy-kwargs``."""
+    if config.policy_base:
+        base = user_base(config.policy_base, observation_space, policy_kwargs(config.policy_kwargs))
+        policy = Policy(observation_space, action_space, base=base)  # type: ignore[arg-type]
+    else:
+        policy = make_policy(
+            observation_space,
+            action_space,
+            hidden_size=config.hidden_size,
+            recurrent=config.recurrent_policy,
+            rnn_type=config.recurrent_type,
+            activation=config.activation,
+        )
+    if isinstance(policy.dist, DiagGaussianHead):
+        with torch.no_grad():
+            policy.dist.log_std.bias.fill_(config.log_std_init)
+    return policy
+
+
+def policy_kwargs(text: str) -> dict[str, Any]:
+    """``--policy-kwargs``: a JSON object of plain values; ConfigError otherwise."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--policy-kwargs {text!r} is not JSON ({exc.msg}); give an object, e.g. '{{\"width\": 128}}'."
+        ) from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--policy-kwargs {text!r} must be a JSON object (name: value), e.g. '{{\"width\": 128}}'.")
+    return kwargs
+
+
+def user_base(reference: str, observation_space: gym.Space, kwargs: dict[str, Any]) -> torch.nn.Module:
+    """``module:Class`` built as ``Class(observation_space, **kwargs)``, checked to be a base
+    (see ``model.Base``); ConfigError saying what is wrong otherwise."""
+    module_name, _, name = reference.partition(":")
+    what = f"--policy-base {reference!r}"
+    try:
+        cls = getattr(import_module(module_name), name) if name else None
+    except ImportError as exc:
+        raise ConfigError(
+            f"{what}: cannot import module {module_name!r} ({exc}); install it or fix the path."
+        ) from None
+    except AttributeError:
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise ConfigError(f"{what}: give module:Class, a torch.nn.Module subclass (a base, see the README).")
+    try:
+        base = cls(observation_space, **kwargs)
+    except Exception as exc:
+        raise ConfigError(f"{what}({observation_space}, **{kwargs}) raised {type(exc).__name__}: {exc}.") from None
+    missing = [
+        attr for attr in ("is_recurrent", "recurrent_hidden_state_size", "output_size") if not hasattr(base, attr)
+    ]
+    if missing:
+        raise ConfigError(f"{what} lacks {', '.join(missing)}; a base has these (see the README's Python API).")
+    return base
 
 
 def policy_step_timer(policy: Policy, device: torch.device | str = "cpu", fast: bool = True) -> Callable[[int], float]:

@@ -195,7 +195,7 @@ def check_spaces(
 
 
 #: Settings whose value names code to import (``module:attribute``).
-CODE_REFERENCES = ("env_name",)
+CODE_REFERENCES = ("env_name", "policy_base")
 
 
 def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) -> None:

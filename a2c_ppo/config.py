@@ -28,7 +28,7 @@ CONFIG_VERSION = 2
 ALGOS = ("ppo", "a2c", "acktr")
 PRESETS = ("classic", "mujoco", "atari")
 RNN_TYPES = ("gru", "lstm")
-VEC_ENV_KINDS = ("auto", "subproc", "sync")
+VEC_ENV_KINDS = ("auto", "subproc", "sync", "envpool")
 OVERLAP_CHOICES = ("auto", "on", "off")
 #: Seeds go to numpy (< 2**32) after adding per-env, per-rank and evaluation offsets.
 MAX_SEED = 4_000_000_000
@@ -117,6 +117,43 @@ class RunConfig:
         None, "stop a PPO update early once approx KL exceeds this", ALGORITHM, low=0.0, low_open=True, algos=("ppo",)
     )
     use_linear_lr_decay: bool = setting(True, "decay the learning rate linearly to 0", ALGORITHM, flag="on-off")
+    ppo_variant: str = setting(
+        "clip",
+        "PPO's objective: the clipped surrogate, or the KL penalty with an adaptive coefficient (PPO paper, sec. 4)",
+        ALGORITHM,
+        choices=("clip", "kl-penalty"),
+        algos=("ppo",),
+    )
+    kl_target: float = setting(
+        0.01, "kl-penalty: the KL each update aims at (d_targ; 0 keeps --kl-coef fixed)", ALGORITHM, low=0.0,
+        algos=("ppo",),
+    )  # fmt: skip
+    kl_coef: float = setting(1.0, "kl-penalty: the initial KL coefficient (beta)", ALGORITHM, low=0.0, algos=("ppo",))
+    gail: bool = setting(
+        False, "GAIL: learn from --gail-experts with a discriminator's reward", ALGORITHM, flag="switch",
+        algos=("ppo", "a2c"),
+    )  # fmt: skip
+    gail_experts: str | None = setting(
+        None, "GAIL's expert trajectories (a file of enjoy.py --record-trajectories)", ALGORITHM, algos=("ppo", "a2c")
+    )
+    gail_epoch: int = setting(5, "GAIL: discriminator epochs per update", ALGORITHM, low=1, algos=("ppo", "a2c"))
+    gail_warmup: int = setting(
+        10, "GAIL: the first updates train the discriminator 100 epochs each", ALGORITHM, low=0, algos=("ppo", "a2c")
+    )
+    gail_batch_size: int = setting(128, "GAIL: discriminator minibatch size", ALGORITHM, low=1, algos=("ppo", "a2c"))
+    gail_subsample: int = setting(
+        20, "GAIL: keep every n-th expert step (1: all)", ALGORITHM, low=1, algos=("ppo", "a2c")
+    )
+    gail_trajectories: int | None = setting(
+        None, "GAIL: how many expert episodes to use", ALGORITHM, low=1, algos=("ppo", "a2c"), auto="all of them"
+    )
+    precision: str = setting(
+        "auto",
+        "the policy's forward and backward passes (parameters, optimizer state and losses stay float32); auto: bf16 "
+        "where the hardware has bf16 matrix units and the policy is big enough to gain (measured), else fp32",
+        ALGORITHM,
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
     fast_path: str = setting(
         "auto",
         "auto: small feed-forward MLP policies act in numpy and PPO computes their gradient by hand (the same "
@@ -132,6 +169,16 @@ class RunConfig:
         low=1,
         auto="64 for vector observations, 512 for images",
     )
+    activation: str = setting("tanh", "hidden activation of the MLP towers", POLICY, choices=("tanh", "relu"))
+    log_std_init: float = setting(0.0, "initial log-std of a Gaussian policy", POLICY)
+    use_sde: bool = setting(
+        False, "generalized state-dependent exploration (gSDE) for Gaussian policies", POLICY, flag="on-off"
+    )
+    sde_sample_freq: int = setting(-1, "gSDE: resample the noise every n steps (-1: once per rollout)", POLICY, low=-1)
+    policy_base: str | None = setting(
+        None, "your own base network, module:Class (see the README's Python API)", POLICY, auto="by observation space"
+    )
+    policy_kwargs: str = setting("{}", "keyword arguments of --policy-base, a JSON object of plain values", POLICY)
     recurrent_policy: bool = setting(False, "GRU/LSTM after the MLP or CNN", POLICY, flag="switch")
     recurrent_type: str = setting("gru", "recurrent layer of --recurrent-policy", POLICY, choices=RNN_TYPES)
     recurrent_chunk_length: int | None = setting(
@@ -209,6 +256,18 @@ class RunConfig:
     save_interval: int = setting(100, "updates between checkpoints (also at the end and on exit)", LOGGING, low=1)
     eval_interval: int = setting(0, "updates between evaluations (0: none)", LOGGING, low=0)
     eval_episodes: int = setting(10, "episodes per evaluation", LOGGING, low=1)
+    track: bool = setting(
+        False, "track the run with Weights & Biases (the [wandb] extra; WANDB_MODE=offline works)", LOGGING,
+        flag="switch",
+    )  # fmt: skip
+    wandb_project: str = setting("a2c_ppo", "W&B project", LOGGING)
+    wandb_entity: str | None = setting(None, "W&B entity (user or team)", LOGGING, auto="yours")
+    wandb_group: str | None = setting(None, "W&B group, e.g. to gather the seeds of one setting", LOGGING)
+    wandb_tags: str = setting("", "W&B tags, comma-separated", LOGGING)
+    capture_video: bool = setting(
+        False, "record an evaluation episode every --video-interval updates into the run folder", LOGGING, flag="switch"
+    )
+    video_interval: int = setting(100, "updates between videos of --capture-video", LOGGING, low=1)
     # device and processes
     no_cuda: bool = setting(False, "train on the CPU even with CUDA", DEVICE, flag="switch")
     cuda_deterministic: bool = setting(False, "deterministic cuDNN (slower)", DEVICE, flag="switch")

@@ -241,8 +241,9 @@ def make_policy(
     hidden_size: int | None = None,
     recurrent: bool = False,
     rnn_type: str = "gru",
+    activation: str = "tanh",
 ) -> Policy:
     """The Policy for these spaces (see ``default_base``; ``hidden_size`` None: the base's
     default width), optionally recurrent (``rnn_type`` gru or lstm), and the action head."""
-    base_kwargs = {"hidden_size": hidden_size, "recurrent": recurrent, "rnn_type": rnn_type}
+    base_kwargs = {"hidden_size": hidden_size, "recurrent": recurrent, "rnn_type": rnn_type, "activation": activation}
     return Policy(obs_space, action_space, base_kwargs=base_kwargs)

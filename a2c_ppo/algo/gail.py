@@ -1,0 +1,317 @@
+"""GAIL (Ho & Ermon 2016): a discriminator between expert and policy (observation, action)
+pairs whose logit becomes the policy's reward.
+
+Shapes: B policy rows, M expert rows, m minibatch rows, D observation width, A stored action
+width, F = D + A' the pair width (A' the encoded action width, ``encoded_action_dim``).
+A pair is ``x = [obs, encode_actions(action)]`` (F,); the discriminator's logit is ``f(x)``
+and ``D(x) = sigmoid(f(x))`` the probability that ``x`` came from the expert.
+
+Loss, per minibatch of m expert pairs x_E and m policy pairs x_P (expert label 1, policy 0)::
+
+    bce     = mean(-log D(x_E)) + mean(-log(1 - D(x_P)))       (two BCE-with-logits means)
+    x_hat   = alpha * x_E + (1 - alpha) * x_P,  alpha ~ U[0, 1) per row (m, 1)
+    penalty = lambda * mean_rows((||d f(x_hat) / d x_hat||_2 - 1)^2)        (WGAN-GP)
+    loss    = bce + penalty
+
+Accuracies: the fraction of expert logits > 0 and of policy logits < 0.
+
+Reward for step t of env n, with m_t = 0 where obs_t starts an episode (``rollouts.masks[:-1]``)::
+
+    r_t = log D(x_t) - log(1 - D(x_t)) = f(x_t)     (exactly: log(s / (1 - s)) = f for s = sigmoid(f))
+    G_t = gamma * m_t * G_{t-1} + r_t               (running discounted return, carried across calls)
+    after step t the running (mean, var) absorbs the N values G_t (Chan's parallel formula,
+    starting from mean 0, var 1, count 1e-4 like baselines' RunningMeanStd), then
+    reward_t = r_t / sqrt(var + 1e-8)
+
+The reference computes ``log(sigmoid(f)) - log(1 - sigmoid(f))``, which is f in exact
+arithmetic but +inf in float32 once sigmoid rounds to 1 (f above about 17); returning f itself
+is the same reward without that overflow. The reference also starts G at the first step's
+reward (counting it twice); here G starts at 0.
+
+Defaults, from ikostrikov/pytorch-a2c-ppo-acktr-gail: hidden size 100 and tanh layers
+(``main.py``: ``gail.Discriminator(obs_dim + action_dim, 100, device)``; ``algo/gail.py``),
+Adam at torch's default lr 1e-3 (``algo/gail.py``: ``torch.optim.Adam(self.trunk.parameters())``),
+lambda 10 (``algo/gail.py``: ``compute_grad_pen(..., lambda_=10)``), minibatches of 128 and 5
+epochs per update (``arguments.py``: ``--gail-batch-size 128``, ``--gail-epoch 5``), 100 epochs
+in each of the first 10 updates (``main.py``'s warm-up), 4 expert episodes subsampled every 20
+steps (``main.py``: ``ExpertDataset(file_name, num_trajectories=4, subsample_frequency=20)``;
+see ``a2c_ppo.trajectories.select_episodes`` / ``subsample``).
+
+Data-parallel training: with a ``reducer`` the gradients are averaged over ranks before every
+Adam step (one flat all-reduce), the update's metrics are averaged, and the return statistics
+absorb every rank's envs (one all-reduce per ``reward`` call), so all ranks keep identical
+discriminators and statistics when built from the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from a2c_ppo.algo.common import Reducer, average_gradients
+from a2c_ppo.errors import ConfigError
+from a2c_ppo.trajectories import Trajectories
+
+DEFAULT_HIDDEN_SIZE = 100
+DEFAULT_LR = 1e-3
+DEFAULT_GRAD_PENALTY = 10.0
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_EPOCHS = 5
+WARMUP_UPDATES = 10
+WARMUP_EPOCHS = 100
+RETURN_EPSILON = 1e-8
+METRIC_NAMES = ("loss", "grad_penalty", "expert_accuracy", "policy_accuracy")
+
+
+def discriminator_epochs(update: int, epochs: int = DEFAULT_EPOCHS) -> int:
+    """Discriminator epochs for the 0-based ``update``: the reference's warm-up trains 100
+    epochs in each of the first 10 updates, so the first rewards already tell expert from policy."""
+    return WARMUP_EPOCHS if update < WARMUP_UPDATES else epochs
+
+
+def encoded_action_dim(action_space_desc: dict[str, Any]) -> int:
+    """A', the width of ``encode_actions``' output for a space description (``describe_space``)."""
+    kind = action_space_desc["type"]
+    if kind == "Discrete":
+        return int(action_space_desc["n"])
+    if kind == "MultiDiscrete":
+        return int(sum(action_space_desc["nvec"]))
+    return int(torch.Size(action_space_desc["shape"]).numel())
+
+
+def encode_actions(actions: torch.Tensor, action_space_desc: dict[str, Any]) -> torch.Tensor:
+    """Actions as stored (B, A) -> float32 (B, A'): Discrete and MultiDiscrete one-hot (per
+    column, offset by the space's ``start``), Box and MultiBinary as they are.
+
+    One-hot codes keep the discriminator from reading an order or distance into class ids.
+    """
+    kind = action_space_desc["type"]
+    rows = len(actions)
+    if kind == "Discrete":
+        index = actions.reshape(rows).long() - action_space_desc["start"]
+        return F.one_hot(index, action_space_desc["n"]).float()
+    if kind == "MultiDiscrete":
+        index = actions.reshape(rows, -1).long() - torch.tensor(action_space_desc["start"], device=actions.device)
+        return torch.cat([F.one_hot(index[:, i], n) for i, n in enumerate(action_space_desc["nvec"])], 1).float()
+    return actions.reshape(rows, -1).float()
+
+
+class Discriminator(nn.Module):
+    """MLP logit f(x) on pairs x = [obs (D), encoded action (A')]: two tanh hidden layers."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = DEFAULT_HIDDEN_SIZE) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Linear(obs_dim + action_dim, hidden_size),
+            nn.Tanh(),
+            nn.Linear(hidden_size, hidden_size),
+            nn.Tanh(),
+            nn.Linear(hidden_size, 1),
+        )
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        """pairs (B, F) -> logits (B, 1)."""
+        return self.trunk(pairs)
+
+
+def discriminator_loss(
+    expert_logits: torch.Tensor, policy_logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """0-d (bce, expert_accuracy, policy_accuracy) from logits (m, 1) of each side (see module docstring)."""
+    bce = F.binary_cross_entropy_with_logits(
+        expert_logits, torch.ones_like(expert_logits)
+    ) + F.binary_cross_entropy_with_logits(policy_logits, torch.zeros_like(policy_logits))
+    return bce, (expert_logits > 0).float().mean(), (policy_logits < 0).float().mean()
+
+
+def gradient_penalty(
+    disc: Callable[[torch.Tensor], torch.Tensor],
+    expert_pairs: torch.Tensor,
+    policy_pairs: torch.Tensor,
+    lambda_: float = DEFAULT_GRAD_PENALTY,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """0-d ``lambda * mean((||grad_x disc(x_hat)||_2 - 1)^2)`` on random interpolations x_hat
+    of the expert and policy pairs (m, F); differentiable in the discriminator's parameters.
+
+    ``alpha`` (m, 1) is drawn from ``generator`` (on its device; None: the pairs' device's
+    global RNG).
+    """
+    device = generator.device if generator is not None else expert_pairs.device
+    alpha = torch.rand(len(expert_pairs), 1, generator=generator, device=device).to(expert_pairs)
+    mixed = (alpha * expert_pairs + (1.0 - alpha) * policy_pairs).detach().requires_grad_(True)
+    # Rows are independent, so the gradient of the sum is each row's own gradient;
+    # create_graph keeps the penalty differentiable for the discriminator's step.
+    (grad,) = torch.autograd.grad(disc(mixed).sum(), mixed, create_graph=True)
+    return lambda_ * (grad.norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+class GAIL:
+    """The discriminator, its Adam, the expert pairs and the reward's return statistics.
+
+    ``expert``: the (selected, subsampled) expert trajectories; vector observations only.
+    ``seed`` seeds the minibatch order and the penalty's interpolation (a CPU generator); in a
+    data-parallel run, give each rank its own (e.g. seed + rank) so that ranks draw different
+    expert minibatches, but build the discriminator under the same torch seed on every rank.
+    """
+
+    def __init__(
+        self,
+        expert: Trajectories,
+        *,
+        hidden_size: int = DEFAULT_HIDDEN_SIZE,
+        lr: float = DEFAULT_LR,
+        grad_penalty_coef: float = DEFAULT_GRAD_PENALTY,
+        reducer: Reducer | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        obs_shape = expert.spaces["observation"]["shape"]
+        if len(obs_shape) != 1:
+            raise ConfigError(
+                f"GAIL needs vector observations, but {expert.env_id} has observations of shape {tuple(obs_shape)}; "
+                "use an env with 1-D observations."
+            )
+        self.device = torch.device(device)
+        self.action_space_desc = expert.spaces["action"]
+        self.grad_penalty_coef = grad_penalty_coef
+        self.reducer = reducer
+        self.discriminator = Discriminator(obs_shape[0], encoded_action_dim(self.action_space_desc), hidden_size)
+        self.discriminator.to(self.device)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.expert_obs = expert.obs.to(self.device, torch.float32)
+        self.expert_actions = encode_actions(expert.actions, self.action_space_desc).to(self.device)
+        self.ret_mean, self.ret_var, self.ret_count = 0.0, 1.0, 1e-4
+        self.running_return: torch.Tensor | None = None  # (N,) float64, G of the last step seen
+
+    def pairs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """obs (B, D) and stored actions (B, A) -> float32 pairs (B, F) on the device."""
+        obs = obs.to(self.device, torch.float32)
+        return torch.cat([obs, encode_actions(actions.to(self.device), self.action_space_desc)], 1)
+
+    def update(
+        self,
+        policy_obs: torch.Tensor,
+        policy_actions: torch.Tensor,
+        epochs: int = DEFAULT_EPOCHS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        obs_normalizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """Train on the rollout's pairs, policy_obs (B, D) as the policy saw them and actions (B, A).
+
+        Each epoch pairs random disjoint minibatches of min(batch_size, B, M) policy and expert
+        rows, min(B, M) // that many (the reference zips its two loaders the same way); expert
+        observations pass through ``obs_normalizer`` ((m, D) -> (m, D), the policy's
+        observation normalisation without updating it; None: none). Returns ``METRIC_NAMES``
+        averaged over the Adam steps (and ranks): ``loss`` is bce + penalty, as the reference.
+        """
+        if epochs < 1 or batch_size < 1:
+            raise ValueError(f"GAIL.update needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
+        policy = self.pairs(policy_obs.reshape(len(policy_obs), -1), policy_actions)
+        size = min(batch_size, len(policy), len(self.expert_obs))
+        batches = min(len(policy), len(self.expert_obs)) // size
+        totals = torch.zeros(len(METRIC_NAMES), device=self.device)
+        for _ in range(epochs):
+            # Drawn on the CPU generator whatever the device, so a seed gives the same order everywhere.
+            orders = [
+                torch.randperm(rows, generator=self.generator)[: batches * size]
+                for rows in (len(policy), len(self.expert_obs))
+            ]
+            policy_order, expert_order = (order.view(batches, size).to(self.device) for order in orders)
+            for policy_rows, expert_rows in zip(policy_order, expert_order):
+                expert_obs = self.expert_obs[expert_rows]
+                if obs_normalizer is not None:
+                    expert_obs = obs_normalizer(expert_obs)
+                expert = torch.cat([expert_obs, self.expert_actions[expert_rows]], 1)
+                totals += self._step(expert, policy[policy_rows])
+        metrics = totals / (epochs * batches)
+        if self.reducer is not None:
+            metrics = self.reducer.all_reduce_sum(metrics) / self.reducer.world_size
+        return dict(zip(METRIC_NAMES, metrics.tolist()))
+
+    def _step(self, expert: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
+        """One Adam step on a minibatch of pairs (m, F) of each side; the metrics (4,), detached."""
+        # One forward pass over both halves: the MLP treats rows independently.
+        expert_logits, policy_logits = self.discriminator(torch.cat([expert, policy])).split(len(expert))
+        bce, expert_accuracy, policy_accuracy = discriminator_loss(expert_logits, policy_logits)
+        penalty = gradient_penalty(self.discriminator, expert, policy, self.grad_penalty_coef, self.generator)
+        loss = bce + penalty
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.reducer is not None:
+            average_gradients(list(self.discriminator.parameters()), self.reducer)
+        self.optimizer.step()
+        return torch.stack([loss, penalty, expert_accuracy, policy_accuracy]).detach()
+
+    @torch.no_grad()
+    def reward(self, obs: torch.Tensor, actions: torch.Tensor, masks: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Normalised rewards (T, N, 1) float32 for obs (T, N, D) and actions (T, N, A).
+
+        ``masks`` (T, N, 1): 0 where obs[t] starts an episode, else 1 (``rollouts.masks[:-1]``;
+        from ``dones`` (T, N, 1) of the steps' ends: ``masks[t] = 1 - dones[t - 1]``, with the
+        previous rollout's last done for t = 0). Updates the return statistics (module docstring).
+        """
+        T, N = masks.shape[:2]
+        logits = self.discriminator(self.pairs(obs.reshape(T * N, -1), actions.reshape(T * N, -1))).view(T, N)
+        if self.running_return is None:
+            self.running_return = torch.zeros(N, dtype=torch.float64, device=self.device)
+        elif len(self.running_return) != N:
+            raise ValueError(f"GAIL.reward got {N} envs, but its running return tracks {len(self.running_return)}")
+        keep = gamma * masks.reshape(T, N).to(self.device, torch.float64)
+        returns = torch.empty(T, N, dtype=torch.float64, device=self.device)
+        running = self.running_return
+        for t in range(T):
+            running = keep[t] * running + logits[t].double()
+            returns[t] = running
+        self.running_return = running
+        variances = torch.tensor(self._absorb(returns), dtype=torch.float64, device=self.device)
+        scale = (variances + RETURN_EPSILON).rsqrt().float()
+        return (logits * scale[:, None]).unsqueeze(-1)
+
+    def _absorb(self, returns: torch.Tensor) -> list[float]:
+        """Merge each step's returns (T, N) of all ranks into the statistics; the variance after each step."""
+        # Sums of deviations from the current mean (the same on every rank) keep the
+        # per-step variance accurate when it is recovered from summed moments.
+        deviations = returns - self.ret_mean
+        moments = torch.stack(
+            [torch.full_like(deviations[:, 0], deviations.shape[1]), deviations.sum(1), deviations.pow(2).sum(1)], 1
+        )
+        if self.reducer is not None:
+            self.reducer.all_reduce_sum(moments)
+        shift, variances = self.ret_mean, []
+        for count, sum1, sum2 in moments.tolist():
+            batch_mean = shift + sum1 / count
+            batch_m2 = max(sum2 - sum1 * sum1 / count, 0.0)
+            total = self.ret_count + count
+            delta = batch_mean - self.ret_mean
+            m2 = self.ret_var * self.ret_count + batch_m2 + delta * delta * self.ret_count * count / total
+            self.ret_mean += delta * count / total
+            self.ret_count, self.ret_var = total, m2 / total
+            variances.append(self.ret_var)
+        return variances
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain data (``torch.load(weights_only=True)`` reads it): everything an
+        exact resume needs except the expert data, which comes from its file."""
+        return {
+            "discriminator": self.discriminator.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "return_stats": {"mean": self.ret_mean, "var": self.ret_var, "count": self.ret_count},
+            "running_return": self.running_return,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        stats = state["return_stats"]
+        self.ret_mean, self.ret_var, self.ret_count = float(stats["mean"]), float(stats["var"]), float(stats["count"])
+        running = state["running_return"]
+        self.running_return = None if running is None else running.to(self.device, torch.float64)
+        # The generator lives on the CPU even when the state was loaded with map_location="cuda".
+        self.generator.set_state(state["generator"].cpu())
