@@ -71,11 +71,16 @@ def build_parser() -> ArgumentParser:
     group = groups[SETTINGS["save_dir"].spec.group]
     group.add_argument("--resume", metavar="PATH", help="continue a run from this checkpoint (typed flags win)")
     group.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    group.add_argument(
+        "--show-settings",
+        action="store_true",
+        help="print every setting this command line would train with, and where each came from; train nothing",
+    )
     return p
 
 
 #: Launch options of main.py that are not settings of the run.
-LAUNCH_OPTIONS = ("resume", "trust_checkpoint")
+LAUNCH_OPTIONS = ("resume", "trust_checkpoint", "show_settings")
 TRUST_HELP = (
     "with --resume (and enjoy.py): import the code the checkpoint names (an env given as module:attribute); "
     "without it such a checkpoint is refused unless you type that reference yourself"
@@ -92,7 +97,9 @@ def parse_typed(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], dict
 def resolve(argv: Sequence[str] | None = None) -> LaunchRequest:
     """Parse and validate ``argv``; raises ConfigError (argparse's own errors exit 2)."""
     typed, options = parse_typed(argv)
-    return resolve_request(typed, options["resume"], options["trust_checkpoint"])
+    request = resolve_request(typed, options["resume"], options["trust_checkpoint"])
+    request.show_settings = options["show_settings"]
+    return request
 
 
 def parse_command_line(argv: Sequence[str] | None = None) -> LaunchRequest:
@@ -106,6 +113,19 @@ def parse_command_line(argv: Sequence[str] | None = None) -> LaunchRequest:
 def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
     """The RunConfig for ``argv`` (exits with status 2 on bad input)."""
     return parse_command_line(argv).config
+
+
+def settings_table(request: LaunchRequest) -> str:
+    """Every setting of ``request``, its value and where it came from (``--show-settings``)."""
+    config, origins = vars(request.config), request.origins
+    rows = [
+        (flag_name(name), show(config[name]), origins.get(name, "")) for name in SETTINGS if SETTINGS[name].spec.flag
+    ]
+    width = max(len(row[0]) for row in rows)
+    value_width = min(max(len(row[1]) for row in rows), 40)
+    lines = [f"{'setting'.ljust(width)}  {'value'.ljust(value_width)}  from"]
+    lines += [f"{flag.ljust(width)}  {value.ljust(value_width)}  {origin}" for flag, value, origin in rows]
+    return "\n".join([*request.notes, "", *lines])
 
 
 def fail(message: str, prog: str) -> NoReturn:

@@ -51,10 +51,13 @@ def _train(argv: Sequence[str] | None, signals: StopSignals) -> int:
     # "terminate called"). So a Ctrl-C during start-up waits for it to finish (a second one
     # does not: a user's env that never finishes building can still be stopped).
     with signals.deferred(escalate=True):
-        from a2c_ppo.arguments import fail, parse_command_line
+        from a2c_ppo.arguments import fail, parse_command_line, settings_table
         from a2c_ppo.distributed import process_group
 
         request = parse_command_line(argv)
+    if request.show_settings:
+        console.out.line(settings_table(request))
+        return 0
     try:
         ctx = launch_context(request.config)
     except ConfigError as exc:

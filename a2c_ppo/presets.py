@@ -1,7 +1,8 @@
 """Hyper-parameter presets per task family and algorithm.
 
-A run's settings come from, in order of precedence: the flags the user typed, the preset's
-column for ``--algo``, then the declared defaults (``config.py``). ``--preset auto`` picks
+A run's settings come from, in order of precedence: the flags the user typed, the env's own
+entry for ``--algo`` (``ENV_ENTRIES``: published tuned settings of popular ids), the family
+preset's column for ``--algo``, then the declared defaults (``config.py``). ``--preset auto`` picks
 ``atari`` for Atari ids, ``mujoco`` for continuous control (1-D Box observations and Box
 actions) and ``classic`` otherwise.
 
@@ -15,6 +16,7 @@ actions) and ``classic`` otherwise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from a2c_ppo.config import ALGOS, PRESETS, SETTINGS, defaults, flag_name, show
@@ -44,6 +46,27 @@ PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
         "acktr": {**_ATARI, "num_processes": 32, "num_steps": 20, "lr": 0.25, "num_env_steps": 10_000_000},
     },
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """Tuned settings of one env id, per algorithm, and where they were published."""
+
+    source: str
+    values: dict[str, dict[str, Any]]  # algo -> settings
+
+
+#: Per-env entries, layered between the family preset and the typed flags.
+ENV_ENTRIES: dict[str, EnvEntry] = {}
+
+
+def env_entry(env_id: str, algo: str) -> tuple[dict[str, Any], str | None]:
+    """``env_id``'s entry for ``algo`` (``{}`` if none) and its source."""
+    entry = ENV_ENTRIES.get(env_id)
+    if entry is None or algo not in entry.values:
+        return {}, None
+    return dict(entry.values[algo]), entry.source
+
 
 #: The settings a preset decides (shown in --help), in declaration order.
 PRESET_KEYS = [name for name, declared in SETTINGS.items() if declared.spec.preset]

@@ -18,7 +18,7 @@ from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
-from a2c_ppo.presets import auto_preset, preset_values
+from a2c_ppo.presets import PRESET_VALUES, auto_preset, env_entry, preset_values
 
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
 SHAPE_FLAGS = ("hidden_size", "recurrent_policy", "recurrent_type")
@@ -33,6 +33,10 @@ class LaunchRequest:
     typed: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # printed at the start of the run
     checkpoint: dict[str, Any] | None = None  # the loaded --resume checkpoint
+    origins: dict[str, str] = field(
+        default_factory=dict
+    )  # setting -> typed / env entry / preset / default / checkpoint
+    show_settings: bool = False  # print the settings and train nothing
 
 
 def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint: bool = False) -> LaunchRequest:
@@ -54,8 +58,9 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         values = {**defaults(), **typed}
     report = inspect_env(values["env_name"], values["action_masks"])
     spaces = report.observation_space, report.action_space
+    origins: dict[str, str] = {name: "typed" if name in typed else "checkpoint" for name in SETTINGS}
     if resume is None:
-        values = _preset_values(values, typed, spaces, notes)
+        values = _preset_values(values, typed, spaces, notes, origins)
     values["action_masks"] = "on" if report.action_masks else "off"  # recorded: a resume makes the same choice
     notes += report.notes
     if values["norm_obs"] is None or values["norm_reward"] is None:
@@ -76,7 +81,9 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 alone writes (and checks, without races)
         check_writable_dir(config.run_dir, "--log-dir")
         check_writable_dir(config.save_dir, "--save-dir")
-    return LaunchRequest(config=config, resume=resume, typed=set(typed), notes=notes, checkpoint=checkpoint)
+    return LaunchRequest(
+        config=config, resume=resume, typed=set(typed), notes=notes, checkpoint=checkpoint, origins=origins
+    )
 
 
 def _check_typed(typed: dict[str, Any]) -> None:
@@ -123,20 +130,32 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
 
 
 def _preset_values(
-    values: dict[str, Any], typed: dict[str, Any], spaces: tuple[Any, Any], notes: list[str]
+    values: dict[str, Any], typed: dict[str, Any], spaces: tuple[Any, Any], notes: list[str], origins: dict[str, str]
 ) -> dict[str, Any]:
-    """``values`` with the preset's settings where nothing was typed; notes which preset and why."""
+    """``values`` with the env entry's and the preset's settings where nothing was typed; notes
+    which entry and preset, and why; ``origins`` gets where each value came from."""
     from a2c_ppo.envs.make import is_atari_id
 
-    preset = values["preset"]
+    preset, algo = values["preset"], values["algo"]
     if preset == "auto":
         preset = auto_preset(*spaces, is_atari=is_atari_id(values["env_name"]))
         why = f"auto: {preset} for {values['env_name']}"
     else:
         why = "typed"
-    overridden = sorted(flag_name(name) for name in typed if SETTINGS[name].spec.preset)
-    notes.append(f"Preset {preset} ({why})" + (f"; overridden by {', '.join(overridden)}." if overridden else "."))
-    return {**preset_values(preset, values["algo"]), **typed, "preset": preset}
+    entry, source = env_entry(values["env_name"], algo) if values["preset"] == "auto" else ({}, None)
+    family = preset_values(preset, algo)
+    overridden = sorted(flag_name(name) for name in typed if SETTINGS[name].spec.preset or name in entry)
+    head = f"Settings of {values['env_name']} ({source})" if source else f"Preset {preset} ({why})"
+    if source:
+        head += f" over preset {preset}"
+    notes.insert(0, head + (f"; overridden by {', '.join(overridden)}." if overridden else "."))
+    for name in SETTINGS:
+        origins[name] = (
+            "typed" if name in typed else "env entry" if name in entry else
+            "preset" if name in PRESET_VALUES[preset][algo] else "default"
+        )  # fmt: skip
+    origins["preset"] = "typed" if "preset" in typed else "auto"
+    return {**family, **entry, **typed, "preset": preset}
 
 
 def validate(config: RunConfig) -> None:
