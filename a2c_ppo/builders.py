@@ -28,6 +28,7 @@ from a2c_ppo.errors import ConfigError
 from a2c_ppo.fastpath import acting_function, fast_mlp
 from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.observations import empty_obs
+from a2c_ppo.sde import make_sde_head
 
 
 def select_device(config: RunConfig) -> torch.device:
@@ -81,7 +82,8 @@ def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None
     if config.algo == "a2c":
         optimizer = make_rmsprop(policy.parameters(), lr=config.lr, eps=config.eps, alpha=config.alpha)
         return A2C(policy, optimizer, max_grad_norm=config.max_grad_norm, reducer=reducer, **common)
-    parts = fast_mlp(policy) if config.fast_path == "auto" else None
+    # The hand-written gradient is the clip objective's; the KL penalty's goes through autograd.
+    parts = fast_mlp(policy) if config.fast_path == "auto" and config.ppo_variant == "clip" else None
     return PPO(
         policy,
         gradient=HandGradient(parts) if parts is not None else None,
@@ -94,13 +96,17 @@ def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None
         use_clipped_value_loss=config.clip_value_loss,
         target_kl=config.target_kl,
         reducer=reducer,
+        variant=config.ppo_variant,
+        kl_coef=config.kl_coef,
+        kl_target=config.kl_target,
         **common,
     )
 
 
 def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:
     """The Policy ``config`` describes for these spaces (on the CPU): the default base for the
-    observation space, or the user's ``--policy-base`` built with ``--policy-kwargs``."""
+    observation space, or the user's ``--policy-base`` built with ``--policy-kwargs``; a gSDE
+    head (``sde.py``) with ``--use-sde``."""
     if config.policy_base:
         base = user_base(config.policy_base, observation_space, policy_kwargs(config.policy_kwargs))
         policy = Policy(observation_space, action_space, base=base)  # type: ignore[arg-type]
@@ -113,7 +119,10 @@ def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gy
             rnn_type=config.recurrent_type,
             activation=config.activation,
         )
-    if isinstance(policy.dist, DiagGaussianHead):
+    if config.use_sde:
+        sde = make_sde_head(action_space, policy.base.output_size, config.log_std_init, config.sde_sample_freq)
+        policy.add_module("dist", sde)  # in place of Policy's head (not an assignment: dist is typed as make_head's)
+    elif isinstance(policy.dist, DiagGaussianHead):
         with torch.no_grad():
             policy.dist.log_std.bias.fill_(config.log_std_init)
     return policy

@@ -90,12 +90,15 @@ def save_checkpoint(
     action_space: gym.Space,
     resume_state: dict[str, Any] | None = None,
     rng: dict[str, Any] | None = None,
+    algorithm: dict[str, Any] | None = None,
 ) -> None:
     """Atomically write a checkpoint to ``path``; NonFiniteError (and nothing written) if the
     model or the normalisation statistics hold a NaN or infinity.
 
     ``resume_state``: what an exact resume needs beyond the rest (tensors and plain data);
-    ``rng``: the RNG states to store (default: the current ones, ``rng_state()``).
+    ``rng``: the RNG states to store (default: the current ones, ``rng_state()``);
+    ``algorithm``: the algorithm's own state beyond the optimizer (PPO's KL coefficient, the
+    GAIL discriminator), tensors and plain data.
     """
     bad = first_non_finite(model.state_dict())
     if bad is not None:
@@ -115,6 +118,7 @@ def save_checkpoint(
             {"observation": describe_space(observation_space), "action": describe_space(action_space)}
         ),
         "resume_state": resume_state,
+        "algorithm": algorithm or {},
     }
     write_atomically(path, lambda f: torch.save(payload, f))
 

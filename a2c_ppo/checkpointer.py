@@ -4,18 +4,22 @@ from a checkpoint, write the checkpoint of the last finished update.
 At the end of every update the trainer calls ``capture`` (env states, normalisation
 statistics, RNG, episode windows), so that whatever stops the run later (Ctrl-C, SIGTERM, an
 env that fails), ``save`` writes the state of the last finished update, and ``--resume``
-continues from it exactly where the env states could be captured. The file format is
+continues from it exactly where the env states could be captured. ``save_copy`` writes the
+same checkpoint elsewhere: the best model, ``RUN_DIR/best.pt``. The file format is
 ``checkpoint.py``'s.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import os
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from a2c_ppo.algo.common import Optimizer
-from a2c_ppo.checkpoint import rng_state, save_checkpoint, set_rng_state
+from a2c_ppo.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from a2c_ppo.config import RunConfig
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
@@ -25,6 +29,26 @@ from a2c_ppo.model import Policy
 from a2c_ppo.observations import TensorDict, copy_obs
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.storage import RolloutStorage
+
+#: The best model of a run (``--eval-interval``), inside its run folder.
+BEST_CHECKPOINT = "best.pt"
+
+
+def best_checkpoint_path(run_dir: str) -> str:
+    """``RUN_DIR/best.pt``: the checkpoint of the run's best evaluation."""
+    return os.path.join(run_dir, BEST_CHECKPOINT)
+
+
+def best_copy_path(latest: str) -> str:
+    """``SAVE_DIR/ALGO/ENV.best.pt`` for ``SAVE_DIR/ALGO/ENV.pt``: the latest finished run's best model."""
+    return os.path.splitext(latest)[0] + ".best.pt"
+
+
+def best_mean_return(path: str) -> float:
+    """The evaluation mean return a best model at ``path`` holds (-inf where there is none yet)."""
+    if not os.path.isfile(path):
+        return -math.inf
+    return float(load_checkpoint(path, what="the best model").get("counters", {}).get("eval_mean_return", -math.inf))
 
 
 class Run(Protocol):
@@ -57,6 +81,10 @@ class Run(Protocol):
     @property
     def normalizer(self) -> VecNormalize | None: ...
 
+    def algorithm_state(self) -> dict[str, Any]: ...
+
+    def load_algorithm_state(self, state: dict[str, Any]) -> None: ...
+
     def reset_envs(self) -> None: ...
 
 
@@ -71,6 +99,7 @@ class Boundary:
     env_states: Any  # the envs' snapshots, or None where they cannot be captured
     returns: list[float]
     lengths: list[int]
+    algorithm: dict[str, Any]  # the algorithm's own state (copied: the run goes on)
 
 
 class Checkpointer:
@@ -104,6 +133,7 @@ class Checkpointer:
             env_states=env_states,
             returns=list(run.returns),
             lengths=list(run.lengths),
+            algorithm=copy.deepcopy(run.algorithm_state()),
         )
 
     def _env_states(self, run: Run) -> list[Any] | None:
@@ -121,6 +151,7 @@ class Checkpointer:
         notes = []
         run.policy.load_state_dict(checkpoint["model"])
         run.optimizer.load_state_dict(checkpoint["optimizer"])
+        run.load_algorithm_state(checkpoint.get("algorithm") or {})
         counters = checkpoint["counters"]
         run.update, run.env_steps = counters["update"], counters["env_steps"]
         state = checkpoint["resume_state"]
@@ -161,6 +192,17 @@ class Checkpointer:
         boundary = self.boundary
         if not self.is_main or boundary is None or boundary.update == self.saved_update:
             return False
+        self._write(run, boundary, self.path)
+        self.saved_update = boundary.update
+        return True
+
+    def save_copy(self, run: Run, path: str, **counters: float) -> None:
+        """Write the checkpoint of the last finished update to ``path`` too (e.g. the best
+        model), with ``counters`` added to its counters; the main process alone writes."""
+        if self.is_main and self.boundary is not None:
+            self._write(run, self.boundary, path, counters)
+
+    def _write(self, run: Run, boundary: Boundary, path: str, counters: dict[str, float] | None = None) -> None:
         r = run.rollouts
         obs = r.obs[0].cpu()
         resume_state = {
@@ -172,18 +214,19 @@ class Checkpointer:
             "returns": boundary.returns,
             "lengths": boundary.lengths,
         }
+        # Plain numbers: the best model's counters add its evaluation's mean return (a float).
+        all_counters: dict[str, Any] = {"update": boundary.update, "env_steps": boundary.env_steps, **(counters or {})}
         with self.signals.deferred():  # a save is never cut in half, whatever arrives
             save_checkpoint(
-                self.path,
+                path,
                 model=run.policy,
                 optimizer=run.optimizer,
                 config=run.config.to_dict(),
                 normalization=boundary.normalization,
-                counters={"update": boundary.update, "env_steps": boundary.env_steps},
+                counters=all_counters,
                 observation_space=run.envs.observation_space,
                 action_space=run.envs.action_space,
                 resume_state=resume_state,
                 rng=boundary.rng,
+                algorithm=boundary.algorithm,
             )
-        self.saved_update = boundary.update
-        return True

@@ -28,7 +28,7 @@ CONFIG_VERSION = 2
 ALGOS = ("ppo", "a2c", "acktr")
 PRESETS = ("classic", "mujoco", "atari")
 RNN_TYPES = ("gru", "lstm")
-VEC_ENV_KINDS = ("auto", "subproc", "sync", "envpool")
+VEC_ENV_KINDS = ("auto", "subproc", "sync", "envpool", "native")
 OVERLAP_CHOICES = ("auto", "on", "off")
 #: Seeds go to numpy (< 2**32) after adding per-env, per-rank and evaluation offsets.
 MAX_SEED = 4_000_000_000
@@ -217,7 +217,13 @@ class RunConfig:
         flag="on-off",
         auto="on for continuous control",
     )
-    vec_env: str = setting("auto", "how envs are stepped", ENVIRONMENT, choices=VEC_ENV_KINDS)
+    vec_env: str = setting(
+        "auto",
+        "how envs are stepped: our vector env (sync: in this process; subproc: on worker processes too), EnvPool "
+        "([envpool] extra), or native: --env-name gives a gymnasium VectorEnv of its own (chosen by itself)",
+        ENVIRONMENT,
+        choices=VEC_ENV_KINDS,
+    )
     num_workers: int | None = setting(
         None,
         "worker processes for subproc, besides the main process, which steps a share of the envs",

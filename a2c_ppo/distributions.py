@@ -9,7 +9,9 @@ gradient) uses the same functions, so the code a reader reads is the code that r
 
 Batch convention: actions are ``(B, action_dim)`` (``action_dim`` is 1 for Discrete),
 ``log_probs(actions)`` is ``(B, 1)`` (summed over action dimensions), ``entropy()`` is
-``(B,)``. Random numbers always come from torch's global generator (``torch.rand`` /
+``(B,)``. ``params()`` ``(B, P)`` is everything that defines the distribution (log-probabilities,
+or mean and log-std), and ``kl_from(old_params)`` ``(B,)`` the exact KL[old || this] in closed form
+(the KL-penalty PPO's). Random numbers always come from torch's global generator (``torch.rand`` /
 ``torch.randn``), whichever array module computes, so one seed gives the same actions on
 every path, and exact resumes hold.
 """
@@ -95,6 +97,13 @@ class Categorical:
     def entropy(self) -> torch.Tensor:
         return categorical_entropy(torch, self.log_p)
 
+    def params(self) -> torch.Tensor:
+        return self.log_p
+
+    def kl_from(self, old: torch.Tensor) -> torch.Tensor:
+        """``sum_k p_old (log p_old - log p)``; a masked class (p = 0 on both sides) adds 0."""
+        return (old.exp() * (old - self.log_p)).sum(-1)
+
 
 class DiagNormal:
     """Independent Gaussians with ``mean`` and ``log_std`` ``(B, A)``; actions ``(B, A)``."""
@@ -107,6 +116,16 @@ class DiagNormal:
 
     def entropy(self) -> torch.Tensor:
         return gaussian_entropy(torch, self.log_std)
+
+    def params(self) -> torch.Tensor:
+        return torch.cat([self.mean, self.log_std], dim=-1)
+
+    def kl_from(self, old: torch.Tensor) -> torch.Tensor:
+        """``sum_a log(s / s_old) + (s_old^2 + (m_old - m)^2) / (2 s^2) - 1/2``."""
+        old_mean, old_log_std = old.chunk(2, dim=-1)
+        ratio = (old_mean - self.mean) * torch.exp(-self.log_std)
+        variance_ratio = torch.exp(2.0 * (old_log_std - self.log_std))
+        return (self.log_std - old_log_std + 0.5 * (variance_ratio + ratio * ratio) - 0.5).sum(-1)
 
 
 class Bernoulli:
@@ -123,6 +142,16 @@ class Bernoulli:
         p = torch.sigmoid(self.logits)
         return F.binary_cross_entropy_with_logits(self.logits, p, reduction="none").sum(-1)
 
+    def params(self) -> torch.Tensor:
+        return self.logits
+
+    def kl_from(self, old: torch.Tensor) -> torch.Tensor:
+        """``sum_k p_old log(p_old / p) + (1 - p_old) log((1 - p_old) / (1 - p))``, in logits."""
+        p_old = torch.sigmoid(old)
+        log_ratio_one = F.logsigmoid(old) - F.logsigmoid(self.logits)
+        log_ratio_zero = F.logsigmoid(-old) - F.logsigmoid(-self.logits)
+        return (p_old * log_ratio_one + (1.0 - p_old) * log_ratio_zero).sum(-1)
+
 
 class MultiCategorical:
     """Independent categoricals, one per MultiDiscrete dimension; actions ``(B, K)`` long."""
@@ -136,6 +165,14 @@ class MultiCategorical:
 
     def entropy(self) -> torch.Tensor:
         return sum(d.entropy() for d in self.parts)  # type: ignore[return-value]
+
+    def params(self) -> torch.Tensor:
+        return torch.cat([d.params() for d in self.parts], dim=-1)
+
+    def kl_from(self, old: torch.Tensor) -> torch.Tensor:
+        """The sum of the dimensions' KLs (they are independent)."""
+        sizes = [d.log_p.shape[-1] for d in self.parts]
+        return sum(d.kl_from(o) for d, o in zip(self.parts, old.split(sizes, dim=-1)))  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- heads

@@ -225,12 +225,16 @@ class Policy(nn.Module):
         value, _, _ = self.base(obs, rnn_hxs, masks)
         return value
 
+    def evaluate(self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """-> value (B, 1), the action distribution (under the action mask), rnn_hxs (N, H)."""
+        value, features, rnn_hxs = self.base(obs, rnn_hxs, masks)
+        return value, self.dist(features, self.action_mask(obs)), rnn_hxs
+
     def evaluate_actions(
         self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor, action: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> value (B, 1), log_prob (B, 1), entropy (B,), rnn_hxs (N, H) (under the action mask)."""
-        value, features, rnn_hxs = self.base(obs, rnn_hxs, masks)
-        dist = self.dist(features, self.action_mask(obs))
+        value, dist, rnn_hxs = self.evaluate(obs, rnn_hxs, masks)
         return value, dist.log_probs(action), dist.entropy(), rnn_hxs
 
 

@@ -56,13 +56,21 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
     else:
         values = {**defaults(), **typed}
-    report = inspect_env(values["env_name"], values["action_masks"])
+    report = inspect_env(values["env_name"], values["action_masks"], values["vec_env"])
     spaces = report.observation_space, report.action_space
     origins: dict[str, str] = {name: "typed" if name in typed else "checkpoint" for name in SETTINGS}
     if resume is None:
         values = _preset_values(values, typed, spaces, notes, origins)
     values["action_masks"] = "on" if report.action_masks else "off"  # recorded: a resume makes the same choice
     notes += report.notes
+    if report.vector_envs is not None:  # a native vector env: its own batch of envs
+        if "num_processes" in typed and typed["num_processes"] != report.vector_envs:
+            raise ConfigError(
+                f"--num-processes {typed['num_processes']}: {values['env_name']!r} gives a vector env of "
+                f"{report.vector_envs} envs; drop --num-processes (it comes from the vector env)."
+            )
+        values.update(num_processes=report.vector_envs, vec_env="native")
+        origins.update(num_processes="vector env", vec_env="vector env")
     if values["norm_obs"] is None or values["norm_reward"] is None:
         auto = is_continuous_control(*spaces)
         values["norm_obs"] = auto if values["norm_obs"] is None else values["norm_obs"]
@@ -179,6 +187,12 @@ def validate(config: RunConfig) -> None:
             f"--num-env-steps {config.num_env_steps} is less than one update's batch "
             f"({batch} = --num-processes x --num-steps); raise it or shrink the batch."
         )
+    from importlib.util import find_spec  # looked up, not imported: wandb takes a second to import
+
+    for wanted, package, extra, flag in ((config.track, "wandb", "wandb", "--track"),
+                                         (config.capture_video, "moviepy", "video", "--capture-video")):  # fmt: skip
+        if wanted and find_spec(package) is None:
+            raise ConfigError(f'{flag} needs {package}, which is not installed: pip install -e ".[{extra}]".')
 
 
 def _with_chunk_length(config: RunConfig, notes: list[str]) -> RunConfig:

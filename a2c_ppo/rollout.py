@@ -70,6 +70,8 @@ def _collect_plain(
             rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]
         )
         out = envs.step(action)
+        if out.dummy is not None:
+            rollouts.mark_dummy(step, out.dummy)
         terminated, truncated, bootstrap_values = _ends(policy, out, rnn_hxs, zeros, proper_time_limits)
         rollouts.insert(
             obs=out.obs,

@@ -33,6 +33,12 @@ class Minibatch(NamedTuple):
     masks: torch.Tensor  # (B, 1)
     old_action_log_probs: torch.Tensor  # (B, 1)
     advantages: torch.Tensor  # (B, 1)
+    old_dist_params: torch.Tensor | None = None  # (B, P): the rollout policy's distributions (KL penalty)
+
+
+def _rows(batch: Minibatch, idx: torch.Tensor) -> Minibatch:
+    """The rows ``idx`` of every field of ``batch`` (fields left out stay ``None``)."""
+    return Minibatch(*(None if tensor is None else tensor[idx] for tensor in batch))  # type: ignore[arg-type]
 
 
 def backward_recurrence(b: torch.Tensor, c: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -89,6 +95,12 @@ class RolloutStorage:
         # V(final_obs) for steps that ended by truncation; read only where truncated.
         self.bootstrap_values = torch.zeros(T, N, 1)
         self.returns = torch.zeros(T, N, 1)
+        # (T, N, P): the rollout policy's action distributions, where an update needs them (the
+        # KL penalty's exact KL); None otherwise.
+        self.dist_params: torch.Tensor | None = None
+        # (T, N, 1) bool, False for rows that are no transition (the reset step of a next-step
+        # native vector env); None while every row is one, as for every other env.
+        self.valid: torch.Tensor | None = None
         self.step = 0
         self._targets_of: tuple[tuple[torch.Tensor, ...], tuple[Any, ...]] | None = None  # see _insert_targets
 
@@ -149,7 +161,20 @@ class RolloutStorage:
             self._targets_of = cached
         return cached[1]
 
+    def mark_dummy(self, step: int, dummy: torch.Tensor) -> None:
+        """Exclude the rows ``dummy (N, 1)`` of step ``step`` from training (see ``valid``)."""
+        if self.valid is None:
+            with torch.inference_mode(False):  # made during a rollout, it must outlive inference mode
+                self.valid = torch.ones_like(self.terminated)
+        self.valid[step] = ~dummy
+
+    def valid_rows(self) -> torch.Tensor | None:
+        """The flat indices (into ``T * N``) of the rows to train on; ``None``: all of them."""
+        return None if self.valid is None else self.valid.reshape(-1).nonzero().squeeze(1)
+
     def after_update(self) -> None:
+        if self.valid is not None:
+            self.valid.fill_(True)
         self.obs[0].copy_(self.obs[-1])
         self.recurrent_hidden_states[0].copy_(self.recurrent_hidden_states[-1])
         self.masks[0].copy_(self.masks[-1])
@@ -199,12 +224,19 @@ class RolloutStorage:
             masks=self.masks[:-1].reshape(batch_size, 1),
             old_action_log_probs=self.action_log_probs.reshape(batch_size, 1),
             advantages=advantages.reshape(batch_size, 1),
+            old_dist_params=None if self.dist_params is None else self.dist_params.reshape(batch_size, -1),
         )
+        rows = self.valid_rows()
         for _ in range(num_epochs):
+            if rows is not None:  # minibatches of the valid rows only, as near equal in size as can be
+                perm = rows[torch.randperm(len(rows), device=rows.device)]
+                for idx in torch.tensor_split(perm, num_mini_batch):
+                    yield _rows(flat, idx)
+                continue
             perm = torch.randperm(batch_size, device=self.rewards.device)
             for k in range(num_mini_batch):
                 idx = perm[k * mini_batch_size : (k + 1) * mini_batch_size]
-                yield Minibatch(*(tensor[idx] for tensor in flat))
+                yield _rows(flat, idx)
 
     def recurrent_chunks(self, chunk_length: int | None = None) -> tuple[int, int]:
         """``(L, number of chunks)`` for sequences of ``chunk_length`` (None: the storage's)."""
@@ -229,6 +261,8 @@ class RolloutStorage:
         policy before this update), as in R2D2's "stored state".
         """
         T, N = self.num_steps, self.num_processes
+        if self.valid is not None and not bool(self.valid.all()):
+            raise ValueError("recurrent minibatches cannot leave out the reset steps of a next-step vector env")
         L, num_chunks = self.recurrent_chunks(chunk_length)
         if num_chunks < num_mini_batch:
             raise ValueError(
@@ -263,4 +297,5 @@ class RolloutStorage:
             masks=seq(self.masks),
             old_action_log_probs=seq(self.action_log_probs),
             advantages=seq(advantages),
+            old_dist_params=None if self.dist_params is None else seq(self.dist_params),
         )

@@ -46,6 +46,7 @@ class Workload:
     normalise: bool = False
     sb3: bool = True  # whether SB3 runs it (its Atari pipeline differs from ours: not compared)
     extra: list[str] = field(default_factory=list)
+    vec_env: str = "auto"  # native: env_id is a factory of a VectorEnv; envpool: EnvPool steps it
 
     def our_flags(self) -> list[str]:
         norm = ["--norm-obs", "--norm-reward"] if self.normalise else ["--no-norm-obs", "--no-norm-reward"]
@@ -54,7 +55,7 @@ class Workload:
                 "--gamma", "0.99", "--gae-lambda", "0.95", "--entropy-coef", "0", "--clip-param", "0.2",
                 "--value-loss-coef", "0.5", "--max-grad-norm", "0.5", "--norm-adv", "--no-clip-value-loss",
                 "--no-use-linear-lr-decay", "--num-env-steps", str(self.steps), "--num-threads", "1", *norm,
-                *self.extra]  # fmt: skip
+                *(["--vec-env", self.vec_env] if self.vec_env != "auto" else []), *self.extra]  # fmt: skip
 
 
 WORKLOADS = {
@@ -62,7 +63,13 @@ WORKLOADS = {
     "halfcheetah": Workload("HalfCheetah-v5", 1, 2048, 10, 32, 3e-4, 20_480, normalise=True),
     "halfcheetah-x8": Workload("HalfCheetah-v5", 8, 256, 10, 32, 3e-4, 20_480, normalise=True, sb3=False),
     "pong": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False),
-}
+    # gymnasium's own vectorised CartPole as a native vector env, beside the cartpole row
+    "cartpole-native": Workload("benchmarks.native_cartpole:make", 8, 128, 4, 4, 2.5e-4, 65_536, sb3=False,
+                                vec_env="native"),
+    "halfcheetah-x8-envpool": Workload("HalfCheetah-v5", 8, 256, 10, 32, 3e-4, 20_480, normalise=True, sb3=False,
+                                       vec_env="envpool"),
+    "pong-envpool": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False, vec_env="envpool"),
+}  # fmt: skip
 
 
 def run_ours(workload: Workload, extra: list[str]) -> tuple[float, float]:
@@ -128,7 +135,7 @@ def env_limit(workload: Workload, seconds: float = 5.0) -> float:
     code = (
         "import sys, time, numpy as np\n"
         "from a2c_ppo.envs import make_vec_envs\n"
-        f"envs = make_vec_envs({workload.env_id!r}, {workload.num_envs}, vec_env='auto', "
+        f"envs = make_vec_envs({workload.env_id!r}, {workload.num_envs}, vec_env={workload.vec_env!r}, "
         f"norm_obs={workload.normalise}, norm_reward={workload.normalise})\n"
         "envs.reset(seed=0); envs.action_space.seed(0)\n"
         "actions = [envs.action_space.sample() for _ in range(64)]\n"

@@ -25,32 +25,14 @@ from a2c_ppo.algo.common import (
     Reducer,
     average_gradients,
     clip_gradients,
+    evaluate_rollout,
     explained_variance,
     finish_metrics,
     rollout_advantages,
 )
 from a2c_ppo.algo.kfac import KFACOptimizer
 from a2c_ppo.model import Policy
-from a2c_ppo.observations import flatten_steps
 from a2c_ppo.storage import RolloutStorage
-
-
-def evaluate_rollout(actor_critic: Policy, rollouts: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Values (T*N, 1), log-probs of the stored actions (T*N, 1) and entropies (T*N,).
-
-    Rows are time-major: row ``t * N + n`` is step ``t`` of environment ``n``.
-    """
-    T, N = rollouts.rewards.shape[:2]
-    obs = flatten_steps(rollouts.obs[:-1])
-    masks = rollouts.masks[:-1].reshape(T * N, 1)
-    if actor_critic.is_recurrent:
-        # Sequence mode: the hidden state at t=0 for every env, inputs time-major flattened.
-        rnn_hxs = rollouts.recurrent_hidden_states[0]
-    else:
-        rnn_hxs = rollouts.recurrent_hidden_states[:-1].reshape(T * N, -1)
-    actions = rollouts.actions.reshape(T * N, -1)
-    values, log_probs, entropy, _ = actor_critic.evaluate_actions(obs, rnn_hxs, masks, actions)
-    return values, log_probs, entropy
 
 
 class A2C:
@@ -83,9 +65,15 @@ class A2C:
 
     def _losses(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """0-d losses, and the values (T*N, 1) and log-probs (T*N, 1) they came from."""
-        values, log_probs, entropy = evaluate_rollout(self.actor_critic, rollouts)
+        values, dist = evaluate_rollout(self.actor_critic, rollouts)
+        log_probs, entropy = dist.log_probs(rollouts.actions.reshape(len(values), -1)), dist.entropy()
         advantages = rollout_advantages(rollouts, self.norm_adv, self.reducer).reshape(-1, 1).detach()
         returns = rollouts.returns.reshape(-1, 1)
+        rows = rollouts.valid_rows()
+        if rows is not None:  # the reset steps of a next-step vector env are no transitions
+            values, log_probs, entropy, advantages, returns = (
+                t[rows] for t in (values, log_probs, entropy, advantages, returns)
+            )
         losses = {
             "policy_loss": -(advantages * log_probs).mean(),
             "value_loss": 0.5 * (returns - values).pow(2).mean(),
@@ -111,7 +99,7 @@ class A2C:
     ) -> dict[str, torch.Tensor]:
         metrics = {name: value.detach() for name, value in losses.items()}
         metrics["grad_norm"] = grad_norm
-        metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns)
+        metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns, rollouts.valid)
         metrics["num_gradient_steps"] = torch.ones((), device=grad_norm.device)
         return metrics
 

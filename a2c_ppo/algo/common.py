@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn as nn
 
+from a2c_ppo.observations import flatten_steps
 from a2c_ppo.storage import RolloutStorage
 
 
@@ -32,8 +33,28 @@ def all_mean(tensor: torch.Tensor, reducer: Reducer | None) -> torch.Tensor:
     return reducer.all_reduce_sum(tensor.clone()) / reducer.world_size
 
 
-def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """0-d tensor: 1 - Var(targets - predictions) / Var(targets); nan when the targets are constant."""
+def evaluate_rollout(actor_critic: Any, rollouts: RolloutStorage) -> tuple[torch.Tensor, Any]:
+    """Values ``(T*N, 1)`` and the action distribution of every row of the rollout, rows
+    time-major (row ``t * N + n`` is step ``t`` of env ``n``). A recurrent policy runs in its
+    sequence mode from each env's state at slot 0, so it sees each env's real sequence."""
+    T, N = rollouts.rewards.shape[:2]
+    obs = flatten_steps(rollouts.obs[:-1])
+    masks = rollouts.masks[:-1].reshape(T * N, 1)
+    if actor_critic.is_recurrent:
+        rnn_hxs = rollouts.recurrent_hidden_states[0]
+    else:
+        rnn_hxs = rollouts.recurrent_hidden_states[:-1].reshape(T * N, -1)
+    values, dist, _ = actor_critic.evaluate(obs, rnn_hxs, masks)
+    return values, dist
+
+
+def explained_variance(
+    predictions: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """0-d tensor: 1 - Var(targets - predictions) / Var(targets) (over the ``valid`` rows);
+    nan when the targets are constant."""
+    if valid is not None:
+        predictions, targets = predictions[valid], targets[valid]
     var_targets = targets.var()
     ratio = (targets - predictions).var() / var_targets
     return torch.where(var_targets == 0, torch.nan, 1.0 - ratio)
@@ -46,12 +67,13 @@ def rollout_advantages(rollouts: RolloutStorage, normalize: bool, reducer: Reduc
     the sum of squared deviations) for accuracy; rank sizes are equal, so the count is known.
     """
     advantages = rollouts.returns - rollouts.value_preds[:-1]
-    count = advantages.numel() * (reducer.world_size if reducer is not None else 1)
+    rows = advantages if rollouts.valid is None else advantages[rollouts.valid]  # the rows trained on
+    count = rows.numel() * (reducer.world_size if reducer is not None else 1)
     if not normalize or count < 2:
         return advantages
-    total = advantages.sum()
+    total = rows.sum()
     mean = (reducer.all_reduce_sum(total) if reducer is not None else total) / count
-    squares = (advantages - mean).pow(2).sum()
+    squares = (rows - mean).pow(2).sum()
     std = ((reducer.all_reduce_sum(squares) if reducer is not None else squares) / (count - 1)).sqrt()
     return (advantages - mean) / (std + 1e-8)
 

@@ -1,12 +1,19 @@
-"""Proximal Policy Optimization (clipped surrogate objective).
+"""Proximal Policy Optimization: the clipped surrogate and the KL-penalty objectives.
 
 Per minibatch, with ``r = pi(a|s) / pi_old(a|s)``, ``A`` the advantages and ``eps`` the
-clip range::
+clip range (Schulman et al. 2017, sections 3 and 4)::
 
-    policy_loss = -mean(min(r * A, clip(r, 1 - eps, 1 + eps) * A))
+    clip:        policy_loss = -mean(min(r * A, clip(r, 1 - eps, 1 + eps) * A))
+    kl-penalty:  policy_loss = -mean(r * A) + beta * mean(KL[pi_old(.|s) || pi(.|s)])
     value_loss  = 0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2))
                   (0.5 * mean((V - R)^2) without the clipped value loss)
     loss        = policy_loss + value_loss_coef * value_loss - entropy_coef * mean(entropy)
+
+The KL is the exact one (closed form, ``distributions.py``'s ``kl_from``) per state, between
+the rollout policy's distribution (computed once per update, before its first step) and the
+current one. After each update, with ``d`` the mean of that KL over the batch (all ranks),
+``beta`` halves if ``d < kl_target / 1.5`` and doubles if ``d > 1.5 kl_target`` (the paper's
+rule; ``kl_target`` 0 keeps it fixed).
 
 Each minibatch step runs in this order: zero the gradient, the losses (forward pass and
 objective), the gradient, its average over ranks, the norm clip, the optimizer step. A
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -27,6 +34,7 @@ from a2c_ppo.algo.common import (
     Reducer,
     all_mean,
     average_gradients,
+    evaluate_rollout,
     explained_variance,
     finish_metrics,
     rollout_advantages,
@@ -45,6 +53,7 @@ def ppo_losses(
     clip_param: float,
     clip_value_loss: bool,
     derivatives: bool = False,
+    dist: Any = None,
 ) -> dict[str, torch.Tensor]:
     """The minibatch's 0-d policy and value losses (see the module docstring) from the new
     ``values`` and ``log_probs`` (B, 1), and the log-ratio ``log r`` (B, 1) they came from.
@@ -58,29 +67,53 @@ def ppo_losses(
     surr1 = ratio * batch.advantages
     surr2 = ratio.clamp(1.0 - clip_param, 1.0 + clip_param) * batch.advantages
     policy_loss = -torch.min(surr1, surr2).mean()
-    error = values - batch.returns
-    if clip_value_loss:
-        delta = values - batch.value_preds
-        clipped_error = batch.value_preds + delta.clamp(-clip_param, clip_param) - batch.returns
-        squared, clipped_squared = error.pow(2), clipped_error.pow(2)
-        value_loss = 0.5 * torch.max(squared, clipped_squared).mean()
-    else:
-        value_loss = 0.5 * error.pow(2).mean()
+    value_loss, d_values = _value_loss(batch, values, clip_param, clip_value_loss, derivatives)
     losses = {"policy_loss": policy_loss, "value_loss": value_loss, "log_ratio": log_ratio}
     if not derivatives:
         return losses
-    B = len(values)
     # The unclipped term is the min exactly where the ratio is inside the clip range (then
     # the two are equal and each half carries A r) or below the clipped term outside it.
-    losses["d_log_probs"] = (surr1 <= surr2) * (ratio * batch.advantages) * (-1.0 / B)
-    if clip_value_loss:
-        # max's derivative goes to the larger term; the clamp passes it inside its range only.
-        weight = (squared > clipped_squared) + 0.5 * (squared == clipped_squared)
-        inside = (delta >= -clip_param) & (delta <= clip_param)
-        losses["d_values"] = (error * weight + clipped_error * (1.0 - weight) * inside) / B
-    else:
-        losses["d_values"] = error / B
+    losses["d_log_probs"] = (surr1 <= surr2) * (ratio * batch.advantages) * (-1.0 / len(values))
+    losses["d_values"] = d_values  # type: ignore[assignment]
     return losses
+
+
+def kl_penalty_losses(
+    batch: Minibatch,
+    values: torch.Tensor,
+    log_probs: torch.Tensor,
+    beta: float,
+    clip_param: float,
+    clip_value_loss: bool,
+    dist: Any = None,
+) -> dict[str, torch.Tensor]:
+    """As ``ppo_losses`` for the KL-penalty objective (see the module docstring), plus ``kl``,
+    the minibatch's mean exact KL[pi_old || pi] (``batch.old_dist_params`` are pi_old's)."""
+    assert dist is not None and batch.old_dist_params is not None, "the KL penalty needs both distributions"
+    log_ratio = log_probs - batch.old_action_log_probs
+    kl = dist.kl_from(batch.old_dist_params).mean()
+    policy_loss = -(log_ratio.exp() * batch.advantages).mean() + beta * kl
+    value_loss, _ = _value_loss(batch, values, clip_param, clip_value_loss, False)
+    return {"policy_loss": policy_loss, "value_loss": value_loss, "log_ratio": log_ratio, "kl": kl}
+
+
+def _value_loss(
+    batch: Minibatch, values: torch.Tensor, clip_param: float, clip_value_loss: bool, derivatives: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The 0-d value loss and (with ``derivatives``) d value_loss / d values (B, 1)."""
+    error = values - batch.returns
+    if not clip_value_loss:
+        return 0.5 * error.pow(2).mean(), error / len(values) if derivatives else None
+    delta = values - batch.value_preds
+    clipped_error = batch.value_preds + delta.clamp(-clip_param, clip_param) - batch.returns
+    squared, clipped_squared = error.pow(2), clipped_error.pow(2)
+    value_loss = 0.5 * torch.max(squared, clipped_squared).mean()
+    if not derivatives:
+        return value_loss, None
+    # max's derivative goes to the larger term; the clamp passes it inside its range only.
+    weight = (squared > clipped_squared) + 0.5 * (squared == clipped_squared)
+    inside = (delta >= -clip_param) & (delta <= clip_param)
+    return value_loss, (error * weight + clipped_error * (1.0 - weight) * inside) / len(values)
 
 
 @torch.no_grad()
@@ -109,11 +142,9 @@ class AutogradGradient:
         self.actor_critic = actor_critic
 
     def losses(self, batch: Minibatch, objective: functools.partial) -> dict[str, torch.Tensor]:
-        values, log_probs, entropy, _ = self.actor_critic.evaluate_actions(
-            batch.obs, batch.recurrent_hidden_states, batch.masks, batch.actions
-        )
-        losses = objective(batch, values, log_probs)
-        losses["entropy"] = entropy.mean()
+        values, dist, _ = self.actor_critic.evaluate(batch.obs, batch.recurrent_hidden_states, batch.masks)
+        losses = objective(batch, values, dist.log_probs(batch.actions), dist=dist)
+        losses["entropy"] = dist.entropy().mean()
         return losses
 
     def backward(self, losses: dict[str, torch.Tensor], value_loss_coef: float, entropy_coef: float) -> None:
@@ -130,7 +161,8 @@ class PPO:
     to the rollout policy exceeds it (that minibatch's step is not taken). With a
     ``reducer`` (data-parallel training) the gradients, advantage statistics, the KL
     decision and the metrics are combined across ranks (see ``algo.common``). ``gradient``:
-    the backend (default ``AutogradGradient``).
+    the backend (default ``AutogradGradient``). ``variant``: ``"clip"`` or ``"kl-penalty"``
+    (with ``kl_coef``, beta's first value, and ``kl_target``; see the module docstring).
     """
 
     def __init__(
@@ -150,6 +182,9 @@ class PPO:
         target_kl: float | None = None,
         reducer: Reducer | None = None,
         gradient: GradientBackend | None = None,
+        variant: str = "clip",
+        kl_coef: float = 1.0,
+        kl_target: float = 0.01,
     ) -> None:
         self.actor_critic = actor_critic
         self.clip_param = clip_param
@@ -161,7 +196,8 @@ class PPO:
         self.norm_adv = norm_adv
         self.target_kl = target_kl
         self.reducer = reducer
-        self.objective = functools.partial(ppo_losses, clip_param=clip_param, clip_value_loss=use_clipped_value_loss)
+        self.clip_value_loss = use_clipped_value_loss
+        self.variant, self.kl_coef, self.kl_target = variant, kl_coef, kl_target
         self.gradient = gradient if gradient is not None else AutogradGradient(actor_critic)
         # One buffer for all parameters: zeroing, clipping and Adam are one op each per minibatch.
         self.flat = FlatParameters(actor_critic.parameters())
@@ -173,9 +209,40 @@ class PPO:
             return rollouts.recurrent_generator(advantages, self.num_mini_batch, num_epochs=self.ppo_epoch)
         return rollouts.feed_forward_generator(advantages, self.num_mini_batch, num_epochs=self.ppo_epoch)
 
+    @property
+    def objective(self) -> functools.partial:
+        """The minibatch objective of this update (the KL penalty's at the current beta)."""
+        if self.variant == "kl-penalty":
+            return functools.partial(kl_penalty_losses, beta=self.kl_coef, clip_param=self.clip_param,
+                                     clip_value_loss=self.clip_value_loss)  # fmt: skip
+        return functools.partial(ppo_losses, clip_param=self.clip_param, clip_value_loss=self.clip_value_loss)
+
     def losses(self, batch: Minibatch) -> dict[str, torch.Tensor]:
         """The minibatch's 0-d ``policy_loss``, ``value_loss``, ``entropy`` and its ``log_ratio`` (B, 1)."""
         return self.gradient.losses(batch, self.objective)
+
+    @torch.no_grad()
+    def _rollout_kl(self, rollouts: RolloutStorage) -> torch.Tensor:
+        """The mean exact KL[pi_old || pi] over the batch (of all ranks), pi the current policy."""
+        _, dist = evaluate_rollout(self.actor_critic, rollouts)
+        assert rollouts.dist_params is not None
+        kl = dist.kl_from(rollouts.dist_params.reshape(len(dist.params()), -1))
+        rows = rollouts.valid_rows()
+        return all_mean((kl if rows is None else kl[rows]).mean(), self.reducer)
+
+    def _adapt_kl_coef(self, kl: float) -> None:
+        """The paper's rule: halve beta below ``kl_target / 1.5``, double it above ``1.5 kl_target``."""
+        if self.kl_target > 0 and kl < self.kl_target / 1.5:
+            self.kl_coef /= 2.0
+        elif self.kl_target > 0 and kl > self.kl_target * 1.5:
+            self.kl_coef *= 2.0
+
+    def state_dict(self) -> dict[str, Any]:
+        """What an exact resume needs beyond the parameters and the optimizer: beta."""
+        return {"kl_coef": self.kl_coef}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kl_coef = float(state.get("kl_coef", self.kl_coef))
 
     def _kl_exceeded(self, log_ratio: torch.Tensor) -> bool:
         """Whether the (rank-averaged) KL crossed ``target_kl``: the update's only per-minibatch sync."""
@@ -190,6 +257,11 @@ class PPO:
         ``approx_kl`` and ``clipfrac`` (over every sample evaluated), ``grad_norm`` (pre-clip,
         mean over the gradient steps), ``explained_variance`` and ``num_gradient_steps``."""
         advantages = rollout_advantages(rollouts, self.norm_adv, self.reducer)
+        if self.variant == "kl-penalty":  # pi_old, before the first step changes the policy
+            with torch.no_grad():
+                rollouts.dist_params = evaluate_rollout(self.actor_critic, rollouts)[1].params().reshape(
+                    *rollouts.rewards.shape[:2], -1
+                )
         # Kept as tensors and reduced once: one host sync per update, not per minibatch.
         loss_values: list[torch.Tensor] = []  # (3,): policy loss, value loss, entropy
         log_ratios: list[torch.Tensor] = []
@@ -211,6 +283,13 @@ class PPO:
         metrics = dict(zip(LOSS_NAMES, torch.stack(loss_values).mean(0)))
         metrics.update(ratio_metrics(torch.cat(log_ratios), self.clip_param))
         metrics["grad_norm"] = grad_norm_sum / max(num_steps, 1)
-        metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns)
+        metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns, rollouts.valid)
         metrics["num_gradient_steps"] = torch.tensor(float(num_steps), device=advantages.device)
-        return finish_metrics(metrics, self.reducer)
+        if self.variant == "kl-penalty":
+            metrics["kl_coef"] = torch.tensor(self.kl_coef, device=advantages.device)  # the beta this update used
+            metrics["kl"] = self._rollout_kl(rollouts)
+        result = finish_metrics(metrics, self.reducer)
+        if self.variant == "kl-penalty":
+            self._adapt_kl_coef(result["kl"])
+            rollouts.dist_params = None
+        return result

@@ -9,8 +9,17 @@ import difflib
 from typing import NamedTuple
 
 import gymnasium as gym
+from gymnasium.vector import VectorEnv
 
-from a2c_ppo.envs.make import import_module, is_atari_id, load_entry_point, make_env, register_atari
+from a2c_ppo.envs.make import (
+    FACTORIES,
+    import_module,
+    is_atari_id,
+    load_entry_point,
+    make_env,
+    native_vector_env,
+    register_atari,
+)
 from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import mask_size
@@ -25,31 +34,85 @@ class EnvReport(NamedTuple):
     action_space: gym.Space
     action_masks: bool  # whether the run uses the env's action masks
     notes: list[str]  # for the console: how observations are laid out, whether masks are used
+    vector_envs: int | None = None  # a native vector env's num_envs (None: single envs)
 
 
-def check_env_id(env_id: str, action_masks: str = "off") -> tuple[gym.Space, gym.Space]:
+def check_env_id(env_id: str, action_masks: str = "off", vec_env: str = "auto") -> tuple[gym.Space, gym.Space]:
     """The observation and action spaces of ``env_id``'s env (see ``inspect_env``)."""
-    report = inspect_env(env_id, action_masks)
+    report = inspect_env(env_id, action_masks, vec_env)
     return report.observation_space, report.action_space
 
 
-def inspect_env(env_id: str, action_masks: str = "auto") -> EnvReport:
+def inspect_env(env_id: str, action_masks: str = "auto", vec_env: str = "auto") -> EnvReport:
     """``env_id``'s env as the framework will train on it; a ConfigError if it cannot be made
     or makes an env this framework cannot train: the id is checked (with close ids suggested),
     then one env is built here (with the pipeline ``make_env`` adds) and its spaces are checked,
     so that a broken constructor or an unsupported space is reported before any worker starts.
     ``action_masks`` ``auto`` / ``on`` / ``off`` (``--action-masks``): with ``auto`` the env is
-    reset once to see whether it gives masks."""
+    reset once to see whether it gives masks. A ``module:factory`` that returns a gymnasium
+    VectorEnv is a native vector env (``vector_envs``: its number of envs)."""
     if not env_id.strip():
         raise ConfigError("--env-name is empty: give a gymnasium id such as CartPole-v1, or " + _MODULE_FORM + ".")
     if ":" in env_id:
         _check_module_id(env_id)
+        vector = _native_report(env_id, vec_env)
+        if vector is not None:
+            return vector
     else:
         _check_registered(env_id)
+    if vec_env == "native":
+        raise ConfigError(f"--vec-env native needs --env-name module:factory returning a VectorEnv, not {env_id!r}.")
+    if vec_env == "envpool":
+        return _envpool_report(env_id, action_masks)
     return _check_constructs(env_id, action_masks)
 
 
+def _native_report(env_id: str, vec_env: str) -> EnvReport | None:
+    """The report of a factory that returns a VectorEnv, else ``None`` (a factory of single envs)."""
+    factory = load_entry_point(env_id)
+    if factory is None:
+        return None
+    try:
+        product = factory()
+    except Exception as exc:
+        raise ConfigError(
+            f"--env-name {env_id!r}: building the env raised {type(exc).__name__}: {str(exc).rstrip('.')}. "
+            "Fix the env or its id."
+        ) from exc
+    if not isinstance(product, VectorEnv):
+        if isinstance(product, gym.Env):
+            product.close()
+        return None
+    product.close()
+    envs = native_vector_env(env_id)  # checked; built again by each run as it needs
+    try:
+        if vec_env not in ("auto", "native"):
+            raise ConfigError(
+                f"--env-name {env_id!r} gives a vector env of its own; drop --vec-env {vec_env} (it steps its envs "
+                "itself)."
+            )
+        notes = [f"Native vector env: {envs!r}."]
+        space = envs.single_observation_space
+        return EnvReport(space, envs.single_action_space, False, notes, envs.num_envs)
+    finally:
+        envs.close()
+
+
+def _envpool_report(env_id: str, action_masks: str) -> EnvReport:
+    from a2c_ppo.envs.envpool_env import EnvPoolVecEnv
+
+    if action_masks == "on":
+        raise ConfigError("--vec-env envpool gives no action masks; drop --action-masks on.")
+    envs = EnvPoolVecEnv(env_id, 1, seed=0)
+    try:
+        return EnvReport(envs.single_observation_space, envs.single_action_space, False, ["Vector env: EnvPool."])
+    finally:
+        envs.close()
+
+
 def _check_module_id(env_id: str) -> None:
+    if env_id in FACTORIES:  # handed over as an object (the Python API)
+        return
     module_name, name = env_id.split(":", 1)
     if not module_name.strip() or not name.strip():
         raise ConfigError(f"--env-name {env_id!r}: both parts are needed, {_MODULE_FORM}.")

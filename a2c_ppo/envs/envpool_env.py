@@ -73,8 +73,8 @@ def _envpool() -> Any:
         import envpool
     except (ImportError, OSError) as exc:  # OSError: a native library EnvPool needs is missing
         raise ConfigError(
-            f"EnvPool is not available ({exc}). Install it with pip install envpool, "
-            "or use the framework's own vector env."
+            f'EnvPool is not available ({exc}). Install the extra (pip install -e ".[envpool]"), or drop '
+            "--vec-env envpool to use the framework's own vector env."
         ) from exc
     return envpool
 

@@ -16,9 +16,11 @@ from gymnasium.vector import VectorEnv
 from gymnasium.wrappers import ClipAction, RecordEpisodeStatistics, RecordVideo
 
 from a2c_ppo.envs.layout import choose_layout, measure_step_times
+from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
 from a2c_ppo.envs.wrappers import ActionMaskObservation, ObservationLayout
+from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import plan_observations
 
 EnvFn = Callable[[], gym.Env]
@@ -39,8 +41,23 @@ def import_module(name: str) -> ModuleType:
         return importlib.import_module(name)
 
 
+#: Env factories handed over as Python objects (the Python API's ``train(env=...)``), by the
+#: name a run records for them; worker processes get the object itself (cloudpickle).
+FACTORIES: dict[str, Callable[..., Any]] = {}
+
+
+def register_factory(factory: Callable[..., Any]) -> str:
+    """Make ``factory`` (a class or function returning an env or a vector env) known by the
+    name a run records for it, ``module:qualname`` (what ``--env-name`` would say)."""
+    name = f"{getattr(factory, '__module__', '__main__')}:{getattr(factory, '__qualname__', type(factory).__name__)}"
+    FACTORIES[name] = factory
+    return name
+
+
 def load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
     """``module:Class`` or ``module:factory`` that is not a registered id -> the callable."""
+    if env_id in FACTORIES:
+        return FACTORIES[env_id]
     if ":" not in env_id:
         return None
     module_name, attr = env_id.split(":", 1)
@@ -74,6 +91,7 @@ def make_env(
     video_dir: str | None = None,
     video_episodes: int | None = None,
     action_masks: bool = False,
+    factory: Callable[..., Any] | None = None,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
@@ -82,7 +100,7 @@ def make_env(
     part when ``action_masks``. With ``video_dir`` every episode of the raw env (or the first
     ``video_episodes``) is written there as an mp4 (``render_mode="rgb_array"``, ``[video]``).
     """
-    entry_point = load_entry_point(env_id)
+    entry_point = factory or load_entry_point(env_id)
     if entry_point is not None:
         env = entry_point(render_mode=render_mode) if render_mode else entry_point()
         if not isinstance(env, gym.Env):
@@ -114,8 +132,10 @@ def make_env(
 
 
 def make_env_fn(env_id: str, **kwargs) -> EnvFn:
-    """A picklable constructor for workers (closures are shipped with cloudpickle)."""
-    return lambda: make_env(env_id, **kwargs)
+    """A picklable constructor for workers (closures are shipped with cloudpickle, so a factory
+    the Python API was given, even one defined in a notebook, travels by value)."""
+    factory = FACTORIES.get(env_id)
+    return lambda: make_env(env_id, factory=factory, **kwargs)
 
 
 def _spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
@@ -164,6 +184,14 @@ def make_vec_envs(
     checks and snapshots behave alike. The overlap choice is recorded as
     ``metadata["overlap"]`` for the rollout loop. ``env_timeout``: see ``SubprocVecEnv``'s ``timeout``.
     """
+    if vec_env == "native":
+        envs: VectorEnv = NativeVecEnv(native_vector_env(env_id))
+        return _normalized(envs, norm_obs, norm_reward, gamma)
+    if vec_env == "envpool":
+        from a2c_ppo.envs.envpool_env import EnvPoolVecEnv
+
+        envs = EnvPoolVecEnv(env_id, num_envs, seed=0, clip_reward=clip_reward)
+        return _normalized(envs, norm_obs, norm_reward, gamma)
     kwargs = {"clip_reward": clip_reward, "action_masks": action_masks}
     fns = [
         make_env_fn(env_id, render_mode=render_mode, video_dir=video_dir, video_episodes=video_episodes, **kwargs)
@@ -184,15 +212,44 @@ def make_vec_envs(
 
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
     will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id))
-    envs: VectorEnv = SubprocVecEnv(
+    envs = SubprocVecEnv(
         fns, num_workers=layout.num_workers, in_main=layout.in_main, copy=not will_norm_obs, timeout=env_timeout
     )
     envs.metadata["overlap"] = layout.overlap
+    return _normalized(envs, norm_obs, norm_reward, gamma)
+
+
+def _normalized(envs: VectorEnv, norm_obs: bool | None, norm_reward: bool | None, gamma: float) -> VectorEnv:
+    """``envs`` in a VecNormalize where normalisation is on (``None``: on for continuous control)."""
     auto = is_continuous_control(envs.single_observation_space, envs.single_action_space)
     norm_obs = auto if norm_obs is None else norm_obs
     norm_reward = auto if norm_reward is None else norm_reward
     if norm_obs or norm_reward:
         envs = VecNormalize(envs, norm_obs=norm_obs, norm_reward=norm_reward, gamma=gamma)
+    return envs
+
+
+def native_vector_env(env_id: str) -> VectorEnv:
+    """The user's own vector env that ``env_id`` (``module:factory``) builds, checked; a
+    ConfigError saying what to change when it is not one the framework can train on."""
+    factory = load_entry_point(env_id)
+    envs = factory() if factory is not None else None
+    if not isinstance(envs, VectorEnv):
+        raise ConfigError(
+            f"--vec-env native: --env-name {env_id!r} must be module:factory returning a gymnasium VectorEnv, "
+            f"got {type(envs).__name__}; drop --vec-env native for a factory of single envs."
+        )
+    try:
+        check_vector_env(envs)
+        space = envs.single_observation_space
+        if plan_observations(space, f"--env-name {env_id!r}").changes:
+            raise ConfigError(
+                f"--env-name {env_id!r} is a vector env whose observations {space} need laying out (nested "
+                "Dict / Tuple parts, or channels-last images); give flat Dict observations of channels-first images."
+            )
+    except BaseException:
+        envs.close()
+        raise
     return envs
 
 

@@ -32,6 +32,34 @@ def normalized_parts(space: gym.Space) -> list[str | None]:
     ]
 
 
+def normalized(obs: Any, statistics: Any, clip: float = 10.0, epsilon: float = 1e-8) -> Any:
+    """``obs`` (a batch, or a dict of batches by part) standardised by ``statistics`` (a
+    ``RunningMeanStd``, or a dict of them by part: other parts pass as they are), clipped to
+    ``[-clip, clip]``, float32."""
+
+    def scaled(values: np.ndarray, rms: RunningMeanStd) -> np.ndarray:
+        return _clip((values - rms.mean) / np.sqrt(rms.var + epsilon), clip).astype(np.float32)
+
+    if isinstance(statistics, dict):
+        return {key: scaled(value, statistics[key]) if key in statistics else value for key, value in obs.items()}
+    return scaled(obs, statistics)
+
+
+def frozen_statistics(state: dict[str, Any]) -> Any:
+    """The observation statistics of a ``VecNormalize.state_dict()`` (as ``normalized`` takes
+    them), or ``None`` where observations were not normalised."""
+
+    def one(values: dict[str, Any]) -> RunningMeanStd:
+        rms = RunningMeanStd(np.shape(values["mean"]))
+        rms.load_state_dict(values)
+        return rms
+
+    if not state or not state["norm_obs"]:
+        return None
+    stats = state["obs_rms"]
+    return one(stats) if "mean" in stats else {key: one(value) for key, value in stats.items()}
+
+
 class VecNormalize(VectorWrapper):
     """Normalises observations (and ``info["final_obs"]``) and scales rewards.
 
@@ -87,17 +115,10 @@ class VecNormalize(VectorWrapper):
         elif self.parts:
             self.obs_rms.update(obs)
 
-    def _scaled(self, values: np.ndarray, rms: RunningMeanStd) -> np.ndarray:
-        scaled = (values - rms.mean) / np.sqrt(rms.var + self.epsilon)
-        return _clip(scaled, self.clip).astype(np.float32)
-
     def normalize_obs(self, obs: Any) -> Any:
         if not self.norm_obs or not self.parts:
             return obs
-        if isinstance(self.obs_rms, dict):
-            return {key: self._scaled(value, self.obs_rms[key]) if key in self.obs_rms else value
-                    for key, value in obs.items()}  # fmt: skip
-        return self._scaled(obs, self.obs_rms)
+        return normalized(obs, self.obs_rms, self.clip, self.epsilon)
 
     def reset(self, *, seed=None, options=None) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all envs, or those in ``options["reset_mask"]`` (only their running returns

@@ -69,10 +69,13 @@ def get_snapshots(envs: Any) -> list[dict[str, Any]]:
     Raises :class:`UnsupportedEnvState` when some env cannot be captured, also when that
     happened in a worker process (where it arrives as an EnvWorkerError).
     """
-    from a2c_ppo.envs.subproc import EnvWorkerError
+    from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
 
+    vector_env = envs.unwrapped  # below VecNormalize, which has no get_attr
+    if not isinstance(vector_env, SubprocVecEnv):  # a native vector env or EnvPool keep their own state
+        raise UnsupportedEnvState(f"{type(vector_env).__name__} steps its envs itself")
     try:
-        return list(envs.unwrapped.get_attr("snapshot"))  # below VecNormalize, which has no get_attr
+        return list(vector_env.get_attr("snapshot"))
     except EnvWorkerError as exc:
         if exc.error_type == UnsupportedEnvState.__name__:
             raise UnsupportedEnvState(str(exc).split("\n", 1)[0]) from exc

@@ -39,6 +39,9 @@ class StepResult(NamedTuple):
     truncated_idx: torch.Tensor  # (K,) long, rows of this result that were truncated
     final_obs: Obs  # (K, *obs_shape)
     episodes: list[tuple[int, float, int]]  # (env index in the vector env, true return, length)
+    # (n, 1) bool: rows that are no transition at all, the reset step of a next-step-autoreset
+    # native vector env (see envs/native.py); None when there is none
+    dummy: torch.Tensor | None = None
 
 
 def env_action_converter(space: gym.Space) -> Callable[[torch.Tensor], np.ndarray]:
@@ -180,6 +183,7 @@ class TorchVecEnv:
                 idx_tensor = torch.from_numpy(idx).to(self.device)
                 final = self._to_device(stack_obs([infos["final_obs"][i] for i in idx], self.observation_space))
             episodes = [(block.offset + i, ret, length) for i, ret, length in episode_stats(infos)]
+        dummy = infos.get("_reset_step") if infos else None
         return StepResult(
             obs=self._obs_tensor(obs, block),
             reward=self._to_device(block.reward),
@@ -188,6 +192,7 @@ class TorchVecEnv:
             truncated_idx=idx_tensor,
             final_obs=final,
             episodes=episodes,
+            dummy=None if dummy is None else self._to_device(torch.from_numpy(np.asarray(dummy)).view(-1, 1)),
         )
 
     def close(self) -> None:

@@ -36,7 +36,14 @@ from a2c_ppo.envs.subproc.block import EnvBlock, SharedBuffers, obs_arrays, obs_
 from a2c_ppo.envs.subproc.handles import LocalBlock, RemoteBlock
 from a2c_ppo.envs.subproc.infos import merge_infos
 from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP, EnvWorkerError
-from a2c_ppo.envs.subproc.worker import default_context, default_workers, start_quietly, stop_workers, worker_main
+from a2c_ppo.envs.subproc.worker import (
+    default_context,
+    default_workers,
+    main_script_hidden,
+    start_quietly,
+    stop_workers,
+    worker_main,
+)
 
 Handle = LocalBlock | RemoteBlock
 
@@ -176,7 +183,8 @@ class SubprocVecEnv(VectorEnv):
                 args=(child_conn, fns, lo, buffers.raws, buffers.layout, cloudpickle.dumps(spaces), w),
                 daemon=True,
             )
-            proc.start()
+            with main_script_hidden():
+                proc.start()
             child_conn.close()  # our copy: the worker's death then shows as EOF here
             self._procs.append(proc)
             self._conns.append(parent_conn)

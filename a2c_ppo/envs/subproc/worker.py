@@ -9,12 +9,15 @@ once, not per worker; nothing here imports torch or the learner.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
@@ -71,6 +74,24 @@ def start_quietly(ctx: Any) -> None:
         forkserver.ensure_running()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+@contextlib.contextmanager
+def main_script_hidden() -> Iterator[None]:
+    """Start a process without it running the main script first when there is none to run:
+    a script fed on stdin (``python - < script.py``) or a notebook names a ``__main__.__file__``
+    that does not exist, and multiprocessing would make each new process load it and fail.
+    The workers need nothing of it: env constructors travel by value (cloudpickle)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or os.path.exists(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _send_error(conn: Any, env_index: int, phase: str) -> bool:

@@ -1,0 +1,219 @@
+"""The library face: ``train(env, **settings)`` and ``load(path) -> Agent``.
+
+``main.py`` is a thin layer over the same pieces: a keyword of ``train`` is a flag of
+``main.py`` with underscores (``num_env_steps=50_000`` is ``--num-env-steps 50000``), with the
+same presets and defaults, and bad settings raise ``ConfigError`` (a ``ValueError``) with the
+message ``main.py`` prints. ``env`` is a registered id, a ``"module:factory"`` string, or a
+callable returning a ``gymnasium.Env`` or a ``gymnasium.vector.VectorEnv`` (its own batch of
+envs); a callable defined in a script or notebook reaches the worker processes by value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from a2c_ppo.builders import build_envs, policy_for
+from a2c_ppo.callbacks import Callback
+from a2c_ppo.checkpoint import check_trusted, first_non_finite, load_checkpoint
+from a2c_ppo.config import RunConfig
+from a2c_ppo.envs.make import register_factory
+from a2c_ppo.envs.normalize import VecNormalize, frozen_statistics, normalized
+from a2c_ppo.envs.torch_env import env_action_converter
+from a2c_ppo.errors import ConfigError
+from a2c_ppo.evaluation import run_episodes
+from a2c_ppo.model import Policy
+from a2c_ppo.observations import Obs, obs_from_numpy
+from a2c_ppo.resolve import resolve_request
+from a2c_ppo.signals import StopSignals
+from a2c_ppo.spaces import ACTION_MASK
+from a2c_ppo.train import TrainResult, run
+
+EnvSpec = str | Callable[..., Any]
+
+
+def _env_name(env: EnvSpec) -> str:
+    if isinstance(env, str):
+        return env
+    if callable(env):
+        return register_factory(env)
+    raise ConfigError(f"env must be an id, a 'module:factory' string or a callable returning an env, not {env!r}.")
+
+
+def _reference(base: type | str) -> str:
+    """A network class as the ``module:Class`` a checkpoint records (classes of a script or
+    notebook are found again in the same process)."""
+    if isinstance(base, str):
+        return base
+    if isinstance(base, type):
+        register_factory(base)
+        return f"{base.__module__}:{base.__qualname__}"
+    raise ConfigError(f"policy_base must be a torch.nn.Module subclass or 'module:Class', not {base!r}.")
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[StopSignals]:
+    """Ctrl-C as the CLI handles it (a checkpoint of the last finished update), in the main
+    thread; elsewhere (another thread) no handler can be installed and KeyboardInterrupt does."""
+    signals = StopSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals
+        return
+    with signals:
+        yield signals
+
+
+def train(
+    env: EnvSpec = "CartPole-v1",
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume: str | None = None,
+    trust_checkpoint: bool = False,
+    **settings: Any,
+) -> TrainResult:
+    """Train on ``env`` with ``settings`` (the flags' names, see ``python main.py --help``),
+    calling each of ``callbacks`` after every update (one returning ``False`` stops the run,
+    its checkpoint saved). ``resume``: a checkpoint to continue, as ``--resume``.
+
+    ``policy_base`` may be a ``torch.nn.Module`` subclass and ``policy_kwargs`` a dict. Returns
+    the run's checkpoint path, env steps and learning curve; raises ``ConfigError`` for bad
+    settings, before anything starts.
+    """
+    typed = dict(settings, env_name=_env_name(env))
+    if "policy_base" in typed and typed["policy_base"] is not None:
+        typed["policy_base"] = _reference(typed["policy_base"])
+    if isinstance(typed.get("policy_kwargs"), dict):
+        typed["policy_kwargs"] = json.dumps(typed["policy_kwargs"])
+    request = resolve_request({k: v for k, v in typed.items() if v is not None}, resume, trust_checkpoint)
+    with _signals() as signals:
+        return run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals,
+                   callbacks=callbacks)  # fmt: skip
+
+
+class Agent:
+    """A trained policy that acts on numpy observations (see ``load``).
+
+    ``act`` applies the checkpoint's frozen observation normalisation and carries a recurrent
+    policy's state from call to call (``reset`` starts new episodes)."""
+
+    def __init__(self, policy: Policy, config: RunConfig, normalization: dict[str, Any] | None) -> None:
+        self.policy, self.config, self.normalization = policy.eval(), config, normalization
+        self.observation_space, self.action_space = policy.obs_space, policy.action_space
+        self._to_env = env_action_converter(self.action_space)
+        self._statistics = frozen_statistics(normalization) if normalization else None
+        self._state: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the recurrent state: the next ``act`` starts new episodes."""
+        self._state = None
+
+    def act(self, obs: Any, deterministic: bool = True, action_mask: Any = None) -> np.ndarray:
+        """The action for one observation (or a batch: numpy, with a leading batch axis) as the
+        env takes it. Dict / Tuple observations come as the env gives them; ``action_mask``: the
+        env's mask, if the policy was trained with masks and ``obs`` does not hold it."""
+        batch, single = self._batch(obs, action_mask)
+        n = len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
+        if self._state is None or len(self._state) != n:
+            self._state = torch.zeros(n, self.policy.recurrent_hidden_state_size)
+        masks = torch.ones(n, 1)
+        with torch.inference_mode():
+            _, action, _, self._state = self.policy.act(batch, self._state, masks, deterministic)
+        actions = self._to_env(action)
+        return actions[0] if single else actions
+
+    def _batch(self, obs: Any, action_mask: Any) -> tuple[Obs, bool]:
+        """``obs`` in the policy's layout, normalised, as a batch of tensors; whether it was one."""
+        space = self.observation_space
+        if isinstance(space, gym.spaces.Dict):
+            parts = {key: _part(obs, key) for key in space.spaces if key != ACTION_MASK}
+            if ACTION_MASK in space.spaces:
+                parts[ACTION_MASK] = np.asarray(action_mask if action_mask is not None else _part(obs, ACTION_MASK))
+            single = _is_single(parts, space)
+            arrays = {key: _layout(np.asarray(value), space[key], single) for key, value in parts.items()}
+            arrays = self._normalized(arrays)
+            return obs_from_numpy(arrays, space), single
+        array = np.asarray(obs)
+        single = array.shape == tuple(space.shape or ())
+        return obs_from_numpy(self._normalized(_layout(array, space, single)), space), single
+
+    def _normalized(self, obs: Any) -> Any:
+        return obs if self._statistics is None else normalized(obs, self._statistics)
+
+    def evaluate(self, env: EnvSpec | None = None, episodes: int = 10, seed: int = 0) -> list[float]:
+        """The true returns of ``episodes`` episodes on ``env`` (default: the one trained on)."""
+        config = self.config.replace(env_name=_env_name(env)) if env is not None else self.config
+        envs = build_envs(config, 1, torch.device("cpu"), vec_env="native" if config.vec_env == "native" else "sync")
+        try:
+            if isinstance(envs.envs, VecNormalize):
+                if self.normalization:
+                    envs.envs.load_state_dict(self.normalization)
+                envs.envs.eval()
+            return [ret for ret, _ in run_episodes(self.policy, envs, episodes, seed=seed)]
+        finally:
+            envs.close()
+
+
+def _part(obs: Any, key: str) -> Any:
+    """The part ``key`` (``spaces.key_of`` path) of an observation as the env gives it."""
+    if isinstance(obs, dict) and key in obs:
+        return obs[key]
+    value = obs
+    for step in key.split("."):
+        value = value[int(step)] if isinstance(value, (tuple, list)) else value[step]
+    return value
+
+
+def _is_single(parts: dict[str, Any], space: gym.spaces.Dict) -> bool:
+    key, value = next(iter(parts.items()))
+    return np.ndim(value) <= len(space[key].shape or ()) and np.shape(value) != (1, *(space[key].shape or ()))
+
+
+def _layout(array: np.ndarray, space: gym.Space, single: bool) -> np.ndarray:
+    """A batch in the policy's layout: a leading axis, images channels-first."""
+    batch = array[None] if single else array
+    shape = tuple(space.shape or ())
+    if len(shape) == 3 and batch.shape[1:] == (shape[1], shape[2], shape[0]):  # a channels-last image
+        batch = np.transpose(batch, (0, 3, 1, 2))
+    return np.ascontiguousarray(batch)
+
+
+def load(path: str, *, trust_checkpoint: bool = False) -> Agent:
+    """The agent a checkpoint holds. Loading follows ``--resume``'s rules: the file is data
+    (``torch.load(weights_only=True)``), and code it names (an env or a network given as
+    ``module:attribute``) is imported only with ``trust_checkpoint=True``, or when this process
+    was handed that object (``train(env=...)`` above)."""
+    checkpoint = load_checkpoint(path)
+    notes: list[str] = []
+    config = RunConfig.from_dict(checkpoint["config"], notes)
+    known = {name: getattr(config, name) for name in ("env_name", "policy_base") if _known_here(getattr(config, name))}
+    check_trusted(config, known, trust_checkpoint, what=f"load({path!r})")
+    bad = first_non_finite(checkpoint["model"])
+    if bad is not None:
+        raise ConfigError(f"checkpoint {path!r}: parameter {bad!r} is not finite; use an earlier checkpoint.")
+    from a2c_ppo.envs.check import check_env_id
+
+    spaces = check_env_id(config.env_name, config.action_masks, config.vec_env)
+    policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
+    try:
+        policy.load_state_dict(checkpoint["model"])
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"checkpoint {path!r}: its weights do not fit the network its settings build ({str(exc).splitlines()[0]})."
+        ) from None
+    return Agent(policy, config, checkpoint["normalization"])
+
+
+def _known_here(reference: str | None) -> bool:
+    from a2c_ppo.envs.make import FACTORIES
+
+    return reference is not None and reference in FACTORIES
+
+
+__all__ = ["Agent", "ConfigError", "TrainResult", "load", "train"]

@@ -1,0 +1,40 @@
+"""A user's own base network and vector env factories, importable by reference (for
+``--policy-base tests.custom_nets:SmallNet`` and ``--env-name tests.custom_nets:...``)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+import torch.nn as nn
+from gymnasium.vector import AutoresetMode
+
+
+class SmallNet(nn.Module):
+    """A base: (observations, recurrent state, masks) -> (value, features, recurrent state)."""
+
+    is_recurrent, recurrent_hidden_state_size = False, 1
+
+    def __init__(self, observation_space: gym.Space, width: int = 16) -> None:
+        super().__init__()
+        self.output_size = width
+        self.body = nn.Sequential(nn.Linear(observation_space.shape[0], width), nn.Tanh())
+        self.value = nn.Linear(width, 1)
+
+    def forward(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor):
+        features = self.body(obs)
+        return self.value(features), features, rnn_hxs
+
+
+def cartpole_next_step() -> gym.vector.VectorEnv:
+    """gymnasium's own vectorised CartPole: next-step autoreset."""
+    return gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="vector_entry_point")
+
+
+def cartpole_same_step() -> gym.vector.VectorEnv:
+    return gym.vector.SyncVectorEnv(
+        [lambda: gym.make("CartPole-v1")] * 4, autoreset_mode=AutoresetMode.SAME_STEP
+    )
+
+
+def cartpole_disabled() -> gym.vector.VectorEnv:
+    return gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4, autoreset_mode=AutoresetMode.DISABLED)

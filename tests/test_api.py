@@ -1,0 +1,161 @@
+"""The Python API: train with every kind of env, callbacks, ConfigError, load / act, a user's
+network through a checkpoint into enjoy.py, native vector envs, and the README's script."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import a2c_ppo
+from a2c_ppo.api import train
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.storage import RolloutStorage
+from tests.helpers import ROOT
+
+SMALL = {"num_processes": 2, "num_steps": 16, "vec_env": "sync", "log_interval": 1}
+
+
+def folders(tmp_path) -> dict[str, str]:
+    return {"log_dir": str(tmp_path / "runs"), "save_dir": str(tmp_path / "models")}
+
+
+def make_pendulum() -> gym.Env:
+    return gym.make("Pendulum-v1")
+
+
+@pytest.mark.parametrize(
+    "env", ["CartPole-v1", "tests.envs_failing:tiny_env", make_pendulum, lambda: gym.make("MountainCar-v0")],
+    ids=["id", "module-factory", "callable", "lambda"],
+)  # fmt: skip
+def test_train_with_each_kind_of_env(tmp_path, env):
+    result = train(env, num_env_steps=64, **SMALL, **folders(tmp_path))
+    assert result.env_steps == 64 and os.path.isfile(result.checkpoint)
+
+
+@pytest.mark.parametrize("factory", ["cartpole_next_step", "cartpole_same_step", "cartpole_disabled"])
+def test_a_native_vector_env_trains_and_resumes(tmp_path, factory):
+    env = f"tests.custom_nets:{factory}"
+    result = train(env, num_env_steps=2048, num_steps=64, **folders(tmp_path))  # 4 envs: its own
+    config = load_checkpoint(result.checkpoint)["config"]
+    assert (config["num_processes"], config["vec_env"]) == (4, "native")
+    resumed = train(env, resume=result.checkpoint, num_env_steps=4096, **folders(tmp_path))
+    assert resumed.env_steps == 4096 and resumed.history[-1][1] > 0
+
+
+def test_next_step_reset_rows_are_never_trained_on():
+    storage = RolloutStorage(4, 2, (3,), 1, torch.long)
+    dummy = torch.tensor([[True], [False]])
+    storage.mark_dummy(2, dummy)  # env 0's step 2 is a reset step
+    seen = torch.cat([b.obs for b in storage.feed_forward_generator(torch.zeros(4, 2, 1), 3, num_epochs=2)])
+    storage.obs[:-1] = torch.arange(8, dtype=torch.float32).view(4, 2, 1).expand(4, 2, 3)
+    rows = torch.cat([b.obs[:, 0] for b in storage.feed_forward_generator(torch.zeros(4, 2, 1), 3)])
+    assert len(seen) == 2 * 7 and sorted(rows.tolist()) == [0, 1, 2, 3, 5, 6, 7]  # row 4 = step 2, env 0
+    storage.after_update()
+    assert storage.valid is not None and bool(storage.valid.all())
+
+
+@pytest.mark.parametrize(
+    "settings, phrase",
+    [({"lr": -1.0}, "--lr must be > 0"), ({"no_such_setting": 1}, "'no_such_setting' is not a setting"),
+     ({"algo": "dqn"}, "--algo must be one of"), ({"env": "NoSuchEnv-v0"}, "not a registered gymnasium id")],
+)  # fmt: skip
+def test_bad_settings_raise_config_error_never_system_exit(tmp_path, settings, phrase):
+    env = settings.pop("env", "CartPole-v1")
+    with pytest.raises(a2c_ppo.ConfigError, match=phrase) as info:
+        train(env, **settings, **folders(tmp_path))
+    assert isinstance(info.value, ValueError)
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_a_callback_that_stops_at_update_3_leaves_its_checkpoint(tmp_path):
+    seen: list[int] = []
+
+    def stop_at_3(info: a2c_ppo.UpdateInfo) -> bool:
+        seen.append(info.update)
+        assert {"policy_loss", "SPS", "learning_rate"} <= set(info.metrics)
+        return info.update < 3
+
+    result = train("CartPole-v1", callbacks=[stop_at_3], num_env_steps=6400, **SMALL, **folders(tmp_path))
+    assert seen == [1, 2, 3]
+    assert load_checkpoint(result.checkpoint)["counters"] == {"update": 3, "env_steps": 3 * 32}
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])  # Pendulum: normalised observations
+def test_load_act_equals_the_policy_deterministic_action(tmp_path, env):
+    result = train(env, num_env_steps=2048, num_steps=64, num_processes=2, **folders(tmp_path))
+    agent = a2c_ppo.load(result.checkpoint)
+    raw = gym.make(env)
+    observations = np.stack([raw.reset(seed=s)[0] for s in range(5)])
+    stats = load_checkpoint(result.checkpoint)["normalization"]
+    obs = observations
+    if stats and stats["norm_obs"]:  # what the policy saw: the frozen standardisation
+        rms = stats["obs_rms"]
+        obs = np.clip((obs - np.array(rms["mean"])) / np.sqrt(np.array(rms["var"]) + 1e-8), -10, 10)
+    with torch.no_grad():
+        _, expected, _, _ = agent.policy.act(torch.as_tensor(obs, dtype=torch.float32), torch.zeros(5, 1),
+                                              torch.ones(5, 1), deterministic=True)  # fmt: skip
+    batch = agent.act(observations)
+    one = agent.act(observations[0])
+    assert np.allclose(batch.reshape(5, -1), expected.numpy().reshape(5, -1), atol=1e-6)
+    assert np.allclose(np.asarray(one).reshape(-1), batch[0].reshape(-1))
+
+
+def test_a_user_network_round_trips_into_enjoy(tmp_path):
+    result = train("CartPole-v1", policy_base="tests.custom_nets:SmallNet", policy_kwargs={"width": 8},
+                   num_env_steps=128, **SMALL, **folders(tmp_path))  # fmt: skip
+    state = load_checkpoint(result.checkpoint)
+    assert state["config"]["policy_base"] == "tests.custom_nets:SmallNet" and "base.body.0.weight" in state["model"]
+    enjoy = [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", result.checkpoint, "--num-episodes", "1"]
+    refused = subprocess.run(enjoy, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert refused.returncode == 2 and "--trust-checkpoint" in refused.stderr  # code named by a file: asked first
+    played = subprocess.run([*enjoy, "--trust-checkpoint"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert played.returncode == 0, played.stderr
+    assert "mean return" in played.stdout
+
+
+@pytest.mark.parametrize(
+    "base, phrase", [("tests.no_such_module:Net", "cannot import module"), ("tests.custom_nets:Missing", "module:Class")]
+)
+def test_a_network_that_cannot_be_built_is_refused_with_exit_2(tmp_path, base, phrase):
+    argv = [sys.executable, os.path.join(ROOT, "main.py"), "--policy-base", base, "--num-env-steps", "64",
+            "--num-processes", "2", "--num-steps", "16", "--log-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and phrase in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_weights_that_do_not_fit_the_network_are_refused(tmp_path):
+    result = train("CartPole-v1", policy_base="tests.custom_nets:SmallNet", policy_kwargs={"width": 8},
+                   num_env_steps=64, **SMALL, **folders(tmp_path))  # fmt: skip
+    payload = torch.load(result.checkpoint, weights_only=True)
+    payload["config"] = payload["config"].replace('"{\\"width\\": 8}"', '"{\\"width\\": 9}"')
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(a2c_ppo.ConfigError, match="do not fit"):
+        a2c_ppo.load(str(tmp_path / "edited.pt"), trust_checkpoint=True)
+
+
+def readme_script() -> str:
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    block = readme.split("<!-- python-api -->")[1].split("<!-- /python-api -->")[0]
+    return block.strip().removeprefix("```python").removesuffix("```")
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_the_readme_script_trains_and_replays_as_a_user_runs_it(tmp_path, how):
+    """The script learns (random play returns about -10) and runs from a file and from stdin
+    (as a notebook would), with worker processes."""
+    script = readme_script().replace("num_env_steps=40_000", 'num_env_steps=40_000, vec_env="subproc"')
+    (tmp_path / "example.py").write_text(script)
+    argv = [sys.executable, "example.py"] if how == "file" else [sys.executable, "-"]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          input=script if how == "stdin" else None,
+                          env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    mean = float(re.search(r"mean return (-?[\d.]+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    assert mean > -4.0, proc.stdout
