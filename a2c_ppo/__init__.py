@@ -19,7 +19,7 @@ _EXPORTS = {
     "train": "a2c_ppo.api",
     "load": "a2c_ppo.api",
     "Agent": "a2c_ppo.api",
-    "TrainResult": "a2c_ppo.train",
+    "TrainResult": "a2c_ppo.session",
     "ConfigError": "a2c_ppo.errors",
     "UpdateInfo": "a2c_ppo.callbacks",
 }

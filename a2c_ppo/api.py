@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from a2c_ppo.builders import build_envs, policy_for
+from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.callbacks import Callback
 from a2c_ppo.checkpoint import check_trusted, first_non_finite, load_checkpoint
 from a2c_ppo.config import RunConfig
@@ -32,9 +32,9 @@ from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import Obs, obs_from_numpy
 from a2c_ppo.resolve import resolve_request
+from a2c_ppo.session import TrainResult, run
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.spaces import ACTION_MASK
-from a2c_ppo.train import TrainResult, run
 
 EnvSpec = str | Callable[..., Any]
 
@@ -149,7 +149,7 @@ class Agent:
     def evaluate(self, env: EnvSpec | None = None, episodes: int = 10, seed: int = 0) -> list[float]:
         """The true returns of ``episodes`` episodes on ``env`` (default: the one trained on)."""
         config = self.config.replace(env_name=_env_name(env)) if env is not None else self.config
-        envs = build_envs(config, 1, torch.device("cpu"), vec_env="native" if config.vec_env == "native" else "sync")
+        envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config))
         try:
             if isinstance(envs.envs, VecNormalize):
                 if self.normalization:

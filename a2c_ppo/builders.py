@@ -1,11 +1,12 @@
 """Building the pieces of a run from its RunConfig: device, seeds, envs, policy, algorithm.
 
-Shared by training (``train.py``), replay (``enjoy.py``) and validation (``resolve.py``), so
+Shared by training (``trainer.py``, ``session.py``), replay (``enjoy.py``) and validation (``resolve.py``), so
 each piece is described by the config in one place.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -18,6 +19,7 @@ import torch
 
 from a2c_ppo.algo import A2C, ACKTR, PPO, KFACOptimizer, make_rmsprop
 from a2c_ppo.algo.common import Reducer
+from a2c_ppo.algo.gail import GAIL
 from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributions import DiagGaussianHead
@@ -28,7 +30,9 @@ from a2c_ppo.errors import ConfigError
 from a2c_ppo.fastpath import acting_function, fast_mlp
 from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.observations import empty_obs
+from a2c_ppo.precision import PROBE_ROWS, autocast
 from a2c_ppo.sde import make_sde_head
+from a2c_ppo.trajectories import load_trajectories, select_episodes, subsample
 
 
 def select_device(config: RunConfig) -> torch.device:
@@ -70,8 +74,19 @@ def build_envs(
     return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)
 
 
-def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None) -> PPO | A2C | ACKTR:
-    """The algorithm object for ``config.algo``; ``reducer`` for data-parallel training."""
+def replay_vec_env(config: RunConfig) -> str:
+    """The vector env evaluation and replay build: the user's own for ``native`` (a factory of
+    vector envs builds no single env), else every env in this process."""
+    return "native" if config.vec_env == "native" else "sync"
+
+
+def make_agent(
+    config: RunConfig, policy: Policy, reducer: Reducer | None = None, device: torch.device | None = None
+) -> PPO | A2C | ACKTR:
+    """The algorithm object for ``config.algo``; ``reducer`` for data-parallel training; the
+    policy's passes in ``config.precision`` (resolved: fp32 or bf16) on ``device``."""
+    precision = "bf16" if config.precision == "bf16" else "fp32"
+    cast = functools.partial(autocast, precision, device or torch.device("cpu"))
     common: dict[str, Any] = {
         "value_loss_coef": config.value_loss_coef,
         "entropy_coef": config.entropy_coef,
@@ -81,9 +96,10 @@ def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None
         return ACKTR(policy, KFACOptimizer(policy, lr=config.lr), **common)
     if config.algo == "a2c":
         optimizer = make_rmsprop(policy.parameters(), lr=config.lr, eps=config.eps, alpha=config.alpha)
-        return A2C(policy, optimizer, max_grad_norm=config.max_grad_norm, reducer=reducer, **common)
-    # The hand-written gradient is the clip objective's; the KL penalty's goes through autograd.
-    parts = fast_mlp(policy) if config.fast_path == "auto" and config.ppo_variant == "clip" else None
+        return A2C(policy, optimizer, max_grad_norm=config.max_grad_norm, reducer=reducer, autocast=cast, **common)
+    # The hand-written gradient is the clip objective's in float32; the rest goes through autograd.
+    hand = config.fast_path == "auto" and config.ppo_variant == "clip" and precision == "fp32"
+    parts = fast_mlp(policy) if hand else None
     return PPO(
         policy,
         gradient=HandGradient(parts) if parts is not None else None,
@@ -99,8 +115,31 @@ def make_agent(config: RunConfig, policy: Policy, reducer: Reducer | None = None
         variant=config.ppo_variant,
         kl_coef=config.kl_coef,
         kl_target=config.kl_target,
+        autocast=cast,
         **common,
     )
+
+
+def make_gail(
+    config: RunConfig,
+    spaces: tuple[gym.Space, gym.Space],
+    reducer: Reducer | None,
+    device: str | torch.device,
+    rank: int,
+) -> GAIL:
+    """GAIL's discriminator on ``--gail-experts`` (checked against the run's env and spaces:
+    ConfigError otherwise), ``--gail-trajectories`` episodes of it, every ``--gail-subsample``-th
+    step (the selection and the minibatch order seeded by ``--seed``; each rank draws its own)."""
+    if not config.gail_experts:
+        raise ConfigError("--gail needs --gail-experts FILE (written by enjoy.py --record-trajectories FILE).")
+    expert = load_trajectories(
+        config.gail_experts, env_id=config.env_name, observation_space=spaces[0], action_space=spaces[1]
+    )
+    if config.gail_trajectories is not None:
+        expert = select_episodes(expert, min(config.gail_trajectories, len(expert.lengths)), generator=config.seed)
+    if config.gail_subsample > 1:
+        expert = subsample(expert, config.gail_subsample, generator=config.seed)
+    return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device)
 
 
 def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:
@@ -166,6 +205,22 @@ def user_base(reference: str, observation_space: gym.Space, kwargs: dict[str, An
     if missing:
         raise ConfigError(f"{what} lacks {', '.join(missing)}; a base has these (see the README's Python API).")
     return base
+
+
+def precision_probe(policy: Policy, device: torch.device, rows: int = PROBE_ROWS) -> Callable[[str], None]:
+    """``step(precision)``: one forward and backward pass of ``policy`` on ``rows`` zero
+    observations, as an update makes them (for ``precision.choose_precision``)."""
+    obs = empty_obs(policy.obs_space, (rows,), device)
+    rnn_hxs = torch.zeros(rows, policy.recurrent_hidden_state_size, device=device)
+    masks = torch.ones(rows, 1, device=device)
+
+    def step(precision: str) -> None:
+        with autocast(precision, device):
+            value, dist, _ = policy.evaluate(obs, rnn_hxs, masks)
+        (value.float().mean() - dist.entropy().float().mean()).backward()
+        policy.zero_grad(set_to_none=True)
+
+    return step
 
 
 def policy_step_timer(policy: Policy, device: torch.device | str = "cpu", fast: bool = True) -> Callable[[int], float]:

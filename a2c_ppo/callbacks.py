@@ -3,7 +3,8 @@
 A callback is any callable taking an ``UpdateInfo``; returning ``False`` stops the run cleanly
 after this update (its checkpoint is saved). The console / TensorBoard / CSV logger and the
 periodic evaluation are callbacks too (``LogCallback``, ``EvalCallback``): a user's callback
-sees exactly what they see. Under torchrun every rank calls its callbacks; the run stops when
+sees exactly what they see; so are the best model (``BestModelCallback``) and the videos
+(``video.VideoCallback``). Under torchrun every rank calls its callbacks; the run stops when
 a callback on any rank asks to.
 """
 
@@ -113,6 +114,23 @@ class EvalCallback:
     def close(self) -> None:
         if self.envs is not None:
             self.envs.close()
+
+
+class BestModelCallback:
+    """After each evaluation (``EvalCallback``'s ``eval/mean_return``: it must come first) whose
+    mean return beats the best so far (``best``), ``save(mean_return)`` writes this update's
+    checkpoint as the best model (rank 0 only)."""
+
+    def __init__(self, logger: Logger, save: Callable[[float], None], path: str, best: float) -> None:
+        self.logger, self.save, self.path, self.best = logger, save, path, best
+
+    def __call__(self, info: UpdateInfo) -> None:
+        mean_return = info.extras.get("eval/mean_return")
+        if mean_return is None or mean_return <= self.best:
+            return
+        self.save(mean_return)
+        self.best = mean_return
+        self.logger.print(f"Best model so far (mean return {mean_return:.1f}) saved to {self.path}")
 
 
 class LearningCurve:

@@ -52,7 +52,7 @@ def best_mean_return(path: str) -> float:
 
 
 class Run(Protocol):
-    """What a checkpoint holds of a training run (``train.Trainer`` is one)."""
+    """What a checkpoint holds of a training run (``trainer.Trainer`` is one)."""
 
     update: int
     env_steps: int

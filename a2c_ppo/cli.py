@@ -81,7 +81,7 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
     from a2c_ppo.arguments import fail
     from a2c_ppo.distributed import PeerFailedError
     from a2c_ppo.envs.subproc import EnvWorkerError
-    from a2c_ppo.train import run
+    from a2c_ppo.session import run
 
     try:
         run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals, ctx=ctx)

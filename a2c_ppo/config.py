@@ -152,7 +152,8 @@ class RunConfig:
         "the policy's forward and backward passes (parameters, optimizer state and losses stay float32); auto: bf16 "
         "where the hardware has bf16 matrix units and the policy is big enough to gain (measured), else fp32",
         ALGORITHM,
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=("auto", "fp32", "bf16"),
+        algos=("ppo", "a2c"),
     )
     fast_path: str = setting(
         "auto",

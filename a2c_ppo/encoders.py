@@ -88,7 +88,7 @@ class OneHot(nn.Module):
         self.output_size = sum(nvec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.long().reshape(len(x), -1)
+        x = x.long().reshape(x.shape[0], -1)
         if len(self.nvec) == 1:
             return F.one_hot(x[:, 0], self.nvec[0]).float()
         return torch.cat([F.one_hot(x[:, i], n) for i, n in enumerate(self.nvec)], dim=-1).float()
@@ -102,7 +102,7 @@ class Flatten(nn.Module):
         self.output_size = int(np.prod(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), -1).float()
+        return x.reshape(x.shape[0], -1).float()
 
 
 def part_encoder(space: gym.Space, image_features: int = IMAGE_FEATURES) -> nn.Module:

@@ -1,95 +1,147 @@
-"""Replaying a saved policy: load a checkpoint, rebuild its env, play episodes."""
+"""Replaying a saved policy: load a checkpoint, rebuild its env, play episodes.
+
+``load_replay`` is the one way a checkpoint becomes a policy acting in its env (the safety
+checks, the frozen normalisation statistics); ``export.py`` loads through it too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
-import sys
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
 
+from a2c_ppo import console
 from a2c_ppo.arguments import TRUST_HELP, ArgumentParser, fail
-from a2c_ppo.builders import build_envs, policy_for
+from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.checkpoint import check_spaces, check_trusted, first_non_finite, load_checkpoint
+from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
 from a2c_ppo.config import ALGOS, RunConfig
 from a2c_ppo.envs import VecNormalize, check_env_id
+from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
-from a2c_ppo.paths import check_writable_dir, latest_checkpoint_path
+from a2c_ppo.model import Policy
+from a2c_ppo.paths import check_writable_dir, latest_checkpoint_path, run_checkpoint_path
+from a2c_ppo.trajectories import describe_space, save_trajectories
+from a2c_ppo.video import has_display, prepare_offscreen_rendering
 
 REPLAY_SEED_OFFSET = 2_000_000  # replays never reuse the training envs' seeds
+VIDEO_HINT = 'Rendering and videos need the extra: pip install -e ".[video]"'
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only where it has one and its help does not say it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="enjoy.py",
-        description="Replay a trained policy: give --checkpoint PATH, or --load-dir with --env-name and --algo.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Replay a trained policy: give --checkpoint PATH, --run-dir RUN_DIR, or --load-dir with "
+        "--env-name and --algo.",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--checkpoint", default=None, metavar="PATH", help="checkpoint file (overrides --load-dir)")
+    p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (overrides --run-dir and --load-dir)")
+    p.add_argument("--run-dir", metavar="RUN_DIR", help="a run folder: its checkpoint.pt (overrides --load-dir)")
     p.add_argument("--load-dir", default="trained_models", help="folder holding ALGO/ENV.pt")
-    p.add_argument("--env-name", default=None, help="env to play (default: the checkpoint's; CartPole-v1 to find one)")
+    p.add_argument("--env-name", help="env to play (default: the checkpoint's; CartPole-v1 to find one)")
     p.add_argument("--algo", default="ppo", choices=ALGOS, help="algorithm folder under --load-dir")
+    p.add_argument(
+        "--best",
+        action="store_true",
+        help="play the best model (the run's best evaluation) instead of the last checkpoint: RUN_DIR/best.pt, "
+        "or ALGO/ENV.best.pt under --load-dir",
+    )
     p.add_argument("--num-episodes", type=int, default=10, help="episodes to play")
     p.add_argument("--non-det", action="store_true", help="sample actions instead of taking the most likely one")
-    p.add_argument("--seed", type=int, default=None, help="env seed (default: the training seed + 2,000,000)")
+    p.add_argument("--seed", type=int, help="env seed (default: the training seed + 2,000,000)")
     p.add_argument("--render", action="store_true", help="show a window (needs a display)")
-    p.add_argument("--video-dir", default=None, help="write each episode as an mp4 here (needs the [video] extra)")
+    p.add_argument("--video-dir", help="write each episode as an mp4 here (needs the [video] extra)")
+    p.add_argument(
+        "--record-trajectories",
+        metavar="FILE",
+        help="save the episodes played as expert trajectories for main.py --gail --gail-experts FILE "
+        "(.npz, or a torch file for any other name): observations before normalisation, actions, rewards",
+    )
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     return p
 
 
-def _has_display() -> bool:
-    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+def checkpoint_path(args: argparse.Namespace) -> tuple[str, str]:
+    """The checkpoint the flags name, and the flag it comes from (for messages)."""
+    if args.checkpoint:
+        if args.best:
+            raise ConfigError(
+                "--best picks the best model of --run-dir or --load-dir; with --checkpoint give that file itself "
+                "(RUN_DIR/best.pt)."
+            )
+        return args.checkpoint, "--checkpoint"
+    if args.run_dir:
+        where, what = args.run_dir, "--run-dir"
+        path = best_checkpoint_path(where) if args.best else run_checkpoint_path(where)
+    else:
+        where, what = args.load_dir, "--load-dir"
+        path = latest_checkpoint_path(where, args.algo, args.env_name or "CartPole-v1")
+        path = best_copy_path(path) if args.best else path
+    if args.best and not os.path.isfile(path) and os.path.isdir(where):
+        raise ConfigError(
+            f"--best: {what} {where!r} has no best model ({path}); a run saves one only when it evaluates "
+            "(main.py --eval-interval N). Play its last checkpoint without --best."
+        )
+    return path, what
 
 
-def run(args: argparse.Namespace) -> list[tuple[float, int]]:
-    """Play ``args.num_episodes`` episodes; prints each return and the mean."""
-    path = args.checkpoint or latest_checkpoint_path(args.load_dir, args.algo, args.env_name or "CartPole-v1")
-    what = "--checkpoint" if args.checkpoint else "--load-dir"
+@dataclass
+class Replay:
+    """A checkpoint ready to play: its config, its env (one, in this process) and its policy."""
+
+    config: RunConfig
+    checkpoint: dict[str, Any]
+    envs: TorchVecEnv
+    policy: Policy
+
+
+def load_replay(path: str, what: str, *, env_name: str | None = None, trust: bool = False, **env_kwargs: Any) -> Replay:
+    """The checkpoint at ``path`` (``what``: the flag that named it) as a policy in its env.
+
+    A checkpoint that names code the user did not name (``check_trusted``, unless ``trust``)
+    or holds weights that are not finite is refused (ConfigError); ``env_name`` replaces the
+    checkpoint's env. The env is rebuilt (``env_kwargs`` go to ``build_envs``) with the
+    checkpoint's normalisation statistics, frozen; the policy is in eval mode. Call
+    ``replay.envs.close()`` when done."""
     checkpoint = load_checkpoint(path, what=what)
     notes: list[str] = []
     config = RunConfig.from_dict(checkpoint["config"], notes)
-    typed = {"env_name": args.env_name} if args.env_name else {}
-    check_trusted(config, typed, args.trust_checkpoint, what=f"{what} {path!r}")
+    check_trusted(config, {"env_name": env_name} if env_name else {}, trust, what=f"{what} {path!r}")
     for note in notes:
-        print(note)
+        console.out.line(note)
     bad = first_non_finite(checkpoint["model"])
     if bad is not None:
         raise ConfigError(
             f"checkpoint {path!r} is refused: its parameter {bad!r} is not finite (NaN or infinity), so the policy "
             "it holds cannot act. Use an earlier checkpoint of the run."
         )
-    if args.env_name:
-        config = config.replace(env_name=args.env_name)
-    check_env_id(config.env_name, config.action_masks)
-    if args.video_dir:
-        check_writable_dir(args.video_dir, "--video-dir")
-    render_mode = None
-    if args.video_dir:
-        render_mode = "rgb_array"
-    elif args.render:
-        if _has_display():
-            render_mode = "human"
-        else:
-            print("--render: no display found (DISPLAY is unset); playing without a window.")
-    torch.set_num_threads(1)
+    if env_name:
+        config = config.replace(env_name=env_name)
+    check_env_id(config.env_name, config.action_masks, config.vec_env)
     try:
-        envs = build_envs(
-            config,
-            1,
-            torch.device("cpu"),
-            vec_env="sync",
-            render_mode=render_mode,
-            video_dir=args.video_dir,
-            # the vector env resets after the last episode: do not record that one
-            video_episodes=args.num_episodes,
-        )
+        envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config), **env_kwargs)
     except DependencyNotInstalled as exc:
-        raise ConfigError(f"{exc}. Rendering and videos need the extra: pip install -e '.[video]'") from exc
+        raise ConfigError(f"{exc}. {VIDEO_HINT}") from exc
     try:
         check_spaces(checkpoint, envs.observation_space, envs.action_space, config.env_name)
         if isinstance(envs.envs, VecNormalize):
@@ -99,24 +151,97 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
         policy = policy_for(config, envs.observation_space, envs.action_space)
         policy.load_state_dict(checkpoint["model"])
         policy.eval()
+    except BaseException:
+        envs.close()
+        raise
+    return Replay(config, checkpoint, envs, policy)
+
+
+def _render_mode(args: argparse.Namespace) -> str | None:
+    if args.video_dir:
+        check_writable_dir(args.video_dir, "--video-dir")
+        prepare_offscreen_rendering()
+        return "rgb_array"
+    if args.render:
+        if has_display():
+            return "human"
+        console.out.line("--render: no display found (DISPLAY is unset); playing without a window.")
+    return None
+
+
+def _trajectory_spaces(replay: Replay) -> tuple[gym.Space, gym.Space]:
+    """The replay env's (observation, action) spaces, as an expert file records them;
+    ConfigError for spaces the format cannot hold."""
+    spaces = replay.envs.observation_space, replay.envs.action_space
+    try:
+        for space in spaces:
+            describe_space(space)
+    except ValueError as err:
+        raise ConfigError(f"--record-trajectories: {err}; GAIL learns from vector observations.") from None
+    return spaces
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def run(args: argparse.Namespace) -> list[tuple[float, int]]:
+    """Play ``args.num_episodes`` episodes; prints each return and the mean."""
+    path, what = checkpoint_path(args)
+    render_mode = _render_mode(args)
+    torch.set_num_threads(1)
+    if args.video_dir and glob.glob(os.path.join(args.video_dir, "rl-video-episode-*.mp4")):
+        console.out.line(
+            f"{args.video_dir} holds videos of an earlier replay: episodes overwrite those of their number."
+        )
+    if args.record_trajectories:
+        check_writable_dir(os.path.dirname(os.path.abspath(args.record_trajectories)), "--record-trajectories")
+    recorded: list[dict[str, np.ndarray]] | None = [] if args.record_trajectories else None
+    with warnings.catch_warnings():
+        # gymnasium warns about any existing folder, even the one its own first env just made
+        warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+        replay = load_replay(
+            path,
+            what,
+            env_name=args.env_name,
+            trust=args.trust_checkpoint,
+            render_mode=render_mode,
+            video_dir=args.video_dir,
+            # the vector env resets after the last episode: do not record that one
+            video_episodes=args.num_episodes,
+            record_episodes=recorded,
+        )
+    config, counters = replay.config, replay.checkpoint["counters"]
+    try:
+        if recorded is not None:  # before any step: a space the file format cannot hold is refused
+            spaces = _trajectory_spaces(replay)
         seed = args.seed if args.seed is not None else config.seed + REPLAY_SEED_OFFSET
-        print(f"Playing {args.num_episodes} episodes of {config.env_name} with {path}")
+        mean = counters.get("eval_mean_return")  # a best model (best.pt) holds its evaluation's
+        best = "" if mean is None else f" (best model: update {counters['update']}, evaluation mean return {mean:.1f})"
+        console.out.line(f"Playing {_plural(args.num_episodes, 'episode')} of {config.env_name} with {path}{best}")
         episodes = run_episodes(
-            policy,
-            envs,
+            replay.policy,
+            replay.envs,
             args.num_episodes,
             deterministic=not args.non_det,
             seed=seed,
-            on_episode=lambda i, ret, length: print(f"episode {i + 1}: return {ret:.2f}, length {length}"),
+            on_episode=lambda i, ret, length: console.out.line(f"episode {i + 1}: return {ret:.2f}, length {length}"),
         )
     except DependencyNotInstalled as exc:
-        raise ConfigError(f"{exc}. Rendering and videos need the extra: pip install -e '.[video]'") from exc
+        raise ConfigError(f"{exc}. {VIDEO_HINT}") from exc
     finally:
-        envs.close()
+        replay.envs.close()
+    if recorded is not None:
+        save_trajectories(args.record_trajectories, env_id=config.env_name, observation_space=spaces[0],
+                          action_space=spaces[1], episodes=recorded)  # fmt: skip
+        console.out.line(f"{_plural(len(recorded), 'episode')} of expert trajectories written to "
+                         f"{args.record_trajectories}")  # fmt: skip
     returns = [ret for ret, _ in episodes]
-    print(f"mean return over {len(returns)} episodes: {np.mean(returns):.2f} (std {np.std(returns):.2f})")
+    console.out.line(
+        f"mean return over {_plural(len(returns), 'episode')}: {np.mean(returns):.2f} (std {np.std(returns):.2f})"
+    )
     if args.video_dir:
-        print(f"videos written to {args.video_dir}")
+        console.out.line(f"videos written to {args.video_dir}")
     return episodes
 
 
@@ -130,6 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         fail(str(exc), prog="enjoy.py")
     except KeyboardInterrupt:
-        sys.stderr.write("Stopped by Ctrl-C.\n")
+        console.err.line("Stopped by Ctrl-C.")
         return 130
     return 0

@@ -36,6 +36,7 @@ from a2c_ppo.distributions import (
 )
 from a2c_ppo.model import MLPBase, Policy
 from a2c_ppo.observations import Obs
+from a2c_ppo.sde import StateDependentNoiseHead
 
 #: Widest hidden layer acted on in numpy: beyond it the matrix products, not the per-op
 #: overhead, dominate, and torch's kernels are the better choice.
@@ -90,6 +91,8 @@ def why_not_fast(policy: nn.Module) -> str | None:
         return f"the base is a {type(base).__name__}, not the plain MLPBase"
     if base.is_recurrent:
         return "the policy is recurrent"
+    if isinstance(head, StateDependentNoiseHead):  # its noise comes from per-env matrices, not one draw a step
+        return "the action head is gSDE's (--use-sde)"
     if type(head) not in (CategoricalHead, DiagGaussianHead):
         return f"the action head is a {type(head).__name__}"
     if _tower(base.actor) is None or _tower(base.critic) is None:

@@ -2,7 +2,8 @@
 
 Every metric given is written: ``progress.csv`` gains a column when a new key appears (the
 file is rewritten with the wider header). TensorBoard is imported only when the first
-scalars are written, so the first console line is not held up by it.
+scalars are written, so the first console line is not held up by it. Other destinations
+(Weights & Biases, ``tracking.py``) are ``Sink``s: they get the same scalars at the same step.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import csv
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 
@@ -39,13 +40,24 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+class Sink(Protocol):
+    """Another destination of what the Logger writes (e.g. ``tracking.Tracker``)."""
+
+    def scalars(self, step: int, values: dict[str, float]) -> None: ...
+
+    def video(self, tag: str, path: str, step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Logger:
     """Writes to ``run_dir``: TensorBoard events and ``progress.csv``; prints to ``stream``.
 
     On a terminal a one-line progress bar with ETA is redrawn in place and log lines are
     printed above it; elsewhere (CI, files) only the plain log lines appear. ``resume_update``:
     a resumed run drops the CSV rows of updates after it (they are redone) and TensorBoard
-    purges the events after ``start_step``.
+    purges the events after ``start_step``. ``sinks`` get every scalar and video too, and are
+    closed with the Logger.
     """
 
     def __init__(
@@ -57,8 +69,10 @@ class Logger:
         resume_update: int | None = None,
         stream: TextIO | None = None,
         notes: list[str] | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         os.makedirs(run_dir, exist_ok=True)
+        self.sinks = list(sinks)
         self.run_dir = run_dir
         self.config = config
         self.notes = notes or []
@@ -120,6 +134,18 @@ class Logger:
             self._write_row(row, values)
         except OSError as exc:
             raise WriteFailedError(self._csv_path, os.strerror(exc.errno or 0)) from None
+        for sink in self.sinks:
+            sink.scalars(step, values)
+
+    def video(self, tag: str, path: str, frames: np.ndarray, fps: float, step: int) -> None:
+        """An episode's video, written as the mp4 ``path``: TensorBoard gets ``frames``, a small
+        copy ``(T, H, W, 3)`` uint8, as an animated GIF; the sinks get the file."""
+        try:  # the SummaryWriter has no public call that takes a ready-made summary
+            self.writer._get_file_writer().add_summary(gif_summary(tag, frames, fps), step)
+        except OSError as exc:
+            raise WriteFailedError(f"the TensorBoard events in {self.run_dir}", os.strerror(exc.errno or 0)) from None
+        for sink in self.sinks:
+            sink.video(tag, path, step)
 
     def _write_row(self, row: dict[str, Any], values: dict[str, float]) -> None:
         new_columns = [key for key in values if key not in self._columns]
@@ -160,3 +186,27 @@ class Logger:
         if self._writer is not None:
             self._writer.close()
         self._csv_file.close()
+        for sink in self.sinks:
+            sink.close()
+
+
+#: Frames of a TensorBoard video at most: a longer episode is shown at a lower frame rate.
+GIF_MAX_FRAMES = 300
+
+
+def gif_summary(tag: str, frames: np.ndarray, fps: float) -> Any:
+    """The summary TensorBoard shows as a video: an animated GIF image, as ``add_video`` writes
+    it (torch's ``add_video`` itself needs moviepy 1.x's ``moviepy.editor``, gone in 2.x)."""
+    import io
+
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    step = -(-len(frames) // GIF_MAX_FRAMES)  # ceil: every step-th frame, each shown step times as long
+    images = [Image.fromarray(frame) for frame in frames[::step]]
+    buffer = io.BytesIO()
+    duration = round(1000 * step / fps)
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    height, width = frames.shape[1:3]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue())
+    return Summary(value=[Summary.Value(tag=tag, image=image)])

@@ -218,12 +218,14 @@ class Policy(nn.Module):
         """
         value, features, rnn_hxs = self.base(obs, rnn_hxs, masks)
         action, log_prob = self.dist.act(features, deterministic, self.action_mask(obs))
-        return value, action, log_prob, rnn_hxs
+        # float32 whatever precision computed them (bf16 under autocast): storage keeps float32
+        action = action.float() if action.is_floating_point() else action
+        return value.float(), action, log_prob.float(), rnn_hxs.float()
 
     def get_value(self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """-> value (B, 1)."""
+        """-> value (B, 1), float32."""
         value, _, _ = self.base(obs, rnn_hxs, masks)
-        return value
+        return value.float()
 
     def evaluate(self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """-> value (B, 1), the action distribution (under the action mask), rnn_hxs (N, H)."""

@@ -1,9 +1,11 @@
-"""Learning curves from run folders: ``python -m a2c_ppo.plot RUN_DIR [RUN_DIR ...] --out FILE.png``.
+"""Learning curves from run folders: ``python -m a2c_ppo.plot RUN_DIR [RUN_DIR ...] [--out FILE.png]``.
 
 A run folder (``ENV__ALGO__seedS__TIME``, made by ``paths.new_run_dir``) holds ``progress.csv``
 and TensorBoard event files. Runs are grouped by env (one panel each) and by a label (one line
 each: the algorithm, prefixed by the parent folder's name when the runs come from several
-folders); a line is the mean over the group's seeds with a shaded spread.
+folders); a line is the mean over the group's seeds with a shaded spread. Without ``--out`` the
+picture goes next to the runs (``curve.png`` in the folder that holds them all), not into the
+current folder, which may be a source tree.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from a2c_ppo import console
 from a2c_ppo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ DEFAULT_METRIC = "charts/episodic_return"
 EVAL_METRIC = "eval/mean_return"
 RUN_NAME = re.compile(r"^(?P<env>.+)__(?P<algo>[^_]+)__seed(?P<seed>-?\d+)__(?P<time>[^_]+)$")
 BOOTSTRAP_SAMPLES = 1000
+DEFAULT_OUT = "curve.png"
 PANELS_PER_ROW = 3
 
 
@@ -147,7 +151,7 @@ def load_curves(paths: Sequence[str], metric: str) -> list[Curve]:
             f"pick one with --metric TAG, e.g. {DEFAULT_METRIC}, charts/SPS or losses/value_loss."
         )
     if skipped:
-        print(f"skipped {len(skipped)} runs without {metric!r}: {', '.join(skipped)}", file=sys.stderr)
+        console.err.line(f"skipped {runs_text(len(skipped))} without {metric!r}: {', '.join(skipped)}")
     return curves
 
 
@@ -215,7 +219,7 @@ def draw(curves: Sequence[Curve], metric: str, window: int = 1, ci: bool = False
         ax = fig.add_subplot(rows, cols, i + 1)
         for label in sorted({c.label for c in curves if c.env == env}):
             band = aggregate([c for c in curves if c.env == env and c.label == label], window, ci)
-            (line,) = ax.plot(band.steps, band.mean, label=f"{label} ({band.num_runs} runs)")
+            (line,) = ax.plot(band.steps, band.mean, label=f"{label} ({runs_text(band.num_runs)})")
             ax.fill_between(band.steps, band.low, band.high, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(env)
         ax.set_xlabel("env steps")
@@ -223,6 +227,15 @@ def draw(curves: Sequence[Curve], metric: str, window: int = 1, ci: bool = False
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", title=f"mean ± {spread}", title_fontsize="small")
     return fig
+
+
+def runs_text(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
+
+
+def default_out(paths: Sequence[str]) -> str:
+    """``curve.png`` in the folder holding every path given (``runs/curve.png`` for ``runs``)."""
+    return os.path.join(os.path.commonpath([os.path.abspath(p) for p in paths]), DEFAULT_OUT)
 
 
 def plot(paths: Sequence[str], out: str, metric: str = DEFAULT_METRIC, window: int = 1, ci: bool = False) -> Figure:
@@ -239,13 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="a2c-ppo-plot",
         description="Draw learning curves (mean over seeds with a shaded spread) from run folders.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders that contain run folders")
-    p.add_argument("--out", required=True, metavar="FILE.png", help="picture to write (png, svg, pdf)")
-    p.add_argument("--metric", default=DEFAULT_METRIC, metavar="TAG", help="scalar to draw (a TensorBoard tag)")
+    p.add_argument(
+        "--out", metavar="FILE.png", help=f"picture to write, png, svg or pdf (default: {DEFAULT_OUT} beside the runs)"
+    )
+    p.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        metavar="TAG",
+        help=f"scalar to draw, a TensorBoard tag (default: {DEFAULT_METRIC})",
+    )
     p.add_argument("--eval", action="store_true", help=f"draw {EVAL_METRIC} (overrides --metric)")
-    p.add_argument("--smooth", type=int, default=1, metavar="N", help="trailing moving average over N points")
+    p.add_argument(
+        "--smooth", type=int, default=1, metavar="N", help="trailing moving average over N points (default: 1)"
+    )
     p.add_argument("--ci", action="store_true", help="shade a 95%% bootstrap interval of the mean instead of the std")
     return p
 
@@ -255,11 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smooth <= 0:
         parser.error(f"--smooth must be a positive integer, got {args.smooth}.")
+    out = args.out or default_out(args.runs)
     try:
-        plot(args.runs, args.out, EVAL_METRIC if args.eval else args.metric, args.smooth, args.ci)
+        plot(args.runs, out, EVAL_METRIC if args.eval else args.metric, args.smooth, args.ci)
     except ConfigError as exc:
         parser.error(str(exc))
-    print(f"wrote {args.out}")
+    console.out.line(f"wrote {out}")
     return 0
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from a2c_ppo.config import ALGOS, PRESETS, SETTINGS, defaults, flag_name, show
+from a2c_ppo.env_entries import ENTRIES
 
 _CLASSIC = {"num_processes": 8, "gamma": 0.98}
 _MUJOCO = {"gamma": 0.99, "gae_lambda": 0.95, "norm_obs": True, "norm_reward": True, "num_env_steps": 1_000_000}
@@ -56,8 +57,8 @@ class EnvEntry:
     values: dict[str, dict[str, Any]]  # algo -> settings
 
 
-#: Per-env entries, layered between the family preset and the typed flags.
-ENV_ENTRIES: dict[str, EnvEntry] = {}
+#: Per-env entries, layered between the family preset and the typed flags (``env_entries.py``).
+ENV_ENTRIES: dict[str, EnvEntry] = {env_id: EnvEntry(source, values) for env_id, (source, values) in ENTRIES.items()}
 
 
 def env_entry(env_id: str, algo: str) -> tuple[dict[str, Any], str | None]:

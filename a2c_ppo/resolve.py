@@ -21,7 +21,7 @@ from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
 from a2c_ppo.presets import PRESET_VALUES, auto_preset, env_entry, preset_values
 
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
-SHAPE_FLAGS = ("hidden_size", "recurrent_policy", "recurrent_type")
+SHAPE_FLAGS = ("hidden_size", "recurrent_policy", "recurrent_type", "use_sde")
 
 
 @dataclass
@@ -82,6 +82,10 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     validate(config)
     config = _with_chunk_length(config, notes)
     _check_policy_fits(config, *spaces)
+    if config.gail:  # the expert file is read and checked before anything starts
+        from a2c_ppo.builders import make_gail
+
+        make_gail(config, spaces, None, "cpu", 0)
     if checkpoint is not None:
         from a2c_ppo.checkpoint import check_spaces
 
@@ -189,8 +193,10 @@ def validate(config: RunConfig) -> None:
         )
     from importlib.util import find_spec  # looked up, not imported: wandb takes a second to import
 
-    for wanted, package, extra, flag in ((config.track, "wandb", "wandb", "--track"),
-                                         (config.capture_video, "moviepy", "video", "--capture-video")):  # fmt: skip
+    for flag, wanted, package, extra in (
+        ("--track", config.track, "wandb", "wandb"),
+        ("--capture-video", config.capture_video, "imageio_ffmpeg", "video"),
+    ):
         if wanted and find_spec(package) is None:
             raise ConfigError(f'{flag} needs {package}, which is not installed: pip install -e ".[{extra}]".')
 

@@ -13,6 +13,8 @@ Two schedules fill the same ``(T, N)`` storage with the same same-step-autoreset
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -21,6 +23,7 @@ from a2c_ppo.envs.torch_env import StepResult, TorchVecEnv
 from a2c_ppo.fastpath import ActFunction, acting_function
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import Obs, copy_obs, map_obs
+from a2c_ppo.sde import noise_rows, resample_noise
 from a2c_ppo.storage import RolloutStorage
 
 
@@ -44,17 +47,23 @@ class _EnvSide(NamedTuple):
 
 
 def collect_rollout(
-    policy: Policy, envs: TorchVecEnv, rollouts: RolloutStorage, proper_time_limits: bool, fast: bool = True
+    policy: Policy,
+    envs: TorchVecEnv,
+    rollouts: RolloutStorage,
+    proper_time_limits: bool,
+    fast: bool = True,
+    cast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> list[tuple[float, int]]:
     """Fill ``rollouts`` with ``num_steps`` steps of every env, acting from slot 0 on.
 
     Truncated steps store V(final_obs) to bootstrap from (with ``proper_time_limits``;
     else truncation counts as termination). Returns (true return, length) of the episodes
     that ended. Uses the overlapped schedule where ``envs.overlap`` says so, and acts in
-    numpy where ``fast`` and ``a2c_ppo.fastpath`` allow.
+    numpy where ``fast`` and ``a2c_ppo.fastpath`` allow; the policy acts within ``cast`` (bf16
+    mixed precision, ``precision.py``).
     """
     act = acting_function(policy, fast=fast)
-    with torch.inference_mode():  # nothing computed here is differentiated later
+    with torch.inference_mode(), cast():  # nothing computed here is differentiated later
         if envs.overlap:
             return _collect_overlapped(act, policy, envs, rollouts, proper_time_limits)
         return _collect_plain(act, policy, envs, rollouts, proper_time_limits)
@@ -66,6 +75,7 @@ def _collect_plain(
     episodes: list[tuple[float, int]] = []
     zeros = torch.zeros_like(rollouts.bootstrap_values[0])  # (N, 1): no bootstrap this step
     for step in range(rollouts.num_steps):
+        resample_noise(policy, rollouts.num_processes, step)  # gSDE's exploration matrices, when due
         value, action, log_prob, rnn_hxs = act(
             rollouts.obs[step], rollouts.recurrent_hidden_states[step], rollouts.masks[step]
         )
@@ -102,10 +112,12 @@ def _collect_overlapped(
     zeros = torch.zeros_like(rollouts.bootstrap_values[0])
     episodes: list[tuple[float, int]] = []  # step by step, each in env order as in the plain schedule
     acted: dict[int, _Acted] = {}
+    resample_noise(policy, N, 0)  # gSDE: every env's matrix, drawn once per step for all N
     for h, half in enumerate(halves):
-        acted[h] = _Acted(
-            *act(rollouts.obs[0, half], rollouts.recurrent_hidden_states[0, half], rollouts.masks[0, half])
-        )
+        with noise_rows(policy, half):
+            acted[h] = _Acted(
+                *act(rollouts.obs[0, half], rollouts.recurrent_hidden_states[0, half], rollouts.masks[0, half])
+            )
         envs.step_async(acted[h].action, half)
     for step in range(T):
         current = dict(acted)  # the step-`step` outputs; `acted` moves on to step + 1 half by half
@@ -116,8 +128,11 @@ def _collect_overlapped(
                 copy_obs(buffer[half], value)
             episodes.extend((ret, length) for _, ret, length in out.episodes)
             if step + 1 < T:
+                if h == 0:
+                    resample_noise(policy, N, step + 1)
                 masks = (~(out.terminated | out.truncated)).float()
-                acted[h] = _Acted(*act(staged.obs[half], current[h].rnn_hxs, masks))
+                with noise_rows(policy, half):
+                    acted[h] = _Acted(*act(staged.obs[half], current[h].rnn_hxs, masks))
                 envs.step_async(acted[h].action, half)
         full = _Acted(*(torch.cat(parts) for parts in zip(current[0], current[1])))
         _insert(rollouts, staged, full)

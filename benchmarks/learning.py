@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from a2c_ppo.arguments import parse_args  # noqa: E402
 from a2c_ppo.config import ALGOS  # noqa: E402
-from a2c_ppo.train import run  # noqa: E402
+from a2c_ppo.session import run  # noqa: E402
 
 
 def main() -> None:

@@ -37,7 +37,8 @@ from a2c_ppo.builders import build_envs, policy_for  # noqa: E402
 from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
 from a2c_ppo.config import RunConfig  # noqa: E402
 from a2c_ppo.evaluation import run_episodes  # noqa: E402
-from a2c_ppo.train import EVAL_SEED_OFFSET, run  # noqa: E402
+from a2c_ppo.session import run  # noqa: E402
+from a2c_ppo.trainer import EVAL_SEED_OFFSET  # noqa: E402
 
 # name -> (env, threshold, main.py flags shared by every policy kind)
 TASKS: dict[str, tuple[str, float, list[str]]] = {

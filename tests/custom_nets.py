@@ -31,9 +31,7 @@ def cartpole_next_step() -> gym.vector.VectorEnv:
 
 
 def cartpole_same_step() -> gym.vector.VectorEnv:
-    return gym.vector.SyncVectorEnv(
-        [lambda: gym.make("CartPole-v1")] * 4, autoreset_mode=AutoresetMode.SAME_STEP
-    )
+    return gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 def cartpole_disabled() -> gym.vector.VectorEnv:

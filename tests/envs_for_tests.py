@@ -273,3 +273,8 @@ class LockedEnv(CounterEnv):
 
         super().__init__()
         self.lock = threading.Lock()
+
+
+def thousandfold_cartpole():
+    """CartPole-v1 paying 1000 per step: a learner that sees this reward has huge value losses."""
+    return gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda reward: 1000.0 * reward)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from a2c_ppo.algo import A2C, make_rmsprop
-from a2c_ppo.algo.a2c_acktr import evaluate_rollout
+from a2c_ppo.algo.common import evaluate_rollout
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.model import CNNBase, MLPBase, Policy
 from tests.helpers import BOX_OBS, output_flags, progress_rows, rollout_from_policy, run_main
@@ -171,7 +171,8 @@ def test_whole_batch_evaluation_reproduces_the_rollout_and_updates(kind):
     else:
         rollouts = rollout_from_policy(policy, obs_space, action_space, T=8, N=3)
     with torch.no_grad():
-        values, log_probs, entropy = evaluate_rollout(policy, rollouts)
+        values, dist = evaluate_rollout(policy, rollouts)
+        log_probs, entropy = dist.log_probs(rollouts.actions.reshape(len(values), -1)), dist.entropy()
     torch.testing.assert_close(values, rollouts.value_preds[:-1].reshape(-1, 1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(log_probs, rollouts.action_log_probs.reshape(-1, 1), atol=1e-5, rtol=1e-5)
     assert entropy.shape == (values.shape[0],)

@@ -3,6 +3,8 @@ network through a checkpoint into enjoy.py, native vector envs, and the README's
 
 from __future__ import annotations
 
+import csv
+import glob
 import os
 import re
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 import a2c_ppo
-from a2c_ppo.api import train
+from a2c_ppo.api import load, train
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.storage import RolloutStorage
 from tests.helpers import ROOT
@@ -47,6 +49,19 @@ def test_a_native_vector_env_trains_and_resumes(tmp_path, factory):
     assert (config["num_processes"], config["vec_env"]) == (4, "native")
     resumed = train(env, resume=result.checkpoint, num_env_steps=4096, **folders(tmp_path))
     assert resumed.env_steps == 4096 and resumed.history[-1][1] > 0
+
+
+def test_a_native_vector_env_is_evaluated_and_replayed_in_its_own_kind(tmp_path):
+    env = "tests.custom_nets:cartpole_next_step"  # builds no single env: evaluation and replay use it whole
+    result = train(env, num_env_steps=512, num_steps=64, eval_interval=1, eval_episodes=4, **folders(tmp_path))
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    with open(os.path.join(run_dir, "progress.csv")) as f:
+        assert sum(bool(row["eval/mean_return"]) for row in csv.DictReader(f)) == 2  # after updates 1 and 2
+    assert len(load(result.checkpoint, trust_checkpoint=True).evaluate(episodes=3)) == 3
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", result.checkpoint,
+                           "--num-episodes", "2", "--trust-checkpoint"], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0 and "mean return over 2 episodes" in proc.stdout, proc.stderr
 
 
 def test_next_step_reset_rows_are_never_trained_on():
@@ -121,7 +136,8 @@ def test_a_user_network_round_trips_into_enjoy(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "base, phrase", [("tests.no_such_module:Net", "cannot import module"), ("tests.custom_nets:Missing", "module:Class")]
+    "base, phrase",
+    [("tests.no_such_module:Net", "cannot import module"), ("tests.custom_nets:Missing", "module:Class")],
 )
 def test_a_network_that_cannot_be_built_is_refused_with_exit_2(tmp_path, base, phrase):
     argv = [sys.executable, os.path.join(ROOT, "main.py"), "--policy-base", base, "--num-env-steps", "64",

@@ -11,7 +11,7 @@ import torch
 
 from a2c_ppo.cli import train_main
 from a2c_ppo.enjoy import main as enjoy_main
-from a2c_ppo.train import run
+from a2c_ppo.session import run
 from tests.test_checkpoint import Payload
 
 TINY = ["--num-processes", "2", "--num-steps", "8", "--num-env-steps", "32", "--vec-env", "sync"]

@@ -12,7 +12,7 @@ import torch
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.model import CNNBase, MLPBase, MultiInputBase, Policy, default_base
-from a2c_ppo.train import run
+from a2c_ppo.session import run
 from tests.helpers import local_run_flags, progress_rows, run_main
 
 ATARI_OBS = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
@@ -103,13 +103,15 @@ def test_cnn_policy_trains_end_to_end_on_a_small_image_env(tmp_path, extra):
     assert ("base.rnn.weight_hh_l0" in checkpoint["model"]) == bool(extra)
 
 
-def test_cnn_policy_learns_the_image_target_task(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cnn_policy_learns_the_image_target_task(tmp_path, precision):
     """Name the half of the 48x48 frame with the bright patch, 8 steps an episode: chance
     returns 4 (an untrained deterministic policy about 4 too), a solved task 8. Seeds 1-3
-    evaluate at 8.0 after these 2048 steps (5-15 s on one busy core)."""
+    evaluate at 8.0 after these 2048 steps (5-15 s on one busy core), in float32 and in bf16."""
     flags = (
         "--env-name a2c_ppo.envs.memory_envs:make_image_target --num-processes 4 --num-steps 32 --num-mini-batch 4 "
         "--ppo-epoch 4 --hidden-size 64 --num-env-steps 2048 --eval-interval 16 --eval-episodes 16 --log-interval 1000"
     )
-    run_main(*flags.split(), *local_run_flags(tmp_path))
+    out = run_main(*flags.split(), "--precision", precision, *local_run_flags(tmp_path))
+    assert f"Precision {precision} (typed)" in out
     assert float(progress_rows(tmp_path / "runs")[-1]["eval/mean_return"]) >= 7.0

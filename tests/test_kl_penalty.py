@@ -17,8 +17,8 @@ from a2c_ppo.arguments import parse_args
 from a2c_ppo.builders import make_agent, policy_for
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.distributions import Bernoulli, Categorical, DiagNormal, MultiCategorical
+from a2c_ppo.session import run
 from a2c_ppo.storage import Minibatch
-from a2c_ppo.train import run
 from tests.helpers import BOX_OBS, rollout_from_policy
 
 
@@ -71,8 +71,9 @@ def test_the_kl_penalty_loss_by_hand():
 
 
 @pytest.mark.parametrize(
-    "kl, target, expected", [(0.001, 0.01, 0.5), (0.0068, 0.01, 1.0), (0.0066, 0.01, 0.5), (0.014, 0.01, 1.0), (0.016, 0.01, 2.0),
-                             (0.5, 0.0, 1.0), (0.0, 0.0, 1.0)],
+    "kl, target, expected",
+    [(0.001, 0.01, 0.5), (0.0068, 0.01, 1.0), (0.0066, 0.01, 0.5), (0.014, 0.01, 1.0), (0.016, 0.01, 2.0),
+     (0.5, 0.0, 1.0), (0.0, 0.0, 1.0)],
 )  # fmt: skip
 def test_the_beta_schedule_on_both_sides_of_the_band(kl, target, expected):
     agent = PPO(make_policy(), clip_param=0.2, ppo_epoch=1, num_mini_batch=1, value_loss_coef=0.5,

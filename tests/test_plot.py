@@ -81,7 +81,7 @@ def test_figure_has_one_panel_per_env_and_one_line_per_label(two_seeds, tmp_path
     cartpole, cheetah = fig.axes
     assert len(cartpole.lines) == 1 and len(cartpole.collections) == 1  # mean line + shaded band
     assert len(cheetah.lines) == 2 and len(cheetah.collections) == 2
-    assert [t.get_text() for t in cheetah.get_legend().get_texts()] == ["a2c (1 runs)", "ppo (1 runs)"]
+    assert [t.get_text() for t in cheetah.get_legend().get_texts()] == ["a2c (1 run)", "ppo (1 run)"]
     np.testing.assert_allclose(cartpole.lines[0].get_ydata(), [5, 10, 12.5, 30])
     band_y = cartpole.collections[0].get_paths()[0].vertices[:, 1]
     assert band_y.min() == pytest.approx(0.0) and band_y.max() == pytest.approx(40.0)

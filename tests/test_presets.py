@@ -9,7 +9,7 @@ import pytest
 from a2c_ppo.arguments import build_parser, resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.presets import PRESET_VALUES, presets_table
-from a2c_ppo.train import run
+from a2c_ppo.session import run
 
 
 def test_cartpole_keeps_the_classic_settings():
@@ -23,7 +23,7 @@ def test_cartpole_keeps_the_classic_settings():
 
 
 def test_continuous_control_gets_the_mujoco_settings():
-    config = resolve(["--env-name", "Pendulum-v1"]).config
+    config = resolve(["--env-name", "tests.envs_for_tests:ConstantEnv"]).config  # continuous, no per-env entry
     assert config.preset == "mujoco"
     assert (config.num_processes, config.num_steps, config.ppo_epoch, config.num_mini_batch) == (1, 2048, 10, 32)
     assert (config.lr, config.gamma, config.gae_lambda, config.entropy_coef) == (3e-4, 0.99, 0.95, 0.0)
@@ -54,8 +54,9 @@ def test_a_typed_preset_applies_to_any_env():
 
 
 def test_the_preset_is_recorded_in_the_checkpoint(tmp_path):
-    argv = ["--env-name", "Pendulum-v1", "--num-steps", "32", "--num-env-steps", "32", "--num-mini-batch", "1",
-            "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models")]  # fmt: skip
+    argv = ["--env-name", "Pendulum-v1", "--preset", "mujoco", "--num-steps", "32", "--num-env-steps", "32",
+            "--num-mini-batch", "1", "--log-dir", str(tmp_path / "runs"),
+            "--save-dir", str(tmp_path / "models")]  # fmt: skip
     config = load_checkpoint(run(resolve(argv).config).checkpoint)["config"]
     assert config["preset"] == "mujoco" and config["ppo_epoch"] == 10 and config["num_steps"] == 32
 

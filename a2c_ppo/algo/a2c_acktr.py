@@ -19,6 +19,9 @@ as in the original algorithms).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import torch
 
 from a2c_ppo.algo.common import (
@@ -53,8 +56,10 @@ class A2C:
         max_grad_norm: float | None = 0.5,
         norm_adv: bool = False,
         reducer: Reducer | None = None,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> None:
         self.actor_critic = actor_critic
+        self.autocast = autocast  # the policy's pass: bf16 mixed precision (precision.py), or none
         self.optimizer = optimizer
         self.value_loss_coef = value_loss_coef
         self.entropy_coef = entropy_coef
@@ -65,8 +70,10 @@ class A2C:
 
     def _losses(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """0-d losses, and the values (T*N, 1) and log-probs (T*N, 1) they came from."""
-        values, dist = evaluate_rollout(self.actor_critic, rollouts)
-        log_probs, entropy = dist.log_probs(rollouts.actions.reshape(len(values), -1)), dist.entropy()
+        with self.autocast():
+            values, dist = evaluate_rollout(self.actor_critic, rollouts)
+        values = values.float()
+        log_probs, entropy = dist.log_probs(rollouts.actions.reshape(len(values), -1)).float(), dist.entropy().float()
         advantages = rollout_advantages(rollouts, self.norm_adv, self.reducer).reshape(-1, 1).detach()
         returns = rollouts.returns.reshape(-1, 1)
         rows = rollouts.valid_rows()

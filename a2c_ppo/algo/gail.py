@@ -53,6 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from a2c_ppo.algo.common import Reducer, average_gradients
+from a2c_ppo.algo.optimizers import make_adam
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.trajectories import Trajectories
 
@@ -67,10 +68,10 @@ RETURN_EPSILON = 1e-8
 METRIC_NAMES = ("loss", "grad_penalty", "expert_accuracy", "policy_accuracy")
 
 
-def discriminator_epochs(update: int, epochs: int = DEFAULT_EPOCHS) -> int:
+def discriminator_epochs(update: int, epochs: int = DEFAULT_EPOCHS, warmup_updates: int = WARMUP_UPDATES) -> int:
     """Discriminator epochs for the 0-based ``update``: the reference's warm-up trains 100
     epochs in each of the first 10 updates, so the first rewards already tell expert from policy."""
-    return WARMUP_EPOCHS if update < WARMUP_UPDATES else epochs
+    return WARMUP_EPOCHS if update < warmup_updates else epochs
 
 
 def encoded_action_dim(action_space_desc: dict[str, Any]) -> int:
@@ -98,6 +99,24 @@ def encode_actions(actions: torch.Tensor, action_space_desc: dict[str, Any]) -> 
         index = actions.reshape(rows, -1).long() - torch.tensor(action_space_desc["start"], device=actions.device)
         return torch.cat([F.one_hot(index[:, i], n) for i, n in enumerate(action_space_desc["nvec"])], 1).float()
     return actions.reshape(rows, -1).float()
+
+
+def as_stored_actions(actions: torch.Tensor, action_space_desc: dict[str, Any]) -> torch.Tensor:
+    """The policy's actions (B, A), as the rollout keeps them, -> as the env took them and an
+    expert file stores them: discrete ids shifted by the space's ``start``, Box actions
+    clipped to its bounds (the env's ClipAction). Otherwise a sampled action outside the
+    bounds would tell the discriminator the policy's pairs from the expert's."""
+    kind = action_space_desc["type"]
+    if kind in ("Discrete", "MultiDiscrete"):
+        start = torch.tensor(action_space_desc["start"], dtype=actions.dtype, device=actions.device)
+        return actions + start.reshape(-1)
+    if kind == "Box" and "low" in action_space_desc:
+        bounds = [
+            torch.tensor([float(v) for v in action_space_desc[key]], dtype=actions.dtype, device=actions.device)
+            for key in ("low", "high")
+        ]
+        return torch.maximum(torch.minimum(actions, bounds[1]), bounds[0])
+    return actions
 
 
 class Discriminator(nn.Module):
@@ -182,7 +201,7 @@ class GAIL:
         self.reducer = reducer
         self.discriminator = Discriminator(obs_shape[0], encoded_action_dim(self.action_space_desc), hidden_size)
         self.discriminator.to(self.device)
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
+        self.optimizer = make_adam(self.discriminator.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.expert_obs = expert.obs.to(self.device, torch.float32)
         self.expert_actions = encode_actions(expert.actions, self.action_space_desc).to(self.device)
@@ -190,9 +209,10 @@ class GAIL:
         self.running_return: torch.Tensor | None = None  # (N,) float64, G of the last step seen
 
     def pairs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """obs (B, D) and stored actions (B, A) -> float32 pairs (B, F) on the device."""
+        """obs (B, D) and the policy's actions (B, A) -> float32 pairs (B, F) on the device."""
         obs = obs.to(self.device, torch.float32)
-        return torch.cat([obs, encode_actions(actions.to(self.device), self.action_space_desc)], 1)
+        stored = as_stored_actions(actions.to(self.device), self.action_space_desc)
+        return torch.cat([obs, encode_actions(stored, self.action_space_desc)], 1)
 
     def update(
         self,

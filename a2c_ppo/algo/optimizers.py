@@ -1,4 +1,4 @@
-"""A2C's RMSprop (and K-FAC's torch pieces) without ``torch._dynamo``. PPO's Adam is
+"""A2C's RMSprop, GAIL's Adam (and K-FAC's torch pieces) without ``torch._dynamo``. PPO's Adam is
 ``flat_params.FlatAdam``, which uses no ``torch.optim`` machinery at all.
 
 ``torch.optim`` wraps ``Optimizer.add_param_group`` / ``zero_grad`` / ``state_dict`` /
@@ -34,7 +34,7 @@ def skip_dynamo_wrappers() -> None:
     optimizer_methods = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
     wrappers = [getattr(torch.optim.Optimizer, name) for name in optimizer_methods]
     # the functional steps (their modules are loaded by ``import torch``, then shadowed by the classes)
-    wrappers += [sys.modules["torch.optim.rmsprop"].rmsprop]
+    wrappers += [sys.modules["torch.optim.rmsprop"].rmsprop, sys.modules["torch.optim.adam"].adam]
     for wrapper in wrappers:
         original = getattr(wrapper, "__wrapped__", None)
         if original is not None and not hasattr(original, "__dynamo_disable"):
@@ -47,6 +47,20 @@ class RMSprop(torch.optim.RMSprop):
     def step(self, closure=None):
         with torch.no_grad():
             return getattr(torch.optim.RMSprop.step, "__wrapped__", torch.optim.RMSprop.step)(self, closure)
+
+
+class Adam(torch.optim.Adam):
+    """``torch.optim.Adam`` whose ``step`` skips the grad-mode wrapper (see the module docstring)."""
+
+    def step(self, closure=None):
+        with torch.no_grad():
+            return getattr(torch.optim.Adam.step, "__wrapped__", torch.optim.Adam.step)(self, closure)
+
+
+def make_adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam (GAIL's discriminator), without torch._dynamo."""
+    skip_dynamo_wrappers()
+    return Adam(params, lr=lr)
 
 
 def make_rmsprop(params: Iterable[nn.Parameter], lr: float, eps: float, alpha: float) -> torch.optim.RMSprop:

@@ -24,8 +24,9 @@ for the fast-path MLP policies (the same maths; ``builders.make_agent`` chooses)
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import torch
@@ -136,14 +137,19 @@ class GradientBackend(Protocol):
 
 
 class AutogradGradient:
-    """Losses through ``Policy.evaluate_actions``; the gradient by autograd."""
+    """Losses through ``Policy.evaluate``; the gradient by autograd. ``autocast``: the context
+    the policy's pass runs in (``precision.autocast``: bf16 mixed precision, or none)."""
 
-    def __init__(self, actor_critic: Policy) -> None:
+    def __init__(
+        self, actor_critic: Policy, autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    ) -> None:
         self.actor_critic = actor_critic
+        self.autocast = autocast
 
     def losses(self, batch: Minibatch, objective: functools.partial) -> dict[str, torch.Tensor]:
-        values, dist, _ = self.actor_critic.evaluate(batch.obs, batch.recurrent_hidden_states, batch.masks)
-        losses = objective(batch, values, dist.log_probs(batch.actions), dist=dist)
+        with self.autocast():
+            values, dist, _ = self.actor_critic.evaluate(batch.obs, batch.recurrent_hidden_states, batch.masks)
+        losses = objective(batch, values.float(), dist.log_probs(batch.actions).float(), dist=dist)
         losses["entropy"] = dist.entropy().mean()
         return losses
 
@@ -185,6 +191,7 @@ class PPO:
         variant: str = "clip",
         kl_coef: float = 1.0,
         kl_target: float = 0.01,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> None:
         self.actor_critic = actor_critic
         self.clip_param = clip_param
@@ -198,7 +205,7 @@ class PPO:
         self.reducer = reducer
         self.clip_value_loss = use_clipped_value_loss
         self.variant, self.kl_coef, self.kl_target = variant, kl_coef, kl_target
-        self.gradient = gradient if gradient is not None else AutogradGradient(actor_critic)
+        self.gradient = gradient if gradient is not None else AutogradGradient(actor_critic, autocast)
         # One buffer for all parameters: zeroing, clipping and Adam are one op each per minibatch.
         self.flat = FlatParameters(actor_critic.parameters())
         self.optimizer = FlatAdam(self.flat, lr=lr, eps=eps)
@@ -259,8 +266,8 @@ class PPO:
         advantages = rollout_advantages(rollouts, self.norm_adv, self.reducer)
         if self.variant == "kl-penalty":  # pi_old, before the first step changes the policy
             with torch.no_grad():
-                rollouts.dist_params = evaluate_rollout(self.actor_critic, rollouts)[1].params().reshape(
-                    *rollouts.rewards.shape[:2], -1
+                rollouts.dist_params = (
+                    evaluate_rollout(self.actor_critic, rollouts)[1].params().reshape(*rollouts.rewards.shape[:2], -1)
                 )
         # Kept as tensors and reduced once: one host sync per update, not per minibatch.
         loss_values: list[torch.Tensor] = []  # (3,): policy loss, value loss, entropy

@@ -148,7 +148,16 @@ def suggestions(env_id: str, n: int = 3) -> list[str]:
         if other != env_id:
             by_name.setdefault(_base_name(other), []).append(other)
     names = [target] if target in by_name else difflib.get_close_matches(target, list(by_name), n=n, cutoff=0.75)
-    candidates = [other for name in names for other in by_name[name]]
+    from importlib.util import find_spec
+
+    # gymnasium's jax versions (phys2d/CartPole-v1, ...) cannot be built without jax: never suggested then.
+    needs = {"phys2d": "jax", "tabular": "jax"}
+
+    def buildable(other: str) -> bool:
+        namespace = other.split("/")[0] if "/" in other else ""
+        return namespace not in needs or find_spec(needs[namespace]) is not None
+
+    candidates = [other for name in names for other in by_name[name] if buildable(other)]
     # The same version first, then the namespaced (ALE/...) ids, then the shortest.
     candidates.sort(key=lambda other: (other.rsplit("-v", 1)[-1] != version, "/" not in other, len(other)))
     return candidates[:n]
@@ -172,6 +181,15 @@ def _built(env_id: str, action_masks: bool = False) -> gym.Env:
     except ConfigError:
         raise
     except Exception as exc:
+        # gymnasium's own hint ("pip install swig", "gymnasium[box2d]") does not fit an install of
+        # a2c_ppo: name the project's extra for the env's family (the Atari message does the same).
+        entry_point = str(getattr(gym.registry.get(env_id), "entry_point", ""))
+        extra = next((family for family in ("box2d", "mujoco") if f"gymnasium.envs.{family}." in entry_point), None)
+        if isinstance(exc, gym.error.DependencyNotInstalled) and extra is not None:
+            raise ConfigError(
+                f"--env-name {env_id!r}: its {extra} simulator is not installed; install the extra: "
+                f'pip install -e ".[{extra}]".'
+            ) from exc
         raise ConfigError(
             f"--env-name {env_id!r}: building the env raised {type(exc).__name__}: {str(exc).rstrip('.')}. "
             "Fix the env or its id."

@@ -19,7 +19,7 @@ from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
-from a2c_ppo.envs.wrappers import ActionMaskObservation, ObservationLayout
+from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeRecorder, ObservationLayout
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import plan_observations
 
@@ -92,6 +92,7 @@ def make_env(
     video_episodes: int | None = None,
     action_masks: bool = False,
     factory: Callable[..., Any] | None = None,
+    record_episodes: list[dict[str, np.ndarray]] | None = None,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
@@ -99,6 +100,7 @@ def make_env(
     a flat Dict, images channels-first), with the env's action mask as their ``action_mask``
     part when ``action_masks``. With ``video_dir`` every episode of the raw env (or the first
     ``video_episodes``) is written there as an mp4 (``render_mode="rgb_array"``, ``[video]``).
+    Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``) if given.
     """
     entry_point = factory or load_entry_point(env_id)
     if entry_point is not None:
@@ -128,6 +130,8 @@ def make_env(
         env = ObservationLayout(env, plan)
     if action_masks:
         env = ActionMaskObservation(env)
+    if record_episodes is not None:
+        env = EpisodeRecorder(env, record_episodes)
     return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first
 
 
@@ -170,6 +174,7 @@ def make_vec_envs(
     policy_step_s: Callable[[int], float] | None = None,
     env_timeout: float | None = None,
     action_masks: bool = False,
+    record_episodes: list[dict[str, np.ndarray]] | None = None,
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
@@ -183,6 +188,8 @@ def make_vec_envs(
     (``layout.choose_layout``); both kinds are our ``SubprocVecEnv``, so errors, contract
     checks and snapshots behave alike. The overlap choice is recorded as
     ``metadata["overlap"]`` for the rollout loop. ``env_timeout``: see ``SubprocVecEnv``'s ``timeout``.
+    ``record_episodes``: a list every env appends its finished episodes to (``EpisodeRecorder``;
+    the envs then run in this process).
     """
     if vec_env == "native":
         envs: VectorEnv = NativeVecEnv(native_vector_env(env_id))
@@ -193,8 +200,17 @@ def make_vec_envs(
         envs = EnvPoolVecEnv(env_id, num_envs, seed=0, clip_reward=clip_reward)
         return _normalized(envs, norm_obs, norm_reward, gamma)
     kwargs = {"clip_reward": clip_reward, "action_masks": action_masks}
+    if record_episodes is not None:
+        vec_env = "sync"  # the recorders append to this process's list
     fns = [
-        make_env_fn(env_id, render_mode=render_mode, video_dir=video_dir, video_episodes=video_episodes, **kwargs)
+        make_env_fn(
+            env_id,
+            render_mode=render_mode,
+            video_dir=video_dir,
+            video_episodes=video_episodes,
+            record_episodes=record_episodes,
+            **kwargs,
+        )  # fmt: skip
         for _ in range(num_envs)
     ]
     # Timed on an env without rendering or video, so the probe leaves no trace; at most once.

@@ -5,6 +5,7 @@ parts, channels-first images). ``ActionMaskObservation`` adds the env's action m
 observation as its ``action_mask`` part (see ``spaces.py``), read after every reset and step
 from the observation's own ``action_mask`` part, ``info["action_mask"]`` (gymnasium's
 convention; Taxi gives one) or the env's ``action_masks()`` (sb3-contrib's), in that order.
+``EpisodeRecorder`` keeps whole episodes as an expert trajectory file stores them.
 """
 
 from __future__ import annotations
@@ -87,3 +88,33 @@ class ActionMaskObservation(gym.Wrapper):
         parts = dict(obs) if isinstance(obs, dict) else {"obs": obs}
         parts[ACTION_MASK] = mask
         return parts
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Appends each finished episode to ``episodes`` as a dict of numpy rows: ``obs`` (L, *obs)
+    in the framework's layout and before any normalisation (each step's observation before
+    its action), ``actions`` (L, ...) as the env took them (Box actions clipped to the
+    space, as ClipAction does) and ``rewards`` (L,) as the env paid them."""
+
+    def __init__(self, env: gym.Env, episodes: list[dict[str, np.ndarray]]) -> None:
+        super().__init__(env)
+        self.episodes = episodes
+        self._obs: Any = None
+        self._rows: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": []}
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self._obs, info = self.env.reset(**kwargs)
+        self._rows = {"obs": [], "actions": [], "rewards": []}
+        return self._obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        space = self.action_space
+        taken = np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        for key, value in (("obs", self._obs), ("actions", taken), ("rewards", reward)):
+            self._rows[key].append(np.array(value, copy=True))
+        self._obs = obs
+        if terminated or truncated:
+            self.episodes.append({key: np.stack(rows) for key, rows in self._rows.items()})
+            self._rows = {"obs": [], "actions": [], "rewards": []}
+        return obs, reward, terminated, truncated, info

@@ -1,11 +1,10 @@
-"""The training loop: envs -> storage -> algorithm -> model.
+"""A whole training run: its folder, the update loop, the callbacks and every way it ends.
 
-``Trainer`` holds one run's pieces and trains one update at a time, in the order it runs:
-collect a rollout (``rollout.py``), compute its returns (``storage.py``), update the policy
-(``algo/``), check that everything is finite. ``loop`` repeats that and, after each update,
-records the checkpoint boundary (``checkpointer.py``) and runs the callbacks (``callbacks.py``:
-the console / TensorBoard / CSV log, evaluation, the user's); ``run`` builds it all and turns
-every way a run can end into a saved checkpoint.
+``run`` claims and locks the run folder, builds a ``Trainer`` (``trainer.py``) and a
+``Checkpointer``, and ``loop`` trains update after update; after each one it records the
+checkpoint boundary (``checkpointer.py``) and runs the callbacks (``callbacks.py``: the
+console / TensorBoard / CSV log, evaluation, the best model, videos, the user's). Every
+ending but a non-finite update saves the last finished update.
 """
 
 from __future__ import annotations
@@ -13,36 +12,40 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from a2c_ppo import console
-from a2c_ppo.algo.common import Optimizer, set_learning_rate
-from a2c_ppo.builders import build_envs, make_agent, policy_for, seed_everything, select_device
-from a2c_ppo.callbacks import Callback, EvalCallback, LearningCurve, LogCallback, Stopwatch, UpdateInfo, run_callbacks
-from a2c_ppo.checkpoint import first_non_finite
-from a2c_ppo.checkpointer import Checkpointer
+from a2c_ppo.builders import (
+    build_envs,
+    replay_vec_env,
+    seed_everything,
+    select_device,
+)
+from a2c_ppo.callbacks import (
+    BestModelCallback,
+    Callback,
+    EvalCallback,
+    LearningCurve,
+    LogCallback,
+    Stopwatch,
+    UpdateInfo,
+    run_callbacks,
+)
+from a2c_ppo.checkpointer import Checkpointer, best_checkpoint_path, best_copy_path, best_mean_return
 from a2c_ppo.config import RunConfig
-from a2c_ppo.distributed import DistContext, any_rank, broadcast_module, sync_running_stats
-from a2c_ppo.distributions import action_shape
-from a2c_ppo.envs import VecNormalize, check_env_id
+from a2c_ppo.distributed import DistContext, any_rank, broadcast_module
 from a2c_ppo.errors import NonFiniteError, WriteFailedError
 from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically
 from a2c_ppo.logger import Logger, summary
-from a2c_ppo.observations import copy_obs, obs_layout
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, run_checkpoint_path
-from a2c_ppo.rollout import collect_rollout
 from a2c_ppo.signals import StopSignals
-from a2c_ppo.storage import RolloutStorage
-
-EVAL_SEED_OFFSET = 1_000_000  # eval envs never share seeds with training envs
-EPISODE_WINDOW = 10  # episodes in the console's and TensorBoard's running return
+from a2c_ppo.tracking import start_tracking
+from a2c_ppo.trainer import EVAL_SEED_OFFSET, Trainer
+from a2c_ppo.video import VideoCallback
 
 
 @dataclass
@@ -51,99 +54,6 @@ class TrainResult:
     env_steps: int
     # (env steps, mean true return of the last 10 episodes) after every update
     history: list[tuple[int, float]] = field(default_factory=list)
-
-
-class Trainer:
-    """One run's pieces (policy, algorithm, envs, storage) and one update's steps."""
-
-    def __init__(self, config: RunConfig, ctx: DistContext) -> None:
-        self.ctx = ctx
-        self.batch = config.batch_size * ctx.world_size  # env steps of all ranks per update
-        self.num_updates = config.num_env_steps // self.batch
-        # The policy exists before the envs: the overlap choice times one of its steps.
-        observation_space, action_space = check_env_id(config.env_name, config.action_masks)
-        self.policy = policy_for(config, observation_space, action_space).to(ctx.device)
-        self.agent = make_agent(config, self.policy, ctx.reducer())
-        self.envs = build_envs(config, config.num_processes, ctx.device, policy=self.policy)
-        # Record the choices auto made, so that a resumed run makes the same ones.
-        workers = getattr(self.envs.envs.unwrapped, "num_workers", 0)
-        self.config = config = config.replace(overlap="on" if self.envs.overlap else "off",
-                                              vec_env="subproc" if workers else "sync")  # fmt: skip
-        action_dim, action_dtype = action_shape(self.envs.action_space)
-        self.rollouts = RolloutStorage(
-            config.num_steps,
-            config.num_processes,
-            obs_layout(self.envs.observation_space),
-            action_dim,
-            action_dtype,
-            self.policy.recurrent_hidden_state_size,
-            recurrent_chunk_length=config.recurrent_chunk_length,
-        ).to(ctx.device)
-        self.returns: deque = deque(maxlen=EPISODE_WINDOW)
-        self.lengths: deque = deque(maxlen=EPISODE_WINDOW)
-        self.update, self.env_steps = 0, 0
-
-    @property
-    def optimizer(self) -> Optimizer:
-        return self.agent.optimizer
-
-    @property
-    def normalizer(self) -> VecNormalize | None:
-        return self.envs.envs if isinstance(self.envs.envs, VecNormalize) else None
-
-    def reset_envs(self) -> None:
-        """Start new episodes; env ``i`` of rank ``r`` is seeded ``seed + env_steps + r * N + i``."""
-        seed = self.config.seed + self.env_steps + self.ctx.rank * self.config.num_processes
-        copy_obs(self.rollouts.obs[0], self.envs.reset(seed=seed))
-
-    def learning_rate(self) -> float:
-        """Linear decay over the run's final budget (``--num-env-steps`` of this invocation)."""
-        if not self.config.use_linear_lr_decay:
-            return self.config.lr
-        return self.config.lr * (1.0 - self.update / self.num_updates)
-
-    def collect(self) -> float:
-        """Fill the storage with a rollout and its returns; this rank's rollout SPS."""
-        config, r = self.config, self.rollouts
-        start = time.perf_counter()
-        try:
-            episodes = collect_rollout(
-                self.policy, self.envs, r, config.use_proper_time_limits, config.fast_path == "auto"
-            )
-        except NonFiniteError as exc:  # raised by the env adapter, which knows no update
-            raise NonFiniteError(f"{exc} (in the rollout of update {self.update + 1})") from None
-        rollout_sps = config.batch_size / max(time.perf_counter() - start, 1e-9)
-        if self.normalizer is not None:  # every rank normalises with the statistics of all ranks' data
-            sync_running_stats(self.normalizer.statistics(), self.ctx.reducer())
-        for ret, length in episodes:
-            self.returns.append(ret)
-            self.lengths.append(length)
-        with torch.no_grad():
-            next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
-        r.compute_returns(next_value, config.use_gae, config.gamma, config.gae_lambda)
-        return rollout_sps
-
-    def train_policy(self) -> dict[str, float]:
-        """Update the policy on the collected rollout at this update's learning rate; its metrics."""
-        lr = self.learning_rate()
-        set_learning_rate(self.optimizer, lr)
-        metrics = self.agent.update(self.rollouts)
-        self.rollouts.after_update()
-        self.update += 1
-        self.env_steps += self.batch
-        self.check_finite(metrics)
-        return {**metrics, "learning_rate": lr}
-
-    def check_finite(self, metrics: dict[str, float]) -> None:
-        for name, value in metrics.items():
-            if not np.isfinite(value) and name != "explained_variance":
-                raise NonFiniteError(f"the {name.replace('_', ' ')} is not finite at update {self.update}")
-        bad = first_non_finite(self.policy.state_dict())
-        if bad is not None:
-            raise NonFiniteError(f"model parameter {bad!r} is not finite after update {self.update}")
-
-    def close(self) -> None:
-        self.envs.close()
 
 
 def run(
@@ -204,10 +114,13 @@ def _run(
     config = trainer.config
     path = run_checkpoint_path(config.run_dir)
     checkpointer = Checkpointer(path, is_main=ctx.is_main, data_parallel=ctx.world_size > 1, signals=signals)
-    curve, logger, evaluator = LearningCurve(), None, None
+    curve, logger, evaluator, video, tracker = LearningCurve(), None, None, None, None
+    best_path = best_checkpoint_path(config.run_dir)
+    main_hooks: list[Callback] = []  # rank 0's: evaluation, best model, videos
     try:
         start_notes = start(trainer, checkpointer, checkpoint)
         if ctx.is_main:  # ranks > 0 train in lock step and write nothing
+            tracker = start_tracking(config)
             logger = Logger(
                 config.run_dir,
                 config.to_dict(),
@@ -215,26 +128,51 @@ def _run(
                 start_step=trainer.env_steps,
                 resume_update=trainer.update if checkpoint is not None else None,
                 notes=[*notes, *start_notes],
+                sinks=[tracker] if tracker is not None else [],
             )
             logger.print(f"Vector env: {trainer.envs.envs.unwrapped!r}, overlap {config.overlap}.")
-            for note in start_notes:
+            for note in [*trainer.notes, *start_notes]:
                 logger.print(note)
+
+            def normalization() -> dict[str, Any] | None:
+                return trainer.normalizer.state_dict() if trainer.normalizer is not None else None
+
             evaluator = EvalCallback(
                 logger,
-                lambda: build_envs(config, min(config.num_processes, config.eval_episodes), ctx.device, vec_env="sync"),
-                lambda: trainer.normalizer.state_dict() if trainer.normalizer is not None else None,
+                lambda: build_envs(
+                    config, min(config.num_processes, config.eval_episodes), ctx.device, vec_env=replay_vec_env(config)
+                ),
+                normalization,
                 seed=config.seed + EVAL_SEED_OFFSET,
             )
-        hooks: list[Callback] = [curve, LogCallback(logger, ctx, config.log_interval)]
-        hooks += [*([evaluator] if evaluator else []), *callbacks]
+            main_hooks.append(evaluator)
+            if config.eval_interval:
+
+                def save_best(mean_return: float) -> None:
+                    checkpointer.save_copy(trainer, best_path, eval_mean_return=mean_return)
+
+                main_hooks.append(BestModelCallback(logger, save_best, best_path, best_mean_return(best_path)))
+            if config.capture_video:
+                video = VideoCallback(logger, config, normalization, ctx.device)
+                main_hooks.append(video)
+        hooks: list[Callback] = [curve, LogCallback(logger, ctx, config.log_interval), *main_hooks, *callbacks]
         loop(trainer, checkpointer, hooks, signals)
         if logger is not None:
             latest = latest_checkpoint_path(config.save_dir, config.algo, config.env_name)
             copy_atomically(path, latest)
+            latest_best = best_copy_path(latest)
+            if os.path.isfile(best_path):
+                copy_atomically(best_path, latest_best)
+            else:  # an older run's best model is not this run's
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(latest_best)
+            best = f" Best model: {best_path} (copied to {latest_best})." if os.path.isfile(best_path) else ""
             logger.print(
                 f"Done: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {path} "
-                f"(copied to {latest}, the latest finished run's)"
+                f"(copied to {latest}, the latest finished run's).{best}"
             )
+            if tracker is not None:
+                tracker.finish([path, best_path])
     except (NonFiniteError, WriteFailedError):
         raise  # the last good checkpoint stays as it is (another write would fail the same way)
     except BaseException:
@@ -248,8 +186,12 @@ def _run(
         trainer.close()
         if evaluator is not None:
             evaluator.close()
+        if video is not None:
+            video.close()
         if logger is not None:
             logger.close()
+        elif tracker is not None:  # the Logger closes its sinks; W&B started but the Logger did not
+            tracker.close()
     return TrainResult(path, trainer.env_steps, curve.points)
 
 

@@ -1,0 +1,298 @@
+"""Published tuned settings of popular env ids, per algorithm: the table behind ``presets.ENV_ENTRIES``.
+
+Most entries are rl-baselines3-zoo's (DLR-RM/rl-baselines3-zoo ``hyperparams/ppo.yml`` and
+``hyperparams/a2c.yml`` at commit 22e3ff2), written here with the zoo's own keys and
+translated once, by ``zoo_ppo`` / ``zoo_a2c``, into this framework's settings. A key an entry
+omits takes Stable-Baselines3's default, as it does in the zoo, so every entry states all of
+its algorithm's settings and nothing comes from the family preset underneath. The zoo has no
+v5 MuJoCo entries: each v5 id takes the zoo's v4 (or, where only that exists, v2) entry of the
+same robot. Where the zoo has no entry for an id, the closest published setting is used and
+the entry's ``source`` says which.
+
+What the framework cannot express is said at the entry: SB3's ``ortho_init=False`` (here
+every layer keeps orthogonal initialisation), CarRacing's frame skip / resize / grayscale /
+frame stack wrappers, GELU, and SB3's extra hidden layer after the CNN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ZOO = "DLR-RM/rl-baselines3-zoo hyperparams/"
+
+#: Stable-Baselines3's PPO and A2C defaults (stable_baselines3/ppo/ppo.py, a2c/a2c.py).
+SB3_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ppo": {"n_envs": 1, "n_steps": 2048, "batch_size": 64, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99,
+            "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 0.5},
+    "a2c": {"n_envs": 1, "n_steps": 5, "learning_rate": 7e-4, "gamma": 0.99, "gae_lambda": 1.0, "ent_coef": 0.0,
+            "vf_coef": 0.5, "max_grad_norm": 0.5},
+}  # fmt: skip
+
+
+def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
+    """One zoo entry (its YAML keys, policy_kwargs' flattened in) as this framework's settings."""
+    zoo = {**SB3_DEFAULTS[algo], **keys}
+    rate = zoo.pop("learning_rate")
+    # "lin_X" is SB3's linear schedule from X to 0, this framework's linear decay
+    decay = isinstance(rate, str)
+    normalize = zoo.pop("normalize", False)
+    if not isinstance(normalize, dict):  # true: VecNormalize of observations and rewards
+        normalize = {"norm_obs": normalize, "norm_reward": normalize}
+    values: dict[str, Any] = {
+        "num_processes": zoo.pop("n_envs"),
+        "num_steps": zoo.pop("n_steps"),
+        "num_env_steps": int(n_timesteps),
+        "lr": float(rate.removeprefix("lin_")) if decay else float(rate),
+        "use_linear_lr_decay": decay,
+        "gamma": float(zoo.pop("gamma")),
+        "gae_lambda": float(zoo.pop("gae_lambda")),
+        "entropy_coef": float(zoo.pop("ent_coef")),
+        "value_loss_coef": float(zoo.pop("vf_coef")),
+        "max_grad_norm": float(zoo.pop("max_grad_norm")),
+        "norm_adv": algo == "ppo",  # SB3: PPO normalises advantages, A2C does not
+        **normalize,
+    }
+    if algo == "ppo":
+        rollout = values["num_processes"] * values["num_steps"]
+        batch_size = zoo.pop("batch_size")
+        if rollout > batch_size and rollout % batch_size:
+            raise ValueError(f"batch_size {batch_size} does not divide the rollout of {rollout} samples")
+        values.update(
+            # SB3 takes the whole rollout as one minibatch where batch_size exceeds it
+            num_mini_batch=max(rollout // batch_size, 1),
+            ppo_epoch=zoo.pop("n_epochs"),
+            clip_param=float(zoo.pop("clip_range")),
+            clip_value_loss=False,  # SB3's clip_range_vf=None
+        )
+    if zoo.pop("use_sde", False):
+        values.update(use_sde=True, sde_sample_freq=zoo.pop("sde_sample_freq", -1))
+    if "log_std_init" in zoo:
+        values["log_std_init"] = float(zoo.pop("log_std_init"))
+    if zoo.pop("activation_fn", "Tanh") == "ReLU":
+        values["activation"] = "relu"
+    if "net_arch" in zoo:  # the width of pi=[w, w], vf=[w, w]
+        values["hidden_size"] = zoo.pop("net_arch")
+    if zoo:
+        raise ValueError(f"zoo keys without a translation: {sorted(zoo)}")
+    return values
+
+
+def zoo_ppo(n_timesteps: float, **keys: Any) -> dict[str, Any]:
+    """A ppo.yml entry (keys as in the YAML; ``log_std_init``, ``activation_fn`` "ReLU" and
+    ``net_arch`` width from its policy_kwargs) as settings."""
+    return _zoo("ppo", n_timesteps, keys)
+
+
+def zoo_a2c(n_timesteps: float, **keys: Any) -> dict[str, Any]:
+    """An a2c.yml entry as settings (see ``zoo_ppo``)."""
+    return _zoo("a2c", n_timesteps, keys)
+
+
+#: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py's Args (1M steps, per-env observation and
+#: reward normalisation, clipped value loss): the PPO paper's MuJoCo settings.
+CLEANRL_PPO_CONTINUOUS: dict[str, Any] = {
+    "num_processes": 1, "num_steps": 2048, "num_env_steps": 1_000_000, "lr": 3e-4, "use_linear_lr_decay": True,
+    "gamma": 0.99, "gae_lambda": 0.95, "entropy_coef": 0.0, "value_loss_coef": 0.5, "max_grad_norm": 0.5,
+    "norm_adv": True, "norm_obs": True, "norm_reward": True, "num_mini_batch": 32, "ppo_epoch": 10,
+    "clip_param": 0.2, "clip_value_loss": True,
+}  # fmt: skip
+
+#: thu-ml/tianshou examples/mujoco/mujoco_a2c.py's defaults (benchmarked in examples/mujoco/README.md
+#: on InvertedPendulum-v2, InvertedDoublePendulum-v2 and Reacher-v2): 16 envs x 5 steps, RMSprop,
+#: observation normalisation and return scaling, initial log-std -0.5. Its learning rate decays
+#: over 3M steps (its 1M results are read off the first third); here over the 1M budget.
+TIANSHOU_A2C_MUJOCO: dict[str, Any] = {
+    "num_processes": 16, "num_steps": 5, "num_env_steps": 1_000_000, "lr": 7e-4, "use_linear_lr_decay": True,
+    "gamma": 0.99, "gae_lambda": 0.95, "entropy_coef": 0.01, "value_loss_coef": 0.5, "max_grad_norm": 0.5,
+    "norm_adv": False, "norm_obs": True, "norm_reward": True, "log_std_init": -0.5,
+}  # fmt: skip
+
+# SB3's policy_kwargs ortho_init=False (MountainCarContinuous, Pendulum's and the other gSDE
+# A2C entries, CarRacing, and the tuned HalfCheetah, Hopper, Humanoid, HumanoidStandup PPO
+# entries) has no setting here: those policies keep orthogonal initialisation.
+_V4 = "the zoo has no v5 entries: the same robot's {}"
+
+#: env id -> (source, {algo: settings}); ``presets.ENV_ENTRIES`` wraps each in an EnvEntry.
+ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    # ----- classic control
+    "Acrobot-v1": (
+        f"{ZOO}ppo.yml Acrobot-v1, a2c.yml Acrobot-v1",
+        {
+            "ppo": zoo_ppo(1e6, normalize=True, n_envs=16, n_steps=256, gae_lambda=0.94, gamma=0.99, n_epochs=4,
+                           ent_coef=0.0),
+            "a2c": zoo_a2c(5e5, normalize=True, n_envs=16, ent_coef=0.0),
+        },
+    ),
+    "MountainCar-v0": (
+        f"{ZOO}ppo.yml MountainCar-v0, a2c.yml MountainCar-v0",
+        {
+            "ppo": zoo_ppo(1e6, normalize=True, n_envs=16, n_steps=16, gae_lambda=0.98, gamma=0.99, n_epochs=4,
+                           ent_coef=0.0),
+            "a2c": zoo_a2c(1e6, normalize=True, n_envs=16, ent_coef=0.0),
+        },
+    ),
+    "MountainCarContinuous-v0": (
+        f"{ZOO}ppo.yml MountainCarContinuous-v0, a2c.yml MountainCarContinuous-v0",
+        {
+            # batch_size 256 exceeds the 8-step rollout: SB3 trains on the whole rollout, as here
+            "ppo": zoo_ppo(20000, normalize=True, n_envs=1, batch_size=256, n_steps=8, gamma=0.9999,
+                           learning_rate=7.77e-05, ent_coef=0.00429, clip_range=0.1, n_epochs=10, gae_lambda=0.9,
+                           max_grad_norm=5, vf_coef=0.19, use_sde=True, log_std_init=-3.29),
+            "a2c": zoo_a2c(1e5, normalize=True, n_envs=4, n_steps=100, ent_coef=0.0, use_sde=True,
+                           sde_sample_freq=16, log_std_init=0.0),
+        },
+    ),
+    "Pendulum-v1": (
+        f"{ZOO}ppo.yml Pendulum-v1, a2c.yml Pendulum-v1",
+        {
+            "ppo": zoo_ppo(1e5, n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
+                           learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
+            "a2c": zoo_a2c(1e6, normalize=True, n_envs=8, ent_coef=0.0, max_grad_norm=0.5, n_steps=8, gae_lambda=0.9,
+                           vf_coef=0.4, gamma=0.9, learning_rate="lin_7e-4", use_sde=True, log_std_init=-2),
+        },
+    ),
+    # ----- Box2D
+    "LunarLander-v3": (
+        f"{ZOO}ppo.yml LunarLander-v3, a2c.yml LunarLander-v3",
+        {
+            "ppo": zoo_ppo(1e6, n_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4,
+                           ent_coef=0.01),
+            "a2c": zoo_a2c(2e5, n_envs=8, gamma=0.995, n_steps=5, learning_rate="lin_0.00083", ent_coef=0.00001),
+        },
+    ),
+    "LunarLanderContinuous-v3": (
+        f"{ZOO}ppo.yml LunarLanderContinuous-v3, a2c.yml LunarLanderContinuous-v3",
+        {
+            "ppo": zoo_ppo(1e6, n_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4,
+                           ent_coef=0.01),
+            "a2c": zoo_a2c(5e6, normalize=True, n_envs=4, ent_coef=0.0, max_grad_norm=0.5, n_steps=8, gae_lambda=0.9,
+                           vf_coef=0.4, gamma=0.99, learning_rate="lin_7e-4", use_sde=True, log_std_init=-2),
+        },
+    ),
+    "BipedalWalker-v3": (
+        f"{ZOO}ppo.yml BipedalWalker-v3, a2c.yml BipedalWalker-v3",
+        {
+            "ppo": zoo_ppo(5e6, normalize=True, n_envs=32, n_steps=2048, batch_size=64, gae_lambda=0.95,
+                           gamma=0.999, n_epochs=10, ent_coef=0.0, learning_rate=3e-4, clip_range=0.18),
+            "a2c": zoo_a2c(5e6, normalize=True, n_envs=16, ent_coef=0.0, max_grad_norm=0.5, n_steps=8,
+                           gae_lambda=0.9, vf_coef=0.4, gamma=0.99, learning_rate="lin_0.00096", use_sde=True,
+                           log_std_init=-2),
+        },
+    ),
+    # The zoo trains CarRacing on 64x64 grayscale frames, every 2nd frame, 2 stacked, with a GELU
+    # layer of 256 after the Nature CNN per head; here: 96x96 RGB, every frame, one frame (the
+    # dashboard shows the speed), the Nature CNN's 512 ReLU features straight into the heads.
+    "CarRacing-v3": (
+        f"{ZOO}ppo.yml CarRacing-v3; A2C (no zoo entry): a2c.yml atari (16 envs x 5 steps, vf_coef 0.25) with "
+        "ppo.yml CarRacing-v3's budget, reward normalisation and gSDE",
+        {
+            "ppo": zoo_ppo(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=8, batch_size=128,
+                           n_steps=512, gamma=0.99, gae_lambda=0.95, n_epochs=10, ent_coef=0.0, sde_sample_freq=4,
+                           max_grad_norm=0.5, vf_coef=0.5, learning_rate="lin_1e-4", use_sde=True, clip_range=0.2,
+                           log_std_init=-2),
+            # ent_coef 0, not atari's 0.01: that is for discrete actions (every continuous A2C entry has 0)
+            "a2c": zoo_a2c(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=16, vf_coef=0.25,
+                           ent_coef=0.0, use_sde=True, sde_sample_freq=4, log_std_init=-2),
+        },
+    ),
+    # ----- MuJoCo (v5 ids, from the zoo's v4 / v2 entries of the same robot)
+    "Ant-v5": (
+        f"{ZOO}ppo.yml Ant-v4, a2c.yml Ant-v4; {_V4.format('v4')}",
+        {"ppo": zoo_ppo(1e6, normalize=True), "a2c": zoo_a2c(1e6, normalize=True)},
+    ),
+    "HalfCheetah-v5": (
+        f"{ZOO}ppo.yml HalfCheetah-v4, a2c.yml HalfCheetah-v4; {_V4.format('v4')}",
+        {
+            "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=64, n_steps=512, gamma=0.98,
+                           learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20,
+                           gae_lambda=0.92, max_grad_norm=0.8, vf_coef=0.58096, log_std_init=-2, activation_fn="ReLU",
+                           net_arch=256),
+            "a2c": zoo_a2c(1e6, normalize=True),
+        },
+    ),
+    "Hopper-v5": (
+        f"{ZOO}ppo.yml Hopper-v4, a2c.yml Hopper-v4; {_V4.format('v4')}",
+        {
+            "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.999,
+                           learning_rate=9.80828e-05, ent_coef=0.00229519, clip_range=0.2, n_epochs=5,
+                           gae_lambda=0.99, max_grad_norm=0.7, vf_coef=0.835671, log_std_init=-2,
+                           activation_fn="ReLU", net_arch=256),
+            "a2c": zoo_a2c(1e6, normalize=True),
+        },
+    ),
+    "Humanoid-v5": (
+        f"{ZOO}ppo.yml Humanoid-v4, a2c.yml Humanoid-v4; {_V4.format('v4')}",
+        {
+            "ppo": zoo_ppo(1e7, normalize=True, n_envs=1, batch_size=256, n_steps=512, gamma=0.95,
+                           learning_rate=3.56987e-05, ent_coef=0.00238306, clip_range=0.3, n_epochs=5,
+                           gae_lambda=0.9, max_grad_norm=2, vf_coef=0.431892, log_std_init=-2, activation_fn="ReLU",
+                           net_arch=256),
+            "a2c": zoo_a2c(2e6, normalize=True),
+        },
+    ),
+    "HumanoidStandup-v5": (
+        f"{ZOO}ppo.yml HumanoidStandup-v2; {_V4.format('v2')}; A2C (no HumanoidStandup entry): a2c.yml "
+        "Humanoid-v4, the same body",
+        {
+            "ppo": zoo_ppo(1e7, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.99,
+                           learning_rate=2.55673e-05, ent_coef=3.62109e-06, clip_range=0.3, n_epochs=20,
+                           gae_lambda=0.9, max_grad_norm=0.7, vf_coef=0.430793, log_std_init=-2, activation_fn="ReLU",
+                           net_arch=256),
+            "a2c": zoo_a2c(2e6, normalize=True),
+        },
+    ),
+    "InvertedPendulum-v5": (
+        f"{ZOO}ppo.yml InvertedPendulum-v2; {_V4.format('v2')}; A2C (no zoo entry): thu-ml/tianshou "
+        "examples/mujoco/mujoco_a2c.py defaults",
+        {
+            # batch_size 64 exceeds the 32-step rollout: one minibatch
+            "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=64, n_steps=32, gamma=0.999,
+                           learning_rate=0.000222425, ent_coef=1.37976e-07, clip_range=0.4, n_epochs=5,
+                           gae_lambda=0.9, max_grad_norm=0.3, vf_coef=0.19816),
+            "a2c": TIANSHOU_A2C_MUJOCO,
+        },
+    ),
+    "InvertedDoublePendulum-v5": (
+        f"{ZOO}ppo.yml InvertedDoublePendulum-v2; {_V4.format('v2')}; A2C (no zoo entry): thu-ml/tianshou "
+        "examples/mujoco/mujoco_a2c.py defaults",
+        {
+            # batch_size 512 exceeds the 128-step rollout: one minibatch
+            "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=512, n_steps=128, gamma=0.98,
+                           learning_rate=0.000155454, ent_coef=1.05057e-06, clip_range=0.4, n_epochs=10,
+                           gae_lambda=0.8, max_grad_norm=0.5, vf_coef=0.695929),
+            "a2c": TIANSHOU_A2C_MUJOCO,
+        },
+    ),
+    "Pusher-v5": (
+        "PPO (no zoo entry): vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args; A2C (no zoo entry): "
+        f"{ZOO}a2c.yml HalfCheetah-v4 (&mujoco-defaults, its generic MuJoCo setting)",
+        {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": zoo_a2c(1e6, normalize=True)},
+    ),
+    "Reacher-v5": (
+        f"{ZOO}ppo.yml Reacher-v2; {_V4.format('v2')}; A2C (no zoo entry): thu-ml/tianshou "
+        "examples/mujoco/mujoco_a2c.py defaults",
+        {
+            "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.9,
+                           learning_rate=0.000104019, ent_coef=7.52585e-08, clip_range=0.3, n_epochs=5,
+                           gae_lambda=1.0, max_grad_norm=0.9, vf_coef=0.950368),
+            "a2c": TIANSHOU_A2C_MUJOCO,
+        },
+    ),
+    "Swimmer-v5": (
+        f"{ZOO}ppo.yml Swimmer-v4, a2c.yml Swimmer-v4; {_V4.format('v4')}",
+        {
+            "ppo": zoo_ppo(1e6, normalize=True, gamma=0.9999, n_envs=4, n_steps=1024, batch_size=256,
+                           learning_rate=6e-4, gae_lambda=0.98),
+            "a2c": zoo_a2c(1e6, normalize=True, gamma=0.9999),
+        },
+    ),
+    "Walker2d-v5": (
+        f"{ZOO}ppo.yml Walker2d-v4, a2c.yml Walker2d-v4; {_V4.format('v4')}",
+        {
+            "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.99,
+                           learning_rate=5.05041e-05, ent_coef=0.000585045, clip_range=0.1, n_epochs=20,
+                           gae_lambda=0.95, max_grad_norm=1, vf_coef=0.871923),
+            "a2c": zoo_a2c(1e6, normalize=True),
+        },
+    ),
+}  # fmt: skip

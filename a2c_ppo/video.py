@@ -1,0 +1,209 @@
+"""Videos while training (``--capture-video``, the ``[video]`` extra).
+
+Every ``--video-interval`` updates (and after the last one) ``VideoCallback`` plays one
+deterministic episode on an env of its own, rendered off-screen with the run's observation
+normalisation frozen, and writes it as ``RUN_DIR/videos/update-NNNNNN.mp4`` (frames go to
+ffmpeg as they come); the Logger shows a small copy in TensorBoard and hands the file to W&B
+when tracking. The training envs are never
+touched and the global RNG states are restored afterwards, so a run's results are the same
+with and without videos. The episode is seeded ``seed + VIDEO_SEED_OFFSET`` each time: every
+video starts from the same state, which makes them comparable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from a2c_ppo.callbacks import UpdateInfo
+from a2c_ppo.checkpoint import rng_state, set_rng_state
+from a2c_ppo.config import RunConfig
+from a2c_ppo.envs.make import make_env_fn
+from a2c_ppo.envs.normalize import VecNormalize
+from a2c_ppo.envs.torch_env import env_action_converter
+from a2c_ppo.errors import ConfigError, WriteFailedError
+from a2c_ppo.logger import Logger
+from a2c_ppo.model import Policy
+from a2c_ppo.observations import map_obs, obs_from_numpy
+
+VIDEO_SEED_OFFSET = 3_000_000  # after evaluation's 1,000,000 and replay's 2,000,000
+VIDEO_FOLDER = "videos"
+MAX_VIDEO_STEPS = 5_000  # an episode that never ends is cut here, so training goes on
+PREVIEW_SIDE = 160  # TensorBoard's copy of a video: small, as the events file holds it whole
+VIDEO_TAG = "videos/episode"
+
+
+def has_display() -> bool:
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def prepare_offscreen_rendering() -> None:
+    """Set up this process to render ``rgb_array`` frames, which need no window and no sound.
+
+    pygame (classic control, Box2D) would otherwise probe a display and an audio device and
+    print errors (XDG_RUNTIME_DIR, ALSA) where there are none; MuJoCo needs an OpenGL platform
+    without a display (EGL). Variables the user set win."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    if not has_display():
+        os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Mp4Writer:
+    """Frames ``(H, W, 3)`` uint8 into the mp4 ``path`` as they come (a long episode is never
+    held in memory), keeping small copies (``preview``, at most ``PREVIEW_SIDE`` pixels a side)
+    for TensorBoard. A context manager: written to a temporary file and renamed at the end, so
+    no half-written video is left; WriteFailedError if ffmpeg or the disk fails."""
+
+    def __init__(self, path: str, fps: float) -> None:
+        self.path, self.fps = path, fps
+        folder, name = os.path.split(os.path.abspath(path))
+        self.tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}.mp4")  # ffmpeg picks the format by the suffix
+        self.preview: list[np.ndarray] = []
+        self._ffmpeg: Any = None
+
+    def add(self, frame: np.ndarray) -> None:
+        try:
+            if self._ffmpeg is None:
+                import imageio_ffmpeg
+
+                os.makedirs(os.path.dirname(self.tmp), exist_ok=True)
+                height, width = frame.shape[:2]
+                # macro blocks of 2: even sides, as the yuv420p pixels need, without rescaling most frames
+                self._ffmpeg = imageio_ffmpeg.write_frames(self.tmp, (width, height), fps=self.fps, macro_block_size=2)
+                self._ffmpeg.send(None)  # start the generator
+            self._ffmpeg.send(np.ascontiguousarray(frame))
+        except (OSError, RuntimeError) as exc:  # ffmpeg died, or the disk refused
+            raise WriteFailedError(self.path, first_line(exc)) from None
+        stride = -(-max(frame.shape[:2]) // PREVIEW_SIDE)  # ceil: every side within PREVIEW_SIDE
+        self.preview.append(frame[::stride, ::stride].copy())
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        try:
+            if self._ffmpeg is not None:
+                self._ffmpeg.close()
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        except (OSError, RuntimeError) as exc:
+            raise WriteFailedError(self.path, first_line(exc)) from None
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+
+
+class EpisodeRecorder:
+    """One env of ``config``'s that renders ``rgb_array`` frames, playing deterministic episodes.
+
+    A gymnasium ``SyncVectorEnv`` of one env (next-step autoreset: the step that ends an
+    episode still shows its last frame) in a frozen ``VecNormalize`` where the run normalises.
+    """
+
+    def __init__(self, config: RunConfig, device: torch.device) -> None:
+        prepare_offscreen_rendering()
+        self.device = device
+        self.env = make_env_fn(config.env_name, render_mode="rgb_array", action_masks=config.action_masks == "on")()
+        envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv([lambda: self.env])
+        if config.norm_obs or config.norm_reward:
+            envs = VecNormalize(envs, norm_obs=bool(config.norm_obs), norm_reward=bool(config.norm_reward))
+        self.envs = envs
+        self.to_env_actions = env_action_converter(envs.single_action_space)
+        self.fps = float(self.env.metadata.get("render_fps") or 30)
+
+    @classmethod
+    def checked(cls, config: RunConfig, device: torch.device) -> EpisodeRecorder:
+        """A recorder that has rendered a frame, before training spends a step (the global RNG
+        states as they were); ConfigError saying why the env cannot make videos."""
+        state, recorder = rng_state(), None
+        try:
+            recorder = cls(config, device)
+            recorder.envs.reset(seed=config.seed + VIDEO_SEED_OFFSET)
+            recorder.frame()
+        except Exception as exc:
+            if recorder is not None:
+                recorder.close()
+            raise ConfigError(
+                f"--capture-video: {config.env_name!r} cannot render frames off-screen (building it with "
+                f"render_mode='rgb_array' and rendering raised {type(exc).__name__}: {first_line(exc)}); fix the "
+                "env's rendering (MuJoCo: MUJOCO_GL=egl or osmesa) or drop --capture-video."
+            ) from None
+        finally:
+            set_rng_state(state)
+        return recorder
+
+    def play(self, policy: Policy, seed: int, normalization: dict[str, Any] | None, video: Mp4Writer) -> float | None:
+        """Play one deterministic episode into ``video``; its true return (``None`` when it was
+        cut at ``MAX_VIDEO_STEPS``)."""
+        if isinstance(self.envs, VecNormalize):
+            if normalization is not None:
+                self.envs.load_state_dict(normalization)
+            self.envs.eval()
+        space = self.envs.single_observation_space
+        obs, _ = self.envs.reset(seed=seed)
+        video.add(self.frame())
+        rnn_hxs = torch.zeros(1, policy.recurrent_hidden_state_size, device=self.device)
+        masks = torch.zeros(1, 1, device=self.device)  # an episode start
+        for _ in range(MAX_VIDEO_STEPS):
+            with torch.inference_mode():
+                tensors = map_obs(lambda t: t.to(self.device), obs_from_numpy(obs, space))
+                _, action, _, rnn_hxs = policy.act(tensors, rnn_hxs, masks, deterministic=True)
+            obs, _, terminated, truncated, infos = self.envs.step(self.to_env_actions(action))
+            video.add(self.frame())
+            masks = torch.ones(1, 1, device=self.device)
+            if terminated[0] or truncated[0]:
+                # RecordEpisodeStatistics' true return, below any reward normalisation
+                return float(infos["episode"]["r"][0])
+        return None
+
+    def frame(self) -> np.ndarray:
+        return np.asarray(self.env.render(), dtype=np.uint8)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class VideoCallback:
+    """Every ``video_interval`` updates and after the last: a video of one deterministic
+    episode (rank 0 only; see the module docstring)."""
+
+    def __init__(
+        self,
+        logger: Logger,
+        config: RunConfig,
+        normalization: Callable[[], dict[str, Any] | None],
+        device: torch.device,
+    ) -> None:
+        self.logger, self.config, self.normalization, self.device = logger, config, normalization, device
+        self.folder = os.path.join(config.run_dir, VIDEO_FOLDER)
+        self.recorder = EpisodeRecorder.checked(config, device)
+
+    def __call__(self, info: UpdateInfo) -> None:
+        if info.update % self.config.video_interval and not info.last:
+            return
+        path = os.path.join(self.folder, f"update-{info.update:06d}.mp4")
+        state = rng_state()  # whatever the env or the renderer draws, training draws the same numbers
+        try:
+            with Mp4Writer(path, self.recorder.fps) as video:
+                seed = self.config.seed + VIDEO_SEED_OFFSET
+                episode_return = self.recorder.play(info.policy, seed, self.normalization(), video)
+        finally:
+            set_rng_state(state)
+        self.logger.video(VIDEO_TAG, path, np.stack(video.preview), video.fps, info.env_steps)
+        outcome = f"return {episode_return:.1f}" if episode_return is not None else f"cut at {MAX_VIDEO_STEPS} steps"
+        self.logger.print(f"Video of update {info.update} ({outcome}): {path}")
+
+    def close(self) -> None:
+        self.recorder.close()

@@ -1,0 +1,355 @@
+"""What a user can expect on every popular task: train each env entry's settings for several
+seeds and set the results beside the published ones (``benchmarks/published.py``).
+
+For each id (``--ids``, or every id of ``--families``), algorithm (``--algos``) and seed
+(``--seeds``, default 1 2 3) it runs, one run at a time,
+
+    python main.py --env-name ID --algo ALGO --seed S --eval-interval K --eval-episodes 10
+
+with the entry's settings (``a2c_ppo/env_entries.py``; K makes about 10 evaluations, the last at
+the end), run folders under ``OUT/<family>/`` and console logs under ``OUT/logs/``. It resumes:
+a run whose folder holds a finished checkpoint of the budget is skipped, an interrupted one
+goes on with ``--resume RUN_DIR/checkpoint.pt``. Then it prints a Markdown table per id (mean ±
+std over seeds of the final evaluation return and of the last 10 training episodes' return,
+env steps, wall time, the published results and whether ours reaches them), draws
+``OUT/<family>.png`` (a2c_ppo.plot) and merges the summary into a results JSON
+(``docs/results.json`` at full budget), from which ``--readme`` rewrites README.md's table.
+
+    python benchmarks/results_table.py --families classic box2d    # all families: days on 2 cores
+    python benchmarks/results_table.py --ids Acrobot-v1 --scale 0.002 --seeds 1 2   # smoke test
+    python benchmarks/results_table.py --report-only               # tables from the runs in OUT
+    python benchmarks/results_table.py --readme                    # README.md from docs/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
+from a2c_ppo.errors import ConfigError  # noqa: E402
+from a2c_ppo.logger import format_duration  # noqa: E402
+from a2c_ppo.paths import RUN_CHECKPOINT, safe_name  # noqa: E402
+from a2c_ppo.presets import ENV_ENTRIES  # noqa: E402
+from benchmarks.published import ZOO, Published, others  # noqa: E402
+
+#: The ids of each family, in table order (a family's runs and plot share OUT/<family>).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "classic": ("Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"),
+    "box2d": ("LunarLander-v3", "LunarLanderContinuous-v3", "BipedalWalker-v3", "CarRacing-v3"),
+    "mujoco": ("Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Humanoid-v5", "HumanoidStandup-v5", "InvertedPendulum-v5",
+               "InvertedDoublePendulum-v5", "Pusher-v5", "Reacher-v5", "Swimmer-v5", "Walker2d-v5"),
+}  # fmt: skip
+ALGOS = ("ppo", "a2c")
+EVALUATIONS = 10  # about this many evaluations per run
+EVAL_EPISODES = 10
+STOPPED = (130, 143)  # main.py's exit statuses after Ctrl-C and SIGTERM
+DOCS_RESULTS = os.path.join(ROOT, "docs", "results.json")
+README = os.path.join(ROOT, "README.md")
+MARKERS = ("<!-- results-table -->", "<!-- /results-table -->")
+
+
+def family_of(env_id: str) -> str:
+    return next(family for family, ids in FAMILIES.items() if env_id in ids)
+
+
+def budget(env_id: str, algo: str, scale: float = 1.0) -> tuple[int, int]:
+    """(--num-env-steps, steps per update) of ``env_id``'s entry for ``algo``, the budget scaled
+    by ``scale`` (at least one update). A run trains the whole updates that fit in the budget."""
+    values = ENV_ENTRIES[env_id].values[algo]
+    batch = values["num_processes"] * values["num_steps"]
+    steps = values["num_env_steps"] if scale == 1.0 else max(int(values["num_env_steps"] * scale), batch)
+    return steps, batch
+
+
+def eval_interval(num_updates: int) -> int:
+    """The divisor of ``num_updates`` (so that the last update evaluates) giving the number of
+    evaluations closest to ``EVALUATIONS`` (by ratio)."""
+    divisors = [d for d in range(1, num_updates + 1) if num_updates % d == 0]
+    return min(divisors, key=lambda d: abs(math.log(num_updates / d / EVALUATIONS)))
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def run_dirs(out: str, env_id: str, algo: str, seed: int) -> list[str]:
+    pattern = os.path.join(out, family_of(env_id), f"{safe_name(env_id)}__{algo}__seed{seed}__*")
+    return sorted(glob.glob(pattern))
+
+
+def progress(run_dir: str, steps: int) -> int | None:
+    """Env steps done by the run in ``run_dir`` if its checkpoint trains for ``steps``, else None."""
+    path = os.path.join(run_dir, RUN_CHECKPOINT)
+    if not os.path.isfile(path):
+        return None
+    checkpoint = load_checkpoint(path)
+    return checkpoint["counters"]["env_steps"] if checkpoint["config"]["num_env_steps"] == steps else None
+
+
+def find_run(out: str, env_id: str, algo: str, seed: int, steps: int) -> tuple[str | None, bool]:
+    """(the most advanced run folder for this budget or None, whether it is finished)."""
+    runs = [(progress(d, steps), d) for d in run_dirs(out, env_id, algo, seed)]
+    done = [(n, d) for n, d in runs if n is not None]
+    if not done:
+        return None, False
+    n, run_dir = max(done)
+    _, batch = budget(env_id, algo)
+    return run_dir, n >= steps // batch * batch
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``{}`` where there is no such file."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def wall_times(out: str) -> dict[str, float]:
+    return read_json(os.path.join(out, "wall_times.json"))
+
+
+def add_wall_time(out: str, run_dir: str, seconds: float) -> None:
+    """Wall time per run folder, summed over its legs (a resumed run's console starts afresh)."""
+    times = wall_times(out)
+    key = os.path.relpath(run_dir, out)
+    times[key] = times.get(key, 0.0) + seconds
+    write_json(os.path.join(out, "wall_times.json"), times)
+
+
+def train(out: str, env_id: str, algo: str, seed: int, scale: float) -> None:
+    """Train (or resume) one run unless it is finished; a failure is reported and skipped."""
+    steps, batch = budget(env_id, algo, scale)
+    run_dir, finished = find_run(out, env_id, algo, seed, steps)
+    what = f"{env_id} {algo} seed {seed} ({steps:,} steps)"
+    if finished:
+        print(f"{what}: finished in {run_dir}", flush=True)
+        return
+    main = [sys.executable, os.path.join(ROOT, "main.py"), "--save-dir", os.path.join(out, "models")]
+    if run_dir is not None:
+        argv = [*main, "--resume", os.path.join(run_dir, RUN_CHECKPOINT)]
+    else:
+        argv = [*main, "--env-name", env_id, "--algo", algo, "--seed", str(seed), "--log-dir",
+                os.path.join(out, family_of(env_id)), "--eval-interval", str(eval_interval(steps // batch)),
+                "--eval-episodes", str(EVAL_EPISODES)]  # fmt: skip
+        if scale != 1.0:
+            argv += ["--num-env-steps", str(steps)]
+    print(f"{what}: {'resuming ' + run_dir if run_dir else 'training'}", flush=True)
+    log = os.path.join(out, "logs", f"{safe_name(env_id)}__{algo}__seed{seed}.log")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    before = set(run_dirs(out, env_id, algo, seed))
+    start = time.monotonic()
+    with open(log, "a") as f:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reaches main.py too: it saves its checkpoint and exits
+            code = proc.wait()
+    made = run_dir or next(iter(set(run_dirs(out, env_id, algo, seed)) - before), None)
+    if made is not None:
+        add_wall_time(out, made, time.monotonic() - start)
+    if code in STOPPED:
+        raise SystemExit(f"{what}: stopped (status {code}); the same command resumes it.")
+    if code != 0:
+        print(f"{what}: main.py exited with status {code}; see {log}", flush=True)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def last_value(run_dir: str, column: str) -> float:
+    """The last logged value of ``column`` in the run's progress.csv (NaN if none)."""
+    with open(os.path.join(run_dir, "progress.csv"), newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get(column)]
+    return float(rows[-1][column]) if rows else float("nan")
+
+
+def summarise(out: str, env_id: str, algo: str, seeds: list[int], scale: float) -> dict[str, Any] | None:
+    """Mean and std over the finished seeds (None if none): final evaluation return, last
+    training episodes' return, env steps, wall time per run, and which seeds."""
+    steps, batch = budget(env_id, algo, scale)
+    runs = [(seed, find_run(out, env_id, algo, seed, steps)) for seed in seeds]
+    finished = [(seed, run_dir) for seed, (run_dir, done) in runs if done and run_dir is not None]
+    if not finished:
+        return None
+    evals = [last_value(d, "eval/mean_return") for _, d in finished]
+    trains = [last_value(d, "charts/episodic_return") for _, d in finished]
+    times = wall_times(out)
+    walls = [times.get(os.path.relpath(d, out), float("nan")) for _, d in finished]
+    return {
+        "eval_mean": float(np.mean(evals)), "eval_std": float(np.std(evals)),
+        "train_mean": float(np.mean(trains)), "train_std": float(np.std(trains)),
+        "env_steps": steps // batch * batch, "wall_s": float(np.mean(walls)), "seeds": [seed for seed, _ in finished],
+        "run_dirs": [shown(d) for _, d in finished],
+    }  # fmt: skip
+
+
+def shown(path: str) -> str:
+    """``path`` relative to the repository where it is inside it (as docs/results.json keeps it)."""
+    relative = os.path.relpath(path, ROOT)
+    return os.path.abspath(path) if relative.startswith("..") else relative
+
+
+def mean_std(mean: float, std: float) -> str:
+    """``mean ± std``, both to the precision the mean's size calls for."""
+    decimals = 0 if abs(mean) >= 1000 else 1
+    return f"{mean:,.{decimals}f} ± {std:,.{decimals}f}"
+
+
+def steps_text(steps: int) -> str:
+    return f"{steps / 1e6:g}M" if steps >= 1_000_000 else f"{steps / 1e3:g}k"
+
+
+def published_text(result: Published, steps: int) -> str:
+    """``mean ± std``, with the budget where it is not ``steps``."""
+    text = mean_std(result.mean, result.std)
+    return text if result.steps == steps else f"{text} ({steps_text(result.steps)})"
+
+
+def verdict(mean: float | None, zoo: Published | None) -> str:
+    """Whether ``mean`` reaches the zoo's mean, or its spread (its std over evaluation episodes)."""
+    if mean is None:
+        return "not run yet"
+    if zoo is None:
+        return "no zoo result"
+    if mean >= zoo.mean:
+        return "reaches the zoo's mean"
+    return "within the zoo's spread" if mean >= zoo.mean - zoo.std else "below the zoo's spread"
+
+
+def others_text(env_id: str, algo: str, steps: int) -> str:
+    return "; ".join(f"{who} {published_text(result, steps)}" for who, result in others(env_id, algo)) or "-"
+
+
+def id_table(env_id: str, summaries: dict[str, dict[str, Any] | None], scale: float) -> str:
+    """The runner's Markdown table of one id: a row per algorithm."""
+    title = f"### {env_id}" + ("" if scale == 1.0 else f" (budgets x{scale:g}: not comparable with the published)")
+    rows = [title, "", "| algo | seeds | env steps | wall time per run (h:mm:ss) | final eval return (10 ep.) | "
+            "training return (last 10 ep.) | rl-baselines3-zoo | CleanRL / Tianshou | ours vs zoo |",
+            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for algo, s in summaries.items():
+        steps, _ = budget(env_id, algo, scale)
+        zoo = ZOO.get((env_id, algo))
+        zoo_text = published_text(zoo, steps) if zoo else "-"
+        if s is None:
+            ours = ["-", f"{steps:,}", "-", "not run yet", "-"]
+        else:
+            ours = [" ".join(map(str, s["seeds"])), f"{s['env_steps']:,}", format_duration(s["wall_s"]),
+                    mean_std(s["eval_mean"], s["eval_std"]), mean_std(s["train_mean"], s["train_std"])]  # fmt: skip
+        mean = None if s is None else s["eval_mean"]
+        rows.append(
+            "| " + " | ".join([algo, *ours, zoo_text, others_text(env_id, algo, steps), verdict(mean, zoo)]) + " |"
+        )
+    return "\n".join(rows)
+
+
+def load_results(path: str = DOCS_RESULTS) -> dict[str, dict[str, dict[str, Any]]]:
+    return read_json(path)
+
+
+def save_results(path: str, results: dict[str, dict[str, dict[str, Any] | None]]) -> None:
+    """Merge the summaries into the JSON file at ``path`` (ids and algorithms not run keep theirs)."""
+    merged = load_results(path)
+    for env_id, by_algo in results.items():
+        for algo, summary in by_algo.items():
+            if summary is not None:
+                merged.setdefault(env_id, {})[algo] = summary
+    write_json(path, merged)
+
+
+def readme_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """README.md's table: every entry, its budget, our result (``results``, docs/results.json),
+    the published ones and the verdict."""
+    rows = ["| env | algo | budget | ours: final eval return, mean ± std over seeds | rl-baselines3-zoo | "
+            "CleanRL / Tianshou | ours vs zoo |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for env_id in (env_id for ids in FAMILIES.values() for env_id in ids):
+        for algo in ENV_ENTRIES[env_id].values:
+            steps, _ = budget(env_id, algo)
+            ours = results.get(env_id, {}).get(algo)
+            zoo = ZOO.get((env_id, algo))
+            cells = [env_id, algo, steps_text(steps),
+                     f"{mean_std(ours['eval_mean'], ours['eval_std'])} ({len(ours['seeds'])} seeds)"
+                     if ours else "not run yet", published_text(zoo, steps) if zoo else "-",
+                     others_text(env_id, algo, steps), verdict(ours["eval_mean"] if ours else None, zoo)]  # fmt: skip
+            rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def write_readme(path: str = README, results_path: str = DOCS_RESULTS) -> None:
+    """Replace the table between README.md's results-table markers."""
+    with open(path) as f:
+        text = f.read()
+    head, rest = text.split(MARKERS[0], 1)
+    tail = rest.split(MARKERS[1], 1)[1]
+    with open(path, "w") as f:
+        f.write(f"{head}{MARKERS[0]}\n{readme_table(load_results(results_path))}\n{MARKERS[1]}{tail}")
+
+
+def plot_family(out: str, family: str, run_folders: list[str]) -> None:
+    from a2c_ppo.plot import plot
+
+    try:
+        plot(run_folders, os.path.join(out, f"{family}.png"))
+        print(f"wrote {os.path.join(out, family + '.png')}")
+    except ConfigError as exc:
+        print(f"no plot for {family}: {exc}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ids", nargs="+", choices=[i for ids in FAMILIES.values() for i in ids], metavar="ID")
+    parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (smoke tests)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"), help="runs, logs and plots")
+    parser.add_argument("--results", help="results JSON to merge into (default: docs/results.json at scale 1, "
+                        "else OUT/results.json)")  # fmt: skip
+    parser.add_argument("--report-only", action="store_true", help="train nothing; report the runs in OUT")
+    parser.add_argument("--readme", action="store_true", help="only rewrite README.md's table from docs/results.json")
+    opts = parser.parse_args()
+    if opts.readme:
+        write_readme()
+        return
+    ids = opts.ids or [i for family in opts.families for i in FAMILIES[family]]
+    jobs = [(i, algo) for i in ids for algo in opts.algos if algo in ENV_ENTRIES[i].values]
+    if not opts.report_only:
+        for env_id, algo in jobs:
+            for seed in opts.seeds:
+                train(opts.out, env_id, algo, seed, opts.scale)
+    results: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for env_id, algo in jobs:
+        results.setdefault(env_id, {})[algo] = summarise(opts.out, env_id, algo, opts.seeds, opts.scale)
+    for env_id, summaries in results.items():
+        print(f"\n{id_table(env_id, summaries, opts.scale)}")
+    print("\nzoo: one seed, ± over its evaluation episodes; CleanRL: ± over seeds; Tianshou: best mean ± over seeds.")
+    save_results(opts.results or (DOCS_RESULTS if opts.scale == 1.0 else os.path.join(opts.out, "results.json")),
+                 results)  # fmt: skip
+    for family in dict.fromkeys(family_of(i) for i in ids):
+        folders = [d for summaries in (results[i] for i in ids if family_of(i) == family)
+                   for s in summaries.values() if s for d in s["run_dirs"]]  # fmt: skip
+        if folders:
+            plot_family(opts.out, family, [os.path.join(ROOT, d) for d in folders])
+
+
+if __name__ == "__main__":
+    main()

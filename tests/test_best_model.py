@@ -1,0 +1,87 @@
+"""The best model: RUN_DIR/best.pt is the checkpoint of the best evaluation so far, with its mean
+return; a resumed run keeps it unless it does better; enjoy.py --best plays it."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+import torch
+
+import a2c_ppo.evaluation
+from a2c_ppo.arguments import resolve
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.enjoy import main as enjoy_main
+from a2c_ppo.session import run
+from tests.helpers import local_run_flags
+
+BATCH = 2 * 16
+
+
+def train(tmp_path, steps: int, *extra: str, returns: list[float] | None = None, resume: str | None = None):
+    """A CartPole run of ``steps`` env steps whose evaluations return ``returns`` in turn;
+    the policy's parameters after each update."""
+    flags = ["--num-processes", "2", "--num-steps", "16", "--num-env-steps", str(steps), "--log-interval", "1"]
+    flags += local_run_flags(tmp_path) + list(extra) + (["--resume", resume] if resume else [])
+    scripted = iter(returns or [])
+    params: dict[int, dict[str, torch.Tensor]] = {}
+
+    def remember(info) -> None:
+        params[info.update] = {k: v.clone() for k, v in info.policy.state_dict().items()}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(a2c_ppo.evaluation, "evaluate", lambda *args, **kwargs: next(scripted))
+        request = resolve(flags)
+        run(request.config, checkpoint=request.checkpoint, notes=request.notes, callbacks=[remember])
+    return params
+
+
+def run_dir(tmp_path) -> str:
+    (folder,) = glob.glob(str(tmp_path / "runs" / "*"))
+    return folder
+
+
+def test_best_model_is_the_checkpoint_of_the_best_evaluation(tmp_path, capsys):
+    params = train(tmp_path, 4 * BATCH, "--eval-interval", "1", returns=[5.0, 20.0, 10.0, 20.0])
+    best = load_checkpoint(os.path.join(run_dir(tmp_path), "best.pt"))
+    # update 4 only equals the best: the first of equals stays
+    assert best["counters"] == {"update": 2, "env_steps": 2 * BATCH, "eval_mean_return": 20.0}
+    for name, tensor in best["model"].items():
+        assert torch.equal(tensor, params[2][name]), name
+    assert best["config"] == load_checkpoint(os.path.join(run_dir(tmp_path), "checkpoint.pt"))["config"]
+    copy = tmp_path / "models" / "ppo" / "CartPole-v1.best.pt"  # the finished run's, beside ENV.pt
+    assert copy.read_bytes() == open(os.path.join(run_dir(tmp_path), "best.pt"), "rb").read()
+    assert "Best model so far (mean return 20.0)" in capsys.readouterr().out
+
+    for argv in (
+        ["--load-dir", str(tmp_path / "models"), "--best"],
+        ["--run-dir", run_dir(tmp_path), "--best"],
+        ["--checkpoint", os.path.join(run_dir(tmp_path), "best.pt")],
+    ):
+        assert enjoy_main([*argv, "--num-episodes", "1"]) == 0
+        assert "(best model: update 2, evaluation mean return 20.0)" in capsys.readouterr().out
+
+
+def test_a_resumed_run_keeps_the_best_model_unless_it_does_better(tmp_path):
+    train(tmp_path, 2 * BATCH, "--eval-interval", "1", returns=[5.0, 20.0])
+    checkpoint = os.path.join(run_dir(tmp_path), "checkpoint.pt")
+    train(tmp_path, 4 * BATCH, returns=[15.0, 19.0], resume=checkpoint)
+    assert load_checkpoint(os.path.join(run_dir(tmp_path), "best.pt"))["counters"]["update"] == 2
+    train(tmp_path, 5 * BATCH, returns=[25.0], resume=checkpoint)
+    assert load_checkpoint(os.path.join(run_dir(tmp_path), "best.pt"))["counters"]["eval_mean_return"] == 25.0
+
+
+def test_a_run_without_evaluations_has_no_best_model(tmp_path, capsys):
+    train(tmp_path, BATCH, "--eval-interval", "1", returns=[5.0])
+    assert (tmp_path / "models" / "ppo" / "CartPole-v1.best.pt").is_file()
+    train(tmp_path / "again", BATCH)
+    assert not glob.glob(str(tmp_path / "again" / "runs" / "*" / "best.pt"))
+    # the copy beside ENV.pt is the latest finished run's: a run with none leaves no older run's behind
+    train(tmp_path, BATCH)
+    assert not (tmp_path / "models" / "ppo" / "CartPole-v1.best.pt").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        enjoy_main(["--load-dir", str(tmp_path / "models"), "--best"])
+    assert exit_info.value.code == 2
+    assert "has no best model" in capsys.readouterr().err

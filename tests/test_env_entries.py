@@ -1,0 +1,135 @@
+"""Per-env entries: each builds a valid config, is named on the console, loses to typed flags and
+shows as "env entry" in --show-settings; the zoo translation; README's results table is the code's."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from a2c_ppo.arguments import resolve, settings_table
+from a2c_ppo.config import SETTINGS, flag_name, show
+from a2c_ppo.env_entries import ZOO, zoo_a2c, zoo_ppo
+from a2c_ppo.errors import ConfigError
+from a2c_ppo.presets import ENV_ENTRIES, PRESET_KEYS
+from benchmarks import published, results_table
+from tests.helpers import ROOT
+
+EXTRAS = {"mujoco": ("Ant", "HalfCheetah", "Hopper", "Humanoid", "Inverted", "Pusher", "Reacher", "Swimmer", "Walker"),
+          "Box2D": ("LunarLander", "BipedalWalker", "CarRacing")}  # fmt: skip
+CASES = [(env_id, algo) for env_id, entry in ENV_ENTRIES.items() for algo in entry.values]
+
+
+def needs_extra(env_id: str) -> None:
+    for module, prefixes in EXTRAS.items():
+        if env_id.startswith(prefixes) and importlib.util.find_spec(module) is None:
+            pytest.skip(f"{env_id} needs {module}")
+
+
+@pytest.mark.parametrize("env_id, algo", CASES)
+def test_every_entry_builds_a_valid_config_with_its_values(tmp_path, env_id, algo):
+    needs_extra(env_id)
+    request = resolve(["--env-name", env_id, "--algo", algo, "--log-dir", str(tmp_path)])
+    values = ENV_ENTRIES[env_id].values[algo]
+    assert {name: getattr(request.config, name) for name in values} == values
+    assert request.notes[0].startswith(f"Settings of {env_id} ({ENV_ENTRIES[env_id].source}) over preset ")
+    assert request.config.batch_size % request.config.num_mini_batch == 0
+
+
+def test_entries_set_every_preset_setting_of_their_algorithm_and_only_settings_that_apply():
+    for env_id, entry in ENV_ENTRIES.items():
+        assert set(entry.values) <= {"ppo", "a2c"}, env_id
+        for algo, values in entry.values.items():
+            for name in values:
+                assert algo in SETTINGS[name].spec.algos, (env_id, algo, name)
+            # nothing of the published setting is left to the family preset underneath
+            assert {name for name in PRESET_KEYS if algo in SETTINGS[name].spec.algos} <= set(values), (env_id, algo)
+
+
+def test_typed_flags_override_the_entry_and_are_named(tmp_path):
+    argv = ["--env-name", "Acrobot-v1", "--lr", "0.002", "--num-env-steps", "8192", "--log-dir", str(tmp_path)]
+    request = resolve(argv)
+    assert (request.config.lr, request.config.num_env_steps) == (0.002, 8192)
+    assert request.config.num_processes == 16  # the entry's, not the classic preset's 8
+    assert "overridden by --lr, --num-env-steps." in request.notes[0]
+    assert request.notes[0].startswith("Settings of Acrobot-v1 (DLR-RM/rl-baselines3-zoo hyperparams/ppo.yml")
+
+
+def test_a_typed_preset_skips_the_entry(tmp_path):
+    request = resolve(["--env-name", "Acrobot-v1", "--preset", "classic", "--log-dir", str(tmp_path)])
+    assert request.config.num_processes == 8 and request.notes[0].startswith("Preset classic (typed)")
+
+
+def test_show_settings_reports_the_entry_as_the_origin_of_its_values(tmp_path):
+    request = resolve(["--env-name", "Pendulum-v1", "--lr", "0.002", "--log-dir", str(tmp_path), "--show-settings"])
+    rows = {line.split()[0]: line.split() for line in settings_table(request).splitlines() if line.startswith("--")}
+    for name, value in ENV_ENTRIES["Pendulum-v1"].values["ppo"].items():
+        if name == "lr":
+            assert rows["--lr"][1:] == ["0.002", "typed"]
+        else:
+            assert rows[flag_name(name)][1:] == [show(value), "env", "entry"], name
+    assert rows["--eps"][-1] == "default"
+
+
+def test_zoo_keys_translate_to_settings():
+    ppo = zoo_ppo(1e5, n_envs=4, n_steps=64, batch_size=32, learning_rate="lin_1e-3", normalize={"norm_obs": False,
+                  "norm_reward": True}, use_sde=True, log_std_init=-2, activation_fn="ReLU", net_arch=256)  # fmt: skip
+    assert ppo["num_mini_batch"] == 8 and ppo["num_env_steps"] == 100_000 and ppo["ppo_epoch"] == 10
+    assert (ppo["lr"], ppo["use_linear_lr_decay"], ppo["norm_obs"], ppo["norm_reward"]) == (1e-3, True, False, True)
+    assert (ppo["use_sde"], ppo["sde_sample_freq"], ppo["log_std_init"]) == (True, -1, -2.0)
+    assert (ppo["activation"], ppo["hidden_size"], ppo["clip_value_loss"], ppo["norm_adv"]) == (
+        "relu",
+        256,
+        False,
+        True,
+    )
+    a2c = zoo_a2c(1e6, normalize=True, learning_rate=7e-4)  # SB3's A2C defaults fill the rest
+    assert (a2c["num_processes"], a2c["num_steps"], a2c["gae_lambda"], a2c["use_linear_lr_decay"]) == (1, 5, 1.0, False)
+    assert a2c["norm_obs"] and not a2c["norm_adv"] and "num_mini_batch" not in a2c
+    assert zoo_ppo(1e6, n_steps=8, batch_size=256)["num_mini_batch"] == 1  # SB3: the whole rollout
+    with pytest.raises(ValueError, match="does not divide"):
+        zoo_ppo(1e6, n_steps=100, batch_size=64)
+    with pytest.raises(ValueError, match="without a translation: \\['ortho_init'\\]"):
+        zoo_ppo(1e6, ortho_init=False)
+
+
+def test_entries_cite_their_source():
+    for env_id, entry in ENV_ENTRIES.items():
+        assert ZOO in entry.source or "cleanrl" in entry.source or "tianshou" in entry.source, env_id
+
+
+def test_every_entry_is_in_one_family_of_the_runner_and_published_results_name_entries():
+    ids = [env_id for family in results_table.FAMILIES.values() for env_id in family]
+    assert sorted(ids) == sorted(ENV_ENTRIES)
+    for key in [*published.ZOO, *published.CLEANRL, *published.TIANSHOU]:
+        assert key[0] in ENV_ENTRIES and key[1] in ENV_ENTRIES[key[0]].values, key
+
+
+def test_the_results_runner_evaluates_at_the_end_and_scales_budgets():
+    assert results_table.budget("Pendulum-v1", "ppo") == (100_000, 4096)  # 24 updates
+    assert results_table.budget("Pendulum-v1", "ppo", 0.1) == (10_000, 4096)
+    assert results_table.budget("Pendulum-v1", "ppo", 0.002) == (4096, 4096)  # at least one update
+    for updates in (1, 7, 24, 487, 488, 1953):
+        interval = results_table.eval_interval(updates)
+        assert updates % interval == 0 and 1 <= updates // interval <= 4 * results_table.EVALUATIONS
+
+
+def test_the_verdict_says_how_a_result_compares_with_the_zoo():
+    zoo = published.Published(100.0, 10.0, 1_000_000, "X-v0")
+    assert results_table.verdict(None, zoo) == "not run yet"
+    assert results_table.verdict(100.0, zoo) == "reaches the zoo's mean"
+    assert results_table.verdict(90.0, zoo) == "within the zoo's spread"
+    assert results_table.verdict(89.9, zoo) == "below the zoo's spread"
+    assert results_table.verdict(5.0, None) == "no zoo result"
+
+
+def test_an_entry_whose_batch_does_not_split_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="--num-mini-batch"):  # Pendulum's 64 minibatches, 4 x 2 samples
+        resolve(["--env-name", "Pendulum-v1", "--num-steps", "2", "--log-dir", str(tmp_path)])
+
+
+def test_the_readme_shows_the_results_table_as_the_code_makes_it():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    block = readme.split("<!-- results-table -->")[1].split("<!-- /results-table -->")[0]
+    assert block.strip() == results_table.readme_table(results_table.load_results())

@@ -1,0 +1,143 @@
+"""GAIL in a run: the learner is paid by the discriminator only, an expert file that does not
+fit the env is refused before anything starts (exit 2), and a resumed GAIL run equals one
+that never stopped (discriminator, its optimizer and return statistics in the checkpoint)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from a2c_ppo.api import train as train_api
+from a2c_ppo.arguments import resolve
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.session import run
+from tests.envs_for_tests import thousandfold_cartpole
+from tests.helpers import ROOT, local_run_flags
+from tests.test_resume import assert_same_state
+
+BIG_REWARD_ENV = "tests.envs_for_tests:thousandfold_cartpole"
+
+
+def balancing_action(obs: np.ndarray) -> int:
+    """A hand-made CartPole controller that holds the pole for all 500 steps."""
+    return int(obs[2] + 0.5 * obs[3] > 0)
+
+
+def record_expert(path: str, env_id: str, episodes: int = 3, max_steps: int = 200) -> str:
+    """Save ``episodes`` of the balancing controller on ``env_id`` to ``path``."""
+    from a2c_ppo.trajectories import save_trajectories
+
+    env = thousandfold_cartpole() if env_id == BIG_REWARD_ENV else gym.make(env_id)
+    recorded = []
+    for seed in range(episodes):
+        obs, _ = env.reset(seed=seed)
+        rows: dict[str, list] = {"obs": [], "actions": [], "rewards": []}
+        for _ in range(max_steps):
+            action = balancing_action(obs)
+            rows["obs"].append(obs)
+            rows["actions"].append([action])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            rows["rewards"].append(reward)
+            if terminated or truncated:
+                break
+        recorded.append({key: np.asarray(value) for key, value in rows.items()})
+    save_trajectories(path, env_id=env_id, observation_space=env.observation_space,
+                      action_space=env.action_space, episodes=recorded)  # fmt: skip
+    return path
+
+
+GAIL_SETTINGS = dict(num_processes=2, num_steps=32, vec_env="sync", gail_warmup=1, gail_epoch=1)
+
+
+def value_losses(env: str, tmp_path, **settings) -> list[float]:
+    seen: list[float] = []
+    train_api(env, num_env_steps=64 * 4, log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "models"),
+              callbacks=[lambda info: seen.append(info.metrics["value_loss"])],
+              **GAIL_SETTINGS, **settings)  # fmt: skip
+    return seen
+
+
+def test_the_learner_is_paid_by_the_discriminator_not_the_env(tmp_path):
+    experts = record_expert(str(tmp_path / "expert.npz"), BIG_REWARD_ENV)
+    with_gail = value_losses(BIG_REWARD_ENV, tmp_path / "gail", gail=True, gail_experts=experts)
+    env_paid = value_losses(BIG_REWARD_ENV, tmp_path / "env")
+    assert max(with_gail) < 10.0  # the discriminator's normalised rewards
+    assert min(env_paid) > 1e3  # the same run on the env's reward: the control that makes this test bite
+
+
+def test_an_expert_file_of_another_env_exits_2_before_anything_starts(tmp_path):
+    experts = record_expert(str(tmp_path / "expert.npz"), "CartPole-v1")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "Acrobot-v1", "--gail", "--gail-experts",
+         experts, *local_run_flags(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "recorded on 'CartPole-v1'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "runs")  # no run folder: nothing started
+
+
+def test_gail_without_an_expert_file_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--gail", *local_run_flags(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 2 and "--gail-experts" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_a_resumed_gail_run_equals_one_that_never_stopped(tmp_path, algo):
+    experts = record_expert(str(tmp_path / "expert.npz"), "CartPole-v1")
+    flags = ["--algo", algo, "--gail", "--gail-experts", experts, "--gail-warmup", "1", "--gail-epoch", "1",
+             "--num-processes", "2", "--num-steps", "16", "--no-use-linear-lr-decay", "--save-interval", "1",
+             "--vec-env", "sync"]  # fmt: skip
+
+    def train(folder: str, steps: int, *extra: str) -> str:
+        request = resolve([*flags, "--num-env-steps", str(steps), "--log-dir", str(tmp_path / folder),
+                           "--save-dir", str(tmp_path / folder / "m"), *extra])  # fmt: skip
+        return run(request.config, checkpoint=request.checkpoint, notes=request.notes).checkpoint
+
+    whole = load_checkpoint(train("a", 160))
+    half = train("b", 96)
+    assert "gail" in load_checkpoint(half)["algorithm"]
+    resumed = load_checkpoint(train("b", 160, "--resume", half))
+    assert_same_state(whole["algorithm"], resumed["algorithm"], "algorithm")
+    assert_same_state(whole["model"], resumed["model"], "model")
+
+
+def test_enjoy_records_raw_episodes_that_gail_then_learns_from(tmp_path):
+    """The user's path: train, record expert episodes with enjoy.py, train with --gail on them.
+    Pendulum's observations are normalised in training; the file holds them as the env gave them."""
+    request = resolve(["--env-name", "Pendulum-v1", "--num-env-steps", "1024", "--num-processes", "1",
+                       "--num-steps", "512",
+                       "--num-mini-batch", "4", *local_run_flags(tmp_path)])  # fmt: skip
+    checkpoint = run(request.config).checkpoint
+    experts = str(tmp_path / "expert.npz")
+    played = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", checkpoint, "--num-episodes", "2",
+         "--seed", "7", "--record-trajectories", experts],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert played.returncode == 0, played.stderr
+    from a2c_ppo.trajectories import load_trajectories
+
+    recorded = load_trajectories(experts, env_id="Pendulum-v1")
+    first_obs, _ = gym.make("Pendulum-v1").reset(seed=7)
+    np.testing.assert_array_equal(recorded.obs[0].numpy(), first_obs)  # un-normalised, the step before acting
+    assert recorded.lengths.tolist() == [200, 200]
+    printed = [float(line.split("return ")[1].split(",")[0]) for line in played.stdout.splitlines()
+               if line.startswith("episode ")]  # fmt: skip
+    np.testing.assert_allclose(recorded.returns.numpy(), printed, atol=0.006)  # printed with 2 decimals
+    assert float(recorded.actions.abs().max()) <= 2.0  # as the env took them: clipped to Pendulum's [-2, 2]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "Pendulum-v1", "--gail", "--gail-experts",
+         experts, "--num-env-steps", "1024", "--num-processes", "1", "--num-steps", "512", "--num-mini-batch", "4",
+         "--gail-warmup", "1",
+         *local_run_flags(tmp_path / "gail")],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Done: 1024 env steps" in proc.stdout

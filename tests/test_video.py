@@ -1,0 +1,89 @@
+"""Videos while training: mp4s in RUN_DIR/videos and in TensorBoard, and a training curve that
+is bit-identical with and without --capture-video."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import random
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from a2c_ppo import video
+from a2c_ppo.arguments import resolve
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.errors import ConfigError
+from a2c_ppo.session import run
+from tests.envs_for_tests import CounterEnv
+from tests.helpers import local_run_flags
+
+pytest.importorskip("imageio_ffmpeg")
+pytest.importorskip("pygame")
+
+VARYING_COLUMNS = {"time", "charts/SPS", "charts/rollout_SPS"}  # wall-clock measurements
+
+
+def train(folder, env_name: str, *extra: str) -> str:
+    flags = ["--env-name", env_name, "--num-processes", "2", "--num-steps", "16", "--num-env-steps", "128",
+             "--num-mini-batch", "2", "--log-interval", "1", "--eval-interval", "2", "--eval-episodes", "1",
+             *local_run_flags(folder), *extra]  # fmt: skip
+    request = resolve(flags)
+    run(request.config, notes=request.notes)
+    (run_dir,) = glob.glob(str(folder / "runs" / "*"))
+    return run_dir
+
+
+def curve(run_dir: str) -> list[dict[str, str]]:
+    with open(os.path.join(run_dir, "progress.csv")) as f:
+        return [{k: v for k, v in row.items() if k not in VARYING_COLUMNS} for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("env_name", ["CartPole-v1", "Pendulum-v1"])  # Pendulum: normalised observations
+def test_videos_leave_the_training_curve_bit_identical(tmp_path, env_name, monkeypatch):
+    play = video.EpisodeRecorder.play
+
+    def play_drawing_random_numbers(self, *args, **kwargs):  # as a renderer or an env may
+        torch.rand(3), np.random.rand(3), random.random()
+        return play(self, *args, **kwargs)
+
+    monkeypatch.setattr(video.EpisodeRecorder, "play", play_drawing_random_numbers)
+    plain = train(tmp_path / "plain", env_name)
+    filmed = train(tmp_path / "filmed", env_name, "--capture-video", "--video-interval", "3")
+    assert curve(filmed) == curve(plain)
+    a, b = load_checkpoint(os.path.join(plain, "checkpoint.pt")), load_checkpoint(os.path.join(filmed, "checkpoint.pt"))
+    assert all(torch.equal(a["model"][name], b["model"][name]) for name in a["model"])
+    assert a["rng"]["python"] == b["rng"]["python"] and torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    # every 3 updates, and after the last (4)
+    assert sorted(os.listdir(os.path.join(filmed, "videos"))) == ["update-000003.mp4", "update-000004.mp4"]
+    assert not os.path.exists(os.path.join(plain, "videos"))
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(filmed, size_guidance={"images": 0})
+    events.Reload()
+    gifs = events.Images("videos/episode")
+    assert [event.step for event in gifs] == [3 * 32, 4 * 32]
+    assert gifs[0].encoded_image_string[:6] == b"GIF89a"
+    assert max(gifs[0].width, gifs[0].height) <= video.PREVIEW_SIDE
+
+
+def test_capture_video_without_the_video_extra_is_refused_before_training(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    with pytest.raises(ConfigError, match=r'--capture-video needs imageio_ffmpeg.*pip install -e "\.\[video\]"'):
+        resolve(["--capture-video", *local_run_flags(tmp_path)])
+
+
+class NoPicturesEnv(CounterEnv):
+    def render(self):
+        raise NotImplementedError("this env draws nothing")
+
+
+def test_an_env_that_cannot_render_is_refused_before_training(tmp_path):
+    request = resolve(["--env-name", "tests.test_video:NoPicturesEnv", "--capture-video", *local_run_flags(tmp_path)])
+    with pytest.raises(ConfigError, match="cannot render frames off-screen.*this env draws nothing"):
+        run(request.config)
+    assert not glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.pt"))
