@@ -28,6 +28,7 @@ from a2c_ppo.envs.make import import_module
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.fastpath import acting_function, fast_mlp
+from a2c_ppo.init import default_init
 from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.observations import empty_obs
 from a2c_ppo.precision import PROBE_ROWS, autocast
@@ -145,7 +146,7 @@ def make_gail(
 def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:
     """The Policy ``config`` describes for these spaces (on the CPU): the default base for the
     observation space, or the user's ``--policy-base`` built with ``--policy-kwargs``; a gSDE
-    head (``sde.py``) with ``--use-sde``."""
+    head (``sde.py``) with ``--use-sde``; PyTorch's default initialisation with ``--no-ortho-init``."""
     if config.policy_base:
         base = user_base(config.policy_base, observation_space, policy_kwargs(config.policy_kwargs))
         policy = Policy(observation_space, action_space, base=base)  # type: ignore[arg-type]
@@ -161,7 +162,9 @@ def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gy
     if config.use_sde:
         sde = make_sde_head(action_space, policy.base.output_size, config.log_std_init, config.sde_sample_freq)
         policy.add_module("dist", sde)  # in place of Policy's head (not an assignment: dist is typed as make_head's)
-    elif isinstance(policy.dist, DiagGaussianHead):
+    if not config.ortho_init:  # a user's base initialises itself: only the head here
+        default_init(policy.dist if config.policy_base else policy)
+    if not config.use_sde and isinstance(policy.dist, DiagGaussianHead):
         with torch.no_grad():
             policy.dist.log_std.bias.fill_(config.log_std_init)
     return policy

@@ -172,6 +172,12 @@ class RunConfig:
     )
     activation: str = setting("tanh", "hidden activation of the MLP towers", POLICY, choices=("tanh", "relu"))
     log_std_init: float = setting(0.0, "initial log-std of a Gaussian policy", POLICY)
+    ortho_init: bool = setting(
+        True,
+        "orthogonal initialisation of the policy's layers (off: PyTorch's default, SB3's ortho_init=False)",
+        POLICY,
+        flag="on-off",
+    )
     use_sde: bool = setting(
         False, "generalized state-dependent exploration (gSDE) for Gaussian policies", POLICY, flag="on-off"
     )

@@ -9,9 +9,8 @@ v5 MuJoCo entries: each v5 id takes the zoo's v4 (or, where only that exists, v2
 same robot. Where the zoo has no entry for an id, the closest published setting is used and
 the entry's ``source`` says which.
 
-What the framework cannot express is said at the entry: SB3's ``ortho_init=False`` (here
-every layer keeps orthogonal initialisation), CarRacing's frame skip / resize / grayscale /
-frame stack wrappers, GELU, and SB3's extra hidden layer after the CNN.
+What the framework cannot express is said at the entry: CarRacing's frame skip / resize /
+grayscale / frame stack wrappers, GELU, and SB3's extra hidden layer after the CNN.
 """
 
 from __future__ import annotations
@@ -72,6 +71,8 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
         values["activation"] = "relu"
     if "net_arch" in zoo:  # the width of pi=[w, w], vf=[w, w]
         values["hidden_size"] = zoo.pop("net_arch")
+    if not zoo.pop("ortho_init", True):
+        values["ortho_init"] = False
     if zoo:
         raise ValueError(f"zoo keys without a translation: {sorted(zoo)}")
     return values
@@ -107,9 +108,6 @@ TIANSHOU_A2C_MUJOCO: dict[str, Any] = {
     "norm_adv": False, "norm_obs": True, "norm_reward": True, "log_std_init": -0.5,
 }  # fmt: skip
 
-# SB3's policy_kwargs ortho_init=False (MountainCarContinuous, Pendulum's and the other gSDE
-# A2C entries, CarRacing, and the tuned HalfCheetah, Hopper, Humanoid, HumanoidStandup PPO
-# entries) has no setting here: those policies keep orthogonal initialisation.
 _V4 = "the zoo has no v5 entries: the same robot's {}"
 
 #: env id -> (source, {algo: settings}); ``presets.ENV_ENTRIES`` wraps each in an EnvEntry.
@@ -137,9 +135,10 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             # batch_size 256 exceeds the 8-step rollout: SB3 trains on the whole rollout, as here
             "ppo": zoo_ppo(20000, normalize=True, n_envs=1, batch_size=256, n_steps=8, gamma=0.9999,
                            learning_rate=7.77e-05, ent_coef=0.00429, clip_range=0.1, n_epochs=10, gae_lambda=0.9,
-                           max_grad_norm=5, vf_coef=0.19, use_sde=True, log_std_init=-3.29),
+                           max_grad_norm=5, vf_coef=0.19, use_sde=True, log_std_init=-3.29,
+                           ortho_init=False),
             "a2c": zoo_a2c(1e5, normalize=True, n_envs=4, n_steps=100, ent_coef=0.0, use_sde=True,
-                           sde_sample_freq=16, log_std_init=0.0),
+                           sde_sample_freq=16, log_std_init=0.0, ortho_init=False),
         },
     ),
     "Pendulum-v1": (
@@ -148,7 +147,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e5, n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
                            learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
             "a2c": zoo_a2c(1e6, normalize=True, n_envs=8, ent_coef=0.0, max_grad_norm=0.5, n_steps=8, gae_lambda=0.9,
-                           vf_coef=0.4, gamma=0.9, learning_rate="lin_7e-4", use_sde=True, log_std_init=-2),
+                           vf_coef=0.4, gamma=0.9, learning_rate="lin_7e-4", use_sde=True, log_std_init=-2,
+                           ortho_init=False),
         },
     ),
     # ----- Box2D
@@ -166,7 +166,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e6, n_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4,
                            ent_coef=0.01),
             "a2c": zoo_a2c(5e6, normalize=True, n_envs=4, ent_coef=0.0, max_grad_norm=0.5, n_steps=8, gae_lambda=0.9,
-                           vf_coef=0.4, gamma=0.99, learning_rate="lin_7e-4", use_sde=True, log_std_init=-2),
+                           vf_coef=0.4, gamma=0.99, learning_rate="lin_7e-4", use_sde=True, log_std_init=-2,
+                           ortho_init=False),
         },
     ),
     "BipedalWalker-v3": (
@@ -176,7 +177,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                            gamma=0.999, n_epochs=10, ent_coef=0.0, learning_rate=3e-4, clip_range=0.18),
             "a2c": zoo_a2c(5e6, normalize=True, n_envs=16, ent_coef=0.0, max_grad_norm=0.5, n_steps=8,
                            gae_lambda=0.9, vf_coef=0.4, gamma=0.99, learning_rate="lin_0.00096", use_sde=True,
-                           log_std_init=-2),
+                           log_std_init=-2, ortho_init=False),
         },
     ),
     # The zoo trains CarRacing on 64x64 grayscale frames, every 2nd frame, 2 stacked, with a GELU
@@ -189,10 +190,10 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=8, batch_size=128,
                            n_steps=512, gamma=0.99, gae_lambda=0.95, n_epochs=10, ent_coef=0.0, sde_sample_freq=4,
                            max_grad_norm=0.5, vf_coef=0.5, learning_rate="lin_1e-4", use_sde=True, clip_range=0.2,
-                           log_std_init=-2),
+                           log_std_init=-2, ortho_init=False),
             # ent_coef 0, not atari's 0.01: that is for discrete actions (every continuous A2C entry has 0)
             "a2c": zoo_a2c(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=16, vf_coef=0.25,
-                           ent_coef=0.0, use_sde=True, sde_sample_freq=4, log_std_init=-2),
+                           ent_coef=0.0, use_sde=True, sde_sample_freq=4, log_std_init=-2, ortho_init=False),
         },
     ),
     # ----- MuJoCo (v5 ids, from the zoo's v4 / v2 entries of the same robot)
@@ -206,7 +207,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=64, n_steps=512, gamma=0.98,
                            learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20,
                            gae_lambda=0.92, max_grad_norm=0.8, vf_coef=0.58096, log_std_init=-2, activation_fn="ReLU",
-                           net_arch=256),
+                           net_arch=256, ortho_init=False),
             "a2c": zoo_a2c(1e6, normalize=True),
         },
     ),
@@ -216,7 +217,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.999,
                            learning_rate=9.80828e-05, ent_coef=0.00229519, clip_range=0.2, n_epochs=5,
                            gae_lambda=0.99, max_grad_norm=0.7, vf_coef=0.835671, log_std_init=-2,
-                           activation_fn="ReLU", net_arch=256),
+                           activation_fn="ReLU", net_arch=256, ortho_init=False),
             "a2c": zoo_a2c(1e6, normalize=True),
         },
     ),
@@ -226,7 +227,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e7, normalize=True, n_envs=1, batch_size=256, n_steps=512, gamma=0.95,
                            learning_rate=3.56987e-05, ent_coef=0.00238306, clip_range=0.3, n_epochs=5,
                            gae_lambda=0.9, max_grad_norm=2, vf_coef=0.431892, log_std_init=-2, activation_fn="ReLU",
-                           net_arch=256),
+                           net_arch=256, ortho_init=False),
             "a2c": zoo_a2c(2e6, normalize=True),
         },
     ),
@@ -237,7 +238,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e7, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.99,
                            learning_rate=2.55673e-05, ent_coef=3.62109e-06, clip_range=0.3, n_epochs=20,
                            gae_lambda=0.9, max_grad_norm=0.7, vf_coef=0.430793, log_std_init=-2, activation_fn="ReLU",
-                           net_arch=256),
+                           net_arch=256, ortho_init=False),
             "a2c": zoo_a2c(2e6, normalize=True),
         },
     ),

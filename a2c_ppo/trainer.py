@@ -59,8 +59,7 @@ class Trainer:
         self.gail_metrics: dict[str, float] = {}
         self.envs = build_envs(config, config.num_processes, ctx.device, policy=self.policy)
         # Record the choices auto made, so that a resumed run makes the same ones.
-        workers = getattr(self.envs.envs.unwrapped, "num_workers", 0)
-        kind = config.vec_env if config.vec_env in ("native", "envpool") else "subproc" if workers else "sync"
+        kind = self.envs.envs.unwrapped.metadata.get("vec_env", config.vec_env)
         self.config = config = config.replace(overlap="on" if self.envs.overlap else "off", vec_env=kind)
         action_dim, action_dtype = action_shape(self.envs.action_space)
         self.rollouts = RolloutStorage(

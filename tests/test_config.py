@@ -8,8 +8,9 @@ import json
 import pathlib
 
 import pytest
+import torch
 
-from a2c_ppo.arguments import LAUNCH_OPTIONS, build_parser, parse_args
+from a2c_ppo.arguments import LAUNCH_OPTIONS, build_parser, parse_args, resolve
 from a2c_ppo.config import BY_PRESET, CONFIG_VERSION, SETTINGS, RunConfig, check_value
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.presets import PRESET_KEYS, PRESET_VALUES, preset_values
@@ -129,3 +130,22 @@ def test_the_package_has_no_import_cycles():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_no_ortho_init_gives_pytorchs_default_initialisation():
+    from a2c_ppo.builders import policy_for
+    from a2c_ppo.envs import check_env_id
+
+    spaces = check_env_id("Pendulum-v1", "auto", "auto")
+    argv = ["--env-name", "Pendulum-v1", "--preset", "mujoco", "--log-std-init", "-2"]  # the preset: no gSDE
+    ortho = policy_for(resolve(argv).config, *spaces)
+    default = policy_for(resolve([*argv, "--no-ortho-init"]).config, *spaces)
+    first = default.base.actor[0]  # PyTorch's Linear init: zero-mean uniform, non-zero bias
+
+    def orthogonal_columns(weight: torch.Tensor) -> bool:  # (64, 3): W^T W = gain^2 I
+        gram = weight.T @ weight
+        return torch.allclose(gram, gram[0, 0] * torch.eye(len(gram)), atol=1e-5)
+
+    assert orthogonal_columns(ortho.base.actor[0].weight) and not orthogonal_columns(first.weight)
+    assert bool(first.bias.abs().sum() > 0) and bool(ortho.base.actor[0].bias.abs().sum() == 0)
+    assert float(default.dist.log_std.bias[0]) == -2.0  # the log-std keeps its initial value

@@ -90,8 +90,9 @@ def test_zoo_keys_translate_to_settings():
     assert zoo_ppo(1e6, n_steps=8, batch_size=256)["num_mini_batch"] == 1  # SB3: the whole rollout
     with pytest.raises(ValueError, match="does not divide"):
         zoo_ppo(1e6, n_steps=100, batch_size=64)
-    with pytest.raises(ValueError, match="without a translation: \\['ortho_init'\\]"):
-        zoo_ppo(1e6, ortho_init=False)
+    assert zoo_ppo(1e6, ortho_init=False)["ortho_init"] is False and "ortho_init" not in zoo_ppo(1e6)
+    with pytest.raises(ValueError, match="without a translation: \\['features_extractor_class'\\]"):
+        zoo_ppo(1e6, features_extractor_class="NatureCNN")
 
 
 def test_entries_cite_their_source():

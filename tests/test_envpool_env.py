@@ -189,3 +189,24 @@ def test_breakout_episodic_life_and_whole_game_statistics():
             break
     assert games >= 2 and life_losses >= 4
     envs.close()
+
+
+@pytest.mark.parametrize("envpool_s, kind", [(1e-7, "envpool"), (10.0, "subproc")])
+def test_auto_takes_envpool_for_atari_where_it_measures_faster(monkeypatch, envpool_s, kind):
+    from a2c_ppo.envs import envpool_env
+    from a2c_ppo.envs.layout import StepTimes
+    from a2c_ppo.envs.make import make_vec_envs
+
+    monkeypatch.setattr(envpool_env, "measure_step_s", lambda *_: envpool_s)
+    monkeypatch.setattr("a2c_ppo.envs.make.measure_step_times", lambda *_, **__: StepTimes(400e-6, 420e-6))
+    envs = make_vec_envs("PongNoFrameskip-v4", 2, vec_env="auto", num_workers=1, policy_step_s=lambda n: 1e-4)
+    try:
+        assert envs.unwrapped.metadata["vec_env"] == kind
+    finally:
+        envs.close()
+    # CartPole is no candidate: an automatic EnvPool would give up exact resumes
+    envs = make_vec_envs("CartPole-v1", 2, vec_env="auto", num_workers=1, policy_step_s=lambda n: 1e-4)
+    try:
+        assert envs.unwrapped.metadata["vec_env"] != "envpool"
+    finally:
+        envs.close()

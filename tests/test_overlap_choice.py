@@ -70,3 +70,20 @@ def test_bad_values_are_config_errors():
         choose("yes", None)
     with pytest.raises(ConfigError, match="--vec-env subproc or auto"):
         choose("on", None, vec_env="sync")
+
+
+def test_auto_takes_envpool_where_it_is_a_candidate_and_measured_faster_by_the_margin():
+    def with_envpool(envpool_s: float | None, policy=lambda n: 1e-4, vec_env: str = "auto") -> Layout:
+        return choose_layout(8, vec_env=vec_env, num_workers=1, overlap="auto", step_times=lambda: ATARI,
+                             policy_step_s=policy,
+                             envpool_step_s=None if envpool_s is None else lambda: envpool_s)  # fmt: skip
+
+    # Env-bound (a cheap policy): ours is plain at 2.36 ms per vector step (above); EnvPool
+    # takes p + s = 0.1 + 0.5 ms, faster by more than the margin; at s = 2.0 ms it is not.
+    assert with_envpool(0.5e-3).kind == "envpool"
+    assert with_envpool(2.0e-3) == Layout("subproc", 1, None, False)
+    # A CNN-bound policy: ours overlaps the env with the policy (6.28 ms); EnvPool cannot hide
+    # it (6 ms + s), so even a free EnvPool step does not win by the margin.
+    assert with_envpool(0.0, policy=lambda n: 0.75e-3 * n).overlap
+    assert with_envpool(None) == Layout("subproc", 1, None, False)  # not a candidate: ours
+    assert with_envpool(0.5e-3, vec_env="subproc").kind == "subproc"  # typed: as said

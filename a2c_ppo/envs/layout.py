@@ -17,6 +17,11 @@ env beyond the env itself, ``p(n)`` one policy act on ``n`` envs, ``W`` worker p
   env time of one half (a busy worker runs at the env's own speed; ``r`` its round trip), and
   ``busy`` a worker's work per step (``2 e`` when one worker steps both halves, else ``e``).
 
+EnvPool (``--vec-env envpool``): ``p(N) + s`` with ``s`` one EnvPool vector step, timed. ``auto``
+considers it for Atari ids only, where it is installed and supports the id: there our own
+envs cannot be captured for an exact resume either (the emulator's state), whereas for
+classic control and MuJoCo an automatic EnvPool would silently give up exact resumes.
+
 ``auto`` takes a choice only when it is predicted faster by a margin: other load hurts many
 processes more than one, and a probe of a few dozen steps is noisy by some 10%. The constants
 were calibrated on the 2-core development VM against ``benchmarks/vec_env.py`` and
@@ -74,7 +79,7 @@ class Layout:
     """How ``make_vec_envs`` builds the vector env: ``SubprocVecEnv(num_workers, in_main)``
     (``in_main == num_envs``: no worker, the ``sync`` kind) and whether rollouts overlap."""
 
-    kind: str  # "sync" or "subproc"
+    kind: str  # "sync", "subproc" or "envpool"
     num_workers: int | None  # None: SubprocVecEnv's default
     in_main: int | None  # None: SubprocVecEnv's default split
     overlap: bool
@@ -187,6 +192,7 @@ def choose_layout(
     step_times: Callable[[], StepTimes],
     policy_step_s: Callable[[int], float] | None = None,
     rendering: bool = False,
+    envpool_step_s: Callable[[], float] | None = None,
 ) -> Layout:
     """The layout for ``--vec-env`` / ``--num-workers`` / ``--overlap`` (each ``auto`` chosen
     by the cost model; ``step_times()`` is called at most once, only when a choice needs it).
@@ -194,7 +200,10 @@ def choose_layout(
     ``overlap``: ``on`` needs worker processes (ConfigError with ``vec_env="sync"``); ``auto``
     overlaps only with ``policy_step_s`` (seconds of one act on ``n`` envs), two envs or more,
     more than one CPU (or explicit workers) and no rendering. Overlapped stepping keeps every
-    env in a worker (``in_main=0``), leaving the main process's core to the policy.
+    env in a worker (``in_main=0``), leaving the main process's core to the policy. With
+    ``vec_env="auto"``, ``envpool_step_s()`` (seconds of one EnvPool vector step; None: EnvPool
+    is not a candidate) and ``policy_step_s``, EnvPool is taken where predicted faster by
+    ``AUTO_MIN_SPEEDUP`` than the best layout of our own.
     """
     check_value("vec_env", vec_env)
     check_value("overlap", overlap)
@@ -209,10 +218,21 @@ def choose_layout(
         plain = plain_period(num_envs, times, policy_step_s(num_envs), vec_env, workers)
         overlapped = plain >= OVERLAP_MIN_SPEEDUP * overlap_period(num_envs, times, policy_step_s(half), workers)
     if overlapped:
-        return Layout("subproc", workers, 0, True)
-    kind = vec_env
-    if kind == "auto":
-        kind = faster_kind(num_envs, step_times(), workers) if can_split else "sync"
-    if kind == "sync":
-        return Layout("sync", None, num_envs, False)
-    return Layout("subproc", num_workers, None, False)
+        layout = Layout("subproc", workers, 0, True)
+    else:
+        kind = vec_env
+        if kind == "auto":
+            kind = faster_kind(num_envs, step_times(), workers) if can_split else "sync"
+        if kind == "sync":
+            layout = Layout("sync", None, num_envs, False)
+        else:
+            layout = Layout("subproc", num_workers, None, False)
+    if vec_env == "auto" and envpool_step_s is not None and policy_step_s is not None and not rendering:
+        times, p_full = step_times(), policy_step_s(num_envs)
+        if layout.overlap:
+            ours = overlap_period(num_envs, times, policy_step_s(num_envs - num_envs // 2), workers)
+        else:
+            ours = plain_period(num_envs, times, p_full, layout.kind, workers)
+        if ours >= AUTO_MIN_SPEEDUP * (p_full + envpool_step_s()):
+            return Layout("envpool", None, None, False)
+    return layout

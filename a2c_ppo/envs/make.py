@@ -195,10 +195,7 @@ def make_vec_envs(
         envs: VectorEnv = NativeVecEnv(native_vector_env(env_id))
         return _normalized(envs, norm_obs, norm_reward, gamma)
     if vec_env == "envpool":
-        from a2c_ppo.envs.envpool_env import EnvPoolVecEnv
-
-        envs = EnvPoolVecEnv(env_id, num_envs, seed=0, clip_reward=clip_reward)
-        return _normalized(envs, norm_obs, norm_reward, gamma)
+        return _envpool(env_id, num_envs, clip_reward, norm_obs, norm_reward, gamma)
     kwargs = {"clip_reward": clip_reward, "action_masks": action_masks}
     if record_episodes is not None:
         vec_env = "sync"  # the recorders append to this process's list
@@ -223,7 +220,10 @@ def make_vec_envs(
         step_times=functools.cache(lambda: measure_step_times(probe, timeout=env_timeout)),
         policy_step_s=policy_step_s,
         rendering=render_mode is not None,
+        envpool_step_s=_envpool_candidate(env_id, num_envs, vec_env, action_masks or record_episodes is not None),
     )
+    if layout.kind == "envpool":
+        return _envpool(env_id, num_envs, clip_reward, norm_obs, norm_reward, gamma)
     from a2c_ppo.envs.subproc import SubprocVecEnv
 
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
@@ -232,7 +232,29 @@ def make_vec_envs(
         fns, num_workers=layout.num_workers, in_main=layout.in_main, copy=not will_norm_obs, timeout=env_timeout
     )
     envs.metadata["overlap"] = layout.overlap
+    envs.metadata["vec_env"] = layout.kind
     return _normalized(envs, norm_obs, norm_reward, gamma)
+
+
+def _envpool(
+    env_id: str, num_envs: int, clip_reward: bool, norm_obs: bool | None, norm_reward: bool | None, gamma: float
+) -> VectorEnv:
+    from a2c_ppo.envs.envpool_env import EnvPoolVecEnv
+
+    envs = EnvPoolVecEnv(env_id, num_envs, seed=0, clip_reward=clip_reward)
+    envs.metadata["vec_env"] = "envpool"
+    return _normalized(envs, norm_obs, norm_reward, gamma)
+
+
+def _envpool_candidate(env_id: str, num_envs: int, vec_env: str, wrapped: bool) -> Callable[[], float] | None:
+    """For ``--vec-env auto`` on an Atari id that an installed EnvPool has: the timer of one
+    EnvPool vector step (see ``layout``); None where EnvPool is no candidate (``wrapped``: the
+    run needs our own wrappers, e.g. action masks or episode recording)."""
+    if vec_env != "auto" or wrapped or not is_atari_id(env_id):
+        return None
+    from a2c_ppo.envs.envpool_env import envpool_supports, measure_step_s
+
+    return functools.partial(measure_step_s, env_id, num_envs) if envpool_supports(env_id) else None
 
 
 def _normalized(envs: VectorEnv, norm_obs: bool | None, norm_reward: bool | None, gamma: float) -> VectorEnv:

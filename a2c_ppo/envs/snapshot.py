@@ -13,7 +13,8 @@ SubprocVecEnv alike. What is captured, per layer, generically:
   ``mj_step`` continue bit-identically.
 
 Not captured, as configuration rather than state: construction arguments, specs and metadata,
-functions, the MuJoCo model (assumed unchanged by the env) and its renderer. Anything else
+functions, the MuJoCo model (assumed unchanged by the env) and its renderer, the MDP tables of
+gymnasium's toy-text envs. Anything else
 (e.g. the Atari emulator) raises :class:`UnsupportedEnvState` naming it.
 
 The snapshot is a dict of Python scalars, strings, bytes, lists, tuples and dicts only
@@ -36,6 +37,11 @@ _SKIPPED_NAMES = frozenset(
     {"env", "_saved_kwargs", "_ezpickle_args", "_ezpickle_kwargs", "spec", "_cached_spec", "metadata", "_metadata"}
 )
 _SKIPPED_TYPES = ("MjModel", "MujocoRenderer", "EnvSpec", "ObservationPlan")
+# gymnasium's toy-text envs build their MDP at construction and never change it: Taxi's
+# transition table alone (500 states x 6 actions) cost two thirds of a CartPole-sized update
+# to capture, after every update.
+_TOY_TEXT = "gymnasium.envs.toy_text."
+_TOY_TEXT_MDP = frozenset({"P", "initial_state_distrib", "desc"})
 _CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, partial)
 _PLAIN = (bool, int, float, str, bytes, type(None))
 _PLAIN_TYPES = frozenset(_PLAIN)
@@ -101,8 +107,9 @@ def capture(env: gym.Env) -> dict[str, Any]:
     layers = []
     for layer in _layers(env):
         attrs = {}
+        skipped = _SKIPPED_NAMES | _TOY_TEXT_MDP if type(layer).__module__.startswith(_TOY_TEXT) else _SKIPPED_NAMES
         for name, value in vars(layer).items():
-            if name in _SKIPPED_NAMES:
+            if name in skipped:
                 continue
             if type(value) in _PLAIN_TYPES:  # most attributes: kept as they are, at once
                 attrs[name] = value

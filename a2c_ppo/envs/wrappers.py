@@ -52,6 +52,7 @@ class ActionMaskObservation(gym.Wrapper):
         if size is None:
             raise ValueError(f"action masks need Discrete or MultiDiscrete actions, not {env.action_space}")
         self.size = size
+        self.steps = 0  # of the current episode, for the message of a mask that allows nothing
         nvec = getattr(env.action_space, "nvec", None)  # MultiDiscrete: a mask part per dimension
         self.splits: list[int] = np.cumsum(nvec)[:-1].tolist() if nvec is not None else []
         space = env.observation_space
@@ -61,10 +62,12 @@ class ActionMaskObservation(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
+        self.steps = 0
         return self._with_mask(obs, info), info
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
         return self._with_mask(obs, info), reward, terminated, truncated, info
 
     def _with_mask(self, obs: Any, info: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +87,8 @@ class ActionMaskObservation(gym.Wrapper):
         if mask.shape != (self.size,):
             raise ValueError(f"the action mask has {mask.size} entries, but the action space needs {self.size}")
         if not all(part.any() for part in np.split(mask, self.splits)):
-            raise ValueError(f"the action mask {mask.astype(np.int8).tolist()} allows no action")
+            when = "after reset" if self.steps == 0 else f"after step {self.steps} of the episode"
+            raise ValueError(f"the action mask {mask.astype(np.int8).tolist()} {when} allows no action")
         parts = dict(obs) if isinstance(obs, dict) else {"obs": obs}
         parts[ACTION_MASK] = mask
         return parts

@@ -1,0 +1,91 @@
+"""Resumable main.py runs for the long benchmarks: each run owns a folder (its ``--log-dir``).
+
+``train(folder, flags)`` trains ``python main.py FLAGS`` with its run folder under ``folder``,
+or, when that run was stopped, resumes it from its checkpoint, or skips it when it finished;
+so a benchmark script can simply be started again after an interruption. Ctrl-C reaches
+main.py too (it saves and exits 130) and stops the benchmark with a SystemExit.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
+from a2c_ppo.paths import RUN_CHECKPOINT  # noqa: E402
+
+STOPPED = (130, 143)  # main.py's exit statuses after Ctrl-C and SIGTERM
+
+
+def run_folder(folder: str) -> str | None:
+    """The run folder under ``folder`` that holds a checkpoint (the latest), or None."""
+    runs = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(folder, "*", RUN_CHECKPOINT)))
+    return runs[-1] if runs else None
+
+
+def finished(run_dir: str) -> bool:
+    """Whether the run's checkpoint has trained every whole update of its budget."""
+    checkpoint = load_checkpoint(os.path.join(run_dir, RUN_CHECKPOINT))
+    config, steps = checkpoint["config"], checkpoint["counters"]["env_steps"]
+    batch = config["num_processes"] * config["num_steps"]
+    return steps >= config["num_env_steps"] // batch * batch
+
+
+def train(folder: str, flags: list[str], label: str) -> str | None:
+    """Train, resume or skip the run that lives under ``folder``; its run folder (None if
+    main.py failed before writing one). The console goes to ``folder/console.log`` and the
+    wall time of every leg is added up in ``folder/wall_s``."""
+    run_dir = run_folder(folder)
+    if run_dir is not None and finished(run_dir):
+        print(f"{label}: finished in {run_dir}", flush=True)
+        return run_dir
+    main = [sys.executable, os.path.join(ROOT, "main.py")]
+    if run_dir is not None:
+        argv = [*main, "--resume", os.path.join(run_dir, RUN_CHECKPOINT)]
+    else:
+        argv = [*main, *flags, "--log-dir", folder, "--save-dir", os.path.join(folder, "models")]
+    print(f"{label}: {'resuming ' + run_dir if run_dir else 'training'}", flush=True)
+    os.makedirs(folder, exist_ok=True)
+    start = time.monotonic()
+    with open(os.path.join(folder, "console.log"), "a") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:  # main.py got the Ctrl-C too: it saves its checkpoint and exits
+            code = proc.wait()
+    _add_wall_time(folder, time.monotonic() - start)
+    if code in STOPPED:
+        raise SystemExit(f"{label}: stopped (status {code}); the same command resumes it.")
+    if code != 0:
+        print(f"{label}: main.py exited with status {code}; see {folder}/console.log", flush=True)
+    return run_folder(folder)
+
+
+def wall_time(folder: str) -> float:
+    """Seconds spent training the run under ``folder``, all legs together (NaN if unknown)."""
+    path = os.path.join(folder, "wall_s")
+    return float(open(path).read()) if os.path.isfile(path) else float("nan")
+
+
+def _add_wall_time(folder: str, seconds: float) -> None:
+    total = 0.0 if not os.path.isfile(os.path.join(folder, "wall_s")) else wall_time(folder)
+    with open(os.path.join(folder, "wall_s"), "w") as f:
+        f.write(f"{total + seconds:.1f}\n")
+
+
+def column(run_dir: str, name: str) -> list[tuple[int, float]]:
+    """(env steps, value) of every row of the run's progress.csv that logged ``name``."""
+    with open(os.path.join(run_dir, "progress.csv"), newline="") as f:
+        return [(int(row["env_steps"]), float(row[name])) for row in csv.DictReader(f) if row.get(name)]
+
+
+def first_reaching(run_dir: str, name: str, threshold: float) -> int | None:
+    """The env steps of the first row whose ``name`` is at least ``threshold``, or None."""
+    return next((steps for steps, value in column(run_dir, name) if value >= threshold), None)

@@ -1,0 +1,206 @@
+"""Wall-clock time to a result, the number users feel: seconds from launch until the mean true
+return of the last 10 training episodes first reaches a threshold (CartPole-v1 475,
+HalfCheetah-v5 1,500), ours against Stable-Baselines3 with the same settings.
+
+The settings are ours for the env (``python main.py --env-name ID --show-settings``: the
+per-env entry, which is rl-baselines3-zoo's tuned one for both ids here, or a family preset
+with ``--preset``), given to SB3's PPO as its own arguments, so each library trains exactly
+what the zoo publishes. Each run is a fresh process (imports and start-up counted), stopped as
+soon as it reaches the threshold or its budget; runs interleave (ours, SB3, ours, ...) so the
+noise of a shared machine falls on both. Results append to ``--out`` (JSON lines) and the
+script resumes: finished runs are skipped.
+
+    python benchmarks/time_to_result.py                        # CartPole 5 seeds, HalfCheetah 2 seeds
+    python benchmarks/time_to_result.py --workloads cartpole --seeds 1 2 3
+    python benchmarks/time_to_result.py --report-only
+
+Needs the ``[bench]`` extra (stable-baselines3) for the SB3 column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+WINDOW = 10  # episodes in the mean that must reach the threshold, as main.py's console shows
+
+
+@dataclass(frozen=True)
+class Workload:
+    env_id: str
+    threshold: float
+    budget: int
+    preset: str | None = None  # a family preset instead of the env's entry
+
+
+WORKLOADS = {
+    "cartpole": Workload("CartPole-v1", 475.0, 100_000),  # the classic preset: the zoo's CartPole-v1
+    "halfcheetah": Workload("HalfCheetah-v5", 1500.0, 1_000_000),  # the zoo's tuned HalfCheetah-v4
+    "halfcheetah-preset": Workload("HalfCheetah-v5", 1500.0, 1_000_000, "mujoco"),  # 1 x 2048, 10 x 32
+}
+
+
+def settings(workload: Workload, seed: int) -> dict:
+    """Our resolved settings for the workload (what main.py would train)."""
+    from a2c_ppo.arguments import resolve
+
+    argv = ["--env-name", workload.env_id, "--seed", str(seed), "--num-env-steps", str(workload.budget)]
+    argv += ["--preset", workload.preset] if workload.preset else []
+    return resolve(argv).config.to_dict()
+
+
+def ours_worker(spec: dict) -> None:
+    """Train with our API until the threshold; print the wall time since ``spec['launched']``."""
+    import a2c_ppo
+
+    workload, seed = Workload(**spec["workload"]), spec["seed"]
+    reached: list[tuple[int, float]] = []
+
+    def stop_at_threshold(info) -> bool:
+        if len(info.returns) >= WINDOW and statistics.fmean(info.returns[-WINDOW:]) >= workload.threshold:
+            reached.append((info.env_steps, time.time() - spec["launched"]))
+            return False
+        return True
+
+    a2c_ppo.train(workload.env_id, seed=seed, num_env_steps=workload.budget, log_dir=spec["tmp"],
+                  save_dir=spec["tmp"], callbacks=[stop_at_threshold], preset=workload.preset)  # fmt: skip
+    print(json.dumps({"steps": reached[0][0] if reached else None, "seconds": reached[0][1] if reached else None,
+                      "total_seconds": time.time() - spec["launched"]}))  # fmt: skip
+
+
+def sb3_worker(spec: dict) -> None:
+    """The same settings as SB3's PPO (``sb3_arguments``), stopped at the threshold."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    config, workload = spec["config"], Workload(**spec["workload"])
+    torch.set_num_threads(config["num_threads"])
+    envs = make_vec_env(lambda: gym.make(workload.env_id), n_envs=config["num_processes"], seed=config["seed"],
+                        vec_env_cls=DummyVecEnv)  # fmt: skip
+    if config["norm_obs"] or config["norm_reward"]:
+        envs = VecNormalize(envs, norm_obs=config["norm_obs"], norm_reward=config["norm_reward"], gamma=config["gamma"])
+    reached: list[tuple[int, float]] = []
+
+    class StopAtThreshold(BaseCallback):
+        def _on_step(self) -> bool:
+            returns = [info["r"] for info in list(self.model.ep_info_buffer)[-WINDOW:]]
+            if len(returns) >= WINDOW and np.mean(returns) >= workload.threshold:
+                reached.append((self.num_timesteps, time.time() - spec["launched"]))
+                return False
+            return True
+
+    model = PPO(env=envs, seed=config["seed"], device="cpu", **sb3_arguments(config))
+    model.learn(total_timesteps=workload.budget, callback=StopAtThreshold())
+    print(json.dumps({"steps": reached[0][0] if reached else None, "seconds": reached[0][1] if reached else None,
+                      "total_seconds": time.time() - spec["launched"]}))  # fmt: skip
+
+
+def sb3_arguments(config: dict) -> dict:
+    """SB3 PPO's arguments for our settings (two towers of ``hidden_size``, as our MLPBase)."""
+    import torch
+
+    lr, clip, width = config["lr"], config["clip_param"], config["hidden_size"] or 64
+    decay = config["use_linear_lr_decay"]
+    rollout = config["num_processes"] * config["num_steps"]
+    return {
+        "policy": "MlpPolicy",
+        "learning_rate": (lambda progress: lr * progress) if decay else lr,  # SB3's progress runs 1 -> 0
+        "n_steps": config["num_steps"],
+        "batch_size": rollout // config["num_mini_batch"],
+        "n_epochs": config["ppo_epoch"],
+        "gamma": config["gamma"],
+        "gae_lambda": config["gae_lambda"],
+        "clip_range": clip,
+        "clip_range_vf": clip if config["clip_value_loss"] else None,
+        "normalize_advantage": config["norm_adv"],
+        "ent_coef": config["entropy_coef"],
+        "vf_coef": config["value_loss_coef"],
+        "max_grad_norm": config["max_grad_norm"],
+        "use_sde": config["use_sde"],
+        "sde_sample_freq": config["sde_sample_freq"],
+        "policy_kwargs": {
+            "net_arch": {"pi": [width, width], "vf": [width, width]},
+            "activation_fn": torch.nn.ReLU if config["activation"] == "relu" else torch.nn.Tanh,
+            "log_std_init": config["log_std_init"],
+            "ortho_init": config["ortho_init"],
+        },
+    }
+
+
+def launch(library: str, workload: Workload, seed: int, tmp: str) -> dict:
+    spec = {"workload": asdict(workload), "seed": seed, "launched": time.time(), "tmp": tmp,
+            "config": settings(workload, seed) if library == "sb3" else None}  # fmt: skip
+    argv = [sys.executable, __file__, f"--{library}-worker", json.dumps(spec)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def report(results: list[dict]) -> None:
+    print("| workload | library | seeds | reached | median seconds to threshold | median steps to threshold | "
+          "ratio (SB3 / ours) |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name in WORKLOADS:
+        medians = {}
+        for library in ("ours", "sb3"):
+            rows = [r for r in results if r["workload"] == name and r["library"] == library]
+            if not rows:
+                continue
+            done = [r for r in rows if r["seconds"] is not None]
+            seconds = statistics.median(r["seconds"] for r in done) if done else float("nan")
+            steps = statistics.median(r["steps"] for r in done) if done else float("nan")
+            medians[library] = seconds
+            ratio = f"{medians['sb3'] / medians['ours']:.2f}x" if library == "sb3" and "ours" in medians else ""
+            print(f"| {name} | {library} | {len(rows)} | {len(done)}/{len(rows)} | {seconds:.1f} | {steps:,.0f} | "
+                  f"{ratio} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workloads", nargs="+", default=["cartpole", "halfcheetah"], choices=list(WORKLOADS))
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 1-5 for CartPole, 1-2 for the others")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "time_to_result.jsonl"))
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--ours-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--sb3-worker", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.ours_worker:
+        return ours_worker(json.loads(opts.ours_worker))
+    if opts.sb3_worker:
+        return sb3_worker(json.loads(opts.sb3_worker))
+    results = [json.loads(line) for line in open(opts.out)] if os.path.isfile(opts.out) else []
+    if not opts.report_only:
+        import tempfile
+
+        os.makedirs(os.path.dirname(opts.out), exist_ok=True)
+        for name in opts.workloads:
+            seeds = opts.seeds or ([1, 2, 3, 4, 5] if name == "cartpole" else [1, 2])
+            for seed in seeds:
+                for library in ("ours", "sb3"):
+                    if any(r["workload"] == name and r["library"] == library and r["seed"] == seed for r in results):
+                        continue
+                    with tempfile.TemporaryDirectory() as tmp:
+                        row = {"workload": name, "library": library, "seed": seed,
+                               **launch(library, WORKLOADS[name], seed, tmp)}  # fmt: skip
+                    print(json.dumps(row), flush=True)
+                    results.append(row)
+                    with open(opts.out, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+    report(results)
+
+
+if __name__ == "__main__":
+    main()

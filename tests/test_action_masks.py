@@ -1,0 +1,131 @@
+"""Action masks: a forbidden action is never sampled, log-probabilities and entropies under a
+mask are the hand computation's, the generators carry the masks, and a masked run trains and
+replays (its env raises on a forbidden action); a mask that allows nothing is an env error."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from a2c_ppo.distributions import CategoricalHead, MultiCategoricalHead
+from a2c_ppo.observations import TensorDict
+from a2c_ppo.storage import RolloutStorage
+from tests.helpers import ROOT, local_run_flags, run_checkpoint
+
+MASKED_ENV = "tests.envs_for_spaces:MaskedChoiceEnv"
+
+
+def random_masks(rows: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """(rows, size) bool masks with at least one allowed action per row."""
+    masks = torch.rand(rows, size, generator=generator) < 0.4
+    masks[torch.arange(rows), torch.randint(size, (rows,), generator=generator)] = True
+    return masks
+
+
+def test_no_forbidden_action_is_ever_sampled():
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    head = CategoricalHead(3, 6)
+    head.linear.weight.data.mul_(500.0)  # sharp logits: forbidden actions would be the likely ones
+    x = torch.randn(20_000, 3)
+    masks = random_masks(len(x), 6, generator)
+    action, log_prob = head.act(x, deterministic=False, mask=masks)
+    assert bool(masks.gather(1, action).all())
+    assert bool(torch.isfinite(log_prob).all()) and float(log_prob.max()) <= 0.0
+    deterministic, _ = head.act(x, deterministic=True, mask=masks)
+    assert bool(masks.gather(1, deterministic).all())
+
+    multi = MultiCategoricalHead(3, [2, 4])
+    multi_masks = torch.cat([random_masks(len(x), 2, generator), random_masks(len(x), 4, generator)], dim=1)
+    actions, _ = multi.act(x, deterministic=False, mask=multi_masks)
+    assert bool(multi_masks[:, :2].gather(1, actions[:, :1]).all())
+    assert bool(multi_masks[:, 2:].gather(1, actions[:, 1:]).all())
+
+
+def test_log_probabilities_and_entropy_under_the_mask_by_hand():
+    head = CategoricalHead(1, 4)
+    head.linear.weight.data.zero_()
+    head.linear.bias.data.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))  # logits 1..4 whatever the input
+    mask = torch.tensor([[True, False, True, False]])
+    dist = head(torch.zeros(1, 1), mask)
+    # Only actions 0 and 2 remain: p = softmax([1, 3]).
+    normaliser = math.log(math.exp(1.0) + math.exp(3.0))
+    p0, p2 = math.exp(1.0 - normaliser), math.exp(3.0 - normaliser)
+    assert dist.log_probs(torch.tensor([[2]])).item() == pytest.approx(3.0 - normaliser, abs=1e-6)
+    assert dist.log_probs(torch.tensor([[0]])).item() == pytest.approx(1.0 - normaliser, abs=1e-6)
+    assert dist.entropy().item() == pytest.approx(-(p0 * math.log(p0) + p2 * math.log(p2)), abs=1e-6)
+    unmasked = head(torch.zeros(1, 1))  # the control: without the mask all four count
+    assert unmasked.entropy().item() > dist.entropy().item() + 0.3
+
+
+@pytest.mark.parametrize("recurrent", [False, True], ids=["feed-forward", "recurrent"])
+def test_the_generators_carry_each_rows_mask(recurrent):
+    T, N, K = 8, 4, 5
+    layout = {"obs": ((1,), torch.float32), "action_mask": ((K,), torch.bool)}
+    storage = RolloutStorage(T, N, layout, 1, torch.long)
+    rows = torch.arange((T + 1) * N, dtype=torch.float32).view(T + 1, N, 1)
+    storage.obs = TensorDict({"obs": rows, "action_mask": (rows.long() % K == torch.arange(K)).bool()})
+    advantages = torch.zeros(T, N, 1)
+    if recurrent:
+        batches = list(storage.recurrent_generator(advantages, 2, chunk_length=4))
+    else:
+        batches = list(storage.feed_forward_generator(advantages, 4))
+    seen = 0
+    for batch in batches:
+        row_ids = batch.obs["obs"].reshape(-1).long()
+        expected = row_ids.unsqueeze(1) % K == torch.arange(K)
+        assert torch.equal(batch.obs["action_mask"].reshape(-1, K), expected)
+        seen += len(row_ids)
+    assert seen == T * N
+
+
+def main_py(*argv: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *argv], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)  # fmt: skip
+
+
+def test_a_masked_run_learns_and_replays_with_masks(tmp_path):
+    """The env raises on a forbidden action: training and replay both take allowed ones only."""
+    proc = main_py("--env-name", MASKED_ENV, "--num-env-steps", "8192", *local_run_flags(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Action masks: on" in proc.stdout
+    assert float(proc.stdout.split("mean/median return ")[-1].split("/")[0]) >= 9.0  # random allowed actions: 5
+    replay = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", run_checkpoint(tmp_path), "--num-episodes",
+         "3", "--trust-checkpoint"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    assert "mean return over 3 episodes: 10.00" in replay.stdout
+
+
+def test_without_masks_the_same_env_fails(tmp_path):
+    """The control that makes the test above bite: --action-masks off takes forbidden actions."""
+    proc = main_py("--env-name", MASKED_ENV, "--num-env-steps", "512", "--action-masks", "off",
+                   *local_run_flags(tmp_path))  # fmt: skip
+    assert proc.returncode == 3 and "is forbidden by the mask" in proc.stderr
+
+
+def test_masks_from_an_action_masks_method(tmp_path):
+    proc = main_py("--env-name", "tests.envs_for_spaces:MethodMaskEnv", "--num-env-steps", "512",
+                   *local_run_flags(tmp_path))  # fmt: skip
+    assert proc.returncode == 0 and "Action masks: on" in proc.stdout, proc.stderr
+
+
+def test_a_mask_that_allows_nothing_stops_the_run_naming_the_env_and_the_step(tmp_path):
+    proc = main_py("--env-name", "tests.envs_for_spaces:EmptyMaskEnv", "--num-env-steps", "512",
+                   *local_run_flags(tmp_path))  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "allows no action" in proc.stderr and "after step 3 of the episode" in proc.stderr
+    assert "env 0" in proc.stderr and "Traceback" not in proc.stderr.split("allows no action")[0][:200]
+
+
+def test_masks_on_for_an_env_without_masks_is_refused_before_anything_starts(tmp_path):
+    proc = main_py("--env-name", "CartPole-v1", "--action-masks", "on", *local_run_flags(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "runs")
