@@ -95,12 +95,13 @@ def make_agent(
     }
     if config.algo == "acktr":  # refused under torchrun (distributed.check_algorithm)
         return ACKTR(policy, KFACOptimizer(policy, lr=config.lr), **common)
+    # The hand-written gradients are A2C's and PPO's clip objective's in float32; the rest is autograd's.
+    hand = config.fast_path == "auto" and precision == "fp32" and (config.algo == "a2c" or config.ppo_variant == "clip")
+    parts = fast_mlp(policy) if hand else None
     if config.algo == "a2c":
         optimizer = make_rmsprop(policy.parameters(), lr=config.lr, eps=config.eps, alpha=config.alpha)
-        return A2C(policy, optimizer, max_grad_norm=config.max_grad_norm, reducer=reducer, autocast=cast, **common)
-    # The hand-written gradient is the clip objective's in float32; the rest goes through autograd.
-    hand = config.fast_path == "auto" and config.ppo_variant == "clip" and precision == "fp32"
-    parts = fast_mlp(policy) if hand else None
+        return A2C(policy, optimizer, max_grad_norm=config.max_grad_norm, reducer=reducer, autocast=cast,
+                   gradient=HandGradient(parts) if parts is not None else None, **common)  # fmt: skip
     return PPO(
         policy,
         gradient=HandGradient(parts) if parts is not None else None,

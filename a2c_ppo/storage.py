@@ -203,19 +203,12 @@ class RolloutStorage:
             at_end = self.rewards + gamma * next_values * done.float()
             self.returns.copy_(backward_recurrence(at_end, gamma * not_done, next_value))
 
-    def feed_forward_generator(
-        self, advantages: torch.Tensor, num_mini_batch: int, num_epochs: int = 1
-    ) -> Iterator[Minibatch]:
-        """``num_epochs`` passes of ``num_mini_batch`` random minibatches of ``T*N // num_mini_batch``
-        samples; each pass covers every sample exactly once when ``num_mini_batch`` divides
-        ``T*N`` (the flags ensure it), else the remainder is left out of that pass. The
-        flattened views are built once for all passes."""
-        T, N = self.num_steps, self.num_processes
-        batch_size = T * N
-        if batch_size < num_mini_batch:
-            raise ValueError(f"batch of {batch_size} samples cannot make {num_mini_batch} minibatches")
-        mini_batch_size = batch_size // num_mini_batch
-        flat = Minibatch(
+    def flat_batch(self, advantages: torch.Tensor) -> Minibatch:
+        """Every step of the rollout as one batch of ``T*N`` rows, time-major (row ``t * N + n``),
+        views of the storage (the rows of a next-step vector env's resets included);
+        ``advantages`` is (T, N, 1)."""
+        batch_size = self.num_steps * self.num_processes
+        return Minibatch(
             obs=flatten_steps(self.obs[:-1]),
             recurrent_hidden_states=self.recurrent_hidden_states[:-1].reshape(batch_size, -1),
             actions=self.actions.reshape(batch_size, -1),
@@ -226,6 +219,25 @@ class RolloutStorage:
             advantages=advantages.reshape(batch_size, 1),
             old_dist_params=None if self.dist_params is None else self.dist_params.reshape(batch_size, -1),
         )
+
+    def valid_batch(self, advantages: torch.Tensor) -> Minibatch:
+        """``flat_batch`` without the rows that are no transitions (``valid_rows``)."""
+        rows = self.valid_rows()
+        flat = self.flat_batch(advantages)
+        return flat if rows is None else _rows(flat, rows)
+
+    def feed_forward_generator(
+        self, advantages: torch.Tensor, num_mini_batch: int, num_epochs: int = 1
+    ) -> Iterator[Minibatch]:
+        """``num_epochs`` passes of ``num_mini_batch`` random minibatches of ``T*N // num_mini_batch``
+        samples; each pass covers every sample exactly once when ``num_mini_batch`` divides
+        ``T*N`` (the flags ensure it), else the remainder is left out of that pass. The
+        flattened views are built once for all passes."""
+        batch_size = self.num_steps * self.num_processes
+        if batch_size < num_mini_batch:
+            raise ValueError(f"batch of {batch_size} samples cannot make {num_mini_batch} minibatches")
+        mini_batch_size = batch_size // num_mini_batch
+        flat = self.flat_batch(advantages)
         rows = self.valid_rows()
         for _ in range(num_epochs):
             if rows is not None:  # minibatches of the valid rows only, as near equal in size as can be

@@ -78,6 +78,24 @@ def main() -> None:
                     entropy_coef=0.0, lr=3e-4, **kwargs)  # fmt: skip
         return median_us(lambda: agent.update(storage), 2, 3) / (minibatches * epochs)
 
+    def a2c_update(obs_dim: int, space: gym.Space, T: int, N: int, by_hand: bool) -> float:
+        """One A2C update (one RMSprop step on all T x N rows), its gradient by hand or by autograd."""
+        from a2c_ppo.algo import A2C, make_rmsprop
+        from a2c_ppo.algo.hand_gradient import HandGradient
+        from a2c_ppo.fastpath import fast_mlp
+
+        policy = make_policy(vector_obs(obs_dim), space)
+        continuous = isinstance(space, gym.spaces.Box)
+        storage = RolloutStorage(T, N, (obs_dim,), 6 if continuous else 1, torch.float32 if continuous else torch.long)
+        for tensor in (storage.obs, storage.returns, storage.value_preds):
+            tensor.normal_()
+        if continuous:
+            storage.actions.normal_()
+        gradient = {"gradient": HandGradient(fast_mlp(policy))} if by_hand else {}
+        agent = A2C(policy, make_rmsprop(policy.parameters(), lr=7e-4, eps=1e-5, alpha=0.99), value_loss_coef=0.5,
+                    entropy_coef=0.01, **gradient)  # fmt: skip
+        return median_us(lambda: agent.update(storage), 50)
+
     def acting(obs_dim: int, space: gym.Space, n: int) -> float:
         policy = make_policy(vector_obs(obs_dim), space)
         # What the rollout calls. (Checked by path: in an older checkout an editable install of
@@ -143,6 +161,10 @@ def main() -> None:
     rows = [
         ("PPO minibatch step, HalfCheetah, 64 samples", lambda: ppo_minibatch(17, box6, 2048, 1, 32, 10)),
         ("PPO minibatch step, CartPole, 256 samples", lambda: ppo_minibatch(4, discrete2, 128, 8, 4, 4)),
+        ("A2C update, CartPole, 5 x 16, autograd", lambda: a2c_update(4, discrete2, 5, 16, False)),
+        ("A2C update, CartPole, 5 x 16, by hand", lambda: a2c_update(4, discrete2, 5, 16, True)),
+        ("A2C update, HalfCheetah, 5 x 8, autograd", lambda: a2c_update(17, box6, 5, 8, False)),
+        ("A2C update, HalfCheetah, 5 x 8, by hand", lambda: a2c_update(17, box6, 5, 8, True)),
         ("acting, HalfCheetah, 1 env", lambda: acting(17, box6, 1)),
         ("acting, CartPole, 8 envs", lambda: acting(4, discrete2, 8)),
         ("returns and GAE, 2048 x 1", returns),

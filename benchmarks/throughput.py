@@ -47,6 +47,7 @@ class Workload:
     sb3: bool = True  # whether SB3 runs it (its Atari pipeline differs from ours: not compared)
     extra: list[str] = field(default_factory=list)
     vec_env: str = "auto"  # native: env_id is a factory of a VectorEnv; envpool: EnvPool steps it
+    hidden_size: int = 64  # SB3's MlpPolicy towers; 512: the Nature CNN's feature layer
 
     def our_flags(self) -> list[str]:
         norm = ["--norm-obs", "--norm-reward"] if self.normalise else ["--no-norm-obs", "--no-norm-reward"]
@@ -55,6 +56,8 @@ class Workload:
                 "--gamma", "0.99", "--gae-lambda", "0.95", "--entropy-coef", "0", "--clip-param", "0.2",
                 "--value-loss-coef", "0.5", "--max-grad-norm", "0.5", "--norm-adv", "--no-clip-value-loss",
                 "--no-use-linear-lr-decay", "--num-env-steps", str(self.steps), "--num-threads", "1", *norm,
+                # the policy too: a per-env entry (HalfCheetah's: 256 x 256 ReLU) must not change what is compared
+                "--hidden-size", str(self.hidden_size), "--activation", "tanh", "--log-std-init", "0", "--ortho-init",
                 *(["--vec-env", self.vec_env] if self.vec_env != "auto" else []), *self.extra]  # fmt: skip
 
 
@@ -62,13 +65,13 @@ WORKLOADS = {
     "cartpole": Workload("CartPole-v1", 8, 128, 4, 4, 2.5e-4, 65_536),
     "halfcheetah": Workload("HalfCheetah-v5", 1, 2048, 10, 32, 3e-4, 20_480, normalise=True),
     "halfcheetah-x8": Workload("HalfCheetah-v5", 8, 256, 10, 32, 3e-4, 20_480, normalise=True, sb3=False),
-    "pong": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False),
+    "pong": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False, hidden_size=512),
     # gymnasium's own vectorised CartPole as a native vector env, beside the cartpole row
     "cartpole-native": Workload("benchmarks.native_cartpole:make", 8, 128, 4, 4, 2.5e-4, 65_536, sb3=False,
                                 vec_env="native"),
     "halfcheetah-x8-envpool": Workload("HalfCheetah-v5", 8, 256, 10, 32, 3e-4, 20_480, normalise=True, sb3=False,
                                        vec_env="envpool"),
-    "pong-envpool": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False, vec_env="envpool"),
+    "pong-envpool": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False, vec_env="envpool", hidden_size=512),
 }  # fmt: skip
 
 

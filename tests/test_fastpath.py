@@ -1,4 +1,4 @@
-"""The fast path: numpy acting and PPO's hand-written gradient compute what Policy.act and
+"""The fast path: numpy acting and PPO's and A2C's hand-written gradients compute what Policy.act and
 autograd compute, behind one gate, with one sampling rule."""
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from a2c_ppo.algo import PPO
+from a2c_ppo.algo import A2C, PPO
+from a2c_ppo.algo.a2c_acktr import a2c_losses
 from a2c_ppo.algo.flat_params import FlatParameters
 from a2c_ppo.algo.hand_gradient import HandGradient
+from a2c_ppo.algo.optimizers import make_rmsprop
 from a2c_ppo.algo.ppo import AutogradGradient, ppo_losses
 from a2c_ppo.fastpath import MAX_NUMPY_WIDTH, NumpyActor, acting_function, fast_mlp, why_not_fast
 from a2c_ppo.model import MLPBase, Policy, make_policy
@@ -260,3 +262,36 @@ def test_ppo_update_by_hand_equals_the_autograd_update(head):
     for (name, p), q in zip(policy.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
     assert metrics == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_a2c_losses_and_their_derivatives_by_hand():
+    batch = Minibatch(*([None] * 4), returns=torch.tensor([[1.0], [1.0]]), masks=None,  # type: ignore[arg-type]
+                      old_action_log_probs=None, advantages=torch.tensor([[1.0], [-2.0]]))  # fmt: skip
+    losses = a2c_losses(batch, torch.tensor([[0.5], [2.0]]), torch.tensor([[-0.5], [-1.0]]), derivatives=True)
+    assert losses["policy_loss"].item() == pytest.approx(-(1 * -0.5 + -2 * -1.0) / 2)  # -mean(A log p)
+    assert losses["value_loss"].item() == pytest.approx(0.5 * (0.5**2 + 1.0**2) / 2)  # 0.5 mean (V - R)^2
+    torch.testing.assert_close(losses["d_log_probs"], torch.tensor([[-0.5], [1.0]]))  # -A / B
+    torch.testing.assert_close(losses["d_values"], torch.tensor([[-0.25], [0.5]]))  # (V - R) / B
+
+
+@pytest.mark.parametrize("norm_adv", [False, True])
+@pytest.mark.parametrize("head", list(HEADS))
+def test_a2c_update_by_hand_equals_the_autograd_update(head, norm_adv):
+    """A2C's one step per rollout (RMSprop, clipped): the same parameters and metrics either way."""
+    torch.manual_seed(0)
+    space = HEADS[head]
+    policy = Policy(BOX_OBS, space)
+    reference = copy.deepcopy(policy)
+    rollouts = rollout_from_policy(policy, BOX_OBS, space, T=32)
+    kwargs = dict(value_loss_coef=0.5, entropy_coef=0.01, max_grad_norm=0.5, norm_adv=norm_adv)
+    parts = fast_mlp(policy)
+    assert parts is not None
+    agent = A2C(policy, make_rmsprop(policy.parameters(), lr=7e-3, eps=1e-5, alpha=0.99), gradient=HandGradient(parts),
+                **kwargs)  # fmt: skip
+    autograd_agent = A2C(reference, make_rmsprop(reference.parameters(), lr=7e-3, eps=1e-5, alpha=0.99), **kwargs)
+    for _ in range(3):  # RMSprop's state carries over: later steps see it
+        metrics, expected = agent.update(rollouts), autograd_agent.update(rollouts)
+        assert expected["grad_norm"] > 0.5  # the clip is in play
+        assert metrics == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    for (name, p), q in zip(policy.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)

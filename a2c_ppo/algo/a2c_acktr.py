@@ -14,17 +14,20 @@ Loss (same names and definitions as PPO's metrics)::
 
 ``R_t`` are the storage's returns (GAE or n-step, as the run's flags chose). Advantages
 are standardised over the batch only with ``norm_adv`` (off by default for A2C and ACKTR,
-as in the original algorithms).
+as in the original algorithms). A2C with the fast path's MLP policy (``fastpath.py``) computes
+the gradient of the same loss by hand (``HandGradient``), as PPO does.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from a2c_ppo.algo.common import (
+    LOSS_NAMES,
     Reducer,
     average_gradients,
     clip_gradients,
@@ -33,9 +36,26 @@ from a2c_ppo.algo.common import (
     finish_metrics,
     rollout_advantages,
 )
+from a2c_ppo.algo.flat_params import FlatParameters, clip_flat_gradient
+from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.algo.kfac import KFACOptimizer
 from a2c_ppo.model import Policy
-from a2c_ppo.storage import RolloutStorage
+from a2c_ppo.storage import Minibatch, RolloutStorage
+
+
+def a2c_losses(
+    batch: Minibatch, values: torch.Tensor, log_probs: torch.Tensor, derivatives: bool = False, dist: Any = None
+) -> dict[str, torch.Tensor]:
+    """The 0-d ``policy_loss`` and ``value_loss`` (see the module docstring) of ``values`` and
+    ``log_probs`` (B, 1) against ``batch.returns`` and ``batch.advantages`` (B, 1). With
+    ``derivatives`` also ``d_log_probs`` = d policy_loss / d log_probs = -A / B and ``d_values``
+    = d value_loss / d values = (V - R) / B, both (B, 1), for the backward pass by hand."""
+    error = values - batch.returns
+    losses = {"policy_loss": -(batch.advantages * log_probs).mean(), "value_loss": 0.5 * error.pow(2).mean()}
+    if derivatives:
+        losses["d_log_probs"] = batch.advantages * (-1.0 / len(values))
+        losses["d_values"] = error / len(values)
+    return losses
 
 
 class A2C:
@@ -43,7 +63,8 @@ class A2C:
 
     ``max_grad_norm`` None: no clipping. With a ``reducer`` (data-parallel training) the
     gradient is averaged across ranks before clipping, the advantage statistics are global
-    and the metrics are means over ranks (see ``algo.common``).
+    and the metrics are means over ranks (see ``algo.common``). ``gradient``: the hand-written
+    backward pass of a fast-path MLP policy (None: autograd).
     """
 
     def __init__(
@@ -57,6 +78,7 @@ class A2C:
         norm_adv: bool = False,
         reducer: Reducer | None = None,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        gradient: HandGradient | None = None,
     ) -> None:
         self.actor_critic = actor_critic
         self.autocast = autocast  # the policy's pass: bf16 mixed precision (precision.py), or none
@@ -67,6 +89,9 @@ class A2C:
         self.norm_adv = norm_adv
         self.reducer = reducer
         self.params = [p for p in actor_critic.parameters() if p.requires_grad]
+        self.gradient = gradient
+        # The hand-written pass overwrites preallocated gradients: views of one buffer, clipped as one.
+        self.flat = FlatParameters(self.params) if gradient is not None else None
 
     def _losses(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """0-d losses, and the values (T*N, 1) and log-probs (T*N, 1) they came from."""
@@ -74,18 +99,12 @@ class A2C:
             values, dist = evaluate_rollout(self.actor_critic, rollouts)
         values = values.float()
         log_probs, entropy = dist.log_probs(rollouts.actions.reshape(len(values), -1)).float(), dist.entropy().float()
-        advantages = rollout_advantages(rollouts, self.norm_adv, self.reducer).reshape(-1, 1).detach()
-        returns = rollouts.returns.reshape(-1, 1)
+        batch = rollouts.valid_batch(rollout_advantages(rollouts, self.norm_adv, self.reducer).detach())
         rows = rollouts.valid_rows()
         if rows is not None:  # the reset steps of a next-step vector env are no transitions
-            values, log_probs, entropy, advantages, returns = (
-                t[rows] for t in (values, log_probs, entropy, advantages, returns)
-            )
-        losses = {
-            "policy_loss": -(advantages * log_probs).mean(),
-            "value_loss": 0.5 * (returns - values).pow(2).mean(),
-            "entropy": entropy.mean(),
-        }
+            values, log_probs, entropy = values[rows], log_probs[rows], entropy[rows]
+        losses = a2c_losses(batch, values, log_probs)
+        losses["entropy"] = entropy.mean()
         return losses, values, log_probs
 
     def _step(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -113,9 +132,24 @@ class A2C:
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
         """One gradient step on the whole rollout; returns its losses, ``grad_norm`` (pre-clip),
         ``explained_variance`` and ``num_gradient_steps`` (1) as floats."""
-        losses, _, _ = self._losses(rollouts)
-        grad_norm = self._step(losses)
+        if self.gradient is None:
+            losses, _, _ = self._losses(rollouts)
+            grad_norm = self._step(losses)
+        else:
+            losses, grad_norm = self._hand_step(rollouts)
         return finish_metrics(self._metrics(losses, grad_norm, rollouts), self.reducer)
+
+    def _hand_step(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``_losses`` and ``_step`` with the gradient by hand: the losses and the pre-clip norm."""
+        assert self.gradient is not None and self.flat is not None
+        batch = rollouts.valid_batch(rollout_advantages(rollouts, self.norm_adv, self.reducer))
+        losses = self.gradient.losses(batch, a2c_losses)
+        self.gradient.backward(losses, self.value_loss_coef, self.entropy_coef)
+        if self.reducer is not None:
+            average_gradients(self.params, self.reducer)
+        grad_norm = clip_flat_gradient(self.flat.grad, self.max_grad_norm)
+        self.optimizer.step()
+        return {name: losses[name] for name in LOSS_NAMES}, grad_norm
 
 
 class ACKTR(A2C):

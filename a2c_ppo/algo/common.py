@@ -17,6 +17,8 @@ import torch.nn as nn
 from a2c_ppo.observations import flatten_steps
 from a2c_ppo.storage import RolloutStorage
 
+LOSS_NAMES = ("policy_loss", "value_loss", "entropy")  # every algorithm's reported losses
+
 
 class Reducer(Protocol):
     """Sums tensors across data-parallel ranks, in place (torch.distributed.all_reduce)."""

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import torch
 
 from a2c_ppo.algo.common import (
+    LOSS_NAMES,
     Reducer,
     all_mean,
     average_gradients,
@@ -43,8 +44,6 @@ from a2c_ppo.algo.common import (
 from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters, clip_flat_gradient
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import Minibatch, RolloutStorage
-
-LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
 
 
 def ppo_losses(
