@@ -161,7 +161,7 @@ class RunConfig:
     )
     fast_path: str = setting(
         "auto",
-        "auto: small feed-forward MLP policies act in numpy and PPO computes their gradient by hand (the same "
+        "auto: small feed-forward MLP policies act in numpy and PPO and A2C compute their gradient by hand (the same "
         "maths, faster); off: always Policy.act and autograd",
         ALGORITHM,
         choices=("auto", "off"),

@@ -1,13 +1,14 @@
-"""The fast path for small feed-forward MLP policies: acting in numpy, PPO's gradient by hand.
+"""The fast path for small feed-forward MLP policies: acting in numpy, the gradient by hand.
 
 Classic control and MuJoCo policies are two small towers (``model.MLPBase``) and a
 categorical or diagonal-Gaussian head. At these sizes a torch op's fixed cost (some 5 us)
 dwarfs its arithmetic, so the rollout acts in numpy (``NumpyActor``, a tenth of the
-overhead) and PPO computes each minibatch's gradient without autograd (``HandGradient``,
-about 0.6x autograd's time; docs/BENCHMARKS.md). Both compute exactly what ``Policy.act``
-and ``Policy.evaluate_actions`` compute: the towers are the policy's own Linear layers and
-activations, and every log-probability, entropy and sampling rule is the one function in
-``distributions.py``, called with ``numpy`` or ``torch`` as the array module. Random numbers
+overhead) and PPO (each minibatch) and A2C (each update) compute the gradient without
+autograd (``HandGradient``, about 0.6x autograd's time; docs/BENCHMARKS.md). Both compute
+exactly what ``Policy.act`` and ``Policy.evaluate_actions`` compute: the towers are the
+policy's own Linear layers and activations, and every log-probability, entropy and sampling
+rule is the one function in ``distributions.py``, called with ``numpy`` or ``torch`` as the
+array module. Random numbers
 come from torch's generator on every path, so one seed gives the same actions either way.
 
 ``fast_mlp(policy)`` is the one gate for both: it returns the policy's parts, or ``None``

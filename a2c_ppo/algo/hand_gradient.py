@@ -1,4 +1,4 @@
-"""PPO's gradient for the fast-path MLP policy, without autograd (``fastpath.py`` says when).
+"""PPO's and A2C's gradient for the fast-path MLP policy, without autograd (``fastpath.py`` says when).
 
 The same interface as ``ppo.AutogradGradient``: ``losses(batch, objective)`` runs the
 forward pass (keeping every layer's output) and the objective, ``backward(losses, c_v, c_e)``
