@@ -74,14 +74,26 @@ def assert_same_run(path_a: str, path_b: str, folder_a, folder_b) -> None:
         ["--no-use-linear-lr-decay"],
         ["--no-use-linear-lr-decay", "--norm-obs", "--norm-reward", "--vec-env", "subproc", "--num-workers", "1"],
         ["--no-use-linear-lr-decay", "--env-name", "Pendulum-v1", "--num-mini-batch", "4"],  # its entry: gSDE
+        ["--no-use-linear-lr-decay", "--precision", "bf16"],  # autocast acting and updates, autograd
     ],
-    ids=["cartpole", "cartpole-normalised-subproc", "pendulum"],
+    ids=["cartpole", "cartpole-normalised-subproc", "pendulum", "cartpole-bf16"],
 )
 def test_a_shorter_budget_then_resume_equals_one_run(tmp_path, extra):
     whole = train(flags(tmp_path / "a", 640, *extra))
     half = train(flags(tmp_path / "b", 320, *extra))
     resumed = train(["--resume", half, "--num-env-steps", "640"])
     assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")
+    model = load_checkpoint(whole)["model"]
+    assert all(t.dtype == torch.float32 for t in model.values() if t.is_floating_point())  # bf16 too
+
+
+def test_bf16_runs_are_deterministic_and_differ_from_float32(tmp_path):
+    """The same seed and precision give the same run; bf16 is really in use (another run)."""
+    bf16 = [train(flags(tmp_path / name, 320, "--precision", "bf16")) for name in ("a", "b")]
+    fp32 = train(flags(tmp_path / "c", 320, "--precision", "fp32", "--fast-path", "off"))
+    assert_same_run(*bf16, tmp_path / "a", tmp_path / "b")
+    a, c = load_checkpoint(bf16[0])["model"], load_checkpoint(fp32)["model"]
+    assert any(not torch.equal(a[name], c[name]) for name in a)
 
 
 def main_process(folder, *argv: str) -> subprocess.Popen:

@@ -1,0 +1,76 @@
+"""Mixed precision: the choice ``--precision auto`` makes, and what bf16 changes (the policy's
+passes) and what it leaves alone (parameters, RNG). Determinism, exact resume and float32
+checkpoints under bf16 are in tests/test_resume.py; the CNN's learning target in both
+precisions in tests/test_cnn.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from a2c_ppo import precision
+from a2c_ppo.precision import BF16_MIN_SPEEDUP, autocast, choose_precision, preserved_rng
+
+CPU = torch.device("cpu")
+
+
+def never_called(precision_name: str) -> None:
+    raise AssertionError("the probe must not run")
+
+
+def test_a_typed_precision_is_taken_without_measuring():
+    assert choose_precision("bf16", CPU, never_called, fast_path=True) == ("bf16", "typed")
+    assert choose_precision("fp32", CPU, never_called, fast_path=False) == ("fp32", "typed")
+
+
+def test_auto_keeps_the_fast_path_in_float32_without_measuring():
+    chosen, why = choose_precision("auto", CPU, never_called, fast_path=True)
+    assert chosen == "fp32" and "fast path" in why
+
+
+def test_auto_without_bf16_units_is_float32(monkeypatch):
+    monkeypatch.setattr(precision, "has_native_bf16", lambda device: False)
+    chosen, why = choose_precision("auto", CPU, never_called, fast_path=False)
+    assert chosen == "fp32" and "no bf16 matrix units" in why
+
+
+@pytest.mark.parametrize(
+    ("bf16_seconds", "expected"),
+    [(1.0 / BF16_MIN_SPEEDUP, "bf16"), (1.0 / (BF16_MIN_SPEEDUP - 0.01), "fp32"), (2.0, "fp32")],
+    ids=["at-the-threshold", "just-under", "slower"],
+)
+def test_auto_takes_bf16_only_where_measured_fast_enough(monkeypatch, bf16_seconds, expected):
+    """fp32 takes 1 s a step here; bf16 ``bf16_seconds``: bf16 from BF16_MIN_SPEEDUP on."""
+    monkeypatch.setattr(precision, "has_native_bf16", lambda device: True)
+    seconds = {"fp32": 1.0, "bf16": bf16_seconds}
+    timed: list[str] = []
+
+    def fake_median_seconds(step, repeats: int = 5) -> float:
+        step()  # the step records which precision it ran in
+        return seconds[timed[-1]]
+
+    monkeypatch.setattr(precision, "_median_seconds", fake_median_seconds)
+    chosen, why = choose_precision("auto", CPU, timed.append, fast_path=False)
+    assert chosen == expected and timed == ["fp32", "bf16"]
+    assert f"{1.0 / bf16_seconds:.1f}x" in why
+
+
+def test_bf16_runs_the_matrix_products_in_bf16_and_leaves_the_parameters_float32():
+    layer = nn.Linear(8, 4)
+    x = torch.randn(3, 8)
+    with autocast("bf16", CPU):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16 and layer.weight.dtype == torch.float32
+    with autocast("fp32", CPU):
+        assert layer(x).dtype == torch.float32
+    torch.testing.assert_close(y.float(), layer(x), rtol=2e-2, atol=2e-2)  # bf16 keeps ~3 digits
+
+
+def test_the_probe_leaves_the_random_stream_alone():
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    with preserved_rng():
+        torch.rand(100)  # what a probe draws
+    assert torch.equal(torch.rand(4), expected)
