@@ -141,7 +141,7 @@ def make_gail(
         expert = select_episodes(expert, min(config.gail_trajectories, len(expert.lengths)), generator=config.seed)
     if config.gail_subsample > 1:
         expert = subsample(expert, config.gail_subsample, generator=config.seed)
-    return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device)
+    return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device, reward_form=config.gail_reward)
 
 
 def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:

@@ -148,6 +148,16 @@ class RunConfig:
         1, "GAIL: keep every n-th expert step (1: all; the GAIL paper used 20 on MuJoCo)", ALGORITHM, low=1,
         algos=("ppo", "a2c"),
     )  # fmt: skip
+    gail_reward: str = setting(
+        "logit",
+        "GAIL's reward from D = sigmoid(f): logit, log D - log(1 - D) = f, of either sign (the reference PyTorch "
+        "implementation's; a step can cost, so an env that ends on failure can teach dying early); positive, "
+        "-log(1 - D) = softplus(f) > 0 (the GAIL paper's; a bonus for every step survived: for envs that end on "
+        "failure, such as Hopper, not for envs whose goal ends the episode)",
+        ALGORITHM,
+        choices=("logit", "positive"),
+        algos=("ppo", "a2c"),
+    )
     gail_trajectories: int | None = setting(
         None, "GAIL: how many expert episodes to use", ALGORITHM, low=1, algos=("ppo", "a2c"), auto="all of them"
     )

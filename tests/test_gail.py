@@ -160,6 +160,34 @@ def test_reward_is_the_logit_normalised_by_the_running_return_std():
     assert np.allclose(more[0, :, 0].numpy(), logits[0].numpy() / np.sqrt(var + 1e-8), rtol=1e-5)
 
 
+def test_positive_reward_is_minus_log_one_minus_d_by_hand():
+    """-log(1 - D) for D = sigmoid(f) at f = -2, 0, 3: 0.1269, log 2, 3.0486; positive even
+    where the logit is negative; its first step normalised by sqrt(var) as the logit's is."""
+    gail = GAIL(expert_set(), reward_form="positive")
+    with torch.no_grad():  # a constant logit per env: weights 0, the bias set per call
+        for p in gail.discriminator.parameters():
+            p.zero_()
+    rewards = []
+    for f in (-2.0, 0.0, 3.0):
+        with torch.no_grad():
+            gail.discriminator.trunk[-1].bias.fill_(f)
+        rewards.append(gail.reward(torch.randn(1, 1, 3), torch.zeros(1, 1, 2), torch.zeros(1, 1, 1), 0.99))
+    by_hand = [-math.log(1 - 1 / (1 + math.exp(-f))) for f in (-2.0, 0.0, 3.0)]
+    assert by_hand == pytest.approx([0.126928, math.log(2), 3.048587], abs=1e-6)
+    # masks 0: every step starts an episode, so G_t = r_t; one env: the batch variance is 0
+    mean, var, count = 0.0, 1.0, 1e-4
+    for r, expected in zip(rewards, by_hand):
+        delta, total = expected - mean, count + 1
+        mean, var, count = mean + delta / total, (var * count + delta**2 * count / total) / total, total
+        assert r.item() == pytest.approx(expected / math.sqrt(var + 1e-8), rel=1e-5)
+        assert r.item() > 0
+
+
+def test_an_unknown_reward_form_is_refused():
+    with pytest.raises(ValueError, match="reward_form"):
+        GAIL(expert_set(), reward_form="log")
+
+
 def test_reward_has_no_overflow_where_the_reference_formula_has_one():
     gail = GAIL(expert_set())
     with torch.no_grad():

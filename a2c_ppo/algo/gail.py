@@ -18,10 +18,18 @@ Accuracies: the fraction of expert logits > 0 and of policy logits < 0.
 Reward for step t of env n, with m_t = 0 where obs_t starts an episode (``rollouts.masks[:-1]``)::
 
     r_t = log D(x_t) - log(1 - D(x_t)) = f(x_t)     (exactly: log(s / (1 - s)) = f for s = sigmoid(f))
+          or, with reward_form "positive", r_t = -log(1 - D(x_t)) = softplus(f(x_t)) > 0
     G_t = gamma * m_t * G_{t-1} + r_t               (running discounted return, carried across calls)
     after step t the running (mean, var) absorbs the N values G_t (Chan's parallel formula,
     starting from mean 0, var 1, count 1e-4 like baselines' RunningMeanStd), then
     reward_t = r_t / sqrt(var + 1e-8)
+
+The logit (the reference's form) can be negative: in an env whose episodes end on failure a
+policy the discriminator sees through earns most by ending episodes at once (Hopper falls on
+its first steps, return 8; docs/BENCHMARKS.md). ``-log(1 - D)`` (the GAIL paper's form, also
+OpenAI baselines') is positive: a bonus for every step, right for such envs and wrong for envs
+whose goal ends the episode (Kostrikov et al. 2019, "Discriminator-Actor-Critic", sec. 4.2, on
+both biases).
 
 The reference computes ``log(sigmoid(f)) - log(1 - sigmoid(f))``, which is f in exact
 arithmetic but +inf in float32 once sigmoid rounds to 1 (f above about 17); returning f itself
@@ -66,6 +74,10 @@ WARMUP_UPDATES = 10
 WARMUP_EPOCHS = 100
 RETURN_EPSILON = 1e-8
 METRIC_NAMES = ("loss", "grad_penalty", "expert_accuracy", "policy_accuracy")
+
+
+#: ``r_t`` from the logit f (module docstring): f itself, or softplus(f) = -log(1 - D).
+REWARD_FORMS = ("logit", "positive")
 
 
 def discriminator_epochs(update: int, epochs: int = DEFAULT_EPOCHS, warmup_updates: int = WARMUP_UPDATES) -> int:
@@ -188,7 +200,10 @@ class GAIL:
         reducer: Reducer | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        reward_form: str = "logit",
     ) -> None:
+        if reward_form not in REWARD_FORMS:
+            raise ValueError(f"reward_form must be one of {REWARD_FORMS}, not {reward_form!r}")
         obs_shape = expert.spaces["observation"]["shape"]
         if len(obs_shape) != 1:
             raise ConfigError(
@@ -196,6 +211,7 @@ class GAIL:
                 "use an env with 1-D observations."
             )
         self.device = torch.device(device)
+        self.reward_form = reward_form
         self.action_space_desc = expert.spaces["action"]
         self.grad_penalty_coef = grad_penalty_coef
         self.reducer = reducer
@@ -278,6 +294,8 @@ class GAIL:
         """
         T, N = masks.shape[:2]
         logits = self.discriminator(self.pairs(obs.reshape(T * N, -1), actions.reshape(T * N, -1))).view(T, N)
+        # -log(1 - sigmoid(f)) = softplus(f), computed without overflow
+        raw = torch.nn.functional.softplus(logits) if self.reward_form == "positive" else logits
         if self.running_return is None:
             self.running_return = torch.zeros(N, dtype=torch.float64, device=self.device)
         elif len(self.running_return) != N:
@@ -286,12 +304,12 @@ class GAIL:
         returns = torch.empty(T, N, dtype=torch.float64, device=self.device)
         running = self.running_return
         for t in range(T):
-            running = keep[t] * running + logits[t].double()
+            running = keep[t] * running + raw[t].double()
             returns[t] = running
         self.running_return = running
         variances = torch.tensor(self._absorb(returns), dtype=torch.float64, device=self.device)
         scale = (variances + RETURN_EPSILON).rsqrt().float()
-        return (logits * scale[:, None]).unsqueeze(-1)
+        return (raw * scale[:, None]).unsqueeze(-1)
 
     def _absorb(self, returns: torch.Tensor) -> list[float]:
         """Merge each step's returns (T, N) of all ranks into the statistics; the variance after each step."""
