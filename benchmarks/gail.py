@@ -7,6 +7,8 @@ the learner never sees them).
     python benchmarks/gail.py --env-name Hopper-v5 --expert-steps 1000000 --episodes 16 \\
         --trajectories 4 16 --gail-steps 1000000 --seeds 1 2
     python benchmarks/gail.py ... -- --num-processes 8           # flags after -- go to the GAIL runs
+    python benchmarks/gail.py --env-name Hopper-v5 --expert-steps 1000000 --expert-flags "--preset mujoco" \
+        --episodes 16 --trajectories 4 --gail-steps 1000000 -- --preset mujoco --gail-reward positive
 
 Everything lives under ``--out`` (default ``benchmarks/results/gail/ENV``) and resumes: run
 the same command again after an interruption. Prints a Markdown table and draws
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("--env-name", default="CartPole-v1")
     parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c"), help="the GAIL runs' algorithm")
     parser.add_argument("--expert-steps", type=int, default=100_000, help="the PPO expert's budget")
+    parser.add_argument("--expert-flags", default="", help="extra main.py flags for the expert, e.g. '--preset mujoco'")
     parser.add_argument("--episodes", type=int, default=10, help="expert episodes recorded")
     parser.add_argument("--trajectories", type=int, nargs="+", help="episodes each GAIL run uses (default: all)")
     parser.add_argument("--gail-steps", type=int, default=300_000)
@@ -57,8 +60,9 @@ def main() -> None:
     out = opts.out or os.path.join(ROOT, "benchmarks", "results", "gail", safe_name(opts.env_name))
     threshold = opts.threshold if opts.threshold is not None else (475.0 if opts.env_name == "CartPole-v1" else None)
 
-    expert_run = train(os.path.join(out, "expert"), ["--env-name", opts.env_name, "--num-env-steps",
-                       str(opts.expert_steps), "--log-interval", "1"], "expert")  # fmt: skip
+    expert_flags = ["--env-name", opts.env_name, "--num-env-steps", str(opts.expert_steps), "--log-interval", "1",
+                    *opts.expert_flags.split()]  # fmt: skip
+    expert_run = train(os.path.join(out, "expert"), expert_flags, "expert")
     if expert_run is None:
         raise SystemExit("the expert's run failed; see its console.log")
     experts = os.path.join(out, f"expert-{opts.episodes}.npz")
