@@ -2,7 +2,10 @@
 
 import sys
 
-from a2c_ppo.enjoy import main
+from a2c_ppo.startup import collector_paused
+
+with collector_paused():
+    from a2c_ppo.enjoy import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,6 +23,7 @@ from a2c_ppo.errors import (
     WriteFailedError,
 )
 from a2c_ppo.signals import Interrupted, StopSignals
+from a2c_ppo.startup import collector_paused
 
 if TYPE_CHECKING:
     from a2c_ppo.config import RunConfig
@@ -50,7 +51,7 @@ def _train(argv: Sequence[str] | None, signals: StopSignals) -> int:
     # into Python, and an exception raised there by a Ctrl-C aborts the process (pybind11:
     # "terminate called"). So a Ctrl-C during start-up waits for it to finish (a second one
     # does not: a user's env that never finishes building can still be stopped).
-    with signals.deferred(escalate=True):
+    with signals.deferred(escalate=True), collector_paused():
         from a2c_ppo.arguments import fail, parse_command_line, settings_table
         from a2c_ppo.distributed import process_group
 

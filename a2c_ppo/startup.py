@@ -1,0 +1,29 @@
+"""A command's start-up without the cyclic garbage collector's rescans.
+
+Importing torch, gymnasium and the rest creates a few hundred thousand objects that all live
+until the program ends. While they are being created, every full collection the growing heap
+triggers walks all of them again: measured on the 2-core machine of docs/BENCHMARKS.md, about
+0.4 s of the 2 s from ``python main.py`` to its first line. Nothing imported is garbage, so the
+collector is paused for the imports, and what they created is then moved to the permanent
+generation (``gc.freeze``), where the full collections of the training loop skip it too.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (imports), then freeze what exists and
+    resume it, also when the block raises. A collector the caller had disabled stays so."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
