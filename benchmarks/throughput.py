@@ -14,7 +14,8 @@ that the noise of a shared machine falls on every column alike:
 * start-up: launch to the first line of ``python main.py`` against ``python -c "import torch"``.
 
 Needs the ``[bench]`` extra (stable-baselines3) for the SB3 column. Example:
-``python benchmarks/throughput.py --reps 3`` (about 15 minutes on 2 cores).
+``python benchmarks/throughput.py --reps 3`` (about 15 minutes on 2 cores);
+``python benchmarks/throughput.py --workloads --reps 9``: the start-up time alone.
 """
 
 from __future__ import annotations
@@ -177,7 +178,13 @@ def startup(reps: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument(
+        "--workloads",
+        nargs="*",
+        default=list(WORKLOADS),
+        choices=list(WORKLOADS),
+        help="none (--workloads alone): the start-up time only",
+    )
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (medians are reported)")
     parser.add_argument("--our-flags", default="", help="extra main.py flags for our runs, e.g. '--overlap off'")
     parser.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 column")
