@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_METRIC = "charts/episodic_return"
 EVAL_METRIC = "eval/mean_return"
 RUN_NAME = re.compile(r"^(?P<env>.+)__(?P<algo>[^_]+)__seed(?P<seed>-?\d+)__(?P<time>[^_]+)$")
+SEED_FOLDER = re.compile(r"seed-?\d+")
 BOOTSTRAP_SAMPLES = 1000
 DEFAULT_OUT = "curve.png"
 PANELS_PER_ROW = 3
@@ -129,10 +130,20 @@ def _name_parts(run_dir: str) -> tuple[str, str, str]:
     return match["env"], match["algo"], match["seed"]
 
 
+def _group_folder(run_dir: str) -> str:
+    """The folder that tells ``run_dir``'s setting apart: its parent, or the first one above it
+    not named ``seedN`` (a folder per seed, as ``benchmarks/gail.py`` makes; the seed is in the
+    run's name already)."""
+    folder = os.path.dirname(os.path.normpath(run_dir))
+    while SEED_FOLDER.fullmatch(os.path.basename(folder)) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
+
+
 def load_curves(paths: Sequence[str], metric: str) -> list[Curve]:
     """Every run's ``metric`` under ``paths``; ConfigError if no run logged it."""
     run_dirs = find_run_dirs(paths)
-    parents = {os.path.dirname(os.path.normpath(d)) for d in run_dirs}
+    parents = {_group_folder(d) for d in run_dirs}
     curves, skipped = [], []
     for run_dir in run_dirs:
         data = read_metric(run_dir, metric)
@@ -141,7 +152,7 @@ def load_curves(paths: Sequence[str], metric: str) -> list[Curve]:
             continue
         env, algo, seed = _name_parts(run_dir)
         # Runs from several folders are told apart by their folder (e.g. runs/baseline, runs/lr1e-3).
-        parent = os.path.basename(os.path.dirname(os.path.normpath(run_dir)))
+        parent = os.path.basename(_group_folder(run_dir))
         label = f"{parent}/{algo}" if len(parents) > 1 else algo
         curves.append(Curve(env, label, seed, *data))
     if not curves:

@@ -96,6 +96,16 @@ def test_runs_from_several_folders_are_labelled_by_folder(tmp_path):
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2
 
 
+def test_seed_folders_are_grouped_under_the_folder_above_them(tmp_path):
+    for folder, seed in (("4traj", 1), ("4traj", 2), ("16traj", 1)):
+        name = f"Hopper-v5__ppo__seed{seed}__20260101-000000"
+        write_run(tmp_path / folder / f"seed{seed}", name, returns([10, 20], [seed, seed]))
+    curves = plot.load_curves([str(tmp_path)], RETURN)
+    assert sorted((c.label, c.seed) for c in curves) == [("16traj/ppo", "1"), ("4traj/ppo", "1"), ("4traj/ppo", "2")]
+    fig = plot.draw(curves, RETURN)
+    assert len(fig.axes[0].lines) == 2, "one line per setting, the seeds pooled"
+
+
 def test_csv_columns_are_read_by_header_and_resumed_steps_keep_the_last_value(tmp_path):
     columns = ["update", "env_steps", "time", "losses/kl_estimate", RETURN]  # a new metric in the middle
     rows = [
