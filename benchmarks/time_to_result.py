@@ -110,22 +110,19 @@ def sb3_worker(spec: dict) -> None:
 
 
 def sb3_arguments(config: dict) -> dict:
-    """SB3 PPO's arguments for our settings (two towers of ``hidden_size``, as our MLPBase)."""
+    """SB3's PPO or A2C arguments (by ``config["algo"]``) for our settings (two towers of
+    ``hidden_size``, as our MLPBase). A2C: SB3's RMSprop, whose smoothing constant is fixed at
+    our default 0.99."""
     import torch
 
-    lr, clip, width = config["lr"], config["clip_param"], config["hidden_size"] or 64
+    lr, width = config["lr"], config["hidden_size"] or 64
     decay = config["use_linear_lr_decay"]
-    rollout = config["num_processes"] * config["num_steps"]
-    return {
+    common = {
         "policy": "MlpPolicy",
         "learning_rate": (lambda progress: lr * progress) if decay else lr,  # SB3's progress runs 1 -> 0
         "n_steps": config["num_steps"],
-        "batch_size": rollout // config["num_mini_batch"],
-        "n_epochs": config["ppo_epoch"],
         "gamma": config["gamma"],
         "gae_lambda": config["gae_lambda"],
-        "clip_range": clip,
-        "clip_range_vf": clip if config["clip_value_loss"] else None,
         "normalize_advantage": config["norm_adv"],
         "ent_coef": config["entropy_coef"],
         "vf_coef": config["value_loss_coef"],
@@ -138,6 +135,16 @@ def sb3_arguments(config: dict) -> dict:
             "log_std_init": config["log_std_init"],
             "ortho_init": config["ortho_init"],
         },
+    }
+    if config["algo"] == "a2c":
+        return {**common, "use_rms_prop": True, "rms_prop_eps": config["eps"]}
+    clip, rollout = config["clip_param"], config["num_processes"] * config["num_steps"]
+    return {
+        **common,
+        "batch_size": rollout // config["num_mini_batch"],
+        "n_epochs": config["ppo_epoch"],
+        "clip_range": clip,
+        "clip_range_vf": clip if config["clip_value_loss"] else None,
     }
 
 
