@@ -30,6 +30,7 @@ PRESETS = ("classic", "mujoco", "atari")
 RNN_TYPES = ("gru", "lstm")
 VEC_ENV_KINDS = ("auto", "subproc", "sync", "envpool", "native")
 OVERLAP_CHOICES = ("auto", "on", "off")
+GAIL_REWARDS = ("logit", "positive")  # algo/gail.py: the reward from the discriminator's logit
 #: Seeds go to numpy (< 2**32) after adding per-env, per-rank and evaluation offsets.
 MAX_SEED = 4_000_000_000
 
@@ -155,7 +156,7 @@ class RunConfig:
         "-log(1 - D) = softplus(f) > 0 (the GAIL paper's; a bonus for every step survived: for envs that end on "
         "failure, such as Hopper, not for envs whose goal ends the episode)",
         ALGORITHM,
-        choices=("logit", "positive"),
+        choices=GAIL_REWARDS,
         algos=("ppo", "a2c"),
     )
     gail_trajectories: int | None = setting(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,27 @@ from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
 from a2c_ppo.paths import RUN_CHECKPOINT  # noqa: E402
 
 STOPPED = (130, 143)  # main.py's exit statuses after Ctrl-C and SIGTERM
+
+
+class ResultLog:
+    """A benchmark's results as JSON lines in ``path``: the rows of earlier invocations, and
+    each new row appended (and printed) as soon as it exists, so that the script, started
+    again, skips what it has (``has``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows: list[dict] = [json.loads(line) for line in open(path)] if os.path.isfile(path) else []
+
+    def has(self, **key: object) -> bool:
+        """Whether a row with these values exists."""
+        return any(all(row.get(name) == value for name, value in key.items()) for row in self.rows)
+
+    def add(self, row: dict) -> None:
+        print(json.dumps(row), flush=True)
+        self.rows.append(row)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def run_folder(folder: str) -> str | None:

@@ -20,7 +20,6 @@ Needs the ``[bench]`` extra (stable-baselines3).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.runs import ResultLog  # noqa: E402
 from benchmarks.time_to_result import sb3_arguments  # noqa: E402
 
 EVAL_EPISODES = 10
@@ -86,18 +86,12 @@ def main() -> None:
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "sb3_entry.jsonl"))
     parser.add_argument("--report-only", action="store_true")
     opts = parser.parse_args()
-    results = [json.loads(line) for line in open(opts.out)] if os.path.isfile(opts.out) else []
+    log = ResultLog(opts.out)
     if not opts.report_only:
-        os.makedirs(os.path.dirname(opts.out), exist_ok=True)
         for seed in opts.seeds:
-            if any(r["env"] == opts.env_name and r["algo"] == opts.algo and r["seed"] == seed for r in results):
-                continue
-            row = train_and_evaluate(opts.env_name, opts.algo, seed)
-            print(json.dumps(row), flush=True)
-            results.append(row)
-            with open(opts.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
-    report(results)
+            if not log.has(env=opts.env_name, algo=opts.algo, seed=seed):
+                log.add(train_and_evaluate(opts.env_name, opts.algo, seed))
+    report(log.rows)
 
 
 if __name__ == "__main__":

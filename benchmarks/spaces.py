@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.runs import first_reaching, train, wall_time  # noqa: E402
+from benchmarks.runs import ResultLog, first_reaching, train, wall_time  # noqa: E402
 from benchmarks.time_to_result import sb3_arguments  # noqa: E402
 
 EVAL_EPISODES = 100
@@ -178,8 +178,7 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.sb3_worker:
         return sb3_worker(json.loads(opts.sb3_worker))
-    path = os.path.join(opts.out, "results.jsonl")
-    results = [json.loads(line) for line in open(path)] if os.path.isfile(path) else []
+    log = ResultLog(os.path.join(opts.out, "results.jsonl"))
     if not opts.report_only:
         os.makedirs(opts.out, exist_ok=True)
         for name in opts.workloads:
@@ -190,18 +189,14 @@ def main() -> None:
                     libraries = ["ours"] + (["sb3"] if label in workload.sb3 and not opts.no_sb3 else [])
                     for library in libraries:
                         key = {"workload": name, "library": library, "variant": label, "seed": seed}
-                        if any(all(r[k] == v for k, v in key.items()) for r in results):
+                        if log.has(**key):
                             continue
                         if library == "ours":
                             result = our_run(opts.out, name, workload, label, seed)
                         else:
                             result = sb3_run(workload, label, seed)
-                        row = {**key, **result}
-                        print(json.dumps(row), flush=True)
-                        results.append(row)
-                        with open(path, "a") as f:
-                            f.write(json.dumps(row) + "\n")
-    report(results)
+                        log.add({**key, **result})
+    report(log.rows)
 
 
 if __name__ == "__main__":

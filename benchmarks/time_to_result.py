@@ -188,25 +188,22 @@ def main() -> None:
         return ours_worker(json.loads(opts.ours_worker))
     if opts.sb3_worker:
         return sb3_worker(json.loads(opts.sb3_worker))
-    results = [json.loads(line) for line in open(opts.out)] if os.path.isfile(opts.out) else []
+    from benchmarks.runs import ResultLog  # here, not at the top: the timed workers start without it
+
+    log = ResultLog(opts.out)
     if not opts.report_only:
         import tempfile
 
-        os.makedirs(os.path.dirname(opts.out), exist_ok=True)
         for name in opts.workloads:
             seeds = opts.seeds or ([1, 2, 3, 4, 5] if name == "cartpole" else [1, 2])
             for seed in seeds:
                 for library in ("ours", "sb3"):
-                    if any(r["workload"] == name and r["library"] == library and r["seed"] == seed for r in results):
+                    if log.has(workload=name, library=library, seed=seed):
                         continue
                     with tempfile.TemporaryDirectory() as tmp:
-                        row = {"workload": name, "library": library, "seed": seed,
-                               **launch(library, WORKLOADS[name], seed, tmp)}  # fmt: skip
-                    print(json.dumps(row), flush=True)
-                    results.append(row)
-                    with open(opts.out, "a") as f:
-                        f.write(json.dumps(row) + "\n")
-    report(results)
+                        result = launch(library, WORKLOADS[name], seed, tmp)
+                    log.add({"workload": name, "library": library, "seed": seed, **result})
+    report(log.rows)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ import torch.nn.functional as F
 
 from a2c_ppo.algo.common import Reducer, average_gradients
 from a2c_ppo.algo.optimizers import make_adam
+from a2c_ppo.config import GAIL_REWARDS
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.trajectories import Trajectories
 
@@ -74,10 +75,6 @@ WARMUP_UPDATES = 10
 WARMUP_EPOCHS = 100
 RETURN_EPSILON = 1e-8
 METRIC_NAMES = ("loss", "grad_penalty", "expert_accuracy", "policy_accuracy")
-
-
-#: ``r_t`` from the logit f (module docstring): f itself, or softplus(f) = -log(1 - D).
-REWARD_FORMS = ("logit", "positive")
 
 
 def discriminator_epochs(update: int, epochs: int = DEFAULT_EPOCHS, warmup_updates: int = WARMUP_UPDATES) -> int:
@@ -202,8 +199,8 @@ class GAIL:
         device: torch.device | str = "cpu",
         reward_form: str = "logit",
     ) -> None:
-        if reward_form not in REWARD_FORMS:
-            raise ValueError(f"reward_form must be one of {REWARD_FORMS}, not {reward_form!r}")
+        if reward_form not in GAIL_REWARDS:  # r_t from the logit f: f itself, or softplus(f) = -log(1 - D)
+            raise ValueError(f"reward_form must be one of {GAIL_REWARDS}, not {reward_form!r}")
         obs_shape = expert.spaces["observation"]["shape"]
         if len(obs_shape) != 1:
             raise ConfigError(
