@@ -62,6 +62,26 @@ def image_scale(space: gym.spaces.Box) -> float:
     return 1.0 / high if np.isfinite(high) and high > 0 else 1.0
 
 
+#: frame types whose every value bf16 (and fp16) hold exactly
+_EIGHT_BIT = (torch.uint8, torch.int8, torch.bool)
+
+
+def scaled_frames(frames: torch.Tensor, scale: float) -> torch.Tensor:
+    """``frames (B, C, H, W)`` as floats times ``scale``, for the first convolution.
+
+    Under bf16 autocast, 8-bit frames go straight to bf16 (exact) and are scaled in place: the
+    product is computed in float32 and rounded once, the same values autocast would give the
+    convolution from a float32 copy, without making that copy (about a tenth of a Nature-CNN
+    minibatch step on the CPU). Never scales ``frames`` itself in place."""
+    device = frames.device.type
+    dtype = torch.float32
+    if frames.dtype in _EIGHT_BIT and torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+    if frames.dtype == dtype:
+        return frames * scale
+    return frames.to(dtype).mul_(scale)
+
+
 class ImageEncoder(nn.Module):
     """A channels-first image -> ``features`` (ReLU): the Nature or the small CNN."""
 
@@ -76,7 +96,7 @@ class ImageEncoder(nn.Module):
         self.output_size = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.float() * self.scale)
+        return self.net(scaled_frames(x, self.scale))
 
 
 class OneHot(nn.Module):

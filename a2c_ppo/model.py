@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from a2c_ppo.distributions import make_head
-from a2c_ppo.encoders import NATURE_MIN_SIZE, ObservationEncoder, nature_convolutions
+from a2c_ppo.encoders import NATURE_MIN_SIZE, ObservationEncoder, nature_convolutions, scaled_frames
 from a2c_ppo.init import init_orthogonal
 from a2c_ppo.observations import Obs
 from a2c_ppo.recurrent import NNBase
@@ -134,7 +134,7 @@ class CNNBase(NNBase):
         self, inputs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         assert isinstance(inputs, torch.Tensor)
-        x = self.main(inputs.float() * self.scale)
+        x = self.main(scaled_frames(inputs, self.scale))
         if self.is_recurrent:
             x, rnn_hxs = self._forward_rnn(x, rnn_hxs, masks)
         return self.critic_linear(x), x, rnn_hxs

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from a2c_ppo import precision
+from a2c_ppo.encoders import scaled_frames
 from a2c_ppo.precision import BF16_MIN_SPEEDUP, autocast, choose_precision, preserved_rng
 
 CPU = torch.device("cpu")
@@ -74,3 +75,20 @@ def test_the_probe_leaves_the_random_stream_alone():
     with preserved_rng():
         torch.rand(100)  # what a probe draws
     assert torch.equal(torch.rand(4), expected)
+
+
+def test_frames_go_to_bf16_directly_with_the_values_a_float32_copy_would_give():
+    """Every uint8 value times 1/255: cast once to bf16 under autocast, as autocast casts the
+    float32 product for the convolution; without autocast, the float32 product; the frames
+    themselves are never scaled in place."""
+    frames = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+    scale = 1.0 / 255.0
+    float32 = frames.float() * scale
+    with autocast("bf16", CPU):
+        fast = scaled_frames(frames, scale)
+    assert fast.dtype == torch.bfloat16
+    assert torch.equal(fast, float32.to(torch.bfloat16))
+    assert torch.equal(scaled_frames(frames, scale), float32)
+    floats = torch.rand(1, 1, 4, 4)
+    before = floats.clone()
+    assert torch.equal(scaled_frames(floats, 0.5), before * 0.5) and torch.equal(floats, before)
