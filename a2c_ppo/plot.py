@@ -209,7 +209,7 @@ def _load_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError as exc:
         raise ConfigError(
-            "plotting needs matplotlib, which is not installed; install the extra with "
+            f"plotting needs matplotlib, which did not import ({exc}); install the extra with "
             "pip install -e '.[plot]' (or pip install matplotlib)."
         ) from exc
 
