@@ -225,15 +225,26 @@ def published_text(result: Published, steps: int) -> str:
     return text if result.steps == steps else f"{text} ({steps_text(result.steps)})"
 
 
-def verdict(mean: float | None, zoo: Published | None) -> str:
-    """Whether ``mean`` reaches the zoo's mean, or its spread (its std over evaluation episodes)."""
+def verdict(mean: float | None, zoo: Published | None, env_id: str = "", algo: str = "", steps: int = 0) -> str:
+    """Whether ``mean`` reaches the zoo's mean, or its spread (its std over evaluation episodes).
+
+    Where the zoo publishes nothing, against the first other result at the same budget
+    (``others``: CleanRL's or Tianshou's), which is what a user can expect instead."""
     if mean is None:
         return "not run yet"
-    if zoo is None:
+    if zoo is not None:
+        return _against(mean, zoo, "the zoo's")
+    same_budget = [(who, result) for who, result in others(env_id, algo) if result.steps == steps]
+    if not same_budget:
         return "no zoo result"
-    if mean >= zoo.mean:
-        return "reaches the zoo's mean"
-    return "within the zoo's spread" if mean >= zoo.mean - zoo.std else "below the zoo's spread"
+    who, result = same_budget[0]
+    return "no zoo result; " + _against(mean, result, f"{who}'s")
+
+
+def _against(mean: float, result: Published, whose: str) -> str:
+    if mean >= result.mean:
+        return f"reaches {whose} mean"
+    return f"within {whose} spread" if mean >= result.mean - result.std else f"below {whose} spread"
 
 
 def others_text(env_id: str, algo: str, steps: int) -> str:
@@ -255,10 +266,8 @@ def id_table(env_id: str, summaries: dict[str, dict[str, Any] | None], scale: fl
         else:
             ours = [" ".join(map(str, s["seeds"])), f"{s['env_steps']:,}", format_duration(s["wall_s"]),
                     mean_std(s["eval_mean"], s["eval_std"]), mean_std(s["train_mean"], s["train_std"])]  # fmt: skip
-        mean = None if s is None else s["eval_mean"]
-        rows.append(
-            "| " + " | ".join([algo, *ours, zoo_text, others_text(env_id, algo, steps), verdict(mean, zoo)]) + " |"
-        )
+        judged = verdict(None if s is None else s["eval_mean"], zoo, env_id, algo, steps)
+        rows.append("| " + " | ".join([algo, *ours, zoo_text, others_text(env_id, algo, steps), judged]) + " |")
     return "\n".join(rows)
 
 
@@ -286,10 +295,11 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             steps, _ = budget(env_id, algo)
             ours = results.get(env_id, {}).get(algo)
             zoo = ZOO.get((env_id, algo))
+            judged = verdict(ours["eval_mean"] if ours else None, zoo, env_id, algo, steps)
             cells = [env_id, algo, steps_text(steps),
                      f"{mean_std(ours['eval_mean'], ours['eval_std'])} ({len(ours['seeds'])} seeds)"
                      if ours else "not run yet", published_text(zoo, steps) if zoo else "-",
-                     others_text(env_id, algo, steps), verdict(ours["eval_mean"] if ours else None, zoo)]  # fmt: skip
+                     others_text(env_id, algo, steps), judged]  # fmt: skip
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -125,6 +125,19 @@ def test_the_verdict_says_how_a_result_compares_with_the_zoo():
     assert results_table.verdict(5.0, None) == "no zoo result"
 
 
+def test_without_a_zoo_result_the_verdict_takes_another_published_one_at_the_same_budget():
+    # Tianshou's InvertedDoublePendulum A2C: 9,257.7 ± 277.4 at 1M steps
+    idp = ("InvertedDoublePendulum-v5", "a2c", 1_000_000)
+    assert results_table.verdict(9_300.0, None, *idp) == "no zoo result; reaches Tianshou's mean"
+    assert results_table.verdict(9_000.0, None, *idp) == "no zoo result; within Tianshou's spread"
+    assert results_table.verdict(8_900.0, None, *idp) == "no zoo result; below Tianshou's spread"
+    # CleanRL's InvertedDoublePendulum PPO is at 8M steps: not a 1M run's yardstick; Tianshou's is
+    assert results_table.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 1_000_000).endswith(
+        "reaches Tianshou's mean"
+    )
+    assert results_table.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 2_000_000) == "no zoo result"
+
+
 def test_an_entry_whose_batch_does_not_split_is_refused_with_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="--num-mini-batch"):  # Pendulum's 64 minibatches, 4 x 2 samples
         resolve(["--env-name", "Pendulum-v1", "--num-steps", "2", "--log-dir", str(tmp_path)])
