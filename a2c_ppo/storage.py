@@ -9,7 +9,7 @@ each part in its own dtype (images stay uint8) in that same layout.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ def backward_recurrence(b: torch.Tensor, c: torch.Tensor, last: torch.Tensor) ->
 
 
 _STEP_FIELDS = ("actions", "action_log_probs", "value_preds", "rewards", "terminated", "truncated", "bootstrap_values")
+_TERMINATED, _TRUNCATED = _STEP_FIELDS.index("terminated"), _STEP_FIELDS.index("truncated")
 _NEXT_FIELDS = ("recurrent_hidden_states", "masks")  # and obs, see _insert_targets
 ObsLayout = dict[str | None, tuple[tuple[int, ...], torch.dtype]]  # observations.obs_layout
 
@@ -129,22 +130,26 @@ class RolloutStorage:
         per-env tensors are ``(N, ...)``.
         """
         t = self.step
-        masks = ~(terminated | truncated)
         values = (actions, action_log_probs, value_preds, rewards, terminated, truncated, bootstrap_values)
-        next_values: tuple[Any, ...] = (recurrent_hidden_states, masks, obs)
         targets = self._insert_targets()
         if isinstance(self.obs, TensorDict):  # its parts are copied one by one
             copy_obs(self.obs[t + 1], obs)
-            next_values = next_values[:-1]
-        if isinstance(targets[0], np.ndarray):  # CPU: numpy assignment costs half of copy_
-            for array, value in zip(targets, values):
+        if isinstance(targets[0], np.ndarray):  # CPU: numpy assignment costs half of copy_ (and a torch op more)
+            arrays = cast(tuple[np.ndarray, ...], targets)
+            for array, value in zip(arrays, values):
                 array[t] = value.numpy()
-            for array, value in zip(targets[len(values) :], next_values):
-                array[t + 1] = value.numpy()
+            rnn_array, masks_array, *obs_array = arrays[len(values) :]
+            rnn_array[t + 1] = recurrent_hidden_states.numpy()
+            # masks = not (terminated or truncated), from the rows just stored
+            np.logical_not(np.logical_or(arrays[_TERMINATED][t], arrays[_TRUNCATED][t]), out=masks_array[t + 1])
+            for array in obs_array:  # none for a TensorDict
+                array[t + 1] = cast(torch.Tensor, obs).numpy()
         else:
-            for tensor, value in zip(targets, values):
+            tensors = cast(tuple[torch.Tensor, ...], targets)
+            for tensor, value in zip(tensors, values):
                 tensor[t].copy_(value)
-            for tensor, value in zip(targets[len(values) :], next_values):
+            next_values: tuple[Any, ...] = (recurrent_hidden_states, ~(terminated | truncated), obs)
+            for tensor, value in zip(tensors[len(values) :], next_values):
                 tensor[t + 1].copy_(value)
         self.step = (t + 1) % self.num_steps
 

@@ -16,7 +16,7 @@ from a2c_ppo.algo.a2c_acktr import a2c_losses
 from a2c_ppo.algo.flat_params import FlatParameters
 from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.algo.ppo import AutogradGradient, ppo_losses
-from a2c_ppo.fastpath import MAX_NUMPY_WIDTH, NumpyActor, acting_function, fast_mlp, why_not_fast
+from a2c_ppo.fastpath import MAX_FUSED_WIDTH, MAX_NUMPY_WIDTH, NumpyActor, acting_function, fast_mlp, why_not_fast
 from a2c_ppo.model import MLPBase, Policy, make_policy
 from a2c_ppo.storage import Minibatch
 from tests.helpers import BOX_OBS, rollout_from_policy
@@ -100,16 +100,31 @@ def test_categorical_samples_have_the_policy_frequencies(numpy_path):
     torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
 
 
-def test_follows_parameter_updates_without_being_rebuilt():
+def test_acts_with_the_parameters_it_was_built_with():
+    """A snapshot (the rollout builds one per rollout, after the update): a new one sees an
+    in-place optimizer step, a load and a zeroed policy."""
     policy = _policy("box")
-    actor = _actor(policy, deterministic=True)
     obs, hxs, masks = _inputs()
-    before = actor(obs, hxs, masks)[0].clone()
+    before = _actor(policy, deterministic=True)(obs, hxs, masks)[0].clone()
     with torch.no_grad():
         policy.base.critic_linear.bias.add_(1.0)  # an in-place step, as the optimizer takes
-    torch.testing.assert_close(actor(obs, hxs, masks)[0], before + 1.0)
+    torch.testing.assert_close(_actor(policy, deterministic=True)(obs, hxs, masks)[0], before + 1.0)
     policy.load_state_dict({k: torch.zeros_like(v) for k, v in policy.state_dict().items()})
-    assert actor(obs, hxs, masks)[0].abs().sum() == 0
+    assert _actor(policy, deterministic=True)(obs, hxs, masks)[0].abs().sum() == 0
+
+
+@pytest.mark.parametrize("kind", ACTION_SPACES)
+def test_the_fused_stack_computes_what_the_separate_towers_compute(kind):
+    """Up to MAX_FUSED_WIDTH both towers and heads run as one block-diagonal stack; wider ones
+    run apart. Both equal policy.act, and the fused actor is the one built for a 64-wide policy."""
+    for hidden in (MAX_FUSED_WIDTH, MAX_FUSED_WIDTH + 32):
+        torch.manual_seed(0)
+        policy = Policy(OBS_SPACE, ACTION_SPACES[kind], base=MLPBase(7, hidden_size=hidden))
+        actor = _actor(policy, deterministic=True)
+        assert (actor.fused is not None) == (hidden <= MAX_FUSED_WIDTH)
+        obs, hxs, masks = _inputs()
+        for e, g in zip(policy.act(obs, hxs, masks, deterministic=True), actor(obs, hxs, masks)):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- the gate

@@ -64,9 +64,16 @@ class FlatParameters:
 
 def clip_flat_gradient(grad: torch.Tensor, max_norm: float | None) -> torch.Tensor:
     """Scale ``grad`` (P,) in place to a norm of at most ``max_norm`` (None: leave it); returns
-    the pre-clip norm (0-d). The same rule as ``nn.utils.clip_grad_norm_``, without a host sync."""
+    the pre-clip norm (0-d). The same rule as ``nn.utils.clip_grad_norm_``; on an accelerator
+    without a host sync."""
     norm = torch.linalg.vector_norm(grad)
-    if max_norm is not None:
+    if max_norm is None:
+        return norm
+    if grad.device.type == "cpu":  # the norm is on the host already: one op, and only when it clips
+        scale = max_norm / (float(norm) + 1e-6)
+        if scale < 1.0:
+            grad.mul_(scale)
+    else:
         grad.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
     return norm
 

@@ -121,7 +121,8 @@ def _gaussian(
 ) -> tuple[torch.Tensor, torch.Tensor, Score]:
     """As ``_categorical`` for ``N(mean (B, A), exp(log_std (A,)))``; ``score`` also writes the
     log-std's gradient."""
-    noise = (actions - mean) * torch.exp(-log_std)
+    inverse_std = torch.exp(-log_std)
+    noise = (actions - mean) * inverse_std
     entropy = gaussian_entropy(torch, log_std).expand(len(mean))
 
     def score(d_log_probs: torch.Tensor, c: float) -> torch.Tensor:
@@ -130,6 +131,6 @@ def _gaussian(
         torch.sum(d_log_probs * (noise.pow(2) - 1.0), 0, out=log_std.grad)
         if c:
             log_std.grad -= c * len(mean)
-        return d_log_probs * noise * torch.exp(-log_std)
+        return d_log_probs * noise * inverse_std
 
     return gaussian_log_prob(torch, noise, log_std), entropy, score

@@ -20,7 +20,7 @@ def merge_moments(
     if total == 0:
         return 0.0, mean_a, m2_a
     delta = mean_b - mean_a
-    weight_b = count_b / total  # Python floats: one array op fewer per term (this runs every env step)
+    weight_b = count_b / total  # Python floats: one array op fewer per term
     mean = mean_a + delta * weight_b
     m2 = m2_a + m2_b + delta * delta * (count_a * weight_b)
     return total, mean, m2
@@ -41,44 +41,47 @@ class RunningMeanStd:
         self._mark_synced()
 
     def _mark_synced(self) -> None:
-        """Start a new since-last-sync accumulator from the current statistics."""
+        """Remember the current statistics as the last synchronised ones."""
         self._synced = (self.count, self.mean.copy(), self.var * self.count)
-        self._unsynced = (0.0, np.zeros_like(self.mean), np.zeros_like(self.mean))
 
     def update(self, batch: np.ndarray) -> None:
+        """Merge ``batch (B, *shape)`` in. This runs on every env step, so it is written for the
+        few rows of one step: a dozen numpy calls, and none for a batch of one row's m2."""
         batch = np.asarray(batch, dtype=np.float64)
         batch_count = batch.shape[0]
         if batch_count == 0:
             return
-        # Plain sums, not np.mean / np.var: their wrappers cost more than the arithmetic on
-        # the few rows of one env step.
-        batch_mean = batch.sum(axis=0) / batch_count
-        if batch_count == 1:
-            batch_m2 = np.zeros_like(batch_mean)
-        else:
+        batch_mean = batch[0] if batch_count == 1 else np.add.reduce(batch, axis=0) / batch_count
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        # merge_moments' formula, inlined: the weights are Python floats, one array op fewer per term
+        m2 = self.var * self.count + delta * delta * (self.count * batch_count / total)
+        if batch_count > 1:
             deviations = batch - batch_mean
-            batch_m2 = (deviations * deviations).sum(axis=0)
-        self.count, self.mean, m2 = merge_moments(
-            self.count, self.mean, self.var * self.count, batch_count, batch_mean, batch_m2
-        )
-        self.var = m2 / self.count
-        self._unsynced = merge_moments(*self._unsynced, batch_count, batch_mean, batch_m2)
+            m2 += np.add.reduce(deviations * deviations, axis=0)
+        self.mean = self.mean + delta * (batch_count / total)
+        self.var = m2 / total
+        self.count = total
 
     def sync_payload(self) -> np.ndarray:
         """The batches since the last sync as a float64 vector ``[n, S1..., S2...]`` of length
         ``1 + 2 * size``, whose element-wise sum over ranks describes all ranks' batches.
 
-        ``S1 = n (mean - c)`` and ``S2 = m2 + n (mean - c)^2`` are sums around ``c``, the mean
-        at the last sync, which every rank shares; shifting by it keeps the sums small, so
-        recovering the pooled variance from them loses no precision.
+        ``S1 = n (mean - c)`` and ``S2 = m2 + n (mean - c)^2`` are the sums of those batches
+        around ``c``, the mean at the last sync, which every rank shares; shifting by it keeps
+        the sums small, so recovering the pooled variance from them loses no precision. They
+        follow from the statistics now (N, M, M2) and at the last sync (N0, c, M2_0) by
+        inverting the merge: ``n = N - N0``, ``S1 = N (M - c)``, ``S2 = M2 - M2_0 + N (M - c)^2``.
         """
-        count, mean, m2 = self._unsynced
-        offset = mean - self._synced[1]
-        return np.concatenate([[count], (count * offset).ravel(), (m2 + count * offset**2).ravel()])
+        synced_count, synced_mean, synced_m2 = self._synced
+        shift = self.mean - synced_mean
+        s1 = self.count * shift
+        s2 = self.var * self.count - synced_m2 + s1 * shift
+        return np.concatenate([[self.count - synced_count], s1.ravel(), s2.ravel()])
 
     def apply_sync(self, summed: np.ndarray) -> None:
         """Set the statistics to the last synced ones merged with the batches that ``summed``
-        (the sum over ranks of ``sync_payload()``) describes; starts a new accumulator."""
+        (the sum over ranks of ``sync_payload()``) describes."""
         size = self.mean.size
         count = float(summed[0])
         synced_count, synced_mean, synced_m2 = self._synced

@@ -14,6 +14,7 @@ finish, ``done`` a list of ``(env index, reset info, final obs, final info)``. P
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,18 @@ def step_payload(plain: list[tuple[int, dict]] | None, done: list | None) -> Pay
     return (columns if columns is not None else plain), done or []
 
 
+@functools.cache
+def _true_mask(num_envs: int) -> np.ndarray:
+    mask = np.ones(num_envs, dtype=np.bool_)
+    mask.flags.writeable = False
+    return mask
+
+
+def _all_true(num_envs: int) -> np.ndarray:
+    """A fresh all-True mask of ``num_envs`` (a copy: a fifth of ``np.ones``' time)."""
+    return _true_mask(num_envs).copy()
+
+
 def _columns_to_infos(blocks: list[Columns], lo: int, num_envs: int) -> dict[str, Any] | None:
     """The vectorised infos of envs ``lo .. lo + num_envs - 1`` from column blocks (in env
     order), or ``None`` if a key has different types in different blocks."""
@@ -89,7 +102,7 @@ def _columns_to_infos(blocks: list[Columns], lo: int, num_envs: int) -> dict[str
     for key, (kind, index, values) in merged.items():
         # As _add_info: an array of the first value's type, zeros where an env had no value.
         if len(index) == num_envs:  # every env has this key (indices are lo.. in order)
-            infos[key], infos[f"_{key}"] = np.array(values, dtype=kind), np.ones(num_envs, dtype=np.bool_)
+            infos[key], infos[f"_{key}"] = np.array(values, dtype=kind), _all_true(num_envs)
         else:
             rows = np.asarray(index) - lo
             array: np.ndarray = np.zeros(num_envs, dtype=kind)

@@ -154,6 +154,7 @@ class SubprocVecEnv(VectorEnv):
         self._local: list[LocalBlock] = []
         self._blocks: list[Handle] = []  # in env order; the main block (if any) last
         self._in_flight: dict[tuple[int, int], list[Handle]] = {}  # step ranges awaiting step_wait
+        self._step_plans: dict[tuple[int, int], tuple[list[Handle], list[Any]]] = {}  # see step_async
         self._dirty = False  # a command was cut short: its unread replies must be dropped first
         self._finalizer = weakref.finalize(self, _release, self._procs, self._conns, close_timeout, self._local)
         try:
@@ -328,11 +329,14 @@ class SubprocVecEnv(VectorEnv):
         if any(a < stop and start < b for a, b in self._in_flight):
             raise AlreadyPendingCallError(f"envs {start}..{stop - 1} overlap a range still being stepped", "step")
         self._act[start:stop] = act
-        handles = [h for h in self._blocks if h.envs.start < stop and start < h.envs.stop]
-        ranges = [(max(h.envs.start, start), min(h.envs.stop, stop)) for h in handles]
-        payloads = [None if r == (h.envs.start, h.envs.stop) else r for h, r in zip(handles, ranges)]
-        self._submit(handles, CMD_STEP, payloads, tag=(start, stop))
-        self._in_flight[start, stop] = handles
+        plan = self._step_plans.get((start, stop))
+        if plan is None:  # the blocks a range touches, and what each steps (None: all its envs)
+            handles = [h for h in self._blocks if h.envs.start < stop and start < h.envs.stop]
+            ranges = [(max(h.envs.start, start), min(h.envs.stop, stop)) for h in handles]
+            payloads = [None if r == (h.envs.start, h.envs.stop) else r for h, r in zip(handles, ranges)]
+            plan = self._step_plans[start, stop] = (handles, payloads)
+        self._submit(plan[0], CMD_STEP, plan[1], tag=(start, stop))
+        self._in_flight[start, stop] = plan[0]
 
     def step_wait(
         self, envs: slice = slice(None)
