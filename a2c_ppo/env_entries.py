@@ -19,6 +19,11 @@ from typing import Any
 
 ZOO = "DLR-RM/rl-baselines3-zoo hyperparams/"
 
+#: Our value loss is ``0.5 * mean((V - R)^2)`` (ikostrikov's and CleanRL's convention); SB3's and
+#: Tianshou's is ``mean((V - R)^2)`` (``F.mse_loss``), weighted by their ``vf_coef``. The same
+#: gradient therefore takes ``value_loss_coef = VF_COEF_TO_OURS * vf_coef``.
+VF_COEF_TO_OURS = 2.0
+
 #: Stable-Baselines3's PPO and A2C defaults (stable_baselines3/ppo/ppo.py, a2c/a2c.py).
 SB3_DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": {"n_envs": 1, "n_steps": 2048, "batch_size": 64, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99,
@@ -46,7 +51,7 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
         "gamma": float(zoo.pop("gamma")),
         "gae_lambda": float(zoo.pop("gae_lambda")),
         "entropy_coef": float(zoo.pop("ent_coef")),
-        "value_loss_coef": float(zoo.pop("vf_coef")),
+        "value_loss_coef": VF_COEF_TO_OURS * float(zoo.pop("vf_coef")),
         "max_grad_norm": float(zoo.pop("max_grad_norm")),
         "norm_adv": algo == "ppo",  # SB3: PPO normalises advantages, A2C does not
         **normalize,
@@ -100,11 +105,13 @@ CLEANRL_PPO_CONTINUOUS: dict[str, Any] = {
 
 #: thu-ml/tianshou examples/mujoco/mujoco_a2c.py's defaults (benchmarked in examples/mujoco/README.md
 #: on InvertedPendulum-v2, InvertedDoublePendulum-v2 and Reacher-v2): 16 envs x 5 steps, RMSprop,
-#: observation normalisation and return scaling, initial log-std -0.5. Its learning rate decays
-#: over 3M steps (its 1M results are read off the first third); here over the 1M budget.
+#: observation normalisation and return scaling, initial log-std -0.5, vf_coef 0.5 of its MSE value
+#: loss. Its learning rate decays over 3M steps (its 1M results are read off the first third); here
+#: over the 1M budget.
 TIANSHOU_A2C_MUJOCO: dict[str, Any] = {
     "num_processes": 16, "num_steps": 5, "num_env_steps": 1_000_000, "lr": 7e-4, "use_linear_lr_decay": True,
-    "gamma": 0.99, "gae_lambda": 0.95, "entropy_coef": 0.01, "value_loss_coef": 0.5, "max_grad_norm": 0.5,
+    "gamma": 0.99, "gae_lambda": 0.95, "entropy_coef": 0.01, "value_loss_coef": VF_COEF_TO_OURS * 0.5,
+    "max_grad_norm": 0.5,
     "norm_adv": False, "norm_obs": True, "norm_reward": True, "log_std_init": -0.5,
 }  # fmt: skip
 

@@ -90,18 +90,29 @@ def run_dirs(out: str, env_id: str, algo: str, seed: int) -> list[str]:
     return sorted(glob.glob(pattern))
 
 
-def progress(run_dir: str, steps: int) -> int | None:
-    """Env steps done by the run in ``run_dir`` if its checkpoint trains for ``steps``, else None."""
+def stale_settings(config: dict[str, Any], env_id: str, algo: str) -> list[str]:
+    """The entry's settings that a run's saved ``config`` trained with other values of (an entry
+    changed since the run): such a run is not this entry's result."""
+    wanted = ENV_ENTRIES[env_id].values[algo]
+    return sorted(key for key, value in wanted.items() if key != "num_env_steps" and config.get(key) != value)
+
+
+def progress(run_dir: str, steps: int, env_id: str, algo: str) -> int | None:
+    """Env steps done by the run in ``run_dir`` if its checkpoint trains for ``steps`` with the
+    entry's current settings, else None."""
     path = os.path.join(run_dir, RUN_CHECKPOINT)
     if not os.path.isfile(path):
         return None
     checkpoint = load_checkpoint(path)
-    return checkpoint["counters"]["env_steps"] if checkpoint["config"]["num_env_steps"] == steps else None
+    config = checkpoint["config"]
+    if config["num_env_steps"] != steps or stale_settings(config, env_id, algo):
+        return None
+    return checkpoint["counters"]["env_steps"]
 
 
 def find_run(out: str, env_id: str, algo: str, seed: int, steps: int) -> tuple[str | None, bool]:
     """(the most advanced run folder for this budget or None, whether it is finished)."""
-    runs = [(progress(d, steps), d) for d in run_dirs(out, env_id, algo, seed)]
+    runs = [(progress(d, steps, env_id, algo), d) for d in run_dirs(out, env_id, algo, seed)]
     done = [(n, d) for n, d in runs if n is not None]
     if not done:
         return None, False
@@ -199,8 +210,14 @@ def summarise(out: str, env_id: str, algo: str, seeds: list[int], scale: float) 
         "eval_mean": float(np.mean(evals)), "eval_std": float(np.std(evals)),
         "train_mean": float(np.mean(trains)), "train_std": float(np.std(trains)),
         "env_steps": steps // batch * batch, "wall_s": float(np.mean(walls)), "seeds": [seed for seed, _ in finished],
-        "run_dirs": [shown(d) for _, d in finished],
+        "run_dirs": [shown(d) for _, d in finished], "settings": entry_settings(env_id, algo),
     }  # fmt: skip
+
+
+def entry_settings(env_id: str, algo: str) -> dict[str, Any]:
+    """The entry's settings a result was trained with (kept with it, so that a later change of
+    the entry shows: ``readme_table``)."""
+    return {key: value for key, value in ENV_ENTRIES[env_id].values[algo].items() if key != "num_env_steps"}
 
 
 def shown(path: str) -> str:
@@ -296,9 +313,14 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             ours = results.get(env_id, {}).get(algo)
             zoo = ZOO.get((env_id, algo))
             judged = verdict(ours["eval_mean"] if ours else None, zoo, env_id, algo, steps)
-            cells = [env_id, algo, steps_text(steps),
-                     f"{mean_std(ours['eval_mean'], ours['eval_std'])} ({len(ours['seeds'])} seeds)"
-                     if ours else "not run yet", published_text(zoo, steps) if zoo else "-",
+            result = "not run yet"
+            if ours:
+                result = f"{mean_std(ours['eval_mean'], ours['eval_std'])} ({len(ours['seeds'])} seeds)"
+                changed = stale_settings(ours.get("settings", {}), env_id, algo)
+                if changed:  # measured before the entry changed: shown, but not judged as the entry's
+                    result += " with earlier " + ", ".join(f"{key} {ours['settings'].get(key)}" for key in changed)
+                    judged = "not rerun with the entry's current settings yet"
+            cells = [env_id, algo, steps_text(steps), result, published_text(zoo, steps) if zoo else "-",
                      others_text(env_id, algo, steps), judged]  # fmt: skip
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)

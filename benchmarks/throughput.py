@@ -107,6 +107,8 @@ def sb3_worker(spec: str) -> None:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+    from a2c_ppo.env_entries import VF_COEF_TO_OURS
+
     torch.set_num_threads(1)
     w = Workload(**json.loads(spec))
     envs = make_vec_env(lambda: gym.make(w.env_id), n_envs=w.num_envs, seed=1, vec_env_cls=DummyVecEnv)
@@ -123,7 +125,7 @@ def sb3_worker(spec: str) -> None:
         gae_lambda=0.95,
         clip_range=0.2,
         ent_coef=0.0,
-        vf_coef=0.5,
+        vf_coef=0.5 / VF_COEF_TO_OURS,  # our --value-loss-coef 0.5: SB3's value loss has no 1/2
         max_grad_norm=0.5,
         policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh},
         device="cpu",

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from a2c_ppo.env_entries import VF_COEF_TO_OURS  # noqa: E402
+
 WINDOW = 10  # episodes in the mean that must reach the threshold, as main.py's console shows
 
 
@@ -125,7 +127,7 @@ def sb3_arguments(config: dict) -> dict:
         "gae_lambda": config["gae_lambda"],
         "normalize_advantage": config["norm_adv"],
         "ent_coef": config["entropy_coef"],
-        "vf_coef": config["value_loss_coef"],
+        "vf_coef": config["value_loss_coef"] / VF_COEF_TO_OURS,  # SB3's value loss has no 1/2
         "max_grad_norm": config["max_grad_norm"],
         "use_sde": config["use_sde"],
         "sde_sample_freq": config["sde_sample_freq"],

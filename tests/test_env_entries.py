@@ -7,12 +7,17 @@ import importlib.util
 import os
 
 import pytest
+import torch
+import torch.nn.functional as F
 
+from a2c_ppo.algo.a2c_acktr import a2c_losses
+from a2c_ppo.algo.ppo import ppo_losses
 from a2c_ppo.arguments import resolve, settings_table
 from a2c_ppo.config import SETTINGS, flag_name, show
-from a2c_ppo.env_entries import ZOO, zoo_a2c, zoo_ppo
+from a2c_ppo.env_entries import TIANSHOU_A2C_MUJOCO, ZOO, zoo_a2c, zoo_ppo
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.presets import ENV_ENTRIES, PRESET_KEYS
+from a2c_ppo.storage import Minibatch
 from benchmarks import published, results_table
 from tests.helpers import ROOT
 
@@ -147,3 +152,26 @@ def test_the_readme_shows_the_results_table_as_the_code_makes_it():
     readme = open(os.path.join(ROOT, "README.md")).read()
     block = readme.split("<!-- results-table -->")[1].split("<!-- /results-table -->")[0]
     assert block.strip() == results_table.readme_table(results_table.load_results())
+
+
+@pytest.mark.parametrize("source", ["zoo ppo", "zoo a2c", "tianshou a2c"])
+def test_a_published_vf_coef_gives_that_librarys_value_gradient(source):
+    """SB3's and Tianshou's value loss is ``vf_coef * mean((V - R)^2)``; ours is ``value_loss_coef
+    * 0.5 * mean((V - R)^2)``. The translated entry must give the same loss and gradient, not half."""
+    vf_coef = {"zoo ppo": 0.3, "zoo a2c": 0.3, "tianshou a2c": 0.5}[source]
+    settings = {"zoo ppo": zoo_ppo(1e6, vf_coef=0.3), "zoo a2c": zoo_a2c(1e6, vf_coef=0.3),
+                "tianshou a2c": TIANSHOU_A2C_MUJOCO}[source]  # fmt: skip
+    values, returns = torch.tensor([[0.5], [2.0], [-1.0]], requires_grad=True), torch.tensor([[1.0], [1.0], [0.0]])
+    zeros = torch.zeros(3, 1)
+    batch = Minibatch(obs=zeros, recurrent_hidden_states=zeros, actions=zeros, value_preds=zeros, returns=returns,
+                      masks=zeros, old_action_log_probs=zeros, advantages=zeros)  # fmt: skip
+    if source == "zoo ppo":
+        ours = ppo_losses(batch, values, zeros, clip_param=0.2, clip_value_loss=settings["clip_value_loss"])
+    else:
+        ours = a2c_losses(batch, values, zeros)
+    loss = settings["value_loss_coef"] * ours["value_loss"]
+    reference = vf_coef * F.mse_loss(returns, values)  # their value term
+    assert loss.item() == pytest.approx(reference.item())
+    (gradient,) = torch.autograd.grad(loss, values)
+    (expected,) = torch.autograd.grad(reference, values)
+    torch.testing.assert_close(gradient, expected)
