@@ -103,7 +103,9 @@ class RunConfig:
     use_gae: bool = setting(True, "generalized advantage estimation, else n-step returns", ALGORITHM, flag="on-off")
     gae_lambda: float = setting(BY_PRESET, "GAE lambda", ALGORITHM, low=0.0, high=1.0, preset=True)
     entropy_coef: float = setting(0.0, "entropy bonus", ALGORITHM, low=0.0, preset=True)
-    value_loss_coef: float = setting(0.5, "value loss weight", ALGORITHM, low=0.0)
+    value_loss_coef: float = setting(
+        0.5, "weight of the value loss 0.5 * mean((V - R)^2) (twice an SB3 / Tianshou vf_coef)", ALGORITHM, low=0.0
+    )
     max_grad_norm: float = setting(
         0.5, "global gradient-norm clip", ALGORITHM, low=0.0, low_open=True, algos=("ppo", "a2c")
     )

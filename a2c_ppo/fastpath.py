@@ -136,7 +136,7 @@ def fast_mlp(policy: nn.Module) -> FastMLP | None:
 
 
 #: Widest tower layer acted on as one block-diagonal product of both towers: up to it the
-#: product's zero blocks cost less than the numpy calls it saves (3.3 of 8.8 us for a 64-wide
+#: product's zero blocks cost less than the numpy calls it saves (3.1 of 8.8 us for a 64-wide
 #: policy and one env; at 256 wide it is 1.4x slower: docs/BENCHMARKS.md).
 MAX_FUSED_WIDTH = 64
 
@@ -187,7 +187,7 @@ class NumpyActor:
     takes the mean or the most likely class.
 
     Both towers and heads run as one stack of block-diagonal layers where that is cheaper
-    (``_fused``): a third of the numpy calls, which dominate at these sizes."""
+    (``_fused``): half the numpy calls, which dominate at these sizes."""
 
     def __init__(self, parts: FastMLP, deterministic: bool = False) -> None:
         self.deterministic = deterministic

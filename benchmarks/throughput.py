@@ -15,7 +15,8 @@ that the noise of a shared machine falls on every column alike:
 
 Needs the ``[bench]`` extra (stable-baselines3) for the SB3 column. Example:
 ``python benchmarks/throughput.py --reps 3`` (about 15 minutes on 2 cores);
-``python benchmarks/throughput.py --workloads --reps 9``: the start-up time alone.
+``python benchmarks/throughput.py --workloads --reps 9``: the start-up time alone;
+``git worktree add /tmp/before <commit>`` then ``--baseline /tmp/before``: that commit beside this one.
 """
 
 from __future__ import annotations
@@ -76,12 +77,13 @@ WORKLOADS = {
 }  # fmt: skip
 
 
-def run_ours(workload: Workload, extra: list[str]) -> tuple[float, float]:
-    """(training SPS, median rollout SPS) of one main.py run."""
+def run_ours(workload: Workload, extra: list[str], root: str = ROOT) -> tuple[float, float]:
+    """(training SPS, median rollout SPS) of one run of ``root``'s main.py (another checkout's
+    for ``--baseline``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [sys.executable, os.path.join(ROOT, "main.py"), *workload.our_flags(), *extra, "--log-interval", "1",
+        argv = [sys.executable, os.path.join(root, "main.py"), *workload.our_flags(), *extra, "--log-interval", "1",
                 "--log-dir", os.path.join(tmp, "runs"), "--save-dir", os.path.join(tmp, "models")]  # fmt: skip
-        subprocess.run(argv, check=True, capture_output=True, cwd=ROOT)
+        subprocess.run(argv, check=True, capture_output=True, cwd=root)
         (path,) = glob.glob(os.path.join(tmp, "runs", "*", "progress.csv"))
         rows = list(csv.DictReader(open(path)))
     rollout = statistics.median(float(row["charts/rollout_SPS"]) for row in rows)
@@ -191,6 +193,11 @@ def main() -> None:
     parser.add_argument("--our-flags", default="", help="extra main.py flags for our runs, e.g. '--overlap off'")
     parser.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 column")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every run's env steps (smoke tests)")
+    parser.add_argument(
+        "--baseline",
+        help="another checkout (a worktree of an older commit): its main.py runs "
+        "the same workloads, interleaved, and a line per workload compares the two",
+    )
     parser.add_argument("--sb3-worker", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.sb3_worker:
@@ -203,11 +210,13 @@ def main() -> None:
         w = WORKLOADS[name]
         batch = w.num_envs * w.num_steps
         w.steps = max(batch, int(w.steps * opts.scale) // batch * batch)
-        ours, rollouts, sb3, limits = [], [], [], []
+        ours, rollouts, sb3, limits, baseline = [], [], [], [], []
         for _ in range(opts.reps):
             sps, rollout = run_ours(w, extra)
             ours.append(sps)
             rollouts.append(rollout)
+            if opts.baseline:
+                baseline.append(run_ours(w, extra, os.path.abspath(opts.baseline)))
             if w.sb3 and not opts.no_sb3:
                 sb3.append(run_sb3(w))
             limits.append(env_limit(w))
@@ -215,6 +224,10 @@ def main() -> None:
         s = statistics.median(sb3) if sb3 else float("nan")
         print(f"{name:<15} | {o:>9,.0f} | {r:>11,.0f} | {s:>8,.0f} | {o / s:>7.2f}x | {lim:>9,.0f} | "
               f"{o / lim:>9.2f}x | {r / lim:>12.2f}x", flush=True)  # fmt: skip
+        if baseline:
+            bo, br = statistics.median(b for b, _ in baseline), statistics.median(r for _, r in baseline)
+            print(f"{'':<15}   baseline {bo:,.0f} SPS, rollout {br:,.0f}: ours / baseline {o / bo:.2f}x, "
+                  f"rollout {r / br:.2f}x", flush=True)  # fmt: skip
     ours_start, torch_start = startup(max(opts.reps, 3))
     print(f"\nstart-up: first line of main.py {ours_start:.2f} s, import torch {torch_start:.2f} s, "
           f"ratio {ours_start / torch_start:.2f}x")  # fmt: skip
