@@ -1,0 +1,101 @@
+"""One PPO update against Stable-Baselines3's on the same rollout, weights and settings.
+
+A zoo entry's settings (InvertedPendulum-v5's: one minibatch of the whole 32-step rollout, so
+the minibatch order cannot matter) must move the parameters as SB3's ``PPO.train()`` does:
+this checks the translation (``env_entries``: the value loss's weight, the clip range, the
+advantage normalisation) and the update's maths end to end, with the hand-written gradient and
+with autograd. Needs the ``[bench]`` extra (stable-baselines3); skipped without it.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from a2c_ppo.algo.hand_gradient import HandGradient
+from a2c_ppo.algo.ppo import PPO
+from a2c_ppo.arguments import resolve
+from a2c_ppo.fastpath import fast_mlp
+from a2c_ppo.model import make_policy
+from a2c_ppo.storage import RolloutStorage
+from benchmarks.time_to_result import sb3_arguments
+
+sb3 = pytest.importorskip("stable_baselines3")
+pytest.importorskip("mujoco")
+
+ENV_ID = "InvertedPendulum-v5"
+
+
+def sb3_model_after_one_rollout(config: dict):
+    """SB3's PPO for ``config``, its rollout buffer filled by one real rollout (not trained yet)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    envs = make_vec_env(lambda: gym.make(ENV_ID), n_envs=1, seed=1)
+    model = sb3.PPO(env=envs, seed=1, device="cpu", **sb3_arguments(config))
+    _, callback = model._setup_learn(config["num_steps"], callback=None)
+    callback.on_training_start(locals(), globals())
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+    return model
+
+
+def copy_weights(model, policy) -> None:
+    """SB3's MlpPolicy parameters into our Policy (the same two 64 x 64 tanh towers and heads)."""
+    theirs = model.policy
+    pairs = [
+        (policy.base.actor, theirs.mlp_extractor.policy_net),
+        (policy.base.critic, theirs.mlp_extractor.value_net),
+    ]
+    with torch.no_grad():
+        for ours, src in pairs:
+            for a, b in zip(ours.parameters(), src.parameters()):
+                a.copy_(b)
+        policy.base.critic_linear.weight.copy_(theirs.value_net.weight)
+        policy.base.critic_linear.bias.copy_(theirs.value_net.bias)
+        policy.dist.mean.weight.copy_(theirs.action_net.weight)
+        policy.dist.mean.bias.copy_(theirs.action_net.bias)
+        policy.dist.log_std.bias.copy_(theirs.log_std.reshape(policy.dist.log_std.bias.shape))
+
+
+def storage_from(buffer, obs_space: gym.Space, action_dim: int) -> RolloutStorage:
+    """SB3's buffer (returns and advantages computed) as our storage: the update reads the
+    returns and the values (advantages = returns - values), the actions and their log-probs."""
+    T, N = buffer.buffer_size, buffer.n_envs
+    storage = RolloutStorage(T, N, obs_space.shape, action_dim)
+    storage.obs[:-1].copy_(torch.as_tensor(buffer.observations, dtype=torch.float32))
+    storage.actions.copy_(torch.as_tensor(buffer.actions, dtype=torch.float32).reshape(T, N, action_dim))
+    storage.action_log_probs.copy_(torch.as_tensor(buffer.log_probs, dtype=torch.float32).reshape(T, N, 1))
+    storage.value_preds[:-1].copy_(torch.as_tensor(buffer.values, dtype=torch.float32).reshape(T, N, 1))
+    storage.returns.copy_(torch.as_tensor(buffer.returns, dtype=torch.float32).reshape(T, N, 1))
+    return storage
+
+
+@pytest.mark.parametrize("by_hand", [True, False])
+def test_one_ppo_update_moves_the_parameters_as_sb3s(by_hand):
+    config = resolve(["--env-name", ENV_ID, "--algo", "ppo", "--seed", "1"]).config.to_dict()
+    assert config["num_mini_batch"] == 1  # the whole rollout: the minibatch order is irrelevant
+    model = sb3_model_after_one_rollout(config)
+    obs_space, act_space = model.observation_space, model.action_space
+    policy, before = make_policy(obs_space, act_space), make_policy(obs_space, act_space)
+    copy_weights(model, policy)
+    copy_weights(model, before)
+    storage = storage_from(model.rollout_buffer, obs_space, act_space.shape[0])
+    advantages = storage.returns - storage.value_preds[:-1]
+    np.testing.assert_allclose(advantages.reshape(-1).numpy(), model.rollout_buffer.advantages.reshape(-1), rtol=1e-5)
+
+    gradient = HandGradient(fast_mlp(policy)) if by_hand else None
+    agent = PPO(policy, gradient=gradient, lr=config["lr"], clip_param=config["clip_param"],
+                ppo_epoch=config["ppo_epoch"], num_mini_batch=1, eps=config["eps"],
+                value_loss_coef=config["value_loss_coef"], entropy_coef=config["entropy_coef"],
+                max_grad_norm=config["max_grad_norm"], use_clipped_value_loss=config["clip_value_loss"],
+                norm_adv=config["norm_adv"])  # fmt: skip
+    agent.update(storage)
+    model.train()
+
+    after = make_policy(obs_space, act_space)
+    copy_weights(model, after)
+    moved = [(p - q).abs().max().item() for p, q in zip(policy.parameters(), after.parameters())]
+    steps = [(p - q).abs().max().item() for p, q in zip(after.parameters(), before.parameters())]
+    assert max(steps) > 1e-4  # SB3's update moved its weights: the comparison means something
+    assert max(moved) < 1e-5, moved
