@@ -175,3 +175,21 @@ def test_a_published_vf_coef_gives_that_librarys_value_gradient(source):
     (gradient,) = torch.autograd.grad(loss, values)
     (expected,) = torch.autograd.grad(reference, values)
     torch.testing.assert_close(gradient, expected)
+
+
+def test_a_result_measured_with_earlier_settings_is_shown_but_not_judged():
+    """An entry changed after its row ran: README shows the old numbers with the settings that
+    differ and no verdict; the runner counts such runs as not done (``stale_settings``)."""
+    env_id, algo = "Acrobot-v1", "ppo"
+    current = results_table.entry_settings(env_id, algo)
+    assert results_table.stale_settings(current, env_id, algo) == []
+    earlier = {**current, "value_loss_coef": 0.123}
+    assert results_table.stale_settings(earlier, env_id, algo) == ["value_loss_coef"]
+
+    def row(settings: dict) -> str:
+        result = {"eval_mean": -60.0, "eval_std": 1.0, "seeds": [1, 2, 3], "settings": settings}
+        table = results_table.readme_table({env_id: {algo: result}})
+        return next(line for line in table.splitlines() if line.startswith(f"| {env_id} | {algo} |"))
+
+    assert "with earlier value_loss_coef 0.123" in row(earlier) and "not rerun" in row(earlier)
+    assert "earlier" not in row(current) and "reaches the zoo's mean" in row(current)
