@@ -93,8 +93,7 @@ def run_dirs(out: str, env_id: str, algo: str, seed: int) -> list[str]:
 def stale_settings(config: dict[str, Any], env_id: str, algo: str) -> list[str]:
     """The entry's settings that a run's saved ``config`` trained with other values of (an entry
     changed since the run): such a run is not this entry's result."""
-    wanted = ENV_ENTRIES[env_id].values[algo]
-    return sorted(key for key, value in wanted.items() if key != "num_env_steps" and config.get(key) != value)
+    return sorted(key for key, value in entry_settings(env_id, algo).items() if config.get(key) != value)
 
 
 def progress(run_dir: str, steps: int, env_id: str, algo: str) -> int | None:
