@@ -58,6 +58,7 @@ EVALUATIONS = 10  # about this many evaluations per run
 EVAL_EPISODES = 10
 STOPPED = (130, 143)  # main.py's exit statuses after Ctrl-C and SIGTERM
 DOCS_RESULTS = os.path.join(ROOT, "docs", "results.json")
+DOCS_SB3 = os.path.join(ROOT, "docs", "sb3_results.json")  # benchmarks/sb3_entry.py's summaries
 README = os.path.join(ROOT, "README.md")
 MARKERS = ("<!-- results-table -->", "<!-- /results-table -->")
 
@@ -225,10 +226,14 @@ def shown(path: str) -> str:
     return os.path.abspath(path) if relative.startswith("..") else relative
 
 
+def number(value: float, like: float | None = None) -> str:
+    """``value`` to the precision the size of ``like`` (default: ``value``) calls for."""
+    decimals = 0 if abs(value if like is None else like) >= 1000 else 1
+    return f"{value:,.{decimals}f}"
+
+
 def mean_std(mean: float, std: float) -> str:
-    """``mean ± std``, both to the precision the mean's size calls for."""
-    decimals = 0 if abs(mean) >= 1000 else 1
-    return f"{mean:,.{decimals}f} ± {std:,.{decimals}f}"
+    return f"{number(mean)} ± {number(std, like=mean)}"
 
 
 def steps_text(steps: int) -> str:
@@ -301,11 +306,13 @@ def save_results(path: str, results: dict[str, dict[str, dict[str, Any] | None]]
     write_json(path, merged)
 
 
-def readme_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+def readme_table(results: dict[str, dict[str, dict[str, Any]]], sb3: dict[str, dict[str, dict[str, Any]]]) -> str:
     """README.md's table: every entry, its budget, our result (``results``, docs/results.json),
-    the published ones and the verdict."""
+    the published ones, SB3's with the same settings where measured (``sb3``,
+    docs/sb3_results.json) and the verdict."""
     rows = ["| env | algo | budget | ours: final eval return, mean ± std over seeds | rl-baselines3-zoo | "
-            "CleanRL / Tianshou | ours vs zoo |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+            "CleanRL / Tianshou | Stable-Baselines3 with these settings | ours vs zoo |",
+            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for env_id in (env_id for ids in FAMILIES.values() for env_id in ids):
         for algo in ENV_ENTRIES[env_id].values:
             steps, _ = budget(env_id, algo)
@@ -314,25 +321,40 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             judged = verdict(ours["eval_mean"] if ours else None, zoo, env_id, algo, steps)
             result = "not run yet"
             if ours:
-                result = f"{mean_std(ours['eval_mean'], ours['eval_std'])} ({len(ours['seeds'])} seeds)"
+                result = seeds_text(ours)
                 changed = stale_settings(ours.get("settings", {}), env_id, algo)
                 if changed:  # measured before the entry changed: shown, but not judged as the entry's
                     result += " with earlier " + ", ".join(f"{key} {ours['settings'].get(key)}" for key in changed)
                     judged = "not rerun with the entry's current settings yet"
+            theirs = sb3.get(env_id, {}).get(algo)
+            sb3_text = "-"
+            if theirs and not stale_settings(theirs.get("settings", {}), env_id, algo):
+                sb3_text = seeds_text(theirs)
+                if ours and "below" in judged:  # is the shortfall the settings' or ours?
+                    judged += "; SB3's: " + verdict(theirs["eval_mean"], zoo, env_id, algo, steps).split("; ")[-1]
             cells = [env_id, algo, steps_text(steps), result, published_text(zoo, steps) if zoo else "-",
-                     others_text(env_id, algo, steps), judged]  # fmt: skip
+                     others_text(env_id, algo, steps), sb3_text, judged]  # fmt: skip
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def write_readme(path: str = README, results_path: str = DOCS_RESULTS) -> None:
+def seeds_text(summary: dict[str, Any]) -> str:
+    """``mean ± std (n seeds)`` of a summary's final evaluations (the mean alone for one seed)."""
+    n = len(summary["seeds"])
+    if n == 1:
+        return f"{number(summary['eval_mean'])} (1 seed)"
+    return f"{mean_std(summary['eval_mean'], summary['eval_std'])} ({n} seeds)"
+
+
+def write_readme(path: str = README, results_path: str = DOCS_RESULTS, sb3_path: str = DOCS_SB3) -> None:
     """Replace the table between README.md's results-table markers."""
     with open(path) as f:
         text = f.read()
     head, rest = text.split(MARKERS[0], 1)
     tail = rest.split(MARKERS[1], 1)[1]
     with open(path, "w") as f:
-        f.write(f"{head}{MARKERS[0]}\n{readme_table(load_results(results_path))}\n{MARKERS[1]}{tail}")
+        table = readme_table(load_results(results_path), read_json(sb3_path))
+        f.write(f"{head}{MARKERS[0]}\n{table}\n{MARKERS[1]}{tail}")
 
 
 def plot_family(out: str, family: str, run_folders: list[str]) -> None:

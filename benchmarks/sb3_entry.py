@@ -8,7 +8,10 @@ env's entry, ``--show-settings``), given to SB3's PPO or A2C as its own argument
 (``time_to_result.sb3_arguments``), with SB3's ``VecNormalize`` where the entry normalises.
 After the entry's budget, the policy is evaluated deterministically over 10 episodes with
 the normalisation statistics frozen, as the table's runs are. Results append to ``--out``
-(JSON lines) and the script resumes: finished seeds are skipped.
+(JSON lines, each with the entry's settings) and the script resumes: finished seeds are skipped.
+The results at the entries' current settings are summarised per env and algorithm into
+``docs/sb3_results.json``, the README table's "Stable-Baselines3 with these settings" column
+(``results_table.py --readme``).
 
     python benchmarks/sb3_entry.py --env-name MountainCarContinuous-v0 --seeds 1 2 3 4 5 6 7 8
     python benchmarks/sb3_entry.py --env-name LunarLander-v3 --algo a2c
@@ -28,6 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks import results_table  # noqa: E402
 from benchmarks.runs import ResultLog  # noqa: E402
 from benchmarks.time_to_result import sb3_arguments  # noqa: E402
 
@@ -63,19 +67,36 @@ def train_and_evaluate(env_id: str, algo: str, seed: int) -> dict:
         envs.training, envs.norm_reward = False, False
     mean, std = evaluate_policy(model, envs, n_eval_episodes=EVAL_EPISODES, deterministic=True)
     return {"env": env_id, "algo": algo, "seed": seed, "env_steps": config["num_env_steps"],
-            "eval_mean": float(mean), "eval_std": float(std), "seconds": seconds}  # fmt: skip
+            "eval_mean": float(mean), "eval_std": float(std), "seconds": seconds,
+            "settings": results_table.entry_settings(env_id, algo)}  # fmt: skip
 
 
-def report(results: list[dict]) -> None:
+def report(summary: dict[str, dict[str, dict]]) -> None:
     print("| env | algo | seeds | SB3: final eval return per seed | mean ± std over seeds |")
     print("|---|---|---|---|---:|")
+    for env_id, by_algo in summary.items():
+        for algo, s in by_algo.items():
+            per_seed = " / ".join(f"{v:.1f}" for v in s["per_seed"])
+            print(f"| {env_id} | {algo} | {' '.join(map(str, s['seeds']))} | {per_seed} | "
+                  f"{s['eval_mean']:.1f} ± {s['eval_std']:.1f} |")  # fmt: skip
+
+
+def summaries(results: list[dict]) -> dict[str, dict[str, dict]]:
+    """By env and algorithm, the results at the entry's current settings and full budget: the
+    seeds, each seed's final evaluation, and their mean and std over seeds."""
+    out: dict[str, dict[str, dict]] = {}
     for env_id, algo in sorted({(r["env"], r["algo"]) for r in results}):
-        rows = sorted((r for r in results if r["env"] == env_id and r["algo"] == algo), key=lambda r: r["seed"])
+        current = results_table.entry_settings(env_id, algo)
+        steps, _ = results_table.budget(env_id, algo)
+        rows = sorted((r for r in results if r["env"] == env_id and r["algo"] == algo and r["env_steps"] == steps
+                       and r.get("settings") == current), key=lambda r: r["seed"])  # fmt: skip
         finals = [r["eval_mean"] for r in rows]
-        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
-        per_seed = " / ".join(f"{v:.1f}" for v in finals)
-        print(f"| {env_id} | {algo} | {' '.join(str(r['seed']) for r in rows)} | {per_seed} | "
-              f"{statistics.fmean(finals):.1f} ± {spread:.1f} |")  # fmt: skip
+        if finals:
+            out.setdefault(env_id, {})[algo] = {
+                "seeds": [r["seed"] for r in rows], "per_seed": finals, "eval_mean": statistics.fmean(finals),
+                "eval_std": statistics.stdev(finals) if len(finals) > 1 else 0.0, "env_steps": steps,
+                "settings": current}  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -84,6 +105,7 @@ def main() -> None:
     parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "sb3_entry.jsonl"))
+    parser.add_argument("--summary", default=results_table.DOCS_SB3, help="where the summaries go")
     parser.add_argument("--report-only", action="store_true")
     opts = parser.parse_args()
     log = ResultLog(opts.out)
@@ -91,7 +113,9 @@ def main() -> None:
         for seed in opts.seeds:
             if not log.has(env=opts.env_name, algo=opts.algo, seed=seed):
                 log.add(train_and_evaluate(opts.env_name, opts.algo, seed))
-    report(log.rows)
+    summary = summaries(log.rows)
+    report(summary)
+    results_table.write_json(opts.summary, summary)
 
 
 if __name__ == "__main__":

@@ -151,7 +151,8 @@ def test_an_entry_whose_batch_does_not_split_is_refused_with_the_fix(tmp_path):
 def test_the_readme_shows_the_results_table_as_the_code_makes_it():
     readme = open(os.path.join(ROOT, "README.md")).read()
     block = readme.split("<!-- results-table -->")[1].split("<!-- /results-table -->")[0]
-    assert block.strip() == results_table.readme_table(results_table.load_results())
+    sb3 = results_table.read_json(results_table.DOCS_SB3)
+    assert block.strip() == results_table.readme_table(results_table.load_results(), sb3)
 
 
 @pytest.mark.parametrize("source", ["zoo ppo", "zoo a2c", "tianshou a2c"])
@@ -188,8 +189,37 @@ def test_a_result_measured_with_earlier_settings_is_shown_but_not_judged():
 
     def row(settings: dict) -> str:
         result = {"eval_mean": -60.0, "eval_std": 1.0, "seeds": [1, 2, 3], "settings": settings}
-        table = results_table.readme_table({env_id: {algo: result}})
+        table = results_table.readme_table({env_id: {algo: result}}, {})
         return next(line for line in table.splitlines() if line.startswith(f"| {env_id} | {algo} |"))
 
     assert "with earlier value_loss_coef 0.123" in row(earlier) and "not rerun" in row(earlier)
     assert "earlier" not in row(current) and "reaches the zoo's mean" in row(current)
+
+
+def test_sb3_with_the_same_settings_is_summarised_at_the_current_settings_and_shown_beside_a_shortfall():
+    """``sb3_entry.summaries`` keeps only full-budget runs at the entry's current settings; the
+    README row shows them and says whether SB3 reaches the published result where ours does not."""
+    from benchmarks import sb3_entry
+
+    env_id, algo = "MountainCarContinuous-v0", "ppo"  # the zoo: 88.3 ± 2.6 at 20k steps
+    current = results_table.entry_settings(env_id, algo)
+    steps, _ = results_table.budget(env_id, algo)
+    run = {"env": env_id, "algo": algo, "env_steps": steps, "settings": current}
+    rows = [{**run, "seed": 2, "eval_mean": 90.0}, {**run, "seed": 1, "eval_mean": -50.0},
+            {**run, "seed": 3, "eval_mean": 99.0, "settings": {**current, "gamma": 0.5}},  # earlier settings
+            {**run, "seed": 4, "eval_mean": 99.0, "env_steps": steps // 2}]  # a smoke run  # fmt: skip
+    summary = sb3_entry.summaries(rows)[env_id][algo]
+    assert summary["seeds"] == [1, 2] and summary["per_seed"] == [-50.0, 90.0]
+    assert summary["eval_mean"] == 20.0 and summary["eval_std"] == pytest.approx(98.99495, rel=1e-6)
+
+    def row(ours_mean: float, sb3: dict) -> str:
+        ours = {"eval_mean": ours_mean, "eval_std": 1.0, "seeds": [1, 2, 3], "settings": current}
+        table = results_table.readme_table({env_id: {algo: ours}}, {env_id: {algo: sb3}})
+        return next(line for line in table.splitlines() if line.startswith(f"| {env_id} | {algo} |"))
+
+    assert "| 20.0 ± 99.0 (2 seeds) | below the zoo's spread; SB3's: below the zoo's spread |" in row(10.0, summary)
+    one_seed = {**summary, "seeds": [1], "eval_mean": 95.0}
+    assert "| 95.0 (1 seed) | below the zoo's spread; SB3's: reaches the zoo's mean |" in row(10.0, one_seed)
+    assert row(90.0, summary).endswith("| reaches the zoo's mean |")  # no shortfall, no SB3 verdict
+    stale = {**summary, "settings": {**current, "gamma": 0.5}}
+    assert "| - | below the zoo's spread |" in row(10.0, stale)
