@@ -89,7 +89,8 @@ def summaries(results: list[dict]) -> dict[str, dict[str, dict]]:
         current = results_table.entry_settings(env_id, algo)
         steps, _ = results_table.budget(env_id, algo)
         rows = sorted((r for r in results if r["env"] == env_id and r["algo"] == algo and r["env_steps"] == steps
-                       and r.get("settings") == current), key=lambda r: r["seed"])  # fmt: skip
+                       and not results_table.stale_settings(r.get("settings", {}), env_id, algo)),
+                      key=lambda r: r["seed"])  # fmt: skip
         finals = [r["eval_mean"] for r in rows]
         if finals:
             out.setdefault(env_id, {})[algo] = {
