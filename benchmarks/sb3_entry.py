@@ -95,7 +95,8 @@ def summaries(results: list[dict]) -> dict[str, dict[str, dict]]:
         if finals:
             out.setdefault(env_id, {})[algo] = {
                 "seeds": [r["seed"] for r in rows], "per_seed": finals, "eval_mean": statistics.fmean(finals),
-                "eval_std": statistics.stdev(finals) if len(finals) > 1 else 0.0, "env_steps": steps,
+                "eval_std": statistics.pstdev(finals),  # as results_table: np.std
+                "env_steps": steps,
                 "settings": current}  # fmt: skip
     return out
 
