@@ -1,10 +1,13 @@
-"""One PPO update against Stable-Baselines3's on the same rollout, weights and settings.
+"""PPO against Stable-Baselines3's on the same rollouts, weights and settings.
 
 A zoo entry's settings (InvertedPendulum-v5's: one minibatch of the whole 32-step rollout, so
 the minibatch order cannot matter) must move the parameters as SB3's ``PPO.train()`` does:
 this checks the translation (``env_entries``: the value loss's weight, the clip range, the
 advantage normalisation) and the update's maths end to end, with the hand-written gradient and
-with autograd. Needs the ``[bench]`` extra (stable-baselines3); skipped without it.
+with autograd. A second test runs whole training iterations (rollout with normalisation,
+terminations and truncations, returns, update, the optimizer's state carried over) with SB3's
+sampled actions replayed, and holds our parameters to SB3's. Needs the ``[bench]`` extra
+(stable-baselines3); skipped without it.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+import a2c_ppo.rollout as rollout_module
 from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.algo.ppo import PPO
 from a2c_ppo.arguments import resolve
+from a2c_ppo.builders import build_envs, make_agent
 from a2c_ppo.fastpath import fast_mlp
 from a2c_ppo.model import make_policy
 from a2c_ppo.storage import RolloutStorage
@@ -99,3 +104,91 @@ def test_one_ppo_update_moves_the_parameters_as_sb3s(by_hand):
     steps = [(p - q).abs().max().item() for p, q in zip(after.parameters(), before.parameters())]
     assert max(steps) > 1e-4  # SB3's update moved its weights: the comparison means something
     assert max(moved) < 1e-5, moved
+
+
+@pytest.fixture
+def short_pendulum():
+    """InvertedPendulum-v5 with episodes truncated after 8 steps: a rollout of 32 steps then
+    holds truncations (bootstrapped from V(final_obs)) as well as terminations (the pole falls)."""
+    env_id = "a2c_ppo_test/InvertedPendulumShort-v5"
+    gym.register(env_id, entry_point="gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv",
+                 max_episode_steps=8)  # fmt: skip
+    yield env_id
+    del gym.registry[env_id]
+
+
+def sb3_training(config: dict, env_id: str, iterations: int):
+    """SB3's PPO trained ``iterations`` rollouts on ``env_id`` with its VecNormalize, as
+    ``benchmarks/sb3_entry.py`` runs it; returns the model and, per iteration, the actions it
+    sampled and its parameters before that rollout (as our Policy)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    envs = make_vec_env(lambda: gym.make(env_id), n_envs=1, seed=1)
+    envs = VecNormalize(envs, norm_obs=config["norm_obs"], norm_reward=config["norm_reward"], gamma=config["gamma"])
+    model = sb3.PPO(env=envs, seed=1, device="cpu", **sb3_arguments(config))
+    space = model.observation_space, model.action_space
+    record: list = []
+
+    class Recorder(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            record.append([None, make_policy(*space)])
+            copy_weights(self.model, record[-1][1])
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            record[-1][0] = torch.as_tensor(self.model.rollout_buffer.actions, dtype=torch.float32)
+
+    model.learn(iterations * config["num_steps"], callback=Recorder())
+    return model, record
+
+
+def replaying(policy, actions: torch.Tensor):
+    """An act function that takes ``actions (T, N, A)`` in order (SB3's sampled ones) and our
+    policy's value and log-probability of each."""
+    replay = iter(actions)
+
+    def act(obs, rnn_hxs, masks):
+        action = next(replay)
+        value, log_prob, _, rnn_hxs = policy.evaluate_actions(obs, rnn_hxs, masks, action)
+        return value, action, log_prob, rnn_hxs
+
+    return act
+
+
+def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_pendulum, monkeypatch):
+    iterations = 60
+    run = resolve(["--env-name", "InvertedPendulum-v5", "--algo", "ppo", "--seed", "1"]).config
+    run = run.replace(env_name=short_pendulum, precision="fp32")
+    config = run.to_dict()
+    model, record = sb3_training(config, short_pendulum, iterations)
+    obs_space, act_space = model.observation_space, model.action_space
+    policy = make_policy(obs_space, act_space)
+    policy.load_state_dict(record[0][1].state_dict())  # SB3's initial weights
+    agent = make_agent(run, policy)
+    envs = build_envs(run, 1, torch.device("cpu"))
+    storage = RolloutStorage(run.num_steps, 1, obs_space.shape, act_space.shape[0])
+    storage.obs[0].copy_(envs.reset(seed=1))
+    ends = torch.zeros(2)
+    rollouts_actions = [actions for actions, _ in record]
+    monkeypatch.setattr(rollout_module, "acting_function", lambda *_, **__: replaying(policy, rollouts_actions.pop(0)))
+    for _ in record:
+        rollout_module.collect_rollout(policy, envs, storage, run.use_proper_time_limits, fast=False)
+        ends += torch.stack([storage.terminated.sum(), storage.truncated.sum()])
+        with torch.no_grad():
+            next_value = policy.get_value(storage.obs[-1], storage.recurrent_hidden_states[-1], storage.masks[-1])
+        storage.compute_returns(next_value, run.use_gae, run.gamma, run.gae_lambda)
+        agent.update(storage)
+        storage.after_update()
+    envs.close()
+
+    assert ends.min() > 10  # both kinds of episode end were replayed many times
+    after = make_policy(obs_space, act_space)
+    copy_weights(model, after)
+    moved = max((p - q).abs().max().item() for p, q in zip(after.parameters(), record[0][1].parameters()))
+    apart = max((p - q).abs().max().item() for p, q in zip(policy.parameters(), after.parameters()))
+    assert moved > 1e-2  # SB3 trained: the comparison means something
+    assert apart < 1e-5, apart
