@@ -56,7 +56,8 @@ def build_envs(
 ) -> TorchVecEnv:
     """The vector env ``config`` describes (``overrides`` go to make_vec_envs), as tensors.
 
-    With ``policy`` the layout is the training one: ``--overlap auto`` times the policy's act."""
+    With ``policy`` the layout is the training one: ``--overlap auto`` times the policy's act.
+    TorchVecEnv reads infos only where an episode ended, so the envs give no others."""
     timer = None
     if policy is not None and config.overlap == "auto":
         timer = policy_step_timer(policy, device, fast=config.fast_path == "auto")
@@ -70,6 +71,7 @@ def build_envs(
         "num_workers": config.num_workers,
         "env_timeout": config.env_timeout,
         "action_masks": config.action_masks == "on",
+        "step_infos": False,
         **overrides,
     }
     return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)

@@ -265,6 +265,11 @@ def random_counter():
     return CounterEnv(random_length=True, info_every=2, info_kind="nested")
 
 
+def counter_with_step_infos():
+    """A CounterEnv whose episodes end at seeded random times, with MuJoCo-like infos every step."""
+    return CounterEnv(random_length=True, info_every=1, info_kind="numpy")
+
+
 class LockedEnv(CounterEnv):
     """Holds an object no snapshot can capture."""
 

@@ -9,6 +9,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics
 
+from a2c_ppo.envs.make import episode_stats, make_vec_envs
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import TorchVecEnv, env_action_converter
 from a2c_ppo.errors import NonFiniteError
@@ -121,3 +122,29 @@ def test_behind_vec_normalize_the_guard_names_the_env_and_keeps_the_statistics_c
         envs.step(torch.zeros(3, 1, dtype=torch.long))
     assert np.isfinite(norm.obs_rms.mean).all() and np.isfinite(norm.ret_rms.var)
     envs.close()
+
+
+def test_without_step_infos_only_the_steps_that_end_an_episode_carry_infos():
+    """What the training envs do (``build_envs``): the same steps and episode statistics, and
+    no per-step infos for the vector env to gather."""
+    env_id, actions = "tests.envs_for_tests:counter_with_step_infos", np.array([1, 2, 0])
+    full, lean = (make_vec_envs(env_id, 3, vec_env="sync", step_infos=keep) for keep in (True, False))
+    for envs in (full, lean):
+        envs.reset(seed=5)
+    ends = 0
+    for _ in range(30):
+        *full_step, full_infos = full.step(actions)
+        *lean_step, lean_infos = lean.step(actions)
+        for a, b in zip(full_step, lean_step):
+            np.testing.assert_array_equal(a, b)
+        assert "x" in full_infos
+        finished = np.flatnonzero(full_step[2] | full_step[3])
+        ends += len(finished)
+        assert episode_stats(lean_infos) == episode_stats(full_infos)
+        if len(finished):
+            final_x = (infos["final_info"]["x"][finished] for infos in (lean_infos, full_infos))
+            np.testing.assert_array_equal(*final_x)
+        assert "x" not in lean_infos  # the envs that went on gave none
+    assert ends > 5
+    full.close()
+    lean.close()

@@ -19,7 +19,7 @@ from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
-from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeRecorder, ObservationLayout
+from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeEndInfos, EpisodeRecorder, ObservationLayout
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import plan_observations
 
@@ -93,6 +93,7 @@ def make_env(
     action_masks: bool = False,
     factory: Callable[..., Any] | None = None,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
+    step_infos: bool = True,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
@@ -101,6 +102,7 @@ def make_env(
     part when ``action_masks``. With ``video_dir`` every episode of the raw env (or the first
     ``video_episodes``) is written there as an mp4 (``render_mode="rgb_array"``, ``[video]``).
     Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``) if given.
+    Without ``step_infos`` only the steps that end an episode carry an info (``EpisodeEndInfos``).
     """
     entry_point = factory or load_entry_point(env_id)
     if entry_point is not None:
@@ -132,6 +134,8 @@ def make_env(
         env = ActionMaskObservation(env)
     if record_episodes is not None:
         env = EpisodeRecorder(env, record_episodes)
+    if not step_infos:
+        env = EpisodeEndInfos(env)
     return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first
 
 
@@ -175,6 +179,7 @@ def make_vec_envs(
     env_timeout: float | None = None,
     action_masks: bool = False,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
+    step_infos: bool = True,
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
@@ -189,14 +194,15 @@ def make_vec_envs(
     checks and snapshots behave alike. The overlap choice is recorded as
     ``metadata["overlap"]`` for the rollout loop. ``env_timeout``: see ``SubprocVecEnv``'s ``timeout``.
     ``record_episodes``: a list every env appends its finished episodes to (``EpisodeRecorder``;
-    the envs then run in this process).
+    the envs then run in this process). ``step_infos=False``: infos only at the steps that end
+    an episode (``EpisodeEndInfos``; the native and EnvPool kinds keep theirs).
     """
     if vec_env == "native":
         envs: VectorEnv = NativeVecEnv(native_vector_env(env_id))
         return _normalized(envs, norm_obs, norm_reward, gamma)
     if vec_env == "envpool":
         return _envpool(env_id, num_envs, clip_reward, norm_obs, norm_reward, gamma)
-    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks}
+    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks, "step_infos": step_infos}
     if record_episodes is not None:
         vec_env = "sync"  # the recorders append to this process's list
     fns = [
