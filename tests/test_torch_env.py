@@ -124,11 +124,12 @@ def test_behind_vec_normalize_the_guard_names_the_env_and_keeps_the_statistics_c
     envs.close()
 
 
-def test_without_step_infos_only_the_steps_that_end_an_episode_carry_infos():
+@pytest.mark.parametrize("vec_env", ["sync", "subproc"])
+def test_without_step_infos_only_the_steps_that_end_an_episode_carry_infos(vec_env):
     """What the training envs do (``build_envs``): the same steps and episode statistics, and
-    no per-step infos for the vector env to gather."""
+    no per-step infos for the vector env to gather, in the main process and in workers."""
     env_id, actions = "tests.envs_for_tests:counter_with_step_infos", np.array([1, 2, 0])
-    full, lean = (make_vec_envs(env_id, 3, vec_env="sync", step_infos=keep) for keep in (True, False))
+    full, lean = (make_vec_envs(env_id, 3, vec_env=vec_env, step_infos=keep) for keep in (True, False))
     for envs in (full, lean):
         envs.reset(seed=5)
     ends = 0

@@ -19,7 +19,7 @@ from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
-from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeEndInfos, EpisodeRecorder, ObservationLayout
+from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeRecorder, ObservationLayout
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import plan_observations
 
@@ -93,7 +93,6 @@ def make_env(
     action_masks: bool = False,
     factory: Callable[..., Any] | None = None,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
-    step_infos: bool = True,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
@@ -102,7 +101,6 @@ def make_env(
     part when ``action_masks``. With ``video_dir`` every episode of the raw env (or the first
     ``video_episodes``) is written there as an mp4 (``render_mode="rgb_array"``, ``[video]``).
     Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``) if given.
-    Without ``step_infos`` only the steps that end an episode carry an info (``EpisodeEndInfos``).
     """
     entry_point = factory or load_entry_point(env_id)
     if entry_point is not None:
@@ -134,8 +132,6 @@ def make_env(
         env = ActionMaskObservation(env)
     if record_episodes is not None:
         env = EpisodeRecorder(env, record_episodes)
-    if not step_infos:
-        env = EpisodeEndInfos(env)
     return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first
 
 
@@ -195,14 +191,14 @@ def make_vec_envs(
     ``metadata["overlap"]`` for the rollout loop. ``env_timeout``: see ``SubprocVecEnv``'s ``timeout``.
     ``record_episodes``: a list every env appends its finished episodes to (``EpisodeRecorder``;
     the envs then run in this process). ``step_infos=False``: infos only at the steps that end
-    an episode (``EpisodeEndInfos``; the native and EnvPool kinds keep theirs).
+    an episode (``SubprocVecEnv``'s ``step_infos``; the native and EnvPool kinds keep theirs).
     """
     if vec_env == "native":
         envs: VectorEnv = NativeVecEnv(native_vector_env(env_id))
         return _normalized(envs, norm_obs, norm_reward, gamma)
     if vec_env == "envpool":
         return _envpool(env_id, num_envs, clip_reward, norm_obs, norm_reward, gamma)
-    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks, "step_infos": step_infos}
+    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks}
     if record_episodes is not None:
         vec_env = "sync"  # the recorders append to this process's list
     fns = [
@@ -235,7 +231,12 @@ def make_vec_envs(
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
     will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id))
     envs = SubprocVecEnv(
-        fns, num_workers=layout.num_workers, in_main=layout.in_main, copy=not will_norm_obs, timeout=env_timeout
+        fns,
+        num_workers=layout.num_workers,
+        in_main=layout.in_main,
+        copy=not will_norm_obs,
+        timeout=env_timeout,
+        step_infos=step_infos,
     )
     envs.metadata["overlap"] = layout.overlap
     envs.metadata["vec_env"] = layout.kind

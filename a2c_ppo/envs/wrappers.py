@@ -6,7 +6,6 @@ observation as its ``action_mask`` part (see ``spaces.py``), read after every re
 from the observation's own ``action_mask`` part, ``info["action_mask"]`` (gymnasium's
 convention; Taxi gives one) or the env's ``action_masks()`` (sb3-contrib's), in that order.
 ``EpisodeRecorder`` keeps whole episodes as an expert trajectory file stores them.
-``EpisodeEndInfos`` passes an env's info on only at the step its episode ends.
 """
 
 from __future__ import annotations
@@ -122,15 +121,4 @@ class EpisodeRecorder(gym.Wrapper):
         if terminated or truncated:
             self.episodes.append({key: np.stack(rows) for key, rows in self._rows.items()})
             self._rows = {"obs": [], "actions": [], "rewards": []}
-        return obs, reward, terminated, truncated, info if terminated or truncated else {}
-
-
-class EpisodeEndInfos(gym.Wrapper):
-    """The info of a step whose episode goes on becomes ``{}``; the step that ends an episode
-    (its episode statistics and final info) and resets keep theirs. The training loop reads
-    infos only when an episode ends (``TorchVecEnv``), and gathering MuJoCo's or ALE's per-step
-    infos into vector infos costs about 5% of a one-env HalfCheetah run (docs/BENCHMARKS.md)."""
-
-    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, info if terminated or truncated else {}
+        return obs, reward, terminated, truncated, info

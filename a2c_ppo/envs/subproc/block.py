@@ -104,7 +104,8 @@ class EnvBlock:
     rows of ``arrays`` (global env indices). ``where`` (2,) int64 holds the index of the env
     being worked on and the code of what it is doing (``PHASES``), so that whoever catches an
     exception can name the env; for a worker the cells live in shared memory, so that the main
-    process can name the env of a worker that stopped answering."""
+    process can name the env of a worker that stopped answering. Without ``step_infos`` a
+    step's info reaches the vector env only where the step ends an episode."""
 
     def __init__(
         self,
@@ -112,8 +113,10 @@ class EnvBlock:
         arrays: dict[str, np.ndarray],
         spaces: tuple[gym.Space, gym.Space],
         where: np.ndarray | list[int] | None = None,
+        step_infos: bool = True,
     ) -> None:
         self.lo = lo
+        self.step_infos = step_infos
         self.envs: list[gym.Env] = []
         self.spaces = spaces
         self.obs, self.actions = obs_arrays(arrays), arrays["actions"]
@@ -184,7 +187,7 @@ class EnvBlock:
                 obs, info = env.reset()
                 done = done or []
                 done.append((i, info, final_obs, final_info))
-            elif info:
+            elif info and self.step_infos:
                 plain = plain or []
                 plain.append((i, info))
             self._put_obs(i, obs)

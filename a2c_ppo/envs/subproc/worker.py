@@ -103,12 +103,20 @@ def _send_error(conn: Any, env_index: int, phase: str) -> bool:
 
 
 def worker_main(
-    conn: Any, env_fns_bytes: bytes, lo: int, raws: dict[str, Any], layout: Layout, spaces: bytes, index: int
+    conn: Any,
+    env_fns_bytes: bytes,
+    lo: int,
+    raws: dict[str, Any],
+    layout: Layout,
+    spaces: bytes,
+    index: int,
+    step_infos: bool = True,
 ) -> None:
-    """Serve commands for the envs ``lo .. lo + len(env_fns) - 1`` as worker ``index``."""
+    """Serve commands for the envs ``lo .. lo + len(env_fns) - 1`` as worker ``index``
+    (``step_infos``: see ``EnvBlock``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     arrays = SharedBuffers(raws, layout).arrays
-    block = EnvBlock(lo, arrays, pickle.loads(spaces), where=arrays["where"][index])
+    block = EnvBlock(lo, arrays, pickle.loads(spaces), where=arrays["where"][index], step_infos=step_infos)
     try:
         block.build(cloudpickle.loads(env_fns_bytes))
         conn.send_bytes(b"")  # ready
