@@ -1,8 +1,8 @@
 """PPO against Stable-Baselines3's on the same rollouts, weights and settings.
 
-A zoo entry's settings (InvertedPendulum-v5's: one minibatch of the whole 32-step rollout, so
+A zoo entry's settings (InvertedPendulum's: one minibatch of the whole 32-step rollout, so
 the minibatch order cannot matter) must move the parameters as SB3's ``PPO.train()`` does:
-this checks the translation (``env_entries``: the value loss's weight, the clip range, the
+this checks the translation (``env_entries.zoo_ppo``: the value loss's weight, the clip range, the
 advantage normalisation) and the update's maths end to end, with the hand-written gradient and
 with autograd. A second test runs whole training iterations (rollout with normalisation,
 terminations and truncations, returns, update, the optimizer's state carried over) with SB3's
@@ -22,6 +22,8 @@ from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.algo.ppo import PPO
 from a2c_ppo.arguments import resolve
 from a2c_ppo.builders import build_envs, make_agent
+from a2c_ppo.config import RunConfig
+from a2c_ppo.env_entries import zoo_ppo
 from a2c_ppo.fastpath import fast_mlp
 from a2c_ppo.model import make_policy
 from a2c_ppo.storage import RolloutStorage
@@ -31,6 +33,17 @@ sb3 = pytest.importorskip("stable_baselines3")
 pytest.importorskip("mujoco")
 
 ENV_ID = "InvertedPendulum-v5"
+#: rl-baselines3-zoo's ppo.yml InvertedPendulum-v2 entry (InvertedPendulum-v5's entry until it
+#: took CleanRL's settings, docs/BENCHMARKS.md), as ``env_entries`` translates it.
+ZOO_SETTINGS = zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=64, n_steps=32, gamma=0.999,
+                       learning_rate=0.000222425, ent_coef=1.37976e-07, clip_range=0.4, n_epochs=5,
+                       gae_lambda=0.9, max_grad_norm=0.3, vf_coef=0.19816)  # fmt: skip
+
+
+def zoo_run(env_id: str = ENV_ID) -> RunConfig:
+    """Our run config for ``env_id`` with the zoo's InvertedPendulum settings, in float32."""
+    run = resolve(["--env-name", ENV_ID, "--algo", "ppo", "--seed", "1"]).config
+    return run.replace(**ZOO_SETTINGS, env_name=env_id, precision="fp32")
 
 
 def sb3_model_after_one_rollout(config: dict):
@@ -78,7 +91,7 @@ def storage_from(buffer, obs_space: gym.Space, action_dim: int) -> RolloutStorag
 
 @pytest.mark.parametrize("by_hand", [True, False])
 def test_one_ppo_update_moves_the_parameters_as_sb3s(by_hand):
-    config = resolve(["--env-name", ENV_ID, "--algo", "ppo", "--seed", "1"]).config.to_dict()
+    config = zoo_run().to_dict()
     assert config["num_mini_batch"] == 1  # the whole rollout: the minibatch order is irrelevant
     model = sb3_model_after_one_rollout(config)
     obs_space, act_space = model.observation_space, model.action_space
@@ -161,8 +174,7 @@ def replaying(policy, actions: torch.Tensor):
 
 def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_pendulum, monkeypatch):
     iterations = 60
-    run = resolve(["--env-name", "InvertedPendulum-v5", "--algo", "ppo", "--seed", "1"]).config
-    run = run.replace(env_name=short_pendulum, precision="fp32")
+    run = zoo_run(short_pendulum)
     config = run.to_dict()
     model, record = sb3_training(config, short_pendulum, iterations)
     obs_space, act_space = model.observation_space, model.action_space
