@@ -57,7 +57,9 @@ def build_envs(
     """The vector env ``config`` describes (``overrides`` go to make_vec_envs), as tensors.
 
     With ``policy`` the layout is the training one: ``--overlap auto`` times the policy's act.
-    TorchVecEnv reads infos only where an episode ended, so the envs give no others."""
+    Our SubprocVecEnv gives infos only where an episode ended (``step_infos=False``): the rest
+    TorchVecEnv never reads (a native or EnvPool vector env keeps all of its infos, its
+    ``_reset_step`` marker included)."""
     timer = None
     if policy is not None and config.overlap == "auto":
         timer = policy_step_timer(policy, device, fast=config.fast_path == "auto")

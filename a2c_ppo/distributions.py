@@ -77,9 +77,18 @@ def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
     return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)
 
 
-def uniform_draws(rows: int) -> torch.Tensor:
-    """The uniforms ``categorical_sample`` takes: ``(rows, 1)`` from torch's generator."""
-    return torch.rand(rows, 1)
+def uniform_draws(rows: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The uniforms ``categorical_sample`` takes: ``(rows, 1)`` from torch's generator, written
+    into ``out`` (rows, 1) where given: the same numbers (``torch.rand`` fills an empty tensor
+    with ``uniform_``), without allocating."""
+    return torch.rand(rows, 1) if out is None else out.uniform_()
+
+
+def normal_draws(shape: tuple[int, ...], out: torch.Tensor | None = None) -> torch.Tensor:
+    """The standard normals a Gaussian head's sample takes, ``shape`` from torch's generator,
+    written into ``out`` where given (the same numbers: ``torch.randn`` is ``normal_`` on an
+    empty tensor)."""
+    return torch.randn(shape) if out is None else out.normal_()
 
 
 # ----------------------------------------------------------------------------- distributions
@@ -240,7 +249,7 @@ class DiagGaussianHead(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.mean(x)
         log_std = self.log_std(mean)
-        noise = torch.zeros_like(mean) if deterministic else torch.randn(mean.shape).to(mean.device)
+        noise = torch.zeros_like(mean) if deterministic else normal_draws(mean.shape).to(mean.device)
         # action = mean + std * noise, so the log-density needs only the noise
         return mean + log_std.exp() * noise, gaussian_log_prob(torch, noise, log_std)
 

@@ -252,7 +252,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # Not the zoo's InvertedPendulum-v2 PPO entry (1 env x 32 steps, gamma 0.999, clip 0.4, 5
     # epochs): with it our PPO ended at 1,000 on 4 of 12 seeds and SB3's on 5 of 6, the whole
     # training loop being SB3's to rounding (tests/test_sb3_parity.py); the PPO paper's settings
-    # hold 1,000 at every evaluation on seeds 1-6, in 40% of the wall time (docs/BENCHMARKS.md).
+    # hold 1,000 at every evaluation on seeds 1-6 (docs/BENCHMARKS.md).
     "InvertedPendulum-v5": (
         "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
         "A2C (no zoo entry): thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
@@ -260,8 +260,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     ),
     # Not the zoo's InvertedDoublePendulum-v2 PPO entry (1 env x 128 steps, gamma 0.98, clip 0.4,
     # one minibatch): with it our PPO ended at 8,434 / 462 / 231 (seeds 1-3) and SB3's at 1,184 /
-    # 9,329 / 6,567; the PPO paper's settings end at 8,434 / 4,950 / 8,454, each having held the
-    # ceiling of about 9,359 by 375k steps (docs/BENCHMARKS.md).
+    # 9,329 / 6,567; the PPO paper's settings end at 8,434 / 4,950 / 8,454, each having reached
+    # the ceiling of about 9,359 by 375k steps (docs/BENCHMARKS.md).
     "InvertedDoublePendulum-v5": (
         "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
         "A2C (no zoo entry): thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",

@@ -33,6 +33,8 @@ from a2c_ppo.distributions import (
     categorical_sample,
     gaussian_log_prob,
     log_softmax,
+    normal_draws,
+    uniform_draws,
 )
 from a2c_ppo.model import MLPBase, Policy
 from a2c_ppo.observations import Obs
@@ -196,7 +198,7 @@ class NumpyActor:
             self.critic = _numpy_layers(parts.critic + [(parts.value_head, None)])  # type: ignore[list-item]
         self.log_std = None if parts.log_std is None else parts.log_std.detach().numpy().copy()
         self.std = None if self.log_std is None else np.exp(self.log_std)
-        self._draws: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+        self._buffers: dict[tuple[int, ...], torch.Tensor] = {}  # for the random draws, by shape
 
     def __call__(
         self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor
@@ -214,26 +216,29 @@ class NumpyActor:
 
     def _gaussian(self, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert self.log_std is not None and self.std is not None
-        noise = np.zeros_like(mean) if self.deterministic else self._random("normal_", mean.shape)
+        if self.deterministic:
+            noise = np.zeros_like(mean)
+        else:
+            noise = normal_draws(mean.shape, self._buffer(mean.shape)).numpy()
         return mean + self.std * noise, gaussian_log_prob(np, noise, self.log_std)
 
-    def _random(self, fill: str, shape: tuple[int, ...]) -> np.ndarray:
-        """torch's next draws of ``shape``, the numbers ``torch.randn`` (``fill="normal_"``) or
-        ``uniform_draws`` (``"uniform_"``) give (each fills an empty tensor in place), in a buffer
-        reused by the next call: at one env's handful of numbers, a fifth of ``torch.randn``'s time.
-        The buffer is a normal tensor, so the actor also works outside inference mode."""
-        buffer = self._draws.get((fill, shape))
+    def _buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A tensor of ``shape`` kept for the random draws of every call (at one env's handful of
+        numbers, filling it takes a fifth of ``torch.randn``'s time). A normal tensor, not an
+        inference one, so that the actor also works outside inference mode."""
+        buffer = self._buffers.get(shape)
         if buffer is None:
             with torch.inference_mode(False):
-                buffer = self._draws[fill, shape] = torch.empty(shape)
-        return getattr(buffer, fill)().numpy()
+                buffer = self._buffers[shape] = torch.empty(shape)
+        return buffer
 
     def _categorical(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         log_p = log_softmax(np, logits)
         if self.deterministic:
             action = log_p.argmax(-1)[:, None]
         else:
-            action = categorical_sample(np, log_p, self._random("uniform_", (len(log_p), 1)))
+            draws = uniform_draws(len(log_p), self._buffer((len(log_p), 1))).numpy()
+            action = categorical_sample(np, log_p, draws)
         action = action.astype(np.int64, copy=False)
         return action, log_p[np.arange(len(log_p)), action[:, 0], None]  # (N, 1): a third of take_along_axis'
 

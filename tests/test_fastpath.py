@@ -69,12 +69,23 @@ def test_one_sampling_rule_the_same_seed_gives_the_same_actions_on_either_path(k
     torch.manual_seed(5)
     expected = [policy.act(obs[:rows], hxs[:rows], masks[:rows]) for rows in (256, 1, 1, 256)]
     torch.manual_seed(5)
-    actor = _actor(policy)  # its second and fourth calls draw into the buffers of its first two
+    actor = _actor(policy)  # its third and fourth calls draw into the buffers of its first two
     got = [actor(obs[:rows], hxs[:rows], masks[:rows]) for rows in (256, 1, 1, 256)]
     for expected_step, got_step in zip(expected, got):
         assert torch.equal(got_step[1], expected_step[1]) if kind == "discrete" else True
         for e, g in zip(expected_step, got_step):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ACTION_SPACES)
+def test_an_actor_first_called_in_inference_mode_acts_outside_it_too(kind):
+    """The rollout acts under inference mode, evaluation and replays may not: the draws' buffer
+    made by the first call must take the second call's draws."""
+    actor = _actor(_policy(kind))
+    obs, hxs, masks = _inputs(4)
+    with torch.inference_mode():
+        actor(obs, hxs, masks)
+    assert actor(obs, hxs, masks)[1].shape[0] == 4
 
 
 @pytest.mark.parametrize("kind", ACTION_SPACES)

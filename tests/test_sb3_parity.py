@@ -12,6 +12,9 @@ sampled actions replayed, and holds our parameters to SB3's. Needs the ``[bench]
 
 from __future__ import annotations
 
+import copy
+from typing import Any, NamedTuple
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -24,8 +27,8 @@ from a2c_ppo.arguments import resolve
 from a2c_ppo.builders import build_envs, make_agent
 from a2c_ppo.config import RunConfig
 from a2c_ppo.env_entries import zoo_ppo
-from a2c_ppo.fastpath import fast_mlp
-from a2c_ppo.model import make_policy
+from a2c_ppo.fastpath import ActFunction, fast_mlp
+from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.storage import RolloutStorage
 from benchmarks.time_to_result import sb3_arguments
 
@@ -130,10 +133,16 @@ def short_pendulum():
     del gym.registry[env_id]
 
 
-def sb3_training(config: dict, env_id: str, iterations: int):
+class SB3Rollout(NamedTuple):
+    """One of SB3's training iterations: the parameters it started from and what it sampled."""
+
+    policy_before: Policy  # SB3's parameters before the rollout, as our Policy
+    actions: torch.Tensor  # (T, N, A) the actions it sampled
+
+
+def sb3_training(config: dict, env_id: str, iterations: int) -> tuple[Any, list[SB3Rollout]]:
     """SB3's PPO trained ``iterations`` rollouts on ``env_id`` with its VecNormalize, as
-    ``benchmarks/sb3_entry.py`` runs it; returns the model and, per iteration, the actions it
-    sampled and its parameters before that rollout (as our Policy)."""
+    ``benchmarks/sb3_entry.py`` runs it: the model and its iterations."""
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
@@ -142,24 +151,25 @@ def sb3_training(config: dict, env_id: str, iterations: int):
     envs = VecNormalize(envs, norm_obs=config["norm_obs"], norm_reward=config["norm_reward"], gamma=config["gamma"])
     model = sb3.PPO(env=envs, seed=1, device="cpu", **sb3_arguments(config))
     space = model.observation_space, model.action_space
-    record: list = []
+    record: list[SB3Rollout] = []
+    before = make_policy(*space)
 
     class Recorder(BaseCallback):
         def _on_rollout_start(self) -> None:
-            record.append([None, make_policy(*space)])
-            copy_weights(self.model, record[-1][1])
+            copy_weights(self.model, before)
 
         def _on_step(self) -> bool:
             return True
 
         def _on_rollout_end(self) -> None:
-            record[-1][0] = torch.as_tensor(self.model.rollout_buffer.actions, dtype=torch.float32)
+            actions = torch.as_tensor(self.model.rollout_buffer.actions, dtype=torch.float32)
+            record.append(SB3Rollout(copy.deepcopy(before), actions))
 
     model.learn(iterations * config["num_steps"], callback=Recorder())
     return model, record
 
 
-def replaying(policy, actions: torch.Tensor):
+def replaying(policy: Policy, actions: torch.Tensor) -> ActFunction:
     """An act function that takes ``actions (T, N, A)`` in order (SB3's sampled ones) and our
     policy's value and log-probability of each."""
     replay = iter(actions)
@@ -179,13 +189,13 @@ def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_pendulu
     model, record = sb3_training(config, short_pendulum, iterations)
     obs_space, act_space = model.observation_space, model.action_space
     policy = make_policy(obs_space, act_space)
-    policy.load_state_dict(record[0][1].state_dict())  # SB3's initial weights
+    policy.load_state_dict(record[0].policy_before.state_dict())  # SB3's initial weights
     agent = make_agent(run, policy)
     envs = build_envs(run, 1, torch.device("cpu"))
     storage = RolloutStorage(run.num_steps, 1, obs_space.shape, act_space.shape[0])
     storage.obs[0].copy_(envs.reset(seed=1))
     ends = torch.zeros(2)
-    rollouts_actions = [actions for actions, _ in record]
+    rollouts_actions = [iteration.actions for iteration in record]
     monkeypatch.setattr(rollout_module, "acting_function", lambda *_, **__: replaying(policy, rollouts_actions.pop(0)))
     for _ in record:
         rollout_module.collect_rollout(policy, envs, storage, run.use_proper_time_limits, fast=False)
@@ -200,7 +210,7 @@ def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_pendulu
     assert ends.min() > 10  # both kinds of episode end were replayed many times
     after = make_policy(obs_space, act_space)
     copy_weights(model, after)
-    moved = max((p - q).abs().max().item() for p, q in zip(after.parameters(), record[0][1].parameters()))
+    moved = max((p - q).abs().max().item() for p, q in zip(after.parameters(), record[0].policy_before.parameters()))
     apart = max((p - q).abs().max().item() for p, q in zip(policy.parameters(), after.parameters()))
     assert moved > 1e-2  # SB3 trained: the comparison means something
     assert apart < 1e-5, apart

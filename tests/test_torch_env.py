@@ -9,7 +9,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics
 
-from a2c_ppo.envs.make import episode_stats, make_vec_envs
+from a2c_ppo.envs.make import make_vec_envs
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import TorchVecEnv, env_action_converter
 from a2c_ppo.errors import NonFiniteError
@@ -124,28 +124,46 @@ def test_behind_vec_normalize_the_guard_names_the_env_and_keeps_the_statistics_c
     envs.close()
 
 
+def _same_results(a, b) -> None:
+    """Two StepResults equal field by field (``episodes`` as lists, tensors exactly)."""
+    for name, x, y in zip(a._fields, a, b):
+        if isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), name
+        else:
+            assert x == y, name
+
+
 @pytest.mark.parametrize("vec_env", ["sync", "subproc"])
-def test_without_step_infos_only_the_steps_that_end_an_episode_carry_infos(vec_env):
-    """What the training envs do (``build_envs``): the same steps and episode statistics, and
-    no per-step infos for the vector env to gather, in the main process and in workers."""
-    env_id, actions = "tests.envs_for_tests:counter_with_step_infos", np.array([1, 2, 0])
-    full, lean = (make_vec_envs(env_id, 3, vec_env=vec_env, step_infos=keep) for keep in (True, False))
-    for envs in (full, lean):
-        envs.reset(seed=5)
-    ends = 0
-    for _ in range(30):
-        *full_step, full_infos = full.step(actions)
-        *lean_step, lean_infos = lean.step(actions)
-        for a, b in zip(full_step, lean_step):
-            np.testing.assert_array_equal(a, b)
-        assert "x" in full_infos
-        finished = np.flatnonzero(full_step[2] | full_step[3])
-        ends += len(finished)
-        assert episode_stats(lean_infos) == episode_stats(full_infos)
-        if len(finished):
-            final_x = (infos["final_info"]["x"][finished] for infos in (lean_infos, full_infos))
-            np.testing.assert_array_equal(*final_x)
-        assert "x" not in lean_infos  # the envs that went on gave none
-    assert ends > 5
-    full.close()
-    lean.close()
+def test_without_step_infos_training_sees_the_same_steps_and_the_vector_env_no_other_infos(vec_env):
+    """``build_envs``' envs (``step_infos=False``), in the main process and in a worker: the
+    same StepResults as with every info (final observations of truncations, episode
+    statistics), whole steps and halves stepped split-phase; ``{}`` where no episode ended."""
+    env_id, actions = "tests.envs_for_tests:counter_with_step_infos", torch.tensor([[1], [2], [0], [1]])
+    full, lean = (make_vec_envs(env_id, 4, vec_env=vec_env, step_infos=keep) for keep in (True, False))
+    full_t, lean_t = TorchVecEnv(full), TorchVecEnv(lean)
+    assert torch.equal(full_t.reset(seed=5), lean_t.reset(seed=5))
+    truncations = ends = 0
+    for step in range(40):
+        if step % 2:  # split-phase, as the overlapped rollout steps two halves
+            for half in (slice(0, 2), slice(2, 4)):
+                full_t.step_async(actions[half], half)
+                lean_t.step_async(actions[half], half)
+                _same_results(full_t.step_wait(half), lean_t.step_wait(half))
+            continue
+        full_result, lean_result = full_t.step(actions), lean_t.step(actions)
+        _same_results(full_result, lean_result)
+        truncations += len(lean_result.truncated_idx)
+        ends += len(lean_result.episodes)
+    assert truncations > 3 and ends > 6  # ends of both kinds were compared
+
+    quiet = 0
+    for _ in range(20):  # the vector infos themselves
+        *_, full_infos = full.step(actions.numpy()[:, 0])
+        *_, terminated, truncated, lean_infos = lean.step(actions.numpy()[:, 0])
+        assert "x" in full_infos and "x" not in lean_infos  # an ended env's info is in final_info
+        if not (terminated | truncated).any():
+            assert lean_infos == {}
+            quiet += 1
+    assert quiet > 3
+    full_t.close()
+    lean_t.close()

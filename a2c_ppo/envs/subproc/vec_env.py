@@ -96,7 +96,7 @@ class SubprocVecEnv(VectorEnv):
         step_infos: ``False``: infos only for the envs whose episode ended (their final info and
             reset info), ``{}`` on steps where none did. The training loop reads no others
             (``TorchVecEnv``), and gathering MuJoCo's or ALE's per-step infos into vector infos
-            cost about a sixth of a one-env HalfCheetah step (docs/BENCHMARKS.md).
+            is a measurable part of a one-env step (docs/BENCHMARKS.md).
 
     ``reset(seed=s)`` seeds env ``i`` with ``s + i``. The spaces are read from one env built
     (and closed again) in the main process, as gymnasium's AsyncVectorEnv does.
