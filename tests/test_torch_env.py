@@ -15,6 +15,7 @@ from a2c_ppo.envs.torch_env import TorchVecEnv, env_action_converter
 from a2c_ppo.errors import NonFiniteError
 from tests.envs_for_rollout import BadValueEnv, ScriptedEnv
 from tests.envs_for_tests import StrictActionEnv
+from tests.vec_env_checks import assert_same
 
 
 def sync(fns) -> SyncVectorEnv:
@@ -124,15 +125,6 @@ def test_behind_vec_normalize_the_guard_names_the_env_and_keeps_the_statistics_c
     envs.close()
 
 
-def _same_results(a, b) -> None:
-    """Two StepResults equal field by field (``episodes`` as lists, tensors exactly)."""
-    for name, x, y in zip(a._fields, a, b):
-        if isinstance(x, torch.Tensor):
-            assert torch.equal(x, y), name
-        else:
-            assert x == y, name
-
-
 @pytest.mark.parametrize("vec_env", ["sync", "subproc"])
 def test_without_step_infos_training_sees_the_same_steps_and_the_vector_env_no_other_infos(vec_env):
     """``build_envs``' envs (``step_infos=False``), in the main process and in a worker: the
@@ -148,10 +140,10 @@ def test_without_step_infos_training_sees_the_same_steps_and_the_vector_env_no_o
             for half in (slice(0, 2), slice(2, 4)):
                 full_t.step_async(actions[half], half)
                 lean_t.step_async(actions[half], half)
-                _same_results(full_t.step_wait(half), lean_t.step_wait(half))
+                assert_same(full_t.step_wait(half), lean_t.step_wait(half), f"step {step} {half}")
             continue
         full_result, lean_result = full_t.step(actions), lean_t.step(actions)
-        _same_results(full_result, lean_result)
+        assert_same(full_result, lean_result, f"step {step}")
         truncations += len(lean_result.truncated_idx)
         ends += len(lean_result.episodes)
     assert truncations > 3 and ends > 6  # ends of both kinds were compared

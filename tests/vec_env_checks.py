@@ -6,6 +6,7 @@ import os
 import time
 
 import numpy as np
+import torch
 
 
 def pid_alive(pid: int) -> bool:
@@ -35,7 +36,8 @@ def wait_gone(pids, timeout: float = 5.0) -> list[int]:
 
 
 def assert_same(a, b, where="") -> None:
-    """Deep equality for step results and info dicts (episode wall time ``t`` ignored)."""
+    """Deep equality for step results (numpy or ``TorchVecEnv``'s) and info dicts (episode wall
+    time ``t`` ignored)."""
     if isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {list(a)} != {list(b)}"
         for key in a:
@@ -46,6 +48,8 @@ def assert_same(a, b, where="") -> None:
         assert isinstance(b, np.ndarray) and b.dtype == object and a.shape == b.shape, where
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
     elif isinstance(a, (np.ndarray, np.generic)):
         b = np.asarray(b)
         assert a.dtype == b.dtype, f"{where}: dtype {a.dtype} != {b.dtype}"
