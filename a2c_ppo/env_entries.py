@@ -137,13 +137,17 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "MountainCarContinuous-v0": (
-        f"{ZOO}ppo.yml MountainCarContinuous-v0, a2c.yml MountainCarContinuous-v0",
+        f"{ZOO}ppo.yml MountainCarContinuous-v0 with a2c.yml's exploration, a2c.yml MountainCarContinuous-v0",
         {
-            # batch_size 256 exceeds the 8-step rollout: SB3 trains on the whole rollout, as here
-            "ppo": zoo_ppo(20000, normalize=True, n_envs=1, batch_size=256, n_steps=8, gamma=0.9999,
-                           learning_rate=7.77e-05, ent_coef=0.00429, clip_range=0.1, n_epochs=10, gae_lambda=0.9,
-                           max_grad_norm=5, vf_coef=0.19, use_sde=True, log_std_init=-3.29,
-                           ortho_init=False),
+            # ppo.yml's entry (1 env x 8 steps, log-std -3.29, gSDE noise drawn once per rollout,
+            # 20k steps) finds the goal and loses it again: final evaluations 91.1, -1.9, 87.3, -53.6,
+            # 92.3, 82.9 on seeds 1-6, as SB3's own (53.7 +- 65.2 over 8 seeds, docs/BENCHMARKS.md).
+            # PPO here takes a2c.yml's exploration and rollouts (4 envs x 100 steps, log-std 0, gSDE
+            # noise redrawn every 16 steps, 100k steps) with SB3's default learning rate and minibatches
+            # of 100, keeping ppo.yml's other values: 93.3-93.5 on seeds 1-6, every one above 89 by 20k.
+            "ppo": zoo_ppo(1e5, normalize=True, n_envs=4, batch_size=100, n_steps=100, gamma=0.9999,
+                           ent_coef=0.00429, clip_range=0.1, n_epochs=10, gae_lambda=0.9, max_grad_norm=5,
+                           vf_coef=0.19, use_sde=True, sde_sample_freq=16, log_std_init=0.0, ortho_init=False),
             "a2c": zoo_a2c(1e5, normalize=True, n_envs=4, n_steps=100, ent_coef=0.0, use_sde=True,
                            sde_sample_freq=16, log_std_init=0.0, ortho_init=False),
         },

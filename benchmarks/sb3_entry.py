@@ -9,7 +9,7 @@ env's entry, ``--show-settings``), given to SB3's PPO or A2C as its own argument
 After the entry's budget, the policy is evaluated deterministically over 10 episodes with
 the normalisation statistics frozen, as the table's runs are. Results append to ``--out``
 (JSON lines, each with the entry's settings) and the script resumes: finished seeds are skipped.
-The results at the entries' current settings are summarised per env and algorithm into
+The results at the entries' current settings are summarised per env and algorithm and merged into
 ``docs/sb3_results.json``, the README table's "Stable-Baselines3 with these settings" column
 (``results_table.py --readme``).
 
@@ -117,7 +117,11 @@ def main() -> None:
                 log.add(train_and_evaluate(opts.env_name, opts.algo, seed))
     summary = summaries(log.rows)
     report(summary)
-    results_table.write_json(opts.summary, summary)
+    # merged per env and algorithm: a results log started afresh (a new clone) keeps the others
+    merged = results_table.read_json(opts.summary)
+    for env_id, by_algo in summary.items():
+        merged.setdefault(env_id, {}).update(by_algo)
+    results_table.write_json(opts.summary, merged)
 
 
 if __name__ == "__main__":

@@ -223,3 +223,24 @@ def test_sb3_with_the_same_settings_is_summarised_at_the_current_settings_and_sh
     assert row(90.0, summary).endswith("| reaches the zoo's mean |")  # no shortfall, no SB3 verdict
     stale = {**summary, "settings": {**current, "gamma": 0.5}}
     assert "| - | below the zoo's spread |" in row(10.0, stale)
+
+
+def test_sb3_summaries_merge_into_the_summary_file(tmp_path, monkeypatch, capsys):
+    """A results log started afresh (a new clone) replaces only its own env and algorithm in
+    docs/sb3_results.json: the others' summaries stay."""
+    import json
+
+    from benchmarks import sb3_entry
+
+    env_id, algo = "MountainCarContinuous-v0", "ppo"
+    steps, _ = results_table.budget(env_id, algo)
+    run = {"env": env_id, "algo": algo, "env_steps": steps, "settings": results_table.entry_settings(env_id, algo)}
+    log, summary = tmp_path / "sb3.jsonl", tmp_path / "sb3_results.json"
+    log.write_text(json.dumps({**run, "seed": 1, "eval_mean": 93.0}) + "\n")
+    kept = {"eval_mean": 16.5, "seeds": [1]}
+    summary.write_text(json.dumps({env_id: {"a2c": kept}, "Swimmer-v5": {"a2c": kept}}))
+    monkeypatch.setattr("sys.argv", ["sb3_entry.py", "--report-only", "--out", str(log), "--summary", str(summary)])
+    sb3_entry.main()
+    merged = json.loads(summary.read_text())
+    assert merged["Swimmer-v5"] == {"a2c": kept} and merged[env_id]["a2c"] == kept
+    assert merged[env_id][algo]["per_seed"] == [93.0] and "93.0" in capsys.readouterr().out
