@@ -14,11 +14,14 @@ std over seeds of the final evaluation return and of the last 10 training episod
 env steps, wall time, the published results and whether ours reaches them), draws
 ``OUT/<family>.png`` (a2c_ppo.plot) and merges the summary into a results JSON
 (``docs/results.json`` at full budget), from which ``--readme`` rewrites README.md's table.
+At full budget each run's training curve is kept too (``results_curves``), and the family plots
+``docs/results_<family>.png`` are drawn from the kept curves.
 
     python benchmarks/results_table.py --families classic box2d    # all families: days on 2 cores
     python benchmarks/results_table.py --ids Acrobot-v1 --scale 0.002 --seeds 1 2   # smoke test
     python benchmarks/results_table.py --report-only               # tables from the runs in OUT
     python benchmarks/results_table.py --readme                    # README.md from docs/results.json
+    python benchmarks/results_table.py --plots                     # docs plots from the kept curves
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
-from a2c_ppo.errors import ConfigError  # noqa: E402
 from a2c_ppo.logger import format_duration  # noqa: E402
 from a2c_ppo.paths import RUN_CHECKPOINT, safe_name  # noqa: E402
 from a2c_ppo.presets import ENV_ENTRIES  # noqa: E402
+from benchmarks import results_curves  # noqa: E402
 from benchmarks.published import ZOO, Published, others  # noqa: E402
 
 #: The ids of each family, in table order (a family's runs and plot share OUT/<family>).
@@ -357,16 +360,6 @@ def write_readme(path: str = README, results_path: str = DOCS_RESULTS, sb3_path:
         f.write(f"{head}{MARKERS[0]}\n{table}\n{MARKERS[1]}{tail}")
 
 
-def plot_family(out: str, family: str, run_folders: list[str]) -> None:
-    from a2c_ppo.plot import plot
-
-    try:
-        plot(run_folders, os.path.join(out, f"{family}.png"))
-        print(f"wrote {os.path.join(out, family + '.png')}")
-    except ConfigError as exc:
-        print(f"no plot for {family}: {exc}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ids", nargs="+", choices=[i for ids in FAMILIES.values() for i in ids], metavar="ID")
@@ -379,9 +372,14 @@ def main() -> None:
                         "else OUT/results.json)")  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the runs in OUT")
     parser.add_argument("--readme", action="store_true", help="only rewrite README.md's table from docs/results.json")
+    parser.add_argument("--plots", action="store_true",
+                        help="only redraw docs/results_<family>.png from docs/results_curves.json")  # fmt: skip
     opts = parser.parse_args()
     if opts.readme:
         write_readme()
+        return
+    if opts.plots:
+        results_curves.draw_docs_plots(FAMILIES, load_results())
         return
     ids = opts.ids or [i for family in opts.families for i in FAMILIES[family]]
     jobs = [(i, algo) for i in ids for algo in opts.algos if algo in ENV_ENTRIES[i].values]
@@ -395,13 +393,20 @@ def main() -> None:
     for env_id, summaries in results.items():
         print(f"\n{id_table(env_id, summaries, opts.scale)}")
     print("\nzoo: one seed, ± over its evaluation episodes; CleanRL: ± over seeds; Tianshou: best mean ± over seeds.")
-    save_results(opts.results or (DOCS_RESULTS if opts.scale == 1.0 else os.path.join(opts.out, "results.json")),
-                 results)  # fmt: skip
+    results_path = opts.results or (DOCS_RESULTS if opts.scale == 1.0 else os.path.join(opts.out, "results.json"))
+    save_results(results_path, results)
     for family in dict.fromkeys(family_of(i) for i in ids):
         folders = [d for summaries in (results[i] for i in ids if family_of(i) == family)
                    for s in summaries.values() if s for d in s["run_dirs"]]  # fmt: skip
         if folders:
-            plot_family(opts.out, family, [os.path.join(ROOT, d) for d in folders])
+            results_curves.plot_runs([os.path.join(ROOT, d) for d in folders], os.path.join(opts.out, f"{family}.png"))
+    for env_id, by_algo in results.items():  # the curves beside the results JSON
+        for algo, summary in by_algo.items():
+            if summary is not None:
+                results_curves.save(os.path.join(os.path.dirname(results_path), results_curves.FILE), env_id, algo,
+                                    summary["seeds"], [os.path.join(ROOT, d) for d in summary["run_dirs"]])  # fmt: skip
+    if os.path.abspath(results_path) == DOCS_RESULTS:
+        results_curves.draw_docs_plots({f: FAMILIES[f] for f in dict.fromkeys(map(family_of, ids))}, load_results())
 
 
 if __name__ == "__main__":
