@@ -198,8 +198,8 @@ def last_value(run_dir: str, column: str) -> float:
 
 
 def summarise(out: str, env_id: str, algo: str, seeds: list[int], scale: float) -> dict[str, Any] | None:
-    """Mean and std over the finished seeds (None if none): final evaluation return, last
-    training episodes' return, env steps, wall time per run, and which seeds."""
+    """Mean and std over the finished seeds (None if none): final evaluation return (and each
+    seed's), last training episodes' return, env steps, wall time per run, and which seeds."""
     steps, batch = budget(env_id, algo, scale)
     runs = [(seed, find_run(out, env_id, algo, seed, steps)) for seed in seeds]
     finished = [(seed, run_dir) for seed, (run_dir, done) in runs if done and run_dir is not None]
@@ -210,7 +210,7 @@ def summarise(out: str, env_id: str, algo: str, seeds: list[int], scale: float) 
     times = wall_times(out)
     walls = [times.get(os.path.relpath(d, out), float("nan")) for _, d in finished]
     return {
-        "eval_mean": float(np.mean(evals)), "eval_std": float(np.std(evals)),
+        "eval_mean": float(np.mean(evals)), "eval_std": float(np.std(evals)), "per_seed": evals,
         "train_mean": float(np.mean(trains)), "train_std": float(np.std(trains)),
         "env_steps": steps // batch * batch, "wall_s": float(np.mean(walls)), "seeds": [seed for seed, _ in finished],
         "run_dirs": [shown(d) for _, d in finished], "settings": entry_settings(env_id, algo),

@@ -66,7 +66,8 @@ def test_the_runner_keeps_its_runs_curves_beside_its_results(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.load(open(tmp_path / "results.json"))
     curves = results_curves.load(str(tmp_path / results_curves.FILE))
-    assert results["Pendulum-v1"]["a2c"]["seeds"] == [1] and list(curves) == ["Pendulum-v1 a2c"]
+    row = results["Pendulum-v1"]["a2c"]
+    assert row["seeds"] == [1] and row["per_seed"] == [row["eval_mean"]] and list(curves) == ["Pendulum-v1 a2c"]
     steps = curves["Pendulum-v1 a2c"]["1"]["steps"]
-    assert 0 < len(steps) <= results_curves.POINTS and steps[-1] <= results["Pendulum-v1"]["a2c"]["env_steps"]
+    assert 0 < len(steps) <= results_curves.POINTS and steps[-1] <= row["env_steps"]
     assert {name: os.path.getmtime(os.path.join(ROOT, "docs", name)) for name in docs} == docs
