@@ -19,6 +19,7 @@ every path, and exact resumes hold.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -77,18 +78,84 @@ def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
     return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)
 
 
-def uniform_draws(rows: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """The uniforms ``categorical_sample`` takes: ``(rows, 1)`` from torch's generator, written
-    into ``out`` (rows, 1) where given: the same numbers (``torch.rand`` fills an empty tensor
-    with ``uniform_``), without allocating."""
-    return torch.rand(rows, 1) if out is None else out.uniform_()
+def uniform_draws(shape: tuple[int, ...], out: torch.Tensor | None = None) -> torch.Tensor:
+    """Uniforms in [0, 1) of ``shape`` (``(B, 1)`` for ``categorical_sample``) from torch's
+    generator, written into ``out`` where given: the same numbers (``torch.rand`` fills an empty
+    tensor with ``uniform_``), without allocating."""
+    if _block is not None:
+        return _block.take(torch.Tensor.uniform_, shape)
+    return torch.rand(shape) if out is None else out.uniform_()
 
 
 def normal_draws(shape: tuple[int, ...], out: torch.Tensor | None = None) -> torch.Tensor:
     """The standard normals a Gaussian head's sample takes, ``shape`` from torch's generator,
     written into ``out`` where given (the same numbers: ``torch.randn`` is ``normal_`` on an
     empty tensor)."""
+    if _block is not None:
+        return _block.take(torch.Tensor.normal_, shape)
     return torch.randn(shape) if out is None else out.normal_()
+
+
+class StepDraws:
+    """Each step's random numbers for ``num_rows`` envs that act in blocks of rows (the
+    overlapped rollout acts on half of the envs at a time): ``next_step()``, then each block
+    acts inside ``with draws.rows(block):``.
+
+    The first block to ask for its ``i``-th draw of a step makes it for every row, as a single
+    act on all rows makes it (the same fill of the same shape, so the same numbers), and each
+    block takes its own rows. The generator is therefore consumed exactly as in the plain
+    schedule, and a seed gives the same random numbers whichever schedule runs (drawn per
+    block, torch's vectorised normal kernel and a head with several draws would order them
+    differently). Every block must ask for the same draws in the same order (one policy does).
+    The buffers and their row views are kept from step to step: a rollout draws the same shapes.
+    """
+
+    def __init__(self, num_rows: int) -> None:
+        self.num_rows = num_rows
+        self._draws: list[torch.Tensor] = []  # (num_rows, ...) each, in the order asked for
+        self._views: dict[tuple[int, int | None, int | None], torch.Tensor] = {}  # (draw, rows) -> view
+        self._made = 0  # draws made this step
+        self._rows = slice(None)
+        self._taken = 0  # draws the current block has taken
+
+    def next_step(self) -> None:
+        self._made = 0
+
+    def rows(self, rows: slice) -> StepDraws:
+        """Draws made inside ``with draws.rows(rows):`` come from rows ``rows`` of the step's draws."""
+        self._rows, self._taken = rows, 0
+        return self
+
+    def __enter__(self) -> None:
+        global _block
+        _block = self
+
+    def __exit__(self, *exc: object) -> None:
+        global _block
+        _block = None
+
+    def take(self, fill: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+        i, self._taken = self._taken, self._taken + 1
+        if i == self._made:
+            full = (self.num_rows, *shape[1:])
+            if i == len(self._draws) or self._draws[i].shape != full:
+                del self._draws[i:]
+                self._views.clear()
+                self._draws.append(torch.empty(full))
+            fill(self._draws[i])
+            self._made = i + 1
+        key = (i, self._rows.start, self._rows.stop)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = self._draws[i][self._rows]
+        if view.shape != shape:
+            raise RuntimeError(
+                f"a block of envs asked for draws of shape {tuple(shape)}; its rows hold {tuple(view.shape)}"
+            )
+        return view
+
+
+_block: StepDraws | None = None  # the step's draws while a block of envs acts (StepDraws.rows)
 
 
 # ----------------------------------------------------------------------------- distributions
@@ -197,7 +264,7 @@ def _sample_categorical(
     if deterministic:
         action = log_p.argmax(dim=-1, keepdim=True)
     else:
-        action = categorical_sample(torch, log_p, uniform_draws(len(log_p)).to(log_p.device))
+        action = categorical_sample(torch, log_p, uniform_draws((len(log_p), 1)).to(log_p.device))
         if mask is not None:  # rounding can leave the cdf short of the uniform: the last class, maybe forbidden
             forbidden = ~mask.gather(-1, action)
             if bool(forbidden.any()):
@@ -269,7 +336,7 @@ class BernoulliHead(nn.Module):
         if deterministic:
             action = (logits > 0).float()
         else:
-            action = (torch.rand(logits.shape).to(logits.device) < torch.sigmoid(logits)).float()
+            action = (uniform_draws(tuple(logits.shape)).to(logits.device) < torch.sigmoid(logits)).float()
         return action, Bernoulli(logits).log_probs(action)
 
 

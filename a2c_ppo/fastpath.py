@@ -237,7 +237,7 @@ class NumpyActor:
         if self.deterministic:
             action = log_p.argmax(-1)[:, None]
         else:
-            draws = uniform_draws(len(log_p), self._buffer((len(log_p), 1))).numpy()
+            draws = uniform_draws((len(log_p), 1), self._buffer((len(log_p), 1))).numpy()
             action = categorical_sample(np, log_p, draws)
         action = action.astype(np.int64, copy=False)
         return action, log_p[np.arange(len(log_p)), action[:, 0], None]  # (N, 1): a third of take_along_axis'

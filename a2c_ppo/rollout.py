@@ -7,8 +7,10 @@ Two schedules fill the same ``(T, N)`` storage with the same same-step-autoreset
   While the workers step one half, the main process stores the other half's last step and
   computes its next actions (the double-buffering of EnvPool's async mode). The policy's
   parameters do not change during a rollout, so it stays on-policy; each half fills its own
-  env columns. With a stochastic policy the random draws come in a different order than in
-  the plain schedule, so the two schedules give different (each deterministic) rollouts.
+  env columns. Each step's random draws are made once for all N envs and handed out by rows
+  (``distributions.StepDraws``), so the generator runs as in the plain schedule and a seed
+  gives both schedules the same random numbers. (A matrix product over half of the rows can
+  still round the last bit differently from one over all of them.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import NamedTuple
 
 import torch
 
+from a2c_ppo.distributions import StepDraws
 from a2c_ppo.envs.torch_env import StepResult, TorchVecEnv
 from a2c_ppo.fastpath import ActFunction, acting_function
 from a2c_ppo.model import Policy
@@ -113,8 +116,10 @@ def _collect_overlapped(
     episodes: list[tuple[float, int]] = []  # step by step, each in env order as in the plain schedule
     acted: dict[int, _Acted] = {}
     resample_noise(policy, N, 0)  # gSDE: every env's matrix, drawn once per step for all N
+    draws = StepDraws(N)  # the actions' random numbers, likewise
+    draws.next_step()
     for h, half in enumerate(halves):
-        with noise_rows(policy, half):
+        with noise_rows(policy, half), draws.rows(half):
             acted[h] = _Acted(
                 *act(rollouts.obs[0, half], rollouts.recurrent_hidden_states[0, half], rollouts.masks[0, half])
             )
@@ -130,8 +135,9 @@ def _collect_overlapped(
             if step + 1 < T:
                 if h == 0:
                     resample_noise(policy, N, step + 1)
+                    draws.next_step()
                 masks = (~(out.terminated | out.truncated)).float()
-                with noise_rows(policy, half):
+                with noise_rows(policy, half), draws.rows(half):
                     acted[h] = _Acted(*act(staged.obs[half], current[h].rnn_hxs, masks))
                 envs.step_async(acted[h].action, half)
         full = _Acted(*(torch.cat(parts) for parts in zip(current[0], current[1])))

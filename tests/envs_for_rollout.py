@@ -37,12 +37,13 @@ class BadValueEnv(gym.Env):
 class ScriptedEnv(gym.Env):
     """``obs = [t, 10 * index + 1, seeded noise]`` (float64), reward ``t``; episodes of env
     ``index`` end after ``3 + index`` steps, by truncation when ``index`` is even, else by
-    termination. ``index`` is set by the constructor so each env of a vector env differs."""
+    termination. ``index`` is set by the constructor so each env of a vector env differs; so is
+    the action space (Discrete(2) unless given), whose action enters the reward as its sum."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
-    action_space = gym.spaces.Discrete(2)
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, index: int = 0, action_space: gym.Space | None = None) -> None:
+        self.action_space = gym.spaces.Discrete(2) if action_space is None else action_space
         self.index = index
         self.t = 0
         self.noise = 0.0
@@ -60,7 +61,7 @@ class ScriptedEnv(gym.Env):
         self.t += 1
         ended = self.t >= 3 + self.index
         truncated = ended and self.index % 2 == 0
-        return self._obs(), float(self.t + int(action)), ended and not truncated, truncated, {}
+        return self._obs(), self.t + float(np.sum(action)), ended and not truncated, truncated, {}
 
 
 class HalvesVecEnv(VectorEnv):
