@@ -113,6 +113,7 @@ def make_agent(
         clip_param=config.clip_param,
         ppo_epoch=config.ppo_epoch,
         num_mini_batch=config.num_mini_batch,
+        norm_adv_scope=config.norm_adv_scope,
         eps=config.eps,
         max_grad_norm=config.max_grad_norm,
         use_clipped_value_loss=config.clip_value_loss,

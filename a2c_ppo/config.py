@@ -116,6 +116,14 @@ class RunConfig:
     num_mini_batch: int = setting(1, "PPO minibatches per epoch", ALGORITHM, low=1, algos=("ppo",), preset=True)
     clip_value_loss: bool = setting(True, "PPO clipped value loss", ALGORITHM, algos=("ppo",), flag="on-off")
     norm_adv: bool = setting(False, "standardise advantages over the batch", ALGORITHM, preset=True, flag="on-off")
+    norm_adv_scope: str = setting(
+        "rollout",
+        "the batch --norm-adv standardises over: the whole rollout (ikostrikov's PPO) or each minibatch "
+        "(Stable-Baselines3's, CleanRL's and Tianshou's)",
+        ALGORITHM,
+        choices=("rollout", "minibatch"),
+        algos=("ppo",),
+    )
     target_kl: float | None = setting(
         None, "stop a PPO update early once approx KL exceeds this", ALGORITHM, low=0.0, low_open=True, algos=("ppo",)
     )

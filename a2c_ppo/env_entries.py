@@ -67,6 +67,7 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
             ppo_epoch=zoo.pop("n_epochs"),
             clip_param=float(zoo.pop("clip_range")),
             clip_value_loss=False,  # SB3's clip_range_vf=None
+            norm_adv_scope="minibatch",  # SB3 standardises each minibatch's advantages
         )
     if zoo.pop("use_sde", False):
         values.update(use_sde=True, sde_sample_freq=zoo.pop("sde_sample_freq", -1))
@@ -100,7 +101,7 @@ CLEANRL_PPO_CONTINUOUS: dict[str, Any] = {
     "num_processes": 1, "num_steps": 2048, "num_env_steps": 1_000_000, "lr": 3e-4, "use_linear_lr_decay": True,
     "gamma": 0.99, "gae_lambda": 0.95, "entropy_coef": 0.0, "value_loss_coef": 0.5, "max_grad_norm": 0.5,
     "norm_adv": True, "norm_obs": True, "norm_reward": True, "num_mini_batch": 32, "ppo_epoch": 10,
-    "clip_param": 0.2, "clip_value_loss": True,
+    "clip_param": 0.2, "clip_value_loss": True, "norm_adv_scope": "minibatch",
 }  # fmt: skip
 
 #: thu-ml/tianshou examples/mujoco/mujoco_a2c.py's defaults (benchmarked in examples/mujoco/README.md

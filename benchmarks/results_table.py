@@ -43,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
+from a2c_ppo.config import defaults  # noqa: E402
 from a2c_ppo.logger import format_duration  # noqa: E402
 from a2c_ppo.paths import RUN_CHECKPOINT, safe_name  # noqa: E402
 from a2c_ppo.presets import ENV_ENTRIES  # noqa: E402
@@ -96,8 +97,14 @@ def run_dirs(out: str, env_id: str, algo: str, seed: int) -> list[str]:
 
 def stale_settings(config: dict[str, Any], env_id: str, algo: str) -> list[str]:
     """The entry's settings that a run's saved ``config`` trained with other values of (an entry
-    changed since the run): such a run is not this entry's result."""
-    return sorted(key for key, value in entry_settings(env_id, algo).items() if config.get(key) != value)
+    changed since the run): such a run is not this entry's result. A setting the saved config
+    lacks (it predates the setting) had its declared default, as a resumed checkpoint takes it."""
+    return sorted(key for key, value in entry_settings(env_id, algo).items() if ran_with(config, key) != value)
+
+
+def ran_with(config: dict[str, Any], key: str) -> Any:
+    """The value of setting ``key`` a run's saved ``config`` trained with."""
+    return config.get(key, defaults().get(key))
 
 
 def progress(run_dir: str, steps: int, env_id: str, algo: str) -> int | None:
@@ -327,7 +334,8 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]], sb3: dict[str, d
                 result = seeds_text(ours)
                 changed = stale_settings(ours.get("settings", {}), env_id, algo)
                 if changed:  # measured before the entry changed: shown, but not judged as the entry's
-                    result += " with earlier " + ", ".join(f"{key} {ours['settings'].get(key)}" for key in changed)
+                    earlier = ", ".join(f"{key} {ran_with(ours['settings'], key)}" for key in changed)
+                    result += f" with earlier {earlier}"
                     judged = "not rerun with the entry's current settings yet"
             theirs = sb3.get(env_id, {}).get(algo)
             sb3_text = "-"

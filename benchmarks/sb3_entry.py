@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import results_table  # noqa: E402
 from benchmarks.runs import ResultLog  # noqa: E402
-from benchmarks.time_to_result import sb3_arguments  # noqa: E402
+from benchmarks.time_to_result import SB3_PPO_FIXED, sb3_arguments  # noqa: E402
 
 EVAL_EPISODES = 10
 
@@ -43,6 +43,11 @@ def entry_settings(env_id: str, algo: str, seed: int) -> dict:
     from a2c_ppo.arguments import resolve
 
     return resolve(["--env-name", env_id, "--algo", algo, "--seed", str(seed)]).config.to_dict()
+
+
+def sb3_settings(env_id: str, algo: str) -> dict:
+    """The entry's settings as SB3 trains them (kept with its result, as ours are)."""
+    return {**results_table.entry_settings(env_id, algo), **(SB3_PPO_FIXED if algo == "ppo" else {})}
 
 
 def train_and_evaluate(env_id: str, algo: str, seed: int) -> dict:
@@ -68,7 +73,7 @@ def train_and_evaluate(env_id: str, algo: str, seed: int) -> dict:
     mean, std = evaluate_policy(model, envs, n_eval_episodes=EVAL_EPISODES, deterministic=True)
     return {"env": env_id, "algo": algo, "seed": seed, "env_steps": config["num_env_steps"],
             "eval_mean": float(mean), "eval_std": float(std), "seconds": seconds,
-            "settings": results_table.entry_settings(env_id, algo)}  # fmt: skip
+            "settings": sb3_settings(env_id, algo)}  # fmt: skip
 
 
 def report(summary: dict[str, dict[str, dict]]) -> None:
@@ -86,7 +91,7 @@ def summaries(results: list[dict]) -> dict[str, dict[str, dict]]:
     seeds, each seed's final evaluation, and their mean and std over seeds."""
     out: dict[str, dict[str, dict]] = {}
     for env_id, algo in sorted({(r["env"], r["algo"]) for r in results}):
-        current = results_table.entry_settings(env_id, algo)
+        current = sb3_settings(env_id, algo)
         steps, _ = results_table.budget(env_id, algo)
         rows = sorted((r for r in results if r["env"] == env_id and r["algo"] == algo and r["env_steps"] == steps
                        and not results_table.stale_settings(r.get("settings", {}), env_id, algo)),

@@ -113,6 +113,11 @@ def sb3_worker(spec: dict) -> None:
                       "total_seconds": time.time() - spec["launched"]}))  # fmt: skip
 
 
+#: What SB3's PPO does whatever our config says: it standardises each minibatch's advantages
+#: (``--norm-adv-scope minibatch``); a run with ``rollout`` has no SB3 equivalent.
+SB3_PPO_FIXED = {"norm_adv_scope": "minibatch"}
+
+
 def sb3_arguments(config: dict) -> dict:
     """SB3's PPO or A2C arguments (by ``config["algo"]``) for our settings (two towers of
     ``hidden_size``, as our MLPBase). A2C: SB3's RMSprop, whose smoothing constant is fixed at

@@ -128,3 +128,31 @@ def test_grad_norm_is_the_mean_pre_clip_norm(monkeypatch):
     metrics = agent.update(rollouts)
     assert len(norms) == 2 and max(norms) > agent.max_grad_norm  # clipping was active
     assert metrics["grad_norm"] == pytest.approx(sum(norms) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("scope", ["rollout", "minibatch"])
+def test_advantages_are_standardised_over_the_rollout_or_each_minibatch(scope):
+    """Each minibatch's advantages as the loss sees them, against ``(A - mean) / (std + 1e-8)``
+    computed by hand (unbiased std) over the whole rollout or over that minibatch's rows."""
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(3))
+    rollouts = rollout_from_policy(policy, BOX_OBS, gym.spaces.Discrete(3))
+    raw_all = (rollouts.returns - rollouts.value_preds[:-1]).reshape(-1).tolist()
+    agent = PPO(policy, **{**PPO_KWARGS, "ppo_epoch": 1}, norm_adv=True, norm_adv_scope=scope)
+    seen = []
+    original = agent.losses
+    agent.losses = lambda batch: seen.append(batch) or original(batch)  # type: ignore[method-assign]
+    agent.update(rollouts)
+
+    def by_hand(values: list[float], over: list[float]) -> list[float]:
+        mean = sum(over) / len(over)
+        std = math.sqrt(sum((x - mean) ** 2 for x in over) / (len(over) - 1))
+        return [(x - mean) / (std + 1e-8) for x in values]
+
+    assert len(seen) == 4
+    for batch in seen:
+        raw = (batch.returns - batch.value_preds).reshape(-1).tolist()  # the rows' advantages
+        expected = by_hand(raw, raw_all if scope == "rollout" else raw)
+        torch.testing.assert_close(batch.advantages.reshape(-1), torch.tensor(expected), atol=1e-5, rtol=1e-5)
+        if scope == "minibatch":
+            assert abs(batch.advantages.mean().item()) < 1e-6

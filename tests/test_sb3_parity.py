@@ -21,10 +21,11 @@ import pytest
 import torch
 
 import a2c_ppo.rollout as rollout_module
+from a2c_ppo.algo.common import set_learning_rate
 from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.algo.ppo import PPO
 from a2c_ppo.arguments import resolve
-from a2c_ppo.builders import build_envs, make_agent
+from a2c_ppo.builders import build_envs, make_agent, policy_for
 from a2c_ppo.config import RunConfig
 from a2c_ppo.env_entries import zoo_ppo
 from a2c_ppo.fastpath import ActFunction, fast_mlp
@@ -122,27 +123,40 @@ def test_one_ppo_update_moves_the_parameters_as_sb3s(by_hand):
     assert max(moved) < 1e-5, moved
 
 
+#: Episodes cut short so that a few rollouts hold many ends: (entry point, max steps). A rollout
+#: of InvertedPendulum's 32 steps then holds truncations (bootstrapped from V(final_obs)) as well
+#: as terminations (the pole falls); HalfCheetah never terminates.
+SHORT_ENVS = {
+    "InvertedPendulum-v5": ("gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv", 8),
+    "HalfCheetah-v5": ("gymnasium.envs.mujoco.half_cheetah_v5:HalfCheetahEnv", 100),
+}
+
+
 @pytest.fixture
-def short_pendulum():
-    """InvertedPendulum-v5 with episodes truncated after 8 steps: a rollout of 32 steps then
-    holds truncations (bootstrapped from V(final_obs)) as well as terminations (the pole falls)."""
-    env_id = "a2c_ppo_test/InvertedPendulumShort-v5"
-    gym.register(env_id, entry_point="gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv",
-                 max_episode_steps=8)  # fmt: skip
+def short_env(request):
+    """The id of ``request.param`` (a key of SHORT_ENVS) registered with short episodes."""
+    entry_point, max_steps = SHORT_ENVS[request.param]
+    env_id = f"a2c_ppo_test/Short{request.param}"
+    gym.register(env_id, entry_point=entry_point, max_episode_steps=max_steps)
     yield env_id
     del gym.registry[env_id]
 
 
 class SB3Rollout(NamedTuple):
-    """One of SB3's training iterations: the parameters it started from and what it sampled."""
+    """One of SB3's training iterations: the parameters it started from and what it drew."""
 
     policy_before: Policy  # SB3's parameters before the rollout, as our Policy
     actions: torch.Tensor  # (T, N, A) the actions it sampled
+    learning_rate: float  # the rate of its update
 
 
-def sb3_training(config: dict, env_id: str, iterations: int) -> tuple[Any, list[SB3Rollout]]:
+def sb3_training(
+    config: dict, env_id: str, iterations: int, space_policy
+) -> tuple[Any, list[SB3Rollout], list[np.ndarray]]:
     """SB3's PPO trained ``iterations`` rollouts on ``env_id`` with its VecNormalize, as
-    ``benchmarks/sb3_entry.py`` runs it: the model and its iterations."""
+    ``benchmarks/sb3_entry.py`` runs it: the model, its iterations and its minibatch orders (the
+    permutation of the rollout's samples it draws for each epoch). ``space_policy(spaces)``
+    builds our Policy of the same shape, to hold its parameters."""
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
@@ -150,9 +164,8 @@ def sb3_training(config: dict, env_id: str, iterations: int) -> tuple[Any, list[
     envs = make_vec_env(lambda: gym.make(env_id), n_envs=1, seed=1)
     envs = VecNormalize(envs, norm_obs=config["norm_obs"], norm_reward=config["norm_reward"], gamma=config["gamma"])
     model = sb3.PPO(env=envs, seed=1, device="cpu", **sb3_arguments(config))
-    space = model.observation_space, model.action_space
     record: list[SB3Rollout] = []
-    before = make_policy(*space)
+    before = space_policy(model.observation_space, model.action_space)
 
     class Recorder(BaseCallback):
         def _on_rollout_start(self) -> None:
@@ -163,10 +176,22 @@ def sb3_training(config: dict, env_id: str, iterations: int) -> tuple[Any, list[
 
         def _on_rollout_end(self) -> None:
             actions = torch.as_tensor(self.model.rollout_buffer.actions, dtype=torch.float32)
-            record.append(SB3Rollout(copy.deepcopy(before), actions))
+            rate = self.model.lr_schedule(self.model._current_progress_remaining)
+            record.append(SB3Rollout(copy.deepcopy(before), actions, rate))
 
-    model.learn(iterations * config["num_steps"], callback=Recorder())
-    return model, record
+    permutations: list[np.ndarray] = []
+    draw = np.random.permutation
+
+    def recorded(n):
+        permutations.append(draw(n))
+        return permutations[-1]
+
+    np.random.permutation = recorded  # RolloutBuffer.get: one per epoch
+    try:
+        model.learn(iterations * config["num_steps"], callback=Recorder())
+    finally:
+        np.random.permutation = draw
+    return model, record, permutations
 
 
 def replaying(policy: Policy, actions: torch.Tensor) -> ActFunction:
@@ -182,13 +207,32 @@ def replaying(policy: Policy, actions: torch.Tensor) -> ActFunction:
     return act
 
 
-def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_pendulum, monkeypatch):
-    iterations = 60
-    run = zoo_run(short_pendulum)
+def entry_run(env_id: str) -> RunConfig:
+    """Our run config of HalfCheetah-v5's PPO entry (the zoo's HalfCheetah-v4: 512-step rollouts,
+    8 minibatches, 20 epochs, 256-wide ReLU towers without orthogonal init, log-std -2) on
+    ``env_id``, in float32."""
+    run = resolve(["--env-name", "HalfCheetah-v5", "--algo", "ppo", "--seed", "1"]).config
+    assert run.num_mini_batch == 8 and run.activation == "relu" and not run.ortho_init
+    return run.replace(env_name=env_id, precision="fp32")
+
+
+@pytest.mark.parametrize(
+    "short_env, iterations",
+    [("InvertedPendulum-v5", 60), ("HalfCheetah-v5", 3)],
+    indirect=["short_env"],
+)
+def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_env, iterations, monkeypatch):
+    """Whole iterations (rollout with normalisation, ends, returns, the update with its
+    minibatches and learning rate, the optimizer's state carried over) with SB3's sampled
+    actions and minibatch orders replayed: our parameters stay SB3's. InvertedPendulum takes
+    the zoo's settings (one minibatch), HalfCheetah its entry's (8 minibatches x 20 epochs)."""
+    run = zoo_run(short_env) if "Pendulum" in short_env else entry_run(short_env)
     config = run.to_dict()
-    model, record = sb3_training(config, short_pendulum, iterations)
+    space_policy = lambda *spaces: policy_for(run, *spaces)  # noqa: E731
+    model, record, permutations = sb3_training(config, short_env, iterations, space_policy)
+    assert len(permutations) == iterations * run.ppo_epoch
     obs_space, act_space = model.observation_space, model.action_space
-    policy = make_policy(obs_space, act_space)
+    policy = space_policy(obs_space, act_space)
     policy.load_state_dict(record[0].policy_before.state_dict())  # SB3's initial weights
     agent = make_agent(run, policy)
     envs = build_envs(run, 1, torch.device("cpu"))
@@ -197,20 +241,25 @@ def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_pendulu
     ends = torch.zeros(2)
     rollouts_actions = [iteration.actions for iteration in record]
     monkeypatch.setattr(rollout_module, "acting_function", lambda *_, **__: replaying(policy, rollouts_actions.pop(0)))
-    for _ in record:
+    for iteration in record:
         rollout_module.collect_rollout(policy, envs, storage, run.use_proper_time_limits, fast=False)
         ends += torch.stack([storage.terminated.sum(), storage.truncated.sum()])
         with torch.no_grad():
             next_value = policy.get_value(storage.obs[-1], storage.recurrent_hidden_states[-1], storage.masks[-1])
         storage.compute_returns(next_value, run.use_gae, run.gamma, run.gae_lambda)
-        agent.update(storage)
+        set_learning_rate(agent.optimizer, iteration.learning_rate)
+        with monkeypatch.context() as patch:  # the update's minibatches in SB3's order
+            patch.setattr(torch, "randperm", lambda n, device=None: torch.as_tensor(permutations.pop(0)))
+            agent.update(storage)
         storage.after_update()
     envs.close()
 
-    assert ends.min() > 10  # both kinds of episode end were replayed many times
-    after = make_policy(obs_space, act_space)
+    assert ends[1] > 10 and (ends[0] > 10 or "Cheetah" in short_env)  # ends replayed many times
+    after = space_policy(obs_space, act_space)
     copy_weights(model, after)
     moved = max((p - q).abs().max().item() for p, q in zip(after.parameters(), record[0].policy_before.parameters()))
     apart = max((p - q).abs().max().item() for p, q in zip(policy.parameters(), after.parameters()))
-    assert moved > 1e-2  # SB3 trained: the comparison means something
-    assert apart < 1e-5, apart
+    assert moved > 5e-3  # SB3 trained: the comparison means something
+    # float32 rounding over hundreds of Adam steps: about 5e-4 of the distance moved. With the
+    # advantages standardised over the rollout instead of per minibatch, HalfCheetah's end 0.18 apart.
+    assert apart < 2e-3 * moved, (apart, moved)

@@ -62,6 +62,10 @@ def explained_variance(
     return torch.where(var_targets == 0, torch.nan, 1.0 - ratio)
 
 
+#: Added to the advantages' std before dividing by it (SB3's and CleanRL's value).
+ADVANTAGE_STD_EPS = 1e-8
+
+
 def rollout_advantages(rollouts: RolloutStorage, normalize: bool, reducer: Reducer | None = None) -> torch.Tensor:
     """Advantages (T, N, 1) = returns - values, optionally standardised over the batch of all ranks.
 
@@ -77,7 +81,16 @@ def rollout_advantages(rollouts: RolloutStorage, normalize: bool, reducer: Reduc
     mean = (reducer.all_reduce_sum(total) if reducer is not None else total) / count
     squares = (rows - mean).pow(2).sum()
     std = ((reducer.all_reduce_sum(squares) if reducer is not None else squares) / (count - 1)).sqrt()
-    return (advantages - mean) / (std + 1e-8)
+    return (advantages - mean) / (std + ADVANTAGE_STD_EPS)
+
+
+def standardized(advantages: torch.Tensor) -> torch.Tensor:
+    """``advantages (B, 1)`` less their mean, over their (unbiased) std: one minibatch's, on
+    this rank (``--norm-adv-scope minibatch``, as SB3, CleanRL and Tianshou do); unchanged for
+    fewer than two rows."""
+    if advantages.numel() < 2:
+        return advantages
+    return (advantages - advantages.mean()) / (advantages.std() + ADVANTAGE_STD_EPS)
 
 
 def average_gradients(params: Sequence[torch.Tensor], reducer: Reducer) -> None:

@@ -40,6 +40,7 @@ from a2c_ppo.algo.common import (
     explained_variance,
     finish_metrics,
     rollout_advantages,
+    standardized,
 )
 from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters, clip_flat_gradient
 from a2c_ppo.model import Policy
@@ -168,6 +169,10 @@ class PPO:
     decision and the metrics are combined across ranks (see ``algo.common``). ``gradient``:
     the backend (default ``AutogradGradient``). ``variant``: ``"clip"`` or ``"kl-penalty"``
     (with ``kl_coef``, beta's first value, and ``kl_target``; see the module docstring).
+    ``norm_adv`` standardises the advantages over the whole rollout of all ranks
+    (``norm_adv_scope="rollout"``, ikostrikov's PPO) or over each minibatch on its rank
+    (``"minibatch"``, as SB3, CleanRL and Tianshou do: every minibatch's advantages then have
+    mean 0, which changes the gradient wherever there are several minibatches).
     """
 
     def __init__(
@@ -184,6 +189,7 @@ class PPO:
         max_grad_norm: float = 0.5,
         use_clipped_value_loss: bool = True,
         norm_adv: bool = True,
+        norm_adv_scope: str = "rollout",
         target_kl: float | None = None,
         reducer: Reducer | None = None,
         gradient: GradientBackend | None = None,
@@ -200,6 +206,7 @@ class PPO:
         self.entropy_coef = entropy_coef
         self.max_grad_norm = max_grad_norm
         self.norm_adv = norm_adv
+        self.norm_adv_per_minibatch = norm_adv and norm_adv_scope == "minibatch"
         self.target_kl = target_kl
         self.reducer = reducer
         self.clip_value_loss = use_clipped_value_loss
@@ -262,7 +269,7 @@ class PPO:
         ``target_kl`` the one that crossed the limit too, though its step is not taken),
         ``approx_kl`` and ``clipfrac`` (over every sample evaluated), ``grad_norm`` (pre-clip,
         mean over the gradient steps), ``explained_variance`` and ``num_gradient_steps``."""
-        advantages = rollout_advantages(rollouts, self.norm_adv, self.reducer)
+        advantages = rollout_advantages(rollouts, self.norm_adv and not self.norm_adv_per_minibatch, self.reducer)
         if self.variant == "kl-penalty":  # pi_old, before the first step changes the policy
             with torch.no_grad():
                 rollouts.dist_params = (
@@ -275,6 +282,8 @@ class PPO:
         num_steps = 0
         for batch in self._minibatches(rollouts, advantages):
             self.flat.zero_grad()  # also re-attaches the flat views a backend writes into
+            if self.norm_adv_per_minibatch:
+                batch = batch._replace(advantages=standardized(batch.advantages))
             losses = self.losses(batch)
             loss_values.append(torch.stack([losses[name].detach() for name in LOSS_NAMES]))
             log_ratios.append(losses["log_ratio"].detach())
