@@ -1,4 +1,4 @@
-"""PPO against Stable-Baselines3's on the same rollouts, weights and settings.
+"""PPO and A2C against Stable-Baselines3's on the same rollouts, weights and settings.
 
 A zoo entry's settings (InvertedPendulum's: one minibatch of the whole 32-step rollout, so
 the minibatch order cannot matter) must move the parameters as SB3's ``PPO.train()`` does:
@@ -6,8 +6,10 @@ this checks the translation (``env_entries.zoo_ppo``: the value loss's weight, t
 advantage normalisation) and the update's maths end to end, with the hand-written gradient and
 with autograd. A second test runs whole training iterations (rollout with normalisation,
 terminations and truncations, returns, update, the optimizer's state carried over) with SB3's
-sampled actions replayed, and holds our parameters to SB3's. Needs the ``[bench]`` extra
-(stable-baselines3); skipped without it.
+sampled actions and minibatch orders replayed, and holds our parameters to SB3's: PPO with
+InvertedPendulum's and HalfCheetah's settings (8 minibatches, which tells where the advantages
+are standardised), A2C with HalfCheetah's. Needs the ``[bench]`` extra (stable-baselines3);
+skipped without it.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ class SB3Rollout(NamedTuple):
 def sb3_training(
     config: dict, env_id: str, iterations: int, space_policy
 ) -> tuple[Any, list[SB3Rollout], list[np.ndarray]]:
-    """SB3's PPO trained ``iterations`` rollouts on ``env_id`` with its VecNormalize, as
+    """SB3's PPO or A2C (``config["algo"]``) trained ``iterations`` rollouts on ``env_id`` with its VecNormalize, as
     ``benchmarks/sb3_entry.py`` runs it: the model, its iterations and its minibatch orders (the
     permutation of the rollout's samples it draws for each epoch). ``space_policy(spaces)``
     builds our Policy of the same shape, to hold its parameters."""
@@ -163,7 +165,7 @@ def sb3_training(
 
     envs = make_vec_env(lambda: gym.make(env_id), n_envs=1, seed=1)
     envs = VecNormalize(envs, norm_obs=config["norm_obs"], norm_reward=config["norm_reward"], gamma=config["gamma"])
-    model = sb3.PPO(env=envs, seed=1, device="cpu", **sb3_arguments(config))
+    model = (sb3.A2C if config["algo"] == "a2c" else sb3.PPO)(env=envs, seed=1, device="cpu", **sb3_arguments(config))
     record: list[SB3Rollout] = []
     before = space_policy(model.observation_space, model.action_space)
 
@@ -207,30 +209,34 @@ def replaying(policy: Policy, actions: torch.Tensor) -> ActFunction:
     return act
 
 
-def entry_run(env_id: str) -> RunConfig:
-    """Our run config of HalfCheetah-v5's PPO entry (the zoo's HalfCheetah-v4: 512-step rollouts,
-    8 minibatches, 20 epochs, 256-wide ReLU towers without orthogonal init, log-std -2) on
-    ``env_id``, in float32."""
-    run = resolve(["--env-name", "HalfCheetah-v5", "--algo", "ppo", "--seed", "1"]).config
-    assert run.num_mini_batch == 8 and run.activation == "relu" and not run.ortho_init
+def entry_run(env_id: str, algo: str) -> RunConfig:
+    """Our run config of HalfCheetah-v5's entry for ``algo`` on ``env_id``, in float32. PPO: the
+    zoo's HalfCheetah-v4 (512-step rollouts, 8 minibatches, 20 epochs, 256-wide ReLU towers
+    without orthogonal init, log-std -2). A2C: the zoo's MuJoCo defaults (5-step rollouts,
+    RMSprop, n-step returns, SB3's other defaults)."""
+    run = resolve(["--env-name", "HalfCheetah-v5", "--algo", algo, "--seed", "1"]).config
+    if algo == "ppo":
+        assert run.num_mini_batch == 8 and run.activation == "relu" and not run.ortho_init
     return run.replace(env_name=env_id, precision="fp32")
 
 
 @pytest.mark.parametrize(
-    "short_env, iterations",
-    [("InvertedPendulum-v5", 60), ("HalfCheetah-v5", 3)],
+    "short_env, algo, iterations",
+    [("InvertedPendulum-v5", "ppo", 60), ("HalfCheetah-v5", "ppo", 3), ("HalfCheetah-v5", "a2c", 300)],
     indirect=["short_env"],
 )
-def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_env, iterations, monkeypatch):
+def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_env, algo, iterations, monkeypatch):
     """Whole iterations (rollout with normalisation, ends, returns, the update with its
     minibatches and learning rate, the optimizer's state carried over) with SB3's sampled
-    actions and minibatch orders replayed: our parameters stay SB3's. InvertedPendulum takes
-    the zoo's settings (one minibatch), HalfCheetah its entry's (8 minibatches x 20 epochs)."""
-    run = zoo_run(short_env) if "Pendulum" in short_env else entry_run(short_env)
+    actions and minibatch orders replayed: our parameters stay SB3's. PPO on InvertedPendulum
+    takes the zoo's settings (one minibatch), on HalfCheetah its entry's (8 minibatches x 20
+    epochs); A2C on HalfCheetah its entry's (RMSprop, 5-step rollouts)."""
+    run = zoo_run(short_env) if "Pendulum" in short_env else entry_run(short_env, algo)
     config = run.to_dict()
     space_policy = lambda *spaces: policy_for(run, *spaces)  # noqa: E731
     model, record, permutations = sb3_training(config, short_env, iterations, space_policy)
-    assert len(permutations) == iterations * run.ppo_epoch
+    # one per epoch (A2C: its one pass over the rollout, whose order a mean does not need)
+    assert len(permutations) == iterations * (run.ppo_epoch if algo == "ppo" else 1)
     obs_space, act_space = model.observation_space, model.action_space
     policy = space_policy(obs_space, act_space)
     policy.load_state_dict(record[0].policy_before.state_dict())  # SB3's initial weights
