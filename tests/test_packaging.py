@@ -32,9 +32,10 @@ def test_extras_contents():
     assert any(dep.startswith("gymnasium[mujoco]") for dep in EXTRAS["mujoco"])
     assert any(dep.startswith("matplotlib") for dep in EXTRAS["plot"])
     assert any(dep.startswith("stable-baselines3") for dep in EXTRAS["bench"])
+    assert any(dep.startswith("stable-baselines3") for dep in EXTRAS["test"])  # the parity tests
     (everything,) = EXTRAS["all"]
     included = set(everything.split("[")[1].rstrip("]").split(","))
-    # [bench] is a peer; [envpool] is 700 MB (CI installs it beside [all])
+    # [bench] is a peer; [envpool] is 700 MB (CI leaves it out)
     assert included == {"atari", "mujoco", "box2d", "video", "plot", "wandb", "onnx", "test"}
 
 
