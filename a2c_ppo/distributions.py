@@ -19,6 +19,7 @@ every path, and exact resumes hold.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -81,18 +82,21 @@ def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
 def uniform_draws(shape: tuple[int, ...], out: torch.Tensor | None = None) -> torch.Tensor:
     """Uniforms in [0, 1) of ``shape`` (``(B, 1)`` for ``categorical_sample``) from torch's
     generator, written into ``out`` where given: the same numbers (``torch.rand`` fills an empty
-    tensor with ``uniform_``), without allocating."""
-    if _block is not None:
-        return _block.take(torch.Tensor.uniform_, shape)
+    tensor with ``uniform_``), without allocating. Inside ``StepDraws.rows`` they are the block's
+    rows of the step's draws instead (``out`` unused): read them, do not keep or write them."""
+    block = _active.block
+    if block is not None:
+        return block.take(torch.Tensor.uniform_, shape)
     return torch.rand(shape) if out is None else out.uniform_()
 
 
 def normal_draws(shape: tuple[int, ...], out: torch.Tensor | None = None) -> torch.Tensor:
     """The standard normals a Gaussian head's sample takes, ``shape`` from torch's generator,
     written into ``out`` where given (the same numbers: ``torch.randn`` is ``normal_`` on an
-    empty tensor)."""
-    if _block is not None:
-        return _block.take(torch.Tensor.normal_, shape)
+    empty tensor); inside ``StepDraws.rows`` as ``uniform_draws``."""
+    block = _active.block
+    if block is not None:
+        return block.take(torch.Tensor.normal_, shape)
     return torch.randn(shape) if out is None else out.normal_()
 
 
@@ -113,10 +117,12 @@ class StepDraws:
     def __init__(self, num_rows: int) -> None:
         self.num_rows = num_rows
         self._draws: list[torch.Tensor] = []  # (num_rows, ...) each, in the order asked for
+        self._fills: list[Callable[[torch.Tensor], torch.Tensor]] = []  # how each was drawn
         self._views: dict[tuple[int, int | None, int | None], torch.Tensor] = {}  # (draw, rows) -> view
         self._made = 0  # draws made this step
         self._rows = slice(None)
         self._taken = 0  # draws the current block has taken
+        self._outer: StepDraws | None = None  # the block active before ``with`` (restored after)
 
     def next_step(self) -> None:
         self._made = 0
@@ -127,23 +133,24 @@ class StepDraws:
         return self
 
     def __enter__(self) -> None:
-        global _block
-        _block = self
+        self._outer, _active.block = _active.block, self
 
     def __exit__(self, *exc: object) -> None:
-        global _block
-        _block = None
+        _active.block = self._outer
 
     def take(self, fill: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
         i, self._taken = self._taken, self._taken + 1
         if i == self._made:
             full = (self.num_rows, *shape[1:])
-            if i == len(self._draws) or self._draws[i].shape != full:
-                del self._draws[i:]
+            if i == len(self._draws) or self._draws[i].shape != full or self._fills[i] is not fill:
+                del self._draws[i:], self._fills[i:]
                 self._views.clear()
                 self._draws.append(torch.empty(full))
+                self._fills.append(fill)
             fill(self._draws[i])
             self._made = i + 1
+        elif self._fills[i] is not fill:
+            raise RuntimeError("the blocks of envs asked for different kinds of draws (uniform, normal)")
         key = (i, self._rows.start, self._rows.stop)
         view = self._views.get(key)
         if view is None:
@@ -155,7 +162,14 @@ class StepDraws:
         return view
 
 
-_block: StepDraws | None = None  # the step's draws while a block of envs acts (StepDraws.rows)
+class _ActiveBlock(threading.local):
+    """The step's draws while a block of envs acts (``StepDraws.rows``), per thread: two runs
+    of the Python API in threads of one process do not share it."""
+
+    block: StepDraws | None = None
+
+
+_active = _ActiveBlock()
 
 
 # ----------------------------------------------------------------------------- distributions

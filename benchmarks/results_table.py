@@ -49,6 +49,7 @@ from a2c_ppo.paths import RUN_CHECKPOINT, safe_name  # noqa: E402
 from a2c_ppo.presets import ENV_ENTRIES  # noqa: E402
 from benchmarks import results_curves  # noqa: E402
 from benchmarks.published import ZOO, Published, others  # noqa: E402
+from benchmarks.time_to_result import SB3_PPO_FIXED  # noqa: E402
 
 #: The ids of each family, in table order (a family's runs and plot share OUT/<family>).
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -100,6 +101,12 @@ def stale_settings(config: dict[str, Any], env_id: str, algo: str) -> list[str]:
     changed since the run): such a run is not this entry's result. A setting the saved config
     lacks (it predates the setting) had its declared default, as a resumed checkpoint takes it."""
     return sorted(key for key, value in entry_settings(env_id, algo).items() if ran_with(config, key) != value)
+
+
+def sb3_stale_settings(settings: dict[str, Any], env_id: str, algo: str) -> list[str]:
+    """``stale_settings`` of a Stable-Baselines3 run's saved ``settings``: SB3's PPO standardises
+    each minibatch's advantages whatever they say (``SB3_PPO_FIXED``)."""
+    return stale_settings({**settings, **(SB3_PPO_FIXED if algo == "ppo" else {})}, env_id, algo)
 
 
 def ran_with(config: dict[str, Any], key: str) -> Any:
@@ -339,7 +346,7 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]], sb3: dict[str, d
                     judged = "not rerun with the entry's current settings yet"
             theirs = sb3.get(env_id, {}).get(algo)
             sb3_text = "-"
-            if theirs and not stale_settings(theirs.get("settings", {}), env_id, algo):
+            if theirs and not sb3_stale_settings(theirs.get("settings", {}), env_id, algo):
                 sb3_text = seeds_text(theirs)
                 if ours and "below" in judged:  # is the shortfall the settings' or ours?
                     judged += "; SB3's: " + verdict(theirs["eval_mean"], zoo, env_id, algo, steps).split("; ")[-1]

@@ -86,23 +86,28 @@ def report(summary: dict[str, dict[str, dict]]) -> None:
                   f"{s['eval_mean']:.1f} ± {s['eval_std']:.1f} |")  # fmt: skip
 
 
+def current_rows(results: list[dict], env_id: str, algo: str) -> list[dict]:
+    """The runs of ``env_id`` and ``algo`` at the entry's current settings and full budget, by seed."""
+    steps, _ = results_table.budget(env_id, algo)
+    return sorted((r for r in results if r["env"] == env_id and r["algo"] == algo and r["env_steps"] == steps
+                   and not results_table.sb3_stale_settings(r.get("settings", {}), env_id, algo)),
+                  key=lambda r: r["seed"])  # fmt: skip
+
+
 def summaries(results: list[dict]) -> dict[str, dict[str, dict]]:
     """By env and algorithm, the results at the entry's current settings and full budget: the
     seeds, each seed's final evaluation, and their mean and std over seeds."""
     out: dict[str, dict[str, dict]] = {}
     for env_id, algo in sorted({(r["env"], r["algo"]) for r in results}):
-        current = sb3_settings(env_id, algo)
         steps, _ = results_table.budget(env_id, algo)
-        rows = sorted((r for r in results if r["env"] == env_id and r["algo"] == algo and r["env_steps"] == steps
-                       and not results_table.stale_settings(r.get("settings", {}), env_id, algo)),
-                      key=lambda r: r["seed"])  # fmt: skip
+        rows = current_rows(results, env_id, algo)
         finals = [r["eval_mean"] for r in rows]
         if finals:
             out.setdefault(env_id, {})[algo] = {
                 "seeds": [r["seed"] for r in rows], "per_seed": finals, "eval_mean": statistics.fmean(finals),
                 "eval_std": statistics.pstdev(finals),  # as results_table: np.std
                 "env_steps": steps,
-                "settings": current}  # fmt: skip
+                "settings": sb3_settings(env_id, algo)}  # fmt: skip
     return out
 
 
@@ -117,8 +122,9 @@ def main() -> None:
     opts = parser.parse_args()
     log = ResultLog(opts.out)
     if not opts.report_only:
+        done = {r["seed"] for r in current_rows(log.rows, opts.env_name, opts.algo)}
         for seed in opts.seeds:
-            if not log.has(env=opts.env_name, algo=opts.algo, seed=seed):
+            if seed not in done:  # a run at earlier settings or budget is run again
                 log.add(train_and_evaluate(opts.env_name, opts.algo, seed))
     summary = summaries(log.rows)
     report(summary)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from a2c_ppo.distributions import StepDraws, _active, normal_draws, uniform_draws
 from a2c_ppo.model import Policy
 
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
@@ -142,3 +143,41 @@ def test_act_is_deterministic_for_a_seed_and_carries_no_graph(kind):
         outputs.append(policy.act(obs, hxs, masks))
     for first, second in zip(*outputs):
         assert torch.equal(first, second) and not first.requires_grad
+
+
+# ----------------------------------------------------------------------------- StepDraws
+
+
+def test_step_draws_hand_each_block_its_rows_of_one_draw_for_all_rows():
+    """Blocks of 2 and 3 rows get exactly ``torch.randn(5, 6)`` and ``torch.rand(5, 1)`` split by
+    rows (drawn per block, the 30 normals would come out otherwise), buffers refilled per step,
+    and the generator left where the whole-batch draws leave it."""
+    torch.manual_seed(0)
+    expected = [(torch.randn(5, 6), torch.rand(5, 1)) for _ in range(2)]
+    next_after = torch.rand(3)
+    torch.manual_seed(0)
+    draws = StepDraws(5)
+    for normals, uniforms in expected:
+        draws.next_step()
+        for rows in (slice(0, 2), slice(2, 5)):
+            n = rows.stop - rows.start
+            with draws.rows(rows):
+                torch.testing.assert_close(normal_draws((n, 6)), normals[rows], rtol=0, atol=0)
+                torch.testing.assert_close(uniform_draws((n, 1)), uniforms[rows], rtol=0, atol=0)
+    torch.testing.assert_close(torch.rand(3), next_after, rtol=0, atol=0)
+
+
+def test_step_draws_refuse_blocks_that_ask_differently_and_leave_no_block_behind():
+    draws = StepDraws(4)
+    draws.next_step()
+    with draws.rows(slice(0, 2)):
+        normal_draws((2, 3))
+    with pytest.raises(RuntimeError, match="different kinds"), draws.rows(slice(2, 4)):
+        uniform_draws((2, 3))
+    with pytest.raises(RuntimeError, match="asked for draws of shape"), draws.rows(slice(2, 4)):
+        normal_draws((2, 5))
+    assert _active.block is None  # reset on the way out of an error
+    draws.next_step()  # a new shape next step: a new buffer, not the old one's rows
+    with draws.rows(slice(0, 2)):
+        assert normal_draws((2, 5)).shape == (2, 5)
+    assert normal_draws((2, 5)).shape == (2, 5) and _active.block is None  # outside a block: torch's own

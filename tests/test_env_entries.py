@@ -225,6 +225,24 @@ def test_sb3_with_the_same_settings_is_summarised_at_the_current_settings_and_sh
     assert "| - | below the zoo's spread |" in row(10.0, stale)
 
 
+def test_a_setting_a_saved_run_predates_counts_as_its_default_and_sb3_standardises_per_minibatch():
+    """A run saved before ``norm_adv_scope`` existed trained with its declared default
+    (``rollout``): ours is stale against an entry that takes ``minibatch``; SB3's is not, as
+    SB3's PPO always standardises per minibatch (``SB3_PPO_FIXED``)."""
+    from benchmarks import sb3_entry
+
+    env_id, algo = "Acrobot-v1", "ppo"
+    current = results_table.entry_settings(env_id, algo)
+    assert current["norm_adv_scope"] == "minibatch"
+    predating = {key: value for key, value in current.items() if key != "norm_adv_scope"}
+    assert results_table.stale_settings(predating, env_id, algo) == ["norm_adv_scope"]
+    assert results_table.ran_with(predating, "norm_adv_scope") == "rollout"
+    assert results_table.sb3_stale_settings(predating, env_id, algo) == []
+    steps, _ = results_table.budget(env_id, algo)
+    run = {"env": env_id, "algo": algo, "env_steps": steps, "seed": 1, "eval_mean": -80.0, "settings": predating}
+    assert [r["seed"] for r in sb3_entry.current_rows([run], env_id, algo)] == [1]  # not run again
+
+
 def test_sb3_summaries_merge_into_the_summary_file(tmp_path, monkeypatch, capsys):
     """A results log started afresh (a new clone) replaces only its own env and algorithm in
     docs/sb3_results.json: the others' summaries stay."""

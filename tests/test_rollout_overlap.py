@@ -144,11 +144,13 @@ BOX = gym.spaces.Box(-1, 1, (6,), "float32")
 @pytest.mark.parametrize(
     "action_space, fast, recurrent, sde",
     [
+        # Box and MultiDiscrete tell per-half draws from per-step ones (torch's serial uniform
+        # kernel gives the same numbers either way); the others check each half's rows.
         (gym.spaces.Discrete(3), True, False, False),  # numpy acting
         (gym.spaces.Discrete(3), False, True, False),
         (BOX, True, False, False),
         (BOX, False, False, False),
-        (BOX, False, False, True),
+        (BOX, False, False, True),  # gSDE: no per-step draws, each half's noise matrices (noise_rows)
         (gym.spaces.MultiBinary(3), False, False, False),
         (gym.spaces.MultiDiscrete([2, 3]), False, True, False),
     ],

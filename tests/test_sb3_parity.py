@@ -8,8 +8,8 @@ with autograd. A second test runs whole training iterations (rollout with normal
 terminations and truncations, returns, update, the optimizer's state carried over) with SB3's
 sampled actions and minibatch orders replayed, and holds our parameters to SB3's: PPO with
 InvertedPendulum's and HalfCheetah's settings (8 minibatches, which tells where the advantages
-are standardised), A2C with HalfCheetah's. Needs the ``[bench]`` extra (stable-baselines3);
-skipped without it.
+are standardised), A2C with HalfCheetah's. Needs stable-baselines3 (the ``[test]`` extra) and
+MuJoCo; skipped without them.
 """
 
 from __future__ import annotations
@@ -178,7 +178,8 @@ def sb3_training(
 
         def _on_rollout_end(self) -> None:
             actions = torch.as_tensor(self.model.rollout_buffer.actions, dtype=torch.float32)
-            rate = self.model.lr_schedule(self.model._current_progress_remaining)
+            # the rate of the update that follows: SB3 moves its progress on after this callback
+            rate = self.model.lr_schedule(1.0 - self.model.num_timesteps / self.model._total_timesteps)
             record.append(SB3Rollout(copy.deepcopy(before), actions, rate))
 
     permutations: list[np.ndarray] = []

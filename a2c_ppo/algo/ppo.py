@@ -206,6 +206,8 @@ class PPO:
         self.entropy_coef = entropy_coef
         self.max_grad_norm = max_grad_norm
         self.norm_adv = norm_adv
+        if norm_adv_scope not in ("rollout", "minibatch"):
+            raise ValueError(f"norm_adv_scope must be 'rollout' or 'minibatch', got {norm_adv_scope!r}")
         self.norm_adv_per_minibatch = norm_adv and norm_adv_scope == "minibatch"
         self.target_kl = target_kl
         self.reducer = reducer
