@@ -103,10 +103,15 @@ def stale_settings(config: dict[str, Any], env_id: str, algo: str) -> list[str]:
     return sorted(key for key, value in entry_settings(env_id, algo).items() if ran_with(config, key) != value)
 
 
+def as_sb3_trains(settings: dict[str, Any], algo: str) -> dict[str, Any]:
+    """``settings`` as Stable-Baselines3 trains them: its PPO standardises each minibatch's
+    advantages whatever they say (``SB3_PPO_FIXED``)."""
+    return {**settings, **(SB3_PPO_FIXED if algo == "ppo" else {})}
+
+
 def sb3_stale_settings(settings: dict[str, Any], env_id: str, algo: str) -> list[str]:
-    """``stale_settings`` of a Stable-Baselines3 run's saved ``settings``: SB3's PPO standardises
-    each minibatch's advantages whatever they say (``SB3_PPO_FIXED``)."""
-    return stale_settings({**settings, **(SB3_PPO_FIXED if algo == "ppo" else {})}, env_id, algo)
+    """``stale_settings`` of a Stable-Baselines3 run's saved ``settings``."""
+    return stale_settings(as_sb3_trains(settings, algo), env_id, algo)
 
 
 def ran_with(config: dict[str, Any], key: str) -> Any:

@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import results_table  # noqa: E402
 from benchmarks.runs import ResultLog  # noqa: E402
-from benchmarks.time_to_result import SB3_PPO_FIXED, sb3_arguments  # noqa: E402
+from benchmarks.time_to_result import sb3_arguments  # noqa: E402
 
 EVAL_EPISODES = 10
 
@@ -47,7 +47,7 @@ def entry_settings(env_id: str, algo: str, seed: int) -> dict:
 
 def sb3_settings(env_id: str, algo: str) -> dict:
     """The entry's settings as SB3 trains them (kept with its result, as ours are)."""
-    return {**results_table.entry_settings(env_id, algo), **(SB3_PPO_FIXED if algo == "ppo" else {})}
+    return results_table.as_sb3_trains(results_table.entry_settings(env_id, algo), algo)
 
 
 def train_and_evaluate(env_id: str, algo: str, seed: int) -> dict:
