@@ -82,15 +82,16 @@ def train(
     calling each of ``callbacks`` after every update (one returning ``False`` stops the run,
     its checkpoint saved). ``resume``: a checkpoint to continue, as ``--resume``.
 
-    ``policy_base`` may be a ``torch.nn.Module`` subclass and ``policy_kwargs`` a dict. Returns
+    ``policy_base`` may be a ``torch.nn.Module`` subclass, ``policy_kwargs`` and ``env_kwargs`` dicts. Returns
     the run's checkpoint path, env steps and learning curve; raises ``ConfigError`` for bad
     settings, before anything starts.
     """
     typed = dict(settings, env_name=_env_name(env))
     if "policy_base" in typed and typed["policy_base"] is not None:
         typed["policy_base"] = _reference(typed["policy_base"])
-    if isinstance(typed.get("policy_kwargs"), dict):
-        typed["policy_kwargs"] = json.dumps(typed["policy_kwargs"])
+    for name in ("policy_kwargs", "env_kwargs"):
+        if isinstance(typed.get(name), dict):
+            typed[name] = json.dumps(typed[name])
     request = resolve_request({k: v for k, v in typed.items() if v is not None}, resume, trust_checkpoint)
     with _signals() as signals:
         return run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals,
@@ -199,7 +200,7 @@ def load(path: str, *, trust_checkpoint: bool = False) -> Agent:
         raise ConfigError(f"checkpoint {path!r}: parameter {bad!r} is not finite; use an earlier checkpoint.")
     from a2c_ppo.envs.check import check_env_id
 
-    spaces = check_env_id(config.env_name, config.action_masks, config.vec_env)
+    spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, config.env_arguments)
     policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
     try:
         policy.load_state_dict(checkpoint["model"])

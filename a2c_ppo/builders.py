@@ -7,7 +7,6 @@ each piece is described by the config in one place.
 from __future__ import annotations
 
 import functools
-import json
 import random
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from a2c_ppo.algo import A2C, ACKTR, PPO, KFACOptimizer, make_rmsprop
 from a2c_ppo.algo.common import Reducer
 from a2c_ppo.algo.gail import GAIL
 from a2c_ppo.algo.hand_gradient import HandGradient
-from a2c_ppo.config import RunConfig
+from a2c_ppo.config import RunConfig, json_object
 from a2c_ppo.distributions import DiagGaussianHead
 from a2c_ppo.envs import make_vec_envs
 from a2c_ppo.envs.make import import_module
@@ -74,6 +73,7 @@ def build_envs(
         "env_timeout": config.env_timeout,
         "action_masks": config.action_masks == "on",
         "step_infos": False,
+        "env_kwargs": config.env_arguments,
         **overrides,
     }
     return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)
@@ -154,7 +154,7 @@ def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gy
     observation space, or the user's ``--policy-base`` built with ``--policy-kwargs``; a gSDE
     head (``sde.py``) with ``--use-sde``; PyTorch's default initialisation with ``--no-ortho-init``."""
     if config.policy_base:
-        base = user_base(config.policy_base, observation_space, policy_kwargs(config.policy_kwargs))
+        base = user_base(config.policy_base, observation_space, json_object(config.policy_kwargs, "--policy-kwargs"))
         policy = Policy(observation_space, action_space, base=base)  # type: ignore[arg-type]
     else:
         policy = make_policy(
@@ -174,19 +174,6 @@ def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gy
         with torch.no_grad():
             policy.dist.log_std.bias.fill_(config.log_std_init)
     return policy
-
-
-def policy_kwargs(text: str) -> dict[str, Any]:
-    """``--policy-kwargs``: a JSON object of plain values; ConfigError otherwise."""
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"--policy-kwargs {text!r} is not JSON ({exc.msg}); give an object, e.g. '{{\"width\": 128}}'."
-        ) from None
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"--policy-kwargs {text!r} must be a JSON object (name: value), e.g. '{{\"width\": 128}}'.")
-    return kwargs
 
 
 def user_base(reference: str, observation_space: gym.Space, kwargs: dict[str, Any]) -> torch.nn.Module:

@@ -15,6 +15,7 @@ default, and ``from_dict`` says so; a field this version does not know is refuse
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import types
@@ -54,6 +55,7 @@ class Setting:
     ``preset``: presets may set it. ``flag``: ``"on-off"`` (``--x`` / ``--no-x``),
     ``"switch"`` (``--x`` only), ``"value"``, or ``None`` for fields no one types.
     ``auto``: what ``None`` means, for settings whose default is chosen at run time.
+    ``json_object``: a string holding a JSON object (keyword arguments), read by ``json_object``.
     """
 
     help: str
@@ -67,6 +69,7 @@ class Setting:
     preset: bool = False
     flag: str | None = "value"
     auto: str | None = None
+    json_object: bool = False
 
 
 def setting(default: Any, help: str, group: str, **kwargs: Any) -> Any:
@@ -210,7 +213,9 @@ class RunConfig:
     policy_base: str | None = setting(
         None, "your own base network, module:Class (see the README's Python API)", POLICY, auto="by observation space"
     )
-    policy_kwargs: str = setting("{}", "keyword arguments of --policy-base, a JSON object of plain values", POLICY)
+    policy_kwargs: str = setting(
+        "{}", "keyword arguments of --policy-base, a JSON object of plain values", POLICY, json_object=True
+    )
     recurrent_policy: bool = setting(False, "GRU/LSTM after the MLP or CNN", POLICY, flag="switch")
     recurrent_type: str = setting("gru", "recurrent layer of --recurrent-policy", POLICY, choices=RNN_TYPES)
     recurrent_chunk_length: int | None = setting(
@@ -222,6 +227,13 @@ class RunConfig:
     )
     # environment
     env_name: str = setting("CartPole-v1", "gymnasium id, or module:Class / module:factory", ENVIRONMENT)
+    env_kwargs: str = setting(
+        "{}",
+        "keyword arguments of the env (gymnasium.make's, or module:factory's), a JSON object of plain values, "
+        "e.g. '{\"include_cfrc_ext_in_observation\": false}'",
+        ENVIRONMENT,
+        json_object=True,
+    )
     num_processes: int = setting(
         BY_PRESET, "parallel environments per training process", ENVIRONMENT, low=1, preset=True
     )
@@ -321,6 +333,11 @@ class RunConfig:
     def batch_size(self) -> int:
         """Samples per update on one rank: ``num_processes * num_steps``."""
         return self.num_processes * self.num_steps
+
+    @property
+    def env_arguments(self) -> dict[str, Any]:
+        """``--env-kwargs`` as the keyword arguments each env is built with."""
+        return json_object(self.env_kwargs, "--env-kwargs")
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -428,6 +445,20 @@ def check_value(name: str, value: Any, source: str = "") -> None:
         raise ConfigError(f"{flag} must be a finite number, got {value}.")
     if kind in (int, float):
         _check_range(flag, value, spec, kind)
+    if spec.json_object:
+        json_object(value, flag)
+
+
+def json_object(text: str, flag: str) -> dict[str, Any]:
+    """The keyword arguments a ``json_object`` setting holds; ConfigError unless ``text`` is a
+    JSON object (plain values only: JSON has no code to name)."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag} {text!r} is not JSON ({exc.msg}); give an object, e.g. '{{\"name\": 1}}'.") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{flag} {text!r} must be a JSON object (name: value), e.g. '{{\"name\": 1}}'.")
+    return kwargs
 
 
 def _check_range(flag: str, value: float, spec: Setting, kind: type) -> None:

@@ -24,7 +24,7 @@ from a2c_ppo.arguments import TRUST_HELP, ArgumentParser, fail
 from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.checkpoint import check_spaces, check_trusted, first_non_finite, load_checkpoint
 from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
-from a2c_ppo.config import ALGOS, RunConfig
+from a2c_ppo.config import ALGOS, RunConfig, check_value
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
@@ -60,6 +60,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--load-dir", default="trained_models", help="folder holding ALGO/ENV.pt")
     p.add_argument("--env-name", help="env to play (default: the checkpoint's; CartPole-v1 to find one)")
     p.add_argument("--algo", default="ppo", choices=ALGOS, help="algorithm folder under --load-dir")
+    p.add_argument(
+        "--env-kwargs", metavar="JSON", help="keyword arguments of the env, a JSON object (default: the checkpoint's)"
+    )
     p.add_argument(
         "--best",
         action="store_true",
@@ -115,12 +118,21 @@ class Replay:
     policy: Policy
 
 
-def load_replay(path: str, what: str, *, env_name: str | None = None, trust: bool = False, **env_kwargs: Any) -> Replay:
+def load_replay(
+    path: str,
+    what: str,
+    *,
+    env_name: str | None = None,
+    env_kwargs: str | None = None,
+    trust: bool = False,
+    **build_options: Any,
+) -> Replay:
     """The checkpoint at ``path`` (``what``: the flag that named it) as a policy in its env.
 
     A checkpoint that names code the user did not name (``check_trusted``, unless ``trust``)
     or holds weights that are not finite is refused (ConfigError); ``env_name`` replaces the
-    checkpoint's env. The env is rebuilt (``env_kwargs`` go to ``build_envs``) with the
+    checkpoint's env, ``env_kwargs`` (JSON) its ``--env-kwargs``. The env is rebuilt
+    (``build_options`` go to ``build_envs``) with the
     checkpoint's normalisation statistics, frozen; the policy is in eval mode. Call
     ``replay.envs.close()`` when done."""
     checkpoint = load_checkpoint(path, what=what)
@@ -137,9 +149,12 @@ def load_replay(path: str, what: str, *, env_name: str | None = None, trust: boo
         )
     if env_name:
         config = config.replace(env_name=env_name)
-    check_env_id(config.env_name, config.action_masks, config.vec_env)
+    if env_kwargs is not None:
+        check_value("env_kwargs", env_kwargs)
+        config = config.replace(env_kwargs=env_kwargs)
+    check_env_id(config.env_name, config.action_masks, config.vec_env, config.env_arguments)
     try:
-        envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config), **env_kwargs)
+        envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config), **build_options)
     except DependencyNotInstalled as exc:
         raise ConfigError(f"{exc}. {VIDEO_HINT}") from exc
     try:
@@ -204,6 +219,7 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             path,
             what,
             env_name=args.env_name,
+            env_kwargs=args.env_kwargs,
             trust=args.trust_checkpoint,
             render_mode=render_mode,
             video_dir=args.video_dir,

@@ -228,6 +228,7 @@ def metadata(replay: Replay) -> dict[str, str]:
     return {
         "producer": f"a2c_ppo {__version__}",
         "env_name": config.env_name,
+        "env_kwargs": config.env_kwargs,
         "algo": config.algo,
         "observation_space": str(envs.observation_space),
         "action_space": str(envs.action_space),

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from a2c_ppo.config import SETTINGS, RunConfig, check_applies, check_value, defaults, flag_name
+from a2c_ppo.config import SETTINGS, RunConfig, check_applies, check_value, defaults, flag_name, json_object
 from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
@@ -56,11 +56,17 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
     else:
         values = {**defaults(), **typed}
-    report = inspect_env(values["env_name"], values["action_masks"], values["vec_env"])
+    new_with_entry = resume is None and values["preset"] == "auto"
+    entry, source = env_entry(values["env_name"], values["algo"]) if new_with_entry else ({}, None)
+    # The entry's env kwargs build the env whose spaces decide the preset (typed ones win).
+    env_kwargs = typed.get("env_kwargs", entry.get("env_kwargs", values["env_kwargs"]))
+    report = inspect_env(
+        values["env_name"], values["action_masks"], values["vec_env"], json_object(env_kwargs, "--env-kwargs")
+    )
     spaces = report.observation_space, report.action_space
     origins: dict[str, str] = {name: "typed" if name in typed else "checkpoint" for name in SETTINGS}
     if resume is None:
-        values = _preset_values(values, typed, spaces, notes, origins)
+        values = _preset_values(values, typed, spaces, notes, origins, (entry, source))
     values["action_masks"] = "on" if report.action_masks else "off"  # recorded: a resume makes the same choice
     notes += report.notes
     if report.vector_envs is not None:  # a native vector env: its own batch of envs
@@ -142,10 +148,16 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
 
 
 def _preset_values(
-    values: dict[str, Any], typed: dict[str, Any], spaces: tuple[Any, Any], notes: list[str], origins: dict[str, str]
+    values: dict[str, Any],
+    typed: dict[str, Any],
+    spaces: tuple[Any, Any],
+    notes: list[str],
+    origins: dict[str, str],
+    entry_and_source: tuple[dict[str, Any], str | None],
 ) -> dict[str, Any]:
-    """``values`` with the env entry's and the preset's settings where nothing was typed; notes
-    which entry and preset, and why; ``origins`` gets where each value came from."""
+    """``values`` with the env entry's (its values and source, ``presets.env_entry``) and the
+    preset's settings where nothing was typed; notes which entry and preset, and why;
+    ``origins`` gets where each value came from."""
     from a2c_ppo.envs.make import is_atari_id
 
     preset, algo = values["preset"], values["algo"]
@@ -154,7 +166,7 @@ def _preset_values(
         why = f"auto: {preset} for {values['env_name']}"
     else:
         why = "typed"
-    entry, source = env_entry(values["env_name"], algo) if values["preset"] == "auto" else ({}, None)
+    entry, source = entry_and_source
     family = preset_values(preset, algo)
     overridden = sorted(flag_name(name) for name in typed if SETTINGS[name].spec.preset or name in entry)
     head = f"Settings of {values['env_name']} ({source})" if source else f"Preset {preset} ({why})"

@@ -104,8 +104,9 @@ def _run(
     if ctx.is_main:  # the first line comes before the envs are built: the user sees at once what runs
         batch = config.batch_size * ctx.world_size
         ranks = f" on {ctx.world_size} ranks" if ctx.world_size > 1 else ""
+        env = config.env_name + (f" {config.env_kwargs}" if config.env_arguments else "")
         console.out.line(
-            f"Training {config.algo} on {config.env_name}{ranks}: {config.num_env_steps // batch} updates of "
+            f"Training {config.algo} on {env}{ranks}: {config.num_env_steps // batch} updates of "
             f"{batch} steps, run folder {config.run_dir}. " + " ".join(notes)
         )
     seed_everything(config.seed + ctx.rank)

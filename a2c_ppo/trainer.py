@@ -49,7 +49,9 @@ class Trainer:
         self.batch = config.batch_size * ctx.world_size  # env steps of all ranks per update
         self.num_updates = config.num_env_steps // self.batch
         # The policy exists before the envs: the overlap choice times one of its steps.
-        observation_space, action_space = check_env_id(config.env_name, config.action_masks, config.vec_env)
+        observation_space, action_space = check_env_id(
+            config.env_name, config.action_masks, config.vec_env, config.env_arguments
+        )
         self.policy = policy_for(config, observation_space, action_space).to(ctx.device)
         self.notes: list[str] = []  # for the console: the choices made here
         config = self.resolve_precision(config)

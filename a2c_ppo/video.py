@@ -115,7 +115,12 @@ class EpisodeRecorder:
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         prepare_offscreen_rendering()
         self.device = device
-        self.env = make_env_fn(config.env_name, render_mode="rgb_array", action_masks=config.action_masks == "on")()
+        self.env = make_env_fn(
+            config.env_name,
+            render_mode="rgb_array",
+            action_masks=config.action_masks == "on",
+            env_kwargs=config.env_arguments,
+        )()
         envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv([lambda: self.env])
         if config.norm_obs or config.norm_reward:
             envs = VecNormalize(envs, norm_obs=bool(config.norm_obs), norm_reward=bool(config.norm_reward))

@@ -23,6 +23,7 @@ Needs the ``[bench]`` extra (stable-baselines3).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -61,7 +62,10 @@ def train_and_evaluate(env_id: str, algo: str, seed: int) -> dict:
 
     config = entry_settings(env_id, algo, seed)
     torch.set_num_threads(1)
-    envs = make_vec_env(lambda: gym.make(env_id), n_envs=config["num_processes"], seed=seed, vec_env_cls=DummyVecEnv)
+    env_kwargs = json.loads(config["env_kwargs"])
+    envs = make_vec_env(
+        lambda: gym.make(env_id, **env_kwargs), n_envs=config["num_processes"], seed=seed, vec_env_cls=DummyVecEnv
+    )
     if config["norm_obs"] or config["norm_reward"]:
         envs = VecNormalize(envs, norm_obs=config["norm_obs"], norm_reward=config["norm_reward"], gamma=config["gamma"])
     model = (A2C if algo == "a2c" else PPO)(env=envs, seed=seed, device="cpu", **sb3_arguments(config))

@@ -78,6 +78,12 @@ MAIN_CASES = [
     (["--env-name", "tests.envs_failing:sequence_observation_env"], "is a Sequence, which no encoder takes"),
     (["--env-name", "CartPole-v1", "--action-masks", "on"], "gives no action mask"),
     (["--env-name", "Pendulum-v1", "--action-masks", "on"], "masks need discrete ones"),
+    (["--env-kwargs", "{{bad"], "--env-kwargs '{bad' is not JSON"),
+    (["--env-kwargs", "[1]"], "--env-kwargs '[1]' must be a JSON object"),
+    (["--env-kwargs", '{{"render_mode": "human"}}'], "a2c_ppo sets 'render_mode' itself"),
+    (["--env-kwargs", '{{"no_such_kwarg": 1}}'], 'building the env with --env-kwargs {"no_such_kwarg": 1} raised'),
+    (["--vec-env", "envpool", "--env-kwargs", '{{"g": 9}}'], "without --env-kwargs"),
+    (["--policy-kwargs", "3"], "--policy-kwargs '3' must be a JSON object"),
     (["--save-dir", "{root}/a_file"], "--save-dir"),
     (["--log-dir", "{root}/a_file"], "--log-dir"),
     (["--save-dir", "/proc/a2c_ppo_test"], "cannot be written"),
@@ -121,6 +127,8 @@ ENJOY_CASES = [
     (["--checkpoint", "{root}/good.pt", "--env-name", "NoSuchEnv-v0"], "not a registered gymnasium id"),
     (["--checkpoint", "{root}/good.pt", "--video-dir", "{root}/a_file"], "--video-dir"),
     (["--checkpoint", "{root}/good.pt", "--num-episodes", "0"], "--num-episodes must be a positive integer"),
+    (["--checkpoint", "{root}/good.pt", "--env-kwargs", "[]"], "--env-kwargs '[]' must be a JSON object"),
+    (["--checkpoint", "{root}/good.pt", "--env-kwargs", '{{"nope": 0}}'], "building the env with --env-kwargs"),
     (["--load-dir", "{root}/nowhere"], "no such checkpoint file"),
 ]
 

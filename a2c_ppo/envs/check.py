@@ -6,7 +6,8 @@ Every problem becomes a :class:`ConfigError` whose message says what to change.
 from __future__ import annotations
 
 import difflib
-from typing import NamedTuple
+import json
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 from gymnasium.vector import VectorEnv
@@ -37,25 +38,37 @@ class EnvReport(NamedTuple):
     vector_envs: int | None = None  # a native vector env's num_envs (None: single envs)
 
 
-def check_env_id(env_id: str, action_masks: str = "off", vec_env: str = "auto") -> tuple[gym.Space, gym.Space]:
+def check_env_id(
+    env_id: str, action_masks: str = "off", vec_env: str = "auto", env_kwargs: dict[str, Any] | None = None
+) -> tuple[gym.Space, gym.Space]:
     """The observation and action spaces of ``env_id``'s env (see ``inspect_env``)."""
-    report = inspect_env(env_id, action_masks, vec_env)
+    report = inspect_env(env_id, action_masks, vec_env, env_kwargs)
     return report.observation_space, report.action_space
 
 
-def inspect_env(env_id: str, action_masks: str = "auto", vec_env: str = "auto") -> EnvReport:
+#: Keyword arguments a2c_ppo gives the env itself: ``render_mode`` (videos, enjoy.py) and, for
+#: ALE ids, ``frameskip`` (``wrap_atari`` skips frames with max-pooling).
+RESERVED_ENV_KWARGS = {"render_mode": "every id", "frameskip": "ALE ids"}
+
+
+def inspect_env(
+    env_id: str, action_masks: str = "auto", vec_env: str = "auto", env_kwargs: dict[str, Any] | None = None
+) -> EnvReport:
     """``env_id``'s env as the framework will train on it; a ConfigError if it cannot be made
     or makes an env this framework cannot train: the id is checked (with close ids suggested),
     then one env is built here (with the pipeline ``make_env`` adds) and its spaces are checked,
     so that a broken constructor or an unsupported space is reported before any worker starts.
     ``action_masks`` ``auto`` / ``on`` / ``off`` (``--action-masks``): with ``auto`` the env is
     reset once to see whether it gives masks. A ``module:factory`` that returns a gymnasium
-    VectorEnv is a native vector env (``vector_envs``: its number of envs)."""
+    VectorEnv is a native vector env (``vector_envs``: its number of envs). ``env_kwargs``
+    (``--env-kwargs``) go to the env's constructor."""
     if not env_id.strip():
         raise ConfigError("--env-name is empty: give a gymnasium id such as CartPole-v1, or " + _MODULE_FORM + ".")
+    env_kwargs = env_kwargs or {}
+    _check_env_kwargs(env_id, env_kwargs)
     if ":" in env_id:
         _check_module_id(env_id)
-        vector = _native_report(env_id, vec_env)
+        vector = _native_report(env_id, vec_env, env_kwargs)
         if vector is not None:
             return vector
     else:
@@ -63,28 +76,42 @@ def inspect_env(env_id: str, action_masks: str = "auto", vec_env: str = "auto") 
     if vec_env == "native":
         raise ConfigError(f"--vec-env native needs --env-name module:factory returning a VectorEnv, not {env_id!r}.")
     if vec_env == "envpool":
+        if env_kwargs:
+            raise ConfigError("--vec-env envpool builds its envs without --env-kwargs; drop one of them.")
         return _envpool_report(env_id, action_masks)
-    return _check_constructs(env_id, action_masks)
+    return _check_constructs(env_id, action_masks, env_kwargs)
 
 
-def _native_report(env_id: str, vec_env: str) -> EnvReport | None:
+def _check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    for name, which in RESERVED_ENV_KWARGS.items():
+        if name in env_kwargs and (which == "every id" or env_id.startswith("ALE/")):
+            raise ConfigError(f"--env-kwargs: a2c_ppo sets {name!r} itself for {which}; drop it from --env-kwargs.")
+
+
+def _construction_failed(env_id: str, env_kwargs: dict[str, Any], exc: Exception) -> ConfigError:
+    """The ConfigError for an env constructor that raised ``exc``."""
+    given = f" with --env-kwargs {json.dumps(env_kwargs)}" if env_kwargs else ""
+    fix = "Fix the env, its id or --env-kwargs." if env_kwargs else "Fix the env or its id."
+    return ConfigError(
+        f"--env-name {env_id!r}: building the env{given} raised {type(exc).__name__}: {str(exc).rstrip('.')}. {fix}"
+    )
+
+
+def _native_report(env_id: str, vec_env: str, env_kwargs: dict[str, Any]) -> EnvReport | None:
     """The report of a factory that returns a VectorEnv, else ``None`` (a factory of single envs)."""
     factory = load_entry_point(env_id)
     if factory is None:
         return None
     try:
-        product = factory()
+        product = factory(**env_kwargs)
     except Exception as exc:
-        raise ConfigError(
-            f"--env-name {env_id!r}: building the env raised {type(exc).__name__}: {str(exc).rstrip('.')}. "
-            "Fix the env or its id."
-        ) from exc
+        raise _construction_failed(env_id, env_kwargs, exc) from exc
     if not isinstance(product, VectorEnv):
         if isinstance(product, gym.Env):
             product.close()
         return None
     product.close()
-    envs = native_vector_env(env_id)  # checked; built again by each run as it needs
+    envs = native_vector_env(env_id, env_kwargs)  # checked; built again by each run as it needs
     try:
         if vec_env not in ("auto", "native"):
             raise ConfigError(
@@ -175,9 +202,9 @@ def _check_registered(env_id: str) -> None:
     raise ConfigError(f"--env-name {env_id!r} is not a registered gymnasium id.{hint}")
 
 
-def _built(env_id: str, action_masks: bool = False) -> gym.Env:
+def _built(env_id: str, env_kwargs: dict[str, Any], action_masks: bool = False) -> gym.Env:
     try:
-        return make_env(env_id, action_masks=action_masks)
+        return make_env(env_id, action_masks=action_masks, env_kwargs=env_kwargs)
     except ConfigError:
         raise
     except Exception as exc:
@@ -190,14 +217,11 @@ def _built(env_id: str, action_masks: bool = False) -> gym.Env:
                 f"--env-name {env_id!r}: its {extra} simulator is not installed; install the extra: "
                 f'pip install -e ".[{extra}]".'
             ) from exc
-        raise ConfigError(
-            f"--env-name {env_id!r}: building the env raised {type(exc).__name__}: {str(exc).rstrip('.')}. "
-            "Fix the env or its id."
-        ) from exc
+        raise _construction_failed(env_id, env_kwargs, exc) from exc
 
 
-def _check_constructs(env_id: str, action_masks: str) -> EnvReport:
-    env = _built(env_id)
+def _check_constructs(env_id: str, action_masks: str, env_kwargs: dict[str, Any]) -> EnvReport:
+    env = _built(env_id, env_kwargs)
     try:
         check_spaces(env.observation_space, env.action_space, env_id)
         notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
@@ -216,7 +240,7 @@ def _check_constructs(env_id: str, action_masks: str) -> EnvReport:
     finally:
         env.close()
     if masks:
-        masked = _built(env_id, action_masks=True)
+        masked = _built(env_id, env_kwargs, action_masks=True)
         spaces = masked.observation_space, masked.action_space
         masked.close()
         notes.append("Action masks: on (the env gives them; masked actions are never taken).")

@@ -93,6 +93,7 @@ def make_env(
     action_masks: bool = False,
     factory: Callable[..., Any] | None = None,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
@@ -101,16 +102,17 @@ def make_env(
     part when ``action_masks``. With ``video_dir`` every episode of the raw env (or the first
     ``video_episodes``) is written there as an mp4 (``render_mode="rgb_array"``, ``[video]``).
     Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``) if given.
+    ``env_kwargs`` (``--env-kwargs``) go to the constructor: ``gym.make``'s or the factory's.
     """
     entry_point = factory or load_entry_point(env_id)
+    kwargs: dict[str, Any] = {**(env_kwargs or {}), **({"render_mode": render_mode} if render_mode else {})}
     if entry_point is not None:
-        env = entry_point(render_mode=render_mode) if render_mode else entry_point()
+        env = entry_point(**kwargs)
         if not isinstance(env, gym.Env):
             raise TypeError(f"{env_id} returned {type(env).__name__}, not a gymnasium.Env")
     else:
         if is_atari_id(env_id):
             register_atari()
-        kwargs: dict[str, Any] = {"render_mode": render_mode} if render_mode else {}
         if env_id.startswith("ALE/"):
             kwargs["frameskip"] = 1  # wrap_atari skips 4 frames with max-pooling; v5 keeps sticky actions
         env = gym.make(env_id, **kwargs)
@@ -142,9 +144,9 @@ def make_env_fn(env_id: str, **kwargs) -> EnvFn:
     return lambda: make_env(env_id, factory=factory, **kwargs)
 
 
-def _spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
+def _spaces(env_id: str, env_kwargs: dict[str, Any] | None) -> tuple[gym.Space, gym.Space]:
     """The observation and action spaces of one env built (and closed) here."""
-    env = make_env(env_id)
+    env = make_env(env_id, env_kwargs=env_kwargs)
     try:
         return env.observation_space, env.action_space
     finally:
@@ -176,6 +178,7 @@ def make_vec_envs(
     action_masks: bool = False,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
     step_infos: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
@@ -192,13 +195,14 @@ def make_vec_envs(
     ``record_episodes``: a list every env appends its finished episodes to (``EpisodeRecorder``;
     the envs then run in this process). ``step_infos=False``: infos only at the steps that end
     an episode (``SubprocVecEnv``'s ``step_infos``; the native and EnvPool kinds keep theirs).
+    ``env_kwargs``: the constructor's keyword arguments (``--env-kwargs``; EnvPool takes none).
     """
     if vec_env == "native":
-        envs: VectorEnv = NativeVecEnv(native_vector_env(env_id))
+        envs: VectorEnv = NativeVecEnv(native_vector_env(env_id, env_kwargs))
         return _normalized(envs, norm_obs, norm_reward, gamma)
     if vec_env == "envpool":
         return _envpool(env_id, num_envs, clip_reward, norm_obs, norm_reward, gamma)
-    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks}
+    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks, "env_kwargs": env_kwargs}
     if record_episodes is not None:
         vec_env = "sync"  # the recorders append to this process's list
     fns = [
@@ -222,14 +226,16 @@ def make_vec_envs(
         step_times=functools.cache(lambda: measure_step_times(probe, timeout=env_timeout)),
         policy_step_s=policy_step_s,
         rendering=render_mode is not None,
-        envpool_step_s=_envpool_candidate(env_id, num_envs, vec_env, action_masks or record_episodes is not None),
+        envpool_step_s=_envpool_candidate(
+            env_id, num_envs, vec_env, action_masks or record_episodes is not None or bool(env_kwargs)
+        ),
     )
     if layout.kind == "envpool":
         return _envpool(env_id, num_envs, clip_reward, norm_obs, norm_reward, gamma)
     from a2c_ppo.envs.subproc import SubprocVecEnv
 
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
-    will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id))
+    will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id, env_kwargs))
     envs = SubprocVecEnv(
         fns,
         num_workers=layout.num_workers,
@@ -256,7 +262,7 @@ def _envpool(
 def _envpool_candidate(env_id: str, num_envs: int, vec_env: str, wrapped: bool) -> Callable[[], float] | None:
     """For ``--vec-env auto`` on an Atari id that an installed EnvPool has: the timer of one
     EnvPool vector step (see ``layout``); None where EnvPool is no candidate (``wrapped``: the
-    run needs our own wrappers, e.g. action masks or episode recording)."""
+    run needs our own wrappers or constructor, e.g. action masks, episode recording or env kwargs)."""
     if vec_env != "auto" or wrapped or not is_atari_id(env_id):
         return None
     from a2c_ppo.envs.envpool_env import envpool_supports, measure_step_s
@@ -274,11 +280,11 @@ def _normalized(envs: VectorEnv, norm_obs: bool | None, norm_reward: bool | None
     return envs
 
 
-def native_vector_env(env_id: str) -> VectorEnv:
-    """The user's own vector env that ``env_id`` (``module:factory``) builds, checked; a
-    ConfigError saying what to change when it is not one the framework can train on."""
+def native_vector_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> VectorEnv:
+    """The user's own vector env that ``env_id`` (``module:factory``) builds with ``env_kwargs``,
+    checked; a ConfigError saying what to change when it is not one the framework can train on."""
     factory = load_entry_point(env_id)
-    envs = factory() if factory is not None else None
+    envs = factory(**(env_kwargs or {})) if factory is not None else None
     if not isinstance(envs, VectorEnv):
         raise ConfigError(
             f"--vec-env native: --env-name {env_id!r} must be module:factory returning a gymnasium VectorEnv, "

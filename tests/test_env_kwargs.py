@@ -1,0 +1,66 @@
+"""--env-kwargs: the env's constructor arguments reach every env a run builds (worker processes,
+evaluation, replay), a checkpoint keeps them, enjoy.py can replace them, an env entry can give
+them and typed ones win."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from a2c_ppo import train
+from a2c_ppo.arguments import resolve
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.envs import check_env_id
+from tests.helpers import ROOT
+
+# Sutton & Barto's CartPole reward: 0 a step and -1 at the fall, where the default gives +1 a step.
+SUTTON_BARTO = {"sutton_barto_reward": True}
+
+
+def replayed_mean(checkpoint: str, *extra: str) -> float:
+    enjoy = [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", checkpoint, "--num-episodes", "2"]
+    played = subprocess.run([*enjoy, *extra], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert played.returncode == 0, played.stderr
+    match = re.search(r"mean return over 2 episodes: (-?[\d.]+)", played.stdout)
+    assert match, played.stdout
+    return float(match.group(1))
+
+
+def test_env_kwargs_reach_the_worker_envs_and_the_evaluation_and_are_kept_for_replay(tmp_path):
+    result = train("CartPole-v1", env_kwargs=SUTTON_BARTO, vec_env="subproc", num_workers=1, num_processes=2,
+                   num_steps=64, num_env_steps=1024, eval_interval=4, eval_episodes=2, log_dir=str(tmp_path / "runs"),
+                   save_dir=str(tmp_path / "models"))  # fmt: skip
+    returns = [mean for _, mean in result.history if mean == mean]  # NaN until an episode ends
+    assert returns and max(returns) <= 0  # with the default reward every episode returns 8 or more
+    saved = load_checkpoint(result.checkpoint)["config"]
+    assert saved["env_kwargs"] == '{"sutton_barto_reward": true}'
+    (progress,) = (tmp_path / "runs").glob("*/progress.csv")
+    with open(progress) as f:
+        evaluations = [float(row["eval/mean_return"]) for row in csv.DictReader(f) if row["eval/mean_return"]]
+    assert evaluations and max(evaluations) <= 0  # the evaluation envs too
+    assert replayed_mean(result.checkpoint) <= 0
+    assert replayed_mean(result.checkpoint, "--env-kwargs", "{}") >= 8  # replaced: the default reward
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="needs the mujoco extra")
+def test_the_ant_entry_trains_on_v4s_observation_unless_env_kwargs_are_typed(tmp_path):
+    request = resolve(["--env-name", "Ant-v5", "--log-dir", str(tmp_path)])
+    assert request.origins["env_kwargs"] == "env entry"
+    assert check_env_id("Ant-v5", "off", "auto", request.config.env_arguments)[0].shape == (27,)
+    typed = resolve(["--env-name", "Ant-v5", "--env-kwargs", "{}", "--log-dir", str(tmp_path)])
+    assert typed.config.env_kwargs == "{}" and typed.origins["env_kwargs"] == "typed"
+    assert check_env_id("Ant-v5", "off", "auto", typed.config.env_arguments)[0].shape == (105,)
+
+
+def test_a_factory_gets_env_kwargs_too():
+    from a2c_ppo.envs.make import make_env
+
+    env = make_env("tests.envs_for_tests:CounterEnv", env_kwargs={"terminate_at": 2})
+    env.reset(seed=0)
+    assert [env.step(0)[2] for _ in range(2)] == [False, True]
