@@ -204,8 +204,15 @@ CODE_REFERENCES = ("env_name", "policy_base")
 
 def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) -> None:
     """A checkpoint is data: refuse (ConfigError) one whose settings name code to import
-    (``module:attribute``) unless the user typed that setting (the same reference, or another
-    value) or trusts the file (``trust``)."""
+    (``module:attribute``), or give the env text arguments (which can name files it reads or
+    writes), unless the user typed that setting (the same value, or another) or trusts the
+    file (``trust``)."""
+    if not (trust or "env_kwargs" in typed) and _has_text(json.loads(saved.env_kwargs)):
+        raise ConfigError(
+            f"{what} gives the env text arguments, --env-kwargs {saved.env_kwargs}, and a checkpoint is data: "
+            "a2c_ppo passes no text a file gives to an env, as it could name files. If you trust them, type them "
+            "yourself (--env-kwargs '...') or pass --trust-checkpoint."
+        )
     for name in CODE_REFERENCES:
         reference = getattr(saved, name)
         if trust or name in typed or ":" not in str(reference):
@@ -216,3 +223,14 @@ def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) 
             f"code a file names. If you trust that module, name it yourself ({flag} {reference}) or pass "
             "--trust-checkpoint."
         )
+
+
+def _has_text(value: Any) -> bool:
+    """Whether a JSON value holds a string value anywhere (names of arguments do not count)."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, dict):
+        return any(_has_text(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_text(item) for item in value)
+    return False

@@ -138,7 +138,8 @@ def load_replay(
     checkpoint = load_checkpoint(path, what=what)
     notes: list[str] = []
     config = RunConfig.from_dict(checkpoint["config"], notes)
-    check_trusted(config, {"env_name": env_name} if env_name else {}, trust, what=f"{what} {path!r}")
+    typed = {name: value for name, value in (("env_name", env_name), ("env_kwargs", env_kwargs)) if value}
+    check_trusted(config, typed, trust, what=f"{what} {path!r}")
     for note in notes:
         console.out.line(note)
     bad = first_non_finite(checkpoint["model"])

@@ -64,3 +64,24 @@ def test_a_factory_gets_env_kwargs_too():
     env = make_env("tests.envs_for_tests:CounterEnv", env_kwargs={"terminate_at": 2})
     env.reset(seed=0)
     assert [env.step(0)[2] for _ in range(2)] == [False, True]
+
+
+def test_text_env_kwargs_from_a_checkpoint_need_the_user_to_give_or_trust_them(tmp_path):
+    import a2c_ppo
+
+    result = train("FrozenLake-v1", env_kwargs={"map_name": "4x4", "is_slippery": False}, num_processes=2,
+                   num_steps=16, num_env_steps=32, log_dir=str(tmp_path / "runs"),
+                   save_dir=str(tmp_path / "models"))  # fmt: skip
+    enjoy = [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", result.checkpoint, "--num-episodes", "1"]
+    refused = subprocess.run(enjoy, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert refused.returncode == 2 and "gives the env text arguments" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    for extra in (["--trust-checkpoint"], ["--env-kwargs", '{"map_name": "4x4"}']):
+        played = subprocess.run([*enjoy, *extra], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert played.returncode == 0, played.stderr
+    with pytest.raises(a2c_ppo.ConfigError, match="text arguments"):
+        a2c_ppo.load(result.checkpoint)
+    assert a2c_ppo.load(result.checkpoint, trust_checkpoint=True).config.env_arguments["map_name"] == "4x4"
+    plain = train("FrozenLake-v1", env_kwargs={"is_slippery": False}, num_processes=2, num_steps=16,
+                  num_env_steps=32, log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "models"))  # fmt: skip
+    assert a2c_ppo.load(plain.checkpoint).config.env_arguments == {"is_slippery": False}  # no text: data enough
