@@ -4,8 +4,8 @@ thinned to ``POINTS`` points, in ``docs/results_curves.json``, from which the fa
 
 Run folders stay on the machine that trained them (git ignores ``benchmarks/results/``), so
 without this a family plot could only be redrawn where every one of its runs was trained.
-A family's plot is redrawn only when every row of the family in ``docs/results.json`` has its
-curves here; otherwise the picture is kept and the rows to rerun are named.
+A family's plot shows the rows of the family in ``docs/results.json`` that have their curves
+here and names the others (rows run before curves were kept) under its panels.
 
 The file holds one line per env and algorithm, ``"ENV ALGO": {"SEED": {"steps": [...],
 "return": [...]}}``, so that a rerun row changes one line.
@@ -89,31 +89,29 @@ def missing_rows(results: dict[str, dict[str, Any]], ids: tuple[str, ...], curve
 def draw_family(
     family: str, ids: tuple[str, ...], results: dict[str, dict[str, Any]], curves: dict[str, Any], out: str
 ) -> list[str]:
-    """Draw the family's plot from ``curves`` (``load``) into ``out`` (mean ± std over seeds, a
-    panel per env, a line per algorithm) and return ``[]``; or, where rows lack their curves,
-    draw nothing and return those rows."""
+    """Draw the family's plot from ``curves`` (``load``) into ``out``: mean ± std over seeds, a
+    panel per env, a line per algorithm, for every row of ``results`` that has its curves (the
+    others, returned, are named under the panels, so the plot never shows an earlier result)."""
     from a2c_ppo.plot import Curve, draw
 
     missing = missing_rows(results, ids, curves)
-    if missing:
-        return missing
     lines = [Curve(env_id, algo, seed, np.array(c["steps"], dtype=np.float64), np.array(c["return"], dtype=np.float64))
-             for env_id in ids for algo in results.get(env_id, {})
+             for env_id in ids for algo in results.get(env_id, {}) if f"{env_id} {algo}" in curves
              for seed, c in curves[f"{env_id} {algo}"].items()]  # fmt: skip
     if lines:
-        draw(lines, f"training return ({family})").savefig(out, dpi=100)
-    return []
+        figure = draw(lines, f"training return ({family})")
+        if missing:
+            figure.supxlabel(f"not shown, no curves kept (rerun to add): {', '.join(missing)}", fontsize="small")
+        figure.savefig(out, dpi=100)
+    return missing
 
 
 def draw_docs_plots(families: dict[str, tuple[str, ...]], results: dict[str, dict[str, Any]]) -> None:
-    """Redraw docs/results_<family>.png of each family (its ids) from the kept curves where every
-    row of the family in ``results`` (docs/results.json) has them; else say which rows to rerun."""
+    """Redraw docs/results_<family>.png of each family (its ids) from the kept curves, saying
+    which rows of the family in ``results`` (docs/results.json) have none."""
     curves = load()
     for family, ids in families.items():
         out = os.path.join(DOCS, f"results_{family}.png")
         missing = draw_family(family, ids, results, curves, out)
         shown = os.path.relpath(out, ROOT)
-        if missing:
-            print(f"{shown} kept: no curves kept for {', '.join(missing)} (rerun them to redraw it)")
-        else:
-            print(f"wrote {shown}")
+        print(f"wrote {shown}" + (f"; no curves kept for {', '.join(missing)} (rerun them to add)" if missing else ""))
