@@ -91,7 +91,7 @@ def train(
         typed["policy_base"] = _reference(typed["policy_base"])
     for name in ("policy_kwargs", "env_kwargs"):
         if isinstance(typed.get(name), dict):
-            typed[name] = json.dumps(typed[name])
+            typed[name] = _json_text(typed[name], name)
     request = resolve_request({k: v for k, v in typed.items() if v is not None}, resume, trust_checkpoint)
     with _signals() as signals:
         return run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals,
@@ -147,9 +147,17 @@ class Agent:
     def _normalized(self, obs: Any) -> Any:
         return obs if self._statistics is None else normalized(obs, self._statistics)
 
-    def evaluate(self, env: EnvSpec | None = None, episodes: int = 10, seed: int = 0) -> list[float]:
-        """The true returns of ``episodes`` episodes on ``env`` (default: the one trained on)."""
+    def evaluate(
+        self, env: EnvSpec | None = None, episodes: int = 10, seed: int = 0, env_kwargs: dict[str, Any] | None = None
+    ) -> list[float]:
+        """The true returns of ``episodes`` episodes on ``env`` built with ``env_kwargs`` (defaults:
+        the env trained on, with the keyword arguments it was trained with)."""
+        from a2c_ppo.envs.check import check_env_id
+
         config = self.config.replace(env_name=_env_name(env)) if env is not None else self.config
+        if env_kwargs is not None:
+            config = config.replace(env_kwargs=_json_text(env_kwargs, "env_kwargs"))
+        check_env_id(config.env_name, config.action_masks, config.vec_env, config.env_arguments)  # ConfigError
         envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config))
         try:
             if isinstance(envs.envs, VecNormalize):
@@ -185,15 +193,20 @@ def _layout(array: np.ndarray, space: gym.Space, single: bool) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
-def load(path: str, *, trust_checkpoint: bool = False) -> Agent:
+def load(path: str, *, trust_checkpoint: bool = False, env_kwargs: dict[str, Any] | None = None) -> Agent:
     """The agent a checkpoint holds. Loading follows ``--resume``'s rules: the file is data
     (``torch.load(weights_only=True)``), and code it names (an env or a network given as
-    ``module:attribute``) is imported only with ``trust_checkpoint=True``, or when this process
-    was handed that object (``train(env=...)`` above)."""
+    ``module:attribute``) is imported, or text env arguments it gives are passed, only with
+    ``trust_checkpoint=True``, or when this process was handed that object (``train(env=...)``
+    above) or the call gives ``env_kwargs`` (which replace the checkpoint's)."""
     checkpoint = load_checkpoint(path)
     notes: list[str] = []
     config = RunConfig.from_dict(checkpoint["config"], notes)
+    if env_kwargs is not None:
+        config = config.replace(env_kwargs=_json_text(env_kwargs, "env_kwargs"))
     known = {name: getattr(config, name) for name in ("env_name", "policy_base") if _known_here(getattr(config, name))}
+    if env_kwargs is not None:
+        known["env_kwargs"] = config.env_kwargs
     check_trusted(config, known, trust_checkpoint, what=f"load({path!r})")
     bad = first_non_finite(checkpoint["model"])
     if bad is not None:
@@ -218,3 +231,11 @@ def _known_here(reference: str | None) -> bool:
 
 
 __all__ = ["Agent", "ConfigError", "TrainResult", "load", "train"]
+
+
+def _json_text(kwargs: dict[str, Any], name: str) -> str:
+    """A dict of keyword arguments as the JSON a setting holds; ConfigError if JSON cannot hold it."""
+    try:
+        return json.dumps(kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {exc}; give plain values (numbers, text, true/false, lists, dicts).") from None

@@ -82,8 +82,9 @@ def build_parser() -> ArgumentParser:
 #: Launch options of main.py that are not settings of the run.
 LAUNCH_OPTIONS = ("resume", "trust_checkpoint", "show_settings")
 TRUST_HELP = (
-    "with --resume (and enjoy.py): import the code the checkpoint names (an env given as module:attribute); "
-    "without it such a checkpoint is refused unless you type that reference yourself"
+    "with --resume (and enjoy.py): import the code the checkpoint names (an env given as module:attribute) and "
+    "pass the env the text arguments it gives (--env-kwargs); without it such a checkpoint is refused unless you "
+    "type that reference or those arguments yourself"
 )
 
 

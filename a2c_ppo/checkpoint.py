@@ -207,11 +207,12 @@ def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) 
     (``module:attribute``), or give the env text arguments (which can name files it reads or
     writes), unless the user typed that setting (the same value, or another) or trusts the
     file (``trust``)."""
-    if not (trust or "env_kwargs" in typed) and _has_text(json.loads(saved.env_kwargs)):
+    if not (trust or "env_kwargs" in typed) and any(map(_has_text, json.loads(saved.env_kwargs).values())):
         raise ConfigError(
             f"{what} gives the env text arguments, --env-kwargs {saved.env_kwargs}, and a checkpoint is data: "
-            "a2c_ppo passes no text a file gives to an env, as it could name files. If you trust them, type them "
-            "yourself (--env-kwargs '...') or pass --trust-checkpoint."
+            "a2c_ppo passes no text a file gives to an env, as it could name files. If you trust them, give them "
+            "yourself (--env-kwargs '...', or env_kwargs= in Python) or pass --trust-checkpoint "
+            "(trust_checkpoint=True)."
         )
     for name in CODE_REFERENCES:
         reference = getattr(saved, name)
@@ -226,11 +227,11 @@ def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) 
 
 
 def _has_text(value: Any) -> bool:
-    """Whether a JSON value holds a string value anywhere (names of arguments do not count)."""
+    """Whether a JSON value holds a string anywhere (a nested object's keys count)."""
     if isinstance(value, str):
         return True
     if isinstance(value, dict):
-        return any(_has_text(item) for item in value.values())
+        return any(_has_text(item) for pair in value.items() for item in pair)
     if isinstance(value, list):
         return any(_has_text(item) for item in value)
     return False

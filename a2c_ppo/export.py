@@ -244,6 +244,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file (RUN_DIR/checkpoint.pt, best.pt, ...)")
     p.add_argument("out", metavar="OUT.onnx", help="ONNX file to write")
     p.add_argument("--env-name", help="env to build for the spaces and the check (default: the checkpoint's)")
+    p.add_argument(
+        "--env-kwargs", metavar="JSON", help="keyword arguments of that env, a JSON object (default: the checkpoint's)"
+    )
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset version (default: {OPSET})")
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     return p
@@ -259,7 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"OUT {args.out!r}: the folder {folder!r} does not exist; create it or pick another path."
             )
         torch.set_num_threads(1)
-        replay = load_replay(args.checkpoint, "CHECKPOINT", env_name=args.env_name, trust=args.trust_checkpoint)
+        replay = load_replay(
+            args.checkpoint,
+            "CHECKPOINT",
+            env_name=args.env_name,
+            env_kwargs=args.env_kwargs,
+            trust=args.trust_checkpoint,
+        )
         try:
             names, any_batch = export(replay, args.out, args.opset)
         finally:

@@ -130,6 +130,11 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
                 f"do not fit {flag_name(name)} {typed[name]}; drop {flag_name(name)}, or start a new run without "
                 "--resume."
             )
+    if "env_kwargs" in typed and json_object(typed["env_kwargs"], "--env-kwargs") != saved.env_arguments:
+        raise ConfigError(
+            f"--resume: the checkpoint's envs were built with --env-kwargs {saved.env_kwargs}, and an exact resume "
+            "restores their state; drop --env-kwargs, or start a new run without --resume."
+        )
     if "preset" in typed:
         raise ConfigError(
             "--preset chooses the settings of a new run; a resumed run keeps its checkpoint's settings. Drop "

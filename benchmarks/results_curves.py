@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -87,31 +88,42 @@ def missing_rows(results: dict[str, dict[str, Any]], ids: tuple[str, ...], curve
 
 
 def draw_family(
-    family: str, ids: tuple[str, ...], results: dict[str, dict[str, Any]], curves: dict[str, Any], out: str
-) -> list[str]:
+    family: str,
+    ids: tuple[str, ...],
+    results: dict[str, dict[str, Any]],
+    curves: dict[str, Any],
+    out: str,
+    stale: Collection[str] = (),
+) -> tuple[bool, list[str]]:
     """Draw the family's plot from ``curves`` (``load``) into ``out``: mean ± std over seeds, a
-    panel per env, a line per algorithm, for every row of ``results`` that has its curves (the
-    others, returned, are named under the panels, so the plot never shows an earlier result)."""
+    panel per env, a line per algorithm, for every row of ``results`` that has its curves, the
+    ``stale`` rows (``"ENV ALGO"``, measured with earlier settings) labelled so. Returns whether
+    it drew, and the rows without curves (named under the panels)."""
     from a2c_ppo.plot import Curve, draw
 
     missing = missing_rows(results, ids, curves)
-    lines = [Curve(env_id, algo, seed, np.array(c["steps"], dtype=np.float64), np.array(c["return"], dtype=np.float64))
+    lines = [Curve(env_id, algo + (", earlier settings" if f"{env_id} {algo}" in stale else ""), seed,
+                   np.array(c["steps"], dtype=np.float64), np.array(c["return"], dtype=np.float64))
              for env_id in ids for algo in results.get(env_id, {}) if f"{env_id} {algo}" in curves
              for seed, c in curves[f"{env_id} {algo}"].items()]  # fmt: skip
-    if lines:
-        figure = draw(lines, f"training return ({family})")
-        if missing:
-            figure.supxlabel(f"not shown, no curves kept (rerun to add): {', '.join(missing)}", fontsize="small")
-        figure.savefig(out, dpi=100)
-    return missing
+    if not lines:
+        return False, missing
+    figure = draw(lines, f"training return ({family})")
+    if missing:
+        figure.supxlabel(f"not shown, no curves kept (rerun to add): {', '.join(missing)}", fontsize="small")
+    figure.savefig(out, dpi=100)
+    return True, missing
 
 
-def draw_docs_plots(families: dict[str, tuple[str, ...]], results: dict[str, dict[str, Any]]) -> None:
-    """Redraw docs/results_<family>.png of each family (its ids) from the kept curves, saying
-    which rows of the family in ``results`` (docs/results.json) have none."""
+def draw_docs_plots(
+    families: dict[str, tuple[str, ...]], results: dict[str, dict[str, Any]], stale: Collection[str] = ()
+) -> None:
+    """Redraw docs/results_<family>.png of each family (its ids) from the kept curves (see
+    ``draw_family``), saying which rows of the family in ``results`` (docs/results.json) have none."""
     curves = load()
     for family, ids in families.items():
         out = os.path.join(DOCS, f"results_{family}.png")
-        missing = draw_family(family, ids, results, curves, out)
+        drawn, missing = draw_family(family, ids, results, curves, out, stale)
         shown = os.path.relpath(out, ROOT)
-        print(f"wrote {shown}" + (f"; no curves kept for {', '.join(missing)} (rerun them to add)" if missing else ""))
+        absent = f"no curves kept for {', '.join(missing)} (rerun them to add)" if missing else ""
+        print(f"wrote {shown}" + (f"; {absent}" if absent else "") if drawn else f"{shown} kept: {absent}")

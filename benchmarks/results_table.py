@@ -361,6 +361,12 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]], sb3: dict[str, d
     return "\n".join(rows)
 
 
+def stale_rows(results: dict[str, dict[str, dict[str, Any]]]) -> set[str]:
+    """The rows (``"ENV ALGO"``) of ``results`` measured with settings their entry no longer has."""
+    return {f"{env_id} {algo}" for env_id, by_algo in results.items() for algo, summary in by_algo.items()
+            if summary and stale_settings(summary.get("settings", {}), env_id, algo)}  # fmt: skip
+
+
 def seeds_text(summary: dict[str, Any]) -> str:
     """``mean ± std (n seeds)`` of a summary's final evaluations (the mean alone for one seed)."""
     n = len(summary["seeds"])
@@ -399,7 +405,7 @@ def main() -> None:
         write_readme()
         return
     if opts.plots:
-        results_curves.draw_docs_plots(FAMILIES, load_results())
+        results_curves.draw_docs_plots(FAMILIES, load_results(), stale_rows(load_results()))
         return
     ids = opts.ids or [i for family in opts.families for i in FAMILIES[family]]
     jobs = [(i, algo) for i in ids for algo in opts.algos if algo in ENV_ENTRIES[i].values]
@@ -426,7 +432,8 @@ def main() -> None:
                 results_curves.save(os.path.join(os.path.dirname(results_path), results_curves.FILE), env_id, algo,
                                     summary["seeds"], [os.path.join(ROOT, d) for d in summary["run_dirs"]])  # fmt: skip
     if os.path.abspath(results_path) == DOCS_RESULTS:
-        results_curves.draw_docs_plots({f: FAMILIES[f] for f in dict.fromkeys(map(family_of, ids))}, load_results())
+        docs, families = load_results(), {f: FAMILIES[f] for f in dict.fromkeys(map(family_of, ids))}
+        results_curves.draw_docs_plots(families, docs, stale_rows(docs))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ the last 10 training episodes first reached the workload's threshold. Our runs a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -99,7 +100,12 @@ def sb3_worker(spec: dict) -> None:
 
     config, env_id, threshold = spec["config"], spec["env_id"], spec["threshold"]
     torch.set_num_threads(1)
-    factory = load_entry_point(env_id) or (lambda: gym.make(env_id))
+    env_kwargs = json.loads(config["env_kwargs"])
+    entry_point = load_entry_point(env_id)
+    if entry_point is not None:
+        factory = functools.partial(entry_point, **env_kwargs)
+    else:
+        factory = functools.partial(gym.make, env_id, **env_kwargs)
     if spec["algo"] == "MaskablePPO":  # sb3-contrib reads masks from an action_masks() method
         from sb3_contrib.common.wrappers import ActionMasker
 

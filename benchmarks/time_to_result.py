@@ -93,8 +93,9 @@ def sb3_worker(spec: dict) -> None:
 
     config, workload = spec["config"], Workload(**spec["workload"])
     torch.set_num_threads(config["num_threads"])
-    envs = make_vec_env(lambda: gym.make(workload.env_id), n_envs=config["num_processes"], seed=config["seed"],
-                        vec_env_cls=DummyVecEnv)  # fmt: skip
+    env_kwargs = json.loads(config["env_kwargs"])
+    envs = make_vec_env(lambda: gym.make(workload.env_id, **env_kwargs), n_envs=config["num_processes"],
+                        seed=config["seed"], vec_env_cls=DummyVecEnv)  # fmt: skip
     if config["norm_obs"] or config["norm_reward"]:
         envs = VecNormalize(envs, norm_obs=config["norm_obs"], norm_reward=config["norm_reward"], gamma=config["gamma"])
     reached: list[tuple[int, float]] = []

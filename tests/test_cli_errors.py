@@ -81,8 +81,10 @@ MAIN_CASES = [
     (["--env-kwargs", "{{bad"], "--env-kwargs '{bad' is not JSON"),
     (["--env-kwargs", "[1]"], "--env-kwargs '[1]' must be a JSON object"),
     (["--env-kwargs", '{{"render_mode": "human"}}'], "a2c_ppo sets 'render_mode' itself"),
-    (["--env-kwargs", '{{"no_such_kwarg": 1}}'], 'building the env with --env-kwargs {"no_such_kwarg": 1} raised'),
+    (["--env-kwargs", '{{"no_such_kwarg": 1}}'], 'building the env with keyword arguments {"no_such_kwarg": 1} raised'),
     (["--vec-env", "envpool", "--env-kwargs", '{{"g": 9}}'], "without --env-kwargs"),
+    (["--env-name", "PongNoFrameskip-v4", "--env-kwargs", '{{"frameskip": 4}}'], "sets 'frameskip' itself"),
+    (["--resume", "{root}/good.pt", "--env-kwargs", '{{"sutton_barto_reward": true}}'], "an exact resume restores"),
     (["--policy-kwargs", "3"], "--policy-kwargs '3' must be a JSON object"),
     (["--save-dir", "{root}/a_file"], "--save-dir"),
     (["--log-dir", "{root}/a_file"], "--log-dir"),
@@ -128,7 +130,7 @@ ENJOY_CASES = [
     (["--checkpoint", "{root}/good.pt", "--video-dir", "{root}/a_file"], "--video-dir"),
     (["--checkpoint", "{root}/good.pt", "--num-episodes", "0"], "--num-episodes must be a positive integer"),
     (["--checkpoint", "{root}/good.pt", "--env-kwargs", "[]"], "--env-kwargs '[]' must be a JSON object"),
-    (["--checkpoint", "{root}/good.pt", "--env-kwargs", '{{"nope": 0}}'], "building the env with --env-kwargs"),
+    (["--checkpoint", "{root}/good.pt", "--env-kwargs", '{{"nope": 0}}'], "building the env with keyword arguments"),
     (["--load-dir", "{root}/nowhere"], "no such checkpoint file"),
 ]
 

@@ -82,6 +82,24 @@ def test_text_env_kwargs_from_a_checkpoint_need_the_user_to_give_or_trust_them(t
     with pytest.raises(a2c_ppo.ConfigError, match="text arguments"):
         a2c_ppo.load(result.checkpoint)
     assert a2c_ppo.load(result.checkpoint, trust_checkpoint=True).config.env_arguments["map_name"] == "4x4"
+    agent = a2c_ppo.load(result.checkpoint, env_kwargs={"map_name": "4x4"})  # given by the caller: no trust needed
+    assert agent.config.env_arguments == {"map_name": "4x4"} and len(agent.evaluate(episodes=2)) == 2
+    with pytest.raises(a2c_ppo.ConfigError, match="no_such_kwarg"):
+        agent.evaluate(episodes=1, env_kwargs={"no_such_kwarg": 1})
     plain = train("FrozenLake-v1", env_kwargs={"is_slippery": False}, num_processes=2, num_steps=16,
                   num_env_steps=32, log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "models"))  # fmt: skip
     assert a2c_ppo.load(plain.checkpoint).config.env_arguments == {"is_slippery": False}  # no text: data enough
+
+
+def test_text_anywhere_in_nested_env_kwargs_counts():
+    from types import SimpleNamespace
+
+    from a2c_ppo.checkpoint import check_trusted
+    from a2c_ppo.errors import ConfigError
+
+    # a nested object's keys count: an env may use them as names (MuJoCo's camera settings)
+    for kwargs in ('{"camera": {"/etc/x": 1}}', '{"sizes": [1, "a"]}', '{"name": "x"}'):
+        with pytest.raises(ConfigError, match="text arguments"):
+            check_trusted(SimpleNamespace(env_kwargs=kwargs, env_name="CartPole-v1", policy_base=None), {}, False, "f")
+    plain = SimpleNamespace(env_kwargs='{"sizes": [1, 2.5], "on": true}', env_name="X", policy_base=None)
+    check_trusted(plain, {}, False, "f")  # the names of the arguments, numbers and switches are data enough

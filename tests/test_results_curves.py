@@ -49,11 +49,15 @@ def test_curves_are_kept_a_line_per_row_and_a_family_plot_names_the_rows_without
     results = {"Acrobot-v1": {"ppo": {}, "a2c": {}}, "Pendulum-v1": {"a2c": {}}}
     out = str(tmp_path / "classic.png")
     ids = ("Acrobot-v1", "Pendulum-v1")
-    assert results_curves.draw_family("classic", ids, results, curves, out) == ["Acrobot-v1 a2c"]
+    assert results_curves.draw_family("classic", ids, results, curves, out) == (True, ["Acrobot-v1 a2c"])
     with_note = os.path.getsize(out)  # the rows with curves, the one without named under the panels
     del results["Acrobot-v1"]["a2c"]
-    assert results_curves.draw_family("classic", ids, results, curves, out) == []
+    assert results_curves.draw_family("classic", ids, results, curves, out) == (True, [])
     assert 10_000 < os.path.getsize(out) < with_note
+    assert results_curves.draw_family("classic", ids, {"Acrobot-v1": {"a2c": {}}}, curves, out) == (
+        False,
+        ["Acrobot-v1 a2c"],
+    )  # nothing to draw: the file is left as it was
 
 
 def test_the_runner_keeps_its_runs_curves_beside_its_results(tmp_path):

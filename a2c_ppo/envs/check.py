@@ -47,8 +47,8 @@ def check_env_id(
 
 
 #: Keyword arguments a2c_ppo gives the env itself: ``render_mode`` (videos, enjoy.py) and, for
-#: ALE ids, ``frameskip`` (``wrap_atari`` skips frames with max-pooling).
-RESERVED_ENV_KWARGS = {"render_mode": "every id", "frameskip": "ALE ids"}
+#: Atari ids, ``frameskip`` (``wrap_atari`` skips frames with max-pooling).
+RESERVED_ENV_KWARGS = {"render_mode": "every id", "frameskip": "Atari ids"}
 
 
 def inspect_env(
@@ -84,14 +84,14 @@ def inspect_env(
 
 def _check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
     for name, which in RESERVED_ENV_KWARGS.items():
-        if name in env_kwargs and (which == "every id" or env_id.startswith("ALE/")):
+        if name in env_kwargs and (which == "every id" or is_atari_id(env_id)):
             raise ConfigError(f"--env-kwargs: a2c_ppo sets {name!r} itself for {which}; drop it from --env-kwargs.")
 
 
 def _construction_failed(env_id: str, env_kwargs: dict[str, Any], exc: Exception) -> ConfigError:
     """The ConfigError for an env constructor that raised ``exc``."""
-    given = f" with --env-kwargs {json.dumps(env_kwargs)}" if env_kwargs else ""
-    fix = "Fix the env, its id or --env-kwargs." if env_kwargs else "Fix the env or its id."
+    given = f" with keyword arguments {json.dumps(env_kwargs)}" if env_kwargs else ""
+    fix = "Fix the env, its id or its keyword arguments (--env-kwargs)." if env_kwargs else "Fix the env or its id."
     return ConfigError(
         f"--env-name {env_id!r}: building the env{given} raised {type(exc).__name__}: {str(exc).rstrip('.')}. {fix}"
     )

@@ -201,6 +201,8 @@ def make_vec_envs(
         envs: VectorEnv = NativeVecEnv(native_vector_env(env_id, env_kwargs))
         return _normalized(envs, norm_obs, norm_reward, gamma)
     if vec_env == "envpool":
+        if env_kwargs:
+            raise ValueError("EnvPool builds its envs without env_kwargs")
         return _envpool(env_id, num_envs, clip_reward, norm_obs, norm_reward, gamma)
     kwargs = {"clip_reward": clip_reward, "action_masks": action_masks, "env_kwargs": env_kwargs}
     if record_episodes is not None:
