@@ -1,0 +1,150 @@
+"""How one setting is declared (``Setting``, ``Declared``) and how a value is checked against
+its declaration; ``config.py`` declares every setting with these.
+
+A setting's type, range, choices and form are written once, at its declaration: the command
+line, ``--help``, a checkpoint's config and the Python API are all checked here alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import types
+from dataclasses import dataclass, field
+from typing import Any, Union, get_args, get_origin
+
+from a2c_ppo.errors import ConfigError
+
+ALGOS = ("ppo", "a2c", "acktr")
+
+
+class _ByPreset:
+    """The default of a setting that every preset decides (shown as "by preset")."""
+
+    def __repr__(self) -> str:
+        return "BY_PRESET"
+
+
+BY_PRESET: Any = _ByPreset()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one setting is declared (the field's ``metadata["setting"]``).
+
+    ``low`` / ``high`` bound numbers (``open`` bounds exclude the value); ``choices`` bound
+    strings. ``algos``: the algorithms it applies to; typing it for another is refused.
+    ``preset``: presets may set it. ``flag``: ``"on-off"`` (``--x`` / ``--no-x``),
+    ``"switch"`` (``--x`` only), ``"value"``, or ``None`` for fields no one types.
+    ``auto``: what ``None`` means, for settings whose default is chosen at run time.
+    ``json_object``: a string holding a JSON object (keyword arguments), read by ``json_object``.
+    """
+
+    help: str
+    group: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] | None = None
+    algos: tuple[str, ...] = ALGOS
+    preset: bool = False
+    flag: str | None = "value"
+    auto: str | None = None
+    json_object: bool = False
+
+
+def setting(default: Any, help: str, group: str, **kwargs: Any) -> Any:
+    """A RunConfig field declared with ``Setting(help, group, **kwargs)``."""
+    return field(default=default, metadata={"setting": Setting(help, group, **kwargs)})
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting as declared: its field's name, type, default and ``Setting``."""
+
+    name: str
+    type: Any
+    default: Any
+    spec: Setting
+
+    @property
+    def base_type(self) -> type:
+        """``int`` for ``int | None``, and so on."""
+        args = [arg for arg in get_args(self.type) if arg is not type(None)]
+        is_union = get_origin(self.type) in (Union, types.UnionType)
+        return args[0] if is_union else self.type
+
+    @property
+    def optional(self) -> bool:
+        return type(None) in get_args(self.type)
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def show(value: Any) -> str:
+    """A value as the console and tables show it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and value >= 100_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def check_declared(declared: Declared, value: Any, source: str = "") -> None:
+    """ConfigError (saying what to change) unless ``value`` fits the ``declared`` setting.
+
+    ``source`` qualifies the flag in the message (e.g. "the checkpoint's")."""
+    spec, flag = declared.spec, (f"{source} " if source else "") + flag_name(declared.name)
+    if value is None:
+        if declared.optional:
+            return
+        raise ConfigError(f"{flag} needs a value.")
+    kind = declared.base_type
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{flag} must be on or off, got {value!r}.")
+        return
+    number = {int: numbers.Integral, float: numbers.Real}.get(kind, kind)
+    if not isinstance(value, number) or isinstance(value, bool):
+        raise ConfigError(f"{flag} must be {'an integer' if kind is int else 'a ' + kind.__name__}, got {value!r}.")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{flag} must be one of {', '.join(spec.choices)}, got {value!r}.")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{flag} must be a finite number, got {value}.")
+    if kind in (int, float):
+        _check_range(flag, value, spec, kind)
+    if spec.json_object:
+        json_object(value, flag)
+
+
+def _check_range(flag: str, value: float, spec: Setting, kind: type) -> None:
+    low_ok = spec.low is None or (value > spec.low if spec.low_open else value >= spec.low)
+    high_ok = spec.high is None or (value < spec.high if spec.high_open else value <= spec.high)
+    if low_ok and high_ok:
+        return
+    if kind is int and spec.low == 1 and spec.high is None:
+        raise ConfigError(f"{flag} must be a positive integer, got {value}.")
+    if spec.high is None:
+        raise ConfigError(f"{flag} must be {'>' if spec.low_open else '>='} {show(spec.low)}, got {value}.")
+    if kind is int:
+        raise ConfigError(f"{flag} must be between {show(spec.low)} and {show(spec.high)}, got {value}.")
+    lo, hi = "(" if spec.low_open else "[", ")" if spec.high_open else "]"
+    raise ConfigError(f"{flag} must be in {lo}{show(spec.low)}, {show(spec.high)}{hi}, got {value}.")
+
+
+def json_object(text: str, flag: str) -> dict[str, Any]:
+    """The keyword arguments a ``json_object`` setting holds; ConfigError unless ``text`` is a
+    JSON object (plain values only: JSON has no code to name)."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag} {text!r} is not JSON ({exc.msg}); give an object, e.g. '{{\"name\": 1}}'.") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{flag} {text!r} must be a JSON object (name: value), e.g. '{{\"name\": 1}}'.")
+    return kwargs
