@@ -24,6 +24,7 @@ from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.callbacks import Callback
 from a2c_ppo.checkpoint import check_trusted, first_non_finite, load_checkpoint
 from a2c_ppo.config import RunConfig
+from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.make import register_factory
 from a2c_ppo.envs.normalize import VecNormalize, frozen_statistics, normalized
 from a2c_ppo.envs.torch_env import env_action_converter
@@ -157,7 +158,7 @@ class Agent:
         config = self.config.replace(env_name=_env_name(env)) if env is not None else self.config
         if env_kwargs is not None:
             config = config.replace(env_kwargs=_json_text(env_kwargs, "env_kwargs"))
-        check_env_id(config.env_name, config.action_masks, config.vec_env, config.env_arguments)  # ConfigError
+        check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))  # ConfigError
         envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config))
         try:
             if isinstance(envs.envs, VecNormalize):
@@ -213,7 +214,7 @@ def load(path: str, *, trust_checkpoint: bool = False, env_kwargs: dict[str, Any
         raise ConfigError(f"checkpoint {path!r}: parameter {bad!r} is not finite; use an earlier checkpoint.")
     from a2c_ppo.envs.check import check_env_id
 
-    spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, config.env_arguments)
+    spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
     policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
     try:
         policy.load_state_dict(checkpoint["model"])

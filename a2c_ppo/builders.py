@@ -23,6 +23,7 @@ from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.config import RunConfig, json_object
 from a2c_ppo.distributions import DiagGaussianHead
 from a2c_ppo.envs import make_vec_envs
+from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.make import import_module
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
@@ -73,7 +74,7 @@ def build_envs(
         "env_timeout": config.env_timeout,
         "action_masks": config.action_masks == "on",
         "step_infos": False,
-        "env_kwargs": config.env_arguments,
+        "recipe": recipe_of(config),
         **overrides,
     }
     return TorchVecEnv(make_vec_envs(config.env_name, num_envs, **kwargs), device)

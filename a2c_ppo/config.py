@@ -199,6 +199,16 @@ class RunConfig:
         ENVIRONMENT,
         json_object=True,
     )
+    frame_skip: int = setting(
+        1, "take each action this many times, summing the rewards (not for Atari ids: they skip 4)", ENVIRONMENT, low=1
+    )
+    frame_size: int = setting(
+        0, "resize image observations to N x N pixels (0: as the env gives them; needs OpenCV)", ENVIRONMENT, low=0
+    )
+    grayscale: bool = setting(False, "turn RGB image observations gray (one channel)", ENVIRONMENT, flag="on-off")
+    frame_stack: int = setting(
+        1, "observe the last N frames (images: stacked channels; vectors: stacked features)", ENVIRONMENT, low=1
+    )
     num_processes: int = setting(
         BY_PRESET, "parallel environments per training process", ENVIRONMENT, low=1, preset=True
     )

@@ -26,6 +26,7 @@ from a2c_ppo.checkpoint import check_spaces, check_trusted, first_non_finite, lo
 from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
 from a2c_ppo.config import ALGOS, RunConfig, check_value
 from a2c_ppo.envs import VecNormalize, check_env_id
+from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
@@ -153,7 +154,7 @@ def load_replay(
     if env_kwargs is not None:
         check_value("env_kwargs", env_kwargs)
         config = config.replace(env_kwargs=env_kwargs)
-    check_env_id(config.env_name, config.action_masks, config.vec_env, config.env_arguments)
+    check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
     try:
         envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config), **build_options)
     except DependencyNotInstalled as exc:

@@ -9,8 +9,7 @@ v5 MuJoCo entries: each v5 id takes the zoo's v4 (or, where only that exists, v2
 same robot. Where the zoo has no entry for an id, the closest published setting is used and
 the entry's ``source`` says which.
 
-What the framework cannot express is said at the entry: CarRacing's frame skip / resize /
-grayscale / frame stack wrappers, GELU, and SB3's extra hidden layer after the CNN.
+What the framework cannot express is said at the entry: CarRacing's GELU layer after the CNN.
 """
 
 from __future__ import annotations
@@ -82,6 +81,11 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
         values["ortho_init"] = False
     if "env_kwargs" in zoo:
         values["env_kwargs"] = json.dumps(zoo.pop("env_kwargs"), sort_keys=True)
+    if "frame_stack" in zoo:  # SB3's VecFrameStack: the last n frames along the channel axis
+        values["frame_stack"] = zoo.pop("frame_stack")
+    # The zoo's env_wrapper list, as the frame settings it amounts to (rl_zoo3.wrappers.FrameSkip,
+    # YAMLCompatResizeObservation, gymnasium's GrayscaleObservation)
+    values.update(zoo.pop("env_wrapper", {}))
     if zoo:
         raise ValueError(f"zoo keys without a translation: {sorted(zoo)}")
     return values
@@ -121,6 +125,8 @@ TIANSHOU_A2C_MUJOCO: dict[str, Any] = {
 
 _V4 = "the zoo has no v5 entries: the same robot's {}"
 ANT_V4_OBSERVATION = {"include_cfrc_ext_in_observation": False}
+#: ppo.yml CarRacing-v3's env_wrapper: FrameSkip(skip=2), a resize to 64x64, GrayscaleObservation.
+CAR_RACING_FRAMES = {"frame_skip": 2, "frame_size": 64, "grayscale": True}
 
 #: env id -> (source, {algo: settings}); ``presets.ENV_ENTRIES`` wraps each in an EnvEntry.
 ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
@@ -196,20 +202,21 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                            log_std_init=-2, ortho_init=False),
         },
     ),
-    # The zoo trains CarRacing on 64x64 grayscale frames, every 2nd frame, 2 stacked, with a GELU
-    # layer of 256 after the Nature CNN per head; here: 96x96 RGB, every frame, one frame (the
-    # dashboard shows the speed), the Nature CNN's 512 ReLU features straight into the heads.
+    # The zoo trains CarRacing on 64x64 grayscale frames, every 2nd frame, 2 stacked, as here, but
+    # with a GELU layer of 256 after the Nature CNN per head; here the Nature CNN's 512 ReLU
+    # features go straight into the heads.
     "CarRacing-v3": (
         f"{ZOO}ppo.yml CarRacing-v3; A2C (no zoo entry): a2c.yml atari (16 envs x 5 steps, vf_coef 0.25) with "
-        "ppo.yml CarRacing-v3's budget, reward normalisation and gSDE",
+        "ppo.yml CarRacing-v3's budget, frames, reward normalisation and gSDE",
         {
             "ppo": zoo_ppo(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=8, batch_size=128,
                            n_steps=512, gamma=0.99, gae_lambda=0.95, n_epochs=10, ent_coef=0.0, sde_sample_freq=4,
                            max_grad_norm=0.5, vf_coef=0.5, learning_rate="lin_1e-4", use_sde=True, clip_range=0.2,
-                           log_std_init=-2, ortho_init=False),
+                           log_std_init=-2, ortho_init=False, frame_stack=2, env_wrapper=CAR_RACING_FRAMES),
             # ent_coef 0, not atari's 0.01: that is for discrete actions (every continuous A2C entry has 0)
             "a2c": zoo_a2c(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=16, vf_coef=0.25,
-                           ent_coef=0.0, use_sde=True, sde_sample_freq=4, log_std_init=-2, ortho_init=False),
+                           ent_coef=0.0, use_sde=True, sde_sample_freq=4, log_std_init=-2, ortho_init=False,
+                           frame_stack=2, env_wrapper=CAR_RACING_FRAMES),
         },
     ),
     # ----- MuJoCo (v5 ids, from the zoo's v4 / v2 entries of the same robot)

@@ -13,8 +13,18 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from a2c_ppo.config import SETTINGS, RunConfig, check_applies, check_value, defaults, flag_name, json_object
+from a2c_ppo.config import (
+    SETTINGS,
+    RunConfig,
+    check_applies,
+    check_value,
+    defaults,
+    flag_name,
+    json_object,
+    show,
+)
 from a2c_ppo.envs.check import inspect_env
+from a2c_ppo.envs.frames import RECIPE_SETTINGS, recipe_of
 from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
@@ -58,11 +68,9 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         values = {**defaults(), **typed}
     new_with_entry = resume is None and values["preset"] == "auto"
     entry, source = env_entry(values["env_name"], values["algo"]) if new_with_entry else ({}, None)
-    # The entry's env kwargs build the env whose spaces decide the preset (typed ones win).
-    env_kwargs = typed.get("env_kwargs", entry.get("env_kwargs", values["env_kwargs"]))
-    report = inspect_env(
-        values["env_name"], values["action_masks"], values["vec_env"], json_object(env_kwargs, "--env-kwargs")
-    )
+    # The entry's recipe builds the env whose spaces decide the preset (typed settings win).
+    recipe = recipe_of({name: typed.get(name, entry.get(name, values[name])) for name in RECIPE_SETTINGS})
+    report = inspect_env(values["env_name"], values["action_masks"], values["vec_env"], recipe)
     spaces = report.observation_space, report.action_space
     origins: dict[str, str] = {name: "typed" if name in typed else "checkpoint" for name in SETTINGS}
     if resume is None:
@@ -130,10 +138,13 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
                 f"do not fit {flag_name(name)} {typed[name]}; drop {flag_name(name)}, or start a new run without "
                 "--resume."
             )
-    if "env_kwargs" in typed and json_object(typed["env_kwargs"], "--env-kwargs") != saved.env_arguments:
+    changed = [name for name in RECIPE_SETTINGS if name in typed and _differs(name, typed[name], saved)]
+    if changed:
+        shown = ", ".join(f"{flag_name(name)} {show(getattr(saved, name))}" for name in changed)
         raise ConfigError(
-            f"--resume: the checkpoint's envs were built with --env-kwargs {saved.env_kwargs}, and an exact resume "
-            "restores their state; drop --env-kwargs, or start a new run without --resume."
+            f"--resume: the checkpoint's envs were built with {shown}, and an exact resume restores their state "
+            f"(and the network, their observations); drop {', '.join(map(flag_name, changed))}, or start a new run "
+            "without --resume."
         )
     if "preset" in typed:
         raise ConfigError(
@@ -150,6 +161,13 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
     if not own_folder:
         run_dir = ""  # a new run folder under --log-dir
     return {**values, **typed, **folders, "run_dir": run_dir}
+
+
+def _differs(name: str, value: Any, saved: RunConfig) -> bool:
+    """Whether the typed ``value`` of a recipe setting differs from the checkpoint's."""
+    if name == "env_kwargs":
+        return json_object(value, "--env-kwargs") != saved.env_arguments
+    return value != getattr(saved, name)
 
 
 def _preset_values(

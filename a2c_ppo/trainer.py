@@ -30,6 +30,7 @@ from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, sync_running_stats
 from a2c_ppo.distributions import action_shape
 from a2c_ppo.envs import VecNormalize, check_env_id
+from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.errors import NonFiniteError
 from a2c_ppo.fastpath import fast_mlp
 from a2c_ppo.observations import copy_obs, flatten_steps, obs_layout
@@ -50,7 +51,7 @@ class Trainer:
         self.num_updates = config.num_env_steps // self.batch
         # The policy exists before the envs: the overlap choice times one of its steps.
         observation_space, action_space = check_env_id(
-            config.env_name, config.action_masks, config.vec_env, config.env_arguments
+            config.env_name, config.action_masks, config.vec_env, recipe_of(config)
         )
         self.policy = policy_for(config, observation_space, action_space).to(ctx.device)
         self.notes: list[str] = []  # for the console: the choices made here

@@ -24,6 +24,7 @@ import torch
 from a2c_ppo.callbacks import UpdateInfo
 from a2c_ppo.checkpoint import rng_state, set_rng_state
 from a2c_ppo.config import RunConfig
+from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.make import make_env_fn
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import env_action_converter
@@ -119,7 +120,7 @@ class EpisodeRecorder:
             config.env_name,
             render_mode="rgb_array",
             action_masks=config.action_masks == "on",
-            env_kwargs=config.env_arguments,
+            recipe=recipe_of(config),
         )()
         envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv([lambda: self.env])
         if config.norm_obs or config.norm_reward:

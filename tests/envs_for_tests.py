@@ -256,6 +256,26 @@ class ChannelsLastEnv(ImageEnv):
     observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
 
 
+class RGBEnv(gym.Env):
+    """Channels-last RGB frames ``(12, 16, 3)``: channel ``c`` holds ``t + 10 c``; ``reward = t``;
+    ends at ``t == 4``."""
+
+    observation_space = gym.spaces.Box(0, 255, (12, 16, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def _frame(self) -> np.ndarray:
+        return np.broadcast_to(np.array([self.t, self.t + 10, self.t + 20], np.uint8), (12, 16, 3)).copy()
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._frame(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._frame(), float(self.t), self.t == 4, False, {}
+
+
 class DictObsEnv(CounterEnv):
     observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
 

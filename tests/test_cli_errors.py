@@ -85,6 +85,8 @@ MAIN_CASES = [
     (["--vec-env", "envpool", "--env-kwargs", '{{"g": 9}}'], "without --env-kwargs"),
     (["--env-name", "PongNoFrameskip-v4", "--env-kwargs", '{{"frameskip": 4}}'], "sets 'frameskip' itself"),
     (["--resume", "{root}/good.pt", "--env-kwargs", '{{"sutton_barto_reward": true}}'], "an exact resume restores"),
+    (["--resume", "{root}/good.pt", "--frame-stack", "2"], "built with --frame-stack 1"),
+    (["--frame-size", "64"], "process channels-last images"),
     (["--policy-kwargs", "3"], "--policy-kwargs '3' must be a JSON object"),
     (["--save-dir", "{root}/a_file"], "--save-dir"),
     (["--log-dir", "{root}/a_file"], "--log-dir"),

@@ -17,6 +17,7 @@ from a2c_ppo import train
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.envs import check_env_id
+from a2c_ppo.envs.frames import EnvRecipe, recipe_of
 from tests.helpers import ROOT
 
 # Sutton & Barto's CartPole reward: 0 a step and -1 at the fall, where the default gives +1 a step.
@@ -52,16 +53,16 @@ def test_env_kwargs_reach_the_worker_envs_and_the_evaluation_and_are_kept_for_re
 def test_the_ant_entry_trains_on_v4s_observation_unless_env_kwargs_are_typed(tmp_path):
     request = resolve(["--env-name", "Ant-v5", "--log-dir", str(tmp_path)])
     assert request.origins["env_kwargs"] == "env entry"
-    assert check_env_id("Ant-v5", "off", "auto", request.config.env_arguments)[0].shape == (27,)
+    assert check_env_id("Ant-v5", "off", "auto", recipe_of(request.config))[0].shape == (27,)
     typed = resolve(["--env-name", "Ant-v5", "--env-kwargs", "{}", "--log-dir", str(tmp_path)])
     assert typed.config.env_kwargs == "{}" and typed.origins["env_kwargs"] == "typed"
-    assert check_env_id("Ant-v5", "off", "auto", typed.config.env_arguments)[0].shape == (105,)
+    assert check_env_id("Ant-v5", "off", "auto", recipe_of(typed.config))[0].shape == (105,)
 
 
 def test_a_factory_gets_env_kwargs_too():
     from a2c_ppo.envs.make import make_env
 
-    env = make_env("tests.envs_for_tests:CounterEnv", env_kwargs={"terminate_at": 2})
+    env = make_env("tests.envs_for_tests:CounterEnv", recipe=EnvRecipe({"terminate_at": 2}))
     env.reset(seed=0)
     assert [env.step(0)[2] for _ in range(2)] == [False, True]
 

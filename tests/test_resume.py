@@ -75,8 +75,9 @@ def assert_same_run(path_a: str, path_b: str, folder_a, folder_b) -> None:
         ["--no-use-linear-lr-decay", "--norm-obs", "--norm-reward", "--vec-env", "subproc", "--num-workers", "1"],
         ["--no-use-linear-lr-decay", "--env-name", "Pendulum-v1", "--num-mini-batch", "4"],  # its entry: gSDE
         ["--no-use-linear-lr-decay", "--precision", "bf16"],  # autocast acting and updates, autograd
+        ["--no-use-linear-lr-decay", "--frame-stack", "3", "--frame-skip", "2"],  # the stack is env state
     ],
-    ids=["cartpole", "cartpole-normalised-subproc", "pendulum", "cartpole-bf16"],
+    ids=["cartpole", "cartpole-normalised-subproc", "pendulum", "cartpole-bf16", "cartpole-stacked-skipped"],
 )
 def test_a_shorter_budget_then_resume_equals_one_run(tmp_path, extra):
     whole = train(flags(tmp_path / "a", 640, *extra))

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 from gymnasium.vector import VectorEnv
 
+from a2c_ppo.envs.frames import PLAIN, EnvRecipe
 from a2c_ppo.envs.make import (
     FACTORIES,
     import_module,
@@ -39,10 +40,10 @@ class EnvReport(NamedTuple):
 
 
 def check_env_id(
-    env_id: str, action_masks: str = "off", vec_env: str = "auto", env_kwargs: dict[str, Any] | None = None
+    env_id: str, action_masks: str = "off", vec_env: str = "auto", recipe: EnvRecipe = PLAIN
 ) -> tuple[gym.Space, gym.Space]:
     """The observation and action spaces of ``env_id``'s env (see ``inspect_env``)."""
-    report = inspect_env(env_id, action_masks, vec_env, env_kwargs)
+    report = inspect_env(env_id, action_masks, vec_env, recipe)
     return report.observation_space, report.action_space
 
 
@@ -51,24 +52,21 @@ def check_env_id(
 RESERVED_ENV_KWARGS = {"render_mode": "every id", "frameskip": "Atari ids"}
 
 
-def inspect_env(
-    env_id: str, action_masks: str = "auto", vec_env: str = "auto", env_kwargs: dict[str, Any] | None = None
-) -> EnvReport:
+def inspect_env(env_id: str, action_masks: str = "auto", vec_env: str = "auto", recipe: EnvRecipe = PLAIN) -> EnvReport:
     """``env_id``'s env as the framework will train on it; a ConfigError if it cannot be made
     or makes an env this framework cannot train: the id is checked (with close ids suggested),
     then one env is built here (with the pipeline ``make_env`` adds) and its spaces are checked,
     so that a broken constructor or an unsupported space is reported before any worker starts.
     ``action_masks`` ``auto`` / ``on`` / ``off`` (``--action-masks``): with ``auto`` the env is
     reset once to see whether it gives masks. A ``module:factory`` that returns a gymnasium
-    VectorEnv is a native vector env (``vector_envs``: its number of envs). ``env_kwargs``
-    (``--env-kwargs``) go to the env's constructor."""
+    VectorEnv is a native vector env (``vector_envs``: its number of envs). ``recipe``: the
+    keyword arguments of the env's constructor and the frame processing (``frames.EnvRecipe``)."""
     if not env_id.strip():
         raise ConfigError("--env-name is empty: give a gymnasium id such as CartPole-v1, or " + _MODULE_FORM + ".")
-    env_kwargs = env_kwargs or {}
-    _check_env_kwargs(env_id, env_kwargs)
+    _check_recipe(env_id, recipe)
     if ":" in env_id:
         _check_module_id(env_id)
-        vector = _native_report(env_id, vec_env, env_kwargs)
+        vector = _native_report(env_id, vec_env, recipe)
         if vector is not None:
             return vector
     else:
@@ -76,16 +74,29 @@ def inspect_env(
     if vec_env == "native":
         raise ConfigError(f"--vec-env native needs --env-name module:factory returning a VectorEnv, not {env_id!r}.")
     if vec_env == "envpool":
-        if env_kwargs:
-            raise ConfigError("--vec-env envpool builds its envs without --env-kwargs; drop one of them.")
+        if recipe != PLAIN:
+            raise ConfigError(
+                f"--vec-env envpool builds its envs without --env-kwargs or frame processing ({_given(recipe)}); "
+                "drop one of them."
+            )
         return _envpool_report(env_id, action_masks)
-    return _check_constructs(env_id, action_masks, env_kwargs)
+    return _check_constructs(env_id, action_masks, recipe)
 
 
-def _check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
+def _given(recipe: EnvRecipe) -> str:
+    kwargs = [f"--env-kwargs {json.dumps(recipe.kwargs)}"] if recipe.kwargs else []
+    return ", ".join(kwargs + ([recipe.flags()] if recipe.processes_frames else []))
+
+
+def _check_recipe(env_id: str, recipe: EnvRecipe) -> None:
     for name, which in RESERVED_ENV_KWARGS.items():
-        if name in env_kwargs and (which == "every id" or is_atari_id(env_id)):
+        if name in recipe.kwargs and (which == "every id" or is_atari_id(env_id)):
             raise ConfigError(f"--env-kwargs: a2c_ppo sets {name!r} itself for {which}; drop it from --env-kwargs.")
+    if recipe.processes_frames and is_atari_id(env_id):
+        raise ConfigError(
+            f"{recipe.flags()}: {env_id!r} gets the Atari pipeline (4 frames skipped with max-pooling, 84x84 gray, "
+            "4 stacked); drop them."
+        )
 
 
 def _construction_failed(env_id: str, env_kwargs: dict[str, Any], exc: Exception) -> ConfigError:
@@ -97,22 +108,27 @@ def _construction_failed(env_id: str, env_kwargs: dict[str, Any], exc: Exception
     )
 
 
-def _native_report(env_id: str, vec_env: str, env_kwargs: dict[str, Any]) -> EnvReport | None:
+def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe) -> EnvReport | None:
     """The report of a factory that returns a VectorEnv, else ``None`` (a factory of single envs)."""
     factory = load_entry_point(env_id)
     if factory is None:
         return None
     try:
-        product = factory(**env_kwargs)
+        product = factory(**recipe.kwargs)
     except Exception as exc:
-        raise _construction_failed(env_id, env_kwargs, exc) from exc
+        raise _construction_failed(env_id, recipe.kwargs, exc) from exc
     if not isinstance(product, VectorEnv):
         if isinstance(product, gym.Env):
             product.close()
         return None
     product.close()
-    envs = native_vector_env(env_id, env_kwargs)  # checked; built again by each run as it needs
+    envs = native_vector_env(env_id, recipe.kwargs)  # checked; built again by each run as it needs
     try:
+        if recipe.processes_frames:
+            raise ConfigError(
+                f"{recipe.flags()}: {env_id!r} gives a vector env of its own, whose frames a2c_ppo does not "
+                "process; drop them (process the frames in the vector env)."
+            )
         if vec_env not in ("auto", "native"):
             raise ConfigError(
                 f"--env-name {env_id!r} gives a vector env of its own; drop --vec-env {vec_env} (it steps its envs "
@@ -202,9 +218,9 @@ def _check_registered(env_id: str) -> None:
     raise ConfigError(f"--env-name {env_id!r} is not a registered gymnasium id.{hint}")
 
 
-def _built(env_id: str, env_kwargs: dict[str, Any], action_masks: bool = False) -> gym.Env:
+def _built(env_id: str, recipe: EnvRecipe, action_masks: bool = False) -> gym.Env:
     try:
-        return make_env(env_id, action_masks=action_masks, env_kwargs=env_kwargs)
+        return make_env(env_id, action_masks=action_masks, recipe=recipe)
     except ConfigError:
         raise
     except Exception as exc:
@@ -217,11 +233,11 @@ def _built(env_id: str, env_kwargs: dict[str, Any], action_masks: bool = False) 
                 f"--env-name {env_id!r}: its {extra} simulator is not installed; install the extra: "
                 f'pip install -e ".[{extra}]".'
             ) from exc
-        raise _construction_failed(env_id, env_kwargs, exc) from exc
+        raise _construction_failed(env_id, recipe.kwargs, exc) from exc
 
 
-def _check_constructs(env_id: str, action_masks: str, env_kwargs: dict[str, Any]) -> EnvReport:
-    env = _built(env_id, env_kwargs)
+def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe) -> EnvReport:
+    env = _built(env_id, recipe)
     try:
         check_spaces(env.observation_space, env.action_space, env_id)
         notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
@@ -240,7 +256,7 @@ def _check_constructs(env_id: str, action_masks: str, env_kwargs: dict[str, Any]
     finally:
         env.close()
     if masks:
-        masked = _built(env_id, env_kwargs, action_masks=True)
+        masked = _built(env_id, recipe, action_masks=True)
         spaces = masked.observation_space, masked.action_space
         masked.close()
         notes.append("Action masks: on (the env gives them; masked actions are never taken).")

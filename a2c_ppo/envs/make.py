@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 from gymnasium.wrappers import ClipAction, RecordEpisodeStatistics, RecordVideo
 
+from a2c_ppo.envs.frames import PLAIN, EnvRecipe, process_frames
 from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.normalize import VecNormalize
@@ -93,7 +94,7 @@ def make_env(
     action_masks: bool = False,
     factory: Callable[..., Any] | None = None,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
-    env_kwargs: dict[str, Any] | None = None,
+    recipe: EnvRecipe = PLAIN,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
@@ -102,10 +103,11 @@ def make_env(
     part when ``action_masks``. With ``video_dir`` every episode of the raw env (or the first
     ``video_episodes``) is written there as an mp4 (``render_mode="rgb_array"``, ``[video]``).
     Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``) if given.
-    ``env_kwargs`` (``--env-kwargs``) go to the constructor: ``gym.make``'s or the factory's.
+    ``recipe`` (``frames.EnvRecipe``): the constructor's keyword arguments (``gym.make``'s or the
+    factory's) and the frame processing above the episode statistics.
     """
     entry_point = factory or load_entry_point(env_id)
-    kwargs: dict[str, Any] = {**(env_kwargs or {}), **({"render_mode": render_mode} if render_mode else {})}
+    kwargs: dict[str, Any] = {**recipe.kwargs, **({"render_mode": render_mode} if render_mode else {})}
     if entry_point is not None:
         env = entry_point(**kwargs)
         if not isinstance(env, gym.Env):
@@ -120,6 +122,8 @@ def make_env(
         limit = video_episodes if video_episodes is not None else float("inf")
         env = RecordVideo(env, video_dir, episode_trigger=lambda episode: episode < limit, disable_logger=True)
     env = RecordEpisodeStatistics(env)
+    if recipe.processes_frames:
+        env = process_frames(env, recipe, f"--env-name {env_id!r}")
     if is_atari_id(env_id):
         from a2c_ppo.envs.atari import wrap_atari
 
@@ -144,9 +148,9 @@ def make_env_fn(env_id: str, **kwargs) -> EnvFn:
     return lambda: make_env(env_id, factory=factory, **kwargs)
 
 
-def _spaces(env_id: str, env_kwargs: dict[str, Any] | None) -> tuple[gym.Space, gym.Space]:
+def _spaces(env_id: str, recipe: EnvRecipe) -> tuple[gym.Space, gym.Space]:
     """The observation and action spaces of one env built (and closed) here."""
-    env = make_env(env_id, env_kwargs=env_kwargs)
+    env = make_env(env_id, recipe=recipe)
     try:
         return env.observation_space, env.action_space
     finally:
@@ -178,7 +182,7 @@ def make_vec_envs(
     action_masks: bool = False,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
     step_infos: bool = True,
-    env_kwargs: dict[str, Any] | None = None,
+    recipe: EnvRecipe = PLAIN,
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
 
@@ -195,16 +199,19 @@ def make_vec_envs(
     ``record_episodes``: a list every env appends its finished episodes to (``EpisodeRecorder``;
     the envs then run in this process). ``step_infos=False``: infos only at the steps that end
     an episode (``SubprocVecEnv``'s ``step_infos``; the native and EnvPool kinds keep theirs).
-    ``env_kwargs``: the constructor's keyword arguments (``--env-kwargs``; EnvPool takes none).
+    ``recipe``: how each env is built beyond its id (``frames.EnvRecipe``: a native vector env
+    takes its keyword arguments only, EnvPool neither).
     """
     if vec_env == "native":
-        envs: VectorEnv = NativeVecEnv(native_vector_env(env_id, env_kwargs))
+        if recipe.processes_frames:
+            raise ValueError("a native vector env processes its frames itself")
+        envs: VectorEnv = NativeVecEnv(native_vector_env(env_id, recipe.kwargs))
         return _normalized(envs, norm_obs, norm_reward, gamma)
     if vec_env == "envpool":
-        if env_kwargs:
-            raise ValueError("EnvPool builds its envs without env_kwargs")
+        if recipe != PLAIN:
+            raise ValueError("EnvPool builds its envs without env kwargs or frame processing")
         return _envpool(env_id, num_envs, clip_reward, norm_obs, norm_reward, gamma)
-    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks, "env_kwargs": env_kwargs}
+    kwargs = {"clip_reward": clip_reward, "action_masks": action_masks, "recipe": recipe}
     if record_episodes is not None:
         vec_env = "sync"  # the recorders append to this process's list
     fns = [
@@ -229,7 +236,7 @@ def make_vec_envs(
         policy_step_s=policy_step_s,
         rendering=render_mode is not None,
         envpool_step_s=_envpool_candidate(
-            env_id, num_envs, vec_env, action_masks or record_episodes is not None or bool(env_kwargs)
+            env_id, num_envs, vec_env, action_masks or record_episodes is not None or recipe != PLAIN
         ),
     )
     if layout.kind == "envpool":
@@ -237,7 +244,7 @@ def make_vec_envs(
     from a2c_ppo.envs.subproc import SubprocVecEnv
 
     # VecNormalize builds new arrays: a copy of the shared observation buffer would be waste.
-    will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id, env_kwargs))
+    will_norm_obs = norm_obs if norm_obs is not None else is_continuous_control(*_spaces(env_id, recipe))
     envs = SubprocVecEnv(
         fns,
         num_workers=layout.num_workers,

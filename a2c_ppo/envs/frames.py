@@ -1,0 +1,141 @@
+"""How each env of a run is built beyond its id (``EnvRecipe``): the constructor's keyword
+arguments (``--env-kwargs``) and the frame processing of ``--frame-skip``, ``--frame-size``,
+``--grayscale`` and ``--frame-stack``, as rl-baselines3-zoo's env wrappers and SB3's
+``VecFrameStack`` give them (its CarRacing entry: every 2nd frame, 64x64 gray, 2 stacked).
+
+The processing sits above ``RecordEpisodeStatistics``, so episode returns stay the env's own
+and lengths count the env's frames; Atari ids have their own pipeline (``atari.py``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import GrayscaleObservation, ResizeObservation
+
+from a2c_ppo.config import RunConfig, json_object
+from a2c_ppo.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EnvRecipe:
+    """``kwargs`` go to the env's constructor; the rest processes its frames (1, 0, off, 1: none)."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    frame_skip: int = 1
+    frame_size: int = 0
+    grayscale: bool = False
+    frame_stack: int = 1
+
+    @property
+    def processes_frames(self) -> bool:
+        return (self.frame_skip, self.frame_size, self.grayscale, self.frame_stack) != (1, 0, False, 1)
+
+    def flags(self) -> str:
+        """The frame flags this recipe sets, for messages."""
+        given = [("--frame-skip", self.frame_skip, 1), ("--frame-size", self.frame_size, 0),
+                 ("--frame-stack", self.frame_stack, 1)]  # fmt: skip
+        flags = [f"{flag} {value}" for flag, value, default in given if value != default]
+        return ", ".join(flags + (["--grayscale"] if self.grayscale else []))
+
+
+PLAIN = EnvRecipe()
+
+
+class RepeatAction(gym.Wrapper):
+    """Each action taken ``skip`` times (the rewards summed), stopping where the episode ends."""
+
+    def __init__(self, env: gym.Env, skip: int) -> None:
+        super().__init__(env)
+        self.skip = skip
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        total = 0.0
+        for _ in range(self.skip):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
+class StackFrames(gym.ObservationWrapper):
+    """The last ``n`` observations concatenated along the last axis: a channels-last image's
+    channels, a vector's features (SB3's ``VecFrameStack``); a reset repeats the first one."""
+
+    def __init__(self, env: gym.Env, n: int) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        assert isinstance(space, gym.spaces.Box)
+        self.n = n
+        self.frames: deque[np.ndarray] = deque(maxlen=n)
+        low, high = (np.concatenate([bound] * n, axis=-1) for bound in (space.low, space.high))
+        self.observation_space = gym.spaces.Box(low, high, dtype=space.dtype)
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.frames.clear()
+        self.frames.extend([obs] * self.n)
+        return self.observation(None), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.frames.append(obs)
+        return self.observation(None), reward, terminated, truncated, info
+
+    def observation(self, observation: Any) -> np.ndarray:
+        return np.concatenate(self.frames, axis=-1)
+
+
+def process_frames(env: gym.Env, recipe: EnvRecipe, what: str) -> gym.Env:
+    """``env`` with ``recipe``'s frame processing; ConfigError (``what``: the env, for the
+    message) where its observations cannot take it."""
+    if recipe.frame_skip > 1:
+        env = RepeatAction(env, recipe.frame_skip)
+    space = env.observation_space
+    if (recipe.frame_size or recipe.grayscale) and not _channels_last_image(space):
+        raise ConfigError(
+            f"--frame-size and --grayscale process channels-last images (height, width, channels); {what} has "
+            f"observations {space}. Drop them."
+        )
+    if recipe.frame_size:
+        if find_spec("cv2") is None:
+            raise ConfigError('--frame-size resizes with OpenCV, which is not installed: pip install -e ".[box2d]".')
+        env = ResizeObservation(env, (recipe.frame_size, recipe.frame_size))
+    if recipe.grayscale:
+        env = GrayscaleObservation(env, keep_dim=True)
+    if recipe.frame_stack > 1:
+        space = env.observation_space
+        is_vector = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+        if not (is_vector or _channels_last_image(space)):
+            raise ConfigError(
+                f"--frame-stack stacks vectors or channels-last images; {what} has observations {space}. Drop it."
+            )
+        env = StackFrames(env, recipe.frame_stack)
+    return env
+
+
+def _channels_last_image(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.shape[-1] in (1, 3, 4)
+
+
+#: The settings a recipe is made of.
+RECIPE_SETTINGS = ("env_kwargs", "frame_skip", "frame_size", "grayscale", "frame_stack")
+
+
+def recipe_of(settings: RunConfig | Mapping[str, Any]) -> EnvRecipe:
+    """The recipe of a run's settings (a RunConfig, or a mapping holding ``RECIPE_SETTINGS``)."""
+    values = settings if isinstance(settings, Mapping) else {name: getattr(settings, name) for name in RECIPE_SETTINGS}
+    return EnvRecipe(
+        json_object(values["env_kwargs"], "--env-kwargs"),
+        values["frame_skip"],
+        values["frame_size"],
+        values["grayscale"],
+        values["frame_stack"],
+    )

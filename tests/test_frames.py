@@ -1,0 +1,77 @@
+"""Frame processing (--frame-skip, --frame-size, --grayscale, --frame-stack): each against hand
+computation, the training layout it gives, and the inputs it refuses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from a2c_ppo import train
+from a2c_ppo.envs import check_env_id
+from a2c_ppo.envs.frames import EnvRecipe
+from a2c_ppo.envs.make import make_env
+from a2c_ppo.errors import ConfigError
+from tests.helpers import ROOT
+
+COUNTER = "tests.envs_for_tests:CounterEnv"  # obs [t, noise, last action], reward t + action
+RGB = "tests.envs_for_tests:RGBEnv"  # (12, 16, 3) frames, channel c = t + 10 c, reward t, ends at t == 4
+
+
+def test_a_repeated_action_sums_the_rewards_and_stops_at_the_episode_end():
+    env = make_env(COUNTER, recipe=EnvRecipe({"terminate_at": 3}, frame_skip=2))
+    env.reset(seed=0)
+    obs, reward, terminated, _, info = env.step(1)
+    assert (obs[0], reward, terminated) == (2, (1 + 1) + (2 + 1), False)  # t = 1 and 2
+    obs, reward, terminated, _, info = env.step(0)
+    assert (obs[0], reward, terminated) == (3, 3, True)  # t = 3 ends it: not repeated
+    assert info["episode"]["l"] == 3 and info["episode"]["r"] == 8  # the env's own frames and return
+
+
+def test_stacked_vectors_keep_the_last_frames_oldest_first():
+    env = make_env(COUNTER, recipe=EnvRecipe(frame_stack=3))
+    first, _ = env.reset(seed=0)
+    noise = first[1]
+    assert first.shape == (9,) and np.array_equal(first, np.tile([0, noise, -1], 3))  # no action yet: -1
+    env.step(2)
+    obs, *_ = env.step(1)
+    assert np.allclose(obs, [0, noise, -1, 1, noise, 2, 2, noise, 1])
+
+
+def test_images_resized_gray_and_stacked_reach_the_policy_channels_first():
+    pytest.importorskip("cv2")
+    recipe = EnvRecipe(frame_size=8, grayscale=True, frame_stack=2)
+    space, _ = check_env_id(RGB, recipe=recipe)
+    assert space.shape == (2, 8, 8) and space.dtype == np.uint8
+    env = make_env(RGB, recipe=recipe)
+    obs, _ = env.reset()
+    obs, *_ = env.step(0)
+    # gymnasium's gray: 0.299 R + 0.587 G + 0.114 B of uniform frames stays uniform
+    gray = [round(0.299 * t + 0.587 * (t + 10) + 0.114 * (t + 20)) for t in (0, 1)]
+    assert [int(np.median(obs[k])) for k in range(2)] == pytest.approx(gray, abs=1)
+
+
+@pytest.mark.parametrize(
+    "env_id, recipe, phrase",
+    [
+        ("CartPole-v1", EnvRecipe(frame_size=64), "process channels-last images"),
+        ("CartPole-v1", EnvRecipe(grayscale=True), "process channels-last images"),
+        ("tests.envs_for_tests:ImageEnv", EnvRecipe(frame_stack=2), "stacks vectors or channels-last images"),
+        ("tests.envs_for_tests:DictObsEnv", EnvRecipe(frame_stack=2), "stacks vectors or channels-last images"),
+        ("ALE/Pong-v5", EnvRecipe(frame_stack=2), "gets the Atari pipeline"),
+    ],
+)
+def test_frame_processing_an_env_cannot_take_is_refused(env_id, recipe, phrase):
+    with pytest.raises(ConfigError, match=phrase):
+        check_env_id(env_id, recipe=recipe)
+
+
+def test_a_policy_on_stacked_frames_trains_and_replays(tmp_path):
+    result = train("CartPole-v1", frame_stack=4, num_processes=2, num_steps=32, num_env_steps=256,
+                   log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "models"))  # fmt: skip
+    enjoy = [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", result.checkpoint, "--num-episodes", "1"]
+    played = subprocess.run(enjoy, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert played.returncode == 0 and "mean return over 1 episode" in played.stdout, played.stderr
