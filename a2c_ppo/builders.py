@@ -165,6 +165,7 @@ def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gy
             recurrent=config.recurrent_policy,
             rnn_type=config.recurrent_type,
             activation=config.activation,
+            cnn_head_size=config.cnn_head_size,
         )
     if config.use_sde:
         sde = make_sde_head(action_space, policy.base.output_size, config.log_std_init, config.sde_sample_freq)

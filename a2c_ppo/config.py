@@ -163,7 +163,19 @@ class RunConfig:
         low=1,
         auto="64 for vector observations, 512 for images",
     )
-    activation: str = setting("tanh", "hidden activation of the MLP towers", POLICY, choices=("tanh", "relu"))
+    activation: str = setting(
+        "tanh",
+        "hidden activation of the MLP towers and --cnn-head-size's layers",
+        POLICY,
+        choices=("tanh", "relu", "gelu"),
+    )
+    cnn_head_size: int = setting(
+        0,
+        "a layer of N units per head (actor, critic) on the Nature CNN's features, SB3's net_arch=dict(pi=[N], "
+        "vf=[N]) (0: the heads read the features)",
+        POLICY,
+        low=0,
+    )
     log_std_init: float = setting(0.0, "initial log-std of a Gaussian policy", POLICY)
     ortho_init: bool = setting(
         True,

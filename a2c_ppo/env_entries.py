@@ -9,7 +9,7 @@ v5 MuJoCo entries: each v5 id takes the zoo's v4 (or, where only that exists, v2
 same robot. Where the zoo has no entry for an id, the closest published setting is used and
 the entry's ``source`` says which.
 
-What the framework cannot express is said at the entry: CarRacing's GELU layer after the CNN.
+Where the framework cannot express an entry, the entry says so.
 """
 
 from __future__ import annotations
@@ -73,10 +73,17 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
         values.update(use_sde=True, sde_sample_freq=zoo.pop("sde_sample_freq", -1))
     if "log_std_init" in zoo:
         values["log_std_init"] = float(zoo.pop("log_std_init"))
-    if zoo.pop("activation_fn", "Tanh") == "ReLU":
-        values["activation"] = "relu"
-    if "net_arch" in zoo:  # the width of pi=[w, w], vf=[w, w]
-        values["hidden_size"] = zoo.pop("net_arch")
+    activation = zoo.pop("activation_fn", "Tanh")
+    if activation != "Tanh":
+        values["activation"] = activation.lower()
+    if "net_arch" in zoo:
+        arch = zoo.pop("net_arch")
+        if isinstance(arch, dict):  # a CnnPolicy's dict(pi=[n], vf=[n]): one layer per head on the CNN
+            if arch["pi"] != arch["vf"] or len(arch["pi"]) != 1:
+                raise ValueError(f"net_arch {arch} without a translation")
+            values["cnn_head_size"] = arch["pi"][0]
+        else:  # an MlpPolicy's width of pi=[w, w], vf=[w, w]
+            values["hidden_size"] = arch
     if not zoo.pop("ortho_init", True):
         values["ortho_init"] = False
     if "env_kwargs" in zoo:
@@ -202,9 +209,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                            log_std_init=-2, ortho_init=False),
         },
     ),
-    # The zoo trains CarRacing on 64x64 grayscale frames, every 2nd frame, 2 stacked, as here, but
-    # with a GELU layer of 256 after the Nature CNN per head; here the Nature CNN's 512 ReLU
-    # features go straight into the heads.
+    # The zoo trains CarRacing on 64x64 grayscale frames, every 2nd frame, 2 stacked, with a GELU
+    # layer of 256 per head after the Nature CNN; PPO here too (A2C: a2c.yml atari's plain CNN).
     "CarRacing-v3": (
         f"{ZOO}ppo.yml CarRacing-v3; A2C (no zoo entry): a2c.yml atari (16 envs x 5 steps, vf_coef 0.25) with "
         "ppo.yml CarRacing-v3's budget, frames, reward normalisation and gSDE",
@@ -212,7 +218,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=8, batch_size=128,
                            n_steps=512, gamma=0.99, gae_lambda=0.95, n_epochs=10, ent_coef=0.0, sde_sample_freq=4,
                            max_grad_norm=0.5, vf_coef=0.5, learning_rate="lin_1e-4", use_sde=True, clip_range=0.2,
-                           log_std_init=-2, ortho_init=False, frame_stack=2, env_wrapper=CAR_RACING_FRAMES),
+                           log_std_init=-2, ortho_init=False, activation_fn="GELU", net_arch={"pi": [256], "vf": [256]},
+                           frame_stack=2, env_wrapper=CAR_RACING_FRAMES),
             # ent_coef 0, not atari's 0.01: that is for discrete actions (every continuous A2C entry has 0)
             "a2c": zoo_a2c(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=16, vf_coef=0.25,
                            ent_coef=0.0, use_sde=True, sde_sample_freq=4, log_std_init=-2, ortho_init=False,

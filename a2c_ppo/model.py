@@ -30,8 +30,8 @@ from a2c_ppo.observations import Obs
 from a2c_ppo.recurrent import NNBase
 from a2c_ppo.spaces import ACTION_MASK, is_channels_last, is_image
 
-#: The hidden activations an MLP tower can use, by name.
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+#: The hidden activations of the MLP towers and the CNN's head layers, by name.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 def mlp_tower(num_inputs: int, hidden_size: int, activation: str, layers: int = 2) -> nn.Sequential:
@@ -106,7 +106,9 @@ class CNNBase(NNBase):
     conv 32x8 stride 4, conv 64x4 stride 2, conv 64x3 stride 1, flatten, Linear
     ``hidden_size`` (512 in the paper), ReLU. Channels-first input of at least 36x36;
     ``scale`` (1/255 for uint8 frames) is applied inside the model, so storage and the env
-    keep uint8. The critic is one linear layer on the (recurrent) features.
+    keep uint8. The critic is one linear layer on the (recurrent) features; with ``head_size``
+    the actor and the critic each first take a layer of that many ``activation`` units (SB3's
+    ``net_arch=dict(pi=[head_size], vf=[head_size])``), and the action head reads the actor's.
     """
 
     def __init__(
@@ -116,6 +118,8 @@ class CNNBase(NNBase):
         recurrent: bool = False,
         rnn_type: str = "gru",
         scale: float = 1.0 / 255.0,
+        head_size: int = 0,
+        activation: str = "relu",
     ) -> None:
         super().__init__(recurrent, hidden_size, hidden_size, rnn_type)
         if len(obs_shape) != 3 or min(obs_shape[1:]) < NATURE_MIN_SIZE:
@@ -128,7 +132,15 @@ class CNNBase(NNBase):
         with torch.no_grad():
             flat = convs(torch.zeros(1, *obs_shape)).shape[1]
         self.main = nn.Sequential(*convs, init_orthogonal(nn.Linear(flat, hidden_size), math.sqrt(2)), nn.ReLU())
-        self.critic_linear = init_orthogonal(nn.Linear(hidden_size, 1), gain=1.0)
+        self.head_size = head_size
+        if head_size:
+            self.actor_head = mlp_tower(hidden_size, head_size, activation, layers=1)
+            self.critic_head = mlp_tower(hidden_size, head_size, activation, layers=1)
+        self.critic_linear = init_orthogonal(nn.Linear(head_size or hidden_size, 1), gain=1.0)
+
+    @property
+    def output_size(self) -> int:
+        return self.head_size or super().output_size
 
     def forward(
         self, inputs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor
@@ -137,6 +149,8 @@ class CNNBase(NNBase):
         x = self.main(scaled_frames(inputs, self.scale))
         if self.is_recurrent:
             x, rnn_hxs = self._forward_rnn(x, rnn_hxs, masks)
+        if self.head_size:
+            return self.critic_linear(self.critic_head(x)), self.actor_head(x), rnn_hxs
         return self.critic_linear(x), x, rnn_hxs
 
 
@@ -144,10 +158,15 @@ def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase |
     """The base the observation space calls for (see the module docstring).
 
     ``base_kwargs``: ``hidden_size`` (``None``: 64 for the MLP towers, 512 for the CNN),
-    ``recurrent``, ``rnn_type`` and ``activation`` (of the MLP towers).
+    ``recurrent``, ``rnn_type``, ``activation`` (of the MLP towers and the CNN's head layers)
+    and ``cnn_head_size`` (the CNN's head layers; refused for other bases).
     """
     kwargs = dict(base_kwargs)
     hidden_size = kwargs.pop("hidden_size", None)
+    head_size = kwargs.pop("cnn_head_size", 0)
+    uses_cnn = is_image(obs_space) and min(obs_space.shape[1:]) >= NATURE_MIN_SIZE
+    if head_size and not uses_cnn:
+        raise ValueError(f"--cnn-head-size adds layers after the Nature CNN, which observations {obs_space} do not use")
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
         return MLPBase(obs_space.shape[0], hidden_size=hidden_size or 64, **kwargs)
     if is_image(obs_space) and is_channels_last(obs_space.shape):
@@ -155,10 +174,10 @@ def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase |
             f"image observations must be channels-first (C, H, W), got shape {obs_space.shape}: it looks "
             "channels-last; make the env with a2c_ppo.envs.make_env, which transposes it"
         )
-    if is_image(obs_space) and min(obs_space.shape[1:]) >= NATURE_MIN_SIZE:
-        kwargs.pop("activation", None)  # the Nature CNN is ReLU throughout
-        scale = 1.0 / 255.0 if obs_space.dtype == np.uint8 else 1.0
-        return CNNBase(tuple(obs_space.shape), hidden_size=hidden_size or 512, scale=scale, **kwargs)
+    if uses_cnn:
+        scale = 1.0 / 255.0 if obs_space.dtype == np.uint8 else 1.0  # the Nature CNN is ReLU throughout
+        shape = tuple(obs_space.shape or ())
+        return CNNBase(shape, hidden_size=hidden_size or 512, scale=scale, head_size=head_size, **kwargs)
     return MultiInputBase(obs_space, hidden_size=hidden_size or 64, **kwargs)
 
 
@@ -248,8 +267,10 @@ def make_policy(
     recurrent: bool = False,
     rnn_type: str = "gru",
     activation: str = "tanh",
+    cnn_head_size: int = 0,
 ) -> Policy:
     """The Policy for these spaces (see ``default_base``; ``hidden_size`` None: the base's
     default width), optionally recurrent (``rnn_type`` gru or lstm), and the action head."""
-    base_kwargs = {"hidden_size": hidden_size, "recurrent": recurrent, "rnn_type": rnn_type, "activation": activation}
+    base_kwargs = {"hidden_size": hidden_size, "recurrent": recurrent, "rnn_type": rnn_type, "activation": activation,
+                   "cnn_head_size": cnn_head_size}  # fmt: skip
     return Policy(obs_space, action_space, base_kwargs=base_kwargs)

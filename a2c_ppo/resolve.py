@@ -31,7 +31,7 @@ from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
 from a2c_ppo.presets import PRESET_VALUES, auto_preset, env_entry, preset_values
 
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
-SHAPE_FLAGS = ("hidden_size", "recurrent_policy", "recurrent_type", "use_sde")
+SHAPE_FLAGS = ("hidden_size", "cnn_head_size", "recurrent_policy", "recurrent_type", "use_sde")
 
 
 @dataclass

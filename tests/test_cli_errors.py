@@ -87,6 +87,7 @@ MAIN_CASES = [
     (["--resume", "{root}/good.pt", "--env-kwargs", '{{"sutton_barto_reward": true}}'], "an exact resume restores"),
     (["--resume", "{root}/good.pt", "--frame-stack", "2"], "built with --frame-stack 1"),
     (["--frame-size", "64"], "process channels-last images"),
+    (["--cnn-head-size", "64"], "adds layers after the Nature CNN"),
     (["--policy-kwargs", "3"], "--policy-kwargs '3' must be a JSON object"),
     (["--save-dir", "{root}/a_file"], "--save-dir"),
     (["--log-dir", "{root}/a_file"], "--log-dir"),

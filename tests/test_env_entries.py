@@ -96,6 +96,10 @@ def test_zoo_keys_translate_to_settings():
     with pytest.raises(ValueError, match="does not divide"):
         zoo_ppo(1e6, n_steps=100, batch_size=64)
     assert zoo_ppo(1e6, ortho_init=False)["ortho_init"] is False and "ortho_init" not in zoo_ppo(1e6)
+    cnn = zoo_ppo(1e6, activation_fn="GELU", net_arch={"pi": [256], "vf": [256]}, frame_stack=2,
+                  env_wrapper={"frame_skip": 2, "frame_size": 64, "grayscale": True})  # fmt: skip
+    assert (cnn["activation"], cnn["cnn_head_size"], cnn["frame_stack"], cnn["frame_size"]) == ("gelu", 256, 2, 64)
+    assert "hidden_size" not in cnn
     with pytest.raises(ValueError, match="without a translation: \\['features_extractor_class'\\]"):
         zoo_ppo(1e6, features_extractor_class="NatureCNN")
 

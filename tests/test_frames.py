@@ -75,3 +75,18 @@ def test_a_policy_on_stacked_frames_trains_and_replays(tmp_path):
     enjoy = [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", result.checkpoint, "--num-episodes", "1"]
     played = subprocess.run(enjoy, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert played.returncode == 0 and "mean return over 1 episode" in played.stdout, played.stderr
+
+
+def test_a_cnn_with_head_layers_trains_on_processed_frames_and_replays(tmp_path):
+    pytest.importorskip("cv2")
+    import a2c_ppo
+    from a2c_ppo.model import CNNBase
+
+    result = train(RGB, frame_size=40, grayscale=True, frame_stack=2, cnn_head_size=16, activation="gelu",
+                   num_processes=2, num_steps=8, num_env_steps=32, log_dir=str(tmp_path / "runs"),
+                   save_dir=str(tmp_path / "models"))  # fmt: skip
+    agent = a2c_ppo.load(result.checkpoint, trust_checkpoint=True)
+    base = agent.policy.base
+    assert isinstance(base, CNNBase) and base.output_size == 16 and base.main[0].in_channels == 2
+    assert [type(m).__name__ for m in base.actor_head] == ["Linear", "GELU"] and base.critic_linear.in_features == 16
+    assert agent.evaluate(episodes=2) == [10.0, 10.0]  # rewards 1 + 2 + 3 + 4, frames 4 -> 2 steps of 2
