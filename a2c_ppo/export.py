@@ -3,7 +3,8 @@
 The graph is the deterministic policy as ``enjoy.py`` plays it, so a deployment needs nothing
 but an ONNX runtime:
 
-* inputs: ``obs`` (batch, *shape), in the dtype the env gives it; a Dict observation gives one
+* inputs: ``obs`` (batch, *shape), in the dtype the env gives it, after the run's frame
+  processing (``--frame-*`` / ``--grayscale``, named in the metadata); a Dict observation gives one
   input per part, named by its key (``action_mask`` included, where the policy uses masks).
   Recurrent policies also take ``rnn_hxs`` (batch, H), their state, zeros at the start, and
   ``masks`` (batch, 1), 0.0 at an episode's first step, else 1.0;
@@ -229,6 +230,8 @@ def metadata(replay: Replay) -> dict[str, str]:
         "producer": f"a2c_ppo {__version__}",
         "env_name": config.env_name,
         "env_kwargs": config.env_kwargs,
+        # the observations are the processed frames: make_env(env_name, recipe=recipe_of(config))
+        **{name: str(getattr(config, name)) for name in ("frame_skip", "frame_size", "grayscale", "frame_stack")},
         "algo": config.algo,
         "observation_space": str(envs.observation_space),
         "action_space": str(envs.action_space),

@@ -166,7 +166,10 @@ def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase |
     head_size = kwargs.pop("cnn_head_size", 0)
     uses_cnn = is_image(obs_space) and min(obs_space.shape[1:]) >= NATURE_MIN_SIZE
     if head_size and not uses_cnn:
-        raise ValueError(f"--cnn-head-size adds layers after the Nature CNN, which observations {obs_space} do not use")
+        raise ValueError(
+            f"--cnn-head-size adds layers after the Nature CNN, which observations {obs_space} do not use; drop "
+            f"--cnn-head-size (it needs image observations of at least {NATURE_MIN_SIZE}x{NATURE_MIN_SIZE})"
+        )
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
         return MLPBase(obs_space.shape[0], hidden_size=hidden_size or 64, **kwargs)
     if is_image(obs_space) and is_channels_last(obs_space.shape):

@@ -221,6 +221,11 @@ def validate(config: RunConfig) -> None:
             "Linear and Conv2d layers and cannot precondition the recurrent layer's shared weights. "
             "Use --algo a2c or --algo ppo for a recurrent policy, or drop --recurrent-policy."
         )
+    if config.policy_base and config.cnn_head_size:
+        raise ConfigError(
+            "--cnn-head-size adds layers to the built-in CNN, and a --policy-base network builds its own; drop "
+            "--cnn-head-size (give your network its sizes with --policy-kwargs)."
+        )
     if config.num_env_steps < batch:
         raise ConfigError(
             f"--num-env-steps {config.num_env_steps} is less than one update's batch "

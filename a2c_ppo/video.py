@@ -127,7 +127,8 @@ class EpisodeRecorder:
             envs = VecNormalize(envs, norm_obs=bool(config.norm_obs), norm_reward=bool(config.norm_reward))
         self.envs = envs
         self.to_env_actions = env_action_converter(envs.single_action_space)
-        self.fps = float(self.env.metadata.get("render_fps") or 30)
+        # one frame per agent step: with --frame-skip the env's frames come that many times slower
+        self.fps = float(self.env.metadata.get("render_fps") or 30) / config.frame_skip
 
     @classmethod
     def checked(cls, config: RunConfig, device: torch.device) -> EpisodeRecorder:

@@ -276,6 +276,16 @@ class RGBEnv(gym.Env):
         return self._frame(), float(self.t), self.t == 4, False, {}
 
 
+class InPlaceRGBEnv(RGBEnv):
+    """``RGBEnv`` returning the same array every step, changed in place (as some envs do)."""
+
+    def _frame(self) -> np.ndarray:
+        if not hasattr(self, "buffer"):
+            self.buffer = np.zeros((12, 16, 3), np.uint8)
+        self.buffer[...] = [self.t, self.t + 10, self.t + 20]
+        return self.buffer
+
+
 class DictObsEnv(CounterEnv):
     observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
 

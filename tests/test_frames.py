@@ -31,11 +31,11 @@ def test_a_repeated_action_sums_the_rewards_and_stops_at_the_episode_end():
     assert info["episode"]["l"] == 3 and info["episode"]["r"] == 8  # the env's own frames and return
 
 
-def test_stacked_vectors_keep_the_last_frames_oldest_first():
+def test_stacked_vectors_keep_the_last_frames_oldest_first_zeros_before_the_first():
     env = make_env(COUNTER, recipe=EnvRecipe(frame_stack=3))
     first, _ = env.reset(seed=0)
-    noise = first[1]
-    assert first.shape == (9,) and np.array_equal(first, np.tile([0, noise, -1], 3))  # no action yet: -1
+    noise = first[7]
+    assert first.shape == (9,) and np.allclose(first, [0, 0, 0, 0, 0, 0, 0, noise, -1])  # zeros, then obs
     env.step(2)
     obs, *_ = env.step(1)
     assert np.allclose(obs, [0, noise, -1, 1, noise, 2, 2, noise, 1])
@@ -49,16 +49,27 @@ def test_images_resized_gray_and_stacked_reach_the_policy_channels_first():
     env = make_env(RGB, recipe=recipe)
     obs, _ = env.reset()
     obs, *_ = env.step(0)
-    # gymnasium's gray: 0.299 R + 0.587 G + 0.114 B of uniform frames stays uniform
-    gray = [round(0.299 * t + 0.587 * (t + 10) + 0.114 * (t + 20)) for t in (0, 1)]
+    # gymnasium's gray: 0.2125 R + 0.7154 G + 0.0721 B; uniform frames stay uniform
+    gray = [round(0.2125 * t + 0.7154 * (t + 10) + 0.0721 * (t + 20)) for t in (0, 1)]
     assert [int(np.median(obs[k])) for k in range(2)] == pytest.approx(gray, abs=1)
+
+
+def test_stacked_rgb_frames_reach_the_cnn_channels_first_and_an_env_reusing_its_array_keeps_its_past():
+    pytest.importorskip("cv2")
+    space, _ = check_env_id(RGB, recipe=EnvRecipe(frame_size=40, frame_stack=3))
+    assert space.shape == (9, 40, 40)  # 3 RGB frames: 9 channels, which no layout rule could guess
+    env = make_env("tests.envs_for_tests:InPlaceRGBEnv", recipe=EnvRecipe(frame_stack=2))
+    env.reset()
+    obs, *_ = env.step(0)
+    assert obs.shape == (6, 12, 16) and [int(obs[c, 0, 0]) for c in range(6)] == [0, 10, 20, 1, 11, 21]
 
 
 @pytest.mark.parametrize(
     "env_id, recipe, phrase",
     [
-        ("CartPole-v1", EnvRecipe(frame_size=64), "process channels-last images"),
-        ("CartPole-v1", EnvRecipe(grayscale=True), "process channels-last images"),
+        ("CartPole-v1", EnvRecipe(frame_size=64), "--frame-size processes channels-last uint8 images"),
+        ("CartPole-v1", EnvRecipe(grayscale=True), "Drop --grayscale"),
+        ("tests.envs_for_tests:ImageEnv", EnvRecipe(grayscale=True), "channels-last uint8 RGB images"),
         ("tests.envs_for_tests:ImageEnv", EnvRecipe(frame_stack=2), "stacks vectors or channels-last images"),
         ("tests.envs_for_tests:DictObsEnv", EnvRecipe(frame_stack=2), "stacks vectors or channels-last images"),
         ("ALE/Pong-v5", EnvRecipe(frame_stack=2), "gets the Atari pipeline"),

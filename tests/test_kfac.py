@@ -326,3 +326,18 @@ def test_log_std_is_a_bias_only_layer_preconditioned_and_under_the_kl_clip():
     kl_mean = applied_kl(opt, model.mean, before[model.mean])
     assert kl_log_std > 0.1 * kl_clip
     assert kl_log_std + kl_mean == pytest.approx(kl_clip, rel=1e-6)
+
+
+def test_a_float32_eigendecomposition_that_gives_nans_is_redone_in_float64(monkeypatch):
+    """float32 ``eigh`` of a rank-deficient factor can return NaNs without raising."""
+    matrix = torch.diag(torch.tensor([2.0, 0.0, 0.0]))
+    real_eigh = torch.linalg.eigh
+
+    def eigh(m):
+        d, q = real_eigh(m)
+        return (d.fill_(float("nan")), q) if m.dtype == torch.float32 else (d, q)
+
+    monkeypatch.setattr(torch.linalg, "eigh", eigh)
+    d, q = KFACOptimizer._eigh(matrix)
+    assert d.dtype == torch.float32 and torch.equal(d, torch.tensor([0.0, 0.0, 2.0]))
+    assert torch.allclose(q @ torch.diag(d) @ q.T, matrix)

@@ -230,7 +230,10 @@ class KFACOptimizer(torch.optim.Optimizer):
         """Eigenvalues (clamped at 0) and eigenvectors of a symmetric PSD factor."""
         try:
             d, Q = torch.linalg.eigh(matrix)
-        except torch.linalg.LinAlgError:  # rare non-convergence in float32: retry in float64
+            converged = bool(torch.isfinite(d).all() and torch.isfinite(Q).all())
+        except torch.linalg.LinAlgError:
+            converged = False
+        if not converged:  # float32 can fail on a rank-deficient factor (dead ReLUs), raising or giving NaNs
             d, Q = torch.linalg.eigh(matrix.double())
             d, Q = d.to(matrix.dtype), Q.to(matrix.dtype)
         return d.clamp_(min=0.0), Q

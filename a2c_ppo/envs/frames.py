@@ -2,6 +2,8 @@
 arguments (``--env-kwargs``) and the frame processing of ``--frame-skip``, ``--frame-size``,
 ``--grayscale`` and ``--frame-stack``, as rl-baselines3-zoo's env wrappers and SB3's
 ``VecFrameStack`` give them (its CarRacing entry: every 2nd frame, 64x64 gray, 2 stacked).
+A policy trained so acts on processed frames: ``make_env(id, recipe=recipe_of(config))``
+builds the env that gives them (and repeats each action).
 
 The processing sits above ``RecordEpisodeStatistics``, so episode returns stay the env's own
 and lengths count the env's frames; Atari ids have their own pipeline (``atari.py``).
@@ -66,31 +68,39 @@ class RepeatAction(gym.Wrapper):
 
 
 class StackFrames(gym.ObservationWrapper):
-    """The last ``n`` observations concatenated along the last axis: a channels-last image's
-    channels, a vector's features (SB3's ``VecFrameStack``); a reset repeats the first one."""
+    """The last ``n`` observations, oldest first, zeros before the episode's first (SB3's
+    ``VecFrameStack``): a vector's features concatenated, a channels-last image's channels
+    stacked channels-first, ``(n * C, H, W)``, which any number of channels keeps unambiguous."""
 
     def __init__(self, env: gym.Env, n: int) -> None:
         super().__init__(env)
         space = env.observation_space
         assert isinstance(space, gym.spaces.Box)
         self.n = n
+        self.image = len(space.shape) == 3
         self.frames: deque[np.ndarray] = deque(maxlen=n)
-        low, high = (np.concatenate([bound] * n, axis=-1) for bound in (space.low, space.high))
+        low, high = (self._stacked([bound] * n) for bound in (space.low, space.high))
         self.observation_space = gym.spaces.Box(low, high, dtype=space.dtype)
+
+    def _stacked(self, frames: Any) -> np.ndarray:
+        if self.image:
+            return np.concatenate([np.moveaxis(frame, -1, 0) for frame in frames], axis=0)
+        return np.concatenate(frames, axis=-1)
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
         self.frames.clear()
-        self.frames.extend([obs] * self.n)
+        self.frames.extend(np.zeros_like(obs) for _ in range(self.n - 1))
+        self.frames.append(np.array(obs, copy=True))  # a copy: an env may reuse its array
         return self.observation(None), info
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self.frames.append(obs)
+        self.frames.append(np.array(obs, copy=True))
         return self.observation(None), reward, terminated, truncated, info
 
     def observation(self, observation: Any) -> np.ndarray:
-        return np.concatenate(self.frames, axis=-1)
+        return self._stacked(self.frames)
 
 
 def process_frames(env: gym.Env, recipe: EnvRecipe, what: str) -> gym.Env:
@@ -99,16 +109,16 @@ def process_frames(env: gym.Env, recipe: EnvRecipe, what: str) -> gym.Env:
     if recipe.frame_skip > 1:
         env = RepeatAction(env, recipe.frame_skip)
     space = env.observation_space
-    if (recipe.frame_size or recipe.grayscale) and not _channels_last_image(space):
-        raise ConfigError(
-            f"--frame-size and --grayscale process channels-last images (height, width, channels); {what} has "
-            f"observations {space}. Drop them."
-        )
     if recipe.frame_size:
+        _check_frames(space, "--frame-size", "channels-last uint8 images (height, width, channels)", what)
         if find_spec("cv2") is None:
-            raise ConfigError('--frame-size resizes with OpenCV, which is not installed: pip install -e ".[box2d]".')
+            raise ConfigError(
+                '--frame-size resizes with OpenCV, which is not installed: pip install -e ".[box2d]" (or '
+                "opencv-python-headless)."
+            )
         env = ResizeObservation(env, (recipe.frame_size, recipe.frame_size))
     if recipe.grayscale:
+        _check_frames(env.observation_space, "--grayscale", "channels-last uint8 RGB images (height, width, 3)", what)
         env = GrayscaleObservation(env, keep_dim=True)
     if recipe.frame_stack > 1:
         space = env.observation_space
@@ -123,6 +133,19 @@ def process_frames(env: gym.Env, recipe: EnvRecipe, what: str) -> gym.Env:
 
 def _channels_last_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.shape[-1] in (1, 3, 4)
+
+
+def _check_frames(space: gym.Space, flag: str, takes: str, what: str) -> None:
+    """ConfigError unless ``space`` is the uint8 (0..255) image ``flag`` processes (RGB for gray)."""
+    fits = (
+        isinstance(space, gym.spaces.Box)
+        and _channels_last_image(space)
+        and space.dtype == np.uint8
+        and (flag != "--grayscale" or space.shape[-1] == 3)
+        and bool(np.all(space.low == 0) and np.all(space.high == 255))
+    )
+    if not fits:
+        raise ConfigError(f"{flag} processes {takes}; {what} has observations {space}. Drop {flag}.")
 
 
 #: The settings a recipe is made of.
