@@ -23,7 +23,7 @@ from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.config import RunConfig, json_object
 from a2c_ppo.distributions import DiagGaussianHead
 from a2c_ppo.envs import make_vec_envs
-from a2c_ppo.envs.frames import recipe_of
+from a2c_ppo.envs.frames import env_identity, recipe_of
 from a2c_ppo.envs.make import import_module
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
@@ -141,7 +141,7 @@ def make_gail(
     if not config.gail_experts:
         raise ConfigError("--gail needs --gail-experts FILE (written by enjoy.py --record-trajectories FILE).")
     expert = load_trajectories(
-        config.gail_experts, env_id=config.env_name, observation_space=spaces[0], action_space=spaces[1]
+        config.gail_experts, env_id=env_identity(config), observation_space=spaces[0], action_space=spaces[1]
     )
     if config.gail_trajectories is not None:
         expert = select_episodes(expert, min(config.gail_trajectories, len(expert.lengths)), generator=config.seed)

@@ -26,7 +26,7 @@ from a2c_ppo.checkpoint import check_spaces, check_trusted, first_non_finite, lo
 from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
 from a2c_ppo.config import ALGOS, RunConfig, check_value
 from a2c_ppo.envs import VecNormalize, check_env_id
-from a2c_ppo.envs.frames import recipe_of
+from a2c_ppo.envs.frames import env_identity, recipe_of
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
     finally:
         replay.envs.close()
     if recorded is not None:
-        save_trajectories(args.record_trajectories, env_id=config.env_name, observation_space=spaces[0],
+        save_trajectories(args.record_trajectories, env_id=env_identity(config), observation_space=spaces[0],
                           action_space=spaces[1], episodes=recorded)  # fmt: skip
         console.out.line(f"{_plural(len(recorded), 'episode')} of expert trajectories written to "
                          f"{args.record_trajectories}")  # fmt: skip

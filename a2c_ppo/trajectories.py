@@ -9,7 +9,9 @@ A file holds E episodes of total length M, concatenated in order:
     rewards  (M,)  float64    the env's rewards
     lengths  (E,)  int64      episode lengths (each >= 1, summing to M)
     returns  (E,)  float64    undiscounted episode returns
-    env_id, spaces            the env id and ``{"observation": desc, "action": desc}`` (``describe_space``)
+    env_id, spaces            the env (its id, and the run's env kwargs and frame processing where
+                              it has any: ``frames.env_identity``) and ``{"observation": desc,
+                              "action": desc}`` (``describe_space``)
 
 A path ending in ``.npz`` is a numpy archive (strings as 0-d unicode arrays, the spaces as JSON
 text) read with ``np.load(allow_pickle=False)``; any other path is a ``torch.save`` file read

@@ -141,3 +141,20 @@ def test_enjoy_records_raw_episodes_that_gail_then_learns_from(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Done: 1024 env steps" in proc.stdout
+
+
+def test_an_expert_file_names_the_frame_processing_it_was_recorded_with(tmp_path):
+    """Frames skipped in recording but not in training keep the shapes: the env's name catches it."""
+    result = train_api("CartPole-v1", frame_skip=2, num_processes=2, num_steps=16, num_env_steps=64,
+                       log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "models"))  # fmt: skip
+    experts = str(tmp_path / "expert.npz")
+    enjoy = [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", result.checkpoint, "--num-episodes", "2",
+             "--record-trajectories", experts]  # fmt: skip
+    assert subprocess.run(enjoy, capture_output=True, text=True, timeout=120, cwd=ROOT).returncode == 0
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "CartPole-v1", "--gail", "--gail-experts",
+         experts, *local_run_flags(tmp_path / "gail")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "recorded on 'CartPole-v1 --frame-skip 2', but the env is 'CartPole-v1'" in proc.stderr

@@ -148,6 +148,15 @@ def _check_frames(space: gym.Space, flag: str, takes: str, what: str) -> None:
         raise ConfigError(f"{flag} processes {takes}; {what} has observations {space}. Drop {flag}.")
 
 
+def env_identity(config: RunConfig) -> str:
+    """The env a run's observations come from, as expert trajectory files name it: the id, and
+    the recipe where it is not the plain one (``CarRacing-v3 --frame-skip 2, ...``)."""
+    recipe = recipe_of(config)
+    parts = [f"--env-kwargs {config.env_kwargs}"] if recipe.kwargs else []
+    parts += [recipe.flags()] if recipe.processes_frames else []
+    return " ".join([config.env_name, ", ".join(parts)]) if parts else config.env_name
+
+
 #: The settings a recipe is made of.
 RECIPE_SETTINGS = ("env_kwargs", "frame_skip", "frame_size", "grayscale", "frame_stack")
 
