@@ -12,7 +12,7 @@ import pytest
 
 from a2c_ppo import train
 from a2c_ppo.envs import check_env_id
-from a2c_ppo.envs.frames import EnvRecipe
+from a2c_ppo.envs.frames import EnvRecipe, recipe_of
 from a2c_ppo.envs.make import make_env
 from a2c_ppo.errors import ConfigError
 from tests.helpers import ROOT
@@ -101,3 +101,6 @@ def test_a_cnn_with_head_layers_trains_on_processed_frames_and_replays(tmp_path)
     assert isinstance(base, CNNBase) and base.output_size == 16 and base.main[0].in_channels == 2
     assert [type(m).__name__ for m in base.actor_head] == ["Linear", "GELU"] and base.critic_linear.in_features == 16
     assert agent.evaluate(episodes=2) == [10.0, 10.0]  # rewards 1 + 2 + 3 + 4, frames 4 -> 2 steps of 2
+    env = make_env(RGB, recipe=recipe_of(agent.config))  # the frames the agent acts on, as the README says
+    obs, _ = env.reset()
+    assert obs.shape == (2, 40, 40) and env.action_space.contains(int(agent.act(obs)))
