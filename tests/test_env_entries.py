@@ -18,7 +18,7 @@ from a2c_ppo.env_entries import TIANSHOU_A2C_MUJOCO, ZOO, zoo_a2c, zoo_ppo
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.presets import ENV_ENTRIES, PRESET_KEYS
 from a2c_ppo.storage import Minibatch
-from benchmarks import published, results_table
+from benchmarks import published, results_table, results_text
 from tests.helpers import ROOT
 
 EXTRAS = {"mujoco": ("Ant", "HalfCheetah", "Hopper", "Humanoid", "Inverted", "Pusher", "Reacher", "Swimmer", "Walker"),
@@ -127,24 +127,24 @@ def test_the_results_runner_evaluates_at_the_end_and_scales_budgets():
 
 def test_the_verdict_says_how_a_result_compares_with_the_zoo():
     zoo = published.Published(100.0, 10.0, 1_000_000, "X-v0")
-    assert results_table.verdict(None, zoo) == "not run yet"
-    assert results_table.verdict(100.0, zoo) == "reaches the zoo's mean"
-    assert results_table.verdict(90.0, zoo) == "within the zoo's spread"
-    assert results_table.verdict(89.9, zoo) == "below the zoo's spread"
-    assert results_table.verdict(5.0, None) == "no zoo result"
+    assert results_text.verdict(None, zoo) == "not run yet"
+    assert results_text.verdict(100.0, zoo) == "reaches the zoo's mean"
+    assert results_text.verdict(90.0, zoo) == "within the zoo's spread"
+    assert results_text.verdict(89.9, zoo) == "below the zoo's spread"
+    assert results_text.verdict(5.0, None) == "no zoo result"
 
 
 def test_without_a_zoo_result_the_verdict_takes_another_published_one_at_the_same_budget():
     # Tianshou's InvertedDoublePendulum A2C: 9,257.7 ± 277.4 at 1M steps
     idp = ("InvertedDoublePendulum-v5", "a2c", 1_000_000)
-    assert results_table.verdict(9_300.0, None, *idp) == "no zoo result; reaches Tianshou's mean"
-    assert results_table.verdict(9_000.0, None, *idp) == "no zoo result; within Tianshou's spread"
-    assert results_table.verdict(8_900.0, None, *idp) == "no zoo result; below Tianshou's spread"
+    assert results_text.verdict(9_300.0, None, *idp) == "no zoo result; reaches Tianshou's mean"
+    assert results_text.verdict(9_000.0, None, *idp) == "no zoo result; within Tianshou's spread"
+    assert results_text.verdict(8_900.0, None, *idp) == "no zoo result; below Tianshou's spread"
     # CleanRL's InvertedDoublePendulum PPO is at 8M steps: not a 1M run's yardstick; Tianshou's is
-    assert results_table.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 1_000_000).endswith(
+    assert results_text.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 1_000_000).endswith(
         "reaches Tianshou's mean"
     )
-    assert results_table.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 2_000_000) == "no zoo result"
+    assert results_text.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 2_000_000) == "no zoo result"
 
 
 def test_an_entry_whose_batch_does_not_split_is_refused_with_the_fix(tmp_path):
