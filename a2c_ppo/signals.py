@@ -87,6 +87,3 @@ class StopSignals:
         if not self._deferring and self._pending is not None:
             signum, self._pending = self._pending, None
             self._raise(signum)
-
-    def pending(self) -> bool:
-        return self._pending is not None

@@ -18,7 +18,7 @@ rule; ``kl_target`` 0 keeps it fixed).
 Each minibatch step runs in this order: zero the gradient, the losses (forward pass and
 objective), the gradient, its average over ranks, the norm clip, the optimizer step. A
 gradient backend computes the losses and the gradient: ``AutogradGradient`` (any policy,
-through ``Policy.evaluate_actions``), or the hand-written ``algo.hand_gradient.HandGradient``
+through ``Policy.evaluate``), or the hand-written ``algo.hand_gradient.HandGradient``
 for the fast-path MLP policies (the same maths; ``builders.make_agent`` chooses).
 """
 

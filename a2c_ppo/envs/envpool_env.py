@@ -52,7 +52,7 @@ import difflib
 import functools
 import time
 import warnings
-from collections.abc import Iterator, Set
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -63,7 +63,7 @@ from gymnasium.vector.utils import batch_space
 from a2c_ppo.envs.native import EpisodeTracker, info_rows
 from a2c_ppo.errors import ConfigError
 
-__all__ = ["ENVPOOL_IDS", "EnvPoolVecEnv", "envpool_supports", "to_envpool_id"]
+__all__ = ["EnvPoolVecEnv", "envpool_supports", "to_envpool_id"]
 
 _NO_FRAMESKIP = "NoFrameskip-v4"
 _ROUTING_KEYS = ("env_id", "players")  # EnvPool's keys that say where a result belongs
@@ -83,29 +83,6 @@ def _envpool() -> Any:
 @functools.cache
 def _envpool_ids() -> frozenset[str]:
     return frozenset(_envpool().list_all_envs())
-
-
-class _EnvPoolIds(Set[str]):
-    """EnvPool's ids, read on first use (importing EnvPool takes about a second); empty
-    without EnvPool."""
-
-    def _ids(self) -> frozenset[str]:
-        try:
-            return _envpool_ids()
-        except ConfigError:
-            return frozenset()
-
-    def __contains__(self, env_id: object) -> bool:
-        return env_id in self._ids()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._ids())
-
-    def __len__(self) -> int:
-        return len(self._ids())
-
-
-ENVPOOL_IDS: Set[str] = _EnvPoolIds()
 
 
 def _lookup_name(env_id: str) -> str:

@@ -37,10 +37,6 @@ class LocalBlock:
         self.timeout = timeout
         self._results: dict[Any, tuple[bool, Any]] = {}
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._results)
-
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
         self.run(lambda: self.block.execute(cmd, payload), tag)
 
@@ -104,10 +100,6 @@ class RemoteBlock:
         self._tags: deque[Any] = deque()  # tags of the sent commands whose reply is unread
         self._deadlines: deque[float] = deque()  # when each of their replies is due (inf: no limit)
         self._stash: dict[Any, bytes] = {}  # replies read while looking for another tag
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._tags or self._stash)
 
     def expect(self, tag: Any = None) -> None:
         """A reply is coming without a command (the worker's "ready" after building its envs,
