@@ -12,8 +12,7 @@ Copied from (the spreads mean different things, so the tables say which is which
   return, with CleanRL's own settings.
 * Tianshou: thu-ml/tianshou ``examples/mujoco/README.md`` (MuJoCo v3/v2, 1M steps): the maximum
   over training of the mean test return of 10 seeds ± the std over the seeds, with Tianshou's
-  settings (for A2C on InvertedPendulum, InvertedDoublePendulum and Reacher: this
-  framework's entry).
+  settings (for A2C: this framework's MuJoCo entries, which take Tianshou's settings).
 """
 
 from __future__ import annotations

@@ -31,13 +31,18 @@ def published_text(result: Published, steps: int) -> str:
 def verdict(mean: float | None, zoo: Published | None, env_id: str = "", algo: str = "", steps: int = 0) -> str:
     """Whether ``mean`` reaches the zoo's mean, or its spread (its std over evaluation episodes).
 
-    Where the zoo publishes nothing, against the first other result at the same budget
-    (``others``: CleanRL's or Tianshou's), which is what a user can expect instead."""
+    Against the first other result at the same budget (``others``: CleanRL's or Tianshou's) too
+    where the zoo publishes nothing, which is what a user can expect instead, or where ``mean``
+    falls below the zoo's spread (several entries take those others' settings)."""
     if mean is None:
         return "not run yet"
-    if zoo is not None:
-        return _against(mean, zoo, "the zoo's")
     same_budget = [(who, result) for who, result in others(env_id, algo) if result.steps == steps]
+    if zoo is not None:
+        judged = _against(mean, zoo, "the zoo's")
+        if judged.startswith("below") and same_budget:
+            who, result = same_budget[0]
+            judged += "; " + _against(mean, result, f"{who}'s")
+        return judged
     if not same_budget:
         return "no zoo result"
     who, result = same_budget[0]

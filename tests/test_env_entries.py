@@ -147,6 +147,16 @@ def test_without_a_zoo_result_the_verdict_takes_another_published_one_at_the_sam
     assert results_text.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 2_000_000) == "no zoo result"
 
 
+def test_below_the_zoo_the_verdict_also_takes_another_published_result_at_the_same_budget():
+    # HalfCheetah A2C: the zoo's 3,041.2 ± 157.3, Tianshou's 1,829.9 ± 1,068.3, both at 1M steps
+    cheetah = ("HalfCheetah-v5", "a2c", 1_000_000)
+    zoo = published.ZOO["HalfCheetah-v5", "a2c"]
+    assert results_text.verdict(2_900.0, zoo, *cheetah) == "within the zoo's spread"
+    assert results_text.verdict(800.0, zoo, *cheetah) == "below the zoo's spread; within Tianshou's spread"
+    assert results_text.verdict(700.0, zoo, *cheetah) == "below the zoo's spread; below Tianshou's spread"
+    assert results_text.verdict(700.0, zoo, *cheetah[:2], 2_000_000) == "below the zoo's spread"
+
+
 def test_an_entry_whose_batch_does_not_split_is_refused_with_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="--num-mini-batch"):  # Pendulum's 64 minibatches, 4 x 2 samples
         resolve(["--env-name", "Pendulum-v1", "--num-steps", "2", "--log-dir", str(tmp_path)])

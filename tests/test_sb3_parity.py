@@ -8,8 +8,8 @@ with autograd. A second test runs whole training iterations (rollout with normal
 terminations and truncations, returns, update, the optimizer's state carried over) with SB3's
 sampled actions and minibatch orders replayed, and holds our parameters to SB3's: PPO with
 InvertedPendulum's and HalfCheetah's settings (8 minibatches, which tells where the advantages
-are standardised), A2C with HalfCheetah's. Needs stable-baselines3 (the ``[test]`` extra) and
-MuJoCo; skipped without them.
+are standardised), A2C with the zoo's MuJoCo settings. Needs stable-baselines3 (the ``[test]``
+extra) and MuJoCo; skipped without them.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.algo.ppo import PPO
 from a2c_ppo.arguments import resolve
 from a2c_ppo.builders import build_envs, make_agent, policy_for
-from a2c_ppo.config import RunConfig
-from a2c_ppo.env_entries import zoo_ppo
+from a2c_ppo.config import RunConfig, defaults
+from a2c_ppo.env_entries import zoo_a2c, zoo_ppo
 from a2c_ppo.fastpath import ActFunction, fast_mlp
 from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.storage import RolloutStorage
@@ -211,13 +211,15 @@ def replaying(policy: Policy, actions: torch.Tensor) -> ActFunction:
 
 
 def entry_run(env_id: str, algo: str) -> RunConfig:
-    """Our run config of HalfCheetah-v5's entry for ``algo`` on ``env_id``, in float32. PPO: the
-    zoo's HalfCheetah-v4 (512-step rollouts, 8 minibatches, 20 epochs, 256-wide ReLU towers
-    without orthogonal init, log-std -2). A2C: the zoo's MuJoCo defaults (5-step rollouts,
-    RMSprop, n-step returns, SB3's other defaults)."""
+    """Our run config on ``env_id`` in float32. PPO: HalfCheetah-v5's entry, the zoo's
+    HalfCheetah-v4 (512-step rollouts, 8 minibatches, 20 epochs, 256-wide ReLU towers without
+    orthogonal init, log-std -2). A2C: the zoo's MuJoCo a2c.yml entry, SB3's A2C defaults with
+    normalisation (1 env x 5 steps, RMSprop, n-step returns)."""
     run = resolve(["--env-name", "HalfCheetah-v5", "--algo", algo, "--seed", "1"]).config
     if algo == "ppo":
         assert run.num_mini_batch == 8 and run.activation == "relu" and not run.ortho_init
+    else:
+        run = run.replace(**zoo_a2c(1e6, normalize=True), log_std_init=defaults()["log_std_init"])
     return run.replace(env_name=env_id, precision="fp32")
 
 
@@ -231,7 +233,7 @@ def test_training_iterations_follow_sb3s_with_its_actions_replayed(short_env, al
     minibatches and learning rate, the optimizer's state carried over) with SB3's sampled
     actions and minibatch orders replayed: our parameters stay SB3's. PPO on InvertedPendulum
     takes the zoo's settings (one minibatch), on HalfCheetah its entry's (8 minibatches x 20
-    epochs); A2C on HalfCheetah its entry's (RMSprop, 5-step rollouts)."""
+    epochs); A2C on HalfCheetah the zoo's MuJoCo settings (RMSprop, 5-step rollouts)."""
     run = zoo_run(short_env) if "Pendulum" in short_env else entry_run(short_env, algo)
     config = run.to_dict()
     space_policy = lambda *spaces: policy_for(run, *spaces)  # noqa: E731
