@@ -135,6 +135,7 @@ TIANSHOU_A2C_MUJOCO: dict[str, Any] = {
 
 _V4 = "the zoo has no v5 entries: the same robot's {}"
 ANT_V4_OBSERVATION = {"include_cfrc_ext_in_observation": False}
+TIANSHOU_A2C = "thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults"
 #: ppo.yml CarRacing-v3's env_wrapper: FrameSkip(skip=2), a resize to 64x64, GrayscaleObservation.
 CAR_RACING_FRAMES = {"frame_skip": 2, "frame_size": 64, "grayscale": True}
 
@@ -235,15 +236,14 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # default; with them, this entry ended at 198 +- 41 here (seeds 1-3) and at 328 for SB3's PPO
     # (seed 1), where the zoo publishes 1,327 (docs/BENCHMARKS.md). The reward stays v5's.
     "Ant-v5": (
-        f"{ZOO}ppo.yml Ant-v4; {_V4.format('v4')}; A2C: thu-ml/tianshou examples/mujoco/mujoco_a2c.py "
-        "defaults; both with v4's observation",
+        f"{ZOO}ppo.yml Ant-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C}; both with v4's observation",
         {
             "ppo": zoo_ppo(1e6, normalize=True, env_kwargs=ANT_V4_OBSERVATION),
             "a2c": {**TIANSHOU_A2C_MUJOCO, "env_kwargs": json.dumps(ANT_V4_OBSERVATION, sort_keys=True)},
         },
     ),
     "HalfCheetah-v5": (
-        f"{ZOO}ppo.yml HalfCheetah-v4; {_V4.format('v4')}; A2C: thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
+        f"{ZOO}ppo.yml HalfCheetah-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C}",
         {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=64, n_steps=512, gamma=0.98,
                            learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20,
@@ -259,11 +259,11 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # two earlier measurements).
     "Hopper-v5": (
         "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
-        "A2C: thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
+        f"A2C: {TIANSHOU_A2C}",
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO},
     ),
     "Humanoid-v5": (
-        f"{ZOO}ppo.yml Humanoid-v4; {_V4.format('v4')}; A2C: thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
+        f"{ZOO}ppo.yml Humanoid-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C}",
         {
             "ppo": zoo_ppo(1e7, normalize=True, n_envs=1, batch_size=256, n_steps=512, gamma=0.95,
                            learning_rate=3.56987e-05, ent_coef=0.00238306, clip_range=0.3, n_epochs=5,
@@ -273,8 +273,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "HumanoidStandup-v5": (
-        f"{ZOO}ppo.yml HumanoidStandup-v2; {_V4.format('v2')}; A2C: thu-ml/tianshou "
-        "examples/mujoco/mujoco_a2c.py defaults",
+        f"{ZOO}ppo.yml HumanoidStandup-v2; {_V4.format('v2')}; A2C: {TIANSHOU_A2C}",
         {
             "ppo": zoo_ppo(1e7, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.99,
                            learning_rate=2.55673e-05, ent_coef=3.62109e-06, clip_range=0.3, n_epochs=20,
@@ -289,7 +288,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # hold 1,000 at every evaluation on seeds 1-6 (docs/BENCHMARKS.md).
     "InvertedPendulum-v5": (
         "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
-        "A2C (no zoo entry): thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
+        f"A2C (no zoo entry): {TIANSHOU_A2C}",
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO},
     ),
     # Not the zoo's InvertedDoublePendulum-v2 PPO entry (1 env x 128 steps, gamma 0.98, clip 0.4,
@@ -298,17 +297,16 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # the ceiling of about 9,359 by 375k steps (docs/BENCHMARKS.md).
     "InvertedDoublePendulum-v5": (
         "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
-        "A2C (no zoo entry): thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
+        f"A2C (no zoo entry): {TIANSHOU_A2C}",
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO},
     ),
     "Pusher-v5": (
         "PPO (no zoo entry): vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args; A2C (no zoo entry): "
-        "thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
+        f"{TIANSHOU_A2C}",
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO},
     ),
     "Reacher-v5": (
-        f"{ZOO}ppo.yml Reacher-v2; {_V4.format('v2')}; A2C (no zoo entry): thu-ml/tianshou "
-        "examples/mujoco/mujoco_a2c.py defaults",
+        f"{ZOO}ppo.yml Reacher-v2; {_V4.format('v2')}; A2C (no zoo entry): {TIANSHOU_A2C}",
         {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.9,
                            learning_rate=0.000104019, ent_coef=7.52585e-08, clip_range=0.3, n_epochs=5,
@@ -317,7 +315,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "Swimmer-v5": (
-        f"{ZOO}ppo.yml Swimmer-v4; {_V4.format('v4')}; A2C: thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
+        f"{ZOO}ppo.yml Swimmer-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C}",
         {
             "ppo": zoo_ppo(1e6, normalize=True, gamma=0.9999, n_envs=4, n_steps=1024, batch_size=256,
                            learning_rate=6e-4, gae_lambda=0.98),
@@ -325,7 +323,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "Walker2d-v5": (
-        f"{ZOO}ppo.yml Walker2d-v4; {_V4.format('v4')}; A2C: thu-ml/tianshou examples/mujoco/mujoco_a2c.py defaults",
+        f"{ZOO}ppo.yml Walker2d-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C}",
         {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.99,
                            learning_rate=5.05041e-05, ent_coef=0.000585045, clip_range=0.1, n_epochs=20,

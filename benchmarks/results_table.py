@@ -309,6 +309,7 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]], sb3: dict[str, d
             if theirs and not sb3_stale_settings(theirs.get("settings", {}), env_id, algo):
                 sb3_text = seeds_text(theirs)
                 if ours and "below" in judged:  # is the shortfall the settings' or ours?
+                    # SB3's against the zoo's result, or the other one where the zoo has none
                     theirs_judged = verdict(theirs["eval_mean"], zoo, env_id, algo, steps)
                     judged += "; SB3's: " + theirs_judged.removeprefix("no zoo result; ").split("; ")[0]
             cells = [env_id, algo, steps_text(steps), result, published_text(zoo, steps) if zoo else "-",

@@ -36,17 +36,11 @@ def verdict(mean: float | None, zoo: Published | None, env_id: str = "", algo: s
     falls below the zoo's spread (several entries take those others' settings)."""
     if mean is None:
         return "not run yet"
-    same_budget = [(who, result) for who, result in others(env_id, algo) if result.steps == steps]
-    if zoo is not None:
-        judged = _against(mean, zoo, "the zoo's")
-        if judged.startswith("below") and same_budget:
-            who, result = same_budget[0]
-            judged += "; " + _against(mean, result, f"{who}'s")
-        return judged
-    if not same_budget:
-        return "no zoo result"
-    who, result = same_budget[0]
-    return "no zoo result; " + _against(mean, result, f"{who}'s")
+    other = next(((who, result) for who, result in others(env_id, algo) if result.steps == steps), None)
+    judged = _against(mean, zoo, "the zoo's") if zoo is not None else "no zoo result"
+    if other is not None and (zoo is None or judged.startswith("below")):
+        judged += "; " + _against(mean, other[1], f"{other[0]}'s")
+    return judged
 
 
 def _against(mean: float, result: Published, whose: str) -> str:
