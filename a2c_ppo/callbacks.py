@@ -30,7 +30,8 @@ class UpdateInfo:
 
     ``metrics``: the update's floats, as the algorithm returns them (``policy_loss``,
     ``value_loss``, ``entropy``, ``approx_kl``, ...) plus ``learning_rate``, ``rollout_SPS``
-    (this update's env stepping and acting) and ``SPS`` (since the loop started).
+    (this update's env stepping and acting), ``SPS`` (since the loop started) and, with
+    ``--norm-value``, ``value_scale``.
     ``returns`` / ``lengths``: the last episodes' true returns and lengths (this rank's).
     """
 
@@ -71,7 +72,8 @@ class LogCallback:
         if self.logger is None:
             return
         metrics = dict(info.metrics)
-        scalars = {f"charts/{name}": metrics.pop(name) for name in ("SPS", "rollout_SPS", "learning_rate")}
+        charts = ("SPS", "rollout_SPS", "learning_rate", "value_scale")  # value_scale: --norm-value's sigma
+        scalars = {f"charts/{name}": metrics.pop(name) for name in charts if name in metrics}
         scalars.update({f"losses/{name}": value for name, value in metrics.items()})
         if episodes is not None:
             scalars["charts/episodic_return"], scalars["charts/episodic_length"] = episodes

@@ -96,6 +96,14 @@ class RunConfig:
         None, "stop a PPO update early once approx KL exceeds this", ALGORITHM, low=0.0, low_open=True, algos=("ppo",)
     )
     use_linear_lr_decay: bool = setting(True, "decay the learning rate linearly to 0", ALGORITHM, flag="on-off")
+    lr_decay_steps: int | None = setting(
+        None,
+        "env steps (all ranks) over which the linear decay reaches 0; a longer horizon than the run stops "
+        "above 0, as Tianshou's MuJoCo A2C, whose 1M results come from its 3M-step decay",
+        ALGORITHM,
+        low=1,
+        auto="--num-env-steps",
+    )
     ppo_variant: str = setting(
         "clip",
         "PPO's objective: the clipped surrogate, or the KL penalty with an adaptive coefficient (PPO paper, sec. 4)",
@@ -247,6 +255,13 @@ class RunConfig:
         preset=True,
         flag="on-off",
         auto="on for continuous control",
+    )
+    norm_value: bool = setting(
+        False,
+        "the critic learns the returns over their running std; the advantages stay in reward units "
+        "(Tianshou's reward_normalization)",
+        ALGORITHM,
+        flag="on-off",
     )
     vec_env: str = setting(
         "auto",

@@ -96,6 +96,9 @@ class RolloutStorage:
         # V(final_obs) for steps that ended by truncation; read only where truncated.
         self.bootstrap_values = torch.zeros(T, N, 1)
         self.returns = torch.zeros(T, N, 1)
+        # Reward units per unit of value_preds and returns: the critic's scale under --norm-value
+        # (value_norm.py), by which the advantages return to reward units.
+        self.value_scale = 1.0
         # (T, N, P): the rollout policy's action distributions, where an update needs them (the
         # KL penalty's exact KL); None otherwise.
         self.dist_params: torch.Tensor | None = None

@@ -9,6 +9,7 @@ returns (``storage.py``), update the policy (``algo/``), check that everything i
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections import deque
 from typing import Any
@@ -37,6 +38,7 @@ from a2c_ppo.observations import copy_obs, flatten_steps, obs_layout
 from a2c_ppo.precision import autocast, choose_precision, preserved_rng
 from a2c_ppo.rollout import collect_rollout
 from a2c_ppo.storage import RolloutStorage
+from a2c_ppo.value_norm import ValueNormalizer
 
 EVAL_SEED_OFFSET = 1_000_000  # eval envs never share seeds with training envs
 EPISODE_WINDOW = 10  # episodes in the console's and TensorBoard's running return
@@ -74,6 +76,7 @@ class Trainer:
             self.policy.recurrent_hidden_state_size,
             recurrent_chunk_length=config.recurrent_chunk_length,
         ).to(ctx.device)
+        self.value_normalizer = ValueNormalizer() if config.norm_value else None
         self.returns: deque = deque(maxlen=EPISODE_WINDOW)
         self.lengths: deque = deque(maxlen=EPISODE_WINDOW)
         self.update, self.env_steps = 0, 0
@@ -110,6 +113,8 @@ class Trainer:
         state = {"agent": self.agent.state_dict()} if hasattr(self.agent, "state_dict") else {}
         if self.gail is not None:
             state["gail"] = self.gail.state_dict()
+        if self.value_normalizer is not None:
+            state["value_norm"] = self.value_normalizer.state_dict()
         return state
 
     def load_algorithm_state(self, state: dict[str, Any]) -> None:
@@ -117,6 +122,8 @@ class Trainer:
             self.agent.load_state_dict(state["agent"])
         if "gail" in state and self.gail is not None:
             self.gail.load_state_dict(state["gail"])
+        if "value_norm" in state and self.value_normalizer is not None:
+            self.value_normalizer.load_state_dict(state["value_norm"])
 
     def reset_envs(self) -> None:
         """Start new episodes; env ``i`` of rank ``r`` is seeded ``seed + env_steps + r * N + i``."""
@@ -124,10 +131,14 @@ class Trainer:
         copy_obs(self.rollouts.obs[0], self.envs.reset(seed=seed))
 
     def learning_rate(self) -> float:
-        """Linear decay over the run's final budget (``--num-env-steps`` of this invocation)."""
+        """Linear decay to 0 over ``--lr-decay-steps``, by default the run's final budget
+        (``--num-env-steps`` of this invocation)."""
         if not self.config.use_linear_lr_decay:
             return self.config.lr
-        return self.config.lr * (1.0 - self.update / self.num_updates)
+        horizon = self.num_updates
+        if self.config.lr_decay_steps is not None:
+            horizon = max(self.config.lr_decay_steps // self.batch, 1)
+        return self.config.lr * max(1.0 - self.update / horizon, 0.0)
 
     def collect(self) -> float:
         """Fill the storage with a rollout and its returns; this rank's rollout SPS."""
@@ -149,7 +160,12 @@ class Trainer:
             r.rewards.copy_(self.gail.reward(r.obs[:-1], r.actions, r.masks[:-1], config.gamma))
         with torch.no_grad(), self.autocast():
             next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
-        r.compute_returns(next_value, config.use_gae, config.gamma, config.gae_lambda)
+        returns = functools.partial(r.compute_returns, use_gae=config.use_gae, gamma=config.gamma,
+                                    gae_lambda=config.gae_lambda)  # fmt: skip
+        if self.value_normalizer is not None:
+            self.value_normalizer.compute_returns(r, next_value, returns, self.ctx.reducer())
+        else:
+            returns(next_value)
         return rollout_sps
 
     def train_discriminator(self) -> dict[str, float]:
@@ -179,6 +195,8 @@ class Trainer:
         self.update += 1
         self.env_steps += self.batch
         self.check_finite(metrics)
+        if self.value_normalizer is not None:
+            metrics["value_scale"] = self.rollouts.value_scale
         return {**metrics, **self.gail_metrics, "learning_rate": lr}
 
     def check_finite(self, metrics: dict[str, float]) -> None:

@@ -11,8 +11,9 @@ Copied from (the spreads mean different things, so the tables say which is which
   (the PPO baseline at 8M steps); mean ± std over 3 (10 for 8M) seeds of the training episodes'
   return, with CleanRL's own settings.
 * Tianshou: thu-ml/tianshou ``examples/mujoco/README.md`` (MuJoCo v3/v2, 1M steps): the maximum
-  over training of the mean test return of 10 seeds ± the std over the seeds, with Tianshou's
-  settings (for A2C: this framework's MuJoCo entries, which take Tianshou's settings).
+  over training of the mean test return of 10 seeds ± the std over the seeds, its test episodes
+  sampling actions (``MEASURES``), with Tianshou's settings (for A2C: this framework's MuJoCo
+  entries, which take Tianshou's settings).
 """
 
 from __future__ import annotations
@@ -104,6 +105,19 @@ TIANSHOU: dict[tuple[str, str], Published] = {
         "InvertedPendulum": (1000.0, 0.0), "InvertedDoublePendulum": (9257.7, 277.4),
     }),
 }  # fmt: skip
+
+
+#: Which of our summary's numbers (``benchmarks/results_table.py``) measures what each other
+#: source publishes, with its name. CleanRL's: the training episodes' return. Tianshou's: the best
+#: over training of the seeds' mean test return, its tests every 30,000 steps (``step-per-epoch``)
+#: sampling actions as training does (``PGPolicy.forward`` draws ``dist.sample()``, eval mode or
+#: not, in the versions that made its A2C and PPO tables: commits 1730a900 and 6426a397), so our
+#: best training return at those points. The zoo's, a final deterministic evaluation, is ``eval_mean``.
+MEASURES: dict[str, tuple[str, str]] = {
+    "CleanRL": ("train_mean", "training return"),
+    "Tianshou": ("best_train_mean", "best training return"),
+}
+TIANSHOU_TEST_EVERY = 30_000
 
 
 def others(env_id: str, algo: str) -> list[tuple[str, Published]]:

@@ -48,8 +48,9 @@ from a2c_ppo.logger import format_duration  # noqa: E402
 from a2c_ppo.paths import RUN_CHECKPOINT, safe_name  # noqa: E402
 from a2c_ppo.presets import ENV_ENTRIES  # noqa: E402
 from benchmarks import results_curves  # noqa: E402
-from benchmarks.published import ZOO  # noqa: E402
+from benchmarks.published import TIANSHOU_TEST_EVERY, ZOO  # noqa: E402
 from benchmarks.results_text import mean_std, others_text, published_text, seeds_text, steps_text, verdict  # noqa: E402
+from benchmarks.runs import column  # noqa: E402
 from benchmarks.time_to_result import SB3_PPO_FIXED  # noqa: E402
 
 #: The ids of each family, in table order (a family's runs and plot share OUT/<family>).
@@ -217,9 +218,26 @@ def last_value(run_dir: str, column: str) -> float:
     return float(rows[-1][column]) if rows else float("nan")
 
 
+def best_training_return(run_dirs: list[str], every: int) -> tuple[float, float]:
+    """Tianshou's measure: the best over training of the seeds' mean return of the stochastic
+    policy (its tests sample actions), read every ``every`` env steps as its tests are (our last
+    training return logged by then), and the std over seeds at that point. NaN where a run
+    finished no episode; read at the end where a run is shorter than ``every`` (smoke tests)."""
+    curves = [np.array(column(d, "charts/episodic_return")).reshape(-1, 2) for d in run_dirs]
+    if any(len(curve) == 0 for curve in curves):
+        return float("nan"), float("nan")
+    first, last = max(curve[0, 0] for curve in curves), min(curve[-1, 0] for curve in curves)
+    points = np.arange(every, last + 1, every)
+    points = points[points >= first] if (points >= first).any() else np.array([last])  # every seed has a return
+    at_points = np.stack([curve[np.searchsorted(curve[:, 0], points, side="right") - 1, 1] for curve in curves])
+    best = int(np.argmax(at_points.mean(0)))  # the first peak
+    return float(at_points[:, best].mean()), float(at_points[:, best].std())
+
+
 def summarise(out: str, env_id: str, algo: str, seeds: list[int], scale: float) -> dict[str, Any] | None:
     """Mean and std over the finished seeds (None if none): final evaluation return (and each
-    seed's), last training episodes' return, env steps, wall time per run, and which seeds."""
+    seed's), last training episodes' return, the best training return (``best_training_return``
+    at Tianshou's test interval), env steps, wall time per run, and which seeds."""
     steps, batch = budget(env_id, algo, scale)
     runs = [(seed, find_run(out, env_id, algo, seed, steps)) for seed in seeds]
     finished = [(seed, run_dir) for seed, (run_dir, done) in runs if done and run_dir is not None]
@@ -229,9 +247,11 @@ def summarise(out: str, env_id: str, algo: str, seeds: list[int], scale: float) 
     trains = [last_value(d, "charts/episodic_return") for _, d in finished]
     times = wall_times(out)
     walls = [times.get(os.path.relpath(d, out), float("nan")) for _, d in finished]
+    best_mean, best_std = best_training_return([d for _, d in finished], TIANSHOU_TEST_EVERY)
     return {
         "eval_mean": float(np.mean(evals)), "eval_std": float(np.std(evals)), "per_seed": evals,
         "train_mean": float(np.mean(trains)), "train_std": float(np.std(trains)),
+        "best_train_mean": best_mean, "best_train_std": best_std,
         "env_steps": steps // batch * batch, "wall_s": float(np.mean(walls)), "seeds": [seed for seed, _ in finished],
         "run_dirs": [shown(d) for _, d in finished], "settings": entry_settings(env_id, algo),
     }  # fmt: skip
@@ -264,7 +284,7 @@ def id_table(env_id: str, summaries: dict[str, dict[str, Any] | None], scale: fl
         else:
             ours = [" ".join(map(str, s["seeds"])), f"{s['env_steps']:,}", format_duration(s["wall_s"]),
                     mean_std(s["eval_mean"], s["eval_std"]), mean_std(s["train_mean"], s["train_std"])]  # fmt: skip
-        judged = verdict(None if s is None else s["eval_mean"], zoo, env_id, algo, steps)
+        judged = verdict(s, zoo, env_id, algo, steps)
         rows.append("| " + " | ".join([algo, *ours, zoo_text, others_text(env_id, algo, steps), judged]) + " |")
     return "\n".join(rows)
 
@@ -295,7 +315,7 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]], sb3: dict[str, d
             steps, _ = budget(env_id, algo)
             ours = results.get(env_id, {}).get(algo)
             zoo = ZOO.get((env_id, algo))
-            judged = verdict(ours["eval_mean"] if ours else None, zoo, env_id, algo, steps)
+            judged = verdict(ours, zoo, env_id, algo, steps)
             result = "not run yet"
             if ours:
                 result = seeds_text(ours)
@@ -310,7 +330,7 @@ def readme_table(results: dict[str, dict[str, dict[str, Any]]], sb3: dict[str, d
                 sb3_text = seeds_text(theirs)
                 if ours and "below" in judged:  # is the shortfall the settings' or ours?
                     # SB3's against the zoo's result, or the other one where the zoo has none
-                    theirs_judged = verdict(theirs["eval_mean"], zoo, env_id, algo, steps)
+                    theirs_judged = verdict(theirs, zoo, env_id, algo, steps)
                     judged += "; SB3's: " + theirs_judged.removeprefix("no zoo result; ").split("; ")[0]
             cells = [env_id, algo, steps_text(steps), result, published_text(zoo, steps) if zoo else "-",
                      others_text(env_id, algo, steps), sb3_text, judged]  # fmt: skip
@@ -367,7 +387,10 @@ def main() -> None:
         results.setdefault(env_id, {})[algo] = summarise(opts.out, env_id, algo, opts.seeds, opts.scale)
     for env_id, summaries in results.items():
         print(f"\n{id_table(env_id, summaries, opts.scale)}")
-    print("\nzoo: one seed, ± over its evaluation episodes; CleanRL: ± over seeds; Tianshou: best mean ± over seeds.")
+    print(
+        "\nzoo: one seed, ± over its evaluation episodes; CleanRL: training return ± over seeds; Tianshou: best "
+        "mean test return (stochastic policy) ± over seeds. Each is judged against the same measure of ours."
+    )
     results_path = opts.results or (DOCS_RESULTS if opts.scale == 1.0 else os.path.join(opts.out, "results.json"))
     save_results(results_path, results)
     for family in dict.fromkeys(family_of(i) for i in ids):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.published import Published, others
+from benchmarks.published import MEASURES, Published, others
 
 
 def number(value: float, like: float | None = None) -> str:
@@ -28,18 +28,27 @@ def published_text(result: Published, steps: int) -> str:
     return text if result.steps == steps else f"{text} ({steps_text(result.steps)})"
 
 
-def verdict(mean: float | None, zoo: Published | None, env_id: str = "", algo: str = "", steps: int = 0) -> str:
-    """Whether ``mean`` reaches the zoo's mean, or its spread (its std over evaluation episodes).
+def verdict(
+    ours: dict[str, Any] | None, zoo: Published | None, env_id: str = "", algo: str = "", steps: int = 0
+) -> str:
+    """Whether our final evaluation (``ours``: a summary with ``eval_mean``) reaches the zoo's
+    mean, or its spread (its std over evaluation episodes).
 
     Against the first other result at the same budget (``others``: CleanRL's or Tianshou's) too
-    where the zoo publishes nothing, which is what a user can expect instead, or where ``mean``
-    falls below the zoo's spread (several entries take those others' settings)."""
-    if mean is None:
+    where the zoo publishes nothing, which is what a user can expect instead, or where ours falls
+    below the zoo's spread (several entries take those others' settings). That one is set beside
+    the same measure of ours (``MEASURES``), named with its value; the final evaluation where
+    the summary lacks it."""
+    if ours is None:
         return "not run yet"
     other = next(((who, result) for who, result in others(env_id, algo) if result.steps == steps), None)
-    judged = _against(mean, zoo, "the zoo's") if zoo is not None else "no zoo result"
+    judged = _against(ours["eval_mean"], zoo, "the zoo's") if zoo is not None else "no zoo result"
     if other is not None and (zoo is None or judged.startswith("below")):
-        judged += "; " + _against(mean, other[1], f"{other[0]}'s")
+        who, result = other
+        key, measure = MEASURES[who]
+        if key not in ours:
+            key, measure = "eval_mean", "final evaluation"
+        judged += f"; {measure} {number(ours[key])} " + _against(ours[key], result, f"{who}'s")
     return judged
 
 

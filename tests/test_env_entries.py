@@ -125,36 +125,75 @@ def test_the_results_runner_evaluates_at_the_end_and_scales_budgets():
         assert updates % interval == 0 and 1 <= updates // interval <= 4 * results_table.EVALUATIONS
 
 
+def _ours(eval_mean: float, **measures: float) -> dict[str, float]:
+    return {"eval_mean": eval_mean, **measures}
+
+
 def test_the_verdict_says_how_a_result_compares_with_the_zoo():
     zoo = published.Published(100.0, 10.0, 1_000_000, "X-v0")
     assert results_text.verdict(None, zoo) == "not run yet"
-    assert results_text.verdict(100.0, zoo) == "reaches the zoo's mean"
-    assert results_text.verdict(90.0, zoo) == "within the zoo's spread"
-    assert results_text.verdict(89.9, zoo) == "below the zoo's spread"
-    assert results_text.verdict(5.0, None) == "no zoo result"
+    assert results_text.verdict(_ours(100.0), zoo) == "reaches the zoo's mean"
+    assert results_text.verdict(_ours(90.0), zoo) == "within the zoo's spread"
+    assert results_text.verdict(_ours(89.9), zoo) == "below the zoo's spread"
+    assert results_text.verdict(_ours(5.0), None) == "no zoo result"
 
 
 def test_without_a_zoo_result_the_verdict_takes_another_published_one_at_the_same_budget():
-    # Tianshou's InvertedDoublePendulum A2C: 9,257.7 ± 277.4 at 1M steps
+    # Tianshou's InvertedDoublePendulum A2C: 9,257.7 ± 277.4 at 1M steps, the best over training
+    # of the seeds' mean test return with sampled actions: set beside our best training return
     idp = ("InvertedDoublePendulum-v5", "a2c", 1_000_000)
-    assert results_text.verdict(9_300.0, None, *idp) == "no zoo result; reaches Tianshou's mean"
-    assert results_text.verdict(9_000.0, None, *idp) == "no zoo result; within Tianshou's spread"
-    assert results_text.verdict(8_900.0, None, *idp) == "no zoo result; below Tianshou's spread"
-    # CleanRL's InvertedDoublePendulum PPO is at 8M steps: not a 1M run's yardstick; Tianshou's is
-    assert results_text.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 1_000_000).endswith(
-        "reaches Tianshou's mean"
+    judged = "no zoo result; best training return {} {} Tianshou's {}"
+    assert results_text.verdict(_ours(1.0, best_train_mean=9_300.0), None, *idp) == judged.format(
+        "9,300", "reaches", "mean"
     )
-    assert results_text.verdict(9_300.0, None, "InvertedDoublePendulum-v5", "ppo", 2_000_000) == "no zoo result"
+    assert results_text.verdict(_ours(1.0, best_train_mean=9_000.0), None, *idp) == judged.format(
+        "9,000", "within", "spread"
+    )
+    assert results_text.verdict(_ours(9_300.0, best_train_mean=8_900.0), None, *idp) == judged.format(
+        "8,900", "below", "spread"
+    )
+    # a summary without that measure (SB3's): the final evaluation, named as such
+    assert results_text.verdict(_ours(9_300.0), None, *idp) == (
+        "no zoo result; final evaluation 9,300 reaches Tianshou's mean"
+    )
+    # CleanRL's InvertedDoublePendulum PPO is at 8M steps: not a 1M run's yardstick; Tianshou's is
+    ppo = ("InvertedDoublePendulum-v5", "ppo")
+    assert "Tianshou's mean" in results_text.verdict(_ours(1.0, best_train_mean=9_300.0), None, *ppo, 1_000_000)
+    assert results_text.verdict(_ours(9_300.0), None, *ppo, 2_000_000) == "no zoo result"
+    # CleanRL publishes its training episodes' return: set beside ours (Pusher PPO: -40.4 ± 7.2)
+    pusher = results_text.verdict(_ours(-100.0, train_mean=-39.0), None, "Pusher-v5", "ppo", 1_000_000)
+    assert pusher == "no zoo result; training return -39.0 reaches CleanRL's mean"
 
 
 def test_below_the_zoo_the_verdict_also_takes_another_published_result_at_the_same_budget():
     # HalfCheetah A2C: the zoo's 3,041.2 ± 157.3, Tianshou's 1,829.9 ± 1,068.3, both at 1M steps
     cheetah = ("HalfCheetah-v5", "a2c", 1_000_000)
     zoo = published.ZOO["HalfCheetah-v5", "a2c"]
-    assert results_text.verdict(2_900.0, zoo, *cheetah) == "within the zoo's spread"
-    assert results_text.verdict(800.0, zoo, *cheetah) == "below the zoo's spread; within Tianshou's spread"
-    assert results_text.verdict(700.0, zoo, *cheetah) == "below the zoo's spread; below Tianshou's spread"
-    assert results_text.verdict(700.0, zoo, *cheetah[:2], 2_000_000) == "below the zoo's spread"
+    assert results_text.verdict(_ours(2_900.0, best_train_mean=100.0), zoo, *cheetah) == "within the zoo's spread"
+    below = "below the zoo's spread; best training return {} {} Tianshou's spread"
+    assert results_text.verdict(_ours(700.0, best_train_mean=800.0), zoo, *cheetah) == below.format("800.0", "within")
+    assert results_text.verdict(_ours(800.0, best_train_mean=700.0), zoo, *cheetah) == below.format("700.0", "below")
+    assert results_text.verdict(_ours(700.0), zoo, *cheetah[:2], 2_000_000) == "below the zoo's spread"
+
+
+def test_the_best_training_return_is_the_peak_of_the_seeds_mean_at_tianshous_test_points(tmp_path):
+    """Each seed's last training return logged by each test point (every 100 steps here), the
+    mean over seeds, its first peak; not each seed's own best, nor a peak between test points."""
+    curves = {  # seed a: 10 at step 100, 50 by 200, a spike of 90 at 250 replaced by 20 by 300
+        "a": [(60, 10.0), (140, 50.0), (250, 90.0), (290, 20.0)],
+        "b": [(100, 30.0), (170, 10.0), (300, 40.0)],
+    }  # at the test points 100, 200, 300: a 10, 50, 20; b 30, 10, 40; mean 20, 30, 30
+    for name, points in curves.items():
+        os.makedirs(tmp_path / name)
+        rows = "".join(f"{steps},{value}\n" for steps, value in points)
+        (tmp_path / name / "progress.csv").write_text("env_steps,charts/episodic_return\n" + rows)
+    mean, std = results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=100)
+    assert (mean, std) == (30.0, 20.0)
+    # every 50 steps: from 100 on, where both seeds have a return (a 90, b 10 at 250: mean 50)
+    mean, std = results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=50)
+    assert (mean, std) == (50.0, 40.0)
+    # runs shorter than the interval (smoke tests): read where the first ends, 290 (a 20, b 10)
+    assert results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=1000) == (15.0, 5.0)
 
 
 def test_an_entry_whose_batch_does_not_split_is_refused_with_the_fix(tmp_path):

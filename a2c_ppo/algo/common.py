@@ -67,12 +67,15 @@ ADVANTAGE_STD_EPS = 1e-8
 
 
 def rollout_advantages(rollouts: RolloutStorage, normalize: bool, reducer: Reducer | None = None) -> torch.Tensor:
-    """Advantages (T, N, 1) = returns - values, optionally standardised over the batch of all ranks.
+    """Advantages (T, N, 1) = returns - values, in reward units (``value_scale``), optionally
+    standardised over the batch of all ranks.
 
     The mean and the (unbiased) std come from all-reduced sums, in two passes (the sum, then
     the sum of squared deviations) for accuracy; rank sizes are equal, so the count is known.
     """
     advantages = rollouts.returns - rollouts.value_preds[:-1]
+    if rollouts.value_scale != 1.0:
+        advantages = advantages * rollouts.value_scale
     rows = advantages if rollouts.valid is None else advantages[rollouts.valid]  # the rows trained on
     count = rows.numel() * (reducer.world_size if reducer is not None else 1)
     if not normalize or count < 2:

@@ -1,0 +1,85 @@
+"""``--norm-value``: the critic's units against reward units, by hand, and its exact resume."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+
+from a2c_ppo.algo.common import rollout_advantages
+from a2c_ppo.arguments import resolve
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.session import run
+from a2c_ppo.storage import RolloutStorage
+from a2c_ppo.value_norm import ValueNormalizer
+
+
+def _rollout(truncated_first: bool) -> RolloutStorage:
+    """T=2, N=1: rewards 1, 2; the critic says 1, 2 and 3 after the rollout; 5 for the final
+    observation of a truncation at the first step."""
+    r = RolloutStorage(2, 1, (1,), 1)
+    r.rewards[:, 0, 0] = torch.tensor([1.0, 2.0])
+    r.value_preds[:2, 0, 0] = torch.tensor([1.0, 2.0])
+    if truncated_first:
+        r.truncated[0, 0, 0] = True
+        r.bootstrap_values[0, 0, 0] = 5.0
+    return r
+
+
+@pytest.mark.parametrize(
+    ("truncated_first", "raw_returns"),
+    [
+        # sigma 2: values 2, 4, next 6; gamma 0.5, lambda 1: R1 = 2 + 0.5 * 6 = 5, R0 = 1 + 0.5 * 5 = 3.5
+        (False, [3.5, 5.0]),
+        # truncated at step 0: R0 = 1 + 0.5 * V(final obs) = 1 + 0.5 * 10 = 6, nothing from step 1
+        (True, [6.0, 5.0]),
+    ],
+)
+def test_returns_and_advantages_come_from_values_in_reward_units(truncated_first, raw_returns):
+    normalizer = ValueNormalizer()
+    normalizer.stats.var[...] = 4.0  # sigma = 2 (and 1e-8 under the root)
+    sigma = math.sqrt(4.0 + 1e-8)
+    r = _rollout(truncated_first)
+    returns = functools.partial(r.compute_returns, use_gae=True, gamma=0.5, gae_lambda=1.0)
+    normalizer.compute_returns(r, torch.tensor([[3.0]]), returns, None)
+    raw = torch.tensor(raw_returns)
+    # the critic's targets: the returns over the sigma the rollout acted with (not the updated one)
+    torch.testing.assert_close(r.returns[:, 0, 0], raw / sigma)
+    torch.testing.assert_close(r.value_preds[:2, 0, 0], torch.tensor([1.0, 2.0]))
+    # the advantages in reward units: raw returns less the values times sigma (1.5 and 1 untruncated)
+    torch.testing.assert_close(rollout_advantages(r, False)[:, 0, 0], raw - torch.tensor([1.0, 2.0]) * sigma)
+    assert r.value_scale == sigma
+    # then the statistics took the raw returns (after a prior of count 1e-4)
+    assert normalizer.stats.mean == pytest.approx(raw.mean().item(), rel=1e-3)
+    assert normalizer.stats.var == pytest.approx(raw.var(unbiased=False).item(), rel=1e-2)
+    assert normalizer.scale == pytest.approx(math.sqrt(normalizer.stats.var + 1e-8))
+
+
+def test_without_it_the_advantages_are_returns_less_values():
+    r = _rollout(False)
+    r.compute_returns(torch.tensor([[3.0]]), use_gae=True, gamma=0.5, gae_lambda=1.0)
+    # R1 = 2 + 0.5 * 3 = 3.5, R0 = 1 + 0.5 * 3.5 = 2.75
+    torch.testing.assert_close(rollout_advantages(r, False)[:, 0, 0], torch.tensor([1.75, 1.5]))
+
+
+def test_the_statistics_are_in_the_checkpoint_and_the_resume_is_exact(tmp_path):
+    flags = ["--algo", "a2c", "--env-name", "Pendulum-v1", "--norm-value", "--no-norm-reward", "--num-processes", "2",
+             "--num-steps", "16", "--no-use-linear-lr-decay", "--save-interval", "1", "--vec-env", "sync",
+             "--precision", "fp32", "--overlap", "off"]  # fmt: skip
+
+    def train(folder: str, steps: int, *extra: str) -> str:
+        argv = [*flags, "--num-env-steps", str(steps), "--log-dir", str(tmp_path / folder),
+                "--save-dir", str(tmp_path / folder / "m"), *extra]  # fmt: skip
+        request = resolve(argv)
+        return run(request.config, checkpoint=request.checkpoint, notes=request.notes).checkpoint
+
+    whole = load_checkpoint(train("a", 320))
+    half = train("b", 160)
+    stats = load_checkpoint(half)["algorithm"]["value_norm"]
+    assert stats["count"] > 100 and stats["var"] > 1.0  # Pendulum's returns: hundreds below zero
+    resumed = load_checkpoint(train("b", 320, "--resume", half))
+    assert whole["algorithm"] == resumed["algorithm"]
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
