@@ -254,7 +254,7 @@ class RunConfig:
         ENVIRONMENT,
         preset=True,
         flag="on-off",
-        auto="on for continuous control",
+        auto="on for continuous control; off with --norm-value unless typed",
     )
     norm_value: bool = setting(
         False,

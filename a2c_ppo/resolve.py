@@ -89,6 +89,11 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         auto = is_continuous_control(*spaces)
         values["norm_obs"] = auto if values["norm_obs"] is None else values["norm_obs"]
         values["norm_reward"] = auto if values["norm_reward"] is None else values["norm_reward"]
+    if resume is None and values["norm_value"] and values["norm_reward"] and "norm_reward" not in typed:
+        # scaled rewards would shrink the advantages that --norm-value keeps in reward units
+        values["norm_reward"] = False
+        origins["norm_reward"] = "--norm-value"
+        notes.append("Rewards unscaled: --norm-value scales the critic's targets instead (--norm-reward for both).")
     if not values["run_dir"]:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)

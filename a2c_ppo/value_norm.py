@@ -43,8 +43,8 @@ class ValueNormalizer:
         """``returns(next_value)`` (``RolloutStorage.compute_returns`` bound to its settings) on
         the critic's outputs (``value_preds``, ``bootstrap_values``, ``next_value``: (T+1, N, 1),
         (T, N, 1), (N, 1)) scaled to reward units; then the statistics take the returns (of all
-        ranks) and ``returns`` and ``value_preds`` go back to the critic's units, by the ``sigma``
-        the rollout acted with. ``rollouts.value_scale`` keeps it for the advantages."""
+        ranks) and ``returns``, ``value_preds`` and ``bootstrap_values`` are in the critic's units,
+        by the ``sigma`` the rollout acted with. ``rollouts.value_scale`` keeps it for the advantages."""
         sigma = self.scale
         rollouts.value_preds.mul_(sigma)
         rollouts.bootstrap_values.mul_(sigma)
@@ -54,6 +54,7 @@ class ValueNormalizer:
         sync_running_stats([self.stats], reducer)
         rollouts.returns.div_(sigma)
         rollouts.value_preds.div_(sigma)
+        rollouts.bootstrap_values.div_(sigma)
         rollouts.value_scale = sigma
 
     def state_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@ results and the verdict of ours against them (``benchmarks/results_table.py``'s 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from benchmarks.published import MEASURES, Published, others
@@ -46,7 +47,7 @@ def verdict(
     if other is not None and (zoo is None or judged.startswith("below")):
         who, result = other
         key, measure = MEASURES[who]
-        if key not in ours:
+        if not math.isfinite(ours.get(key, math.nan)):  # SB3's summaries; runs without the measure
             key, measure = "eval_mean", "final evaluation"
         judged += f"; {measure} {number(ours[key])} " + _against(ours[key], result, f"{who}'s")
     return judged

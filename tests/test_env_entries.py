@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,10 +153,10 @@ def test_without_a_zoo_result_the_verdict_takes_another_published_one_at_the_sam
     assert results_text.verdict(_ours(9_300.0, best_train_mean=8_900.0), None, *idp) == judged.format(
         "8,900", "below", "spread"
     )
-    # a summary without that measure (SB3's): the final evaluation, named as such
-    assert results_text.verdict(_ours(9_300.0), None, *idp) == (
-        "no zoo result; final evaluation 9,300 reaches Tianshou's mean"
-    )
+    # a summary without that measure (SB3's), or NaN there: the final evaluation, named as such
+    final = "no zoo result; final evaluation 9,300 reaches Tianshou's mean"
+    assert results_text.verdict(_ours(9_300.0), None, *idp) == final
+    assert results_text.verdict(_ours(9_300.0, best_train_mean=float("nan")), None, *idp) == final
     # CleanRL's InvertedDoublePendulum PPO is at 8M steps: not a 1M run's yardstick; Tianshou's is
     ppo = ("InvertedDoublePendulum-v5", "ppo")
     assert "Tianshou's mean" in results_text.verdict(_ours(1.0, best_train_mean=9_300.0), None, *ppo, 1_000_000)
@@ -180,9 +181,9 @@ def test_the_best_training_return_is_the_peak_of_the_seeds_mean_at_tianshous_tes
     """Each seed's last training return logged by each test point (every 100 steps here), the
     mean over seeds, its first peak; not each seed's own best, nor a peak between test points."""
     curves = {  # seed a: 10 at step 100, 50 by 200, a spike of 90 at 250 replaced by 20 by 300
-        "a": [(60, 10.0), (140, 50.0), (250, 90.0), (290, 20.0)],
+        "a": [(60, 10.0), (140, 50.0), (250, 90.0), (290, 20.0), (300, 20.0)],
         "b": [(100, 30.0), (170, 10.0), (300, 40.0)],
-    }  # at the test points 100, 200, 300: a 10, 50, 20; b 30, 10, 40; mean 20, 30, 30
+    }  # at the test points 100, 200, 300: a 10, 50, 20; b 30, 10, 40; mean 20, 30, 30 (the last peak: 30 ± 10)
     for name, points in curves.items():
         os.makedirs(tmp_path / name)
         rows = "".join(f"{steps},{value}\n" for steps, value in points)
@@ -192,8 +193,12 @@ def test_the_best_training_return_is_the_peak_of_the_seeds_mean_at_tianshous_tes
     # every 50 steps: from 100 on, where both seeds have a return (a 90, b 10 at 250: mean 50)
     mean, std = results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=50)
     assert (mean, std) == (50.0, 40.0)
-    # runs shorter than the interval (smoke tests): read where the first ends, 290 (a 20, b 10)
-    assert results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=1000) == (15.0, 5.0)
+    # runs shorter than the interval (smoke tests): read at the end, 300 (a 20, b 40)
+    assert results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=1000) == (30.0, 10.0)
+    # no point where both runs have a return: NaN, not a value from the wrong end of a curve
+    os.makedirs(tmp_path / "late")
+    (tmp_path / "late" / "progress.csv").write_text("env_steps,charts/episodic_return\n400,70.0\n")
+    assert np.isnan(results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "late")], 100)).all()
 
 
 def test_an_entry_whose_batch_does_not_split_is_refused_with_the_fix(tmp_path):

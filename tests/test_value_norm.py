@@ -31,9 +31,10 @@ def _rollout(truncated_first: bool) -> RolloutStorage:
 @pytest.mark.parametrize(
     ("truncated_first", "raw_returns"),
     [
-        # sigma 2: values 2, 4, next 6; gamma 0.5, lambda 1: R1 = 2 + 0.5 * 6 = 5, R0 = 1 + 0.5 * 5 = 3.5
-        (False, [3.5, 5.0]),
-        # truncated at step 0: R0 = 1 + 0.5 * V(final obs) = 1 + 0.5 * 10 = 6, nothing from step 1
+        # sigma 2: values 2, 4, next 6; gamma 0.5, lambda 0.5: delta1 = 2 + 0.5 * 6 - 4 = 1,
+        # delta0 = 1 + 0.5 * 4 - 2 = 1; A1 = 1, A0 = 1 + 0.25 * 1 = 1.25; R = A + V: 3.25, 5
+        (False, [3.25, 5.0]),
+        # truncated at step 0: A0 = 1 + 0.5 * V(final obs) - 2 = 1 + 0.5 * 10 - 2 = 4, none from step 1
         (True, [6.0, 5.0]),
     ],
 )
@@ -42,13 +43,14 @@ def test_returns_and_advantages_come_from_values_in_reward_units(truncated_first
     normalizer.stats.var[...] = 4.0  # sigma = 2 (and 1e-8 under the root)
     sigma = math.sqrt(4.0 + 1e-8)
     r = _rollout(truncated_first)
-    returns = functools.partial(r.compute_returns, use_gae=True, gamma=0.5, gae_lambda=1.0)
+    returns = functools.partial(r.compute_returns, use_gae=True, gamma=0.5, gae_lambda=0.5)
     normalizer.compute_returns(r, torch.tensor([[3.0]]), returns, None)
     raw = torch.tensor(raw_returns)
     # the critic's targets: the returns over the sigma the rollout acted with (not the updated one)
     torch.testing.assert_close(r.returns[:, 0, 0], raw / sigma)
-    torch.testing.assert_close(r.value_preds[:2, 0, 0], torch.tensor([1.0, 2.0]))
-    # the advantages in reward units: raw returns less the values times sigma (1.5 and 1 untruncated)
+    torch.testing.assert_close(r.value_preds[:, 0, 0], torch.tensor([1.0, 2.0, 3.0]))
+    assert r.bootstrap_values[0, 0, 0].item() == pytest.approx(5.0 if truncated_first else 0.0)
+    # the advantages in reward units: raw returns less the values times sigma (1.25 and 1 untruncated)
     torch.testing.assert_close(rollout_advantages(r, False)[:, 0, 0], raw - torch.tensor([1.0, 2.0]) * sigma)
     assert r.value_scale == sigma
     # then the statistics took the raw returns (after a prior of count 1e-4)
@@ -83,3 +85,13 @@ def test_the_statistics_are_in_the_checkpoint_and_the_resume_is_exact(tmp_path):
     assert whole["algorithm"] == resumed["algorithm"]
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_it_replaces_the_reward_scaling_of_a_preset_or_entry_unless_that_is_typed(tmp_path):
+    def norm_reward(*flags: str) -> bool:
+        argv = ["--env-name", "HalfCheetah-v5", "--log-dir", str(tmp_path), *flags]
+        return resolve(argv).config.norm_reward
+
+    assert norm_reward() and not norm_reward("--norm-value")  # the entry's (the zoo's normalize=True)
+    assert norm_reward("--preset", "mujoco") and not norm_reward("--preset", "mujoco", "--norm-value")
+    assert norm_reward("--norm-value", "--norm-reward")
