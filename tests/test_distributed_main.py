@@ -40,6 +40,7 @@ def main_args(out: str, *extra: str, updates: int = UPDATES) -> list[str]:
         "--num-env-steps", str(updates * GLOBAL_BATCH),
         "--seed", str(SEED),
         "--norm-obs",  # the normalisation statistics are synced too
+        "--norm-value",  # and the returns' statistics
         "--vec-env", "subproc",
         "--num-workers", "1",  # env workers beside the process group
         "--overlap", "off",  # no timing probe: only training envs are seeded (and recorded)
@@ -84,6 +85,8 @@ def test_two_ranks_count_all_steps_seed_apart_and_only_rank_0_writes(standalone)
     rows = progress_rows(standalone)
     assert [int(row["env_steps"]) for row in rows] == [GLOBAL_BATCH * (u + 1) for u in range(UPDATES)]
     assert checkpoint(standalone)["counters"] == {"update": UPDATES, "env_steps": UPDATES * GLOBAL_BATCH}
+    # every return of both ranks reached the value normaliser's statistics (after a prior of 1e-4)
+    assert checkpoint(standalone)["algorithm"]["value_norm"]["count"] == pytest.approx(UPDATES * GLOBAL_BATCH)
     # (the one unseeded reset of start-up is the probe that looks for action masks)
     seeds = sorted(name for name in os.listdir(os.path.join(standalone, "seeds")) if not name.endswith("None"))
     # env i of rank r: seed + r * num_processes + i
