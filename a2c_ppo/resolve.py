@@ -143,6 +143,12 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
                 f"do not fit {flag_name(name)} {typed[name]}; drop {flag_name(name)}, or start a new run without "
                 "--resume."
             )
+    if "norm_value" in typed and typed["norm_value"] != saved.norm_value:
+        units = "the returns over their running std" if saved.norm_value else "the returns in reward units"
+        raise ConfigError(
+            f"--resume: the checkpoint's critic learned {units}, and its values would be read in the other units; "
+            f"drop {'--no-norm-value' if saved.norm_value else '--norm-value'}, or start a new run without --resume."
+        )
     changed = [name for name in RECIPE_SETTINGS if name in typed and _differs(name, typed[name], saved)]
     if changed:
         shown = ", ".join(f"{flag_name(name)} {show(getattr(saved, name))}" for name in changed)
