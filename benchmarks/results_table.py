@@ -50,7 +50,7 @@ from a2c_ppo.presets import ENV_ENTRIES  # noqa: E402
 from benchmarks import results_curves  # noqa: E402
 from benchmarks.published import TIANSHOU_TEST_EVERY, ZOO  # noqa: E402
 from benchmarks.results_text import mean_std, others_text, published_text, seeds_text, steps_text, verdict  # noqa: E402
-from benchmarks.runs import column  # noqa: E402
+from benchmarks.runs import best_training_return  # noqa: E402
 from benchmarks.time_to_result import SB3_PPO_FIXED  # noqa: E402
 
 #: The ids of each family, in table order (a family's runs and plot share OUT/<family>).
@@ -216,24 +216,6 @@ def last_value(run_dir: str, column: str) -> float:
     with open(os.path.join(run_dir, "progress.csv"), newline="") as f:
         rows = [row for row in csv.DictReader(f) if row.get(column)]
     return float(rows[-1][column]) if rows else float("nan")
-
-
-def best_training_return(run_dirs: list[str], every: int) -> tuple[float, float]:
-    """Tianshou's measure: the best over training of the seeds' mean return of the stochastic
-    policy (its tests sample actions), read every ``every`` env steps as its tests are (our last
-    training return logged by then), and the std over seeds at that point. Read at the end where
-    the runs are shorter than ``every`` (smoke tests); NaN where they share no such point."""
-    curves = [np.array(column(d, "charts/episodic_return")).reshape(-1, 2) for d in run_dirs]
-    if any(len(curve) == 0 for curve in curves):
-        return float("nan"), float("nan")
-    first, last = max(curve[0, 0] for curve in curves), min(curve[-1, 0] for curve in curves)
-    if last < first:  # a run's returns all end before another's begin
-        return float("nan"), float("nan")
-    points = np.arange(every, last + 1, every)
-    points = points[points >= first] if (points >= first).any() else np.array([last])  # every seed has a return
-    at_points = np.stack([curve[np.searchsorted(curve[:, 0], points, side="right") - 1, 1] for curve in curves])
-    best = int(np.argmax(at_points.mean(0)))  # the first peak
-    return float(at_points[:, best].mean()), float(at_points[:, best].std())
 
 
 def summarise(out: str, env_id: str, algo: str, seeds: list[int], scale: float) -> dict[str, Any] | None:

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -111,3 +113,21 @@ def column(run_dir: str, name: str) -> list[tuple[int, float]]:
 def first_reaching(run_dir: str, name: str, threshold: float) -> int | None:
     """The env steps of the first row whose ``name`` is at least ``threshold``, or None."""
     return next((steps for steps, value in column(run_dir, name) if value >= threshold), None)
+
+
+def best_training_return(run_dirs: list[str], every: int) -> tuple[float, float]:
+    """Tianshou's measure: the best over training of the seeds' mean return of the stochastic
+    policy (its tests sample actions), read every ``every`` env steps as its tests are (our last
+    training return logged by then), and the std over seeds at that point. Read at the end where
+    the runs are shorter than ``every`` (smoke tests); NaN where they share no such point."""
+    curves = [np.array(column(d, "charts/episodic_return")).reshape(-1, 2) for d in run_dirs]
+    if any(len(curve) == 0 for curve in curves):
+        return float("nan"), float("nan")
+    first, last = max(curve[0, 0] for curve in curves), min(curve[-1, 0] for curve in curves)
+    if last < first:  # a run's returns all end before another's begin
+        return float("nan"), float("nan")
+    points = np.arange(every, last + 1, every)
+    points = points[points >= first] if (points >= first).any() else np.array([last])  # every seed has a return
+    at_points = np.stack([curve[np.searchsorted(curve[:, 0], points, side="right") - 1, 1] for curve in curves])
+    best = int(np.argmax(at_points.mean(0)))  # the first peak
+    return float(at_points[:, best].mean()), float(at_points[:, best].std())

@@ -19,7 +19,7 @@ from a2c_ppo.env_entries import TIANSHOU_A2C_MUJOCO, ZOO, zoo_a2c, zoo_ppo
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.presets import ENV_ENTRIES, PRESET_KEYS
 from a2c_ppo.storage import Minibatch
-from benchmarks import published, results_table, results_text
+from benchmarks import published, results_table, results_text, runs
 from tests.helpers import ROOT
 
 EXTRAS = {"mujoco": ("Ant", "HalfCheetah", "Hopper", "Humanoid", "Inverted", "Pusher", "Reacher", "Swimmer", "Walker"),
@@ -188,17 +188,17 @@ def test_the_best_training_return_is_the_peak_of_the_seeds_mean_at_tianshous_tes
         os.makedirs(tmp_path / name)
         rows = "".join(f"{steps},{value}\n" for steps, value in points)
         (tmp_path / name / "progress.csv").write_text("env_steps,charts/episodic_return\n" + rows)
-    mean, std = results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=100)
+    mean, std = runs.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=100)
     assert (mean, std) == (30.0, 20.0)
     # every 50 steps: from 100 on, where both seeds have a return (a 90, b 10 at 250: mean 50)
-    mean, std = results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=50)
+    mean, std = runs.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=50)
     assert (mean, std) == (50.0, 40.0)
     # runs shorter than the interval (smoke tests): read at the end, 300 (a 20, b 40)
-    assert results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=1000) == (30.0, 10.0)
+    assert runs.best_training_return([str(tmp_path / "a"), str(tmp_path / "b")], every=1000) == (30.0, 10.0)
     # no point where both runs have a return: NaN, not a value from the wrong end of a curve
     os.makedirs(tmp_path / "late")
     (tmp_path / "late" / "progress.csv").write_text("env_steps,charts/episodic_return\n400,70.0\n")
-    assert np.isnan(results_table.best_training_return([str(tmp_path / "a"), str(tmp_path / "late")], 100)).all()
+    assert np.isnan(runs.best_training_return([str(tmp_path / "a"), str(tmp_path / "late")], 100)).all()
 
 
 def test_an_entry_whose_batch_does_not_split_is_refused_with_the_fix(tmp_path):
