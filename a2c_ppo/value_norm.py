@@ -13,6 +13,7 @@ std then grows without bound (Tianshou's MuJoCo A2C settings, docs/BENCHMARKS.md
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +39,11 @@ class ValueNormalizer:
         return math.sqrt(float(self.stats.var) + VARIANCE_EPS)
 
     def compute_returns(
-        self, rollouts: RolloutStorage, next_value: torch.Tensor, returns: Any, reducer: Reducer | None
+        self,
+        rollouts: RolloutStorage,
+        next_value: torch.Tensor,
+        returns: Callable[[torch.Tensor], None],
+        reducer: Reducer | None,
     ) -> None:
         """``returns(next_value)`` (``RolloutStorage.compute_returns`` bound to its settings) on
         the critic's outputs (``value_preds``, ``bootstrap_values``, ``next_value``: (T+1, N, 1),

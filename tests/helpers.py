@@ -103,3 +103,26 @@ def make_crashing_env() -> gym.Env:
     if pid_dir:
         open(os.path.join(pid_dir, str(os.getpid())), "w").close()
     return CounterEnv(raise_at=20)
+
+
+def assert_exact_resume(tmp_path: os.PathLike, flags: list[str], steps: int) -> dict:
+    """Trains ``flags`` for ``steps`` env steps in one go and in two halves (the second with
+    ``--resume``) and asserts the same algorithm state and parameters; the halfway checkpoint."""
+    from a2c_ppo.arguments import resolve
+    from a2c_ppo.checkpoint import load_checkpoint
+    from a2c_ppo.session import run
+
+    def train(folder: str, budget: int, *extra: str) -> str:
+        out = os.path.join(tmp_path, folder)
+        argv = [*flags, "--num-env-steps", str(budget), "--log-dir", out, "--save-dir", os.path.join(out, "m"), *extra]
+        request = resolve(argv)
+        return run(request.config, checkpoint=request.checkpoint, notes=request.notes).checkpoint
+
+    whole = load_checkpoint(train("a", steps))
+    half = train("b", steps // 2)
+    halfway = load_checkpoint(half)
+    resumed = load_checkpoint(train("b", steps, "--resume", half))
+    assert whole["algorithm"] == resumed["algorithm"]
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+    return halfway

@@ -15,11 +15,9 @@ from a2c_ppo.algo import PPO
 from a2c_ppo.algo.ppo import AutogradGradient, kl_penalty_losses
 from a2c_ppo.arguments import parse_args
 from a2c_ppo.builders import make_agent, policy_for
-from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.distributions import Bernoulli, Categorical, DiagNormal, MultiCategorical
-from a2c_ppo.session import run
 from a2c_ppo.storage import Minibatch
-from tests.helpers import BOX_OBS, rollout_from_policy
+from tests.helpers import BOX_OBS, assert_exact_resume, rollout_from_policy
 
 
 def test_closed_form_kls_equal_torch_distributions():
@@ -115,18 +113,5 @@ def test_beta_is_in_the_checkpoint_and_the_resume_is_exact(tmp_path):
     flags = ["--ppo-variant", "kl-penalty", "--kl-target", "0.001", "--num-processes", "2", "--num-steps", "16",
              "--no-use-linear-lr-decay", "--save-interval", "1", "--vec-env", "sync"]  # fmt: skip
 
-    def train(folder: str, steps: int, *extra: str) -> str:
-        argv = [*flags, "--num-env-steps", str(steps), "--log-dir", str(tmp_path / folder),
-                "--save-dir", str(tmp_path / folder / "m"), *extra]  # fmt: skip
-        from a2c_ppo.arguments import resolve
-
-        request = resolve(argv)
-        return run(request.config, checkpoint=request.checkpoint, notes=request.notes).checkpoint
-
-    whole = load_checkpoint(train("a", 320))
-    half = train("b", 160)
-    assert load_checkpoint(half)["algorithm"]["agent"]["kl_coef"] != 1.0  # adapted, and saved
-    resumed = load_checkpoint(train("b", 320, "--resume", half))
-    assert whole["algorithm"] == resumed["algorithm"]
-    for name, tensor in whole["model"].items():
-        assert torch.equal(tensor, resumed["model"][name]), name
+    halfway = assert_exact_resume(tmp_path, flags, 320)
+    assert halfway["algorithm"]["agent"]["kl_coef"] != 1.0  # adapted, and saved
