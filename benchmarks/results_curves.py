@@ -72,9 +72,12 @@ def load(path: str = os.path.join(DOCS, FILE)) -> dict[str, dict[str, dict[str, 
 
 def save(path: str, env_id: str, algo: str, seeds: list[int], run_dirs: list[str]) -> None:
     """Store the curves of one row's runs (``run_dirs[i]`` trained seed ``seeds[i]``), replacing
-    the row's earlier curves."""
+    the row's earlier curves; a seed whose folder is not on this machine (kept from a run
+    elsewhere: ``results_store``) keeps its stored curve."""
     curves = load(path)
-    row = {str(seed): curve for seed, run_dir in zip(seeds, run_dirs) if (curve := run_curve(run_dir))}
+    earlier = curves.get(f"{env_id} {algo}", {})
+    found = {seed: run_curve(d) if os.path.isdir(d) else earlier.get(str(seed)) for seed, d in zip(seeds, run_dirs)}
+    row = {str(seed): curve for seed, curve in found.items() if curve}
     curves[f"{env_id} {algo}"] = row
     with open(path, "w") as f:
         lines = [f" {json.dumps(key)}: {json.dumps(curves[key])}" for key in sorted(curves)]

@@ -13,7 +13,9 @@ goes on with ``--resume RUN_DIR/checkpoint.pt``. Then it prints a Markdown table
 std over seeds of the final evaluation return and of the last 10 training episodes' return,
 env steps, wall time, the published results and whether ours reaches them), draws
 ``OUT/<family>.png`` (a2c_ppo.plot) and merges the summary into a results JSON
-(``docs/results.json`` at full budget), from which ``--readme`` rewrites README.md's table.
+(``docs/results.json`` at full budget), from which ``--readme`` rewrites README.md's table. A
+row keeps each seed's record, so seeds run on another machine (no run folder here) stay in it
+when the entry's settings and budget are the same (``benchmarks/results_store.py``).
 At full budget each run's training curve is kept too (``results_curves``), and the family plots
 ``docs/results_<family>.png`` are drawn from the kept curves.
 
@@ -27,17 +29,13 @@ At full budget each run's training curve is kept too (``results_curves``), and t
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
-import json
 import math
 import os
 import subprocess
 import sys
 import time
 from typing import Any
-
-import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -48,9 +46,19 @@ from a2c_ppo.logger import format_duration  # noqa: E402
 from a2c_ppo.paths import RUN_CHECKPOINT, safe_name  # noqa: E402
 from a2c_ppo.presets import ENV_ENTRIES  # noqa: E402
 from benchmarks import results_curves  # noqa: E402
-from benchmarks.published import TIANSHOU_TEST_EVERY, ZOO  # noqa: E402
+from benchmarks.published import ZOO  # noqa: E402
+from benchmarks.results_store import (  # noqa: E402
+    DOCS_RESULTS,
+    entry_settings,
+    kept_records,
+    load_results,
+    read_json,
+    save_results,
+    seed_record,
+    summary,
+    write_json,
+)
 from benchmarks.results_text import mean_std, others_text, published_text, seeds_text, steps_text, verdict  # noqa: E402
-from benchmarks.runs import best_training_return  # noqa: E402
 from benchmarks.time_to_result import SB3_PPO_FIXED  # noqa: E402
 
 #: The ids of each family, in table order (a family's runs and plot share OUT/<family>).
@@ -64,7 +72,6 @@ ALGOS = ("ppo", "a2c")
 EVALUATIONS = 10  # about this many evaluations per run
 EVAL_EPISODES = 10
 STOPPED = (130, 143)  # main.py's exit statuses after Ctrl-C and SIGTERM
-DOCS_RESULTS = os.path.join(ROOT, "docs", "results.json")
 DOCS_SB3 = os.path.join(ROOT, "docs", "sb3_results.json")  # benchmarks/sb3_entry.py's summaries
 README = os.path.join(ROOT, "README.md")
 MARKERS = ("<!-- results-table -->", "<!-- /results-table -->")
@@ -145,20 +152,6 @@ def find_run(out: str, env_id: str, algo: str, seed: int, steps: int) -> tuple[s
     return run_dir, n >= steps // batch * batch
 
 
-def read_json(path: str) -> dict[str, Any]:
-    """The JSON object in ``path``, or ``{}`` where there is no such file."""
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_json(path: str, data: dict[str, Any]) -> None:
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-
-
 def wall_times(out: str) -> dict[str, float]:
     return read_json(os.path.join(out, "wall_times.json"))
 
@@ -211,46 +204,21 @@ def train(out: str, env_id: str, algo: str, seed: int, scale: float) -> None:
 # ----------------------------------------------------------------------------- results
 
 
-def last_value(run_dir: str, column: str) -> float:
-    """The last logged value of ``column`` in the run's progress.csv (NaN if none)."""
-    with open(os.path.join(run_dir, "progress.csv"), newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row.get(column)]
-    return float(rows[-1][column]) if rows else float("nan")
-
-
-def summarise(out: str, env_id: str, algo: str, seeds: list[int], scale: float) -> dict[str, Any] | None:
-    """Mean and std over the finished seeds (None if none): final evaluation return (and each
-    seed's), last training episodes' return, the best training return (``best_training_return``
-    at Tianshou's test interval), env steps, wall time per run, and which seeds."""
+def summarise(
+    out: str, env_id: str, algo: str, seeds: list[int], scale: float, stored: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The row of ``env_id`` and ``algo`` (None if no seed finished): the runs of ``seeds``
+    finished in ``out``, and the seeds of the ``stored`` row trained elsewhere with the same
+    settings and budget (``results_store.kept_records``)."""
     steps, batch = budget(env_id, algo, scale)
-    runs = [(seed, find_run(out, env_id, algo, seed, steps)) for seed in seeds]
-    finished = [(seed, run_dir) for seed, (run_dir, done) in runs if done and run_dir is not None]
-    if not finished:
-        return None
-    evals = [last_value(d, "eval/mean_return") for _, d in finished]
-    trains = [last_value(d, "charts/episodic_return") for _, d in finished]
+    env_steps, settings = steps // batch * batch, entry_settings(env_id, algo)
+    records = kept_records(stored, settings, env_steps)
     times = wall_times(out)
-    walls = [times.get(os.path.relpath(d, out), float("nan")) for _, d in finished]
-    best_mean, best_std = best_training_return([d for _, d in finished], TIANSHOU_TEST_EVERY)
-    return {
-        "eval_mean": float(np.mean(evals)), "eval_std": float(np.std(evals)), "per_seed": evals,
-        "train_mean": float(np.mean(trains)), "train_std": float(np.std(trains)),
-        "best_train_mean": best_mean, "best_train_std": best_std,
-        "env_steps": steps // batch * batch, "wall_s": float(np.mean(walls)), "seeds": [seed for seed, _ in finished],
-        "run_dirs": [shown(d) for _, d in finished], "settings": entry_settings(env_id, algo),
-    }  # fmt: skip
-
-
-def entry_settings(env_id: str, algo: str) -> dict[str, Any]:
-    """The entry's settings a result was trained with (kept with it, so that a later change of
-    the entry shows: ``readme_table``)."""
-    return {key: value for key, value in ENV_ENTRIES[env_id].values[algo].items() if key != "num_env_steps"}
-
-
-def shown(path: str) -> str:
-    """``path`` relative to the repository where it is inside it (as docs/results.json keeps it)."""
-    relative = os.path.relpath(path, ROOT)
-    return os.path.abspath(path) if relative.startswith("..") else relative
+    for seed in seeds:
+        run_dir, done = find_run(out, env_id, algo, seed, steps)
+        if done and run_dir is not None:
+            records[seed] = seed_record(seed, run_dir, times.get(os.path.relpath(run_dir, out), float("nan")))
+    return summary(records, env_steps, settings) if records else None
 
 
 def id_table(env_id: str, summaries: dict[str, dict[str, Any] | None], scale: float) -> str:
@@ -271,20 +239,6 @@ def id_table(env_id: str, summaries: dict[str, dict[str, Any] | None], scale: fl
         judged = verdict(s, zoo, env_id, algo, steps)
         rows.append("| " + " | ".join([algo, *ours, zoo_text, others_text(env_id, algo, steps), judged]) + " |")
     return "\n".join(rows)
-
-
-def load_results(path: str = DOCS_RESULTS) -> dict[str, dict[str, dict[str, Any]]]:
-    return read_json(path)
-
-
-def save_results(path: str, results: dict[str, dict[str, dict[str, Any] | None]]) -> None:
-    """Merge the summaries into the JSON file at ``path`` (ids and algorithms not run keep theirs)."""
-    merged = load_results(path)
-    for env_id, by_algo in results.items():
-        for algo, summary in by_algo.items():
-            if summary is not None:
-                merged.setdefault(env_id, {})[algo] = summary
-    write_json(path, merged)
 
 
 def readme_table(results: dict[str, dict[str, dict[str, Any]]], sb3: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -366,27 +320,30 @@ def main() -> None:
         for env_id, algo in jobs:
             for seed in opts.seeds:
                 train(opts.out, env_id, algo, seed, opts.scale)
+    results_path = opts.results or (DOCS_RESULTS if opts.scale == 1.0 else os.path.join(opts.out, "results.json"))
+    stored = load_results(results_path)
     results: dict[str, dict[str, dict[str, Any] | None]] = {}
     for env_id, algo in jobs:
-        results.setdefault(env_id, {})[algo] = summarise(opts.out, env_id, algo, opts.seeds, opts.scale)
+        row = stored.get(env_id, {}).get(algo)
+        results.setdefault(env_id, {})[algo] = summarise(opts.out, env_id, algo, opts.seeds, opts.scale, row)
     for env_id, summaries in results.items():
         print(f"\n{id_table(env_id, summaries, opts.scale)}")
     print(
         "\nzoo: one seed, ± over its evaluation episodes; CleanRL: training return ± over seeds; Tianshou: best "
         "mean test return (stochastic policy) ± over seeds. Each is judged against the same measure of ours."
     )
-    results_path = opts.results or (DOCS_RESULTS if opts.scale == 1.0 else os.path.join(opts.out, "results.json"))
     save_results(results_path, results)
     for family in dict.fromkeys(family_of(i) for i in ids):
-        folders = [d for summaries in (results[i] for i in ids if family_of(i) == family)
+        folders = [os.path.join(ROOT, d) for summaries in (results[i] for i in ids if family_of(i) == family)
                    for s in summaries.values() if s for d in s["run_dirs"]]  # fmt: skip
-        if folders:
-            results_curves.plot_runs([os.path.join(ROOT, d) for d in folders], os.path.join(opts.out, f"{family}.png"))
+        here = [d for d in folders if os.path.isdir(d)]  # seeds kept from another machine have no folder here
+        if here:
+            results_curves.plot_runs(here, os.path.join(opts.out, f"{family}.png"))
     for env_id, by_algo in results.items():  # the curves beside the results JSON
-        for algo, summary in by_algo.items():
-            if summary is not None:
+        for algo, row in by_algo.items():
+            if row is not None:
                 results_curves.save(os.path.join(os.path.dirname(results_path), results_curves.FILE), env_id, algo,
-                                    summary["seeds"], [os.path.join(ROOT, d) for d in summary["run_dirs"]])  # fmt: skip
+                                    row["seeds"], [os.path.join(ROOT, d) for d in row["run_dirs"]])  # fmt: skip
     if os.path.abspath(results_path) == DOCS_RESULTS:
         docs, families = load_results(), {f: FAMILIES[f] for f in dict.fromkeys(map(family_of, ids))}
         results_curves.draw_docs_plots(families, docs, stale_rows(docs))

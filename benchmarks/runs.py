@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -115,19 +116,35 @@ def first_reaching(run_dir: str, name: str, threshold: float) -> int | None:
     return next((steps for steps, value in column(run_dir, name) if value >= threshold), None)
 
 
+def tianshou_tests(run_dir: str, every: int) -> dict[str, Any]:
+    """What Tianshou's tests would read of one run (its tests sample actions, so our stochastic
+    training return stands for them): ``tests``, the last training return logged by each multiple
+    of ``every`` env steps up to the run's last logged step (None before its first episode), and
+    ``end``, its last training return (None if it logged none)."""
+    curve = np.array(column(run_dir, "charts/episodic_return")).reshape(-1, 2)
+    if len(curve) == 0:
+        return {"tests": [], "end": None}
+    index = np.searchsorted(curve[:, 0], np.arange(every, curve[-1, 0] + 1, every), side="right") - 1
+    return {"tests": [float(curve[i, 1]) if i >= 0 else None for i in index], "end": float(curve[-1, 1])}
+
+
+def best_of_tests(seeds: list[dict[str, Any]]) -> tuple[float, float]:
+    """Tianshou's measure from each seed's ``tianshou_tests``: the best over the test points of
+    the seeds' mean return (the first peak), and the std over seeds there. Read at the end where
+    the runs are shorter than one interval (smoke tests); NaN where the seeds share no point at
+    which each has a return, or a seed's tests are unknown (a result kept from before they were)."""
+    if not seeds or any(seed.get("tests") is None for seed in seeds):
+        return float("nan"), float("nan")
+    shared = min(len(seed["tests"]) for seed in seeds)
+    rows = [seed["tests"][:shared] if shared else [seed["end"]] for seed in seeds]
+    values = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)  # (seeds, points)
+    complete = ~np.isnan(values).any(axis=0)
+    if not complete.any():
+        return float("nan"), float("nan")
+    best = int(np.argmax(np.where(complete, values.mean(axis=0), -np.inf)))
+    return float(values[:, best].mean()), float(values[:, best].std())
+
+
 def best_training_return(run_dirs: list[str], every: int) -> tuple[float, float]:
-    """Tianshou's measure: the best over training of the seeds' mean return of the stochastic
-    policy (its tests sample actions), read every ``every`` env steps as its tests are (our last
-    training return logged by then), and the std over seeds at that point. Read at the end where
-    the runs are shorter than ``every`` (smoke tests); NaN where they share no such point."""
-    curves = [np.array(column(d, "charts/episodic_return")).reshape(-1, 2) for d in run_dirs]
-    if any(len(curve) == 0 for curve in curves):
-        return float("nan"), float("nan")
-    first, last = max(curve[0, 0] for curve in curves), min(curve[-1, 0] for curve in curves)
-    if last < first:  # a run's returns all end before another's begin
-        return float("nan"), float("nan")
-    points = np.arange(every, last + 1, every)
-    points = points[points >= first] if (points >= first).any() else np.array([last])  # every seed has a return
-    at_points = np.stack([curve[np.searchsorted(curve[:, 0], points, side="right") - 1, 1] for curve in curves])
-    best = int(np.argmax(at_points.mean(0)))  # the first peak
-    return float(at_points[:, best].mean()), float(at_points[:, best].std())
+    """``best_of_tests`` of the runs in ``run_dirs``."""
+    return best_of_tests([tianshou_tests(d, every) for d in run_dirs])

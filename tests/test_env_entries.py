@@ -19,7 +19,7 @@ from a2c_ppo.env_entries import TIANSHOU_A2C_MUJOCO, ZOO, zoo_a2c, zoo_ppo
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.presets import ENV_ENTRIES, PRESET_KEYS
 from a2c_ppo.storage import Minibatch
-from benchmarks import published, results_table, results_text, runs
+from benchmarks import published, results_store, results_table, results_text, runs
 from tests.helpers import ROOT
 
 EXTRAS = {"mujoco": ("Ant", "HalfCheetah", "Hopper", "Humanoid", "Inverted", "Pusher", "Reacher", "Swimmer", "Walker"),
@@ -320,3 +320,24 @@ def test_sb3_summaries_merge_into_the_summary_file(tmp_path, monkeypatch, capsys
     merged = json.loads(summary.read_text())
     assert merged["Swimmer-v5"] == {"a2c": kept} and merged[env_id]["a2c"] == kept
     assert merged[env_id][algo]["per_seed"] == [93.0] and "93.0" in capsys.readouterr().out
+
+
+def test_a_stored_row_keeps_its_seeds_only_for_the_same_settings_and_budget():
+    settings = results_table.entry_settings("Pendulum-v1", "a2c")
+    record = {"seed": 1, "run_dir": "r1", "wall_s": 10.0, "eval": -150.0, "train": -160.0, "tests": [-900.0], "end": -1}
+    row = results_store.summary({1: record}, 100_000, settings)
+    assert results_store.kept_records(row, settings, 100_000) == {1: record}
+    assert results_store.kept_records(row, settings, 200_000) == {}  # another budget
+    assert results_store.kept_records(row, {**settings, "lr": 1.0}, 100_000) == {}  # the entry changed since
+    assert results_store.kept_records(None, settings, 100_000) == {}
+    # a row stored before records were kept: its one seed, without Tianshou's test points
+    legacy = {key: row[key] for key in ("seeds", "run_dirs", "wall_s", "eval_mean", "train_mean", "env_steps")}
+    kept = results_store.kept_records({**legacy, "settings": settings}, settings, 100_000)
+    assert kept == {1: {**record, "tests": None, "end": None}}
+    assert results_store.kept_records({**legacy, "seeds": [1, 2], "settings": settings}, settings, 100_000) == {}
+    # merged with a fresh seed: means over both, and no best training return without seed 1's tests
+    fresh = {**record, "seed": 2, "eval": -250.0, "train": -260.0, "tests": [-800.0], "end": -700.0}
+    both = results_store.summary({**kept, 2: fresh}, 100_000, settings)
+    assert (both["seeds"], both["eval_mean"], both["eval_std"], both["train_mean"]) == ([1, 2], -200.0, 50.0, -210.0)
+    assert np.isnan(both["best_train_mean"])
+    assert results_store.summary({1: record, 2: fresh}, 100_000, settings)["best_train_mean"] == -850.0

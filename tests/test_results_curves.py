@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -75,3 +76,15 @@ def test_the_runner_keeps_its_runs_curves_beside_its_results(tmp_path):
     steps = curves["Pendulum-v1 a2c"]["1"]["steps"]
     assert 0 < len(steps) <= results_curves.POINTS and steps[-1] <= row["env_steps"]
     assert {name: os.path.getmtime(os.path.join(ROOT, "docs", name)) for name in docs} == docs
+    # another machine (a fresh OUT, no run folders of seed 1) trains seed 2 into the same results:
+    # the row keeps seed 1's record and curve and adds seed 2's
+    shutil.rmtree(tmp_path / "classic")
+    argv = [*argv[:7], "2", *argv[8:11], str(tmp_path / "other"), "--results", str(tmp_path / "results.json")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    merged = json.load(open(tmp_path / "results.json"))["Pendulum-v1"]["a2c"]
+    assert merged["seeds"] == [1, 2] and merged["per_seed"][0] == row["eval_mean"]
+    assert [record["seed"] for record in merged["runs"]] == [1, 2] and merged["runs"][0] == row["runs"][0]
+    assert merged["eval_mean"] == pytest.approx(np.mean(merged["per_seed"]))
+    kept = results_curves.load(str(tmp_path / results_curves.FILE))["Pendulum-v1 a2c"]
+    assert sorted(kept) == ["1", "2"] and kept["1"] == curves["Pendulum-v1 a2c"]["1"]
