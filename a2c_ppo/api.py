@@ -33,6 +33,7 @@ from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import Obs, obs_from_numpy
 from a2c_ppo.resolve import resolve_request
+from a2c_ppo.restore_check import load_model
 from a2c_ppo.session import TrainResult, run
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.spaces import ACTION_MASK
@@ -216,12 +217,7 @@ def load(path: str, *, trust_checkpoint: bool = False, env_kwargs: dict[str, Any
 
     spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
     policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
-    try:
-        policy.load_state_dict(checkpoint["model"])
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"checkpoint {path!r}: its weights do not fit the network its settings build ({str(exc).splitlines()[0]})."
-        ) from None
+    load_model(policy, checkpoint, f"checkpoint {path!r}")
     return Agent(policy, config, checkpoint["normalization"])
 
 

@@ -151,9 +151,32 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: s
             f"{what} {path!r} has checkpoint format {payload['format_version']}, but this a2c_ppo reads format "
             f"{FORMAT_VERSION}; use the a2c_ppo version that wrote it ({payload.get('package_version')})."
         )
-    for key in JSON_FIELDS:
-        payload[key] = json.loads(payload[key])
+    try:
+        for key in JSON_FIELDS:
+            payload[key] = json.loads(payload[key])
+        _check_structure(payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{what} {path!r} is damaged or was not written by a2c_ppo: {exc}. Use another checkpoint."
+        ) from None
     return payload
+
+
+#: The parts of a checkpoint and their types (``restore_check`` checks that their contents fit a
+#: run); a policy saved without training state has no optimizer or rollout state (None).
+PARTS: dict[str, tuple[type, ...]] = {"config": (dict,), "model": (Mapping,), "optimizer": (dict, type(None)),
+         "counters": (dict,), "rng": (dict,), "resume_state": (dict, type(None)), "algorithm": (dict,),
+         "spaces": (dict,)}  # fmt: skip
+
+
+def _check_structure(payload: dict[str, Any]) -> None:
+    """Each part present with its type, the model's parameters named tensors (TypeError or KeyError)."""
+    payload.setdefault("algorithm", {})  # written since the Python API's commit (2bae9c9)
+    for key, kinds in PARTS.items():
+        if not isinstance(payload[key], kinds):
+            raise TypeError(f"its {key} is a {type(payload[key]).__name__}, not a {kinds[0].__name__}")
+    if not all(isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in payload["model"].items()):
+        raise TypeError("its model holds something besides named tensors")
 
 
 def _upgrade_from_format_2(payload: dict[str, Any], name: str) -> None:

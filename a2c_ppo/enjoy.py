@@ -32,6 +32,7 @@ from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.paths import check_writable_dir, latest_checkpoint_path, run_checkpoint_path
+from a2c_ppo.restore_check import load_model, restored
 from a2c_ppo.trajectories import describe_space, save_trajectories
 from a2c_ppo.video import has_display, prepare_offscreen_rendering
 
@@ -163,10 +164,12 @@ def load_replay(
         check_spaces(checkpoint, envs.observation_space, envs.action_space, config.env_name)
         if isinstance(envs.envs, VecNormalize):
             if checkpoint["normalization"]:
-                envs.envs.load_state_dict(checkpoint["normalization"])
+                normalizer = envs.envs
+                restored("the normalisation statistics", f"checkpoint {path!r}",
+                         lambda: normalizer.load_state_dict(checkpoint["normalization"]))  # fmt: skip
             envs.envs.eval()
         policy = policy_for(config, envs.observation_space, envs.action_space)
-        policy.load_state_dict(checkpoint["model"])
+        load_model(policy, checkpoint, f"checkpoint {path!r}")
         policy.eval()
     except BaseException:
         envs.close()

@@ -107,8 +107,10 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         make_gail(config, spaces, None, "cpu", 0)
     if checkpoint is not None:
         from a2c_ppo.checkpoint import check_spaces
+        from a2c_ppo.restore_check import check_restorable
 
         check_spaces(checkpoint, *spaces, config.env_name)
+        check_restorable(checkpoint, config, *spaces, f"--resume {resume!r}")
     if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 alone writes (and checks, without races)
         check_writable_dir(config.run_dir, "--log-dir")
         check_writable_dir(config.save_dir, "--save-dir")

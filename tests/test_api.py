@@ -152,7 +152,7 @@ def test_weights_that_do_not_fit_the_network_are_refused(tmp_path):
     payload = torch.load(result.checkpoint, weights_only=True)
     payload["config"] = payload["config"].replace('"{\\"width\\": 8}"', '"{\\"width\\": 9}"')
     torch.save(payload, tmp_path / "edited.pt")
-    with pytest.raises(a2c_ppo.ConfigError, match="do not fit"):
+    with pytest.raises(a2c_ppo.ConfigError, match="the model cannot be restored"):
         a2c_ppo.load(str(tmp_path / "edited.pt"), trust_checkpoint=True)
 
 

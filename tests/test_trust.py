@@ -92,6 +92,47 @@ def test_every_value_a_checkpoint_gives_is_checked_like_the_flag(tmp_path, chang
     assert not os.path.exists("/tmp/escape") and not os.path.exists(tmp_path / "escape")
 
 
+def _edit(payload: dict, part: str, change) -> None:
+    """Apply ``change`` to the checkpoint part named by a dotted path (``resume_state.obs``)."""
+    *parents, last = part.split(".")
+    for name in parents:
+        payload = payload[name]
+    change(payload, last)
+
+
+def test_a_damaged_or_crafted_checkpoint_is_refused_before_anything_starts(tmp_path):
+    """Each part that does not fit the run (a missing parameter, a wrong shape, an optimizer
+    state of another algorithm, a counter that is text, statistics of another env, ...) is
+    named in one paragraph, exit 2, before a run folder or a worker exists."""
+    good = trained_checkpoint(tmp_path)
+    first = next(iter(torch.load(good, weights_only=True)["model"]))  # a parameter's name
+
+    def drop(parent, key):
+        del parent[key]
+
+    cases = [
+        ("model", lambda p, k: p[k].pop(first), "the model cannot be restored (Error(s) in loading state_dict"),
+        ("model", lambda p, k: p[k].__setitem__(first, torch.zeros(3)), "size mismatch for " + first),
+        ("model", lambda p, k: p.__setitem__(k, {"a": "b"}), "its model holds something besides named tensors"),
+        ("optimizer", lambda p, k: p.__setitem__(k, {"state": {}, "param_groups": []}), "the optimizer state"),
+        ("counters.update", lambda p, k: p.__setitem__(k, "x"), "the counters cannot be restored (update 'x'"),
+        ("algorithm", lambda p, k: p.__setitem__(k, {"agent": {"kl_coef": "abc"}}), "the algorithm's state"),
+        ("resume_state.obs", drop, "the saved rollout state cannot be restored (missing 'obs')"),
+        ("resume_state.masks", lambda p, k: p.__setitem__(k, torch.zeros(7)), "the saved rollout state"),
+        ("rng.torch", lambda p, k: p.__setitem__(k, torch.zeros(3)), "the random number generators' state"),
+        ("normalization", lambda p, k: p.__setitem__(k, {"obs_rms": 1}), "is damaged or was not written by a2c_ppo"),
+    ]
+    for part, change, phrase in cases:
+        edited = torch.load(good, weights_only=True)  # the good file, edited in one part
+        _edit(edited, part, change)
+        path = str(tmp_path / "shared.pt")
+        torch.save(edited, path)
+        proc = run(main_argv(tmp_path / "again", "--resume", path, steps=128))
+        assert proc.returncode == 2 and phrase in proc.stderr, (part, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not os.path.exists(tmp_path / "again"), part  # no run folder: nothing started
+
+
 def test_the_folders_a_checkpoint_names_are_never_written(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     crafted = craft(

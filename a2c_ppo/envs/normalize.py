@@ -27,6 +27,23 @@ def normalized_parts(space: gym.Space) -> list[str | None]:
     ]
 
 
+def observation_statistics(space: gym.Space) -> Any:
+    """Fresh statistics of ``space``'s observations: a ``RunningMeanStd``, or a dict of them by
+    normalised part of a Dict space (``normalized_parts``)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: RunningMeanStd(space.spaces[key].shape or ()) for key in normalized_parts(space) if key}
+    return RunningMeanStd(space.shape or ())
+
+
+def load_observation_statistics(statistics: Any, state: Any) -> None:
+    """``state`` (their ``state_dict``, or a dict of them by part) into ``observation_statistics``."""
+    if isinstance(statistics, dict):
+        for key, rms in statistics.items():
+            rms.load_state_dict(state[key])
+    else:
+        statistics.load_state_dict(state)
+
+
 def normalized(obs: Any, statistics: Any, clip: float = 10.0, epsilon: float = 1e-8) -> Any:
     """``obs`` (a batch, or a dict of batches by part) standardised by ``statistics`` (a
     ``RunningMeanStd``, or a dict of them by part: other parts pass as they are), clipped to
@@ -89,9 +106,7 @@ class VecNormalize(VectorWrapper):
         self.training = True
         space = self.single_observation_space
         self.parts = normalized_parts(space)
-        self.obs_rms: Any = RunningMeanStd(space.shape or ())
-        if isinstance(space, gym.spaces.Dict):
-            self.obs_rms = {key: RunningMeanStd(space.spaces[key].shape or ()) for key in self.parts if key}
+        self.obs_rms: Any = observation_statistics(space)
         self.ret_rms = RunningMeanStd(())
         self._returns = np.zeros(self.num_envs, dtype=np.float64)
 
@@ -197,11 +212,7 @@ class VecNormalize(VectorWrapper):
         when the env count matches (an exact resume), else they start at zero (replay)."""
         self.norm_obs = bool(state["norm_obs"])
         self.norm_reward = bool(state["norm_reward"])
-        if isinstance(self.obs_rms, dict):
-            for key, rms in self.obs_rms.items():
-                rms.load_state_dict(state["obs_rms"][key])
-        else:
-            self.obs_rms.load_state_dict(state["obs_rms"])
+        load_observation_statistics(self.obs_rms, state["obs_rms"])
         self.ret_rms.load_state_dict(state["ret_rms"])
         returns = np.asarray(state["returns"], dtype=np.float64)
         self._returns = returns.copy() if returns.shape == (self.num_envs,) else np.zeros(self.num_envs)

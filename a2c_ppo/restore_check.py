@@ -1,0 +1,109 @@
+"""A checkpoint restored once into fresh CPU objects before anything starts, so that a damaged
+or crafted one is refused with one paragraph (exit 2) instead of a traceback after the workers
+have started.
+
+``load_checkpoint`` (checkpoint.py) reads only tensors and plain data, so a file cannot run code;
+this checks that the data fits the run: the model's parameters the policy's, the optimizer's
+state the algorithm's, the statistics the observation space, the saved rollout state the
+storage. Each part is loaded exactly as the resumed run will load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from a2c_ppo.checkpoint import set_rng_state
+from a2c_ppo.config import RunConfig
+from a2c_ppo.errors import ConfigError
+from a2c_ppo.observations import TensorDict, copy_obs, empty_obs
+from a2c_ppo.precision import preserved_rng
+
+#: What a part of a checkpoint that does not fit raises while it is loaded.
+UNFIT = (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError)
+
+
+def restored(part: str, what: str, load: Callable[[], Any]) -> Any:
+    """``load()``, or a ConfigError saying that ``part`` of checkpoint ``what`` does not fit."""
+    try:
+        return load()
+    except UNFIT as exc:
+        reason = " ".join(line.strip() for line in str(exc).splitlines()) or type(exc).__name__
+        reason = f"missing {reason}" if isinstance(exc, KeyError) else reason
+        reason = reason if len(reason) <= 240 else reason[:237] + "..."
+        raise ConfigError(
+            f"{what} is damaged or was not written by this a2c_ppo for this run: {part} cannot be restored "
+            f"({reason}). Use another checkpoint, or start a new run without it."
+        ) from None
+
+
+def load_model(policy: torch.nn.Module, checkpoint: dict[str, Any], what: str) -> None:
+    """The checkpoint's parameters into ``policy`` (ConfigError where they do not fit)."""
+    restored("the model", what, lambda: policy.load_state_dict(checkpoint["model"]))
+
+
+def check_restorable(
+    checkpoint: dict[str, Any], config: RunConfig, observation_space: gym.Space, action_space: gym.Space, what: str
+) -> None:
+    """Load every part of ``checkpoint`` the way a resumed run of ``config`` will, into objects
+    built here on the CPU; ConfigError naming the first part that does not fit."""
+    from a2c_ppo.builders import make_agent, make_gail, policy_for
+    from a2c_ppo.value_norm import ValueNormalizer
+
+    policy = policy_for(config, observation_space, action_space)
+    agent = make_agent(config, policy)
+    load_model(policy, checkpoint, what)
+    restored("the optimizer state", what, lambda: agent.optimizer.load_state_dict(checkpoint["optimizer"]))
+    algorithm = checkpoint.get("algorithm") or {}
+    if "agent" in algorithm and hasattr(agent, "load_state_dict"):
+        restored("the algorithm's state", what, lambda: agent.load_state_dict(algorithm["agent"]))
+    if "value_norm" in algorithm and config.norm_value:
+        restored("the value normalisation", what, lambda: ValueNormalizer().load_state_dict(algorithm["value_norm"]))
+    if "gail" in algorithm and config.gail:
+        gail = make_gail(config, (observation_space, action_space), None, "cpu", 0)
+        restored("the GAIL discriminator", what, lambda: gail.load_state_dict(algorithm["gail"]))
+    restored("the counters", what, lambda: _counters(checkpoint["counters"]))
+    statistics = checkpoint.get("normalization")
+    if statistics:
+        restored("the normalisation statistics", what, lambda: _normalization(statistics, observation_space))
+    state = checkpoint["resume_state"]
+    restored("the saved rollout state", what, lambda: _rollout_state(state, observation_space, policy))
+    with preserved_rng():
+        restored("the random number generators' state", what, lambda: set_rng_state(checkpoint["rng"]))
+
+
+def _counters(counters: dict[str, Any]) -> None:
+    for name in ("update", "env_steps"):
+        if not isinstance(counters[name], int) or isinstance(counters[name], bool) or counters[name] < 0:
+            raise ValueError(f"{name} {counters[name]!r} is not a count")
+
+
+def _normalization(state: dict[str, Any], observation_space: gym.Space) -> None:
+    from a2c_ppo.envs.normalize import load_observation_statistics, observation_statistics
+    from a2c_ppo.envs.running_stats import RunningMeanStd
+
+    missing = {"norm_obs", "norm_reward", "obs_rms", "ret_rms", "returns"} - set(state)
+    if missing:
+        raise KeyError(", ".join(sorted(missing)))
+    load_observation_statistics(observation_statistics(observation_space), state["obs_rms"])
+    RunningMeanStd(()).load_state_dict(state["ret_rms"])
+    if np.asarray(state["returns"], dtype=np.float64).ndim != 1:
+        raise ValueError("the running returns are not one per env")
+
+
+def _rollout_state(state: dict[str, Any], observation_space: gym.Space, policy: Any) -> None:
+    """The first step of the saved rollout, copied into storage of the saved number of envs."""
+    saved = TensorDict(state["obs"]) if isinstance(state["obs"], dict) else state["obs"]
+    envs = len(next(iter(saved.values())) if isinstance(saved, TensorDict) else saved)
+    copy_obs(empty_obs(observation_space, (envs,)), saved)
+    torch.zeros(envs, policy.recurrent_hidden_state_size).copy_(state["recurrent_hidden_states"])
+    torch.zeros(envs, 1).copy_(state["masks"])
+    episodes = [*state["returns"], *state["lengths"]]
+    if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in episodes):
+        raise TypeError("the last episodes' returns and lengths are not numbers")
+    if state["env_states"] is not None and not isinstance(state["env_states"], list):
+        raise TypeError("the envs' states are not a list")
