@@ -32,24 +32,19 @@ import torch
 
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.files import write_atomically
+from a2c_ppo.trajectory_spaces import (
+    DTYPE_NAMES,
+    Malformed,
+    action_dim,
+    action_range,
+    check_space_desc,
+    describe_space,
+    space_text,
+)
 
 FORMAT_NAME = "a2c_ppo.trajectories"
 FORMAT_VERSION = 1
-#: Box bounds with more elements than this are left out of a space's description (images).
-MAX_BOUNDS_SIZE = 64
 ARRAY_FIELDS = ("obs", "actions", "rewards", "lengths", "returns")
-_DISCRETE_TYPES = ("Discrete", "MultiDiscrete", "MultiBinary")
-_DTYPE_NAMES = {
-    torch.float16: "float16",
-    torch.float32: "float32",
-    torch.float64: "float64",
-    torch.uint8: "uint8",
-    torch.int8: "int8",
-    torch.int16: "int16",
-    torch.int32: "int32",
-    torch.int64: "int64",
-    torch.bool: "bool",
-}
 
 
 @dataclass(frozen=True)
@@ -69,139 +64,53 @@ class Trajectories:
     spaces: dict[str, dict[str, Any]]
 
 
-class _Malformed(Exception):
-    """A field is missing or has the wrong type, shape, dtype or values (the message says which)."""
-
-
-def _bound(value: float) -> float | str:
-    # Strict JSON has no infinities: they are written as the strings "inf" / "-inf".
-    return float(value) if np.isfinite(value) else ("inf" if value > 0 else "-inf")
-
-
-def describe_space(space: gym.Space) -> dict[str, Any]:
-    """JSON-able plain data describing ``space``: type, shape, dtype and what defines its values
-    (Discrete ``n``/``start``, MultiDiscrete ``nvec``/``start``, MultiBinary ``n``, Box bounds
-    when they have at most ``MAX_BOUNDS_SIZE`` elements). Equal descriptions: matching spaces."""
-    name = type(space).__name__
-    if not isinstance(space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
-        raise ValueError(f"expert trajectories support Box, Discrete, MultiDiscrete and MultiBinary spaces, not {name}")
-    desc: dict[str, Any] = {
-        "type": name,
-        "shape": [int(s) for s in space.shape or ()],
-        "dtype": np.dtype(space.dtype).name,
-    }
-    if isinstance(space, gym.spaces.Box) and space.low.size <= MAX_BOUNDS_SIZE:
-        desc["low"] = [_bound(v) for v in space.low.reshape(-1)]
-        desc["high"] = [_bound(v) for v in space.high.reshape(-1)]
-    elif isinstance(space, gym.spaces.Discrete):
-        desc.update(n=int(space.n), start=int(space.start))
-    elif isinstance(space, gym.spaces.MultiDiscrete):
-        desc.update(nvec=space.nvec.reshape(-1).tolist(), start=space.start.reshape(-1).tolist())
-    elif isinstance(space, gym.spaces.MultiBinary):
-        desc["n"] = int(np.prod(space.shape))
-    return desc
-
-
-def action_dim(desc: dict[str, Any]) -> int:
-    """A, the width of a stored action row for the action space described by ``desc``."""
-    if desc["type"] == "Discrete":
-        return 1
-    if desc["type"] == "MultiDiscrete":
-        return len(desc["nvec"])
-    return int(np.prod(desc["shape"], dtype=np.int64))
-
-
-def _space_text(desc: dict[str, Any]) -> str:
-    def text(key: str, value: Any) -> str:  # bounds: one value when all are equal (e.g. -inf)
-        if key in ("low", "high") and isinstance(value, list) and value and value.count(value[0]) == len(value):
-            return str(value[0])
-        return str(value)
-
-    return f"{desc['type']}({', '.join(f'{key}={text(key, value)}' for key, value in desc.items() if key != 'type')})"
-
-
-def _int_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, int) for v in value)
-
-
-def _check_space_desc(desc: Any, role: str) -> None:
-    if not isinstance(desc, dict) or desc.get("type") not in ("Box", *_DISCRETE_TYPES):
-        raise _Malformed(f"its {role} space description has no supported 'type'")
-    if not _int_list(desc.get("shape")) or min(desc["shape"], default=0) < 0:
-        raise _Malformed(f"its {role} space has no valid 'shape'")
-    if desc.get("dtype") not in _DTYPE_NAMES.values():
-        raise _Malformed(f"its {role} space has an unsupported dtype {desc.get('dtype')!r}")
-    kind = desc["type"]
-    if kind in ("Discrete", "MultiBinary") and not (isinstance(desc.get("n"), int) and desc["n"] > 0):
-        raise _Malformed(f"its {role} space has no valid 'n'")
-    if kind == "Discrete" and not isinstance(desc.get("start"), int):
-        raise _Malformed(f"its {role} space has no valid 'start'")
-    if kind == "MultiDiscrete" and not (
-        _int_list(desc.get("nvec")) and _int_list(desc.get("start")) and len(desc["nvec"]) == len(desc["start"])
-    ):
-        raise _Malformed(f"its {role} space has no valid 'nvec' / 'start'")
-
-
-def _action_range(desc: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The smallest and largest valid stored action per column (A,), or None for Box."""
-    if desc["type"] == "Discrete":
-        low = torch.tensor([desc["start"]])
-        return low, low + desc["n"] - 1
-    if desc["type"] == "MultiDiscrete":
-        low = torch.tensor(desc["start"], dtype=torch.int64)
-        return low, low + torch.tensor(desc["nvec"], dtype=torch.int64) - 1
-    if desc["type"] == "MultiBinary":
-        return torch.zeros(desc["n"], dtype=torch.int64), torch.ones(desc["n"], dtype=torch.int64)
-    return None
-
-
 def _check_tensor(fields: dict[str, Any], name: str, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
     tensor = fields[name]
     if not isinstance(tensor, torch.Tensor):
-        raise _Malformed(f"its {name!r} is a {type(tensor).__name__}, not an array")
-    if _DTYPE_NAMES.get(tensor.dtype) != dtype:
-        raise _Malformed(f"its {name!r} has dtype {_DTYPE_NAMES.get(tensor.dtype, tensor.dtype)}, expected {dtype}")
+        raise Malformed(f"its {name!r} is a {type(tensor).__name__}, not an array")
+    if DTYPE_NAMES.get(tensor.dtype) != dtype:
+        raise Malformed(f"its {name!r} has dtype {DTYPE_NAMES.get(tensor.dtype, tensor.dtype)}, expected {dtype}")
     if tuple(tensor.shape) != shape:
-        raise _Malformed(f"its {name!r} has shape {tuple(tensor.shape)}, expected {shape}")
+        raise Malformed(f"its {name!r} has shape {tuple(tensor.shape)}, expected {shape}")
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        raise _Malformed(f"its {name!r} holds a NaN or infinity")
+        raise Malformed(f"its {name!r} holds a NaN or infinity")
     return tensor
 
 
 def _validate(fields: dict[str, Any]) -> Trajectories:
-    """Trajectories from the decoded fields (strings and tensors); _Malformed names the first fault."""
+    """Trajectories from the decoded fields (strings and tensors); Malformed names the first fault."""
     missing = [key for key in ("format", "version", "env_id", "spaces", *ARRAY_FIELDS) if key not in fields]
     if missing:
-        raise _Malformed(f"it lacks the field(s) {', '.join(missing)}")
+        raise Malformed(f"it lacks the field(s) {', '.join(missing)}")
     stamp = (fields["format"], fields["version"])
     if not (isinstance(stamp[0], str) and isinstance(stamp[1], int)) or stamp != (FORMAT_NAME, FORMAT_VERSION):
-        raise _Malformed(f"its format is {stamp[0]!r} version {stamp[1]!r}, not {FORMAT_NAME!r} {FORMAT_VERSION}")
+        raise Malformed(f"its format is {stamp[0]!r} version {stamp[1]!r}, not {FORMAT_NAME!r} {FORMAT_VERSION}")
     if not isinstance(fields["env_id"], str) or not fields["env_id"]:
-        raise _Malformed("its env id is not a non-empty string")
+        raise Malformed("its env id is not a non-empty string")
     try:
         spaces = json.loads(fields["spaces"])
     except (TypeError, ValueError):
-        raise _Malformed("its space description is not JSON text") from None
+        raise Malformed("its space description is not JSON text") from None
     if not isinstance(spaces, dict):
-        raise _Malformed("its space description is not a dict")
+        raise Malformed("its space description is not a dict")
     for role in ("observation", "action"):
-        _check_space_desc(spaces.get(role), role)
+        check_space_desc(spaces.get(role), role)
     obs_desc, act_desc = spaces["observation"], spaces["action"]
     lengths = fields["lengths"]
     if not isinstance(lengths, torch.Tensor) or lengths.dim() != 1 or len(lengths) == 0:
-        raise _Malformed("its 'lengths' is not a non-empty 1-D array")
+        raise Malformed("its 'lengths' is not a non-empty 1-D array")
     _check_tensor(fields, "lengths", "int64", (len(lengths),))
     if bool((lengths < 1).any()):
-        raise _Malformed("an episode length is below 1")
+        raise Malformed("an episode length is below 1")
     rows = int(lengths.sum())
     obs = fields["obs"]
     if isinstance(obs, torch.Tensor) and obs.dim() > 0 and len(obs) != rows:
-        raise _Malformed(f"its episode lengths sum to {rows} but it holds {len(obs)} observation rows")
+        raise Malformed(f"its episode lengths sum to {rows} but it holds {len(obs)} observation rows")
     act_dtype = act_desc["dtype"] if act_desc["type"] == "Box" else "int64"
     actions = _check_tensor(fields, "actions", act_dtype, (rows, action_dim(act_desc)))
-    action_range = _action_range(act_desc)
-    if action_range is not None and bool(((actions < action_range[0]) | (actions > action_range[1])).any()):
-        raise _Malformed("an action lies outside the action space")
+    valid_range = action_range(act_desc)
+    if valid_range is not None and bool(((actions < valid_range[0]) | (actions > valid_range[1])).any()):
+        raise Malformed("an action lies outside the action space")
     return Trajectories(
         obs=_check_tensor(fields, "obs", obs_desc["dtype"], (rows, *obs_desc["shape"])),
         actions=actions,
@@ -271,7 +180,7 @@ def save_trajectories(
     arrays = {key: torch.from_numpy(fields[key]) for key in ARRAY_FIELDS}
     try:
         _validate({**fields, **arrays})
-    except _Malformed as err:
+    except Malformed as err:
         raise ValueError(f"cannot save expert trajectories for {env_id}: {err}") from None
     npz = path.endswith(".npz")
     payload: dict[str, Any] = {key: fields[key] for key in ("format", "version", "env_id", "spaces")}
@@ -333,9 +242,9 @@ def load_trajectories(
         ) from None
     try:
         if not isinstance(fields, dict):
-            raise _Malformed(f"it holds a {type(fields).__name__}, not a dict of fields")
+            raise Malformed(f"it holds a {type(fields).__name__}, not a dict of fields")
         trajectories = _validate(fields)
-    except _Malformed as err:
+    except Malformed as err:
         raise ConfigError(
             f"{name} is not a valid a2c_ppo trajectory file: {err}. Record it again with "
             "a2c_ppo.trajectories.save_trajectories."
@@ -351,8 +260,8 @@ def load_trajectories(
         expected, stored = describe_space(space), trajectories.spaces[role]
         if expected != stored:
             raise ConfigError(
-                f"{name} has the {role} space {_space_text(stored)}, but the env's {role} space is "
-                f"{_space_text(expected)}; pass trajectories recorded on this env with the same wrappers."
+                f"{name} has the {role} space {space_text(stored)}, but the env's {role} space is "
+                f"{space_text(expected)}; pass trajectories recorded on this env with the same wrappers."
             )
     return trajectories
 
