@@ -22,7 +22,7 @@ import torch
 
 from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.callbacks import Callback
-from a2c_ppo.checkpoint import check_trusted, first_non_finite, load_checkpoint
+from a2c_ppo.checkpoint import check_trusted, load_checkpoint
 from a2c_ppo.config import RunConfig
 from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.make import register_factory
@@ -33,7 +33,7 @@ from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import Obs, obs_from_numpy
 from a2c_ppo.resolve import resolve_request
-from a2c_ppo.restore_check import load_model
+from a2c_ppo.restore_check import check_finite, check_normalization, load_model
 from a2c_ppo.session import TrainResult, run
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.spaces import ACTION_MASK
@@ -210,14 +210,13 @@ def load(path: str, *, trust_checkpoint: bool = False, env_kwargs: dict[str, Any
     if env_kwargs is not None:
         known["env_kwargs"] = config.env_kwargs
     check_trusted(config, known, trust_checkpoint, what=f"load({path!r})")
-    bad = first_non_finite(checkpoint["model"])
-    if bad is not None:
-        raise ConfigError(f"checkpoint {path!r}: parameter {bad!r} is not finite; use an earlier checkpoint.")
+    check_finite(checkpoint, f"checkpoint {path!r}")
     from a2c_ppo.envs.check import check_env_id
 
     spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
     policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
     load_model(policy, checkpoint, f"checkpoint {path!r}")
+    check_normalization(checkpoint, spaces[0], f"checkpoint {path!r}")
     return Agent(policy, config, checkpoint["normalization"])
 
 

@@ -53,8 +53,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and torch.cuda.is_available():  # the GPUs this machine has, of those saved
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
     keys = state["numpy"]["keys"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
     version, internal, gauss = json.loads(state["python"])
@@ -144,17 +144,19 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: s
         ) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ConfigError(f"{what} {path!r} is not an a2c_ppo checkpoint.")
-    if payload["format_version"] == 2:
-        _upgrade_from_format_2(payload, f"{what} {path!r}")
-    if payload["format_version"] != FORMAT_VERSION:
-        raise ConfigError(
-            f"{what} {path!r} has checkpoint format {payload['format_version']}, but this a2c_ppo reads format "
-            f"{FORMAT_VERSION}; use the a2c_ppo version that wrote it ({payload.get('package_version')})."
-        )
     try:
+        if payload["format_version"] == 2:
+            _upgrade_from_format_2(payload, f"{what} {path!r}")
+        if payload["format_version"] != FORMAT_VERSION:
+            raise ConfigError(
+                f"{what} {path!r} has checkpoint format {payload['format_version']}, but this a2c_ppo reads format "
+                f"{FORMAT_VERSION}; use the a2c_ppo version that wrote it ({payload.get('package_version')})."
+            )
         for key in JSON_FIELDS:
             payload[key] = json.loads(payload[key])
         _check_structure(payload)
+    except ConfigError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
             f"{what} {path!r} is damaged or was not written by a2c_ppo: {exc}. Use another checkpoint."
@@ -177,6 +179,12 @@ def _check_structure(payload: dict[str, Any]) -> None:
             raise TypeError(f"its {key} is a {type(payload[key]).__name__}, not a {kinds[0].__name__}")
     if not all(isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in payload["model"].items()):
         raise TypeError("its model holds something besides named tensors")
+    for name in ("update", "env_steps"):
+        count = payload["counters"].get(name)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise TypeError(f"its counter {name} is {count!r}, not a count")
+    if not all(isinstance(payload["spaces"].get(role), dict) for role in ("observation", "action")):
+        raise TypeError("its spaces lack the observation or action space")
 
 
 def _upgrade_from_format_2(payload: dict[str, Any], name: str) -> None:

@@ -25,6 +25,7 @@ from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
 from a2c_ppo.envs.subproc import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
+from a2c_ppo.errors import ConfigError
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import TensorDict, copy_obs
 from a2c_ppo.signals import StopSignals
@@ -166,7 +167,14 @@ class Checkpointer:
             == run.config.num_processes
         )
         if exact:
-            set_snapshots(run.envs.envs, state["env_states"])
+            try:
+                set_snapshots(run.envs.envs, state["env_states"])
+            except (EnvWorkerError, ValueError, TypeError, KeyError) as exc:  # the first line: no worker traceback
+                raise ConfigError(
+                    f"the checkpoint's env states do not fit these envs ({str(exc).splitlines()[0]}); it is damaged "
+                    "or was not written "
+                    "by this a2c_ppo for this env. Use another checkpoint, or start a new run without it."
+                ) from None
             r = run.rollouts
             copy_obs(r.obs[0], saved_obs)
             r.recurrent_hidden_states[0].copy_(state["recurrent_hidden_states"])

@@ -22,7 +22,7 @@ from gymnasium.error import DependencyNotInstalled
 from a2c_ppo import console
 from a2c_ppo.arguments import TRUST_HELP, ArgumentParser, fail
 from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
-from a2c_ppo.checkpoint import check_spaces, check_trusted, first_non_finite, load_checkpoint
+from a2c_ppo.checkpoint import check_spaces, check_trusted, load_checkpoint
 from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
 from a2c_ppo.config import ALGOS, RunConfig, check_value
 from a2c_ppo.envs import VecNormalize, check_env_id
@@ -32,7 +32,7 @@ from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.paths import check_writable_dir, latest_checkpoint_path, run_checkpoint_path
-from a2c_ppo.restore_check import load_model, restored
+from a2c_ppo.restore_check import check_finite, load_model, restored
 from a2c_ppo.trajectories import describe_space, save_trajectories
 from a2c_ppo.video import has_display, prepare_offscreen_rendering
 
@@ -144,12 +144,7 @@ def load_replay(
     check_trusted(config, typed, trust, what=f"{what} {path!r}")
     for note in notes:
         console.out.line(note)
-    bad = first_non_finite(checkpoint["model"])
-    if bad is not None:
-        raise ConfigError(
-            f"checkpoint {path!r} is refused: its parameter {bad!r} is not finite (NaN or infinity), so the policy "
-            "it holds cannot act. Use an earlier checkpoint of the run."
-        )
+    check_finite(checkpoint, f"checkpoint {path!r}")
     if env_name:
         config = config.replace(env_name=env_name)
     if env_kwargs is not None:

@@ -101,16 +101,17 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     validate(config)
     config = _with_chunk_length(config, notes)
     _check_policy_fits(config, *spaces)
+    gail = None
     if config.gail:  # the expert file is read and checked before anything starts
         from a2c_ppo.builders import make_gail
 
-        make_gail(config, spaces, None, "cpu", 0)
+        gail = make_gail(config, spaces, None, "cpu", 0)
     if checkpoint is not None:
         from a2c_ppo.checkpoint import check_spaces
         from a2c_ppo.restore_check import check_restorable
 
         check_spaces(checkpoint, *spaces, config.env_name)
-        check_restorable(checkpoint, config, *spaces, f"--resume {resume!r}")
+        check_restorable(checkpoint, config, spaces, f"--resume {resume!r}", gail)
     if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 alone writes (and checks, without races)
         check_writable_dir(config.run_dir, "--log-dir")
         check_writable_dir(config.save_dir, "--save-dir")

@@ -11,20 +11,23 @@ storage. Each part is loaded exactly as the resumed run will load it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from a2c_ppo.checkpoint import set_rng_state
+from a2c_ppo.checkpoint import first_non_finite, set_rng_state
 from a2c_ppo.config import RunConfig
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.observations import TensorDict, copy_obs, empty_obs
 from a2c_ppo.precision import preserved_rng
 
+if TYPE_CHECKING:
+    from a2c_ppo.algo.gail import GAIL
+
 #: What a part of a checkpoint that does not fit raises while it is loaded.
-UNFIT = (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError)
+UNFIT = (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, StopIteration)
 
 
 def restored(part: str, what: str, load: Callable[[], Any]) -> Any:
@@ -41,19 +44,44 @@ def restored(part: str, what: str, load: Callable[[], Any]) -> Any:
         ) from None
 
 
+def check_finite(checkpoint: dict[str, Any], what: str) -> None:
+    """ConfigError where a parameter of the checkpoint's model is NaN or infinite."""
+    bad = first_non_finite(checkpoint["model"])
+    if bad is not None:
+        raise ConfigError(
+            f"{what} is refused: its parameter {bad!r} is not finite (NaN or infinity), so the policy it holds "
+            "cannot act. Use an earlier checkpoint of the run."
+        )
+
+
+def check_normalization(checkpoint: dict[str, Any], observation_space: gym.Space, what: str) -> None:
+    """ConfigError where the checkpoint's normalisation statistics do not fit ``observation_space``."""
+    statistics = checkpoint.get("normalization")
+    if statistics:
+        restored("the normalisation statistics", what, lambda: _normalization(statistics, observation_space))
+
+
 def load_model(policy: torch.nn.Module, checkpoint: dict[str, Any], what: str) -> None:
     """The checkpoint's parameters into ``policy`` (ConfigError where they do not fit)."""
     restored("the model", what, lambda: policy.load_state_dict(checkpoint["model"]))
 
 
 def check_restorable(
-    checkpoint: dict[str, Any], config: RunConfig, observation_space: gym.Space, action_space: gym.Space, what: str
+    checkpoint: dict[str, Any],
+    config: RunConfig,
+    spaces: tuple[gym.Space, gym.Space],
+    what: str,
+    gail: GAIL | None = None,
 ) -> None:
-    """Load every part of ``checkpoint`` the way a resumed run of ``config`` will, into objects
-    built here on the CPU; ConfigError naming the first part that does not fit."""
-    from a2c_ppo.builders import make_agent, make_gail, policy_for
+    """Load every part of ``checkpoint`` the way a resumed run of ``config`` (with ``gail``, its
+    discriminator, where it has one) will, into objects built here on the CPU; ConfigError
+    naming the first part that does not fit. The envs' own states are checked where they are
+    restored, in the workers (``Checkpointer.restore``)."""
+    from a2c_ppo.builders import make_agent, policy_for
     from a2c_ppo.value_norm import ValueNormalizer
 
+    observation_space, action_space = spaces
+    check_finite(checkpoint, what)
     policy = policy_for(config, observation_space, action_space)
     agent = make_agent(config, policy)
     load_model(policy, checkpoint, what)
@@ -63,23 +91,14 @@ def check_restorable(
         restored("the algorithm's state", what, lambda: agent.load_state_dict(algorithm["agent"]))
     if "value_norm" in algorithm and config.norm_value:
         restored("the value normalisation", what, lambda: ValueNormalizer().load_state_dict(algorithm["value_norm"]))
-    if "gail" in algorithm and config.gail:
-        gail = make_gail(config, (observation_space, action_space), None, "cpu", 0)
-        restored("the GAIL discriminator", what, lambda: gail.load_state_dict(algorithm["gail"]))
-    restored("the counters", what, lambda: _counters(checkpoint["counters"]))
-    statistics = checkpoint.get("normalization")
-    if statistics:
-        restored("the normalisation statistics", what, lambda: _normalization(statistics, observation_space))
+    if "gail" in algorithm and gail is not None:
+        discriminator = gail
+        restored("the GAIL discriminator", what, lambda: discriminator.load_state_dict(algorithm["gail"]))
+    check_normalization(checkpoint, observation_space, what)
     state = checkpoint["resume_state"]
     restored("the saved rollout state", what, lambda: _rollout_state(state, observation_space, policy))
     with preserved_rng():
         restored("the random number generators' state", what, lambda: set_rng_state(checkpoint["rng"]))
-
-
-def _counters(counters: dict[str, Any]) -> None:
-    for name in ("update", "env_steps"):
-        if not isinstance(counters[name], int) or isinstance(counters[name], bool) or counters[name] < 0:
-            raise ValueError(f"{name} {counters[name]!r} is not a count")
 
 
 def _normalization(state: dict[str, Any], observation_space: gym.Space) -> None:
@@ -105,5 +124,9 @@ def _rollout_state(state: dict[str, Any], observation_space: gym.Space, policy: 
     episodes = [*state["returns"], *state["lengths"]]
     if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in episodes):
         raise TypeError("the last episodes' returns and lengths are not numbers")
+    if not np.isfinite(np.asarray(episodes, dtype=np.float64)).all():
+        raise ValueError("a last episode's return is not finite")
     if state["env_states"] is not None and not isinstance(state["env_states"], list):
         raise TypeError("the envs' states are not a list")
+    if not isinstance(state["why_not_exact"], (str, type(None))):
+        raise TypeError("why_not_exact is not text")

@@ -159,6 +159,8 @@ def _run(
         hooks: list[Callback] = [curve, LogCallback(logger, ctx, config.log_interval), *main_hooks, *callbacks]
         loop(trainer, checkpointer, hooks, signals)
         if logger is not None:
+            if not os.path.isfile(path):  # a finished checkpoint resumed into a new folder: no update ran
+                checkpointer.save_copy(trainer, path)
             latest = latest_checkpoint_path(config.save_dir, config.algo, config.env_name)
             copy_atomically(path, latest)
             latest_best = best_copy_path(latest)

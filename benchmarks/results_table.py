@@ -207,18 +207,19 @@ def train(out: str, env_id: str, algo: str, seed: int, scale: float) -> None:
 def summarise(
     out: str, env_id: str, algo: str, seeds: list[int], scale: float, stored: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """The row of ``env_id`` and ``algo`` (None if no seed finished): the runs of ``seeds``
-    finished in ``out``, and the seeds of the ``stored`` row trained elsewhere with the same
-    settings and budget (``results_store.kept_records``)."""
+    """The row of ``env_id`` and ``algo``: the runs of ``seeds`` finished in ``out``, and the
+    seeds of the ``stored`` row trained elsewhere with the same settings and budget
+    (``results_store.kept_records``); None where no seed finished in ``out``."""
     steps, batch = budget(env_id, algo, scale)
     env_steps, settings = steps // batch * batch, entry_settings(env_id, algo)
-    records = kept_records(stored, settings, env_steps)
-    times = wall_times(out)
+    times, fresh = wall_times(out), {}
     for seed in seeds:
         run_dir, done = find_run(out, env_id, algo, seed, steps)
         if done and run_dir is not None:
-            records[seed] = seed_record(seed, run_dir, times.get(os.path.relpath(run_dir, out), float("nan")))
-    return summary(records, env_steps, settings) if records else None
+            fresh[seed] = seed_record(seed, run_dir, times.get(os.path.relpath(run_dir, out), float("nan")))
+    if not fresh:  # nothing new here: the stored row stays as it is
+        return None
+    return summary({**kept_records(stored, settings, env_steps), **fresh}, env_steps, settings)
 
 
 def id_table(env_id: str, summaries: dict[str, dict[str, Any] | None], scale: float) -> str:

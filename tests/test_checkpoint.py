@@ -167,7 +167,8 @@ def test_a_format_2_ppo_checkpoint_resumes_with_the_same_adam_state(tmp_path):
             p.grad = g
         adam.step()
     old_path = tmp_path / "old.pt"
-    old_payload = {"format_version": 2, "config": '{"algo": "ppo"}', "normalization": "null", "spaces": "{}",
+    old_payload = {"format_version": 2, "config": '{"algo": "ppo"}', "normalization": "null",
+                   "spaces": '{"observation": {}, "action": {}}',
                    "counters": {"update": 3, "env_steps": 96}, "rng": {}, "resume_state": None}  # fmt: skip
     torch.save({**old_payload, "model": reference.state_dict(), "optimizer": adam.state_dict()}, old_path)
     checkpoint = load_checkpoint(str(old_path))

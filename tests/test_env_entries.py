@@ -341,3 +341,13 @@ def test_a_stored_row_keeps_its_seeds_only_for_the_same_settings_and_budget():
     assert (both["seeds"], both["eval_mean"], both["eval_std"], both["train_mean"]) == ([1, 2], -200.0, 50.0, -210.0)
     assert np.isnan(both["best_train_mean"])
     assert results_store.summary({1: record, 2: fresh}, 100_000, settings)["best_train_mean"] == -850.0
+
+
+def test_a_row_with_no_seed_finished_here_is_left_as_stored(tmp_path):
+    """``--report-only`` on a machine without the row's run folders rewrites nothing (a stored
+    row's best training return would be lost with its test points)."""
+    steps, batch = results_table.budget("Pendulum-v1", "a2c")
+    settings = results_table.entry_settings("Pendulum-v1", "a2c")
+    record = {"seed": 1, "run_dir": "r1", "wall_s": 1.0, "eval": -150.0, "train": -160.0, "tests": None, "end": None}
+    stored = results_store.summary({1: record}, steps // batch * batch, settings)
+    assert results_table.summarise(str(tmp_path), "Pendulum-v1", "a2c", [1, 2, 3], 1.0, stored) is None

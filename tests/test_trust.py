@@ -103,9 +103,15 @@ def _edit(payload: dict, part: str, change) -> None:
 def test_a_damaged_or_crafted_checkpoint_is_refused_before_anything_starts(tmp_path):
     """Each part that does not fit the run (a missing parameter, a wrong shape, an optimizer
     state of another algorithm, a counter that is text, statistics of another env, ...) is
-    named in one paragraph, exit 2, before a run folder or a worker exists."""
-    good = trained_checkpoint(tmp_path)
+    named in one paragraph, exit 2, before a run folder or a worker exists (the envs' own states
+    are checked where they are restored, in the envs: the run folder made for them is removed)."""
+    proc = run(main_argv(tmp_path, "--env-name", "CartPole-v1", "--norm-obs", steps=64))
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = run_folders(tmp_path)
+    good = os.path.join(folder, "checkpoint.pt")
     first = next(iter(torch.load(good, weights_only=True)["model"]))  # a parameter's name
+    statistics = json.loads(torch.load(good, weights_only=True)["normalization"])
+    other_env = json.dumps({**statistics, "obs_rms": {"mean": [0.0] * 2, "var": [1.0] * 2, "count": 9.0}})
 
     def drop(parent, key):
         del parent[key]
@@ -115,12 +121,20 @@ def test_a_damaged_or_crafted_checkpoint_is_refused_before_anything_starts(tmp_p
         ("model", lambda p, k: p[k].__setitem__(first, torch.zeros(3)), "size mismatch for " + first),
         ("model", lambda p, k: p.__setitem__(k, {"a": "b"}), "its model holds something besides named tensors"),
         ("optimizer", lambda p, k: p.__setitem__(k, {"state": {}, "param_groups": []}), "the optimizer state"),
-        ("counters.update", lambda p, k: p.__setitem__(k, "x"), "the counters cannot be restored (update 'x'"),
+        ("counters.update", lambda p, k: p.__setitem__(k, "x"), "its counter update is 'x', not a count"),
         ("algorithm", lambda p, k: p.__setitem__(k, {"agent": {"kl_coef": "abc"}}), "the algorithm's state"),
         ("resume_state.obs", drop, "the saved rollout state cannot be restored (missing 'obs')"),
         ("resume_state.masks", lambda p, k: p.__setitem__(k, torch.zeros(7)), "the saved rollout state"),
         ("rng.torch", lambda p, k: p.__setitem__(k, torch.zeros(3)), "the random number generators' state"),
         ("normalization", lambda p, k: p.__setitem__(k, {"obs_rms": 1}), "is damaged or was not written by a2c_ppo"),
+        ("normalization", lambda p, k: p.__setitem__(k, other_env), "statistics cannot be restored (cannot reshape"),
+        ("counters", lambda p, k: p[k].pop("update"), "its counter update is None, not a count"),
+        ("spaces", lambda p, k: p.__setitem__(k, "{}"), "its spaces lack the observation or action space"),
+        ("resume_state.obs", lambda p, k: p.__setitem__(k, {}), "the saved rollout state cannot be restored"),
+        ("resume_state.why_not_exact", drop, "the saved rollout state cannot be restored (missing 'why_not_exact')"),
+        ("resume_state.returns", lambda p, k: p.__setitem__(k, [float("nan")]), "return is not finite"),
+        ("model", lambda p, k: p[k][first].fill_(float("nan")), f"its parameter {first!r} is not finite"),
+        ("resume_state.env_states", lambda p, k: p[k][0].__setitem__("layers", []), "env states do not fit these envs"),
     ]
     for part, change, phrase in cases:
         edited = torch.load(good, weights_only=True)  # the good file, edited in one part
@@ -130,7 +144,17 @@ def test_a_damaged_or_crafted_checkpoint_is_refused_before_anything_starts(tmp_p
         proc = run(main_argv(tmp_path / "again", "--resume", path, steps=128))
         assert proc.returncode == 2 and phrase in proc.stderr, (part, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        assert not os.path.exists(tmp_path / "again"), part  # no run folder: nothing started
+        assert not run_folders(tmp_path / "again"), part  # no run folder is left (envs' states: checked in them)
+
+
+def test_a_finished_checkpoint_resumed_into_a_new_folder_is_written_there(tmp_path):
+    good = trained_checkpoint(tmp_path)  # its whole budget trained: no update runs again
+    proc = run(main_argv(tmp_path / "again", "--resume", good, steps=64))
+    assert proc.returncode == 0 and "Done: 64 env steps" in proc.stdout, proc.stderr
+    (folder,) = run_folders(tmp_path / "again")
+    saved = torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)
+    assert saved["counters"] == torch.load(good, weights_only=True)["counters"]
+    assert os.path.isfile(tmp_path / "again" / "models" / "ppo" / "CartPole-v1.pt")
 
 
 def test_the_folders_a_checkpoint_names_are_never_written(tmp_path):
