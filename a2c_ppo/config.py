@@ -263,6 +263,13 @@ class RunConfig:
         ALGORITHM,
         flag="on-off",
     )
+    value_norm_stats: str = setting(
+        "returns",
+        "what --norm-value's std is taken over: the rollouts' bootstrapped returns (returns, Tianshou's) or each "
+        "env's running discounted sum of rewards (rewards, as --norm-reward's: no feedback from the critic)",
+        ALGORITHM,
+        choices=("returns", "rewards"),
+    )
     vec_env: str = setting(
         "auto",
         "how envs are stepped: our vector env (sync: in this process; subproc: on worker processes too), EnvPool "

@@ -240,6 +240,11 @@ def validate(config: RunConfig) -> None:
             "--cnn-head-size adds layers to the built-in CNN, and a --policy-base network builds its own; drop "
             "--cnn-head-size (give your network its sizes with --policy-kwargs)."
         )
+    if config.value_norm_stats != "returns" and not config.norm_value:
+        raise ConfigError(
+            f"--value-norm-stats {config.value_norm_stats} chooses the statistics of --norm-value, which is off; "
+            "add --norm-value or drop --value-norm-stats."
+        )
     if config.num_env_steps < batch:
         raise ConfigError(
             f"--num-env-steps {config.num_env_steps} is less than one update's batch "

@@ -76,7 +76,7 @@ class Trainer:
             self.policy.recurrent_hidden_state_size,
             recurrent_chunk_length=config.recurrent_chunk_length,
         ).to(ctx.device)
-        self.value_normalizer = ValueNormalizer() if config.norm_value else None
+        self.value_normalizer = ValueNormalizer(config.value_norm_stats, config.gamma) if config.norm_value else None
         self.returns: deque = deque(maxlen=EPISODE_WINDOW)
         self.lengths: deque = deque(maxlen=EPISODE_WINDOW)
         self.update, self.env_steps = 0, 0

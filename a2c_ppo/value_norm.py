@@ -28,10 +28,19 @@ VARIANCE_EPS = 1e-8
 
 
 class ValueNormalizer:
-    """The returns' running variance, and the rollout's returns in the critic's units."""
+    """The running variance of the returns, and the rollout's returns in the critic's units.
 
-    def __init__(self) -> None:
+    ``stats_from`` ``returns``: the variance of the returns the rollouts compute (Tianshou's).
+    Their bootstrap values are the critic's outputs times ``sigma``, so a critic's error feeds
+    back into ``sigma``: with 5-step rollouts on Hopper it grew from about 30 to 1,500 within
+    50k steps (docs/BENCHMARKS.md). ``rewards``: the variance of each env's running discounted
+    sum of rewards (what ``--norm-reward`` scales by), which the critic does not touch.
+    """
+
+    def __init__(self, stats_from: str = "returns", gamma: float = 0.99) -> None:
         self.stats = RunningMeanStd()
+        self.stats_from, self.gamma = stats_from, gamma
+        self.running: torch.Tensor | None = None  # (N, 1) each env's discounted reward sum (``rewards``)
 
     @property
     def scale(self) -> float:
@@ -54,7 +63,8 @@ class ValueNormalizer:
         rollouts.value_preds.mul_(sigma)
         rollouts.bootstrap_values.mul_(sigma)
         returns(next_value * sigma)
-        rows = rollouts.returns if rollouts.valid is None else rollouts.returns[rollouts.valid]
+        seen = rollouts.returns if self.stats_from == "returns" else self._discounted_rewards(rollouts)
+        rows = seen if rollouts.valid is None else seen[rollouts.valid]
         self.stats.update(rows.reshape(-1).double().cpu().numpy())
         sync_running_stats([self.stats], reducer)
         rollouts.returns.div_(sigma)
@@ -62,8 +72,25 @@ class ValueNormalizer:
         rollouts.bootstrap_values.div_(sigma)
         rollouts.value_scale = sigma
 
+    def _discounted_rewards(self, rollouts: RolloutStorage) -> torch.Tensor:
+        """(T, N, 1): each env's discounted sum of rewards after each step, restarting where an
+        episode starts (``masks`` 0), carried over from rollout to rollout in ``running``."""
+        running = self.running
+        if running is None or running.shape != rollouts.rewards[0].shape:
+            running = torch.zeros_like(rollouts.rewards[0])
+        sums = torch.empty_like(rollouts.rewards)
+        for t in range(rollouts.rewards.shape[0]):
+            running = self.gamma * running * rollouts.masks[t] + rollouts.rewards[t]
+            sums[t] = running
+        self.running = running
+        return sums
+
     def state_dict(self) -> dict[str, Any]:
-        return self.stats.state_dict()
+        """The statistics, and each env's running sum where they come from the rewards."""
+        state = self.stats.state_dict()
+        return state if self.running is None else {**state, "running": self.running.reshape(-1).tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stats.load_state_dict(state)
+        running = state.get("running")
+        self.running = None if running is None else torch.as_tensor(running, dtype=torch.float32).reshape(-1, 1)

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from a2c_ppo.paths import safe_name  # noqa: E402
-from benchmarks.runs import column, train, wall_time  # noqa: E402
+from benchmarks.runs import last_logged, markdown_table, train, wall_time  # noqa: E402
 
 VARIANTS = ("clip", "kl-penalty")
 
@@ -45,15 +45,12 @@ def main() -> None:
                 run_dir = train(folder, flags, f"{env_id} {variant} seed {seed}")
                 if run_dir is None:
                     continue
-                evals = column(run_dir, "eval/mean_return")
-                trains = column(run_dir, "charts/episodic_return")
-                rows.append((env_id, variant, seed, evals[-1][1] if evals else float("nan"),
-                             trains[-1][1] if trains else float("nan"), wall_time(folder)))  # fmt: skip
-    print(f"\nPPO clip vs KL penalty, mujoco preset, {opts.steps:,} env steps\n")
-    print("| env | variant | seed | final evaluation return | last 10 training episodes | wall s |")
-    print("|---|---|---:|---:|---:|---:|")
-    for env_id, variant, seed, final_eval, final_train, wall in rows:
-        print(f"| {env_id} | {variant} | {seed} | {final_eval:,.0f} | {final_train:,.0f} | {wall:.0f} |")
+                final = [last_logged(run_dir, name) for name in ("eval/mean_return", "charts/episodic_return")]
+                rows.append((env_id, variant, seed, *final, wall_time(folder)))
+    columns = ["env", "variant", "seed", "final evaluation return", "last 10 training episodes", "wall s"]
+    text = [[env_id, variant, str(seed), f"{final_eval:,.0f}", f"{final_train:,.0f}", f"{wall:.0f}"]
+            for env_id, variant, seed, final_eval, final_train, wall in rows]  # fmt: skip
+    print(markdown_table(f"\nPPO clip vs KL penalty, mujoco preset, {opts.steps:,} env steps", columns, text))
     for env_id in opts.envs:
         means = {v: [r[3] for r in rows if r[0] == env_id and r[1] == v] for v in VARIANTS}
         text = ", ".join(f"{v} {statistics.fmean(m):,.0f}" for v, m in means.items() if m)

@@ -11,7 +11,6 @@ seeds with the same settings and budget adds to the row instead of replacing it
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from a2c_ppo.presets import ENV_ENTRIES
 from benchmarks.published import TIANSHOU_TEST_EVERY
-from benchmarks.runs import best_of_tests, tianshou_tests
+from benchmarks.runs import best_of_tests, last_logged, tianshou_tests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS_RESULTS = os.path.join(ROOT, "docs", "results.json")
@@ -52,18 +51,11 @@ def shown(path: str) -> str:
     return os.path.abspath(path) if relative.startswith("..") else relative
 
 
-def last_value(run_dir: str, column: str) -> float:
-    """The last logged value of ``column`` in the run's progress.csv (NaN if none)."""
-    with open(os.path.join(run_dir, "progress.csv"), newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row.get(column)]
-    return float(rows[-1][column]) if rows else float("nan")
-
-
 def seed_record(seed: int, run_dir: str, wall_s: float) -> dict[str, Any]:
     """One finished run's record, read from its folder."""
     return {
         "seed": seed, "run_dir": shown(run_dir), "wall_s": wall_s,
-        "eval": last_value(run_dir, "eval/mean_return"), "train": last_value(run_dir, "charts/episodic_return"),
+        "eval": last_logged(run_dir, "eval/mean_return"), "train": last_logged(run_dir, "charts/episodic_return"),
         **tianshou_tests(run_dir, TIANSHOU_TEST_EVERY),
     }  # fmt: skip
 

@@ -111,6 +111,18 @@ def column(run_dir: str, name: str) -> list[tuple[int, float]]:
         return [(int(row["env_steps"]), float(row[name])) for row in csv.DictReader(f) if row.get(name)]
 
 
+def last_logged(run_dir: str, name: str) -> float:
+    """The last value of ``name`` in the run's progress.csv (NaN if it logged none)."""
+    values = column(run_dir, name)
+    return values[-1][1] if values else float("nan")
+
+
+def markdown_table(title: str, columns: list[str], rows: list[list[str]]) -> str:
+    """A benchmark's table: ``title``, then a Markdown table whose first column is left-aligned."""
+    lines = [title, "", "| " + " | ".join(columns) + " |", "|---" + "|---:" * (len(columns) - 1) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def first_reaching(run_dir: str, name: str, threshold: float) -> int | None:
     """The env steps of the first row whose ``name`` is at least ``threshold``, or None."""
     return next((steps for steps, value in column(run_dir, name) if value >= threshold), None)

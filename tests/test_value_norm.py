@@ -10,6 +10,7 @@ import torch
 
 from a2c_ppo.algo.common import rollout_advantages
 from a2c_ppo.arguments import resolve
+from a2c_ppo.errors import ConfigError
 from a2c_ppo.storage import RolloutStorage
 from a2c_ppo.value_norm import ValueNormalizer
 from tests.helpers import assert_exact_resume
@@ -82,3 +83,35 @@ def test_it_replaces_the_reward_scaling_of_a_preset_or_entry_unless_that_is_type
     assert norm_reward() and not norm_reward("--norm-value")  # the entry's (the zoo's normalize=True)
     assert norm_reward("--preset", "mujoco") and not norm_reward("--preset", "mujoco", "--norm-value")
     assert norm_reward("--norm-value", "--norm-reward")
+
+
+def test_the_statistics_can_come_from_each_envs_discounted_rewards():
+    """``--value-norm-stats rewards``: the std is over each env's running discounted sum of
+    rewards, restarted where an episode starts and carried over rollouts; not the returns."""
+    normalizer = ValueNormalizer("rewards", gamma=0.5)
+    first, second = RolloutStorage(2, 2, (1,), 1), RolloutStorage(2, 2, (1,), 1)
+    first.rewards[:, :, 0] = torch.tensor([[1.0, 4.0], [2.0, 8.0]])
+    first.masks[1, 1, 0] = 0.0  # env 1's second step starts a new episode
+    second.rewards[:, :, 0] = torch.tensor([[2.0, 2.0], [0.0, 0.0]])
+    second.masks[1, 0, 0] = 0.0
+    for r in (first, second):
+        returns = functools.partial(r.compute_returns, use_gae=True, gamma=0.5, gae_lambda=0.5)
+        normalizer.compute_returns(r, torch.full((2, 1), 100.0), returns, None)  # bootstraps do not count
+    # env 0: 1, 0.5 + 2 = 2.5, 1.25 + 2 = 3.25, new episode: 0; env 1: 4, new episode 8, 4 + 2 = 6, 3
+    sums = torch.tensor([1.0, 4.0, 2.5, 8.0, 3.25, 6.0, 0.0, 3.0], dtype=torch.float64)
+    assert normalizer.stats.mean == pytest.approx(sums.mean().item(), rel=1e-4)
+    assert normalizer.stats.var == pytest.approx(sums.var(unbiased=False).item(), rel=1e-3)
+    assert normalizer.running is not None and normalizer.running[:, 0].tolist() == [0.0, 3.0]
+    restored = ValueNormalizer("rewards", gamma=0.5)
+    restored.load_state_dict(normalizer.state_dict())
+    assert restored.running is not None and torch.equal(restored.running, normalizer.running)
+
+
+def test_rewards_statistics_resume_exactly_and_need_norm_value(tmp_path):
+    flags = ["--env-name", "Pendulum-v1", "--algo", "a2c", "--num-processes", "2", "--num-steps", "5", "--norm-value",
+             "--value-norm-stats", "rewards", "--no-use-linear-lr-decay", "--save-interval", "1",
+             "--precision", "fp32", "--overlap", "off"]  # fmt: skip
+    halfway = assert_exact_resume(tmp_path, flags, 200)
+    assert "running" in halfway["algorithm"]["value_norm"]
+    with pytest.raises(ConfigError, match="add --norm-value or drop --value-norm-stats"):
+        resolve(["--env-name", "Pendulum-v1", "--value-norm-stats", "rewards", "--log-dir", str(tmp_path)])
