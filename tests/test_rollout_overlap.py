@@ -168,10 +168,11 @@ def test_overlapped_and_plain_rollouts_of_a_stochastic_policy_agree_for_a_seed(
         policy = real_policy(recurrent, action_space, sde)
         results.append(run(policy, make_envs(num_envs, overlap, action_space), T=6, fast=fast))
     (plain, plain_episodes), (overlapped, overlapped_episodes) = results
-    assert overlapped_episodes == [[(pytest.approx(ret), length) for ret, length in eps] for eps in plain_episodes]
+    # float32 rounding: a few ulps of values up to ~50 (2e-6 on this CPU's kernels); a wrong draw is O(0.1)
+    assert overlapped_episodes == [[(pytest.approx(ret, rel=1e-5), n) for ret, n in eps] for eps in plain_episodes]
     for snap_plain, snap_overlapped in zip(plain, overlapped):
         for name in FIELDS:
-            torch.testing.assert_close(snap_overlapped[name], snap_plain[name], rtol=0, atol=1e-6, msg=name)
+            torch.testing.assert_close(snap_overlapped[name], snap_plain[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
