@@ -41,8 +41,8 @@ import gymnasium as gym
 import numpy as np
 
 from a2c_ppo.config import check_value
-from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv, default_in_main
-from a2c_ppo.envs.subproc.worker import default_workers, usable_cpus
+from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv
+from a2c_ppo.envs.subproc.worker import default_in_main, default_workers, usable_cpus
 from a2c_ppo.envs.timeouts import time_limit
 from a2c_ppo.errors import ConfigError
 

@@ -6,6 +6,7 @@ envs over the shared buffers), ``worker`` (the worker process), ``infos`` (the i
 """
 
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
-from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv, default_in_main
+from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv
+from a2c_ppo.envs.subproc.worker import default_in_main
 
 __all__ = ["EnvWorkerError", "SubprocVecEnv", "default_in_main"]

@@ -38,37 +38,17 @@ from a2c_ppo.envs.subproc.infos import merge_infos
 from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP, EnvWorkerError
 from a2c_ppo.envs.subproc.worker import (
     default_context,
+    default_in_main,
     default_workers,
     main_script_hidden,
+    release_blocks,
     start_quietly,
-    stop_workers,
     worker_main,
 )
 
 Handle = LocalBlock | RemoteBlock
 
-#: How many envs the main process steps per env a worker steps, by default. A worker pays a
-#: pipe round trip and a wake-up per step, and its envs step slower after idling; the main
-#: process pays neither, so it gets the larger block. Measured on the 2-core VM (8 envs, 1
-#: worker): see docs/BENCHMARKS.md (vector envs).
-MAIN_WEIGHT = 1.5
-
 _SUPPORTED = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
-
-
-def default_in_main(num_envs: int, num_workers: int) -> int:
-    """The default main-process block: ``round(N * MAIN_WEIGHT / (MAIN_WEIGHT + W))``,
-    leaving at least one env per worker. 8 envs: 5 in the main process with 1 worker, 3 with 2."""
-    share = int(round(num_envs * MAIN_WEIGHT / (MAIN_WEIGHT + num_workers)))
-    return max(0, min(share, num_envs - num_workers))
-
-
-def _release(procs: list, conns: list, timeout: float, local: list[LocalBlock]) -> None:
-    """Close the main process's envs and stop the workers; safe to call more than once.
-    Holds lists, never the vector env, so that it can run as the finalizer at gc."""
-    while local:
-        local.pop().block.close()
-    stop_workers(procs, conns, timeout)
 
 
 class SubprocVecEnv(VectorEnv):
@@ -162,7 +142,7 @@ class SubprocVecEnv(VectorEnv):
         self._in_flight: dict[tuple[int, int], list[Handle]] = {}  # step ranges awaiting step_wait
         self._step_plans: dict[tuple[int, int], tuple[list[Handle], list[Any]]] = {}  # see step_async
         self._dirty = False  # a command was cut short: its unread replies must be dropped first
-        self._finalizer = weakref.finalize(self, _release, self._procs, self._conns, close_timeout, self._local)
+        self._finalizer = weakref.finalize(self, release_blocks, self._procs, self._conns, close_timeout, self._local)
         try:
             self._start_blocks(ctx, env_fns, buffers, poll_interval, timeout or None)
             self._collect(self._blocks, "creating the envs", fatal=True)
@@ -405,7 +385,7 @@ class SubprocVecEnv(VectorEnv):
         Close the envs of the main process."""
         if self._finalizer.alive:
             self._finalizer.detach()
-            _release(self._procs, self._conns, self.close_timeout if timeout is None else timeout, self._local)
+            release_blocks(self._procs, self._conns, self.close_timeout if timeout is None else timeout, self._local)
         self._in_flight.clear()
         self._dirty = False
 

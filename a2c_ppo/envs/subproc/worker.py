@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
@@ -30,6 +30,9 @@ from a2c_ppo.envs.subproc.protocol import (
     encode_reply,
     error_report,
 )
+
+if TYPE_CHECKING:
+    from a2c_ppo.envs.subproc.handles import LocalBlock
 
 
 def usable_cpus() -> int:
@@ -44,6 +47,28 @@ def default_workers(main_process_busy: bool) -> int:
     """Worker processes by default: one per usable CPU, minus one for the main process when it
     works while the workers step (stepping its own envs, or computing the policy), at least 1."""
     return max(1, usable_cpus() - 1) if main_process_busy else usable_cpus()
+
+
+#: How many envs the main process steps per env a worker steps, by default. A worker pays a
+#: pipe round trip and a wake-up per step, and its envs step slower after idling; the main
+#: process pays neither, so it gets the larger block. Measured on the 2-core VM (8 envs, 1
+#: worker): see docs/BENCHMARKS.md (vector envs).
+MAIN_WEIGHT = 1.5
+
+
+def default_in_main(num_envs: int, num_workers: int) -> int:
+    """The default main-process block: ``round(N * MAIN_WEIGHT / (MAIN_WEIGHT + W))``,
+    leaving at least one env per worker. 8 envs: 5 in the main process with 1 worker, 3 with 2."""
+    share = int(round(num_envs * MAIN_WEIGHT / (MAIN_WEIGHT + num_workers)))
+    return max(0, min(share, num_envs - num_workers))
+
+
+def release_blocks(procs: list, conns: list, timeout: float, local: list[LocalBlock]) -> None:
+    """Close the main process's envs and stop the workers; safe to call more than once.
+    Holds lists, never the vector env, so that it can run as the finalizer at gc."""
+    while local:
+        local.pop().block.close()
+    stop_workers(procs, conns, timeout)
 
 
 def default_context() -> Any:
