@@ -351,8 +351,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e6, normalize=True, gamma=0.9999, n_envs=4, n_steps=1024, batch_size=256,
                            learning_rate=6e-4, gae_lambda=0.98),
             # Not with the zoo's Swimmer A2C gamma of 0.9999 (final evaluation 39.6 on seed 1, the
-            # policy widening to 4.5 nats), nor with it and no entropy bonus (21.9 on seed 1, about
-            # 20 on seed 2 at 740k): docs/BENCHMARKS.md.
+            # policy widening to 4.5 nats), nor with it and no entropy bonus (21.9 on seed 1, 10-23
+            # on seed 2 up to 700k): docs/BENCHMARKS.md.
             "a2c": TIANSHOU_A2C_MUJOCO_REWARD_STD,
         },
     ),
