@@ -14,7 +14,7 @@ import os
 import pickle
 import random
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -42,12 +42,26 @@ def describe_space(space: gym.Space) -> dict[str, Any]:
 
 
 def rng_state() -> dict[str, Any]:
-    np_state = cast(tuple[Any, ...], np.random.get_state())  # ("MT19937", keys, pos, has_gauss, gauss)
+    """Every generator's state (torch, CUDA, numpy's and Python's global ones) as a checkpoint stores it."""
+    return rng_payload(raw_rng_state())
+
+
+def raw_rng_state() -> tuple[Any, ...]:
+    """The generators' states as they come, for :func:`rng_payload` to convert when a checkpoint
+    is written: the run takes them after every update, where the conversion (the JSON of
+    Python's state, numpy's keys as a tensor) cost some 150 us of a 5-step A2C update."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return torch.get_rng_state(), cuda, np.random.get_state(), random.getstate()
+
+
+def rng_payload(raw: tuple[Any, ...]) -> dict[str, Any]:
+    """:func:`raw_rng_state`'s states as tensors and plain data."""
+    torch_state, cuda, np_state, python_state = raw  # numpy's: ("MT19937", keys, pos, has_gauss, gauss)
     return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "torch": torch_state,
+        "cuda": cuda,
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
-        "python": json.dumps(random.getstate()),
+        "python": json.dumps(python_state),
     }
 
 
@@ -67,6 +81,26 @@ def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> str | None:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             return name
     return None
+
+
+class FiniteCheck:
+    """``first_non_finite`` of a module's state, as run after every update. Where every floating
+    tensor of the state is a view into ``flat`` (an algorithm's ``FlatParameters.data``, which
+    holds the parameters themselves), one op checks them all: a tensor at a time cost 380 us
+    per update for a 64x64 actor-critic, some 5% of a 5-step A2C update. The views are checked
+    once, here: the state's tensors are updated in place, never replaced."""
+
+    def __init__(self, module: torch.nn.Module, flat: torch.Tensor | None = None) -> None:
+        self.module = module
+        floating = [t for t in module.state_dict().values() if t.is_floating_point()]
+        storage = None if flat is None else flat.untyped_storage().data_ptr()
+        self.flat = flat if all(t.untyped_storage().data_ptr() == storage for t in floating) else None
+
+    def first_non_finite(self) -> str | None:
+        """The name of the first floating tensor of the state holding a NaN or infinity, else ``None``."""
+        if self.flat is not None and bool(torch.isfinite(self.flat).all()):
+            return None
+        return first_non_finite(self.module.state_dict())
 
 
 def _all_finite(data: Any) -> bool:

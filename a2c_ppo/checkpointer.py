@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from a2c_ppo.algo.common import Optimizer
-from a2c_ppo.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from a2c_ppo.checkpoint import load_checkpoint, raw_rng_state, rng_payload, save_checkpoint, set_rng_state
 from a2c_ppo.config import RunConfig
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
@@ -95,7 +95,7 @@ class Boundary:
 
     update: int
     env_steps: int
-    rng: dict[str, Any]
+    rng: tuple[Any, ...]  # raw_rng_state(): converted when a checkpoint is written
     normalization: dict[str, Any] | None
     env_states: Any  # the envs' snapshots, or None where they cannot be captured
     returns: list[float]
@@ -129,7 +129,7 @@ class Checkpointer:
         return Boundary(
             update=run.update,
             env_steps=run.env_steps,
-            rng=rng_state(),
+            rng=raw_rng_state(),
             normalization=run.normalizer.state_dict() if run.normalizer is not None else None,
             env_states=env_states,
             returns=list(run.returns),
@@ -235,6 +235,6 @@ class Checkpointer:
                 observation_space=run.envs.observation_space,
                 action_space=run.envs.action_space,
                 resume_state=resume_state,
-                rng=boundary.rng,
+                rng=rng_payload(boundary.rng),
                 algorithm=boundary.algorithm,
             )

@@ -26,7 +26,7 @@ from a2c_ppo.builders import (
     policy_for,
     precision_probe,
 )
-from a2c_ppo.checkpoint import first_non_finite
+from a2c_ppo.checkpoint import FiniteCheck
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, sync_running_stats
 from a2c_ppo.distributions import action_shape
@@ -59,6 +59,7 @@ class Trainer:
         self.notes: list[str] = []  # for the console: the choices made here
         config = self.resolve_precision(config)
         self.agent = make_agent(config, self.policy, ctx.reducer(), ctx.device)
+        self.finite_check = FiniteCheck(self.policy, None if self.agent.flat is None else self.agent.flat.data)
         spaces = observation_space, action_space
         self.gail = make_gail(config, spaces, ctx.reducer(), ctx.device, ctx.rank) if config.gail else None
         self.gail_metrics: dict[str, float] = {}
@@ -203,7 +204,7 @@ class Trainer:
         for name, value in metrics.items():
             if not np.isfinite(value) and name != "explained_variance":
                 raise NonFiniteError(f"the {name.replace('_', ' ')} is not finite at update {self.update}")
-        bad = first_non_finite(self.policy.state_dict())
+        bad = self.finite_check.first_non_finite()
         if bad is not None:
             raise NonFiniteError(f"model parameter {bad!r} is not finite after update {self.update}")
 

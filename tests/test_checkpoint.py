@@ -4,11 +4,13 @@ import argparse
 import os
 import stat
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from a2c_ppo.checkpoint import check_spaces, load_checkpoint, save_checkpoint
+from a2c_ppo.algo.flat_params import FlatParameters
+from a2c_ppo.checkpoint import FiniteCheck, check_spaces, load_checkpoint, save_checkpoint
 from a2c_ppo.envs import VecNormalize, make_vec_envs
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError, NonFiniteError
@@ -141,6 +143,24 @@ def test_non_finite_model_is_never_saved_over_a_good_checkpoint(tmp_path):
         save_checkpoint(path, model=policy, **{**kwargs, "normalization": {"obs_rms": {"mean": [float("inf")]}}})
     assert open(path, "rb").read() == before
     assert os.listdir(os.path.dirname(path)) == ["Pendulum-v1.pt"]
+
+
+@pytest.mark.parametrize("where", ["parameter", "buffer"])
+def test_the_finite_check_names_a_non_finite_tensor_with_and_without_the_flat_buffer(where):
+    policy = make_policy(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,)), hidden_size=8)
+    if where == "buffer":  # a floating tensor outside the flat buffer: every tensor is checked
+        policy.register_buffer("scale", torch.ones(2))
+    flat = FlatParameters(policy.parameters())
+    check = FiniteCheck(policy, flat.data)
+    assert (check.flat is None) == (where == "buffer")
+    assert check.first_non_finite() is None and FiniteCheck(policy).first_non_finite() is None
+    bad = "scale" if where == "buffer" else "base.critic.2.weight"
+    with torch.no_grad():
+        if where == "buffer":
+            policy.get_buffer(bad)[1] = float("nan")
+        else:
+            policy.get_parameter(bad)[0, 3] = -float("inf")
+    assert check.first_non_finite() == bad
 
 
 def test_space_mismatch_is_a_clear_error(tmp_path):

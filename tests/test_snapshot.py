@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import io
+from collections import deque
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from a2c_ppo.envs import VecNormalize, make_vec_envs
 from a2c_ppo.envs.make import make_env
-from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
+from a2c_ppo.envs.snapshot import UnsupportedEnvState, capture, get_snapshots, restore, set_snapshots
 from tests.vec_env_checks import assert_same
 
 HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None
@@ -103,6 +105,34 @@ def test_snapshot_is_plain_data():
             assert type(value) in (bool, int, float, str, bytes, type(None)), type(value)
 
     check(state)
+
+
+class ScalarSequencesEnv(gym.Env):
+    """Sequences of numpy scalars, as RecordEpisodeStatistics keeps a MuJoCo env's returns."""
+
+    observation_space = gym.spaces.Discrete(2)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.returns = deque(np.arange(3, dtype=np.float64) * scale - 0.1, maxlen=100)
+        self.counts = [np.int64(3), np.int64(-4)]
+        self.pair = (np.float32(0.25 * scale), np.float32(-0.5))
+        self.flags = [np.bool_(True), np.bool_(scale > 1)]
+        self.mixed = [np.float64(1.5 * scale), np.int64(2)]  # two dtypes: item by item
+
+
+def test_numpy_scalar_sequences_round_trip_exactly():
+    env = ScalarSequencesEnv(scale=3.0)
+    state = through_checkpoint(capture(env))
+    attrs = state["layers"][0]["attrs"]
+    assert "__scalars__" in attrs["returns"]["__deque__"] and "__scalars__" in attrs["pair"]  # one array each
+    fresh = ScalarSequencesEnv()
+    restore(fresh, state)
+    for name in ("returns", "counts", "pair", "flags", "mixed"):
+        got, expected = getattr(fresh, name), getattr(env, name)
+        assert type(got) is type(expected) and [type(v) for v in got] == [type(v) for v in expected], name
+        assert list(got) == list(expected), name
+    assert fresh.returns.maxlen == 100
 
 
 @pytest.mark.parametrize("vec_env", ["sync", "subproc"])
