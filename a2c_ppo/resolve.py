@@ -94,6 +94,10 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         values["norm_reward"] = False
         origins["norm_reward"] = "--norm-value"
         notes.append("Rewards unscaled: --norm-value scales the critic's targets instead (--norm-reward for both).")
+    if resume is None and not values["norm_value"] and "value_norm_stats" not in typed:
+        # an env entry's statistics for --norm-value go with it: a typed --no-norm-value drops both
+        values["value_norm_stats"] = SETTINGS["value_norm_stats"].default
+        origins["value_norm_stats"] = "--no-norm-value" if origins.get("value_norm_stats") == "env entry" else "default"
     if not values["run_dir"]:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)

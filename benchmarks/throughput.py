@@ -50,13 +50,16 @@ class Workload:
     extra: list[str] = field(default_factory=list)
     vec_env: str = "auto"  # native: env_id is a factory of a VectorEnv; envpool: EnvPool steps it
     hidden_size: int = 64  # SB3's MlpPolicy towers; 512: the Nature CNN's feature layer
+    algo: str = "ppo"  # a2c: SB3's A2C defaults (RMSprop, gae_lambda 1, no advantage normalisation)
 
     def our_flags(self) -> list[str]:
         norm = ["--norm-obs", "--norm-reward"] if self.normalise else ["--no-norm-obs", "--no-norm-reward"]
-        return ["--env-name", self.env_id, "--num-processes", str(self.num_envs), "--num-steps", str(self.num_steps),
-                "--ppo-epoch", str(self.epochs), "--num-mini-batch", str(self.minibatches), "--lr", str(self.lr),
-                "--gamma", "0.99", "--gae-lambda", "0.95", "--entropy-coef", "0", "--clip-param", "0.2",
-                "--value-loss-coef", "0.5", "--max-grad-norm", "0.5", "--norm-adv", "--no-clip-value-loss",
+        algo = (["--ppo-epoch", str(self.epochs), "--num-mini-batch", str(self.minibatches), "--gae-lambda", "0.95",
+                 "--clip-param", "0.2", "--norm-adv", "--no-clip-value-loss"] if self.algo == "ppo"
+                else ["--gae-lambda", "1.0", "--no-norm-adv", "--no-norm-value"])  # fmt: skip
+        return ["--env-name", self.env_id, "--algo", self.algo, "--num-processes", str(self.num_envs),
+                "--num-steps", str(self.num_steps), "--lr", str(self.lr), *algo,
+                "--gamma", "0.99", "--entropy-coef", "0", "--value-loss-coef", "0.5", "--max-grad-norm", "0.5",
                 "--no-use-linear-lr-decay", "--num-env-steps", str(self.steps), "--num-threads", "1", *norm,
                 # the policy too: a per-env entry (HalfCheetah's: 256 x 256 ReLU) must not change what is compared
                 "--hidden-size", str(self.hidden_size), "--activation", "tanh", "--log-std-init", "0", "--ortho-init",
@@ -66,6 +69,9 @@ class Workload:
 WORKLOADS = {
     "cartpole": Workload("CartPole-v1", 8, 128, 4, 4, 2.5e-4, 65_536),
     "halfcheetah": Workload("HalfCheetah-v5", 1, 2048, 10, 32, 3e-4, 20_480, normalise=True),
+    # A2C at the zoo's MuJoCo setting (SB3's defaults, normalised; a2c.yml HalfCheetah-v4): an update
+    # every 5 steps, where what an update costs besides its maths shows
+    "halfcheetah-a2c": Workload("HalfCheetah-v5", 1, 5, 1, 1, 7e-4, 20_480, normalise=True, algo="a2c"),
     "halfcheetah-x8": Workload("HalfCheetah-v5", 8, 256, 10, 32, 3e-4, 20_480, normalise=True, sb3=False),
     "pong": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False, hidden_size=512),
     # gymnasium's own vectorised CartPole as a native vector env, beside the cartpole row
@@ -105,7 +111,7 @@ def run_sb3(workload: Workload) -> float:
 def sb3_worker(spec: str) -> None:
     import gymnasium as gym
     import torch
-    from stable_baselines3 import PPO
+    from stable_baselines3 import A2C, PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -116,16 +122,10 @@ def sb3_worker(spec: str) -> None:
     envs = make_vec_env(lambda: gym.make(w.env_id), n_envs=w.num_envs, seed=1, vec_env_cls=DummyVecEnv)
     if w.normalise:
         envs = VecNormalize(envs, norm_obs=True, norm_reward=True, gamma=0.99)
-    model = PPO(
-        "MlpPolicy",
-        envs,
+    common = dict(
         learning_rate=w.lr,
         n_steps=w.num_steps,
-        batch_size=w.num_envs * w.num_steps // w.minibatches,
-        n_epochs=w.epochs,
         gamma=0.99,
-        gae_lambda=0.95,
-        clip_range=0.2,
         ent_coef=0.0,
         vf_coef=0.5 / VF_COEF_TO_OURS,  # our --value-loss-coef 0.5: SB3's value loss has no 1/2
         max_grad_norm=0.5,
@@ -133,6 +133,12 @@ def sb3_worker(spec: str) -> None:
         device="cpu",
         seed=1,
     )
+    if w.algo == "a2c":  # SB3's A2C defaults otherwise: RMSprop, gae_lambda 1, advantages as they are
+        model = A2C("MlpPolicy", envs, **common)
+    else:
+        batch_size = w.num_envs * w.num_steps // w.minibatches
+        model = PPO("MlpPolicy", envs, batch_size=batch_size, n_epochs=w.epochs, gae_lambda=0.95, clip_range=0.2,
+                    **common)  # fmt: skip
     start = time.perf_counter()
     model.learn(total_timesteps=w.steps)
     print(w.steps / (time.perf_counter() - start))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 
 import pytest
@@ -115,3 +116,15 @@ def test_rewards_statistics_resume_exactly_and_need_norm_value(tmp_path):
     assert "running" in halfway["algorithm"]["value_norm"]
     with pytest.raises(ConfigError, match="add --norm-value or drop --value-norm-stats"):
         resolve(["--env-name", "Pendulum-v1", "--value-norm-stats", "rewards", "--log-dir", str(tmp_path)])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="needs mujoco")
+def test_an_entrys_statistics_go_with_a_typed_no_norm_value(tmp_path):
+    # HalfCheetah-v5's A2C entry takes --norm-value with the rewards' statistics
+    flags = ["--env-name", "HalfCheetah-v5", "--algo", "a2c", "--log-dir", str(tmp_path)]
+    config = resolve(flags).config
+    assert config.norm_value and config.value_norm_stats == "rewards"
+    config = resolve([*flags, "--no-norm-value"]).config
+    assert not config.norm_value and config.value_norm_stats == "returns"
+    with pytest.raises(ConfigError, match="add --norm-value or drop --value-norm-stats"):
+        resolve([*flags, "--no-norm-value", "--value-norm-stats", "rewards"])
