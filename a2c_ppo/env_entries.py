@@ -220,7 +220,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                            ent_coef=0.01),
             # At the zoo's 200k steps ours ends at 20.9 +- 66.7 and SB3's own A2C at 47.6 +- 72.8
             # (seeds 1-3) against the zoo's one published seed, 155.8; at 1M ours ended at -4.5 +-
-            # 46.3, its evaluations swinging by 100-250 (docs/BENCHMARKS.md).
+            # 46.3, its evaluations swinging by 100-250, and with observation and reward
+            # normalisation at 500k at 3.8 (tuning seeds 101-103) (docs/BENCHMARKS.md).
             "a2c": zoo_a2c(2e5, n_envs=8, gamma=0.995, n_steps=5, learning_rate="lin_0.00083", ent_coef=0.00001),
         },
     ),
@@ -352,7 +353,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                            learning_rate=6e-4, gae_lambda=0.98),
             # Not with the zoo's Swimmer A2C gamma of 0.9999 (final evaluation 39.6 on seed 1, the
             # policy widening to 4.5 nats), nor with it and no entropy bonus (21.9 on seed 1, 10-23
-            # on seed 2 up to 700k): docs/BENCHMARKS.md.
+            # on seed 2 up to 700k), nor the zoo's whole entry (1 env x 5 steps: evaluations 18 /
+            # 13 / 7 at 100k / 200k / 300k, seed 1): docs/BENCHMARKS.md.
             "a2c": TIANSHOU_A2C_MUJOCO_REWARD_STD,
         },
     ),

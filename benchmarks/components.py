@@ -4,7 +4,9 @@ Times, in microseconds (median of 5 windows, 1 torch thread): one PPO minibatch 
 (HalfCheetah's shapes, 64 samples; CartPole's, 256), acting (what the rollout calls: 1 env of
 HalfCheetah, 8 of CartPole), returns and GAE over 2048 x 1 steps, one env step of the env
 stack (HalfCheetah with normalisation, 1 env; CartPole, 8 envs; in-process), one storage
-insert (8 envs), and the env snapshots an update records for an exact resume (8 CartPole envs).
+insert (8 envs), and what an update records for an exact resume and checks: the env snapshots
+(8 CartPole envs; 1 HalfCheetah env, whose episode returns are numpy scalars), the finite check
+of the parameters and the RNG states.
 
 ``--repo PATH`` measures another checkout of the project (say, a worktree of an older commit)
 with this script, so that two commits can be compared side by side::
@@ -146,17 +148,41 @@ def main() -> None:
                 lambda: storage.insert(obs=obs, recurrent_hidden_states=hxs, actions=actions, **step, **flags), 5000
             )
 
-    def env_snapshots(n: int) -> float:
+    def env_snapshots(env_name: str, n: int, steps: int) -> float:
         from a2c_ppo.envs.snapshot import get_snapshots
 
-        envs = build_envs(parse_args(["--num-processes", str(n), "--vec-env", "sync"]), n, "cpu")
+        config = parse_args(["--env-name", env_name, "--num-processes", str(n), "--vec-env", "sync"])
+        envs = build_envs(config, n, "cpu")
         envs.reset(seed=1)
-        for _ in range(3000):  # fill RecordEpisodeStatistics' queues as a run does
-            envs.step(torch.randint(0, 2, (n, 1)))
+        space = envs.action_space
+        for _ in range(steps):  # fill RecordEpisodeStatistics' queues as a run does
+            actions = torch.as_tensor(np.stack([space.sample() for _ in range(n)])).reshape(n, -1)
+            envs.step(actions.long() if isinstance(space, gym.spaces.Discrete) else actions)
         try:
             return median_us(lambda: get_snapshots(envs.envs), 50)
         finally:
             envs.close()
+
+    def update_checks() -> float:
+        """What an update records besides the env snapshots: the parameters' finite check and the RNG states."""
+        from a2c_ppo import checkpoint
+        from a2c_ppo.algo.flat_params import FlatParameters
+
+        policy = make_policy(vector_obs(17), box6)
+        flat = FlatParameters(policy.parameters())
+        if hasattr(checkpoint, "FiniteCheck"):
+            check = checkpoint.FiniteCheck(policy, flat.data)
+
+            def checks() -> None:
+                check.first_non_finite()
+                checkpoint.raw_rng_state()
+        else:  # older checkouts: a tensor at a time, the RNG states converted at once
+
+            def checks() -> None:
+                checkpoint.first_non_finite(policy.state_dict())
+                checkpoint.rng_state()
+
+        return median_us(checks, 500)
 
     rows = [
         ("PPO minibatch step, HalfCheetah, 64 samples", lambda: ppo_minibatch(17, box6, 2048, 1, 32, 10)),
@@ -171,7 +197,9 @@ def main() -> None:
         ("env step, HalfCheetah, 1 env, normalised", lambda: env_step("HalfCheetah-v5", 1)),
         ("env step, CartPole, 8 envs", lambda: env_step("CartPole-v1", 8)),
         ("storage insert, 8 envs", lambda: storage_insert(8)),
-        ("env snapshots (once per update), CartPole, 8 envs", lambda: env_snapshots(8)),
+        ("env snapshots (once per update), CartPole, 8 envs", lambda: env_snapshots("CartPole-v1", 8, 3000)),
+        ("env snapshot (once per update), HalfCheetah, 1 env", lambda: env_snapshots("HalfCheetah-v5", 1, 30_000)),
+        ("finite check and RNG states (once per update)", update_checks),
     ]
     print(f"# {repo}")
     for name, measure in rows:

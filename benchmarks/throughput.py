@@ -51,12 +51,14 @@ class Workload:
     vec_env: str = "auto"  # native: env_id is a factory of a VectorEnv; envpool: EnvPool steps it
     hidden_size: int = 64  # SB3's MlpPolicy towers; 512: the Nature CNN's feature layer
     algo: str = "ppo"  # a2c: SB3's A2C defaults (RMSprop, gae_lambda 1, no advantage normalisation)
+    log_interval: int = 1  # updates between log rows; an A2C update every 5 steps logs as SB3's A2C does, every 100
 
     def our_flags(self) -> list[str]:
         norm = ["--norm-obs", "--norm-reward"] if self.normalise else ["--no-norm-obs", "--no-norm-reward"]
         algo = (["--ppo-epoch", str(self.epochs), "--num-mini-batch", str(self.minibatches), "--gae-lambda", "0.95",
                  "--clip-param", "0.2", "--norm-adv", "--no-clip-value-loss"] if self.algo == "ppo"
-                else ["--gae-lambda", "1.0", "--no-norm-adv", "--no-norm-value"])  # fmt: skip
+                else ["--gae-lambda", "1.0", "--no-norm-adv", "--no-norm-value",
+                      "--value-norm-stats", "returns"])  # fmt: skip
         return ["--env-name", self.env_id, "--algo", self.algo, "--num-processes", str(self.num_envs),
                 "--num-steps", str(self.num_steps), "--lr", str(self.lr), *algo,
                 "--gamma", "0.99", "--entropy-coef", "0", "--value-loss-coef", "0.5", "--max-grad-norm", "0.5",
@@ -71,7 +73,8 @@ WORKLOADS = {
     "halfcheetah": Workload("HalfCheetah-v5", 1, 2048, 10, 32, 3e-4, 20_480, normalise=True),
     # A2C at the zoo's MuJoCo setting (SB3's defaults, normalised; a2c.yml HalfCheetah-v4): an update
     # every 5 steps, where what an update costs besides its maths shows
-    "halfcheetah-a2c": Workload("HalfCheetah-v5", 1, 5, 1, 1, 7e-4, 20_480, normalise=True, algo="a2c"),
+    "halfcheetah-a2c": Workload("HalfCheetah-v5", 1, 5, 1, 1, 7e-4, 20_480, normalise=True, algo="a2c",
+                                log_interval=100),
     "halfcheetah-x8": Workload("HalfCheetah-v5", 8, 256, 10, 32, 3e-4, 20_480, normalise=True, sb3=False),
     "pong": Workload("ALE/Pong-v5", 8, 128, 4, 4, 2.5e-4, 8_192, sb3=False, hidden_size=512),
     # gymnasium's own vectorised CartPole as a native vector env, beside the cartpole row
@@ -87,8 +90,9 @@ def run_ours(workload: Workload, extra: list[str], root: str = ROOT) -> tuple[fl
     """(training SPS, median rollout SPS) of one run of ``root``'s main.py (another checkout's
     for ``--baseline``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [sys.executable, os.path.join(root, "main.py"), *workload.our_flags(), *extra, "--log-interval", "1",
-                "--log-dir", os.path.join(tmp, "runs"), "--save-dir", os.path.join(tmp, "models")]  # fmt: skip
+        argv = [sys.executable, os.path.join(root, "main.py"), *workload.our_flags(), *extra,
+                "--log-interval", str(workload.log_interval), "--log-dir", os.path.join(tmp, "runs"),
+                "--save-dir", os.path.join(tmp, "models")]  # fmt: skip
         subprocess.run(argv, check=True, capture_output=True, cwd=root)
         (path,) = glob.glob(os.path.join(tmp, "runs", "*", "progress.csv"))
         rows = list(csv.DictReader(open(path)))
