@@ -10,11 +10,15 @@ import pytest
 import torch
 
 from a2c_ppo.algo.flat_params import FlatParameters
+from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import FiniteCheck, check_spaces, load_checkpoint, save_checkpoint
+from a2c_ppo.distributed import DistContext
 from a2c_ppo.envs import VecNormalize, make_vec_envs
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError, NonFiniteError
 from a2c_ppo.model import make_policy
+from a2c_ppo.trainer import Trainer
+from tests.helpers import local_run_flags
 
 CONFIG = argparse.Namespace(hidden_size=64, env_name="Pendulum-v1", seed=3)
 
@@ -161,6 +165,21 @@ def test_the_finite_check_names_a_non_finite_tensor_with_and_without_the_flat_bu
         else:
             policy.get_parameter(bad)[0, 3] = -float("inf")
     assert check.first_non_finite() == bad
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_the_trainer_checks_the_flat_buffer_and_names_a_non_finite_parameter(tmp_path, algo):
+    request = resolve(["--env-name", "CartPole-v1", "--algo", algo, *local_run_flags(tmp_path)])
+    trainer = Trainer(request.config, DistContext(device=torch.device("cpu")))
+    try:
+        assert trainer.finite_check.flat is not None  # PPO's and the hand-gradient A2C's one buffer
+        trainer.check_finite({})
+        with torch.no_grad():
+            trainer.policy.get_parameter("base.actor.0.bias")[5] = float("nan")
+        with pytest.raises(NonFiniteError, match=r"model parameter 'base.actor.0.bias' is not finite"):
+            trainer.check_finite({})
+    finally:
+        trainer.close()
 
 
 def test_space_mismatch_is_a_clear_error(tmp_path):
