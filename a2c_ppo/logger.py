@@ -112,14 +112,28 @@ class Logger:
     def writer(self) -> Any:
         """The TensorBoard SummaryWriter, created (and tensorboard imported) on first use."""
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(self.run_dir, purge_step=self.start_step + 1 if self.start_step else None)
-            table = "\n".join(f"|{key}|{value}|" for key, value in sorted(self.config.items()))
-            self._writer.add_text("hyperparameters", "|flag|value|\n|-|-|\n" + table, global_step=self.start_step)
-            if self.notes:  # which preset, which flags overrode it, how a resume went
-                self._writer.add_text("notes", "\n\n".join(self.notes), global_step=self.start_step)
+            self._writer = self._new_writer()
         return self._writer
+
+    def _new_writer(self) -> Any:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(self.run_dir, purge_step=self.start_step + 1 if self.start_step else None)
+        table = "\n".join(f"|{key}|{value}|" for key, value in sorted(self.config.items()))
+        writer.add_text("hyperparameters", "|flag|value|\n|-|-|\n" + table, global_step=self.start_step)
+        if self.notes:  # which preset, which flags overrode it, how a resume went
+            writer.add_text("notes", "\n\n".join(self.notes), global_step=self.start_step)
+        return writer
+
+    def open_tensorboard(self) -> None:
+        """Create the TensorBoard writer now, before the first update: importing tensorboard
+        (0.1-0.2 s) otherwise fell into the first update, and so into ``charts/SPS``, where
+        Stable-Baselines3 imports it with its package, before its ``learn`` starts timing."""
+        try:
+            if self._writer is None:
+                self._writer = self._new_writer()
+        except OSError as exc:
+            raise WriteFailedError(f"the TensorBoard events in {self.run_dir}", os.strerror(exc.errno or 0)) from None
 
     def scalars(self, step: int, values: dict[str, float], update: int) -> None:
         """Log ``values`` (TensorBoard tags) at env step ``step`` to TensorBoard and CSV;

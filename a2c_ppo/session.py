@@ -131,6 +131,7 @@ def _run(
                 notes=[*notes, *start_notes],
                 sinks=[tracker] if tracker is not None else [],
             )
+            logger.open_tensorboard()
             logger.print(f"Vector env: {trainer.envs.envs.unwrapped!r}, overlap {config.overlap}.")
             for note in [*trainer.notes, *start_notes]:
                 logger.print(note)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import os
 
+import pytest
+
+from a2c_ppo.errors import WriteFailedError
 from a2c_ppo.logger import Logger
 
 
@@ -45,3 +50,26 @@ def test_console_lines_and_no_tensorboard_until_scalars(tmp_path):
     assert logger._writer is None  # tensorboard is imported on first use, not before the first line
     logger.close()
     assert stream.getvalue() == "hello\n"
+
+
+def test_open_tensorboard_writes_the_events_file_before_any_scalar(tmp_path):
+    logger = Logger(str(tmp_path), {"algo": "ppo"}, total_steps=100, stream=io.StringIO())
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("events.out.tfevents")]
+    logger.open_tensorboard()
+    writer = logger.writer
+    logger.open_tensorboard()  # a second call keeps the same writer
+    assert logger.writer is writer
+    assert [name for name in os.listdir(tmp_path) if name.startswith("events.out.tfevents")]
+    logger.close()
+
+
+def test_open_tensorboard_on_a_folder_that_refuses_writes_names_it(tmp_path, monkeypatch):
+    logger = Logger(str(tmp_path), {}, total_steps=100, stream=io.StringIO())
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(Logger, "_new_writer", refuse)
+    with pytest.raises(WriteFailedError, match="the TensorBoard events in .*Permission denied"):
+        logger.open_tensorboard()
+    logger.close()
