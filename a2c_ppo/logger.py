@@ -8,10 +8,11 @@ scalars are written, so the first console line is not held up by it. Other desti
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
 import numpy as np
@@ -129,20 +130,24 @@ class Logger:
         """Create the TensorBoard writer now, before the first update: importing tensorboard
         (0.1-0.2 s) otherwise fell into the first update, and so into ``charts/SPS``, where
         Stable-Baselines3 imports it with its package, before its ``learn`` starts timing."""
+        with self._tensorboard_writes():
+            _ = self.writer
+
+    @contextlib.contextmanager
+    def _tensorboard_writes(self) -> Iterator[None]:
+        """An OSError of the TensorBoard writer (which re-raises its thread's failure at the next
+        write) as a WriteFailedError naming the events."""
         try:
-            if self._writer is None:
-                self._writer = self._new_writer()
+            yield
         except OSError as exc:
             raise WriteFailedError(f"the TensorBoard events in {self.run_dir}", os.strerror(exc.errno or 0)) from None
 
     def scalars(self, step: int, values: dict[str, float], update: int) -> None:
         """Log ``values`` (TensorBoard tags) at env step ``step`` to TensorBoard and CSV;
         WriteFailedError if the disk refuses (full, folder removed, permission lost)."""
-        try:
+        with self._tensorboard_writes():
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
-        except OSError as exc:  # tensorboard's writer thread re-raises its failure at the next write
-            raise WriteFailedError(f"the TensorBoard events in {self.run_dir}", os.strerror(exc.errno or 0)) from None
         row = {"update": update, "env_steps": step, "time": round(time.monotonic() - self.start_time, 2), **values}
         try:
             self._write_row(row, values)
@@ -154,10 +159,8 @@ class Logger:
     def video(self, tag: str, path: str, frames: np.ndarray, fps: float, step: int) -> None:
         """An episode's video, written as the mp4 ``path``: TensorBoard gets ``frames``, a small
         copy ``(T, H, W, 3)`` uint8, as an animated GIF; the sinks get the file."""
-        try:  # the SummaryWriter has no public call that takes a ready-made summary
+        with self._tensorboard_writes():  # the SummaryWriter has no public call that takes a ready-made summary
             self.writer._get_file_writer().add_summary(gif_summary(tag, frames, fps), step)
-        except OSError as exc:
-            raise WriteFailedError(f"the TensorBoard events in {self.run_dir}", os.strerror(exc.errno or 0)) from None
         for sink in self.sinks:
             sink.video(tag, path, step)
 

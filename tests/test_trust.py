@@ -116,6 +116,10 @@ def test_a_damaged_or_crafted_checkpoint_is_refused_before_anything_starts(tmp_p
     def drop(parent, key):
         del parent[key]
 
+    def object_scalars(parent, key):  # numpy scalars as "objects": frombuffer refuses, nothing is unpickled
+        layer = next(entry for entry in parent[key][0]["layers"] if entry["class"] == "RecordEpisodeStatistics")
+        layer["attrs"]["return_queue"] = {"__deque__": {"__scalars__": "|O", "data": b"\0" * 8}, "maxlen": 100}
+
     cases = [
         ("model", lambda p, k: p[k].pop(first), "the model cannot be restored (Error(s) in loading state_dict"),
         ("model", lambda p, k: p[k].__setitem__(first, torch.zeros(3)), "size mismatch for " + first),
@@ -135,6 +139,7 @@ def test_a_damaged_or_crafted_checkpoint_is_refused_before_anything_starts(tmp_p
         ("resume_state.returns", lambda p, k: p.__setitem__(k, [float("nan")]), "return is not finite"),
         ("model", lambda p, k: p[k][first].fill_(float("nan")), f"its parameter {first!r} is not finite"),
         ("resume_state.env_states", lambda p, k: p[k][0].__setitem__("layers", []), "env states do not fit these envs"),
+        ("resume_state.env_states", object_scalars, "cannot create an OBJECT array from memory buffer"),
     ]
     for part, change, phrase in cases:
         edited = torch.load(good, weights_only=True)  # the good file, edited in one part
