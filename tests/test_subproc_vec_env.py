@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from a2c_ppo.envs.layout import StepTimes, choose_layout, measure_step_times
+from a2c_ppo.envs.layout import StepTimes, choose_layout, env_step_time, faster_kind, measure_step_times
 from a2c_ppo.envs.make import make_env_fn, make_vec_envs
 from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
 from tests.envs_for_tests import ActionEchoEnv, CounterEnv, DiscreteObsEnv, ImageEnv, SleepyEnv
@@ -201,3 +201,18 @@ def test_make_vec_envs_subproc_and_auto(monkeypatch):
     # probe of a 2 us env lands near the break-even point on a busy machine, and flaked in CI).
     cheap = StepTimes(env=2e-6, vec=10e-6)
     assert choose_layout(8, vec_env="auto", num_workers=2, overlap="off", step_times=lambda: cheap).kind == "sync"
+
+
+def test_probe_splits_the_vector_steps_fixed_cost_from_the_work_per_env():
+    # A 2 ms env: its sleep is work per env, in ``env`` and ``vec``; what a vector step costs
+    # whatever its number of envs is timed on constant envs and stays far below it.
+    times = measure_step_times(partial(SleepyEnv, 0.002))
+    assert 0.002 <= times.env <= times.vec and 0.0 <= times.fixed < 0.001
+    # CartPole x8 on a slow host (the probe of 2026-12-06): t 10 us, v 15 us, f 25 us. Charged
+    # once, f keeps the envs in-process (f + 8 v = 145 us against one worker's 3 envs, 3 * 10 us
+    # * 1.3 + 120 us = 159 us); charged to every env, as a one-env probe did, the worker wins.
+    slow_host = StepTimes(env=10e-6, vec=15e-6, fixed=25e-6)
+    assert env_step_time(8, slow_host, "sync", 1) == pytest.approx(145e-6)
+    assert env_step_time(8, slow_host, "subproc", 1) == pytest.approx(max(25e-6 + 5 * 15e-6, 159e-6))
+    assert faster_kind(8, slow_host, 1) == "sync"
+    assert faster_kind(8, StepTimes(env=10e-6, vec=40e-6), 1) == "subproc"

@@ -1,13 +1,14 @@
 """Where the envs are stepped: the vector env kind, its worker processes and overlapped
 stepping, chosen by ``choose_layout`` from one cost model timed on this machine (``auto``).
 
-The cost model, per vector step, with ``t`` (one env step alone) and ``v`` (one env step
-through our in-process vector env) of ``StepTimes``, ``k = v - t`` the main process's work per
-env beyond the env itself, ``p(n)`` one policy act on ``n`` envs, ``W`` worker processes:
+The cost model, per vector step, with ``t`` (one env step alone), ``v`` (what each env adds to
+a step of our in-process vector env) and ``f`` (what such a step costs whatever its number of
+envs) of ``StepTimes``, ``k = f + v - t`` the main process's work per env beyond the env itself,
+``p(n)`` one policy act on ``n`` envs, ``W`` worker processes:
 
-* ``sync``: ``N v``.
+* ``sync``: ``f + N v``.
 * ``subproc`` (``W`` workers plus ``in_main`` envs stepped by the main process meanwhile):
-  the slower of the main block, ``in_main * v``, and the largest worker block,
+  the slower of the main block, ``f + in_main * v``, and the largest worker block,
   ``n_w * t * WORKER_SLOWDOWN + SUBPROC_ROUND_TRIP_S`` (a worker idles between steps: cold
   caches, and a pipe round trip with a wake-up).
 * plain rollout: ``p(N) + N k + env`` (env: the ``sync`` or ``subproc`` time above).
@@ -62,16 +63,18 @@ OVERLAP_ROUND_TRIP_S = 50e-6
 
 
 class StepTimes(NamedTuple):
-    """Median seconds of one env step, timed two ways on one env built here."""
+    """Median seconds of env steps, timed on envs built here."""
 
-    env: float  # ``t``: the env itself (with its wrappers), as a worker steps it
-    vec: float  # ``v``: through our in-process vector env (autoreset check, infos, copies)
+    env: float  # ``t``: one env itself (with its wrappers), as a worker steps it
+    vec: float  # ``v``: what each env adds to a step of our in-process vector env (``t`` included)
+    fixed: float = 0.0  # ``f``: what a step of that vector env costs whatever its number of envs
 
     @property
     def bookkeeping(self) -> float:
-        """``k``: what stepping through the vector env adds, a proxy for the main process's
-        work per env and step beyond the env itself (adapter, normalisation, storage)."""
-        return max(0.0, self.vec - self.env)
+        """``k``: what a one-env step of the vector env adds to the env's own, a proxy for the
+        main process's work per env and step beyond the env itself (adapter, normalisation,
+        storage), with ``f`` in it as the overlap constants were calibrated."""
+        return max(0.0, self.fixed + self.vec - self.env)
 
 
 @dataclass(frozen=True)
@@ -85,17 +88,19 @@ class Layout:
     overlap: bool
 
 
-def _median_step(step: Callable[[], object], warmup: int, steps: int, budget_s: float) -> float:
-    """Median seconds of ``step()`` over up to ``steps`` calls after ``warmup`` (0.0 if none)."""
-    times: list[float] = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        step()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-            if sum(times) > budget_s:
-                break
-    return float(np.median(times)) if times else 0.0
+def _median_steps(steps: list[Callable[[int], object]], warmup: int, count: int, budget_s: float) -> list[float]:
+    """Median seconds of each ``step(i)`` over up to ``count`` rounds after ``warmup`` (0.0 if
+    none); a round calls each once, in turn, so that a slow spell of the host falls on all."""
+    times: list[list[float]] = [[] for _ in steps]
+    for i in range(warmup + count):
+        for step, spent in zip(steps, times):
+            start = time.perf_counter()
+            step(i)
+            if i >= warmup:
+                spent.append(time.perf_counter() - start)
+        if sum(map(sum, times)) > budget_s:
+            break
+    return [float(np.median(spent)) if spent else 0.0 for spent in times]
 
 
 def measure_step_times(
@@ -106,39 +111,51 @@ def measure_step_times(
     budget_s: float = 0.05,
     timeout: float | None = None,
 ) -> StepTimes:
-    """``StepTimes`` of random-action steps: the env alone, and one env in our in-process
-    vector env. Medians, so that one preempted step does not count. An env that raises, or
-    runs past ``timeout`` seconds, ends the probe (0.0 for what was not timed): the real run
-    reports the error, naming the env."""
-    env_s = vec_s = 0.0
-    env, envs = None, None
+    """``StepTimes`` of random-action steps (drawn before the clock starts): one env alone, and
+    our in-process vector env over one env and, for an env cheaper than a worker's round trip,
+    over two, whose difference is the work per env, the rest ``f``. A vector step's first env
+    costs more than the others (the env's code runs cold), so charging a one-env step to every
+    env, as this probe did before ``f`` was split off, sent CartPole x8 on a slow host to a
+    worker layout 0.7x as fast; a dearer env's creation would cost more than ``f`` can change.
+    Medians, so that one preempted step does not count. An env that raises, or runs past
+    ``timeout`` seconds, ends the probe (0.0 for what was not timed): the real run reports the
+    error, naming the env."""
+    env_s = one_s = two_s = 0.0
+    opened: list[gym.Env | SubprocVecEnv] = []
     try:
         env = env_fn()
+        opened.append(env)
         env.reset(seed=0)
         env.action_space.seed(0)
+        actions = [env.action_space.sample() for _ in range(warmup + steps)]
 
-        def env_step() -> None:
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        def env_step(i: int) -> None:
+            _, _, terminated, truncated, _ = env.step(actions[i])
             if terminated or truncated:
                 env.reset()
 
+        def vec_step(num_envs: int) -> Callable[[int], object]:
+            envs = SubprocVecEnv([env_fn] * num_envs, in_main=num_envs, copy=False)  # every env in this process
+            opened.append(envs)
+            envs.reset(seed=0)
+            batches = [np.stack([action] * num_envs) for action in actions]
+            return lambda i: envs.step(batches[i])
+
         # One time limit for the whole probe: the vector env's own, armed per vector step, would
-        # add its ~3 us to this one-env probe's ``v`` (a real vector step pays it once for all its
+        # add its ~3 us to this probe's vector steps (a real vector step pays it once for all its
         # in-process envs), and that alone tipped CartPole x8 into a worker that made it 0.7x as fast.
         with time_limit(timeout):
-            env_s = _median_step(env_step, warmup, steps, budget_s)
-            envs = SubprocVecEnv([env_fn], in_main=1, copy=False)  # every env in this process
-            envs.reset(seed=0)
-            space = envs.single_action_space
-            space.seed(0)
-            vec_s = _median_step(lambda: envs.step(np.stack([space.sample()])), warmup, steps, budget_s)
+            one = vec_step(1)
+            env_s, one_s = _median_steps([env_step, one], warmup, steps, 2 * budget_s)
+            if env_s < SUBPROC_ROUND_TRIP_S:
+                one_s, two_s = _median_steps([one, vec_step(2)], warmup, steps, 2 * budget_s)
     except Exception:  # whatever the env raises: see the docstring
         pass
     finally:
-        for opened in (env, envs):
-            if opened is not None:
-                opened.close()
-    return StepTimes(env_s, max(vec_s, env_s))
+        for each in reversed(opened):
+            each.close()
+    per_env = max(env_s, two_s - one_s if two_s else one_s)
+    return StepTimes(env_s, per_env, max(0.0, one_s - per_env))
 
 
 # ----------------------------------------------------------------------------- the cost model
@@ -147,7 +164,7 @@ def measure_step_times(
 def subproc_step_time(num_envs: int, times: StepTimes, num_workers: int, in_main: int) -> float:
     """Seconds per vector step of ``SubprocVecEnv(num_workers, in_main)``."""
     workers = min(num_workers, num_envs - in_main)
-    main = in_main * times.vec
+    main = times.fixed + in_main * times.vec
     if workers <= 0:
         return main
     per_worker = -(-(num_envs - in_main) // workers)
@@ -157,7 +174,7 @@ def subproc_step_time(num_envs: int, times: StepTimes, num_workers: int, in_main
 def env_step_time(num_envs: int, times: StepTimes, kind: str, num_workers: int) -> float:
     """Seconds per vector step of the ``sync`` or ``subproc`` kind (default split)."""
     if kind == "sync":
-        return num_envs * times.vec
+        return times.fixed + num_envs * times.vec
     return subproc_step_time(num_envs, times, num_workers, default_in_main(num_envs, num_workers))
 
 
