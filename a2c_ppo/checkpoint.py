@@ -25,8 +25,9 @@ from a2c_ppo.algo.common import Optimizer
 from a2c_ppo.errors import ConfigError, NonFiniteError
 from a2c_ppo.files import write_atomically
 
-#: 3: PPO's Adam state is ``FlatAdam``'s one vector (algo/flat_params.py); format 2 is upgraded on load.
-FORMAT_VERSION = 3
+#: 3: PPO's Adam state is ``FlatAdam``'s vectors (algo/flat_params.py); 4: A2C's RMSprop state
+#: ``FlatRMSprop``'s. Formats 2 and 3 are upgraded on load.
+FORMAT_VERSION = 4
 #: Fields stored as JSON text (plain data that is not a tensor).
 JSON_FIELDS = ("config", "normalization", "spaces")
 
@@ -181,6 +182,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: s
     try:
         if payload["format_version"] == 2:
             _upgrade_from_format_2(payload, f"{what} {path!r}")
+        if payload["format_version"] == 3:
+            _upgrade_from_format_3(payload, f"{what} {path!r}")
         if payload["format_version"] != FORMAT_VERSION:
             raise ConfigError(
                 f"{what} {path!r} has checkpoint format {payload['format_version']}, but this a2c_ppo reads format "
@@ -191,7 +194,7 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: s
         _check_structure(payload)
     except ConfigError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (LookupError, TypeError, ValueError, AttributeError, RuntimeError) as exc:  # an upgrade's too
         raise ConfigError(
             f"{what} {path!r} is damaged or was not written by a2c_ppo: {exc}. Use another checkpoint."
         ) from None
@@ -221,32 +224,44 @@ def _check_structure(payload: dict[str, Any]) -> None:
         raise TypeError("its spaces lack the observation or action space")
 
 
-def _upgrade_from_format_2(payload: dict[str, Any], name: str) -> None:
-    """Format 2 -> 3, in place: PPO's per-parameter ``torch.optim.Adam`` state becomes
-    ``FlatAdam``'s vectors, concatenated in module order (the order both use); nothing else
-    changed between the formats."""
+def _flatten_torch_optimizer(payload: dict[str, Any], algo: str, keys: tuple[str, ...], hyper: tuple[str, ...],
+                              name: str) -> None:  # fmt: skip
+    """In place, for a checkpoint of ``algo``: its per-parameter ``torch.optim`` state becomes a
+    flat optimizer's (``flat_params``): the ``keys`` vectors concatenated in module order (the
+    order both use), the step count, and the ``hyper`` parameters of its one group."""
     optimizer = payload.get("optimizer")
-    if json.loads(payload["config"]).get("algo") == "ppo" and optimizer is not None:
-        group = optimizer["param_groups"][0]
-        states = [optimizer["state"].get(index, {}) for index in group["params"]]
-        params = list(payload["model"].values())
-        if len(states) != len(params):
-            raise ConfigError(
-                f"{name}: its optimizer state does not match its model; use a checkpoint of a finished update."
-            )
+    if json.loads(payload["config"]).get("algo") != algo or optimizer is None:
+        return
+    group = optimizer["param_groups"][0]
+    states = [optimizer["state"].get(index, {}) for index in group["params"]]
+    params = list(payload["model"].values())
+    if len(states) != len(params):
+        raise ConfigError(
+            f"{name}: its optimizer state does not match its model; use a checkpoint of a finished update."
+        )
 
-        def flat(key: str) -> torch.Tensor:  # a parameter never stepped has no state: zeros
-            return torch.cat(
-                [st[key].reshape(-1) if key in st else torch.zeros(p.numel()) for st, p in zip(states, params)]
-            )
+    def flat(key: str) -> torch.Tensor:  # a parameter never stepped has no state: zeros
+        return torch.cat(
+            [st[key].reshape(-1) if key in st else torch.zeros(p.numel()) for st, p in zip(states, params)]
+        )
 
-        payload["optimizer"] = {
-            "num_steps": max((int(st["step"]) for st in states if "step" in st), default=0),
-            "exp_avg": flat("exp_avg"),
-            "exp_avg_sq": flat("exp_avg_sq"),
-            "param_groups": [{"lr": group["lr"], "eps": group["eps"], "betas": list(group["betas"])}],
-        }
+    payload["optimizer"] = {
+        "num_steps": max((int(st["step"]) for st in states if "step" in st), default=0),
+        **{key: flat(key) for key in keys},
+        "param_groups": [{key: list(group[key]) if isinstance(group[key], tuple) else group[key] for key in hyper}],
+    }
+
+
+def _upgrade_from_format_2(payload: dict[str, Any], name: str) -> None:
+    """Format 2 -> 3, in place: PPO's ``torch.optim.Adam`` state becomes ``FlatAdam``'s."""
+    _flatten_torch_optimizer(payload, "ppo", ("exp_avg", "exp_avg_sq"), ("lr", "eps", "betas"), name)
     payload["format_version"] = 3
+
+
+def _upgrade_from_format_3(payload: dict[str, Any], name: str) -> None:
+    """Format 3 -> 4, in place: A2C's ``torch.optim.RMSprop`` state becomes ``FlatRMSprop``'s."""
+    _flatten_torch_optimizer(payload, "a2c", ("square_avg",), ("lr", "eps", "alpha"), name)
+    payload["format_version"] = 4
 
 
 def check_spaces(

@@ -1,6 +1,7 @@
 """Checkpoints: round trip, atomic writes, safe loading, mismatch errors, NaN refusal."""
 
 import argparse
+import json
 import os
 import stat
 
@@ -189,38 +190,44 @@ def test_space_mismatch_is_a_clear_error(tmp_path):
         check_spaces(load_checkpoint(path), other.observation_space, other.action_space, "CartPole-v1")
 
 
-def test_a_format_2_ppo_checkpoint_resumes_with_the_same_adam_state(tmp_path):
-    """Format 2 held PPO's torch.optim.Adam state per parameter; loading turns it into
-    FlatAdam's vectors, and the next steps are exactly what torch's Adam would take."""
+@pytest.mark.parametrize("old_format, algo", [(2, "ppo"), (3, "a2c")])
+def test_an_old_checkpoint_resumes_with_the_same_optimizer_state(tmp_path, old_format, algo):
+    """Format 2 held PPO's torch.optim.Adam state per parameter, formats 2 and 3 A2C's
+    torch.optim.RMSprop state; loading turns it into FlatAdam's or FlatRMSprop's vectors, and
+    the next step is exactly what torch's optimizer would take."""
     import copy
 
-    from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters
+    from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters, FlatRMSprop
 
     envs, policy, _ = trained_state(tmp_path)
     envs.close()
     reference = copy.deepcopy(policy)
-    adam = torch.optim.Adam(reference.parameters(), lr=1e-2, eps=1e-5, foreach=False)
+    if algo == "ppo":
+        theirs: torch.optim.Optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2, eps=1e-5, foreach=False)
+    else:
+        theirs = torch.optim.RMSprop(reference.parameters(), lr=1e-2, eps=1e-5, alpha=0.9, foreach=True)
     gradients = [[torch.randn_like(p) for p in reference.parameters()] for _ in range(4)]
     for step in gradients[:3]:
         for p, g in zip(reference.parameters(), step):
             p.grad = g
-        adam.step()
+        theirs.step()
     old_path = tmp_path / "old.pt"
-    old_payload = {"format_version": 2, "config": '{"algo": "ppo"}', "normalization": "null",
+    old_payload = {"format_version": old_format, "config": json.dumps({"algo": algo}), "normalization": "null",
                    "spaces": '{"observation": {}, "action": {}}',
                    "counters": {"update": 3, "env_steps": 96}, "rng": {}, "resume_state": None}  # fmt: skip
-    torch.save({**old_payload, "model": reference.state_dict(), "optimizer": adam.state_dict()}, old_path)
+    torch.save({**old_payload, "model": reference.state_dict(), "optimizer": theirs.state_dict()}, old_path)
     checkpoint = load_checkpoint(str(old_path))
-    assert checkpoint["format_version"] == 3
+    assert checkpoint["format_version"] == 4
     resumed = copy.deepcopy(reference)
     flat = FlatParameters(resumed.parameters())
-    flat_adam = FlatAdam(flat, lr=0.5, eps=0.5)  # both replaced by the checkpoint's
-    flat_adam.load_state_dict(checkpoint["optimizer"])
-    assert flat_adam.num_steps == 3 and flat_adam.param_groups[0]["lr"] == 1e-2
+    # the hyper-parameters are replaced by the checkpoint's
+    ours = FlatAdam(flat, lr=0.5, eps=0.5) if algo == "ppo" else FlatRMSprop(flat, lr=0.5, eps=0.5, alpha=0.5)
+    ours.load_state_dict(checkpoint["optimizer"])
+    assert ours.num_steps == 3 and ours.param_groups[0]["lr"] == 1e-2
     for p, g in zip(reference.parameters(), gradients[3]):
         p.grad = g
-    adam.step()
+    theirs.step()
     flat.grad.copy_(torch.cat([g.reshape(-1) for g in gradients[3]]))
-    flat_adam.step()
+    ours.step()
     for name, p in resumed.named_parameters():
         assert torch.equal(p, dict(reference.named_parameters())[name]), name

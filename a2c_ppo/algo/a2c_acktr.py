@@ -2,7 +2,7 @@
 
 Both make exactly one gradient step per rollout over the whole ``T x N`` batch, straight
 from the storage's tensors (no minibatch generator), with the optimizer they are given:
-RMSprop for A2C (``make_rmsprop``), a ``KFACOptimizer`` for ACKTR. A recurrent policy is
+a ``FlatRMSprop`` for A2C (``make_rmsprop``), a ``KFACOptimizer`` for ACKTR. A recurrent policy is
 evaluated in its sequence mode: the starting hidden state ``(N, H)`` of slot 0 plus the
 time-major flattened observations and masks, so the net sees each environment's real sequence.
 
@@ -36,7 +36,7 @@ from a2c_ppo.algo.common import (
     finish_metrics,
     rollout_advantages,
 )
-from a2c_ppo.algo.flat_params import FlatParameters, clip_flat_gradient
+from a2c_ppo.algo.flat_params import FlatParameters, FlatRMSprop, clip_flat_gradient
 from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.algo.kfac import KFACOptimizer
 from a2c_ppo.model import Policy
@@ -70,7 +70,7 @@ class A2C:
     def __init__(
         self,
         actor_critic: Policy,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | FlatRMSprop,
         *,
         value_loss_coef: float,
         entropy_coef: float,
@@ -90,8 +90,10 @@ class A2C:
         self.reducer = reducer
         self.params = [p for p in actor_critic.parameters() if p.requires_grad]
         self.gradient = gradient
-        # The hand-written pass overwrites preallocated gradients: views of one buffer, clipped as one.
-        self.flat = FlatParameters(self.params) if gradient is not None else None
+        # Gradients as views of one buffer, zeroed and clipped as one: the flat optimizer's
+        # (make_rmsprop), or one of its own for the hand-written pass, which overwrites them.
+        flat = getattr(optimizer, "flat", None)
+        self.flat = flat if isinstance(flat, FlatParameters) else FlatParameters(self.params) if gradient else None
 
     def _losses(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """0-d losses, and the values (T*N, 1) and log-probs (T*N, 1) they came from."""
@@ -116,7 +118,10 @@ class A2C:
         loss.backward()
         if self.reducer is not None:
             average_gradients(self.params, self.reducer)
-        grad_norm = clip_gradients(self.params, self.max_grad_norm)
+        if self.flat is not None:
+            grad_norm = clip_flat_gradient(self.flat.grad, self.max_grad_norm)
+        else:
+            grad_norm = clip_gradients(self.params, self.max_grad_norm)
         self.optimizer.step()
         return grad_norm
 

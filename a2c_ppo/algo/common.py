@@ -134,7 +134,7 @@ def finish_metrics(metrics: dict[str, torch.Tensor], reducer: Reducer | None) ->
 
 
 class Optimizer(Protocol):
-    """What training needs of an algorithm's optimizer (torch's, K-FAC, or PPO's FlatAdam)."""
+    """What training needs of an algorithm's optimizer (K-FAC, or the flat FlatAdam and FlatRMSprop)."""
 
     param_groups: list[dict[str, Any]]
 

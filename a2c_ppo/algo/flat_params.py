@@ -78,53 +78,93 @@ def clip_flat_gradient(grad: torch.Tensor, max_norm: float | None) -> torch.Tens
     return norm
 
 
-class FlatAdam:
+class _FlatOptimizer:
+    """What ``FlatAdam`` and ``FlatRMSprop`` share: one hyper-parameter group in
+    ``param_groups[0]`` (the learning rate under ``"lr"``, as for a torch optimizer), a step
+    count, and state vectors (P,) named by ``STATE``, saved as plain data and tensors."""
+
+    STATE: tuple[str, ...] = ()
+
+    def __init__(self, flat: FlatParameters, **group: Any) -> None:
+        self.flat = flat
+        self.param_groups: list[dict[str, Any]] = [group]
+        self.num_steps = 0
+        self.state = {name: torch.zeros_like(flat.data) for name in self.STATE}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradient buffer; the gradients stay its views (whatever ``set_to_none`` says)."""
+        self.flat.zero_grad()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data and tensors (loadable with ``torch.load(weights_only=True)``)."""
+        groups = [
+            {key: list(v) if isinstance(v, tuple) else v for key, v in group.items()} for group in self.param_groups
+        ]
+        return {
+            "num_steps": self.num_steps,
+            **{name: v.clone() for name, v in self.state.items()},
+            "param_groups": groups,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned, for a model of the same size."""
+        for name, vector in self.state.items():
+            if tuple(state_dict[name].shape) != tuple(vector.shape):
+                raise ValueError(
+                    f"the saved optimizer state is for {state_dict[name].numel()} parameters, "
+                    f"this model has {vector.numel()}"
+                )
+        for name, vector in self.state.items():
+            vector.copy_(state_dict[name])
+        self.num_steps = int(state_dict["num_steps"])
+        self.param_groups = [
+            {key: tuple(v) if isinstance(v, list) else v for key, v in group.items()}
+            for group in state_dict["param_groups"]
+        ]
+
+
+class FlatAdam(_FlatOptimizer):
     """Adam on a ``FlatParameters``: seven in-place ops per step.
 
     The update is torch's single-tensor Adam (no AMSGrad, no weight decay), bit for bit; what
     it drops is ``torch.optim``'s per-step bookkeeping (grouping tensors by device and dtype,
-    step counters as tensors, hooks), which costs more than the arithmetic at this size. The
-    learning rate lives in ``param_groups[0]["lr"]``, as for a torch optimizer.
+    step counters as tensors, hooks), which costs more than the arithmetic at this size.
     """
 
+    STATE = ("exp_avg", "exp_avg_sq")
+
     def __init__(self, flat: FlatParameters, lr: float, eps: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
-        self.flat = flat
-        self.param_groups: list[dict[str, Any]] = [{"lr": lr, "eps": eps, "betas": betas}]
-        self.exp_avg = torch.zeros_like(flat.data)
-        self.exp_avg_sq = torch.zeros_like(flat.data)
-        self.num_steps = 0
+        super().__init__(flat, lr=lr, eps=eps, betas=betas)
 
     def step(self) -> None:
         """One Adam step on ``flat.data`` with the gradient in ``flat.grad``."""
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
-        grad = self.flat.grad
+        grad, exp_avg, exp_avg_sq = self.flat.grad, self.state["exp_avg"], self.state["exp_avg_sq"]
         self.num_steps += 1
-        self.exp_avg.lerp_(grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         # The bias corrections are Python floats: no tensor op and no host sync for them.
         bias_correction1 = 1 - beta1**self.num_steps
         bias_correction2_sqrt = (1 - beta2**self.num_steps) ** 0.5
-        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
-        self.flat.data.addcdiv_(self.exp_avg, denom, value=-group["lr"] / bias_correction1)
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
+        self.flat.data.addcdiv_(exp_avg, denom, value=-group["lr"] / bias_correction1)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Plain data and tensors (loadable with ``torch.load(weights_only=True)``)."""
-        return {
-            "num_steps": self.num_steps,
-            "exp_avg": self.exp_avg.clone(),
-            "exp_avg_sq": self.exp_avg_sq.clone(),
-            "param_groups": [dict(group, betas=list(group["betas"])) for group in self.param_groups],
-        }
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned, for a model of the same size."""
-        if tuple(state_dict["exp_avg"].shape) != tuple(self.exp_avg.shape):
-            raise ValueError(
-                f"the saved optimizer state is for {state_dict['exp_avg'].numel()} parameters, "
-                f"this model has {self.exp_avg.numel()}"
-            )
-        self.exp_avg.copy_(state_dict["exp_avg"])
-        self.exp_avg_sq.copy_(state_dict["exp_avg_sq"])
-        self.num_steps = int(state_dict["num_steps"])
-        self.param_groups = [dict(group, betas=tuple(group["betas"])) for group in state_dict["param_groups"]]
+class FlatRMSprop(_FlatOptimizer):
+    """RMSprop on a ``FlatParameters`` (A2C's): four in-place ops per step, torch's RMSprop
+    (not centred, no momentum, no weight decay) bit for bit, without its per-step bookkeeping
+    (at A2C's 5-step rollouts a step per 5 env steps, where that bookkeeping showed)."""
+
+    STATE = ("square_avg",)
+
+    def __init__(self, flat: FlatParameters, lr: float, eps: float, alpha: float) -> None:
+        super().__init__(flat, lr=lr, eps=eps, alpha=alpha)
+
+    def step(self) -> None:
+        """One RMSprop step on ``flat.data`` with the gradient in ``flat.grad``."""
+        group = self.param_groups[0]
+        grad, square_avg = self.flat.grad, self.state["square_avg"]
+        self.num_steps += 1
+        square_avg.mul_(group["alpha"]).addcmul_(grad, grad, value=1 - group["alpha"])
+        self.flat.data.addcdiv_(grad, square_avg.sqrt().add_(group["eps"]), value=-group["lr"])
