@@ -157,18 +157,15 @@ def _numpy_tower(x: np.ndarray, layers: list[NumpyLayer]) -> np.ndarray:
     return x
 
 
-def _block_diagonal(a: np.ndarray, b: np.ndarray, shared_input: bool) -> np.ndarray:
-    """``[[a, 0], [0, b]]``, or ``[a, b]`` side by side where both read the same input."""
-    if shared_input:
-        return np.concatenate([a, b], axis=1)
-    out = np.zeros((a.shape[0] + b.shape[0], a.shape[1] + b.shape[1]), dtype=a.dtype)
-    out[: a.shape[0], : a.shape[1]], out[a.shape[0] :, a.shape[1] :] = a, b
-    return out
+#: A fused layer's block and the parameter it copies: ``np.copyto(block, parameter)``.
+Copy = tuple[np.ndarray, np.ndarray]
 
 
-def _fused(parts: FastMLP) -> list[NumpyLayer] | None:
+def _fused(parts: FastMLP) -> tuple[list[NumpyLayer], list[Copy]] | None:
     """Both towers and heads as one stack of layers on the concatenated state, whose output is
-    ``[head output (N, A or K) | value (N, 1)]``; ``None`` where the towers differ in depth or
+    ``[head output (N, A or K) | value (N, 1)]``, and the copies that fill its blocks: each
+    weight ``[[actor, 0], [0, critic]]`` (the first layer ``[actor, critic]``, both reading the
+    observation), each bias ``[actor | critic]``. ``None`` where the towers differ in depth or
     activations, or are wider than ``MAX_FUSED_WIDTH``."""
     actor, critic = _numpy_layers(parts.actor), _numpy_layers(parts.critic)
     if len(actor) != len(critic) or any(a[2] is not c[2] for a, c in zip(actor, critic)):
@@ -176,29 +173,52 @@ def _fused(parts: FastMLP) -> list[NumpyLayer] | None:
     if max(lin.out_features for lin, _ in parts.actor + parts.critic) > MAX_FUSED_WIDTH:
         return None
     action_head, value_head = _numpy_layers([(parts.action_head, None), (parts.value_head, None)])  # type: ignore[list-item]
-    return [
-        (_block_diagonal(a[0], c[0], shared_input=i == 0), np.concatenate([a[1], c[1]]), a[2])
-        for i, (a, c) in enumerate([*zip(actor, critic), (action_head, value_head)])
-    ]
+    layers: list[NumpyLayer] = []
+    copies: list[Copy] = []
+    for i, (a, c) in enumerate([*zip(actor, critic), (action_head, value_head)]):
+        (a_in, a_out), (c_in, c_out) = a[0].shape, c[0].shape
+        critic_rows = slice(0, c_in) if i == 0 else slice(a_in, a_in + c_in)
+        # Column-major where the blocks share the input, as the transposed weights are: the
+        # layout picks the BLAS kernel, and with it the rounding of the actions.
+        weight = np.zeros((max(a_in, critic_rows.stop), a_out + c_out), np.float32, order="F" if i == 0 else "C")
+        bias = np.empty(a_out + c_out, np.float32)
+        copies += [(weight[:a_in, :a_out], a[0]), (weight[critic_rows, a_out:], c[0]), (bias[:a_out], a[1]),
+                   (bias[a_out:], c[1])]  # fmt: skip
+        layers.append((weight, bias, a[2]))
+    return layers, copies
 
 
 class NumpyActor:
-    """``policy.act`` computed in numpy, for the parameters the policy has when it is built (a
-    rollout builds one; build it again after the parameters change or move); ``deterministic``
-    takes the mean or the most likely class.
+    """``policy.act`` computed in numpy, for the parameters the policy has when it is built or
+    last ``refresh``ed (build it again after they move: the unfused layers are views of them);
+    ``deterministic`` takes the mean or the most likely class.
 
     Both towers and heads run as one stack of block-diagonal layers where that is cheaper
     (``_fused``): half the numpy calls, which dominate at these sizes."""
 
     def __init__(self, parts: FastMLP, deterministic: bool = False) -> None:
         self.deterministic = deterministic
-        self.fused = _fused(parts)
-        if self.fused is None:  # each tower with its head
+        fused = _fused(parts)
+        self.fused: list[NumpyLayer] | None = None if fused is None else fused[0]
+        self._copies: list[Copy] = [] if fused is None else fused[1]
+        if self.fused is None:  # each tower with its head: views of the parameters
             self.actor = _numpy_layers(parts.actor + [(parts.action_head, None)])  # type: ignore[list-item]
             self.critic = _numpy_layers(parts.critic + [(parts.value_head, None)])  # type: ignore[list-item]
-        self.log_std = None if parts.log_std is None else parts.log_std.detach().numpy().copy()
+        self._log_std_parameter = None if parts.log_std is None else parts.log_std.detach().numpy()
+        self.log_std = None if self._log_std_parameter is None else self._log_std_parameter.copy()
         self.std = None if self.log_std is None else np.exp(self.log_std)
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}  # for the random draws, by shape
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the parameters again, after an update changed them in place: the fused blocks
+        and the log-std are copies (a rollout refreshes its actor rather than building one: the
+        gate and the build cost 5% of an A2C run at 5-step rollouts)."""
+        for block, parameter in self._copies:
+            np.copyto(block, parameter)
+        if self.log_std is not None and self.std is not None and self._log_std_parameter is not None:
+            np.copyto(self.log_std, self._log_std_parameter)
+            np.exp(self.log_std, out=self.std)
 
     def __call__(
         self, obs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor

@@ -56,16 +56,19 @@ def collect_rollout(
     proper_time_limits: bool,
     fast: bool = True,
     cast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    act: ActFunction | None = None,
 ) -> list[tuple[float, int]]:
     """Fill ``rollouts`` with ``num_steps`` steps of every env, acting from slot 0 on.
 
     Truncated steps store V(final_obs) to bootstrap from (with ``proper_time_limits``;
     else truncation counts as termination). Returns (true return, length) of the episodes
     that ended. Uses the overlapped schedule where ``envs.overlap`` says so, and acts in
-    numpy where ``fast`` and ``a2c_ppo.fastpath`` allow; the policy acts within ``cast`` (bf16
-    mixed precision, ``precision.py``).
+    numpy where ``fast`` and ``a2c_ppo.fastpath`` allow, or through ``act`` where given (the
+    caller's ``acting_function``, current with the policy); the policy acts within ``cast``
+    (bf16 mixed precision, ``precision.py``).
     """
-    act = acting_function(policy, fast=fast)
+    if act is None:
+        act = acting_function(policy, fast=fast)
     with torch.inference_mode(), cast():  # nothing computed here is differentiated later
         if envs.overlap:
             return _collect_overlapped(act, policy, envs, rollouts, proper_time_limits)

@@ -33,7 +33,7 @@ from a2c_ppo.distributions import action_shape
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.errors import NonFiniteError
-from a2c_ppo.fastpath import fast_mlp
+from a2c_ppo.fastpath import ActFunction, NumpyActor, acting_function, fast_mlp
 from a2c_ppo.observations import copy_obs, flatten_steps, obs_layout
 from a2c_ppo.precision import autocast, choose_precision, preserved_rng
 from a2c_ppo.rollout import collect_rollout
@@ -81,6 +81,7 @@ class Trainer:
         self.returns: deque = deque(maxlen=EPISODE_WINDOW)
         self.lengths: deque = deque(maxlen=EPISODE_WINDOW)
         self.update, self.env_steps = 0, 0
+        self.act: ActFunction | None = None  # see _acting
 
     def resolve_precision(self, config: RunConfig) -> RunConfig:
         """``config`` with ``--precision auto`` made fp32 or bf16 (measured; the same on every
@@ -141,13 +142,23 @@ class Trainer:
             horizon = max(self.config.lr_decay_steps // self.batch, 1)
         return self.config.lr * max(1.0 - self.update / horizon, 0.0)
 
+    def _acting(self) -> ActFunction:
+        """The rollout's acting function, current with the policy: built at the first rollout,
+        a numpy actor refreshed with the updated parameters at each next one."""
+        if self.act is None:
+            fast = self.config.fast_path == "auto" and self.config.precision == "fp32"
+            self.act = acting_function(self.policy, fast=fast)
+        elif isinstance(self.act, NumpyActor):
+            self.act.refresh()
+        return self.act
+
     def collect(self) -> float:
         """Fill the storage with a rollout and its returns; this rank's rollout SPS."""
         config, r = self.config, self.rollouts
         start = time.perf_counter()
         try:
-            fast = config.fast_path == "auto" and config.precision == "fp32"
-            episodes = collect_rollout(self.policy, self.envs, r, config.use_proper_time_limits, fast, self.autocast)
+            episodes = collect_rollout(self.policy, self.envs, r, config.use_proper_time_limits, cast=self.autocast,
+                                       act=self._acting())  # fmt: skip
         except NonFiniteError as exc:  # raised by the env adapter, which knows no update
             raise NonFiniteError(f"{exc} (in the rollout of update {self.update + 1})") from None
         rollout_sps = config.batch_size / max(time.perf_counter() - start, 1e-9)

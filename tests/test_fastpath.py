@@ -140,6 +140,28 @@ def test_the_fused_stack_computes_what_the_separate_towers_compute(kind):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("hidden", [MAX_FUSED_WIDTH, MAX_FUSED_WIDTH + 32])
+@pytest.mark.parametrize("kind", ACTION_SPACES)
+def test_a_refreshed_actor_acts_with_the_parameters_an_update_wrote(kind, hidden):
+    """The trainer builds its actor once and refreshes it after each update, which changes
+    the parameters in place: before the refresh the fused copies (and the log-std) are the old
+    parameters', after it every output is the new policy's."""
+    torch.manual_seed(0)
+    policy = Policy(OBS_SPACE, ACTION_SPACES[kind], base=MLPBase(7, hidden_size=hidden))
+    actor = _actor(policy, deterministic=True)
+    obs, hxs, masks = _inputs()
+    before = actor(obs, hxs, masks)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p), alpha=0.3)
+    expected = policy.act(obs, hxs, masks, deterministic=True)
+    if actor.fused is not None:
+        torch.testing.assert_close(actor(obs, hxs, masks)[0], before[0])  # the copies are stale
+    actor.refresh()
+    for e, g in zip(expected, actor(obs, hxs, masks)):  # the log-prob reads the log-std's copy
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- the gate
 
 
