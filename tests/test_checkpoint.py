@@ -190,6 +190,22 @@ def test_space_mismatch_is_a_clear_error(tmp_path):
         check_spaces(load_checkpoint(path), other.observation_space, other.action_space, "CartPole-v1")
 
 
+UNREADABLE_RMSPROP = {"state": {0: {"square_avg": "x"}}, "param_groups": [{"params": [0], "lr": 1.0, "alpha": 0.9}]}
+
+
+@pytest.mark.parametrize("optimizer", [{"state": {}, "param_groups": []}, UNREADABLE_RMSPROP])
+def test_an_old_checkpoint_whose_optimizer_state_cannot_be_upgraded_is_one_clear_error(tmp_path, optimizer):
+    """A format-3 A2C checkpoint's RMSprop state is concatenated on load; where it is not a
+    torch optimizer's state (no group, text for a tensor) the load ends in ConfigError."""
+    path = tmp_path / "old.pt"
+    payload = {"format_version": 3, "config": json.dumps({"algo": "a2c"}), "normalization": "null",
+               "spaces": '{"observation": {}, "action": {}}', "counters": {"update": 1, "env_steps": 5},
+               "rng": {}, "resume_state": None, "model": {"w": torch.zeros(2)}}  # fmt: skip
+    torch.save({**payload, "optimizer": optimizer}, path)
+    with pytest.raises(ConfigError, match="is damaged or was not written by a2c_ppo"):
+        load_checkpoint(str(path))
+
+
 @pytest.mark.parametrize("old_format, algo", [(2, "ppo"), (3, "a2c")])
 def test_an_old_checkpoint_resumes_with_the_same_optimizer_state(tmp_path, old_format, algo):
     """Format 2 held PPO's torch.optim.Adam state per parameter, formats 2 and 3 A2C's
