@@ -92,8 +92,11 @@ class A2C:
         self.gradient = gradient
         # Gradients as views of one buffer, zeroed and clipped as one: the flat optimizer's
         # (make_rmsprop), or one of its own for the hand-written pass, which overwrites them.
-        flat = getattr(optimizer, "flat", None)
-        self.flat = flat if isinstance(flat, FlatParameters) else FlatParameters(self.params) if gradient else None
+        self.flat: FlatParameters | None = None
+        if isinstance(optimizer, FlatRMSprop):
+            self.flat = optimizer.flat
+        elif gradient is not None:
+            self.flat = FlatParameters(self.params)
 
     def _losses(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """0-d losses, and the values (T*N, 1) and log-probs (T*N, 1) they came from."""
