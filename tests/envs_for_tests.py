@@ -111,6 +111,20 @@ class SleepyEnv(CounterEnv):
         return super().step(action)
 
 
+class SpinningEnv(CounterEnv):
+    """``step`` keeps the CPU busy ``spin_s`` seconds (work per env that cannot sleep past its time)."""
+
+    def __init__(self, spin_s: float) -> None:
+        super().__init__()
+        self.spin_s = spin_s
+
+    def step(self, action):
+        end = time.perf_counter() + self.spin_s
+        while time.perf_counter() < end:
+            pass
+        return super().step(action)
+
+
 class ImageEnv(gym.Env):
     """uint8 image observations ``(3, 8, 8)`` filled with ``t`` (mod 256); ends at ``t == 5``."""
 

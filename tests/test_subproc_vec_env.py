@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from a2c_ppo.envs.layout import StepTimes, choose_layout, env_step_time, faster_kind, measure_step_times
 from a2c_ppo.envs.make import make_env_fn, make_vec_envs
 from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
-from tests.envs_for_tests import ActionEchoEnv, CounterEnv, DiscreteObsEnv, ImageEnv, SleepyEnv
+from tests.envs_for_tests import ActionEchoEnv, CounterEnv, DiscreteObsEnv, ImageEnv, SleepyEnv, SpinningEnv
 from tests.vec_env_checks import assert_same, rollout
 
 
@@ -204,10 +204,22 @@ def test_make_vec_envs_subproc_and_auto(monkeypatch):
 
 
 def test_probe_splits_the_vector_steps_fixed_cost_from_the_work_per_env():
-    # A 2 ms env: its sleep is work per env, in ``env`` and ``vec``; what a vector step costs
-    # whatever its number of envs is timed on constant envs and stays far below it.
-    times = measure_step_times(partial(SleepyEnv, 0.002))
-    assert 0.002 <= times.env <= times.vec and 0.0 <= times.fixed < 0.001
+    # An env that spins 60 us (cheaper than a worker's round trip, so the probe times the vector
+    # env over one and two envs): the spin is work per env, in ``env`` and ``vec``, never in what
+    # a vector step pays once. A 2 ms env (dearer) skips the two-env timing: ``fixed`` is 0.
+    cheap = measure_step_times(partial(SpinningEnv, 60e-6))
+    assert 60e-6 <= cheap.env <= cheap.vec and 0.0 <= cheap.fixed < 60e-6
+    dear = measure_step_times(partial(SleepyEnv, 0.002))
+    assert 0.002 <= dear.env <= dear.vec and dear.fixed == 0.0
+
+
+def test_probe_arithmetic(monkeypatch):
+    # Medians as timed: the env alone 10 us and one env through the vector env 40 us, then one
+    # env 41 us and two 56 us: 15 us per env, the other 26 us paid once.
+    medians = iter([[10e-6, 40e-6], [41e-6, 56e-6]])
+    monkeypatch.setattr("a2c_ppo.envs.layout._median_steps", lambda *_: next(medians))
+    times = measure_step_times(CounterEnv)
+    assert times == pytest.approx(StepTimes(env=10e-6, vec=15e-6, fixed=26e-6))
     # CartPole x8 on a slow host (the probe of 2026-12-06): t 10 us, v 15 us, f 25 us. Charged
     # once, f keeps the envs in-process (f + 8 v = 145 us against one worker's 3 envs, 3 * 10 us
     # * 1.3 + 120 us = 159 us); charged to every env, as a one-env probe did, the worker wins.
