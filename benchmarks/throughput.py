@@ -6,6 +6,7 @@ that the noise of a shared machine falls on every column alike:
 * ours: ``main.py`` as a user runs it (fixed hyper-parameters, normal logging); training SPS
   is the last ``charts/SPS`` of its progress.csv (env steps over the time of the training loop,
   start-up excluded) and rollout SPS the median ``charts/rollout_SPS`` (stepping + acting only);
+  a line under the row names the vector env ``auto`` chose in each run (its console's);
 * SB3: ``stable_baselines3.PPO`` with the same hyper-parameters and networks (separate 64x64
   tanh actor and critic, orthogonal init, the same normalisation), ``DummyVecEnv`` (faster
   than its SubprocVecEnv for these envs on 2 cores), 1 torch thread; SPS = steps / time of
@@ -26,11 +27,13 @@ import csv
 import glob
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,18 +89,25 @@ WORKLOADS = {
 }  # fmt: skip
 
 
-def run_ours(workload: Workload, extra: list[str], root: str = ROOT) -> tuple[float, float]:
-    """(training SPS, median rollout SPS) of one run of ``root``'s main.py (another checkout's
-    for ``--baseline``)."""
+def run_ours(workload: Workload, extra: list[str], root: str = ROOT) -> tuple[float, float, str]:
+    """(training SPS, median rollout SPS, the vector env its console names) of one run of
+    ``root``'s main.py (another checkout's for ``--baseline``): ``auto`` picks the layout from
+    timings, so a run's speed is read beside the layout it got."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = [sys.executable, os.path.join(root, "main.py"), *workload.our_flags(), *extra,
                 "--log-interval", str(workload.log_interval), "--log-dir", os.path.join(tmp, "runs"),
                 "--save-dir", os.path.join(tmp, "models")]  # fmt: skip
-        subprocess.run(argv, check=True, capture_output=True, cwd=root)
+        out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=root).stdout
         (path,) = glob.glob(os.path.join(tmp, "runs", "*", "progress.csv"))
         rows = list(csv.DictReader(open(path)))
     rollout = statistics.median(float(row["charts/rollout_SPS"]) for row in rows)
-    return float(rows[-1]["charts/SPS"]), rollout
+    layout = re.search(r"^Vector env: (.*?)\.?$", out, re.MULTILINE)
+    return float(rows[-1]["charts/SPS"]), rollout, layout.group(1) if layout else "?"
+
+
+def layouts(runs: list[tuple[float, float, str]]) -> str:
+    """The layouts of ``runs`` with their counts, e.g. ``SubprocVecEnv(...), overlap off (3 of 3)``."""
+    return "; ".join(f"{name} ({n} of {len(runs)})" for name, n in Counter(r[2] for r in runs).most_common())
 
 
 def run_sb3(workload: Workload) -> float:
@@ -220,11 +230,11 @@ def main() -> None:
         w = WORKLOADS[name]
         batch = w.num_envs * w.num_steps
         w.steps = max(batch, int(w.steps * opts.scale) // batch * batch)
-        ours, rollouts, sb3, limits, baseline = [], [], [], [], []
+        ours, rollouts, sb3, limits, baseline, runs = [], [], [], [], [], []
         for _ in range(opts.reps):
-            sps, rollout = run_ours(w, extra)
-            ours.append(sps)
-            rollouts.append(rollout)
+            runs.append(run_ours(w, extra))
+            ours.append(runs[-1][0])
+            rollouts.append(runs[-1][1])
             if opts.baseline:
                 baseline.append(run_ours(w, extra, os.path.abspath(opts.baseline)))
             if w.sb3 and not opts.no_sb3:
@@ -234,10 +244,11 @@ def main() -> None:
         s = statistics.median(sb3) if sb3 else float("nan")
         print(f"{name:<15} | {o:>9,.0f} | {r:>11,.0f} | {s:>8,.0f} | {o / s:>7.2f}x | {lim:>9,.0f} | "
               f"{o / lim:>9.2f}x | {r / lim:>12.2f}x", flush=True)  # fmt: skip
+        print(f"{'':<15}   layout: {layouts(runs)}", flush=True)
         if baseline:
-            bo, br = statistics.median(b for b, _ in baseline), statistics.median(r for _, r in baseline)
+            bo, br = statistics.median(b[0] for b in baseline), statistics.median(b[1] for b in baseline)
             print(f"{'':<15}   baseline {bo:,.0f} SPS, rollout {br:,.0f}: ours / baseline {o / bo:.2f}x, "
-                  f"rollout {r / br:.2f}x", flush=True)  # fmt: skip
+                  f"rollout {r / br:.2f}x; layout: {layouts(baseline)}", flush=True)  # fmt: skip
     ours_start, torch_start = startup(max(opts.reps, 3))
     print(f"\nstart-up: first line of main.py {ours_start:.2f} s, import torch {torch_start:.2f} s, "
           f"ratio {ours_start / torch_start:.2f}x")  # fmt: skip
