@@ -248,7 +248,7 @@ def _flatten_torch_optimizer(payload: dict[str, Any], algo: str, keys: tuple[str
     payload["optimizer"] = {
         "num_steps": max((int(st["step"]) for st in states if "step" in st), default=0),
         **{key: flat(key) for key in keys},
-        "param_groups": [{key: list(group[key]) if isinstance(group[key], tuple) else group[key] for key in hyper}],
+        "param_groups": [{key: group[key] for key in hyper}],
     }
 
 
