@@ -95,7 +95,8 @@ def run_ranks(fn: Callable[..., Any], world_size: int, out_dir: str, *args: Any,
 def torchrun(script_args: list[str], torchrun_args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """Starts ``python -m torch.distributed.run <torchrun_args> <script_args>``; wait on it
     with ``finish``."""
-    full_env = {**os.environ, **LOOPBACK_ENV, "PYTHONPATH": ROOT, **(env or {})}
+    # PYTHONFAULTHANDLER: a process sent SIGABRT prints every thread's Python stack (``finish``).
+    full_env = {**os.environ, **LOOPBACK_ENV, "PYTHONPATH": ROOT, "PYTHONFAULTHANDLER": "1", **(env or {})}
     full_env.pop("MASTER_PORT", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun_args, *script_args]
     return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -121,20 +122,29 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 def finish(proc: subprocess.Popen, deadline_s: float) -> tuple[int | None, str]:
     """Waits for a ``torchrun`` launch; at the deadline kills it and every process below it.
-    Returns (exit code, None if killed at the deadline; combined output)."""
+    Returns (exit code, None if killed at the deadline; combined output). A launch killed at the
+    deadline is first sent SIGABRT, so the output shows where each of its processes stood
+    (``torchrun`` sets PYTHONFAULTHANDLER): a hang fails with its stacks, not in silence."""
     try:
         out, _ = proc.communicate(timeout=deadline_s)
         return proc.returncode, out
     except subprocess.TimeoutExpired:
-        for pid in [proc.pid, *descendants(proc.pid)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        tree = [proc.pid, *descendants(proc.pid)]
+        _signal_all(tree, signal.SIGABRT)
+        time.sleep(2.0)  # the stacks reach the pipe
+        _signal_all(tree, signal.SIGKILL)
         out, _ = proc.communicate()
-        return None, out
+        return None, f"{out}\n[killed at the {deadline_s:g} s deadline; the stacks above are from SIGABRT]"
 
 
 def alive(pids: list[int]) -> list[int]:

@@ -96,3 +96,21 @@ def test_a_failing_rank_stops_the_launch_and_leaves_no_process(tmp_path, nodes):
     assert len(pids) >= 4  # both ranks and their env workers
     time.sleep(1.0)  # workers notice their parent's exit on their pipe
     assert alive(pids) == []
+
+
+def test_a_launch_killed_at_its_deadline_shows_where_its_ranks_stood(tmp_path):
+    # A hang in CI must fail with the stacks that explain it, not in silence.
+    started = tmp_path / "started"
+    script = tmp_path / "hang.py"
+    script.write_text(
+        f"import pathlib, time\n\ndef wait_forever():\n    pathlib.Path({str(started)!r}).touch()\n"
+        "    time.sleep(600)\n\nwait_forever()\n"
+    )
+    proc = torchrun([str(script)], ["--standalone", "--nproc_per_node=1"])
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    code, output = finish(proc, 0.5)
+    assert code is None
+    assert "in wait_forever" in output  # the rank's stack, from its own session
+    assert "killed at the 0.5 s deadline" in output
