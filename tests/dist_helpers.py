@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -99,7 +100,20 @@ def torchrun(script_args: list[str], torchrun_args: list[str], env: dict[str, st
     full_env = {**os.environ, **LOOPBACK_ENV, "PYTHONPATH": ROOT, "PYTHONFAULTHANDLER": "1", **(env or {})}
     full_env.pop("MASTER_PORT", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun_args, *script_args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_no_core_files,
+    )
+
+
+def _no_core_files() -> None:
+    """The SIGABRT of ``finish`` must not leave core files in the repository."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def descendants(pid: int) -> list[int]:
