@@ -70,7 +70,7 @@ def build_parser() -> ArgumentParser:
         _add(group, declared)
     group = groups[SETTINGS["save_dir"].spec.group]
     group.add_argument("--resume", metavar="PATH", help="continue a run from this checkpoint (typed flags win)")
-    group.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    group.add_argument("--trust-checkpoint", action="store_true", help=f"with --resume: {TRUST_HELP}")
     group.add_argument(
         "--show-settings",
         action="store_true",
@@ -82,7 +82,7 @@ def build_parser() -> ArgumentParser:
 #: Launch options of main.py that are not settings of the run.
 LAUNCH_OPTIONS = ("resume", "trust_checkpoint", "show_settings")
 TRUST_HELP = (
-    "with --resume (and enjoy.py): import the code the checkpoint names (an env given as module:attribute) and "
+    "import the code the checkpoint names (an env given as module:attribute) and "
     "pass the env the text arguments it gives (--env-kwargs); without it such a checkpoint is refused unless you "
     "type that reference or those arguments yourself"
 )
