@@ -209,6 +209,7 @@ def test_per_algorithm_defaults_and_refusals(capsys):
         (["--algo", "a2c", "--num-mini-batch", "4"], "--num-mini-batch only applies to --algo ppo"),
         (["--algo", "acktr", "--ppo-epoch", "3"], "--ppo-epoch only applies to --algo ppo"),
         (["--algo", "a2c", "--target-kl", "0.01"], "--target-kl only applies to --algo ppo"),
+        (["--algo", "acktr", "--eps", "1e-3"], "--eps only applies to --algo ppo or a2c"),  # K-FAC has no epsilon
     ]:
         with pytest.raises(SystemExit):
             parse_args(argv)
