@@ -153,10 +153,13 @@ def finish(proc: subprocess.Popen, deadline_s: float) -> tuple[int | None, str]:
         out, _ = proc.communicate(timeout=deadline_s)
         return proc.returncode, out
     except subprocess.TimeoutExpired:
-        tree = [proc.pid, *descendants(proc.pid)]
-        _signal_all(tree, signal.SIGABRT)
-        time.sleep(2.0)  # the stacks reach the pipe
-        _signal_all(tree, signal.SIGKILL)
+        below = descendants(proc.pid)
+        # The ranks first: a launcher that dies first may take its ranks down with SIGKILL.
+        _signal_all(below[::-1], signal.SIGABRT)
+        time.sleep(1.0)  # the stacks reach the pipe
+        _signal_all([proc.pid], signal.SIGABRT)
+        time.sleep(1.0)
+        _signal_all([proc.pid, *below], signal.SIGKILL)
         out, _ = proc.communicate()
         return None, f"{out}\n[killed at the {deadline_s:g} s deadline; the stacks above are from SIGABRT]"
 
