@@ -129,7 +129,7 @@ def settings_table(request: LaunchRequest) -> str:
     return "\n".join([*request.notes, "", *lines])
 
 
-def fail(message: str, prog: str) -> NoReturn:
-    """Print ``message`` as the program's error paragraph and exit with status 2."""
+def fail(message: str, prog: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """Print ``message`` as the program's error paragraph and exit with status ``code`` (2: bad input)."""
     console.err.line(f"{prog}: error: {message}")
-    raise SystemExit(EXIT_BAD_INPUT)
+    raise SystemExit(code)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import random
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ import torch
 from a2c_ppo import __version__
 from a2c_ppo.algo.common import Optimizer
 from a2c_ppo.errors import ConfigError, NonFiniteError
-from a2c_ppo.files import write_atomically
+from a2c_ppo.files import check_archive, write_atomically
 
 #: 3: PPO's Adam state is ``FlatAdam``'s vectors (algo/flat_params.py); 4: A2C's RMSprop state
 #: ``FlatRMSprop``'s. Formats 2 and 3 are upgraded on load.
@@ -163,8 +162,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: s
 
     ``what`` names the flag the path came from, for the message.
     """
-    if not os.path.isfile(path):
-        raise ConfigError(f"{what} {path!r}: no such checkpoint file; train first or pass the right path.")
+    remedy = "pass a checkpoint that a2c_ppo wrote (a run folder's checkpoint.pt), or train first."
+    check_archive(path, f"{what} {path!r}", "checkpoint file", remedy)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
@@ -174,8 +173,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: s
         ) from None
     except Exception:
         raise ConfigError(
-            f"{what} {path!r} cannot be read: it is not a checkpoint file, or it is truncated or damaged "
-            "(e.g. copied while being written). Use another checkpoint."
+            f"{what} {path!r} cannot be read: it was not written by a2c_ppo, or it is truncated or damaged "
+            f"(e.g. copied while being written); {remedy}"
         ) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ConfigError(f"{what} {path!r} is not an a2c_ppo checkpoint.")

@@ -28,10 +28,10 @@ from a2c_ppo.config import ALGOS, RunConfig, check_value
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.envs.frames import env_identity, recipe_of
 from a2c_ppo.envs.torch_env import TorchVecEnv
-from a2c_ppo.errors import ConfigError
+from a2c_ppo.errors import EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.model import Policy
-from a2c_ppo.paths import check_writable_dir, latest_checkpoint_path, run_checkpoint_path
+from a2c_ppo.paths import check_writable_dir, check_writable_file, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.restore_check import check_finite, load_model, restored
 from a2c_ppo.trajectories import describe_space, save_trajectories
 from a2c_ppo.video import has_display, prepare_offscreen_rendering
@@ -73,7 +73,7 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--num-episodes", type=int, default=10, help="episodes to play")
     p.add_argument("--non-det", action="store_true", help="sample actions instead of taking the most likely one")
-    p.add_argument("--seed", type=int, help="env seed (default: the training seed + 2,000,000)")
+    p.add_argument("--seed", type=int, help="env seed, 0 or more (default: the training seed + 2,000,000)")
     p.add_argument("--render", action="store_true", help="show a window (needs a display)")
     p.add_argument("--video-dir", help="write each episode as an mp4 here (needs the [video] extra)")
     p.add_argument(
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             f"{args.video_dir} holds videos of an earlier replay: episodes overwrite those of their number."
         )
     if args.record_trajectories:
-        check_writable_dir(os.path.dirname(os.path.abspath(args.record_trajectories)), "--record-trajectories")
+        check_writable_file(args.record_trajectories, "--record-trajectories", reading=path)
     recorded: list[dict[str, np.ndarray]] | None = [] if args.record_trajectories else None
     with warnings.catch_warnings():
         # gymnasium warns about any existing folder, even the one its own first env just made
@@ -266,10 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.num_episodes <= 0:
         parser.error(f"--num-episodes must be a positive integer, got {args.num_episodes}.")
+    if args.seed is not None and args.seed < 0:
+        parser.error(f"--seed must be 0 or more, got {args.seed}.")
     try:
         run(args)
     except ConfigError as exc:
         fail(str(exc), prog="enjoy.py")
+    except WriteFailedError as exc:
+        fail(f"{exc}; free space or give another path.", prog="enjoy.py", code=EXIT_WRITE_FAILED)
     except KeyboardInterrupt:
         console.err.line("Stopped by Ctrl-C.")
         return 130

@@ -38,10 +38,11 @@ from a2c_ppo import __version__, console
 from a2c_ppo.arguments import TRUST_HELP, ArgumentParser, fail
 from a2c_ppo.enjoy import Replay, load_replay
 from a2c_ppo.envs.normalize import VecNormalize
-from a2c_ppo.errors import ConfigError
+from a2c_ppo.errors import EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.files import write_atomically
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import TensorDict, part_dtype
+from a2c_ppo.paths import check_writable_file
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'
 OPSET = 17
@@ -95,6 +96,27 @@ class DeterministicPolicy(nn.Module):
             rnn_hxs, masks = torch.zeros(batch, 1), torch.ones(batch, 1)
         _, action, _, rnn_hxs = self.policy.act(obs, rnn_hxs, masks, deterministic=True)
         return (action, rnn_hxs) if self.policy.is_recurrent else action
+
+
+#: The lowest opset torch's exporter writes (``torch.onnx.export``'s ``opset_version``: 7 and above).
+MIN_OPSET = 7
+
+
+def check_opset(opset: int) -> None:
+    """ConfigError unless torch's exporter writes ``opset`` and the installed onnx knows it."""
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError(f"ONNX export needs onnx and onnxruntime: {INSTALL_HINT}.") from None
+    newest = onnx.defs.onnx_opset_version()
+    try:  # torch states its exporter's newest opset in a private module only
+        from torch.onnx._constants import ONNX_MAX_OPSET
+
+        newest = min(newest, ONNX_MAX_OPSET)
+    except ImportError:
+        pass
+    if not MIN_OPSET <= opset <= newest:
+        raise ConfigError(f"--opset {opset}: give an ONNX opset from {MIN_OPSET} to {newest}, or leave it at {OPSET}.")
 
 
 def input_names(module: DeterministicPolicy) -> list[str]:
@@ -259,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = "python -m a2c_ppo.export"
     try:
+        check_opset(args.opset)
+        check_writable_file(args.out, "OUT", reading=args.checkpoint)
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
             raise ConfigError(
@@ -278,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             replay.envs.close()
     except ConfigError as exc:
         fail(str(exc), prog=prog)
+    except WriteFailedError as exc:
+        fail(f"{exc}; free space or give another path.", prog=prog, code=EXIT_WRITE_FAILED)
     batch = "any batch size" if any_batch else "one observation at a time (its encoders fix the batch size)"
     console.out.line(
         f"Exported {args.checkpoint} to {args.out}: inputs {', '.join(names)}, {batch}; checked against the policy "

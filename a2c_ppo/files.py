@@ -6,6 +6,9 @@ written or silently lost, and one live run per run folder.
   permission lost) removes the temporary file, leaves the previous target as it was and
   raises ``WriteFailedError`` naming the path and the cause. Temporary files that a killed
   process left behind (their PID is gone) are removed by the next write into that folder.
+* ``check_archive``: a file about to be read (checkpoint, expert data) is a whole zip archive,
+  every part matching its checksum: torch's reader does not check them, so a flipped byte
+  would load as a wrong number.
 * ``RunLock``: an exclusive ``flock`` on ``RUN_DIR/.lock``, held while a run writes there; a
   second run (or a resume of the same run) is refused while the first one lives. The kernel
   drops the lock when its process dies, however it dies.
@@ -18,6 +21,7 @@ import fcntl
 import glob
 import os
 import secrets
+import zipfile
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -77,6 +81,26 @@ def copy_atomically(source: str, path: str) -> None:
     with open(source, "rb") as f:
         data = f.read()
     write_atomically(path, lambda out: out.write(data))
+
+
+def check_archive(path: str, name: str, kind: str, remedy: str) -> None:
+    """ConfigError unless ``path`` is a zip archive, as ``torch.save`` and ``np.savez`` write,
+    whose parts all match their CRC-32. ``name``: the file as the message names it (the flag
+    and path); ``kind``: what it should be ("checkpoint file"); ``remedy``: what to do."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{name} is a folder, not a {kind}; {remedy}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{name}: no such {kind}; {remedy}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception as exc:  # BadZipFile, OSError, zlib.error, an unsupported compression: unreadable
+        raise ConfigError(
+            f"{name} cannot be read ({_cause(exc)}): it was not written by a2c_ppo, or it is truncated or damaged "
+            f"(e.g. copied while being written); {remedy}"
+        ) from None
+    if damaged is not None:
+        raise ConfigError(f"{name} is damaged: its part {damaged!r} does not match its checksum; {remedy}")
 
 
 def _remove(tmp: str) -> None:

@@ -56,6 +56,16 @@ def latest_checkpoint_path(save_dir: str, algo: str, env_name: str) -> str:
     return os.path.join(save_dir, algo, safe_name(env_name) + ".pt")
 
 
+def check_writable_file(path: str, flag: str, reading: str) -> None:
+    """ConfigError unless ``path`` can be written as a file: not a folder, not the file
+    ``reading`` that the command reads (it would be replaced), in a folder that can be written."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag} {path!r} is a folder; give the path of a file to write.")
+    if os.path.exists(path) and os.path.exists(reading) and os.path.samefile(path, reading):
+        raise ConfigError(f"{flag} {path!r} is the file being read; writing it would replace it. Give another path.")
+    check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
+
+
 def check_writable_dir(path: str, flag: str) -> None:
     """Prove that folder ``path`` can be created (if missing) and written to; else ConfigError.
 

@@ -21,7 +21,6 @@ with ``torch.load(weights_only=True)``. Neither reader can run code from the fil
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.files import write_atomically
+from a2c_ppo.files import check_archive, write_atomically
 from a2c_ppo.trajectory_spaces import (
     DTYPE_NAMES,
     Malformed,
@@ -222,8 +221,8 @@ def load_trajectories(
     """Read and validate an expert trajectory file; with ``env_id`` / the spaces given, also
     check that the file was recorded on them. ConfigError (saying what to change) otherwise."""
     name = f"expert trajectories {path!r}"
-    if not os.path.isfile(path):
-        raise ConfigError(f"{name}: no such file; record expert trajectories first or pass the right path.")
+    remedy = "record expert trajectories (enjoy.py --record-trajectories) or pass the right path."
+    check_archive(path, name, "file", remedy)
     try:
         fields = _read_npz(path) if path.endswith(".npz") else torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, ValueError) as err:

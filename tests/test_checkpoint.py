@@ -115,7 +115,7 @@ def test_loading_refuses_pickled_code_without_running_it(tmp_path):
 def test_unreadable_files_get_one_clear_message(tmp_path, content):
     path = tmp_path / "broken.pt"
     path.write_bytes(content)
-    with pytest.raises(ConfigError, match="cannot be read: it is not a checkpoint file, or it is truncated"):
+    with pytest.raises(ConfigError, match="cannot be read.*not written by a2c_ppo, or it is truncated or damaged"):
         load_checkpoint(str(path))
 
 

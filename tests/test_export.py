@@ -6,6 +6,7 @@ input is one paragraph and exit status 2."""
 from __future__ import annotations
 
 import glob
+import os
 import sys
 
 import gymnasium as gym
@@ -151,11 +152,17 @@ def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, capsys, monkeypatch):
         ([str(tmp_path / "missing.pt"), out], "no such checkpoint file"),
         ([checkpoint, str(tmp_path / "no" / "such" / "folder" / "p.onnx")], "does not exist"),
         ([checkpoint, out], "names code to import"),  # a checkpoint is data: the env it names is not imported
+        ([checkpoint, checkpoint], "is the file being read"),  # writing it would replace the checkpoint
+        ([checkpoint, str(tmp_path)], "is a folder"),
+        ([checkpoint, out, "--opset", "-1"], "give an ONNX opset from 7 to"),
+        ([checkpoint, out, "--opset", "999"], "give an ONNX opset from 7 to"),
     ]
+    size = os.path.getsize(checkpoint)
     for argv, phrase in cases:
         code, err = outcome(argv, capsys)
         assert code == 2 and phrase in err and "Traceback" not in err, err
         assert len(err.strip().splitlines()) == 1
+    assert os.path.getsize(checkpoint) == size
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     code, err = outcome([checkpoint, out, "--trust-checkpoint"], capsys)
     assert code == 2 and 'pip install -e ".[onnx]"' in err
