@@ -144,7 +144,14 @@ def make_gail(
         config.gail_experts, env_id=env_identity(config), observation_space=spaces[0], action_space=spaces[1]
     )
     if config.gail_trajectories is not None:
-        expert = select_episodes(expert, min(config.gail_trajectories, len(expert.lengths)), generator=config.seed)
+        held = len(expert.lengths)
+        if config.gail_trajectories > held:
+            raise ConfigError(
+                f"--gail-trajectories {config.gail_trajectories}, but {config.gail_experts!r} holds only {held} "
+                f"episode{'s' if held != 1 else ''}: "
+                f"give at most {held}, or record more (enjoy.py --num-episodes N --record-trajectories FILE)."
+            )
+        expert = select_episodes(expert, config.gail_trajectories, generator=config.seed)
     if config.gail_subsample > 1:
         expert = subsample(expert, config.gail_subsample, generator=config.seed)
     return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device, reward_form=config.gail_reward)

@@ -50,6 +50,10 @@ LOGGING = "logging and checkpoints"
 DEVICE = "device and processes"
 
 
+#: The GAIL settings: for PPO and A2C, and only with --gail.
+GAIL_ONLY: dict[str, Any] = {"algos": ("ppo", "a2c"), "needs": "gail"}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Every setting of a run, resolved (``None`` only where a setting is chosen at run time)."""
@@ -103,6 +107,7 @@ class RunConfig:
         ALGORITHM,
         low=1,
         auto="--num-env-steps",
+        needs="use_linear_lr_decay",
     )
     ppo_variant: str = setting(
         "clip",
@@ -121,19 +126,19 @@ class RunConfig:
         algos=("ppo", "a2c"),
     )  # fmt: skip
     gail_experts: str | None = setting(
-        None, "GAIL's expert trajectories (a file of enjoy.py --record-trajectories)", ALGORITHM, algos=("ppo", "a2c")
+        None, "GAIL's expert trajectories (a file of enjoy.py --record-trajectories)", ALGORITHM, **GAIL_ONLY
     )
-    gail_epoch: int = setting(5, "GAIL: discriminator epochs per update", ALGORITHM, low=1, algos=("ppo", "a2c"))
+    gail_epoch: int = setting(5, "GAIL: discriminator epochs per update", ALGORITHM, low=1, **GAIL_ONLY)
     gail_warmup: int = setting(
-        10, "GAIL: the first updates train the discriminator 100 epochs each", ALGORITHM, low=0, algos=("ppo", "a2c")
+        10, "GAIL: the first updates train the discriminator 100 epochs each", ALGORITHM, low=0, **GAIL_ONLY
     )
-    gail_batch_size: int = setting(128, "GAIL: discriminator minibatch size", ALGORITHM, low=1, algos=("ppo", "a2c"))
+    gail_batch_size: int = setting(128, "GAIL: discriminator minibatch size", ALGORITHM, low=1, **GAIL_ONLY)
     # 1, not the GAIL paper's 20: a user's handful of recorded episodes subsampled 20-fold leaves
     # too few pairs (CartPole, 10 episodes: 250 pairs reach 0.15 of the expert, 5,000 reach it all;
     # docs/BENCHMARKS.md). Pass 20 to reproduce the paper's MuJoCo setting.
     gail_subsample: int = setting(
         1, "GAIL: keep every n-th expert step (1: all; the GAIL paper used 20 on MuJoCo)", ALGORITHM, low=1,
-        algos=("ppo", "a2c"),
+        **GAIL_ONLY,
     )  # fmt: skip
     gail_reward: str = setting(
         "logit",
@@ -143,10 +148,10 @@ class RunConfig:
         "failure, such as Hopper, not for envs whose goal ends the episode)",
         ALGORITHM,
         choices=GAIL_REWARDS,
-        algos=("ppo", "a2c"),
+        **GAIL_ONLY,
     )
     gail_trajectories: int | None = setting(
-        None, "GAIL: how many expert episodes to use", ALGORITHM, low=1, algos=("ppo", "a2c"), auto="all of them"
+        None, "GAIL: how many expert episodes to use", ALGORITHM, low=1, auto="all of them", **GAIL_ONLY
     )
     precision: str = setting(
         "auto",
@@ -194,21 +199,30 @@ class RunConfig:
     use_sde: bool = setting(
         False, "generalized state-dependent exploration (gSDE) for Gaussian policies", POLICY, flag="on-off"
     )
-    sde_sample_freq: int = setting(-1, "gSDE: resample the noise every n steps (-1: once per rollout)", POLICY, low=-1)
+    sde_sample_freq: int = setting(
+        -1, "gSDE: resample the noise every n steps (-1: once per rollout)", POLICY, low=-1, needs="use_sde"
+    )
     policy_base: str | None = setting(
         None, "your own base network, module:Class (see the README's Python API)", POLICY, auto="by observation space"
     )
     policy_kwargs: str = setting(
-        "{}", "keyword arguments of --policy-base, a JSON object of plain values", POLICY, json_object=True
+        "{}",
+        "keyword arguments of --policy-base, a JSON object of plain values",
+        POLICY,
+        json_object=True,
+        needs="policy_base",
     )
     recurrent_policy: bool = setting(False, "GRU/LSTM after the MLP or CNN", POLICY, flag="switch")
-    recurrent_type: str = setting("gru", "recurrent layer of --recurrent-policy", POLICY, choices=RNN_TYPES)
+    recurrent_type: str = setting(
+        "gru", "recurrent layer of --recurrent-policy", POLICY, choices=RNN_TYPES, needs="recurrent_policy"
+    )
     recurrent_chunk_length: int | None = setting(
         None,
         "recurrent PPO trains on sequences of this many steps; must divide --num-steps",
         POLICY,
         low=1,
         auto="whole columns, or the longest chunk that makes --num-mini-batch minibatches",
+        needs="recurrent_policy",
     )
     # environment
     env_name: str = setting("CartPole-v1", "gymnasium id, or module:Class / module:factory", ENVIRONMENT)
@@ -269,6 +283,7 @@ class RunConfig:
         "env's running discounted sum of rewards (rewards, as --norm-reward's: no feedback from the critic)",
         ALGORITHM,
         choices=("returns", "rewards"),
+        needs="norm_value",
     )
     vec_env: str = setting(
         "auto",
@@ -314,19 +329,23 @@ class RunConfig:
     log_interval: int = setting(10, "updates between console/TensorBoard logs", LOGGING, low=1)
     save_interval: int = setting(100, "updates between checkpoints (also at the end and on exit)", LOGGING, low=1)
     eval_interval: int = setting(0, "updates between evaluations (0: none)", LOGGING, low=0)
-    eval_episodes: int = setting(10, "episodes per evaluation", LOGGING, low=1)
+    eval_episodes: int = setting(10, "episodes per evaluation", LOGGING, low=1, needs="eval_interval")
     track: bool = setting(
         False, "track the run with Weights & Biases (the [wandb] extra; WANDB_MODE=offline works)", LOGGING,
         flag="switch",
     )  # fmt: skip
-    wandb_project: str = setting("a2c_ppo", "W&B project", LOGGING)
-    wandb_entity: str | None = setting(None, "W&B entity (user or team)", LOGGING, auto="yours")
-    wandb_group: str | None = setting(None, "W&B group, e.g. to gather the seeds of one setting", LOGGING)
-    wandb_tags: str = setting("", "W&B tags, comma-separated", LOGGING)
+    wandb_project: str = setting("a2c_ppo", "W&B project", LOGGING, needs="track")
+    wandb_entity: str | None = setting(None, "W&B entity (user or team)", LOGGING, auto="yours", needs="track")
+    wandb_group: str | None = setting(
+        None, "W&B group, e.g. to gather the seeds of one setting", LOGGING, needs="track"
+    )
+    wandb_tags: str = setting("", "W&B tags, comma-separated", LOGGING, needs="track")
     capture_video: bool = setting(
         False, "record an evaluation episode every --video-interval updates into the run folder", LOGGING, flag="switch"
     )
-    video_interval: int = setting(100, "updates between videos of --capture-video", LOGGING, low=1)
+    video_interval: int = setting(
+        100, "updates between videos of --capture-video", LOGGING, low=1, needs="capture_video"
+    )
     # device and processes
     no_cuda: bool = setting(False, "train on the CPU even with CUDA", DEVICE, flag="switch")
     cuda_deterministic: bool = setting(False, "deterministic cuDNN (slower)", DEVICE, flag="switch")
@@ -401,14 +420,21 @@ def check_value(name: str, value: Any, source: str = "") -> None:
 
 
 def check_applies(config: RunConfig, typed: set[str]) -> None:
-    """ConfigError for a typed setting that does not apply to ``config.algo`` (declared ``algos``)."""
+    """ConfigError for a typed setting, away from its default, that does not apply to
+    ``config.algo`` (declared ``algos``) or whose ``needs`` is off."""
     for name in sorted(typed):
-        algos = SETTINGS[name].spec.algos
-        if config.algo not in algos and getattr(config, name) != SETTINGS[name].default:
+        spec, flag = SETTINGS[name].spec, flag_name(name)
+        if getattr(config, name) == SETTINGS[name].default:
+            continue
+        if config.algo not in spec.algos:
             raise ConfigError(
-                f"{flag_name(name)} only applies to --algo {' or '.join(algos)}, not --algo {config.algo}. "
-                f"Drop {flag_name(name)} or use --algo {algos[0]}."
+                f"{flag} only applies to --algo {' or '.join(spec.algos)}, not --algo {config.algo}. "
+                f"Drop {flag} or use --algo {spec.algos[0]}."
             )
+        if spec.needs is not None and not getattr(config, spec.needs):
+            need = flag_name(spec.needs)
+            raise ConfigError(f"{flag} only applies with {need}, and this run has {need} "
+                              f"{show(getattr(config, spec.needs))}. Drop {flag} or give {need}.")  # fmt: skip
 
 
 def defaults() -> dict[str, Any]:

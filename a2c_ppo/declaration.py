@@ -35,6 +35,8 @@ class Setting:
 
     ``low`` / ``high`` bound numbers (``open`` bounds exclude the value); ``choices`` bound
     strings. ``algos``: the algorithms it applies to; typing it for another is refused.
+    ``needs``: the setting it only applies with (a switch, or a number where 0 is off); typing
+    it while that one is off is refused rather than silently ignored.
     ``preset``: presets may set it. ``flag``: ``"on-off"`` (``--x`` / ``--no-x``),
     ``"switch"`` (``--x`` only), ``"value"``, or ``None`` for fields no one types.
     ``auto``: what ``None`` means, for settings whose default is chosen at run time.
@@ -49,6 +51,7 @@ class Setting:
     high_open: bool = False
     choices: tuple[str, ...] | None = None
     algos: tuple[str, ...] = ALGOS
+    needs: str | None = None
     preset: bool = False
     flag: str | None = "value"
     auto: str | None = None

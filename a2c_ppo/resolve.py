@@ -116,6 +116,16 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
 
         check_spaces(checkpoint, *spaces, config.env_name)
         check_restorable(checkpoint, config, spaces, f"--resume {resume!r}", gail)
+        done = checkpoint["counters"]["env_steps"]
+        if done > config.num_env_steps:  # the run would train nothing, yet report itself done
+            raise ConfigError(
+                f"--resume {resume!r} has trained {done:,} env steps, more than --num-env-steps "
+                f"{config.num_env_steps:,}, the budget of the whole run it continues. Give --num-env-steps above "
+                f"{done}, or start a new run without --resume."
+            )
+    for flag, folder in (("--log-dir", config.log_dir), ("--save-dir", config.save_dir)):
+        if not folder:  # e.g. an unset shell variable: the run would write into the current folder
+            raise ConfigError(f"{flag} is empty: give a folder ('.' for the current one).")
     if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 alone writes (and checks, without races)
         check_writable_dir(config.run_dir, "--log-dir")
         check_writable_dir(config.save_dir, "--save-dir")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import zipfile
 
 import pytest
 import torch
@@ -36,6 +37,12 @@ def workspace(tmp_path_factory):
     good = run(config).checkpoint
     os.replace(good, root / "good.pt")
     (root / "a_file").write_text("not a folder")
+    (root / "a_folder").mkdir()
+    raw = bytearray((root / "good.pt").read_bytes())
+    with zipfile.ZipFile(root / "good.pt") as archive:  # one byte of the largest part's data flipped
+        data = max((archive.read(name) for name in archive.namelist()), key=len)
+    raw[raw.find(data) + len(data) // 2] ^= 0xFF
+    (root / "damaged.pt").write_bytes(bytes(raw))
     (root / "garbage.pt").write_bytes(b"hello world")
     torch.save({"format_version": 2, "payload": Payload(str(root / "ran"))}, root / "evil.pt")
     checkpoint = torch.load(root / "good.pt", weights_only=True)
@@ -97,6 +104,14 @@ MAIN_CASES = [
     (["--resume", "{root}/missing.pt"], "no such checkpoint file"),
     (["--resume", "{root}/garbage.pt"], "cannot be read"),
     (["--resume", "{root}/evil.pt"], "contains code or Python objects"),
+    (["--resume", "{root}/damaged.pt"], "does not match its checksum"),  # torch's reader would load it
+    (["--resume", "{root}/a_folder"], "is a folder, not a checkpoint file"),
+    (["--resume", "{root}/good.pt", "--num-env-steps", "16"], "has trained 32 env steps, more than"),
+    (["--recurrent-type", "lstm"], "--recurrent-type only applies with --recurrent-policy"),
+    (["--gail-experts", "{root}/x.npz"], "--gail-experts only applies with --gail"),
+    (["--eval-episodes", "3"], "--eval-episodes only applies with --eval-interval"),
+    (["--policy-kwargs", '{{"width": 8}}'], "--policy-kwargs only applies with --policy-base"),
+    (["--log-dir", ""], "--log-dir is empty"),
     (["--resume", "{root}/good.pt", "--env-name", "Acrobot-v1"], "trained on an env with"),
     (["--resume", "{root}/good.pt", "--hidden-size", "128"], "weights do not fit --hidden-size 128"),
     (["--resume", "{root}/good.pt", "--recurrent-policy"], "--recurrent-policy"),
@@ -137,6 +152,10 @@ ENJOY_CASES = [
     (["--checkpoint", "{root}/good.pt", "--env-kwargs", "[]"], "--env-kwargs '[]' must be a JSON object"),
     (["--checkpoint", "{root}/good.pt", "--env-kwargs", '{{"nope": 0}}'], "building the env with keyword arguments"),
     (["--load-dir", "{root}/nowhere"], "no such checkpoint file"),
+    (["--checkpoint", "{root}/damaged.pt"], "does not match its checksum"),
+    (["--checkpoint", "{root}/good.pt", "--seed", "-1"], "--seed must be 0 or more"),
+    (["--checkpoint", "{root}/good.pt", "--record-trajectories", "{root}/a_folder"], "is a folder"),
+    (["--checkpoint", "{root}/good.pt", "--record-trajectories", "{root}/good.pt"], "is the file being read"),
 ]
 
 

@@ -75,6 +75,19 @@ def test_each_declared_setting_has_exactly_one_flag_and_its_help():
     assert set(flags) - set(SETTINGS) == {"help", *LAUNCH_OPTIONS}
 
 
+def test_a_setting_typed_without_the_one_it_needs_is_refused_and_with_it_is_kept(capsys):
+    needing = {name: d.spec.needs for name, d in SETTINGS.items() if d.spec.needs is not None}
+    assert {"recurrent_type", "gail_experts", "sde_sample_freq", "video_interval"} <= set(needing)
+    for needed in needing.values():
+        assert needed in SETTINGS and SETTINGS[needed].base_type in (bool, int, str)  # a switch, count or name
+    pendulum = ["--env-name", "Pendulum-v1", "--preset", "mujoco"]
+    with pytest.raises(SystemExit):
+        parse_args(["--sde-sample-freq", "4", *pendulum])
+    assert "--sde-sample-freq only applies with --use-sde, and this run has --use-sde off" in capsys.readouterr().err
+    assert parse_args(["--sde-sample-freq", "4", "--use-sde", *pendulum]).sde_sample_freq == 4
+    assert parse_args(["--sde-sample-freq", "-1"]).use_sde is False  # the default typed: harmless
+
+
 def test_every_preset_sets_the_by_preset_settings_and_only_declared_preset_ones():
     for preset, table in PRESET_VALUES.items():
         for algo, column in table.items():

@@ -15,6 +15,7 @@ import pytest
 from a2c_ppo.api import train as train_api
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.errors import ConfigError
 from a2c_ppo.session import run
 from tests.envs_for_tests import thousandfold_cartpole
 from tests.helpers import ROOT, local_run_flags
@@ -80,6 +81,17 @@ def test_an_expert_file_of_another_env_exits_2_before_anything_starts(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "recorded on 'CartPole-v1'" in proc.stderr and "Traceback" not in proc.stderr
     assert not os.path.exists(tmp_path / "runs")  # no run folder: nothing started
+
+
+def test_more_expert_episodes_than_the_file_holds_exits_2(tmp_path):
+    from a2c_ppo.resolve import resolve_request
+
+    experts = record_expert(str(tmp_path / "expert.npz"), "CartPole-v1", episodes=3)
+    typed = {"gail": True, "gail_experts": experts, "gail_trajectories": 4, "log_dir": str(tmp_path / "runs")}
+    with pytest.raises(ConfigError, match="--gail-trajectories 4, but .* holds only 3 episodes: give at most 3"):
+        resolve_request(typed, None)
+    typed["gail_trajectories"] = 3
+    assert resolve_request(typed, None).config.gail_trajectories == 3
 
 
 def test_gail_without_an_expert_file_exits_2(tmp_path):
