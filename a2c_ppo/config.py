@@ -283,7 +283,6 @@ class RunConfig:
         "env's running discounted sum of rewards (rewards, as --norm-reward's: no feedback from the critic)",
         ALGORITHM,
         choices=("returns", "rewards"),
-        needs="norm_value",
     )
     vec_env: str = setting(
         "auto",

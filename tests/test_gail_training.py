@@ -52,20 +52,21 @@ def record_expert(path: str, env_id: str, episodes: int = 3, max_steps: int = 20
     return path
 
 
-GAIL_SETTINGS = dict(num_processes=2, num_steps=32, vec_env="sync", gail_warmup=1, gail_epoch=1)
+RUN_SETTINGS = dict(num_processes=2, num_steps=32, vec_env="sync")
+GAIL_SETTINGS = dict(gail=True, gail_warmup=1, gail_epoch=1)
 
 
 def value_losses(env: str, tmp_path, **settings) -> list[float]:
     seen: list[float] = []
     train_api(env, num_env_steps=64 * 4, log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "models"),
               callbacks=[lambda info: seen.append(info.metrics["value_loss"])],
-              **GAIL_SETTINGS, **settings)  # fmt: skip
+              **RUN_SETTINGS, **settings)  # fmt: skip
     return seen
 
 
 def test_the_learner_is_paid_by_the_discriminator_not_the_env(tmp_path):
     experts = record_expert(str(tmp_path / "expert.npz"), BIG_REWARD_ENV)
-    with_gail = value_losses(BIG_REWARD_ENV, tmp_path / "gail", gail=True, gail_experts=experts)
+    with_gail = value_losses(BIG_REWARD_ENV, tmp_path / "gail", gail_experts=experts, **GAIL_SETTINGS)
     env_paid = value_losses(BIG_REWARD_ENV, tmp_path / "env")
     assert max(with_gail) < 10.0  # the discriminator's normalised rewards
     assert min(env_paid) > 1e3  # the same run on the env's reward: the control that makes this test bite

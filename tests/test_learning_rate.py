@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from a2c_ppo.arguments import resolve
+from a2c_ppo.errors import ConfigError
 from a2c_ppo.trainer import Trainer
 
 
@@ -34,4 +35,6 @@ def test_a_longer_horizon_stops_above_zero_as_tianshous_three_million_step_decay
 def test_a_shorter_horizon_holds_zero_after_it_and_no_decay_keeps_the_rate(tmp_path):
     assert _rate(6_250, tmp_path, "--lr-decay-steps", "400000") == 0.0  # 5,000 updates
     assert _rate(2_500, tmp_path, "--lr-decay-steps", "400000") == 0.5
-    assert _rate(6_250, tmp_path, "--no-use-linear-lr-decay", "--lr-decay-steps", "400000") == 1.0
+    assert _rate(6_250, tmp_path, "--no-use-linear-lr-decay") == 1.0
+    with pytest.raises(ConfigError, match="--lr-decay-steps only applies with --use-linear-lr-decay"):
+        _rate(6_250, tmp_path, "--no-use-linear-lr-decay", "--lr-decay-steps", "400000")
