@@ -229,7 +229,7 @@ def test_main_trains_and_resumes_end_to_end(tmp_path, algo):
     assert [int(r["env_steps"]) for r in rows] == [20, 40]
     assert all(r["losses/value_loss"] and r["losses/entropy"] for r in rows)
     # the optimizer state (RMSprop / K-FAC factors) loads back with weights_only=True
-    out = run_main("--resume", str(checkpoint), "--num-env-steps", "60")
+    out = run_main("--resume", str(checkpoint), "--num-env-steps", "60", *output_flags(tmp_path / "resumed"))
     assert "Updates 6/6, timesteps 60" in out
 
 

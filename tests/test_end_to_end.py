@@ -74,7 +74,8 @@ def test_train_then_enjoy(tmp_path):
 def test_resume_continues_the_counters(tmp_path):
     run_script("main.py", *train_flags(tmp_path, steps=256))
     checkpoint = str(tmp_path / "models" / "ppo" / "CartPole-v1.pt")
-    out = run_script("main.py", "--resume", checkpoint, "--num-env-steps", "512")
+    resumed = ["--log-dir", str(tmp_path / "resumed"), "--save-dir", str(tmp_path / "resumed_models")]
+    out = run_script("main.py", "--resume", checkpoint, "--num-env-steps", "512", *resumed)
     # the resumed run keeps the checkpoint's flags (2 envs x 32 steps) and goes on from update 4
     assert "Updates 6/8, timesteps 384" in out and "Updates 8/8, timesteps 512" in out
 
