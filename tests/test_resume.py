@@ -84,7 +84,7 @@ def assert_same_run(path_a: str, path_b: str, folder_a, folder_b) -> None:
 def test_a_shorter_budget_then_resume_equals_one_run(tmp_path, extra):
     whole = train(flags(tmp_path / "a", 640, *extra))
     half = train(flags(tmp_path / "b", 320, *extra))
-    resumed = train(["--resume", half, "--num-env-steps", "640"])
+    resumed = train(["--resume", half, "--num-env-steps", "640", "--save-dir", str(tmp_path / "b" / "models")])
     assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")
     model = load_checkpoint(whole)["model"]
     assert all(t.dtype == torch.float32 for t in model.values() if t.is_floating_point())  # bf16 too
@@ -116,7 +116,7 @@ def test_a_stopped_run_resumed_equals_one_run(tmp_path, how):
     proc.communicate(timeout=60)
     saved = run_checkpoint(tmp_path / "b")
     assert load_checkpoint(saved)["counters"]["update"] >= 6  # kill -9: the save of update 6
-    resumed = train(["--resume", saved])
+    resumed = train(["--resume", saved, "--save-dir", str(tmp_path / "b" / "models")])
     assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")
 
 
