@@ -29,15 +29,20 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _help(declared: Declared) -> str:
+    """The flag's help, its default and where it applies (the algorithms, the flag it needs)."""
     spec, default = declared.spec, declared.default
-    if default is BY_PRESET or spec.preset:
-        return f"{spec.help} (default: by preset, see below)"
-    if default is None:
-        return f"{spec.help} (default: {spec.auto or 'none'})"
+    where = []
+    if spec.algos != ALGOS:
+        where.append(f"--algo {'/'.join(spec.algos)}")
+    if spec.needs is not None:
+        where.append(f"with {flag_name(spec.needs)}")
     if default is False:
-        return spec.help
-    algos = "" if spec.algos == ALGOS else f"; --algo {'/'.join(spec.algos)}"
-    return f"{spec.help} (default: {show(default)}{algos})"
+        return f"{spec.help} ({'; '.join(where)})" if where else spec.help
+    if default is BY_PRESET or spec.preset:
+        shown = "by preset, see below"
+    else:
+        shown = (spec.auto or "none") if default is None else show(default)
+    return f"{spec.help} (default: {'; '.join([shown, *where])})"
 
 
 def _add(group: argparse._ArgumentGroup, declared: Declared) -> None:
