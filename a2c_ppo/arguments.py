@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from a2c_ppo import console
-from a2c_ppo.config import ALGOS, BY_PRESET, SETTINGS, Declared, RunConfig, flag_name, show
+from a2c_ppo.config import ALGOS, BY_PRESET, SETTINGS, Declared, RunConfig
+from a2c_ppo.declaration import flag_name, show
 from a2c_ppo.errors import EXIT_BAD_INPUT, ConfigError
 from a2c_ppo.presets import presets_table
 from a2c_ppo.resolve import LaunchRequest, resolve_request

@@ -2,9 +2,9 @@
 choices, the algorithms it applies to, and its help text.
 
 ``RunConfig`` is the frozen, typed run description library code receives (never an argparse
-Namespace). The command line (``arguments.py``), validation (``check_value`` and
-``check_applies``), ``--help`` and the checkpoint's config (``to_dict`` / ``from_dict``) are
-all generated from the declarations below, in the spirit of CleanRL's ``Args`` dataclass.
+Namespace). The command line (``arguments.py``), validation (``check_value``,
+``declaration.check_applies``), ``--help`` and the checkpoint's config (``to_dict`` /
+``from_dict``) are all generated from the declarations below, in the spirit of CleanRL's ``Args`` dataclass.
 Adding a setting means declaring it here, giving it preset values if it has any
 (``presets.py``) and using it; nothing else.
 
@@ -24,12 +24,10 @@ from a2c_ppo.declaration import (
     BY_PRESET,
     Declared,
     check_declared,
-    flag_name,
     json_object,
+    saved_values,
     setting,
-    show,
 )
-from a2c_ppo.errors import ConfigError
 
 CONFIG_VERSION = 2
 
@@ -378,29 +376,7 @@ class RunConfig:
         """The config saved by ``to_dict``. Fields it lacks (it predates them) take their
         defaults, said in ``notes``; every value is checked as the same flag typed by hand.
         ConfigError for another version, an unknown field or a bad value."""
-        version = data.get("config_version")
-        if version != CONFIG_VERSION:
-            raise ConfigError(
-                f"the checkpoint's run config has version {version!r}, but this a2c_ppo reads version "
-                f"{CONFIG_VERSION}; replay or resume it with the a2c_ppo version that wrote it, or train anew."
-            )
-        values = {k: v for k, v in data.items() if k != "config_version"}
-        unknown = sorted(set(values) - set(SETTINGS))
-        if unknown:
-            raise ConfigError(
-                f"the checkpoint's run config has settings this a2c_ppo does not know ({', '.join(unknown)}): it was "
-                "written by a newer version; replay or resume it with that version, or train anew."
-            )
-        missing = [name for name in SETTINGS if name not in values]
-        no_default = [name for name in missing if SETTINGS[name].default is BY_PRESET]
-        if no_default:
-            raise ConfigError(f"the checkpoint's run config lacks {', '.join(no_default)}; train anew.")
-        if missing and notes is not None:
-            taken = ", ".join(f"{flag_name(name)} {show(SETTINGS[name].default)}" for name in missing)
-            notes.append(f"The checkpoint predates some settings; they take their defaults: {taken}.")
-        for name, value in values.items():
-            check_value(name, value, source="the checkpoint's")
-        return cls(**values)
+        return cls(**saved_values(SETTINGS, data, CONFIG_VERSION, notes))
 
 
 def _declared() -> dict[str, Declared]:
@@ -416,24 +392,6 @@ def check_value(name: str, value: Any, source: str = "") -> None:
     """ConfigError (saying what to change) unless ``value`` fits setting ``name``'s declaration
     (``source`` qualifies the flag in the message, e.g. "the checkpoint's")."""
     check_declared(SETTINGS[name], value, source)
-
-
-def check_applies(config: RunConfig, typed: set[str]) -> None:
-    """ConfigError for a typed setting, away from its default, that does not apply to
-    ``config.algo`` (declared ``algos``) or whose ``needs`` is off."""
-    for name in sorted(typed):
-        spec, flag = SETTINGS[name].spec, flag_name(name)
-        if getattr(config, name) == SETTINGS[name].default:
-            continue
-        if config.algo not in spec.algos:
-            raise ConfigError(
-                f"{flag} only applies to --algo {' or '.join(spec.algos)}, not --algo {config.algo}. "
-                f"Drop {flag} or use --algo {spec.algos[0]}."
-            )
-        if spec.needs is not None and not getattr(config, spec.needs):
-            need = flag_name(spec.needs)
-            raise ConfigError(f"{flag} only applies with {need}, and this run has {need} "
-                              f"{show(getattr(config, spec.needs))}. Drop {flag} or give {need}.")  # fmt: skip
 
 
 def defaults() -> dict[str, Any]:

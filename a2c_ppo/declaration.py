@@ -11,6 +11,7 @@ import json
 import math
 import numbers
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin
 
@@ -151,3 +152,52 @@ def json_object(text: str, flag: str) -> dict[str, Any]:
     if not isinstance(kwargs, dict):
         raise ConfigError(f"{flag} {text!r} must be a JSON object (name: value), e.g. '{{\"name\": 1}}'.")
     return kwargs
+
+
+def saved_values(
+    settings: Mapping[str, Declared], data: dict[str, Any], version: int, notes: list[str] | None
+) -> dict[str, Any]:
+    """The settings of a saved config (``RunConfig.to_dict``), each checked as the same flag typed
+    by hand. Fields it lacks (it predates them) take their defaults, said in ``notes``.
+    ConfigError for another ``version``, an unknown field or a bad value."""
+    saved = data.get("config_version")
+    if saved != version:
+        raise ConfigError(
+            f"the checkpoint's run config has version {saved!r}, but this a2c_ppo reads version "
+            f"{version}; replay or resume it with the a2c_ppo version that wrote it, or train anew."
+        )
+    values = {k: v for k, v in data.items() if k != "config_version"}
+    unknown = sorted(set(values) - set(settings))
+    if unknown:
+        raise ConfigError(
+            f"the checkpoint's run config has settings this a2c_ppo does not know ({', '.join(unknown)}): it was "
+            "written by a newer version; replay or resume it with that version, or train anew."
+        )
+    missing = [name for name in settings if name not in values]
+    no_default = [name for name in missing if settings[name].default is BY_PRESET]
+    if no_default:
+        raise ConfigError(f"the checkpoint's run config lacks {', '.join(no_default)}; train anew.")
+    if missing and notes is not None:
+        taken = ", ".join(f"{flag_name(name)} {show(settings[name].default)}" for name in missing)
+        notes.append(f"The checkpoint predates some settings; they take their defaults: {taken}.")
+    for name, value in values.items():
+        check_declared(settings[name], value, source="the checkpoint's")
+    return values
+
+
+def check_applies(settings: Mapping[str, Declared], config: Any, typed: set[str]) -> None:
+    """ConfigError for a typed setting, away from its default, that does not apply to
+    ``config.algo`` (declared ``algos``) or whose ``needs`` is off."""
+    for name in sorted(typed):
+        spec, flag = settings[name].spec, flag_name(name)
+        if getattr(config, name) == settings[name].default:
+            continue
+        if config.algo not in spec.algos:
+            raise ConfigError(
+                f"{flag} only applies to --algo {' or '.join(spec.algos)}, not --algo {config.algo}. "
+                f"Drop {flag} or use --algo {spec.algos[0]}."
+            )
+        if spec.needs is not None and not getattr(config, spec.needs):
+            need = flag_name(spec.needs)
+            raise ConfigError(f"{flag} only applies with {need}, and this run has {need} "
+                              f"{show(getattr(config, spec.needs))}. Drop {flag} or give {need}.")  # fmt: skip

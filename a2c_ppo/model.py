@@ -154,6 +154,16 @@ class CNNBase(NNBase):
         return self.critic_linear(x), x, rnn_hxs
 
 
+def uses_nature_cnn(obs_space: gym.Space) -> bool:
+    """Whether ``default_base`` gives ``obs_space`` the Nature CNN: images of at least 36x36."""
+    return is_image(obs_space) and min(obs_space.shape[1:]) >= NATURE_MIN_SIZE
+
+
+def default_hidden_size(obs_space: gym.Space) -> int:
+    """The width ``--hidden-size`` left unset (``None``) gives: 512 for the CNN's head, 64 otherwise."""
+    return 512 if uses_nature_cnn(obs_space) else 64
+
+
 def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase | CNNBase:
     """The base the observation space calls for (see the module docstring).
 
@@ -162,16 +172,16 @@ def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase |
     and ``cnn_head_size`` (the CNN's head layers; refused for other bases).
     """
     kwargs = dict(base_kwargs)
-    hidden_size = kwargs.pop("hidden_size", None)
+    hidden_size = kwargs.pop("hidden_size", None) or default_hidden_size(obs_space)
     head_size = kwargs.pop("cnn_head_size", 0)
-    uses_cnn = is_image(obs_space) and min(obs_space.shape[1:]) >= NATURE_MIN_SIZE
+    uses_cnn = uses_nature_cnn(obs_space)
     if head_size and not uses_cnn:
         raise ValueError(
             f"--cnn-head-size adds layers after the Nature CNN, which observations {obs_space} do not use; drop "
             f"--cnn-head-size (it needs image observations of at least {NATURE_MIN_SIZE}x{NATURE_MIN_SIZE})"
         )
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
-        return MLPBase(obs_space.shape[0], hidden_size=hidden_size or 64, **kwargs)
+        return MLPBase(obs_space.shape[0], hidden_size=hidden_size, **kwargs)
     if is_image(obs_space) and is_channels_last(obs_space.shape):
         raise ValueError(
             f"image observations must be channels-first (C, H, W), got shape {obs_space.shape}: it looks "
@@ -180,8 +190,8 @@ def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase |
     if uses_cnn:
         scale = 1.0 / 255.0 if obs_space.dtype == np.uint8 else 1.0  # the Nature CNN is ReLU throughout
         shape = tuple(obs_space.shape or ())
-        return CNNBase(shape, hidden_size=hidden_size or 512, scale=scale, head_size=head_size, **kwargs)
-    return MultiInputBase(obs_space, hidden_size=hidden_size or 64, **kwargs)
+        return CNNBase(shape, hidden_size=hidden_size, scale=scale, head_size=head_size, **kwargs)
+    return MultiInputBase(obs_space, hidden_size=hidden_size, **kwargs)
 
 
 class Base(Protocol):

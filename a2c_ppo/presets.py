@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from a2c_ppo.config import ALGOS, PRESETS, SETTINGS, defaults, flag_name, show
+from a2c_ppo.config import ALGOS, PRESETS, SETTINGS, defaults
+from a2c_ppo.declaration import flag_name, show
 from a2c_ppo.env_entries import ENTRIES
 
 _CLASSIC = {"num_processes": 8, "gamma": 0.98}

@@ -16,13 +16,11 @@ from typing import Any
 from a2c_ppo.config import (
     SETTINGS,
     RunConfig,
-    check_applies,
     check_value,
     defaults,
-    flag_name,
     json_object,
-    show,
 )
+from a2c_ppo.declaration import check_applies, flag_name, show
 from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.frames import RECIPE_SETTINGS, recipe_of
 from a2c_ppo.envs.make import is_continuous_control
@@ -72,6 +70,8 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     recipe = recipe_of({name: typed.get(name, entry.get(name, values[name])) for name in RECIPE_SETTINGS})
     report = inspect_env(values["env_name"], values["action_masks"], values["vec_env"], recipe)
     spaces = report.observation_space, report.action_space
+    if checkpoint is not None:
+        _check_auto_width(saved, typed, spaces[0])
     origins: dict[str, str] = {name: "typed" if name in typed else "checkpoint" for name in SETTINGS}
     if resume is None:
         values = _preset_values(values, typed, spaces, notes, origins, (entry, source))
@@ -101,7 +101,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     if not values["run_dir"]:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)
-    check_applies(config, set(typed))
+    check_applies(SETTINGS, config, set(typed))
     validate(config)
     config = _with_chunk_length(config, notes)
     _check_policy_fits(config, *spaces)
@@ -154,12 +154,9 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
             f"continue as --algo {typed['algo']}; drop --algo, or start a new run without --resume."
         )
     for name in SHAPE_FLAGS:
-        if name in typed and typed[name] != getattr(saved, name):
-            raise ConfigError(
-                f"--resume: the checkpoint's network has {flag_name(name)} {getattr(saved, name)}, and its weights "
-                f"do not fit {flag_name(name)} {typed[name]}; drop {flag_name(name)}, or start a new run without "
-                "--resume."
-            )
+        auto_width = name == "hidden_size" and saved.hidden_size is None  # checked once the spaces are known
+        if name in typed and typed[name] != getattr(saved, name) and not auto_width:
+            _refuse_shape(name, getattr(saved, name), typed[name])
     if "norm_value" in typed and typed["norm_value"] != saved.norm_value:
         units = "the returns over their running std" if saved.norm_value else "the returns in reward units"
         raise ConfigError(
@@ -189,6 +186,23 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
     if not own_folder:
         run_dir = ""  # a new run folder under --log-dir
     return {**values, **typed, **folders, "run_dir": run_dir}
+
+
+def _refuse_shape(name: str, saved: Any, typed: Any) -> None:
+    raise ConfigError(
+        f"--resume: the checkpoint's network has {flag_name(name)} {saved}, and its weights do not fit "
+        f"{flag_name(name)} {typed}; drop {flag_name(name)}, or start a new run without --resume."
+    )
+
+
+def _check_auto_width(saved: RunConfig, typed: dict[str, Any], obs_space: Any) -> None:
+    """A typed --hidden-size against a checkpoint that left it to the observation space."""
+    from a2c_ppo.model import default_hidden_size
+
+    if saved.hidden_size is None and "hidden_size" in typed and saved.policy_base is None:
+        built = default_hidden_size(obs_space)
+        if typed["hidden_size"] != built:
+            _refuse_shape("hidden_size", f"{built} (the default for its observations)", typed["hidden_size"])
 
 
 def _differs(name: str, value: Any, saved: RunConfig) -> bool:

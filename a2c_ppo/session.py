@@ -43,7 +43,7 @@ from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically
 from a2c_ppo.logger import Logger, summary
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.signals import StopSignals
-from a2c_ppo.tracking import start_tracking
+from a2c_ppo.tracking import Tracker, start_tracking
 from a2c_ppo.trainer import EVAL_SEED_OFFSET, Trainer
 from a2c_ppo.video import VideoCallback
 
@@ -70,11 +70,16 @@ def run(
     EnvWorkerError and other failures are re-raised after the last finished update is saved;
     NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
+    tracker: Tracker | None = None
     with contextlib.ExitStack() as stack:
         if ctx.is_main:  # rank 0 alone writes: the run folder is its own, locked while it lives
             run_dir = stack.enter_context(own_run_folder(config.run_dir, resumed=checkpoint is not None))
             config = config.replace(run_dir=run_dir)
-        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks)
+            # W&B first: a refusal (not logged in, no network) comes before any worker or env step
+            tracker = start_tracking(config)
+            if tracker is not None:
+                stack.callback(tracker.close)  # a no-op once the run has finished it
+        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker)
 
 
 @contextlib.contextmanager
@@ -100,6 +105,7 @@ def _run(
     signals: StopSignals,
     ctx: DistContext,
     callbacks: Sequence[Callback],
+    tracker: Tracker | None,
 ) -> TrainResult:
     if ctx.is_main:  # the first line comes before the envs are built: the user sees at once what runs
         batch = config.batch_size * ctx.world_size
@@ -115,13 +121,14 @@ def _run(
     config = trainer.config
     path = run_checkpoint_path(config.run_dir)
     checkpointer = Checkpointer(path, is_main=ctx.is_main, data_parallel=ctx.world_size > 1, signals=signals)
-    curve, logger, evaluator, video, tracker = LearningCurve(), None, None, None, None
+    curve, logger, evaluator, video = LearningCurve(), None, None, None
     best_path = best_checkpoint_path(config.run_dir)
     main_hooks: list[Callback] = []  # rank 0's: evaluation, best model, videos
     try:
         start_notes = start(trainer, checkpointer, checkpoint)
         if ctx.is_main:  # ranks > 0 train in lock step and write nothing
-            tracker = start_tracking(config)
+            if tracker is not None:
+                tracker.record_config(config)  # with the choices the Trainer made for "auto"
             logger = Logger(
                 config.run_dir,
                 config.to_dict(),
@@ -194,8 +201,6 @@ def _run(
             video.close()
         if logger is not None:
             logger.close()
-        elif tracker is not None:  # the Logger closes its sinks; W&B started but the Logger did not
-            tracker.close()
     return TrainResult(path, trainer.env_steps, curve.points)
 
 

@@ -27,6 +27,10 @@ class Tracker:
         self.run = run
         self.finished = False
 
+    def record_config(self, config: RunConfig) -> None:
+        """The run's settings as training uses them (``auto`` choices made)."""
+        self.run.config.update(config.to_dict(), allow_val_change=True)
+
     def scalars(self, step: int, values: dict[str, float]) -> None:
         self.run.log(values, step=step)
 

@@ -113,7 +113,7 @@ MAIN_CASES = [
     (["--policy-kwargs", '{{"width": 8}}'], "--policy-kwargs only applies with --policy-base"),
     (["--log-dir", ""], "--log-dir is empty"),
     (["--resume", "{root}/good.pt", "--env-name", "Acrobot-v1"], "trained on an env with"),
-    (["--resume", "{root}/good.pt", "--hidden-size", "128"], "weights do not fit --hidden-size 128"),
+    (["--resume", "{root}/good.pt", "--hidden-size", "128"], "--hidden-size 64 (the default for its"),
     (["--resume", "{root}/good.pt", "--recurrent-policy"], "--recurrent-policy"),
     (["--resume", "{root}/good.pt", "--algo", "a2c"], "cannot continue as --algo a2c"),
     (["--resume", "{root}/good.pt", "--algo", "acktr"], "cannot continue as --algo acktr"),
@@ -139,6 +139,13 @@ def test_main_refuses_bad_input(workspace, argv, phrase, capsys):
     assert len(err.strip().splitlines()) <= 2  # the paragraph, then where --help is
     assert not runs.exists() or not os.listdir(runs)  # no run folder: nothing started
     assert not (workspace / "ran").exists()
+
+
+def test_resume_accepts_the_width_the_checkpoint_left_to_its_observations(workspace, tmp_path, capsys):
+    """good.pt left --hidden-size unset, so its MLP is 64 wide: typing 64 is the same network."""
+    argv = ["--resume", str(workspace / "good.pt"), "--hidden-size", "64", "--num-env-steps", "48"]
+    code, err = outcome(train_main, [*argv, "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path)], capsys)
+    assert code == 0, err
 
 
 ENJOY_CASES = [

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from a2c_ppo.algo.a2c_acktr import a2c_losses
 from a2c_ppo.algo.ppo import ppo_losses
 from a2c_ppo.arguments import resolve, settings_table
-from a2c_ppo.config import SETTINGS, flag_name, show
+from a2c_ppo.config import SETTINGS
+from a2c_ppo.declaration import flag_name, show
 from a2c_ppo.env_entries import TIANSHOU_A2C_MUJOCO, ZOO, zoo_a2c, zoo_ppo
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.presets import ENV_ENTRIES, PRESET_KEYS

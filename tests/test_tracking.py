@@ -122,6 +122,23 @@ def test_track_without_wandb_is_refused_before_anything_starts(tmp_path, monkeyp
     assert not os.path.exists(tmp_path / "runs")
 
 
+def test_a_wandb_that_cannot_start_is_refused_before_anything_starts(tmp_path, monkeypatch, capsys):
+    wandb = pytest.importorskip("wandb")
+
+    def not_logged_in(**kwargs):
+        raise wandb.errors.UsageError("No API key configured.")
+
+    monkeypatch.setattr(wandb, "init", not_logged_in)
+    monkeypatch.setattr("a2c_ppo.trainer.Trainer.__init__", lambda *a, **k: pytest.fail("the Trainer started"))
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--track", *local_run_flags(tmp_path)])
+    assert stop.value.code == 2
+    out, err = capsys.readouterr()
+    assert "No API key configured" in err and "wandb login" in err and "Traceback" not in err
+    assert "Training" not in out  # not even the first line: nothing ran
+    assert not os.listdir(tmp_path / "runs")  # the run folder, claimed, is removed again
+
+
 class FakeRun:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
