@@ -33,9 +33,8 @@ from a2c_ppo.distributions import (
     categorical_sample,
     gaussian_log_prob,
     log_softmax,
-    normal_draws,
-    uniform_draws,
 )
+from a2c_ppo.draws import normal_draws, uniform_draws
 from a2c_ppo.model import MLPBase, Policy
 from a2c_ppo.observations import Obs
 from a2c_ppo.sde import StateDependentNoiseHead

@@ -8,7 +8,7 @@ Two schedules fill the same ``(T, N)`` storage with the same same-step-autoreset
   computes its next actions (the double-buffering of EnvPool's async mode). The policy's
   parameters do not change during a rollout, so it stays on-policy; each half fills its own
   env columns. Each step's random draws are made once for all N envs and handed out by rows
-  (``distributions.StepDraws``), so the generator runs as in the plain schedule and a seed
+  (``draws.StepDraws``), so the generator runs as in the plain schedule and a seed
   gives both schedules the same random numbers. (A matrix product over half of the rows can
   still round the last bit differently from one over all of them.)
 """
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from a2c_ppo.distributions import StepDraws
+from a2c_ppo.draws import StepDraws
 from a2c_ppo.envs.torch_env import StepResult, TorchVecEnv
 from a2c_ppo.fastpath import ActFunction, acting_function
 from a2c_ppo.model import Policy

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2c_ppo.distributions import StepDraws, _active, normal_draws, uniform_draws
+from a2c_ppo.draws import StepDraws, _active, normal_draws, uniform_draws
 from a2c_ppo.model import Policy
 
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)

@@ -160,7 +160,7 @@ def test_overlapped_and_plain_rollouts_of_a_stochastic_policy_agree_for_a_seed(
     action_space, fast, recurrent, sde, num_envs
 ):
     """The overlapped schedule acts on half of the envs at a time but takes each step's random
-    numbers as the plain schedule draws them for all envs (distributions.StepDraws): the same
+    numbers as the plain schedule draws them for all envs (draws.StepDraws): the same
     actions, and the same values up to the rounding of a matrix product over fewer rows."""
     results = []
     for overlap in (False, True):
