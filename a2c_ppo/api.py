@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -23,7 +23,7 @@ import torch
 from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.callbacks import Callback
 from a2c_ppo.checkpoint import check_trusted, load_checkpoint
-from a2c_ppo.config import RunConfig
+from a2c_ppo.config import RunConfig, check_value
 from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.make import register_factory
 from a2c_ppo.envs.normalize import VecNormalize, frozen_statistics, normalized
@@ -73,31 +73,69 @@ def _signals() -> Iterator[StopSignals]:
 
 
 def train(
-    env: EnvSpec = "CartPole-v1",
+    env: EnvSpec | None = None,
     *,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Callback | Iterable[Callback] = (),
     resume: str | None = None,
     trust_checkpoint: bool = False,
     **settings: Any,
 ) -> TrainResult:
-    """Train on ``env`` with ``settings`` (the flags' names, see ``python main.py --help``),
-    calling each of ``callbacks`` after every update (one returning ``False`` stops the run,
-    its checkpoint saved). ``resume``: a checkpoint to continue, as ``--resume``.
+    """Train on ``env`` with ``settings`` (the flags' names, see ``python main.py --help``; a
+    setting given as ``None`` takes its default), calling ``callbacks`` (one callable or several)
+    after every update: one returning a false value other than ``None`` stops the run, its
+    checkpoint saved. ``resume``: a checkpoint to continue, as ``--resume`` (``env`` left out:
+    the checkpoint's). ``env`` left out of a new run: ``CartPole-v1``, as ``main.py``'s default.
 
     ``policy_base`` may be a ``torch.nn.Module`` subclass, ``policy_kwargs`` and ``env_kwargs`` dicts. Returns
     the run's checkpoint path, env steps and learning curve; raises ``ConfigError`` for bad
-    settings, before anything starts.
+    settings, before anything starts. Like ``main.py`` it seeds Python's, numpy's and torch's
+    global generators with ``seed``; torch's thread count is restored on return.
     """
-    typed = dict(settings, env_name=_env_name(env))
-    if "policy_base" in typed and typed["policy_base"] is not None:
+    typed = {name: _plain(value) for name, value in settings.items() if value is not None}
+    if env is not None:
+        if "env_name" in typed and typed["env_name"] != env:
+            raise ConfigError(f"train() got the env twice ({env!r} and env_name={typed['env_name']!r}); give one.")
+        typed["env_name"] = env
+    if "env_name" in typed:
+        typed["env_name"] = _env_name(typed["env_name"])
+    if "policy_base" in typed:
         typed["policy_base"] = _reference(typed["policy_base"])
     for name in ("policy_kwargs", "env_kwargs"):
-        if isinstance(typed.get(name), dict):
+        if name in typed:
             typed[name] = _json_text(typed[name], name)
-    request = resolve_request({k: v for k, v in typed.items() if v is not None}, resume, trust_checkpoint)
-    with _signals() as signals:
-        return run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals,
-                   callbacks=callbacks)  # fmt: skip
+    hooks = _callbacks(callbacks)
+    request = resolve_request(typed, resume, trust_checkpoint)
+    threads = torch.get_num_threads()
+    try:
+        with _signals() as signals:
+            return run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals,
+                       callbacks=hooks)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)  # the run set its own (--num-threads); the caller's comes back
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as the Python numbers the checkpoint's JSON holds (``np.int64(5)`` -> 5)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _callbacks(callbacks: Callback | Iterable[Callback]) -> list[Callback]:
+    """``callbacks`` as a list of callables; ConfigError for anything else, before the run starts."""
+    hooks: list[Any]
+    if callable(callbacks):
+        hooks = [callbacks]
+    else:
+        try:
+            hooks = list(callbacks)
+        except TypeError:
+            hooks = [callbacks]
+    for hook in hooks:
+        if not callable(hook):
+            raise ConfigError(
+                f"callbacks must be a callable or a list of callables taking an UpdateInfo, and {hook!r} is not "
+                "callable."
+            )
+    return hooks
 
 
 class Agent:
@@ -139,12 +177,14 @@ class Agent:
             if ACTION_MASK in space.spaces:
                 parts[ACTION_MASK] = np.asarray(action_mask if action_mask is not None else _part(obs, ACTION_MASK))
             single = _is_single(parts, space)
-            arrays = {key: _layout(np.asarray(value), space[key], single) for key, value in parts.items()}
+            arrays = {
+                key: _layout(np.asarray(value), space[key], single, f"part {key!r}") for key, value in parts.items()
+            }
             arrays = self._normalized(arrays)
             return obs_from_numpy(arrays, space), single
         array = np.asarray(obs)
         single = array.shape == tuple(space.shape or ())
-        return obs_from_numpy(self._normalized(_layout(array, space, single)), space), single
+        return obs_from_numpy(self._normalized(_layout(array, space, single, "the observation")), space), single
 
     def _normalized(self, obs: Any) -> Any:
         return obs if self._statistics is None else normalized(obs, self._statistics)
@@ -154,12 +194,21 @@ class Agent:
     ) -> list[float]:
         """The true returns of ``episodes`` episodes on ``env`` built with ``env_kwargs`` (defaults:
         the env trained on, with the keyword arguments it was trained with)."""
+        from a2c_ppo.checkpoint import describe_space
         from a2c_ppo.envs.check import check_env_id
 
+        episodes = _whole_number(episodes, "episodes", 1)
+        check_value("seed", _whole_number(seed, "seed", 0))
         config = self.config.replace(env_name=_env_name(env)) if env is not None else self.config
         if env_kwargs is not None:
             config = config.replace(env_kwargs=_json_text(env_kwargs, "env_kwargs"))
-        check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))  # ConfigError
+        spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))  # ConfigError
+        for kind, space, own in zip(("observation", "action"), spaces, (self.observation_space, self.action_space)):
+            if describe_space(space) != describe_space(own):
+                raise ConfigError(
+                    f"evaluate: {config.env_name!r} has {kind} space {_brief(space)}, and the policy was trained on "
+                    f"{_brief(own)}; evaluate it on an env like the one it was trained on ({self.config.env_name!r})."
+                )
         envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config))
         try:
             if isinstance(envs.envs, VecNormalize):
@@ -176,8 +225,11 @@ def _part(obs: Any, key: str) -> Any:
     if isinstance(obs, dict) and key in obs:
         return obs[key]
     value = obs
-    for step in key.split("."):
-        value = value[int(step)] if isinstance(value, (tuple, list)) else value[step]
+    try:
+        for step in key.split("."):
+            value = value[int(step)] if isinstance(value, (tuple, list)) else value[step]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ValueError(f"act: the observation has no part {key!r}, which the policy reads.") from None
     return value
 
 
@@ -186,38 +238,98 @@ def _is_single(parts: dict[str, Any], space: gym.spaces.Dict) -> bool:
     return np.ndim(value) <= len(space[key].shape or ()) and np.shape(value) != (1, *(space[key].shape or ()))
 
 
-def _layout(array: np.ndarray, space: gym.Space, single: bool) -> np.ndarray:
-    """A batch in the policy's layout: a leading axis, images channels-first."""
+def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.ndarray:
+    """A batch in the policy's layout: a leading axis, images channels-first. ValueError where
+    ``array`` is neither one observation of ``space`` nor a batch of them, or holds a class
+    outside a discrete space."""
     batch = array[None] if single else array
     shape = tuple(space.shape or ())
     if len(shape) == 3 and batch.shape[1:] == (shape[1], shape[2], shape[0]):  # a channels-last image
         batch = np.transpose(batch, (0, 3, 1, 2))
+    if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape:
+        raise ValueError(
+            f"act: {what} has shape {array.shape}, and the policy takes {shape} (one observation of {_brief(space)}) "
+            f"or (B, {', '.join(map(str, shape))}) (a batch)."
+        )
+    bounds = _class_bounds(space)
+    if bounds is not None and batch.size and (np.any(batch < bounds[0]) or np.any(batch > bounds[1])):
+        raise ValueError(f"act: {what} holds values outside {_brief(space)}.")
     return np.ascontiguousarray(batch)
 
 
-def load(path: str, *, trust_checkpoint: bool = False, env_kwargs: dict[str, Any] | None = None) -> Agent:
+def _brief(space: gym.Space) -> str:
+    """A space in a few words (a Box's repr lists every bound)."""
+    if isinstance(space, gym.spaces.Box):
+        return f"Box{tuple(space.shape)} {space.dtype}"
+    if isinstance(space, gym.spaces.Dict):
+        return f"Dict({', '.join(f'{key!r}: {_brief(part)}' for key, part in space.spaces.items())})"
+    return str(space)
+
+
+def _class_bounds(space: gym.Space) -> tuple[Any, Any] | None:
+    """The lowest and highest class a discrete space holds (per dimension); None for a Box."""
+    if isinstance(space, gym.spaces.Discrete):
+        return space.start, space.start + space.n - 1
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return space.start, space.start + space.nvec - 1
+    if isinstance(space, gym.spaces.MultiBinary):
+        return 0, 1
+    return None
+
+
+def load(
+    path: str,
+    *,
+    env: EnvSpec | None = None,
+    trust_checkpoint: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+) -> Agent:
     """The agent a checkpoint holds. Loading follows ``--resume``'s rules: the file is data
     (``torch.load(weights_only=True)``), and code it names (an env or a network given as
     ``module:attribute``) is imported, or text env arguments it gives are passed, only with
     ``trust_checkpoint=True``, or when this process was handed that object (``train(env=...)``
-    above) or the call gives ``env_kwargs`` (which replace the checkpoint's)."""
+    above) or the call gives ``env_kwargs`` (which replace the checkpoint's).
+
+    ``env``: the env to build the policy for, and ``evaluate``'s default, in place of the one the
+    checkpoint names (which another process may not have: an env made by a lambda in a script
+    or notebook); its spaces must be the checkpoint's."""
     checkpoint = load_checkpoint(path)
     notes: list[str] = []
     config = RunConfig.from_dict(checkpoint["config"], notes)
+    if env is not None:
+        config = config.replace(env_name=_env_name(env))
+    elif "<" in config.env_name and not _known_here(config.env_name):  # a lambda's, or a nested function's
+        raise ConfigError(
+            f"load({path!r}): the checkpoint was trained on an env made by {config.env_name!r}, which only the "
+            "process that trained it knows; give the env: load(path, env=...) with an id or a callable that makes it."
+        )
     if env_kwargs is not None:
         config = config.replace(env_kwargs=_json_text(env_kwargs, "env_kwargs"))
     known = {name: getattr(config, name) for name in ("env_name", "policy_base") if _known_here(getattr(config, name))}
+    if env is not None:
+        known["env_name"] = config.env_name
     if env_kwargs is not None:
         known["env_kwargs"] = config.env_kwargs
     check_trusted(config, known, trust_checkpoint, what=f"load({path!r})")
     check_finite(checkpoint, f"checkpoint {path!r}")
+    from a2c_ppo.checkpoint import check_spaces
     from a2c_ppo.envs.check import check_env_id
 
     spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
+    check_spaces(checkpoint, *spaces, config.env_name)
     policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
     load_model(policy, checkpoint, f"checkpoint {path!r}")
     check_normalization(checkpoint, spaces[0], f"checkpoint {path!r}")
     return Agent(policy, config, checkpoint["normalization"])
+
+
+def _whole_number(value: Any, name: str, low: int) -> int:
+    """``value`` as an int of at least ``low`` (numpy integers too); ConfigError otherwise."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be a whole number, {low} or more; got {value!r}.")
+    return value
 
 
 def _known_here(reference: str | None) -> bool:
@@ -229,8 +341,13 @@ def _known_here(reference: str | None) -> bool:
 __all__ = ["Agent", "ConfigError", "TrainResult", "load", "train"]
 
 
-def _json_text(kwargs: dict[str, Any], name: str) -> str:
-    """A dict of keyword arguments as the JSON a setting holds; ConfigError if JSON cannot hold it."""
+def _json_text(kwargs: Any, name: str) -> str:
+    """A dict of keyword arguments as the JSON a setting holds (JSON text as it is); ConfigError
+    for anything else, or what JSON cannot hold."""
+    if isinstance(kwargs, str):
+        return kwargs
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{name} must be a dict of keyword arguments (or its JSON text), not {kwargs!r}.")
     try:
         return json.dumps(kwargs)
     except (TypeError, ValueError) as exc:

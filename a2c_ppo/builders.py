@@ -212,6 +212,43 @@ def user_base(reference: str, observation_space: gym.Space, kwargs: dict[str, An
     return base
 
 
+def check_user_base(policy: Policy, reference: str) -> None:
+    """One pass of a ``--policy-base`` network as the run will make them, on zero observations:
+    acting on 4 envs, then an update's pass (a recurrent base: 2 steps of 2 envs, the rows of a
+    sequence minibatch with one state per env). ConfigError naming the base and what it returned,
+    before any worker starts."""
+    rows, envs = 4, 2 if policy.is_recurrent else 4
+    obs = empty_obs(policy.obs_space, (rows,))
+    masks = torch.ones(rows, 1)
+    expected = (
+        f"its forward(obs, rnn_hxs, masks) must return (value (B, 1), features (B, output_size "
+        f"{policy.base.output_size}), rnn_hxs)"
+    )
+    if policy.is_recurrent:
+        expected += (
+            ", for B rows and B states (acting), and for T x N rows, time-major, with the N states the "
+            "sequences start from (an update; a mask of 0 starts an episode): see the README's Python API"
+        )
+    try:
+        with torch.no_grad():
+            value, features, _ = policy.base(obs, torch.zeros(rows, policy.recurrent_hidden_state_size), masks)
+            _, action, _, _ = policy.act(obs, torch.zeros(rows, policy.recurrent_hidden_state_size), masks)
+            policy.evaluate_actions(obs, torch.zeros(envs, policy.recurrent_hidden_state_size), masks, action)
+    except Exception as exc:
+        raise ConfigError(
+            f"--policy-base {reference!r} failed on {rows} zero observations ({type(exc).__name__}: "
+            f"{str(exc).strip()}); {expected}."
+        ) from None
+    if tuple(value.shape) != (rows, 1) or tuple(features.shape) != (rows, policy.base.output_size):
+        raise ConfigError(
+            f"--policy-base {reference!r} returned a value of shape {tuple(value.shape)} and features of shape "
+            f"{tuple(features.shape)} for {rows} observations; {expected}."
+        )
+    if not (torch.isfinite(value).all() and torch.isfinite(features).all()):
+        raise ConfigError(f"--policy-base {reference!r} returned values or features that are not finite on zero "
+                          "observations; check its initialisation.")  # fmt: skip
+
+
 def precision_probe(policy: Policy, device: torch.device, rows: int = PROBE_ROWS) -> Callable[[str], None]:
     """``step(precision)``: one forward and backward pass of ``policy`` on ``rows`` zero
     observations, as an update makes them (for ``precision.choose_precision``)."""

@@ -157,8 +157,11 @@ class Stopwatch:
 
 
 def run_callbacks(callbacks: Sequence[Callback], info: UpdateInfo) -> bool:
-    """Call each callback in order; whether one asked to stop (returned ``False``)."""
+    """Call each callback in order; whether one asked to stop: returned a false value other than
+    ``None`` (``False``, ``np.False_``, ``0``), as Stable-Baselines3's callbacks do; ``None``, a
+    callback without a ``return``, goes on."""
     stop = False
     for callback in callbacks:
-        stop = callback(info) is False or stop
+        answer = callback(info)
+        stop = (answer is not None and not answer) or stop
     return stop

@@ -301,7 +301,7 @@ def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) 
         raise ConfigError(
             f"{what} names code to import, {flag} {reference!r}, and a checkpoint is data: a2c_ppo imports no "
             f"code a file names. If you trust that module, name it yourself ({flag} {reference}) or pass "
-            "--trust-checkpoint."
+            "--trust-checkpoint (trust_checkpoint=True in Python)."
         )
 
 

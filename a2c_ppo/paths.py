@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import time
 
@@ -14,8 +15,10 @@ MAX_NAME_PART = 80
 
 
 def safe_name(env_name: str) -> str:
-    """``env_name`` as one path component: ``/`` and ``:`` become ``_``, long ids are cut."""
-    name = env_name.replace("/", "_").replace(":", "_").replace(os.sep, "_")
+    """``env_name`` as one path component that every file system takes: characters other than
+    letters, digits, ``.``, ``-`` and ``_`` (``/``, ``:``, a lambda's ``<>``) become ``_``; long
+    ids are cut."""
+    name = re.sub(r"[^\w.-]", "_", env_name)
     if len(name) > MAX_NAME_PART:
         digest = hashlib.sha1(env_name.encode()).hexdigest()[:8]
         name = f"{name[: MAX_NAME_PART - 9]}-{digest}"

@@ -102,6 +102,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)
     check_applies(SETTINGS, config, set(typed))
+    _check_built_in_network(config, set(typed))
     validate(config)
     config = _with_chunk_length(config, notes)
     _check_policy_fits(config, *spaces)
@@ -331,9 +332,29 @@ def _with_chunk_length(config: RunConfig, notes: list[str]) -> RunConfig:
 
 def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any) -> None:
     """Build the policy once on the CPU: unsupported spaces fail here, not after workers start."""
-    from a2c_ppo.builders import policy_for
+    from a2c_ppo.builders import check_user_base, policy_for
 
     try:
-        policy_for(config, observation_space, action_space)
+        policy = policy_for(config, observation_space, action_space)
+    except ConfigError:
+        raise
     except ValueError as exc:
-        raise ConfigError(f"--env-name {config.env_name!r}: {exc}.") from None
+        raise ConfigError(f"--env-name {config.env_name!r}: {str(exc).rstrip('.')}.") from None
+    if config.policy_base:
+        check_user_base(policy, config.policy_base)
+
+
+#: The built-in network's settings: a --policy-base network builds its own.
+BUILT_IN_NETWORK = ("hidden_size", "activation", "recurrent_policy")
+
+
+def _check_built_in_network(config: RunConfig, typed: set[str]) -> None:
+    """ConfigError for a typed setting of the built-in network with ``--policy-base``."""
+    given = [name for name in BUILT_IN_NETWORK if name in typed and getattr(config, name) != SETTINGS[name].default]
+    if config.policy_base and given:
+        flags = ", ".join(map(flag_name, given))
+        raise ConfigError(
+            f"{flags} {'shapes' if len(given) == 1 else 'shape'} the built-in network, and the --policy-base "
+            f"network builds its own (a recurrent one says so with is_recurrent); drop {flags} and give your "
+            "network its sizes with --policy-kwargs."
+        )

@@ -50,10 +50,18 @@ from a2c_ppo.video import VideoCallback
 
 @dataclass
 class TrainResult:
+    """What ``train`` returns: the run's checkpoint (``RUN_DIR/checkpoint.pt``; ``run_dir`` is
+    its folder, with the TensorBoard events and progress.csv), the env steps trained, and the
+    learning curve: ``(env steps, mean true return of the last 10 episodes)`` after every update
+    that had finished an episode by then (empty if none had)."""
+
     checkpoint: str
     env_steps: int
-    # (env steps, mean true return of the last 10 episodes) after every update
     history: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.dirname(self.checkpoint)
 
 
 def run(

@@ -25,6 +25,29 @@ class SmallNet(nn.Module):
         return self.value(features), features, rnn_hxs
 
 
+class SmallGRU(nn.Module):
+    """A recurrent base: B rows with B states when acting; T x N rows (time-major) with the N
+    states the sequences start from in an update, a mask of 0 where an episode starts."""
+
+    is_recurrent = True
+
+    def __init__(self, observation_space: gym.Space, width: int = 8) -> None:
+        super().__init__()
+        self.output_size = self.recurrent_hidden_state_size = width
+        self.cell = nn.GRUCell(observation_space.shape[0], width)
+        self.value = nn.Linear(width, 1)
+
+    def forward(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor):
+        steps, envs = obs.size(0) // rnn_hxs.size(0), rnn_hxs.size(0)
+        x, m = obs.view(steps, envs, -1), masks.view(steps, envs, 1)
+        outputs = []
+        for t in range(steps):
+            rnn_hxs = self.cell(x[t], rnn_hxs * m[t])
+            outputs.append(rnn_hxs)
+        features = torch.cat(outputs)
+        return self.value(features), features, rnn_hxs
+
+
 def cartpole_next_step() -> gym.vector.VectorEnv:
     """gymnasium's own vectorised CartPole: next-step autoreset."""
     return gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="vector_entry_point")

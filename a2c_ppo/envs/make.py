@@ -49,8 +49,18 @@ FACTORIES: dict[str, Callable[..., Any]] = {}
 
 def register_factory(factory: Callable[..., Any]) -> str:
     """Make ``factory`` (a class or function returning an env or a vector env) known by the
-    name a run records for it, ``module:qualname`` (what ``--env-name`` would say)."""
-    name = f"{getattr(factory, '__module__', '__main__')}:{getattr(factory, '__qualname__', type(factory).__name__)}"
+    name a run records for it, ``module:qualname`` (what ``--env-name`` would say).
+
+    A name that no import can find (a lambda's or a nested function's ``<...>``) that another
+    factory already holds gets a number (``__main__:<lambda>#2``): two lambdas are two envs,
+    with their own checkpoint copies. An importable name goes to the latest object given (a
+    class defined again in a notebook replaces the old one, as the import would)."""
+    qualname = getattr(factory, "__qualname__", type(factory).__name__)
+    name = base = f"{getattr(factory, '__module__', '__main__')}:{qualname}"
+    number = 1
+    while "<" in qualname and FACTORIES.get(name, factory) is not factory:
+        number += 1
+        name = f"{base}#{number}"
     FACTORIES[name] = factory
     return name
 

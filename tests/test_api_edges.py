@@ -1,0 +1,193 @@
+"""The Python API at its edges, as a new user meets them: numpy settings, the env given once or
+left to the checkpoint, callbacks and networks checked before anything starts, inputs of
+``act`` and ``evaluate`` checked against the policy's spaces, envs made by lambdas, and the
+caller's process left as it was."""
+
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import a2c_ppo
+from a2c_ppo.api import load, train
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.envs.make import FACTORIES
+
+SMALL = {"num_processes": 2, "num_steps": 16, "vec_env": "sync", "num_env_steps": 64}
+
+
+def folders(tmp_path) -> dict[str, str]:
+    return {"log_dir": str(tmp_path / "runs"), "save_dir": str(tmp_path / "models")}
+
+
+@pytest.fixture(scope="module")
+def cartpole(tmp_path_factory) -> str:
+    """A CartPole checkpoint."""
+    return train("CartPole-v1", **SMALL, **folders(tmp_path_factory.mktemp("cartpole"))).checkpoint
+
+
+def test_numpy_numbers_are_settings_like_any_other(tmp_path):
+    result = train("CartPole-v1", **{**SMALL, "num_env_steps": np.int64(64)}, lr=np.float32(0.001), **folders(tmp_path))
+    saved = load_checkpoint(result.checkpoint)["config"]  # before: JSON refused int64 at the end
+    assert result.env_steps == 64 and saved["num_env_steps"] == 64 and saved["lr"] == pytest.approx(0.001)
+
+
+def test_a_resume_without_env_continues_on_the_checkpoints_env(tmp_path):
+    first = train("Pendulum-v1", num_mini_batch=4, **SMALL, **folders(tmp_path))  # its entry: 64
+    resumed = train(resume=first.checkpoint, num_env_steps=128, **folders(tmp_path))
+    saved = load_checkpoint(resumed.checkpoint)["config"]
+    assert resumed.env_steps == 128 and saved["env_name"] == "Pendulum-v1"
+
+
+def test_the_env_as_env_name_is_used_and_given_twice_is_refused(tmp_path):
+    result = train(env_name="Acrobot-v1", num_mini_batch=4, **SMALL, **folders(tmp_path))
+    assert load_checkpoint(result.checkpoint)["config"]["env_name"] == "Acrobot-v1"
+    with pytest.raises(a2c_ppo.ConfigError, match="got the env twice"):
+        train("CartPole-v1", env_name="Acrobot-v1", **SMALL, **folders(tmp_path))
+
+
+@pytest.mark.parametrize("episodes", [2.5, "2", None, 0, -1, True])
+def test_evaluate_refuses_a_count_that_is_not_a_whole_number(cartpole, episodes, monkeypatch):
+    monkeypatch.setattr("a2c_ppo.api.build_envs", lambda *a, **k: pytest.fail("envs built"))  # 2.5 used to hang
+    with pytest.raises(a2c_ppo.ConfigError, match="episodes must be a whole number"):
+        load(cartpole).evaluate(episodes=episodes)
+
+
+def test_evaluate_refuses_an_env_with_other_spaces(cartpole):
+    with pytest.raises(a2c_ppo.ConfigError, match=r"'Acrobot-v1' has observation space Box\(6,\) float32"):
+        load(cartpole).evaluate("Acrobot-v1", episodes=1)
+
+
+@pytest.mark.parametrize("obs", [np.zeros((2, 3, 4)), np.zeros(5), np.zeros((3, 5)), np.float32(1.0)])
+def test_act_refuses_observations_of_another_shape(cartpole, obs):
+    with pytest.raises(ValueError, match=r"the policy takes \(4,\)"):
+        load(cartpole).act(obs)
+
+
+def test_act_takes_one_observation_or_a_batch(cartpole):
+    agent = load(cartpole)
+    assert agent.act([0.0, 0.0, 0.0, 0.0]) in (0, 1) and agent.act(np.zeros((3, 4))).shape == (3,)
+
+
+def test_act_refuses_a_class_outside_a_discrete_observation_space(tmp_path):
+    agent = load(train("FrozenLake-v1", **SMALL, **folders(tmp_path)).checkpoint)
+    assert agent.act(15) in range(4)
+    with pytest.raises(ValueError, match="holds values outside Discrete"):
+        agent.act(16)
+
+
+def test_two_lambdas_are_two_envs_with_their_own_copies(tmp_path):
+    first = train(lambda: gym.make("CartPole-v1"), **SMALL, **folders(tmp_path))
+    second = train(lambda: gym.make("MountainCar-v0"), **SMALL, **folders(tmp_path))
+    assert load(first.checkpoint).evaluate(episodes=1)  # its own env: before, the second had replaced it
+    copies = sorted(os.listdir(tmp_path / "models" / "ppo"))
+    assert len(copies) == 2 and not any(set("<>:") & set(name) for name in copies)
+    assert load(second.checkpoint).observation_space.shape == (2,)
+
+
+def test_a_lambdas_checkpoint_elsewhere_is_loaded_with_the_env_given(tmp_path, monkeypatch):
+    result = train(lambda: gym.make("CartPole-v1"), **SMALL, **folders(tmp_path))
+    name = load_checkpoint(result.checkpoint)["config"]["env_name"]
+    monkeypatch.delitem(FACTORIES, name)  # as in another process
+    with pytest.raises(a2c_ppo.ConfigError, match=r"give the env: load\(path, env=\.\.\.\)"):
+        load(result.checkpoint)
+    assert load(result.checkpoint, env="CartPole-v1").act(np.zeros(4)) in (0, 1)
+    with pytest.raises(a2c_ppo.ConfigError, match="trained on an env with observation space"):
+        load(result.checkpoint, env="Acrobot-v1")
+
+
+@pytest.mark.parametrize("callbacks", [5, [5], "x"])
+def test_callbacks_that_are_not_callables_are_refused_before_the_run(tmp_path, callbacks):
+    with pytest.raises(a2c_ppo.ConfigError, match="callbacks must be a callable"):
+        train("CartPole-v1", callbacks=callbacks, **SMALL, **folders(tmp_path))
+    assert not os.path.exists(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("answer, updates", [(np.False_, 1), (0, 1), (None, 4), (True, 4)])
+def test_a_false_answer_stops_the_run_and_none_goes_on(tmp_path, answer, updates):
+    seen: list[int] = []
+
+    def callback(info: a2c_ppo.UpdateInfo):
+        seen.append(info.update)
+        return answer
+
+    train("CartPole-v1", callbacks=callback, **{**SMALL, "num_env_steps": 128}, **folders(tmp_path))
+    assert len(seen) == updates
+
+
+class _Base(nn.Module):
+    is_recurrent, recurrent_hidden_state_size, output_size = False, 1, 8
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__()
+        self.body, self.value = nn.Linear(observation_space.shape[0], 8), nn.Linear(8, 1)
+
+
+class FlatValue(_Base):
+    def forward(self, obs, rnn_hxs, masks):
+        features = self.body(obs)
+        return self.value(features)[:, 0], features, rnn_hxs
+
+
+class TwoOutputs(_Base):
+    def forward(self, obs, rnn_hxs, masks):
+        features = self.body(obs)
+        return self.value(features), features
+
+
+class NotFinite(_Base):
+    def forward(self, obs, rnn_hxs, masks):
+        features = self.body(obs) * float("nan")
+        return self.value(features), features, rnn_hxs
+
+
+class OneStepCell(_Base):
+    """Recurrent, but steps one row per state: an update's sequences do not fit it."""
+
+    is_recurrent, recurrent_hidden_state_size = True, 8
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__(observation_space)
+        self.cell = nn.GRUCell(observation_space.shape[0], 8)
+
+    def forward(self, obs, rnn_hxs, masks):
+        rnn_hxs = self.cell(obs, rnn_hxs * masks)
+        return self.value(rnn_hxs), rnn_hxs, rnn_hxs
+
+
+@pytest.mark.parametrize(
+    "base, phrase",
+    [(FlatValue, r"returned a value of shape \(4,\)"), (TwoOutputs, "not enough values to unpack"),
+     (NotFinite, "not finite"), (OneStepCell, "T x N rows, time-major")],
+)  # fmt: skip
+def test_a_network_that_does_not_keep_the_contract_is_refused_before_the_run(tmp_path, base, phrase):
+    with pytest.raises(a2c_ppo.ConfigError, match=phrase) as info:
+        train("CartPole-v1", policy_base=base, **SMALL, **folders(tmp_path))
+    assert "--policy-base '" in str(info.value) and not os.path.exists(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("setting", [{"hidden_size": 32}, {"recurrent_policy": True}, {"activation": "relu"}])
+def test_settings_of_the_built_in_network_are_refused_with_ones_own(tmp_path, setting):
+    with pytest.raises(a2c_ppo.ConfigError, match="the built-in network"):
+        train("CartPole-v1", policy_base="tests.custom_nets:SmallNet", **setting, **SMALL, **folders(tmp_path))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_a_recurrent_network_of_ones_own_trains_and_acts(tmp_path, algo):
+    result = train("CartPole-v1", algo=algo, policy_base="tests.custom_nets:SmallGRU", **SMALL, **folders(tmp_path))
+    agent = load(result.checkpoint, trust_checkpoint=True)
+    assert agent.policy.is_recurrent and agent.act(np.zeros(4)) in (0, 1)
+
+
+def test_train_gives_back_the_callers_thread_count(tmp_path):
+    torch.set_num_threads(2)
+    try:
+        result = train("CartPole-v1", num_threads=1, **SMALL, **folders(tmp_path))
+        assert torch.get_num_threads() == 2 and result.run_dir == os.path.dirname(result.checkpoint)
+    finally:
+        torch.set_num_threads(1)
