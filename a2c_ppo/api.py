@@ -46,7 +46,10 @@ def _env_name(env: EnvSpec) -> str:
         return env
     if callable(env):
         return register_factory(env)
-    raise ConfigError(f"env must be an id, a 'module:factory' string or a callable returning an env, not {env!r}.")
+    hint = " (an env made already: pass what makes it, e.g. lambda: gym.make(...))" if isinstance(env, gym.Env) else ""
+    raise ConfigError(
+        f"env must be an id, a 'module:factory' string or a callable returning an env, not {env!r}{hint}."
+    )
 
 
 def _reference(base: type | str) -> str:

@@ -112,7 +112,7 @@ def check_declared(declared: Declared, value: Any, source: str = "") -> None:
     kind = declared.base_type
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{flag} must be on or off, got {value!r}.")
+            raise ConfigError(f"{flag} must be on or off (True or False in Python), got {value!r}.")
         return
     number = {int: numbers.Integral, float: numbers.Real}.get(kind, kind)
     if not isinstance(value, number) or isinstance(value, bool):

@@ -198,7 +198,7 @@ def _run(
         if checkpointer.save(trainer) and logger is not None:
             logger.print(
                 f"Checkpoint of update {checkpointer.saved_update} saved to {path} "
-                f"(continue with: python main.py --resume {path})."
+                f"(continue with: python main.py --resume {path}, or train(resume=...) in Python)."
             )
         raise
     finally:
