@@ -112,7 +112,7 @@ def train(
     try:
         with _signals() as signals:
             return run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals,
-                       callbacks=hooks)  # fmt: skip
+                       callbacks=hooks, best_model=request.best_model)  # fmt: skip
     finally:
         torch.set_num_threads(threads)  # the run set its own (--num-threads); the caller's comes back
 

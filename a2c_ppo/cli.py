@@ -85,7 +85,14 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
     from a2c_ppo.session import run
 
     try:
-        run(request.config, checkpoint=request.checkpoint, notes=request.notes, signals=signals, ctx=ctx)
+        run(
+            request.config,
+            checkpoint=request.checkpoint,
+            notes=request.notes,
+            signals=signals,
+            best_model=request.best_model,
+            ctx=ctx,
+        )
     except ConfigError as exc:
         fail(str(exc), prog="main.py")
     except EnvWorkerError as exc:

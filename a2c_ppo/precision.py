@@ -72,7 +72,7 @@ def choose_precision(
 
     ``fast_path``: the policy is a small MLP the fast path computes in float32 (never measured)."""
     if precision != "auto":
-        return precision, "typed"
+        return precision, "set: typed, or kept from the resumed run"
     if fast_path:
         return "fp32", "auto: a small MLP, computed by the float32 fast path"
     if not has_native_bf16(device):

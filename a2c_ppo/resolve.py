@@ -41,6 +41,7 @@ class LaunchRequest:
     typed: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # printed at the start of the run
     checkpoint: dict[str, Any] | None = None  # the loaded --resume checkpoint
+    best_model: str | None = None  # the resumed run's best model, for a new run folder to start from
     origins: dict[str, str] = field(
         default_factory=dict
     )  # setting -> typed / env entry / preset / default / checkpoint
@@ -62,8 +63,9 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         check_trusted(saved, typed, trust_checkpoint, what=f"--resume {resume!r}")
         values = _resumed_values(saved, typed, resume)
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
+        best_model = None if values["run_dir"] else _best_model_of(resume)  # a new folder takes it along
     else:
-        values = {**defaults(), **typed}
+        values, best_model = {**defaults(), **typed}, None
     new_with_entry = resume is None and values["preset"] == "auto"
     entry, source = env_entry(values["env_name"], values["algo"]) if new_with_entry else ({}, None)
     # The entry's recipe builds the env whose spaces decide the preset (typed settings win).
@@ -131,7 +133,13 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         check_writable_dir(config.run_dir, "--log-dir")
         check_writable_dir(config.save_dir, "--save-dir")
     return LaunchRequest(
-        config=config, resume=resume, typed=set(typed), notes=notes, checkpoint=checkpoint, origins=origins
+        config=config,
+        resume=resume,
+        typed=set(typed),
+        notes=notes,
+        checkpoint=checkpoint,
+        origins=origins,
+        best_model=best_model,
     )
 
 
@@ -187,6 +195,20 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
     if not own_folder:
         run_dir = ""  # a new run folder under --log-dir
     return {**values, **typed, **folders, "run_dir": run_dir}
+
+
+def _best_model_of(resume: str) -> str | None:
+    """The best model that goes with checkpoint ``resume`` (``RUN_DIR/best.pt`` beside a run's
+    checkpoint, ``SAVE_DIR/ALGO/ENV.best.pt`` beside its copy), where there is one: a resume into
+    a new run folder starts from it, not from the first evaluation after the resume."""
+    from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path, best_mean_return
+
+    own = os.path.basename(resume) == RUN_CHECKPOINT
+    path = best_checkpoint_path(os.path.dirname(resume)) if own else best_copy_path(resume)
+    if not os.path.isfile(path):
+        return None
+    best_mean_return(path)  # read now: a damaged file is refused before anything starts
+    return path
 
 
 def _refuse_shape(name: str, saved: Any, typed: Any) -> None:

@@ -72,9 +72,11 @@ def run(
     signals: StopSignals | None = None,
     ctx: DistContext | None = None,
     callbacks: Sequence[Callback] = (),
+    best_model: str | None = None,
 ) -> TrainResult:
     """Train as ``config`` says (continuing ``checkpoint`` if given), calling ``callbacks``
-    after every update; where the checkpoint is and the learning curve. Interrupted,
+    after every update; where the checkpoint is and the learning curve. ``best_model``: the
+    resumed run's best model, copied into a new run folder as the best so far. Interrupted,
     EnvWorkerError and other failures are re-raised after the last finished update is saved;
     NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
@@ -87,7 +89,7 @@ def run(
             tracker = start_tracking(config)
             if tracker is not None:
                 stack.callback(tracker.close)  # a no-op once the run has finished it
-        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker)
+        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker, best_model)
 
 
 @contextlib.contextmanager
@@ -114,6 +116,7 @@ def _run(
     ctx: DistContext,
     callbacks: Sequence[Callback],
     tracker: Tracker | None,
+    best_model: str | None,
 ) -> TrainResult:
     if ctx.is_main:  # the first line comes before the envs are built: the user sees at once what runs
         batch = config.batch_size * ctx.world_size
@@ -135,6 +138,8 @@ def _run(
     try:
         start_notes = start(trainer, checkpointer, checkpoint)
         if ctx.is_main:  # ranks > 0 train in lock step and write nothing
+            if best_model is not None and not os.path.exists(best_path):  # a resume into a new run folder
+                copy_atomically(best_model, best_path)
             if tracker is not None:
                 tracker.record_config(config)  # with the choices the Trainer made for "auto"
             logger = Logger(

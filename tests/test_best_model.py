@@ -33,7 +33,8 @@ def train(tmp_path, steps: int, *extra: str, returns: list[float] | None = None,
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(a2c_ppo.evaluation, "evaluate", lambda *args, **kwargs: next(scripted))
         request = resolve(flags)
-        run(request.config, checkpoint=request.checkpoint, notes=request.notes, callbacks=[remember])
+        run(request.config, checkpoint=request.checkpoint, notes=request.notes, callbacks=[remember],
+            best_model=request.best_model)  # fmt: skip
     return params
 
 
@@ -70,6 +71,23 @@ def test_a_resumed_run_keeps_the_best_model_unless_it_does_better(tmp_path):
     assert load_checkpoint(os.path.join(run_dir(tmp_path), "best.pt"))["counters"]["update"] == 2
     train(tmp_path, 5 * BATCH, returns=[25.0], resume=checkpoint)
     assert load_checkpoint(os.path.join(run_dir(tmp_path), "best.pt"))["counters"]["eval_mean_return"] == 25.0
+
+
+@pytest.mark.parametrize("which", ["copy", "run folder"])
+def test_a_run_resumed_into_a_new_folder_takes_its_best_model_along(tmp_path, which):
+    """Before, the new folder's first evaluation (10.0) became the best and replaced the copy's."""
+    train(tmp_path, 2 * BATCH, "--eval-interval", "1", returns=[5.0, 20.0])
+    first = run_dir(tmp_path)
+    resume = tmp_path / "models" / "ppo" / "CartPole-v1.pt" if which == "copy" else os.path.join(first, "checkpoint.pt")
+    flags = ["--log-dir", str(tmp_path / "later")]
+    train(tmp_path, 4 * BATCH, *flags, returns=[10.0, 15.0], resume=str(resume))
+    (later,) = glob.glob(str(tmp_path / "later" / "*"))
+    assert (
+        load_checkpoint(os.path.join(later, "best.pt"))["counters"]
+        == load_checkpoint(os.path.join(first, "best.pt"))["counters"]
+        == {"update": 2, "env_steps": 2 * BATCH, "eval_mean_return": 20.0}
+    )
+    assert load_checkpoint(str(tmp_path / "models" / "ppo" / "CartPole-v1.best.pt"))["counters"]["update"] == 2
 
 
 def test_a_run_without_evaluations_has_no_best_model(tmp_path, capsys):

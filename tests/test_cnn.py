@@ -113,5 +113,5 @@ def test_cnn_policy_learns_the_image_target_task(tmp_path, precision):
         "--ppo-epoch 4 --hidden-size 64 --num-env-steps 2048 --eval-interval 16 --eval-episodes 16 --log-interval 1000"
     )
     out = run_main(*flags.split(), "--precision", precision, *local_run_flags(tmp_path))
-    assert f"Precision {precision} (typed)" in out
+    assert f"Precision {precision} (set: typed" in out
     assert float(progress_rows(tmp_path / "runs")[-1]["eval/mean_return"]) >= 7.0

@@ -21,8 +21,14 @@ def never_called(precision_name: str) -> None:
 
 
 def test_a_typed_precision_is_taken_without_measuring():
-    assert choose_precision("bf16", CPU, never_called, fast_path=True) == ("bf16", "typed")
-    assert choose_precision("fp32", CPU, never_called, fast_path=False) == ("fp32", "typed")
+    assert choose_precision("bf16", CPU, never_called, fast_path=True) == (
+        "bf16",
+        "set: typed, or kept from the resumed run",
+    )
+    assert choose_precision("fp32", CPU, never_called, fast_path=False) == (
+        "fp32",
+        "set: typed, or kept from the resumed run",
+    )
 
 
 def test_auto_keeps_the_fast_path_in_float32_without_measuring():
