@@ -169,7 +169,7 @@ class Trainer:
             self.lengths.append(length)
         if self.gail is not None:  # the learner sees the discriminator's reward, never the env's
             self.gail_metrics = self.train_discriminator()
-            r.rewards.copy_(self.gail.reward(r.obs[:-1], r.actions, r.masks[:-1], config.gamma))
+            r.rewards.copy_(self.gail.reward(r.obs[:-1], r.actions, r.masks[:-1], config.gamma, r.valid))
         with torch.no_grad(), self.autocast():
             next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
         returns = functools.partial(r.compute_returns, use_gae=config.use_gae, gamma=config.gamma,

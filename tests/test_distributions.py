@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from a2c_ppo.distributions import categorical_sample, log_softmax
 from a2c_ppo.draws import StepDraws, _active, normal_draws, uniform_draws
 from a2c_ppo.model import Policy
 
@@ -181,3 +182,12 @@ def test_step_draws_refuse_blocks_that_ask_differently_and_leave_no_block_behind
     with draws.rows(slice(0, 2)):
         assert normal_draws((2, 5)).shape == (2, 5)
     assert normal_draws((2, 5)).shape == (2, 5) and _active.block is None  # outside a block: torch's own
+
+
+@pytest.mark.parametrize("xp", [np, torch], ids=["numpy", "torch"])
+def test_the_inverse_cdf_never_draws_a_class_of_probability_zero(xp):
+    """The smallest k with cdf_k > u: at u = 0 (torch.rand's 0 comes once in 2**24 draws) class 0,
+    of probability 0 here, was drawn; u just under a step of the cdf takes that step's class."""
+    log_p = log_softmax(xp, xp.asarray([[-200.0, 0.0, 0.0]] * 3, dtype=xp.float32))
+    u = xp.asarray([[0.0], [0.49], [0.51]], dtype=xp.float32)
+    assert categorical_sample(xp, log_p, u).tolist() == [[1], [1], [2]]

@@ -155,6 +155,22 @@ def test_reward_is_the_logit_normalised_by_the_running_return_std():
     assert np.allclose(more[0, :, 0].numpy(), logits[0].numpy() / np.sqrt(var + 1e-8), rtol=1e-5)
 
 
+def test_the_reset_rows_of_a_next_step_env_stay_out_of_the_return_statistics():
+    """Rows that are no transitions (``rollouts.valid`` False) leave the statistics as a batch of
+    the other rows would; a step of reset rows only leaves them as they were."""
+    torch.manual_seed(0)
+    obs, actions, masks = torch.randn(2, 2, 3), torch.rand(2, 2, 2), torch.ones(2, 2, 1)
+    valid = torch.tensor([[[True], [False]], [[False], [False]]])
+    gail, alone = GAIL(expert_set()), GAIL(expert_set())
+    alone.discriminator.load_state_dict(gail.discriminator.state_dict())
+    gail.reward(obs, actions, masks, 0.9, valid)
+    with torch.no_grad():
+        logit = gail.discriminator(gail.pairs(obs[0, :1], actions[0, :1])).item()
+    alone._absorb(torch.tensor([[logit]], dtype=torch.float64))
+    expected = (alone.ret_count, alone.ret_mean, alone.ret_var)  # the logit of 1 row, not 4: rounding
+    assert (gail.ret_count, gail.ret_mean, gail.ret_var) == pytest.approx(expected, rel=1e-5)
+
+
 def test_positive_reward_is_minus_log_one_minus_d_by_hand():
     """-log(1 - D) for D = sigmoid(f) at f = -2, 0, 3: 0.1269, log 2, 3.0486; positive even
     where the logit is negative; its first step normalised by sqrt(var) as the logit's is."""

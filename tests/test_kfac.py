@@ -74,6 +74,20 @@ def test_linear_factors_are_input_and_output_gradient_second_moments():
     torch.testing.assert_close(state["G"], 0.9 * g.t() @ g / 7 + 0.1 * g2.t() @ g2 / 7)
 
 
+def test_factors_of_a_pass_with_rows_that_are_no_transitions_are_those_of_the_others():
+    """A next-step vector env's reset rows are in the forward pass but not in the loss: before,
+    A averaged them in and G was scaled by all 7 rows where the loss averaged over 5."""
+    model, x, labels, opt = setup_linear()
+    rows = torch.tensor([0, 1, 3, 5, 6])
+    with opt.recording():
+        out = model(x)
+    opt.accumulate_stats(sampled_fisher_loss(out[rows], labels[rows]), rows)
+    twin, _, _, alone = setup_linear()  # the same weights
+    record_stats(alone, twin, x[rows], labels[rows])
+    for name in ("A", "G"):
+        torch.testing.assert_close(opt.state[model.weight][name], alone.state[twin.weight][name])
+
+
 def test_conv_factors_use_patches_and_sum_output_gradients_over_locations():
     torch.manual_seed(0)
     conv = nn.Conv2d(2, 3, kernel_size=2, stride=1, padding=1).double()

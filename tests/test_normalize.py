@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -218,3 +219,33 @@ def test_load_state_dict_honours_the_saved_flags():
     np.testing.assert_allclose(obs, expected, rtol=1e-6)  # normalised, as the policy was trained
     trained.close()
     replay.close()
+
+
+class _ScriptedSteps(gym.vector.VectorEnv):
+    """Two envs stepping through ``script``: (rewards, terminated, reset-step rows or None)."""
+
+    def __init__(self, script) -> None:
+        self.num_envs, self.script = 2, iter(script)
+        self.single_observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.single_action_space = gym.spaces.Discrete(2)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, 2)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, 2)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros((2, 1), np.float32), {}
+
+    def step(self, actions):
+        rewards, terminated, reset_rows = next(self.script)
+        infos = {} if reset_rows is None else {"reset_step": np.array(reset_rows), "_reset_step": np.array(reset_rows)}
+        return np.zeros((2, 1), np.float32), np.array(rewards), np.array(terminated), np.zeros(2, bool), infos
+
+
+def test_the_reset_rows_of_a_next_step_env_are_no_returns():
+    """A next-step vector env's reset row (reward 0) is no step: before, each added a 0 return."""
+    script = [([1.0, 2.0], [True, False], None), ([0.0, 3.0], [True, False], [True, False])]
+    envs = VecNormalize(_ScriptedSteps(script), norm_obs=False, gamma=0.5)
+    envs.reset()
+    envs.step(np.zeros(2, np.int64))
+    envs.step(np.zeros(2, np.int64))
+    mean, var = pooled([[1.0, 2.0], [0.5 * 2.0 + 3.0]])  # env 0's reset row left out
+    np.testing.assert_allclose([envs.ret_rms.mean, envs.ret_rms.var], [mean, var])

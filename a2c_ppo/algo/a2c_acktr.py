@@ -204,7 +204,7 @@ class ACKTR(A2C):
         if self.kfac.has_pending_stats():
             noisy_values = values.detach() + torch.randn_like(values)
             fisher_loss = -log_probs.mean() + 0.5 * (values - noisy_values).pow(2).mean()
-            self.kfac.accumulate_stats(fisher_loss)
+            self.kfac.accumulate_stats(fisher_loss, rollouts.valid_rows())
         grad_norm = self._step(losses)
         metrics = self._metrics(losses, grad_norm, rollouts)
         metrics["kl_estimate"] = torch.tensor(self.kfac.last_kl, device=grad_norm.device)

@@ -282,13 +282,21 @@ class GAIL:
         return torch.stack([loss, penalty, expert_accuracy, policy_accuracy]).detach()
 
     @torch.no_grad()
-    def reward(self, obs: torch.Tensor, actions: torch.Tensor, masks: torch.Tensor, gamma: float) -> torch.Tensor:
+    def reward(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        masks: torch.Tensor,
+        gamma: float,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Normalised rewards (T, N, 1) float32 for obs (T, N, D) and actions (T, N, A).
 
         ``masks`` (T, N, 1): 0 where obs[t] starts an episode, else 1 (``rollouts.masks[:-1]``;
         from ``dones`` (T, N, 1) of the steps' ends: ``masks[t] = 1 - dones[t - 1]``, with the
-        previous rollout's last done for t = 0). Updates the return statistics (module docstring).
-        """
+        previous rollout's last done for t = 0). Updates the return statistics (module docstring)
+        with the ``valid`` (T, N, 1) rows only, where given: a next-step vector env's reset rows
+        are no transitions (``rollouts.valid``)."""
         T, N = masks.shape[:2]
         logits = self.discriminator(self.pairs(obs.reshape(T * N, -1), actions.reshape(T * N, -1))).view(T, N)
         # -log(1 - sigmoid(f)) = softplus(f), computed without overflow
@@ -304,22 +312,26 @@ class GAIL:
             running = keep[t] * running + raw[t].double()
             returns[t] = running
         self.running_return = running
-        variances = torch.tensor(self._absorb(returns), dtype=torch.float64, device=self.device)
+        weights = None if valid is None else valid.reshape(T, N).to(self.device, torch.float64)
+        variances = torch.tensor(self._absorb(returns, weights), dtype=torch.float64, device=self.device)
         scale = (variances + RETURN_EPSILON).rsqrt().float()
         return (raw * scale[:, None]).unsqueeze(-1)
 
-    def _absorb(self, returns: torch.Tensor) -> list[float]:
-        """Merge each step's returns (T, N) of all ranks into the statistics; the variance after each step."""
+    def _absorb(self, returns: torch.Tensor, weights: torch.Tensor | None = None) -> list[float]:
+        """Merge each step's returns (T, N) of all ranks into the statistics (the rows whose
+        ``weights`` (T, N) are 1, where given); the variance after each step."""
         # Sums of deviations from the current mean (the same on every rank) keep the
         # per-step variance accurate when it is recovered from summed moments.
         deviations = returns - self.ret_mean
-        moments = torch.stack(
-            [torch.full_like(deviations[:, 0], deviations.shape[1]), deviations.sum(1), deviations.pow(2).sum(1)], 1
-        )
+        weights = torch.ones_like(deviations) if weights is None else weights
+        moments = torch.stack([weights.sum(1), (deviations * weights).sum(1), (deviations.pow(2) * weights).sum(1)], 1)
         if self.reducer is not None:
             self.reducer.all_reduce_sum(moments)
         shift, variances = self.ret_mean, []
         for count, sum1, sum2 in moments.tolist():
+            if count == 0:  # every row of this step a reset row: nothing to merge
+                variances.append(self.ret_var)
+                continue
             batch_mean = shift + sum1 / count
             batch_m2 = max(sum2 - sum1 * sum1 / count, 0.0)
             total = self.ret_count + count

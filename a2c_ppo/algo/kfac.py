@@ -207,8 +207,11 @@ class KFACOptimizer(torch.optim.Optimizer):
         else:
             state[name].mul_(decay).add_(value, alpha=1.0 - decay)
 
-    def accumulate_stats(self, fisher_loss: torch.Tensor) -> None:
-        """Update A and G from the recorded forward pass and a sampled Fisher loss (a batch mean)."""
+    def accumulate_stats(self, fisher_loss: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Update A and G from the recorded forward pass and a sampled Fisher loss (a batch mean).
+
+        ``rows``: the samples the loss averages over, where the pass had others (a next-step
+        vector env's reset rows, no transitions): the factors are those of these rows alone."""
         if not self._captured:
             raise RuntimeError("K-FAC: no recorded forward pass; run it inside `with optimizer.recording():`")
         modules = list(self._captured)
@@ -219,7 +222,10 @@ class KFACOptimizer(torch.optim.Optimizer):
         for module, grad in zip(modules, grads):
             if grad is None:
                 continue
-            A, G = kronecker_factors(module, self._captured[module][0], grad.detach())
+            x, grad = self._captured[module][0], grad.detach()
+            if rows is not None:  # a feed-forward pass: every layer's first axis is the sample
+                x, grad = x[rows], grad[rows]
+            A, G = kronecker_factors(module, x, grad)
             state = self._layer_state(module)
             self._update_factor(state, "A", A, decay)
             self._update_factor(state, "G", G, decay)
