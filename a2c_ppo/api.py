@@ -37,6 +37,7 @@ from a2c_ppo.restore_check import check_finite, check_normalization, load_model
 from a2c_ppo.session import TrainResult, run
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.spaces import ACTION_MASK
+from a2c_ppo.trajectory_spaces import describe_space
 
 EnvSpec = str | Callable[..., Any]
 
@@ -85,7 +86,7 @@ def train(
 ) -> TrainResult:
     """Train on ``env`` with ``settings`` (the flags' names, see ``python main.py --help``; a
     setting given as ``None`` takes its default), calling ``callbacks`` (one callable or several)
-    after every update: one returning a false value other than ``None`` stops the run, its
+    after every update: one returning ``False`` (or ``np.False_``) stops the run, its
     checkpoint saved. ``resume``: a checkpoint to continue, as ``--resume`` (``env`` left out:
     the checkpoint's). ``env`` left out of a new run: ``CartPole-v1``, as ``main.py``'s default.
 
@@ -186,7 +187,7 @@ class Agent:
             arrays = self._normalized(arrays)
             return obs_from_numpy(arrays, space), single
         array = np.asarray(obs)
-        single = array.shape == tuple(space.shape or ())
+        single = array.ndim == len(space.shape or ())  # one observation, either way round for an image
         return obs_from_numpy(self._normalized(_layout(array, space, single, "the observation")), space), single
 
     def _normalized(self, obs: Any) -> Any:
@@ -197,7 +198,6 @@ class Agent:
     ) -> list[float]:
         """The true returns of ``episodes`` episodes on ``env`` built with ``env_kwargs`` (defaults:
         the env trained on, with the keyword arguments it was trained with)."""
-        from a2c_ppo.checkpoint import describe_space
         from a2c_ppo.envs.check import check_env_id
 
         episodes = _whole_number(episodes, "episodes", 1)
@@ -207,7 +207,7 @@ class Agent:
             config = config.replace(env_kwargs=_json_text(env_kwargs, "env_kwargs"))
         spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))  # ConfigError
         for kind, space, own in zip(("observation", "action"), spaces, (self.observation_space, self.action_space)):
-            if describe_space(space) != describe_space(own):
+            if _structure(space) != _structure(own):
                 raise ConfigError(
                     f"evaluate: {config.env_name!r} has {kind} space {_brief(space)}, and the policy was trained on "
                     f"{_brief(own)}; evaluate it on an env like the one it was trained on ({self.config.env_name!r})."
@@ -247,7 +247,8 @@ def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.
     outside a discrete space."""
     batch = array[None] if single else array
     shape = tuple(space.shape or ())
-    if len(shape) == 3 and batch.shape[1:] == (shape[1], shape[2], shape[0]):  # a channels-last image
+    channels_last = (shape[1], shape[2], shape[0]) if len(shape) == 3 else None
+    if batch.shape[1:] != shape and batch.shape[1:] == channels_last:  # (a cube is taken as it comes)
         batch = np.transpose(batch, (0, 3, 1, 2))
     if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape:
         raise ValueError(
@@ -258,6 +259,20 @@ def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.
     if bounds is not None and batch.size and (np.any(batch < bounds[0]) or np.any(batch > bounds[1])):
         raise ValueError(f"act: {what} holds values outside {_brief(space)}.")
     return np.ascontiguousarray(batch)
+
+
+def _structure(space: gym.Space) -> Any:
+    """What a policy's inputs or outputs depend on in ``space``: its parts, their types, shapes,
+    dtypes and classes, not a Box's bounds (an env argument may move them)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: _structure(part) for key, part in space.spaces.items()}
+    if isinstance(space, gym.spaces.Tuple):
+        return [_structure(part) for part in space.spaces]
+    try:
+        description = describe_space(space)
+    except ValueError:  # a space no policy takes: its words
+        return str(space)
+    return {key: value for key, value in description.items() if key not in ("low", "high")}
 
 
 def _brief(space: gym.Space) -> str:

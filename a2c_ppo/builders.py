@@ -30,7 +30,7 @@ from a2c_ppo.errors import ConfigError
 from a2c_ppo.fastpath import acting_function, fast_mlp
 from a2c_ppo.init import default_init
 from a2c_ppo.model import Policy, make_policy
-from a2c_ppo.observations import empty_obs
+from a2c_ppo.observations import probe_obs
 from a2c_ppo.precision import PROBE_ROWS, autocast
 from a2c_ppo.sde import make_sde_head
 from a2c_ppo.trajectories import load_trajectories, select_episodes, subsample
@@ -213,12 +213,13 @@ def user_base(reference: str, observation_space: gym.Space, kwargs: dict[str, An
 
 
 def check_user_base(policy: Policy, reference: str) -> None:
-    """One pass of a ``--policy-base`` network as the run will make them, on zero observations:
+    """One pass of a ``--policy-base`` network as the run will make them, on ``probe_obs``:
     acting on 4 envs, then an update's pass (a recurrent base: 2 steps of 2 envs, the rows of a
     sequence minibatch with one state per env). ConfigError naming the base and what it returned,
     before any worker starts."""
-    rows, envs = 4, 2 if policy.is_recurrent else 4
-    obs = empty_obs(policy.obs_space, (rows,))
+    rows = 4
+    envs = 2 if policy.is_recurrent else rows
+    obs = probe_obs(policy.obs_space, rows)
     masks = torch.ones(rows, 1)
     expected = (
         f"its forward(obs, rnn_hxs, masks) must return (value (B, 1), features (B, output_size "
@@ -236,8 +237,8 @@ def check_user_base(policy: Policy, reference: str) -> None:
             policy.evaluate_actions(obs, torch.zeros(envs, policy.recurrent_hidden_state_size), masks, action)
     except Exception as exc:
         raise ConfigError(
-            f"--policy-base {reference!r} failed on {rows} zero observations ({type(exc).__name__}: "
-            f"{str(exc).strip()}); {expected}."
+            f"--policy-base {reference!r} failed on {rows} observations (each part 0, or its space's value "
+            f"nearest 0) ({type(exc).__name__}: {str(exc).strip()}); {expected}."
         ) from None
     if tuple(value.shape) != (rows, 1) or tuple(features.shape) != (rows, policy.base.output_size):
         raise ConfigError(
@@ -245,14 +246,14 @@ def check_user_base(policy: Policy, reference: str) -> None:
             f"{tuple(features.shape)} for {rows} observations; {expected}."
         )
     if not (torch.isfinite(value).all() and torch.isfinite(features).all()):
-        raise ConfigError(f"--policy-base {reference!r} returned values or features that are not finite on zero "
-                          "observations; check its initialisation.")  # fmt: skip
+        raise ConfigError(f"--policy-base {reference!r} returned values or features that are not finite on "
+                          "observations of 0 (or the space's value nearest 0); check its initialisation.")  # fmt: skip
 
 
 def precision_probe(policy: Policy, device: torch.device, rows: int = PROBE_ROWS) -> Callable[[str], None]:
     """``step(precision)``: one forward and backward pass of ``policy`` on ``rows`` zero
     observations, as an update makes them (for ``precision.choose_precision``)."""
-    obs = empty_obs(policy.obs_space, (rows,), device)
+    obs = probe_obs(policy.obs_space, rows, device)
     rnn_hxs = torch.zeros(rows, policy.recurrent_hidden_state_size, device=device)
     masks = torch.ones(rows, 1, device=device)
 
@@ -274,7 +275,7 @@ def policy_step_timer(policy: Policy, device: torch.device | str = "cpu", fast: 
     act = acting_function(policy, deterministic=True, fast=fast)
 
     def seconds(n: int, repeats: int = 7) -> float:
-        obs = empty_obs(policy.obs_space, (n,), device)
+        obs = probe_obs(policy.obs_space, n, device)
         rnn_hxs = torch.zeros(n, policy.recurrent_hidden_state_size, device=device)
         masks = torch.ones(n, 1, device=device)
         times = []

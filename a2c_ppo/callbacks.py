@@ -157,11 +157,11 @@ class Stopwatch:
 
 
 def run_callbacks(callbacks: Sequence[Callback], info: UpdateInfo) -> bool:
-    """Call each callback in order; whether one asked to stop: returned a false value other than
-    ``None`` (``False``, ``np.False_``, ``0``), as Stable-Baselines3's callbacks do; ``None``, a
-    callback without a ``return``, goes on."""
+    """Call each callback in order; whether one asked to stop: returned ``False`` (or numpy's,
+    as ``np.mean(info.returns) < 200`` gives). Anything else goes on: ``None`` (a callback
+    without a ``return``), a number, an array."""
     stop = False
     for callback in callbacks:
         answer = callback(info)
-        stop = (answer is not None and not answer) or stop
+        stop = (isinstance(answer, (bool, np.bool_)) and not answer) or stop
     return stop

@@ -298,6 +298,11 @@ def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) 
         if trust or name in typed or ":" not in str(reference):
             continue
         flag = "--" + name.replace("_", "-")
+        if "<" in str(reference):  # a lambda's or a nested function's: no import finds it
+            raise ConfigError(
+                f"{what} was trained with {flag} {reference!r}, made by a lambda or a nested function that only the "
+                f"process that trained it knew; give it again ({flag} module:attribute, or {name}=... in Python)."
+            )
         raise ConfigError(
             f"{what} names code to import, {flag} {reference!r}, and a checkpoint is data: a2c_ppo imports no "
             f"code a file names. If you trust that module, name it yourself ({flag} {reference}) or pass "

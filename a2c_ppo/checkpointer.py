@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import tempfile
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import TensorDict, copy_obs
+from a2c_ppo.paths import RUN_CHECKPOINT
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.storage import RolloutStorage
 
@@ -50,6 +52,37 @@ def best_mean_return(path: str) -> float:
     if not os.path.isfile(path):
         return -math.inf
     return float(load_checkpoint(path, what="the best model").get("counters", {}).get("eval_mean_return", -math.inf))
+
+
+def resumed_best_model(resume: str, checkpoint: dict[str, Any]) -> bytes | None:
+    """The bytes of the best model that goes with checkpoint ``resume`` (``RUN_DIR/best.pt``
+    beside a run's checkpoint, ``SAVE_DIR/ALGO/ENV.best.pt`` beside its copy, or ``resume``
+    itself when it is a best model), where there is one: a resume into a new run folder starts
+    from it, not from the first evaluation after the resume. Read now, once: a run of the same
+    env finishing meanwhile rewrites the copies. A best model of another run (another seed, env
+    or algorithm, or from after the checkpoint) is left behind; a damaged one is refused."""
+    if "eval_mean_return" in checkpoint["counters"]:
+        path = resume
+    elif os.path.basename(resume) == RUN_CHECKPOINT:
+        path = best_checkpoint_path(os.path.dirname(resume))
+    else:
+        path = best_copy_path(resume)
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    with tempfile.TemporaryDirectory() as folder:  # the loader reads files: these bytes, checked
+        copy = os.path.join(folder, "best.pt")
+        with open(copy, "wb") as f:
+            f.write(data)
+        try:
+            best = load_checkpoint(copy)
+        except ConfigError as exc:  # its words, naming the file the user has
+            message = str(exc).replace(f"checkpoint {copy!r}", f"the best model {path!r} of --resume")
+            raise ConfigError(message) from None
+    same_run = all(best["config"].get(key) == checkpoint["config"][key] for key in ("env_name", "algo", "seed"))
+    before = best["counters"]["update"] <= checkpoint["counters"]["update"]
+    return data if same_run and before and "eval_mean_return" in best["counters"] else None
 
 
 class Run(Protocol):

@@ -50,9 +50,11 @@ def categorical_entropy(xp: Any, log_p: Any) -> Any:
 
 def categorical_sample(xp: Any, log_p: Any, uniform: Any) -> Any:
     """The sampling rule: invert the CDF of ``p`` at ``uniform (B, 1)`` in [0, 1) -> ``(B, 1)``
-    class indices (int64), the smallest ``k`` with ``cdf_k > uniform``: a class of probability 0
-    is never drawn, not even at ``uniform`` 0 (``torch.rand`` gives 0 once in 2**24 draws)."""
-    below = (xp.exp(log_p).cumsum(axis=-1) <= uniform).sum(axis=-1, keepdims=True)
+    class indices (int64), the smallest ``k`` with ``cdf_k > uniform * cdf_K`` (the total, which
+    rounding leaves a hair off 1): a class of probability 0 is never drawn, neither at ``uniform``
+    0 nor at its largest value, ``1 - 2**-24`` (``torch.rand`` gives each once in 2**24 draws)."""
+    cdf = xp.exp(log_p).cumsum(axis=-1)
+    below = (cdf <= uniform * cdf[..., -1:]).sum(axis=-1, keepdims=True)
     # rounding can leave the last cdf a hair under 1 (np.minimum: a sixth of np.clip's time)
     last = log_p.shape[-1] - 1
     return below.clamp_(max=last) if xp is torch else xp.minimum(below, last)

@@ -89,6 +89,25 @@ def empty_obs(space: gym.Space, leading: tuple[int, ...], device: torch.device |
     return tensors[None] if None in tensors else TensorDict(tensors)
 
 
+def probe_obs(space: gym.Space, rows: int, device: torch.device | str = "cpu") -> Obs:
+    """``rows`` copies of the observation of ``space`` nearest 0 (each part: 0 clipped into a Box's
+    bounds, a discrete space's ``start``, an action mask allowing all), for running a policy before
+    any env has: zeros can lie outside the space (``Discrete(n, start=1)``), and a sample can be
+    huge (a Box bounded by the float32 maximum)."""
+    parts = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
+    arrays: dict[str | None, np.ndarray] = {}
+    for key, part in parts.items():
+        if isinstance(part, gym.spaces.Box):
+            origin = np.clip(np.zeros(part.shape, part.dtype), part.low, part.high)
+        elif isinstance(part, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+            origin = np.asarray(part.start)
+        else:  # MultiBinary: all 0, but an action mask allows every action
+            origin = np.full(tuple(part.shape or ()), key == ACTION_MASK, np.int8)
+        arrays[key] = np.repeat(origin[None], rows, axis=0)
+    obs = obs_from_numpy(arrays[None] if None in arrays else arrays, space)
+    return map_obs(lambda tensor: tensor.to(device), obs)
+
+
 def obs_from_numpy(obs: Any, space: gym.Space) -> Obs:
     """A numpy batch (an array, or a dict of arrays by part) as tensors of the parts' dtypes,
     sharing memory where the dtype already fits."""

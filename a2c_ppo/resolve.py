@@ -23,6 +23,7 @@ from a2c_ppo.config import (
 from a2c_ppo.declaration import check_applies, flag_name, show
 from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.frames import RECIPE_SETTINGS, recipe_of
+from a2c_ppo.envs.layout import check_overlap
 from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
@@ -41,7 +42,7 @@ class LaunchRequest:
     typed: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # printed at the start of the run
     checkpoint: dict[str, Any] | None = None  # the loaded --resume checkpoint
-    best_model: str | None = None  # the resumed run's best model, for a new run folder to start from
+    best_model: bytes | None = None  # the resumed run's best model (its file), for a new run folder
     origins: dict[str, str] = field(
         default_factory=dict
     )  # setting -> typed / env entry / preset / default / checkpoint
@@ -57,13 +58,14 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     checkpoint = None
     if resume is not None:
         from a2c_ppo.checkpoint import check_trusted, load_checkpoint
+        from a2c_ppo.checkpointer import resumed_best_model
 
         checkpoint = load_checkpoint(resume, what="--resume")
         saved = RunConfig.from_dict(checkpoint["config"], notes)
         check_trusted(saved, typed, trust_checkpoint, what=f"--resume {resume!r}")
         values = _resumed_values(saved, typed, resume)
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
-        best_model = None if values["run_dir"] else _best_model_of(resume)  # a new folder takes it along
+        best_model = None if values["run_dir"] else resumed_best_model(resume, checkpoint)  # a new folder takes it
     else:
         values, best_model = {**defaults(), **typed}, None
     new_with_entry = resume is None and values["preset"] == "auto"
@@ -197,20 +199,6 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
     return {**values, **typed, **folders, "run_dir": run_dir}
 
 
-def _best_model_of(resume: str) -> str | None:
-    """The best model that goes with checkpoint ``resume`` (``RUN_DIR/best.pt`` beside a run's
-    checkpoint, ``SAVE_DIR/ALGO/ENV.best.pt`` beside its copy), where there is one: a resume into
-    a new run folder starts from it, not from the first evaluation after the resume."""
-    from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path, best_mean_return
-
-    own = os.path.basename(resume) == RUN_CHECKPOINT
-    path = best_checkpoint_path(os.path.dirname(resume)) if own else best_copy_path(resume)
-    if not os.path.isfile(path):
-        return None
-    best_mean_return(path)  # read now: a damaged file is refused before anything starts
-    return path
-
-
 def _refuse_shape(name: str, saved: Any, typed: Any) -> None:
     raise ConfigError(
         f"--resume: the checkpoint's network has {flag_name(name)} {saved}, and its weights do not fit "
@@ -291,6 +279,7 @@ def validate(config: RunConfig) -> None:
             "--cnn-head-size adds layers to the built-in CNN, and a --policy-base network builds its own; drop "
             "--cnn-head-size (give your network its sizes with --policy-kwargs)."
         )
+    check_overlap(config.vec_env, config.overlap)  # here, before W&B or a worker starts, not in the Trainer
     if config.value_norm_stats != "returns" and not config.norm_value:
         raise ConfigError(
             f"--value-norm-stats {config.value_norm_stats} chooses the statistics of --norm-value, which is off; "

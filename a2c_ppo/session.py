@@ -39,11 +39,11 @@ from a2c_ppo.checkpointer import Checkpointer, best_checkpoint_path, best_copy_p
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, any_rank, broadcast_module
 from a2c_ppo.errors import NonFiniteError, WriteFailedError
-from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically
+from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically, write_atomically
 from a2c_ppo.logger import Logger, summary
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.signals import StopSignals
-from a2c_ppo.tracking import Tracker, start_tracking
+from a2c_ppo.tracking import WANDB_FOLDER, Tracker, start_tracking
 from a2c_ppo.trainer import EVAL_SEED_OFFSET, Trainer
 from a2c_ppo.video import VideoCallback
 
@@ -72,11 +72,11 @@ def run(
     signals: StopSignals | None = None,
     ctx: DistContext | None = None,
     callbacks: Sequence[Callback] = (),
-    best_model: str | None = None,
+    best_model: bytes | None = None,
 ) -> TrainResult:
     """Train as ``config`` says (continuing ``checkpoint`` if given), calling ``callbacks``
     after every update; where the checkpoint is and the learning curve. ``best_model``: the
-    resumed run's best model, copied into a new run folder as the best so far. Interrupted,
+    resumed run's best model (its file's bytes), written into a new run folder as the best so far. Interrupted,
     EnvWorkerError and other failures are re-raised after the last finished update is saved;
     NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
@@ -104,7 +104,8 @@ def own_run_folder(run_dir: str, resumed: bool) -> Iterator[str]:
         yield run_dir
     finally:
         lock.release()
-        if new and os.listdir(run_dir) == [LOCK_NAME]:  # the run ended before it wrote anything
+        # the run ended before it wrote anything but W&B's files (a run that failed to start)
+        if new and set(os.listdir(run_dir)) <= {LOCK_NAME, WANDB_FOLDER}:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -116,7 +117,7 @@ def _run(
     ctx: DistContext,
     callbacks: Sequence[Callback],
     tracker: Tracker | None,
-    best_model: str | None,
+    best_model: bytes | None,
 ) -> TrainResult:
     if ctx.is_main:  # the first line comes before the envs are built: the user sees at once what runs
         batch = config.batch_size * ctx.world_size
@@ -139,7 +140,7 @@ def _run(
         start_notes = start(trainer, checkpointer, checkpoint)
         if ctx.is_main:  # ranks > 0 train in lock step and write nothing
             if best_model is not None and not os.path.exists(best_path):  # a resume into a new run folder
-                copy_atomically(best_model, best_path)
+                write_atomically(best_path, lambda f: f.write(best_model))
             if tracker is not None:
                 tracker.record_config(config)  # with the choices the Trainer made for "auto"
             logger = Logger(

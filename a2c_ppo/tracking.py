@@ -18,6 +18,8 @@ from a2c_ppo.config import RunConfig
 from a2c_ppo.errors import ConfigError
 
 INSTALL_HINT = 'pip install -e ".[wandb]"'
+#: W&B's files inside the run folder (``wandb.init(dir=RUN_DIR)``).
+WANDB_FOLDER = "wandb"
 
 
 class Tracker:

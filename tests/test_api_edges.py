@@ -17,6 +17,7 @@ import a2c_ppo
 from a2c_ppo.api import load, train
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.envs.make import FACTORIES
+from a2c_ppo.envs.memory_envs import make_image_target
 
 SMALL = {"num_processes": 2, "num_steps": 16, "vec_env": "sync", "num_env_steps": 64}
 
@@ -81,6 +82,24 @@ def test_act_refuses_a_class_outside_a_discrete_observation_space(tmp_path):
         agent.act(16)
 
 
+def test_spaces_differ_where_a_policy_would_read_them_differently():
+    from a2c_ppo.api import _structure
+
+    box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    assert _structure(gym.spaces.Dict(a=box)) != _structure(gym.spaces.Dict(b=box))  # before: every Dict alike
+    assert _structure(box) != _structure(gym.spaces.Box(0, 255, (2,), np.uint8))
+    assert _structure(box) == _structure(gym.spaces.Box(-5.0, 5.0, (2,), np.float32))  # bounds: an env argument
+
+
+def test_act_takes_one_image_either_way_round(tmp_path):
+    flags = {**SMALL, "num_env_steps": 32, "hidden_size": 16}
+    agent = load(train(make_image_target, **flags, **folders(tmp_path)).checkpoint)
+    channels, height, width = agent.observation_space.shape
+    assert agent.act(np.zeros((height, width, channels), np.uint8)) in range(agent.action_space.n)
+    assert agent.act(np.zeros((channels, height, width), np.uint8)) in range(agent.action_space.n)
+    assert agent.act(np.zeros((3, height, width, channels), np.uint8)).shape == (3,)
+
+
 def test_two_lambdas_are_two_envs_with_their_own_copies(tmp_path):
     first = train(lambda: gym.make("CartPole-v1"), **SMALL, **folders(tmp_path))
     second = train(lambda: gym.make("MountainCar-v0"), **SMALL, **folders(tmp_path))
@@ -101,6 +120,15 @@ def test_a_lambdas_checkpoint_elsewhere_is_loaded_with_the_env_given(tmp_path, m
         load(result.checkpoint, env="Acrobot-v1")
 
 
+def test_a_resume_of_a_lambdas_run_elsewhere_asks_for_the_env(tmp_path, monkeypatch):
+    result = train(lambda: gym.make("CartPole-v1"), **SMALL, **folders(tmp_path))
+    monkeypatch.delitem(FACTORIES, load_checkpoint(result.checkpoint)["config"]["env_name"])  # another process
+    with pytest.raises(a2c_ppo.ConfigError, match="made by a lambda or a nested function"):
+        train(resume=result.checkpoint, num_env_steps=128, **folders(tmp_path))
+    resumed = train("CartPole-v1", resume=result.checkpoint, num_env_steps=128, **folders(tmp_path))
+    assert resumed.env_steps == 128
+
+
 @pytest.mark.parametrize("callbacks", [5, [5], "x"])
 def test_callbacks_that_are_not_callables_are_refused_before_the_run(tmp_path, callbacks):
     with pytest.raises(a2c_ppo.ConfigError, match="callbacks must be a callable"):
@@ -108,7 +136,7 @@ def test_callbacks_that_are_not_callables_are_refused_before_the_run(tmp_path, c
     assert not os.path.exists(tmp_path / "runs")
 
 
-@pytest.mark.parametrize("answer, updates", [(np.False_, 1), (0, 1), (None, 4), (True, 4)])
+@pytest.mark.parametrize("answer, updates", [(np.False_, 1), (False, 1), (None, 4), (0, 4), (np.zeros(2), 4)])
 def test_a_false_answer_stops_the_run_and_none_goes_on(tmp_path, answer, updates):
     seen: list[int] = []
 
@@ -175,6 +203,38 @@ def test_a_network_that_does_not_keep_the_contract_is_refused_before_the_run(tmp
 def test_settings_of_the_built_in_network_are_refused_with_ones_own(tmp_path, setting):
     with pytest.raises(a2c_ppo.ConfigError, match="the built-in network"):
         train("CartPole-v1", policy_base="tests.custom_nets:SmallNet", **setting, **SMALL, **folders(tmp_path))
+
+
+class _StartsAtOne(gym.Env):
+    """Observations Discrete(3, start=1): 0 is none of them."""
+
+    observation_space, action_space = gym.spaces.Discrete(3, start=1), gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return 1, {}
+
+    def step(self, action):
+        return 1 + int(action), 1.0, False, True, {}
+
+
+class Embedded(nn.Module):
+    is_recurrent, recurrent_hidden_state_size, output_size = False, 1, 4
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__()
+        self.start = int(observation_space.start)
+        self.table, self.value = nn.Embedding(int(observation_space.n), 4), nn.Linear(4, 1)
+
+    def forward(self, obs, rnn_hxs, masks):
+        features = self.table(obs.long().view(-1) - self.start)
+        return self.value(features), features, rnn_hxs
+
+
+def test_a_network_is_probed_with_observations_inside_its_space(tmp_path):
+    """Zeros are outside Discrete(3, start=1): the probe used them and refused this network."""
+    result = train(_StartsAtOne, policy_base=Embedded, **SMALL, **folders(tmp_path))
+    assert result.env_steps == 64
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])

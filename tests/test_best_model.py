@@ -90,6 +90,29 @@ def test_a_run_resumed_into_a_new_folder_takes_its_best_model_along(tmp_path, wh
     assert load_checkpoint(str(tmp_path / "models" / "ppo" / "CartPole-v1.best.pt"))["counters"]["update"] == 2
 
 
+def test_a_best_model_resumed_is_its_own_best_so_far(tmp_path):
+    train(tmp_path, 2 * BATCH, "--eval-interval", "1", returns=[5.0, 20.0])
+    train(tmp_path, 4 * BATCH, "--log-dir", str(tmp_path / "later"), returns=[10.0, 15.0],
+          resume=os.path.join(run_dir(tmp_path), "best.pt"))  # fmt: skip
+    (later,) = glob.glob(str(tmp_path / "later" / "*"))
+    assert load_checkpoint(os.path.join(later, "best.pt"))["counters"]["eval_mean_return"] == 20.0
+
+
+def test_another_runs_best_model_beside_the_copy_is_left_behind(tmp_path):
+    """Parallel seeds share SAVE_DIR: here the copy is seed 1's and the best model beside it seed 2's."""
+    train(tmp_path / "one", 2 * BATCH, "--eval-interval", "1", "--save-dir", str(tmp_path / "models"),
+          returns=[5.0, 20.0])  # fmt: skip
+    seed_1 = (tmp_path / "models" / "ppo" / "CartPole-v1.pt").read_bytes()
+    train(tmp_path / "two", 2 * BATCH, "--eval-interval", "1", "--seed", "2", "--save-dir", str(tmp_path / "models"),
+          returns=[30.0, 40.0])  # fmt: skip
+    (tmp_path / "models" / "ppo" / "CartPole-v1.pt").write_bytes(seed_1)
+    train(tmp_path / "one", 3 * BATCH, "--log-dir", str(tmp_path / "later"), "--save-dir", str(tmp_path / "models"),
+          returns=[10.0], resume=str(tmp_path / "models" / "ppo" / "CartPole-v1.pt"))  # fmt: skip
+    (later,) = glob.glob(str(tmp_path / "later" / "*"))
+    best = load_checkpoint(os.path.join(later, "best.pt"))
+    assert (best["config"]["seed"], best["counters"]["eval_mean_return"]) == (1, 10.0)  # not seed 2's 40.0
+
+
 def test_a_run_without_evaluations_has_no_best_model(tmp_path, capsys):
     train(tmp_path, BATCH, "--eval-interval", "1", returns=[5.0])
     assert (tmp_path / "models" / "ppo" / "CartPole-v1.best.pt").is_file()

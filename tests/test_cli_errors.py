@@ -112,6 +112,7 @@ MAIN_CASES = [
     (["--eval-episodes", "3"], "--eval-episodes only applies with --eval-interval"),
     (["--policy-kwargs", '{{"width": 8}}'], "--policy-kwargs only applies with --policy-base"),
     (["--log-dir", ""], "--log-dir is empty"),
+    (["--vec-env", "sync", "--overlap", "on"], "--overlap on steps the envs in worker processes"),
     (["--resume", "{root}/good.pt", "--env-name", "Acrobot-v1"], "trained on an env with"),
     (["--resume", "{root}/good.pt", "--hidden-size", "128"], "--hidden-size 64 (the default for its"),
     (["--resume", "{root}/good.pt", "--recurrent-policy"], "--recurrent-policy"),

@@ -191,3 +191,15 @@ def test_the_inverse_cdf_never_draws_a_class_of_probability_zero(xp):
     log_p = log_softmax(xp, xp.asarray([[-200.0, 0.0, 0.0]] * 3, dtype=xp.float32))
     u = xp.asarray([[0.0], [0.49], [0.51]], dtype=xp.float32)
     assert categorical_sample(xp, log_p, u).tolist() == [[1], [1], [2]]
+
+
+@pytest.mark.parametrize("xp", [np, torch], ids=["numpy", "torch"])
+def test_the_largest_uniform_never_draws_a_trailing_class_of_probability_zero(xp):
+    """torch.rand's largest value, 1 - 2**-24, against cdfs that rounding leaves a hair under 1:
+    without scaling by the total, the last class (probability 0 here) was drawn."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20000, 5)).astype(np.float32)
+    logits[:, 3:] = -1e8  # as masked_logits leaves forbidden classes
+    log_p = log_softmax(xp, xp.asarray(logits))
+    drawn = categorical_sample(xp, log_p, xp.asarray(np.full((20000, 1), 1 - 2**-24, np.float32)))
+    assert int(drawn.max()) <= 2

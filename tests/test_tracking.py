@@ -139,6 +139,17 @@ def test_a_wandb_that_cannot_start_is_refused_before_anything_starts(tmp_path, m
     assert not os.listdir(tmp_path / "runs")  # the run folder, claimed, is removed again
 
 
+def test_a_run_that_fails_after_wandb_started_leaves_no_run_folder(tmp_path, offline_wandb, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("the envs could not start")
+
+    monkeypatch.setattr("a2c_ppo.trainer.Trainer.__init__", fail)
+    request = resolve(["--track", *local_run_flags(tmp_path)])
+    with pytest.raises(RuntimeError, match="could not start"):
+        run(request.config, notes=request.notes)
+    assert not os.listdir(tmp_path / "runs")  # W&B's folder went with it
+
+
 class FakeRun:
     def __init__(self) -> None:
         self.calls: list[tuple] = []

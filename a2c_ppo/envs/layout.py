@@ -203,6 +203,12 @@ def overlap_period(num_envs: int, times: StepTimes, p_half: float, num_workers: 
 # ----------------------------------------------------------------------------- the choice
 
 
+def check_overlap(vec_env: str, overlap: str) -> None:
+    """ConfigError for ``--overlap on`` where no worker process steps the envs."""
+    if overlap == "on" and vec_env == "sync":
+        raise ConfigError("--overlap on steps the envs in worker processes: use --vec-env subproc or auto")
+
+
 def choose_layout(
     num_envs: int,
     *,
@@ -227,8 +233,7 @@ def choose_layout(
     """
     check_value("vec_env", vec_env)
     check_value("overlap", overlap)
-    if overlap == "on" and vec_env == "sync":
-        raise ConfigError("--overlap on steps the envs in worker processes: use --vec-env subproc or auto")
+    check_overlap(vec_env, overlap)
     can_split = num_envs >= 2 and not rendering and (num_workers is not None or usable_cpus() > 1)
     workers = num_workers if num_workers is not None else default_workers(main_process_busy=True)
     overlapped = overlap == "on" and num_envs >= 2 and not rendering
