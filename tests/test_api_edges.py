@@ -5,6 +5,7 @@ caller's process left as it was."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import gymnasium as gym
@@ -16,7 +17,7 @@ import torch.nn as nn
 import a2c_ppo
 from a2c_ppo.api import load, train
 from a2c_ppo.checkpoint import load_checkpoint
-from a2c_ppo.envs.make import FACTORIES
+from a2c_ppo.envs.make import FACTORIES, register_factory
 from a2c_ppo.envs.memory_envs import make_image_target
 
 SMALL = {"num_processes": 2, "num_steps": 16, "vec_env": "sync", "num_env_steps": 64}
@@ -107,6 +108,12 @@ def test_two_lambdas_are_two_envs_with_their_own_copies(tmp_path):
     copies = sorted(os.listdir(tmp_path / "models" / "ppo"))
     assert len(copies) == 2 and not any(set("<>:") & set(name) for name in copies)
     assert load(second.checkpoint).observation_space.shape == (2,)
+
+
+def test_factories_no_import_finds_are_told_apart_and_importable_ones_replaced():
+    first, second = functools.partial(gym.make, "CartPole-v1"), functools.partial(gym.make, "Acrobot-v1")
+    assert register_factory(first) != register_factory(second) and register_factory(first) == register_factory(first)
+    assert register_factory(make_image_target) == "a2c_ppo.envs.memory_envs:make_image_target"
 
 
 def test_a_lambdas_checkpoint_elsewhere_is_loaded_with_the_env_given(tmp_path, monkeypatch):

@@ -51,18 +51,28 @@ def register_factory(factory: Callable[..., Any]) -> str:
     """Make ``factory`` (a class or function returning an env or a vector env) known by the
     name a run records for it, ``module:qualname`` (what ``--env-name`` would say).
 
-    A name that no import can find (a lambda's or a nested function's ``<...>``) that another
-    factory already holds gets a number (``__main__:<lambda>#2``): two lambdas are two envs,
-    with their own checkpoint copies. An importable name goes to the latest object given (a
-    class defined again in a notebook replaces the old one, as the import would)."""
+    A name that does not lead back to ``factory`` (a lambda's or a nested function's
+    ``<...>``, a ``functools.partial``) and that another factory already holds gets a number
+    (``__main__:<lambda>#2``): two lambdas are two envs, with their own checkpoint copies. A name
+    that leads back to it goes to the latest object (a class defined again in a notebook
+    replaces the old one, as the import would)."""
+    module = getattr(factory, "__module__", None) or "__main__"
     qualname = getattr(factory, "__qualname__", type(factory).__name__)
-    name = base = f"{getattr(factory, '__module__', '__main__')}:{qualname}"
+    name = base = f"{module}:{qualname}"
     number = 1
-    while "<" in qualname and FACTORIES.get(name, factory) is not factory:
+    while not _found_at(module, qualname, factory) and FACTORIES.get(name, factory) is not factory:
         number += 1
         name = f"{base}#{number}"
     FACTORIES[name] = factory
     return name
+
+
+def _found_at(module: str, qualname: str, factory: Any) -> bool:
+    """Whether ``module:qualname`` of an imported module is ``factory`` itself (imports nothing)."""
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is factory
 
 
 def load_entry_point(env_id: str) -> Callable[..., gym.Env] | None:
