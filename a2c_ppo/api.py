@@ -59,8 +59,7 @@ def _reference(base: type | str) -> str:
     if isinstance(base, str):
         return base
     if isinstance(base, type):
-        register_factory(base)
-        return f"{base.__module__}:{base.__qualname__}"
+        return register_factory(base)
     raise ConfigError(f"policy_base must be a torch.nn.Module subclass or 'module:Class', not {base!r}.")
 
 
