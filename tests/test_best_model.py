@@ -13,6 +13,7 @@ import a2c_ppo.evaluation
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.enjoy import main as enjoy_main
+from a2c_ppo.errors import ConfigError
 from a2c_ppo.session import run
 from tests.helpers import local_run_flags
 
@@ -111,6 +112,15 @@ def test_another_runs_best_model_beside_the_copy_is_left_behind(tmp_path):
     (later,) = glob.glob(str(tmp_path / "later" / "*"))
     best = load_checkpoint(os.path.join(later, "best.pt"))
     assert (best["config"]["seed"], best["counters"]["eval_mean_return"]) == (1, 10.0)  # not seed 2's 40.0
+
+
+def test_a_damaged_best_model_beside_the_resumed_checkpoint_is_refused(tmp_path):
+    train(tmp_path, 2 * BATCH, "--eval-interval", "1", returns=[5.0, 20.0])
+    best = os.path.join(run_dir(tmp_path), "best.pt")
+    open(best, "wb").write(b"garbage")
+    flags = ["--resume", os.path.join(run_dir(tmp_path), "checkpoint.pt"), "--log-dir", str(tmp_path / "later")]
+    with pytest.raises(ConfigError, match=rf"the best model '{best}' of --resume cannot be read.*move it away"):
+        resolve(flags)
 
 
 def test_a_run_without_evaluations_has_no_best_model(tmp_path, capsys):
