@@ -65,6 +65,8 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         check_trusted(saved, typed, trust_checkpoint, what=f"--resume {resume!r}")
         values = _resumed_values(saved, typed, resume)
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
+        if values["env_name"] != saved.env_name:  # the same spaces (checked below), another env
+            notes.append(f"The env is {values['env_name']}, where the checkpoint trained on {saved.env_name}.")
         best_model = None if values["run_dir"] else resumed_best_model(resume, checkpoint)  # a new folder takes it
     else:
         values, best_model = {**defaults(), **typed}, None
