@@ -230,11 +230,12 @@ def check_user_base(policy: Policy, reference: str) -> None:
             ", for B rows and B states (acting), and for T x N rows, time-major, with the N states the "
             "sequences start from (an update; a mask of 0 starts an episode): see the README's Python API"
         )
+    states = torch.zeros(rows, policy.recurrent_hidden_state_size)
     try:
         with torch.no_grad():
-            value, features, _ = policy.base(obs, torch.zeros(rows, policy.recurrent_hidden_state_size), masks)
-            _, action, _, _ = policy.act(obs, torch.zeros(rows, policy.recurrent_hidden_state_size), masks)
-            policy.evaluate_actions(obs, torch.zeros(envs, policy.recurrent_hidden_state_size), masks, action)
+            value, features, _ = policy.base(obs, states, masks)
+            _, action, _, _ = policy.act(obs, states, masks)
+            policy.evaluate_actions(obs, states[:envs], masks, action)
     except Exception as exc:
         raise ConfigError(
             f"--policy-base {reference!r} failed on {rows} observations (each part 0, or its space's value "

@@ -157,12 +157,16 @@ def save_checkpoint(
     write_atomically(path, lambda f: torch.save(payload, f))
 
 
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+def load_checkpoint(
+    path: str,
+    map_location: str | torch.device = "cpu",
+    what: str = "checkpoint",
+    remedy: str = "pass a checkpoint that a2c_ppo wrote (a run folder's checkpoint.pt), or train first.",
+) -> dict[str, Any]:
     """Read a checkpoint; JSON fields come back decoded. ConfigError if it is unusable.
 
-    ``what`` names the flag the path came from, for the message.
+    ``what`` names the flag the path came from, ``remedy`` what to do, for the message.
     """
-    remedy = "pass a checkpoint that a2c_ppo wrote (a run folder's checkpoint.pt), or train first."
     check_archive(path, f"{what} {path!r}", "checkpoint file", remedy)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)

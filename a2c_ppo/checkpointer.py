@@ -76,11 +76,10 @@ def resumed_best_model(resume: str, checkpoint: dict[str, Any]) -> bytes | None:
         with open(copy, "wb") as f:
             f.write(data)
         try:
-            best = load_checkpoint(copy)
+            best = load_checkpoint(copy, remedy="move it away to resume without it.")
         except ConfigError as exc:  # its words, naming the file the user has
             message = str(exc).replace(f"checkpoint {copy!r}", f"the best model {path!r} of --resume")
-            message = message.split("; pass a checkpoint")[0].rstrip(".")
-            raise ConfigError(f"{message}; move it away to resume without it.") from None
+            raise ConfigError(message) from None
     same_run = all(best["config"].get(key) == checkpoint["config"][key] for key in ("env_name", "algo", "seed"))
     before = best["counters"]["update"] <= checkpoint["counters"]["update"]
     return data if same_run and before and "eval_mean_return" in best["counters"] else None

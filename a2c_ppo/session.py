@@ -76,9 +76,9 @@ def run(
 ) -> TrainResult:
     """Train as ``config`` says (continuing ``checkpoint`` if given), calling ``callbacks``
     after every update; where the checkpoint is and the learning curve. ``best_model``: the
-    resumed run's best model (its file's bytes), written into a new run folder as the best so far. Interrupted,
-    EnvWorkerError and other failures are re-raised after the last finished update is saved;
-    NonFiniteError saves nothing."""
+    resumed run's best model (its file's bytes), written into a new run folder as the best so
+    far. Interrupted, EnvWorkerError and other failures are re-raised after the last finished
+    update is saved; NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
     tracker: Tracker | None = None
     with contextlib.ExitStack() as stack:

@@ -177,9 +177,10 @@ class VecNormalize(VectorWrapper):
             infos["final_obs"] = final
         if self.norm_reward:
             returns = self._returns[rows] * self.gamma + rewards
-            counted = ~np.asarray(infos["_reset_step"]) if "_reset_step" in infos else slice(None)
-            if self.training and returns[counted].size:  # a next-step env's reset rows are no steps
-                self.ret_rms.update(returns[counted])
+            if self.training:  # a next-step env's reset rows are no steps: their returns stay out
+                counted = returns[~np.asarray(infos["_reset_step"])] if "_reset_step" in infos else returns
+                if counted.size:
+                    self.ret_rms.update(counted)
             std = math.sqrt(float(self.ret_rms.var) + self.epsilon)  # a scalar: Python floats
             rewards = np.minimum(np.maximum(rewards / std, -self.clip), self.clip, dtype=np.float32)
             returns[np.logical_or(terminated, truncated)] = 0.0
