@@ -176,6 +176,11 @@ class Agent:
         """``obs`` in the policy's layout, normalised, as a batch of tensors; whether it was one."""
         space = self.observation_space
         if isinstance(space, gym.spaces.Dict):
+            if isinstance(obs, (list, tuple)) and obs and all(isinstance(one, dict) for one in obs):
+                raise ValueError(
+                    "act: a batch of Dict observations is one dict of arrays with a leading batch axis (as a "
+                    "vector env gives them), not a list of dicts: pass {key: np.stack([o[key] for o in obs]) ...}."
+                )
             parts = {key: _part(obs, key) for key in space.spaces if key != ACTION_MASK}
             if ACTION_MASK in space.spaces:
                 parts[ACTION_MASK] = np.asarray(action_mask if action_mask is not None else _part(obs, ACTION_MASK))

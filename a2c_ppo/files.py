@@ -11,7 +11,7 @@ written or silently lost, and one live run per run folder.
   would load as a wrong number.
 * ``RunLock``: an exclusive ``flock`` on ``RUN_DIR/.lock``, held while a run writes there; a
   second run (or a resume of the same run) is refused while the first one lives. The kernel
-  drops the lock when its process dies, however it dies.
+  drops the lock when its process dies, however it dies; a run that ends removes the file.
 """
 
 from __future__ import annotations
@@ -129,24 +129,39 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Take the lock; ConfigError if a live run holds it."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            raise ConfigError(
-                f"run folder {os.path.dirname(self.path)!r} is in use by a live run (pid {holder}); wait for it to "
-                "end, or give this run its own folder (--log-dir, or resume another checkpoint)."
-            ) from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                    raise
+                raise ConfigError(
+                    f"run folder {os.path.dirname(self.path)!r} is in use by a live run (pid {holder}); wait for it "
+                    "to end, or give this run its own folder (--log-dir, or resume another checkpoint)."
+                ) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # its holder removed the file as it released it: lock the one at the path now
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
         return self
 
     def release(self) -> None:
+        """Remove the lock file, then drop the lock (closing drops the flock): a run that opened
+        the file meanwhile finds it gone once it holds the lock, and takes a new one."""
         if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
+            _remove(self.path)
+            os.close(self._fd)
             self._fd = None
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False

@@ -1,7 +1,8 @@
 """Training throughput side by side with Stable-Baselines3, the env limit, and start-up time.
 
-One invocation runs, per workload and interleaved (ours, SB3, env limit, ours, SB3, ...) so
-that the noise of a shared machine falls on every column alike:
+One invocation runs, per workload and interleaved (ours, SB3, env limit, then SB3, ours, env
+limit, ...: each round starts with the next contender) so that the noise of a shared machine,
+and the place in a round, fall on every column alike:
 
 * ours: ``main.py`` as a user runs it (fixed hyper-parameters, normal logging); training SPS
   is the last ``charts/SPS`` of its progress.csv (env steps over the time of the training loop,
@@ -34,7 +35,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -230,16 +234,23 @@ def main() -> None:
         w = WORKLOADS[name]
         batch = w.num_envs * w.num_steps
         w.steps = max(batch, int(w.steps * opts.scale) // batch * batch)
-        ours, rollouts, sb3, limits, baseline, runs = [], [], [], [], [], []
-        for _ in range(opts.reps):
-            runs.append(run_ours(w, extra))
-            ours.append(runs[-1][0])
-            rollouts.append(runs[-1][1])
-            if opts.baseline:
-                baseline.append(run_ours(w, extra, os.path.abspath(opts.baseline)))
-            if w.sb3 and not opts.no_sb3:
-                sb3.append(run_sb3(w))
+        runs: list[tuple[float, float, str]] = []
+        baseline: list[tuple[float, float, str]] = []
+        sb3: list[float] = []
+        limits: list[float] = []
+        contenders: list[tuple[list[Any], Callable[[], Any]]] = [(runs, partial(run_ours, w, extra))]
+        if opts.baseline:
+            contenders.append((baseline, partial(run_ours, w, extra, os.path.abspath(opts.baseline))))
+        if w.sb3 and not opts.no_sb3:
+            contenders.append((sb3, partial(run_sb3, w)))
+        for rep in range(opts.reps):
+            # each round starts with the next contender: the one run first measured up to 1.17x
+            # faster than the same code run second (sixteenth session), so no side keeps that place
+            for k in range(len(contenders)):
+                results, measure = contenders[(rep + k) % len(contenders)]
+                results.append(measure())
             limits.append(env_limit(w))
+        ours, rollouts = [r[0] for r in runs], [r[1] for r in runs]
         o, r, lim = statistics.median(ours), statistics.median(rollouts), statistics.median(limits)
         s = statistics.median(sb3) if sb3 else float("nan")
         print(f"{name:<15} | {o:>9,.0f} | {r:>11,.0f} | {s:>8,.0f} | {o / s:>7.2f}x | {lim:>9,.0f} | "

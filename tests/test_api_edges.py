@@ -19,6 +19,7 @@ from a2c_ppo.api import load, train
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.envs.make import FACTORIES, register_factory
 from a2c_ppo.envs.memory_envs import make_image_target
+from tests.envs_for_spaces import BitsDictEnv
 
 SMALL = {"num_processes": 2, "num_steps": 16, "vec_env": "sync", "num_env_steps": 64}
 
@@ -99,6 +100,16 @@ def test_act_takes_one_image_either_way_round(tmp_path):
     assert agent.act(np.zeros((height, width, channels), np.uint8)) in range(agent.action_space.n)
     assert agent.act(np.zeros((channels, height, width), np.uint8)) in range(agent.action_space.n)
     assert agent.act(np.zeros((3, height, width, channels), np.uint8)).shape == (3,)
+
+
+def test_act_takes_a_batch_of_dict_observations_as_one_dict_of_arrays(tmp_path):
+    agent = load(train(BitsDictEnv, **SMALL, **folders(tmp_path)).checkpoint)
+    one = {"image": np.zeros((6, 6, 3), np.uint8), "vector": np.ones(2, np.float32), "discrete": 1}
+    assert agent.act(one).shape == (3,)
+    batch = {key: np.stack([np.asarray(value)] * 2) for key, value in one.items()}
+    assert agent.act(batch).shape == (2, 3)
+    with pytest.raises(ValueError, match="one dict of arrays with a leading batch axis"):
+        agent.act([one, one])
 
 
 def test_two_lambdas_are_two_envs_with_their_own_copies(tmp_path):

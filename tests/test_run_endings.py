@@ -102,7 +102,7 @@ def test_signals_save_and_exit_with_their_own_status(tmp_path, signals):
     assert checkpoint["counters"]["update"] >= 2
     assert checkpoint["counters"]["env_steps"] == checkpoint["counters"]["update"] * STEPS_PER_UPDATE
     run_folder = os.path.dirname(checkpoint_file(tmp_path, env_name))
-    assert not [name for name in os.listdir(run_folder) if name.startswith(".") and name != ".lock"]  # no temp file
+    assert not [name for name in os.listdir(run_folder) if name.startswith(".")]  # no temp file, no lock file
 
 
 def test_a_very_long_env_id_gets_a_short_file_name(tmp_path):

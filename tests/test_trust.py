@@ -4,6 +4,7 @@ any moment of start-up ends cleanly."""
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -15,6 +16,7 @@ import time
 import pytest
 import torch
 
+from a2c_ppo.errors import ConfigError
 from a2c_ppo.files import RunLock, write_atomically
 from tests.envs_failing import FAIL_AFTER_VARIABLE
 from tests.evil_module import MARKER_DIR_VARIABLE
@@ -205,6 +207,32 @@ def test_a_live_run_folder_cannot_be_resumed_twice(tmp_path):
         lock.release()
     assert proc.returncode == 2 and "in use by a live run" in proc.stderr and "Traceback" not in proc.stderr
     assert run(main_argv(tmp_path, "--resume", checkpoint, steps=128)).returncode == 0
+
+
+def test_a_run_lock_is_removed_as_it_is_released_and_never_held_twice(tmp_path, monkeypatch):
+    first = RunLock(str(tmp_path)).acquire()
+    with pytest.raises(ConfigError, match="in use by a live run"):
+        RunLock(str(tmp_path)).acquire()
+    first.release()
+    assert os.listdir(tmp_path) == []
+    # the holder ends between a second run's open and its flock: that run must not lock the
+    # removed file (a third would then lock a new one beside it), but the one at the path
+    first = RunLock(str(tmp_path)).acquire()
+    real_flock, calls = fcntl.flock, []
+
+    def flock_after_the_holder_ends(fd, operation):
+        if not calls:
+            first.release()
+        calls.append(fd)
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_holder_ends)
+    second = RunLock(str(tmp_path)).acquire()
+    monkeypatch.undo()
+    assert len(calls) == 2 and os.path.exists(second.path)
+    with pytest.raises(ConfigError, match="in use by a live run"):
+        RunLock(str(tmp_path)).acquire()
+    second.release()
 
 
 # ----------------------------------------------------------------------------- write failures
