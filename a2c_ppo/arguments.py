@@ -36,13 +36,14 @@ def _help(declared: Declared) -> str:
     if spec.algos != ALGOS:
         where.append(f"--algo {'/'.join(spec.algos)}")
     if spec.needs is not None:
-        where.append(f"with {flag_name(spec.needs)}")
-    if default is False:
-        return f"{spec.help} ({'; '.join(where)})" if where else spec.help
+        need, _, wanted = spec.needs.partition("=")
+        where.append(f"with {flag_name(need)}" + (f" {wanted}" if wanted else ""))
     if default is BY_PRESET or spec.preset:
         shown = "by preset, see below"
+    elif default is False:
+        return f"{spec.help} ({'; '.join(where)})" if where else spec.help
     else:
-        shown = (spec.auto or "none") if default is None else show(default)
+        shown = (spec.auto or "none") if default is None else repr(default) if default == "" else show(default)
     return f"{spec.help} (default: {'; '.join([shown, *where])})"
 
 

@@ -12,7 +12,7 @@ import json
 import math
 import pickle
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -219,12 +219,30 @@ def _check_structure(payload: dict[str, Any]) -> None:
             raise TypeError(f"its {key} is a {type(payload[key]).__name__}, not a {kinds[0].__name__}")
     if not all(isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in payload["model"].items()):
         raise TypeError("its model holds something besides named tensors")
+    for name, value in payload["model"].items():  # a2c_ppo saves float32 parameters (another type hides a NaN)
+        if value.is_complex() or (value.is_floating_point() and value.dtype != torch.float32):
+            raise TypeError(f"its parameter {name!r} is {value.dtype}, where a2c_ppo saves torch.float32")
+    _check_tensor_sizes(payload, "")
     for name in ("update", "env_steps"):
         count = payload["counters"].get(name)
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise TypeError(f"its counter {name} is {count!r}, not a count")
     if not all(isinstance(payload["spaces"].get(role), dict) for role in ("observation", "action")):
         raise TypeError("its spaces lack the observation or action space")
+
+
+def _check_tensor_sizes(data: Any, where: str) -> None:
+    """ValueError for a tensor (anywhere in ``data``) that claims more numbers than its file
+    holds (a stride-0 view: a few bytes read as a 160 GB tensor by the first op on it)."""
+    if isinstance(data, torch.Tensor):
+        if data.numel() * data.element_size() > data.untyped_storage().nbytes():
+            raise ValueError(f"its tensor {where or 'part'} of shape {tuple(data.shape)} is larger than its data")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            _check_tensor_sizes(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            _check_tensor_sizes(value, f"{where}[{index}]")
 
 
 def _flatten_torch_optimizer(payload: dict[str, Any], algo: str, keys: tuple[str, ...], hyper: tuple[str, ...],
@@ -285,11 +303,14 @@ def check_spaces(
 CODE_REFERENCES = ("env_name", "policy_base")
 
 
-def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) -> None:
+def check_trusted(
+    saved: Any, typed: Mapping[str, Any], trust: bool, what: str, nameable: Collection[str] | None = None
+) -> None:
     """A checkpoint is data: refuse (ConfigError) one whose settings name code to import
     (``module:attribute``), or give the env text arguments (which can name files it reads or
     writes), unless the user typed that setting (the same value, or another) or trusts the
-    file (``trust``)."""
+    file (``trust``). ``nameable``: the settings the caller's command takes (default: all);
+    the message offers naming the code only for those."""
     if not (trust or "env_kwargs" in typed) and any(map(_has_text, json.loads(saved.env_kwargs).values())):
         raise ConfigError(
             f"{what} gives the env text arguments, --env-kwargs {saved.env_kwargs}, and a checkpoint is data: "
@@ -307,10 +328,11 @@ def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) 
                 f"{what} was trained with {flag} {reference!r}, made by a lambda or a nested function that only the "
                 f"process that trained it knew; give it again ({flag} module:attribute, or {name}=... in Python)."
             )
+        name_it = f"name it yourself ({flag} {reference}) or " if nameable is None or name in nameable else ""
         raise ConfigError(
             f"{what} names code to import, {flag} {reference!r}, and a checkpoint is data: a2c_ppo imports no "
-            f"code a file names. If you trust that module, name it yourself ({flag} {reference}) or pass "
-            "--trust-checkpoint (trust_checkpoint=True in Python)."
+            f"code a file names. If you trust that module, {name_it}pass --trust-checkpoint (trust_checkpoint=True "
+            "in Python)."
         )
 
 

@@ -48,10 +48,15 @@ def best_copy_path(latest: str) -> str:
 
 
 def best_mean_return(path: str) -> float:
-    """The evaluation mean return a best model at ``path`` holds (-inf where there is none yet)."""
+    """The evaluation mean return a best model at ``path`` holds (-inf where there is none yet);
+    ConfigError for a damaged one (run before anything starts: ``resolve`` checks a resumed run's)."""
     if not os.path.isfile(path):
         return -math.inf
-    return float(load_checkpoint(path, what="the best model").get("counters", {}).get("eval_mean_return", -math.inf))
+    remedy = "move it away to resume without it."
+    value = load_checkpoint(path, what="the best model", remedy=remedy)["counters"].get("eval_mean_return", -math.inf)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(f"the best model {path!r} is damaged: its evaluation mean return is {value!r}; {remedy}")
+    return float(value)
 
 
 def resumed_best_model(resume: str, checkpoint: dict[str, Any]) -> bytes | None:
@@ -77,8 +82,10 @@ def resumed_best_model(resume: str, checkpoint: dict[str, Any]) -> bytes | None:
             f.write(data)
         try:
             best = load_checkpoint(copy, remedy="move it away to resume without it.")
+            best_mean_return(copy)  # its evaluation's return is a number
         except ConfigError as exc:  # its words, naming the file the user has
-            message = str(exc).replace(f"checkpoint {copy!r}", f"the best model {path!r} of --resume")
+            named = f"the best model {path!r} of --resume"
+            message = str(exc).replace(f"checkpoint {copy!r}", named).replace(f"the best model {copy!r}", named)
             raise ConfigError(message) from None
     same_run = all(best["config"].get(key) == checkpoint["config"][key] for key in ("env_name", "algo", "seed"))
     before = best["counters"]["update"] <= checkpoint["counters"]["update"]
@@ -90,6 +97,8 @@ class Run(Protocol):
 
     update: int
     env_steps: int
+    num_updates: int  # the update the run ends after
+    batch: int  # env steps of all ranks per update
 
     @property
     def config(self) -> RunConfig: ...
@@ -188,16 +197,16 @@ class Checkpointer:
         run.load_algorithm_state(checkpoint.get("algorithm") or {})
         counters = checkpoint["counters"]
         run.update, run.env_steps = counters["update"], counters["env_steps"]
+        # the updates left are counted in this run's batch, which a resume may have changed
+        run.num_updates = run.update + (run.config.num_env_steps - run.env_steps) // run.batch
         state = checkpoint["resume_state"]
         if run.normalizer is not None and checkpoint["normalization"]:
             run.normalizer.load_state_dict(checkpoint["normalization"])
         # The checkpoint holds rank 0's env states only: under torchrun every rank starts anew.
         saved_obs = TensorDict(state["obs"]) if isinstance(state["obs"], dict) else state["obs"]
+        saved_envs = len(next(iter(saved_obs.values())) if isinstance(saved_obs, dict) else saved_obs)
         exact = (
-            self.env_state_error is None
-            and state["env_states"] is not None
-            and len(next(iter(saved_obs.values())) if isinstance(saved_obs, dict) else saved_obs)
-            == run.config.num_processes
+            self.env_state_error is None and state["env_states"] is not None and saved_envs == run.config.num_processes
         )
         if exact:
             try:
@@ -214,8 +223,14 @@ class Checkpointer:
             r.masks[0].copy_(state["masks"])
         else:
             run.reset_envs()
-            why = self.env_state_error or state["why_not_exact"] or ""
-            notes.append(f"Resume is not exact: the envs' states were not saved ({why}); they start new episodes.")
+            why = self.env_state_error or state["why_not_exact"]
+            if why:
+                notes.append(f"Resume is not exact: the envs' states were not saved ({why}); they start new episodes.")
+            else:
+                notes.append(
+                    f"Resume is not exact: the checkpoint holds the states of {saved_envs} envs and this run has "
+                    f"{run.config.num_processes}; they start new episodes."
+                )
         run.returns.extend(state["returns"])
         run.lengths.extend(state["lengths"])
         if rank == 0:  # the checkpoint holds rank 0's RNG: other ranks draw their own

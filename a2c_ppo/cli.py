@@ -20,6 +20,7 @@ from a2c_ppo.errors import (
     EXIT_WRITE_FAILED,
     ConfigError,
     NonFiniteError,
+    NonFiniteRolloutError,
     WriteFailedError,
 )
 from a2c_ppo.signals import Interrupted, StopSignals
@@ -100,9 +101,14 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
     except PeerFailedError as exc:
         _report(f"training stopped: {exc}", EXIT_PEER_FAILED)
     except NonFiniteError as exc:
+        saved = (
+            "The last update before it is saved."
+            if isinstance(exc, NonFiniteRolloutError)
+            else "No checkpoint was written after it; the last good one is unchanged."
+        )
         _report(
-            f"training stopped: {exc}. No checkpoint was written after it; the last good one is unchanged. "
-            "Look for the source (a reward or observation of the env, a too large --lr).",
+            f"training stopped: {exc}. {saved} Look for the source (a reward or observation of the env, a too large "
+            "--lr).",
             EXIT_NON_FINITE,
         )
     except WriteFailedError as exc:

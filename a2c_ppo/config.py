@@ -50,6 +50,8 @@ DEVICE = "device and processes"
 
 #: The GAIL settings: for PPO and A2C, and only with --gail.
 GAIL_ONLY: dict[str, Any] = {"algos": ("ppo", "a2c"), "needs": "gail"}
+#: The settings of PPO's KL-penalty objective.
+KL_PENALTY: dict[str, Any] = {"algos": ("ppo",), "needs": "ppo_variant=kl-penalty"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class RunConfig:
     )
     gamma: float = setting(BY_PRESET, "discount factor", ALGORITHM, low=0.0, high=1.0, low_open=True, preset=True)
     use_gae: bool = setting(True, "generalized advantage estimation, else n-step returns", ALGORITHM, flag="on-off")
-    gae_lambda: float = setting(BY_PRESET, "GAE lambda", ALGORITHM, low=0.0, high=1.0, preset=True)
+    gae_lambda: float = setting(BY_PRESET, "GAE lambda", ALGORITHM, low=0.0, high=1.0, preset=True, needs="use_gae")
     entropy_coef: float = setting(0.0, "entropy bonus", ALGORITHM, low=0.0, preset=True)
     value_loss_coef: float = setting(
         0.5, "weight of the value loss 0.5 * mean((V - R)^2) (twice an SB3 / Tianshou vf_coef)", ALGORITHM, low=0.0
@@ -93,6 +95,7 @@ class RunConfig:
         ALGORITHM,
         choices=("rollout", "minibatch"),
         algos=("ppo",),
+        needs="norm_adv",
     )
     target_kl: float | None = setting(
         None, "stop a PPO update early once approx KL exceeds this", ALGORITHM, low=0.0, low_open=True, algos=("ppo",)
@@ -116,9 +119,9 @@ class RunConfig:
     )
     kl_target: float = setting(
         0.01, "kl-penalty: the KL each update aims at (d_targ; 0 keeps --kl-coef fixed)", ALGORITHM, low=0.0,
-        algos=("ppo",),
+        **KL_PENALTY,
     )  # fmt: skip
-    kl_coef: float = setting(1.0, "kl-penalty: the initial KL coefficient (beta)", ALGORITHM, low=0.0, algos=("ppo",))
+    kl_coef: float = setting(1.0, "kl-penalty: the initial KL coefficient (beta)", ALGORITHM, low=0.0, **KL_PENALTY)
     gail: bool = setting(
         False, "GAIL: learn from --gail-experts with a discriminator's reward", ALGORITHM, flag="switch",
         algos=("ppo", "a2c"),
@@ -172,6 +175,7 @@ class RunConfig:
         "width of the MLP towers / CNN feature layer and of the recurrent layer",
         POLICY,
         low=1,
+        high=65_536,  # a wider MLP would not fit in memory (a 65,536 x 65,536 layer is 16 GiB)
         auto="64 for vector observations, 512 for images",
     )
     activation: str = setting(
@@ -220,6 +224,7 @@ class RunConfig:
         POLICY,
         low=1,
         auto="whole columns, or the longest chunk that makes --num-mini-batch minibatches",
+        algos=("ppo",),
         needs="recurrent_policy",
     )
     # environment
@@ -311,7 +316,7 @@ class RunConfig:
     )
     env_timeout: float = setting(
         300.0,
-        "seconds an env step or reset may take before the run stops as an env failure (0: wait forever)",
+        "seconds an env step, reset or worker start may take before the run stops as an env failure (0: forever)",
         ENVIRONMENT,
         low=0.0,
     )

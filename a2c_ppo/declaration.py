@@ -36,8 +36,9 @@ class Setting:
 
     ``low`` / ``high`` bound numbers (``open`` bounds exclude the value); ``choices`` bound
     strings. ``algos``: the algorithms it applies to; typing it for another is refused.
-    ``needs``: the setting it only applies with (a switch, or a number where 0 is off); typing
-    it while that one is off is refused rather than silently ignored.
+    ``needs``: the setting it only applies with (a switch, or a number where 0 is off), or
+    ``"name=value"``: only with that value; typing it otherwise is refused rather than silently
+    ignored.
     ``preset``: presets may set it. ``flag``: ``"on-off"`` (``--x`` / ``--no-x``),
     ``"switch"`` (``--x`` only), ``"value"``, or ``None`` for fields no one types.
     ``auto``: what ``None`` means, for settings whose default is chosen at run time.
@@ -186,18 +187,23 @@ def saved_values(
 
 
 def check_applies(settings: Mapping[str, Declared], config: Any, typed: set[str]) -> None:
-    """ConfigError for a typed setting, away from its default, that does not apply to
-    ``config.algo`` (declared ``algos``) or whose ``needs`` is off."""
+    """ConfigError for a typed setting that does not apply to ``config.algo`` (declared
+    ``algos``) or whose ``needs`` is off: typed, it would do nothing, even at its default."""
     for name in sorted(typed):
         spec, flag = settings[name].spec, flag_name(name)
-        if getattr(config, name) == settings[name].default:
-            continue
         if config.algo not in spec.algos:
             raise ConfigError(
                 f"{flag} only applies to --algo {' or '.join(spec.algos)}, not --algo {config.algo}. "
                 f"Drop {flag} or use --algo {spec.algos[0]}."
             )
-        if spec.needs is not None and not getattr(config, spec.needs):
-            need = flag_name(spec.needs)
-            raise ConfigError(f"{flag} only applies with {need}, and this run has {need} "
-                              f"{show(getattr(config, spec.needs))}. Drop {flag} or give {need}.")  # fmt: skip
+        if spec.needs is not None and not needs_met(spec.needs, vars(config)):
+            need, _, wanted = spec.needs.partition("=")
+            given = f"{flag_name(need)} {wanted}" if wanted else flag_name(need)
+            raise ConfigError(f"{flag} only applies with {given}, and this run has {flag_name(need)} "
+                              f"{show(getattr(config, need))}. Drop {flag} or give {given}.")  # fmt: skip
+
+
+def needs_met(needs: str, values: Mapping[str, Any]) -> bool:
+    """Whether a setting's ``needs`` (``"name"``: that one on; ``"name=value"``) holds in ``values``."""
+    need, _, wanted = needs.partition("=")
+    return show(values[need]) == wanted if wanted else bool(values[need])

@@ -27,8 +27,9 @@ from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
 from a2c_ppo.config import ALGOS, RunConfig, check_value
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.envs.frames import env_identity, recipe_of
+from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
-from a2c_ppo.errors import EXIT_WRITE_FAILED, ConfigError, WriteFailedError
+from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.evaluation import run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.paths import check_writable_dir, check_writable_file, latest_checkpoint_path, run_checkpoint_path
@@ -37,6 +38,7 @@ from a2c_ppo.trajectories import describe_space, save_trajectories
 from a2c_ppo.video import has_display, prepare_offscreen_rendering
 
 REPLAY_SEED_OFFSET = 2_000_000  # replays never reuse the training envs' seeds
+DEFAULT_LOAD_DIR = "trained_models"
 VIDEO_HINT = 'Rendering and videos need the extra: pip install -e ".[video]"'
 
 
@@ -57,11 +59,11 @@ def build_parser() -> ArgumentParser:
         "--env-name and --algo.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (overrides --run-dir and --load-dir)")
-    p.add_argument("--run-dir", metavar="RUN_DIR", help="a run folder: its checkpoint.pt (overrides --load-dir)")
-    p.add_argument("--load-dir", default="trained_models", help="folder holding ALGO/ENV.pt")
+    p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (instead of --run-dir or --load-dir)")
+    p.add_argument("--run-dir", metavar="RUN_DIR", help="a run folder: its checkpoint.pt (instead of --load-dir)")
+    p.add_argument("--load-dir", help=f"folder holding ALGO/ENV.pt (default: {DEFAULT_LOAD_DIR})")
     p.add_argument("--env-name", help="env to play (default: the checkpoint's; CartPole-v1 to find one)")
-    p.add_argument("--algo", default="ppo", choices=ALGOS, help="algorithm folder under --load-dir")
+    p.add_argument("--algo", choices=ALGOS, help="algorithm folder under --load-dir (default: ppo)")
     p.add_argument(
         "--env-kwargs", metavar="JSON", help="keyword arguments of the env, a JSON object (default: the checkpoint's)"
     )
@@ -99,8 +101,8 @@ def checkpoint_path(args: argparse.Namespace) -> tuple[str, str]:
         where, what = args.run_dir, "--run-dir"
         path = best_checkpoint_path(where) if args.best else run_checkpoint_path(where)
     else:
-        where, what = args.load_dir, "--load-dir"
-        path = latest_checkpoint_path(where, args.algo, args.env_name or "CartPole-v1")
+        where, what = args.load_dir or DEFAULT_LOAD_DIR, "--load-dir"
+        path = latest_checkpoint_path(where, args.algo or "ppo", args.env_name or "CartPole-v1")
         path = best_copy_path(path) if args.best else path
     if args.best and not os.path.isfile(path) and os.path.isdir(where):
         raise ConfigError(
@@ -141,7 +143,7 @@ def load_replay(
     notes: list[str] = []
     config = RunConfig.from_dict(checkpoint["config"], notes)
     typed = {name: value for name, value in (("env_name", env_name), ("env_kwargs", env_kwargs)) if value}
-    check_trusted(config, typed, trust, what=f"{what} {path!r}")
+    check_trusted(config, typed, trust, what=f"{what} {path!r}", nameable=("env_name", "env_kwargs"))
     for note in notes:
         console.out.line(note)
     check_finite(checkpoint, f"checkpoint {path!r}")
@@ -151,10 +153,22 @@ def load_replay(
         check_value("env_kwargs", env_kwargs)
         config = config.replace(env_kwargs=env_kwargs)
     check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
+    extras = [flag for flag, option in (("--video-dir", "video_dir"), ("--record-trajectories", "record_episodes"))
+              if build_options.get(option) is not None]  # fmt: skip
+    if config.vec_env == "native" and extras:
+        raise ConfigError(f"{' and '.join(extras)}: {config.env_name!r} is a vector env of its own, whose envs "
+                          "a2c_ppo cannot record; replay without it.")  # fmt: skip
     try:
         envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config), **build_options)
     except DependencyNotInstalled as exc:
         raise ConfigError(f"{exc}. {VIDEO_HINT}") from exc
+    except Exception as exc:  # an env that takes no render_mode, or fails to start rendering
+        if build_options.get("render_mode") is None:
+            raise
+        raise ConfigError(
+            f"{config.env_name!r} cannot render frames ({type(exc).__name__}: {str(exc).splitlines()[0]}); fix the "
+            "env's rendering (MuJoCo: MUJOCO_GL=egl or osmesa) or replay without --video-dir / --render."
+        ) from None
     try:
         check_spaces(checkpoint, envs.observation_space, envs.action_space, config.env_name)
         if isinstance(envs.envs, VecNormalize):
@@ -261,19 +275,39 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
     return episodes
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def check_flags(args: argparse.Namespace) -> None:
+    """ConfigError for flags that name nothing (an empty path) or that another flag makes
+    meaningless (they would be silently ignored)."""
+    for name in ("checkpoint", "run_dir", "load_dir", "env_name", "env_kwargs", "video_dir", "record_trajectories"):
+        if getattr(args, name) == "":
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} is empty (an unset shell variable?): give a value, or drop {flag}.")
+    sources = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--run-dir", args.run_dir)) if value]
+    ignored = [flag for flag, value in (("--run-dir", args.run_dir), ("--load-dir", args.load_dir),
+                                        ("--algo", args.algo)) if value and flag not in sources[:1]]  # fmt: skip
+    if sources and ignored:
+        raise ConfigError(f"{sources[0]} names the checkpoint to play, and {', '.join(ignored)} would be ignored: "
+                          f"give one of them.")  # fmt: skip
+    if args.render and args.video_dir:
+        raise ConfigError("--render shows a window and --video-dir records off-screen: give one of them.")
     if args.num_episodes <= 0:
-        parser.error(f"--num-episodes must be a positive integer, got {args.num_episodes}.")
-    if args.seed is not None and args.seed < 0:
-        parser.error(f"--seed must be 0 or more, got {args.seed}.")
+        raise ConfigError(f"--num-episodes must be a positive integer, got {args.num_episodes}.")
+    if args.seed is not None:
+        check_value("seed", args.seed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
+        check_flags(args)
         run(args)
     except ConfigError as exc:
         fail(str(exc), prog="enjoy.py")
     except WriteFailedError as exc:
         fail(f"{exc}; free space or give another path.", prog="enjoy.py", code=EXIT_WRITE_FAILED)
+    except EnvWorkerError as exc:
+        console.err.line(f"enjoy.py: an environment failed, the replay stopped: {exc}")
+        return EXIT_ENV_FAILED
     except KeyboardInterrupt:
         console.err.line("Stopped by Ctrl-C.")
         return 130

@@ -30,6 +30,11 @@ class NonFiniteError(RuntimeError):
     """
 
 
+class NonFiniteRolloutError(NonFiniteError):
+    """A NaN or infinity in what the envs returned during a rollout: the parameters are still
+    those of the last finished update, which can be saved."""
+
+
 class WriteFailedError(OSError):
     """A file of the run could not be written (disk full, folder removed, permission lost).
 

@@ -5,7 +5,8 @@ written or silently lost, and one live run per run folder.
   mode from the umask), fsync, rename over the target. A failure (disk full, folder removed,
   permission lost) removes the temporary file, leaves the previous target as it was and
   raises ``WriteFailedError`` naming the path and the cause. Temporary files that a killed
-  process left behind (their PID is gone) are removed by the next write into that folder.
+  process left behind (their PID is gone, and ten minutes have passed) are removed by the
+  next write into that folder.
 * ``check_archive``: a file about to be read (checkpoint, expert data) is a whole zip archive,
   every part matching its checksum: torch's reader does not check them, so a flipped byte
   would load as a wrong number.
@@ -21,6 +22,7 @@ import fcntl
 import glob
 import os
 import secrets
+import time
 import zipfile
 from collections.abc import Callable
 from typing import BinaryIO
@@ -40,16 +42,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: A temporary file is stale once its writer's PID is gone and it is this old: a writer on
+#: another host or in a container (another PID namespace) sharing the folder may still be at it.
+STALE_AFTER_S = 600.0
+
+
 def remove_stale_temporaries(path: str) -> None:
     """Remove ``.BASENAME.tmp-PID-*`` files beside ``path`` whose writer process is gone."""
     folder, name = os.path.split(os.path.abspath(path))
     for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.tmp-*")):
         pid = tmp.rsplit(".tmp-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not _pid_alive(int(pid)) and _age_s(tmp) > STALE_AFTER_S:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def _age_s(path: str) -> float:
+    try:
+        return time.time() - os.path.getmtime(path)
+    except OSError:  # removed meanwhile
+        return 0.0
 
 
 def write_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
+
 from a2c_ppo.config import (
     SETTINGS,
     RunConfig,
@@ -20,16 +22,19 @@ from a2c_ppo.config import (
     defaults,
     json_object,
 )
-from a2c_ppo.declaration import check_applies, flag_name, show
+from a2c_ppo.declaration import check_applies, flag_name, needs_met, show
 from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.frames import RECIPE_SETTINGS, recipe_of
-from a2c_ppo.envs.layout import check_overlap
+from a2c_ppo.envs.layout import check_vector_env_flags
 from a2c_ppo.envs.make import is_continuous_control
+from a2c_ppo.envs.normalize import normalized_parts
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
 from a2c_ppo.presets import PRESET_VALUES, auto_preset, env_entry, preset_values
 
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
+#: The settings that send a run's data to Weights & Biases: a resume takes them only as typed.
+TRACKING = ("track", "wandb_project", "wandb_entity", "wandb_group", "wandb_tags")
 SHAPE_FLAGS = ("hidden_size", "cnn_head_size", "recurrent_policy", "recurrent_type", "use_sde")
 
 
@@ -54,20 +59,30 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     and ``resume``; ConfigError saying what to change otherwise. ``trust_checkpoint``: import
     the code a resumed checkpoint names (see ``checkpoint.check_trusted``)."""
     _check_typed(typed)
+    if trust_checkpoint and resume is None:
+        raise ConfigError("--trust-checkpoint (trust_checkpoint=True) trusts the checkpoint of --resume (resume=...), "
+                          "and there is none: drop it, or give the checkpoint to resume.")  # fmt: skip
     notes: list[str] = []
     checkpoint = None
     if resume is not None:
         from a2c_ppo.checkpoint import check_trusted, load_checkpoint
-        from a2c_ppo.checkpointer import resumed_best_model
+        from a2c_ppo.checkpointer import best_checkpoint_path, best_mean_return, resumed_best_model
 
         checkpoint = load_checkpoint(resume, what="--resume")
         saved = RunConfig.from_dict(checkpoint["config"], notes)
         check_trusted(saved, typed, trust_checkpoint, what=f"--resume {resume!r}")
         values = _resumed_values(saved, typed, resume)
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
+        if saved.track and "track" not in typed:
+            notes.append(
+                "The checkpoint's run was tracked with W&B; this one is not: a file never decides where data goes "
+                "(type --track and the --wandb-* flags to track it)."
+            )
         if values["env_name"] != saved.env_name:  # the same spaces (checked below), another env
             notes.append(f"The env is {values['env_name']}, where the checkpoint trained on {saved.env_name}.")
         best_model = None if values["run_dir"] else resumed_best_model(resume, checkpoint)  # a new folder takes it
+        if values["run_dir"]:  # its own folder: the best model there is read as the run starts; checked now
+            best_mean_return(best_checkpoint_path(values["run_dir"]))
     else:
         values, best_model = {**defaults(), **typed}, None
     new_with_entry = resume is None and values["preset"] == "auto"
@@ -104,10 +119,23 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         # an env entry's statistics for --norm-value go with it: a typed --no-norm-value drops both
         values["value_norm_stats"] = SETTINGS["value_norm_stats"].default
         origins["value_norm_stats"] = "--no-norm-value" if origins.get("value_norm_stats") == "env entry" else "default"
+    if resume is None:
+        _drop_unused(values, origins)
     if not values["run_dir"]:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)
     check_applies(SETTINGS, config, set(typed))
+    check_vector_env_flags(config.vec_env, config.overlap, set(typed))  # before W&B or a worker starts
+    if typed.get("norm_obs") and not normalized_parts(spaces[0]):
+        raise ConfigError(
+            f"--norm-obs normalises float vector observations, and {config.env_name!r} has none (its observations: "
+            f"{spaces[0]}): drop --norm-obs."
+        )
+    if "log_std_init" in typed and not config.use_sde and not isinstance(spaces[1], gym.spaces.Box):
+        raise ConfigError(
+            f"--log-std-init sets a Gaussian policy's spread, and {config.env_name!r} has {type(spaces[1]).__name__} "
+            "actions (a categorical policy): drop --log-std-init."
+        )
     _check_built_in_network(config, set(typed))
     validate(config)
     config = _with_chunk_length(config, notes)
@@ -190,7 +218,8 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
             "--preset and type the flags you want to change."
         )
     values = {name: value for name, value in saved.to_dict().items() if name != "config_version"}
-    folders = {name: typed.get(name, SETTINGS[name].default) for name in ("log_dir", "save_dir")}
+    # where data goes is the user's to say, never a file's: the folders, and W&B uploads
+    folders = {name: typed.get(name, SETTINGS[name].default) for name in ("log_dir", "save_dir", *TRACKING)}
     run_dir = os.path.dirname(resume) or "."
     log_dir_of_run = os.path.dirname(os.path.abspath(run_dir))
     own_folder = os.path.basename(resume) == RUN_CHECKPOINT and (
@@ -260,6 +289,17 @@ def _preset_values(
     return {**family, **entry, **typed, "preset": preset}
 
 
+def _drop_unused(values: dict[str, Any], origins: dict[str, str]) -> None:
+    """An entry's or preset's value of a setting whose ``needs`` is off (``--no-use-sde`` typed
+    over an entry's ``--sde-sample-freq``) goes back to its default: it would do nothing, and
+    ``--show-settings`` must not show it as used."""
+    for name, declared in SETTINGS.items():
+        needs = declared.spec.needs
+        if needs and origins.get(name) in ("env entry", "preset") and not needs_met(needs, values):
+            values[name] = declared.default
+            origins[name] = f"default ({flag_name(needs.partition('=')[0])} {show(values[needs.partition('=')[0]])})"
+
+
 def validate(config: RunConfig) -> None:
     """Raise ConfigError with what to change when settings are inconsistent with each other
     (each one alone was checked against its declaration)."""
@@ -281,7 +321,6 @@ def validate(config: RunConfig) -> None:
             "--cnn-head-size adds layers to the built-in CNN, and a --policy-base network builds its own; drop "
             "--cnn-head-size (give your network its sizes with --policy-kwargs)."
         )
-    check_overlap(config.vec_env, config.overlap)  # here, before W&B or a worker starts, not in the Trainer
     if config.value_norm_stats != "returns" and not config.norm_value:
         raise ConfigError(
             f"--value-norm-stats {config.value_norm_stats} chooses the statistics of --norm-value, which is off; "

@@ -38,14 +38,14 @@ from a2c_ppo.callbacks import (
 from a2c_ppo.checkpointer import Checkpointer, best_checkpoint_path, best_copy_path, best_mean_return
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, any_rank, broadcast_module
-from a2c_ppo.errors import NonFiniteError, WriteFailedError
+from a2c_ppo.errors import NonFiniteError, NonFiniteRolloutError, WriteFailedError
 from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically, write_atomically
 from a2c_ppo.logger import Logger, summary
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.tracking import WANDB_FOLDER, Tracker, start_tracking
 from a2c_ppo.trainer import EVAL_SEED_OFFSET, Trainer
-from a2c_ppo.video import VideoCallback
+from a2c_ppo.video import EpisodeRecorder, VideoCallback
 
 
 @dataclass
@@ -129,11 +129,18 @@ def _run(
         )
     seed_everything(config.seed + ctx.rank)
     torch.set_num_threads(config.num_threads)
-    trainer = Trainer(config, ctx)
+    # an env that cannot render is refused before the run's envs and workers start
+    recorder = EpisodeRecorder.checked(config, ctx.device) if ctx.is_main and config.capture_video else None
+    try:
+        trainer = Trainer(config, ctx)
+    except BaseException:
+        if recorder is not None:
+            recorder.close()
+        raise
     config = trainer.config
     path = run_checkpoint_path(config.run_dir)
     checkpointer = Checkpointer(path, is_main=ctx.is_main, data_parallel=ctx.world_size > 1, signals=signals)
-    curve, logger, evaluator, video = LearningCurve(), None, None, None
+    curve, logger, evaluator = LearningCurve(), None, None
     best_path = best_checkpoint_path(config.run_dir)
     main_hooks: list[Callback] = []  # rank 0's: evaluation, best model, videos
     try:
@@ -175,9 +182,8 @@ def _run(
                     checkpointer.save_copy(trainer, best_path, eval_mean_return=mean_return)
 
                 main_hooks.append(BestModelCallback(logger, save_best, best_path, best_mean_return(best_path)))
-            if config.capture_video:
-                video = VideoCallback(logger, config, normalization, ctx.device)
-                main_hooks.append(video)
+            if recorder is not None:
+                main_hooks.append(VideoCallback(logger, config, normalization, recorder))
         hooks: list[Callback] = [curve, LogCallback(logger, ctx, config.log_interval), *main_hooks, *callbacks]
         loop(trainer, checkpointer, hooks, signals)
         if logger is not None:
@@ -198,10 +204,12 @@ def _run(
             )
             if tracker is not None:
                 tracker.finish([path, best_path])
-    except (NonFiniteError, WriteFailedError):
+    except WriteFailedError:
         raise  # the last good checkpoint stays as it is (another write would fail the same way)
-    except BaseException:
-        if checkpointer.save(trainer) and logger is not None:
+    except BaseException as exc:
+        # after a non-finite update the parameters are not those of the last boundary: nothing is saved
+        keeps_boundary = not isinstance(exc, NonFiniteError) or isinstance(exc, NonFiniteRolloutError)
+        if keeps_boundary and checkpointer.save(trainer) and logger is not None:
             logger.print(
                 f"Checkpoint of update {checkpointer.saved_update} saved to {path} "
                 f"(continue with: python main.py --resume {path}, or train(resume=...) in Python)."
@@ -211,8 +219,8 @@ def _run(
         trainer.close()
         if evaluator is not None:
             evaluator.close()
-        if video is not None:
-            video.close()
+        if recorder is not None:
+            recorder.close()
         if logger is not None:
             logger.close()
     return TrainResult(path, trainer.env_steps, curve.points)

@@ -2,8 +2,9 @@
 
 ``StopSignals`` installs handlers for SIGINT and SIGTERM explicitly (a process started with
 SIGINT ignored, e.g. a background job of a non-interactive shell, still stops on it) that
-raise ``Interrupted``. Inside ``deferred()`` a signal is only recorded and raised when the
-block ends, so a save or an update is never cut in half, whatever arrives and how often.
+raise ``Interrupted``, and ignores SIGHUP (a closed terminal). Inside ``deferred()`` a signal
+is only recorded and raised when the block ends, so a save or an update is never cut in half,
+whatever arrives and how often.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class StopSignals:
     def install(self) -> StopSignals:
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
+        # A closed terminal (SIGHUP) never ends a run, as nohup; workers started later inherit it.
+        self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
         return self
 
     def ignore_further(self) -> None:

@@ -32,7 +32,7 @@ from a2c_ppo.distributed import DistContext, sync_running_stats
 from a2c_ppo.distributions import action_shape
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.envs.frames import recipe_of
-from a2c_ppo.errors import NonFiniteError
+from a2c_ppo.errors import NonFiniteError, NonFiniteRolloutError
 from a2c_ppo.fastpath import ActFunction, NumpyActor, acting_function, fast_mlp
 from a2c_ppo.observations import copy_obs, flatten_steps, obs_layout
 from a2c_ppo.precision import autocast, choose_precision, preserved_rng
@@ -160,7 +160,7 @@ class Trainer:
             episodes = collect_rollout(self.policy, self.envs, r, config.use_proper_time_limits, cast=self.autocast,
                                        act=self._acting())  # fmt: skip
         except NonFiniteError as exc:  # raised by the env adapter, which knows no update
-            raise NonFiniteError(f"{exc} (in the rollout of update {self.update + 1})") from None
+            raise NonFiniteRolloutError(f"{exc} (in the rollout of update {self.update + 1})") from None
         rollout_sps = config.batch_size / max(time.perf_counter() - start, 1e-9)
         if self.normalizer is not None:  # every rank normalises with the statistics of all ranks' data
             sync_running_stats(self.normalizer.statistics(), self.ctx.reducer())

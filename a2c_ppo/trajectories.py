@@ -71,6 +71,8 @@ def _check_tensor(fields: dict[str, Any], name: str, dtype: str, shape: tuple[in
         raise Malformed(f"its {name!r} has dtype {DTYPE_NAMES.get(tensor.dtype, tensor.dtype)}, expected {dtype}")
     if tuple(tensor.shape) != shape:
         raise Malformed(f"its {name!r} has shape {tuple(tensor.shape)}, expected {shape}")
+    if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():  # a stride-0 view: memory
+        raise Malformed(f"its {name!r} is larger than its data")
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         raise Malformed(f"its {name!r} holds a NaN or infinity")
     return tensor
@@ -101,7 +103,7 @@ def _validate(fields: dict[str, Any]) -> Trajectories:
     _check_tensor(fields, "lengths", "int64", (len(lengths),))
     if bool((lengths < 1).any()):
         raise Malformed("an episode length is below 1")
-    rows = int(lengths.sum())
+    rows = sum(map(int, lengths.tolist()))  # Python's integers: an int64 sum of crafted lengths could wrap
     obs = fields["obs"]
     if isinstance(obs, torch.Tensor) and obs.dim() > 0 and len(obs) != rows:
         raise Malformed(f"its episode lengths sum to {rows} but it holds {len(obs)} observation rows")

@@ -191,11 +191,11 @@ class VideoCallback:
         logger: Logger,
         config: RunConfig,
         normalization: Callable[[], dict[str, Any] | None],
-        device: torch.device,
+        recorder: EpisodeRecorder,
     ) -> None:
-        self.logger, self.config, self.normalization, self.device = logger, config, normalization, device
+        """``recorder``: ``EpisodeRecorder.checked``, made before the run's envs (its owner closes it)."""
+        self.logger, self.config, self.normalization, self.recorder = logger, config, normalization, recorder
         self.folder = os.path.join(config.run_dir, VIDEO_FOLDER)
-        self.recorder = EpisodeRecorder.checked(config, device)
 
     def __call__(self, info: UpdateInfo) -> None:
         if info.update % self.config.video_interval and not info.last:
@@ -211,6 +211,3 @@ class VideoCallback:
         self.logger.video(VIDEO_TAG, path, np.stack(video.preview), video.fps, info.env_steps)
         outcome = f"return {episode_return:.1f}" if episode_return is not None else f"cut at {MAX_VIDEO_STEPS} steps"
         self.logger.print(f"Video of update {info.update} ({outcome}): {path}")
-
-    def close(self) -> None:
-        self.recorder.close()

@@ -71,7 +71,8 @@ class Workload:
                 "--gamma", "0.99", "--entropy-coef", "0", "--value-loss-coef", "0.5", "--max-grad-norm", "0.5",
                 "--no-use-linear-lr-decay", "--num-env-steps", str(self.steps), "--num-threads", "1", *norm,
                 # the policy too: a per-env entry (HalfCheetah's: 256 x 256 ReLU) must not change what is compared
-                "--hidden-size", str(self.hidden_size), "--activation", "tanh", "--log-std-init", "0", "--ortho-init",
+                "--hidden-size", str(self.hidden_size), "--activation", "tanh", "--ortho-init",
+                *(["--log-std-init", "0"] if self.env_id.startswith("HalfCheetah") else []),  # a Gaussian policy's
                 *(["--vec-env", self.vec_env] if self.vec_env != "auto" else []), *self.extra]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ leaves its pid.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import gymnasium as gym
@@ -25,7 +26,7 @@ class TinyEnv(gym.Env):
     """Episodes of 10 steps, ``obs = [t / 10, 1]``, reward 1 for action 1 else 0.
 
     ``failure``: ``"reward"`` or ``"observation"`` turns that quantity into NaN, ``"raise"``
-    raises ValueError, ``"hang"`` never returns from ``step``, once the env has taken
+    raises ValueError, ``"exit"`` calls ``sys.exit``, ``"hang"`` never returns from ``step``, once the env has taken
     ``$A2C_PPO_TEST_FAIL_AFTER`` steps in all.
     """
 
@@ -54,6 +55,8 @@ class TinyEnv(gym.Env):
         if self.failure is not None and self.total_steps > self.fail_after:
             if self.failure == "raise":
                 raise ValueError("the env failed on purpose")
+            if self.failure == "exit":
+                sys.exit("the env exited on purpose")
             if self.failure == "hang":
                 while True:
                     time.sleep(1.0)
@@ -78,6 +81,10 @@ def nan_observation_env() -> gym.Env:
 
 def raising_env() -> gym.Env:
     return TinyEnv("raise")
+
+
+def exiting_env() -> gym.Env:
+    return TinyEnv("exit")
 
 
 def hanging_env() -> gym.Env:

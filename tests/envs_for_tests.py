@@ -5,6 +5,7 @@ They live in an importable module so worker processes can unpickle them by refer
 
 from __future__ import annotations
 
+import os
 import time
 
 import gymnasium as gym
@@ -109,6 +110,16 @@ class SleepyEnv(CounterEnv):
     def step(self, action):
         time.sleep(self.sleep_s)
         return super().step(action)
+
+
+class HangsInWorkerEnv(CounterEnv):
+    """Its constructor never returns in any process but ``main_pid`` (a worker's env that hangs
+    as it is built; the main process reads the spaces from one of its own)."""
+
+    def __init__(self, main_pid: int) -> None:
+        super().__init__()
+        while os.getpid() != main_pid:
+            time.sleep(1.0)
 
 
 class SpinningEnv(CounterEnv):

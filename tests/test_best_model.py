@@ -123,6 +123,20 @@ def test_a_damaged_best_model_beside_the_resumed_checkpoint_is_refused(tmp_path)
         resolve(flags)
 
 
+@pytest.mark.parametrize("new_folder", [False, True])
+def test_a_hand_edited_best_model_is_refused_before_the_run(tmp_path, new_folder):
+    """Its evaluation's return made text: refused at resolve, in the run's own folder as in a new one."""
+    train(tmp_path, 2 * BATCH, "--eval-interval", "1", returns=[5.0, 20.0])
+    best = os.path.join(run_dir(tmp_path), "best.pt")
+    payload = torch.load(best, weights_only=True)
+    payload["counters"]["eval_mean_return"] = "abc"
+    torch.save(payload, best)
+    flags = ["--resume", os.path.join(run_dir(tmp_path), "checkpoint.pt"), "--num-env-steps", str(3 * BATCH)]
+    flags += ["--log-dir", str(tmp_path / "later")] if new_folder else []
+    with pytest.raises(ConfigError, match=r"evaluation mean return is 'abc'; move it away"):
+        resolve(flags)
+
+
 def test_a_run_without_evaluations_has_no_best_model(tmp_path, capsys):
     train(tmp_path, BATCH, "--eval-interval", "1", returns=[5.0])
     assert (tmp_path / "models" / "ppo" / "CartPole-v1.best.pt").is_file()

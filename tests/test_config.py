@@ -78,14 +78,18 @@ def test_each_declared_setting_has_exactly_one_flag_and_its_help():
 def test_a_setting_typed_without_the_one_it_needs_is_refused_and_with_it_is_kept(capsys):
     needing = {name: d.spec.needs for name, d in SETTINGS.items() if d.spec.needs is not None}
     assert {"recurrent_type", "gail_experts", "sde_sample_freq", "video_interval"} <= set(needing)
-    for needed in needing.values():
+    for needs in needing.values():
+        needed, _, value = needs.partition("=")  # "name", or "name=value"
         assert needed in SETTINGS and SETTINGS[needed].base_type in (bool, int, str)  # a switch, count or name
+        assert not value or value in (SETTINGS[needed].spec.choices or ())
     pendulum = ["--env-name", "Pendulum-v1", "--preset", "mujoco"]
     with pytest.raises(SystemExit):
         parse_args(["--sde-sample-freq", "4", *pendulum])
     assert "--sde-sample-freq only applies with --use-sde, and this run has --use-sde off" in capsys.readouterr().err
     assert parse_args(["--sde-sample-freq", "4", "--use-sde", *pendulum]).sde_sample_freq == 4
-    assert parse_args(["--sde-sample-freq", "-1"]).use_sde is False  # the default typed: harmless
+    with pytest.raises(SystemExit):  # the default typed does nothing either: refused as well
+        parse_args(["--sde-sample-freq", "-1"])
+    assert "--sde-sample-freq only applies with --use-sde" in capsys.readouterr().err
 
 
 def test_every_preset_sets_the_by_preset_settings_and_only_declared_preset_ones():

@@ -125,3 +125,14 @@ def test_typed_log_dir_wins_on_resume(tmp_path):
     request = resolve(["--resume", saved, "--num-env-steps", "128", "--log-dir", str(tmp_path / "elsewhere")])
     assert request.config.run_dir.startswith(str(tmp_path / "elsewhere"))
     assert request.config.num_processes == 2  # untyped flags keep the checkpoint's values
+
+
+def test_a_resume_with_another_batch_counts_its_updates_in_that_batch(tmp_path, capsys):
+    """4 updates of 2 x 16 steps, resumed with 4 envs (64 a batch) to 256 steps: 2 more updates,
+    not 256 // 64 - 4 = 0 (nothing) nor 4 more (384 steps)."""
+    saved = train(flags(tmp_path, 128))
+    request = resolve(["--resume", saved, "--num-env-steps", "256", "--num-processes", "4"])
+    result = run(request.config, checkpoint=request.checkpoint, notes=request.notes)
+    counters = load_checkpoint(result.checkpoint)["counters"]
+    assert (counters["update"], counters["env_steps"]) == (6, 256)
+    assert "the checkpoint holds the states of 2 envs and this run has 4" in capsys.readouterr().out

@@ -49,22 +49,24 @@ def assert_no_process_left(tmp_path) -> None:
 def test_a_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, quantity):
     env_name = f"tests.envs_failing:nan_{quantity}_env"
     # the env turns NaN after 100 of its steps: updates 1-6 finish (16 steps each), update 7 meets it
-    proc = launch(tmp_path, env_name, "--norm-obs", "--norm-reward", fail_after=100)
+    # no periodic save: the ending saves update 6, whose parameters the NaN never reached
+    proc = launch(tmp_path, env_name, "--norm-obs", "--norm-reward", "--save-interval", "1000", fail_after=100)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 4, err
-    assert f"non-finite {quantity}" in err and "Traceback" not in err
+    assert f"non-finite {quantity}" in err and "The last update before it is saved" in err and "Traceback" not in err
     checkpoint = load_checkpoint(checkpoint_file(tmp_path, env_name))
     assert checkpoint["counters"]["update"] == 6
-    assert "Updates 6/" in out and "Updates 7/" not in out
+    assert "Updates 6/" in out and "Updates 7/" not in out and "Checkpoint of update 6 saved" in out
 
 
-@pytest.mark.parametrize("vec_env", ["sync", "subproc"])
-def test_an_env_that_raises_leaves_the_last_finished_update_saved(tmp_path, vec_env):
-    env_name = "tests.envs_failing:raising_env"
+@pytest.mark.parametrize(("vec_env", "env_name"), [("sync", "raising_env"), ("subproc", "raising_env"),
+                                                    ("sync", "exiting_env")])  # fmt: skip
+def test_an_env_that_raises_leaves_the_last_finished_update_saved(tmp_path, vec_env, env_name):
+    env_name = f"tests.envs_failing:{env_name}"
     proc = launch(tmp_path, env_name, "--vec-env", vec_env, "--save-interval", "1000", fail_after=100)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err
-    assert "failed on purpose" in err and "env 0" in err
+    assert "on purpose" in err and "env 0" in err
     assert load_checkpoint(checkpoint_file(tmp_path, env_name))["counters"]["update"] == 6
     assert "Checkpoint of update 6 saved" in out
     assert_no_process_left(tmp_path)
@@ -82,6 +84,20 @@ def test_a_killed_worker_leaves_the_last_finished_update_saved(tmp_path):
     assert proc.returncode == 3, err
     assert "SIGKILL" in err
     assert load_checkpoint(checkpoint_file(tmp_path, env_name))["counters"]["update"] >= 3
+    assert_no_process_left(tmp_path)
+
+
+def test_a_closed_terminal_does_not_end_the_run(tmp_path):
+    env_name = "tests.envs_failing:tiny_env"
+    proc = launch(tmp_path, env_name, "--vec-env", "subproc", "--num-workers", "1", steps=20 * STEPS_PER_UPDATE)
+    for line in proc.stdout:
+        if line.startswith("Updates 2/"):
+            break
+    for pid in [int(name) for name in os.listdir(tmp_path / "pids")]:  # the terminal's SIGHUP reaches them all
+        os.kill(pid, signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert load_checkpoint(run_checkpoint(tmp_path))["counters"]["update"] == 20
     assert_no_process_left(tmp_path)
 
 

@@ -152,3 +152,46 @@ def test_atari_is_unsupported():
     with pytest.raises(UnsupportedEnvState, match="AtariEnv"):
         env.snapshot  # noqa: B018
     env.close()
+
+
+class PathEnv(gym.Env):
+    """An env that keeps a path it was built with (where it would write)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        self.log_path = "/tmp/a2c_ppo_path_env.log"
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+
+def crafted(state, layer_class, name, value):
+    """``state`` with ``value`` put into attribute ``name`` of the layer of class ``layer_class``."""
+    for layer in state["layers"]:
+        if layer["class"] == layer_class:
+            layer["attrs"][name] = value
+    return state
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "phrase"),
+    [
+        ("_np_random", {"__generator__": {"bit_generator": "test", "state": {}}}, "not one of numpy's"),
+        ("step", 5, "which is not env state"),
+        ("spec", None, "which is not env state"),
+        ("log_path", "/tmp/elsewhere.log", "text this env does not hold"),
+        ("new_name", ["/tmp/elsewhere.log"], "text this env does not hold"),
+    ],
+)
+def test_a_crafted_snapshot_calls_no_code_and_names_no_file(name, value, phrase):
+    env = PathEnv()
+    env.reset(seed=1)
+    state = crafted(through_checkpoint([capture(env)])[0], "PathEnv", name, value)
+    fresh = PathEnv()
+    with pytest.raises(ValueError, match=phrase):
+        restore(fresh, state)
+    assert fresh.log_path == "/tmp/a2c_ppo_path_env.log"
+    restore(fresh, through_checkpoint([capture(env)])[0])  # the honest snapshot still restores

@@ -20,7 +20,7 @@ import pytest
 from gymnasium.error import ClosedEnvironmentError
 
 from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
-from tests.envs_for_tests import CounterEnv, FailingInitEnv, SleepyEnv
+from tests.envs_for_tests import CounterEnv, FailingInitEnv, HangsInWorkerEnv, SleepyEnv
 from tests.vec_env_checks import pid_alive, wait_gone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,6 +181,14 @@ def sigint_raises():
     signal.signal(signal.SIGINT, previous)
 
 
+def test_a_worker_whose_env_never_gets_built_is_reported_within_the_timeout():
+    start = time.monotonic()
+    with pytest.raises(EnvWorkerError, match="did not return from creating the env within 2 s"):
+        SubprocVecEnv([partial(HangsInWorkerEnv, os.getpid()) for _ in range(2)], num_workers=1, in_main=1,
+                      timeout=2.0)  # fmt: skip
+    assert time.monotonic() - start < 20
+
+
 @pytest.mark.parametrize("in_main,expected", [(0, [2, 2]), (1, [2, 1])], ids=["workers-only", "in-main-env"])
 def test_keyboard_interrupt_during_step_keeps_env_usable(in_main, expected, sigint_raises):
     # With in_main=1 the interrupt lands in the main process's env (its step never finished)
@@ -220,14 +228,17 @@ def test_close_is_idempotent_and_del_cleans_up():
 _SCRIPT = textwrap.dedent(
     """
     import signal, sys, time
+    from functools import partial
     import numpy as np
     from a2c_ppo.envs.subproc import SubprocVecEnv
-    from tests.envs_for_tests import CounterEnv
+    from tests.envs_for_tests import CounterEnv, SleepyEnv
 
     if __name__ == "__main__":
         # Ctrl-C must work whatever disposition this process inherited (as main.py makes sure).
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        envs = SubprocVecEnv([CounterEnv for _ in range(4)], num_workers=int(sys.argv[2]), in_main=int(sys.argv[3]))
+        # killed in a step: each step blocks in every env (the workers' too) for a minute
+        env_fn = partial(SleepyEnv, 60.0) if sys.argv[1] == "main-killed-in-step" else CounterEnv
+        envs = SubprocVecEnv([env_fn for _ in range(4)], num_workers=int(sys.argv[2]), in_main=int(sys.argv[3]))
         envs.reset(seed=0)
         print(" ".join(map(str, envs.worker_pids)), flush=True)
         if sys.argv[1] == "crash":
@@ -240,7 +251,7 @@ _SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("split", [(2, 0), (1, 2)], ids=["workers-only", "main-share"])
-@pytest.mark.parametrize("how", ["ctrl-c", "crash", "main-killed"])
+@pytest.mark.parametrize("how", ["ctrl-c", "crash", "main-killed", "main-killed-in-step"])
 def test_no_orphans_after_ctrl_c_crash_or_kill(how, split, tmp_path):
     script = tmp_path / "loop.py"
     script.write_text(_SCRIPT)
@@ -261,11 +272,11 @@ def test_no_orphans_after_ctrl_c_crash_or_kill(how, split, tmp_path):
         if how == "ctrl-c":
             time.sleep(0.2)
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        elif how == "main-killed":
+        elif how.startswith("main-killed"):
             time.sleep(0.2)
             os.kill(proc.pid, signal.SIGKILL)  # no cleanup code runs: workers must notice
         _, err = proc.communicate(timeout=20)
-        if how != "main-killed":
+        if not how.startswith("main-killed"):
             expected = "KeyboardInterrupt" if how == "ctrl-c" else "the training loop crashed"
             assert expected in err
         assert "EOFError" not in err and "BrokenPipe" not in err

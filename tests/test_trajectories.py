@@ -140,6 +140,8 @@ def rewrite(path: str, **changes) -> None:
     ("changes", "message"),
     [
         ({"lengths": torch.tensor([5, 3, 5])}, "lengths sum to 13 but it holds 12"),
+        ({"lengths": torch.tensor([2**63 - 1, 2**63 - 1, 2])}, "lengths sum to 18446744073709551616 but it holds"),
+        ({"obs": torch.zeros(1, 3).expand(12, 3)}, "'obs' is larger than its data"),
         ({"lengths": torch.tensor([5.0, 3.0, 4.0])}, "'lengths' has dtype float32, expected int64"),
         ({"actions": torch.zeros(12, 3)}, r"'actions' has shape \(12, 3\), expected \(12, 2\)"),
         ({"rewards": torch.full((12,), math.nan, dtype=torch.float64)}, "'rewards' holds a NaN"),

@@ -16,6 +16,7 @@ import time
 import pytest
 import torch
 
+from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.files import RunLock, write_atomically
 from tests.envs_failing import FAIL_AFTER_VARIABLE
@@ -209,6 +210,53 @@ def test_a_live_run_folder_cannot_be_resumed_twice(tmp_path):
     assert run(main_argv(tmp_path, "--resume", checkpoint, steps=128)).returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("tensor", "phrase"),
+    [
+        (lambda shape: torch.full(shape, 1e300, dtype=torch.float64), "is torch.float64, where a2c_ppo saves"),
+        (lambda shape: torch.full(shape, float("nan"), dtype=torch.complex64), "is torch.complex64"),
+        (lambda shape: torch.zeros(1).expand(200_000, 200_000), "is larger than its data"),
+    ],
+)
+def test_weights_that_would_hide_a_nan_or_claim_memory_are_refused(tmp_path, tensor, phrase):
+    """float64 1e300 is finite as stored and infinite as the float32 the policy holds; a stride-0
+    view of 4 bytes is 160 GB to the first op that reads it."""
+    payload = torch.load(trained_checkpoint(tmp_path), weights_only=True)
+    name = next(iter(payload["model"]))
+    payload["model"][name] = tensor(payload["model"][name].shape)
+    torch.save(payload, tmp_path / "crafted.pt")
+    with pytest.raises(ConfigError, match=phrase):
+        load_checkpoint(str(tmp_path / "crafted.pt"))
+
+
+@pytest.mark.parametrize(("part", "value"), [("mean", float("nan")), ("var", -1.0), ("count", -5.0)])
+def test_normalisation_statistics_no_data_gives_are_refused(tmp_path, part, value):
+    from a2c_ppo.api import load
+    from a2c_ppo.arguments import resolve
+
+    argv = main_argv(tmp_path, "--env-name", "Pendulum-v1", "--norm-obs", "--num-mini-batch", "1", steps=64)
+    assert run(argv).returncode == 0
+    (folder,) = run_folders(tmp_path)
+    payload = torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)
+    statistics = json.loads(payload["normalization"])["obs_rms"]
+    statistics[part] = value if part == "count" else [value] * len(statistics[part])
+    payload["normalization"] = json.dumps({**json.loads(payload["normalization"]), "obs_rms": statistics})
+    torch.save(payload, tmp_path / "crafted.pt")
+    for attempt in (lambda: resolve(["--resume", str(tmp_path / "crafted.pt"), "--num-env-steps", "256"]),
+                    lambda: load(str(tmp_path / "crafted.pt"))):  # fmt: skip
+        with pytest.raises(ConfigError, match="normalisation statistics"):
+            attempt()
+
+
+def test_a_checkpoint_does_not_turn_on_uploads(tmp_path):
+    from a2c_ppo.arguments import resolve
+
+    evil = craft(trained_checkpoint(tmp_path), str(tmp_path / "track.pt"), track=True, wandb_entity="attacker")
+    request = resolve(["--resume", evil, "--num-env-steps", "256"])
+    assert request.config.track is False and request.config.wandb_entity is None
+    assert any("tracked with W&B; this one is not" in note for note in request.notes)
+
+
 def test_a_run_lock_is_removed_as_it_is_released_and_never_held_twice(tmp_path, monkeypatch):
     first = RunLock(str(tmp_path)).acquire()
     with pytest.raises(ConfigError, match="in use by a live run"):
@@ -275,10 +323,13 @@ def test_a_killed_save_leaves_a_temporary_file_that_the_next_save_removes(tmp_pa
     dead.wait()
     stale = tmp_path / f".checkpoint.pt.tmp-{dead.pid}-abcd1234"
     live = tmp_path / f".checkpoint.pt.tmp-{os.getpid()}-abcd1234"  # a save under way: left alone
-    stale.write_bytes(b"half a checkpoint")
-    live.write_bytes(b"being written")
+    # a PID gone here may be a live writer in another PID namespace (a container) or host: recent, left alone
+    elsewhere = tmp_path / f".checkpoint.pt.tmp-{dead.pid}-ef567890"
+    for path in (stale, live, elsewhere):
+        path.write_bytes(b"half a checkpoint")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     write_atomically(str(target), lambda f: f.write(b"whole"))
-    assert target.read_bytes() == b"whole" and not stale.exists() and live.exists()
+    assert target.read_bytes() == b"whole" and not stale.exists() and live.exists() and elsewhere.exists()
 
 
 # ----------------------------------------------------------------------------- the console never ends a run

@@ -203,10 +203,35 @@ def overlap_period(num_envs: int, times: StepTimes, p_half: float, num_workers: 
 # ----------------------------------------------------------------------------- the choice
 
 
+#: The --vec-env kinds without our worker processes, and what steps their envs.
+NO_WORKERS = {"sync": "steps every env in this process", "envpool": "steps the envs in EnvPool's threads",
+              "native": "steps the envs in your vector env"}  # fmt: skip
+
+
 def check_overlap(vec_env: str, overlap: str) -> None:
     """ConfigError for ``--overlap on`` where no worker process steps the envs."""
-    if overlap == "on" and vec_env == "sync":
-        raise ConfigError("--overlap on steps the envs in worker processes: use --vec-env subproc or auto")
+    if overlap == "on" and vec_env in NO_WORKERS:
+        raise ConfigError(
+            f"--overlap on steps the envs in worker processes, and --vec-env {vec_env} {NO_WORKERS[vec_env]}: use "
+            "--vec-env subproc or auto"
+        )
+
+
+def check_vector_env_flags(vec_env: str, overlap: str, typed: set[str]) -> None:
+    """ConfigError for ``--overlap on`` or ``--num-workers`` typed with a ``--vec-env`` that has
+    no worker processes, and ``--env-timeout`` where our vector env does not step the envs
+    (they would do nothing; in this process an alarm times the envs)."""
+    check_overlap(vec_env, overlap)
+    for name, kinds, what in (
+        ("num_workers", NO_WORKERS, "sets our worker processes"),
+        ("env_timeout", ("envpool", "native"), "times the envs our vector env steps"),
+    ):
+        if name in typed and vec_env in kinds:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {what}, and --vec-env {vec_env} {NO_WORKERS[vec_env]}: drop {flag}, or use --vec-env "
+                "subproc or auto."
+            )
 
 
 def choose_layout(

@@ -189,6 +189,8 @@ class VecNormalize(VectorWrapper):
 
     def _normalize_one(self, obs: Any) -> Any:
         """One observation (not a batch) normalised."""
+        if not self.norm_obs or not self.parts:  # e.g. a Discrete observation: an int, not an array
+            return obs
         if isinstance(obs, dict):
             batch = self.normalize_obs({key: np.asarray(value)[None] for key, value in obs.items()})
             return {key: value[0] for key, value in batch.items()}

@@ -9,6 +9,8 @@ ranks end with the statistics of everything every rank has seen (``sync_payload`
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -99,7 +101,14 @@ class RunningMeanStd:
         return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean = np.asarray(state["mean"], dtype=np.float64).reshape(self.mean.shape)
-        self.var = np.asarray(state["var"], dtype=np.float64).reshape(self.var.shape)
-        self.count = float(state["count"])
+        """ValueError for statistics no data gives (a NaN, a negative variance or count): a
+        file's numbers would otherwise surface as the env's non-finite observations."""
+        mean = np.asarray(state["mean"], dtype=np.float64).reshape(self.mean.shape)
+        var = np.asarray(state["var"], dtype=np.float64).reshape(self.var.shape)
+        count = float(state["count"])
+        if not (np.isfinite(mean).all() and np.isfinite(var).all() and (var >= 0).all()):
+            raise ValueError("a mean or variance is not finite, or a variance is negative")
+        if not (math.isfinite(count) and count > 0):
+            raise ValueError(f"the count is {count}, not a positive number")
+        self.mean, self.var, self.count = mean, var, count
         self._mark_synced()

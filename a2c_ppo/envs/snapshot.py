@@ -25,6 +25,7 @@ one dtype ``{"__scalars__": dtype, "data": bytes}``), so it survives
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections import deque
 from functools import partial
@@ -121,7 +122,9 @@ def capture(env: gym.Env) -> dict[str, Any]:
 
 
 def restore(env: gym.Env, state: dict[str, Any]) -> None:
-    """Put ``state`` (from :func:`capture` on an env built the same way) into ``env``."""
+    """Put ``state`` (from :func:`capture` on an env built the same way) into ``env``.
+    ValueError for a state that sets what is not env state (code, gymnasium's configuration)
+    or changes text (which could name a file), or names a function other than a bit generator."""
     layers = _layers(env)
     classes = [type(layer).__name__ for layer in layers]
     saved = [layer["class"] for layer in state["layers"]]
@@ -129,7 +132,39 @@ def restore(env: gym.Env, state: dict[str, Any]) -> None:
         raise ValueError(f"the snapshot was taken of wrappers {saved}, but this env has {classes}")
     for layer, entry in zip(layers, state["layers"]):
         for name, value in entry["attrs"].items():
-            setattr(layer, name, _decode(value, getattr(layer, name, None), layer))
+            where = f"{type(layer).__name__}.{name}"
+            current = _restorable(layer, name, where)
+            decoded = _decode(value, current, layer)
+            new_text = set(_text_in(decoded)) - set(_text_in(current))
+            if new_text:  # an env's text is set as it is built (paths, modes), not by a file
+                raise ValueError(
+                    f"the snapshot gives {where} text this env does not hold ({sorted(new_text, key=repr)}), and a "
+                    "checkpoint is data: its text could name a file"
+                )
+            setattr(layer, name, decoded)
+
+
+def _restorable(layer: Any, name: str, where: str) -> Any:
+    """The value ``layer`` holds as ``name`` (None if not yet set); ValueError where a snapshot
+    may not set it: a name ``capture`` never keeps, or one whose value is code (a method,
+    property or function; a file must not replace them)."""
+    skipped = _SKIPPED_NAMES | _TOY_TEXT_MDP if type(layer).__module__.startswith(_TOY_TEXT) else _SKIPPED_NAMES
+    static = inspect.getattr_static(type(layer), name, None)
+    current = vars(layer).get(name)
+    if name in skipped or callable(static) or isinstance(static, property) or isinstance(current, _CODE):
+        raise ValueError(f"the snapshot sets {where}, which is not env state")
+    return current
+
+
+def _text_in(value: Any) -> list[Any]:
+    """Every string and bytes in ``value``, containers searched (dict keys too), in order."""
+    if isinstance(value, (str, bytes)):
+        return [value]
+    if isinstance(value, dict):
+        return [text for pair in value.items() for item in pair for text in _text_in(item)]
+    if isinstance(value, (list, tuple, deque)):
+        return [text for item in value for text in _text_in(item)]
+    return []
 
 
 def _encode(value: Any, layer: Any, where: str) -> Any:
@@ -214,7 +249,13 @@ def _decode(value: Any, current: Any, layer: Any) -> Any:
     return {k: _decode(v, None, layer) for k, v in value["__dict__"]}
 
 
+#: The bit generators numpy provides: a snapshot names one, and a file must name no other function.
+_BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
+
+
 def _generator(state: dict[str, Any], current: Any) -> np.random.Generator:
+    if state.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError(f"the snapshot names bit generator {state.get('bit_generator')!r}, not one of numpy's")
     if (
         not isinstance(current, np.random.Generator)
         or current.bit_generator.state["bit_generator"] != state["bit_generator"]

@@ -46,7 +46,7 @@ class LocalBlock:
         armed = timed and arm(self.timeout)  # once per vector step: two setitimer calls, no more
         try:
             self._results[tag] = (True, fn())
-        except Exception:  # a KeyboardInterrupt goes straight up, as in any local code
+        except (Exception, SystemExit):  # an env's sys.exit() is its failure; a KeyboardInterrupt goes up
             self._results[tag] = (False, error_report(*self.block.whereabouts()))
         finally:
             if armed:
@@ -103,9 +103,9 @@ class RemoteBlock:
 
     def expect(self, tag: Any = None) -> None:
         """A reply is coming without a command (the worker's "ready" after building its envs,
-        which may take as long as the envs need)."""
+        within the timeout as a step: an env whose constructor hangs must not hang the run)."""
         self._tags.append(tag)
-        self._deadlines.append(float("inf"))
+        self._deadlines.append(time.monotonic() + self.timeout if self.timeout else float("inf"))
 
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
         try:

@@ -21,6 +21,7 @@ ended, the reset observation in ``obs``), with the envs stepped in parallel.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -167,7 +168,17 @@ class SubprocVecEnv(VectorEnv):
             proc = ctx.Process(
                 target=worker_main,
                 name=f"SubprocVecEnv-worker-{w}",
-                args=(child_conn, fns, lo, buffers.raws, buffers.layout, cloudpickle.dumps(spaces), w, self.step_infos),
+                args=(
+                    child_conn,
+                    fns,
+                    lo,
+                    buffers.raws,
+                    buffers.layout,
+                    cloudpickle.dumps(spaces),
+                    w,
+                    self.step_infos,
+                    os.getpid(),
+                ),
                 daemon=True,
             )
             with main_script_hidden():

@@ -136,10 +136,13 @@ def worker_main(
     spaces: bytes,
     index: int,
     step_infos: bool = True,
+    main_pid: int | None = None,
 ) -> None:
     """Serve commands for the envs ``lo .. lo + len(env_fns) - 1`` as worker ``index``
-    (``step_infos``: see ``EnvBlock``)."""
+    (``step_infos``: see ``EnvBlock``) for the process ``main_pid``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if main_pid is not None:
+        threading.Thread(target=_end_with, args=(main_pid,), name="end-with-main", daemon=True).start()
     arrays = SharedBuffers(raws, layout).arrays
     block = EnvBlock(lo, arrays, pickle.loads(spaces), where=arrays["where"][index], step_infos=step_infos)
     try:
@@ -204,3 +207,26 @@ def stop_workers(procs: list, conns: list, timeout: float) -> None:
             p.close()
         except ValueError:  # still running (cannot happen after kill, but never raise here)
             pass
+
+
+def _end_with(main_pid: int, interval_s: float = 1.0) -> None:
+    """End this worker once the main process is gone. Its pipe tells the command loop so, but
+    not an env call that blocks (a main process killed with SIGKILL could not stop us)."""
+    while _running(main_pid):
+        time.sleep(interval_s)
+    os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs: neither gone nor a zombie its parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # the state follows "(name)"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): ask the kernel, which counts a zombie as alive
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
