@@ -181,9 +181,13 @@ class Agent:
                     "act: a batch of Dict observations is one dict of arrays with a leading batch axis (as a "
                     "vector env gives them), not a list of dicts: pass {key: np.stack([o[key] for o in obs]) ...}."
                 )
+            if set(space.spaces) == {"obs", ACTION_MASK} and not isinstance(obs, dict):  # the env's own observation
+                obs = {"obs": obs}  # as the mask wrapper holds it beside the mask (envs/wrappers.py)
             parts = {key: _part(obs, key) for key in space.spaces if key != ACTION_MASK}
             if ACTION_MASK in space.spaces:
                 parts[ACTION_MASK] = np.asarray(action_mask if action_mask is not None else _part(obs, ACTION_MASK))
+                if not parts[ACTION_MASK].any(axis=-1).all():
+                    raise ValueError("act: an action mask allows no action; the env must allow one at every step.")
             single = _is_single(parts, space)
             arrays = {
                 key: _layout(np.asarray(value), space[key], single, f"part {key!r}") for key, value in parts.items()

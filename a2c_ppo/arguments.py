@@ -12,8 +12,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from a2c_ppo import console
 from a2c_ppo.config import ALGOS, BY_PRESET, SETTINGS, Declared, RunConfig
+from a2c_ppo.console import fail
 from a2c_ppo.declaration import flag_name, show
 from a2c_ppo.errors import EXIT_BAD_INPUT, ConfigError
 from a2c_ppo.presets import presets_table
@@ -134,9 +134,3 @@ def settings_table(request: LaunchRequest) -> str:
     lines = [f"{'setting'.ljust(width)}  {'value'.ljust(value_width)}  from"]
     lines += [f"{flag.ljust(width)}  {value.ljust(value_width)}  {origin}" for flag, value, origin in rows]
     return "\n".join([*request.notes, "", *lines])
-
-
-def fail(message: str, prog: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    """Print ``message`` as the program's error paragraph and exit with status ``code`` (2: bad input)."""
-    console.err.line(f"{prog}: error: {message}")
-    raise SystemExit(code)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from a2c_ppo import console
+from a2c_ppo.console import fail
 from a2c_ppo.errors import (
     EXIT_ENV_FAILED,
     EXIT_NON_FINITE,
@@ -53,7 +54,7 @@ def _train(argv: Sequence[str] | None, signals: StopSignals) -> int:
     # "terminate called"). So a Ctrl-C during start-up waits for it to finish (a second one
     # does not: a user's env that never finishes building can still be stopped).
     with signals.deferred(escalate=True), collector_paused():
-        from a2c_ppo.arguments import fail, parse_command_line, settings_table
+        from a2c_ppo.arguments import parse_command_line, settings_table
         from a2c_ppo.distributed import process_group
 
         request = parse_command_line(argv)
@@ -80,7 +81,6 @@ class RunFailed(Exception):
 def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistContext) -> int:
     """Train, reporting a failure at once: under torchrun, before the group is torn down and
     the launcher stops this rank because another one exited. RunFailed after the report."""
-    from a2c_ppo.arguments import fail
     from a2c_ppo.distributed import PeerFailedError
     from a2c_ppo.envs.subproc import EnvWorkerError
     from a2c_ppo.session import run

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 
 class Console:
@@ -56,3 +56,10 @@ class Console:
 #: The program's stdout and stderr, as consoles.
 out = Console(lambda: sys.stdout)
 err = Console(lambda: sys.stderr)
+
+
+def fail(message: str, prog: str, code: int = 2) -> NoReturn:
+    """Print ``message`` as the program's error paragraph and exit with status ``code`` (2: bad
+    input, ``errors.EXIT_BAD_INPUT``)."""
+    err.line(f"{prog}: error: {message}")
+    raise SystemExit(code)

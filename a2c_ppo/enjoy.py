@@ -20,11 +20,12 @@ import torch
 from gymnasium.error import DependencyNotInstalled
 
 from a2c_ppo import console
-from a2c_ppo.arguments import TRUST_HELP, ArgumentParser, fail
+from a2c_ppo.arguments import TRUST_HELP, ArgumentParser
 from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.checkpoint import check_spaces, check_trusted, load_checkpoint
 from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
 from a2c_ppo.config import ALGOS, RunConfig, check_value
+from a2c_ppo.console import fail
 from a2c_ppo.envs import VecNormalize, check_env_id
 from a2c_ppo.envs.frames import env_identity, recipe_of
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError

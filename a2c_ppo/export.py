@@ -35,14 +35,17 @@ import torch
 import torch.nn as nn
 
 from a2c_ppo import __version__, console
-from a2c_ppo.arguments import TRUST_HELP, ArgumentParser, fail
+from a2c_ppo.arguments import TRUST_HELP, ArgumentParser
+from a2c_ppo.console import fail
 from a2c_ppo.enjoy import Replay, load_replay
 from a2c_ppo.envs.normalize import VecNormalize
-from a2c_ppo.errors import EXIT_WRITE_FAILED, ConfigError, WriteFailedError
+from a2c_ppo.envs.subproc.protocol import EnvWorkerError
+from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.files import write_atomically
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import TensorDict, part_dtype
 from a2c_ppo.paths import check_writable_file
+from a2c_ppo.spaces import ACTION_MASK
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'
 OPSET = 17
@@ -131,14 +134,27 @@ def input_names(module: DeterministicPolicy) -> list[str]:
 
 
 def collect_observations(envs: gym.vector.VectorEnv, steps: int, seed: int) -> list[Any]:
-    """Raw observations (batches of one) of ``steps`` random steps of ``envs``' inner env."""
+    """Raw observations (batches of one) of ``steps`` random steps of ``envs``' inner env (the
+    actions its mask allows, where it gives one)."""
     inner = envs.env if isinstance(envs, VecNormalize) else envs
     inner.action_space.seed(seed)
+    inner.single_action_space.seed(seed)
     obs, _ = inner.reset(seed=seed)
     seen = [copied(obs)]
     for _ in range(steps - 1):
-        seen.append(copied(inner.step(inner.action_space.sample())[0]))
+        seen.append(copied(inner.step(random_action(inner, obs))[0]))
+        obs = seen[-1]
     return seen
+
+
+def random_action(envs: gym.vector.VectorEnv, obs: Any) -> Any:
+    """A random action batch (of one env) among those ``obs``'s action mask allows, if it has one."""
+    if not (isinstance(obs, dict) and ACTION_MASK in obs):
+        return envs.action_space.sample()
+    space, mask = envs.single_action_space, np.asarray(obs[ACTION_MASK][0], dtype=np.int8)
+    if isinstance(space, gym.spaces.MultiDiscrete):  # a mask part per dimension
+        return space.sample(mask=tuple(np.split(mask, np.cumsum(space.nvec)[:-1])))[None]
+    return np.asarray([space.sample(mask=mask)])
 
 
 def copied(obs: Any) -> Any:
@@ -304,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(str(exc), prog=prog)
     except WriteFailedError as exc:
         fail(f"{exc}; free space or give another path.", prog=prog, code=EXIT_WRITE_FAILED)
+    except EnvWorkerError as exc:
+        fail(f"an environment failed, the export stopped: {exc}", prog=prog, code=EXIT_ENV_FAILED)
     batch = "any batch size" if any_batch else "one observation at a time (its encoders fix the batch size)"
     console.out.line(
         f"Exported {args.checkpoint} to {args.out}: inputs {', '.join(names)}, {batch}; checked against the policy "

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from a2c_ppo import console
+from a2c_ppo.console import fail
 from a2c_ppo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ RUN_NAME = re.compile(r"^(?P<env>.+)__(?P<algo>[^_]+)__seed(?P<seed>-?\d+)__(?P<
 SEED_FOLDER = re.compile(r"seed-?\d+")
 BOOTSTRAP_SAMPLES = 1000
 DEFAULT_OUT = "curve.png"
+OUT_FORMATS = (".png", ".svg", ".pdf")
 PANELS_PER_ROW = 3
 
 
@@ -88,7 +90,13 @@ def _read_csv(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None
         if metric not in (reader.fieldnames or []):
             return None
         # Rows that do not carry the metric (e.g. evaluation rows) leave its cell empty.
-        pairs = [(float(row["env_steps"]), float(row[metric])) for row in reader if row.get(metric)]
+        try:
+            pairs = [(float(row["env_steps"]), float(row[metric])) for row in reader if row.get(metric)]
+        except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or cut file
+            raise ConfigError(
+                f"{os.path.join(run_dir, 'progress.csv')} line {reader.line_num} cannot be read as numbers "
+                f"({type(exc).__name__}: {exc}); repair or remove that run folder."
+            ) from None
     return _as_arrays(pairs)
 
 
@@ -251,12 +259,24 @@ def default_out(paths: Sequence[str]) -> str:
 
 def plot(paths: Sequence[str], out: str, metric: str = DEFAULT_METRIC, window: int = 1, ci: bool = False) -> Figure:
     """Read the runs under ``paths``, draw them and write the picture to ``out``."""
+    check_out(out)
     fig = draw(load_curves(paths, metric), metric, window, ci)
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as exc:
+        raise ConfigError(f"--out {out!r} cannot be written ({exc.strerror or exc}); pick another path.") from None
+    return fig
+
+
+def check_out(out: str) -> None:
+    """ConfigError unless ``out`` names a picture (png, svg or pdf) in a folder that exists."""
+    if os.path.isdir(out) or out.endswith(os.sep):
+        raise ConfigError(f"--out {out!r} is a folder; give the picture's file name (e.g. {DEFAULT_OUT}).")
+    if os.path.splitext(out)[1].lower() not in OUT_FORMATS:
+        raise ConfigError(f"--out {out!r}: give a file name ending in {', '.join(OUT_FORMATS)}.")
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise ConfigError(f"--out {out!r}: the folder {out_dir!r} does not exist; create it or pick another path.")
-    fig.savefig(out, dpi=100)
-    return fig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,11 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--metric",
-        default=DEFAULT_METRIC,
         metavar="TAG",
         help=f"scalar to draw, a TensorBoard tag (default: {DEFAULT_METRIC})",
     )
-    p.add_argument("--eval", action="store_true", help=f"draw {EVAL_METRIC} (overrides --metric)")
+    p.add_argument("--eval", action="store_true", help=f"draw {EVAL_METRIC} (instead of --metric)")
     p.add_argument(
         "--smooth", type=int, default=1, metavar="N", help="trailing moving average over N points (default: 1)"
     )
@@ -283,15 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    prog = "a2c-ppo-plot"
     if args.smooth <= 0:
-        parser.error(f"--smooth must be a positive integer, got {args.smooth}.")
+        fail(f"--smooth must be a positive integer, got {args.smooth}.", prog)
+    if args.eval and args.metric:
+        fail(f"--eval draws {EVAL_METRIC}, and --metric {args.metric} another scalar: give one of them.", prog)
     out = args.out or default_out(args.runs)
     try:
-        plot(args.runs, out, EVAL_METRIC if args.eval else args.metric, args.smooth, args.ci)
+        plot(args.runs, out, EVAL_METRIC if args.eval else args.metric or DEFAULT_METRIC, args.smooth, args.ci)
     except ConfigError as exc:
-        parser.error(str(exc))
+        fail(str(exc), prog)
     console.out.line(f"wrote {out}")
     return 0
 

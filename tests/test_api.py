@@ -62,6 +62,12 @@ def test_a_native_vector_env_is_evaluated_and_replayed_in_its_own_kind(tmp_path)
                            "--num-episodes", "2", "--trust-checkpoint"], capture_output=True, text=True, timeout=120,
                           cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0 and "mean return over 2 episodes" in proc.stdout, proc.stderr
+    for flag in ("--video-dir", "--record-trajectories"):  # its envs are its own: nothing records them
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", result.checkpoint,
+                               "--trust-checkpoint", flag, str(tmp_path / "out")], capture_output=True, text=True,
+                              timeout=120, cwd=ROOT)  # fmt: skip
+        assert proc.returncode == 2 and "a vector env of its own" in proc.stderr, proc.stderr
+    assert not os.path.exists(tmp_path / "out")
 
 
 def test_next_step_reset_rows_are_never_trained_on():

@@ -112,6 +112,18 @@ def test_act_takes_a_batch_of_dict_observations_as_one_dict_of_arrays(tmp_path):
         agent.act([one, one])
 
 
+def test_act_takes_the_envs_own_observation_with_the_mask_of_its_info(tmp_path):
+    agent = load(train("Taxi-v4", **SMALL, **folders(tmp_path)).checkpoint)
+    env = gym.make("Taxi-v4")
+    obs, info = env.reset(seed=0)
+    for _ in range(20):  # never a forbidden action (the mask allows 2 of 6 moves at the start)
+        action = agent.act(obs, action_mask=info["action_mask"])
+        assert info["action_mask"][action] == 1
+        obs, _, terminated, truncated, info = env.step(action)
+    with pytest.raises(ValueError, match="allows no action"):
+        agent.act(obs, action_mask=np.zeros(6, np.int8))
+
+
 def test_two_lambdas_are_two_envs_with_their_own_copies(tmp_path):
     first = train(lambda: gym.make("CartPole-v1"), **SMALL, **folders(tmp_path))
     second = train(lambda: gym.make("MountainCar-v0"), **SMALL, **folders(tmp_path))

@@ -127,6 +127,13 @@ def test_onnxruntime_acts_as_the_replayed_policy(tmp_path, env_name, extra, caps
     replay.envs.close()
 
 
+def test_an_env_that_raises_on_a_forbidden_action_exports(tmp_path, capsys):
+    """The check's random steps take only the actions the mask allows (a forbidden one raises)."""
+    checkpoint = train(tmp_path, "tests.envs_for_spaces:MaskedChoiceEnv")
+    assert export.main([checkpoint, str(tmp_path / "policy.onnx"), "--trust-checkpoint"]) == 0
+    assert "checked against the policy" in capsys.readouterr().out
+
+
 def test_a_batch_of_observations_gives_a_batch_of_actions(tmp_path, capsys):
     checkpoint = train(tmp_path, "Pendulum-v1", "--norm-obs")
     out = str(tmp_path / "policy.onnx")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import os
 import subprocess
 import sys
@@ -154,6 +155,16 @@ def test_bad_inputs_raise_config_errors(two_seeds, tmp_path):
         plot.load_curves([str(two_seeds)], "losses/nope")
     with pytest.raises(ConfigError, match="--out"):
         plot.plot([str(two_seeds)], str(tmp_path / "no" / "such" / "dir.png"))
+    with pytest.raises(ConfigError, match=r"ending in \.png, \.svg, \.pdf"):
+        plot.plot([str(two_seeds)], str(tmp_path / "curve.txt"))
+    with pytest.raises(ConfigError, match="is a folder"):
+        plot.plot([str(two_seeds)], str(tmp_path) + os.sep)
+    write_run(tmp_path / "cut", "CartPole-v1__ppo__seed1__20260101-000000", returns([100, 200], [1.0, 2.0]))
+    (csv_file,) = glob.glob(str(tmp_path / "cut" / "*" / "progress.csv"))
+    with open(csv_file, "a") as f:
+        f.write("3,abc,5.0,100,9.0,\n")
+    with pytest.raises(ConfigError, match="progress.csv line 4 cannot be read as numbers"):
+        plot.load_curves([str(tmp_path / "cut")], RETURN)
 
 
 def test_missing_matplotlib_says_how_to_install_it(two_seeds, monkeypatch):
@@ -171,3 +182,7 @@ def test_command_line_errors_exit_2_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "no runs found" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1  # one paragraph, not the usage block
+    with pytest.raises(SystemExit) as stop:
+        plot.main([str(tmp_path), "--eval", "--metric", "charts/SPS"])
+    assert stop.value.code == 2
