@@ -7,6 +7,7 @@ checks, the frozen normalisation statistics); ``export.py`` loads through it too
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import warnings
@@ -250,18 +251,25 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
         mean = counters.get("eval_mean_return")  # a best model (best.pt) holds its evaluation's
         best = "" if mean is None else f" (best model: update {counters['update']}, evaluation mean return {mean:.1f})"
         console.out.line(f"Playing {_plural(args.num_episodes, 'episode')} of {config.env_name} with {path}{best}")
+        finished = [0]  # episodes played whole
+
+        def report(i: int, ret: float, length: int) -> None:
+            finished[0] = i + 1
+            console.out.line(f"episode {i + 1}: return {ret:.2f}, length {length}")
+
         episodes = run_episodes(
-            replay.policy,
-            replay.envs,
-            args.num_episodes,
-            deterministic=not args.non_det,
-            seed=seed,
-            on_episode=lambda i, ret, length: console.out.line(f"episode {i + 1}: return {ret:.2f}, length {length}"),
+            replay.policy, replay.envs, args.num_episodes, deterministic=not args.non_det, seed=seed, on_episode=report
         )
     except DependencyNotInstalled as exc:
-        raise ConfigError(f"{exc}. {VIDEO_HINT}") from exc
-    finally:
         replay.envs.close()
+        raise ConfigError(f"{exc}. {VIDEO_HINT}") from exc
+    except BaseException:  # Ctrl-C: closing saves the episode under way, cut; it must not pass for a whole one
+        replay.envs.close()
+        if args.video_dir:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(args.video_dir, f"rl-video-episode-{finished[0]}.mp4"))
+        raise
+    replay.envs.close()
     if recorded is not None:
         save_trajectories(args.record_trajectories, env_id=env_identity(config), observation_space=spaces[0],
                           action_space=spaces[1], episodes=recorded)  # fmt: skip

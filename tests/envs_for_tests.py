@@ -122,6 +122,14 @@ class HangsInWorkerEnv(CounterEnv):
             time.sleep(1.0)
 
 
+class HangingCloseEnv(CounterEnv):
+    """``close`` never returns (a simulator that will not shut down)."""
+
+    def close(self):
+        while True:
+            time.sleep(1.0)
+
+
 class SpinningEnv(CounterEnv):
     """``step`` keeps the CPU busy ``spin_s`` seconds (work per env that cannot sleep past its time)."""
 

@@ -20,7 +20,7 @@ import pytest
 from gymnasium.error import ClosedEnvironmentError
 
 from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
-from tests.envs_for_tests import CounterEnv, FailingInitEnv, HangsInWorkerEnv, SleepyEnv
+from tests.envs_for_tests import CounterEnv, FailingInitEnv, HangingCloseEnv, HangsInWorkerEnv, SleepyEnv
 from tests.vec_env_checks import pid_alive, wait_gone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,6 +179,14 @@ def sigint_raises():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+def test_an_env_whose_close_hangs_in_the_main_process_is_left_after_the_timeout():
+    envs = SubprocVecEnv([HangingCloseEnv, CounterEnv], num_workers=1, in_main=2, timeout=1.0)
+    envs.reset(seed=0)
+    start = time.monotonic()
+    envs.close()
+    assert time.monotonic() - start < 10
 
 
 def test_a_worker_whose_env_never_gets_built_is_reported_within_the_timeout():

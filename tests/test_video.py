@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2c_ppo import video
+from a2c_ppo import enjoy, video
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.errors import ConfigError
@@ -87,3 +87,22 @@ def test_an_env_that_cannot_render_is_refused_before_training(tmp_path):
     with pytest.raises(ConfigError, match="cannot render frames off-screen.*this env draws nothing"):
         run(request.config)
     assert not glob.glob(str(tmp_path / "runs" / "*"))  # no run folder: refused before the envs and the log
+
+
+def test_a_replay_stopped_by_ctrl_c_keeps_no_cut_episode_video(tmp_path, monkeypatch):
+    """Closing the envs saves the episode under way as an mp4 (gymnasium's RecordVideo); a
+    Ctrl-C removes it, so that every video left is a whole episode."""
+    flags = ["--num-env-steps", "64", "--num-processes", "2", "--num-steps", "16"]
+    request = resolve([*flags, *local_run_flags(tmp_path)])
+    checkpoint = run(request.config, notes=request.notes).checkpoint
+    videos = tmp_path / "videos"
+
+    def interrupted_in_the_second_episode(policy, envs, episodes, on_episode, **kwargs):
+        for episode in (0, 1):  # as RecordVideo leaves them: the first whole, the second cut
+            (videos / f"rl-video-episode-{episode}.mp4").write_bytes(b"frames")
+        on_episode(0, 10.0, 10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(enjoy, "run_episodes", interrupted_in_the_second_episode)
+    assert enjoy.main(["--checkpoint", checkpoint, "--video-dir", str(videos), "--num-episodes", "3"]) == 130
+    assert sorted(os.listdir(videos)) == ["rl-video-episode-0.mp4"]

@@ -22,6 +22,7 @@ from a2c_ppo.envs.make import (
     native_vector_env,
     register_atari,
 )
+from a2c_ppo.envs.timeouts import close_within
 from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import mask_size
@@ -119,9 +120,9 @@ def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe) -> EnvReport | 
         raise _construction_failed(env_id, recipe.kwargs, exc) from exc
     if not isinstance(product, VectorEnv):
         if isinstance(product, gym.Env):
-            product.close()
+            close_within(product)
         return None
-    product.close()
+    close_within(product)
     envs = native_vector_env(env_id, recipe.kwargs)  # checked; built again by each run as it needs
     try:
         if recipe.processes_frames:
@@ -138,7 +139,7 @@ def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe) -> EnvReport | 
         space = envs.single_observation_space
         return EnvReport(space, envs.single_action_space, False, notes, envs.num_envs)
     finally:
-        envs.close()
+        close_within(envs)
 
 
 def _envpool_report(env_id: str, action_masks: str) -> EnvReport:
@@ -254,11 +255,11 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe) -> EnvR
             )
         spaces = env.observation_space, env.action_space
     finally:
-        env.close()
+        close_within(env)
     if masks:
         masked = _built(env_id, recipe, action_masks=True)
         spaces = masked.observation_space, masked.action_space
-        masked.close()
+        close_within(masked)
         notes.append("Action masks: on (the env gives them; masked actions are never taken).")
     elif action_masks == "auto" and mask_size(spaces[1]) is not None:
         notes.append("Action masks: off (the env gives none).")

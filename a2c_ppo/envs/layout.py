@@ -44,7 +44,7 @@ import numpy as np
 from a2c_ppo.config import check_value
 from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv
 from a2c_ppo.envs.subproc.worker import default_in_main, default_workers, usable_cpus
-from a2c_ppo.envs.timeouts import time_limit
+from a2c_ppo.envs.timeouts import close_within, time_limit
 from a2c_ppo.errors import ConfigError
 
 #: A worker's pipe round trip and wake-up per vector step (~70 us with a no-op env on the
@@ -153,7 +153,7 @@ def measure_step_times(
         pass
     finally:
         for each in reversed(opened):
-            each.close()
+            close_within(each)
     per_env = max(env_s, two_s - one_s if two_s else one_s)
     return StepTimes(env_s, per_env, max(0.0, one_s - per_env))
 

@@ -20,6 +20,7 @@ from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
+from a2c_ppo.envs.timeouts import close_within
 from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeRecorder, ObservationLayout
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import plan_observations
@@ -174,7 +175,7 @@ def _spaces(env_id: str, recipe: EnvRecipe) -> tuple[gym.Space, gym.Space]:
     try:
         return env.observation_space, env.action_space
     finally:
-        env.close()
+        close_within(env)
 
 
 def is_continuous_control(obs_space: gym.Space, act_space: gym.Space) -> bool:

@@ -57,3 +57,15 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         if armed:
             disarm()
+
+
+#: Seconds the close of an env in this process may take before it is left as it is (workers
+#: get as long before they are terminated).
+CLOSE_TIMEOUT_S = 5.0
+
+
+def close_within(env: Any, seconds: float | None = CLOSE_TIMEOUT_S) -> None:
+    """``env.close()``, ignoring what it raises and given up after ``seconds`` (in the main
+    thread): a simulator that will not shut down must not hang the program's start or end."""
+    with contextlib.suppress(Exception), time_limit(seconds):
+        env.close()

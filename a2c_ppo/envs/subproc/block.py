@@ -16,6 +16,7 @@ from gymnasium.vector.utils import create_empty_array
 
 from a2c_ppo.envs.subproc.infos import Payload, step_payload
 from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP
+from a2c_ppo.envs.timeouts import close_within
 
 Layout = dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype string)
 
@@ -225,10 +226,8 @@ class EnvBlock:
             env.set_wrapper_attr(name, values[j])
 
     def close(self) -> None:
-        """Close every env, ignoring their errors (this runs on the way out)."""
+        """Close every env, ignoring their errors (this runs on the way out); one whose close
+        hangs is left after ``CLOSE_TIMEOUT_S`` (in the main process)."""
         envs, self.envs = self.envs, []
         for env in envs:
-            try:
-                env.close()
-            except Exception:
-                pass
+            close_within(env)

@@ -46,6 +46,7 @@ from a2c_ppo.envs.subproc.worker import (
     start_quietly,
     worker_main,
 )
+from a2c_ppo.envs.timeouts import close_within
 
 Handle = LocalBlock | RemoteBlock
 
@@ -205,7 +206,7 @@ class SubprocVecEnv(VectorEnv):
             self.metadata = dict(dummy.metadata)
             self.render_mode = dummy.render_mode
         finally:
-            dummy.close()
+            close_within(dummy)
         self.metadata["autoreset_mode"] = self.autoreset_mode
         obs_space = self.single_observation_space
         obs_parts = obs_space.spaces.values() if isinstance(obs_space, gym.spaces.Dict) else [obs_space]
