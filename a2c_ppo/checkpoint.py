@@ -76,9 +76,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    """The name of the first floating tensor holding a NaN or infinity, else ``None``."""
+    """The name of the first floating tensor holding a NaN or infinity, else ``None``; checked
+    as float32, the policy's own type (a float64 1e300 from a file loads as infinity)."""
     for name, tensor in state_dict.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.to(torch.float32)).all()):
             return name
     return None
 
@@ -219,9 +220,9 @@ def _check_structure(payload: dict[str, Any]) -> None:
             raise TypeError(f"its {key} is a {type(payload[key]).__name__}, not a {kinds[0].__name__}")
     if not all(isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in payload["model"].items()):
         raise TypeError("its model holds something besides named tensors")
-    for name, value in payload["model"].items():  # a2c_ppo saves float32 parameters (another type hides a NaN)
-        if value.is_complex() or (value.is_floating_point() and value.dtype != torch.float32):
-            raise TypeError(f"its parameter {name!r} is {value.dtype}, where a2c_ppo saves torch.float32")
+    for name, value in payload["model"].items():
+        if value.is_complex():
+            raise TypeError(f"its parameter {name!r} is {value.dtype}, which no a2c_ppo policy holds")
     _check_tensor_sizes(payload, "")
     for name in ("update", "env_steps"):
         count = payload["counters"].get(name)

@@ -23,7 +23,7 @@ from a2c_ppo.algo.common import Optimizer
 from a2c_ppo.checkpoint import load_checkpoint, raw_rng_state, rng_payload, save_checkpoint, set_rng_state
 from a2c_ppo.config import RunConfig
 from a2c_ppo.envs.normalize import VecNormalize
-from a2c_ppo.envs.snapshot import UnsupportedEnvState, get_snapshots, set_snapshots
+from a2c_ppo.envs.snapshot import UnsupportedEnvState, UntrustedEnvState, get_snapshots, set_snapshots
 from a2c_ppo.envs.subproc import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
@@ -98,6 +98,7 @@ class Run(Protocol):
     update: int
     env_steps: int
     num_updates: int  # the update the run ends after
+    total_steps: int  # the env steps it ends at
     batch: int  # env steps of all ranks per update
 
     @property
@@ -198,7 +199,8 @@ class Checkpointer:
         counters = checkpoint["counters"]
         run.update, run.env_steps = counters["update"], counters["env_steps"]
         # the updates left are counted in this run's batch, which a resume may have changed
-        run.num_updates = run.update + (run.config.num_env_steps - run.env_steps) // run.batch
+        updates_left = (run.config.num_env_steps - run.env_steps) // run.batch
+        run.num_updates, run.total_steps = run.update + updates_left, run.env_steps + updates_left * run.batch
         state = checkpoint["resume_state"]
         if run.normalizer is not None and checkpoint["normalization"]:
             run.normalizer.load_state_dict(checkpoint["normalization"])
@@ -208,24 +210,28 @@ class Checkpointer:
         exact = (
             self.env_state_error is None and state["env_states"] is not None and saved_envs == run.config.num_processes
         )
+        why = self.env_state_error or state["why_not_exact"]
         if exact:
             try:
                 set_snapshots(run.envs.envs, state["env_states"])
             except (EnvWorkerError, ValueError, TypeError, KeyError) as exc:  # the first line: no worker traceback
-                raise ConfigError(
-                    f"the checkpoint's env states do not fit these envs ({str(exc).splitlines()[0]}); it is damaged "
-                    "or was not written "
-                    "by this a2c_ppo for this env. Use another checkpoint, or start a new run without it."
-                ) from None
+                if getattr(exc, "error_type", type(exc).__name__) != UntrustedEnvState.__name__:
+                    raise ConfigError(
+                        f"the checkpoint's env states do not fit these envs ({str(exc).splitlines()[0]}); it is "
+                        "damaged or was not written by this a2c_ppo for this env. Use another checkpoint, or start a "
+                        "new run without it."
+                    ) from None
+                exact, why = False, str(exc).splitlines()[0]  # its text is not put into the envs
+        if exact:
             r = run.rollouts
             copy_obs(r.obs[0], saved_obs)
             r.recurrent_hidden_states[0].copy_(state["recurrent_hidden_states"])
             r.masks[0].copy_(state["masks"])
         else:
             run.reset_envs()
-            why = self.env_state_error or state["why_not_exact"]
             if why:
-                notes.append(f"Resume is not exact: the envs' states were not saved ({why}); they start new episodes.")
+                notes.append(f"Resume is not exact: the envs' states were not restored ({why}); they start new "
+                             "episodes.")  # fmt: skip
             else:
                 notes.append(
                     f"Resume is not exact: the checkpoint holds the states of {saved_envs} envs and this run has "

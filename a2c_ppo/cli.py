@@ -102,7 +102,7 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
         _report(f"training stopped: {exc}", EXIT_PEER_FAILED)
     except NonFiniteError as exc:
         saved = (
-            "The last update before it is saved."
+            "The checkpoint of the last finished update is saved (where one had finished)."
             if isinstance(exc, NonFiniteRolloutError)
             else "No checkpoint was written after it; the last good one is unchanged."
         )

@@ -22,7 +22,7 @@ from a2c_ppo.config import (
     defaults,
     json_object,
 )
-from a2c_ppo.declaration import check_applies, flag_name, needs_met, show
+from a2c_ppo.declaration import BY_PRESET, check_applies, flag_name, needs_met, show
 from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.frames import RECIPE_SETTINGS, recipe_of
 from a2c_ppo.envs.layout import check_vector_env_flags
@@ -296,8 +296,12 @@ def _drop_unused(values: dict[str, Any], origins: dict[str, str]) -> None:
     for name, declared in SETTINGS.items():
         needs = declared.spec.needs
         if needs and origins.get(name) in ("env entry", "preset") and not needs_met(needs, values):
-            values[name] = declared.default
-            origins[name] = f"default ({flag_name(needs.partition('=')[0])} {show(values[needs.partition('=')[0]])})"
+            need = flag_name(needs.partition("=")[0])
+            unused = f"unused ({need} {show(values[needs.partition('=')[0]])})"
+            if declared.default is BY_PRESET:  # every preset gives one: it stays, unused
+                origins[name] = f"{origins[name]}, {unused}"
+            else:
+                values[name], origins[name] = declared.default, f"default, {unused}"
 
 
 def validate(config: RunConfig) -> None:

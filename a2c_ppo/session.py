@@ -78,7 +78,8 @@ def run(
     after every update; where the checkpoint is and the learning curve. ``best_model``: the
     resumed run's best model (its file's bytes), written into a new run folder as the best so
     far. Interrupted, EnvWorkerError and other failures are re-raised after the last finished
-    update is saved; NonFiniteError saves nothing."""
+    update is saved; so is it after a NonFiniteRolloutError (the envs' NaN: the parameters are
+    still that update's); any other NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
     tracker: Tracker | None = None
     with contextlib.ExitStack() as stack:
@@ -153,7 +154,7 @@ def _run(
             logger = Logger(
                 config.run_dir,
                 config.to_dict(),
-                total_steps=trainer.num_updates * trainer.batch,
+                total_steps=trainer.total_steps,
                 start_step=trainer.env_steps,
                 resume_update=trainer.update if checkpoint is not None else None,
                 notes=[*notes, *start_notes],
@@ -256,7 +257,7 @@ def loop(trainer: Trainer, checkpointer: Checkpointer, callbacks: Sequence[Callb
                 update=trainer.update,
                 num_updates=trainer.num_updates,
                 env_steps=trainer.env_steps,
-                total_env_steps=trainer.num_updates * trainer.batch,
+                total_env_steps=trainer.total_steps,
                 metrics=metrics,
                 returns=list(trainer.returns),
                 lengths=list(trainer.lengths),

@@ -51,6 +51,7 @@ class Trainer:
         self.ctx = ctx
         self.batch = config.batch_size * ctx.world_size  # env steps of all ranks per update
         self.num_updates = config.num_env_steps // self.batch
+        self.total_steps = self.num_updates * self.batch  # env steps when it ends (a resume may change the batch)
         # The policy exists before the envs: the overlap choice times one of its steps.
         observation_space, action_space = check_env_id(
             config.env_name, config.action_masks, config.vec_env, recipe_of(config)
@@ -137,10 +138,12 @@ class Trainer:
         (``--num-env-steps`` of this invocation)."""
         if not self.config.use_linear_lr_decay:
             return self.config.lr
-        horizon = self.num_updates
+        # in env steps, which a resume with another batch keeps counting (its updates are of another size);
+        # the same numbers as update / updates where the batch never changed
+        horizon = self.total_steps
         if self.config.lr_decay_steps is not None:
-            horizon = max(self.config.lr_decay_steps // self.batch, 1)
-        return self.config.lr * max(1.0 - self.update / horizon, 0.0)
+            horizon = max(self.config.lr_decay_steps // self.batch, 1) * self.batch
+        return self.config.lr * max(1.0 - self.env_steps / horizon, 0.0)
 
     def _acting(self) -> ActFunction:
         """The rollout's acting function, current with the policy: built at the first rollout,

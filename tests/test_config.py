@@ -87,6 +87,8 @@ def test_a_setting_typed_without_the_one_it_needs_is_refused_and_with_it_is_kept
         parse_args(["--sde-sample-freq", "4", *pendulum])
     assert "--sde-sample-freq only applies with --use-sde, and this run has --use-sde off" in capsys.readouterr().err
     assert parse_args(["--sde-sample-freq", "4", "--use-sde", *pendulum]).sde_sample_freq == 4
+    assert isinstance(parse_args(["--no-use-gae"]).gae_lambda, float)  # a preset's unused value stays a number
+    assert parse_args(["--no-use-sde", *pendulum]).sde_sample_freq == -1  # an entry's unused value: the default
     with pytest.raises(SystemExit):  # the default typed does nothing either: refused as well
         parse_args(["--sde-sample-freq", "-1"])
     assert "--sde-sample-freq only applies with --use-sde" in capsys.readouterr().err

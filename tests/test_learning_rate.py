@@ -16,7 +16,7 @@ def _rate(update: int, tmp_path, *flags: str) -> float:
     argv = ["--algo", "a2c", "--env-name", "Pendulum-v1", "--num-processes", "16", "--num-steps", "5",
             "--num-env-steps", "1000000", "--lr", "1", "--log-dir", str(tmp_path), *flags]  # fmt: skip
     config = resolve(argv).config
-    trainer = SimpleNamespace(config=config, update=update, num_updates=12_500, batch=80)
+    trainer = SimpleNamespace(config=config, env_steps=update * 80, total_steps=12_500 * 80, batch=80)
     return Trainer.learning_rate(trainer)  # type: ignore[arg-type]
 
 

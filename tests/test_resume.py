@@ -136,3 +136,5 @@ def test_a_resume_with_another_batch_counts_its_updates_in_that_batch(tmp_path, 
     counters = load_checkpoint(result.checkpoint)["counters"]
     assert (counters["update"], counters["env_steps"]) == (6, 256)
     assert "the checkpoint holds the states of 2 envs and this run has 4" in capsys.readouterr().out
+    rates = {int(row["update"]): float(row["charts/learning_rate"]) for row in csv_rows(tmp_path)}
+    assert rates[5] == pytest.approx(rates[1] * (1 - 128 / 256))  # the decay counts env steps, not updates

@@ -184,6 +184,12 @@ def crafted(state, layer_class, name, value):
         ("spec", None, "which is not env state"),
         ("log_path", "/tmp/elsewhere.log", "text this env does not hold"),
         ("new_name", ["/tmp/elsewhere.log"], "text this env does not hold"),
+        (
+            "log_path",
+            {"__ndarray__": "<U18", "shape": [], "data": "/tmp/elsewhere.log".encode("utf-32-le"), "scalar": False},
+            "text this env does not hold",
+        ),  # numpy's strings too
+        ("new_name", {"__ndarray__": "|V8", "shape": [1], "data": b"12345678", "scalar": False}, "dtype |V8"),
     ],
 )
 def test_a_crafted_snapshot_calls_no_code_and_names_no_file(name, value, phrase):
@@ -195,3 +201,27 @@ def test_a_crafted_snapshot_calls_no_code_and_names_no_file(name, value, phrase)
         restore(fresh, state)
     assert fresh.log_path == "/tmp/a2c_ppo_path_env.log"
     restore(fresh, through_checkpoint([capture(env)])[0])  # the honest snapshot still restores
+
+
+class PhaseEnv(PathEnv):
+    """Its state includes text that changes as it runs (a phase set in ``step``)."""
+
+    def step(self, action):
+        self.phase = "late"
+        return np.zeros(1, np.float32), 0.0, False, False, {}
+
+
+def test_an_env_whose_text_changes_resumes_with_new_episodes(tmp_path, capsys):
+    """Its snapshot holds text the fresh env does not: never put into it, so the resume is not
+    exact (new episodes, said in a note), rather than refused."""
+    from a2c_ppo.arguments import resolve
+    from a2c_ppo.session import run
+
+    flags = ["--num-processes", "2", "--num-steps", "8", "--vec-env", "sync", "--log-dir", str(tmp_path / "runs"),
+             "--save-dir", str(tmp_path / "models")]  # fmt: skip
+    request = resolve(["--env-name", "tests.test_snapshot:PhaseEnv", "--num-env-steps", "32", *flags])
+    checkpoint = run(request.config, notes=request.notes).checkpoint
+    request = resolve(["--resume", checkpoint, "--num-env-steps", "64", "--trust-checkpoint"])
+    assert run(request.config, checkpoint=request.checkpoint, notes=request.notes).env_steps == 64
+    out = capsys.readouterr().out
+    assert "Resume is not exact: the envs' states were not restored" in out and "PhaseEnv.phase" in out

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.api import load
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.files import RunLock, write_atomically
 from tests.envs_failing import FAIL_AFTER_VARIABLE
@@ -142,7 +142,7 @@ def test_a_damaged_or_crafted_checkpoint_is_refused_before_anything_starts(tmp_p
         ("resume_state.returns", lambda p, k: p.__setitem__(k, [float("nan")]), "return is not finite"),
         ("model", lambda p, k: p[k][first].fill_(float("nan")), f"its parameter {first!r} is not finite"),
         ("resume_state.env_states", lambda p, k: p[k][0].__setitem__("layers", []), "env states do not fit these envs"),
-        ("resume_state.env_states", object_scalars, "cannot create an OBJECT array from memory buffer"),
+        ("resume_state.env_states", object_scalars, "which capture never writes"),
     ]
     for part, change, phrase in cases:
         edited = torch.load(good, weights_only=True)  # the good file, edited in one part
@@ -213,7 +213,7 @@ def test_a_live_run_folder_cannot_be_resumed_twice(tmp_path):
 @pytest.mark.parametrize(
     ("tensor", "phrase"),
     [
-        (lambda shape: torch.full(shape, 1e300, dtype=torch.float64), "is torch.float64, where a2c_ppo saves"),
+        (lambda shape: torch.full(shape, 1e300, dtype=torch.float64), "is not finite"),
         (lambda shape: torch.full(shape, float("nan"), dtype=torch.complex64), "is torch.complex64"),
         (lambda shape: torch.zeros(1).expand(200_000, 200_000), "is larger than its data"),
     ],
@@ -226,12 +226,11 @@ def test_weights_that_would_hide_a_nan_or_claim_memory_are_refused(tmp_path, ten
     payload["model"][name] = tensor(payload["model"][name].shape)
     torch.save(payload, tmp_path / "crafted.pt")
     with pytest.raises(ConfigError, match=phrase):
-        load_checkpoint(str(tmp_path / "crafted.pt"))
+        load(str(tmp_path / "crafted.pt"))
 
 
 @pytest.mark.parametrize(("part", "value"), [("mean", float("nan")), ("var", -1.0), ("count", -5.0)])
 def test_normalisation_statistics_no_data_gives_are_refused(tmp_path, part, value):
-    from a2c_ppo.api import load
     from a2c_ppo.arguments import resolve
 
     argv = main_argv(tmp_path, "--env-name", "Pendulum-v1", "--norm-obs", "--num-mini-batch", "1", steps=64)

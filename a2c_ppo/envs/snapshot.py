@@ -53,6 +53,11 @@ class UnsupportedEnvState(RuntimeError):
     """Some part of an env's state cannot be captured as plain data (named in the message)."""
 
 
+class UntrustedEnvState(ValueError):
+    """A snapshot gives an env text it does not hold (which could name a file): a checkpoint's
+    text is never put into an env, so the resume starts new episodes instead."""
+
+
 class Snapshot(gym.Wrapper):
     """Adds the ``snapshot`` property (see the module docstring); otherwise transparent."""
 
@@ -130,6 +135,7 @@ def restore(env: gym.Env, state: dict[str, Any]) -> None:
     saved = [layer["class"] for layer in state["layers"]]
     if classes != saved:
         raise ValueError(f"the snapshot was taken of wrappers {saved}, but this env has {classes}")
+    restored = []  # everything checked before any of it is set
     for layer, entry in zip(layers, state["layers"]):
         for name, value in entry["attrs"].items():
             where = f"{type(layer).__name__}.{name}"
@@ -137,11 +143,13 @@ def restore(env: gym.Env, state: dict[str, Any]) -> None:
             decoded = _decode(value, current, layer)
             new_text = set(_text_in(decoded)) - set(_text_in(current))
             if new_text:  # an env's text is set as it is built (paths, modes), not by a file
-                raise ValueError(
-                    f"the snapshot gives {where} text this env does not hold ({sorted(new_text, key=repr)}), and a "
-                    "checkpoint is data: its text could name a file"
+                raise UntrustedEnvState(
+                    f"the snapshot gives {where} text this env does not hold ({sorted(new_text, key=repr)[:3]}), "
+                    "and a checkpoint's text could name a file"
                 )
-            setattr(layer, name, decoded)
+            restored.append((layer, name, decoded))
+    for layer, name, decoded in restored:
+        setattr(layer, name, decoded)
 
 
 def _restorable(layer: Any, name: str, where: str) -> Any:
@@ -160,6 +168,8 @@ def _text_in(value: Any) -> list[Any]:
     """Every string and bytes in ``value``, containers searched (dict keys too), in order."""
     if isinstance(value, (str, bytes)):
         return [value]
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "US":  # numpy's strings
+        return [str(text) for text in np.ravel(value)]
     if isinstance(value, dict):
         return [text for pair in value.items() for item in pair for text in _text_in(item)]
     if isinstance(value, (list, tuple, deque)):
@@ -227,7 +237,7 @@ def _decode(value: Any, current: Any, layer: Any) -> Any:
     if not isinstance(value, dict):
         return value
     if "__ndarray__" in value:
-        array = np.frombuffer(value["data"], dtype=np.dtype(value["__ndarray__"])).reshape(value["shape"]).copy()
+        array = np.frombuffer(value["data"], dtype=_plain_dtype(value["__ndarray__"])).reshape(value["shape"]).copy()
         return array[()] if value["scalar"] else array
     if "__generator__" in value:
         return _generator(value["__generator__"], current)
@@ -242,11 +252,19 @@ def _decode(value: Any, current: Any, layer: Any) -> Any:
         mujoco.mj_setState(layer.model, current, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
         return current
     if "__scalars__" in value:
-        scalars = list(np.frombuffer(value["data"], dtype=np.dtype(value["__scalars__"])))
+        scalars = list(np.frombuffer(value["data"], dtype=_plain_dtype(value["__scalars__"])))
         return tuple(scalars) if value.get("tuple") else scalars
     if "__deque__" in value:
         return deque(_decode(value["__deque__"], None, layer), maxlen=value["maxlen"])  # a list or scalars
     return {k: _decode(v, None, layer) for k, v in value["__dict__"]}
+
+
+def _plain_dtype(text: str) -> np.dtype:
+    """The dtype a snapshot names: numbers, bools or strings, never objects or records."""
+    dtype = np.dtype(text)
+    if dtype.kind not in "biufcUS":
+        raise ValueError(f"the snapshot holds an array of dtype {dtype}, which capture never writes")
+    return dtype
 
 
 #: The bit generators numpy provides: a snapshot names one, and a file must name no other function.

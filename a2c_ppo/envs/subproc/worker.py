@@ -212,21 +212,28 @@ def stop_workers(procs: list, conns: list, timeout: float) -> None:
 def _end_with(main_pid: int, interval_s: float = 1.0) -> None:
     """End this worker once the main process is gone. Its pipe tells the command loop so, but
     not an env call that blocks (a main process killed with SIGKILL could not stop us)."""
-    while _running(main_pid):
+    try:  # /proc shows our PID namespace (not so in some sandboxes): it can tell a zombie
+        proc = os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        proc = False
+    while _running(main_pid, proc):
         time.sleep(interval_s)
     os._exit(1)
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` runs: neither gone nor a zombie its parent has not reaped yet."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # the state follows "(name)"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux): ask the kernel, which counts a zombie as alive
+def _running(pid: int, proc: bool) -> bool:
+    """Whether process ``pid`` runs: not gone, nor (with ``proc``: /proc is ours) a zombie its
+    parent has not reaped yet (the kernel counts one as alive)."""
+    if proc:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # the state follows "(name)"
+        except OSError:
             return False
-        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process took the PID: ours is gone
+        return False
+    return True
