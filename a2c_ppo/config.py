@@ -316,7 +316,7 @@ class RunConfig:
     )
     env_timeout: float = setting(
         300.0,
-        "seconds an env step, reset or worker start may take before the run stops as an env failure (0: forever)",
+        "seconds an env step or reset (a worker's start: 60 or more) may take before the run stops (0: forever)",
         ENVIRONMENT,
         low=0.0,
     )

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from gymnasium.error import ClosedEnvironmentError
 
-from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
+from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv, handles
 from tests.envs_for_tests import CounterEnv, FailingInitEnv, HangingCloseEnv, HangsInWorkerEnv, SleepyEnv
 from tests.vec_env_checks import pid_alive, wait_gone
 
@@ -189,7 +189,8 @@ def test_an_env_whose_close_hangs_in_the_main_process_is_left_after_the_timeout(
     assert time.monotonic() - start < 10
 
 
-def test_a_worker_whose_env_never_gets_built_is_reported_within_the_timeout():
+def test_a_worker_whose_env_never_gets_built_is_reported_within_the_timeout(monkeypatch):
+    monkeypatch.setattr(handles, "WORKER_START_S", 2.0)  # 60 s by default: a start includes imports
     start = time.monotonic()
     with pytest.raises(EnvWorkerError, match="did not return from creating the env within 2 s"):
         SubprocVecEnv([partial(HangsInWorkerEnv, os.getpid()) for _ in range(2)], num_workers=1, in_main=1,

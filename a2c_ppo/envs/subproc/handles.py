@@ -24,6 +24,9 @@ from a2c_ppo.envs.subproc.block import EnvBlock, whereabouts
 from a2c_ppo.envs.subproc.protocol import REPLY_ERROR, EnvWorkerError, encode_command, error_report
 from a2c_ppo.envs.timeouts import EnvTimeout, arm, disarm
 
+#: The least time a worker gets to start and build its envs (its imports included).
+WORKER_START_S = 60.0
+
 
 class LocalBlock:
     """A block stepped by the main process (the ``in_main`` share)."""
@@ -103,9 +106,11 @@ class RemoteBlock:
 
     def expect(self, tag: Any = None) -> None:
         """A reply is coming without a command (the worker's "ready" after building its envs,
-        within the timeout as a step: an env whose constructor hangs must not hang the run)."""
+        within the timeout, but at least ``WORKER_START_S``: a process starts and imports on a
+        loaded machine slower than a step; an env whose constructor hangs must not hang the run)."""
         self._tags.append(tag)
-        self._deadlines.append(time.monotonic() + self.timeout if self.timeout else float("inf"))
+        limit = max(self.timeout, WORKER_START_S) if self.timeout else float("inf")
+        self._deadlines.append(time.monotonic() + limit)
 
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
         try:
