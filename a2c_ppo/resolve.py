@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
-
 from a2c_ppo.config import (
     SETTINGS,
     RunConfig,
@@ -22,15 +20,14 @@ from a2c_ppo.config import (
     defaults,
     json_object,
 )
-from a2c_ppo.declaration import BY_PRESET, check_applies, flag_name, needs_met, show
+from a2c_ppo.declaration import flag_name, show
 from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.frames import RECIPE_SETTINGS, recipe_of
-from a2c_ppo.envs.layout import check_vector_env_flags
 from a2c_ppo.envs.make import is_continuous_control
-from a2c_ppo.envs.normalize import normalized_parts
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
 from a2c_ppo.presets import PRESET_VALUES, auto_preset, env_entry, preset_values
+from a2c_ppo.unused_settings import check_typed_settings_apply, drop_unused
 
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
 #: The settings that send a run's data to Weights & Biases: a resume takes them only as typed.
@@ -120,23 +117,11 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         values["value_norm_stats"] = SETTINGS["value_norm_stats"].default
         origins["value_norm_stats"] = "--no-norm-value" if origins.get("value_norm_stats") == "env entry" else "default"
     if resume is None:
-        _drop_unused(values, origins)
+        drop_unused(values, origins)
     if not values["run_dir"]:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)
-    check_applies(SETTINGS, config, set(typed))
-    check_vector_env_flags(config.vec_env, config.overlap, set(typed))  # before W&B or a worker starts
-    if typed.get("norm_obs") and not normalized_parts(spaces[0]):
-        raise ConfigError(
-            f"--norm-obs normalises float vector observations, and {config.env_name!r} has none (its observations: "
-            f"{spaces[0]}): drop --norm-obs."
-        )
-    if "log_std_init" in typed and not config.use_sde and not isinstance(spaces[1], gym.spaces.Box):
-        raise ConfigError(
-            f"--log-std-init sets a Gaussian policy's spread, and {config.env_name!r} has {type(spaces[1]).__name__} "
-            "actions (a categorical policy): drop --log-std-init."
-        )
-    _check_built_in_network(config, set(typed))
+    check_typed_settings_apply(config, typed, spaces)  # before W&B or a worker starts
     validate(config)
     config = _with_chunk_length(config, notes)
     _check_policy_fits(config, *spaces)
@@ -289,21 +274,6 @@ def _preset_values(
     return {**family, **entry, **typed, "preset": preset}
 
 
-def _drop_unused(values: dict[str, Any], origins: dict[str, str]) -> None:
-    """An entry's or preset's value of a setting whose ``needs`` is off (``--no-use-sde`` typed
-    over an entry's ``--sde-sample-freq``) goes back to its default: it would do nothing, and
-    ``--show-settings`` must not show it as used."""
-    for name, declared in SETTINGS.items():
-        needs = declared.spec.needs
-        if needs and origins.get(name) in ("env entry", "preset") and not needs_met(needs, values):
-            need = flag_name(needs.partition("=")[0])
-            unused = f"unused ({need} {show(values[needs.partition('=')[0]])})"
-            if declared.default is BY_PRESET:  # every preset gives one: it stays, unused
-                origins[name] = f"{origins[name]}, {unused}"
-            else:
-                values[name], origins[name] = declared.default, f"default, {unused}"
-
-
 def validate(config: RunConfig) -> None:
     """Raise ConfigError with what to change when settings are inconsistent with each other
     (each one alone was checked against its declaration)."""
@@ -398,19 +368,3 @@ def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: 
         raise ConfigError(f"--env-name {config.env_name!r}: {str(exc).rstrip('.')}.") from None
     if config.policy_base:
         check_user_base(policy, config.policy_base)
-
-
-#: The built-in network's settings: a --policy-base network builds its own.
-BUILT_IN_NETWORK = ("hidden_size", "activation", "recurrent_policy")
-
-
-def _check_built_in_network(config: RunConfig, typed: set[str]) -> None:
-    """ConfigError for a typed setting of the built-in network with ``--policy-base``."""
-    given = [name for name in BUILT_IN_NETWORK if name in typed and getattr(config, name) != SETTINGS[name].default]
-    if config.policy_base and given:
-        flags = ", ".join(map(flag_name, given))
-        raise ConfigError(
-            f"{flags} {'shapes' if len(given) == 1 else 'shape'} the built-in network, and the --policy-base "
-            f"network builds its own (a recurrent one says so with is_recurrent); drop {flags} and give your "
-            "network its sizes with --policy-kwargs."
-        )

@@ -166,20 +166,11 @@ class SubprocVecEnv(VectorEnv):
             lo, hi = bounds[w], bounds[w + 1]
             parent_conn, child_conn = ctx.Pipe(duplex=True)
             fns = cloudpickle.dumps(env_fns[lo:hi])
+            payload = (child_conn, fns, lo, buffers.raws, buffers.layout, cloudpickle.dumps(spaces), w, self.step_infos)
             proc = ctx.Process(
                 target=worker_main,
                 name=f"SubprocVecEnv-worker-{w}",
-                args=(
-                    child_conn,
-                    fns,
-                    lo,
-                    buffers.raws,
-                    buffers.layout,
-                    cloudpickle.dumps(spaces),
-                    w,
-                    self.step_infos,
-                    os.getpid(),
-                ),
+                args=(*payload, os.getpid()),  # the main process's pid: the worker ends with it
                 daemon=True,
             )
             with main_script_hidden():
