@@ -131,7 +131,8 @@ def test_a_resume_with_another_batch_counts_its_updates_in_that_batch(tmp_path, 
     """4 updates of 2 x 16 steps, resumed with 4 envs (64 a batch) to 256 steps: 2 more updates,
     not 256 // 64 - 4 = 0 (nothing) nor 4 more (384 steps)."""
     saved = train(flags(tmp_path, 128))
-    request = resolve(["--resume", saved, "--num-env-steps", "256", "--num-processes", "4"])
+    request = resolve(["--resume", saved, "--num-env-steps", "256", "--num-processes", "4", "--save-dir",
+                       str(tmp_path / "models")])  # fmt: skip
     result = run(request.config, checkpoint=request.checkpoint, notes=request.notes)
     counters = load_checkpoint(result.checkpoint)["counters"]
     assert (counters["update"], counters["env_steps"]) == (6, 256)

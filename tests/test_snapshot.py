@@ -221,7 +221,7 @@ def test_an_env_whose_text_changes_resumes_with_new_episodes(tmp_path, capsys):
              "--save-dir", str(tmp_path / "models")]  # fmt: skip
     request = resolve(["--env-name", "tests.test_snapshot:PhaseEnv", "--num-env-steps", "32", *flags])
     checkpoint = run(request.config, notes=request.notes).checkpoint
-    request = resolve(["--resume", checkpoint, "--num-env-steps", "64", "--trust-checkpoint"])
+    request = resolve(["--resume", checkpoint, "--num-env-steps", "64", "--trust-checkpoint", *flags[-2:]])
     assert run(request.config, checkpoint=request.checkpoint, notes=request.notes).env_steps == 64
     out = capsys.readouterr().out
     assert "Resume is not exact: the envs' states were not restored" in out and "PhaseEnv.phase" in out
