@@ -36,7 +36,7 @@ from a2c_ppo.resolve import resolve_request
 from a2c_ppo.restore_check import check_finite, check_normalization, load_model
 from a2c_ppo.session import TrainResult, run
 from a2c_ppo.signals import StopSignals
-from a2c_ppo.spaces import ACTION_MASK
+from a2c_ppo.spaces import ACTION_MASK, mask_splits
 from a2c_ppo.trajectory_spaces import describe_space
 
 EnvSpec = str | Callable[..., Any]
@@ -186,7 +186,8 @@ class Agent:
             parts = {key: _part(obs, key) for key in space.spaces if key != ACTION_MASK}
             if ACTION_MASK in space.spaces:
                 parts[ACTION_MASK] = np.asarray(action_mask if action_mask is not None else _part(obs, ACTION_MASK))
-                if not parts[ACTION_MASK].any(axis=-1).all():
+                splits = mask_splits(self.action_space)  # a part per MultiDiscrete dimension
+                if not all(part.any(axis=-1).all() for part in np.split(parts[ACTION_MASK], splits, axis=-1)):
                     raise ValueError("act: an action mask allows no action; the env must allow one at every step.")
             single = _is_single(parts, space)
             arrays = {

@@ -22,7 +22,7 @@ import torch
 from a2c_ppo import __version__
 from a2c_ppo.algo.common import Optimizer
 from a2c_ppo.errors import ConfigError, NonFiniteError
-from a2c_ppo.files import check_archive, write_atomically
+from a2c_ppo.files import check_archive, larger_than_its_data, write_atomically
 
 #: 3: PPO's Adam state is ``FlatAdam``'s vectors (algo/flat_params.py); 4: A2C's RMSprop state
 #: ``FlatRMSprop``'s. Formats 2 and 3 are upgraded on load.
@@ -233,10 +233,9 @@ def _check_structure(payload: dict[str, Any]) -> None:
 
 
 def _check_tensor_sizes(data: Any, where: str) -> None:
-    """ValueError for a tensor (anywhere in ``data``) that claims more numbers than its file
-    holds (a stride-0 view: a few bytes read as a 160 GB tensor by the first op on it)."""
+    """ValueError for a tensor anywhere in ``data`` that is ``larger_than_its_data``."""
     if isinstance(data, torch.Tensor):
-        if data.numel() * data.element_size() > data.untyped_storage().nbytes():
+        if larger_than_its_data(data):
             raise ValueError(f"its tensor {where or 'part'} of shape {tuple(data.shape)} is larger than its data")
     elif isinstance(data, dict):
         for key, value in data.items():

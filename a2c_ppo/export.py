@@ -45,7 +45,7 @@ from a2c_ppo.files import write_atomically
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import TensorDict, part_dtype
 from a2c_ppo.paths import check_writable_file
-from a2c_ppo.spaces import ACTION_MASK
+from a2c_ppo.spaces import ACTION_MASK, mask_splits
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'
 OPSET = 17
@@ -153,7 +153,7 @@ def random_action(envs: gym.vector.VectorEnv, obs: Any) -> Any:
         return envs.action_space.sample()
     space, mask = envs.single_action_space, np.asarray(obs[ACTION_MASK][0], dtype=np.int8)
     if isinstance(space, gym.spaces.MultiDiscrete):  # a mask part per dimension
-        return space.sample(mask=tuple(np.split(mask, np.cumsum(space.nvec)[:-1])))[None]
+        return space.sample(mask=tuple(np.split(mask, mask_splits(space))))[None]
     return np.asarray([space.sample(mask=mask)])
 
 

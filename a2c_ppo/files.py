@@ -9,7 +9,7 @@ written or silently lost, and one live run per run folder.
   next write into that folder.
 * ``check_archive``: a file about to be read (checkpoint, expert data) is a whole zip archive,
   every part matching its checksum: torch's reader does not check them, so a flipped byte
-  would load as a wrong number.
+  would load as a wrong number; ``larger_than_its_data``: a tensor read that claims more.
 * ``RunLock``: an exclusive ``flock`` on ``RUN_DIR/.lock``, held while a run writes there; a
   second run (or a resume of the same run) is refused while the first one lives. The kernel
   drops the lock when its process dies, however it dies; a run that ends removes the file.
@@ -25,7 +25,7 @@ import secrets
 import time
 import zipfile
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from a2c_ppo.errors import ConfigError, WriteFailedError
 
@@ -115,6 +115,12 @@ def check_archive(path: str, name: str, kind: str, remedy: str) -> None:
         ) from None
     if damaged is not None:
         raise ConfigError(f"{name} is damaged: its part {damaged!r} does not match its checksum; {remedy}")
+
+
+def larger_than_its_data(tensor: Any) -> bool:
+    """Whether a tensor read from a file claims more numbers than the file holds for it (a
+    stride-0 view: a few bytes become a 160 GB tensor for the first op that reads it)."""
+    return bool(tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes())
 
 
 def _remove(tmp: str) -> None:

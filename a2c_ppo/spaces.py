@@ -133,3 +133,10 @@ def mask_size(action_space: gym.Space) -> int | None:
     if isinstance(action_space, gym.spaces.MultiDiscrete):
         return int(action_space.nvec.sum())
     return None
+
+
+def mask_splits(action_space: gym.Space) -> list[int]:
+    """Where a mask of ``action_space`` splits (``np.split``) into one part per MultiDiscrete
+    dimension; none for Discrete."""
+    nvec = getattr(action_space, "nvec", None)
+    return np.cumsum(nvec)[:-1].tolist() if nvec is not None else []

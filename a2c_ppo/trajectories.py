@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.files import check_archive, write_atomically
+from a2c_ppo.files import check_archive, larger_than_its_data, write_atomically
 from a2c_ppo.trajectory_spaces import (
     DTYPE_NAMES,
     Malformed,
@@ -71,7 +71,7 @@ def _check_tensor(fields: dict[str, Any], name: str, dtype: str, shape: tuple[in
         raise Malformed(f"its {name!r} has dtype {DTYPE_NAMES.get(tensor.dtype, tensor.dtype)}, expected {dtype}")
     if tuple(tensor.shape) != shape:
         raise Malformed(f"its {name!r} has shape {tuple(tensor.shape)}, expected {shape}")
-    if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():  # a stride-0 view: memory
+    if larger_than_its_data(tensor):
         raise Malformed(f"its {name!r} is larger than its data")
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         raise Malformed(f"its {name!r} holds a NaN or infinity")

@@ -124,6 +124,28 @@ def test_act_takes_the_envs_own_observation_with_the_mask_of_its_info(tmp_path):
         agent.act(obs, action_mask=np.zeros(6, np.int8))
 
 
+class TwoChoicesEnv(gym.Env):
+    """MultiDiscrete([2, 3]) actions with an info mask allowing every class: one mask part per dimension."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {"action_mask": np.ones(5, np.int8)}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {"action_mask": np.ones(5, np.int8)}
+
+
+def test_act_refuses_a_mask_that_leaves_a_dimension_no_action(tmp_path):
+    agent = load(train(TwoChoicesEnv, **SMALL, **folders(tmp_path)).checkpoint)
+    obs = np.zeros(2, np.float32)
+    assert agent.act(obs, action_mask=np.array([0, 1, 0, 0, 1], np.int8)).tolist() == [1, 2]
+    with pytest.raises(ValueError, match="allows no action"):
+        agent.act(obs, action_mask=np.array([1, 0, 0, 0, 0], np.int8))  # the second dimension: nothing
+
+
 def test_two_lambdas_are_two_envs_with_their_own_copies(tmp_path):
     first = train(lambda: gym.make("CartPole-v1"), **SMALL, **folders(tmp_path))
     second = train(lambda: gym.make("MountainCar-v0"), **SMALL, **folders(tmp_path))

@@ -114,7 +114,7 @@ def capture(env: gym.Env) -> dict[str, Any]:
     layers = []
     for layer in _layers(env):
         attrs = {}
-        skipped = _SKIPPED_NAMES | _TOY_TEXT_MDP if type(layer).__module__.startswith(_TOY_TEXT) else _SKIPPED_NAMES
+        skipped = _skipped_names(layer)
         for name, value in vars(layer).items():
             if name in skipped:
                 continue
@@ -152,14 +152,18 @@ def restore(env: gym.Env, state: dict[str, Any]) -> None:
         setattr(layer, name, decoded)
 
 
+def _skipped_names(layer: Any) -> frozenset[str]:
+    """The attribute names of ``layer`` that are configuration, never captured nor restored."""
+    return _SKIPPED_NAMES | _TOY_TEXT_MDP if type(layer).__module__.startswith(_TOY_TEXT) else _SKIPPED_NAMES
+
+
 def _restorable(layer: Any, name: str, where: str) -> Any:
     """The value ``layer`` holds as ``name`` (None if not yet set); ValueError where a snapshot
     may not set it: a name ``capture`` never keeps, or one whose value is code (a method,
     property or function; a file must not replace them)."""
-    skipped = _SKIPPED_NAMES | _TOY_TEXT_MDP if type(layer).__module__.startswith(_TOY_TEXT) else _SKIPPED_NAMES
     static = inspect.getattr_static(type(layer), name, None)
     current = vars(layer).get(name)
-    if name in skipped or callable(static) or isinstance(static, property) or isinstance(current, _CODE):
+    if name in _skipped_names(layer) or callable(static) or isinstance(static, property) or isinstance(current, _CODE):
         raise ValueError(f"the snapshot sets {where}, which is not env state")
     return current
 

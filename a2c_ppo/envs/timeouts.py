@@ -68,13 +68,12 @@ def close_within(env: Any, seconds: float | None = CLOSE_TIMEOUT_S) -> None:
     """``env.close()``, ignoring what it raises and given up after ``seconds`` (in the main
     thread): a simulator that will not shut down must not hang the program's start or end.
     Inside another limit (the layout probe's) that one bounds the close: one timer serves both."""
-    if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-        try:
+    outer = signal.getitimer(signal.ITIMER_REAL)[0] > 0
+    try:
+        with time_limit(None if outer else seconds):
             env.close()
-        except EnvTimeout:
-            raise  # the outer limit's
-        except Exception:
-            pass
-        return
-    with contextlib.suppress(Exception), time_limit(seconds):
-        env.close()
+    except EnvTimeout:
+        if outer:
+            raise  # the outer limit's: its owner handles it
+    except Exception:
+        pass

@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from a2c_ppo.spaces import ACTION_MASK, ObservationPlan, apply_plan, mask_size
+from a2c_ppo.spaces import ACTION_MASK, ObservationPlan, apply_plan, mask_size, mask_splits
 
 
 class ObservationLayout(gym.ObservationWrapper):
@@ -53,8 +53,7 @@ class ActionMaskObservation(gym.Wrapper):
             raise ValueError(f"action masks need Discrete or MultiDiscrete actions, not {env.action_space}")
         self.size = size
         self.steps = 0  # of the current episode, for the message of a mask that allows nothing
-        nvec = getattr(env.action_space, "nvec", None)  # MultiDiscrete: a mask part per dimension
-        self.splits: list[int] = np.cumsum(nvec)[:-1].tolist() if nvec is not None else []
+        self.splits = mask_splits(env.action_space)  # MultiDiscrete: a mask part per dimension
         space = env.observation_space
         parts = dict(space.spaces) if isinstance(space, gym.spaces.Dict) else {"obs": space}
         parts[ACTION_MASK] = gym.spaces.MultiBinary(size)
