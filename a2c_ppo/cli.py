@@ -63,6 +63,7 @@ def _train(argv: Sequence[str] | None, signals: StopSignals) -> int:
         return 0
     try:
         ctx = launch_context(request.config)
+        request.notes += ignored_here(request.typed, ctx)
     except ConfigError as exc:
         fail(str(exc), prog="main.py")
     with process_group(ctx, request.config.dist_timeout):
@@ -133,6 +134,20 @@ def launch_context(config: RunConfig) -> DistContext:
             f"({config.batch_size * ctx.world_size} steps); raise it or start fewer ranks."
         )
     return ctx
+
+
+def ignored_here(typed: set[str], ctx: DistContext) -> list[str]:
+    """Notes for typed flags this machine or launch does not use: accepted rather than refused,
+    so that one command line serves a laptop, a GPU box and a torchrun launch."""
+    notes = []
+    from a2c_ppo.declaration import flag_name
+
+    dist_flags = [flag_name(name) for name in ("dist_backend", "dist_timeout") if name in typed]
+    if dist_flags and not ctx.is_distributed:
+        notes.append(f"{' and '.join(dist_flags)} ignored: this run is not launched by torchrun.")
+    if "cuda_deterministic" in typed and ctx.device.type != "cuda":
+        notes.append("--cuda-deterministic ignored: this run trains on the CPU.")
+    return notes
 
 
 def _report(message: str, code: int) -> NoReturn:

@@ -61,6 +61,20 @@ def test_a_backend_without_torchrun_changes_nothing():
     assert resolve_context(use_cuda=False, backend="nccl", environ={}) == DistContext()
 
 
+def test_flags_this_launch_does_not_use_are_noted_not_refused():
+    from a2c_ppo.cli import ignored_here
+
+    typed = {"dist_backend", "dist_timeout", "cuda_deterministic", "seed"}
+    single = resolve_context(use_cuda=False, backend="gloo", environ={})
+    assert ignored_here(typed, single) == [
+        "--dist-backend and --dist-timeout ignored: this run is not launched by torchrun.",
+        "--cuda-deterministic ignored: this run trains on the CPU.",
+    ]
+    ranked = resolve_context(use_cuda=False, environ={"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
+    assert ignored_here(typed, ranked) == ["--cuda-deterministic ignored: this run trains on the CPU."]
+    assert ignored_here({"seed"}, single) == []
+
+
 def test_bad_timeout_is_a_config_error():
     ctx = resolve_context(use_cuda=False, environ=TORCHRUN)
     with pytest.raises(ConfigError, match="--dist-timeout"), process_group(ctx, timeout_s=0):
