@@ -170,6 +170,8 @@ class Agent:
         with torch.inference_mode():
             _, action, _, self._state = self.policy.act(batch, self._state, masks, deterministic)
         actions = self._to_env(action)
+        if isinstance(self.action_space, gym.spaces.Box):  # as the env takes them (envs/wrappers.ClipBoxAction)
+            actions = np.clip(actions, self.action_space.low, self.action_space.high)
         return actions[0] if single else actions
 
     def _batch(self, obs: Any, action_mask: Any) -> tuple[Obs, bool]:
@@ -241,7 +243,10 @@ def _part(obs: Any, key: str) -> Any:
         for step in key.split("."):
             value = value[int(step)] if isinstance(value, (tuple, list)) else value[step]
     except (KeyError, IndexError, TypeError, ValueError):
-        raise ValueError(f"act: the observation has no part {key!r}, which the policy reads.") from None
+        hint = ""
+        if key == ACTION_MASK:
+            hint = " (an env that gives its mask in info: act(obs, action_mask=info['action_mask']))"
+        raise ValueError(f"act: the observation has no part {key!r}, which the policy reads{hint}.") from None
     return value
 
 
@@ -259,6 +264,12 @@ def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.
     channels_last = (shape[1], shape[2], shape[0]) if len(shape) == 3 else None
     if batch.shape[1:] != shape and batch.shape[1:] == channels_last:  # (a cube is taken as it comes)
         batch = np.transpose(batch, (0, 3, 1, 2))
+    if not single and array.shape == shape:
+        raise ValueError(
+            f"act: {what} has shape {array.shape}, one observation's, and the observation's first part is a batch: "
+            f"give every part (and the action mask) with the same leading batch axis, "
+            f"({', '.join(['B', *map(str, shape)])})."
+        )
     if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape:
         raise ValueError(
             f"act: {what} has shape {array.shape}, and the policy takes {shape} (one observation of {_brief(space)}) "

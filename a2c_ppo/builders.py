@@ -153,6 +153,13 @@ def make_gail(
             )
         expert = select_episodes(expert, config.gail_trajectories, generator=config.seed)
     if config.gail_subsample > 1:
+        shortest = int(expert.lengths.min())
+        if config.gail_subsample > shortest:  # the random start would decide which episodes are left
+            raise ConfigError(
+                f"--gail-subsample {config.gail_subsample} is longer than the shortest expert episode kept "
+                f"({shortest} steps): such an episode would keep one step or none, as the seed falls; give at most "
+                f"{shortest}."
+            )
         expert = subsample(expert, config.gail_subsample, generator=config.seed)
     return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device, reward_form=config.gail_reward)
 
@@ -233,7 +240,7 @@ def check_user_base(policy: Policy, reference: str) -> None:
     states = torch.zeros(rows, policy.recurrent_hidden_state_size)
     try:
         with torch.no_grad():
-            value, features, _ = policy.base(obs, states, masks)
+            value, features, new_states = policy.base(obs, states, masks)
             _, action, _, _ = policy.act(obs, states, masks)
             policy.evaluate_actions(obs, states[:envs], masks, action)
     except Exception as exc:
@@ -245,6 +252,12 @@ def check_user_base(policy: Policy, reference: str) -> None:
         raise ConfigError(
             f"--policy-base {reference!r} returned a value of shape {tuple(value.shape)} and features of shape "
             f"{tuple(features.shape)} for {rows} observations; {expected}."
+        )
+    if policy.is_recurrent and tuple(new_states.shape) != tuple(states.shape):
+        raise ConfigError(
+            f"--policy-base {reference!r} returned rnn_hxs of shape {tuple(new_states.shape)} for {rows} states of "
+            f"its recurrent_hidden_state_size {policy.recurrent_hidden_state_size}; it must return one state of that "
+            "size per row (the rollout stores them)."
         )
     if not (torch.isfinite(value).all() and torch.isfinite(features).all()):
         raise ConfigError(f"--policy-base {reference!r} returned values or features that are not finite on "

@@ -98,8 +98,11 @@ class RunConfig:
         needs="norm_adv",
     )
     target_kl: float | None = setting(
-        None, "stop a PPO update early once approx KL exceeds this", ALGORITHM, low=0.0, low_open=True, algos=("ppo",)
-    )
+        None,
+        "stop a PPO update at the first minibatch whose approx KL exceeds this (the step not taken; SB3 stops at 1.5x "
+        "its target_kl: give 1.5x an SB3 value)",
+        ALGORITHM, low=0.0, low_open=True, algos=("ppo",),
+    )  # fmt: skip
     use_linear_lr_decay: bool = setting(True, "decay the learning rate linearly to 0", ALGORITHM, flag="on-off")
     lr_decay_steps: int | None = setting(
         None,

@@ -100,15 +100,22 @@ class ImageEncoder(nn.Module):
 
 
 class OneHot(nn.Module):
-    """Class indices ``(B, *shape)`` -> concatenated one-hots ``(B, sum(nvec))``."""
+    """Class indices ``(B, *shape)``, counted from each part's ``start``, -> concatenated
+    one-hots ``(B, sum(nvec))``."""
 
-    def __init__(self, nvec: list[int]) -> None:
+    def __init__(self, nvec: list[int], start: list[int] | None = None) -> None:
         super().__init__()
         self.nvec = nvec
         self.output_size = sum(nvec)
+        self.shifted = start is not None and any(start)
+        # not persistent: a checkpoint's parameters stay those of every earlier version
+        self.start: torch.Tensor
+        self.register_buffer("start", torch.tensor(start or [0] * len(nvec)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.long().reshape(x.shape[0], -1)
+        if self.shifted:
+            x = x - self.start
         if len(self.nvec) == 1:
             return F.one_hot(x[:, 0], self.nvec[0]).float()
         return torch.cat([F.one_hot(x[:, i], n) for i, n in enumerate(self.nvec)], dim=-1).float()
@@ -128,9 +135,9 @@ class Flatten(nn.Module):
 def part_encoder(space: gym.Space, image_features: int = IMAGE_FEATURES) -> nn.Module:
     """The encoder for one observation part (see the module docstring)."""
     if isinstance(space, gym.spaces.Discrete):
-        return OneHot([int(space.n)])
+        return OneHot([int(space.n)], [int(space.start)])
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return OneHot([int(n) for n in space.nvec.reshape(-1)])
+        return OneHot([int(n) for n in space.nvec.reshape(-1)], [int(k) for k in space.start.reshape(-1)])
     if is_image(space) and min(space.shape[1:]) >= SMALL_MIN_SIZE:
         large = min(space.shape[1:]) >= NATURE_MIN_SIZE
         return ImageEncoder(space, image_features if large else SMALL_IMAGE_FEATURES)

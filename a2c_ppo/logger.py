@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,15 @@ def summary(returns: Sequence[float]) -> str:
         f"last {len(r)} episodes: mean/median return {r.mean():.1f}/{np.median(r):.1f}, "
         f"min/max {r.min():.1f}/{r.max():.1f}"
     )
+
+
+def _last_time(rows: list[dict[str, str]]) -> float:
+    """The ``time`` of the last of ``rows`` read back from the CSV (0 if none or unreadable)."""
+    try:
+        value = float(rows[-1]["time"]) if rows else 0.0
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) and value >= 0 else 0.0
 
 
 def format_duration(seconds: float) -> str:
@@ -85,6 +95,8 @@ class Logger:
         self._writer: Any = None
         self._csv_path = os.path.join(run_dir, CSV_NAME)
         self._columns, rows = self._read_csv(resume_update)
+        # the CSV's time goes on from the kept rows' (seconds of training, over every invocation)
+        self.time_offset = _last_time(rows)
         self._csv_file = open(self._csv_path, "w", newline="")
         self._write_rows(rows)
         self._bar_drawn = False
@@ -148,7 +160,8 @@ class Logger:
         with self._tensorboard_writes():
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
-        row = {"update": update, "env_steps": step, "time": round(time.monotonic() - self.start_time, 2), **values}
+        seconds = self.time_offset + time.monotonic() - self.start_time
+        row = {"update": update, "env_steps": step, "time": round(seconds, 2), **values}
         try:
             self._write_row(row, values)
         except OSError as exc:
@@ -168,6 +181,12 @@ class Logger:
         new_columns = [key for key in values if key not in self._columns]
         if new_columns:
             self._columns += new_columns
+        last = self._rows[-1] if self._rows else None
+        if last is not None and str(last["update"]) == str(row["update"]):  # an evaluation after the update's row
+            last.update(values)
+            self._write_rows(self._rows)
+            return
+        if new_columns:
             self._write_rows([*self._rows, row])
             return
         self._rows.append(row)

@@ -236,8 +236,12 @@ class Policy(nn.Module):
         return self.base.recurrent_hidden_state_size
 
     def action_mask(self, obs: Obs) -> torch.Tensor | None:
-        """The observation's action mask ``(B, K)`` bool (1 = allowed), if it has one."""
-        return obs[ACTION_MASK] if self.masked else None  # type: ignore[index]
+        """The observation's action mask ``(B, K)`` bool (1 = allowed), if it has one (a vector
+        env of one's own may give it as integers)."""
+        if not self.masked:
+            return None
+        mask = obs[ACTION_MASK]  # type: ignore[index]
+        return mask if mask.dtype == torch.bool else mask != 0
 
     @torch.no_grad()
     def act(

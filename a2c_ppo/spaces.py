@@ -89,8 +89,13 @@ def _channels_first(space: gym.spaces.Box) -> gym.spaces.Box:
     )
 
 
-def plan_observations(space: gym.Space, where: str = "the env") -> ObservationPlan:
-    """The layout for observation ``space``; ConfigError naming the part that cannot be encoded."""
+def plan_observations(space: gym.Space, where: str = "the env", without_mask: bool = False) -> ObservationPlan:
+    """The layout for observation ``space``; ConfigError naming the part that cannot be encoded.
+    ``without_mask``: leave out a Dict's ``ACTION_MASK`` part (a run without action masks)."""
+    dropped = []
+    if without_mask and isinstance(space, gym.spaces.Dict) and ACTION_MASK in space.spaces:
+        space = gym.spaces.Dict({key: part for key, part in space.spaces.items() if key != ACTION_MASK})
+        dropped = [f"The env's {ACTION_MASK!r} observation part is left out: this run uses no action masks."]
     if isinstance(space, LEAVES):
         if is_image(space) and is_channels_last(space.shape):
             new = _channels_first(space)
@@ -98,16 +103,27 @@ def plan_observations(space: gym.Space, where: str = "the env") -> ObservationPl
             return ObservationPlan(new, transpose=frozenset({""}), notes=[note])
         return ObservationPlan(space)
     leaves = _leaves(space, (), where)
+    if not leaves:
+        raise ConfigError(
+            f"{where} has observation space {space}, which has no parts: the policy would see nothing. Give the env "
+            "an observation (a Box, Discrete, MultiDiscrete or MultiBinary, or a Dict / Tuple of them)."
+        )
     parts: dict[str, gym.Space] = {}
     transpose = set()
     for path, leaf in leaves:
         key = key_of(path)
+        if key in parts:  # e.g. {"a.b": ..., "a": {"b": ...}}, or the keys 0 and "0"
+            raise ConfigError(
+                f"{where} has observation space {space}, whose parts are trained on as one flat Dict keyed by their "
+                f"paths joined with dots, and two of them become {key!r}. Rename a key of the env's observation "
+                "space (for example without dots)."
+            )
         if is_image(leaf) and is_channels_last(leaf.shape):
             leaf = _channels_first(leaf)
             transpose.add(key)
         parts[key] = leaf
-    notes = [f"Observation parts {', '.join(parts)}" + (f"; images {', '.join(sorted(transpose))} transposed to "
-             "channels-first." if transpose else ".")]  # fmt: skip
+    notes = dropped + [f"Observation parts {', '.join(parts)}" + (f"; images {', '.join(sorted(transpose))} transposed "
+                       "to channels-first." if transpose else ".")]  # fmt: skip
     return ObservationPlan(gym.spaces.Dict(parts), [path for path, _ in leaves], frozenset(transpose), notes)
 
 

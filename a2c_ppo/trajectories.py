@@ -38,6 +38,7 @@ from a2c_ppo.trajectory_spaces import (
     action_range,
     check_space_desc,
     describe_space,
+    matches_recorded,
     space_text,
 )
 
@@ -259,7 +260,7 @@ def load_trajectories(
         if space is None:
             continue
         expected, stored = describe_space(space), trajectories.spaces[role]
-        if expected != stored:
+        if not matches_recorded(stored, space):
             raise ConfigError(
                 f"{name} has the {role} space {space_text(stored)}, but the env's {role} space is "
                 f"{space_text(expected)}; pass trajectories recorded on this env with the same wrappers."

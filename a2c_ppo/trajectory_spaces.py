@@ -58,6 +58,21 @@ def describe_space(space: gym.Space) -> dict[str, Any]:
     return desc
 
 
+def matches_recorded(desc: dict[str, Any], space: gym.Space) -> bool:
+    """Whether ``space`` is the one ``desc`` recorded. A Box recorded with infinite bounds also
+    matches a bounded Box of its shape and dtype: before 2026-12-07 checkpoints and expert files
+    recorded Box actions as gymnasium's ClipAction widened them (the env took them clipped)."""
+    expected = describe_space(space)
+    if desc == expected:
+        return True
+    widened = set(desc.get("low", [0])) == {"-inf"} and set(desc.get("high", [0])) == {"inf"}
+    return desc.get("type") == "Box" and widened and "low" in expected and _unbounded(desc) == _unbounded(expected)
+
+
+def _unbounded(desc: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in desc.items() if key not in ("low", "high")}
+
+
 def action_dim(desc: dict[str, Any]) -> int:
     """A, the width of a stored action row for the action space described by ``desc``."""
     if desc["type"] == "Discrete":

@@ -8,6 +8,7 @@ leaves its pid.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import time
@@ -26,7 +27,8 @@ class TinyEnv(gym.Env):
     """Episodes of 10 steps, ``obs = [t / 10, 1]``, reward 1 for action 1 else 0.
 
     ``failure``: ``"reward"`` or ``"observation"`` turns that quantity into NaN, ``"raise"``
-    raises ValueError, ``"exit"`` calls ``sys.exit``, ``"hang"`` never returns from ``step``, once the env has taken
+    raises ValueError, ``"exit"`` calls ``sys.exit``, ``"hang"`` never returns from ``step``, ``"stuck"`` never
+    returns from C code (a mutex locked twice, as a deadlocked simulator), once the env has taken
     ``$A2C_PPO_TEST_FAIL_AFTER`` steps in all.
     """
 
@@ -60,6 +62,10 @@ class TinyEnv(gym.Env):
             if self.failure == "hang":
                 while True:
                     time.sleep(1.0)
+            if self.failure == "stuck":
+                libc, mutex = ctypes.CDLL(None), ctypes.create_string_buffer(64)
+                libc.pthread_mutex_lock(mutex)
+                libc.pthread_mutex_lock(mutex)
             if self.failure == "reward":
                 reward = float("nan")
             else:
@@ -89,6 +95,10 @@ def exiting_env() -> gym.Env:
 
 def hanging_env() -> gym.Env:
     return TinyEnv("hang")
+
+
+def stuck_env() -> gym.Env:
+    return TinyEnv("stuck")
 
 
 def not_an_env() -> str:

@@ -85,6 +85,29 @@ class MethodMaskEnv(MaskedChoiceEnv):
         return self.mask.copy()
 
 
+class PartMaskEnv(MaskedChoiceEnv):
+    """The same task with the mask as an int8 ``Box`` part of a Dict observation (PettingZoo's
+    convention); ``strict=False`` pays forbidden actions 0 instead of raising."""
+
+    observation_space = gym.spaces.Dict(
+        {"obs": gym.spaces.Box(0.0, 1.0, (4,), np.float32), "action_mask": gym.spaces.Box(0, 1, (4,), np.int8)}
+    )
+
+    def __init__(self, strict: bool = True) -> None:
+        self.strict = strict
+
+    def step(self, action):
+        if not self.strict and not self.mask[int(action)]:
+            self.t += 1
+            obs, info = self._observe()
+            return obs, 0.0, False, self.t == EPISODE_STEPS, info
+        return super().step(action)
+
+    def _observe(self) -> tuple[dict, dict]:
+        obs, _ = super()._observe()
+        return {"obs": obs, "action_mask": self.mask.astype(np.int8)}, {}
+
+
 class EmptyMaskEnv(MaskedChoiceEnv):
     """Its mask allows no action after the third step."""
 
@@ -93,3 +116,47 @@ class EmptyMaskEnv(MaskedChoiceEnv):
         if self.t == 3:
             info["action_mask"][:] = False
         return obs, info
+
+
+class ShiftedClassEnv(gym.Env):
+    """A ``Discrete(4, start=5)`` observation (classes 5..8) whose parity is the action that
+    pays 1: 10 per episode for a policy that tells the classes apart, about 5 for one that
+    cannot. ``outside``: the third step returns class 9, which the space does not have."""
+
+    observation_space = gym.spaces.Discrete(4, start=5)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, outside: bool = False) -> None:
+        self.outside = outside
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.obs = int(self.np_random.integers(5, 9))
+        return self.obs, {}
+
+    def step(self, action):
+        reward = float(int(action) == self.obs % 2)
+        self.t += 1
+        self.obs = 9 if self.outside and self.t == 3 else int(self.np_random.integers(5, 9))
+        return self.obs, reward, False, self.t == EPISODE_STEPS, {}
+
+
+def _native(env_fn) -> gym.vector.VectorEnv:
+    return gym.vector.SyncVectorEnv([env_fn] * 2, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def native_info_masks() -> gym.vector.VectorEnv:
+    """A vector env of one's own whose envs give their masks in ``info``."""
+    return _native(MaskedChoiceEnv)
+
+
+def native_part_masks() -> gym.vector.VectorEnv:
+    """A vector env of one's own whose Dict observations hold the mask (its envs raise on a
+    forbidden action)."""
+    return _native(PartMaskEnv)
+
+
+def native_bits() -> gym.vector.VectorEnv:
+    """A vector env of one's own with flat Dict observations (an image, a vector, a class)."""
+    return _native(BitsDictEnv)

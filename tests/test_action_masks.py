@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from a2c_ppo.api import load
 from a2c_ppo.distributions import CategoricalHead, MultiCategoricalHead
 from a2c_ppo.observations import TensorDict
 from a2c_ppo.storage import RolloutStorage
@@ -109,6 +110,18 @@ def test_without_masks_the_same_env_fails(tmp_path):
     proc = main_py("--env-name", MASKED_ENV, "--num-env-steps", "512", "--action-masks", "off",
                    *local_run_flags(tmp_path))  # fmt: skip
     assert proc.returncode == 3 and "is forbidden by the mask" in proc.stderr
+
+
+def test_a_mask_part_of_the_observation_masks_and_off_leaves_it_out(tmp_path):
+    env = "tests.envs_for_spaces:PartMaskEnv"
+    masked = main_py("--env-name", env, "--num-env-steps", "512", *local_run_flags(tmp_path / "on"))
+    assert masked.returncode == 0 and "Action masks: on" in masked.stdout, masked.stderr  # the env raises otherwise
+    off = main_py("--env-name", env, "--env-kwargs", '{"strict": false}', "--action-masks", "off", "--num-env-steps",
+                  "512", *local_run_flags(tmp_path / "off"))  # fmt: skip
+    assert off.returncode == 0, off.stderr
+    assert "'action_mask' observation part is left out" in off.stdout and "Observation parts obs." in off.stdout
+    agent = load(run_checkpoint(tmp_path / "off"), trust_checkpoint=True)
+    assert list(agent.observation_space.spaces) == ["obs"] and not agent.policy.masked  # no mask reaches the policy
 
 
 def test_masks_from_an_action_masks_method(tmp_path):

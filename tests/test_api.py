@@ -41,6 +41,21 @@ def test_train_with_each_kind_of_env(tmp_path, env):
     assert result.env_steps == 64 and os.path.isfile(result.checkpoint)
 
 
+def test_a_native_vector_env_gives_masks_as_an_observation_part_or_is_refused(tmp_path):
+    result = train("tests.envs_for_spaces:native_part_masks", num_env_steps=128, num_steps=16, **folders(tmp_path))
+    assert result.env_steps == 128  # its envs raise on a forbidden action
+    with pytest.raises(a2c_ppo.ConfigError, match=r"through infos\['action_mask'\], which a2c_ppo reads from single"):
+        train("tests.envs_for_spaces:native_info_masks", num_env_steps=128, num_steps=16, **folders(tmp_path))
+    with pytest.raises(a2c_ppo.ConfigError, match="cannot leave out of a vector env of one's own"):
+        train("tests.envs_for_spaces:native_part_masks", action_masks="off", num_env_steps=128, num_steps=16,
+              **folders(tmp_path))  # fmt: skip
+
+
+def test_a_native_vector_env_whose_observations_need_a_layout_is_refused(tmp_path):
+    with pytest.raises(a2c_ppo.ConfigError, match="need laying out .* channels-last images"):
+        train("tests.envs_for_spaces:native_bits", num_env_steps=64, num_steps=16, **folders(tmp_path))
+
+
 @pytest.mark.parametrize("factory", ["cartpole_next_step", "cartpole_same_step", "cartpole_disabled"])
 def test_a_native_vector_env_trains_and_resumes(tmp_path, factory):
     env = f"tests.custom_nets:{factory}"
@@ -122,10 +137,23 @@ def test_load_act_equals_the_policy_deterministic_action(tmp_path, env):
     with torch.no_grad():
         _, expected, _, _ = agent.policy.act(torch.as_tensor(obs, dtype=torch.float32), torch.zeros(5, 1),
                                               torch.ones(5, 1), deterministic=True)  # fmt: skip
+    if isinstance(raw.action_space, gym.spaces.Box):  # as the env takes them
+        expected = expected.clamp(float(raw.action_space.low[0]), float(raw.action_space.high[0]))
     batch = agent.act(observations)
     one = agent.act(observations[0])
     assert np.allclose(batch.reshape(5, -1), expected.numpy().reshape(5, -1), atol=1e-6)
     assert np.allclose(np.asarray(one).reshape(-1), batch[0].reshape(-1))
+
+
+def test_box_actions_keep_the_envs_bounds_and_act_clips_to_them(tmp_path):
+    result = train("Pendulum-v1", num_env_steps=128, num_steps=64, num_processes=2, num_mini_batch=1,
+                   **folders(tmp_path))  # fmt: skip
+    agent = a2c_ppo.load(result.checkpoint)
+    assert agent.action_space == gym.make("Pendulum-v1").action_space  # Box(-2, 2), not widened to infinity
+    with torch.no_grad():
+        agent.policy.dist.mean.bias.fill_(100.0)  # a mean far above the bound
+    assert agent.act(np.zeros(3, np.float32)).tolist() == [2.0]
+    assert agent.act(np.zeros((4, 3), np.float32), deterministic=False).max() == 2.0
 
 
 def test_a_user_network_round_trips_into_enjoy(tmp_path):

@@ -240,10 +240,21 @@ class OneStepCell(_Base):
         return self.value(rnn_hxs), rnn_hxs, rnn_hxs
 
 
+class HalfState(_Base):
+    """Recurrent, but returns half of each state."""
+
+    is_recurrent, recurrent_hidden_state_size = True, 8
+
+    def forward(self, obs, rnn_hxs, masks):
+        features = self.body(obs)
+        return self.value(features), features, rnn_hxs[:, :4]
+
+
 @pytest.mark.parametrize(
     "base, phrase",
     [(FlatValue, r"returned a value of shape \(4,\)"), (TwoOutputs, "not enough values to unpack"),
-     (NotFinite, "not finite"), (OneStepCell, "T x N rows, time-major")],
+     (NotFinite, "not finite"), (OneStepCell, "T x N rows, time-major"),
+     (HalfState, r"returned rnn_hxs of shape \(4, 4\) for 4 states of its recurrent_hidden_state_size 8")],
 )  # fmt: skip
 def test_a_network_that_does_not_keep_the_contract_is_refused_before_the_run(tmp_path, base, phrase):
     with pytest.raises(a2c_ppo.ConfigError, match=phrase) as info:

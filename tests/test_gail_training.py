@@ -95,6 +95,18 @@ def test_more_expert_episodes_than_the_file_holds_exits_2(tmp_path):
     assert resolve_request(typed, None).config.gail_trajectories == 3
 
 
+def test_a_subsample_step_longer_than_an_episode_is_refused_whatever_the_seed(tmp_path):
+    from a2c_ppo.resolve import resolve_request
+
+    experts = record_expert(str(tmp_path / "expert.npz"), "CartPole-v1", episodes=2, max_steps=50)
+    typed = {"gail": True, "gail_experts": experts, "gail_subsample": 51, "log_dir": str(tmp_path / "runs")}
+    for seed in (1, 2, 3):  # a random start in [0, 51) kept a 50-step episode's one step, or none
+        with pytest.raises(ConfigError, match="--gail-subsample 51 is longer than the shortest .* give at most 50"):
+            resolve_request({**typed, "seed": seed}, None)
+    typed["gail_subsample"] = 50
+    assert resolve_request(typed, None).config.gail_subsample == 50
+
+
 def test_gail_without_an_expert_file_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--gail", *local_run_flags(tmp_path)],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +27,7 @@ from a2c_ppo.spaces import apply_plan, plan_observations
 from a2c_ppo.storage import RolloutStorage
 
 BITS_ENV = "tests.envs_for_spaces:BitsDictEnv"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Box, Discrete, Dict, Tuple = gym.spaces.Box, gym.spaces.Discrete, gym.spaces.Dict, gym.spaces.Tuple
 
 
@@ -53,6 +56,21 @@ def test_a_part_no_encoder_takes_is_refused_naming_it_and_the_fix():
         plan_observations(space)
 
 
+@pytest.mark.parametrize(
+    "space, phrase",
+    [
+        (Dict({"a.b": Box(-1, 1, (2,)), "a": Dict({"b": Discrete(3)})}), "two of them become 'a.b'"),
+        (Dict({"0": Box(-1, 1, (2,)), 0: Discrete(3)}), "two of them become '0'"),
+        (Dict({}), "has no parts"),
+        (Tuple(()), "has no parts"),
+        (Dict({"empty": Tuple(())}), "has no parts"),
+    ],
+)
+def test_parts_that_collide_or_are_missing_are_refused(space, phrase):
+    with pytest.raises(ConfigError, match=phrase):
+        plan_observations(space)
+
+
 def test_storage_keeps_each_part_in_its_dtype_and_an_image_in_uint8_bytes():
     env = make_env(BITS_ENV)
     storage = RolloutStorage(128, 8, obs_layout(env.observation_space), 1, torch.long)
@@ -71,6 +89,36 @@ def test_a_dict_env_with_an_image_a_vector_and_a_discrete_part_learns(tmp_path):
     """Only a policy that reads all three parts earns more than about 8.3 per episode."""
     result = train(BITS_ENV, num_env_steps=12_288, log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "m"))
     assert result.history[-1][1] >= 9.5, result.history[-5:]
+
+
+def test_discrete_parts_are_one_hot_from_their_start():
+    from a2c_ppo.encoders import part_encoder
+
+    single = part_encoder(Discrete(4, start=5))(torch.tensor([5, 8]))
+    torch.testing.assert_close(single, torch.eye(4)[[0, 3]])
+    multi = part_encoder(gym.spaces.MultiDiscrete([3, 2], start=[-1, 4]))(torch.tensor([[-1, 5], [1, 4]]))
+    torch.testing.assert_close(multi, torch.tensor([[1.0, 0, 0, 0, 1], [0, 0, 1, 1, 0]]))
+    assert "start" not in part_encoder(Discrete(4, start=5)).state_dict()  # checkpoints keep their keys
+
+
+def test_an_observation_whose_classes_start_above_zero_learns(tmp_path):
+    """Classes 5..8, their parity the paying action: only a policy that tells them apart
+    earns more than about 5 of 10 per episode."""
+    result = train("tests.envs_for_spaces:ShiftedClassEnv", num_env_steps=8_192, log_dir=str(tmp_path / "runs"),
+                   save_dir=str(tmp_path / "m"))  # fmt: skip
+    assert result.history[-1][1] >= 9.0, result.history[-5:]
+
+
+def test_a_class_outside_the_observation_space_is_an_env_failure(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "tests.envs_for_spaces:ShiftedClassEnv",
+         "--env-kwargs", '{"outside": true}', "--num-processes", "2", "--num-steps", "16", "--num-env-steps", "64",
+         "--num-mini-batch", "1", "--log-dir", str(tmp_path / "r"), "--save-dir", str(tmp_path / "m")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "env 0 returned observation 9, outside its space's classes 5..8" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 #: Registered ids the [all] extras cannot build: jax-only ids, the old-gym compatibility

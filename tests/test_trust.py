@@ -377,6 +377,23 @@ def test_a_hanging_env_stops_the_run_after_the_timeout(tmp_path, vec_env):
             os.kill(int(name), 0)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the env deadlocks in glibc's pthread_mutex_lock")
+def test_an_env_stuck_outside_python_ends_the_process_with_every_threads_stack(tmp_path):
+    """No signal handler runs while env code is stuck in C: the backstop ends the run after
+    2 x --env-timeout + 5 s, with the stacks on stderr, and leaves no process behind."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    argv = main_argv(tmp_path, "--env-name", "tests.envs_failing:stuck_env", "--vec-env", "sync", "--env-timeout", "1",
+                     steps=100_000)  # fmt: skip
+    start = time.monotonic()
+    proc = run(argv, {FAIL_AFTER_VARIABLE: "50", PID_DIR_VARIABLE: str(pids)})
+    assert proc.returncode == 1 and time.monotonic() - start < 60, proc.stderr
+    assert "Timeout (0:00:07)!" in proc.stderr and "in step" in proc.stderr
+    for name in os.listdir(pids):
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(name), 0)
+
+
 def test_a_stopped_worker_is_caught_like_a_hang(tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()

@@ -25,7 +25,7 @@ from a2c_ppo.envs.make import (
 from a2c_ppo.envs.timeouts import close_within
 from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.spaces import mask_size
+from a2c_ppo.spaces import ACTION_MASK, mask_size
 
 _MODULE_FORM = "module:name (a callable that returns an env, or an id the module registers, e.g. mypkg.envs:MyEnv-v0)"
 
@@ -67,7 +67,7 @@ def inspect_env(env_id: str, action_masks: str = "auto", vec_env: str = "auto", 
     _check_recipe(env_id, recipe)
     if ":" in env_id:
         _check_module_id(env_id)
-        vector = _native_report(env_id, vec_env, recipe)
+        vector = _native_report(env_id, vec_env, recipe, action_masks)
         if vector is not None:
             return vector
     else:
@@ -109,7 +109,7 @@ def _construction_failed(env_id: str, env_kwargs: dict[str, Any], exc: Exception
     )
 
 
-def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe) -> EnvReport | None:
+def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe, action_masks: str) -> EnvReport | None:
     """The report of a factory that returns a VectorEnv, else ``None`` (a factory of single envs)."""
     factory = load_entry_point(env_id)
     if factory is None:
@@ -136,10 +136,51 @@ def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe) -> EnvReport | 
                 "itself)."
             )
         notes = [f"Native vector env: {envs!r}."]
+        masks = _native_masks(envs, env_id, action_masks)
+        if masks:
+            notes.append("Action masks: on (its observations' 'action_mask' part; masked actions are never taken).")
         space = envs.single_observation_space
-        return EnvReport(space, envs.single_action_space, False, notes, envs.num_envs)
+        return EnvReport(space, envs.single_action_space, masks, notes, envs.num_envs)
     finally:
         close_within(envs)
+
+
+def _native_masks(envs: VectorEnv, env_id: str, action_masks: str) -> bool:
+    """Whether a native vector env's run masks actions: from an ``action_mask`` part of its Dict
+    observations, the one way a vector env can give them here. ConfigError where the env gives
+    masks another way (``infos["action_mask"]``, an ``action_masks()`` method of its envs) that
+    the run would otherwise ignore, or where ``--action-masks`` asks what it cannot do."""
+    space, discrete = envs.single_observation_space, mask_size(envs.single_action_space) is not None
+    part = isinstance(space, gym.spaces.Dict) and ACTION_MASK in space.spaces
+    if part and discrete:
+        if action_masks == "off":
+            raise ConfigError(
+                f"--action-masks off: {env_id!r} gives a vector env whose observations have an {ACTION_MASK!r} part, "
+                "which a2c_ppo cannot leave out of a vector env of one's own; drop --action-masks off, or rename "
+                "the part."
+            )
+        return True
+    if action_masks == "off" or not discrete:
+        return False
+    _, infos = envs.reset()
+    try:
+        method = envs.call("action_masks") is not None  # type: ignore[attr-defined]
+    except Exception:  # no such method: a vector env's call raises (AttributeError, or the workers' error)
+        method = False
+    if ACTION_MASK in infos or method:
+        how = f"infos[{ACTION_MASK!r}]" if ACTION_MASK in infos else "an action_masks() method of its envs"
+        raise ConfigError(
+            f"{env_id!r} gives a vector env whose envs give action masks through {how}, which a2c_ppo reads from "
+            f"single envs only (a vector env's masks: an {ACTION_MASK!r} part of its Dict observations). Give a "
+            "factory of single envs (a2c_ppo vectorises them and reads their masks), add the part, or train "
+            "without masks (--action-masks off)."
+        )
+    if action_masks == "on":
+        raise ConfigError(
+            f"--action-masks on: {env_id!r} gives a vector env without an {ACTION_MASK!r} part in its observations, "
+            "the one way a vector env gives masks here. Drop --action-masks, or add the part."
+        )
+    return False
 
 
 def _envpool_report(env_id: str, action_masks: str) -> EnvReport:
@@ -219,7 +260,7 @@ def _check_registered(env_id: str) -> None:
     raise ConfigError(f"--env-name {env_id!r} is not a registered gymnasium id.{hint}")
 
 
-def _built(env_id: str, recipe: EnvRecipe, action_masks: bool = False) -> gym.Env:
+def _built(env_id: str, recipe: EnvRecipe, action_masks: bool | None = None) -> gym.Env:
     try:
         return make_env(env_id, action_masks=action_masks, recipe=recipe)
     except ConfigError:
@@ -243,8 +284,8 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe) -> EnvR
         check_spaces(env.observation_space, env.action_space, env_id)
         notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
         discrete = mask_size(env.action_space) is not None
-        # Unseeded: the probe must not replay the seeds training envs will get.
-        masks = action_masks != "off" and discrete and provides_action_masks(env, env.reset()[1])
+        reset_info = _first_reset(env, env_id, recipe)
+        masks = action_masks != "off" and discrete and provides_action_masks(env, reset_info)
         if action_masks == "on" and not masks:
             why = (
                 "gives no action mask" if discrete else f"has actions {env.action_space}, and masks need discrete ones"
@@ -256,14 +297,35 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe) -> EnvR
         spaces = env.observation_space, env.action_space
     finally:
         close_within(env)
+    own_part = isinstance(spaces[0], gym.spaces.Dict) and ACTION_MASK in spaces[0].spaces
+    if masks or own_part:  # the run's env: the mask made a part, or the env's own part left out
+        run_env = _built(env_id, recipe, action_masks=masks)
+        try:
+            spaces = run_env.observation_space, run_env.action_space
+            if masks:
+                _first_reset(run_env, env_id, recipe)  # a mask of the wrong shape, refused before anything starts
+            else:
+                notes = list(run_env.get_wrapper_attr("plan").notes)
+        finally:
+            close_within(run_env)
     if masks:
-        masked = _built(env_id, recipe, action_masks=True)
-        spaces = masked.observation_space, masked.action_space
-        close_within(masked)
         notes.append("Action masks: on (the env gives them; masked actions are never taken).")
     elif action_masks == "auto" and mask_size(spaces[1]) is not None:
         notes.append("Action masks: off (the env gives none).")
     return EnvReport(*spaces, masks, notes)
+
+
+def _first_reset(env: gym.Env, env_id: str, recipe: EnvRecipe) -> dict[str, Any]:
+    """The info of an unseeded reset of ``env`` (the probe must not replay the seeds training
+    envs will get); ConfigError where the reset raises."""
+    try:
+        return env.reset()[1]
+    except Exception as exc:
+        given = f" with keyword arguments {json.dumps(recipe.kwargs)}" if recipe.kwargs else ""
+        raise ConfigError(
+            f"--env-name {env_id!r}: the env{given} was built, and its first reset raised {type(exc).__name__}: "
+            f"{str(exc).rstrip('.')}. Fix the env, or the settings it cannot run with."
+        ) from exc
 
 
 def _has_plan(env: gym.Env) -> bool:

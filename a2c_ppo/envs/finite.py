@@ -1,11 +1,15 @@
-"""The NaN / infinity guard for what envs return (numpy only, so env-side code can use it too)."""
+"""Guards for what envs return: no NaN or infinity, no class outside its space (numpy only, so
+env-side code can use them too)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
+from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.errors import NonFiniteError
 
 
@@ -23,4 +27,32 @@ def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0) -> None:
     raise NonFiniteError(
         f"env {env_offset + row} returned a non-finite {name} ({array[row]!r}); "
         "check the environment (or its wrappers) for a division by zero or an overflow"
+    )
+
+
+def class_range(space: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(lowest, highest)`` class of a ``Discrete`` or ``MultiDiscrete`` space (arrays of its
+    shape), or ``None`` for any other space."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.asarray(space.start), np.asarray(space.start + space.n - 1)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return space.start, space.start + space.nvec - 1
+    return None
+
+
+def check_classes(array: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], name: str, *, env_offset: int = 0) -> None:
+    """Raise EnvWorkerError naming ``name`` and the env when a class of ``array`` ``(n, ...)``
+    (rows are envs ``env_offset ..``) lies outside ``bounds`` (``class_range``): the policy
+    one-hot encodes it, and no one-hot holds it."""
+    low, high = bounds
+    outside = (array < low) | (array > high)
+    if not outside.any():
+        return
+    row = int(np.flatnonzero(outside.reshape(len(array), -1).any(axis=1))[0])
+    raise EnvWorkerError(
+        f"env {env_offset + row} returned {name} {array[row].tolist()}, outside its space's classes "
+        f"{low.tolist()}..{high.tolist()}; "
+        "fix the env or its observation space",
+        env_index=env_offset + row,
+        worker_index=None,
     )

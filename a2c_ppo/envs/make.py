@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import VectorEnv
-from gymnasium.wrappers import ClipAction, RecordEpisodeStatistics, RecordVideo
+from gymnasium.wrappers import RecordEpisodeStatistics, RecordVideo
 
 from a2c_ppo.envs.frames import PLAIN, EnvRecipe, process_frames
 from a2c_ppo.envs.layout import choose_layout, measure_step_times
@@ -21,7 +21,7 @@ from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
 from a2c_ppo.envs.timeouts import close_within
-from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeRecorder, ObservationLayout
+from a2c_ppo.envs.wrappers import ActionMaskObservation, ClipBoxAction, EpisodeRecorder, ObservationLayout
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import plan_observations
 
@@ -112,7 +112,7 @@ def make_env(
     clip_reward: bool = True,
     video_dir: str | None = None,
     video_episodes: int | None = None,
-    action_masks: bool = False,
+    action_masks: bool | None = None,
     factory: Callable[..., Any] | None = None,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
     recipe: EnvRecipe = PLAIN,
@@ -121,8 +121,10 @@ def make_env(
 
     Observations come in the layout the framework trains on (``spaces.py``: composite spaces as
     a flat Dict, images channels-first), with the env's action mask as their ``action_mask``
-    part when ``action_masks``. With ``video_dir`` every episode of the raw env (or the first
-    ``video_episodes``) is written there as an mp4 (``render_mode="rgb_array"``, ``[video]``).
+    part when ``action_masks``; ``False`` leaves out an ``action_mask`` part the env's own
+    observations have (a run without masks), ``None`` keeps it (what the env gives). With
+    ``video_dir`` every episode of the raw env (or the first ``video_episodes``) is written there
+    as an mp4 (``render_mode="rgb_array"``, ``[video]``).
     Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``) if given.
     ``recipe`` (``frames.EnvRecipe``): the constructor's keyword arguments (``gym.make``'s or the
     factory's) and the frame processing above the episode statistics.
@@ -151,8 +153,8 @@ def make_env(
         env = wrap_atari(env, clip_reward=clip_reward)
     elif isinstance(env.action_space, gym.spaces.Box):
         # The env sees the clipped action; the storage keeps the sampled one.
-        env = ClipAction(env)
-    plan = plan_observations(env.observation_space, f"--env-name {env_id!r}")
+        env = ClipBoxAction(env)
+    plan = plan_observations(env.observation_space, f"--env-name {env_id!r}", without_mask=action_masks is False)
     if plan.changes:
         env = ObservationLayout(env, plan)
     if action_masks:
@@ -200,7 +202,7 @@ def make_vec_envs(
     overlap: str = "off",
     policy_step_s: Callable[[int], float] | None = None,
     env_timeout: float | None = None,
-    action_masks: bool = False,
+    action_masks: bool | None = None,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
     step_infos: bool = True,
     recipe: EnvRecipe = PLAIN,
@@ -323,7 +325,8 @@ def native_vector_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> 
     try:
         check_vector_env(envs)
         space = envs.single_observation_space
-        if plan_observations(space, f"--env-name {env_id!r}").changes:
+        plan = plan_observations(space, f"--env-name {env_id!r}")
+        if plan.transpose or plan.space != space:  # a flat Dict is its own layout
             raise ConfigError(
                 f"--env-name {env_id!r} is a vector env whose observations {space} need laying out (nested "
                 "Dict / Tuple parts, or channels-last images); give flat Dict observations of channels-first images."

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
-from a2c_ppo.envs.finite import check_finite
+from a2c_ppo.envs.finite import check_classes, check_finite, class_range
 from a2c_ppo.envs.make import episode_stats
 from a2c_ppo.observations import Obs, empty_obs, obs_from_numpy, stack_obs
 
@@ -98,6 +98,10 @@ class TorchVecEnv:
         obs_shape = () if self._composite else tuple(self.observation_space.shape or ())
         obs_dtype = np.dtype(np.float32 if self._composite else self.observation_space.dtype)
         self._check_obs = np.issubdtype(obs_dtype, np.floating)
+        # the class range of each Discrete / MultiDiscrete part (key None: the whole observation)
+        space = self.observation_space
+        parts = dict(space.spaces) if isinstance(space, gym.spaces.Dict) else {None: space}
+        self._classes = {key: bounds for key, part in parts.items() if (bounds := class_range(part)) is not None}
         self._obs_dtype = np.dtype(np.float32) if obs_dtype == np.float64 else obs_dtype
         # Host buffers written every step; the numpy views share their memory.
         self._obs = torch.from_numpy(np.zeros((n, *obs_shape), dtype=self._obs_dtype))
@@ -140,9 +144,13 @@ class TorchVecEnv:
             for key, part in obs.items():
                 if np.issubdtype(part.dtype, np.floating):
                     check_finite(part, f"observation part {key!r}", env_offset=block.offset)
+                elif key in self._classes:
+                    check_classes(part, self._classes[key], f"observation part {key!r}", env_offset=block.offset)
             return self._to_device(obs_from_numpy(obs, self.observation_space))
         if self._check_obs:
             check_finite(obs, "observation", env_offset=block.offset)
+        elif self._classes:
+            check_classes(obs, self._classes[None], "observation", env_offset=block.offset)
         if obs.dtype == self._obs_dtype and obs.flags.c_contiguous and obs.flags.writeable:
             return self._to_device(torch.from_numpy(obs))
         np.copyto(block.obs_np, obs, casting="same_kind")

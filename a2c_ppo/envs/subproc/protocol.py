@@ -83,9 +83,11 @@ class EnvWorkerError(RuntimeError):
         """An env's exception, reported by worker ``worker_index`` (``None``: the main process)."""
         env_index, phase, error_type, message, tb = report
         where = "main process" if worker_index is None else f"worker {worker_index}"
+        what = f"did not return from {phase}: {message}" if error_type == "EnvTimeout" else (
+            f"raised during {phase}: {error_type}: {message}"
+        )  # fmt: skip
         return cls(
-            f"env {env_index} ({where}) raised during {phase}: {error_type}: {message}\n"
-            f"--- traceback ---\n{tb.rstrip()}",
+            f"env {env_index} ({where}) {what}\n--- traceback ---\n{tb.rstrip()}",
             env_index=env_index,
             worker_index=worker_index,
             traceback_text=tb,
