@@ -24,6 +24,7 @@ from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.callbacks import Callback
 from a2c_ppo.checkpoint import check_trusted, load_checkpoint
 from a2c_ppo.config import RunConfig, check_value
+from a2c_ppo.envs.finite import class_range
 from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.make import register_factory
 from a2c_ppo.envs.normalize import VecNormalize, frozen_statistics, normalized
@@ -170,7 +171,7 @@ class Agent:
         with torch.inference_mode():
             _, action, _, self._state = self.policy.act(batch, self._state, masks, deterministic)
         actions = self._to_env(action)
-        if isinstance(self.action_space, gym.spaces.Box):  # as the env takes them (envs/wrappers.ClipBoxAction)
+        if isinstance(self.action_space, gym.spaces.Box):  # as the env takes them (envs/wrappers.clip_box_actions)
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
         return actions[0] if single else actions
 
@@ -306,13 +307,7 @@ def _brief(space: gym.Space) -> str:
 
 def _class_bounds(space: gym.Space) -> tuple[Any, Any] | None:
     """The lowest and highest class a discrete space holds (per dimension); None for a Box."""
-    if isinstance(space, gym.spaces.Discrete):
-        return space.start, space.start + space.n - 1
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return space.start, space.start + space.nvec - 1
-    if isinstance(space, gym.spaces.MultiBinary):
-        return 0, 1
-    return None
+    return (0, 1) if isinstance(space, gym.spaces.MultiBinary) else class_range(space)
 
 
 def load(

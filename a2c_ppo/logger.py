@@ -94,6 +94,7 @@ class Logger:
         self.start_time = time.monotonic()
         self._writer: Any = None
         self._csv_path = os.path.join(run_dir, CSV_NAME)
+        self._last_row_at = 0  # where the CSV's last row starts (an evaluation rewrites it)
         self._columns, rows = self._read_csv(resume_update)
         # the CSV's time goes on from the kept rows' (seconds of training, over every invocation)
         self.time_offset = _last_time(rows)
@@ -117,9 +118,12 @@ class Logger:
         self._csv_file.truncate()
         writer = csv.DictWriter(self._csv_file, fieldnames=self._columns)
         writer.writeheader()
-        writer.writerows(rows)
-        self._csv_file.flush()
+        for row in rows[:-1]:
+            writer.writerow(row)
         self._rows = rows
+        if rows:
+            self._append(rows[-1])
+        self._csv_file.flush()
 
     @property
     def writer(self) -> Any:
@@ -184,12 +188,21 @@ class Logger:
         last = self._rows[-1] if self._rows else None
         if last is not None and str(last["update"]) == str(row["update"]):  # an evaluation after the update's row
             last.update(values)
-            self._write_rows(self._rows)
+            if new_columns:
+                self._write_rows(self._rows)
+            else:  # the last line rewritten in place
+                self._csv_file.seek(self._last_row_at)
+                self._csv_file.truncate()
+                self._append(last)
             return
         if new_columns:
             self._write_rows([*self._rows, row])
             return
         self._rows.append(row)
+        self._append(row)
+
+    def _append(self, row: dict[str, Any]) -> None:
+        self._last_row_at = self._csv_file.tell()
         csv.DictWriter(self._csv_file, fieldnames=self._columns).writerow(row)
         self._csv_file.flush()
 

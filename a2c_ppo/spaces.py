@@ -103,6 +103,11 @@ def plan_observations(space: gym.Space, where: str = "the env", without_mask: bo
             return ObservationPlan(new, transpose=frozenset({""}), notes=[note])
         return ObservationPlan(space)
     leaves = _leaves(space, (), where)
+    if not leaves and dropped:
+        raise ConfigError(
+            f"{where}'s observations hold nothing but their {ACTION_MASK!r} part, which a run without action masks "
+            "leaves out: drop --action-masks off, or give the env an observation."
+        )
     if not leaves:
         raise ConfigError(
             f"{where} has observation space {space}, which has no parts: the policy would see nothing. Give the env "

@@ -260,7 +260,7 @@ def load_trajectories(
         if space is None:
             continue
         expected, stored = describe_space(space), trajectories.spaces[role]
-        if not matches_recorded(stored, space):
+        if not (matches_recorded(stored, space) if role == "action" else stored == expected):
             raise ConfigError(
                 f"{name} has the {role} space {space_text(stored)}, but the env's {role} space is "
                 f"{space_text(expected)}; pass trajectories recorded on this env with the same wrappers."

@@ -59,9 +59,9 @@ def describe_space(space: gym.Space) -> dict[str, Any]:
 
 
 def matches_recorded(desc: dict[str, Any], space: gym.Space) -> bool:
-    """Whether ``space`` is the one ``desc`` recorded. A Box recorded with infinite bounds also
-    matches a bounded Box of its shape and dtype: before 2026-12-07 checkpoints and expert files
-    recorded Box actions as gymnasium's ClipAction widened them (the env took them clipped)."""
+    """Whether the action space ``space`` is the one ``desc`` recorded. A Box recorded with
+    infinite bounds also matches a bounded Box of its shape and dtype: before 2026-12-07 expert
+    files recorded Box actions as gymnasium's ClipAction widened them (the env took them clipped)."""
     expected = describe_space(space)
     if desc == expected:
         return True

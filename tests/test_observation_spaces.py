@@ -71,6 +71,14 @@ def test_parts_that_collide_or_are_missing_are_refused(space, phrase):
         plan_observations(space)
 
 
+def test_a_run_without_masks_leaves_the_mask_part_out():
+    space = Dict({"obs": Box(-1, 1, (2,)), "action_mask": gym.spaces.MultiBinary(3)})
+    assert list(plan_observations(space, without_mask=True).space.spaces) == ["obs"]
+    assert list(plan_observations(space).space.spaces) == ["action_mask", "obs"]
+    with pytest.raises(ConfigError, match="nothing but their 'action_mask' part"):
+        plan_observations(Dict({"action_mask": gym.spaces.MultiBinary(3)}), without_mask=True)
+
+
 def test_storage_keeps_each_part_in_its_dtype_and_an_image_in_uint8_bytes():
     env = make_env(BITS_ENV)
     storage = RolloutStorage(128, 8, obs_layout(env.observation_space), 1, torch.long)

@@ -379,19 +379,42 @@ def test_a_hanging_env_stops_the_run_after_the_timeout(tmp_path, vec_env):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the env deadlocks in glibc's pthread_mutex_lock")
 def test_an_env_stuck_outside_python_ends_the_process_with_every_threads_stack(tmp_path):
-    """No signal handler runs while env code is stuck in C: the backstop ends the run after
-    2 x --env-timeout + 5 s, with the stacks on stderr, and leaves no process behind."""
+    """No signal handler runs while env code is stuck in C: the backstop ends the run 5 s after
+    --env-timeout, naming the limit, with the stacks on stderr, and leaves no process behind."""
     pids = tmp_path / "pids"
     pids.mkdir()
     argv = main_argv(tmp_path, "--env-name", "tests.envs_failing:stuck_env", "--vec-env", "sync", "--env-timeout", "1",
                      steps=100_000)  # fmt: skip
     start = time.monotonic()
     proc = run(argv, {FAIL_AFTER_VARIABLE: "50", PID_DIR_VARIABLE: str(pids)})
-    assert proc.returncode == 1 and time.monotonic() - start < 60, proc.stderr
-    assert "Timeout (0:00:07)!" in proc.stderr and "in step" in proc.stderr
+    assert proc.returncode == 3 and time.monotonic() - start < 60, proc.stderr
+    assert "past its limit of 1 s (--env-timeout), and cannot be interrupted" in proc.stderr
+    assert "in step" in proc.stderr  # the stack shows where the env is stuck
     for name in os.listdir(pids):
         with pytest.raises(ProcessLookupError):
             os.kill(int(name), 0)
+
+
+def test_the_backstop_ignores_time_outside_env_calls_and_while_stopped():
+    code = (
+        "import os, signal, time\n"
+        "from a2c_ppo.envs import timeouts\n"
+        "timeouts._Backstop.GRACE_S = 0.5\n"
+        "timeouts.arm(0.5)\n"
+        "timeouts.disarm()\n"
+        "time.sleep(3)\n"  # an update after the env calls: no limit runs
+        "timeouts._BACKSTOP.enter(1.0)\n"  # the watch alone (SIGALRM's limit counts stopped time)
+        "os.kill(os.getpid(), signal.SIGSTOP)\n"  # stopped for 5 s inside an env call, continued by the parent
+        "time.sleep(1.2)\n"
+        "timeouts.disarm()\n"
+        "print('alive')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    time.sleep(5.5)
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out == "alive\n", err
 
 
 def test_a_stopped_worker_is_caught_like_a_hang(tmp_path):

@@ -113,7 +113,7 @@ def encode_actions(actions: torch.Tensor, action_space_desc: dict[str, Any]) -> 
 def as_stored_actions(actions: torch.Tensor, action_space_desc: dict[str, Any]) -> torch.Tensor:
     """The policy's actions (B, A), as the rollout keeps them, -> as the env took them and an
     expert file stores them: discrete ids shifted by the space's ``start``, Box actions
-    clipped to its bounds (the env's ClipBoxAction). Otherwise a sampled action outside the
+    clipped to its bounds (the env's ClipAction). Otherwise a sampled action outside the
     bounds would tell the discriminator the policy's pairs from the expert's."""
     kind = action_space_desc["type"]
     if kind in ("Discrete", "MultiDiscrete"):

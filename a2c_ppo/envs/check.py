@@ -163,9 +163,9 @@ def _native_masks(envs: VectorEnv, env_id: str, action_masks: str) -> bool:
     if action_masks == "off" or not discrete:
         return False
     _, infos = envs.reset()
-    try:
-        method = envs.call("action_masks") is not None  # type: ignore[attr-defined]
-    except Exception:  # no such method: a vector env's call raises (AttributeError, or the workers' error)
+    try:  # asked of each env: a missing method must not make an async vector env's workers fail
+        method = any(envs.call("has_wrapper_attr", "action_masks"))  # type: ignore[attr-defined]
+    except Exception:  # a vector env without gymnasium's call
         method = False
     if ACTION_MASK in infos or method:
         how = f"infos[{ACTION_MASK!r}]" if ACTION_MASK in infos else "an action_masks() method of its envs"

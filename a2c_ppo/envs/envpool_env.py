@@ -36,7 +36,7 @@ from the framework's gymnasium pipeline:
 
 MuJoCo, classic control, Box2D: EnvPool's own C++ versions of gymnasium's envs, observations as
 gymnasium's (MuJoCo float64), rewards computed in float64 but returned by EnvPool as float32.
-Box actions are clipped to the action space, as the framework's ``ClipBoxAction`` does (EnvPool does
+Box actions are clipped to the action space, as the framework's ``ClipAction`` does (EnvPool does
 not clip). Every end is an episode end; the statistics sum the rewards.
 
 Seeds: EnvPool fixes its seeds when the pool is built; env i gets ``seed + i`` (EnvPool's

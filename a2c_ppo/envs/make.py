@@ -21,7 +21,7 @@ from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
 from a2c_ppo.envs.timeouts import close_within
-from a2c_ppo.envs.wrappers import ActionMaskObservation, ClipBoxAction, EpisodeRecorder, ObservationLayout
+from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeRecorder, ObservationLayout, clip_box_actions
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import plan_observations
 
@@ -153,7 +153,7 @@ def make_env(
         env = wrap_atari(env, clip_reward=clip_reward)
     elif isinstance(env.action_space, gym.spaces.Box):
         # The env sees the clipped action; the storage keeps the sampled one.
-        env = ClipBoxAction(env)
+        env = clip_box_actions(env)
     plan = plan_observations(env.observation_space, f"--env-name {env_id!r}", without_mask=action_masks is False)
     if plan.changes:
         env = ObservationLayout(env, plan)

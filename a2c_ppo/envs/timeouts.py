@@ -4,7 +4,7 @@ Env code that never returns (a simulator that hangs, a ``while True``) must not 
 silently. In a worker process the main process notices that no reply came and kills the
 worker; code in this process is interrupted by ``time_limit``, which raises ``EnvTimeout``
 into it when it runs too long. The handler is installed once; each limit then costs two
-``setitimer`` calls (under a microsecond), paid per vector step. Signals reach the main
+``setitimer`` calls and a clock read (about a microsecond and a half), paid per vector step. Signals reach the main
 thread only, so elsewhere the limit does not apply. Code stuck outside Python, which no
 signal handler interrupts, meets a backstop (``_Backstop``) that ends the process.
 """
@@ -14,12 +14,16 @@ from __future__ import annotations
 import _signal
 import contextlib
 import faulthandler
+import math
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+
+from a2c_ppo.errors import EXIT_ENV_FAILED
 
 
 class EnvTimeout(TimeoutError):
@@ -35,76 +39,88 @@ def _interrupt(signum: int, frame: Any) -> None:
     )
 
 
-def arm(seconds: float | None) -> bool:
-    """Start a limit of ``seconds`` (``None`` or 0: none); whether one started (then ``disarm``)."""
+def arm(seconds: float | None, backstop: bool = True) -> bool:
+    """Start a limit of ``seconds`` (``None`` or 0: none); whether one started (then ``disarm``).
+    ``backstop``: also end the process if the code gets stuck outside Python (``_Backstop``)."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         return False
+    if backstop:  # first: an alarm raised below must find the watch already set (disarm clears it)
+        _BACKSTOP.enter(seconds)
     # _signal's getsignal: signal.getsignal wraps the answer in an Enum where it can, and
     # finding that it cannot (a Python handler) costs ~2 us, paid per vector step.
     if _signal.getsignal(signal.SIGALRM) is not _interrupt:
         signal.signal(signal.SIGALRM, _interrupt)
     _limit[0] = seconds
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    _BACKSTOP.enter(seconds)
     return True
 
 
 def disarm() -> None:
+    _BACKSTOP.deadline = math.inf  # first, as arm's watch: an alarm may still land below
     signal.setitimer(signal.ITIMER_REAL, 0)
-    _BACKSTOP.leave()
 
 
 class _Backstop:
-    """The limit for env code stuck outside Python, where no handler runs: a simulator's C code
-    that never returns (holding the GIL or not) lets neither SIGALRM's ``EnvTimeout`` nor a
-    Ctrl-C through. faulthandler's watchdog, a C thread that needs no GIL, then dumps every
-    thread's stack to stderr and ends the process (exit 1) once env code has run ``2 x limit +
-    GRACE_S`` seconds. Arming it costs ~20 us and cancelling ~40 us, so it is re-armed at most
-    once a second while env calls under one limit go on, and a thread cancels it once they have stopped for
-    ``IDLE_S`` (an update between rollouts may take longer than any deadline)."""
+    """The limit for env code stuck outside Python, where no signal handler runs: a simulator's
+    C code that never returns lets neither SIGALRM's ``EnvTimeout`` nor a Ctrl-C through. A
+    watcher thread (started by the first ``enter``) wakes every ``TICK_S``; once env code has
+    run ``GRACE_S`` past its limit, it prints which limit passed and every thread's stack, and
+    ends the process (exit 3, an env failure; workers end with it). Per env call this costs two
+    attribute stores. Time the process spends stopped (Ctrl-Z, a paused container) does not
+    count: a tick that comes late moves the deadline on by the delay. Code stuck while holding
+    the GIL stops the watcher too; nothing inside the process can end that."""
 
+    TICK_S = 0.5
     GRACE_S = 5.0
-    IDLE_S = 0.5
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.inside = False  # in an env call now
-        self.armed_at = 0.0  # when the watchdog was last armed (0: it is not)
-        self.armed_for = 0.0  # the limit it was armed for
-        self.last = 0.0  # when the last env call began or ended
+        self.deadline = math.inf  # when the running env call's limit passes (inf: none running)
+        self.limit = 0.0
         self.thread: threading.Thread | None = None
 
     def enter(self, seconds: float) -> None:
-        now = time.monotonic()
-        with self.lock:
-            self.inside, self.last = True, now
-            if now - self.armed_at > 1.0 or seconds != self.armed_for:
-                faulthandler.dump_traceback_later(2 * seconds + self.GRACE_S, exit=True, file=sys.__stderr__ or 2)
-                self.armed_at, self.armed_for = now, seconds
+        self.limit = seconds
+        self.deadline = time.monotonic() + seconds
         if self.thread is None:
-            self.thread = threading.Thread(target=self._cancel_when_idle, name="a2c_ppo-env-backstop", daemon=True)
+            self.thread = threading.Thread(target=self._watch, name="a2c_ppo-env-backstop", daemon=True)
             self.thread.start()
 
-    def leave(self) -> None:
-        with self.lock:
-            self.inside, self.last = False, time.monotonic()
-
-    def _cancel_when_idle(self) -> None:
+    def _watch(self) -> None:
+        last = time.monotonic()
         while True:
-            time.sleep(self.IDLE_S)
-            with self.lock:
-                if self.armed_at and not self.inside and time.monotonic() - self.last > self.IDLE_S:
-                    faulthandler.cancel_dump_traceback_later()
-                    self.armed_at = 0.0
+            time.sleep(self.TICK_S)
+            now = time.monotonic()
+            late = now - last - self.TICK_S
+            last = now
+            if late > 1.0:  # the process was stopped (or starved): that time is no env's
+                self.deadline += late
+            elif now > self.deadline + self.GRACE_S:
+                _end_stuck(self.limit, now - self.deadline + self.limit)
+
+
+def _end_stuck(limit: float, seconds: float) -> None:
+    """Report env code stuck outside Python and end the process (from the watcher thread)."""
+    stderr = sys.__stderr__
+    if stderr is not None:
+        stderr.write(
+            f"{os.path.basename(sys.argv[0]) or 'a2c_ppo'}: error: an environment failed: env code in the main "
+            f"process has not returned for {seconds:.0f} s, past its limit of {limit:g} s (--env-timeout), and "
+            "cannot be interrupted: it is stuck outside Python (e.g. in a simulator's C code). The process ends "
+            "now; the last checkpoint written is intact. Where each thread was:\n"
+        )
+        stderr.flush()
+        faulthandler.dump_traceback(stderr, all_threads=True)
+    os._exit(EXIT_ENV_FAILED)
 
 
 _BACKSTOP = _Backstop()
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise ``EnvTimeout`` in the block if it runs longer than ``seconds`` (``None`` or 0: no limit)."""
-    armed = arm(seconds)
+def time_limit(seconds: float | None, backstop: bool = True) -> Iterator[None]:
+    """Raise ``EnvTimeout`` in the block if it runs longer than ``seconds`` (``None`` or 0: no
+    limit); ``backstop``: see ``arm``."""
+    armed = arm(seconds, backstop)
     try:
         yield
     finally:
@@ -123,7 +139,7 @@ def close_within(env: Any, seconds: float | None = CLOSE_TIMEOUT_S) -> None:
     Inside another limit (the layout probe's) that one bounds the close: one timer serves both."""
     outer = signal.getitimer(signal.ITIMER_REAL)[0] > 0
     try:
-        with time_limit(None if outer else seconds):
+        with time_limit(None if outer else seconds, backstop=False):  # a close stuck in C: the end waits
             env.close()
     except EnvTimeout:
         if outer:

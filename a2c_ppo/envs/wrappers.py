@@ -6,7 +6,7 @@ observation as its ``action_mask`` part (see ``spaces.py``), read after every re
 from the observation's own ``action_mask`` part, ``info["action_mask"]`` (gymnasium's
 convention; Taxi gives one) or the env's ``action_masks()`` (sb3-contrib's), in that order.
 ``EpisodeRecorder`` keeps whole episodes as an expert trajectory file stores them.
-``ClipBoxAction`` clips Box actions to the env's bounds and keeps those bounds as its space.
+``clip_box_actions`` clips Box actions to the env's bounds and keeps those bounds as its space.
 """
 
 from __future__ import annotations
@@ -15,23 +15,20 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.wrappers import ClipAction
 
 from a2c_ppo.spaces import ACTION_MASK, ObservationPlan, apply_plan, mask_size, mask_splits
 
 
-class ClipBoxAction(gym.ActionWrapper):
-    """The env takes the action clipped to its Box bounds; the policy's Gaussian samples may
-    lie outside them (the rollout keeps them as sampled). Unlike gymnasium's ``ClipAction``,
-    whose space widens to (-inf, inf), the action space stays the env's, so that what records
-    it (checkpoints, expert files, ``Agent``) keeps the bounds."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        assert isinstance(env.action_space, gym.spaces.Box)
-        self.low, self.high = env.action_space.low, env.action_space.high
-
-    def action(self, action: Any) -> Any:
-        return np.clip(action, self.low, self.high)
+def clip_box_actions(env: gym.Env) -> gym.Env:
+    """``env`` taking its Box actions clipped to its bounds (the policy's Gaussian samples may lie
+    outside them; the rollout keeps them as sampled): gymnasium's ``ClipAction``, with the env's
+    bounded space as its action space where ClipAction widens it to (-inf, inf), so that what
+    records the space (expert files, ``Agent``) keeps the bounds. The layer stays gymnasium's
+    class: env snapshots name their layers, and checkpoints written before keep resuming."""
+    clipped = ClipAction(env)
+    clipped.action_space = env.action_space  # the clip itself reads env.action_space's bounds
+    return clipped
 
 
 class ObservationLayout(gym.ObservationWrapper):
@@ -113,7 +110,7 @@ class EpisodeRecorder(gym.Wrapper):
     """Appends each finished episode to ``episodes`` as a dict of numpy rows: ``obs`` (L, *obs)
     in the framework's layout and before any normalisation (each step's observation before
     its action), ``actions`` (L, ...) as the env took them (Box actions clipped to the
-    space, as ClipBoxAction does) and ``rewards`` (L,) as the env paid them."""
+    space, as ClipAction does) and ``rewards`` (L,) as the env paid them."""
 
     def __init__(self, env: gym.Env, episodes: list[dict[str, np.ndarray]]) -> None:
         super().__init__(env)
