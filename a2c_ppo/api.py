@@ -35,6 +35,7 @@ from a2c_ppo.model import Policy
 from a2c_ppo.observations import Obs, obs_from_numpy
 from a2c_ppo.resolve import resolve_request
 from a2c_ppo.restore_check import check_finite, check_normalization, load_model
+from a2c_ppo.sde import resample_noise
 from a2c_ppo.session import TrainResult, run
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.spaces import ACTION_MASK, mask_splits
@@ -154,6 +155,7 @@ class Agent:
         self._to_env = env_action_converter(self.action_space)
         self._statistics = frozen_statistics(normalization) if normalization else None
         self._state: torch.Tensor | None = None
+        self._steps = 0  # acts since the episodes started: gSDE draws its noise on its schedule
 
     def reset(self) -> None:
         """Forget the recurrent state: the next ``act`` starts new episodes."""
@@ -166,8 +168,11 @@ class Agent:
         batch, single = self._batch(obs, action_mask)
         n = len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
         if self._state is None or len(self._state) != n:
-            self._state = torch.zeros(n, self.policy.recurrent_hidden_state_size)
+            self._state, self._steps = torch.zeros(n, self.policy.recurrent_hidden_state_size), 0
         masks = torch.ones(n, 1)
+        if not deterministic:  # gSDE's noise matrices, one per row, drawn as a rollout draws them
+            resample_noise(self.policy, n, self._steps)
+        self._steps += 1
         with torch.inference_mode():
             _, action, _, self._state = self.policy.act(batch, self._state, masks, deterministic)
         actions = self._to_env(action)

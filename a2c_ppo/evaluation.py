@@ -11,6 +11,7 @@ import torch
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.model import Policy
+from a2c_ppo.sde import resample_noise
 
 
 def run_episodes(
@@ -36,7 +37,13 @@ def run_episodes(
     masks = torch.zeros(num_envs, 1, device=device)
     results: list[tuple[float, int]] = []
     finished = [0] * num_envs
+    steps = 0
     while len(results) < num_episodes:
+        # gSDE's noise matrices, drawn as a rollout draws them (training's evaluations are
+        # deterministic: the matrices of the policy they share stay the rollout's)
+        if not deterministic:
+            resample_noise(policy, num_envs, steps)
+        steps += 1
         with torch.inference_mode():
             _, action, _, rnn_hxs = policy.act(obs, rnn_hxs, masks, deterministic=deterministic)
         step = envs.step(action)

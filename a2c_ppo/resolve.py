@@ -94,6 +94,8 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     if resume is None:
         values = _preset_values(values, typed, spaces, notes, origins, (entry, source))
     values["action_masks"] = "on" if report.action_masks else "off"  # recorded: a resume makes the same choice
+    if resume is None and "action_masks" not in typed:
+        origins["action_masks"] = f"auto: the env gives {'masks' if report.action_masks else 'none'}"
     notes += report.notes
     if report.vector_envs is not None:  # a native vector env: its own batch of envs
         if "num_processes" in typed and typed["num_processes"] != report.vector_envs:

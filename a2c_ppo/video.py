@@ -169,14 +169,23 @@ class EpisodeRecorder:
                 _, action, _, rnn_hxs = policy.act(tensors, rnn_hxs, masks, deterministic=True)
             obs, _, terminated, truncated, infos = self.envs.step(self.to_env_actions(action))
             video.add(self.frame())
-            masks = torch.ones(1, 1, device=self.device)
-            if terminated[0] or truncated[0]:
+            ended = bool(terminated[0] or truncated[0])
+            masks = torch.full((1, 1), 0.0 if ended else 1.0, device=self.device)
+            if "episode" in infos:  # the whole game: an Atari life lost ends the learner's episode only
                 # RecordEpisodeStatistics' true return, below any reward normalisation
                 return float(infos["episode"]["r"][0])
         return None
 
     def frame(self) -> np.ndarray:
-        return np.asarray(self.env.render(), dtype=np.uint8)
+        """The env's frame as ``(H, W, 3)`` uint8 (a gray frame as three equal channels, RGBA
+        without its alpha); ValueError for frames a video cannot show as they are."""
+        frame = np.asarray(self.env.render())
+        if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
+            raise ValueError(
+                f"render() gave a frame of shape {frame.shape} and dtype {frame.dtype}; videos take (H, W, 3) or "
+                "(H, W) uint8 frames"
+            )
+        return np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame[:, :, :3]
 
     def close(self) -> None:
         self.envs.close()

@@ -101,6 +101,15 @@ def stuck_env() -> gym.Env:
     return TinyEnv("stuck")
 
 
+class _ResetRaises(TinyEnv):
+    def reset(self, *, seed=None, options=None):
+        raise RuntimeError("the reset failed on purpose")
+
+
+def raising_reset_env() -> gym.Env:
+    return _ResetRaises()
+
+
 def not_an_env() -> str:
     return "this is not an env"
 

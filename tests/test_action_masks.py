@@ -122,6 +122,7 @@ def test_a_mask_part_of_the_observation_masks_and_off_leaves_it_out(tmp_path):
     assert "'action_mask' observation part is left out" in off.stdout and "Observation parts obs." in off.stdout
     agent = load(run_checkpoint(tmp_path / "off"), trust_checkpoint=True)
     assert list(agent.observation_space.spaces) == ["obs"] and not agent.policy.masked  # no mask reaches the policy
+    assert len(agent.evaluate(episodes=2)) == 2  # replayed as trained: the env's part left out again
 
 
 def test_masks_from_an_action_masks_method(tmp_path):

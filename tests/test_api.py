@@ -51,6 +51,19 @@ def test_a_native_vector_env_gives_masks_as_an_observation_part_or_is_refused(tm
               **folders(tmp_path))  # fmt: skip
 
 
+def test_the_mask_probe_of_an_async_vector_env_fails_none_of_its_workers(capfd):
+    from a2c_ppo.envs.check import _native_masks
+
+    envs = gym.vector.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2,
+                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)  # fmt: skip
+    try:
+        assert _native_masks(envs, "m:f", "auto") is False
+        assert envs.step(np.zeros(2, np.int64))[0].shape == (2, 4)  # its workers still answer
+    finally:
+        envs.close()
+    assert "Error" not in capfd.readouterr().err
+
+
 def test_a_native_vector_env_whose_observations_need_a_layout_is_refused(tmp_path):
     with pytest.raises(a2c_ppo.ConfigError, match="need laying out .* channels-last images"):
         train("tests.envs_for_spaces:native_bits", num_env_steps=64, num_steps=16, **folders(tmp_path))

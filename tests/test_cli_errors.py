@@ -81,6 +81,7 @@ MAIN_CASES = [
     (["--env-name", "no_such_module_xyz:Env"], "no_such_module_xyz"),
     (["--env-name", "tests.envs_failing:not_an_env"], "not_an_env"),
     (["--env-name", "tests.envs_failing:failing_constructor"], "failed on purpose"),
+    (["--env-name", "tests.envs_failing:raising_reset_env"], "its first reset raised RuntimeError: the reset failed"),
     (["--env-name", "tests.envs_failing:text_observation_env"], "part 'mission' is a Text"),
     (["--env-name", "tests.envs_failing:sequence_observation_env"], "is a Sequence, which no encoder takes"),
     (["--env-name", "CartPole-v1", "--action-masks", "on"], "gives no action mask"),

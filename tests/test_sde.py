@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from a2c_ppo.arguments import resolve
-from a2c_ppo.builders import policy_for
+from a2c_ppo.builders import build_envs, policy_for
 from a2c_ppo.distributed import DistContext
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.fastpath import why_not_fast
@@ -188,3 +188,31 @@ def test_training_with_gsde_runs_and_stays_finite(tmp_path, algo):
 def test_main_trains_pendulum_with_use_sde(tmp_path):
     out = run_main("--env-name", "Pendulum-v1", "--use-sde", "--num-env-steps", "4096", *local_run_flags(tmp_path))
     assert "Settings of Pendulum-v1" in out and "Done: 4096 env steps" in out
+
+
+def test_sampled_replay_draws_new_noise_on_gsde_schedule(tmp_path):
+    """A non-deterministic act or replay draws new matrices every --sde-sample-freq steps (and at
+    each start), as the rollout does; the deterministic one stays the mean."""
+    from a2c_ppo.api import load
+    from a2c_ppo.evaluation import run_episodes
+
+    argv = ["--env-name", "Pendulum-v1", "--use-sde", "--sde-sample-freq", "4", "--num-env-steps", "256",
+            "--num-steps", "64", "--num-mini-batch", "1", *local_run_flags(tmp_path)]  # fmt: skip
+    agent = load(run(resolve(argv).config).checkpoint)
+    obs = np.array([1.0, 0.0, 0.0], np.float32)
+    sampled = [float(agent.act(obs, deterministic=False)[0]) for _ in range(8)]
+    assert len(set(sampled[:4])) == 1 and len(set(sampled[4:])) == 1 and sampled[0] != sampled[4]
+    agent.reset()
+    assert float(agent.act(obs, deterministic=False)[0]) not in sampled  # new episodes, new matrices
+    assert len({float(agent.act(obs)[0]) for _ in range(3)}) == 1
+    head, draws = agent.policy.dist, []
+    draw = head.resample
+    head.resample = lambda num_envs: (draws.append(num_envs), draw(num_envs))  # counts the draws
+    envs = build_envs(agent.config, 1, torch.device("cpu"))
+    try:
+        run_episodes(agent.policy, envs, 1, deterministic=True, seed=0)
+        assert draws == []  # the deterministic replay (and training's evaluations) leave the matrices alone
+        run_episodes(agent.policy, envs, 1, deterministic=False, seed=0)
+        assert draws == [1] * 50  # Pendulum's 200 steps, a draw every 4
+    finally:
+        envs.close()

@@ -89,6 +89,37 @@ def test_an_env_that_cannot_render_is_refused_before_training(tmp_path):
     assert not glob.glob(str(tmp_path / "runs" / "*"))  # no run folder: refused before the envs and the log
 
 
+class GrayPicturesEnv(CounterEnv):
+    def render(self):
+        return np.full((6, 8), 7, np.uint8)
+
+
+class FloatPicturesEnv(CounterEnv):
+    def render(self):
+        return np.zeros((6, 8, 3), np.float32)
+
+
+def test_gray_frames_become_rgb_and_float_frames_are_refused_before_training(tmp_path):
+    config = resolve(["--env-name", "tests.test_video:GrayPicturesEnv", *local_run_flags(tmp_path)]).config
+    recorder = video.EpisodeRecorder.checked(config, torch.device("cpu"))
+    try:
+        frame = recorder.frame()
+        assert frame.shape == (6, 8, 3) and frame.dtype == np.uint8 and (frame == 7).all()
+    finally:
+        recorder.close()
+    flags = ["--env-name", "tests.test_video:FloatPicturesEnv", "--capture-video", *local_run_flags(tmp_path)]
+    request = resolve(flags)
+    with pytest.raises(ConfigError, match=r"shape \(6, 8, 3\) and dtype float32; videos take"):
+        run(request.config)
+
+
+def test_a_video_of_an_atari_game_plays_every_life(tmp_path):
+    """A lost life ends the learner's episode, not the game: the video goes on to game over."""
+    run_dir = train(tmp_path, "ALE/Breakout-v5", "--capture-video", "--video-interval", "8", "--vec-env", "sync",
+                    "--num-mini-batch", "1")  # fmt: skip
+    assert os.listdir(os.path.join(run_dir, "videos")) == ["update-000004.mp4"]
+
+
 def test_a_replay_stopped_by_ctrl_c_keeps_no_cut_episode_video(tmp_path, monkeypatch):
     """Closing the envs saves the episode under way as an mp4 (gymnasium's RecordVideo); a
     Ctrl-C removes it, so that every video left is a whole episode."""
