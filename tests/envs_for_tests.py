@@ -322,6 +322,14 @@ class InPlaceRGBEnv(RGBEnv):
 class DictObsEnv(CounterEnv):
     observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
 
+    def reset(self, *, seed=None, options=None):
+        _, info = super().reset(seed=seed, options=options)
+        return {"position": np.zeros(2, np.float32)}, info
+
+    def step(self, action):
+        _, *rest = super().step(action)
+        return {"position": np.zeros(2, np.float32)}, *rest
+
 
 def random_counter():
     """A CounterEnv whose episodes end at seeded random times, with infos (for snapshots)."""
