@@ -78,3 +78,10 @@ def test_channels_last_images_and_dict_observations_are_taken_as_they_come():
     assert image_space.shape == (3, 8, 8)  # transposed at the env, once
     dict_space, _ = check_env_id(f"{M}:DictObsEnv")
     assert list(dict_space.spaces) == ["position"]
+
+
+def test_an_older_atari_id_is_told_it_gets_no_atari_pipeline():
+    from a2c_ppo.envs.check import inspect_env
+
+    assert any("older Atari ids" in note and "ALE/...-v5" in note for note in inspect_env("Pong-v4").notes)
+    assert not any("older Atari ids" in note for note in inspect_env("ALE/Pong-v5").notes)

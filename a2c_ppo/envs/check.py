@@ -308,6 +308,12 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe) -> EnvR
                 notes = list(run_env.get_wrapper_attr("plan").notes)
         finally:
             close_within(run_env)
+    if "ale_py" in str(getattr(gym.registry.get(env_id), "entry_point", "")) and not is_atari_id(env_id):
+        notes.append(
+            f"{env_id} is one of ale_py's older Atari ids, which train on its raw frames without the Atari pipeline "
+            "(frame skip with max-pooling, 84x84 gray, 4 stacked, episodic life): ALE/...-v5 and ...NoFrameskip-v4 "
+            "ids get it."
+        )
     if masks:
         notes.append("Action masks: on (the env gives them; masked actions are never taken).")
     elif action_masks == "auto" and mask_size(spaces[1]) is not None:
