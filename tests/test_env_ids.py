@@ -85,3 +85,9 @@ def test_an_older_atari_id_is_told_it_gets_no_atari_pipeline():
 
     assert any("older Atari ids" in note and "ALE/...-v5" in note for note in inspect_env("Pong-v4").notes)
     assert not any("older Atari ids" in note for note in inspect_env("ALE/Pong-v5").notes)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="jax is installed here")
+def test_a_jax_id_without_jax_names_the_install():
+    with pytest.raises(ConfigError, match=r"one of gymnasium's jax envs.*pip install 'gymnasium\[jax\]'"):
+        check_env_id("phys2d/CartPole-v1")

@@ -275,6 +275,11 @@ def _built(env_id: str, recipe: EnvRecipe, action_masks: bool | None = None) -> 
                 f"--env-name {env_id!r}: its {extra} simulator is not installed; install the extra: "
                 f'pip install -e ".[{extra}]".'
             ) from exc
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "jax":  # gymnasium's phys2d/ and tabular/ ids
+            raise ConfigError(
+                f"--env-name {env_id!r} is one of gymnasium's jax envs, and jax is not installed (no a2c_ppo extra "
+                "has it): pip install 'gymnasium[jax]', or pick another id."
+            ) from exc
         raise _construction_failed(env_id, recipe.kwargs, exc) from exc
 
 
