@@ -155,7 +155,7 @@ class Agent:
         self._to_env = env_action_converter(self.action_space)
         self._statistics = frozen_statistics(normalization) if normalization else None
         self._state: torch.Tensor | None = None
-        self._steps = 0  # acts since the episodes started: gSDE draws its noise on its schedule
+        self._steps = 0  # sampled acts since the episodes started: gSDE draws its noise on its schedule
 
     def reset(self) -> None:
         """Forget the recurrent state: the next ``act`` starts new episodes."""
@@ -170,9 +170,9 @@ class Agent:
         if self._state is None or len(self._state) != n:
             self._state, self._steps = torch.zeros(n, self.policy.recurrent_hidden_state_size), 0
         masks = torch.ones(n, 1)
-        if not deterministic:  # gSDE's noise matrices, one per row, drawn as a rollout draws them
+        if not deterministic:  # gSDE's noise matrices, one per row, drawn on its schedule of sampled acts
             resample_noise(self.policy, n, self._steps)
-        self._steps += 1
+            self._steps += 1
         with torch.inference_mode():
             _, action, _, self._state = self.policy.act(batch, self._state, masks, deterministic)
         actions = self._to_env(action)

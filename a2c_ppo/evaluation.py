@@ -39,8 +39,9 @@ def run_episodes(
     finished = [0] * num_envs
     steps = 0
     while len(results) < num_episodes:
-        # gSDE's noise matrices, drawn as a rollout draws them (training's evaluations are
-        # deterministic: the matrices of the policy they share stay the rollout's)
+        # gSDE's noise matrices, drawn every --sde-sample-freq steps (-1: once, at the start) as a
+        # rollout draws them (training's evaluations are deterministic: the matrices of the policy
+        # they share stay the rollout's)
         if not deterministic:
             resample_noise(policy, num_envs, steps)
         steps += 1

@@ -163,14 +163,17 @@ class EpisodeRecorder:
         video.add(self.frame())
         rnn_hxs = torch.zeros(1, policy.recurrent_hidden_state_size, device=self.device)
         masks = torch.zeros(1, 1, device=self.device)  # an episode start
+        ended = False
         for _ in range(MAX_VIDEO_STEPS):
             with torch.inference_mode():
                 tensors = map_obs(lambda t: t.to(self.device), obs_from_numpy(obs, space))
                 _, action, _, rnn_hxs = policy.act(tensors, rnn_hxs, masks, deterministic=True)
             obs, _, terminated, truncated, infos = self.envs.step(self.to_env_actions(action))
             video.add(self.frame())
-            ended = bool(terminated[0] or truncated[0])
-            masks = torch.full((1, 1), 0.0 if ended else 1.0, device=self.device)
+            # next-step autoreset: the step after an end resets (its action ignored), and the state
+            # starts afresh on the observation it returns, as a rollout's does
+            restarted, ended = ended, bool(terminated[0] or truncated[0])
+            masks = torch.full((1, 1), 0.0 if ended or restarted else 1.0, device=self.device)
             if "episode" in infos:  # the whole game: an Atari life lost ends the learner's episode only
                 # RecordEpisodeStatistics' true return, below any reward normalisation
                 return float(infos["episode"]["r"][0])

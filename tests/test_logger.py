@@ -47,11 +47,13 @@ def test_an_evaluation_joins_its_updates_row_and_time_goes_on_after_a_resume(tmp
     logger = Logger(str(tmp_path), {}, total_steps=100, stream=io.StringIO())
     logger.scalars(10, {"charts/SPS": 1.0}, update=1)
     logger.scalars(20, {"charts/SPS": 2.0}, update=2)
-    logger.scalars(20, {"eval/mean_return": 9.0}, update=2)  # the evaluation after update 2
+    logger.scalars(20, {"eval/mean_return": 9.0}, update=2)  # the evaluation after update 2 (a new column)
+    logger.scalars(30, {"charts/SPS": 3.0}, update=3)
+    logger.scalars(30, {"eval/mean_return": 8.0}, update=3)  # its row rewritten in place
     logger.close()
     rows = read_rows(tmp_path)
     assert [(r["update"], r["charts/SPS"], r["eval/mean_return"]) for r in rows] == [
-        ("1", "1.0", ""), ("2", "2.0", "9.0")]  # fmt: skip
+        ("1", "1.0", ""), ("2", "2.0", "9.0"), ("3", "3.0", "8.0")]  # fmt: skip
     with open(tmp_path / "progress.csv") as f:  # the second update's training time, as if it took 50 s
         text = f.read().replace(f"2,20,{rows[1]['time']},", "2,20,50.0,")
     with open(tmp_path / "progress.csv", "w") as f:
@@ -59,7 +61,9 @@ def test_an_evaluation_joins_its_updates_row_and_time_goes_on_after_a_resume(tmp
     resumed = Logger(str(tmp_path), {}, total_steps=100, start_step=20, resume_update=2, stream=io.StringIO())
     resumed.scalars(30, {"charts/SPS": 3.0}, update=3)
     resumed.close()
-    assert 50.0 <= float(read_rows(tmp_path)[2]["time"]) < 60.0  # 50 s before the resume, and on from there
+    rows = read_rows(tmp_path)
+    assert len(rows) == 3 and rows[2]["eval/mean_return"] == ""  # update 3 redone, without the old evaluation
+    assert 50.0 <= float(rows[2]["time"]) < 60.0  # 50 s before the resume, and on from there
 
 
 def test_console_lines_and_no_tensorboard_until_scalars(tmp_path):

@@ -200,14 +200,17 @@ def test_sampled_replay_draws_new_noise_on_gsde_schedule(tmp_path):
             "--num-steps", "64", "--num-mini-batch", "1", *local_run_flags(tmp_path)]  # fmt: skip
     agent = load(run(resolve(argv).config).checkpoint)
     obs = np.array([1.0, 0.0, 0.0], np.float32)
+    head, draws = agent.policy.dist, []
+    draw = head.resample
+    head.resample = lambda num_envs: (draws.append(num_envs), draw(num_envs))  # counts the draws
+    agent.act(obs)  # a deterministic act first: the sampled ones still start with a draw of their own
     sampled = [float(agent.act(obs, deterministic=False)[0]) for _ in range(8)]
+    assert draws == [1, 1]  # at the first sampled act and the fifth
     assert len(set(sampled[:4])) == 1 and len(set(sampled[4:])) == 1 and sampled[0] != sampled[4]
     agent.reset()
     assert float(agent.act(obs, deterministic=False)[0]) not in sampled  # new episodes, new matrices
     assert len({float(agent.act(obs)[0]) for _ in range(3)}) == 1
-    head, draws = agent.policy.dist, []
-    draw = head.resample
-    head.resample = lambda num_envs: (draws.append(num_envs), draw(num_envs))  # counts the draws
+    draws.clear()
     envs = build_envs(agent.config, 1, torch.device("cpu"))
     try:
         run_episodes(agent.policy, envs, 1, deterministic=True, seed=0)

@@ -395,25 +395,35 @@ def test_an_env_stuck_outside_python_ends_the_process_with_every_threads_stack(t
             os.kill(int(name), 0)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="the test reads the child's state in /proc")
 def test_the_backstop_ignores_time_outside_env_calls_and_while_stopped():
     code = (
-        "import os, signal, time\n"
+        "import os, signal, sys, time\n"
         "from a2c_ppo.envs import timeouts\n"
         "timeouts._Backstop.GRACE_S = 0.5\n"
         "timeouts.arm(0.5)\n"
         "timeouts.disarm()\n"
         "time.sleep(3)\n"  # an update after the env calls: no limit runs
         "timeouts._BACKSTOP.enter(1.0)\n"  # the watch alone (SIGALRM's limit counts stopped time)
-        "os.kill(os.getpid(), signal.SIGSTOP)\n"  # stopped for 5 s inside an env call, continued by the parent
+        "print('ready', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGSTOP)\n"  # stopped inside an env call, continued by the parent
         "time.sleep(1.2)\n"
         "timeouts.disarm()\n"
         "print('alive')\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
-    time.sleep(5.5)
-    os.kill(proc.pid, signal.SIGCONT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 30
+        while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+            assert time.monotonic() < deadline, "the child never stopped"
+            time.sleep(0.05)
+        time.sleep(4)  # stopped 4 s, past the call's 1 s limit and its 0.5 s grace
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
     assert proc.returncode == 0 and out == "alive\n", err
 
 

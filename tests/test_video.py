@@ -113,11 +113,20 @@ def test_gray_frames_become_rgb_and_float_frames_are_refused_before_training(tmp
         run(request.config)
 
 
-def test_a_video_of_an_atari_game_plays_every_life(tmp_path):
+def test_a_video_of_an_atari_game_plays_every_life(tmp_path, monkeypatch):
     """A lost life ends the learner's episode, not the game: the video goes on to game over."""
+    play, lives = video.EpisodeRecorder.play, []
+
+    def play_and_count_lives(self, *args, **kwargs):
+        result = play(self, *args, **kwargs)
+        lives.append(self.env.unwrapped.ale.lives())
+        return result
+
+    monkeypatch.setattr(video.EpisodeRecorder, "play", play_and_count_lives)
     run_dir = train(tmp_path, "ALE/Breakout-v5", "--capture-video", "--video-interval", "8", "--vec-env", "sync",
                     "--num-mini-batch", "1")  # fmt: skip
     assert os.listdir(os.path.join(run_dir, "videos")) == ["update-000004.mp4"]
+    assert lives == [0]  # every one of Breakout's 5 lives played
 
 
 def test_a_replay_stopped_by_ctrl_c_keeps_no_cut_episode_video(tmp_path, monkeypatch):

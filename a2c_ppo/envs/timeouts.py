@@ -44,19 +44,23 @@ def arm(seconds: float | None, backstop: bool = True) -> bool:
     ``backstop``: also end the process if the code gets stuck outside Python (``_Backstop``)."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         return False
-    if backstop:  # first: an alarm raised below must find the watch already set (disarm clears it)
-        _BACKSTOP.enter(seconds)
-    # _signal's getsignal: signal.getsignal wraps the answer in an Enum where it can, and
-    # finding that it cannot (a Python handler) costs ~2 us, paid per vector step.
-    if _signal.getsignal(signal.SIGALRM) is not _interrupt:
-        signal.signal(signal.SIGALRM, _interrupt)
-    _limit[0] = seconds
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        if backstop:  # first: an alarm raised below must find the watch already set (disarm clears it)
+            _BACKSTOP.enter(seconds)
+        # _signal's getsignal: signal.getsignal wraps the answer in an Enum where it can, and
+        # finding that it cannot (a Python handler) costs ~2 us, paid per vector step.
+        if _signal.getsignal(signal.SIGALRM) is not _interrupt:
+            signal.signal(signal.SIGALRM, _interrupt)
+        _limit[0] = seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    except BaseException:  # a Ctrl-C landing in here: its caller's finally never disarms
+        disarm()
+        raise
     return True
 
 
 def disarm() -> None:
-    _BACKSTOP.deadline = math.inf  # first, as arm's watch: an alarm may still land below
+    _BACKSTOP.leave()  # first, as arm's watch: an alarm may still land below
     signal.setitimer(signal.ITIMER_REAL, 0)
 
 
@@ -74,13 +78,17 @@ class _Backstop:
     GRACE_S = 5.0
 
     def __init__(self) -> None:
-        self.deadline = math.inf  # when the running env call's limit passes (inf: none running)
-        self.limit = 0.0
+        # the running env call's (start, limit, deadline), replaced whole so the watcher reads
+        # one call's
+        self.call = IDLE
         self.thread: threading.Thread | None = None
 
+    def leave(self) -> None:
+        self.call = IDLE
+
     def enter(self, seconds: float) -> None:
-        self.limit = seconds
-        self.deadline = time.monotonic() + seconds
+        now = time.monotonic()
+        self.call = (now, seconds, now + seconds)
         if self.thread is None:
             self.thread = threading.Thread(target=self._watch, name="a2c_ppo-env-backstop", daemon=True)
             self.thread.start()
@@ -91,28 +99,39 @@ class _Backstop:
             time.sleep(self.TICK_S)
             now = time.monotonic()
             late = now - last - self.TICK_S
+            call = self.call
+            start, limit, deadline = call
+            # stopped (or starved) while this call ran, which began before the tick was due: that
+            # time is no env's (a call that began after the stop gets no credit)
+            if late > 1.0 and start <= last + self.TICK_S:
+                if self.call is call:
+                    self.call = (start, limit, deadline + late)
+            elif now > deadline + self.GRACE_S and self.call is call:  # (not a call that just returned)
+                _end_stuck(limit, now - start)
             last = now
-            if late > 1.0:  # the process was stopped (or starved): that time is no env's
-                self.deadline += late
-            elif now > self.deadline + self.GRACE_S:
-                _end_stuck(self.limit, now - self.deadline + self.limit)
 
 
 def _end_stuck(limit: float, seconds: float) -> None:
     """Report env code stuck outside Python and end the process (from the watcher thread)."""
-    stderr = sys.__stderr__
-    if stderr is not None:
-        stderr.write(
-            f"{os.path.basename(sys.argv[0]) or 'a2c_ppo'}: error: an environment failed: env code in the main "
-            f"process has not returned for {seconds:.0f} s, past its limit of {limit:g} s (--env-timeout), and "
-            "cannot be interrupted: it is stuck outside Python (e.g. in a simulator's C code). The process ends "
-            "now; the last checkpoint written is intact. Where each thread was:\n"
-        )
-        stderr.flush()
-        faulthandler.dump_traceback(stderr, all_threads=True)
-    os._exit(EXIT_ENV_FAILED)
+    try:
+        stderr = sys.__stderr__
+        if stderr is not None:
+            program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "a2c_ppo"
+            stderr.write(
+                f"{program}: error: an environment failed: env code in the main process has not returned for "
+                f"{seconds:.0f} s, past its limit of {limit:g} s (--env-timeout), and cannot be interrupted: it is "
+                "stuck outside Python (e.g. in a simulator's C code). The process ends now; the last checkpoint "
+                "written is intact. Where each thread was:\n"
+            )
+            stderr.flush()
+            faulthandler.dump_traceback(stderr, all_threads=True)
+    except BaseException:  # a closed stderr must not keep a stuck process alive
+        pass
+    finally:
+        os._exit(EXIT_ENV_FAILED)
 
 
+IDLE = (0.0, 0.0, math.inf)  # no env call running: no deadline
 _BACKSTOP = _Backstop()
 
 
