@@ -117,6 +117,20 @@ def test_wrong_spaces_are_refused_naming_both(tmp_path):
         load_trajectories(path, observation_space=gym.spaces.Box(-np.inf, np.inf, (3,), np.float64))
 
 
+def test_box_actions_recorded_widened_match_the_bounded_space_and_observations_do_not(tmp_path):
+    """Files written before 2026-12-07 recorded Box actions with infinite bounds (gymnasium's
+    ClipAction widened the space): they still fit the env's bounded space; observations must match."""
+    widened = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    path = str(tmp_path / "old.npz")
+    save_trajectories(path, env_id="Test-v0", observation_space=OBS, action_space=widened, episodes=episodes(widened))
+    assert load_trajectories(path, action_space=BOX_ACTIONS).spaces["action"]["low"] == ["-inf", "-inf"]
+    with pytest.raises(ConfigError, match="action space Box"):
+        load_trajectories(path, action_space=gym.spaces.Box(-1.0, 1.0, (3,), np.float32))  # another shape
+    bounded = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    with pytest.raises(ConfigError, match="observation space Box"):
+        load_trajectories(path, observation_space=bounded)  # OBS is unbounded: no widening for observations
+
+
 @pytest.mark.parametrize("suffix", [".pt", ".npz"])
 def test_truncated_or_missing_file_is_refused(tmp_path, suffix):
     path = saved(tmp_path, suffix)
