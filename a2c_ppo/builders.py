@@ -134,10 +134,12 @@ def make_gail(
     reducer: Reducer | None,
     device: str | torch.device,
     rank: int,
+    new_run: bool = False,
 ) -> GAIL:
     """GAIL's discriminator on ``--gail-experts`` (checked against the run's env and spaces:
     ConfigError otherwise), ``--gail-trajectories`` episodes of it, every ``--gail-subsample``-th
-    step (the selection and the minibatch order seeded by ``--seed``; each rank draws its own)."""
+    step (the selection and the minibatch order seeded by ``--seed``; each rank draws its own).
+    ``new_run``: refuse a subsample step longer than an episode (a resume keeps its run's)."""
     if not config.gail_experts:
         raise ConfigError("--gail needs --gail-experts FILE (written by enjoy.py --record-trajectories FILE).")
     expert = load_trajectories(
@@ -154,7 +156,7 @@ def make_gail(
         expert = select_episodes(expert, config.gail_trajectories, generator=config.seed)
     if config.gail_subsample > 1:
         shortest = int(expert.lengths.min())
-        if config.gail_subsample > shortest:  # the random start would decide which episodes are left
+        if new_run and config.gail_subsample > shortest:  # the random start would decide which episodes are left
             raise ConfigError(
                 f"--gail-subsample {config.gail_subsample} is longer than the shortest expert episode kept "
                 f"({shortest} steps): such an episode would keep one step or none, as the seed falls; give at most "

@@ -104,7 +104,13 @@ def test_a_subsample_step_longer_than_an_episode_is_refused_whatever_the_seed(tm
         with pytest.raises(ConfigError, match="--gail-subsample 51 is longer than the shortest .* give at most 50"):
             resolve_request({**typed, "seed": seed}, None)
     typed["gail_subsample"] = 50
-    assert resolve_request(typed, None).config.gail_subsample == 50
+    config = resolve_request(typed, None).config
+    assert config.gail_subsample == 50
+    from a2c_ppo.builders import make_gail
+
+    # a run started before the check resumes with its own step (here one pair is left per episode, or none)
+    spaces = (gym.make("CartPole-v1").observation_space, gym.make("CartPole-v1").action_space)
+    make_gail(config.replace(gail_subsample=51, seed=1), spaces, None, "cpu", 0, new_run=False)
 
 
 def test_gail_without_an_expert_file_exits_2(tmp_path):
