@@ -96,3 +96,13 @@ def test_open_tensorboard_on_a_folder_that_refuses_writes_names_it(tmp_path, mon
     with pytest.raises(WriteFailedError, match="the TensorBoard events in .*Permission denied"):
         logger.open_tensorboard()
     logger.close()
+
+
+@pytest.mark.parametrize("time_text", ["nan", "inf", "-5", "soon"])
+def test_a_damaged_time_in_the_kept_rows_restarts_the_clock_at_zero(tmp_path, time_text):
+    with open(tmp_path / "progress.csv", "w") as f:
+        f.write(f"update,env_steps,time,charts/SPS\n1,10,{time_text},1.0\n")
+    resumed = Logger(str(tmp_path), {}, total_steps=100, start_step=10, resume_update=1, stream=io.StringIO())
+    resumed.scalars(20, {"charts/SPS": 2.0}, update=2)
+    resumed.close()
+    assert 0.0 <= float(read_rows(tmp_path)[1]["time"]) < 10.0
