@@ -142,6 +142,11 @@ def make_gail(
     ``new_run``: refuse a subsample step longer than an episode (a resume keeps its run's)."""
     if not config.gail_experts:
         raise ConfigError("--gail needs --gail-experts FILE (written by enjoy.py --record-trajectories FILE).")
+    if config.gail_absorbing and not (config.use_proper_time_limits and config.gamma < 1.0):
+        raise ConfigError(
+            "--gail-absorbing moves the episodes that terminate (not those cut by a time limit) to an absorbing state "
+            "worth gamma / (1 - gamma) times its reward: it needs --use-proper-time-limits on and --gamma below 1."
+        )
     expert = load_trajectories(
         config.gail_experts, env_id=env_identity(config), observation_space=spaces[0], action_space=spaces[1]
     )
@@ -163,7 +168,8 @@ def make_gail(
                 f"{shortest}."
             )
         expert = subsample(expert, config.gail_subsample, generator=config.seed)
-    return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device, reward_form=config.gail_reward)
+    return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device, reward_form=config.gail_reward,
+                absorbing=config.gail_absorbing)  # fmt: skip
 
 
 def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:

@@ -154,6 +154,13 @@ class RunConfig:
         choices=GAIL_REWARDS,
         **GAIL_ONLY,
     )
+    gail_absorbing: bool = setting(
+        False,
+        "GAIL: absorbing states (Kostrikov et al. 2019): a step that terminates its episode also earns the absorbing "
+        "state's reward for ever after, learnt like any pair, so ending an episode is judged as the expert's endings "
+        "are (removes both reward forms' bias; needs an expert file that records terminations)",
+        ALGORITHM, flag="switch", **GAIL_ONLY,
+    )  # fmt: skip
     gail_trajectories: int | None = setting(
         None, "GAIL: how many expert episodes to use", ALGORITHM, low=1, auto="all of them", **GAIL_ONLY
     )

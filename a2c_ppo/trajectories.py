@@ -9,6 +9,9 @@ A file holds E episodes of total length M, concatenated in order:
     rewards  (M,)  float64    the env's rewards
     lengths  (E,)  int64      episode lengths (each >= 1, summing to M)
     returns  (E,)  float64    undiscounted episode returns
+    terminated (E,) bool      optional (files from before it lack it): whether the episode ended by
+                              termination rather than truncation (a time limit); GAIL's absorbing
+                              states need it
     env_id, spaces            the env (its id, and the run's env kwargs and frame processing where
                               it has any: ``frames.env_identity``) and ``{"observation": desc,
                               "action": desc}`` (``describe_space``)
@@ -45,6 +48,7 @@ from a2c_ppo.trajectory_spaces import (
 FORMAT_NAME = "a2c_ppo.trajectories"
 FORMAT_VERSION = 1
 ARRAY_FIELDS = ("obs", "actions", "rewards", "lengths", "returns")
+OPTIONAL_FIELDS = ("terminated",)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class Trajectories:
     """Expert data as tensors; rows are time steps of the episodes laid end to end.
 
     obs (M, *obs_shape), actions (M, A), rewards (M,) float64, lengths (E,) int64,
-    returns (E,) float64 (of the whole recorded episodes, also after ``subsample``).
+    returns (E,) float64 (of the whole recorded episodes, also after ``subsample``),
+    terminated (E,) bool or None where the file does not say.
     """
 
     obs: torch.Tensor
@@ -62,6 +67,7 @@ class Trajectories:
     returns: torch.Tensor
     env_id: str
     spaces: dict[str, dict[str, Any]]
+    terminated: torch.Tensor | None = None
 
 
 def _check_tensor(fields: dict[str, Any], name: str, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -121,6 +127,7 @@ def _validate(fields: dict[str, Any]) -> Trajectories:
         returns=_check_tensor(fields, "returns", "float64", (len(lengths),)),
         env_id=fields["env_id"],
         spaces=spaces,
+        terminated=_check_tensor(fields, "terminated", "bool", (len(lengths),)) if "terminated" in fields else None,
     )
 
 
@@ -133,7 +140,7 @@ def _fields_from_episodes(
     obs_dtype = np.dtype(observation_space.dtype)
     act_desc = spaces["action"]
     act_dtype = np.dtype(act_desc["dtype"]) if act_desc["type"] == "Box" else np.dtype(np.int64)
-    obs, actions, rewards, lengths = [], [], [], []
+    obs, actions, rewards, lengths, terminated = [], [], [], [], []
     for i, episode in enumerate(episodes):
         if not {"obs", "actions", "rewards"} <= set(episode):
             raise ValueError(f"episode {i} lacks one of 'obs', 'actions', 'rewards'")
@@ -157,6 +164,11 @@ def _fields_from_episodes(
         actions.append(ep_actions.reshape(length, -1).astype(act_dtype, copy=False))
         rewards.append(ep_rewards)
         lengths.append(length)
+        terminated.append(episode.get("terminated"))
+    said = [flag for flag in terminated if flag is not None]
+    if said and len(said) != len(terminated):
+        raise ValueError("some episodes say whether they terminated and others not; give 'terminated' for all or none")
+    ended = {"terminated": np.asarray(said, dtype=np.bool_)} if said else {}
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -167,6 +179,7 @@ def _fields_from_episodes(
         "rewards": np.concatenate(rewards),
         "lengths": np.asarray(lengths, dtype=np.int64),
         "returns": np.asarray([r.sum() for r in rewards], dtype=np.float64),
+        **ended,
     }
 
 
@@ -174,12 +187,13 @@ def save_trajectories(
     path: str, *, env_id: str, observation_space: gym.Space, action_space: gym.Space, episodes: list[dict[str, Any]]
 ) -> None:
     """Write ``episodes`` (dicts of ``obs`` (L, *obs_shape), ``actions`` (L, A) and ``rewards``
-    (L,) numpy arrays, observations un-normalised) atomically to ``path``: ``.npz`` or torch file.
+    (L,) numpy arrays, observations un-normalised, and optionally ``terminated``: whether the
+    episode ended by termination, not a time limit) atomically to ``path``: ``.npz`` or torch file.
 
     ValueError if the episodes do not fit the spaces; what is written always loads back.
     """
     fields = _fields_from_episodes(env_id, observation_space, action_space, episodes)
-    arrays = {key: torch.from_numpy(fields[key]) for key in ARRAY_FIELDS}
+    arrays = {key: torch.from_numpy(fields[key]) for key in (*ARRAY_FIELDS, *OPTIONAL_FIELDS) if key in fields}
     try:
         _validate({**fields, **arrays})
     except Malformed as err:
@@ -191,7 +205,7 @@ def save_trajectories(
         payload = {
             key: np.array(value, dtype=np.int64 if key == "version" else np.str_) for key, value in payload.items()
         }
-        payload.update({key: fields[key] for key in ARRAY_FIELDS})
+        payload.update({key: fields[key] for key in arrays})
     else:
         payload.update(arrays)
     if npz:
@@ -278,6 +292,7 @@ def _take_episodes(trajectories: Trajectories, rows: list[torch.Tensor], episode
         rewards=trajectories.rewards[index],
         lengths=torch.tensor([len(rows[k]) for k in episodes], dtype=torch.int64),
         returns=trajectories.returns[episodes],
+        terminated=None if trajectories.terminated is None else trajectories.terminated[episodes],
     )
 
 

@@ -7,6 +7,7 @@ the learner never sees them).
     python benchmarks/gail.py --env-name Hopper-v5 --expert-steps 1000000 --episodes 16 \\
         --trajectories 4 16 --gail-steps 1000000 --seeds 1 2
     python benchmarks/gail.py ... -- --num-processes 8           # flags after -- go to the GAIL runs
+    python benchmarks/gail.py --variant absorbing -- --gail-absorbing   # the same expert, runs of their own
     python benchmarks/gail.py --env-name Hopper-v5 --expert-steps 1000000 --expert-flags "--preset mujoco" \
         --episodes 16 --trajectories 4 --gail-steps 1000000 -- --preset mujoco --gail-reward positive
 
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--threshold", type=float, help="report the steps to this training return (CartPole: 475)")
     parser.add_argument("--out", help="default: benchmarks/results/gail/ENV")
+    parser.add_argument("--variant", default="", help="a name for these GAIL flags: their runs' folders end with it")
     parser.add_argument("gail_flags", nargs="*", help="extra main.py flags for the GAIL runs (after --)")
     opts = parser.parse_args()
     out = opts.out or os.path.join(ROOT, "benchmarks", "results", "gail", safe_name(opts.env_name))
@@ -72,7 +74,8 @@ def main() -> None:
     rows, curves = [], []
     for k in opts.trajectories or [opts.episodes]:
         for seed in opts.seeds:
-            folder = os.path.join(out, f"gail-{opts.algo}-{k}traj", f"seed{seed}")
+            variant = f"-{opts.variant}" if opts.variant else ""
+            folder = os.path.join(out, f"gail-{opts.algo}-{k}traj{variant}", f"seed{seed}")
             flags = ["--env-name", opts.env_name, "--algo", opts.algo, "--seed", str(seed), "--gail",
                      "--gail-experts", experts, "--gail-trajectories", str(k), "--num-env-steps",
                      str(opts.gail_steps), "--log-interval", "1", *opts.gail_flags]  # fmt: skip
@@ -85,7 +88,8 @@ def main() -> None:
             rows.append((k, seed, final, reached, wall_time(folder)))
             curves.append(run_dir)
 
-    print(f"\nGAIL ({opts.algo}) on {opts.env_name}, {opts.gail_steps:,} env steps; expert: PPO, "
+    print(f"\nGAIL ({opts.algo}; {' '.join(opts.gail_flags) or 'defaults'}) on {opts.env_name}, "
+          f"{opts.gail_steps:,} env steps; expert: PPO, "
           f"{opts.expert_steps:,} steps, mean return of its {opts.episodes} recorded episodes "
           f"{expert_return:.1f}\n")  # fmt: skip
     reach = f"steps to {threshold:g}" if threshold is not None else "-"

@@ -19,9 +19,9 @@ from a2c_ppo.algo.gail import (
     METRIC_NAMES,
     discriminator_epochs,
     discriminator_loss,
-    encode_actions,
     gradient_penalty,
 )
+from a2c_ppo.algo.gail_pairs import encode_actions
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.trajectories import (
     Trajectories,
@@ -166,7 +166,7 @@ def test_the_reset_rows_of_a_next_step_env_stay_out_of_the_return_statistics():
     gail.reward(obs, actions, masks, 0.9, valid)
     with torch.no_grad():
         logit = gail.discriminator(gail.pairs(obs[0, :1], actions[0, :1])).item()
-    alone._absorb(torch.tensor([[logit]], dtype=torch.float64))
+    alone._merge_returns(torch.tensor([[logit]], dtype=torch.float64))
     expected = (alone.ret_count, alone.ret_mean, alone.ret_var)  # the logit of 1 row, not 4: rounding
     assert (gail.ret_count, gail.ret_mean, gail.ret_var) == pytest.approx(expected, rel=1e-5)
 
@@ -294,7 +294,8 @@ def test_reducer_averages_the_gradient_in_one_flat_all_reduce_per_step():
     assert results[0][0] == results[1][0]
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
     params = sum(p.numel() for p in gail.discriminator.parameters())
-    assert reducer.calls == [params] * 9 + [len(METRIC_NAMES)]  # 3 epochs x 3 minibatches, then the metrics
+    # the minibatch counts, 3 epochs x 3 minibatches, then the metrics
+    assert reducer.calls == [2] + [params] * 9 + [len(METRIC_NAMES)]
 
 
 class ThreadReducer:

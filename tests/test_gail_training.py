@@ -46,7 +46,7 @@ def record_expert(path: str, env_id: str, episodes: int = 3, max_steps: int = 20
             rows["rewards"].append(reward)
             if terminated or truncated:
                 break
-        recorded.append({key: np.asarray(value) for key, value in rows.items()})
+        recorded.append({**{key: np.asarray(value) for key, value in rows.items()}, "terminated": terminated})
     save_trajectories(path, env_id=env_id, observation_space=env.observation_space,
                       action_space=env.action_space, episodes=recorded)  # fmt: skip
     return path
@@ -119,10 +119,10 @@ def test_gail_without_an_expert_file_exits_2(tmp_path):
     assert proc.returncode == 2 and "--gail-experts" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c"])
-def test_a_resumed_gail_run_equals_one_that_never_stopped(tmp_path, algo):
+@pytest.mark.parametrize("algo, absorbing", [("ppo", []), ("a2c", []), ("ppo", ["--gail-absorbing"])])
+def test_a_resumed_gail_run_equals_one_that_never_stopped(tmp_path, algo, absorbing):
     experts = record_expert(str(tmp_path / "expert.npz"), "CartPole-v1")
-    flags = ["--algo", algo, "--gail", "--gail-experts", experts, "--gail-warmup", "1", "--gail-epoch", "1",
+    flags = ["--algo", algo, *absorbing, "--gail", "--gail-experts", experts, "--gail-warmup", "1", "--gail-epoch", "1",
              "--num-processes", "2", "--num-steps", "16", "--no-use-linear-lr-decay", "--save-interval", "1",
              "--vec-env", "sync"]  # fmt: skip
 
@@ -159,6 +159,7 @@ def test_enjoy_records_raw_episodes_that_gail_then_learns_from(tmp_path):
     first_obs, _ = gym.make("Pendulum-v1").reset(seed=7)
     np.testing.assert_array_equal(recorded.obs[0].numpy(), first_obs)  # un-normalised, the step before acting
     assert recorded.lengths.tolist() == [200, 200]
+    assert recorded.terminated is not None and recorded.terminated.tolist() == [False, False]  # time limits
     printed = [float(line.split("return ")[1].split(",")[0]) for line in played.stdout.splitlines()
                if line.startswith("episode ")]  # fmt: skip
     np.testing.assert_allclose(recorded.returns.numpy(), printed, atol=0.006)  # printed with 2 decimals
@@ -166,7 +167,7 @@ def test_enjoy_records_raw_episodes_that_gail_then_learns_from(tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "Pendulum-v1", "--gail", "--gail-experts",
          experts, "--num-env-steps", "1024", "--num-processes", "1", "--num-steps", "512", "--num-mini-batch", "4",
-         "--gail-warmup", "1",
+         "--gail-warmup", "1", "--gail-absorbing",
          *local_run_flags(tmp_path / "gail")],
         capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip

@@ -199,7 +199,7 @@ def test_subsample_and_select_are_deterministic():
 
 
 def test_policy_actions_become_the_actions_the_env_took():
-    from a2c_ppo.algo.gail import as_stored_actions
+    from a2c_ppo.algo.gail_pairs import as_stored_actions
 
     shifted = describe_space(gym.spaces.Discrete(3, start=-1))
     assert as_stored_actions(torch.tensor([[0], [2]]), shifted).tolist() == [[-1], [1]]

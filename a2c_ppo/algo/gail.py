@@ -2,9 +2,10 @@
 pairs whose logit becomes the policy's reward.
 
 Shapes: B policy rows, M expert rows, m minibatch rows, D observation width, A stored action
-width, F = D + A' the pair width (A' the encoded action width, ``encoded_action_dim``).
-A pair is ``x = [obs, encode_actions(action)]`` (F,); the discriminator's logit is ``f(x)``
-and ``D(x) = sigmoid(f(x))`` the probability that ``x`` came from the expert.
+width, F the pair width (``gail_pairs``). A pair is ``x = [obs, encode_actions(action)]``
+(F,), with absorbing states ``[obs, 0, encode_actions(action)]`` and the absorbing state's
+``[0, 1, 0]``; the discriminator's logit is ``f(x)`` and ``D(x) = sigmoid(f(x))`` the
+probability that ``x`` came from the expert.
 
 Loss, per minibatch of m expert pairs x_E and m policy pairs x_P (expert label 1, policy 0)::
 
@@ -24,12 +25,20 @@ Reward for step t of env n, with m_t = 0 where obs_t starts an episode (``rollou
     starting from mean 0, var 1, count 1e-4 like baselines' RunningMeanStd), then
     reward_t = r_t / sqrt(var + 1e-8)
 
+With absorbing states (``absorbing=True``; DAC, Kostrikov et al. 2019), a step that ends its
+episode by termination (not by a time limit) also earns the absorbing state's reward for ever
+after: ``r_t += gamma / (1 - gamma) * r_abs`` with ``r_abs`` the reward form of ``f([0, 1, 0])``.
+The discriminator learns that pair from one absorbing row per terminated episode on each side
+(every terminated step of the rollout, every expert episode recorded as terminated, as DAC adds
+one per episode): an expert that never terminates makes terminating cost, one that ends its
+episodes (reaching a goal) makes it pay.
+
 The logit (the reference's form) can be negative: in an env whose episodes end on failure a
 policy the discriminator sees through earns most by ending episodes at once (Hopper falls on
 its first steps, return 8; docs/BENCHMARKS.md). ``-log(1 - D)`` (the GAIL paper's form, also
 OpenAI baselines') is positive: a bonus for every step, right for such envs and wrong for envs
 whose goal ends the episode (Kostrikov et al. 2019, "Discriminator-Actor-Critic", sec. 4.2, on
-both biases).
+both biases); absorbing states remove both.
 
 The reference computes ``log(sigmoid(f)) - log(1 - sigmoid(f))``, which is f in exact
 arithmetic but +inf in float32 once sigmoid rounds to 1 (f above about 17); returning f itself
@@ -61,6 +70,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from a2c_ppo.algo.common import Reducer, average_gradients
+from a2c_ppo.algo.gail_pairs import PairLayout, as_stored_actions, encode_actions
 from a2c_ppo.algo.optimizers import make_adam
 from a2c_ppo.config import GAIL_REWARDS
 from a2c_ppo.errors import ConfigError
@@ -83,58 +93,13 @@ def discriminator_epochs(update: int, epochs: int = DEFAULT_EPOCHS, warmup_updat
     return WARMUP_EPOCHS if update < warmup_updates else epochs
 
 
-def encoded_action_dim(action_space_desc: dict[str, Any]) -> int:
-    """A', the width of ``encode_actions``' output for a space description (``describe_space``)."""
-    kind = action_space_desc["type"]
-    if kind == "Discrete":
-        return int(action_space_desc["n"])
-    if kind == "MultiDiscrete":
-        return int(sum(action_space_desc["nvec"]))
-    return int(torch.Size(action_space_desc["shape"]).numel())
-
-
-def encode_actions(actions: torch.Tensor, action_space_desc: dict[str, Any]) -> torch.Tensor:
-    """Actions as stored (B, A) -> float32 (B, A'): Discrete and MultiDiscrete one-hot (per
-    column, offset by the space's ``start``), Box and MultiBinary as they are.
-
-    One-hot codes keep the discriminator from reading an order or distance into class ids.
-    """
-    kind = action_space_desc["type"]
-    rows = len(actions)
-    if kind == "Discrete":
-        index = actions.reshape(rows).long() - action_space_desc["start"]
-        return F.one_hot(index, action_space_desc["n"]).float()
-    if kind == "MultiDiscrete":
-        index = actions.reshape(rows, -1).long() - torch.tensor(action_space_desc["start"], device=actions.device)
-        return torch.cat([F.one_hot(index[:, i], n) for i, n in enumerate(action_space_desc["nvec"])], 1).float()
-    return actions.reshape(rows, -1).float()
-
-
-def as_stored_actions(actions: torch.Tensor, action_space_desc: dict[str, Any]) -> torch.Tensor:
-    """The policy's actions (B, A), as the rollout keeps them, -> as the env took them and an
-    expert file stores them: discrete ids shifted by the space's ``start``, Box actions
-    clipped to its bounds (the env's ClipAction). Otherwise a sampled action outside the
-    bounds would tell the discriminator the policy's pairs from the expert's."""
-    kind = action_space_desc["type"]
-    if kind in ("Discrete", "MultiDiscrete"):
-        start = torch.tensor(action_space_desc["start"], dtype=actions.dtype, device=actions.device)
-        return actions + start.reshape(-1)
-    if kind == "Box" and "low" in action_space_desc:
-        bounds = [
-            torch.tensor([float(v) for v in action_space_desc[key]], dtype=actions.dtype, device=actions.device)
-            for key in ("low", "high")
-        ]
-        return torch.maximum(torch.minimum(actions, bounds[1]), bounds[0])
-    return actions
-
-
 class Discriminator(nn.Module):
-    """MLP logit f(x) on pairs x = [obs (D), encoded action (A')]: two tanh hidden layers."""
+    """MLP logit f(x) on pairs x (F,) (``gail_pairs``): two tanh hidden layers."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = DEFAULT_HIDDEN_SIZE) -> None:
+    def __init__(self, pair_width: int, hidden_size: int = DEFAULT_HIDDEN_SIZE) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
-            nn.Linear(obs_dim + action_dim, hidden_size),
+            nn.Linear(pair_width, hidden_size),
             nn.Tanh(),
             nn.Linear(hidden_size, hidden_size),
             nn.Tanh(),
@@ -182,6 +147,8 @@ class GAIL:
     """The discriminator, its Adam, the expert pairs and the reward's return statistics.
 
     ``expert``: the (selected, subsampled) expert trajectories; vector observations only.
+    ``absorbing``: DAC's absorbing states (module docstring); the expert file must say which
+    of its episodes terminated (``Trajectories.terminated``).
     ``seed`` seeds the minibatch order and the penalty's interpolation (a CPU generator); in a
     data-parallel run, give each rank its own (e.g. seed + rank) so that ranks draw different
     expert minibatches, but build the discriminator under the same torch seed on every rank.
@@ -198,6 +165,7 @@ class GAIL:
         seed: int = 0,
         device: torch.device | str = "cpu",
         reward_form: str = "logit",
+        absorbing: bool = False,
     ) -> None:
         if reward_form not in GAIL_REWARDS:  # r_t from the logit f: f itself, or softplus(f) = -log(1 - D)
             raise ValueError(f"reward_form must be one of {GAIL_REWARDS}, not {reward_form!r}")
@@ -212,20 +180,39 @@ class GAIL:
         self.action_space_desc = expert.spaces["action"]
         self.grad_penalty_coef = grad_penalty_coef
         self.reducer = reducer
-        self.discriminator = Discriminator(obs_shape[0], encoded_action_dim(self.action_space_desc), hidden_size)
+        self.layout = PairLayout(obs_shape[0], self.action_space_desc, absorbing)
+        self.discriminator = Discriminator(self.layout.width, hidden_size)
         self.discriminator.to(self.device)
         self.optimizer = make_adam(self.discriminator.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(seed)
-        self.expert_obs = expert.obs.to(self.device, torch.float32)
-        self.expert_actions = encode_actions(expert.actions, self.action_space_desc).to(self.device)
+        expert_obs = expert.obs.to(self.device, torch.float32)
+        expert_actions = encode_actions(expert.actions, self.action_space_desc).to(self.device)
+        # (M + K, 1): 1 for the K absorbing rows (one per terminated episode) after the M steps
+        self.expert_absorbing: torch.Tensor | None = None
+        if absorbing:
+            if expert.terminated is None:
+                raise ConfigError(
+                    f"absorbing states need to know which expert episodes terminated, and the expert file for "
+                    f"{expert.env_id} predates that record; record it again with enjoy.py --record-trajectories."
+                )
+            ended = int(expert.terminated.sum())
+            expert_obs = torch.cat([expert_obs, expert_obs.new_zeros(ended, expert_obs.shape[1])])
+            expert_actions = torch.cat([expert_actions, expert_actions.new_zeros(ended, expert_actions.shape[1])])
+            self.expert_absorbing = (torch.arange(len(expert_obs), device=self.device) >= len(expert.obs)).float()
+            self.expert_absorbing = self.expert_absorbing.unsqueeze(1)
+        self.expert_obs, self.expert_actions = expert_obs, expert_actions
         self.ret_mean, self.ret_var, self.ret_count = 0.0, 1.0, 1e-4
         self.running_return: torch.Tensor | None = None  # (N,) float64, G of the last step seen
 
-    def pairs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """obs (B, D) and the policy's actions (B, A) -> float32 pairs (B, F) on the device."""
+    def pairs(self, obs: torch.Tensor, actions: torch.Tensor, absorbing: int = 0) -> torch.Tensor:
+        """obs (B, D) and the policy's actions (B, A) -> float32 pairs (B + absorbing, F) on the
+        device: the steps' pairs, then ``absorbing`` copies of the absorbing state's."""
         obs = obs.to(self.device, torch.float32)
         stored = as_stored_actions(actions.to(self.device), self.action_space_desc)
-        return torch.cat([obs, encode_actions(stored, self.action_space_desc)], 1)
+        steps = self.layout.join(obs, encode_actions(stored, self.action_space_desc))
+        if not absorbing:
+            return steps
+        return torch.cat([steps, self.layout.absorbing_pairs(absorbing, self.device)])
 
     def update(
         self,
@@ -234,38 +221,61 @@ class GAIL:
         epochs: int = DEFAULT_EPOCHS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         obs_normalizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        policy_absorbing: int = 0,
     ) -> dict[str, float]:
-        """Train on the rollout's pairs, policy_obs (B, D) as the policy saw them and actions (B, A).
+        """Train on the rollout's pairs, policy_obs (B, D) as the policy saw them and actions (B, A),
+        and ``policy_absorbing`` absorbing rows (the rollout's terminated steps; absorbing states only).
 
         Each epoch pairs random disjoint minibatches of min(batch_size, B, M) policy and expert
-        rows, min(B, M) // that many (the reference zips its two loaders the same way); expert
-        observations pass through ``obs_normalizer`` ((m, D) -> (m, D), the policy's
-        observation normalisation without updating it; None: none). Returns ``METRIC_NAMES``
-        averaged over the Adam steps (and ranks): ``loss`` is bce + penalty, as the reference.
+        rows (absorbing rows counted in), min(B, M) // that many (the reference zips its two
+        loaders the same way); expert observations pass through ``obs_normalizer`` ((m, D) ->
+        (m, D), the policy's observation normalisation without updating it; None: none).
+        Returns ``METRIC_NAMES`` averaged over the Adam steps (and ranks): ``loss`` is bce +
+        penalty, as the reference.
         """
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"GAIL.update needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
-        policy = self.pairs(policy_obs.reshape(len(policy_obs), -1), policy_actions)
-        size = min(batch_size, len(policy), len(self.expert_obs))
-        batches = min(len(policy), len(self.expert_obs)) // size
+        if policy_absorbing and not self.layout.absorbing:
+            raise ValueError("GAIL.update got absorbing rows, but this discriminator has no absorbing state")
+        policy = self.pairs(policy_obs.reshape(len(policy_obs), -1), policy_actions, policy_absorbing)
+        size, batches = self._minibatches(batch_size, len(policy))
         totals = torch.zeros(len(METRIC_NAMES), device=self.device)
         for _ in range(epochs):
-            # Drawn on the CPU generator whatever the device, so a seed gives the same order everywhere.
-            orders = [
-                torch.randperm(rows, generator=self.generator)[: batches * size]
-                for rows in (len(policy), len(self.expert_obs))
-            ]
+            orders = [self._draw_rows(rows, batches * size) for rows in (len(policy), len(self.expert_obs))]
             policy_order, expert_order = (order.view(batches, size).to(self.device) for order in orders)
             for policy_rows, expert_rows in zip(policy_order, expert_order):
                 expert_obs = self.expert_obs[expert_rows]
                 if obs_normalizer is not None:
                     expert_obs = obs_normalizer(expert_obs)
-                expert = torch.cat([expert_obs, self.expert_actions[expert_rows]], 1)
+                absorbing = None if self.expert_absorbing is None else self.expert_absorbing[expert_rows]
+                expert = self.layout.join(expert_obs, self.expert_actions[expert_rows], absorbing)
                 totals += self._step(expert, policy[policy_rows])
         metrics = totals / (epochs * batches)
         if self.reducer is not None:
             metrics = self.reducer.all_reduce_sum(metrics) / self.reducer.world_size
         return dict(zip(METRIC_NAMES, metrics.tolist()))
+
+    def _minibatches(self, batch_size: int, policy_rows: int) -> tuple[int, int]:
+        """(rows per minibatch, minibatches per epoch): min(batch_size, B, M) and min(B, M) // that.
+
+        Under a reducer every rank must take as many Adam steps (each all-reduces), and B can
+        differ between ranks (absorbing rows, a native env's reset rows): the ranks take the
+        mean of their counts, and a rank short of rows draws some twice (``_draw_rows``)."""
+        size = min(batch_size, policy_rows, len(self.expert_obs))
+        batches = min(policy_rows, len(self.expert_obs)) // size
+        if self.reducer is None:
+            return size, batches
+        counts = torch.tensor([float(size), float(batches)], device=self.device)
+        size, batches = (int(value) for value in self.reducer.all_reduce_sum(counts).tolist())
+        world = self.reducer.world_size
+        return max(size // world, 1), max(batches // world, 1)
+
+    def _draw_rows(self, rows: int, count: int) -> torch.Tensor:
+        """``count`` row indices (count,) of ``rows``, each at most once while count <= rows (whole
+        random permutations after another beyond). Drawn on the CPU generator whatever the
+        device, so a seed gives the same order everywhere."""
+        drawn = [torch.randperm(rows, generator=self.generator) for _ in range(-(-count // rows))]
+        return torch.cat(drawn)[:count]
 
     def _step(self, expert: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
         """One Adam step on a minibatch of pairs (m, F) of each side; the metrics (4,), detached."""
@@ -289,6 +299,7 @@ class GAIL:
         masks: torch.Tensor,
         gamma: float,
         valid: torch.Tensor | None = None,
+        terminated: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalised rewards (T, N, 1) float32 for obs (T, N, D) and actions (T, N, A).
 
@@ -296,11 +307,21 @@ class GAIL:
         from ``dones`` (T, N, 1) of the steps' ends: ``masks[t] = 1 - dones[t - 1]``, with the
         previous rollout's last done for t = 0). Updates the return statistics (module docstring)
         with the ``valid`` (T, N, 1) rows only, where given: a next-step vector env's reset rows
-        are no transitions (``rollouts.valid``)."""
+        are no transitions (``rollouts.valid``). With absorbing states, ``terminated`` (T, N, 1)
+        bool marks the steps that ended their episode by termination (required; gamma < 1)."""
         T, N = masks.shape[:2]
-        logits = self.discriminator(self.pairs(obs.reshape(T * N, -1), actions.reshape(T * N, -1))).view(T, N)
+        absorbing = int(self.layout.absorbing)
+        if absorbing and (terminated is None or gamma >= 1.0):
+            raise ValueError("GAIL.reward with absorbing states needs the steps' terminations and gamma < 1")
+        pairs = self.pairs(obs.reshape(T * N, -1), actions.reshape(T * N, -1), absorbing)
+        logits = self.discriminator(pairs).view(-1)
         # -log(1 - sigmoid(f)) = softplus(f), computed without overflow
-        raw = torch.nn.functional.softplus(logits) if self.reward_form == "positive" else logits
+        rewards = torch.nn.functional.softplus(logits) if self.reward_form == "positive" else logits
+        raw = rewards[: T * N].view(T, N)
+        if absorbing:  # the absorbing state's reward at every later step: sum_k>=1 gamma^k r_abs
+            assert terminated is not None
+            ended = terminated.reshape(T, N).to(self.device, torch.float32)
+            raw = raw + ended * (gamma / (1.0 - gamma)) * rewards[-1]
         if self.running_return is None:
             self.running_return = torch.zeros(N, dtype=torch.float64, device=self.device)
         elif len(self.running_return) != N:
@@ -313,11 +334,11 @@ class GAIL:
             returns[t] = running
         self.running_return = running
         weights = None if valid is None else valid.reshape(T, N).to(self.device, torch.float64)
-        variances = torch.tensor(self._absorb(returns, weights), dtype=torch.float64, device=self.device)
+        variances = torch.tensor(self._merge_returns(returns, weights), dtype=torch.float64, device=self.device)
         scale = (variances + RETURN_EPSILON).rsqrt().float()
         return (raw * scale[:, None]).unsqueeze(-1)
 
-    def _absorb(self, returns: torch.Tensor, weights: torch.Tensor | None = None) -> list[float]:
+    def _merge_returns(self, returns: torch.Tensor, weights: torch.Tensor | None = None) -> list[float]:
         """Merge each step's returns (T, N) of all ranks into the statistics (the rows whose
         ``weights`` (T, N) are 1, where given); the variance after each step."""
         # Sums of deviations from the current mean (the same on every rank) keep the

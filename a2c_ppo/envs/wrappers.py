@@ -110,7 +110,8 @@ class EpisodeRecorder(gym.Wrapper):
     """Appends each finished episode to ``episodes`` as a dict of numpy rows: ``obs`` (L, *obs)
     in the framework's layout and before any normalisation (each step's observation before
     its action), ``actions`` (L, ...) as the env took them (Box actions clipped to the
-    space, as ClipAction does) and ``rewards`` (L,) as the env paid them."""
+    space, as ClipAction does), ``rewards`` (L,) as the env paid them, and ``terminated``
+    (whether the episode ended by termination rather than truncation)."""
 
     def __init__(self, env: gym.Env, episodes: list[dict[str, np.ndarray]]) -> None:
         super().__init__(env)
@@ -131,6 +132,7 @@ class EpisodeRecorder(gym.Wrapper):
             self._rows[key].append(np.array(value, copy=True))
         self._obs = obs
         if terminated or truncated:
-            self.episodes.append({key: np.stack(rows) for key, rows in self._rows.items()})
+            episode = {key: np.stack(rows) for key, rows in self._rows.items()}
+            self.episodes.append({**episode, "terminated": np.array(bool(terminated))})
             self._rows = {"obs": [], "actions": [], "rewards": []}
         return obs, reward, terminated, truncated, info
