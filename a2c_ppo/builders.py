@@ -169,7 +169,7 @@ def make_gail(
             )
         expert = subsample(expert, config.gail_subsample, generator=config.seed)
     return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device, reward_form=config.gail_reward,
-                absorbing=config.gail_absorbing)  # fmt: skip
+                absorbing=config.gail_absorbing, expert_subsample=config.gail_subsample)  # fmt: skip
 
 
 def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:

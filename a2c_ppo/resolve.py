@@ -32,7 +32,15 @@ from a2c_ppo.unused_settings import check_typed_settings_apply, drop_unused
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
 #: The settings that send a run's data to Weights & Biases: a resume takes them only as typed.
 TRACKING = ("track", "wandb_project", "wandb_entity", "wandb_group", "wandb_tags")
-SHAPE_FLAGS = ("hidden_size", "cnn_head_size", "recurrent_policy", "recurrent_type", "use_sde")
+#: The settings that shape what a checkpoint holds weights of: a resume cannot change them.
+SHAPE_FLAGS = {
+    "hidden_size": "network",
+    "cnn_head_size": "network",
+    "recurrent_policy": "network",
+    "recurrent_type": "network",
+    "use_sde": "network",
+    "gail_absorbing": "GAIL discriminator",
+}
 
 
 @dataclass
@@ -219,8 +227,8 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
 
 def _refuse_shape(name: str, saved: Any, typed: Any) -> None:
     raise ConfigError(
-        f"--resume: the checkpoint's network has {flag_name(name)} {saved}, and its weights do not fit "
-        f"{flag_name(name)} {typed}; drop {flag_name(name)}, or start a new run without --resume."
+        f"--resume: the checkpoint's {SHAPE_FLAGS[name]} has {flag_name(name)} {show(saved)}, and its weights do "
+        f"not fit {flag_name(name)} {show(typed)}; drop {flag_name(name)}, or start a new run without --resume."
     )
 
 

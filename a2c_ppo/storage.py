@@ -180,6 +180,11 @@ class RolloutStorage:
         """The flat indices (into ``T * N``) of the rows to train on; ``None``: all of them."""
         return None if self.valid is None else self.valid.reshape(-1).nonzero().squeeze(1)
 
+    def valid_terminated(self) -> torch.Tensor:
+        """(T, N, 1) bool: the steps that ended their episode by termination (not a time limit,
+        where proper time limits are on), among the rows that are transitions."""
+        return self.terminated if self.valid is None else self.terminated & self.valid
+
     def after_update(self) -> None:
         if self.valid is not None:
             self.valid.fill_(True)

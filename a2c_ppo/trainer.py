@@ -172,7 +172,7 @@ class Trainer:
             self.lengths.append(length)
         if self.gail is not None:  # the learner sees the discriminator's reward, never the env's
             self.gail_metrics = self.train_discriminator()
-            terminated = r.terminated if r.valid is None else r.terminated & r.valid
+            terminated = r.valid_terminated() if config.gail_absorbing else None
             r.rewards.copy_(self.gail.reward(r.obs[:-1], r.actions, r.masks[:-1], config.gamma, r.valid, terminated))
         with torch.no_grad(), self.autocast():
             next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
@@ -200,9 +200,9 @@ class Trainer:
             normalize = lambda x: torch.from_numpy(normalizer.normalize_obs(x.cpu().numpy())).to(x.device)  # noqa: E731
         epochs = discriminator_epochs(self.update, config.gail_epoch, config.gail_warmup)
         # one absorbing row per episode this rollout terminated (DAC), where absorbing states are on
-        ended = int(r.terminated.sum() if rows is None else r.terminated.reshape(-1)[rows].sum())
-        absorbing = ended if config.gail_absorbing else 0
-        metrics = self.gail.update(obs, actions, epochs, config.gail_batch_size, normalize, absorbing)  # type: ignore[arg-type]
+        absorbing_rows = int(r.valid_terminated().sum()) if config.gail_absorbing else 0
+        metrics = self.gail.update(obs, actions, epochs, config.gail_batch_size, normalize,  # type: ignore[arg-type]
+                                   absorbing_rows)  # fmt: skip
         return {f"gail_{name}": value for name, value in metrics.items()}
 
     def train_policy(self) -> dict[str, float]:

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from a2c_ppo.algo.gail import GAIL
+from a2c_ppo.algo.gail import GAIL, discriminator_loss
 from a2c_ppo.algo.gail_pairs import PairLayout
 from a2c_ppo.arguments import resolve
 from a2c_ppo.envs.wrappers import EpisodeRecorder
@@ -28,7 +28,7 @@ def ending(expert, *terminated: bool):
 
 
 def test_pairs_carry_an_indicator_and_the_absorbing_pair_is_zero_but_for_it():
-    layout = PairLayout(2, describe_space(DISCRETE_ACTIONS), absorbing=True)
+    layout = PairLayout(2, describe_space(DISCRETE_ACTIONS), with_absorbing=True)
     obs, encoded = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.eye(4)[:2]
     assert layout.width == 2 + 1 + 4
     assert layout.join(obs, encoded).tolist() == [[1, 2, 0, 1, 0, 0, 0], [3, 4, 0, 0, 1, 0, 0]]
@@ -36,7 +36,7 @@ def test_pairs_carry_an_indicator_and_the_absorbing_pair_is_zero_but_for_it():
     marked = layout.join(obs, encoded, torch.tensor([[0.0], [1.0]]))
     assert marked.tolist() == [[1, 2, 0, 1, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0]]
     assert layout.absorbing_pairs(2, torch.device("cpu")).tolist() == [[0, 0, 1, 0, 0, 0, 0]] * 2
-    plain = PairLayout(2, describe_space(DISCRETE_ACTIONS), absorbing=False)
+    plain = PairLayout(2, describe_space(DISCRETE_ACTIONS), with_absorbing=False)
     assert plain.width == 6 and plain.join(obs, encoded).tolist() == [[1, 2, 1, 0, 0, 0], [3, 4, 0, 1, 0, 0]]
 
 
@@ -44,7 +44,7 @@ def test_the_expert_gets_one_absorbing_row_per_terminated_episode():
     gail = GAIL(ending(expert_set(lengths=(5, 3, 4)), True, False, True), absorbing=True)
     assert gail.expert_obs.shape == (12 + 2, 3)
     assert gail.expert_absorbing is not None and gail.expert_absorbing[:, 0].tolist() == [0.0] * 12 + [1.0] * 2
-    policy = gail.pairs(torch.randn(3, 3), torch.zeros(3, 2), absorbing=2)
+    policy = gail.pairs(torch.randn(3, 3), torch.zeros(3, 2), absorbing_rows=2)
     assert policy.shape == (5, 3 + 1 + 2) and policy[3:].tolist() == [[0, 0, 0, 1, 0, 0]] * 2
     assert policy[:3, 3].tolist() == [0.0] * 3
 
@@ -86,6 +86,37 @@ def test_a_terminated_step_also_earns_the_absorbing_reward_for_ever_after(form):
     assert rewards.tolist() == pytest.approx((raw / np.sqrt(var + 1e-8)).tolist(), rel=1e-5)
     if form == "logit":
         assert rewards[0] < 0 < rewards[1]  # terminating costs: the absorbing state's logit is negative
+
+
+def test_subsampled_experts_absorbing_rows_weigh_one_over_the_step():
+    """DAC: the expert keeps 1/n of its steps but every absorbing row, so those weigh 1/n."""
+    expert = ending(expert_set(lengths=(5, 3, 4)), True, False, True)
+    gail = GAIL(expert, absorbing=True, expert_subsample=4)
+    assert gail.expert_weights is not None and gail.expert_weights[:, 0].tolist() == [1.0] * 12 + [0.25] * 2
+    assert (
+        GAIL(expert, absorbing=True).expert_weights is None and GAIL(expert, expert_subsample=4).expert_weights is None
+    )
+    # the weighted bce by hand: mean over the expert rows of w * -log sigmoid(f), plus the policy's
+    expert_logits, policy_logits = torch.tensor([[0.0], [2.0]]), torch.tensor([[-1.0], [0.5]])
+    bce, _, _ = discriminator_loss(expert_logits, policy_logits, torch.tensor([[1.0], [0.25]]))
+    softplus = torch.nn.functional.softplus
+    by_hand = (softplus(torch.tensor(0.0)) + 0.25 * softplus(torch.tensor(-2.0))) / 2
+    by_hand += (softplus(torch.tensor(-1.0)) + softplus(torch.tensor(0.5))) / 2
+    assert float(bce) == pytest.approx(float(by_hand), rel=1e-6)
+
+
+def test_the_expert_absorbing_rows_stay_zero_through_the_observation_normaliser(monkeypatch):
+    expert = ending(expert_set(lengths=(5, 3, 4)), True, True, True)
+    gail = GAIL(expert, absorbing=True, expert_subsample=2)
+    seen = []
+    monkeypatch.setattr(gail, "_step", lambda e, p, w: seen.append((e, w)) or torch.zeros(4))
+    gail.update(torch.randn(15, 3), torch.zeros(15, 2), epochs=1, batch_size=15, obs_normalizer=lambda x: x + 5.0)
+    pairs, weights = seen[0]
+    absorbing = pairs[:, 3] == 1.0
+    assert int(absorbing.sum()) == 3  # 15 expert rows in one minibatch: all 3 absorbing rows
+    assert pairs[absorbing].tolist() == [[0, 0, 0, 1, 0, 0]] * 3 and weights[absorbing, 0].tolist() == [0.5] * 3
+    # the 12 steps normalised (each is an expert observation + 5), the absorbing rows not
+    assert float(torch.cdist(pairs[~absorbing, :3] - 5.0, expert.obs).min(1).values.max()) < 1e-5
 
 
 def test_reward_with_absorbing_states_needs_the_terminations():
@@ -130,12 +161,22 @@ def test_ranks_with_different_absorbing_rows_take_the_same_steps():
         obs = torch.randn(8, 3, generator=torch.Generator().manual_seed(rank))
         metrics[rank] = gails[rank].update(obs, torch.zeros(8, 2), epochs=2, batch_size=4, policy_absorbing=5 * rank)
 
+    calls = [0, 0]
+    for rank in range(2):
+        reducer, all_reduce_sum = gails[rank].reducer, gails[rank].reducer.all_reduce_sum  # type: ignore[union-attr]
+
+        def counted(tensor: torch.Tensor, rank: int = rank, call=all_reduce_sum) -> torch.Tensor:
+            calls[rank] += 1
+            return call(tensor)
+
+        reducer.all_reduce_sum = counted  # type: ignore[union-attr]
     threads = [threading.Thread(target=run, args=(rank,)) for rank in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert metrics[0] is not None and metrics[0] == metrics[1]
+    assert calls == [1 + 2 * 2 + 1] * 2  # the counts, 2 epochs of 2 steps, the metrics
     for a, b in zip(gails[0].discriminator.parameters(), gails[1].discriminator.parameters()):
         assert torch.equal(a, b)
     alone = GAIL(expert, absorbing=True)
@@ -149,9 +190,13 @@ def test_the_file_records_terminations_and_selection_keeps_them(tmp_path):
         save_trajectories(path, env_id="Test-v0", observation_space=OBS, action_space=BOX_ACTIONS, episodes=eps)
         loaded = load_trajectories(path)
         assert loaded.terminated is not None and loaded.terminated.tolist() == [True, False, True]
-    assert select_episodes(loaded, 2, generator=1).terminated is not None
     kept = subsample(loaded, 2, start=0)
     assert kept.terminated is not None and kept.terminated.tolist() == [True, False, True]
+    # every 4th step from step 3 leaves the 3-step episode none: the flags of the others stay theirs
+    flags = replace(loaded, terminated=torch.tensor([False, True, True]))
+    dropped = subsample(flags, 4, start=3)
+    assert dropped.lengths.tolist() == [1, 1] and dropped.terminated is not None
+    assert dropped.terminated.tolist() == [False, True]
     picked = select_episodes(loaded, 3, generator=0)
     order = [loaded.lengths.tolist().index(length) for length in picked.lengths.tolist()]  # lengths 5, 3, 4 differ
     assert picked.terminated is not None and picked.terminated.tolist() == [[True, False, True][k] for k in order]
@@ -199,3 +244,48 @@ def test_absorbing_states_need_proper_time_limits_and_a_gamma_below_one(tmp_path
             resolve(argv)
     assert os.listdir(tmp_path) == ["expert.npz"]  # refused before anything was written
     resolve(["--gail", "--gail-experts", experts, "--gail-absorbing", *local_run_flags(tmp_path)])
+
+
+def test_the_trainer_passes_terminations_not_time_limits(tmp_path, monkeypatch):
+    """A run whose time limit is 1 step truncates every episode: no step terminated, no absorbing
+    row. With CartPole's own limit the learner's episodes end by falling: the terminations the
+    reward sees are the absorbing rows the discriminator trains on, and there are some."""
+    from a2c_ppo.envs.frames import env_identity
+    from a2c_ppo.session import run
+    from tests.test_gail_training import balancing_action
+
+    seen: dict[str, list] = {"terminated": [], "rows": []}
+    reward, update = GAIL.reward, GAIL.update
+
+    def recording_reward(self, *args, **kwargs):
+        seen["terminated"].append(args[5].clone())
+        return reward(self, *args, **kwargs)
+
+    def recording_update(self, *args, **kwargs):
+        seen["rows"].append(args[5])
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(GAIL, "reward", recording_reward)
+    monkeypatch.setattr(GAIL, "update", recording_update)
+    for limit in (1, None):
+        kwargs = ["--env-kwargs", '{"max_episode_steps": 1}'] if limit else []
+        flags = [*kwargs, "--num-processes", "2", "--num-steps", "32", "--num-env-steps", "128",
+                 *local_run_flags(tmp_path / f"limit{limit}")]  # fmt: skip
+        env = gym.make("CartPole-v1")
+        obs, _ = env.reset(seed=0)
+        rows: dict[str, list] = {"obs": [], "actions": [], "rewards": []}
+        for _ in range(50):
+            rows["obs"].append(obs)
+            rows["actions"].append([balancing_action(obs)])
+            obs, step_reward, *_ = env.step(rows["actions"][-1][0])
+            rows["rewards"].append(step_reward)
+        experts = str(tmp_path / f"expert{limit}.npz")
+        save_trajectories(experts, env_id=env_identity(resolve(flags).config), observation_space=env.observation_space,
+                          action_space=env.action_space,
+                          episodes=[{**{k: np.asarray(v) for k, v in rows.items()}, "terminated": False}])  # fmt: skip
+        request = resolve([*flags, "--gail", "--gail-experts", experts, "--gail-absorbing", "--gail-warmup", "1"])
+        seen["terminated"].clear(), seen["rows"].clear()
+        run(request.config)
+        ended = [int(terminated.sum()) for terminated in seen["terminated"]]
+        assert len(ended) == 2 and ended == seen["rows"]
+        assert (sum(ended) == 0) if limit else (sum(ended) > 0), ended

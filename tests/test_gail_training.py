@@ -190,3 +190,14 @@ def test_an_expert_file_names_the_frame_processing_it_was_recorded_with(tmp_path
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "recorded on 'CartPole-v1 --frame-skip 2', but the env is 'CartPole-v1'" in proc.stderr
+
+
+def test_a_resume_cannot_add_or_drop_absorbing_states(tmp_path):
+    experts = record_expert(str(tmp_path / "expert.npz"), "CartPole-v1")
+    flags = ["--gail", "--gail-experts", experts, "--gail-warmup", "1", "--num-processes", "2", "--num-steps", "16",
+             "--num-env-steps", "32", *local_run_flags(tmp_path)]  # fmt: skip
+    request = resolve(flags)
+    checkpoint = run(request.config).checkpoint
+    with pytest.raises(ConfigError, match="the checkpoint's GAIL discriminator has --gail-absorbing off, and its "
+                                          "weights do not fit --gail-absorbing on; drop --gail-absorbing"):  # fmt: skip
+        resolve([*flags, "--resume", checkpoint, "--gail-absorbing"])

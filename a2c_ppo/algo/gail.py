@@ -31,7 +31,10 @@ after: ``r_t += gamma / (1 - gamma) * r_abs`` with ``r_abs`` the reward form of 
 The discriminator learns that pair from one absorbing row per terminated episode on each side
 (every terminated step of the rollout, every expert episode recorded as terminated, as DAC adds
 one per episode): an expert that never terminates makes terminating cost, one that ends its
-episodes (reaching a goal) makes it pay.
+episodes (reaching a goal) makes it pay. Expert steps subsampled every n (``expert_subsample``)
+leave each episode 1/n of its steps but its whole absorbing row, so, as in DAC's code, the
+expert's absorbing rows weigh 1/n in the bce (``mean(w * bce_row)`` over the expert rows; the
+accuracies and the penalty are unweighted).
 
 The logit (the reference's form) can be negative: in an env whose episodes end on failure a
 policy the discriminator sees through earns most by ending episodes at once (Hopper falls on
@@ -112,11 +115,12 @@ class Discriminator(nn.Module):
 
 
 def discriminator_loss(
-    expert_logits: torch.Tensor, policy_logits: torch.Tensor
+    expert_logits: torch.Tensor, policy_logits: torch.Tensor, expert_weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """0-d (bce, expert_accuracy, policy_accuracy) from logits (m, 1) of each side (see module docstring)."""
+    """0-d (bce, expert_accuracy, policy_accuracy) from logits (m, 1) of each side (see module
+    docstring); ``expert_weights`` (m, 1) weigh the expert rows' bce terms (None: all 1)."""
     bce = F.binary_cross_entropy_with_logits(
-        expert_logits, torch.ones_like(expert_logits)
+        expert_logits, torch.ones_like(expert_logits), weight=expert_weights
     ) + F.binary_cross_entropy_with_logits(policy_logits, torch.zeros_like(policy_logits))
     return bce, (expert_logits > 0).float().mean(), (policy_logits < 0).float().mean()
 
@@ -148,7 +152,8 @@ class GAIL:
 
     ``expert``: the (selected, subsampled) expert trajectories; vector observations only.
     ``absorbing``: DAC's absorbing states (module docstring); the expert file must say which
-    of its episodes terminated (``Trajectories.terminated``).
+    of its episodes terminated (``Trajectories.terminated``). ``expert_subsample``: the step
+    ``expert`` was subsampled with (its absorbing rows weigh 1/that).
     ``seed`` seeds the minibatch order and the penalty's interpolation (a CPU generator); in a
     data-parallel run, give each rank its own (e.g. seed + rank) so that ranks draw different
     expert minibatches, but build the discriminator under the same torch seed on every rank.
@@ -166,6 +171,7 @@ class GAIL:
         device: torch.device | str = "cpu",
         reward_form: str = "logit",
         absorbing: bool = False,
+        expert_subsample: int = 1,
     ) -> None:
         if reward_form not in GAIL_REWARDS:  # r_t from the logit f: f itself, or softplus(f) = -log(1 - D)
             raise ValueError(f"reward_form must be one of {GAIL_REWARDS}, not {reward_form!r}")
@@ -189,6 +195,7 @@ class GAIL:
         expert_actions = encode_actions(expert.actions, self.action_space_desc).to(self.device)
         # (M + K, 1): 1 for the K absorbing rows (one per terminated episode) after the M steps
         self.expert_absorbing: torch.Tensor | None = None
+        self.expert_weights: torch.Tensor | None = None  # (M + K, 1) the bce's row weights; None: all 1
         if absorbing:
             if expert.terminated is None:
                 raise ConfigError(
@@ -200,19 +207,21 @@ class GAIL:
             expert_actions = torch.cat([expert_actions, expert_actions.new_zeros(ended, expert_actions.shape[1])])
             self.expert_absorbing = (torch.arange(len(expert_obs), device=self.device) >= len(expert.obs)).float()
             self.expert_absorbing = self.expert_absorbing.unsqueeze(1)
+            if expert_subsample > 1:
+                self.expert_weights = 1.0 - self.expert_absorbing * (1.0 - 1.0 / expert_subsample)
         self.expert_obs, self.expert_actions = expert_obs, expert_actions
         self.ret_mean, self.ret_var, self.ret_count = 0.0, 1.0, 1e-4
         self.running_return: torch.Tensor | None = None  # (N,) float64, G of the last step seen
 
-    def pairs(self, obs: torch.Tensor, actions: torch.Tensor, absorbing: int = 0) -> torch.Tensor:
-        """obs (B, D) and the policy's actions (B, A) -> float32 pairs (B + absorbing, F) on the
-        device: the steps' pairs, then ``absorbing`` copies of the absorbing state's."""
+    def pairs(self, obs: torch.Tensor, actions: torch.Tensor, absorbing_rows: int = 0) -> torch.Tensor:
+        """obs (B, D) and the policy's actions (B, A) -> float32 pairs (B + absorbing_rows, F) on
+        the device: the steps' pairs, then ``absorbing_rows`` copies of the absorbing state's."""
         obs = obs.to(self.device, torch.float32)
         stored = as_stored_actions(actions.to(self.device), self.action_space_desc)
         steps = self.layout.join(obs, encode_actions(stored, self.action_space_desc))
-        if not absorbing:
+        if not absorbing_rows:
             return steps
-        return torch.cat([steps, self.layout.absorbing_pairs(absorbing, self.device)])
+        return torch.cat([steps, self.layout.absorbing_pairs(absorbing_rows, self.device)])
 
     def update(
         self,
@@ -235,7 +244,7 @@ class GAIL:
         """
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"GAIL.update needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
-        if policy_absorbing and not self.layout.absorbing:
+        if policy_absorbing and not self.layout.with_absorbing:
             raise ValueError("GAIL.update got absorbing rows, but this discriminator has no absorbing state")
         policy = self.pairs(policy_obs.reshape(len(policy_obs), -1), policy_actions, policy_absorbing)
         size, batches = self._minibatches(batch_size, len(policy))
@@ -247,9 +256,10 @@ class GAIL:
                 expert_obs = self.expert_obs[expert_rows]
                 if obs_normalizer is not None:
                     expert_obs = obs_normalizer(expert_obs)
-                absorbing = None if self.expert_absorbing is None else self.expert_absorbing[expert_rows]
-                expert = self.layout.join(expert_obs, self.expert_actions[expert_rows], absorbing)
-                totals += self._step(expert, policy[policy_rows])
+                mask = None if self.expert_absorbing is None else self.expert_absorbing[expert_rows]
+                weights = None if self.expert_weights is None else self.expert_weights[expert_rows]
+                expert = self.layout.join(expert_obs, self.expert_actions[expert_rows], mask)
+                totals += self._step(expert, policy[policy_rows], weights)
         metrics = totals / (epochs * batches)
         if self.reducer is not None:
             metrics = self.reducer.all_reduce_sum(metrics) / self.reducer.world_size
@@ -277,11 +287,12 @@ class GAIL:
         drawn = [torch.randperm(rows, generator=self.generator) for _ in range(-(-count // rows))]
         return torch.cat(drawn)[:count]
 
-    def _step(self, expert: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
-        """One Adam step on a minibatch of pairs (m, F) of each side; the metrics (4,), detached."""
+    def _step(self, expert: torch.Tensor, policy: torch.Tensor, expert_weights: torch.Tensor | None) -> torch.Tensor:
+        """One Adam step on a minibatch of pairs (m, F) of each side (the expert rows' bce
+        weighted by ``expert_weights`` (m, 1), None: 1); the metrics (4,), detached."""
         # One forward pass over both halves: the MLP treats rows independently.
         expert_logits, policy_logits = self.discriminator(torch.cat([expert, policy])).split(len(expert))
-        bce, expert_accuracy, policy_accuracy = discriminator_loss(expert_logits, policy_logits)
+        bce, expert_accuracy, policy_accuracy = discriminator_loss(expert_logits, policy_logits, expert_weights)
         penalty = gradient_penalty(self.discriminator, expert, policy, self.grad_penalty_coef, self.generator)
         loss = bce + penalty
         self.optimizer.zero_grad()
@@ -310,15 +321,15 @@ class GAIL:
         are no transitions (``rollouts.valid``). With absorbing states, ``terminated`` (T, N, 1)
         bool marks the steps that ended their episode by termination (required; gamma < 1)."""
         T, N = masks.shape[:2]
-        absorbing = int(self.layout.absorbing)
-        if absorbing and (terminated is None or gamma >= 1.0):
+        with_absorbing = self.layout.with_absorbing
+        if with_absorbing and (terminated is None or gamma >= 1.0):
             raise ValueError("GAIL.reward with absorbing states needs the steps' terminations and gamma < 1")
-        pairs = self.pairs(obs.reshape(T * N, -1), actions.reshape(T * N, -1), absorbing)
+        pairs = self.pairs(obs.reshape(T * N, -1), actions.reshape(T * N, -1), int(with_absorbing))
         logits = self.discriminator(pairs).view(-1)
         # -log(1 - sigmoid(f)) = softplus(f), computed without overflow
         rewards = torch.nn.functional.softplus(logits) if self.reward_form == "positive" else logits
         raw = rewards[: T * N].view(T, N)
-        if absorbing:  # the absorbing state's reward at every later step: sum_k>=1 gamma^k r_abs
+        if with_absorbing:  # the absorbing state's reward at every later step: sum_k>=1 gamma^k r_abs
             assert terminated is not None
             ended = terminated.reshape(T, N).to(self.device, torch.float32)
             raw = raw + ended * (gamma / (1.0 - gamma)) * rewards[-1]

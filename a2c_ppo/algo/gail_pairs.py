@@ -66,21 +66,24 @@ class PairLayout:
     """Joins observations and encoded actions into pairs (module docstring), with or without
     the absorbing-state indicator column."""
 
-    def __init__(self, obs_dim: int, action_space_desc: dict[str, Any], absorbing: bool) -> None:
+    def __init__(self, obs_dim: int, action_space_desc: dict[str, Any], with_absorbing: bool) -> None:
         self.obs_dim = obs_dim
-        self.absorbing = absorbing
-        self.width = obs_dim + int(absorbing) + encoded_action_dim(action_space_desc)
+        self.with_absorbing = with_absorbing
+        self.width = obs_dim + int(with_absorbing) + encoded_action_dim(action_space_desc)
 
-    def join(self, obs: torch.Tensor, encoded: torch.Tensor, absorbing: torch.Tensor | None = None) -> torch.Tensor:
-        """obs (B, D) and encoded actions (B, A') -> float32 pairs (B, F). ``absorbing`` (B, 1)
-        float, 1 for the rows that stand for the absorbing state (their obs and action are
-        zeroed: an expert's zero rows come out of observation normalisation non-zero); None: none."""
-        if not self.absorbing:
+    def join(
+        self, obs: torch.Tensor, encoded: torch.Tensor, absorbing_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """obs (B, D) and encoded actions (B, A') -> float32 pairs (B, F). ``absorbing_mask``
+        (B, 1) float, 1 for the rows that stand for the absorbing state (their obs and action
+        are zeroed: an expert's zero rows come out of observation normalisation non-zero);
+        None: none."""
+        if not self.with_absorbing:
             return torch.cat([obs, encoded], 1)
-        if absorbing is None:
+        if absorbing_mask is None:
             return torch.cat([obs, obs.new_zeros(len(obs), 1), encoded], 1)
-        real = 1.0 - absorbing
-        return torch.cat([obs * real, absorbing, encoded * real], 1)
+        real = 1.0 - absorbing_mask
+        return torch.cat([obs * real, absorbing_mask, encoded * real], 1)
 
     def absorbing_pairs(self, count: int, device: torch.device) -> torch.Tensor:
         """``count`` copies (count, F) of the absorbing state's pair."""
