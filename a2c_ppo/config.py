@@ -145,21 +145,16 @@ class RunConfig:
         **GAIL_ONLY,
     )  # fmt: skip
     gail_reward: str = setting(
-        "logit",
-        "GAIL's reward from D = sigmoid(f): logit, log D - log(1 - D) = f, of either sign (the reference PyTorch "
-        "implementation's; a step can cost, so an env that ends on failure can teach dying early); positive, "
-        "-log(1 - D) = softplus(f) > 0 (the GAIL paper's; a bonus for every step survived: for envs that end on "
-        "failure, such as Hopper, not for envs whose goal ends the episode)",
-        ALGORITHM,
-        choices=GAIL_REWARDS,
-        **GAIL_ONLY,
-    )
+        "logit", "GAIL's reward from D = sigmoid(f): logit, log D - log(1 - D) = f, of either sign (the reference "
+        "PyTorch implementation's; a step can cost, so an env that ends on failure can teach dying early, see "
+        "--gail-absorbing); positive, -log(1 - D) = softplus(f) > 0 (the GAIL paper's; a bonus for every step "
+        "survived: not for envs whose goal ends the episode)", ALGORITHM, choices=GAIL_REWARDS, **GAIL_ONLY,
+    )  # fmt: skip
     gail_absorbing: bool = setting(
-        False,
-        "GAIL: absorbing states (Kostrikov et al. 2019): a step that terminates its episode also earns the absorbing "
-        "state's reward for ever after, learnt like any pair, so ending an episode is judged as the expert's endings "
-        "are (removes both reward forms' bias; needs an expert file that records terminations)",
-        ALGORITHM, flag="switch", **GAIL_ONLY,
+        False, "GAIL: absorbing states (Kostrikov et al. 2019): a step that terminates its episode also earns the "
+        "absorbing state's learnt reward for ever after, so ending an episode is judged as the expert's endings are "
+        "(removes both reward forms' bias; needs an expert file that records terminations)", ALGORITHM,
+        flag="switch", **GAIL_ONLY,
     )  # fmt: skip
     gail_trajectories: int | None = setting(
         None, "GAIL: how many expert episodes to use", ALGORITHM, low=1, auto="all of them", **GAIL_ONLY
@@ -352,6 +347,10 @@ class RunConfig:
         None, "W&B group, e.g. to gather the seeds of one setting", LOGGING, needs="track"
     )
     wandb_tags: str = setting("", "W&B tags, comma-separated", LOGGING, needs="track")
+    wandb_id: str | None = setting(
+        None, "the W&B run to continue (its id: the console's, the end of its page's address), e.g. with --resume",
+        LOGGING, auto="a new run", needs="track",
+    )  # fmt: skip
     capture_video: bool = setting(
         False, "record an evaluation episode every --video-interval updates into the run folder", LOGGING, flag="switch"
     )

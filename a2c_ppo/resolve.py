@@ -10,6 +10,7 @@ together are in ``validate``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from a2c_ppo.unused_settings import check_typed_settings_apply, drop_unused
 
 #: Model-shape settings a resumed run cannot change (the saved weights would not fit).
 #: The settings that send a run's data to Weights & Biases: a resume takes them only as typed.
-TRACKING = ("track", "wandb_project", "wandb_entity", "wandb_group", "wandb_tags")
+TRACKING = ("track", "wandb_project", "wandb_entity", "wandb_group", "wandb_tags", "wandb_id")
 #: The settings that shape what a checkpoint holds weights of: a resume cannot change them.
 SHAPE_FLAGS = {
     "hidden_size": "network",
@@ -314,6 +315,11 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(
             f"--num-env-steps {config.num_env_steps} is less than one update's batch "
             f"({batch} = --num-processes x --num-steps); raise it or shrink the batch."
+        )
+    if config.wandb_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", config.wandb_id):
+        raise ConfigError(
+            f"--wandb-id {config.wandb_id!r} is not a W&B run id: give 1 to 64 letters, digits, '_' or '-' (the "
+            "console prints a tracked run's id, and its page's address ends with it)."
         )
     from importlib.util import find_spec  # looked up, not imported: wandb takes a second to import
 

@@ -162,6 +162,8 @@ def _run(
             )
             logger.open_tensorboard()
             logger.print(f"Vector env: {trainer.envs.envs.unwrapped!r}, overlap {config.overlap}.")
+            if tracker is not None:
+                logger.print(tracker.describe())
             for note in [*trainer.notes, *start_notes]:
                 logger.print(note)
 

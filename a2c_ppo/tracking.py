@@ -29,6 +29,11 @@ class Tracker:
         self.run = run
         self.finished = False
 
+    def describe(self) -> str:
+        """A console line naming the run and how to continue it."""
+        where = "offline" if self.run.offline else self.run.url
+        return f"W&B run {self.run.id} ({where}); a resume continues it with --track --wandb-id {self.run.id}."
+
     def record_config(self, config: RunConfig) -> None:
         """The run's settings as training uses them (``auto`` choices made)."""
         self.run.config.update(config.to_dict(), allow_val_change=True)
@@ -80,6 +85,9 @@ def start_tracking(config: RunConfig) -> Tracker | None:
             group=config.wandb_group,
             tags=[tag.strip() for tag in config.wandb_tags.split(",") if tag.strip()] or None,
             name=os.path.basename(os.path.normpath(config.run_dir)),
+            # a typed id continues that run (a new one where the project has none by it)
+            id=config.wandb_id,
+            resume="allow" if config.wandb_id else None,
             dir=config.run_dir,
             config=config.to_dict(),
             # The console stays ours: W&B would otherwise wrap stdout, progress bar and all.

@@ -168,3 +168,27 @@ def test_a_run_that_does_not_finish_is_marked_failed():
     tracker.close()
     tracker.close()
     assert fake.calls == [("log", {"charts/SPS": 1.0}, 64), ("finish", 1)]
+
+
+def test_a_resume_continues_the_wandb_run_its_id_names(tmp_path, offline_wandb, capsys):
+    """The console names the tracked run's id; a resume typing it writes into that W&B run (the
+    offline folder and the run record carry the id) where one without it starts a new run."""
+    flags = ["--num-processes", "2", "--num-steps", "16", "--log-interval", "1", "--track", *local_run_flags(tmp_path)]
+    first = run(resolve([*flags, "--num-env-steps", "64"]).config)
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("W&B run ")]
+    run_id = line.split()[2]
+    assert line.endswith(f"a resume continues it with --track --wandb-id {run_id}.")
+    request = resolve([*flags, "--num-env-steps", "128", "--resume", first.checkpoint, "--wandb-id", run_id])
+    run(request.config, checkpoint=request.checkpoint, notes=request.notes)
+    folders = sorted(glob.glob(os.path.join(os.path.dirname(first.checkpoint), "wandb", "offline-run-*")))
+    assert len(folders) == 2 and all(folder.endswith(f"-{run_id}") for folder in folders)
+    (log,) = glob.glob(os.path.join(folders[1], "run-*.wandb"))
+    (header,) = [r.run for r in wandb_records(log) if r.WhichOneof("record_type") == "run"]
+    assert header.run_id == run_id
+    steps = {r.history.step.num for r in wandb_records(log) if r.WhichOneof("record_type") == "history"}
+    assert min(steps) > 64  # the resumed leg's scalars only, after the first leg's
+
+
+def test_a_wandb_id_that_is_no_id_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--wandb-id 'a/b' is not a W&B run id: give 1 to 64 letters"):
+        resolve(["--track", "--wandb-id", "a/b", *local_run_flags(tmp_path)])
