@@ -8,6 +8,7 @@ import csv
 import glob
 import json
 import os
+import re
 import struct
 import sys
 from collections import defaultdict
@@ -178,11 +179,14 @@ def test_a_resume_continues_the_wandb_run_its_id_names(tmp_path, offline_wandb, 
     (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("W&B run ")]
     run_id = line.split()[2]
     assert line.endswith(f"a resume continues it with --track --wandb-id {run_id}.")
+    pattern = os.path.join(os.path.dirname(first.checkpoint), "wandb", "offline-run-*")
+    before = set(glob.glob(pattern))
     request = resolve([*flags, "--num-env-steps", "128", "--resume", first.checkpoint, "--wandb-id", run_id])
     run(request.config, checkpoint=request.checkpoint, notes=request.notes)
-    folders = sorted(glob.glob(os.path.join(os.path.dirname(first.checkpoint), "wandb", "offline-run-*")))
-    assert len(folders) == 2 and all(folder.endswith(f"-{run_id}") for folder in folders)
-    (log,) = glob.glob(os.path.join(folders[1], "run-*.wandb"))
+    (resumed,) = set(glob.glob(pattern)) - before
+    # W&B names an offline leg by its time and the run id (and "-1" for a second leg in the same second)
+    assert re.search(f"-{run_id}(-1)?$", resumed) and re.search(f"-{run_id}$", before.pop())
+    (log,) = glob.glob(os.path.join(resumed, "run-*.wandb"))
     (header,) = [r.run for r in wandb_records(log) if r.WhichOneof("record_type") == "run"]
     assert header.run_id == run_id
     steps = {r.history.step.num for r in wandb_records(log) if r.WhichOneof("record_type") == "history"}
