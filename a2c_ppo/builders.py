@@ -142,14 +142,25 @@ def make_gail(
     ``new_run``: refuse a subsample step longer than an episode (a resume keeps its run's)."""
     if not config.gail_experts:
         raise ConfigError("--gail needs --gail-experts FILE (written by enjoy.py --record-trajectories FILE).")
-    if config.gail_absorbing and not (config.use_proper_time_limits and config.gamma < 1.0):
+    if config.gail_absorbing and not config.use_proper_time_limits:
         raise ConfigError(
-            "--gail-absorbing moves the episodes that terminate (not those cut by a time limit) to an absorbing state "
-            "worth gamma / (1 - gamma) times its reward: it needs --use-proper-time-limits on and --gamma below 1."
+            "--gail-absorbing treats episodes that terminate apart from those a time limit cuts, and "
+            "--no-use-proper-time-limits makes the two alike: drop --no-use-proper-time-limits or --gail-absorbing."
+        )
+    if config.gail_absorbing and config.gamma >= 1.0:
+        raise ConfigError(
+            "--gail-absorbing pays a terminated step the absorbing state's reward for every step after it, "
+            "discounted: with --gamma 1 that sum is infinite. Give --gamma below 1, or drop --gail-absorbing."
         )
     expert = load_trajectories(
         config.gail_experts, env_id=env_identity(config), observation_space=spaces[0], action_space=spaces[1]
     )
+    if config.gail_absorbing and expert.terminated is None:
+        raise ConfigError(
+            f"--gail-absorbing needs to know which expert episodes terminated, and {config.gail_experts!r} was "
+            "recorded before a2c_ppo recorded that: record it again (enjoy.py --record-trajectories), or drop "
+            "--gail-absorbing."
+        )
     if config.gail_trajectories is not None:
         held = len(expert.lengths)
         if config.gail_trajectories > held:

@@ -64,6 +64,8 @@ class Trainer:
         spaces = observation_space, action_space
         self.gail = make_gail(config, spaces, ctx.reducer(), ctx.device, ctx.rank) if config.gail else None
         self.gail_metrics: dict[str, float] = {}
+        if self.gail is not None:
+            self.notes.append(self.gail.describe())
         self.envs = build_envs(config, config.num_processes, ctx.device, policy=self.policy)
         # Record the choices auto made, so that a resumed run makes the same ones.
         kind = self.envs.envs.unwrapped.metadata.get("vec_env", config.vec_env)

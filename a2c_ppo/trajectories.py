@@ -73,7 +73,7 @@ class Trajectories:
 def _check_tensor(fields: dict[str, Any], name: str, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
     tensor = fields[name]
     if not isinstance(tensor, torch.Tensor):
-        raise Malformed(f"its {name!r} is a {type(tensor).__name__}, not an array")
+        raise Malformed(f"its {name!r} is of type {type(tensor).__name__}, not an array")
     if DTYPE_NAMES.get(tensor.dtype) != dtype:
         raise Malformed(f"its {name!r} has dtype {DTYPE_NAMES.get(tensor.dtype, tensor.dtype)}, expected {dtype}")
     if tuple(tensor.shape) != shape:
@@ -164,7 +164,11 @@ def _fields_from_episodes(
         actions.append(ep_actions.reshape(length, -1).astype(act_dtype, copy=False))
         rewards.append(ep_rewards)
         lengths.append(length)
-        terminated.append(episode.get("terminated"))
+        flag = episode.get("terminated")
+        if flag is not None and not (isinstance(flag, (bool, np.bool_)) or _is_bool_scalar(flag)):
+            raise ValueError(f"episode {i}: 'terminated' must be a bool (did the episode end by termination?), "
+                             f"not {flag!r}")  # fmt: skip
+        terminated.append(None if flag is None else bool(flag))
     said = [flag for flag in terminated if flag is not None]
     if said and len(said) != len(terminated):
         raise ValueError("some episodes say whether they terminated and others not; give 'terminated' for all or none")
@@ -181,6 +185,10 @@ def _fields_from_episodes(
         "returns": np.asarray([r.sum() for r in rewards], dtype=np.float64),
         **ended,
     }
+
+
+def _is_bool_scalar(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.shape == () and value.dtype == np.bool_
 
 
 def save_trajectories(

@@ -14,13 +14,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from a2c_ppo.algo.gail import (
-    GAIL,
-    METRIC_NAMES,
-    discriminator_epochs,
-    discriminator_loss,
-    gradient_penalty,
-)
+from a2c_ppo.algo.discriminator import discriminator_loss, gradient_penalty
+from a2c_ppo.algo.gail import GAIL, METRIC_NAMES, discriminator_epochs
 from a2c_ppo.algo.gail_pairs import encode_actions
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.trajectories import (

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from a2c_ppo.algo.gail import GAIL, discriminator_loss
+from a2c_ppo.algo.discriminator import discriminator_loss
+from a2c_ppo.algo.gail import GAIL
 from a2c_ppo.algo.gail_pairs import PairLayout
 from a2c_ppo.arguments import resolve
 from a2c_ppo.envs.wrappers import EpisodeRecorder
@@ -50,7 +51,7 @@ def test_the_expert_gets_one_absorbing_row_per_terminated_episode():
 
 
 def test_an_expert_file_that_does_not_record_terminations_is_refused():
-    with pytest.raises(ConfigError, match="predates that record; record it again"):
+    with pytest.raises(ConfigError, match="does not say: record it again"):
         GAIL(expert_set(), absorbing=True)
     GAIL(expert_set())  # without absorbing states the record is not needed
 
@@ -117,6 +118,32 @@ def test_the_expert_absorbing_rows_stay_zero_through_the_observation_normaliser(
     assert pairs[absorbing].tolist() == [[0, 0, 0, 1, 0, 0]] * 3 and weights[absorbing, 0].tolist() == [0.5] * 3
     # the 12 steps normalised (each is an expert observation + 5), the absorbing rows not
     assert float(torch.cdist(pairs[~absorbing, :3] - 5.0, expert.obs).min(1).values.max()) < 1e-5
+
+
+def test_the_policy_keeps_absorbing_rows_after_it_stops_terminating():
+    """Rollouts that terminated 8, 0, 0 and 3 episodes train on 8, 4 (8 / 2), 3 (8 / 3, rounded
+    up) and 3 absorbing rows: once the learner stops terminating the absorbing pair keeps rows,
+    so its logit stays where terminating put it. The history survives a resume."""
+    gail = GAIL(ending(expert_set(), False, False, False), absorbing=True, seed=0)
+    rows, logits = [], []
+    for terminated in (8, 0, 0, 3):
+        metrics = gail.update(torch.randn(16, 3), torch.zeros(16, 2), epochs=1, batch_size=8,
+                              policy_absorbing=terminated)  # fmt: skip
+        rows.append(metrics["absorbing_rows"])
+        logits.append(metrics["absorbing_logit"])
+    assert rows == [8, 4, 3, 3] and gail.absorbing_history == [11, 4]
+    with torch.no_grad():
+        assert logits[-1] == pytest.approx(
+            gail.discriminator(gail.layout.absorbing_pairs(1, torch.device("cpu"))).item()
+        )
+    again = GAIL(ending(expert_set(), False, False, False), absorbing=True)
+    again.load_state_dict(gail.state_dict())
+    assert again.absorbing_history == [11, 4]
+    state = gail.state_dict()
+    del state["absorbing_history"]  # a checkpoint from before the history: none yet
+    again.load_state_dict(state)
+    assert again.absorbing_history == [0, 0]
+    assert "absorbing_logit" not in GAIL(expert_set()).update(torch.randn(16, 3), torch.zeros(16, 2), epochs=1)
 
 
 def test_reward_with_absorbing_states_needs_the_terminations():
@@ -203,6 +230,14 @@ def test_the_file_records_terminations_and_selection_keeps_them(tmp_path):
     # files without the record still load; a half record is refused when written
     save_trajectories(path, env_id="Test-v0", observation_space=OBS, action_space=BOX_ACTIONS, episodes=episodes(OBS))
     assert load_trajectories(path).terminated is None
+    for bad in ("False", 2, float("nan"), np.array([True])):
+        with pytest.raises(ValueError, match="episode 1: 'terminated' must be a bool"):
+            save_trajectories(path, env_id="Test-v0", observation_space=OBS, action_space=BOX_ACTIONS,
+                              episodes=[eps[0], {**eps[1], "terminated": bad}])  # fmt: skip
+    for good in (np.bool_(False), np.array(False)):
+        save_trajectories(path, env_id="Test-v0", observation_space=OBS, action_space=BOX_ACTIONS,
+                          episodes=[eps[0], {**eps[1], "terminated": good}])  # fmt: skip
+        assert load_trajectories(path).terminated.tolist() == [True, False]  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="give 'terminated' for all or none"):
         save_trajectories(path, env_id="Test-v0", observation_space=OBS, action_space=BOX_ACTIONS,
                           episodes=[eps[0], episodes(BOX_ACTIONS)[1]])  # fmt: skip
@@ -240,13 +275,16 @@ def test_absorbing_states_need_proper_time_limits_and_a_gamma_below_one(tmp_path
     experts = record_expert(str(tmp_path / "expert.npz"), "CartPole-v1")
     for flags in (["--no-use-proper-time-limits"], ["--gamma", "1"]):
         argv = ["--gail", "--gail-experts", experts, "--gail-absorbing", *flags, *local_run_flags(tmp_path)]
-        with pytest.raises(ConfigError, match="--use-proper-time-limits on and --gamma below 1"):
+        with pytest.raises(
+            ConfigError,
+            match="drop --no-use-proper-time-limits or --gail-absorbing|Give --gamma below 1, or drop --gail-absorbing",
+        ):
             resolve(argv)
     assert os.listdir(tmp_path) == ["expert.npz"]  # refused before anything was written
     resolve(["--gail", "--gail-experts", experts, "--gail-absorbing", *local_run_flags(tmp_path)])
 
 
-def test_the_trainer_passes_terminations_not_time_limits(tmp_path, monkeypatch):
+def test_the_trainer_passes_terminations_not_time_limits(tmp_path, monkeypatch, capsys):
     """A run whose time limit is 1 step truncates every episode: no step terminated, no absorbing
     row. With CartPole's own limit the learner's episodes end by falling: the terminations the
     reward sees are the absorbing rows the discriminator trains on, and there are some."""
@@ -262,7 +300,7 @@ def test_the_trainer_passes_terminations_not_time_limits(tmp_path, monkeypatch):
         return reward(self, *args, **kwargs)
 
     def recording_update(self, *args, **kwargs):
-        seen["rows"].append(args[5])
+        seen["rows"].append(args[5])  # the rollout's terminations, before the history's floor
         return update(self, *args, **kwargs)
 
     monkeypatch.setattr(GAIL, "reward", recording_reward)
@@ -286,6 +324,9 @@ def test_the_trainer_passes_terminations_not_time_limits(tmp_path, monkeypatch):
         request = resolve([*flags, "--gail", "--gail-experts", experts, "--gail-absorbing", "--gail-warmup", "1"])
         seen["terminated"].clear(), seen["rows"].clear()
         run(request.config)
+        assert "GAIL: 50 expert steps of 1 episodes, 0 of them terminated; reward logit, with absorbing states." in (
+            capsys.readouterr().out
+        )
         ended = [int(terminated.sum()) for terminated in seen["terminated"]]
         assert len(ended) == 2 and ended == seen["rows"]
         assert (sum(ended) == 0) if limit else (sum(ended) > 0), ended

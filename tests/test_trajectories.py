@@ -161,7 +161,7 @@ def rewrite(path: str, **changes) -> None:
         ({"rewards": torch.full((12,), math.nan, dtype=torch.float64)}, "'rewards' holds a NaN"),
         ({"spaces": "{not json"}, "not JSON"),
         ({"version": 2}, "version 2"),
-        ({"obs": [1, 2]}, "'obs' is a list"),
+        ({"obs": [1, 2]}, "'obs' is of type list"),
     ],
 )
 def test_malformed_files_are_refused(tmp_path, changes, message):

@@ -31,7 +31,12 @@ after: ``r_t += gamma / (1 - gamma) * r_abs`` with ``r_abs`` the reward form of 
 The discriminator learns that pair from one absorbing row per terminated episode on each side
 (every terminated step of the rollout, every expert episode recorded as terminated, as DAC adds
 one per episode): an expert that never terminates makes terminating cost, one that ends its
-episodes (reaching a goal) makes it pay. Expert steps subsampled every n (``expert_subsample``)
+episodes (reaching a goal) makes it pay. A rollout holds only the current policy's
+terminations, where DAC's replay buffer keeps every past episode's: once the learner stops
+terminating and the expert never does, no minibatch would hold the absorbing pair and its logit
+would drift with the other pairs' training, until terminating paid and the learner relearnt to
+fall. So the policy side takes max(this rollout's terminations, the mean per rollout of the run
+so far, rounded up) absorbing rows. Expert steps subsampled every n (``expert_subsample``)
 leave each episode 1/n of its steps but its whole absorbing row, so, as in DAC's code, the
 expert's absorbing rows weigh 1/n in the bce (``mean(w * bce_row)`` over the expert rows; the
 accuracies and the penalty are unweighted).
@@ -69,82 +74,34 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from a2c_ppo.algo.common import Reducer, average_gradients
+from a2c_ppo.algo.discriminator import (
+    DEFAULT_GRAD_PENALTY,
+    DEFAULT_HIDDEN_SIZE,
+    Discriminator,
+    discriminator_loss,
+    gradient_penalty,
+)
 from a2c_ppo.algo.gail_pairs import PairLayout, as_stored_actions, encode_actions
 from a2c_ppo.algo.optimizers import make_adam
 from a2c_ppo.config import GAIL_REWARDS
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.trajectories import Trajectories
 
-DEFAULT_HIDDEN_SIZE = 100
 DEFAULT_LR = 1e-3
-DEFAULT_GRAD_PENALTY = 10.0
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_EPOCHS = 5
 WARMUP_UPDATES = 10
 WARMUP_EPOCHS = 100
 RETURN_EPSILON = 1e-8
-METRIC_NAMES = ("loss", "grad_penalty", "expert_accuracy", "policy_accuracy")
+METRIC_NAMES: tuple[str, ...] = ("loss", "grad_penalty", "expert_accuracy", "policy_accuracy")
 
 
 def discriminator_epochs(update: int, epochs: int = DEFAULT_EPOCHS, warmup_updates: int = WARMUP_UPDATES) -> int:
     """Discriminator epochs for the 0-based ``update``: the reference's warm-up trains 100
     epochs in each of the first 10 updates, so the first rewards already tell expert from policy."""
     return WARMUP_EPOCHS if update < warmup_updates else epochs
-
-
-class Discriminator(nn.Module):
-    """MLP logit f(x) on pairs x (F,) (``gail_pairs``): two tanh hidden layers."""
-
-    def __init__(self, pair_width: int, hidden_size: int = DEFAULT_HIDDEN_SIZE) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(
-            nn.Linear(pair_width, hidden_size),
-            nn.Tanh(),
-            nn.Linear(hidden_size, hidden_size),
-            nn.Tanh(),
-            nn.Linear(hidden_size, 1),
-        )
-
-    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        """pairs (B, F) -> logits (B, 1)."""
-        return self.trunk(pairs)
-
-
-def discriminator_loss(
-    expert_logits: torch.Tensor, policy_logits: torch.Tensor, expert_weights: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """0-d (bce, expert_accuracy, policy_accuracy) from logits (m, 1) of each side (see module
-    docstring); ``expert_weights`` (m, 1) weigh the expert rows' bce terms (None: all 1)."""
-    bce = F.binary_cross_entropy_with_logits(
-        expert_logits, torch.ones_like(expert_logits), weight=expert_weights
-    ) + F.binary_cross_entropy_with_logits(policy_logits, torch.zeros_like(policy_logits))
-    return bce, (expert_logits > 0).float().mean(), (policy_logits < 0).float().mean()
-
-
-def gradient_penalty(
-    disc: Callable[[torch.Tensor], torch.Tensor],
-    expert_pairs: torch.Tensor,
-    policy_pairs: torch.Tensor,
-    lambda_: float = DEFAULT_GRAD_PENALTY,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """0-d ``lambda * mean((||grad_x disc(x_hat)||_2 - 1)^2)`` on random interpolations x_hat
-    of the expert and policy pairs (m, F); differentiable in the discriminator's parameters.
-
-    ``alpha`` (m, 1) is drawn from ``generator`` (on its device; None: the pairs' device's
-    global RNG).
-    """
-    device = generator.device if generator is not None else expert_pairs.device
-    alpha = torch.rand(len(expert_pairs), 1, generator=generator, device=device).to(expert_pairs)
-    mixed = (alpha * expert_pairs + (1.0 - alpha) * policy_pairs).detach().requires_grad_(True)
-    # Rows are independent, so the gradient of the sum is each row's own gradient;
-    # create_graph keeps the penalty differentiable for the discriminator's step.
-    (grad,) = torch.autograd.grad(disc(mixed).sum(), mixed, create_graph=True)
-    return lambda_ * (grad.norm(2, dim=1) - 1.0).pow(2).mean()
 
 
 class GAIL:
@@ -199,8 +156,8 @@ class GAIL:
         if absorbing:
             if expert.terminated is None:
                 raise ConfigError(
-                    f"absorbing states need to know which expert episodes terminated, and the expert file for "
-                    f"{expert.env_id} predates that record; record it again with enjoy.py --record-trajectories."
+                    f"Absorbing states need to know which expert episodes terminated, and this expert data for "
+                    f"{expert.env_id} does not say: record it again (enjoy.py --record-trajectories)."
                 )
             ended = int(expert.terminated.sum())
             expert_obs = torch.cat([expert_obs, expert_obs.new_zeros(ended, expert_obs.shape[1])])
@@ -210,6 +167,9 @@ class GAIL:
             if expert_subsample > 1:
                 self.expert_weights = 1.0 - self.expert_absorbing * (1.0 - 1.0 / expert_subsample)
         self.expert_obs, self.expert_actions = expert_obs, expert_actions
+        endings = "" if expert.terminated is None else f", {int(expert.terminated.sum())} of them terminated"
+        self.expert_summary = f"{len(expert.obs)} expert steps of {len(expert.lengths)} episodes{endings}"
+        self.absorbing_history = [0, 0]  # the policy's terminated steps and the rollouts they came from
         self.ret_mean, self.ret_var, self.ret_count = 0.0, 1.0, 1e-4
         self.running_return: torch.Tensor | None = None  # (N,) float64, G of the last step seen
 
@@ -240,13 +200,15 @@ class GAIL:
         loaders the same way); expert observations pass through ``obs_normalizer`` ((m, D) ->
         (m, D), the policy's observation normalisation without updating it; None: none).
         Returns ``METRIC_NAMES`` averaged over the Adam steps (and ranks): ``loss`` is bce +
-        penalty, as the reference.
+        penalty, as the reference; with absorbing states also ``absorbing_rows`` (the policy
+        side's) and ``absorbing_logit``, f of the absorbing pair after the update.
         """
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"GAIL.update needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
         if policy_absorbing and not self.layout.with_absorbing:
             raise ValueError("GAIL.update got absorbing rows, but this discriminator has no absorbing state")
-        policy = self.pairs(policy_obs.reshape(len(policy_obs), -1), policy_actions, policy_absorbing)
+        absorbing_rows = self._policy_absorbing_rows(policy_absorbing)
+        policy = self.pairs(policy_obs.reshape(len(policy_obs), -1), policy_actions, absorbing_rows)
         size, batches = self._minibatches(batch_size, len(policy))
         totals = torch.zeros(len(METRIC_NAMES), device=self.device)
         for _ in range(epochs):
@@ -260,10 +222,32 @@ class GAIL:
                 weights = None if self.expert_weights is None else self.expert_weights[expert_rows]
                 expert = self.layout.join(expert_obs, self.expert_actions[expert_rows], mask)
                 totals += self._step(expert, policy[policy_rows], weights)
-        metrics = totals / (epochs * batches)
+        metrics, names = totals / (epochs * batches), METRIC_NAMES
+        if self.layout.with_absorbing:  # and how many absorbing rows the policy side held (mean over ranks)
+            metrics = torch.cat([metrics, metrics.new_tensor([float(absorbing_rows)])])
+            names = (*names, "absorbing_rows")
         if self.reducer is not None:
             metrics = self.reducer.all_reduce_sum(metrics) / self.reducer.world_size
-        return dict(zip(METRIC_NAMES, metrics.tolist()))
+        logged = dict(zip(names, metrics.tolist()))
+        if self.layout.with_absorbing:  # the same discriminator on every rank
+            with torch.no_grad():
+                logged["absorbing_logit"] = float(self.discriminator(self.layout.absorbing_pairs(1, self.device)))
+        return logged
+
+    def _policy_absorbing_rows(self, terminated: int) -> int:
+        """The policy side's absorbing rows for a rollout that terminated ``terminated`` episodes:
+        at least the mean per rollout so far, rounded up (module docstring)."""
+        if not self.layout.with_absorbing:
+            return 0
+        self.absorbing_history[0] += terminated
+        self.absorbing_history[1] += 1
+        total, rollouts = self.absorbing_history
+        return max(terminated, -(-total // rollouts))
+
+    def describe(self) -> str:
+        """A console line: the expert data and the reward."""
+        absorbing = ", with absorbing states" if self.layout.with_absorbing else ""
+        return f"GAIL: {self.expert_summary}; reward {self.reward_form}{absorbing}."
 
     def _minibatches(self, batch_size: int, policy_rows: int) -> tuple[int, int]:
         """(rows per minibatch, minibatches per epoch): min(batch_size, B, M) and min(B, M) // that.
@@ -383,6 +367,7 @@ class GAIL:
             "return_stats": {"mean": self.ret_mean, "var": self.ret_var, "count": self.ret_count},
             "running_return": self.running_return,
             "generator": self.generator.get_state(),
+            "absorbing_history": list(self.absorbing_history),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -394,3 +379,4 @@ class GAIL:
         self.running_return = None if running is None else running.to(self.device, torch.float64)
         # The generator lives on the CPU even when the state was loaded with map_location="cuda".
         self.generator.set_state(state["generator"].cpu())
+        self.absorbing_history = [int(count) for count in state.get("absorbing_history", (0, 0))]  # older: none
