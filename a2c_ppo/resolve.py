@@ -30,7 +30,6 @@ from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
 from a2c_ppo.presets import PRESET_VALUES, auto_preset, env_entry, preset_values
 from a2c_ppo.unused_settings import check_typed_settings_apply, drop_unused
 
-#: Model-shape settings a resumed run cannot change (the saved weights would not fit).
 #: The settings that send a run's data to Weights & Biases: a resume takes them only as typed.
 TRACKING = ("track", "wandb_project", "wandb_entity", "wandb_group", "wandb_tags", "wandb_id")
 #: The settings that shape what a checkpoint holds weights of: a resume cannot change them.

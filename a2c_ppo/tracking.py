@@ -31,7 +31,9 @@ class Tracker:
 
     def describe(self) -> str:
         """A console line naming the run and how to continue it."""
-        where = "offline" if self.run.offline else self.run.url
+        where = "offline" if getattr(self.run, "offline", False) else getattr(self.run, "url", None)
+        if where is None:  # WANDB_MODE=disabled: nothing to continue
+            return "W&B is disabled (WANDB_MODE): nothing is tracked."
         return f"W&B run {self.run.id} ({where}); a resume continues it with --track --wandb-id {self.run.id}."
 
     def record_config(self, config: RunConfig) -> None:

@@ -85,7 +85,9 @@ def main() -> None:
             returns = column(run_dir, RETURN)
             final = returns[-1][1] if returns else float("nan")
             reached = first_reaching(run_dir, RETURN, threshold) if threshold is not None else None
-            rows.append((k, seed, final, reached, wall_time(folder)))
+            # does it stay there? the lowest training return logged after reaching the threshold
+            after = [value for steps, value in returns if reached is not None and steps >= reached]
+            rows.append((k, seed, final, reached, min(after) if after else None, wall_time(folder)))
             curves.append(run_dir)
 
     print(f"\nGAIL ({opts.algo}; {' '.join(opts.gail_flags) or 'defaults'}) on {opts.env_name}, "
@@ -94,12 +96,13 @@ def main() -> None:
           f"{expert_return:.1f}\n")  # fmt: skip
     reach = f"steps to {threshold:g}" if threshold is not None else "-"
     print(f"| expert episodes | seed | final training return (last 10 ep.) | fraction of the expert | {reach} "
-          "| wall s |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|")
-    for k, seed, final, reached, wall in rows:
-        print(f"| {k} | {seed} | {final:.1f} | {final / expert_return:.2f} | {reached or '-'} | {wall:.0f} |")
+          "| lowest after | wall s |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for k, seed, final, reached, lowest, wall in rows:
+        low = "-" if lowest is None else f"{lowest:.1f}"
+        print(f"| {k} | {seed} | {final:.1f} | {final / expert_return:.2f} | {reached or '-'} | {low} | {wall:.0f} |")
     for k in sorted({row[0] for row in rows}):
-        finals = [final for kk, _, final, _, _ in rows if kk == k]
+        finals = [row[2] for row in rows if row[0] == k]
         mean = float(np.mean(finals))
         print(f"\n{k} episodes: mean final return {mean:.1f} ({mean / expert_return:.2f} of the expert)")
     if curves:

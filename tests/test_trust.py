@@ -250,10 +250,14 @@ def test_normalisation_statistics_no_data_gives_are_refused(tmp_path, part, valu
 def test_a_checkpoint_does_not_turn_on_uploads(tmp_path):
     from a2c_ppo.arguments import resolve
 
-    evil = craft(trained_checkpoint(tmp_path), str(tmp_path / "track.pt"), track=True, wandb_entity="attacker")
+    evil = craft(trained_checkpoint(tmp_path), str(tmp_path / "track.pt"), track=True, wandb_entity="attacker",
+                 wandb_id="theirs")  # fmt: skip
     request = resolve(["--resume", evil, "--num-env-steps", "256"])
-    assert request.config.track is False and request.config.wandb_entity is None
+    assert request.config.track is False and request.config.wandb_entity is None and request.config.wandb_id is None
     assert any("tracked with W&B; this one is not" in note for note in request.notes)
+    pytest.importorskip("wandb")
+    tracked = resolve(["--resume", evil, "--num-env-steps", "256", "--track"]).config
+    assert tracked.wandb_id is None and tracked.wandb_entity is None  # a new run of the user's, not the file's
 
 
 def test_a_run_lock_is_removed_as_it_is_released_and_never_held_twice(tmp_path, monkeypatch):

@@ -32,11 +32,10 @@ The discriminator learns that pair from one absorbing row per terminated episode
 (every terminated step of the rollout, every expert episode recorded as terminated, as DAC adds
 one per episode): an expert that never terminates makes terminating cost, one that ends its
 episodes (reaching a goal) makes it pay. A rollout holds only the current policy's
-terminations, where DAC's replay buffer keeps every past episode's: once the learner stops
-terminating and the expert never does, no minibatch would hold the absorbing pair and its logit
-would drift with the other pairs' training, until terminating paid and the learner relearnt to
-fall. So the policy side takes max(this rollout's terminations, the mean per rollout of the run
-so far, rounded up) absorbing rows. Expert steps subsampled every n (``expert_subsample``)
+terminations (DAC's replay buffer keeps every past episode's): once the learner stops
+terminating and the expert never does, no row holds the absorbing pair and its logit moves
+only with the other pairs' training (``absorbing_logit`` shows it; docs/BENCHMARKS.md
+measures what it costs). Expert steps subsampled every n (``expert_subsample``)
 leave each episode 1/n of its steps but its whole absorbing row, so, as in DAC's code, the
 expert's absorbing rows weigh 1/n in the bce (``mean(w * bce_row)`` over the expert rows; the
 accuracies and the penalty are unweighted).
@@ -169,7 +168,6 @@ class GAIL:
         self.expert_obs, self.expert_actions = expert_obs, expert_actions
         endings = "" if expert.terminated is None else f", {int(expert.terminated.sum())} of them terminated"
         self.expert_summary = f"{len(expert.obs)} expert steps of {len(expert.lengths)} episodes{endings}"
-        self.absorbing_history = [0, 0]  # the policy's terminated steps and the rollouts they came from
         self.ret_mean, self.ret_var, self.ret_count = 0.0, 1.0, 1e-4
         self.running_return: torch.Tensor | None = None  # (N,) float64, G of the last step seen
 
@@ -207,8 +205,7 @@ class GAIL:
             raise ValueError(f"GAIL.update needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
         if policy_absorbing and not self.layout.with_absorbing:
             raise ValueError("GAIL.update got absorbing rows, but this discriminator has no absorbing state")
-        absorbing_rows = self._policy_absorbing_rows(policy_absorbing)
-        policy = self.pairs(policy_obs.reshape(len(policy_obs), -1), policy_actions, absorbing_rows)
+        policy = self.pairs(policy_obs.reshape(len(policy_obs), -1), policy_actions, policy_absorbing)
         size, batches = self._minibatches(batch_size, len(policy))
         totals = torch.zeros(len(METRIC_NAMES), device=self.device)
         for _ in range(epochs):
@@ -224,7 +221,7 @@ class GAIL:
                 totals += self._step(expert, policy[policy_rows], weights)
         metrics, names = totals / (epochs * batches), METRIC_NAMES
         if self.layout.with_absorbing:  # and how many absorbing rows the policy side held (mean over ranks)
-            metrics = torch.cat([metrics, metrics.new_tensor([float(absorbing_rows)])])
+            metrics = torch.cat([metrics, metrics.new_tensor([float(policy_absorbing)])])
             names = (*names, "absorbing_rows")
         if self.reducer is not None:
             metrics = self.reducer.all_reduce_sum(metrics) / self.reducer.world_size
@@ -233,16 +230,6 @@ class GAIL:
             with torch.no_grad():
                 logged["absorbing_logit"] = float(self.discriminator(self.layout.absorbing_pairs(1, self.device)))
         return logged
-
-    def _policy_absorbing_rows(self, terminated: int) -> int:
-        """The policy side's absorbing rows for a rollout that terminated ``terminated`` episodes:
-        at least the mean per rollout so far, rounded up (module docstring)."""
-        if not self.layout.with_absorbing:
-            return 0
-        self.absorbing_history[0] += terminated
-        self.absorbing_history[1] += 1
-        total, rollouts = self.absorbing_history
-        return max(terminated, -(-total // rollouts))
 
     def describe(self) -> str:
         """A console line: the expert data and the reward."""
@@ -367,7 +354,6 @@ class GAIL:
             "return_stats": {"mean": self.ret_mean, "var": self.ret_var, "count": self.ret_count},
             "running_return": self.running_return,
             "generator": self.generator.get_state(),
-            "absorbing_history": list(self.absorbing_history),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -379,4 +365,3 @@ class GAIL:
         self.running_return = None if running is None else running.to(self.device, torch.float64)
         # The generator lives on the CPU even when the state was loaded with map_location="cuda".
         self.generator.set_state(state["generator"].cpu())
-        self.absorbing_history = [int(count) for count in state.get("absorbing_history", (0, 0))]  # older: none
