@@ -99,6 +99,8 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     if checkpoint is not None:
         _check_auto_width(saved, typed, spaces[0])
     origins: dict[str, str] = {name: "typed" if name in typed else "checkpoint" for name in SETTINGS}
+    if resume is not None:  # where data goes is never the checkpoint's (_resumed_values)
+        origins.update({name: "default" for name in ("log_dir", "save_dir", *TRACKING) if name not in typed})
     if resume is None:
         values = _preset_values(values, typed, spaces, notes, origins, (entry, source))
     values["action_masks"] = "on" if report.action_masks else "off"  # recorded: a resume makes the same choice

@@ -464,3 +464,11 @@ def test_ctrl_c_at_any_moment_of_start_up(tmp_path, delay):
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err and "Traceback" not in out, err
     assert len(err.strip().splitlines()) <= 1, err
+
+
+def test_show_settings_on_a_resume_names_the_folders_default_not_the_checkpoint(tmp_path):
+    from a2c_ppo.arguments import resolve
+
+    request = resolve(["--resume", trained_checkpoint(tmp_path), "--num-env-steps", "256"])
+    assert request.origins["save_dir"] == request.origins["log_dir"] == request.origins["track"] == "default"
+    assert request.origins["lr"] == "checkpoint" and request.origins["num_env_steps"] == "typed"
