@@ -126,7 +126,7 @@ class Trainer:
         if "agent" in state and hasattr(self.agent, "load_state_dict"):
             self.agent.load_state_dict(state["agent"])
         if "gail" in state and self.gail is not None:
-            self.gail.load_state_dict(state["gail"])
+            self.gail.load_state_dict(state["gail"], keep_generator=self.ctx.rank > 0)  # as the global RNGs
         if "value_norm" in state and self.value_normalizer is not None:
             self.value_normalizer.load_state_dict(state["value_norm"])
 

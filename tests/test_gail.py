@@ -262,6 +262,11 @@ def test_state_dict_resume_continues_bit_identically():
     assert results[0][0] == results[1][0]
     assert torch.equal(results[0][1], results[1][1])
     assert all(torch.equal(a, b) for a, b in zip(results[0][2], results[1][2]))
+    # a rank > 0 of a resumed run keeps its own minibatch generator (seed + rank), not rank 0's
+    rank_one = GAIL(expert_set(), seed=4)
+    rank_one.load_state_dict(first.state_dict(), keep_generator=True)
+    assert torch.equal(rank_one.generator.get_state(), torch.Generator().manual_seed(4).get_state())
+    assert not torch.equal(rank_one.generator.get_state(), first.generator.get_state())
 
 
 class ScaledReducer:

@@ -356,12 +356,14 @@ class GAIL:
             "generator": self.generator.get_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], keep_generator: bool = False) -> None:
+        """``keep_generator``: keep this GAIL's own minibatch generator (a rank > 0 of a resumed
+        data-parallel run: the checkpoint holds rank 0's, and ranks draw different minibatches)."""
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
         stats = state["return_stats"]
         self.ret_mean, self.ret_var, self.ret_count = float(stats["mean"]), float(stats["var"]), float(stats["count"])
         running = state["running_return"]
         self.running_return = None if running is None else running.to(self.device, torch.float64)
-        # The generator lives on the CPU even when the state was loaded with map_location="cuda".
-        self.generator.set_state(state["generator"].cpu())
+        if not keep_generator:  # on the CPU even when the state was loaded with map_location="cuda"
+            self.generator.set_state(state["generator"].cpu())
