@@ -67,6 +67,14 @@ class LogCallback:
             self.logger.progress(info.env_steps)
         if info.update % self.log_interval and not info.last:
             return
+        self._log(info)
+
+    def on_stop(self, info: UpdateInfo) -> None:
+        """A callback stopped the run after ``info``'s update: log it, unless its row is written."""
+        if info.update % self.log_interval and not info.last:
+            self._log(info)
+
+    def _log(self, info: UpdateInfo) -> None:
         episodes = pooled_means([info.returns, info.lengths], self.ctx.reducer())
         check_in_sync(info.policy, self.ctx, f"after update {info.update}")
         if self.logger is None:

@@ -318,22 +318,29 @@ def check_trusted(
             "yourself (--env-kwargs '...', or env_kwargs= in Python) or pass --trust-checkpoint "
             "(trust_checkpoint=True)."
         )
-    for name in CODE_REFERENCES:
-        reference = getattr(saved, name)
-        if trust or name in typed or ":" not in str(reference):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if "<" in str(reference):  # a lambda's or a nested function's: no import finds it
-            raise ConfigError(
-                f"{what} was trained with {flag} {reference!r}, made by a lambda or a nested function that only the "
-                f"process that trained it knew; give it again ({flag} module:attribute, or {name}=... in Python)."
-            )
-        name_it = f"name it yourself ({flag} {reference}) or " if nameable is None or name in nameable else ""
+    named = [(name, str(getattr(saved, name))) for name in CODE_REFERENCES if name not in typed]
+    gone = [(name, ref) for name, ref in named if "<" in ref or ref.startswith("__main__:")]
+    if gone:  # a lambda's, a nested function's, or a script's own: no import in this program finds it, trusted or not
+        shown = " and ".join(f"{_flag(name)} {ref!r}" for name, ref in gone)
         raise ConfigError(
-            f"{what} names code to import, {flag} {reference!r}, and a checkpoint is data: a2c_ppo imports no "
-            f"code a file names. If you trust that module, {name_it}pass --trust-checkpoint (trust_checkpoint=True "
-            "in Python)."
+            f"{what} was trained with {shown}, which only the script that trained it knew (a lambda, a nested "
+            "function or a class of the script itself): replay it in that script (a2c_ppo.load finds it there), "
+            "or move it into a module you can import, and train again; an env can also be given again "
+            "(--env-name module:attribute, or env=... in Python)."
         )
+    untrusted = [(name, ref) for name, ref in named if ":" in ref and not trust]
+    if untrusted:
+        shown = " and ".join(f"{_flag(name)} {ref!r}" for name, ref in untrusted)
+        flags = [f"{_flag(name)} {ref}" for name, ref in untrusted if nameable is None or name in nameable]
+        name_it = f"name it yourself ({', '.join(flags)}) or " if len(flags) == len(untrusted) else ""
+        raise ConfigError(
+            f"{what} names code to import, {shown}, and a checkpoint is data: a2c_ppo imports no code a file "
+            f"names. If you trust that code, {name_it}pass --trust-checkpoint (trust_checkpoint=True in Python)."
+        )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _has_text(value: Any) -> bool:

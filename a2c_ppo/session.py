@@ -58,6 +58,7 @@ class TrainResult:
     checkpoint: str
     env_steps: int
     history: list[tuple[int, float]] = field(default_factory=list)
+    stopped: bool = False  # a callback stopped the run before its budget
 
     @property
     def run_dir(self) -> str:
@@ -188,7 +189,7 @@ def _run(
             if recorder is not None:
                 main_hooks.append(VideoCallback(logger, config, normalization, recorder))
         hooks: list[Callback] = [curve, LogCallback(logger, ctx, config.log_interval), *main_hooks, *callbacks]
-        loop(trainer, checkpointer, hooks, signals)
+        stopped = loop(trainer, checkpointer, hooks, signals)
         if logger is not None:
             if not os.path.isfile(path):  # a finished checkpoint resumed into a new folder: no update ran
                 checkpointer.save_copy(trainer, path)
@@ -201,8 +202,9 @@ def _run(
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(latest_best)
             best = f" Best model: {best_path} (copied to {latest_best})." if os.path.isfile(best_path) else ""
+            how = f"Stopped by a callback at update {trainer.update}/{trainer.num_updates}" if stopped else "Done"
             logger.print(
-                f"Done: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {path} "
+                f"{how}: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {path} "
                 f"(copied to {latest}, the latest finished run's).{best}"
             )
             if tracker is not None:
@@ -226,7 +228,7 @@ def _run(
             recorder.close()
         if logger is not None:
             logger.close()
-    return TrainResult(path, trainer.env_steps, curve.points)
+    return TrainResult(path, trainer.env_steps, curve.points, stopped)
 
 
 def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, Any] | None) -> list[str]:
@@ -243,9 +245,10 @@ def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, An
     return notes
 
 
-def loop(trainer: Trainer, checkpointer: Checkpointer, callbacks: Sequence[Callback], signals: StopSignals) -> None:
+def loop(trainer: Trainer, checkpointer: Checkpointer, callbacks: Sequence[Callback], signals: StopSignals) -> bool:
     """The updates from the current one to the last (or until a callback stops the run), each
-    followed by its callbacks, and the checkpoints."""
+    followed by its callbacks, and the checkpoints; whether a callback stopped it. On a stop,
+    each callback with an ``on_stop(info)`` gets it (the log writes the last update's row)."""
     config, stopwatch = trainer.config, Stopwatch(trainer.env_steps)
     while trainer.update < trainer.num_updates:
         rollout_sps = trainer.collect()
@@ -267,8 +270,12 @@ def loop(trainer: Trainer, checkpointer: Checkpointer, callbacks: Sequence[Callb
                 policy=trainer.policy,
             )
             stop = any_rank(run_callbacks(callbacks, info), trainer.ctx.reducer())
+            if stop:
+                for callback in callbacks:
+                    getattr(callback, "on_stop", lambda info: None)(info)
         if stop or trainer.update % config.save_interval == 0 or trainer.update == trainer.num_updates:
             checkpointer.save(trainer)
         if stop:
-            return
+            return trainer.update < trainer.num_updates
     checkpointer.save(trainer)  # a resumed run that was already finished
+    return False

@@ -123,7 +123,7 @@ def test_bad_settings_raise_config_error_never_system_exit(tmp_path, settings, p
     assert not os.path.exists(tmp_path / "runs")
 
 
-def test_a_callback_that_stops_at_update_3_leaves_its_checkpoint(tmp_path):
+def test_a_callback_that_stops_at_update_3_leaves_its_checkpoint(tmp_path, capsys):
     seen: list[int] = []
 
     def stop_at_3(info: a2c_ppo.UpdateInfo) -> bool:
@@ -132,8 +132,16 @@ def test_a_callback_that_stops_at_update_3_leaves_its_checkpoint(tmp_path):
         return info.update < 3
 
     result = train("CartPole-v1", callbacks=[stop_at_3], num_env_steps=6400, **SMALL, **folders(tmp_path))
-    assert seen == [1, 2, 3]
+    assert seen == [1, 2, 3] and result.stopped
     assert load_checkpoint(result.checkpoint)["counters"] == {"update": 3, "env_steps": 3 * 32}
+    # logged every 5 updates, the stopping update still gets its row; the console says who stopped it
+    assert "Stopped by a callback at update 3/200: 96 env steps" in capsys.readouterr().out
+    again = train("CartPole-v1", callbacks=[stop_at_3], num_env_steps=6400, **{**SMALL, "log_interval": 5},
+                  **folders(tmp_path / "again"))  # fmt: skip
+    with open(os.path.join(again.run_dir, "progress.csv")) as f:
+        assert [row["update"] for row in csv.DictReader(f)] == ["3"]
+    assert "Stopped by a callback at update 3/200" in capsys.readouterr().out
+    assert not train("CartPole-v1", num_env_steps=64, **SMALL, **folders(tmp_path / "whole")).stopped
 
 
 @pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])  # Pendulum: normalised observations

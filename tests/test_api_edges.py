@@ -175,7 +175,7 @@ def test_a_lambdas_checkpoint_elsewhere_is_loaded_with_the_env_given(tmp_path, m
 def test_a_resume_of_a_lambdas_run_elsewhere_asks_for_the_env(tmp_path, monkeypatch):
     result = train(lambda: gym.make("CartPole-v1"), **SMALL, **folders(tmp_path))
     monkeypatch.delitem(FACTORIES, load_checkpoint(result.checkpoint)["config"]["env_name"])  # another process
-    with pytest.raises(a2c_ppo.ConfigError, match="made by a lambda or a nested function"):
+    with pytest.raises(a2c_ppo.ConfigError, match="only the script that trained it knew"):
         train(resume=result.checkpoint, num_env_steps=128, **folders(tmp_path))
     resumed = train("CartPole-v1", resume=result.checkpoint, num_env_steps=128, **folders(tmp_path))
     assert resumed.env_steps == 128

@@ -472,3 +472,18 @@ def test_show_settings_on_a_resume_names_the_folders_default_not_the_checkpoint(
     request = resolve(["--resume", trained_checkpoint(tmp_path), "--num-env-steps", "256"])
     assert request.origins["save_dir"] == request.origins["log_dir"] == request.origins["track"] == "default"
     assert request.origins["lr"] == "checkpoint" and request.origins["num_env_steps"] == "typed"
+
+
+def test_a_checkpoint_naming_a_scripts_own_code_says_where_to_replay_it(tmp_path):
+    """``__main__:X`` was the training script's: no other program imports it, trusted or not."""
+    from a2c_ppo.arguments import resolve
+
+    script = craft(trained_checkpoint(tmp_path), str(tmp_path / "script.pt"), env_name="__main__:GoToTarget")
+    for extra in ([], ["--trust-checkpoint"]):
+        with pytest.raises(ConfigError, match=r"--env-name '__main__:GoToTarget', which only the script that "
+                                              r"trained it knew .* replay it in that script"):  # fmt: skip
+            resolve(["--resume", script, *extra])
+    both = craft(script, str(tmp_path / "both.pt"), env_name="evil_module:Env", policy_base="evil_module:Net")
+    with pytest.raises(ConfigError, match=r"names code to import, --env-name 'evil_module:Env' and --policy-base "
+                                          r"'evil_module:Net'"):  # fmt: skip
+        resolve(["--resume", both])
