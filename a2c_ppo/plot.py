@@ -212,6 +212,20 @@ def aggregate(curves: Sequence[Curve], window: int = 1, ci: bool = False, seed: 
     return Band(grid, mean, low, high, len(curves))
 
 
+def cut_notes(curves: Sequence[Curve]) -> list[str]:
+    """A line per (env, label) whose mean stops before its longest run: the mean covers only
+    the steps every run reached."""
+    notes = []
+    for env, label in sorted({(c.env, c.label) for c in curves}):
+        ends = [int(c.steps[-1]) for c in curves if c.env == env and c.label == label]
+        if min(ends) < max(ends):
+            notes.append(
+                f"{env} / {label}: the mean of {len(ends)} runs ends at {min(ends):,} env steps, where the shortest "
+                f"ends; the longest goes on to {max(ends):,} (plot it from a folder of its own to see it all)."
+            )
+    return notes
+
+
 def _load_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
@@ -260,7 +274,10 @@ def default_out(paths: Sequence[str]) -> str:
 def plot(paths: Sequence[str], out: str, metric: str = DEFAULT_METRIC, window: int = 1, ci: bool = False) -> Figure:
     """Read the runs under ``paths``, draw them and write the picture to ``out``."""
     check_out(out)
-    fig = draw(load_curves(paths, metric), metric, window, ci)
+    curves = load_curves(paths, metric)
+    fig = draw(curves, metric, window, ci)
+    for note in cut_notes(curves):
+        console.out.line(note)
     try:
         fig.savefig(out, dpi=100)
     except OSError as exc:
