@@ -102,16 +102,14 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
     except PeerFailedError as exc:
         _report(f"training stopped: {exc}", EXIT_PEER_FAILED)
     except NonFiniteError as exc:
-        saved = (
-            "The checkpoint of the last finished update is saved (where one had finished)."
-            if isinstance(exc, NonFiniteRolloutError)
-            else "No checkpoint was written after it; the last good one is unchanged."
-        )
-        _report(
-            f"training stopped: {exc}. {saved} Look for the source (a reward or observation of the env, a too large "
-            "--lr).",
-            EXIT_NON_FINITE,
-        )
+        if isinstance(exc, NonFiniteRolloutError):  # the env's own value: the message names the env
+            saved = "The checkpoint of the last finished update is saved (where one had finished)."
+        else:
+            saved = (
+                "No checkpoint was written after it; the last good one is unchanged. Look for the source (a reward "
+                "or observation of the env, a too large --lr)."
+            )
+        _report(f"training stopped: {exc}. {saved}", EXIT_NON_FINITE)
     except WriteFailedError as exc:
         _report(
             f"training stopped: {exc}. The last checkpoint written before it is intact and no partial file is left; "

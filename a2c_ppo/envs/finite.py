@@ -25,7 +25,7 @@ def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0) -> None:
         return
     row = int(bad[0])
     raise NonFiniteError(
-        f"env {env_offset + row} returned a non-finite {name} ({array[row]!r}); "
+        f"env {env_offset + row} returned a non-finite {name} ({array[row].tolist()}); "
         "check the environment (or its wrappers) for a division by zero or an overflow"
     )
 
