@@ -263,8 +263,8 @@ def _is_single(parts: dict[str, Any], space: gym.spaces.Dict) -> bool:
 
 def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.ndarray:
     """A batch in the policy's layout: a leading axis, images channels-first. ValueError where
-    ``array`` is neither one observation of ``space`` nor a batch of them, or holds a class
-    outside a discrete space."""
+    ``array`` is neither one observation of ``space`` nor a batch of them, holds a class outside
+    a discrete space, or a NaN or infinity."""
     batch = array[None] if single else array
     shape = tuple(space.shape or ())
     channels_last = (shape[1], shape[2], shape[0]) if len(shape) == 3 else None
@@ -284,6 +284,8 @@ def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.
     bounds = _class_bounds(space)
     if bounds is not None and batch.size and (np.any(batch < bounds[0]) or np.any(batch > bounds[1])):
         raise ValueError(f"act: {what} holds values outside {_brief(space)}.")
+    if batch.dtype.kind == "f" and not np.isfinite(batch).all():  # the policy's output would be NaN
+        raise ValueError(f"act: {what} holds a NaN or an infinity.")
     return np.ascontiguousarray(batch)
 
 

@@ -75,6 +75,9 @@ def test_act_refuses_observations_of_another_shape(cartpole, obs):
 def test_act_takes_one_observation_or_a_batch(cartpole):
     agent = load(cartpole)
     assert agent.act([0.0, 0.0, 0.0, 0.0]) in (0, 1) and agent.act(np.zeros((3, 4))).shape == (3,)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="act: the observation holds a NaN or an infinity"):
+            agent.act([0.0, bad, 0.0, 0.0])
 
 
 def test_act_refuses_a_class_outside_a_discrete_observation_space(tmp_path):
