@@ -323,6 +323,7 @@ def load(
     env: EnvSpec | None = None,
     trust_checkpoint: bool = False,
     env_kwargs: dict[str, Any] | None = None,
+    policy_base: type | str | None = None,
 ) -> Agent:
     """The agent a checkpoint holds. Loading follows ``--resume``'s rules: the file is data
     (``torch.load(weights_only=True)``), and code it names (an env or a network given as
@@ -332,7 +333,8 @@ def load(
 
     ``env``: the env to build the policy for, and ``evaluate``'s default, in place of the one the
     checkpoint names (which another process may not have: an env made by a lambda in a script
-    or notebook); its spaces must be the checkpoint's."""
+    or notebook); its spaces must be the checkpoint's. ``policy_base``: the network class (or
+    ``module:Class``) in place of the one the checkpoint names; its weights must fit."""
     checkpoint = load_checkpoint(path)
     notes: list[str] = []
     config = RunConfig.from_dict(checkpoint["config"], notes)
@@ -345,9 +347,12 @@ def load(
         )
     if env_kwargs is not None:
         config = config.replace(env_kwargs=_json_text(env_kwargs, "env_kwargs"))
-    known = {name: getattr(config, name) for name in ("env_name", "policy_base") if _known_here(getattr(config, name))}
+    known: dict[str, Any] = {}
     if env is not None:
         known["env_name"] = config.env_name
+    if policy_base is not None:
+        config = config.replace(policy_base=_reference(policy_base))
+        known["policy_base"] = config.policy_base
     if env_kwargs is not None:
         known["env_kwargs"] = config.env_kwargs
     check_trusted(config, known, trust_checkpoint, what=f"load({path!r})", nameable=("env_name", "env_kwargs"))

@@ -12,6 +12,7 @@ import json
 import math
 import pickle
 import random
+import sys
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -318,15 +319,18 @@ def check_trusted(
             "yourself (--env-kwargs '...', or env_kwargs= in Python) or pass --trust-checkpoint "
             "(trust_checkpoint=True)."
         )
-    named = [(name, str(getattr(saved, name))) for name in CODE_REFERENCES if name not in typed]
-    gone = [(name, ref) for name, ref in named if "<" in ref or ref.startswith("__main__:")]
-    if gone:  # a lambda's, a nested function's, or a script's own: no import in this program finds it, trusted or not
+    # a reference this process was handed as an object (the Python API) needs no import: as typed
+    references = [(name, str(getattr(saved, name))) for name in CODE_REFERENCES if name not in typed]
+    named = [(name, ref) for name, ref in references if not _handed_over(ref)]
+    gone = [(name, ref) for name, ref in named if _unreachable(ref)]
+    if gone:  # trusted or not, no import in this program finds them
         shown = " and ".join(f"{_flag(name)} {ref!r}" for name, ref in gone)
         raise ConfigError(
-            f"{what} was trained with {shown}, which only the script that trained it knew (a lambda, a nested "
-            "function or a class of the script itself): replay it in that script (a2c_ppo.load finds it there), "
-            "or move it into a module you can import, and train again; an env can also be given again "
-            "(--env-name module:attribute, or env=... in Python)."
+            f"{what} was trained with {shown}, code the training script made itself (a lambda, a nested function, "
+            "or a class of the script run as the main program), which no import in this program finds: load the "
+            "checkpoint from that script (a2c_ppo.load, train(resume=...)), or give that code again (--env-name / "
+            "--policy-base module:attribute, env= / policy_base= in Python), or move it into a module you can "
+            "import."
         )
     untrusted = [(name, ref) for name, ref in named if ":" in ref and not trust]
     if untrusted:
@@ -341,6 +345,28 @@ def check_trusted(
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _handed_over(reference: str) -> bool:
+    """Whether this process registered ``reference`` from an object (``envs.make.FACTORIES``)."""
+    from a2c_ppo.envs.make import FACTORIES
+
+    return reference in FACTORIES
+
+
+def _unreachable(reference: str) -> bool:
+    """Whether no import can find ``reference``: a lambda's or nested function's (``<``), a
+    second object of one name (``#2``), or ``__main__:X`` where this program's main module has
+    no ``X`` (it is another script than the one that trained)."""
+    if "<" in reference or "#" in reference:
+        return True
+    module, _, attribute = reference.partition(":")
+    if module != "__main__":
+        return False
+    found: Any = sys.modules.get("__main__")
+    for part in attribute.split("."):
+        found = getattr(found, part, None)
+    return found is None
 
 
 def _has_text(value: Any) -> bool:

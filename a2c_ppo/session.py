@@ -188,8 +188,9 @@ def _run(
                 main_hooks.append(BestModelCallback(logger, save_best, best_path, best_mean_return(best_path)))
             if recorder is not None:
                 main_hooks.append(VideoCallback(logger, config, normalization, recorder))
-        hooks: list[Callback] = [curve, LogCallback(logger, ctx, config.log_interval), *main_hooks, *callbacks]
-        stopped = loop(trainer, checkpointer, hooks, signals)
+        log = LogCallback(logger, ctx, config.log_interval)
+        hooks: list[Callback] = [curve, log, *main_hooks, *callbacks]
+        stopped = loop(trainer, checkpointer, hooks, signals, on_stop=log.on_stop)
         if logger is not None:
             if not os.path.isfile(path):  # a finished checkpoint resumed into a new folder: no update ran
                 checkpointer.save_copy(trainer, path)
@@ -245,10 +246,16 @@ def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, An
     return notes
 
 
-def loop(trainer: Trainer, checkpointer: Checkpointer, callbacks: Sequence[Callback], signals: StopSignals) -> bool:
+def loop(
+    trainer: Trainer,
+    checkpointer: Checkpointer,
+    callbacks: Sequence[Callback],
+    signals: StopSignals,
+    on_stop: Callback | None = None,
+) -> bool:
     """The updates from the current one to the last (or until a callback stops the run), each
-    followed by its callbacks, and the checkpoints; whether a callback stopped it. On a stop,
-    each callback with an ``on_stop(info)`` gets it (the log writes the last update's row)."""
+    followed by its callbacks, and the checkpoints; whether a callback stopped it. ``on_stop``
+    gets the update a callback stopped after (the log writes its row)."""
     config, stopwatch = trainer.config, Stopwatch(trainer.env_steps)
     while trainer.update < trainer.num_updates:
         rollout_sps = trainer.collect()
@@ -270,9 +277,8 @@ def loop(trainer: Trainer, checkpointer: Checkpointer, callbacks: Sequence[Callb
                 policy=trainer.policy,
             )
             stop = any_rank(run_callbacks(callbacks, info), trainer.ctx.reducer())
-            if stop:
-                for callback in callbacks:
-                    getattr(callback, "on_stop", lambda info: None)(info)
+            if stop and on_stop is not None:
+                on_stop(info)
         if stop or trainer.update % config.save_interval == 0 or trainer.update == trainer.num_updates:
             checkpointer.save(trainer)
         if stop:

@@ -134,6 +134,8 @@ def test_a_callback_that_stops_at_update_3_leaves_its_checkpoint(tmp_path, capsy
 
     result = train("CartPole-v1", callbacks=[stop_at_3], num_env_steps=6400, **SMALL, **folders(tmp_path))
     assert seen == [1, 2, 3] and result.stopped
+    with open(os.path.join(result.run_dir, "progress.csv")) as f:  # logged every update: each row once
+        assert [row["update"] for row in csv.DictReader(f)] == ["1", "2", "3"]
     assert load_checkpoint(result.checkpoint)["counters"] == {"update": 3, "env_steps": 3 * 32}
     # logged every 5 updates, the stopping update still gets its row; the console says who stopped it
     assert "Stopped by a callback at update 3/200: 96 env steps" in capsys.readouterr().out

@@ -178,7 +178,7 @@ def test_a_lambdas_checkpoint_elsewhere_is_loaded_with_the_env_given(tmp_path, m
 def test_a_resume_of_a_lambdas_run_elsewhere_asks_for_the_env(tmp_path, monkeypatch):
     result = train(lambda: gym.make("CartPole-v1"), **SMALL, **folders(tmp_path))
     monkeypatch.delitem(FACTORIES, load_checkpoint(result.checkpoint)["config"]["env_name"])  # another process
-    with pytest.raises(a2c_ppo.ConfigError, match="only the script that trained it knew"):
+    with pytest.raises(a2c_ppo.ConfigError, match="code the training script made itself"):
         train(resume=result.checkpoint, num_env_steps=128, **folders(tmp_path))
     resumed = train("CartPole-v1", resume=result.checkpoint, num_env_steps=128, **folders(tmp_path))
     assert resumed.env_steps == 128
@@ -317,3 +317,13 @@ def test_train_gives_back_the_callers_thread_count(tmp_path):
         assert torch.get_num_threads() == 2 and result.run_dir == os.path.dirname(result.checkpoint)
     finally:
         torch.set_num_threads(1)
+
+
+def test_load_takes_the_network_again_in_place_of_the_one_the_checkpoint_names(tmp_path):
+    result = train("CartPole-v1", policy_base="tests.custom_nets:SmallNet", **SMALL, **folders(tmp_path))
+    with pytest.raises(a2c_ppo.ConfigError, match="names code to import, --policy-base 'tests.custom_nets:SmallNet'"):
+        load(result.checkpoint)
+    from tests.custom_nets import SmallNet
+
+    for given in (SmallNet, "tests.custom_nets:SmallNet"):
+        assert load(result.checkpoint, policy_base=given).act(np.zeros(4)) in (0, 1)

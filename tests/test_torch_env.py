@@ -160,3 +160,13 @@ def test_without_step_infos_training_sees_the_same_steps_and_the_vector_env_no_o
     assert quiet > 3
     full_t.close()
     lean_t.close()
+
+
+def test_a_large_non_finite_observation_is_shown_abbreviated():
+    from a2c_ppo.envs.finite import check_finite
+
+    frames = np.zeros((2, 4, 84, 84), np.float32)
+    frames[1, 0, 0, 0] = np.nan
+    with pytest.raises(NonFiniteError, match="env 1 returned a non-finite observation") as raised:
+        check_finite(frames, "observation")
+    assert "nan" in str(raised.value) and len(str(raised.value)) < 400  # not 28,224 numbers

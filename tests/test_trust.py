@@ -480,10 +480,57 @@ def test_a_checkpoint_naming_a_scripts_own_code_says_where_to_replay_it(tmp_path
 
     script = craft(trained_checkpoint(tmp_path), str(tmp_path / "script.pt"), env_name="__main__:GoToTarget")
     for extra in ([], ["--trust-checkpoint"]):
-        with pytest.raises(ConfigError, match=r"--env-name '__main__:GoToTarget', which only the script that "
-                                              r"trained it knew .* replay it in that script"):  # fmt: skip
+        with pytest.raises(ConfigError, match=r"--env-name '__main__:GoToTarget', code the training script made "
+                                              r"itself .* load the checkpoint from that script"):  # fmt: skip
             resolve(["--resume", script, *extra])
     both = craft(script, str(tmp_path / "both.pt"), env_name="evil_module:Env", policy_base="evil_module:Net")
     with pytest.raises(ConfigError, match=r"names code to import, --env-name 'evil_module:Env' and --policy-base "
                                           r"'evil_module:Net'"):  # fmt: skip
         resolve(["--resume", both])
+
+
+SCRIPT = """
+import sys
+
+import gymnasium as gym
+import torch.nn as nn
+
+import a2c_ppo
+
+
+class SmallNet(nn.Module):
+    is_recurrent, recurrent_hidden_state_size, output_size = False, 1, 8
+
+    def __init__(self, observation_space, width=8):
+        super().__init__()
+        self.actor, self.critic = nn.Linear(4, width), nn.Linear(4, 1)
+
+    def forward(self, obs, rnn_hxs, masks):
+        return self.critic(obs), self.actor(obs).tanh(), rnn_hxs
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "train":
+        result = a2c_ppo.train("CartPole-v1", policy_base=SmallNet, num_env_steps=64, num_processes=2,
+                               num_steps=32, vec_env="sync", log_dir=sys.argv[2], save_dir=sys.argv[3])
+        print(result.checkpoint)
+    else:  # a new run of the same script: its own class is found again, given trust
+        agent = a2c_ppo.load(sys.argv[2], trust_checkpoint=True)
+        print("action", agent.act([0.0, 0.0, 0.0, 0.0]))
+"""
+
+
+def test_a_scripts_own_network_loads_again_in_that_script_and_is_refused_elsewhere(tmp_path):
+    script = tmp_path / "train_small.py"
+    script.write_text(SCRIPT)
+    trained = subprocess.run([sys.executable, str(script), "train", str(tmp_path / "runs"), str(tmp_path / "models")],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = trained.stdout.strip().splitlines()[-1]
+    again = subprocess.run([sys.executable, str(script), "load", checkpoint], capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0 and "action" in again.stdout, again.stderr
+    enjoy = [sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", checkpoint, "--trust-checkpoint"]
+    elsewhere = subprocess.run(enjoy, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert elsewhere.returncode == 2 and "Traceback" not in elsewhere.stderr
+    assert "--policy-base '__main__:SmallNet', code the training script made itself" in elsewhere.stderr

@@ -25,9 +25,20 @@ def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0) -> None:
         return
     row = int(bad[0])
     raise NonFiniteError(
-        f"env {env_offset + row} returned a non-finite {name} ({array[row].tolist()}); "
+        f"env {env_offset + row} returned a non-finite {name} ({shown(array[row])}); "
         "check the environment (or its wrappers) for a division by zero or an overflow"
     )
+
+
+def shown(value: np.ndarray) -> str:
+    """An env's value for a message: as Python shows it when small, else its first non-finite
+    element, where it is, and the array's shape."""
+    if value.size <= 8:
+        return str(value.tolist())
+    flat = value.reshape(-1)
+    first = int(np.flatnonzero(~np.isfinite(flat))[0]) if not np.isfinite(flat).all() else 0
+    where = tuple(int(i) for i in np.unravel_index(first, value.shape))
+    return f"{flat[first].item()} at {where} of an array of shape {tuple(value.shape)}"
 
 
 def class_range(space: Any) -> tuple[np.ndarray, np.ndarray] | None:
