@@ -22,7 +22,7 @@ import torch
 
 from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.callbacks import Callback
-from a2c_ppo.checkpoint import check_trusted, load_checkpoint
+from a2c_ppo.checkpoint import check_trusted, handed_over, load_checkpoint
 from a2c_ppo.config import RunConfig, check_value
 from a2c_ppo.envs.finite import class_range
 from a2c_ppo.envs.frames import recipe_of
@@ -340,7 +340,7 @@ def load(
     config = RunConfig.from_dict(checkpoint["config"], notes)
     if env is not None:
         config = config.replace(env_name=_env_name(env))
-    elif "<" in config.env_name and not _known_here(config.env_name):  # a lambda's, or a nested function's
+    elif "<" in config.env_name and not handed_over(config.env_name):  # a lambda's, or a nested function's
         raise ConfigError(
             f"load({path!r}): the checkpoint was trained on an env made by {config.env_name!r}, which only the "
             "process that trained it knows; give the env: load(path, env=...) with an id or a callable that makes it."
@@ -375,12 +375,6 @@ def _whole_number(value: Any, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be a whole number, {low} or more; got {value!r}.")
     return value
-
-
-def _known_here(reference: str | None) -> bool:
-    from a2c_ppo.envs.make import FACTORIES
-
-    return reference is not None and reference in FACTORIES
 
 
 __all__ = ["Agent", "ConfigError", "TrainResult", "load", "train"]

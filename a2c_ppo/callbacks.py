@@ -65,14 +65,16 @@ class LogCallback:
     def __call__(self, info: UpdateInfo) -> None:
         if self.logger is not None:
             self.logger.progress(info.env_steps)
-        if info.update % self.log_interval and not info.last:
-            return
-        self._log(info)
+        if self._due(info):
+            self._log(info)
 
     def on_stop(self, info: UpdateInfo) -> None:
         """A callback stopped the run after ``info``'s update: log it, unless its row is written."""
-        if info.update % self.log_interval and not info.last:
+        if not self._due(info):
             self._log(info)
+
+    def _due(self, info: UpdateInfo) -> bool:
+        return info.update % self.log_interval == 0 or info.last
 
     def _log(self, info: UpdateInfo) -> None:
         episodes = pooled_means([info.returns, info.lengths], self.ctx.reducer())

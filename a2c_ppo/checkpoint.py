@@ -321,7 +321,7 @@ def check_trusted(
         )
     # a reference this process was handed as an object (the Python API) needs no import: as typed
     references = [(name, str(getattr(saved, name))) for name in CODE_REFERENCES if name not in typed]
-    named = [(name, ref) for name, ref in references if not _handed_over(ref)]
+    named = [(name, ref) for name, ref in references if not handed_over(ref)]
     gone = [(name, ref) for name, ref in named if _unreachable(ref)]
     if gone:  # trusted or not, no import in this program finds them
         shown = " and ".join(f"{_flag(name)} {ref!r}" for name, ref in gone)
@@ -347,11 +347,11 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _handed_over(reference: str) -> bool:
+def handed_over(reference: str | None) -> bool:
     """Whether this process registered ``reference`` from an object (``envs.make.FACTORIES``)."""
     from a2c_ppo.envs.make import FACTORIES
 
-    return reference in FACTORIES
+    return reference is not None and reference in FACTORIES
 
 
 def _unreachable(reference: str) -> bool:

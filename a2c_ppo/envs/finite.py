@@ -31,12 +31,12 @@ def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0) -> None:
 
 
 def shown(value: np.ndarray) -> str:
-    """An env's value for a message: as Python shows it when small, else its first non-finite
-    element, where it is, and the array's shape."""
+    """A non-finite env value for a message: as Python shows it when small, else its first
+    non-finite element, where it is, and the array's shape."""
     if value.size <= 8:
         return str(value.tolist())
     flat = value.reshape(-1)
-    first = int(np.flatnonzero(~np.isfinite(flat))[0]) if not np.isfinite(flat).all() else 0
+    first = int(np.flatnonzero(~np.isfinite(flat))[0])
     where = tuple(int(i) for i in np.unravel_index(first, value.shape))
     return f"{flat[first].item()} at {where} of an array of shape {tuple(value.shape)}"
 

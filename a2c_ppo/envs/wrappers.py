@@ -133,6 +133,7 @@ class EpisodeRecorder(gym.Wrapper):
         self._obs = obs
         if terminated or truncated:
             episode = {key: np.stack(rows) for key, rows in self._rows.items()}
-            self.episodes.append({**episode, "terminated": np.array(bool(terminated))})
+            episode["terminated"] = np.array(bool(terminated))
+            self.episodes.append(episode)
             self._rows = {"obs": [], "actions": [], "rewards": []}
         return obs, reward, terminated, truncated, info
