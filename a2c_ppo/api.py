@@ -355,7 +355,7 @@ def load(
         known["policy_base"] = config.policy_base
     if env_kwargs is not None:
         known["env_kwargs"] = config.env_kwargs
-    check_trusted(config, known, trust_checkpoint, what=f"load({path!r})", nameable=("env_name", "env_kwargs"))
+    check_trusted(config, known, trust_checkpoint, what=f"load({path!r})")
     check_finite(checkpoint, f"checkpoint {path!r}")
     from a2c_ppo.checkpoint import check_spaces
     from a2c_ppo.envs.check import check_env_id

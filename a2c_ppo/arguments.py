@@ -89,9 +89,14 @@ def build_parser() -> ArgumentParser:
 #: Launch options of main.py that are not settings of the run.
 LAUNCH_OPTIONS = ("resume", "trust_checkpoint", "show_settings")
 TRUST_HELP = (
-    "import the code the checkpoint names (an env given as module:attribute) and "
+    "import the code the checkpoint names (an env or a --policy-base network given as module:attribute) and "
     "pass the env the text arguments it gives (--env-kwargs); without it such a checkpoint is refused unless you "
     "type that reference or those arguments yourself"
+)
+
+POLICY_BASE_HELP = (
+    "the network class the checkpoint was trained with (default: the checkpoint's): to find it under another "
+    "module name, or to name it yourself instead of --trust-checkpoint"
 )
 
 

@@ -13,7 +13,7 @@ import math
 import pickle
 import random
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -304,14 +304,11 @@ def check_spaces(
 CODE_REFERENCES = ("env_name", "policy_base")
 
 
-def check_trusted(
-    saved: Any, typed: Mapping[str, Any], trust: bool, what: str, nameable: Collection[str] | None = None
-) -> None:
+def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) -> None:
     """A checkpoint is data: refuse (ConfigError) one whose settings name code to import
     (``module:attribute``), or give the env text arguments (which can name files it reads or
     writes), unless the user typed that setting (the same value, or another) or trusts the
-    file (``trust``). ``nameable``: the settings the caller's command takes (default: all);
-    the message offers naming the code only for those."""
+    file (``trust``)."""
     if not (trust or "env_kwargs" in typed) and any(map(_has_text, json.loads(saved.env_kwargs).values())):
         raise ConfigError(
             f"{what} gives the env text arguments, --env-kwargs {saved.env_kwargs}, and a checkpoint is data: "
@@ -335,11 +332,11 @@ def check_trusted(
     untrusted = [(name, ref) for name, ref in named if ":" in ref and not trust]
     if untrusted:
         shown = " and ".join(f"{_flag(name)} {ref!r}" for name, ref in untrusted)
-        flags = [f"{_flag(name)} {ref}" for name, ref in untrusted if nameable is None or name in nameable]
-        name_it = f"name it yourself ({', '.join(flags)}) or " if len(flags) == len(untrusted) else ""
+        flags = ", ".join(f"{_flag(name)} {ref}" for name, ref in untrusted)
         raise ConfigError(
             f"{what} names code to import, {shown}, and a checkpoint is data: a2c_ppo imports no code a file "
-            f"names. If you trust that code, {name_it}pass --trust-checkpoint (trust_checkpoint=True in Python)."
+            f"names. If you trust that code, name it yourself ({flags}; env= / policy_base= in "
+            "Python) or pass --trust-checkpoint (trust_checkpoint=True)."
         )
 
 

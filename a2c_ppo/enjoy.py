@@ -21,7 +21,7 @@ import torch
 from gymnasium.error import DependencyNotInstalled
 
 from a2c_ppo import console
-from a2c_ppo.arguments import TRUST_HELP, ArgumentParser
+from a2c_ppo.arguments import POLICY_BASE_HELP, TRUST_HELP, ArgumentParser
 from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
 from a2c_ppo.checkpoint import check_spaces, check_trusted, load_checkpoint
 from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
@@ -69,6 +69,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--env-kwargs", metavar="JSON", help="keyword arguments of the env, a JSON object (default: the checkpoint's)"
     )
+    p.add_argument("--policy-base", metavar="MODULE:CLASS", help=POLICY_BASE_HELP)
     p.add_argument(
         "--best",
         action="store_true",
@@ -130,6 +131,7 @@ def load_replay(
     *,
     env_name: str | None = None,
     env_kwargs: str | None = None,
+    policy_base: str | None = None,
     trust: bool = False,
     **build_options: Any,
 ) -> Replay:
@@ -137,15 +139,17 @@ def load_replay(
 
     A checkpoint that names code the user did not name (``check_trusted``, unless ``trust``)
     or holds weights that are not finite is refused (ConfigError); ``env_name`` replaces the
-    checkpoint's env, ``env_kwargs`` (JSON) its ``--env-kwargs``. The env is rebuilt
+    checkpoint's env, ``env_kwargs`` (JSON) its ``--env-kwargs``, ``policy_base`` (``module:Class``)
+    its network class. The env is rebuilt
     (``build_options`` go to ``build_envs``) with the
     checkpoint's normalisation statistics, frozen; the policy is in eval mode. Call
     ``replay.envs.close()`` when done."""
     checkpoint = load_checkpoint(path, what=what)
     notes: list[str] = []
     config = RunConfig.from_dict(checkpoint["config"], notes)
-    typed = {name: value for name, value in (("env_name", env_name), ("env_kwargs", env_kwargs)) if value}
-    check_trusted(config, typed, trust, what=f"{what} {path!r}", nameable=("env_name", "env_kwargs"))
+    named = (("env_name", env_name), ("env_kwargs", env_kwargs), ("policy_base", policy_base))
+    typed = {name: value for name, value in named if value}
+    check_trusted(config, typed, trust, what=f"{what} {path!r}")
     for note in notes:
         console.out.line(note)
     check_finite(checkpoint, f"checkpoint {path!r}")
@@ -154,6 +158,8 @@ def load_replay(
     if env_kwargs is not None:
         check_value("env_kwargs", env_kwargs)
         config = config.replace(env_kwargs=env_kwargs)
+    if policy_base:
+        config = config.replace(policy_base=policy_base)
     check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
     extras = [flag for flag, option in (("--video-dir", "video_dir"), ("--record-trajectories", "record_episodes"))
               if build_options.get(option) is not None]  # fmt: skip
@@ -236,6 +242,7 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             what,
             env_name=args.env_name,
             env_kwargs=args.env_kwargs,
+            policy_base=args.policy_base,
             trust=args.trust_checkpoint,
             render_mode=render_mode,
             video_dir=args.video_dir,
@@ -290,7 +297,9 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
 def check_flags(args: argparse.Namespace) -> None:
     """ConfigError for flags that name nothing (an empty path) or that another flag makes
     meaningless (they would be silently ignored)."""
-    for name in ("checkpoint", "run_dir", "load_dir", "env_name", "env_kwargs", "video_dir", "record_trajectories"):
+    names = ("checkpoint", "run_dir", "load_dir", "env_name", "env_kwargs", "policy_base", "video_dir",
+             "record_trajectories")  # fmt: skip
+    for name in names:
         if getattr(args, name) == "":
             flag = "--" + name.replace("_", "-")
             raise ConfigError(f"{flag} is empty (an unset shell variable?): give a value, or drop {flag}.")

@@ -7,7 +7,7 @@ omits takes Stable-Baselines3's default, as it does in the zoo, so every entry s
 its algorithm's settings and nothing comes from the family preset underneath. The zoo has no
 v5 MuJoCo entries: each v5 id takes the zoo's v4 (or, where only that exists, v2) entry of the
 same robot. Where the zoo has no entry for an id, the closest published setting is used and
-the entry's ``source`` says which.
+the entry's source for that algorithm says which.
 
 Where the framework cannot express an entry, the entry says so.
 """
@@ -164,14 +164,22 @@ TIANSHOU_A2C_REWARD_STD = f"{TIANSHOU_A2C} with --value-norm-stats rewards (meas
 TIANSHOU_A2C_REWARD_SCALING = (
     f"{TIANSHOU_A2C} with --norm-reward for its rew_norm and the decay over the run (measured better here)"
 )
+CLEANRL_PAPER = "vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings)"
+
+
+def _zoo_sources(env_id: str) -> dict[str, str]:
+    """The sources of an id whose PPO and A2C entries are both the zoo's own for that id."""
+    return {"ppo": f"{ZOO}ppo.yml {env_id}", "a2c": f"{ZOO}a2c.yml {env_id}"}
+
+
 #: ppo.yml CarRacing-v3's env_wrapper: FrameSkip(skip=2), a resize to 64x64, GrayscaleObservation.
 CAR_RACING_FRAMES = {"frame_skip": 2, "frame_size": 64, "grayscale": True}
 
-#: env id -> (source, {algo: settings}); ``presets.ENV_ENTRIES`` wraps each in an EnvEntry.
-ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+#: env id -> ({algo: source}, {algo: settings}); ``presets.ENV_ENTRIES`` wraps each in an EnvEntry.
+ENTRIES: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {
     # ----- classic control
     "Acrobot-v1": (
-        f"{ZOO}ppo.yml Acrobot-v1, a2c.yml Acrobot-v1",
+        _zoo_sources("Acrobot-v1"),
         {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=16, n_steps=256, gae_lambda=0.94, gamma=0.99, n_epochs=4,
                            ent_coef=0.0),
@@ -179,7 +187,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "MountainCar-v0": (
-        f"{ZOO}ppo.yml MountainCar-v0, a2c.yml MountainCar-v0",
+        _zoo_sources("MountainCar-v0"),
         {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=16, n_steps=16, gae_lambda=0.98, gamma=0.99, n_epochs=4,
                            ent_coef=0.0),
@@ -187,7 +195,8 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "MountainCarContinuous-v0": (
-        f"{ZOO}ppo.yml MountainCarContinuous-v0 with a2c.yml's exploration, a2c.yml MountainCarContinuous-v0",
+        {"ppo": f"{ZOO}ppo.yml MountainCarContinuous-v0 with a2c.yml's exploration",
+         "a2c": f"{ZOO}a2c.yml MountainCarContinuous-v0"},
         {
             # ppo.yml's entry (1 env x 8 steps, log-std -3.29, gSDE noise drawn once per rollout,
             # 20k steps) finds the goal and loses it again: final evaluations 91.1, -1.9, 87.3, -53.6,
@@ -203,7 +212,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "Pendulum-v1": (
-        f"{ZOO}ppo.yml Pendulum-v1, a2c.yml Pendulum-v1",
+        _zoo_sources("Pendulum-v1"),
         {
             "ppo": zoo_ppo(1e5, n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
                            learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
@@ -214,7 +223,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     ),
     # ----- Box2D
     "LunarLander-v3": (
-        f"{ZOO}ppo.yml LunarLander-v3, a2c.yml LunarLander-v3",
+        _zoo_sources("LunarLander-v3"),
         {
             "ppo": zoo_ppo(1e6, n_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4,
                            ent_coef=0.01),
@@ -226,7 +235,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "LunarLanderContinuous-v3": (
-        f"{ZOO}ppo.yml LunarLanderContinuous-v3, a2c.yml LunarLanderContinuous-v3",
+        _zoo_sources("LunarLanderContinuous-v3"),
         {
             "ppo": zoo_ppo(1e6, n_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4,
                            ent_coef=0.01),
@@ -236,7 +245,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "BipedalWalker-v3": (
-        f"{ZOO}ppo.yml BipedalWalker-v3, a2c.yml BipedalWalker-v3",
+        _zoo_sources("BipedalWalker-v3"),
         {
             "ppo": zoo_ppo(5e6, normalize=True, n_envs=32, n_steps=2048, batch_size=64, gae_lambda=0.95,
                            gamma=0.999, n_epochs=10, ent_coef=0.0, learning_rate=3e-4, clip_range=0.18),
@@ -248,8 +257,9 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # The zoo trains CarRacing on 64x64 grayscale frames, every 2nd frame, 2 stacked, with a GELU
     # layer of 256 per head after the Nature CNN; PPO here too (A2C: a2c.yml atari's plain CNN).
     "CarRacing-v3": (
-        f"{ZOO}ppo.yml CarRacing-v3; A2C (no zoo entry): a2c.yml atari (16 envs x 5 steps, vf_coef 0.25) with "
-        "ppo.yml CarRacing-v3's budget, frames, reward normalisation and gSDE",
+        {"ppo": f"{ZOO}ppo.yml CarRacing-v3",
+         "a2c": f"no zoo entry: {ZOO}a2c.yml atari (16 envs x 5 steps, vf_coef 0.25) with ppo.yml CarRacing-v3's "
+                "budget, frames, reward normalisation and gSDE"},
         {
             "ppo": zoo_ppo(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=8, batch_size=128,
                            n_steps=512, gamma=0.99, gae_lambda=0.95, n_epochs=10, ent_coef=0.0, sde_sample_freq=4,
@@ -268,14 +278,15 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # default; with them, this entry ended at 198 +- 41 here (seeds 1-3) and at 328 for SB3's PPO
     # (seed 1), where the zoo publishes 1,327 (docs/BENCHMARKS.md). The reward stays v5's.
     "Ant-v5": (
-        f"{ZOO}ppo.yml Ant-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C}; both with v4's observation",
+        {"ppo": f"{ZOO}ppo.yml Ant-v4; {_V4.format('v4')}, with its observation",
+         "a2c": f"{TIANSHOU_A2C}, with v4's observation"},
         {
             "ppo": zoo_ppo(1e6, normalize=True, env_kwargs=ANT_V4_OBSERVATION),
             "a2c": {**TIANSHOU_A2C_MUJOCO, "env_kwargs": json.dumps(ANT_V4_OBSERVATION, sort_keys=True)},
         },
     ),
     "HalfCheetah-v5": (
-        f"{ZOO}ppo.yml HalfCheetah-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C_REWARD_STD}",
+        {"ppo": f"{ZOO}ppo.yml HalfCheetah-v4; {_V4.format('v4')}", "a2c": TIANSHOU_A2C_REWARD_STD},
         {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=64, n_steps=512, gamma=0.98,
                            learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20,
@@ -290,24 +301,21 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # The PPO paper's settings hop (mean evaluation 3,486 and 3,203 over seeds 1-2, 1M steps, in
     # two earlier measurements).
     "Hopper-v5": (
-        "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
-        f"A2C: {TIANSHOU_A2C_REWARD_SCALING}",
+        {"ppo": CLEANRL_PAPER, "a2c": TIANSHOU_A2C_REWARD_SCALING},
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO_REWARD_SCALING},
     ),
     # Not the zoo's Humanoid-v4 PPO entry (10M steps, gamma 0.95, 256 x 256 ReLU): the zoo publishes
     # no result for it, and 10M steps take 3-4 hours a seed on a 2-core machine. The PPO paper's
     # settings at 1M steps are the ones CleanRL and Tianshou publish a Humanoid result for.
     "Humanoid-v5": (
-        "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
-        f"A2C: {TIANSHOU_A2C}",
+        {"ppo": CLEANRL_PAPER, "a2c": TIANSHOU_A2C},
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO},
     ),
     # Not the zoo's HumanoidStandup-v2 PPO entry (10M steps): as for Humanoid, the zoo publishes
     # no result for it and 10M steps take hours a seed here. CleanRL's published PPO result for it
     # is these settings run for 8M steps (the RPO page's baseline).
     "HumanoidStandup-v5": (
-        "PPO (the zoo publishes no result): vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args; "
-        f"A2C: {TIANSHOU_A2C}",
+        {"ppo": f"{CLEANRL_PAPER}; the zoo publishes no result", "a2c": TIANSHOU_A2C},
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO},
     ),
     # Not the zoo's InvertedPendulum-v2 PPO entry (1 env x 32 steps, gamma 0.999, clip 0.4, 5
@@ -315,8 +323,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # training loop being SB3's to rounding (tests/test_sb3_parity.py); the PPO paper's settings
     # hold 1,000 at every evaluation on seeds 1-6 (docs/BENCHMARKS.md).
     "InvertedPendulum-v5": (
-        "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
-        f"A2C (no zoo entry): {TIANSHOU_A2C}",
+        {"ppo": CLEANRL_PAPER, "a2c": f"{TIANSHOU_A2C} (no zoo entry)"},
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO},
     ),
     # Not the zoo's InvertedDoublePendulum-v2 PPO entry (1 env x 128 steps, gamma 0.98, clip 0.4,
@@ -324,17 +331,15 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     # 9,329 / 6,567; the PPO paper's settings end at 8,434 / 4,950 / 8,454, each having reached
     # the ceiling of about 9,359 by 375k steps (docs/BENCHMARKS.md).
     "InvertedDoublePendulum-v5": (
-        "PPO: vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args (the PPO paper's settings); "
-        f"A2C (no zoo entry): {TIANSHOU_A2C_REWARD_SCALING}",
+        {"ppo": CLEANRL_PAPER, "a2c": f"{TIANSHOU_A2C_REWARD_SCALING} (no zoo entry)"},
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO_REWARD_SCALING},
     ),
     "Pusher-v5": (
-        "PPO (no zoo entry): vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py Args; A2C (no zoo entry): "
-        f"{TIANSHOU_A2C}",
+        {"ppo": f"{CLEANRL_PAPER} (no zoo entry)", "a2c": f"{TIANSHOU_A2C} (no zoo entry)"},
         {"ppo": CLEANRL_PPO_CONTINUOUS, "a2c": TIANSHOU_A2C_MUJOCO},
     ),
     "Reacher-v5": (
-        f"{ZOO}ppo.yml Reacher-v2; {_V4.format('v2')}; A2C (no zoo entry): {TIANSHOU_A2C}",
+        {"ppo": f"{ZOO}ppo.yml Reacher-v2; {_V4.format('v2')}", "a2c": f"{TIANSHOU_A2C} (no zoo entry)"},
         {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.9,
                            learning_rate=0.000104019, ent_coef=7.52585e-08, clip_range=0.3, n_epochs=5,
@@ -343,7 +348,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "Swimmer-v5": (
-        f"{ZOO}ppo.yml Swimmer-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C_REWARD_STD}",
+        {"ppo": f"{ZOO}ppo.yml Swimmer-v4; {_V4.format('v4')}", "a2c": TIANSHOU_A2C_REWARD_STD},
         {
             "ppo": zoo_ppo(1e6, normalize=True, gamma=0.9999, n_envs=4, n_steps=1024, batch_size=256,
                            learning_rate=6e-4, gae_lambda=0.98),
@@ -355,7 +360,7 @@ ENTRIES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         },
     ),
     "Walker2d-v5": (
-        f"{ZOO}ppo.yml Walker2d-v4; {_V4.format('v4')}; A2C: {TIANSHOU_A2C}",
+        {"ppo": f"{ZOO}ppo.yml Walker2d-v4; {_V4.format('v4')}", "a2c": TIANSHOU_A2C},
         {
             "ppo": zoo_ppo(1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.99,
                            learning_rate=5.05041e-05, ent_coef=0.000585045, clip_range=0.1, n_epochs=20,

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from a2c_ppo import __version__, console
-from a2c_ppo.arguments import TRUST_HELP, ArgumentParser
+from a2c_ppo.arguments import POLICY_BASE_HELP, TRUST_HELP, ArgumentParser
 from a2c_ppo.console import fail
 from a2c_ppo.enjoy import Replay, load_replay
 from a2c_ppo.envs.normalize import VecNormalize
@@ -288,6 +288,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--env-kwargs", metavar="JSON", help="keyword arguments of that env, a JSON object (default: the checkpoint's)"
     )
+    p.add_argument("--policy-base", metavar="MODULE:CLASS", help=POLICY_BASE_HELP)
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset version (default: {OPSET})")
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     return p
@@ -310,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "CHECKPOINT",
             env_name=args.env_name,
             env_kwargs=args.env_kwargs,
+            policy_base=args.policy_base,
             trust=args.trust_checkpoint,
         )
         try:

@@ -49,6 +49,17 @@ def claim_run_dir(run_dir: str) -> str:
             candidate = f"{run_dir}-{n}"
 
 
+def missing_folders(path: str) -> list[str]:
+    """The folders of ``path`` (itself included) that do not exist yet, deepest first: those
+    that creating it would make."""
+    missing: list[str] = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
 def run_checkpoint_path(run_dir: str) -> str:
     """Where a run writes its checkpoint: ``RUN_DIR/checkpoint.pt``, its own."""
     return os.path.join(run_dir, RUN_CHECKPOINT)

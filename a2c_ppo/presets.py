@@ -52,14 +52,14 @@ PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
 
 @dataclass(frozen=True)
 class EnvEntry:
-    """Tuned settings of one env id, per algorithm, and where they were published."""
+    """Tuned settings of one env id, per algorithm, and where each was published."""
 
-    source: str
+    sources: dict[str, str]  # algo -> where its settings come from
     values: dict[str, dict[str, Any]]  # algo -> settings
 
 
 #: Per-env entries, layered between the family preset and the typed flags (``env_entries.py``).
-ENV_ENTRIES: dict[str, EnvEntry] = {env_id: EnvEntry(source, values) for env_id, (source, values) in ENTRIES.items()}
+ENV_ENTRIES: dict[str, EnvEntry] = {env_id: EnvEntry(sources, values) for env_id, (sources, values) in ENTRIES.items()}
 
 
 def env_entry(env_id: str, algo: str) -> tuple[dict[str, Any], str | None]:
@@ -67,7 +67,7 @@ def env_entry(env_id: str, algo: str) -> tuple[dict[str, Any], str | None]:
     entry = ENV_ENTRIES.get(env_id)
     if entry is None or algo not in entry.values:
         return {}, None
-    return dict(entry.values[algo]), entry.source
+    return dict(entry.values[algo]), entry.sources[algo]
 
 
 #: The settings a preset decides (shown in --help), in declaration order.

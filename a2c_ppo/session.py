@@ -41,7 +41,7 @@ from a2c_ppo.distributed import DistContext, any_rank, broadcast_module
 from a2c_ppo.errors import NonFiniteError, NonFiniteRolloutError, WriteFailedError
 from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically, write_atomically
 from a2c_ppo.logger import Logger, summary
-from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, run_checkpoint_path
+from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, missing_folders, run_checkpoint_path
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.tracking import WANDB_FOLDER, Tracker, start_tracking
 from a2c_ppo.trainer import EVAL_SEED_OFFSET, Trainer
@@ -97,8 +97,10 @@ def run(
 @contextlib.contextmanager
 def own_run_folder(run_dir: str, resumed: bool) -> Iterator[str]:
     """This run's folder, locked while the run lives: a resumed run's own, else a new one
-    (``paths.claim_run_dir``). A new folder the run left empty is removed again."""
+    (``paths.claim_run_dir``). A new folder the run left empty is removed again, with the
+    folders made to hold it."""
     new = not (resumed and os.path.isdir(run_dir))
+    made = missing_folders(os.path.dirname(os.path.abspath(run_dir))) if new else []  # --log-dir's, say
     if new:
         run_dir = claim_run_dir(run_dir)
     lock = RunLock(run_dir).acquire()
@@ -109,6 +111,9 @@ def own_run_folder(run_dir: str, resumed: bool) -> Iterator[str]:
         # the run ended before it wrote anything but W&B's files (a run that failed to start)
         if new and set(os.listdir(run_dir)) <= {LOCK_NAME, WANDB_FOLDER}:
             shutil.rmtree(run_dir, ignore_errors=True)
+            for folder in made:  # the folders it made for the run folder, unless another run uses them
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
 
 
 def _run(

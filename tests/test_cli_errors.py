@@ -150,7 +150,7 @@ def test_main_refuses_bad_input(workspace, argv, phrase, capsys):
     assert code == 2, err
     assert phrase in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2  # the paragraph, then where --help is
-    assert not runs.exists() or not os.listdir(runs)  # no run folder: nothing started
+    assert not runs.exists()  # no run folder, not even --log-dir: nothing started
     assert not (workspace / "ran").exists()
 
 

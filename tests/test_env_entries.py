@@ -40,7 +40,7 @@ def test_every_entry_builds_a_valid_config_with_its_values(tmp_path, env_id, alg
     request = resolve(["--env-name", env_id, "--algo", algo, "--log-dir", str(tmp_path)])
     values = ENV_ENTRIES[env_id].values[algo]
     assert {name: getattr(request.config, name) for name in values} == values
-    assert request.notes[0].startswith(f"Settings of {env_id} ({ENV_ENTRIES[env_id].source}) over preset ")
+    assert request.notes[0].startswith(f"Settings of {env_id} ({ENV_ENTRIES[env_id].sources[algo]}) over preset ")
     assert request.config.batch_size % request.config.num_mini_batch == 0
 
 
@@ -106,9 +106,14 @@ def test_zoo_keys_translate_to_settings():
         zoo_ppo(1e6, features_extractor_class="NatureCNN")
 
 
-def test_entries_cite_their_source():
+def test_entries_cite_their_source_per_algorithm():
     for env_id, entry in ENV_ENTRIES.items():
-        assert ZOO in entry.source or "cleanrl" in entry.source or "tianshou" in entry.source, env_id
+        assert sorted(entry.sources) == sorted(entry.values), env_id
+        for algo, source in entry.sources.items():
+            assert ZOO in source or "cleanrl" in source or "tianshou" in source, (env_id, algo)
+            # an entry's line names its own algorithm's source, not the other's
+            assert ("a2c.yml" in source or "ppo.yml" not in source) if algo == "a2c" else "a2c.yml " not in source
+    assert "tianshou" not in ENV_ENTRIES["HalfCheetah-v5"].sources["ppo"]
 
 
 def test_every_entry_is_in_one_family_of_the_runner_and_published_results_name_entries():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
@@ -91,3 +92,29 @@ def test_an_older_atari_id_is_told_it_gets_no_atari_pipeline():
 def test_a_jax_id_without_jax_names_the_install():
     with pytest.raises(ConfigError, match=r"one of gymnasium's jax envs.*pip install 'gymnasium\[jax\]'"):
         check_env_id("phys2d/CartPole-v1")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="needs the [mujoco] extra")
+def test_gymnasium_mujoco_models_leave_no_log_in_the_working_folder(tmp_path, monkeypatch):
+    """half_cheetah.xml's deprecated attribute is dropped, not printed per env and appended to
+    MUJOCO_LOG.TXT in the user's folder; MuJoCo's other warnings become Python warnings."""
+    import warnings
+
+    import mujoco
+
+    from a2c_ppo.envs.make import make_env
+
+    monkeypatch.chdir(tmp_path)
+    mujoco.set_mju_user_warning(None)  # MuJoCo's default, as in a new process
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make_env("HalfCheetah-v5").close()
+            handler = mujoco.get_mju_user_warning()
+            handler("Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.")
+        assert os.listdir(tmp_path) == []
+        assert [str(w.message) for w in caught] == [
+            "MuJoCo: Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable."
+        ]
+    finally:
+        mujoco.set_mju_user_warning(None)

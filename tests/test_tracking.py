@@ -137,7 +137,7 @@ def test_a_wandb_that_cannot_start_is_refused_before_anything_starts(tmp_path, m
     out, err = capsys.readouterr()
     assert "No API key configured" in err and "wandb login" in err and "Traceback" not in err
     assert "Training" not in out  # not even the first line: nothing ran
-    assert not os.listdir(tmp_path / "runs")  # the run folder, claimed, is removed again
+    assert not os.path.exists(tmp_path / "runs")  # the run folder, claimed, is removed again, and --log-dir
 
 
 def test_a_run_that_fails_after_wandb_started_leaves_no_run_folder(tmp_path, offline_wandb, monkeypatch):
@@ -148,7 +148,7 @@ def test_a_run_that_fails_after_wandb_started_leaves_no_run_folder(tmp_path, off
     request = resolve(["--track", *local_run_flags(tmp_path)])
     with pytest.raises(RuntimeError, match="could not start"):
         run(request.config, notes=request.notes)
-    assert not os.listdir(tmp_path / "runs")  # W&B's folder went with it
+    assert not os.path.exists(tmp_path / "runs")  # W&B's folder went with it, and --log-dir
 
 
 class FakeRun:

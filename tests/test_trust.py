@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import importlib.util
 import json
 import os
 import signal
@@ -208,6 +209,23 @@ def test_a_live_run_folder_cannot_be_resumed_twice(tmp_path):
         lock.release()
     assert proc.returncode == 2 and "in use by a live run" in proc.stderr and "Traceback" not in proc.stderr
     assert run(main_argv(tmp_path, "--resume", checkpoint, steps=128)).returncode == 0
+
+
+def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path):
+    """A run that fails to start removes its run folder and the folders made to hold it (an
+    empty --log-dir), never a folder that holds anything else."""
+    from a2c_ppo.session import own_run_folder
+
+    with own_run_folder(str(tmp_path / "logs" / "deeper" / "run"), resumed=False) as run_dir:
+        assert os.path.isdir(run_dir)
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "logs" / "earlier-run").mkdir(parents=True)
+    with own_run_folder(str(tmp_path / "logs" / "run"), resumed=False):
+        pass
+    assert os.listdir(tmp_path / "logs") == ["earlier-run"]
+    with own_run_folder(str(tmp_path / "new" / "run"), resumed=False):
+        (tmp_path / "new" / "run-2").mkdir()  # another run's, made meanwhile
+    assert os.listdir(tmp_path / "new") == ["run-2"]
 
 
 @pytest.mark.parametrize(
@@ -534,3 +552,30 @@ def test_a_scripts_own_network_loads_again_in_that_script_and_is_refused_elsewhe
     elsewhere = subprocess.run(enjoy, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert elsewhere.returncode == 2 and "Traceback" not in elsewhere.stderr
     assert "--policy-base '__main__:SmallNet', code the training script made itself" in elsewhere.stderr
+    # the class named from its module: no trust needed, as the user typed the reference
+    named = subprocess.run([*enjoy[:-1], "--num-episodes", "1", "--policy-base", "train_small:SmallNet"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(tmp_path)})  # fmt: skip
+    assert named.returncode == 0 and "mean return over 1 episode" in named.stdout, named.stderr
+
+
+def test_replay_and_export_take_the_network_in_place_of_the_checkpoints(tmp_path):
+    """A network the checkpoint names by a module this reader lacks is named again with --policy-base."""
+    from a2c_ppo.enjoy import load_replay
+    from a2c_ppo.export import main as export_main
+
+    proc = run(
+        main_argv(tmp_path, "--env-name", "CartPole-v1", "--policy-base", "tests.custom_nets:SmallNet", steps=64)
+    )
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = run_folders(tmp_path)
+    moved = craft(os.path.join(folder, "checkpoint.pt"), str(tmp_path / "moved.pt"), policy_base="old_nets:SmallNet")
+    with pytest.raises(ConfigError, match=r"name it yourself \(--policy-base old_nets:SmallNet; env= / policy_base="):
+        load_replay(moved, "--checkpoint")
+    replay = load_replay(moved, "--checkpoint", policy_base="tests.custom_nets:SmallNet")
+    replay.envs.close()
+    assert type(replay.policy.base).__name__ == "SmallNet"
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        out = str(tmp_path / "policy.onnx")
+        assert export_main([moved, out, "--policy-base", "tests.custom_nets:SmallNet"]) == 0
+        assert os.path.getsize(out) > 0

@@ -6,6 +6,7 @@ import functools
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -140,6 +141,9 @@ def make_env(
             register_atari()
         if env_id.startswith("ALE/"):
             kwargs["frameskip"] = 1  # wrap_atari skips 4 frames with max-pooling; v5 keeps sticky actions
+        spec = gym.envs.registry.get(env_id)
+        if spec is not None and str(spec.entry_point).startswith("gymnasium.envs.mujoco."):
+            route_mujoco_warnings()
         env = gym.make(env_id, **kwargs)
     if video_dir is not None:
         limit = video_episodes if video_episodes is not None else float("inf")
@@ -162,6 +166,26 @@ def make_env(
     if record_episodes is not None:
         env = EpisodeRecorder(env, record_episodes)
     return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first
+
+
+#: A warning of gymnasium's own MuJoCo models that no user can act on: half_cheetah.xml's
+#: ``settotalmass``, deprecated by MuJoCo 3.3.
+ASSET_DEPRECATIONS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _mujoco_warning(text: str) -> None:
+    if not text.startswith(ASSET_DEPRECATIONS):
+        warnings.warn(f"MuJoCo: {text}", RuntimeWarning, stacklevel=2)
+
+
+def route_mujoco_warnings() -> None:
+    """MuJoCo's warnings as Python warnings (shown once each, filterable), without those of
+    gymnasium's own models: MuJoCo's default prints each one for every env built and appends it
+    to MUJOCO_LOG.TXT in the working folder. A handler the program set itself is kept."""
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 def make_env_fn(env_id: str, **kwargs) -> EnvFn:
