@@ -91,7 +91,9 @@ def flag_name(name: str) -> str:
 
 
 def show(value: Any) -> str:
-    """A value as the console and tables show it."""
+    """A value as the console and tables show it (``None`` as ``--help`` shows it: none)."""
+    if value is None:
+        return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):

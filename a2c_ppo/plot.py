@@ -213,16 +213,24 @@ def aggregate(curves: Sequence[Curve], window: int = 1, ci: bool = False, seed: 
 
 
 def cut_notes(curves: Sequence[Curve]) -> list[str]:
-    """A line per (env, label) whose mean stops before its longest run: the mean covers only
-    the steps every run reached."""
+    """A line per (env, label) whose mean starts after its earliest run or stops before its
+    longest: the mean covers only the steps every run reached."""
     notes = []
     for env, label in sorted({(c.env, c.label) for c in curves}):
-        ends = [int(c.steps[-1]) for c in curves if c.env == env and c.label == label]
-        if min(ends) < max(ends):
-            notes.append(
-                f"{env} / {label}: the mean of {len(ends)} runs ends at {min(ends):,} env steps, where the shortest "
-                f"ends; the longest goes on to {max(ends):,} (plot it from a folder of its own to see it all)."
+        runs = [c for c in curves if c.env == env and c.label == label]
+        starts, ends = [int(c.steps[0]) for c in runs], [int(c.steps[-1]) for c in runs]
+        cuts = []
+        if max(starts) > min(starts):
+            cuts.append(
+                f"starts at {max(starts):,} env steps, where the latest starts (the earliest at {min(starts):,})"
             )
+        if min(ends) < max(ends):
+            cuts.append(
+                f"ends at {min(ends):,} env steps, where the shortest ends (the longest goes on to {max(ends):,})"
+            )
+        if cuts:
+            notes.append(f"{env} / {label}: the mean of {len(runs)} runs {' and '.join(cuts)}; plot a run from a "
+                         "folder of its own to see it all.")  # fmt: skip
     return notes
 
 

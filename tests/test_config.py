@@ -48,7 +48,7 @@ def test_a_config_that_predates_a_setting_loads_with_its_default_and_says_so():
     notes: list[str] = []
     config = RunConfig.from_dict(data, notes)
     assert config.fast_path == "auto" and config.target_kl is None
-    assert "--fast-path auto" in notes[0] and "--target-kl None" in notes[0]
+    assert "--fast-path auto" in notes[0] and "--target-kl none" in notes[0]
 
 
 @pytest.mark.parametrize(

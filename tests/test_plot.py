@@ -192,6 +192,10 @@ def test_a_mean_cut_short_by_a_shorter_run_is_said(tmp_path, capsys):
     write_run(tmp_path, "CartPole-v1__ppo__seed1__20260101-000000", returns([100, 200, 300], [0.0, 1.0, 2.0]))
     write_run(tmp_path, "CartPole-v1__ppo__seed2__20260101-000100", returns([100, 200], [0.0, 1.0]))
     plot.plot([str(tmp_path)], str(tmp_path / "curve.png"))
-    assert "CartPole-v1 / ppo: the mean of 2 runs ends at 200 env steps, where the shortest ends; the longest " \
-           "goes on to 300" in capsys.readouterr().out  # fmt: skip
+    assert "CartPole-v1 / ppo: the mean of 2 runs ends at 200 env steps, where the shortest ends (the longest " \
+           "goes on to 300); plot a run" in capsys.readouterr().out  # fmt: skip
     assert plot.cut_notes(plot.load_curves([str(tmp_path / "CartPole-v1__ppo__seed1__20260101-000000")], RETURN)) == []
+    write_run(tmp_path, "CartPole-v1__ppo__seed3__20260101-000200", returns([200, 300], [1.0, 2.0]))  # starts late
+    (note,) = plot.cut_notes(plot.load_curves([str(tmp_path)], RETURN))
+    assert note.startswith("CartPole-v1 / ppo: the mean of 3 runs starts at 200 env steps, where the latest starts "
+                           "(the earliest at 100) and ends at 200 env steps")  # fmt: skip
