@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from a2c_ppo.config import ALGOS, BY_PRESET, SETTINGS, Declared, RunConfig
-from a2c_ppo.console import fail
+from a2c_ppo.console import fail, is_later_local_rank
 from a2c_ppo.declaration import flag_name, show
 from a2c_ppo.errors import EXIT_BAD_INPUT, ConfigError
 from a2c_ppo.presets import presets_table
@@ -24,9 +24,9 @@ class ArgumentParser(argparse.ArgumentParser):
     """Errors as one short paragraph (no usage block), exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(
-            EXIT_BAD_INPUT, f"{self.prog}: error: {message}\nRun '{self.prog} --help' for every flag and its default.\n"
-        )
+        # the same command line on every torchrun rank: its node's first rank alone says it
+        text = f"{self.prog}: error: {message}\nRun '{self.prog} --help' for every flag and its default.\n"
+        self.exit(EXIT_BAD_INPUT, None if is_later_local_rank() else text)
 
 
 def _help(declared: Declared) -> str:
@@ -116,11 +116,12 @@ def resolve(argv: Sequence[str] | None = None) -> LaunchRequest:
 
 
 def parse_command_line(argv: Sequence[str] | None = None) -> LaunchRequest:
-    """``resolve``, with bad input reported as one paragraph on stderr and exit status 2."""
+    """``resolve``, with bad input reported as one paragraph on stderr and exit status 2 (once
+    per node under torchrun)."""
     try:
         return resolve(argv)
     except ConfigError as exc:
-        fail(str(exc), prog="main.py")
+        fail(str(exc), prog="main.py", node_wide=True)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> RunConfig:

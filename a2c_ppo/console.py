@@ -58,8 +58,15 @@ out = Console(lambda: sys.stdout)
 err = Console(lambda: sys.stderr)
 
 
-def fail(message: str, prog: str, code: int = 2) -> NoReturn:
+def fail(message: str, prog: str, code: int = 2, *, node_wide: bool = False) -> NoReturn:
     """Print ``message`` as the program's error paragraph and exit with status ``code`` (2: bad
-    input, ``errors.EXIT_BAD_INPUT``)."""
-    err.line(f"{prog}: error: {message}")
+    input, ``errors.EXIT_BAD_INPUT``). ``node_wide``: every torchrun rank of this node meets
+    the same error (the same command line, files and installs), so local rank 0 alone prints it."""
+    if not (node_wide and is_later_local_rank()):
+        err.line(f"{prog}: error: {message}")
     raise SystemExit(code)
+
+
+def is_later_local_rank() -> bool:
+    """Whether this process is a torchrun rank other than its node's first (``LOCAL_RANK`` > 0)."""
+    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")

@@ -148,3 +148,13 @@ def test_acktr_under_torchrun_is_a_clear_config_error(tmp_path):
     assert "acktr cannot run data-parallel" in output
     assert "[rank0]: Traceback" not in output and "[rank1]: Traceback" not in output
     assert not os.path.exists(os.path.join(tmp_path, "models"))
+
+
+@pytest.mark.parametrize("bad", [["--lr", "-1"], ["--num-steps", "many"]])
+def test_bad_input_under_torchrun_is_said_once_per_node(tmp_path, bad):
+    """Every rank of a node parses the same command line: its first rank alone says what is wrong."""
+    code, output = finish(torchrun(main_args(str(tmp_path), *bad), STANDALONE, {SEED_DIR_VARIABLE: str(tmp_path)}),
+                          DEADLINE_S)  # fmt: skip
+    assert code not in (0, None)
+    assert output.count("main.py: error: ") == 1, output
+    assert bad[0] in output and "[rank0]: Traceback" not in output and "[rank1]: Traceback" not in output
