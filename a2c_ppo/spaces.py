@@ -161,3 +161,20 @@ def mask_splits(action_space: gym.Space) -> list[int]:
     dimension; none for Discrete."""
     nvec = getattr(action_space, "nvec", None)
     return np.cumsum(nvec)[:-1].tolist() if nvec is not None else []
+
+
+def mask_part_splits(observation_space: gym.Space, action_space: gym.Space) -> list[int] | None:
+    """``mask_splits`` of the actions where the observations carry an ``action_mask`` part that
+    masks them (a Dict part, Discrete or MultiDiscrete actions), else ``None``."""
+    if not (isinstance(observation_space, gym.spaces.Dict) and ACTION_MASK in observation_space.spaces):
+        return None
+    return mask_splits(action_space) if mask_size(action_space) is not None else None
+
+
+def allows_an_action(masks: np.ndarray, splits: list[int]) -> np.ndarray:
+    """Which of the bool masks ``(N, size)`` allow an action: one in each part (``mask_splits``),
+    as a MultiDiscrete action needs a class in every dimension. ``(N,)`` bool."""
+    allowed = np.ones(len(masks), dtype=bool)
+    for part in np.split(masks, splits, axis=1):
+        allowed &= part.any(axis=1)
+    return allowed

@@ -118,6 +118,27 @@ class EmptyMaskEnv(MaskedChoiceEnv):
         return obs, info
 
 
+class GameOverMaskEnv(PartMaskEnv):
+    """A game that ends (terminated) at step 4 with no move left: its last mask allows nothing,
+    and no action is chosen from it. ``mid_episode``: that empty mask comes at step 2 and the
+    game goes on (an env fault)."""
+
+    def __init__(self, mid_episode: bool = False) -> None:
+        super().__init__()
+        self.mid_episode = mid_episode
+
+    def step(self, action):
+        obs, reward, _, truncated, info = super().step(action)
+        return obs, reward, self.t == 4 and not self.mid_episode, truncated, info
+
+    def _observe(self) -> tuple[dict, dict]:
+        obs, info = super()._observe()
+        if self.t == (2 if self.mid_episode else 4):
+            self.mask[:] = False
+            obs["action_mask"][:] = 0
+        return obs, info
+
+
 class ShiftedClassEnv(gym.Env):
     """A ``Discrete(4, start=5)`` observation (classes 5..8) whose parity is the action that
     pays 1: 10 per episode for a policy that tells the classes apart, about 5 for one that
@@ -160,3 +181,9 @@ def native_part_masks() -> gym.vector.VectorEnv:
 def native_bits() -> gym.vector.VectorEnv:
     """A vector env of one's own with flat Dict observations (an image, a vector, a class)."""
     return _native(BitsDictEnv)
+
+
+def native_game_over(mode: str = "SameStep", mid_episode: bool = False) -> gym.vector.VectorEnv:
+    """``GameOverMaskEnv`` in a vector env of one's own, in autoreset ``mode``."""
+    return gym.vector.SyncVectorEnv([lambda: GameOverMaskEnv(mid_episode)] * 2,
+                                    autoreset_mode=gym.vector.AutoresetMode(mode))  # fmt: skip

@@ -16,7 +16,7 @@ from a2c_ppo.api import load
 from a2c_ppo.distributions import CategoricalHead, MultiCategoricalHead
 from a2c_ppo.observations import TensorDict
 from a2c_ppo.storage import RolloutStorage
-from tests.helpers import ROOT, local_run_flags, run_checkpoint
+from tests.helpers import ROOT, local_run_flags, output_flags, run_checkpoint
 
 MASKED_ENV = "tests.envs_for_spaces:MaskedChoiceEnv"
 
@@ -137,6 +137,29 @@ def test_a_mask_that_allows_nothing_stops_the_run_naming_the_env_and_the_step(tm
     assert proc.returncode == 3, proc.stderr
     assert "allows no action" in proc.stderr and "after step 3 of the episode" in proc.stderr
     assert "env 0" in proc.stderr and "Traceback" not in proc.stderr.split("allows no action")[0][:200]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        "tests.envs_for_spaces:GameOverMaskEnv",
+        "tests.envs_for_spaces:native_game_over",
+        "tests.envs_for_spaces:native_game_over",
+    ],
+    ids=["single", "same-step", "next-step"],
+)
+def test_a_game_over_mask_that_allows_nothing_is_no_fault(tmp_path, env, request):
+    """No action is chosen from an ended episode's last observation: its mask may allow nothing."""
+    kwargs = ["--env-kwargs", '{"mode": "NextStep"}'] if request.node.callspec.id == "next-step" else []
+    proc = main_py("--env-name", env, *kwargs, "--num-env-steps", "512", *output_flags(tmp_path))
+    assert proc.returncode == 0 and "Action masks: on" in proc.stdout, proc.stderr
+
+
+def test_a_vector_envs_mask_that_allows_nothing_mid_episode_stops_the_run(tmp_path):
+    proc = main_py("--env-name", "tests.envs_for_spaces:native_game_over", "--env-kwargs", '{"mid_episode": true}',
+                   "--num-env-steps", "512", *output_flags(tmp_path))  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "env 0 gave the action mask [0, 0, 0, 0], which allows no action" in proc.stderr
 
 
 def test_masks_on_for_an_env_without_masks_is_refused_before_anything_starts(tmp_path):

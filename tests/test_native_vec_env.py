@@ -312,3 +312,17 @@ def test_info_rows_and_merge_keep_gymnasium_layout():
     merged = merge_infos(part, other)
     assert_same(merged["x"], np.array([7.0, 0.0, 3.0]))
     assert_same(merged["_x"], np.array([True, False, True]))
+
+
+def test_recurrent_ppo_on_a_next_step_vector_env_is_refused_before_anything_starts():
+    """Recurrent PPO's sequences cannot leave out a next-step env's dummy reset rows: refused at
+    once (not after the first rollout), whatever makes the policy recurrent."""
+    from a2c_ppo.arguments import resolve
+
+    next_step, same_step = "tests.custom_nets:cartpole_next_step", "tests.custom_nets:cartpole_same_step"
+    for recurrent in (["--recurrent-policy"], ["--policy-base", "tests.custom_nets:SmallGRU"]):
+        with pytest.raises(ConfigError, match="recurrent PPO trains on whole sequences.*AutoresetMode.SAME_STEP"):
+            resolve(["--env-name", next_step, *recurrent])
+        resolve(["--env-name", same_step, *recurrent])
+    resolve(["--env-name", next_step, "--recurrent-policy", "--algo", "a2c"])  # A2C drops the rows after its pass
+    resolve(["--env-name", next_step])

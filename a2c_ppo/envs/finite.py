@@ -11,6 +11,7 @@ import numpy as np
 
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.errors import NonFiniteError
+from a2c_ppo.spaces import allows_an_action
 
 
 def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0) -> None:
@@ -39,6 +40,24 @@ def shown(value: np.ndarray) -> str:
     first = int(np.flatnonzero(~np.isfinite(flat))[0])
     where = tuple(int(i) for i in np.unravel_index(first, value.shape))
     return f"{flat[first].item()} at {where} of an array of shape {tuple(value.shape)}"
+
+
+def check_masks(masks: np.ndarray, splits: list[int], skip: np.ndarray | None = None) -> None:
+    """Raise EnvWorkerError naming the env when one of a vector env's action masks ``(N, size)``
+    allows no action (``spaces.allows_an_action``); rows in ``skip`` (N,) bool are not checked
+    (an ended episode's last observation, from which no action is chosen)."""
+    allowed = allows_an_action(masks.astype(np.bool_, copy=False), splits)
+    if skip is not None:
+        allowed |= skip
+    if allowed.all():
+        return
+    row = int(np.flatnonzero(~allowed)[0])
+    raise EnvWorkerError(
+        f"env {row} gave the action mask {masks[row].astype(np.int8).tolist()}, which allows no action; fix the "
+        "env's masks (an episode that has no move left must end)",
+        env_index=row,
+        worker_index=None,
+    )
 
 
 def class_range(space: Any) -> tuple[np.ndarray, np.ndarray] | None:

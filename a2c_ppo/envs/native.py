@@ -44,11 +44,19 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from a2c_ppo.envs.finite import check_masks
 from a2c_ppo.errors import ConfigError
+from a2c_ppo.spaces import ACTION_MASK, mask_part_splits
 
 __all__ = ["NativeVecEnv", "check_vector_env", "EpisodeTracker", "info_rows", "merge_infos"]
 
 _MODES = ", ".join(f"AutoresetMode.{mode.name}" for mode in AutoresetMode)
+
+
+def resets_next_step(env: VectorEnv) -> bool:
+    """Whether ``env`` resets an ended sub-env on the following step (``NEXT_STEP``): the
+    adapter then gives dummy reset rows (see the module's doc)."""
+    return _autoreset_mode(env) == AutoresetMode.NEXT_STEP
 
 
 def _autoreset_mode(env: VectorEnv) -> AutoresetMode:
@@ -258,6 +266,7 @@ class NativeVecEnv(VectorEnv):
         self._episodes = EpisodeTracker(self.num_envs)
         # NEXT_STEP: the envs whose next step is the wrapped env's reset step (a dummy row).
         self._resetting = np.zeros(self.num_envs, dtype=bool)
+        self._mask_splits = mask_part_splits(self.single_observation_space, self.single_action_space)
 
     @property
     def dummy_steps(self) -> bool:
@@ -277,6 +286,8 @@ class NativeVecEnv(VectorEnv):
         obs, infos = self.env.reset(seed=cast(Any, seed), options=options)
         self._episodes.restart()
         self._resetting[:] = False
+        if self._mask_splits is not None:
+            check_masks(obs[ACTION_MASK], self._mask_splits)
         return obs, infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -292,6 +303,9 @@ class NativeVecEnv(VectorEnv):
             obs, infos = self._reset_ended(obs, terminated | truncated, infos)
         else:
             infos = self._next_step(obs, rewards, terminated, truncated, infos)
+        if self._mask_splits is not None:  # not an ending row's last observation (NEXT_STEP keeps it in obs)
+            ended = self._resetting if self.mode == AutoresetMode.NEXT_STEP else None
+            check_masks(obs[ACTION_MASK], self._mask_splits, skip=ended)
         return obs, rewards, terminated, truncated, infos
 
     def _final_info(self, step_infos: dict[str, Any], ended: np.ndarray) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import ClipAction
 
-from a2c_ppo.spaces import ACTION_MASK, ObservationPlan, apply_plan, mask_size, mask_splits
+from a2c_ppo.spaces import ACTION_MASK, ObservationPlan, allows_an_action, apply_plan, mask_size, mask_splits
 
 
 def clip_box_actions(env: gym.Env) -> gym.Env:
@@ -57,7 +57,8 @@ def provides_action_masks(env: gym.Env, reset_info: dict[str, Any]) -> bool:
 class ActionMaskObservation(gym.Wrapper):
     """Adds the action mask (bool, 1 = allowed) to every observation: a Dict observation gets an
     ``action_mask`` part, any other becomes ``{"obs": observation, "action_mask": mask}``. A
-    mask that allows no action (in any MultiDiscrete dimension) raises ValueError."""
+    mask that allows no action (in any MultiDiscrete dimension) raises ValueError, except on the
+    step that ends the episode, whose observation no action is chosen from (a game's end)."""
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
@@ -80,9 +81,9 @@ class ActionMaskObservation(gym.Wrapper):
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.steps += 1
-        return self._with_mask(obs, info), reward, terminated, truncated, info
+        return self._with_mask(obs, info, ended=terminated or truncated), reward, terminated, truncated, info
 
-    def _with_mask(self, obs: Any, info: dict[str, Any]) -> dict[str, Any]:
+    def _with_mask(self, obs: Any, info: dict[str, Any], ended: bool = False) -> dict[str, Any]:
         if isinstance(obs, dict) and ACTION_MASK in obs:
             mask = obs[ACTION_MASK]
         elif ACTION_MASK in info:
@@ -98,7 +99,7 @@ class ActionMaskObservation(gym.Wrapper):
         mask = np.asarray(mask).astype(np.bool_, copy=False).reshape(-1)
         if mask.shape != (self.size,):
             raise ValueError(f"the action mask has {mask.size} entries, but the action space needs {self.size}")
-        if not all(part.any() for part in np.split(mask, self.splits)):
+        if not ended and not allows_an_action(mask[None], self.splits)[0]:
             when = "after reset" if self.steps == 0 else f"after step {self.steps} of the episode"
             raise ValueError(f"the action mask {mask.astype(np.int8).tolist()} {when} allows no action")
         parts = dict(obs) if isinstance(obs, dict) else {"obs": obs}
