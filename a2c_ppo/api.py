@@ -20,12 +20,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
+from a2c_ppo.builders import build_envs, policy_for, replay_config, replay_vec_env
 from a2c_ppo.callbacks import Callback
 from a2c_ppo.checkpoint import check_trusted, handed_over, load_checkpoint
 from a2c_ppo.config import RunConfig, check_value
 from a2c_ppo.envs.finite import class_range
-from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.make import register_factory
 from a2c_ppo.envs.normalize import VecNormalize, frozen_statistics, normalized
 from a2c_ppo.envs.torch_env import env_action_converter
@@ -215,14 +214,12 @@ class Agent:
     ) -> list[float]:
         """The true returns of ``episodes`` episodes on ``env`` built with ``env_kwargs`` (defaults:
         the env trained on, with the keyword arguments it was trained with)."""
-        from a2c_ppo.envs.check import check_env_id
-
         episodes = _whole_number(episodes, "episodes", 1)
         check_value("seed", _whole_number(seed, "seed", 0))
         config = self.config.replace(env_name=_env_name(env)) if env is not None else self.config
         if env_kwargs is not None:
             config = config.replace(env_kwargs=_json_text(env_kwargs, "env_kwargs"))
-        spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))  # ConfigError
+        config, spaces = replay_config(config)  # ConfigError
         for kind, space, own in zip(("observation", "action"), spaces, (self.observation_space, self.action_space)):
             if _structure(space) != _structure(own):
                 raise ConfigError(
@@ -358,9 +355,8 @@ def load(
     check_trusted(config, known, trust_checkpoint, what=f"load({path!r})")
     check_finite(checkpoint, f"checkpoint {path!r}")
     from a2c_ppo.checkpoint import check_spaces
-    from a2c_ppo.envs.check import check_env_id
 
-    spaces = check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
+    config, spaces = replay_config(config)
     check_spaces(checkpoint, *spaces, config.env_name)
     policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
     load_model(policy, checkpoint, f"checkpoint {path!r}")

@@ -86,6 +86,19 @@ def replay_vec_env(config: RunConfig) -> str:
     return "native" if config.vec_env == "native" else "sync"
 
 
+def replay_config(config: RunConfig) -> tuple[RunConfig, tuple[gym.Space, gym.Space]]:
+    """``config`` for replaying on its env, whose kind is the env's own (``env=`` and
+    ``--env-name`` may name another env than the one trained on, with the same spaces): a factory
+    of vector envs is replayed as one (``native``), any other env as single envs. With the env's
+    (observation, action) spaces; ConfigError for an env that cannot be made."""
+    from a2c_ppo.envs.check import inspect_env
+
+    report = inspect_env(config.env_name, config.action_masks, "auto", recipe_of(config))
+    native = report.vector_envs is not None
+    vec_env = "native" if native else "sync" if config.vec_env == "native" else config.vec_env
+    return config.replace(vec_env=vec_env), (report.observation_space, report.action_space)
+
+
 def make_agent(
     config: RunConfig, policy: Policy, reducer: Reducer | None = None, device: torch.device | None = None
 ) -> PPO | A2C | ACKTR:

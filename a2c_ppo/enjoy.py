@@ -22,13 +22,13 @@ from gymnasium.error import DependencyNotInstalled
 
 from a2c_ppo import console
 from a2c_ppo.arguments import POLICY_BASE_HELP, TRUST_HELP, ArgumentParser
-from a2c_ppo.builders import build_envs, policy_for, replay_vec_env
+from a2c_ppo.builders import build_envs, policy_for, replay_config, replay_vec_env
 from a2c_ppo.checkpoint import check_spaces, check_trusted, load_checkpoint
 from a2c_ppo.checkpointer import best_checkpoint_path, best_copy_path
 from a2c_ppo.config import ALGOS, RunConfig, check_value
 from a2c_ppo.console import fail
-from a2c_ppo.envs import VecNormalize, check_env_id
-from a2c_ppo.envs.frames import env_identity, recipe_of
+from a2c_ppo.envs import VecNormalize
+from a2c_ppo.envs.frames import env_identity
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
@@ -160,7 +160,7 @@ def load_replay(
         config = config.replace(env_kwargs=env_kwargs)
     if policy_base:
         config = config.replace(policy_base=policy_base)
-    check_env_id(config.env_name, config.action_masks, config.vec_env, recipe_of(config))
+    config, _ = replay_config(config)
     extras = [flag for flag, option in (("--video-dir", "video_dir"), ("--record-trajectories", "record_episodes"))
               if build_options.get(option) is not None]  # fmt: skip
     if config.vec_env == "native" and extras:

@@ -96,6 +96,14 @@ def test_a_native_vector_env_is_evaluated_and_replayed_in_its_own_kind(tmp_path)
                               timeout=120, cwd=ROOT)  # fmt: skip
         assert proc.returncode == 2 and "a vector env of its own" in proc.stderr, proc.stderr
     assert not os.path.exists(tmp_path / "out")
+    # the same spaces in the other kind of env, either way round: each replayed in its own kind
+    single = load(result.checkpoint, env="CartPole-v1")
+    assert single.config.vec_env == "sync" and len(single.evaluate(episodes=2)) == 2
+    assert len(single.evaluate(env="tests.custom_nets:cartpole_same_step", episodes=2)) == 2
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "enjoy.py"), "--checkpoint", result.checkpoint,
+                           "--env-name", "CartPole-v1", "--num-episodes", "1", "--video-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0 and "mean return over 1 episode" in proc.stdout, proc.stderr
 
 
 def test_next_step_reset_rows_are_never_trained_on():
