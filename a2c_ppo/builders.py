@@ -33,6 +33,7 @@ from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.observations import probe_obs
 from a2c_ppo.precision import PROBE_ROWS, autocast
 from a2c_ppo.sde import make_sde_head
+from a2c_ppo.spaces import ACTION_MASK
 from a2c_ppo.trajectories import load_trajectories, select_episodes, subsample
 
 
@@ -242,13 +243,24 @@ def user_base(reference: str, observation_space: gym.Space, kwargs: dict[str, An
     try:
         base = cls(observation_space, **kwargs)
     except Exception as exc:
-        raise ConfigError(f"{what}({observation_space}, **{kwargs}) raised {type(exc).__name__}: {exc}.") from None
+        failed = f"{what}({observation_space}, **{kwargs}) raised {type(exc).__name__}: {exc}."
+        raise ConfigError(failed + _masked_hint(observation_space)) from None
     missing = [
         attr for attr in ("is_recurrent", "recurrent_hidden_state_size", "output_size") if not hasattr(base, attr)
     ]
     if missing:
         raise ConfigError(f"{what} lacks {', '.join(missing)}; a base has these (see the README's Python API).")
     return base
+
+
+def _masked_hint(observation_space: gym.Space) -> str:
+    """What a base meets when the run masks actions (said where a base fails), else nothing."""
+    if not (isinstance(observation_space, gym.spaces.Dict) and ACTION_MASK in observation_space.spaces):
+        return ""
+    return (
+        f" The run masks actions, so the base gets observations with an {ACTION_MASK!r} part (an env's observations "
+        "that are not a Dict under 'obs'): read the parts it needs, or pass --action-masks off."
+    )
 
 
 def check_user_base(policy: Policy, reference: str) -> None:
@@ -278,7 +290,7 @@ def check_user_base(policy: Policy, reference: str) -> None:
     except Exception as exc:
         raise ConfigError(
             f"--policy-base {reference!r} failed on {rows} observations (each part 0, or its space's value "
-            f"nearest 0) ({type(exc).__name__}: {str(exc).strip()}); {expected}."
+            f"nearest 0) ({type(exc).__name__}: {str(exc).strip()}); {expected}.{_masked_hint(policy.obs_space)}"
         ) from None
     if tuple(value.shape) != (rows, 1) or tuple(features.shape) != (rows, policy.base.output_size):
         raise ConfigError(

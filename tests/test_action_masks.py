@@ -166,3 +166,16 @@ def test_masks_on_for_an_env_without_masks_is_refused_before_anything_starts(tmp
     proc = main_py("--env-name", "CartPole-v1", "--action-masks", "on", *local_run_flags(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert not os.path.exists(tmp_path / "runs")
+
+
+def test_a_network_of_ones_own_that_fails_on_masked_observations_is_told_what_it_gets(tmp_path):
+    """With masks on, a --policy-base gets the env's observations with the mask as a part: its
+    failure says so, and what to do."""
+    from a2c_ppo.arguments import resolve
+    from a2c_ppo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="The run masks actions, so the base gets observations with an "
+                                          "'action_mask' part .* or pass --action-masks off"):  # fmt: skip
+        resolve(["--env-name", "tests.envs_for_spaces:MaskedChoiceEnv", "--policy-base", "tests.custom_nets:SmallNet"])
+    resolve(["--env-name", "tests.envs_for_spaces:MaskedChoiceEnv", "--policy-base", "tests.custom_nets:SmallNet",
+             "--action-masks", "off"])  # fmt: skip
