@@ -48,7 +48,8 @@ def _env_name(env: EnvSpec) -> str:
         return env
     if callable(env):
         return register_factory(env)
-    hint = " (an env made already: pass what makes it, e.g. lambda: gym.make(...))" if isinstance(env, gym.Env) else ""
+    made = isinstance(env, (gym.Env, gym.vector.VectorEnv))
+    hint = " (an env made already: pass what makes it, e.g. lambda: gym.make(...) or gym.make_vec(...))" if made else ""
     raise ConfigError(
         f"env must be an id, a 'module:factory' string or a callable returning an env, not {env!r}{hint}."
     )
@@ -246,7 +247,7 @@ def _part(obs: Any, key: str) -> Any:
         for step in key.split("."):
             value = value[int(step)] if isinstance(value, (tuple, list)) else value[step]
     except (KeyError, IndexError, TypeError, ValueError):
-        hint = ""
+        hint = " (a batch of Dict or Tuple observations: each part batched, e.g. a tuple of (B, ...) arrays)"
         if key == ACTION_MASK:
             hint = " (an env that gives its mask in info: act(obs, action_mask=info['action_mask']))"
         raise ValueError(f"act: the observation has no part {key!r}, which the policy reads{hint}.") from None
@@ -281,6 +282,8 @@ def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.
     bounds = _class_bounds(space)
     if bounds is not None and batch.size and (np.any(batch < bounds[0]) or np.any(batch > bounds[1])):
         raise ValueError(f"act: {what} holds values outside {_brief(space)}.")
+    if bounds is not None and batch.dtype.kind == "f" and not np.array_equal(batch, np.round(batch)):
+        raise ValueError(f"act: {what} holds values that are not whole numbers, and {_brief(space)} holds classes.")
     if batch.dtype.kind == "f" and not np.isfinite(batch).all():  # the policy's output would be NaN
         raise ValueError(f"act: {what} holds a NaN or an infinity.")
     return np.ascontiguousarray(batch)

@@ -187,3 +187,14 @@ def native_game_over(mode: str = "SameStep", mid_episode: bool = False) -> gym.v
     """``GameOverMaskEnv`` in a vector env of one's own, in autoreset ``mode``."""
     return gym.vector.SyncVectorEnv([lambda: GameOverMaskEnv(mid_episode)] * 2,
                                     autoreset_mode=gym.vector.AutoresetMode(mode))  # fmt: skip
+
+
+class BinaryActionsWithMaskEnv(MaskedChoiceEnv):
+    """Gives ``info["action_mask"]`` although its actions are MultiBinary, which masks do not fit."""
+
+    action_space = gym.spaces.MultiBinary(4)
+
+    def step(self, action):
+        self.t += 1
+        obs, info = self._observe()
+        return obs, 0.0, False, self.t == EPISODE_STEPS, info

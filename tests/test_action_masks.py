@@ -179,3 +179,12 @@ def test_a_network_of_ones_own_that_fails_on_masked_observations_is_told_what_it
         resolve(["--env-name", "tests.envs_for_spaces:MaskedChoiceEnv", "--policy-base", "tests.custom_nets:SmallNet"])
     resolve(["--env-name", "tests.envs_for_spaces:MaskedChoiceEnv", "--policy-base", "tests.custom_nets:SmallNet",
              "--action-masks", "off"])  # fmt: skip
+
+
+def test_masks_an_env_gives_for_actions_they_cannot_mask_are_said_to_be_off():
+    from a2c_ppo.arguments import resolve
+
+    request = resolve(["--env-name", "tests.envs_for_spaces:BinaryActionsWithMaskEnv"])
+    assert request.config.action_masks == "off"
+    assert any(note.startswith("Action masks: off (the env gives them, and its actions MultiBinary(4) take none")
+               for note in request.notes), request.notes  # fmt: skip

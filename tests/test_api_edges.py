@@ -54,6 +54,13 @@ def test_the_env_as_env_name_is_used_and_given_twice_is_refused(tmp_path):
         train("CartPole-v1", env_name="Acrobot-v1", **SMALL, **folders(tmp_path))
 
 
+def test_an_env_made_already_is_told_to_pass_what_makes_it(tmp_path):
+    for made in (gym.make("CartPole-v1"), gym.make_vec("CartPole-v1", num_envs=2)):
+        with pytest.raises(a2c_ppo.ConfigError, match="an env made already: pass what makes it"):
+            train(made, **SMALL, **folders(tmp_path))
+        made.close()
+
+
 @pytest.mark.parametrize("episodes", [2.5, "2", None, 0, -1, True])
 def test_evaluate_refuses_a_count_that_is_not_a_whole_number(cartpole, episodes, monkeypatch):
     monkeypatch.setattr("a2c_ppo.api.build_envs", lambda *a, **k: pytest.fail("envs built"))  # 2.5 used to hang
@@ -85,6 +92,9 @@ def test_act_refuses_a_class_outside_a_discrete_observation_space(tmp_path):
     assert agent.act(15) in range(4)
     with pytest.raises(ValueError, match="holds values outside Discrete"):
         agent.act(16)
+    assert agent.act(3.0) == agent.act(3)  # a whole number given as a float is that class
+    with pytest.raises(ValueError, match="not whole numbers, and Discrete\\(16\\) holds classes"):
+        agent.act(1.5)
 
 
 def test_spaces_differ_where_a_policy_would_read_them_differently():

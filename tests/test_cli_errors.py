@@ -123,6 +123,11 @@ MAIN_CASES = [
     (["--env-name", "FrozenLake-v1", "--norm-obs"], "--norm-obs normalises float vector observations"),
     (["--log-std-init", "-1"], "--log-std-init sets a Gaussian policy's spread"),
     (["--vec-env", "sync", "--num-workers", "2"], "--num-workers sets our worker processes"),
+    (
+        ["--env-name", "tests.custom_nets:cartpole_same_step", "--num-workers", "2"],
+        "drop --num-workers (for a2c_ppo's worker processes, give --env-name a factory of single envs)",
+    ),
+    (["--env-name", "tests.custom_nets:cartpole_same_step", "--overlap", "on"], "drop --overlap on (for a2c_ppo's"),
     (["--trust-checkpoint"], "--trust-checkpoint (trust_checkpoint=True) trusts the checkpoint of --resume"),
     (["--hidden-size", "100000000"], "--hidden-size must be between 1 and 65536"),
     (["--resume", "{root}/good.pt", "--env-name", "Acrobot-v1"], "trained on an env with"),

@@ -292,14 +292,16 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe) -> EnvR
         notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
         discrete = mask_size(env.action_space) is not None
         reset_info = _first_reset(env, env_id, recipe)
-        masks = action_masks != "off" and discrete and provides_action_masks(env, reset_info)
+        offers = provides_action_masks(env, reset_info)
+        masks = action_masks != "off" and discrete and offers
         if action_masks == "on" and not masks:
             why = (
-                "gives no action mask" if discrete else f"has actions {env.action_space}, and masks need discrete ones"
-            )
+                "gives no action mask at reset" if discrete
+                else f"has actions {env.action_space}, and masks need discrete ones"
+            )  # fmt: skip
             raise ConfigError(
-                f"--action-masks on: {env_id!r} {why} (an 'action_mask' observation part, info['action_mask'] or an "
-                "action_masks() method). Drop --action-masks, or give the env masks."
+                f"--action-masks on: {env_id!r} {why} (an 'action_mask' observation part, info['action_mask'] from "
+                "reset and every step, or an action_masks() method). Drop --action-masks, or give the env masks."
             )
         spaces = env.observation_space, env.action_space
     finally:
@@ -324,7 +326,10 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe) -> EnvR
     if masks:
         notes.append("Action masks: on (the env gives them; masked actions are never taken).")
     elif action_masks == "auto" and mask_size(spaces[1]) is not None:
-        notes.append("Action masks: off (the env gives none).")
+        notes.append("Action masks: off (the env gives none at reset).")
+    elif action_masks == "auto" and offers:
+        notes.append(f"Action masks: off (the env gives them, and its actions {spaces[1]} take none: they mask "
+                     "Discrete and MultiDiscrete actions).")  # fmt: skip
     return EnvReport(*spaces, masks, notes)
 
 

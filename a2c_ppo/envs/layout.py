@@ -208,12 +208,19 @@ NO_WORKERS = {"sync": "steps every env in this process", "envpool": "steps the e
               "native": "steps the envs in your vector env"}  # fmt: skip
 
 
+def _remedy(vec_env: str, flag: str) -> str:
+    """What to do about ``flag``, which needs our worker processes, with ``vec_env``."""
+    if vec_env == "native":  # the env is a vector env: no --vec-env gives it workers
+        return f"drop {flag} (for a2c_ppo's worker processes, give --env-name a factory of single envs)"
+    return f"drop {flag}, or use --vec-env subproc or auto"
+
+
 def check_overlap(vec_env: str, overlap: str) -> None:
     """ConfigError for ``--overlap on`` where no worker process steps the envs."""
     if overlap == "on" and vec_env in NO_WORKERS:
         raise ConfigError(
-            f"--overlap on steps the envs in worker processes, and --vec-env {vec_env} {NO_WORKERS[vec_env]}: use "
-            "--vec-env subproc or auto"
+            f"--overlap on steps the envs in worker processes, and --vec-env {vec_env} {NO_WORKERS[vec_env]}: "
+            f"{_remedy(vec_env, '--overlap on')}."
         )
 
 
@@ -229,8 +236,7 @@ def check_vector_env_flags(vec_env: str, overlap: str, typed: set[str]) -> None:
         if name in typed and vec_env in kinds:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(
-                f"{flag} {what}, and --vec-env {vec_env} {NO_WORKERS[vec_env]}: drop {flag}, or use --vec-env "
-                "subproc or auto."
+                f"{flag} {what}, and --vec-env {vec_env} {NO_WORKERS[vec_env]}: {_remedy(vec_env, flag)}."
             )
 
 
