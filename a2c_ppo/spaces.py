@@ -132,17 +132,19 @@ def plan_observations(space: gym.Space, where: str = "the env", without_mask: bo
     return ObservationPlan(gym.spaces.Dict(parts), [path for path, _ in leaves], frozenset(transpose), notes)
 
 
-def apply_plan(plan: ObservationPlan, obs: Any) -> Any:
-    """One observation in the plan's layout."""
+def apply_plan(plan: ObservationPlan, obs: Any, batched: bool = False) -> Any:
+    """One observation in the plan's layout, or a vector env's batch of them (``batched``: each
+    part with a leading env axis, as gymnasium batches composite spaces)."""
+    axes = (0, 3, 1, 2) if batched else (2, 0, 1)  # channels-last to channels-first
     if plan.paths is None:
-        return np.ascontiguousarray(np.transpose(obs, (2, 0, 1))) if plan.transpose else obs
+        return np.ascontiguousarray(np.transpose(obs, axes)) if plan.transpose else obs
     flat = {}
     for path in plan.paths:
         value = obs
         for part in path:
             value = value[part]
         key = key_of(path)
-        flat[key] = np.ascontiguousarray(np.transpose(value, (2, 0, 1))) if key in plan.transpose else value
+        flat[key] = np.ascontiguousarray(np.transpose(value, axes)) if key in plan.transpose else value
     return flat
 
 

@@ -198,3 +198,9 @@ class BinaryActionsWithMaskEnv(MaskedChoiceEnv):
         self.t += 1
         obs, info = self._observe()
         return obs, 0.0, False, self.t == EPISODE_STEPS, info
+
+
+def native_blackjack(mode: str = "NextStep") -> gym.vector.VectorEnv:
+    """gymnasium's Blackjack (Tuple observations of three classes) as a vector env of one's own."""
+    return gym.make_vec("Blackjack-v1", num_envs=2, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode(mode)})  # fmt: skip

@@ -64,9 +64,22 @@ def test_the_mask_probe_of_an_async_vector_env_fails_none_of_its_workers(capfd):
     assert "Error" not in capfd.readouterr().err
 
 
-def test_a_native_vector_env_whose_observations_need_a_layout_is_refused(tmp_path):
-    with pytest.raises(a2c_ppo.ConfigError, match="need laying out .* channels-last images"):
-        train("tests.envs_for_spaces:native_bits", num_env_steps=64, num_steps=16, **folders(tmp_path))
+def test_a_native_vector_env_whose_observations_need_a_layout_is_laid_out_and_learns(tmp_path):
+    """A channels-last image, a vector and a class in a vector env of one's own: only a policy
+    that reads all three parts (the image transposed as single envs have it) earns about 10."""
+    result = train("tests.envs_for_spaces:native_bits", num_env_steps=12_288, **folders(tmp_path))
+    assert result.history[-1][1] >= 9.5, result.history[-5:]
+    agent = load(result.checkpoint, trust_checkpoint=True)
+    assert agent.evaluate(episodes=2) == [10.0, 10.0]
+    bright = {"image": np.full((6, 6, 3), 255, np.uint8), "vector": -np.ones(2, np.float32), "discrete": 1}
+    assert agent.act(bright).tolist() == [1, 0, 1]
+
+
+def test_a_native_vector_env_of_tuple_observations_trains_in_every_autoreset_mode(tmp_path):
+    for mode in ("NextStep", "SameStep", "Disabled"):
+        result = train("tests.envs_for_spaces:native_blackjack", env_kwargs={"mode": mode}, num_env_steps=512,
+                       num_steps=64, **folders(tmp_path / mode))  # fmt: skip
+        assert result.env_steps == 512 and result.history, mode
 
 
 @pytest.mark.parametrize("factory", ["cartpole_next_step", "cartpole_same_step", "cartpole_disabled"])

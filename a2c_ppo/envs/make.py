@@ -19,6 +19,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics, RecordVideo
 from a2c_ppo.envs.frames import PLAIN, EnvRecipe, process_frames
 from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
+from a2c_ppo.envs.native_layout import LaidOutVecEnv
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.snapshot import Snapshot
 from a2c_ppo.envs.timeouts import close_within
@@ -350,14 +351,11 @@ def native_vector_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> 
         check_vector_env(envs)
         space = envs.single_observation_space
         plan = plan_observations(space, f"--env-name {env_id!r}")
-        if plan.transpose or plan.space != space:  # a flat Dict is its own layout
-            raise ConfigError(
-                f"--env-name {env_id!r} is a vector env whose observations {space} need laying out (nested "
-                "Dict / Tuple parts, or channels-last images); give flat Dict observations of channels-first images."
-            )
     except BaseException:
         envs.close()
         raise
+    if plan.transpose or plan.space != space:  # a flat Dict of channels-first parts is its own layout
+        return LaidOutVecEnv(envs, plan)
     return envs
 
 
