@@ -37,7 +37,7 @@ from a2c_ppo.restore_check import check_finite, check_normalization, load_model
 from a2c_ppo.sde import resample_noise
 from a2c_ppo.session import TrainResult, run
 from a2c_ppo.signals import StopSignals
-from a2c_ppo.spaces import ACTION_MASK, mask_splits
+from a2c_ppo.spaces import ACTION_MASK, allows_an_action, mask_splits
 from a2c_ppo.trajectory_spaces import describe_space
 
 EnvSpec = str | Callable[..., Any]
@@ -194,8 +194,8 @@ class Agent:
             parts = {key: _part(obs, key) for key in space.spaces if key != ACTION_MASK}
             if ACTION_MASK in space.spaces:
                 parts[ACTION_MASK] = np.asarray(action_mask if action_mask is not None else _part(obs, ACTION_MASK))
-                splits = mask_splits(self.action_space)  # a part per MultiDiscrete dimension
-                if not all(part.any(axis=-1).all() for part in np.split(parts[ACTION_MASK], splits, axis=-1)):
+                mask = parts[ACTION_MASK].astype(np.bool_, copy=False)
+                if not np.all(allows_an_action(mask, mask_splits(self.action_space))):
                     raise ValueError("act: an action mask allows no action; the env must allow one at every step.")
             single = _is_single(parts, space)
             arrays = {
@@ -225,7 +225,7 @@ class Agent:
             if _structure(space) != _structure(own):
                 raise ConfigError(
                     f"evaluate: {config.env_name!r} has {kind} space {_brief(space)}, and the policy was trained on "
-                    f"{_brief(own)}; evaluate it on an env like the one it was trained on ({self.config.env_name!r})."
+                    f"{_brief(own)}; evaluate it on an env with the spaces it was trained on."
                 )
         envs = build_envs(config, 1, torch.device("cpu"), vec_env=replay_vec_env(config))
         try:
@@ -282,18 +282,20 @@ def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.
     bounds = _class_bounds(space)
     if bounds is not None and batch.size and (np.any(batch < bounds[0]) or np.any(batch > bounds[1])):
         raise ValueError(f"act: {what} holds values outside {_brief(space)}.")
-    if bounds is not None and batch.dtype.kind == "f" and not np.array_equal(batch, np.round(batch)):
-        raise ValueError(f"act: {what} holds values that are not whole numbers, and {_brief(space)} holds classes.")
     if batch.dtype.kind == "f" and not np.isfinite(batch).all():  # the policy's output would be NaN
         raise ValueError(f"act: {what} holds a NaN or an infinity.")
+    if bounds is not None and batch.dtype.kind == "f" and not np.array_equal(batch, np.round(batch)):
+        raise ValueError(f"act: {what} holds values that are not whole numbers, and {_brief(space)} holds classes.")
     return np.ascontiguousarray(batch)
 
 
 def _structure(space: gym.Space) -> Any:
     """What a policy's inputs or outputs depend on in ``space``: its parts, their types, shapes,
     dtypes and classes, not a Box's bounds (an env argument may move them)."""
-    if isinstance(space, gym.spaces.Dict):
-        return {key: _structure(part) for key, part in space.spaces.items()}
+    if isinstance(space, gym.spaces.Dict):  # a mask is read as != 0 whatever its space: only its size counts
+        return {
+            key: ("mask", part.shape) if key == ACTION_MASK else _structure(part) for key, part in space.spaces.items()
+        }
     if isinstance(space, gym.spaces.Tuple):
         return [_structure(part) for part in space.spaces]
     try:
@@ -362,7 +364,7 @@ def load(
     config, spaces = replay_config(config)
     check_spaces(checkpoint, *spaces, config.env_name)
     policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
-    load_model(policy, checkpoint, f"checkpoint {path!r}")
+    load_model(policy, checkpoint, f"checkpoint {path!r}", named_base=known.get("policy_base"))
     check_normalization(checkpoint, spaces[0], f"checkpoint {path!r}")
     return Agent(policy, config, checkpoint["normalization"])
 

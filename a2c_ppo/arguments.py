@@ -21,12 +21,14 @@ from a2c_ppo.resolve import LaunchRequest, resolve_request
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """Errors as one short paragraph (no usage block), exit status 2."""
+    """Errors as one short paragraph (no usage block), exit status 2. ``node_wide``: a program
+    torchrun launches, whose ranks of a node all parse the same command line: its first says it."""
+
+    node_wide = False
 
     def error(self, message: str) -> NoReturn:
-        # the same command line on every torchrun rank: its node's first rank alone says it
         text = f"{self.prog}: error: {message}\nRun '{self.prog} --help' for every flag and its default.\n"
-        self.exit(EXIT_BAD_INPUT, None if is_later_local_rank() else text)
+        self.exit(EXIT_BAD_INPUT, None if self.node_wide and is_later_local_rank() else text)
 
 
 def _help(declared: Declared) -> str:
@@ -67,6 +69,7 @@ def build_parser() -> ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Values of the settings marked 'by preset' (a typed flag always wins):\n\n" + presets_table(),
     )
+    p.node_wide = True
     groups: dict[str, argparse._ArgumentGroup] = {}
     for declared in SETTINGS.values():
         if declared.spec.flag is None:
@@ -132,9 +135,13 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
 def settings_table(request: LaunchRequest) -> str:
     """Every setting of ``request``, its value and where it came from (``--show-settings``)."""
     config, origins = vars(request.config), request.origins
-    rows = [
-        (flag_name(name), show(config[name]), origins.get(name, "")) for name in SETTINGS if SETTINGS[name].spec.flag
-    ]
+    rows = []
+    for name, declared in SETTINGS.items():
+        if not declared.spec.flag:
+            continue
+        origin, auto = origins.get(name, ""), declared.spec.auto if config[name] is None else None
+        # None where the run decides later (as --help says): "auto", and what decides it
+        rows.append((flag_name(name), "auto" if auto else show(config[name]), f"{origin}: {auto}" if auto else origin))
     width = max(len(row[0]) for row in rows)
     value_width = min(max(len(row[1]) for row in rows), 40)
     lines = [f"{'setting'.ljust(width)}  {'value'.ljust(value_width)}  from"]

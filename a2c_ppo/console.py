@@ -67,6 +67,14 @@ def fail(message: str, prog: str, code: int = 2, *, node_wide: bool = False) -> 
     raise SystemExit(code)
 
 
+#: What torchrun sets in each rank's environment (``distributed.py`` reads them): enough to
+#: tell a torchrun launch from a plain one; torchrun also sets MASTER_ADDR/PORT.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
 def is_later_local_rank() -> bool:
-    """Whether this process is a torchrun rank other than its node's first (``LOCAL_RANK`` > 0)."""
-    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
+    """Whether this process is a torchrun rank other than its node's first: torchrun sets
+    ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (other launchers may set ``LOCAL_RANK`` alone)."""
+    if not all(os.environ.get(name) for name in TORCHRUN_VARIABLES):
+        return False
+    return os.environ["LOCAL_RANK"] != "0"

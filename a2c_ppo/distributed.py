@@ -31,13 +31,12 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from a2c_ppo.algo.common import Reducer
+from a2c_ppo.console import TORCHRUN_VARIABLES
 from a2c_ppo.envs.running_stats import RunningMeanStd
 from a2c_ppo.errors import ConfigError
 
 BACKENDS = ("nccl", "gloo")
 DEFAULT_TIMEOUT_S = 300.0
-# Enough to tell a torchrun launch from a plain one; torchrun also sets MASTER_ADDR/PORT.
-TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
 class PeerFailedError(RuntimeError):

@@ -186,7 +186,7 @@ def load_replay(
                          lambda: normalizer.load_state_dict(checkpoint["normalization"]))  # fmt: skip
             envs.envs.eval()
         policy = policy_for(config, envs.observation_space, envs.action_space)
-        load_model(policy, checkpoint, f"checkpoint {path!r}")
+        load_model(policy, checkpoint, f"checkpoint {path!r}", named_base=policy_base)
         policy.eval()
     except BaseException:
         envs.close()
@@ -294,15 +294,19 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
     return episodes
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """ConfigError for flags that name nothing (an empty path) or that another flag makes
-    meaningless (they would be silently ignored)."""
-    names = ("checkpoint", "run_dir", "load_dir", "env_name", "env_kwargs", "policy_base", "video_dir",
-             "record_trajectories")  # fmt: skip
+def check_not_empty(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """ConfigError for a flag of ``names`` given an empty value (an unset shell variable)."""
     for name in names:
         if getattr(args, name) == "":
             flag = "--" + name.replace("_", "-")
             raise ConfigError(f"{flag} is empty (an unset shell variable?): give a value, or drop {flag}.")
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """ConfigError for flags that name nothing (an empty path) or that another flag makes
+    meaningless (they would be silently ignored)."""
+    check_not_empty(args, ("checkpoint", "run_dir", "load_dir", "env_name", "env_kwargs", "policy_base", "video_dir",
+                           "record_trajectories"))  # fmt: skip
     sources = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--run-dir", args.run_dir)) if value]
     ignored = [flag for flag, value in (("--run-dir", args.run_dir), ("--load-dir", args.load_dir),
                                         ("--algo", args.algo)) if value and flag not in sources[:1]]  # fmt: skip

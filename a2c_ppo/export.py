@@ -37,7 +37,7 @@ import torch.nn as nn
 from a2c_ppo import __version__, console
 from a2c_ppo.arguments import POLICY_BASE_HELP, TRUST_HELP, ArgumentParser
 from a2c_ppo.console import fail
-from a2c_ppo.enjoy import Replay, load_replay
+from a2c_ppo.enjoy import Replay, check_not_empty, load_replay
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
@@ -298,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = "python -m a2c_ppo.export"
     try:
+        check_not_empty(args, ("env_name", "env_kwargs", "policy_base"))
         check_opset(args.opset)
         check_writable_file(args.out, "OUT", reading=args.checkpoint)
         folder = os.path.dirname(os.path.abspath(args.out))

@@ -85,9 +85,8 @@ def check_writable_dir(path: str, flag: str) -> None:
 
     Leaves nothing behind: folders made for the test are removed again.
     """
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    made = missing_folders(path)
+    existing = os.path.dirname(made[-1]) if made else os.path.abspath(path)
     if not os.path.isdir(existing):
         raise ConfigError(f"{flag} {path!r}: {existing!r} is a file, not a folder; give a folder path.")
     try:
@@ -99,7 +98,6 @@ def check_writable_dir(path: str, flag: str) -> None:
             f"{flag} {path!r} cannot be written ({exc.strerror or exc}); choose a folder you can write to."
         ) from None
     finally:
-        made = os.path.abspath(path)
-        while made != existing and os.path.isdir(made):
-            os.rmdir(made)
-            made = os.path.dirname(made)
+        for folder in made:
+            if os.path.isdir(folder):
+                os.rmdir(folder)

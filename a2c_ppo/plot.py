@@ -212,6 +212,10 @@ def aggregate(curves: Sequence[Curve], window: int = 1, ci: bool = False, seed: 
     return Band(grid, mean, low, high, len(curves))
 
 
+#: A mean that starts later than its earliest run by more than this fraction of the runs' span is noted.
+LATE_START = 0.05
+
+
 def cut_notes(curves: Sequence[Curve]) -> list[str]:
     """A line per (env, label) whose mean starts after its earliest run or stops before its
     longest: the mean covers only the steps every run reached."""
@@ -220,7 +224,8 @@ def cut_notes(curves: Sequence[Curve]) -> list[str]:
         runs = [c for c in curves if c.env == env and c.label == label]
         starts, ends = [int(c.steps[0]) for c in runs], [int(c.steps[-1]) for c in runs]
         cuts = []
-        if max(starts) > min(starts):
+        # a run's first point waits for its first finished episode: a few updates apart is no cut
+        if max(starts) - min(starts) > LATE_START * (max(ends) - min(starts)):
             cuts.append(
                 f"starts at {max(starts):,} env steps, where the latest starts (the earliest at {min(starts):,})"
             )

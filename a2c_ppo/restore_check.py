@@ -61,9 +61,20 @@ def check_normalization(checkpoint: dict[str, Any], observation_space: gym.Space
         restored("the normalisation statistics", what, lambda: _normalization(statistics, observation_space))
 
 
-def load_model(policy: torch.nn.Module, checkpoint: dict[str, Any], what: str) -> None:
-    """The checkpoint's parameters into ``policy`` (ConfigError where they do not fit)."""
-    restored("the model", what, lambda: policy.load_state_dict(checkpoint["model"]))
+def load_model(policy: torch.nn.Module, checkpoint: dict[str, Any], what: str, named_base: str | None = None) -> None:
+    """The checkpoint's parameters into ``policy`` (ConfigError where they do not fit).
+    ``named_base``: the network the user named in place of the checkpoint's, then blamed."""
+    if not named_base:
+        restored("the model", what, lambda: policy.load_state_dict(checkpoint["model"]))
+        return
+    try:
+        policy.load_state_dict(checkpoint["model"])
+    except UNFIT:
+        trained = checkpoint["config"].get("policy_base") or "the built-in network"
+        raise ConfigError(
+            f"--policy-base {named_base!r}: the weights of {what} do not fit that network (it was trained with "
+            f"{trained}); name the network it was trained with, with its --policy-kwargs."
+        ) from None
 
 
 def check_restorable(

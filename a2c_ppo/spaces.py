@@ -173,10 +173,9 @@ def mask_part_splits(observation_space: gym.Space, action_space: gym.Space) -> l
     return mask_splits(action_space) if mask_size(action_space) is not None else None
 
 
-def allows_an_action(masks: np.ndarray, splits: list[int]) -> np.ndarray:
-    """Which of the bool masks ``(N, size)`` allow an action: one in each part (``mask_splits``),
-    as a MultiDiscrete action needs a class in every dimension. ``(N,)`` bool."""
-    allowed = np.ones(len(masks), dtype=bool)
-    for part in np.split(masks, splits, axis=1):
-        allowed &= part.any(axis=1)
-    return allowed
+def allows_an_action(masks: np.ndarray, splits: list[int]) -> Any:
+    """Whether bool masks ``(..., size)`` allow an action: one in each part (``mask_splits``), as
+    a MultiDiscrete action needs a class in every dimension. ``(...)`` bool (a scalar for one)."""
+    if not splits:
+        return masks.any(axis=-1)
+    return np.logical_or.reduceat(masks, [0, *splits], axis=-1).all(axis=-1)

@@ -119,6 +119,16 @@ def test_a_native_vector_env_is_evaluated_and_replayed_in_its_own_kind(tmp_path)
     assert proc.returncode == 0 and "mean return over 1 episode" in proc.stdout, proc.stderr
 
 
+def test_a_masked_policy_replays_on_either_kind_of_env_whatever_space_holds_the_mask(tmp_path):
+    """A vector env of one's own may give its mask as an int8 Box, single envs' is MultiBinary:
+    the policy reads either as != 0."""
+    native = train("tests.envs_for_spaces:native_part_masks", num_env_steps=256, num_steps=32, **folders(tmp_path))
+    agent = load(native.checkpoint, trust_checkpoint=True)
+    assert len(agent.evaluate(env="tests.envs_for_spaces:PartMaskEnv", episodes=1)) == 1
+    single = load(native.checkpoint, env="tests.envs_for_spaces:PartMaskEnv")
+    assert len(single.evaluate(env="tests.envs_for_spaces:native_part_masks", episodes=1)) == 1
+
+
 def test_next_step_reset_rows_are_never_trained_on():
     storage = RolloutStorage(4, 2, (3,), 1, torch.long)
     dummy = torch.tensor([[True], [False]])

@@ -196,3 +196,16 @@ def test_enjoy_refuses_bad_input(workspace, argv, phrase, capsys):
     assert code == 2, err
     assert phrase in err and "Traceback" not in err
     assert not (workspace / "ran").exists()
+
+
+def test_only_main_pys_later_torchrun_ranks_keep_quiet(monkeypatch, capsys):
+    """torchrun's ranks of a node parse one command line: local rank 0 says what is wrong. A
+    LOCAL_RANK without torchrun's other variables (another launcher), or another program, says it."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for argv in (["--lr", "-1"], ["--num-steps", "many"]):
+        assert outcome(train_main, argv, capsys)[1].startswith("main.py: error: ")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for argv in (["--lr", "-1"], ["--num-steps", "many"]):
+        assert outcome(train_main, argv, capsys) == (2, "")
+    assert outcome(enjoy_main, ["--bogus"], capsys)[1].startswith("enjoy.py: error: ")

@@ -199,3 +199,8 @@ def test_a_mean_cut_short_by_a_shorter_run_is_said(tmp_path, capsys):
     (note,) = plot.cut_notes(plot.load_curves([str(tmp_path)], RETURN))
     assert note.startswith("CartPole-v1 / ppo: the mean of 3 runs starts at 200 env steps, where the latest starts "
                            "(the earliest at 100) and ends at 200 env steps")  # fmt: skip
+    # a first episode that ends a little later (a few updates of a long run) is no cut
+    steps = list(range(100, 10_001, 100))
+    write_run(tmp_path / "long", "CartPole-v1__ppo__seed1__20260101-000000", returns(steps, [1.0] * len(steps)))
+    write_run(tmp_path / "long", "CartPole-v1__ppo__seed2__20260101-000100", returns(steps[3:], [1.0] * 97))
+    assert plot.cut_notes(plot.load_curves([str(tmp_path / "long")], RETURN)) == []

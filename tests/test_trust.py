@@ -579,3 +579,11 @@ def test_replay_and_export_take_the_network_in_place_of_the_checkpoints(tmp_path
         out = str(tmp_path / "policy.onnx")
         assert export_main([moved, out, "--policy-base", "tests.custom_nets:SmallNet"]) == 0
         assert os.path.getsize(out) > 0
+        with pytest.raises(SystemExit) as stop:
+            export_main([moved, str(tmp_path / "other.onnx"), "--policy-base", ""])
+        assert stop.value.code == 2 and not os.path.exists(tmp_path / "other.onnx")
+    # a network whose weights are not the checkpoint's is blamed, not the checkpoint
+    built_in = trained_checkpoint(tmp_path / "mlp")
+    with pytest.raises(ConfigError, match=r"--policy-base 'tests.custom_nets:SmallNet': the weights of .* do not fit "
+                                          r"that network \(it was trained with the built-in network\)"):  # fmt: skip
+        load_replay(built_in, "--checkpoint", policy_base="tests.custom_nets:SmallNet")

@@ -183,8 +183,10 @@ def route_mujoco_warnings() -> None:
     """MuJoCo's warnings as Python warnings (shown once each, filterable), without those of
     gymnasium's own models: MuJoCo's default prints each one for every env built and appends it
     to MUJOCO_LOG.TXT in the working folder. A handler the program set itself is kept."""
-    import mujoco
-
+    try:
+        import mujoco
+    except ImportError:  # gym.make says what to install
+        return
     if mujoco.get_mju_user_warning() is None:
         mujoco.set_mju_user_warning(_mujoco_warning)
 

@@ -45,10 +45,16 @@ class LaidOutVecEnv(VectorEnv):
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         return self.env.call(name, *args, **kwargs)  # type: ignore[attr-defined]
 
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        return self.env.get_attr(name)  # type: ignore[attr-defined]
+
+    def set_attr(self, name: str, values: Any) -> None:
+        self.env.set_attr(name, values)  # type: ignore[attr-defined]
+
     def render(self) -> Any:
         return self.env.render()
 
-    def close(self, **kwargs: Any) -> None:
+    def close_extras(self, **kwargs: Any) -> None:
         self.env.close(**kwargs)
 
     def __repr__(self) -> str:

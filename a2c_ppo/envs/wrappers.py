@@ -99,7 +99,7 @@ class ActionMaskObservation(gym.Wrapper):
         mask = np.asarray(mask).astype(np.bool_, copy=False).reshape(-1)
         if mask.shape != (self.size,):
             raise ValueError(f"the action mask has {mask.size} entries, but the action space needs {self.size}")
-        if not ended and not allows_an_action(mask[None], self.splits)[0]:
+        if not ended and not allows_an_action(mask, self.splits):
             when = "after reset" if self.steps == 0 else f"after step {self.steps} of the episode"
             raise ValueError(f"the action mask {mask.astype(np.int8).tolist()} {when} allows no action")
         parts = dict(obs) if isinstance(obs, dict) else {"obs": obs}
