@@ -172,10 +172,10 @@ def native_info_masks() -> gym.vector.VectorEnv:
     return _native(MaskedChoiceEnv)
 
 
-def native_part_masks() -> gym.vector.VectorEnv:
-    """A vector env of one's own whose Dict observations hold the mask (its envs raise on a
-    forbidden action)."""
-    return _native(PartMaskEnv)
+def native_part_masks(strict: bool = True) -> gym.vector.VectorEnv:
+    """A vector env of one's own whose Dict observations hold the mask (``strict``: its envs
+    raise on a forbidden action)."""
+    return _native(lambda: PartMaskEnv(strict))
 
 
 def native_bits() -> gym.vector.VectorEnv:

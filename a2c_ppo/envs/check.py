@@ -125,7 +125,8 @@ def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe, action_masks: s
             close_within(product)
         return None
     close_within(product)
-    envs = native_vector_env(env_id, recipe.kwargs)  # checked; built again by each run as it needs
+    # checked; built again by each run as it needs
+    envs = native_vector_env(env_id, recipe.kwargs, without_mask=action_masks == "off")
     try:
         if recipe.processes_frames:
             raise ConfigError(
@@ -137,7 +138,7 @@ def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe, action_masks: s
                 f"--env-name {env_id!r} gives a vector env of its own; drop --vec-env {vec_env} (it steps its envs "
                 "itself)."
             )
-        notes = [f"Native vector env: {envs!r}."]
+        notes = [f"Native vector env: {envs!r}.", *getattr(getattr(envs, "plan", None), "notes", [])]
         masks = _native_masks(envs, env_id, action_masks)
         if masks:
             notes.append("Action masks: on (its observations' 'action_mask' part; masked actions are never taken).")
@@ -154,13 +155,7 @@ def _native_masks(envs: VectorEnv, env_id: str, action_masks: str) -> bool:
     the run would otherwise ignore, or where ``--action-masks`` asks what it cannot do."""
     space, discrete = envs.single_observation_space, mask_size(envs.single_action_space) is not None
     part = isinstance(space, gym.spaces.Dict) and ACTION_MASK in space.spaces
-    if part and discrete:
-        if action_masks == "off":
-            raise ConfigError(
-                f"--action-masks off: {env_id!r} gives a vector env whose observations have an {ACTION_MASK!r} part, "
-                "which a2c_ppo cannot leave out of a vector env of one's own; drop --action-masks off, or rename "
-                "the part."
-            )
+    if part and discrete:  # (with --action-masks off the part is left out already)
         return True
     if action_masks == "off" or not discrete:
         return False

@@ -255,7 +255,7 @@ def make_vec_envs(
     if vec_env == "native":
         if recipe.processes_frames:
             raise ValueError("a native vector env processes its frames itself")
-        envs: VectorEnv = NativeVecEnv(native_vector_env(env_id, recipe.kwargs))
+        envs: VectorEnv = NativeVecEnv(native_vector_env(env_id, recipe.kwargs, without_mask=action_masks is False))
         return _normalized(envs, norm_obs, norm_reward, gamma)
     if vec_env == "envpool":
         if recipe != PLAIN:
@@ -339,9 +339,11 @@ def _normalized(envs: VectorEnv, norm_obs: bool | None, norm_reward: bool | None
     return envs
 
 
-def native_vector_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> VectorEnv:
+def native_vector_env(env_id: str, env_kwargs: dict[str, Any] | None = None, without_mask: bool = False) -> VectorEnv:
     """The user's own vector env that ``env_id`` (``module:factory``) builds with ``env_kwargs``,
-    checked; a ConfigError saying what to change when it is not one the framework can train on."""
+    checked, its observations laid out (``without_mask``: an ``action_mask`` part left out, a run
+    without masks); a ConfigError saying what to change when it is not one the framework can
+    train on."""
     factory = load_entry_point(env_id)
     envs = factory(**(env_kwargs or {})) if factory is not None else None
     if not isinstance(envs, VectorEnv):
@@ -352,7 +354,7 @@ def native_vector_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> 
     try:
         check_vector_env(envs)
         space = envs.single_observation_space
-        plan = plan_observations(space, f"--env-name {env_id!r}")
+        plan = plan_observations(space, f"--env-name {env_id!r}", without_mask=without_mask)
     except BaseException:
         envs.close()
         raise
