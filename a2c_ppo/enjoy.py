@@ -1,7 +1,7 @@
 """Replaying a saved policy: load a checkpoint, rebuild its env, play episodes.
 
 ``load_replay`` is the one way a checkpoint becomes a policy acting in its env (the safety
-checks, the frozen normalisation statistics); ``export.py`` loads through it too.
+checks, the frozen normalisation statistics); ``onnx_export.py`` loads through it too.
 """
 
 from __future__ import annotations

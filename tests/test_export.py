@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2c_ppo import export
+from a2c_ppo import onnx_export as export
 from a2c_ppo.arguments import resolve
 from a2c_ppo.enjoy import load_replay
 from a2c_ppo.envs.normalize import VecNormalize
@@ -193,3 +193,28 @@ def test_an_observation_part_named_like_the_recurrent_state_is_refused():
     policy = make_policy(space, gym.spaces.Discrete(2), recurrent=True)
     with pytest.raises(export.ConfigError, match="'masks' has the name of the recurrent state's input"):
         export.input_names(export.DeterministicPolicy(policy, space, None))
+
+
+@pytest.mark.parametrize("delay", [None, 0.3, 1.2, 1.6, 2.0])
+def test_the_export_command_runs_and_a_ctrl_c_at_any_moment_ends_it_in_one_line(tmp_path, delay):
+    """``python -m a2c_ppo.export`` as the README gives it; Ctrl-C while torch loads or during the
+    export: exit 130, one line, and no OUT (it is written whole or not at all)."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers import ROOT
+
+    checkpoint, out = train(tmp_path, "CartPole-v1"), str(tmp_path / "policy.onnx")
+    proc = subprocess.Popen([sys.executable, "-m", "a2c_ppo.export", checkpoint, out], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    if delay is not None:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr
+    if delay is None or proc.returncode == 0:  # (a machine fast enough to finish first)
+        assert proc.returncode == 0 and "Exported" in stdout and os.path.getsize(out) > 0, stderr
+        return
+    assert proc.returncode == 130 and stderr.strip() == "Stopped by Ctrl-C.", stderr
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("policy.onnx") or ".tmp-" in name]

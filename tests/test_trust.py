@@ -562,7 +562,7 @@ def test_a_scripts_own_network_loads_again_in_that_script_and_is_refused_elsewhe
 def test_replay_and_export_take_the_network_in_place_of_the_checkpoints(tmp_path):
     """A network the checkpoint names by a module this reader lacks is named again with --policy-base."""
     from a2c_ppo.enjoy import load_replay
-    from a2c_ppo.export import main as export_main
+    from a2c_ppo.onnx_export import main as export_main
 
     proc = run(
         main_argv(tmp_path, "--env-name", "CartPole-v1", "--policy-base", "tests.custom_nets:SmallNet", steps=64)

@@ -1,0 +1,340 @@
+"""ONNX export of a trained policy, which ``python -m a2c_ppo.export CHECKPOINT OUT.onnx`` runs (``[onnx]``).
+
+The graph is the deterministic policy as ``enjoy.py`` plays it, so a deployment needs nothing
+but an ONNX runtime:
+
+* inputs: ``obs`` (batch, *shape), in the dtype the env gives it, after the run's frame
+  processing (``--frame-*`` / ``--grayscale``, named in the metadata); a Dict observation gives one
+  input per part, named by its key (``action_mask`` included, where the policy uses masks).
+  Recurrent policies also take ``rnn_hxs`` (batch, H), their state, zeros at the start, and
+  ``masks`` (batch, 1), 0.0 at an episode's first step, else 1.0;
+* the checkpoint's frozen observation normalisation, as ``VecNormalize`` computes it:
+  ``(obs - mean) / sqrt(var + eps)`` clipped to ``[-clip, clip]``, in float64;
+* outputs: ``action`` (batch, A), as ``Policy.act(..., deterministic=True)`` returns it (the
+  most likely class, counted from 0, of a Discrete / MultiDiscrete; the mean of a Gaussian,
+  not clipped to the action bounds); recurrent policies also ``rnn_hxs_out``.
+
+The checkpoint is loaded as ``enjoy.py`` loads it (``enjoy.load_replay``: data only, code it
+names refused unless trusted). After writing, the exported model is run with onnxruntime on
+observations of the env and must give the policy's actions, else nothing is written.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from typing import Any, BinaryIO
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+
+from a2c_ppo import __version__, console
+from a2c_ppo.arguments import POLICY_BASE_HELP, TRUST_HELP, ArgumentParser
+from a2c_ppo.console import fail
+from a2c_ppo.enjoy import Replay, check_not_empty, load_replay
+from a2c_ppo.envs.normalize import VecNormalize
+from a2c_ppo.envs.subproc.protocol import EnvWorkerError
+from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
+from a2c_ppo.files import write_atomically
+from a2c_ppo.model import Policy
+from a2c_ppo.observations import TensorDict, part_dtype
+from a2c_ppo.paths import check_writable_file
+from a2c_ppo.spaces import ACTION_MASK, mask_splits
+
+INSTALL_HINT = 'pip install -e ".[onnx]"'
+OPSET = 17
+CHECK_STEPS = 64  # env steps whose observations the exported model is checked on
+RECURRENT_NAMES = ("rnn_hxs", "masks")
+
+
+class Normalizer(nn.Module):
+    """``VecNormalize.normalize_obs`` of one part with frozen statistics, in float64 as numpy
+    computes it, then float32."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: np.ndarray, var: np.ndarray, epsilon: float, clip: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float64))
+        self.register_buffer("std", torch.sqrt(torch.as_tensor(var, dtype=torch.float64) + epsilon))
+        self.clip = clip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.double() - self.mean) / self.std).clamp(-self.clip, self.clip).float()
+
+
+class DeterministicPolicy(nn.Module):
+    """Raw observation parts (and the recurrent state) -> the deterministic action (see the
+    module docstring); ``keys``: the parts' names, ``None`` for a single observation."""
+
+    def __init__(self, policy: Policy, space: gym.Space, normalizer: VecNormalize | None) -> None:
+        super().__init__()
+        self.policy = policy
+        parts = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
+        self.keys: list[str | None] = list(parts)
+        self.dtypes = [part_dtype(part, key) for key, part in parts.items()]
+        self.normalizers = nn.ModuleDict()
+        if normalizer is not None and normalizer.norm_obs:
+            for key in normalizer.parts:
+                rms = normalizer.obs_rms[key] if isinstance(normalizer.obs_rms, dict) else normalizer.obs_rms
+                self.normalizers[str(key)] = Normalizer(rms.mean, rms.var, normalizer.epsilon, normalizer.clip)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        parts = {}
+        for key, dtype, x in zip(self.keys, self.dtypes, inputs):
+            name = str(key)
+            parts[key] = self.normalizers[name](x) if name in self.normalizers else x.to(dtype)
+        obs = parts[None] if self.keys == [None] else TensorDict(parts)
+        batch = inputs[0].shape[0]
+        if self.policy.is_recurrent:
+            rnn_hxs, masks = inputs[len(self.keys) :]
+        else:  # a feed-forward base passes its dummy state through untouched
+            rnn_hxs, masks = torch.zeros(batch, 1), torch.ones(batch, 1)
+        _, action, _, rnn_hxs = self.policy.act(obs, rnn_hxs, masks, deterministic=True)
+        return (action, rnn_hxs) if self.policy.is_recurrent else action
+
+
+#: The lowest opset torch's exporter writes (``torch.onnx.export``'s ``opset_version``: 7 and above).
+MIN_OPSET = 7
+
+
+def check_opset(opset: int) -> None:
+    """ConfigError unless torch's exporter writes ``opset`` and the installed onnx knows it."""
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError(f"ONNX export needs onnx and onnxruntime: {INSTALL_HINT}.") from None
+    newest = onnx.defs.onnx_opset_version()
+    try:  # torch states its exporter's newest opset in a private module only
+        from torch.onnx._constants import ONNX_MAX_OPSET
+
+        newest = min(newest, ONNX_MAX_OPSET)
+    except ImportError:
+        pass
+    if not MIN_OPSET <= opset <= newest:
+        raise ConfigError(f"--opset {opset}: give an ONNX opset from {MIN_OPSET} to {newest}, or leave it at {OPSET}.")
+
+
+def input_names(module: DeterministicPolicy) -> list[str]:
+    names = ["obs" if key is None else key for key in module.keys]
+    clash = sorted(set(names) & set(RECURRENT_NAMES)) if module.policy.is_recurrent else []
+    if clash:
+        raise ConfigError(
+            f"the observation part {clash[0]!r} has the name of the recurrent state's input; ONNX inputs need "
+            "distinct names. Rename that part of the env's observations."
+        )
+    return names + (list(RECURRENT_NAMES) if module.policy.is_recurrent else [])
+
+
+def collect_observations(envs: gym.vector.VectorEnv, steps: int, seed: int) -> list[Any]:
+    """Raw observations (batches of one) of ``steps`` random steps of ``envs``' inner env (the
+    actions its mask allows, where it gives one)."""
+    inner = envs.env if isinstance(envs, VecNormalize) else envs
+    inner.action_space.seed(seed)
+    inner.single_action_space.seed(seed)
+    obs, _ = inner.reset(seed=seed)
+    seen = [copied(obs)]
+    for _ in range(steps - 1):
+        seen.append(copied(inner.step(random_action(inner, obs))[0]))
+        obs = seen[-1]
+    return seen
+
+
+def random_action(envs: gym.vector.VectorEnv, obs: Any) -> Any:
+    """A random action batch (of one env) among those ``obs``'s action mask allows, if it has one."""
+    if not (isinstance(obs, dict) and ACTION_MASK in obs):
+        return envs.action_space.sample()
+    space, mask = envs.single_action_space, np.asarray(obs[ACTION_MASK][0], dtype=np.int8)
+    if isinstance(space, gym.spaces.MultiDiscrete):  # a mask part per dimension
+        return space.sample(mask=tuple(np.split(mask, mask_splits(space))))[None]
+    return np.asarray([space.sample(mask=mask)])
+
+
+def copied(obs: Any) -> Any:
+    """A copy of a raw observation batch: the vector env may return views of a buffer it reuses."""
+    return {key: np.array(part) for key, part in obs.items()} if isinstance(obs, dict) else np.array(obs)
+
+
+def as_inputs(obs: Any, module: DeterministicPolicy) -> list[np.ndarray]:
+    """A raw observation batch as the exported model's observation inputs (the env's dtypes)."""
+    return [np.ascontiguousarray(obs if key is None else obs[key]) for key in module.keys]
+
+
+def export(replay: Replay, out: str, opset: int = OPSET) -> tuple[list[str], bool]:
+    """Write ``replay``'s deterministic policy to ``out`` as ONNX, checked with onnxruntime; the
+    model's input names, and whether it takes any batch size (else one observation at a time).
+    ConfigError where the policy cannot be exported."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(f"ONNX export needs onnx and onnxruntime: {INSTALL_HINT}.") from None
+    envs = replay.envs.envs
+    module = DeterministicPolicy(
+        replay.policy, envs.single_observation_space, envs if isinstance(envs, VecNormalize) else None
+    ).eval()
+    names = input_names(module)
+    observations = collect_observations(envs, CHECK_STEPS, replay.config.seed)
+    # Some encoders read the batch size as a Python int, which tracing freezes: such a graph
+    # fails the batched check and is exported again for one observation at a time.
+    for any_batch in (True, False):
+        model = onnx.load_from_string(traced(module, names, as_inputs(observations[0], module), opset, any_batch))
+        for key, value in metadata(replay).items():
+            model.metadata_props.add(key=key, value=value)
+        data = model.SerializeToString()
+        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        if agrees(module, session, names, observations, batched=any_batch):
+            write_atomically(out, functools.partial(write_bytes, data))
+            return names, any_batch
+    raise ConfigError(
+        "the exported ONNX model does not give the policy's actions (onnxruntime and torch disagree), so nothing "
+        "was written; report this with the checkpoint."
+    )
+
+
+def write_bytes(data: bytes, f: BinaryIO) -> None:
+    f.write(data)
+
+
+def traced(module: DeterministicPolicy, names: list[str], obs: list[np.ndarray], opset: int, any_batch: bool) -> bytes:
+    """``module`` as an ONNX model (bytes), traced on the observation inputs ``obs``."""
+    example = [torch.from_numpy(x) for x in obs]
+    outputs = ["action"]
+    if module.policy.is_recurrent:
+        example += [torch.zeros(1, module.policy.recurrent_hidden_state_size), torch.zeros(1, 1)]
+        outputs.append("rnn_hxs_out")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "policy.onnx")
+        try:
+            with warnings.catch_warnings():
+                # The TorchScript exporter (deprecated in favour of torch.export, which needs onnxscript)
+                # and its tracer warnings: the checks run the exported graph on other inputs.
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module,
+                    tuple(example),
+                    path,
+                    input_names=names,
+                    output_names=outputs,
+                    dynamic_axes={name: {0: "batch"} for name in [*names, *outputs]} if any_batch else None,
+                    opset_version=opset,
+                    dynamo=False,
+                )
+        except Exception as exc:
+            raise ConfigError(
+                f"this policy cannot be exported to ONNX ({type(exc).__name__}: {str(exc).strip().splitlines()[0]}); "
+                "its network uses an operation the exporter does not support."
+            ) from None
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def agrees(module: DeterministicPolicy, session: Any, names: list[str], observations: list[Any], batched: bool) -> bool:
+    """Whether onnxruntime gives ``module``'s outputs on ``observations``: one at a time (for a
+    recurrent policy as a sequence, carrying its state), and with ``batched`` all at once."""
+    size = module.policy.recurrent_hidden_state_size
+    recurrent = module.policy.is_recurrent
+    runs = [[as_inputs(obs, module) for obs in observations]]  # one sequence of batches of one
+    if batched:
+        runs.append([[np.concatenate(parts) for parts in zip(*runs[0])]])  # one batch of all
+    for steps in runs:
+        state = np.zeros((len(steps[0][0]), size), np.float32)
+        for i, inputs in enumerate(steps):
+            extra = [state, np.full((len(state), 1), float(i > 0), np.float32)] if recurrent else []
+            with torch.no_grad():
+                expected = module(*(torch.from_numpy(x) for x in [*inputs, *extra]))
+            want = [t.numpy() for t in expected] if isinstance(expected, tuple) else [expected.numpy()]
+            try:
+                got = session.run(None, dict(zip(names, [*inputs, *extra])))
+            except Exception:  # e.g. a batch size the graph froze
+                return False
+            if any(a.shape != b.shape or not np.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(got, want)):
+                return False
+            state = got[1] if recurrent else state
+    return True
+
+
+def metadata(replay: Replay) -> dict[str, str]:
+    """What the ONNX file says about itself (``metadata_props``)."""
+    config, envs = replay.config, replay.envs
+    return {
+        "producer": f"a2c_ppo {__version__}",
+        "env_name": config.env_name,
+        "env_kwargs": config.env_kwargs,
+        # the observations are the processed frames: make_env(env_name, recipe=recipe_of(config))
+        **{name: str(getattr(config, name)) for name in ("frame_skip", "frame_size", "grayscale", "frame_stack")},
+        "algo": config.algo,
+        "observation_space": str(envs.observation_space),
+        "action_space": str(envs.action_space),
+        "action": "deterministic: the most likely class (from 0) or the Gaussian mean, not clipped",
+    }
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="python -m a2c_ppo.export",
+        description="Export a checkpoint's deterministic policy (with its observation normalisation) to ONNX.",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file (RUN_DIR/checkpoint.pt, best.pt, ...)")
+    p.add_argument("out", metavar="OUT.onnx", help="ONNX file to write")
+    p.add_argument("--env-name", help="env to build for the spaces and the check (default: the checkpoint's)")
+    p.add_argument(
+        "--env-kwargs", metavar="JSON", help="keyword arguments of that env, a JSON object (default: the checkpoint's)"
+    )
+    p.add_argument("--policy-base", metavar="MODULE:CLASS", help=POLICY_BASE_HELP)
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset version (default: {OPSET})")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    prog = "python -m a2c_ppo.export"
+    try:
+        check_not_empty(args, ("env_name", "env_kwargs", "policy_base"))
+        check_opset(args.opset)
+        check_writable_file(args.out, "OUT", reading=args.checkpoint)
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(folder):
+            raise ConfigError(
+                f"OUT {args.out!r}: the folder {folder!r} does not exist; create it or pick another path."
+            )
+        torch.set_num_threads(1)
+        replay = load_replay(
+            args.checkpoint,
+            "CHECKPOINT",
+            env_name=args.env_name,
+            env_kwargs=args.env_kwargs,
+            policy_base=args.policy_base,
+            trust=args.trust_checkpoint,
+        )
+        try:
+            names, any_batch = export(replay, args.out, args.opset)
+        finally:
+            replay.envs.close()
+    except ConfigError as exc:
+        fail(str(exc), prog=prog)
+    except WriteFailedError as exc:
+        fail(f"{exc}; free space or give another path.", prog=prog, code=EXIT_WRITE_FAILED)
+    except EnvWorkerError as exc:
+        fail(f"an environment failed, the export stopped: {exc}", prog=prog, code=EXIT_ENV_FAILED)
+    except KeyboardInterrupt:  # OUT is written whole or not at all (write_atomically)
+        console.err.line("Stopped by Ctrl-C.")
+        return 130
+    batch = "any batch size" if any_batch else "one observation at a time (its encoders fix the batch size)"
+    console.out.line(
+        f"Exported {args.checkpoint} to {args.out}: inputs {', '.join(names)}, {batch}; checked against the policy "
+        f"on {CHECK_STEPS} observations with onnxruntime."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
