@@ -43,6 +43,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repo", default=os.path.dirname(HERE), help="the checkout to measure (default: this one)")
     repo = os.path.abspath(p.parse_args().repo)
+    if not os.path.isfile(os.path.join(repo, "a2c_ppo", "__init__.py")):  # else the installed one is measured
+        p.error(f"--repo {repo!r} holds no a2c_ppo checkout")
     sys.path.insert(0, repo)
 
     import gymnasium as gym

@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 
 from a2c_ppo.paths import RUN_CHECKPOINT, safe_name  # noqa: E402
 from a2c_ppo.trajectories import load_trajectories  # noqa: E402
-from benchmarks.runs import column, first_reaching, train, wall_time  # noqa: E402
+from benchmarks.runs import column, first_reaching, positive_int, seed_number, train, wall_time  # noqa: E402
 
 RETURN = "charts/episodic_return"
 
@@ -48,18 +48,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env-name", default="CartPole-v1")
     parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c"), help="the GAIL runs' algorithm")
-    parser.add_argument("--expert-steps", type=int, default=100_000, help="the PPO expert's budget")
+    parser.add_argument("--expert-steps", type=positive_int, default=100_000, help="the PPO expert's budget")
     parser.add_argument("--expert-flags", default="", help="extra main.py flags for the expert, e.g. '--preset mujoco'")
-    parser.add_argument("--episodes", type=int, default=10, help="expert episodes recorded")
-    parser.add_argument("--trajectories", type=int, nargs="+", help="episodes each GAIL run uses (default: all)")
-    parser.add_argument("--gail-steps", type=int, default=300_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--episodes", type=positive_int, default=10, help="expert episodes recorded")
+    parser.add_argument(
+        "--trajectories", type=positive_int, nargs="+", help="episodes each GAIL run uses (default: all)"
+    )
+    parser.add_argument("--gail-steps", type=positive_int, default=300_000)
+    parser.add_argument("--seeds", type=seed_number, nargs="+", default=[1, 2, 3])
     parser.add_argument("--threshold", type=float, help="report the steps to this training return (CartPole: 475)")
     parser.add_argument("--out", help="default: benchmarks/results/gail/ENV")
     parser.add_argument("--variant", default="", help="a name for these GAIL flags: their runs' folders end with it")
     parser.add_argument("gail_flags", nargs="*", help="extra main.py flags for the GAIL runs (after --)")
     opts = parser.parse_args()
-    out = opts.out or os.path.join(ROOT, "benchmarks", "results", "gail", safe_name(opts.env_name))
+    if opts.trajectories and max(opts.trajectories) > opts.episodes:
+        parser.error(f"--trajectories {max(opts.trajectories)} is more than the {opts.episodes} --episodes recorded")
+    out = os.path.abspath(opts.out or os.path.join(ROOT, "benchmarks", "results", "gail", safe_name(opts.env_name)))
     threshold = opts.threshold if opts.threshold is not None else (475.0 if opts.env_name == "CartPole-v1" else None)
 
     expert_flags = ["--env-name", opts.env_name, "--num-env-steps", str(opts.expert_steps), "--log-interval", "1",

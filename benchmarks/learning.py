@@ -21,15 +21,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from a2c_ppo.arguments import parse_args  # noqa: E402
 from a2c_ppo.config import ALGOS  # noqa: E402
 from a2c_ppo.session import run  # noqa: E402
+from benchmarks.runs import positive_int, seed_number  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="ppo", choices=ALGOS)
     parser.add_argument("--env-name", default="CartPole-v1")
-    parser.add_argument("--seeds", type=int, default=5, help="how many seeds: FIRST .. FIRST + N - 1")
-    parser.add_argument("--first-seed", type=int, default=1, help="the first seed (default 1)")
-    parser.add_argument("--num-env-steps", type=int, default=100_000)
+    parser.add_argument("--seeds", type=positive_int, default=5,
+                        help="how many seeds (a count, not a list): FIRST .. FIRST + N - 1")  # fmt: skip
+    parser.add_argument("--first-seed", type=seed_number, default=1, help="the first seed (default 1)")
+    parser.add_argument("--num-env-steps", type=positive_int, default=100_000)
     parser.add_argument("--threshold", type=float, default=475.0)
     parser.add_argument("main_flags", nargs="*", help="extra main.py flags (after --)")
     opts = parser.parse_args()

@@ -60,11 +60,16 @@ def seed_record(seed: int, run_dir: str, wall_s: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def same_run(row: dict[str, Any], settings: dict[str, Any], env_steps: int) -> bool:
+    """Whether a stored ``row`` was trained with ``settings`` for ``env_steps``."""
+    return row.get("env_steps") == env_steps and row.get("settings") == json.loads(json.dumps(settings))
+
+
 def kept_records(row: dict[str, Any] | None, settings: dict[str, Any], env_steps: int) -> dict[int, dict[str, Any]]:
     """The seeds' records of a stored ``row`` if it was trained with ``settings`` for
     ``env_steps``, else none. A row stored before records were kept gives its one seed's (its
     summary is that seed's, without Tianshou's test points); a row of several such seeds, none."""
-    if row is None or row.get("env_steps") != env_steps or row.get("settings") != json.loads(json.dumps(settings)):
+    if row is None or not same_run(row, settings, env_steps):
         return {}
     if "runs" in row:
         return {record["seed"]: record for record in row["runs"]}

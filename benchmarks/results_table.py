@@ -13,7 +13,7 @@ goes on with ``--resume RUN_DIR/checkpoint.pt``. Then it prints a Markdown table
 std over seeds of the final evaluation return and of the last 10 training episodes' return,
 env steps, wall time, the published results and whether ours reaches them), draws
 ``OUT/<family>.png`` (a2c_ppo.plot) and merges the summary into a results JSON
-(``docs/results.json`` at full budget), from which ``--readme`` rewrites README.md's table. A
+(``docs/results.json`` at full budget with the default OUT, else ``OUT/results.json``), from which ``--readme`` rewrites README.md's table. A
 row keeps each seed's record, so seeds run on another machine (no run folder here) stay in it
 when the entry's settings and budget are the same (``benchmarks/results_store.py``).
 At full budget each run's training curve is kept too (``results_curves``), and the family plots
@@ -53,12 +53,14 @@ from benchmarks.results_store import (  # noqa: E402
     kept_records,
     load_results,
     read_json,
+    same_run,
     save_results,
     seed_record,
     summary,
     write_json,
 )
 from benchmarks.results_text import mean_std, others_text, published_text, seeds_text, steps_text, verdict  # noqa: E402
+from benchmarks.runs import positive_float, seed_number  # noqa: E402
 from benchmarks.time_to_result import SB3_PPO_FIXED  # noqa: E402
 
 #: The ids of each family, in table order (a family's runs and plot share OUT/<family>).
@@ -74,6 +76,7 @@ EVAL_EPISODES = 10
 STOPPED = (130, 143)  # main.py's exit statuses after Ctrl-C and SIGTERM
 DOCS_SB3 = os.path.join(ROOT, "docs", "sb3_results.json")  # benchmarks/sb3_entry.py's summaries
 README = os.path.join(ROOT, "README.md")
+DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results")
 MARKERS = ("<!-- results-table -->", "<!-- /results-table -->")
 
 
@@ -219,7 +222,14 @@ def summarise(
             fresh[seed] = seed_record(seed, run_dir, times.get(os.path.relpath(run_dir, out), float("nan")))
     if not fresh:  # nothing new here: the stored row stays as it is
         return None
-    return summary({**kept_records(stored, settings, env_steps), **fresh}, env_steps, settings)
+    records = {**kept_records(stored, settings, env_steps), **fresh}
+    lost = sorted(set(stored["seeds"]) - set(records)) if stored and same_run(stored, settings, env_steps) else []
+    if lost:  # a row stored without its seeds' records cannot take some of them: it stays whole
+        print(f"{env_id} {algo}: the stored row's seeds {lost} keep no records to merge with seeds "
+              f"{sorted(fresh)}; it stays as stored (run all of {sorted(set(stored['seeds']) | set(fresh))} to "
+              "replace it).", flush=True)  # fmt: skip
+        return None
+    return summary(records, env_steps, settings)
 
 
 def id_table(env_id: str, summaries: dict[str, dict[str, Any] | None], scale: float) -> str:
@@ -237,7 +247,7 @@ def id_table(env_id: str, summaries: dict[str, dict[str, Any] | None], scale: fl
         else:
             ours = [" ".join(map(str, s["seeds"])), f"{s['env_steps']:,}", format_duration(s["wall_s"]),
                     mean_std(s["eval_mean"], s["eval_std"]), mean_std(s["train_mean"], s["train_std"])]  # fmt: skip
-        judged = verdict(s, zoo, env_id, algo, steps)
+        judged = verdict(s, zoo, env_id, algo, steps) if scale == 1.0 else "- (budget scaled)"
         rows.append("| " + " | ".join([algo, *ours, zoo_text, others_text(env_id, algo, steps), judged]) + " |")
     return "\n".join(rows)
 
@@ -299,16 +309,18 @@ def main() -> None:
     parser.add_argument("--ids", nargs="+", choices=[i for ids in FAMILIES.values() for i in ids], metavar="ID")
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (smoke tests)")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"), help="runs, logs and plots")
-    parser.add_argument("--results", help="results JSON to merge into (default: docs/results.json at scale 1, "
-                        "else OUT/results.json)")  # fmt: skip
+    parser.add_argument("--seeds", nargs="+", type=seed_number, default=[1, 2, 3])
+    parser.add_argument("--scale", type=positive_float, default=1.0, help="multiply every budget (smoke tests)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="runs, logs and plots")
+    parser.add_argument("--results", help="results JSON to merge into (default: docs/results.json at scale 1 with "
+                        "the default --out, else OUT/results.json)")  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the runs in OUT")
-    parser.add_argument("--readme", action="store_true", help="only rewrite README.md's table from docs/results.json")
-    parser.add_argument("--plots", action="store_true",
-                        help="only redraw docs/results_<family>.png from docs/results_curves.json")  # fmt: skip
+    parser.add_argument("--readme", action="store_true",
+                        help="only rewrite README.md's table from docs/results.json (in the repository)")  # fmt: skip
+    parser.add_argument("--plots", action="store_true", help="only redraw docs/results_<family>.png from "
+                        "docs/results_curves.json (in the repository)")  # fmt: skip
     opts = parser.parse_args()
+    opts.out = os.path.abspath(opts.out)  # the runs' main.py works in the repository's root
     if opts.readme:
         write_readme()
         return
@@ -321,7 +333,9 @@ def main() -> None:
         for env_id, algo in jobs:
             for seed in opts.seeds:
                 train(opts.out, env_id, algo, seed, opts.scale)
-    results_path = opts.results or (DOCS_RESULTS if opts.scale == 1.0 else os.path.join(opts.out, "results.json"))
+    # the repository's results only from its own runs folder at full budget: another --out keeps its own
+    into_docs = opts.scale == 1.0 and opts.out == DEFAULT_OUT
+    results_path = opts.results or (DOCS_RESULTS if into_docs else os.path.join(opts.out, "results.json"))
     stored = load_results(results_path)
     results: dict[str, dict[str, dict[str, Any] | None]] = {}
     for env_id, algo in jobs:

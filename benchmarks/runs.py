@@ -8,6 +8,7 @@ main.py too (it saves and exits 130) and stops the benchmark with a SystemExit.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import glob
 import json
@@ -63,21 +64,70 @@ def finished(run_dir: str) -> bool:
     return steps >= config["num_env_steps"] // batch * batch
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (bad input exits 2 with argparse's message)."""
+    return _at_least(text, int, 1)
+
+
+def seed_number(text: str) -> int:
+    """An argparse type: a seed, a whole number of at least 0."""
+    return _at_least(text, int, 0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (a budget's scale)."""
+    value = _at_least(text, float, -np.inf)
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def _at_least(text: str, kind: type, low: float) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a {'whole ' if kind is int else ''}number, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
+    return value
+
+
+def _check_flags(folder: str, flags: list[str], label: str) -> None:
+    """Keep the flags a run under ``folder`` was started with (``flags.json``); SystemExit where
+    they differ from ``flags``: the folder's results would be reported under other settings."""
+    path = os.path.join(folder, "flags.json")
+    if not os.path.isfile(path):
+        with open(path, "w") as f:
+            json.dump(flags, f)
+        return
+    with open(path) as f:
+        kept = json.load(f)
+    if kept != flags:
+        raise SystemExit(
+            f"{label}: {folder} holds a run started with other flags ({' '.join(kept)}), not {' '.join(flags)}; "
+            "give another --out (or gail.py --variant), or remove that folder."
+        )
+
+
 def train(folder: str, flags: list[str], label: str) -> str | None:
     """Train, resume or skip the run that lives under ``folder``; its run folder (None if
     main.py failed before writing one). The console goes to ``folder/console.log`` and the
     wall time of every leg is added up in ``folder/wall_s``."""
+    folder = os.path.abspath(folder)  # main.py runs in the repository's root, the caller anywhere
+    os.makedirs(folder, exist_ok=True)
+    _check_flags(folder, flags, label)
     run_dir = run_folder(folder)
     if run_dir is not None and finished(run_dir):
         print(f"{label}: finished in {run_dir}", flush=True)
         return run_dir
     main = [sys.executable, os.path.join(ROOT, "main.py")]
+    # the folders are never a checkpoint's: a resumed leg is given its save folder again
+    save_dir = ["--save-dir", os.path.join(folder, "models")]
     if run_dir is not None:
-        argv = [*main, "--resume", os.path.join(run_dir, RUN_CHECKPOINT)]
+        argv = [*main, "--resume", os.path.join(run_dir, RUN_CHECKPOINT), *save_dir]
     else:
-        argv = [*main, *flags, "--log-dir", folder, "--save-dir", os.path.join(folder, "models")]
+        argv = [*main, *flags, "--log-dir", folder, *save_dir]
     print(f"{label}: {'resuming ' + run_dir if run_dir else 'training'}", flush=True)
-    os.makedirs(folder, exist_ok=True)
     start = time.monotonic()
     with open(os.path.join(folder, "console.log"), "a") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -32,8 +32,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from a2c_ppo.presets import ENV_ENTRIES  # noqa: E402
 from benchmarks import results_table  # noqa: E402
-from benchmarks.runs import ResultLog  # noqa: E402
+from benchmarks.runs import ResultLog, seed_number  # noqa: E402
 from benchmarks.time_to_result import sb3_arguments  # noqa: E402
 
 EVAL_EPISODES = 10
@@ -117,11 +118,15 @@ def summaries(results: list[dict]) -> dict[str, dict[str, dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env-name", default="MountainCarContinuous-v0")
+    parser.add_argument("--env-name", default="MountainCarContinuous-v0", choices=sorted(ENV_ENTRIES), metavar="ID")
     parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=seed_number, nargs="+", default=[1, 2, 3])
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "sb3_entry.jsonl"))
-    parser.add_argument("--summary", default=results_table.DOCS_SB3, help="where the summaries go")
+    parser.add_argument(
+        "--summary",
+        default=results_table.DOCS_SB3,
+        help="where the summaries are merged (default: docs/sb3_results.json, in the repository)",
+    )
     parser.add_argument("--report-only", action="store_true")
     opts = parser.parse_args()
     log = ResultLog(opts.out)

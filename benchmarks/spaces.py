@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import os
 import statistics
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field, replace
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.runs import ResultLog, first_reaching, train, wall_time  # noqa: E402
+from benchmarks.runs import ResultLog, first_reaching, positive_float, seed_number, train, wall_time  # noqa: E402
 from benchmarks.time_to_result import sb3_arguments  # noqa: E402
 
 EVAL_EPISODES = 100
@@ -149,9 +150,12 @@ def sb3_run(workload: Workload, label: str, seed: int) -> dict:
             *workload.flags, *workload.variants[label]]  # fmt: skip
     spec = {"env_id": workload.sb3_env or workload.env_id, "budget": workload.budget, "threshold": workload.threshold,
             "config": resolve(argv).config.to_dict(), "algo": workload.sb3[label]}  # fmt: skip
-    out = subprocess.run([sys.executable, __file__, "--sb3-worker", json.dumps(spec)], check=True,
-                         capture_output=True, text=True, cwd=ROOT).stdout  # fmt: skip
-    return json.loads(out.strip().splitlines()[-1])
+    proc = subprocess.run([sys.executable, __file__, "--sb3-worker", json.dumps(spec)], capture_output=True,
+                          text=True, cwd=ROOT)  # fmt: skip
+    if proc.returncode != 0:  # its own words, not a CalledProcessError
+        print(f"SB3's run failed (status {proc.returncode}):\n{proc.stderr.strip()[-2000:]}", flush=True)
+        return {"eval": None, "steps": None, "seconds": float("nan")}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def report(results: list[dict]) -> None:
@@ -164,6 +168,8 @@ def report(results: list[dict]) -> None:
     for name, library, variant in keys:
         rows = [r for r in results if (r["workload"], r["library"], r["variant"]) == (name, library, variant)]
         evals = [r["eval"] for r in rows if r["eval"] is not None]
+        if not evals:
+            continue
         steps = [r["steps"] for r in rows if r["steps"] is not None]
         reached = f"{statistics.median(steps):,.0f}" if steps else "not reached"
         reached += f" ({len(steps)}/{len(rows)})"
@@ -175,32 +181,42 @@ def report(results: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: each workload's")
+    parser.add_argument("--seeds", type=seed_number, nargs="+", help="default: each workload's")
     parser.add_argument("--no-sb3", action="store_true")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (smoke tests: another --out)")
+    parser.add_argument(
+        "--scale", type=positive_float, default=1.0, help="multiply every budget (smoke tests: another --out)"
+    )
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "spaces"))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--sb3-worker", help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    opts.out = os.path.abspath(opts.out)
     if opts.sb3_worker:
         return sb3_worker(json.loads(opts.sb3_worker))
     log = ResultLog(os.path.join(opts.out, "results.jsonl"))
     if not opts.report_only:
         os.makedirs(opts.out, exist_ok=True)
         for name in opts.workloads:
+            if name == "minigrid" and importlib.util.find_spec("minigrid") is None:
+                print("minigrid: skipped, the minigrid package is not installed (pip install minigrid)", flush=True)
+                continue
             workload = WORKLOADS[name]
             workload = replace(workload, budget=int(workload.budget * opts.scale))
             for seed in opts.seeds or workload.seeds:
                 for label in workload.variants:
                     libraries = ["ours"] + (["sb3"] if label in workload.sb3 and not opts.no_sb3 else [])
                     for library in libraries:
-                        key = {"workload": name, "library": library, "variant": label, "seed": seed}
+                        key = {"workload": name, "library": library, "variant": label, "seed": seed,
+                               "budget": workload.budget}  # fmt: skip
                         if log.has(**key):
                             continue
                         if library == "ours":
                             result = our_run(opts.out, name, workload, label, seed)
                         else:
                             result = sb3_run(workload, label, seed)
+                        if result["eval"] is None:  # not kept: the next call tries it again
+                            print(f"{name} {library} {label} seed {seed}: failed, not recorded", flush=True)
+                            continue
                         log.add({**key, **result})
     report(log.rows)
 

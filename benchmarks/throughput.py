@@ -228,6 +228,8 @@ def main() -> None:
     if opts.sb3_worker:
         sb3_worker(opts.sb3_worker)
         return
+    if opts.baseline and not os.path.isfile(os.path.join(opts.baseline, "a2c_ppo", "__init__.py")):
+        parser.error(f"--baseline {opts.baseline!r} holds no a2c_ppo checkout (git worktree add PATH COMMIT)")
     extra = opts.our_flags.split()
     print(f"{'workload':<15} | {'ours SPS':>9} | {'rollout SPS':>11} | {'SB3 SPS':>8} | {'ours/SB3':>8} | "
           f"{'env limit':>9} | {'ours/limit':>10} | {'rollout/limit':>13}")  # fmt: skip

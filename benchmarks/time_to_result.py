@@ -162,8 +162,13 @@ def launch(library: str, workload: Workload, seed: int, tmp: str) -> dict:
     spec = {"workload": asdict(workload), "seed": seed, "launched": time.time(), "tmp": tmp,
             "config": settings(workload, seed) if library == "sb3" else None}  # fmt: skip
     argv = [sys.executable, __file__, f"--{library}-worker", json.dumps(spec)]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode in (130, 143):  # a Ctrl-C reached the worker too
+        raise SystemExit(f"{library} {workload.env_id} seed {seed}: stopped; the same command goes on from here.")
+    if proc.returncode != 0:  # the worker's own words, not a CalledProcessError carrying the whole spec
+        raise SystemExit(f"{library} {workload.env_id} seed {seed} failed (status {proc.returncode}):\n"
+                         f"{proc.stderr.strip()[-2000:]}")  # fmt: skip
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def report(results: list[dict]) -> None:
@@ -185,10 +190,17 @@ def report(results: list[dict]) -> None:
                   f"{ratio} |")  # fmt: skip
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a seed (``runs.seed_number``, imported late: the timed workers start without it)."""
+    from benchmarks.runs import seed_number
+
+    return seed_number(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=["cartpole", "halfcheetah"], choices=list(WORKLOADS))
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: 1-5 for CartPole, 1-2 for the others")
+    parser.add_argument("--seeds", type=_seed, nargs="+", help="default: 1-5 for CartPole, 1-2 for the others")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "time_to_result.jsonl"))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--ours-worker", help=argparse.SUPPRESS)
@@ -211,7 +223,10 @@ def main() -> None:
                     if log.has(workload=name, library=library, seed=seed):
                         continue
                     with tempfile.TemporaryDirectory() as tmp:
-                        result = launch(library, WORKLOADS[name], seed, tmp)
+                        try:
+                            result = launch(library, WORKLOADS[name], seed, tmp)
+                        except KeyboardInterrupt:  # the run under way is lost; those logged are kept
+                            raise SystemExit("stopped by Ctrl-C; the same command goes on from here.") from None
                     log.add({"workload": name, "library": library, "seed": seed, **result})
     report(log.rows)
 

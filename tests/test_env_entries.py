@@ -357,3 +357,19 @@ def test_a_row_with_no_seed_finished_here_is_left_as_stored(tmp_path):
     record = {"seed": 1, "run_dir": "r1", "wall_s": 1.0, "eval": -150.0, "train": -160.0, "tests": None, "end": None}
     stored = results_store.summary({1: record}, steps // batch * batch, settings)
     assert results_table.summarise(str(tmp_path), "Pendulum-v1", "a2c", [1, 2, 3], 1.0, stored) is None
+
+
+def test_a_row_stored_without_records_is_not_replaced_by_some_of_its_seeds(tmp_path, monkeypatch, capsys):
+    """Three seeds stored without per-seed records: a fresh run of one of them cannot be merged
+    with the others, so the row stays whole rather than shrink to one seed."""
+    steps, batch = results_table.budget("Pendulum-v1", "a2c")
+    settings = results_table.entry_settings("Pendulum-v1", "a2c")
+    legacy = {"seeds": [1, 2, 3], "run_dirs": ["a", "b", "c"], "wall_s": 1.0, "eval_mean": -150.0,
+              "train_mean": -160.0, "env_steps": steps // batch * batch, "settings": settings}  # fmt: skip
+    record = {"seed": 1, "run_dir": "r1", "wall_s": 1.0, "eval": -140.0, "train": -150.0, "tests": None, "end": None}
+    monkeypatch.setattr(results_table, "find_run", lambda *args: ("r1", True))
+    monkeypatch.setattr(results_table, "seed_record", lambda *args: record)
+    assert results_table.summarise(str(tmp_path), "Pendulum-v1", "a2c", [1], 1.0, legacy) is None
+    assert "seeds [2, 3] keep no records" in capsys.readouterr().out
+    changed = {**legacy, "settings": {**settings, "lr": 1.0}}  # the entry changed since: the row is replaced
+    assert results_table.summarise(str(tmp_path), "Pendulum-v1", "a2c", [1], 1.0, changed)["seeds"] == [1]
