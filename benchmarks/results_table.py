@@ -15,7 +15,8 @@ env steps, wall time, the published results and whether ours reaches them), draw
 ``OUT/<family>.png`` (a2c_ppo.plot) and merges the summary into a results JSON
 (``docs/results.json`` at full budget with the default OUT, else ``OUT/results.json``), from
 which ``--readme`` rewrites README.md's table. A row keeps each seed's record, so seeds run on
-another machine (no run folder here) stay in it when the entry's settings and budget are the same (``benchmarks/results_store.py``).
+another machine (no run folder here) stay in it when the entry's settings and budget are the
+same (``benchmarks/results_store.py``).
 At full budget each run's training curve is kept too (``results_curves``), and the family plots
 ``docs/results_<family>.png`` are drawn from the kept curves.
 
