@@ -160,7 +160,7 @@ def sb3_run(workload: Workload, label: str, seed: int) -> dict:
 
 def report(results: list[dict]) -> None:
     print("| workload | library | variant | seeds | final evaluation (mean over seeds) | per seed | "
-          "steps to threshold (median) | wall s per run |")  # fmt: skip
+          "steps to threshold (median) | wall s per run (ours: the whole process; SB3: learn()) |")  # fmt: skip
     print("|---|---|---|---:|---:|---|---:|---:|")
     keys = sorted(
         {(r["workload"], r["library"], r["variant"]) for r in results}, key=lambda k: list(WORKLOADS).index(k[0])
