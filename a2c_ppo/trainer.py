@@ -173,8 +173,9 @@ class Trainer:
             self.returns.append(ret)
             self.lengths.append(length)
         if self.gail is not None:  # the learner sees the discriminator's reward, never the env's
-            self.gail_metrics = self.train_discriminator()
+            # the rollout's terminated steps, where absorbing states are on (DAC)
             terminated = r.valid_terminated() if config.gail_absorbing else None
+            self.gail_metrics = self.train_discriminator(terminated)
             r.rewards.copy_(self.gail.reward(r.obs[:-1], r.actions, r.masks[:-1], config.gamma, r.valid, terminated))
         with torch.no_grad(), self.autocast():
             next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
@@ -186,10 +187,11 @@ class Trainer:
             returns(next_value)
         return rollout_sps
 
-    def train_discriminator(self) -> dict[str, float]:
+    def train_discriminator(self, terminated: torch.Tensor | None = None) -> dict[str, float]:
         """GAIL's update on this rollout's (observation, action) pairs against the expert's:
         100 epochs in each of the first ``--gail-warmup`` updates (as the reference), then
-        ``--gail-epoch``. Expert observations get the policy's normalisation, not updating it."""
+        ``--gail-epoch``. Expert observations get the policy's normalisation, not updating it.
+        ``terminated`` (T, N, 1) bool: the steps that ended an episode, with absorbing states."""
         assert self.gail is not None
         r, config = self.rollouts, self.config
         obs, actions = flatten_steps(r.obs[:-1]), r.actions.reshape(-1, r.actions.shape[-1])
@@ -201,8 +203,8 @@ class Trainer:
         if normalizer is not None and normalizer.norm_obs:
             normalize = lambda x: torch.from_numpy(normalizer.normalize_obs(x.cpu().numpy())).to(x.device)  # noqa: E731
         epochs = discriminator_epochs(self.update, config.gail_epoch, config.gail_warmup)
-        # one absorbing row per episode this rollout terminated (DAC), where absorbing states are on
-        absorbing_rows = int(r.valid_terminated().sum()) if config.gail_absorbing else 0
+        # one absorbing row per episode this rollout terminated (DAC)
+        absorbing_rows = 0 if terminated is None else int(terminated.sum())
         metrics = self.gail.update(obs, actions, epochs, config.gail_batch_size, normalize,  # type: ignore[arg-type]
                                    absorbing_rows)  # fmt: skip
         return {f"gail_{name}": value for name, value in metrics.items()}

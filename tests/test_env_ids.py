@@ -118,3 +118,17 @@ def test_gymnasium_mujoco_models_leave_no_log_in_the_working_folder(tmp_path, mo
         ]
     finally:
         mujoco.set_mju_user_warning(None)
+
+
+def test_a_missing_mujoco_is_told_what_to_install():
+    """The warning handler's import must not hide gymnasium's install hint."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    code = ("import sys; sys.modules['mujoco'] = None\n"
+            "from a2c_ppo.envs.check import inspect_env\n"
+            "inspect_env('HalfCheetah-v5')")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0 and 'install the extra: pip install -e ".[mujoco]"' in proc.stderr, proc.stderr

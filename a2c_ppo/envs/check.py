@@ -23,6 +23,7 @@ from a2c_ppo.envs.make import (
     register_atari,
 )
 from a2c_ppo.envs.native import resets_next_step
+from a2c_ppo.envs.native_layout import LaidOutVecEnv
 from a2c_ppo.envs.timeouts import close_within
 from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
@@ -138,7 +139,7 @@ def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe, action_masks: s
                 f"--env-name {env_id!r} gives a vector env of its own; drop --vec-env {vec_env} (it steps its envs "
                 "itself)."
             )
-        notes = [f"Native vector env: {envs!r}.", *getattr(getattr(envs, "plan", None), "notes", [])]
+        notes = [f"Native vector env: {envs!r}.", *(envs.plan.notes if isinstance(envs, LaidOutVecEnv) else [])]
         masks = _native_masks(envs, env_id, action_masks)
         if masks:
             notes.append("Action masks: on (its observations' 'action_mask' part; masked actions are never taken).")
