@@ -137,7 +137,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     check_typed_settings_apply(config, typed, spaces)  # before W&B or a worker starts
     validate(config)
     config = _with_chunk_length(config, notes)
-    _check_policy_fits(config, *spaces, dummy_steps=report.dummy_steps)
+    _check_policy_fits(config, *spaces)
     gail = None
     if config.gail:  # the expert file is read and checked before anything starts
         from a2c_ppo.builders import make_gail
@@ -377,9 +377,8 @@ def _with_chunk_length(config: RunConfig, notes: list[str]) -> RunConfig:
     return config.replace(recurrent_chunk_length=length)
 
 
-def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any, dummy_steps: bool) -> None:
-    """Build the policy once on the CPU: unsupported spaces fail here, not after workers start;
-    so does a recurrent PPO policy on a native vector env with dummy reset rows (``dummy_steps``)."""
+def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any) -> None:
+    """Build the policy once on the CPU: unsupported spaces fail here, not after workers start."""
     from a2c_ppo.builders import check_user_base, policy_for
 
     try:
@@ -390,11 +389,3 @@ def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: 
         raise ConfigError(f"--env-name {config.env_name!r}: {str(exc).rstrip('.')}.") from None
     if config.policy_base:
         check_user_base(policy, config.policy_base)
-    if dummy_steps and policy.is_recurrent and config.algo == "ppo":
-        raise ConfigError(
-            f"--env-name {config.env_name!r} gives a vector env that resets an ended episode on the step after it "
-            "(gymnasium's AutoresetMode.NEXT_STEP), and recurrent PPO trains on whole sequences, which cannot leave "
-            "out those reset rows. Build the vector env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP "
-            "(gymnasium.make_vec(id, n, vector_kwargs={'autoreset_mode': ...})), or give a factory of single envs, "
-            "or use --algo a2c, or a feed-forward policy."
-        )

@@ -22,7 +22,9 @@ class Minibatch(NamedTuple):
 
     From ``recurrent_generator`` the B = L * n samples are n sequences of length L,
     flattened time-major (row ``t * n + i``), and ``recurrent_hidden_states`` is ``(n, H)``:
-    each sequence's state before its first step.
+    each sequence's state before its first step. A recurrent minibatch of a next-step vector
+    env keeps its reset rows, which the recurrence steps through; ``transitions`` then lists the
+    rows to train on (the losses' means are over those rows only).
     """
 
     obs: Obs  # (B, *obs_shape), each part of a Dict observation
@@ -34,11 +36,30 @@ class Minibatch(NamedTuple):
     old_action_log_probs: torch.Tensor  # (B, 1)
     advantages: torch.Tensor  # (B, 1)
     old_dist_params: torch.Tensor | None = None  # (B, P): the rollout policy's distributions (KL penalty)
+    transitions: torch.Tensor | None = None  # (V,) indices of the rows that are transitions; None: all B
+
+    def loss_rows(self) -> Minibatch:
+        """The rows the losses are over (``transitions``) of the fields they read; the
+        observations and hidden states, which only the policy's pass reads, as they are."""
+        rows = self.transitions
+        if rows is None:
+            return self
+        per_row: dict[str, Any] = {name: take_rows(getattr(self, name), rows) for name in _PER_ROW}
+        return self._replace(transitions=None, **per_row)
+
+
+#: The fields of a minibatch with one entry per row (the rest: observations, hidden states).
+_PER_ROW = ("actions", "value_preds", "returns", "masks", "old_action_log_probs", "advantages", "old_dist_params")
+
+
+def take_rows(tensor: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    """``tensor[idx]``; ``None`` stays ``None``."""
+    return None if tensor is None else tensor[idx]
 
 
 def _rows(batch: Minibatch, idx: torch.Tensor) -> Minibatch:
     """The rows ``idx`` of every field of ``batch`` (fields left out stay ``None``)."""
-    return Minibatch(*(None if tensor is None else tensor[idx] for tensor in batch))  # type: ignore[arg-type]
+    return Minibatch(*(take_rows(tensor, idx) for tensor in batch))  # type: ignore[arg-type]
 
 
 def backward_recurrence(b: torch.Tensor, c: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -284,10 +305,12 @@ class RolloutStorage:
         before each chunk's first step as ``recurrent_hidden_states (n, H)``. Chunks that
         do not start a column begin from the state computed during the rollout (by the
         policy before this update), as in R2D2's "stored state".
+
+        The reset rows of a next-step vector env stay in their sequences (the recurrence runs
+        through them); each minibatch's ``transitions`` lists its other rows, and a minibatch
+        of reset rows only (possible with one-step chunks) is not dealt.
         """
         T, N = self.num_steps, self.num_processes
-        if self.valid is not None and not bool(self.valid.all()):
-            raise ValueError("recurrent minibatches cannot leave out the reset steps of a next-step vector env")
         L, num_chunks = self.recurrent_chunks(chunk_length)
         if num_chunks < num_mini_batch:
             raise ValueError(
@@ -301,7 +324,9 @@ class RolloutStorage:
             for chunk_ids in torch.tensor_split(perm, num_mini_batch):
                 env = chunk_ids % N
                 start = (chunk_ids // N) * L
-                yield self._sequences(advantages, start.view(1, -1) + steps, env, start)
+                batch = self._sequences(advantages, start.view(1, -1) + steps, env, start)
+                if batch.transitions is None or len(batch.transitions):
+                    yield batch
 
     def _sequences(
         self, advantages: torch.Tensor, t_idx: torch.Tensor, env: torch.Tensor, start: torch.Tensor
@@ -323,4 +348,5 @@ class RolloutStorage:
             old_action_log_probs=seq(self.action_log_probs),
             advantages=seq(advantages),
             old_dist_params=None if self.dist_params is None else seq(self.dist_params),
+            transitions=None if self.valid is None else seq(self.valid).view(-1).nonzero().squeeze(1),
         )

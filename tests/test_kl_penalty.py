@@ -58,7 +58,7 @@ def test_the_kl_penalty_loss_by_hand():
     )  # fmt: skip
     values = torch.tensor([[0.0], [1.0]])
     losses = kl_penalty_losses(batch, values, new.log_probs(actions), beta=0.7, clip_param=0.2,
-                               clip_value_loss=False, dist=new)  # fmt: skip
+                               clip_value_loss=False, kl=new.kl_from(old.params()))  # fmt: skip
     p_old, p_new = torch.softmax(old_logits, -1), torch.softmax(new_logits, -1)
     ratio = torch.tensor([p_new[0, 1] / p_old[0, 1], p_new[1, 0] / p_old[1, 0]])
     kl = (p_old * (p_old.log() - p_new.log())).sum(-1).mean()

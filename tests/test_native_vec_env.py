@@ -314,15 +314,16 @@ def test_info_rows_and_merge_keep_gymnasium_layout():
     assert_same(merged["_x"], np.array([True, False, True]))
 
 
-def test_recurrent_ppo_on_a_next_step_vector_env_is_refused_before_anything_starts():
-    """Recurrent PPO's sequences cannot leave out a next-step env's dummy reset rows: refused at
-    once (not after the first rollout), whatever makes the policy recurrent."""
-    from a2c_ppo.arguments import resolve
+def test_recurrent_ppo_learns_on_a_next_step_vector_env(tmp_path):
+    """gymnasium's own CartPole resets on the next step; recurrent PPO steps its sequences through
+    those reset rows and trains on the rest (tests/test_recurrent_reset_rows.py proves they add
+    nothing), whatever makes the policy recurrent. Random play scores about 22."""
+    from a2c_ppo import train
 
-    next_step, same_step = "tests.custom_nets:cartpole_next_step", "tests.custom_nets:cartpole_same_step"
-    for recurrent in (["--recurrent-policy"], ["--policy-base", "tests.custom_nets:SmallGRU"]):
-        with pytest.raises(ConfigError, match="recurrent PPO trains on whole sequences.*AutoresetMode.SAME_STEP"):
-            resolve(["--env-name", next_step, *recurrent])
-        resolve(["--env-name", same_step, *recurrent])
-    resolve(["--env-name", next_step, "--recurrent-policy", "--algo", "a2c"])  # A2C drops the rows after its pass
-    resolve(["--env-name", next_step])
+    folders = {"log_dir": str(tmp_path / "runs"), "save_dir": str(tmp_path / "models")}
+    result = train("tests.custom_nets:cartpole_next_step", recurrent_policy=True, num_steps=128, num_env_steps=6144,
+                   **folders)  # fmt: skip
+    assert result.history[-1][1] > 80, result.history
+    mine = train("tests.custom_nets:cartpole_next_step", policy_base="tests.custom_nets:SmallGRU", num_steps=32,
+                 num_env_steps=256, **folders)  # fmt: skip
+    assert mine.env_steps == 256

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from a2c_ppo.algo import A2C, ACKTR, PPO, KFACOptimizer
-from a2c_ppo.algo.common import average_gradients, finish_metrics
+from a2c_ppo.algo.common import average_gradients, finish_metrics, rollout_advantages
 from a2c_ppo.model import MLPBase, Policy
 from a2c_ppo.storage import RolloutStorage
 from tests.helpers import BOX_OBS, rollout_from_policy
@@ -192,3 +192,27 @@ def test_acktr_refuses_a_reducer():
     policy, _ = setup()
     with pytest.raises(ValueError, match="all-reduced K-FAC factors"):
         ACKTR(policy, KFACOptimizer(policy), value_loss_coef=0.5, entropy_coef=0.0, reducer=ScaledReducer(2))
+
+
+def test_advantage_statistics_count_each_ranks_own_transitions():
+    """Ranks of a next-step vector env hold different numbers of transitions (rank 0 a reset row
+    here): the standardised advantages are those of one process over the union of them."""
+    _, storage = setup(0)
+    storage.mark_dummy(1, torch.tensor([[True], [False], [False], [False]]))
+    expected = rollout_advantages(storage, True)
+    slots: list = [None, None]
+    barrier = threading.Barrier(2, timeout=60)
+    results: list = [None, None]
+
+    def rank(r: int) -> None:
+        part = env_slice(storage, slice(2 * r, 2 * r + 2))
+        results[r] = rollout_advantages(part, True, ThreadReducer(r, slots, barrier))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    valid = storage.valid
+    assert valid is not None
+    torch.testing.assert_close(torch.cat(results, dim=1)[valid], expected[valid])

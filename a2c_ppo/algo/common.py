@@ -71,29 +71,36 @@ def rollout_advantages(rollouts: RolloutStorage, normalize: bool, reducer: Reduc
     standardised over the batch of all ranks.
 
     The mean and the (unbiased) std come from all-reduced sums, in two passes (the sum, then
-    the sum of squared deviations) for accuracy; rank sizes are equal, so the count is known.
+    the sum of squared deviations) for accuracy. The count is all-reduced with the sum: the
+    ranks of a next-step vector env train on different numbers of rows.
     """
     advantages = rollouts.returns - rollouts.value_preds[:-1]
     if rollouts.value_scale != 1.0:
         advantages = advantages * rollouts.value_scale
-    rows = advantages if rollouts.valid is None else advantages[rollouts.valid]  # the rows trained on
-    count = rows.numel() * (reducer.world_size if reducer is not None else 1)
-    if not normalize or count < 2:
+    if not normalize:
         return advantages
-    total = rows.sum()
-    mean = (reducer.all_reduce_sum(total) if reducer is not None else total) / count
+    rows = advantages if rollouts.valid is None else advantages[rollouts.valid]  # the rows trained on
+    if reducer is None:
+        if rows.numel() < 2:
+            return advantages
+        total, count = rows.sum(), rows.numel()
+    else:  # the count a tensor: knowing it on the host would cost a sync
+        total, count = reducer.all_reduce_sum(torch.stack([rows.sum(), rows.new_tensor(float(rows.numel()))]))
+    mean = total / count
     squares = (rows - mean).pow(2).sum()
     std = ((reducer.all_reduce_sum(squares) if reducer is not None else squares) / (count - 1)).sqrt()
     return (advantages - mean) / (std + ADVANTAGE_STD_EPS)
 
 
-def standardized(advantages: torch.Tensor) -> torch.Tensor:
+def standardized(advantages: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
     """``advantages (B, 1)`` less their mean, over their (unbiased) std: one minibatch's, on
-    this rank (``--norm-adv-scope minibatch``, as SB3, CleanRL and Tianshou do); unchanged for
-    fewer than two rows."""
-    if advantages.numel() < 2:
+    this rank (``--norm-adv-scope minibatch``, as SB3, CleanRL and Tianshou do), taken over
+    ``rows`` (V,) only where given (the transitions of a batch that holds other rows);
+    unchanged for fewer than two rows."""
+    sample = advantages if rows is None else advantages[rows]
+    if sample.numel() < 2:
         return advantages
-    return (advantages - advantages.mean()) / (advantages.std() + ADVANTAGE_STD_EPS)
+    return (advantages - sample.mean()) / (sample.std() + ADVANTAGE_STD_EPS)
 
 
 def average_gradients(params: Sequence[torch.Tensor], reducer: Reducer) -> None:

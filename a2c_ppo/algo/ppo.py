@@ -44,7 +44,7 @@ from a2c_ppo.algo.common import (
 )
 from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters, clip_flat_gradient
 from a2c_ppo.model import Policy
-from a2c_ppo.storage import Minibatch, RolloutStorage
+from a2c_ppo.storage import Minibatch, RolloutStorage, take_rows
 
 
 def ppo_losses(
@@ -54,7 +54,7 @@ def ppo_losses(
     clip_param: float,
     clip_value_loss: bool,
     derivatives: bool = False,
-    dist: Any = None,
+    kl: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The minibatch's 0-d policy and value losses (see the module docstring) from the new
     ``values`` and ``log_probs`` (B, 1), and the log-ratio ``log r`` (B, 1) they came from.
@@ -86,13 +86,13 @@ def kl_penalty_losses(
     beta: float,
     clip_param: float,
     clip_value_loss: bool,
-    dist: Any = None,
+    kl: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """As ``ppo_losses`` for the KL-penalty objective (see the module docstring), plus ``kl``,
-    the minibatch's mean exact KL[pi_old || pi] (``batch.old_dist_params`` are pi_old's)."""
-    assert dist is not None and batch.old_dist_params is not None, "the KL penalty needs both distributions"
+    """As ``ppo_losses`` for the KL-penalty objective (see the module docstring) from each row's
+    exact ``kl`` (B,) = KL[pi_old || pi], plus ``kl``, the minibatch's mean of it."""
+    assert kl is not None, "the KL penalty needs each row's KL"
     log_ratio = log_probs - batch.old_action_log_probs
-    kl = dist.kl_from(batch.old_dist_params).mean()
+    kl = kl.mean()
     policy_loss = -(log_ratio.exp() * batch.advantages).mean() + beta * kl
     value_loss, _ = _value_loss(batch, values, clip_param, clip_value_loss, False)
     return {"policy_loss": policy_loss, "value_loss": value_loss, "log_ratio": log_ratio, "kl": kl}
@@ -149,8 +149,14 @@ class AutogradGradient:
     def losses(self, batch: Minibatch, objective: functools.partial) -> dict[str, torch.Tensor]:
         with self.autocast():
             values, dist, _ = self.actor_critic.evaluate(batch.obs, batch.recurrent_hidden_states, batch.masks)
-        losses = objective(batch, values.float(), dist.log_probs(batch.actions).float(), dist=dist)
-        losses["entropy"] = dist.entropy().mean()
+        values, log_probs, entropy = values.float(), dist.log_probs(batch.actions).float(), dist.entropy()
+        kl = None if batch.old_dist_params is None else dist.kl_from(batch.old_dist_params)
+        if batch.transitions is not None:  # a recurrent minibatch's reset rows: stepped through, not trained on
+            rows = batch.transitions
+            values, log_probs, entropy, kl = values[rows], log_probs[rows], entropy[rows], take_rows(kl, rows)
+            batch = batch.loss_rows()
+        losses = objective(batch, values, log_probs, kl=kl)
+        losses["entropy"] = entropy.mean()
         return losses
 
     def backward(self, losses: dict[str, torch.Tensor], value_loss_coef: float, entropy_coef: float) -> None:
@@ -285,7 +291,7 @@ class PPO:
         for batch in self._minibatches(rollouts, advantages):
             self.flat.zero_grad()  # also re-attaches the flat views a backend writes into
             if self.norm_adv_per_minibatch:
-                batch = batch._replace(advantages=standardized(batch.advantages))
+                batch = batch._replace(advantages=standardized(batch.advantages, batch.transitions))
             losses = self.losses(batch)
             loss_values.append(torch.stack([losses[name].detach() for name in LOSS_NAMES]))
             log_ratios.append(losses["log_ratio"].detach())

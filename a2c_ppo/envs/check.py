@@ -22,7 +22,6 @@ from a2c_ppo.envs.make import (
     native_vector_env,
     register_atari,
 )
-from a2c_ppo.envs.native import resets_next_step
 from a2c_ppo.envs.native_layout import LaidOutVecEnv
 from a2c_ppo.envs.timeouts import close_within
 from a2c_ppo.envs.wrappers import provides_action_masks
@@ -40,7 +39,6 @@ class EnvReport(NamedTuple):
     action_masks: bool  # whether the run uses the env's action masks
     notes: list[str]  # for the console: how observations are laid out, whether masks are used
     vector_envs: int | None = None  # a native vector env's num_envs (None: single envs)
-    dummy_steps: bool = False  # a native vector env that resets on the next step: dummy reset rows
 
 
 def check_env_id(
@@ -144,7 +142,7 @@ def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe, action_masks: s
         if masks:
             notes.append("Action masks: on (its observations' 'action_mask' part; masked actions are never taken).")
         space = envs.single_observation_space
-        return EnvReport(space, envs.single_action_space, masks, notes, envs.num_envs, resets_next_step(envs))
+        return EnvReport(space, envs.single_action_space, masks, notes, envs.num_envs)
     finally:
         close_within(envs)
 

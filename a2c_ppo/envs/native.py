@@ -53,12 +53,6 @@ __all__ = ["NativeVecEnv", "check_vector_env", "EpisodeTracker", "info_rows", "m
 _MODES = ", ".join(f"AutoresetMode.{mode.name}" for mode in AutoresetMode)
 
 
-def resets_next_step(env: VectorEnv) -> bool:
-    """Whether ``env`` resets an ended sub-env on the following step (``NEXT_STEP``): the
-    adapter then gives dummy reset rows (see the module's doc)."""
-    return _autoreset_mode(env) == AutoresetMode.NEXT_STEP
-
-
 def _autoreset_mode(env: VectorEnv) -> AutoresetMode:
     mode = env.metadata.get("autoreset_mode") if isinstance(env.metadata, dict) else None
     try:

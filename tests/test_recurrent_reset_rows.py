@@ -1,0 +1,104 @@
+"""Recurrent PPO on a next-step vector env: its reset rows stay in the sequences (the recurrence
+steps through them) but nothing of theirs reaches the update.
+
+A next-step env's reset row follows an episode's last step (mask 0: the state restarts on it) and
+is itself marked terminated (mask 0 after it), so nothing it holds, its observation included, may
+change the parameters an update leaves. A row that is a transition must change them, or the test
+could not fail.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import pytest
+import torch
+
+from a2c_ppo.algo import PPO
+from a2c_ppo.model import Policy
+from a2c_ppo.storage import RolloutStorage
+from tests.helpers import BOX_OBS
+
+T, N = 8, 2
+ENDS_AT, RESET_ROW = 2, 3  # env 0's episode ends at step 2; step 3 is the env's reset row
+
+
+def next_step_storage(policy: Policy, seed: int = 0) -> RolloutStorage:
+    """A rollout of ``policy`` where env 0 ends an episode at step ``ENDS_AT`` and its next row is
+    a reset row, laid out as the rollout loop lays out a next-step env's (see ``envs/native.py``)."""
+    g = torch.Generator().manual_seed(seed)
+    storage = RolloutStorage(T, N, BOX_OBS.shape, 1, torch.long, policy.recurrent_hidden_state_size)
+    storage.obs[0].copy_(torch.randn(N, *BOX_OBS.shape, generator=g))
+    for t in range(T):
+        with torch.no_grad():
+            value, action, log_prob, hxs = policy.act(
+                storage.obs[t], storage.recurrent_hidden_states[t], storage.masks[t]
+            )
+        terminated = torch.tensor([[t in (ENDS_AT, RESET_ROW)], [t == 5]])
+        storage.insert(obs=torch.randn(N, *BOX_OBS.shape, generator=g), recurrent_hidden_states=hxs, actions=action,
+                       action_log_probs=log_prob, value_preds=value, rewards=torch.randn(N, 1, generator=g),
+                       terminated=terminated, truncated=torch.zeros(N, 1, dtype=torch.bool),
+                       bootstrap_values=torch.zeros(N, 1))  # fmt: skip
+        if t == RESET_ROW:
+            storage.mark_dummy(t, torch.tensor([[True], [False]]))
+            storage.rewards[t, 0] = 0.0
+    return storage
+
+
+def updated_parameters(policy: Policy, storage: RolloutStorage, **ppo: object) -> torch.Tensor:
+    """The parameters one PPO update (2 epochs of 2 minibatches of one sequence) leaves."""
+    policy = copy.deepcopy(policy)
+    storage = copy.deepcopy(storage)
+    with torch.no_grad():
+        next_value = policy.get_value(storage.obs[-1], storage.recurrent_hidden_states[-1], storage.masks[-1])
+    storage.compute_returns(next_value, use_gae=True, gamma=0.99, gae_lambda=0.95)
+    agent = PPO(policy, clip_param=0.2, ppo_epoch=2, num_mini_batch=2, value_loss_coef=0.5, entropy_coef=0.01,
+                lr=1e-2, **ppo)  # type: ignore[arg-type]  # fmt: skip
+    torch.manual_seed(0)
+    metrics = agent.update(storage)
+    assert all(value == value for value in metrics.values()), metrics  # no NaN: no mean over nothing
+    return torch.cat([p.detach().flatten() for p in policy.parameters()])
+
+
+def scrambled(storage: RolloutStorage, t: int, n: int) -> RolloutStorage:
+    """``storage`` with every field of row (t, n) the policy and the update read changed."""
+    other = copy.deepcopy(storage)
+    other.obs[t, n] += 5.0
+    other.actions[t, n] = 1 - other.actions[t, n]
+    other.action_log_probs[t, n] -= 3.0
+    other.value_preds[t, n] += 7.0
+    other.rewards[t, n] += 11.0
+    return other
+
+
+@pytest.mark.parametrize(
+    "ppo",
+    [{}, {"norm_adv_scope": "minibatch"}, {"variant": "kl-penalty", "kl_target": 0.01}, {"norm_adv": False}],
+    ids=["clip", "per-minibatch-advantages", "kl-penalty", "raw-advantages"],
+)
+def test_a_reset_row_changes_nothing_a_transition_does(ppo):
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"recurrent": True, "hidden_size": 8})
+    storage = next_step_storage(policy)
+    assert storage.masks[RESET_ROW, 0] == 0 and storage.masks[RESET_ROW + 1, 0] == 0
+    reference = updated_parameters(policy, storage, **ppo)
+    torch.testing.assert_close(updated_parameters(policy, scrambled(storage, RESET_ROW, 0), **ppo), reference)
+    for row in [(RESET_ROW, 1), (ENDS_AT, 0), (RESET_ROW + 1, 0)]:  # transitions, either side of it
+        assert not torch.allclose(updated_parameters(policy, scrambled(storage, *row), **ppo), reference), row
+
+
+def test_minibatches_name_their_transitions_and_skip_those_without_any():
+    storage = RolloutStorage(4, 2, (3,), 1, torch.long)
+    storage.obs[:-1] = torch.arange(8, dtype=torch.float32).view(4, 2, 1).expand(4, 2, 3)
+    storage.mark_dummy(1, torch.tensor([[True], [False]]))
+    storage.mark_dummy(3, torch.tensor([[True], [False]]))
+    rows = []
+    for batch in storage.recurrent_generator(torch.zeros(4, 2, 1), 2, chunk_length=2):
+        assert batch.transitions is not None
+        rows += batch.obs[batch.transitions, 0].tolist()
+        assert batch.loss_rows().actions.shape == (len(batch.transitions), 1)
+    assert sorted(rows) == [0, 1, 3, 4, 5, 7]  # rows 2 and 6: env 0's steps 1 and 3
+    # chunks of one step: env 0's reset rows alone make no minibatch
+    batches = list(storage.recurrent_generator(torch.zeros(4, 2, 1), 8, chunk_length=1))
+    assert len(batches) == 6 and all(len(b.transitions) == 1 for b in batches)
