@@ -97,8 +97,9 @@ class LogCallback:
 
 
 class EvalCallback:
-    """Every ``eval_interval`` updates: the mean true return of ``eval_episodes`` deterministic
-    episodes on separate envs with the run's normalisation statistics frozen (rank 0 only)."""
+    """Every ``eval_interval`` updates and after the run's last: the mean true return of
+    ``eval_episodes`` deterministic episodes on separate envs with the run's normalisation
+    statistics frozen (rank 0 only)."""
 
     def __init__(
         self,
@@ -114,7 +115,7 @@ class EvalCallback:
         from a2c_ppo.evaluation import evaluate
 
         config = info.config
-        if not config.eval_interval or info.update % config.eval_interval:
+        if not config.eval_interval or (info.update % config.eval_interval and not info.last):
             return
         if self.envs is None:
             self.envs = self.make_envs()

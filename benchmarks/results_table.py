@@ -72,7 +72,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
                "InvertedDoublePendulum-v5", "Pusher-v5", "Reacher-v5", "Swimmer-v5", "Walker2d-v5"),
 }  # fmt: skip
 ALGOS = ("ppo", "a2c")
-EVALUATIONS = 10  # about this many evaluations per run
+EVALUATIONS = 10  # at most this many evaluations per run
 EVAL_EPISODES = 10
 STOPPED = (130, 143)  # main.py's exit statuses after Ctrl-C and SIGTERM
 DOCS_SB3 = os.path.join(ROOT, "docs", "sb3_results.json")  # benchmarks/sb3_entry.py's summaries
@@ -95,10 +95,9 @@ def budget(env_id: str, algo: str, scale: float = 1.0) -> tuple[int, int]:
 
 
 def eval_interval(num_updates: int) -> int:
-    """The divisor of ``num_updates`` (so that the last update evaluates) giving the number of
-    evaluations closest to ``EVALUATIONS`` (by ratio)."""
-    divisors = [d for d in range(1, num_updates + 1) if num_updates % d == 0]
-    return min(divisors, key=lambda d: abs(math.log(num_updates / d / EVALUATIONS)))
+    """The shortest interval that makes at most ``EVALUATIONS`` evaluations of a run of
+    ``num_updates`` (main.py also evaluates after the last update)."""
+    return math.ceil(num_updates / EVALUATIONS)
 
 
 # ----------------------------------------------------------------------------- runs

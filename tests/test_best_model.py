@@ -150,3 +150,10 @@ def test_a_run_without_evaluations_has_no_best_model(tmp_path, capsys):
         enjoy_main(["--load-dir", str(tmp_path / "models"), "--best"])
     assert exit_info.value.code == 2
     assert "has no best model" in capsys.readouterr().err
+
+
+def test_the_last_update_is_evaluated_off_the_interval(tmp_path, capsys):
+    """Updates 2 (the interval) and 3 (the last) are evaluated; no others (the script has two)."""
+    train(tmp_path, 3 * BATCH, "--eval-interval", "2", returns=[5.0, 20.0])
+    assert load_checkpoint(os.path.join(run_dir(tmp_path), "best.pt"))["counters"]["update"] == 3
+    assert capsys.readouterr().out.count("Evaluation over 10 episodes") == 2
