@@ -97,7 +97,7 @@ class LogCallback:
 
 
 class EvalCallback:
-    """Every ``eval_interval`` updates and after the run's last: the mean true return of
+    """Every ``eval_interval`` updates and after the budget's last: the mean true return of
     ``eval_episodes`` deterministic episodes on separate envs with the run's normalisation
     statistics frozen (rank 0 only)."""
 

@@ -335,7 +335,9 @@ class RunConfig:
     )
     log_interval: int = setting(10, "updates between console/TensorBoard logs", LOGGING, low=1)
     save_interval: int = setting(100, "updates between checkpoints (also at the end and on exit)", LOGGING, low=1)
-    eval_interval: int = setting(0, "updates between evaluations, also one after the last (0: none)", LOGGING, low=0)
+    eval_interval: int = setting(
+        0, "updates between evaluations, also after the budget's last update (0: none)", LOGGING, low=0
+    )
     eval_episodes: int = setting(10, "episodes per evaluation", LOGGING, low=1, needs="eval_interval")
     track: bool = setting(
         False, "track the run with Weights & Biases (the [wandb] extra; WANDB_MODE=offline works)", LOGGING,

@@ -38,6 +38,12 @@ class Minibatch(NamedTuple):
     old_dist_params: torch.Tensor | None = None  # (B, P): the rollout policy's distributions (KL penalty)
     transitions: torch.Tensor | None = None  # (V,) indices of the rows that are transitions; None: all B
 
+    @property
+    def empty(self) -> bool:
+        """Whether no row is a transition: a minibatch dealt only a next-step vector env's reset
+        rows (one-step sequences), or none at all (fewer transitions than minibatches)."""
+        return len(self.returns) == 0 if self.transitions is None else len(self.transitions) == 0
+
     def loss_rows(self) -> Minibatch:
         """The rows the losses are over (``transitions``) of the fields they read; the
         observations and hidden states, which only the policy's pass reads, as they are."""
@@ -201,6 +207,10 @@ class RolloutStorage:
         """The flat indices (into ``T * N``) of the rows to train on; ``None``: all of them."""
         return None if self.valid is None else self.valid.reshape(-1).nonzero().squeeze(1)
 
+    def trains_on_nothing(self) -> bool:
+        """Whether every row is a reset row (a one-step rollout after every env ended)."""
+        return self.valid is not None and not bool(self.valid.any())
+
     def valid_terminated(self) -> torch.Tensor:
         """(T, N, 1) bool: the steps that ended their episode by termination (not a time limit,
         where proper time limits are on), among the rows that are transitions."""
@@ -307,8 +317,8 @@ class RolloutStorage:
         policy before this update), as in R2D2's "stored state".
 
         The reset rows of a next-step vector env stay in their sequences (the recurrence runs
-        through them); each minibatch's ``transitions`` lists its other rows, and a minibatch
-        of reset rows only (possible with one-step chunks) is not dealt.
+        through them); each minibatch's ``transitions`` lists its other rows (none: ``empty``,
+        possible with one-step chunks).
         """
         T, N = self.num_steps, self.num_processes
         L, num_chunks = self.recurrent_chunks(chunk_length)
@@ -324,9 +334,7 @@ class RolloutStorage:
             for chunk_ids in torch.tensor_split(perm, num_mini_batch):
                 env = chunk_ids % N
                 start = (chunk_ids // N) * L
-                batch = self._sequences(advantages, start.view(1, -1) + steps, env, start)
-                if batch.transitions is None or len(batch.transitions):
-                    yield batch
+                yield self._sequences(advantages, start.view(1, -1) + steps, env, start)
 
     def _sequences(
         self, advantages: torch.Tensor, t_idx: torch.Tensor, env: torch.Tensor, start: torch.Tensor

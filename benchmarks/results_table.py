@@ -72,7 +72,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
                "InvertedDoublePendulum-v5", "Pusher-v5", "Reacher-v5", "Swimmer-v5", "Walker2d-v5"),
 }  # fmt: skip
 ALGOS = ("ppo", "a2c")
-EVALUATIONS = 10  # at most this many evaluations per run
+EVALUATIONS = 10  # about this many evaluations per run
 EVAL_EPISODES = 10
 STOPPED = (130, 143)  # main.py's exit statuses after Ctrl-C and SIGTERM
 DOCS_SB3 = os.path.join(ROOT, "docs", "sb3_results.json")  # benchmarks/sb3_entry.py's summaries
@@ -95,9 +95,15 @@ def budget(env_id: str, algo: str, scale: float = 1.0) -> tuple[int, int]:
 
 
 def eval_interval(num_updates: int) -> int:
-    """The shortest interval that makes at most ``EVALUATIONS`` evaluations of a run of
-    ``num_updates`` (main.py also evaluates after the last update)."""
-    return math.ceil(num_updates / EVALUATIONS)
+    """The interval whose number of evaluations of a run of ``num_updates`` is nearest
+    ``EVALUATIONS`` (by ratio), among those that leave at least half an interval before the
+    evaluation main.py adds after the last update."""
+
+    def evaluations(k: int) -> int:
+        return math.ceil(num_updates / k)
+
+    spaced = [k for k in range(1, num_updates + 1) if num_updates % k == 0 or num_updates % k >= k / 2]
+    return min(spaced, key=lambda k: (abs(math.log(evaluations(k) / EVALUATIONS)), -k))
 
 
 # ----------------------------------------------------------------------------- runs

@@ -10,6 +10,7 @@ could not fail.
 from __future__ import annotations
 
 import copy
+import math
 
 import gymnasium as gym
 import pytest
@@ -88,7 +89,7 @@ def test_a_reset_row_changes_nothing_a_transition_does(ppo):
         assert not torch.allclose(updated_parameters(policy, scrambled(storage, *row), **ppo), reference), row
 
 
-def test_minibatches_name_their_transitions_and_skip_those_without_any():
+def test_minibatches_name_their_transitions():
     storage = RolloutStorage(4, 2, (3,), 1, torch.long)
     storage.obs[:-1] = torch.arange(8, dtype=torch.float32).view(4, 2, 1).expand(4, 2, 3)
     storage.mark_dummy(1, torch.tensor([[True], [False]]))
@@ -99,6 +100,94 @@ def test_minibatches_name_their_transitions_and_skip_those_without_any():
         rows += batch.obs[batch.transitions, 0].tolist()
         assert batch.loss_rows().actions.shape == (len(batch.transitions), 1)
     assert sorted(rows) == [0, 1, 3, 4, 5, 7]  # rows 2 and 6: env 0's steps 1 and 3
-    # chunks of one step: env 0's reset rows alone make no minibatch
+    # chunks of one step: env 0's reset rows make minibatches with nothing to train on
     batches = list(storage.recurrent_generator(torch.zeros(4, 2, 1), 8, chunk_length=1))
-    assert len(batches) == 6 and all(len(b.transitions) == 1 for b in batches)
+    assert sorted(len(b.transitions) for b in batches) == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert [b.empty for b in batches].count(True) == 2
+
+
+def one_step_update(
+    storage: RolloutStorage, policy: Policy, reducer=None, num_mini_batch: int = 2, **ppo: object
+) -> dict[str, float]:
+    with torch.no_grad():
+        next_value = policy.get_value(storage.obs[-1], storage.recurrent_hidden_states[-1], storage.masks[-1])
+    storage.compute_returns(next_value, use_gae=True, gamma=0.99, gae_lambda=0.95)
+    agent = PPO(policy, clip_param=0.2, ppo_epoch=2, num_mini_batch=num_mini_batch, value_loss_coef=0.5,
+                entropy_coef=0.01, lr=1e-2, reducer=reducer, **ppo)  # type: ignore[arg-type]  # fmt: skip
+    return agent.update(storage)
+
+
+def test_an_update_of_reset_rows_only_trains_nothing_and_reports_finite_metrics():
+    """One step of two envs that both ended on the step before: no row to train on."""
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"recurrent": True, "hidden_size": 8})
+    storage = RolloutStorage(1, 2, BOX_OBS.shape, 1, torch.long, policy.recurrent_hidden_state_size)
+    storage.terminated[0] = True
+    storage.mark_dummy(0, torch.tensor([[True], [True]]))
+    before = [p.detach().clone() for p in policy.parameters()]
+    metrics = one_step_update(storage, policy, target_kl=0.01)
+    assert metrics.pop("num_gradient_steps") == 0 and math.isnan(metrics.pop("explained_variance"))
+    assert all(math.isfinite(value) for value in metrics.values()), metrics  # the NaN guard stops at others
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+
+
+def test_ranks_step_together_when_one_has_a_minibatch_of_reset_rows_only():
+    """One of rank 0's minibatches (one-row ones) is its reset row alone: it still joins the
+    other rank's collectives (the KL check, the gradient) and both end with the same parameters."""
+    import threading
+
+    from tests.test_reducer import ThreadReducer
+
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"recurrent": True, "hidden_size": 8})
+    storages = [next_step_storage(policy, seed) for seed in (0, 1)]
+    storages[1].valid = None  # rank 1: no reset row
+    storages[1].terminated.zero_()
+    for storage in storages:
+        storage.recurrent_chunk_length = 1
+    slots: list = [None, None]
+    barrier = threading.Barrier(2, timeout=60)
+    results: list = [None, None]
+
+    def rank(r: int) -> None:
+        try:
+            local = copy.deepcopy(policy)
+            torch.manual_seed(r)
+            metrics = one_step_update(storages[r], local, ThreadReducer(r, slots, barrier), T * N, target_kl=10.0)
+            results[r] = (metrics, torch.cat([p.detach().flatten() for p in local.parameters()]))
+        except BaseException as exc:
+            results[r] = exc
+            barrier.abort()
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not any(isinstance(result, BaseException) for result in results), results
+    (m0, p0), (m1, p1) = results
+    assert m0["num_gradient_steps"] == m1["num_gradient_steps"] == 2 * T * N
+    torch.testing.assert_close(p0, p1)
+
+
+@pytest.mark.parametrize("algo, recurrent", [("a2c", False), ("a2c", True), ("acktr", False)])
+def test_a2c_on_reset_rows_only_takes_no_step_and_reports_finite_losses(algo, recurrent):
+    from a2c_ppo.algo import A2C, ACKTR, KFACOptimizer
+    from a2c_ppo.algo.optimizers import make_rmsprop
+
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"recurrent": recurrent, "hidden_size": 8})
+    storage = RolloutStorage(1, 1, BOX_OBS.shape, 1, torch.long, policy.recurrent_hidden_state_size)
+    storage.terminated[0] = True
+    storage.mark_dummy(0, torch.tensor([[True]]))
+    storage.compute_returns(torch.zeros(1, 1), use_gae=True, gamma=0.99, gae_lambda=0.95)
+    if algo == "a2c":
+        agent: A2C = A2C(policy, make_rmsprop(policy.parameters(), lr=7e-4, eps=1e-5, alpha=0.99),
+                         value_loss_coef=0.5, entropy_coef=0.01, max_grad_norm=0.5)  # fmt: skip
+    else:
+        agent = ACKTR(policy, KFACOptimizer(policy, lr=0.25), value_loss_coef=0.5, entropy_coef=0.01)
+    state = copy.deepcopy(agent.optimizer.state_dict())
+    metrics = agent.update(storage)
+    assert metrics.pop("num_gradient_steps") == 0 and math.isnan(metrics.pop("explained_variance"))
+    assert all(value == 0 for value in metrics.values()), metrics
+    assert str(agent.optimizer.state_dict()) == str(state)  # no step: RMSprop's averages untouched

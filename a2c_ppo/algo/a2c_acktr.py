@@ -132,6 +132,8 @@ class A2C:
         self, losses: dict[str, torch.Tensor], grad_norm: torch.Tensor, rollouts: RolloutStorage
     ) -> dict[str, torch.Tensor]:
         metrics = {name: value.detach() for name, value in losses.items()}
+        if rollouts.trains_on_nothing():  # their means over no rows, not a divergence for the NaN guard
+            metrics = {name: torch.zeros_like(value) for name, value in metrics.items()}
         metrics["grad_norm"] = grad_norm
         metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns, rollouts.valid)
         metrics["num_gradient_steps"] = torch.ones((), device=grad_norm.device)
@@ -139,13 +141,23 @@ class A2C:
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
         """One gradient step on the whole rollout; returns its losses, ``grad_norm`` (pre-clip),
-        ``explained_variance`` and ``num_gradient_steps`` (1) as floats."""
+        ``explained_variance`` and ``num_gradient_steps`` (1) as floats. A rollout of a
+        next-step vector env's reset rows only (one step after every env ended) trains nothing:
+        no step, losses reported as 0 (under torchrun the step of the other ranks' gradient)."""
+        if rollouts.trains_on_nothing() and self.reducer is None:
+            return finish_metrics(self._nothing_trained(rollouts), None)
         if self.gradient is None:
             losses, _, _ = self._losses(rollouts)
             grad_norm = self._step(losses)
         else:
             losses, grad_norm = self._hand_step(rollouts)
         return finish_metrics(self._metrics(losses, grad_norm, rollouts), self.reducer)
+
+    def _nothing_trained(self, rollouts: RolloutStorage) -> dict[str, torch.Tensor]:
+        """The metrics of an update without a row to train on: no step taken."""
+        zero = torch.zeros((), device=rollouts.rewards.device)
+        metrics = {**dict.fromkeys(LOSS_NAMES, zero), "grad_norm": zero, "explained_variance": zero + torch.nan}
+        return {**metrics, "num_gradient_steps": zero}
 
     def _hand_step(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``_losses`` and ``_step`` with the gradient by hand: the losses and the pre-clip norm."""
@@ -199,6 +211,9 @@ class ACKTR(A2C):
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
         """Like A2C's, plus ``kl_estimate``: the quadratic KL estimate of the applied (clipped) step."""
+        if rollouts.trains_on_nothing():
+            metrics = {**self._nothing_trained(rollouts), "kl_estimate": rollouts.rewards.new_zeros(())}
+            return finish_metrics(metrics, None)
         with self.kfac.recording(self.kfac.wants_stats()):
             losses, values, log_probs = self._losses(rollouts)
         if self.kfac.has_pending_stats():

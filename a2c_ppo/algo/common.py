@@ -54,9 +54,11 @@ def explained_variance(
     predictions: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
     """0-d tensor: 1 - Var(targets - predictions) / Var(targets) (over the ``valid`` rows);
-    nan when the targets are constant."""
+    nan when the targets are constant or fewer than two."""
     if valid is not None:
         predictions, targets = predictions[valid], targets[valid]
+    if targets.numel() < 2:
+        return targets.new_full((), torch.nan)
     var_targets = targets.var()
     ratio = (targets - predictions).var() / var_targets
     return torch.where(var_targets == 0, torch.nan, 1.0 - ratio)
@@ -80,16 +82,14 @@ def rollout_advantages(rollouts: RolloutStorage, normalize: bool, reducer: Reduc
     if not normalize:
         return advantages
     rows = advantages if rollouts.valid is None else advantages[rollouts.valid]  # the rows trained on
-    if reducer is None:
-        if rows.numel() < 2:
-            return advantages
-        total, count = rows.sum(), rows.numel()
-    else:  # the count a tensor: knowing it on the host would cost a sync
-        total, count = reducer.all_reduce_sum(torch.stack([rows.sum(), rows.new_tensor(float(rows.numel()))]))
+    # the count a tensor, all-reduced with the sum: knowing it on the host would cost a sync
+    sums = torch.stack([rows.sum(), rows.new_full((), float(rows.numel()))])
+    total, count = reducer.all_reduce_sum(sums) if reducer is not None else sums
     mean = total / count
     squares = (rows - mean).pow(2).sum()
     std = ((reducer.all_reduce_sum(squares) if reducer is not None else squares) / (count - 1)).sqrt()
-    return (advantages - mean) / (std + ADVANTAGE_STD_EPS)
+    # fewer than two rows in all (nearly all of them reset rows) have no std: left as they are
+    return torch.where(count < 2, advantages, (advantages - mean) / (std + ADVANTAGE_STD_EPS))
 
 
 def standardized(advantages: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:

@@ -156,7 +156,7 @@ class AutogradGradient:
             values, log_probs, entropy, kl = values[rows], log_probs[rows], entropy[rows], take_rows(kl, rows)
             batch = batch.loss_rows()
         losses = objective(batch, values, log_probs, kl=kl)
-        losses["entropy"] = entropy.mean()
+        losses["entropy"] = entropy.float().mean()
         return losses
 
     def backward(self, losses: dict[str, torch.Tensor], value_loss_coef: float, entropy_coef: float) -> None:
@@ -239,7 +239,8 @@ class PPO:
         return functools.partial(ppo_losses, clip_param=self.clip_param, clip_value_loss=self.clip_value_loss)
 
     def losses(self, batch: Minibatch) -> dict[str, torch.Tensor]:
-        """The minibatch's 0-d ``policy_loss``, ``value_loss``, ``entropy`` and its ``log_ratio`` (B, 1)."""
+        """The minibatch's 0-d ``policy_loss``, ``value_loss``, ``entropy`` and its ``log_ratio`` (V, 1),
+        V the rows it trains on (``Minibatch.transitions``; all B of them where that is None)."""
         return self.gradient.losses(batch, self.objective)
 
     @torch.no_grad()
@@ -265,12 +266,20 @@ class PPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kl_coef = float(state.get("kl_coef", self.kl_coef))
 
-    def _kl_exceeded(self, log_ratio: torch.Tensor) -> bool:
-        """Whether the (rank-averaged) KL crossed ``target_kl``: the update's only per-minibatch sync."""
+    def _kl_exceeded(self, log_ratio: torch.Tensor | None) -> bool:
+        """Whether the approximate KL of this minibatch's rows, on all ranks, crossed ``target_kl``
+        (``log_ratio`` (V, 1), or ``None`` where this rank has no rows in it): the update's only
+        per-minibatch sync."""
         if self.target_kl is None:
             return False
-        approx_kl = ratio_metrics(log_ratio, self.clip_param)["approx_kl"]
-        return all_mean(approx_kl, self.reducer).item() > self.target_kl
+        if log_ratio is None:
+            sums = torch.zeros(2, device=self.flat.data.device)
+        else:  # the k3 estimator's sum and its count: ranks may hold different numbers of rows
+            k3 = (log_ratio.exp() - 1.0) - log_ratio
+            sums = torch.stack([k3.sum(), k3.new_full((), float(k3.numel()))])
+        if self.reducer is not None:
+            sums = self.reducer.all_reduce_sum(sums)
+        return (sums[0] / sums[1].clamp(min=1.0)).item() > self.target_kl
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
         """One PPO update. Returns floats: the losses (means over the minibatches evaluated, with
@@ -290,19 +299,27 @@ class PPO:
         num_steps = 0
         for batch in self._minibatches(rollouts, advantages):
             self.flat.zero_grad()  # also re-attaches the flat views a backend writes into
-            if self.norm_adv_per_minibatch:
-                batch = batch._replace(advantages=standardized(batch.advantages, batch.transitions))
-            losses = self.losses(batch)
-            loss_values.append(torch.stack([losses[name].detach() for name in LOSS_NAMES]))
-            log_ratios.append(losses["log_ratio"].detach())
-            if self._kl_exceeded(log_ratios[-1]):
-                break
-            self.gradient.backward(losses, self.value_loss_coef, self.entropy_coef)
+            if batch.empty:  # only a next-step vector env's reset rows: nothing to train on here
+                if self.reducer is None:
+                    continue
+                if self._kl_exceeded(None):  # the other ranks' collectives, with a zero gradient
+                    break
+            else:
+                if self.norm_adv_per_minibatch:
+                    batch = batch._replace(advantages=standardized(batch.advantages, batch.transitions))
+                losses = self.losses(batch)
+                loss_values.append(torch.stack([losses[name].detach() for name in LOSS_NAMES]))
+                log_ratios.append(losses["log_ratio"].detach())
+                if self._kl_exceeded(log_ratios[-1]):
+                    break
+                self.gradient.backward(losses, self.value_loss_coef, self.entropy_coef)
             if self.reducer is not None:
                 average_gradients([self.flat.data], self.reducer)
             grad_norm_sum = grad_norm_sum + clip_flat_gradient(self.flat.grad, self.max_grad_norm)
             self.optimizer.step()
             num_steps += 1
+        if not loss_values:  # every minibatch was reset rows only (a tiny rollout): nothing trained
+            loss_values, log_ratios = [advantages.new_zeros(len(LOSS_NAMES))], [advantages.new_zeros(1, 1)]
         metrics = dict(zip(LOSS_NAMES, torch.stack(loss_values).mean(0)))
         metrics.update(ratio_metrics(torch.cat(log_ratios), self.clip_param))
         metrics["grad_norm"] = grad_norm_sum / max(num_steps, 1)
