@@ -134,9 +134,7 @@ def test_an_update_of_reset_rows_only_trains_nothing_and_reports_finite_metrics(
 def test_ranks_step_together_when_one_has_a_minibatch_of_reset_rows_only():
     """One of rank 0's minibatches (one-row ones) is its reset row alone: it still joins the
     other rank's collectives (the KL check, the gradient) and both end with the same parameters."""
-    import threading
-
-    from tests.test_reducer import ThreadReducer
+    from tests.test_reducer import in_two_ranks
 
     torch.manual_seed(0)
     policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"recurrent": True, "hidden_size": 8})
@@ -145,26 +143,14 @@ def test_ranks_step_together_when_one_has_a_minibatch_of_reset_rows_only():
     storages[1].terminated.zero_()
     for storage in storages:
         storage.recurrent_chunk_length = 1
-    slots: list = [None, None]
-    barrier = threading.Barrier(2, timeout=60)
-    results: list = [None, None]
 
-    def rank(r: int) -> None:
-        try:
-            local = copy.deepcopy(policy)
-            torch.manual_seed(r)
-            metrics = one_step_update(storages[r], local, ThreadReducer(r, slots, barrier), T * N, target_kl=10.0)
-            results[r] = (metrics, torch.cat([p.detach().flatten() for p in local.parameters()]))
-        except BaseException as exc:
-            results[r] = exc
-            barrier.abort()
+    def work(r: int, reducer) -> tuple[dict[str, float], torch.Tensor]:
+        local = copy.deepcopy(policy)
+        torch.manual_seed(r)
+        metrics = one_step_update(storages[r], local, reducer, T * N, target_kl=10.0)
+        return metrics, torch.cat([p.detach().flatten() for p in local.parameters()])
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not any(isinstance(result, BaseException) for result in results), results
+    results = in_two_ranks(work)
     (m0, p0), (m1, p1) = results
     assert m0["num_gradient_steps"] == m1["num_gradient_steps"] == 2 * T * N
     torch.testing.assert_close(p0, p1)

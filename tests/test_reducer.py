@@ -100,7 +100,9 @@ def setup(seed: int = 0) -> tuple[Policy, RolloutStorage]:
     return policy, rollout_from_policy(policy, BOX_OBS, ACTIONS, T=6, N=4, seed=seed)
 
 
-def run_two_ranks(make_agent, policy: Policy, storage: RolloutStorage) -> list[tuple[Policy, dict]]:
+def in_two_ranks(work) -> list:
+    """``[work(0, reducer_0), work(1, reducer_1)]``, run in lockstep by two threads that sum
+    through ``ThreadReducer``s; a thread's error is raised here."""
     slots: list = [None, None]
     barrier = threading.Barrier(2, timeout=60)
     results: list = [None, None]
@@ -108,10 +110,7 @@ def run_two_ranks(make_agent, policy: Policy, storage: RolloutStorage) -> list[t
 
     def rank(r: int) -> None:
         try:
-            local = copy.deepcopy(policy)
-            agent = make_agent(local, ThreadReducer(r, slots, barrier))
-            metrics = agent.update(env_slice(storage, slice(2 * r, 2 * r + 2)))
-            results[r] = (local, metrics)
+            results[r] = work(r, ThreadReducer(r, slots, barrier))
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
             barrier.abort()
@@ -124,6 +123,15 @@ def run_two_ranks(make_agent, policy: Policy, storage: RolloutStorage) -> list[t
     if errors:
         raise errors[0]
     return results
+
+
+def run_two_ranks(make_agent, policy: Policy, storage: RolloutStorage) -> list[tuple[Policy, dict]]:
+    def work(r: int, reducer: ThreadReducer) -> tuple[Policy, dict]:
+        local = copy.deepcopy(policy)
+        metrics = make_agent(local, reducer).update(env_slice(storage, slice(2 * r, 2 * r + 2)))
+        return local, metrics
+
+    return in_two_ranks(work)
 
 
 @pytest.mark.parametrize("algo", ["a2c", "ppo"])
@@ -200,19 +208,8 @@ def test_advantage_statistics_count_each_ranks_own_transitions():
     _, storage = setup(0)
     storage.mark_dummy(1, torch.tensor([[True], [False], [False], [False]]))
     expected = rollout_advantages(storage, True)
-    slots: list = [None, None]
-    barrier = threading.Barrier(2, timeout=60)
-    results: list = [None, None]
-
-    def rank(r: int) -> None:
-        part = env_slice(storage, slice(2 * r, 2 * r + 2))
-        results[r] = rollout_advantages(part, True, ThreadReducer(r, slots, barrier))
-
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = in_two_ranks(lambda r, reducer: rollout_advantages(env_slice(storage, slice(2 * r, 2 * r + 2)), True,
+                                                                 reducer))  # fmt: skip
     valid = storage.valid
     assert valid is not None
     torch.testing.assert_close(torch.cat(results, dim=1)[valid], expected[valid])
