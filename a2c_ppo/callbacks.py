@@ -32,7 +32,9 @@ class UpdateInfo:
     ``value_loss``, ``entropy``, ``approx_kl``, ...) plus ``learning_rate``, ``rollout_SPS``
     (this update's env stepping and acting), ``SPS`` (since the loop started) and, with
     ``--norm-value``, ``value_scale``.
-    ``returns`` / ``lengths``: the last episodes' true returns and lengths (this rank's).
+    ``returns`` / ``lengths``: the last episodes' true returns and lengths (this rank's);
+    ``mean_return`` their mean, ``None`` until an episode has finished. ``record(name, value)``
+    logs a value of one's own at this update.
     """
 
     update: int
@@ -45,10 +47,24 @@ class UpdateInfo:
     config: RunConfig
     policy: Policy
     extras: dict[str, Any] = field(default_factory=dict)  # what callbacks leave for later ones
+    recorded: dict[str, float] = field(default_factory=dict)  # record()'s values, logged after the callbacks
 
     @property
     def last(self) -> bool:
         return self.update == self.num_updates
+
+    @property
+    def mean_return(self) -> float | None:
+        """The mean of ``returns``; ``None`` before any episode has finished (a bare
+        ``np.mean(info.returns)`` is then NaN, and ``NaN < 200`` is False: a stop)."""
+        return float(np.mean(self.returns)) if self.returns else None
+
+    def record(self, name: str, value: float) -> None:
+        """Log ``value`` under ``name`` (a TensorBoard tag such as ``"custom/reward_rate"``, a
+        progress.csv column) at this update's env steps; rank 0's are written."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"record: the name must be a non-empty str, got {name!r}")
+        self.recorded[name] = float(value)
 
 
 Callback = Callable[[UpdateInfo], "bool | None"]
@@ -94,6 +110,18 @@ class LogCallback:
             f"Updates {info.update}/{info.num_updates}, timesteps {info.env_steps}, SPS {sps:.0f}, "
             f"ETA {format_duration(eta)} | {summary(info.returns)}"
         )
+
+
+class RecordedValues:
+    """After the callbacks: the values they ``record``ed, into the update's TensorBoard step
+    and progress.csv row (rank 0 only)."""
+
+    def __init__(self, logger: Logger | None) -> None:
+        self.logger = logger
+
+    def __call__(self, info: UpdateInfo) -> None:
+        if self.logger is not None and info.recorded:
+            self.logger.scalars(info.env_steps, info.recorded, update=info.update)
 
 
 class EvalCallback:
@@ -169,8 +197,9 @@ class Stopwatch:
 
 def run_callbacks(callbacks: Sequence[Callback], info: UpdateInfo) -> bool:
     """Call each callback in order; whether one asked to stop: returned ``False`` (or numpy's,
-    as ``np.mean(info.returns) < 200`` gives). Anything else goes on: ``None`` (a callback
-    without a ``return``), a number, an array."""
+    as ``np.mean(info.returns) < 200`` gives: NaN, a stop, before any episode has finished;
+    ``info.mean_return`` is ``None`` then). Anything else goes on: ``None`` (a callback without
+    a ``return``), a number, an array."""
     stop = False
     for callback in callbacks:
         answer = callback(info)

@@ -12,6 +12,7 @@ import json
 import math
 import pickle
 import random
+import shlex
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -342,6 +343,23 @@ def check_trusted(saved: Any, typed: Mapping[str, Any], trust: bool, what: str) 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def resume_command(saved: Any, path: str) -> str:
+    """How to continue the run of ``saved`` (its RunConfig) from the checkpoint ``path``: the
+    command that ``check_trusted`` accepts, naming the code and the env's text arguments the
+    checkpoint names, as whoever started the run gave them."""
+    if any("<" in str(getattr(saved, name) or "") for name in CODE_REFERENCES):  # a lambda's: no import finds it
+        return f"train(resume={path!r}, env=...) in the script that trained it"
+    flags = [f"--resume {shlex.quote(path)}"]
+    flags += [
+        f"{_flag(name)} {shlex.quote(getattr(saved, name))}"
+        for name in CODE_REFERENCES
+        if ":" in str(getattr(saved, name))
+    ]
+    if any(map(_has_text, json.loads(saved.env_kwargs).values())):
+        flags.append(f"--env-kwargs {shlex.quote(saved.env_kwargs)}")
+    return f"python main.py {' '.join(flags)}, or train(resume=...) in Python"
 
 
 def handed_over(reference: str | None) -> bool:

@@ -84,17 +84,10 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
     the launcher stops this rank because another one exited. RunFailed after the report."""
     from a2c_ppo.distributed import PeerFailedError
     from a2c_ppo.envs.subproc import EnvWorkerError
-    from a2c_ppo.session import run
+    from a2c_ppo.session import launch
 
     try:
-        run(
-            request.config,
-            checkpoint=request.checkpoint,
-            notes=request.notes,
-            signals=signals,
-            best_model=request.best_model,
-            ctx=ctx,
-        )
+        launch(request, signals=signals, ctx=ctx)
     except ConfigError as exc:
         fail(str(exc), prog="main.py")
     except EnvWorkerError as exc:

@@ -281,8 +281,10 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
         save_trajectories(args.record_trajectories, env_id=env_identity(config), observation_space=spaces[0],
                           action_space=spaces[1], episodes=recorded)  # fmt: skip
         ended = sum(bool(episode["terminated"]) for episode in recorded)
-        console.out.line(f"{_plural(len(recorded), 'episode')} of expert trajectories ({ended} terminated, the "
-                         f"others cut by a time limit) written to {args.record_trajectories}")  # fmt: skip
+        cut = len(recorded) - ended
+        ends = f"{ended} terminated" + (f", {cut} cut by a time limit" if cut else "")
+        console.out.line(f"{_plural(len(recorded), 'episode')} of expert trajectories ({ends}) written to "
+                         f"{args.record_trajectories}")  # fmt: skip
         if config.gail:
             console.out.line(f"Note: {path} learnt by imitation (--gail): these are its episodes, not its expert's.")
     returns = [ret for ret, _ in episodes]

@@ -54,6 +54,7 @@ class LaunchRequest:
     notes: list[str] = field(default_factory=list)  # printed at the start of the run
     checkpoint: dict[str, Any] | None = None  # the loaded --resume checkpoint
     best_model: bytes | None = None  # the resumed run's best model (its file), for a new run folder
+    in_place: bool = False  # the resumed run goes on in its own folder (config.run_dir), not a new one
     origins: dict[str, str] = field(
         default_factory=dict
     )  # setting -> typed / env entry / preset / default / checkpoint
@@ -131,7 +132,8 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         origins["value_norm_stats"] = "--no-norm-value" if origins.get("value_norm_stats") == "env entry" else "default"
     if resume is None:
         drop_unused(values, origins)
-    if not values["run_dir"]:
+    in_place = bool(values["run_dir"])  # a resumed run's own folder (_resumed_values); else a new name
+    if not in_place:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)
     check_typed_settings_apply(config, typed, spaces)  # before W&B or a worker starts
@@ -170,6 +172,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         checkpoint=checkpoint,
         origins=origins,
         best_model=best_model,
+        in_place=in_place,
     )
 
 
@@ -266,7 +269,7 @@ def _preset_values(
     """``values`` with the env entry's (its values and source, ``presets.env_entry``) and the
     preset's settings where nothing was typed; notes which entry and preset, and why;
     ``origins`` gets where each value came from."""
-    from a2c_ppo.envs.make import is_atari_id
+    from a2c_ppo.envs.atari import is_atari_id
 
     preset, algo = values["preset"], values["algo"]
     if preset == "auto":

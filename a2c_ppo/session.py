@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,10 +31,12 @@ from a2c_ppo.callbacks import (
     EvalCallback,
     LearningCurve,
     LogCallback,
+    RecordedValues,
     Stopwatch,
     UpdateInfo,
     run_callbacks,
 )
+from a2c_ppo.checkpoint import resume_command
 from a2c_ppo.checkpointer import Checkpointer, best_checkpoint_path, best_copy_path, best_mean_return
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, any_rank, broadcast_module
@@ -46,6 +48,9 @@ from a2c_ppo.signals import StopSignals
 from a2c_ppo.tracking import WANDB_FOLDER, Tracker, start_tracking
 from a2c_ppo.trainer import EVAL_SEED_OFFSET, Trainer
 from a2c_ppo.video import EpisodeRecorder, VideoCallback
+
+if TYPE_CHECKING:
+    from a2c_ppo.resolve import LaunchRequest
 
 
 @dataclass
@@ -74,18 +79,21 @@ def run(
     ctx: DistContext | None = None,
     callbacks: Sequence[Callback] = (),
     best_model: bytes | None = None,
+    in_place: bool = False,
 ) -> TrainResult:
     """Train as ``config`` says (continuing ``checkpoint`` if given), calling ``callbacks``
-    after every update; where the checkpoint is and the learning curve. ``best_model``: the
-    resumed run's best model (its file's bytes), written into a new run folder as the best so
-    far. Interrupted, EnvWorkerError and other failures are re-raised after the last finished
-    update is saved; so is it after a NonFiniteRolloutError (the envs' NaN: the parameters are
-    still that update's); any other NonFiniteError saves nothing."""
+    after every update; where the checkpoint is and the learning curve. ``in_place``: the
+    resumed run goes on in its own folder, ``config.run_dir``; else the run claims a new folder
+    of that name (or one suffixed, where it is taken). ``best_model``: the resumed run's best
+    model (its file's bytes), written into a new run folder as the best so far. Interrupted,
+    EnvWorkerError and other failures are re-raised after the last finished update is saved;
+    so is it after a NonFiniteRolloutError (the envs' NaN: the parameters are still that
+    update's); any other NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
     tracker: Tracker | None = None
     with contextlib.ExitStack() as stack:
         if ctx.is_main:  # rank 0 alone writes: the run folder is its own, locked while it lives
-            run_dir = stack.enter_context(own_run_folder(config.run_dir, resumed=checkpoint is not None))
+            run_dir = stack.enter_context(own_run_folder(config.run_dir, in_place=checkpoint is not None and in_place))
             config = config.replace(run_dir=run_dir)
             # W&B first: a refusal (not logged in, no network) comes before any worker or env step
             tracker = start_tracking(config)
@@ -94,12 +102,32 @@ def run(
         return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker, best_model)
 
 
+def _updates_ahead(config: RunConfig, checkpoint: dict[str, Any] | None, batch: int) -> str:
+    """The updates a run will train, as ``Checkpointer.restore`` counts a resumed run's: the whole
+    updates of ``batch`` steps that fit in what is left of the budget (said where some is left over)."""
+    done, steps = (
+        (0, 0) if checkpoint is None else (checkpoint["counters"]["update"], checkpoint["counters"]["env_steps"])
+    )
+    updates = (config.num_env_steps - steps) // batch
+    text = f"{updates} updates of {batch} steps" + (f" (updates {done + 1} to {done + updates})" if done else "")
+    if steps + updates * batch != config.num_env_steps:
+        text += f", {steps + updates * batch:,} env steps of --num-env-steps {config.num_env_steps:,}"
+    return text
+
+
+def launch(request: LaunchRequest, **options: Any) -> TrainResult:
+    """``run`` what ``request`` says: its config, checkpoint, notes, folder and best model;
+    ``options``: ``run``'s others (signals, callbacks, ctx)."""
+    return run(request.config, checkpoint=request.checkpoint, notes=request.notes, best_model=request.best_model,
+               in_place=request.in_place, **options)  # fmt: skip
+
+
 @contextlib.contextmanager
-def own_run_folder(run_dir: str, resumed: bool) -> Iterator[str]:
-    """This run's folder, locked while the run lives: a resumed run's own, else a new one
-    (``paths.claim_run_dir``). A new folder the run left empty is removed again, with the
-    folders made to hold it."""
-    new = not (resumed and os.path.isdir(run_dir))
+def own_run_folder(run_dir: str, in_place: bool) -> Iterator[str]:
+    """This run's folder, locked while the run lives: a resumed run's own (``in_place``), else
+    a new one (``paths.claim_run_dir``), never a folder that exists. A new folder the run left
+    empty is removed again, with the folders made to hold it."""
+    new = not in_place
     made = missing_folders(os.path.dirname(os.path.abspath(run_dir))) if new else []  # --log-dir's, say
     if new:
         run_dir = claim_run_dir(run_dir)
@@ -131,8 +159,8 @@ def _run(
         ranks = f" on {ctx.world_size} ranks" if ctx.world_size > 1 else ""
         env = config.env_name + (f" {config.env_kwargs}" if config.env_arguments else "")
         console.out.line(
-            f"Training {config.algo} on {env}{ranks}: {config.num_env_steps // batch} updates of "
-            f"{batch} steps, run folder {config.run_dir}. " + " ".join(notes)
+            f"Training {config.algo} on {env}{ranks}: {_updates_ahead(config, checkpoint, batch)}, run folder "
+            f"{config.run_dir}. " + " ".join(notes)
         )
     seed_everything(config.seed + ctx.rank)
     torch.set_num_threads(config.num_threads)
@@ -194,7 +222,7 @@ def _run(
             if recorder is not None:
                 main_hooks.append(VideoCallback(logger, config, normalization, recorder))
         log = LogCallback(logger, ctx, config.log_interval)
-        hooks: list[Callback] = [curve, log, *main_hooks, *callbacks]
+        hooks: list[Callback] = [curve, log, *main_hooks, *callbacks, RecordedValues(logger)]
         stopped = loop(trainer, checkpointer, hooks, signals, on_stop=log.on_stop)
         if logger is not None:
             if not os.path.isfile(path):  # a finished checkpoint resumed into a new folder: no update ran
@@ -223,7 +251,7 @@ def _run(
         if keeps_boundary and checkpointer.save(trainer) and logger is not None:
             logger.print(
                 f"Checkpoint of update {checkpointer.saved_update} saved to {path} "
-                f"(continue with: python main.py --resume {path}, or train(resume=...) in Python)."
+                f"(continue with: {resume_command(config, path)})."
             )
         raise
     finally:
@@ -248,6 +276,11 @@ def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, An
     if checkpoint is None:
         checkpointer.mark_saved(0)  # nothing to save until an update has finished
         checkpointer.capture(trainer)
+    elif trainer.update >= trainer.num_updates:
+        notes.append(
+            f"Nothing to train: the checkpoint has trained the {trainer.num_updates} updates of --num-env-steps "
+            f"{trainer.config.num_env_steps:,}; give a larger --num-env-steps (the whole run's budget) to go on."
+        )
     return notes
 
 

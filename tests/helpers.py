@@ -110,13 +110,13 @@ def assert_exact_resume(tmp_path: os.PathLike, flags: list[str], steps: int) -> 
     ``--resume``) and asserts the same algorithm state and parameters; the halfway checkpoint."""
     from a2c_ppo.arguments import resolve
     from a2c_ppo.checkpoint import load_checkpoint
-    from a2c_ppo.session import run
+    from a2c_ppo.session import launch
 
     def train(folder: str, budget: int, *extra: str) -> str:
         out = os.path.join(tmp_path, folder)
         argv = [*flags, "--num-env-steps", str(budget), "--log-dir", out, "--save-dir", os.path.join(out, "m"), *extra]
         request = resolve(argv)
-        return run(request.config, checkpoint=request.checkpoint, notes=request.notes).checkpoint
+        return launch(request).checkpoint
 
     whole = load_checkpoint(train("a", steps))
     half = train("b", steps // 2)

@@ -266,3 +266,61 @@ def test_the_readme_script_trains_and_replays_as_a_user_runs_it(tmp_path, how):
     assert proc.returncode == 0, proc.stderr
     mean = float(re.search(r"mean return (-?[\d.]+)", proc.stdout).group(1))  # type: ignore[union-attr]
     assert mean > -4.0, proc.stdout
+
+
+def test_a_run_resumed_into_a_new_folder_never_takes_another_runs(tmp_path, monkeypatch):
+    """Two runs of one env, algorithm and seed started in the same second: the second got a
+    suffixed folder; resuming its copy in SAVE_DIR names a new folder that the first one holds
+    (the same second again, here by a fixed name), and must claim another, not go on in it."""
+    first = train("CartPole-v1", num_env_steps=64, **SMALL, **folders(tmp_path))
+    train("CartPole-v1", num_env_steps=64, lr=0.01, **SMALL, **folders(tmp_path))
+    before = open(first.checkpoint, "rb").read()
+    monkeypatch.setattr(a2c_ppo.resolve, "new_run_dir", lambda *args: first.run_dir)
+    resumed = train(resume=str(tmp_path / "models" / "ppo" / "CartPole-v1.pt"), num_env_steps=128, **folders(tmp_path))
+    assert resumed.run_dir != first.run_dir and resumed.env_steps == 128
+    assert open(first.checkpoint, "rb").read() == before
+    # its own folder's checkpoint still goes on in place
+    again = train(resume=resumed.checkpoint, num_env_steps=160, **folders(tmp_path))
+    assert again.run_dir == resumed.run_dir
+
+
+def test_a_callback_records_its_own_values_and_reads_a_mean_return_only_once_there_is_one(tmp_path):
+    """Pendulum's episodes end at step 200: before, ``mean_return`` is None (a bare
+    ``np.mean`` of no returns would be NaN, and ``NaN < x`` a stop)."""
+    means: list[float | None] = []
+
+    def watch(info: a2c_ppo.UpdateInfo) -> bool:
+        means.append(info.mean_return)
+        info.record("custom/twice_update", 2.0 * info.update)
+        return info.mean_return is None or info.mean_return < 1e9
+
+    result = train("Pendulum-v1", callbacks=watch, num_env_steps=512, num_mini_batch=1,
+                   **{**SMALL, "log_interval": 3}, **folders(tmp_path))  # fmt: skip
+    # 2 envs x 16 steps an update: each env's first episode ends in update 13 (steps 193 to 208)
+    assert not result.stopped and means[:12] == [None] * 12 and None not in means[12:]
+    with open(os.path.join(result.run_dir, "progress.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["update"], row["custom/twice_update"]) for row in rows] == [
+        (str(u), str(2.0 * u)) for u in range(1, 17)
+    ]
+    assert rows[2]["losses/policy_loss"] and not rows[0]["losses/policy_loss"]  # update 3 logged, 1 not
+    with pytest.raises(TypeError, match="non-empty str"):
+        a2c_ppo.UpdateInfo(1, 1, 1, 1, {}, [], [], None, None).record("", 1.0)  # type: ignore[arg-type]
+
+
+def test_the_console_says_what_a_budget_trains(tmp_path, capsys):
+    """A budget that is not a whole number of updates trains the whole ones that fit, and says
+    so; a resume with nothing left to train says that too."""
+    result = train("CartPole-v1", num_env_steps=100, **SMALL, **folders(tmp_path))
+    assert (
+        result.env_steps == 96
+        and "3 updates of 32 steps, 96 env steps of --num-env-steps 100" in capsys.readouterr().out
+    )
+    again = train(resume=result.checkpoint, num_env_steps=100, **folders(tmp_path))
+    out = capsys.readouterr().out
+    assert again.env_steps == 96 and "Nothing to train: the checkpoint has trained the 3 updates" in out
+    # a resume with another batch counts the updates left in its own batch
+    longer = train(resume=result.checkpoint, num_env_steps=400, num_processes=4, **folders(tmp_path))
+    out = capsys.readouterr().out
+    assert "4 updates of 64 steps (updates 4 to 7), 352 env steps of --num-env-steps 400" in out
+    assert longer.env_steps == 352 and "Updates 7/7" in out

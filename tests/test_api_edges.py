@@ -63,7 +63,7 @@ def test_an_env_made_already_is_told_to_pass_what_makes_it(tmp_path):
 
 @pytest.mark.parametrize("episodes", [2.5, "2", None, 0, -1, True])
 def test_evaluate_refuses_a_count_that_is_not_a_whole_number(cartpole, episodes, monkeypatch):
-    monkeypatch.setattr("a2c_ppo.api.build_envs", lambda *a, **k: pytest.fail("envs built"))  # 2.5 used to hang
+    monkeypatch.setattr("a2c_ppo.agent.build_envs", lambda *a, **k: pytest.fail("envs built"))  # 2.5 used to hang
     with pytest.raises(a2c_ppo.ConfigError, match="episodes must be a whole number"):
         load(cartpole).evaluate(episodes=episodes)
 
@@ -98,7 +98,7 @@ def test_act_refuses_a_class_outside_a_discrete_observation_space(tmp_path):
 
 
 def test_spaces_differ_where_a_policy_would_read_them_differently():
-    from a2c_ppo.api import _structure
+    from a2c_ppo.agent import _structure
 
     box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     assert _structure(gym.spaces.Dict(a=box)) != _structure(gym.spaces.Dict(b=box))  # before: every Dict alike
@@ -172,6 +172,15 @@ def test_factories_no_import_finds_are_told_apart_and_importable_ones_replaced()
     first, second = functools.partial(gym.make, "CartPole-v1"), functools.partial(gym.make, "Acrobot-v1")
     assert register_factory(first) != register_factory(second) and register_factory(first) == register_factory(first)
     assert register_factory(make_image_target) == "a2c_ppo.envs.memory_envs:make_image_target"
+    # a partial's or a callable object's name in <...>: importing `functools:partial` or the class
+    # in another process would build something else; there load asks for the env
+    assert register_factory(first).startswith("gymnasium.envs.registration:<partial make>")
+
+    class Maker:
+        def __call__(self) -> gym.Env:
+            return gym.make("CartPole-v1")
+
+    assert register_factory(Maker()).endswith(".Maker object>")
 
 
 def test_a_lambdas_checkpoint_elsewhere_is_loaded_with_the_env_given(tmp_path, monkeypatch):
@@ -198,6 +207,13 @@ def test_a_resume_of_a_lambdas_run_elsewhere_asks_for_the_env(tmp_path, monkeypa
 def test_callbacks_that_are_not_callables_are_refused_before_the_run(tmp_path, callbacks):
     with pytest.raises(a2c_ppo.ConfigError, match="callbacks must be a callable"):
         train("CartPole-v1", callbacks=callbacks, **SMALL, **folders(tmp_path))
+
+
+@pytest.mark.parametrize("callback", [lambda: None, lambda info, extra: None])
+def test_callbacks_that_cannot_take_the_update_info_are_refused_before_the_run(tmp_path, callback):
+    with pytest.raises(a2c_ppo.ConfigError, match="called with one argument, an UpdateInfo"):
+        train("CartPole-v1", callbacks=[print, callback], **SMALL, **folders(tmp_path))
+    assert not os.path.exists(tmp_path / "runs")
     assert not os.path.exists(tmp_path / "runs")
 
 
@@ -337,3 +353,16 @@ def test_load_takes_the_network_again_in_place_of_the_one_the_checkpoint_names(t
 
     for given in (SmallNet, "tests.custom_nets:SmallNet"):
         assert load(result.checkpoint, policy_base=given).act(np.zeros(4)) in (0, 1)
+
+
+def test_a_module_not_found_leaves_sys_path_as_it_was(tmp_path, monkeypatch):
+    """The current folder is tried for ``module:factory`` (as ``python -m`` does), and taken off
+    ``sys.path`` again when the module is not there either."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(tmp_path))])
+    before = list(sys.path)
+    with pytest.raises(a2c_ppo.ConfigError):
+        train("no_such_module_here:Env", **SMALL, **folders(tmp_path))
+    assert sys.path == before

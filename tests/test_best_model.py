@@ -14,7 +14,7 @@ from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.enjoy import main as enjoy_main
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.session import run
+from a2c_ppo.session import launch
 from tests.helpers import local_run_flags
 
 BATCH = 2 * 16
@@ -34,8 +34,7 @@ def train(tmp_path, steps: int, *extra: str, returns: list[float] | None = None,
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(a2c_ppo.evaluation, "evaluate", lambda *args, **kwargs: next(scripted))
         request = resolve(flags)
-        run(request.config, checkpoint=request.checkpoint, notes=request.notes, callbacks=[remember],
-            best_model=request.best_model)  # fmt: skip
+        launch(request, callbacks=[remember])  # fmt: skip
     return params
 
 

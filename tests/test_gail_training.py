@@ -16,7 +16,7 @@ from a2c_ppo.api import train as train_api
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.session import run
+from a2c_ppo.session import launch, run
 from tests.envs_for_tests import thousandfold_cartpole
 from tests.helpers import ROOT, local_run_flags
 from tests.test_resume import assert_same_state
@@ -129,7 +129,7 @@ def test_a_resumed_gail_run_equals_one_that_never_stopped(tmp_path, algo, absorb
     def train(folder: str, steps: int, *extra: str) -> str:
         request = resolve([*flags, "--num-env-steps", str(steps), "--log-dir", str(tmp_path / folder),
                            "--save-dir", str(tmp_path / folder / "m"), *extra])  # fmt: skip
-        return run(request.config, checkpoint=request.checkpoint, notes=request.notes).checkpoint
+        return launch(request).checkpoint
 
     whole = load_checkpoint(train("a", 160))
     half = train("b", 96)
@@ -160,6 +160,7 @@ def test_enjoy_records_raw_episodes_that_gail_then_learns_from(tmp_path):
     np.testing.assert_array_equal(recorded.obs[0].numpy(), first_obs)  # un-normalised, the step before acting
     assert recorded.lengths.tolist() == [200, 200]
     assert recorded.terminated is not None and recorded.terminated.tolist() == [False, False]  # time limits
+    assert "2 episodes of expert trajectories (0 terminated, 2 cut by a time limit)" in played.stdout
     printed = [float(line.split("return ")[1].split(",")[0]) for line in played.stdout.splitlines()
                if line.startswith("episode ")]  # fmt: skip
     np.testing.assert_allclose(recorded.returns.numpy(), printed, atol=0.006)  # printed with 2 decimals

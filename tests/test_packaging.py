@@ -43,3 +43,20 @@ def test_console_scripts_resolve():
     for target in PROJECT["scripts"].values():
         module, attr = target.split(":")
         assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_the_package_ships_its_annotations_and_names_its_exports_for_type_checkers():
+    """PEP 561's marker goes into the wheel; the imports type checkers see (under TYPE_CHECKING)
+    are the lazy exports, each from the module it is loaded from."""
+    import ast
+
+    import a2c_ppo
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-data"]["a2c_ppo"] == ["py.typed"] and (ROOT / "a2c_ppo" / "py.typed").is_file()
+    tree = ast.parse((ROOT / "a2c_ppo" / "__init__.py").read_text())
+    (block,) = [node for node in tree.body if isinstance(node, ast.If)]
+    seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert seen == a2c_ppo._EXPORTS
+    assert sorted(a2c_ppo.__all__) == sorted(a2c_ppo._EXPORTS) and set(a2c_ppo.__all__) <= set(dir(a2c_ppo))
+    assert all(getattr(a2c_ppo, name) is not None for name in a2c_ppo.__all__)

@@ -15,7 +15,7 @@ import torch
 
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
-from a2c_ppo.session import run
+from a2c_ppo.session import launch
 from tests.helpers import run_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +32,7 @@ def flags(folder, steps: int, *extra: str) -> list[str]:
 
 def train(argv: list[str]) -> str:
     request = resolve(argv)
-    return run(request.config, checkpoint=request.checkpoint, notes=request.notes).checkpoint
+    return launch(request).checkpoint
 
 
 def csv_rows(folder) -> list[dict[str, str]]:
@@ -133,7 +133,7 @@ def test_a_resume_with_another_batch_counts_its_updates_in_that_batch(tmp_path, 
     saved = train(flags(tmp_path, 128))
     request = resolve(["--resume", saved, "--num-env-steps", "256", "--num-processes", "4", "--save-dir",
                        str(tmp_path / "models")])  # fmt: skip
-    result = run(request.config, checkpoint=request.checkpoint, notes=request.notes)
+    result = launch(request)
     counters = load_checkpoint(result.checkpoint)["counters"]
     assert (counters["update"], counters["env_steps"]) == (6, 256)
     assert "the checkpoint holds the states of 2 envs and this run has 4" in capsys.readouterr().out

@@ -38,6 +38,7 @@ CASES = [
     ("Pendulum-v1", "subproc", 150, 100),  # under VecNormalize (its state_dict travels separately)
     ("Taxi-v4", "sync", 150, 100),  # its MDP tables are not captured: the fresh env's are the same
     ("FrozenLake-v1", "subproc", 50, 100),  # slippery: the env's generator decides every move
+    ("Blackjack-v1", "sync", 20, 60),  # its dealer's card is text ("H", "10"), game state
     # HalfCheetah crosses its 1000-step time limit after the restore: an autoreset too.
     *(
         pytest.param("HalfCheetah-v5", kind, 990, 30, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco"))
@@ -203,6 +204,16 @@ def test_a_crafted_snapshot_calls_no_code_and_names_no_file(name, value, phrase)
     restore(fresh, through_checkpoint([capture(env)])[0])  # the honest snapshot still restores
 
 
+def test_a_toy_text_games_tokens_restore_and_a_path_in_their_place_does_not():
+    env = gym.make("Blackjack-v1")
+    env.reset(seed=1)
+    state = through_checkpoint([capture(env)])[0]
+    restore(gym.make("Blackjack-v1"), state)  # whatever card the fresh env shows
+    for value in ("../../etc/passwd", "H.png", "a/b", "ABCDE"):
+        with pytest.raises(ValueError, match="text this env does not hold"):
+            restore(gym.make("Blackjack-v1"), crafted(state, "BlackjackEnv", "dealer_top_card_suit", value))
+
+
 class PhaseEnv(PathEnv):
     """Its state includes text that changes as it runs (a phase set in ``step``)."""
 
@@ -215,13 +226,13 @@ def test_an_env_whose_text_changes_resumes_with_new_episodes(tmp_path, capsys):
     """Its snapshot holds text the fresh env does not: never put into it, so the resume is not
     exact (new episodes, said in a note), rather than refused."""
     from a2c_ppo.arguments import resolve
-    from a2c_ppo.session import run
+    from a2c_ppo.session import launch, run
 
     flags = ["--num-processes", "2", "--num-steps", "8", "--vec-env", "sync", "--log-dir", str(tmp_path / "runs"),
              "--save-dir", str(tmp_path / "models")]  # fmt: skip
     request = resolve(["--env-name", "tests.test_snapshot:PhaseEnv", "--num-env-steps", "32", *flags])
     checkpoint = run(request.config, notes=request.notes).checkpoint
     request = resolve(["--resume", checkpoint, "--num-env-steps", "64", "--trust-checkpoint", *flags[-2:]])
-    assert run(request.config, checkpoint=request.checkpoint, notes=request.notes).env_steps == 64
+    assert launch(request).env_steps == 64
     out = capsys.readouterr().out
     assert "Resume is not exact: the envs' states were not restored" in out and "PhaseEnv.phase" in out

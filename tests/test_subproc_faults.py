@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 from functools import partial
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def test_exception_in_main_process_env_names_env_and_cleans_up(raising):
     assert err.env_index == raising and err.worker_index is None
     assert f"env {raising} (main process) raised during step" in str(err)
     assert "ValueError: CounterEnv exploded at step 3" in str(err)
+    # the env's own exception is the cause, its traceback down to the env's code (for pdb)
+    assert isinstance(err.__cause__, ValueError) and str(err.__cause__) == "CounterEnv exploded at step 3"
+    assert traceback.extract_tb(err.__cause__.__traceback__)[-1].filename.endswith("envs_for_tests.py")
     assert "envs_for_tests.py" in err.traceback_text and "in step" in err.traceback_text
     assert envs.closed
     assert wait_gone(pids) == []

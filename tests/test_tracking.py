@@ -18,7 +18,7 @@ import pytest
 from a2c_ppo.arguments import resolve
 from a2c_ppo.cli import train_main
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.session import run
+from a2c_ppo.session import launch, run
 from a2c_ppo.tracking import Tracker, artifact_name
 from tests.helpers import local_run_flags
 
@@ -182,7 +182,7 @@ def test_a_resume_continues_the_wandb_run_its_id_names(tmp_path, offline_wandb, 
     pattern = os.path.join(os.path.dirname(first.checkpoint), "wandb", "offline-run-*")
     before = set(glob.glob(pattern))
     request = resolve([*flags, "--num-env-steps", "128", "--resume", first.checkpoint, "--wandb-id", run_id])
-    run(request.config, checkpoint=request.checkpoint, notes=request.notes)
+    launch(request)
     (resumed,) = set(glob.glob(pattern)) - before
     # W&B names an offline leg by its time and the run id (and "-1" for a second leg in the same second)
     assert re.search(f"-{run_id}(-1)?$", resumed) and re.search(f"-{run_id}$", before.pop())

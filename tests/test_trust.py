@@ -216,14 +216,14 @@ def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path):
     empty --log-dir), never a folder that holds anything else."""
     from a2c_ppo.session import own_run_folder
 
-    with own_run_folder(str(tmp_path / "logs" / "deeper" / "run"), resumed=False) as run_dir:
+    with own_run_folder(str(tmp_path / "logs" / "deeper" / "run"), in_place=False) as run_dir:
         assert os.path.isdir(run_dir)
     assert os.listdir(tmp_path) == []
     (tmp_path / "logs" / "earlier-run").mkdir(parents=True)
-    with own_run_folder(str(tmp_path / "logs" / "run"), resumed=False):
+    with own_run_folder(str(tmp_path / "logs" / "run"), in_place=False):
         pass
     assert os.listdir(tmp_path / "logs") == ["earlier-run"]
-    with own_run_folder(str(tmp_path / "new" / "run"), resumed=False):
+    with own_run_folder(str(tmp_path / "new" / "run"), in_place=False):
         (tmp_path / "new" / "run-2").mkdir()  # another run's, made meanwhile
     assert os.listdir(tmp_path / "new") == ["run-2"]
 
@@ -587,3 +587,31 @@ def test_replay_and_export_take_the_network_in_place_of_the_checkpoints(tmp_path
     with pytest.raises(ConfigError, match=r"--policy-base 'tests.custom_nets:SmallNet': the weights of .* do not fit "
                                           r"that network \(it was trained with the built-in network\)"):  # fmt: skip
         load_replay(built_in, "--checkpoint", policy_base="tests.custom_nets:SmallNet")
+
+
+def test_the_command_a_stopped_run_gives_to_continue_is_one_that_is_accepted(tmp_path):
+    """A run of code named ``module:attribute`` (and text env arguments) is continued by naming
+    them: the hint a stopped run prints types them, and --resume then takes the checkpoint."""
+    import shlex
+
+    from a2c_ppo.api import train
+    from a2c_ppo.arguments import resolve
+    from a2c_ppo.checkpoint import load_checkpoint, resume_command
+    from a2c_ppo.config import RunConfig
+
+    folders = {"log_dir": str(tmp_path / "runs"), "save_dir": str(tmp_path / "models")}
+    result = train("tests.envs_for_spaces:MaskedChoiceEnv", num_processes=2, num_steps=16, num_env_steps=32, **folders)
+    saved = RunConfig.from_dict(load_checkpoint(result.checkpoint)["config"], [])
+    command = resume_command(saved, result.checkpoint)
+    assert command.startswith("python main.py --resume ")
+    assert "--env-name tests.envs_for_spaces:MaskedChoiceEnv" in command
+    argv = shlex.split(command.split(", or ")[0])[2:]
+    with pytest.raises(ConfigError, match="names code to import"):  # without the names it types
+        resolve(["--resume", result.checkpoint, "--num-env-steps", "64"])
+    assert resolve([*argv, "--num-env-steps", "64"]).checkpoint is not None
+    lambdas = saved.replace(env_name="__main__:<lambda>")
+    assert resume_command(lambdas, "c.pt") == "train(resume='c.pt', env=...) in the script that trained it"
+    text = saved.replace(env_name="CartPole-v1", env_kwargs='{"render_mode": "human"}')
+    assert resume_command(text, "my run/c.pt").startswith(
+        "python main.py --resume 'my run/c.pt' --env-kwargs '{\"render_mode\": \"human\"}', or "
+    )

@@ -104,6 +104,11 @@ def needs_fire_reset(env: gym.Env) -> bool:
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 
+def is_atari_id(env_id: str) -> bool:
+    """Whether ``env_id`` is an ALE game, which the Atari pipeline (``wrap_atari``) wraps."""
+    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
+
+
 def wrap_atari(
     env: gym.Env,
     clip_reward: bool = True,

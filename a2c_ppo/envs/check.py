@@ -12,11 +12,11 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 from gymnasium.vector import VectorEnv
 
+from a2c_ppo.envs.atari import is_atari_id
 from a2c_ppo.envs.frames import PLAIN, EnvRecipe
 from a2c_ppo.envs.make import (
     FACTORIES,
     import_module,
-    is_atari_id,
     load_entry_point,
     make_env,
     native_vector_env,

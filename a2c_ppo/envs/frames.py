@@ -22,6 +22,7 @@ import numpy as np
 from gymnasium.wrappers import GrayscaleObservation, ResizeObservation
 
 from a2c_ppo.config import RunConfig, json_object
+from a2c_ppo.envs.atari import is_atari_id
 from a2c_ppo.errors import ConfigError
 
 
@@ -171,3 +172,18 @@ def recipe_of(settings: RunConfig | Mapping[str, Any]) -> EnvRecipe:
         values["grayscale"],
         values["frame_stack"],
     )
+
+
+def frame_processing(settings: RunConfig) -> str:
+    """What a run's env does to the env's own frames before its policy reads them, in words
+    (empty: nothing); whoever feeds the policy frames of their own must do the same."""
+    recipe = recipe_of(settings)
+    steps = [
+        f"--frame-skip {recipe.frame_skip} (each action repeated)" if recipe.frame_skip > 1 else "",
+        f"--frame-size {recipe.frame_size}" if recipe.frame_size else "",
+        "--grayscale" if recipe.grayscale else "",
+        f"--frame-stack {recipe.frame_stack}" if recipe.frame_stack > 1 else "",
+    ]
+    if is_atari_id(settings.env_name):
+        steps.append("the Atari pipeline (4 frames a step, 84 x 84 gray, 4 stacked)")
+    return ", ".join(step for step in steps if step)

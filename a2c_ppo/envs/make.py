@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics, RecordVideo
 
+from a2c_ppo.envs.atari import is_atari_id
 from a2c_ppo.envs.frames import PLAIN, EnvRecipe, process_frames
 from a2c_ppo.envs.layout import choose_layout, measure_step_times
 from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
@@ -42,7 +43,11 @@ def import_module(name: str) -> ModuleType:
         if exc.name != name.split(".")[0] or cwd in sys.path or "" in sys.path:
             raise
         sys.path.append(cwd)
-        return importlib.import_module(name)
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            sys.path.remove(cwd)  # not there either: the caller's sys.path stays as it was
+            raise
 
 
 #: Env factories handed over as Python objects (the Python API's ``train(env=...)``), by the
@@ -54,13 +59,22 @@ def register_factory(factory: Callable[..., Any]) -> str:
     """Make ``factory`` (a class or function returning an env or a vector env) known by the
     name a run records for it, ``module:qualname`` (what ``--env-name`` would say).
 
-    A name that does not lead back to ``factory`` (a lambda's or a nested function's
-    ``<...>``, a ``functools.partial``) and that another factory already holds gets a number
-    (``__main__:<lambda>#2``): two lambdas are two envs, with their own checkpoint copies. A name
-    that leads back to it goes to the latest object (a class defined again in a notebook
-    replaces the old one, as the import would)."""
-    module = getattr(factory, "__module__", None) or "__main__"
-    qualname = getattr(factory, "__qualname__", type(factory).__name__)
+    A ``functools.partial`` or a callable object is named in ``<...>`` (``module:<partial
+    make>``, ``module:<Maker object>``): an import of its function or class would find another
+    callable, so a new process must be given it (``load(path, env=...)``), as a lambda's.
+    A name that does not lead back to ``factory`` (a lambda's or a nested function's ``<...>``)
+    and that another factory already holds gets a number (``__main__:<lambda>#2``): two
+    lambdas are two envs, with their own checkpoint copies. A name that leads back to it goes
+    to the latest object (a class defined again in a notebook replaces the old one, as the
+    import would)."""
+    if isinstance(factory, functools.partial):
+        inner = factory.func
+        module = getattr(inner, "__module__", None) or "__main__"
+        qualname = f"<partial {getattr(inner, '__qualname__', type(inner).__name__)}>"
+    elif hasattr(factory, "__qualname__"):  # a function or a class
+        module, qualname = getattr(factory, "__module__", None) or "__main__", factory.__qualname__
+    else:
+        module, qualname = type(factory).__module__, f"<{type(factory).__qualname__} object>"
     name = base = f"{module}:{qualname}"
     number = 1
     while not _found_at(module, qualname, factory) and FACTORIES.get(name, factory) is not factory:
@@ -101,10 +115,6 @@ def register_atari() -> bool:
         return False
     gym.register_envs(ale_py)
     return True
-
-
-def is_atari_id(env_id: str) -> bool:
-    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
 
 
 def make_env(

@@ -49,16 +49,19 @@ class LocalBlock:
         armed = timed and arm(self.timeout)  # once per vector step: two setitimer calls, no more
         try:
             self._results[tag] = (True, fn())
-        except (Exception, SystemExit):  # an env's sys.exit() is its failure; a KeyboardInterrupt goes up
-            self._results[tag] = (False, error_report(*self.block.whereabouts()))
+        except (Exception, SystemExit) as exc:  # an env's sys.exit() is its failure; a KeyboardInterrupt goes up
+            self._results[tag] = (False, (error_report(*self.block.whereabouts()), exc))
         finally:
             if armed:
                 disarm()
 
     def collect(self, what: str, tag: Any = None) -> Any:
+        """``run``'s result; an env's exception as EnvWorkerError, caused by the exception itself
+        (its traceback reaches the env's code: ``pdb.post_mortem(error.__cause__.__traceback__)``)."""
         ok, result = self._results.pop(tag)
         if not ok:
-            raise EnvWorkerError.from_report(result, None)
+            report, exc = result
+            raise EnvWorkerError.from_report(report, None) from exc
         return result
 
     def drain(self, what: str) -> None:

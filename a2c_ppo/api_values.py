@@ -1,0 +1,75 @@
+"""What a Python caller passes to ``train``, ``load`` and ``Agent.evaluate``, as the
+settings ``main.py``'s flags give: env ids or callables as names, classes as references,
+dicts as JSON text, numpy scalars as Python numbers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from a2c_ppo.envs.make import register_factory
+from a2c_ppo.errors import ConfigError
+
+EnvSpec = str | Callable[..., Any]
+
+
+def env_name(env: EnvSpec) -> str:
+    """The setting an env gives: an id or ``module:factory`` as it is, a callable registered
+    under its own name (``envs.make.register_factory``)."""
+    if isinstance(env, str):
+        return env
+    if callable(env):
+        return register_factory(env)
+    made = isinstance(env, (gym.Env, gym.vector.VectorEnv))
+    hint = " (an env made already: pass what makes it, e.g. lambda: gym.make(...) or gym.make_vec(...))" if made else ""
+    raise ConfigError(
+        f"env must be an id, a 'module:factory' string or a callable returning an env, not {env!r}{hint}."
+    )
+
+
+def reference(base: type | str) -> str:
+    """A network class as the ``module:Class`` a checkpoint records (classes of a script or
+    notebook are found again in the same process)."""
+    if isinstance(base, str):
+        return base
+    if isinstance(base, type):
+        return register_factory(base)
+    raise ConfigError(f"policy_base must be a torch.nn.Module subclass or 'module:Class', not {base!r}.")
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars as the Python numbers the checkpoint's JSON holds (``np.int64(5)`` -> 5)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def whole_number(value: Any, name: str, low: int) -> int:
+    """``value`` as an int of at least ``low`` (numpy integers too); ConfigError otherwise."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be a whole number, {low} or more; got {value!r}.")
+    return value
+
+
+def json_text(kwargs: Any, name: str) -> str:
+    """A dict of keyword arguments as the JSON a setting holds (JSON text as it is); ConfigError
+    for anything else, or what JSON cannot hold."""
+    if isinstance(kwargs, str):
+        return kwargs
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{name} must be a dict of keyword arguments (or its JSON text), not {kwargs!r}.")
+    try:
+        return json.dumps(kwargs, default=_numpy_value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {exc}; give plain values (numbers, text, true/false, lists, dicts).") from None
+
+
+def _numpy_value(value: Any) -> Any:
+    """A numpy scalar or array as the Python numbers (or lists) JSON holds; TypeError otherwise."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -1,0 +1,68 @@
+"""``Agent`` in a loop of one's own: episode starts of a recurrent policy, the env the run built
+(``make_env``), and what ``act`` says when it is fed frames the run processed."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from a2c_ppo.api import load, train
+
+SMALL = {"num_processes": 2, "num_steps": 16, "vec_env": "sync", "num_env_steps": 64}
+
+
+def folders(tmp_path) -> dict[str, str]:
+    return {"log_dir": str(tmp_path / "runs"), "save_dir": str(tmp_path / "models")}
+
+
+def action_distribution(agent, obs: np.ndarray, **kwargs) -> np.ndarray:
+    """The policy's action distribution (its parameters) for ``obs`` (B, 4) on the agent's
+    carried state, which ``act`` then advances as it would."""
+    state = agent._state if agent._state is not None and len(agent._state) == len(obs) else torch.zeros(len(obs), 8)
+    masks = torch.ones(len(obs), 1)
+    if "episode_start" in kwargs:
+        masks = torch.tensor(~np.asarray(kwargs["episode_start"]), dtype=torch.float32).view(-1, 1)
+    with torch.no_grad():
+        _, features, _ = agent.policy.base(torch.as_tensor(obs, dtype=torch.float32), state, masks)
+        params = agent.policy.dist(features).params().numpy()
+    agent.act(obs, **kwargs)
+    return params
+
+
+def test_episode_start_restarts_the_rows_it_names_only(tmp_path):
+    result = train("CartPole-v1", recurrent_policy=True, hidden_size=8, **SMALL, **folders(tmp_path))
+    agent = load(result.checkpoint)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        agent.act(rng.normal(size=(2, 4)).astype(np.float32))
+    obs = rng.normal(size=(2, 4)).astype(np.float32)
+    fresh = load(result.checkpoint)  # no state yet: both rows start
+    expected = action_distribution(fresh, obs)
+    carried = agent._state.clone()
+    got = action_distribution(agent, obs, episode_start=[True, False])
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)  # row 0 restarted
+    assert not np.allclose(got[1], expected[1])  # row 1 went on from its state
+    assert not torch.equal(agent._state[1], carried[1])
+    with pytest.raises(ValueError, match=r"episode_start has shape \(3,\)"):
+        agent.act(obs, episode_start=[True, False, True])
+
+
+def test_make_env_builds_what_the_policy_reads_and_act_names_the_processing(tmp_path):
+    result = train("CartPole-v1", frame_stack=3, **SMALL, **folders(tmp_path))
+    agent = load(result.checkpoint)
+    env = agent.make_env()
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (12,) and env.action_space.contains(agent.act(obs))
+    raw, _ = gym.make("CartPole-v1").reset(seed=0)
+    with pytest.raises(ValueError, match=r"the policy reads observations after --frame-stack 3"):
+        agent.act(raw)
+    env.close()
+
+
+def test_evaluate_samples_when_asked(tmp_path):
+    """The mode's episodes repeat for a seed; sampled ones (of a barely trained policy) differ."""
+    agent = load(train("CartPole-v1", **SMALL, **folders(tmp_path)).checkpoint)
+    mode, sampled = agent.evaluate(episodes=5), agent.evaluate(episodes=5, deterministic=False)
+    assert mode != sampled and mode == agent.evaluate(episodes=5)
