@@ -43,7 +43,7 @@ def __getattr__(name: str) -> _Any:
 
 def __dir__() -> list[str]:
     """Tab completion and ``dir()`` list the exports, which are imported on first use."""
-    return sorted([*(name for name in globals() if not name.startswith("_")), *_EXPORTS])
+    return sorted([*(name for name in globals() if not name.startswith("_") or name.startswith("__")), *_EXPORTS])
 
 
 __all__ = ["Agent", "ConfigError", "TrainResult", "UpdateInfo", "load", "train"]  # _EXPORTS' names

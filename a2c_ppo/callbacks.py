@@ -20,7 +20,7 @@ import numpy as np
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, check_in_sync, pooled_means
 from a2c_ppo.envs.torch_env import TorchVecEnv
-from a2c_ppo.logger import Logger, format_duration, summary
+from a2c_ppo.logger import LEADING_COLUMNS, Logger, format_duration, summary
 from a2c_ppo.model import Policy
 
 
@@ -64,10 +64,17 @@ class UpdateInfo:
         progress.csv column) at this update's env steps; rank 0's are written."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"record: the name must be a non-empty str, got {name!r}")
+        if name in LEADING_COLUMNS or name.startswith(OWN_TAGS):
+            raise ValueError(
+                f"record: {name!r} is a value the run logs itself; give yours another name (e.g. 'custom/{name}')."
+            )
         self.recorded[name] = float(value)
 
 
 Callback = Callable[[UpdateInfo], "bool | None"]
+
+#: The TensorBoard tags the run logs itself (LogCallback, EvalCallback), closed to ``record``.
+OWN_TAGS = ("charts/", "losses/", "eval/")
 
 
 class LogCallback:
@@ -181,8 +188,8 @@ class LearningCurve:
         self.points: list[tuple[int, float]] = []
 
     def __call__(self, info: UpdateInfo) -> None:
-        if info.returns:
-            self.points.append((info.env_steps, float(np.mean(info.returns))))
+        if info.mean_return is not None:
+            self.points.append((info.env_steps, info.mean_return))
 
 
 class Stopwatch:

@@ -12,6 +12,7 @@ import json
 import math
 import pickle
 import random
+import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -349,8 +350,11 @@ def resume_command(saved: Any, path: str) -> str:
     """How to continue the run of ``saved`` (its RunConfig) from the checkpoint ``path``: the
     command that ``check_trusted`` accepts, naming the code and the env's text arguments the
     checkpoint names, as whoever started the run gave them."""
-    if any("<" in str(getattr(saved, name) or "") for name in CODE_REFERENCES):  # a lambda's: no import finds it
-        return f"train(resume={path!r}, env=...) in the script that trained it"
+    # a lambda's, a second object of one name, a script's own: main.py's imports find none of them
+    script_only = [name for name in CODE_REFERENCES if re.search(r"[<#]|^__main__:", str(getattr(saved, name) or ""))]
+    if script_only:
+        given = ", ".join(f"{'env' if name == 'env_name' else name}=..." for name in script_only)
+        return f"train(resume={path!r}, {given}) in the script that trained it"
     flags = [f"--resume {shlex.quote(path)}"]
     flags += [
         f"{_flag(name)} {shlex.quote(getattr(saved, name))}"

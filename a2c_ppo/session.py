@@ -109,7 +109,9 @@ def _updates_ahead(config: RunConfig, checkpoint: dict[str, Any] | None, batch: 
         (0, 0) if checkpoint is None else (checkpoint["counters"]["update"], checkpoint["counters"]["env_steps"])
     )
     updates = (config.num_env_steps - steps) // batch
-    text = f"{updates} updates of {batch} steps" + (f" (updates {done + 1} to {done + updates})" if done else "")
+    text = f"{updates} updates of {batch} steps"
+    if done and updates:
+        text += f" (updates {done + 1} to {done + updates})"
     if steps + updates * batch != config.num_env_steps:
         text += f", {steps + updates * batch:,} env steps of --num-env-steps {config.num_env_steps:,}"
     return text
@@ -279,7 +281,8 @@ def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, An
     elif trainer.update >= trainer.num_updates:
         notes.append(
             f"Nothing to train: the checkpoint has trained the {trainer.num_updates} updates of --num-env-steps "
-            f"{trainer.config.num_env_steps:,}; give a larger --num-env-steps (the whole run's budget) to go on."
+            f"{trainer.config.num_env_steps:,}; give a larger --num-env-steps (num_env_steps= in Python), the whole "
+            "run's budget, to go on."
         )
     return notes
 

@@ -304,8 +304,12 @@ def test_a_callback_records_its_own_values_and_reads_a_mean_return_only_once_the
         (str(u), str(2.0 * u)) for u in range(1, 17)
     ]
     assert rows[2]["losses/policy_loss"] and not rows[0]["losses/policy_loss"]  # update 3 logged, 1 not
+    info = a2c_ppo.UpdateInfo(1, 1, 1, 1, {}, [], [], None, None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="non-empty str"):
-        a2c_ppo.UpdateInfo(1, 1, 1, 1, {}, [], [], None, None).record("", 1.0)  # type: ignore[arg-type]
+        info.record("", 1.0)
+    for own in ("update", "env_steps", "charts/SPS", "losses/value_loss", "eval/mean_return"):
+        with pytest.raises(ValueError, match="a value the run logs itself"):
+            info.record(own, 1.0)
 
 
 def test_the_console_says_what_a_budget_trains(tmp_path, capsys):

@@ -181,6 +181,7 @@ def test_factories_no_import_finds_are_told_apart_and_importable_ones_replaced()
             return gym.make("CartPole-v1")
 
     assert register_factory(Maker()).endswith(".Maker object>")
+    assert register_factory(Maker().__call__).endswith(".Maker.__call__ bound>")
 
 
 def test_a_lambdas_checkpoint_elsewhere_is_loaded_with_the_env_given(tmp_path, monkeypatch):
@@ -207,13 +208,13 @@ def test_a_resume_of_a_lambdas_run_elsewhere_asks_for_the_env(tmp_path, monkeypa
 def test_callbacks_that_are_not_callables_are_refused_before_the_run(tmp_path, callbacks):
     with pytest.raises(a2c_ppo.ConfigError, match="callbacks must be a callable"):
         train("CartPole-v1", callbacks=callbacks, **SMALL, **folders(tmp_path))
+    assert not os.path.exists(tmp_path / "runs")
 
 
 @pytest.mark.parametrize("callback", [lambda: None, lambda info, extra: None])
 def test_callbacks_that_cannot_take_the_update_info_are_refused_before_the_run(tmp_path, callback):
     with pytest.raises(a2c_ppo.ConfigError, match="called with one argument, an UpdateInfo"):
         train("CartPole-v1", callbacks=[print, callback], **SMALL, **folders(tmp_path))
-    assert not os.path.exists(tmp_path / "runs")
     assert not os.path.exists(tmp_path / "runs")
 
 

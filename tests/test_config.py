@@ -111,10 +111,16 @@ def test_check_value_follows_the_declared_ranges():
 
 
 def _imports(path: pathlib.Path, module: str, modules: set[str]) -> set[str]:
-    """The package modules ``module`` imports, at module level or inside functions."""
+    """The package modules ``module`` imports, at module level or inside functions (not under
+    ``if TYPE_CHECKING:``, which only type checkers read)."""
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    for block in [node for node in ast.walk(tree) if isinstance(node, ast.If)]:
+        test = block.test
+        if isinstance(test, ast.Name) and test.id.lstrip("_") == "TYPE_CHECKING":
+            block.body = []
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name in modules}
         elif isinstance(node, ast.ImportFrom):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 from collections import deque
@@ -209,9 +210,16 @@ def test_a_toy_text_games_tokens_restore_and_a_path_in_their_place_does_not():
     env.reset(seed=1)
     state = through_checkpoint([capture(env)])[0]
     restore(gym.make("Blackjack-v1"), state)  # whatever card the fresh env shows
-    for value in ("../../etc/passwd", "H.png", "a/b", "ABCDE"):
+    for name, value in [("dealer_top_card_suit", "../../etc/passwd"), ("dealer_top_card_suit", "X"),
+                        ("dealer_top_card_value_str", "H"), ("render_mode", "ansi")]:  # fmt: skip
         with pytest.raises(ValueError, match="text this env does not hold"):
-            restore(gym.make("Blackjack-v1"), crafted(state, "BlackjackEnv", "dealer_top_card_suit", value))
+            restore(gym.make("Blackjack-v1"), crafted(copy.deepcopy(state), "BlackjackEnv", name, value))
+    frozen = gym.make("FrozenLake-v1")
+    frozen.reset(seed=1)
+    lake = through_checkpoint([capture(frozen)])[0]
+    for name in ("render_mode", "lastaction"):  # another game's attributes take no card
+        with pytest.raises(ValueError, match="text this env does not hold"):
+            restore(gym.make("FrozenLake-v1"), crafted(copy.deepcopy(lake), "FrozenLakeEnv", name, "H"))
 
 
 class PhaseEnv(PathEnv):

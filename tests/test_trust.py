@@ -611,6 +611,10 @@ def test_the_command_a_stopped_run_gives_to_continue_is_one_that_is_accepted(tmp
     assert resolve([*argv, "--num-env-steps", "64"]).checkpoint is not None
     lambdas = saved.replace(env_name="__main__:<lambda>")
     assert resume_command(lambdas, "c.pt") == "train(resume='c.pt', env=...) in the script that trained it"
+    script = saved.replace(env_name="__main__:GoToTarget", policy_base="__main__:SmallNet")  # a script's classes
+    assert resume_command(script, "c.pt") == (
+        "train(resume='c.pt', env=..., policy_base=...) in the script that trained it"
+    )
     text = saved.replace(env_name="CartPole-v1", env_kwargs='{"render_mode": "human"}')
     assert resume_command(text, "my run/c.pt").startswith(
         "python main.py --resume 'my run/c.pt' --env-kwargs '{\"render_mode\": \"human\"}', or "

@@ -119,6 +119,10 @@ class A2C:
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        return self._apply_gradient()
+
+    def _apply_gradient(self) -> torch.Tensor:
+        """Average the gradient over ranks, clip it and take the optimizer's step; the pre-clip norm."""
         if self.reducer is not None:
             average_gradients(self.params, self.reducer)
         if self.flat is not None:
@@ -132,8 +136,6 @@ class A2C:
         self, losses: dict[str, torch.Tensor], grad_norm: torch.Tensor, rollouts: RolloutStorage
     ) -> dict[str, torch.Tensor]:
         metrics = {name: value.detach() for name, value in losses.items()}
-        if rollouts.trains_on_nothing():  # their means over no rows, not a divergence for the NaN guard
-            metrics = {name: torch.zeros_like(value) for name, value in metrics.items()}
         metrics["grad_norm"] = grad_norm
         metrics["explained_variance"] = explained_variance(rollouts.value_preds[:-1], rollouts.returns, rollouts.valid)
         metrics["num_gradient_steps"] = torch.ones((), device=grad_norm.device)
@@ -144,8 +146,8 @@ class A2C:
         ``explained_variance`` and ``num_gradient_steps`` (1) as floats. A rollout of a
         next-step vector env's reset rows only (one step after every env ended) trains nothing:
         no step, losses reported as 0 (under torchrun the step of the other ranks' gradient)."""
-        if rollouts.trains_on_nothing() and self.reducer is None:
-            return finish_metrics(self._nothing_trained(rollouts), None)
+        if rollouts.trains_on_nothing():
+            return finish_metrics(self._without_rows(rollouts), self.reducer)
         if self.gradient is None:
             losses, _, _ = self._losses(rollouts)
             grad_norm = self._step(losses)
@@ -153,11 +155,21 @@ class A2C:
             losses, grad_norm = self._hand_step(rollouts)
         return finish_metrics(self._metrics(losses, grad_norm, rollouts), self.reducer)
 
-    def _nothing_trained(self, rollouts: RolloutStorage) -> dict[str, torch.Tensor]:
-        """The metrics of an update without a row to train on: no step taken."""
+    def _without_rows(self, rollouts: RolloutStorage) -> dict[str, torch.Tensor]:
+        """An update without a row to train on: no step in one process; under a reducer this
+        rank joins the others' collectives (advantage statistics, gradient) with a zero
+        gradient. Its metrics: losses 0."""
         zero = torch.zeros((), device=rollouts.rewards.device)
         metrics = {**dict.fromkeys(LOSS_NAMES, zero), "grad_norm": zero, "explained_variance": zero + torch.nan}
-        return {**metrics, "num_gradient_steps": zero}
+        if self.reducer is None:
+            return {**metrics, "num_gradient_steps": zero}
+        rollout_advantages(rollouts, self.norm_adv, self.reducer)
+        if self.flat is not None:  # the buffer the hand-written pass writes into, and its views
+            self.flat.zero_grad()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+        metrics["grad_norm"] = self._apply_gradient()
+        return {**metrics, "num_gradient_steps": zero + 1}
 
     def _hand_step(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``_losses`` and ``_step`` with the gradient by hand: the losses and the pre-clip norm."""
@@ -165,11 +177,7 @@ class A2C:
         batch = rollouts.valid_batch(rollout_advantages(rollouts, self.norm_adv, self.reducer))
         losses = self.gradient.losses(batch, a2c_losses)
         self.gradient.backward(losses, self.value_loss_coef, self.entropy_coef)
-        if self.reducer is not None:
-            average_gradients(self.params, self.reducer)
-        grad_norm = clip_flat_gradient(self.flat.grad, self.max_grad_norm)
-        self.optimizer.step()
-        return {name: losses[name] for name in LOSS_NAMES}, grad_norm
+        return {name: losses[name] for name in LOSS_NAMES}, self._apply_gradient()
 
 
 class ACKTR(A2C):
@@ -211,9 +219,8 @@ class ACKTR(A2C):
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
         """Like A2C's, plus ``kl_estimate``: the quadratic KL estimate of the applied (clipped) step."""
-        if rollouts.trains_on_nothing():
-            metrics = {**self._nothing_trained(rollouts), "kl_estimate": rollouts.rewards.new_zeros(())}
-            return finish_metrics(metrics, None)
+        if rollouts.trains_on_nothing():  # (never under torchrun, which ACKTR refuses)
+            return finish_metrics({**self._without_rows(rollouts), "kl_estimate": rollouts.rewards.new_zeros(())}, None)
         with self.kfac.recording(self.kfac.wants_stats()):
             losses, values, log_probs = self._losses(rollouts)
         if self.kfac.has_pending_stats():

@@ -28,6 +28,21 @@ class Reducer(Protocol):
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
 
 
+def pooled_mean(
+    values: torch.Tensor | None, reducer: Reducer | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """0-d: the mean of ``values`` (any shape; ``None``: none on this rank) over every rank's
+    elements, and their count (0 gives a mean of 0). Ranks may hold different numbers of them
+    (a next-step vector env's rows): one all-reduce of the sum and the count."""
+    if values is None:
+        sums = torch.zeros(2, device=device)
+    else:
+        sums = torch.stack([values.sum(), values.new_full((), float(values.numel()))])
+    if reducer is not None:
+        sums = reducer.all_reduce_sum(sums)
+    return sums[0] / sums[1].clamp(min=1.0), sums[1]
+
+
 def all_mean(tensor: torch.Tensor, reducer: Reducer | None) -> torch.Tensor:
     """The mean of ``tensor`` over ranks (``tensor`` itself without a reducer)."""
     if reducer is None:

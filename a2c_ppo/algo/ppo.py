@@ -34,11 +34,11 @@ import torch
 from a2c_ppo.algo.common import (
     LOSS_NAMES,
     Reducer,
-    all_mean,
     average_gradients,
     evaluate_rollout,
     explained_variance,
     finish_metrics,
+    pooled_mean,
     rollout_advantages,
     standardized,
 )
@@ -244,13 +244,14 @@ class PPO:
         return self.gradient.losses(batch, self.objective)
 
     @torch.no_grad()
-    def _rollout_kl(self, rollouts: RolloutStorage) -> torch.Tensor:
-        """The mean exact KL[pi_old || pi] over the batch (of all ranks), pi the current policy."""
+    def _rollout_kl(self, rollouts: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean exact KL[pi_old || pi] over the rows trained on, of all ranks (pi the current
+        policy), and their count: 0 rows (only a next-step vector env's reset rows) give 0."""
         _, dist = evaluate_rollout(self.actor_critic, rollouts)
         assert rollouts.dist_params is not None
         kl = dist.kl_from(rollouts.dist_params.reshape(len(dist.params()), -1))
         rows = rollouts.valid_rows()
-        return all_mean((kl if rows is None else kl[rows]).mean(), self.reducer)
+        return pooled_mean(kl if rows is None else kl[rows], self.reducer, kl.device)
 
     def _adapt_kl_coef(self, kl: float) -> None:
         """The paper's rule: halve beta below ``kl_target / 1.5``, double it above ``1.5 kl_target``."""
@@ -272,14 +273,8 @@ class PPO:
         per-minibatch sync."""
         if self.target_kl is None:
             return False
-        if log_ratio is None:
-            sums = torch.zeros(2, device=self.flat.data.device)
-        else:  # the k3 estimator's sum and its count: ranks may hold different numbers of rows
-            k3 = (log_ratio.exp() - 1.0) - log_ratio
-            sums = torch.stack([k3.sum(), k3.new_full((), float(k3.numel()))])
-        if self.reducer is not None:
-            sums = self.reducer.all_reduce_sum(sums)
-        return (sums[0] / sums[1].clamp(min=1.0)).item() > self.target_kl
+        k3 = None if log_ratio is None else (log_ratio.exp() - 1.0) - log_ratio  # ratio_metrics' approx_kl
+        return pooled_mean(k3, self.reducer, self.flat.data.device)[0].item() > self.target_kl
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
         """One PPO update. Returns floats: the losses (means over the minibatches evaluated, with
@@ -327,9 +322,10 @@ class PPO:
         metrics["num_gradient_steps"] = torch.tensor(float(num_steps), device=advantages.device)
         if self.variant == "kl-penalty":
             metrics["kl_coef"] = torch.tensor(self.kl_coef, device=advantages.device)  # the beta this update used
-            metrics["kl"] = self._rollout_kl(rollouts)
+            metrics["kl"], kl_rows = self._rollout_kl(rollouts)
         result = finish_metrics(metrics, self.reducer)
         if self.variant == "kl-penalty":
-            self._adapt_kl_coef(result["kl"])
+            if kl_rows.item() > 0:  # beta moves on a KL measured on some row
+                self._adapt_kl_coef(result["kl"])
             rollouts.dist_params = None
         return result

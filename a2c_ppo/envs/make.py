@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 import sys
 import warnings
@@ -59,9 +60,10 @@ def register_factory(factory: Callable[..., Any]) -> str:
     """Make ``factory`` (a class or function returning an env or a vector env) known by the
     name a run records for it, ``module:qualname`` (what ``--env-name`` would say).
 
-    A ``functools.partial`` or a callable object is named in ``<...>`` (``module:<partial
-    make>``, ``module:<Maker object>``): an import of its function or class would find another
-    callable, so a new process must be given it (``load(path, env=...)``), as a lambda's.
+    A ``functools.partial``, a bound method or a callable object is named in ``<...>``
+    (``module:<partial make>``, ``module:<Maker.build bound>``, ``module:<Maker object>``): an
+    import of its function or class would find another callable, so a new process must be
+    given it (``load(path, env=...)``), as a lambda's.
     A name that does not lead back to ``factory`` (a lambda's or a nested function's ``<...>``)
     and that another factory already holds gets a number (``__main__:<lambda>#2``): two
     lambdas are two envs, with their own checkpoint copies. A name that leads back to it goes
@@ -71,6 +73,8 @@ def register_factory(factory: Callable[..., Any]) -> str:
         inner = factory.func
         module = getattr(inner, "__module__", None) or "__main__"
         qualname = f"<partial {getattr(inner, '__qualname__', type(inner).__name__)}>"
+    elif inspect.ismethod(factory):  # an import finds the function, not the object it is bound to
+        module, qualname = factory.__module__ or "__main__", f"<{factory.__qualname__} bound>"
     elif hasattr(factory, "__qualname__"):  # a function or a class
         module, qualname = getattr(factory, "__module__", None) or "__main__", factory.__qualname__
     else:

@@ -44,6 +44,13 @@ _SKIPPED_TYPES = ("MjModel", "MujocoRenderer", "EnvSpec", "ObservationPlan")
 # to capture, after every update.
 _TOY_TEXT = "gymnasium.envs.toy_text."
 _TOY_TEXT_MDP = frozenset({"P", "initial_state_distrib", "desc"})
+#: Text gymnasium's toy-text games keep as state, with every value it takes: restored where a
+#: snapshot gives one of these (Blackjack's dealer card, which its render turns into an image's
+#: name), never other text.
+_GAME_TEXT = {
+    ("BlackjackEnv", "dealer_top_card_suit"): frozenset("CDHS"),
+    ("BlackjackEnv", "dealer_top_card_value_str"): frozenset(["A", "J", "Q", "K", *map(str, range(2, 10))]),
+}
 _CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, partial)
 _PLAIN = (bool, int, float, str, bytes, type(None))
 _PLAIN_TYPES = frozenset(_PLAIN)
@@ -55,8 +62,8 @@ class UnsupportedEnvState(RuntimeError):
 
 class UntrustedEnvState(ValueError):
     """A snapshot gives an env text it does not hold (which could name a file): a checkpoint's
-    text is never put into an env, so the resume starts new episodes instead. gymnasium's
-    toy-text games take the short letter-and-digit tokens of their state (Blackjack's cards)."""
+    text is never put into an env, so the resume starts new episodes instead, except for the
+    cards gymnasium's Blackjack keeps as text (``_GAME_TEXT``)."""
 
 
 class Snapshot(gym.Wrapper):
@@ -143,8 +150,8 @@ def restore(env: gym.Env, state: dict[str, Any]) -> None:
             current = _restorable(layer, name, where)
             decoded = _decode(value, current, layer)
             new_text = set(_text_in(decoded)) - set(_text_in(current))
-            if _is_toy_text(layer):  # gymnasium's own games: a card's letters, which name nothing
-                new_text = {text for text in new_text if not _game_token(text)}
+            if _is_toy_text(layer):  # gymnasium's own games: the cards they keep as text
+                new_text -= _GAME_TEXT.get((type(layer).__name__, name), frozenset())
             if new_text:  # an env's text is set as it is built (paths, modes), not by a file
                 raise UntrustedEnvState(
                     f"the snapshot gives {where} text this env does not hold ({sorted(new_text, key=repr)[:3]}), "
@@ -157,12 +164,6 @@ def restore(env: gym.Env, state: dict[str, Any]) -> None:
 
 def _is_toy_text(layer: Any) -> bool:
     return type(layer).__module__.startswith(_TOY_TEXT)
-
-
-def _game_token(text: Any) -> bool:
-    """A short run of ASCII letters and digits (Blackjack's card "H", "10"): no separator nor
-    dot, so it leads out of no folder a path is joined to."""
-    return isinstance(text, str) and len(text) <= 4 and text.isascii() and text.isalnum()
 
 
 def _skipped_names(layer: Any) -> frozenset[str]:

@@ -1,5 +1,6 @@
-"""Recurrent PPO on a next-step vector env: its reset rows stay in the sequences (the recurrence
-steps through them) but nothing of theirs reaches the update.
+"""A next-step vector env's reset rows: recurrent PPO keeps them in its sequences (the recurrence
+steps through them) but nothing of theirs reaches the update; minibatches and rollouts of reset
+rows only train nothing, alone or beside other ranks.
 
 A next-step env's reset row follows an episode's last step (mask 0: the state restarts on it) and
 is itself marked terminated (mask 0 after it), so nothing it holds, its observation included, may
@@ -117,17 +118,23 @@ def one_step_update(
     return agent.update(storage)
 
 
-def test_an_update_of_reset_rows_only_trains_nothing_and_reports_finite_metrics():
-    """One step of two envs that both ended on the step before: no row to train on."""
+def reset_rows_only(policy: Policy, num_envs: int = 2) -> RolloutStorage:
+    """One step of envs that all ended on the step before: no row to train on."""
+    storage = RolloutStorage(1, num_envs, BOX_OBS.shape, 1, torch.long, policy.recurrent_hidden_state_size)
+    storage.terminated[0] = True
+    storage.mark_dummy(0, torch.ones(num_envs, 1, dtype=torch.bool))
+    return storage
+
+
+@pytest.mark.parametrize("ppo", [{"target_kl": 0.01}, {"variant": "kl-penalty", "kl_coef": 0.5}], ids=["clip", "kl"])
+def test_an_update_of_reset_rows_only_trains_nothing_and_reports_finite_metrics(ppo):
     torch.manual_seed(0)
     policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"recurrent": True, "hidden_size": 8})
-    storage = RolloutStorage(1, 2, BOX_OBS.shape, 1, torch.long, policy.recurrent_hidden_state_size)
-    storage.terminated[0] = True
-    storage.mark_dummy(0, torch.tensor([[True], [True]]))
     before = [p.detach().clone() for p in policy.parameters()]
-    metrics = one_step_update(storage, policy, target_kl=0.01)
+    metrics = one_step_update(reset_rows_only(policy), policy, **ppo)
     assert metrics.pop("num_gradient_steps") == 0 and math.isnan(metrics.pop("explained_variance"))
     assert all(math.isfinite(value) for value in metrics.values()), metrics  # the NaN guard stops at others
+    assert metrics.get("kl_coef", 0.5) == 0.5 and metrics.get("kl", 0.0) == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
 
 
@@ -177,3 +184,35 @@ def test_a2c_on_reset_rows_only_takes_no_step_and_reports_finite_losses(algo, re
     assert metrics.pop("num_gradient_steps") == 0 and math.isnan(metrics.pop("explained_variance"))
     assert all(value == 0 for value in metrics.values()), metrics
     assert str(agent.optimizer.state_dict()) == str(state)  # no step: RMSprop's averages untouched
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["hand-gradient", "autograd"])
+def test_a2c_ranks_step_together_when_one_has_reset_rows_only(fast_path):
+    """Rank 0's one-step rollout is reset rows only: it joins rank 1's collectives with a zero
+    gradient (the hand-written pass would divide by its 0 rows) and both keep one policy."""
+    from a2c_ppo.algo import A2C
+    from a2c_ppo.algo.hand_gradient import HandGradient
+    from a2c_ppo.algo.optimizers import make_rmsprop
+    from a2c_ppo.fastpath import fast_mlp
+    from tests.test_reducer import in_two_ranks
+
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"hidden_size": 8})
+    storages = [reset_rows_only(policy), next_step_storage(policy, 1)]
+    for storage in storages:
+        storage.compute_returns(torch.zeros(2, 1), use_gae=True, gamma=0.99, gae_lambda=0.95)
+
+    def work(r: int, reducer) -> tuple[dict[str, float], torch.Tensor]:
+        local = copy.deepcopy(policy)
+        parts = fast_mlp(local) if fast_path else None
+        agent = A2C(local, make_rmsprop(local.parameters(), lr=7e-4, eps=1e-5, alpha=0.99), value_loss_coef=0.5,
+                    entropy_coef=0.01, norm_adv=True, reducer=reducer,
+                    gradient=HandGradient(parts) if parts is not None else None)  # fmt: skip
+        metrics = agent.update(storages[r])
+        return metrics, torch.cat([p.detach().flatten() for p in local.parameters()])
+
+    (m0, p0), (m1, p1) = in_two_ranks(work)
+    m0.pop("explained_variance"), m1.pop("explained_variance")  # NaN: rank 0 has no row to explain
+    assert m0 == m1 and m0["num_gradient_steps"] == 1 and math.isfinite(m0["policy_loss"])
+    torch.testing.assert_close(p0, p1)
+    assert not torch.equal(p0, torch.cat([p.detach().flatten() for p in policy.parameters()]))  # rank 1's step
