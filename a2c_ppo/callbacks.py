@@ -10,6 +10,7 @@ a callback on any rank asks to.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class UpdateInfo:
     ``--norm-value``, ``value_scale``.
     ``returns`` / ``lengths``: the last episodes' true returns and lengths (this rank's);
     ``mean_return`` their mean, ``None`` until an episode has finished. ``record(name, value)``
-    logs a value of one's own at this update.
+    logs a value of one's own at this update; ``save(path)`` writes its checkpoint.
     """
 
     update: int
@@ -48,6 +49,7 @@ class UpdateInfo:
     policy: Policy
     extras: dict[str, Any] = field(default_factory=dict)  # what callbacks leave for later ones
     recorded: dict[str, float] = field(default_factory=dict)  # record()'s values, logged after the callbacks
+    saver: Callable[[str], None] | None = field(default=None, repr=False)  # save()'s writer: the run's checkpointer
 
     @property
     def last(self) -> bool:
@@ -58,6 +60,16 @@ class UpdateInfo:
         """The mean of ``returns``; ``None`` before any episode has finished (a bare
         ``np.mean(info.returns)`` is then NaN, and ``NaN < 200`` is False: a stop)."""
         return float(np.mean(self.returns)) if self.returns else None
+
+    def save(self, path: str) -> str:
+        """Write this update's checkpoint to ``path`` (its folders made), a file ``load`` and
+        ``--resume`` take, as the run's own checkpoints (rank 0 writes); returns ``path``."""
+        if self.saver is None:
+            raise RuntimeError("save: only the callbacks of a run can save its checkpoint")
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.saver(path)
+        return path
 
     def record(self, name: str, value: float) -> None:
         """Log ``value`` under ``name`` (a TensorBoard tag such as ``"custom/reward_rate"``, a

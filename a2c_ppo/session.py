@@ -10,6 +10,7 @@ ending but a non-finite update saves the last finished update.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -316,6 +317,7 @@ def loop(
                 lengths=list(trainer.lengths),
                 config=config,
                 policy=trainer.policy,
+                saver=functools.partial(checkpointer.save_copy, trainer),
             )
             stop = any_rank(run_callbacks(callbacks, info), trainer.ctx.reducer())
             if stop and on_stop is not None:

@@ -292,6 +292,8 @@ def test_a_callback_records_its_own_values_and_reads_a_mean_return_only_once_the
     def watch(info: a2c_ppo.UpdateInfo) -> bool:
         means.append(info.mean_return)
         info.record("custom/twice_update", 2.0 * info.update)
+        if info.update == 5:
+            info.save(str(tmp_path / "saved" / "update5.pt"))
         return info.mean_return is None or info.mean_return < 1e9
 
     result = train("Pendulum-v1", callbacks=watch, num_env_steps=512, num_mini_batch=1,
@@ -304,7 +306,13 @@ def test_a_callback_records_its_own_values_and_reads_a_mean_return_only_once_the
         (str(u), str(2.0 * u)) for u in range(1, 17)
     ]
     assert rows[2]["losses/policy_loss"] and not rows[0]["losses/policy_loss"]  # update 3 logged, 1 not
+    saved = load_checkpoint(str(tmp_path / "saved" / "update5.pt"))  # the update the callback saved at
+    assert saved["counters"]["update"] == 5 and load(str(tmp_path / "saved" / "update5.pt")).act(np.zeros(3)).shape
+    resumed = train(resume=str(tmp_path / "saved" / "update5.pt"), num_env_steps=512, **folders(tmp_path))
+    assert resumed.env_steps == 512
     info = a2c_ppo.UpdateInfo(1, 1, 1, 1, {}, [], [], None, None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="only the callbacks of a run"):
+        info.save(str(tmp_path / "x.pt"))
     with pytest.raises(TypeError, match="non-empty str"):
         info.record("", 1.0)
     for own in ("update", "env_steps", "charts/SPS", "losses/value_loss", "eval/mean_return"):
