@@ -47,7 +47,7 @@ class Agent:
         """The env the policy acts in, built as the run built each of its envs (its frame
         processing or Atari pipeline, action clipping, observations as the policy reads them,
         the action mask among them), with the env's own rewards: a loop of one's own feeds
-        ``act`` what it gives. Not for a run on a vector env of one's own (build that yourself)."""
+        ``act`` what it gives. ConfigError for an agent whose env is a vector env of one's own."""
         if self.config.vec_env == "native":
             raise ConfigError(
                 f"make_env: {self.config.env_name!r} makes a vector env of its own; build it as you built it for "
@@ -132,8 +132,8 @@ class Agent:
         deterministic: bool = True,
     ) -> list[float]:
         """The true returns of ``episodes`` episodes on ``env`` built with ``env_kwargs`` (defaults:
-        the env trained on, with the keyword arguments it was trained with), acting on the
-        policy's mode, or sampling with ``deterministic=False``."""
+        the agent's env and env_kwargs, ``load``'s, else the checkpoint's), the episodes' envs
+        seeded from ``seed``, acting on the policy's mode, or sampling with ``deterministic=False``."""
         episodes = whole_number(episodes, "episodes", 1)
         check_value("seed", whole_number(seed, "seed", 0))
         config = self.config.replace(env_name=env_name(env)) if env is not None else self.config

@@ -57,9 +57,10 @@ def train(
     checkpoint saved. ``resume``: a checkpoint to continue, as ``--resume`` (``env`` left out:
     the checkpoint's). ``env`` left out of a new run: ``CartPole-v1``, as ``main.py``'s default.
 
-    ``policy_base`` may be a ``torch.nn.Module`` subclass, ``policy_kwargs`` and ``env_kwargs`` dicts. Returns
-    the run's checkpoint path, env steps and learning curve; raises ``ConfigError`` for bad
-    settings, before anything starts. Like ``main.py`` it seeds Python's, numpy's and torch's
+    ``policy_base`` may be a ``torch.nn.Module`` subclass, ``policy_kwargs`` and ``env_kwargs``
+    dicts. Returns a ``TrainResult`` (``checkpoint``, ``run_dir``, ``env_steps``, ``history``,
+    ``stopped``); raises ``ConfigError`` for bad settings, before anything starts, and
+    ``EnvWorkerError`` where an env fails. Like ``main.py`` it seeds Python's, numpy's and torch's
     global generators with ``seed``; torch's thread count is restored on return.
     """
     typed = {name: plain(value) for name, value in settings.items() if value is not None}
@@ -123,8 +124,9 @@ def load(
     """The agent a checkpoint holds. Loading follows ``--resume``'s rules: the file is data
     (``torch.load(weights_only=True)``), and code it names (an env or a network given as
     ``module:attribute``) is imported, or text env arguments it gives are passed, only with
-    ``trust_checkpoint=True``, or when this process was handed that object (``train(env=...)``
-    above) or the call gives ``env_kwargs`` (which replace the checkpoint's).
+    ``trust_checkpoint=True``, or when this process was handed that object (an env given to
+    ``train(env=...)`` here), or the call names it (``env=``, ``policy_base=``) or gives
+    ``env_kwargs`` (which replace the checkpoint's).
 
     ``env``: the env to build the policy for, and ``evaluate``'s default, in place of the one the
     checkpoint names (which another process may not have: an env made by a lambda in a script

@@ -355,15 +355,13 @@ def resume_command(saved: Any, path: str) -> str:
     if script_only:
         given = ", ".join(f"{'env' if name == 'env_name' else name}=..." for name in script_only)
         return f"train(resume={path!r}, {given}) in the script that trained it"
-    flags = [f"--resume {shlex.quote(path)}"]
-    flags += [
-        f"{_flag(name)} {shlex.quote(getattr(saved, name))}"
-        for name in CODE_REFERENCES
-        if ":" in str(getattr(saved, name))
-    ]
+    named = [(name, getattr(saved, name)) for name in CODE_REFERENCES if ":" in str(getattr(saved, name))]
+    flags = [f"--resume {shlex.quote(path)}", *(f"{_flag(name)} {shlex.quote(ref)}" for name, ref in named)]
+    keywords = [f"resume={path!r}", *(f"{'env' if name == 'env_name' else name}={ref!r}" for name, ref in named)]
     if any(map(_has_text, json.loads(saved.env_kwargs).values())):
         flags.append(f"--env-kwargs {shlex.quote(saved.env_kwargs)}")
-    return f"python main.py {' '.join(flags)}, or train(resume=...) in Python"
+        keywords.append(f"env_kwargs={json.loads(saved.env_kwargs)!r}")
+    return f"python main.py {' '.join(flags)}, or train({', '.join(keywords)}) in Python"
 
 
 def handed_over(reference: str | None) -> bool:

@@ -110,9 +110,9 @@ def _updates_ahead(config: RunConfig, checkpoint: dict[str, Any] | None, batch: 
         (0, 0) if checkpoint is None else (checkpoint["counters"]["update"], checkpoint["counters"]["env_steps"])
     )
     updates = (config.num_env_steps - steps) // batch
-    text = f"{updates} updates of {batch} steps"
+    text = f"{updates} update{'s' if updates != 1 else ''} of {batch} steps"
     if done and updates:
-        text += f" (updates {done + 1} to {done + updates})"
+        text += f" (update {done + 1})" if updates == 1 else f" (updates {done + 1} to {done + updates})"
     if steps + updates * batch != config.num_env_steps:
         text += f", {steps + updates * batch:,} env steps of --num-env-steps {config.num_env_steps:,}"
     return text

@@ -39,7 +39,7 @@ CASES = [
     ("Pendulum-v1", "subproc", 150, 100),  # under VecNormalize (its state_dict travels separately)
     ("Taxi-v4", "sync", 150, 100),  # its MDP tables are not captured: the fresh env's are the same
     ("FrozenLake-v1", "subproc", 50, 100),  # slippery: the env's generator decides every move
-    ("Blackjack-v1", "sync", 20, 60),  # its dealer's card is text ("H", "10"), game state
+    ("Blackjack-v1", "sync", 20, 60),  # its dealer's card is text ("H", "K"), game state
     # HalfCheetah crosses its 1000-step time limit after the restore: an autoreset too.
     *(
         pytest.param("HalfCheetah-v5", kind, 990, 30, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco"))

@@ -605,6 +605,8 @@ def test_the_command_a_stopped_run_gives_to_continue_is_one_that_is_accepted(tmp
     command = resume_command(saved, result.checkpoint)
     assert command.startswith("python main.py --resume ")
     assert "--env-name tests.envs_for_spaces:MaskedChoiceEnv" in command
+    env = "tests.envs_for_spaces:MaskedChoiceEnv"
+    assert command.endswith(f"train(resume={result.checkpoint!r}, env={env!r}) in Python")
     argv = shlex.split(command.split(", or ")[0])[2:]
     with pytest.raises(ConfigError, match="names code to import"):  # without the names it types
         resolve(["--resume", result.checkpoint, "--num-env-steps", "64"])

@@ -45,8 +45,7 @@ _SKIPPED_TYPES = ("MjModel", "MujocoRenderer", "EnvSpec", "ObservationPlan")
 _TOY_TEXT = "gymnasium.envs.toy_text."
 _TOY_TEXT_MDP = frozenset({"P", "initial_state_distrib", "desc"})
 #: Text gymnasium's toy-text games keep as state, with every value it takes: restored where a
-#: snapshot gives one of these (Blackjack's dealer card, which its render turns into an image's
-#: name), never other text.
+#: snapshot gives one of these (Blackjack's dealer card, drawn at reset), never other text.
 _GAME_TEXT = {
     ("BlackjackEnv", "dealer_top_card_suit"): frozenset("CDHS"),
     ("BlackjackEnv", "dealer_top_card_value_str"): frozenset(["A", "J", "Q", "K", *map(str, range(2, 10))]),
