@@ -94,8 +94,10 @@ class LogCallback:
     (rank 0 writes; every rank joins the all-reduce of the episode statistics). The progress
     bar after every update."""
 
-    def __init__(self, logger: Logger | None, ctx: DistContext, log_interval: int) -> None:
-        self.logger, self.ctx, self.log_interval = logger, ctx, log_interval
+    def __init__(self, logger: Logger | None, ctx: DistContext, log_interval: int, synced: Sequence[Any] = ()) -> None:
+        """``synced``: modules besides the policy that every rank must hold alike (GAIL's
+        discriminator), checked with it."""
+        self.logger, self.ctx, self.log_interval, self.synced = logger, ctx, log_interval, list(synced)
 
     def __call__(self, info: UpdateInfo) -> None:
         if self.logger is not None:
@@ -113,7 +115,8 @@ class LogCallback:
 
     def _log(self, info: UpdateInfo) -> None:
         episodes = pooled_means([info.returns, info.lengths], self.ctx.reducer())
-        check_in_sync(info.policy, self.ctx, f"after update {info.update}")
+        for module in (info.policy, *self.synced):
+            check_in_sync(module, self.ctx, f"after update {info.update}")
         if self.logger is None:
             return
         metrics = dict(info.metrics)
@@ -125,9 +128,10 @@ class LogCallback:
         self.logger.scalars(info.env_steps, scalars, update=info.update)
         sps = info.metrics["SPS"]
         eta = (info.total_env_steps - info.env_steps) / max(sps, 1e-9)
+        whose = "rank 0's " if self.ctx.is_distributed else ""  # TensorBoard's are every rank's
         self.logger.print(
             f"Updates {info.update}/{info.num_updates}, timesteps {info.env_steps}, SPS {sps:.0f}, "
-            f"ETA {format_duration(eta)} | {summary(info.returns)}"
+            f"ETA {format_duration(eta)} | {summary(info.returns, whose)}"
         )
 
 

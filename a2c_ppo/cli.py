@@ -64,8 +64,8 @@ def _train(argv: Sequence[str] | None, signals: StopSignals) -> int:
     try:
         ctx = launch_context(request.config)
         request.notes += ignored_here(request.typed, ctx)
-    except ConfigError as exc:
-        fail(str(exc), prog="main.py")
+    except ConfigError as exc:  # the same on every rank of a node (its command line and machine)
+        fail(str(exc), prog="main.py", node_wide=True)
     with process_group(ctx, request.config.dist_timeout):
         return _run_and_report(request, signals, ctx)
 
@@ -90,8 +90,9 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
         launch(request, signals=signals, ctx=ctx)
     except ConfigError as exc:
         fail(str(exc), prog="main.py")
-    except EnvWorkerError as exc:
-        _report(f"an environment failed, training stopped: {exc}", EXIT_ENV_FAILED)
+    except EnvWorkerError as exc:  # under torchrun, whose rank: env 0 of each rank is another env
+        where = f"rank {ctx.rank} of {ctx.world_size}: " if ctx.is_distributed else ""
+        _report(f"an environment failed, training stopped: {where}{exc}", EXIT_ENV_FAILED)
     except PeerFailedError as exc:
         _report(f"training stopped: {exc}", EXIT_PEER_FAILED)
     except NonFiniteError as exc:

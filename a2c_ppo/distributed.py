@@ -54,7 +54,8 @@ def _collective(what: str) -> Iterator[None]:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PeerFailedError(
             f"rank {dist.get_rank()} of {dist.get_world_size()}: {what} failed because another rank stopped "
-            f"(see its message) or did not answer within the timeout ({first_line})"
+            f"(see its message) or did not answer within --dist-timeout, as rank 0 evaluating or saving may not "
+            f"({first_line})"
         ) from exc
 
 

@@ -25,13 +25,14 @@ CSV_NAME = "progress.csv"
 LEADING_COLUMNS = ["update", "env_steps", "time"]
 
 
-def summary(returns: Sequence[float]) -> str:
-    """One line on the true returns of the last episodes."""
+def summary(returns: Sequence[float], whose: str = "") -> str:
+    """One line on the true returns of the last episodes (``whose``: "rank 0's " where the
+    line shows one rank's of several; TensorBoard's are all ranks')."""
     if not returns:
         return "no episode finished yet"
     r = np.asarray(returns)
     return (
-        f"last {len(r)} episodes: mean/median return {r.mean():.1f}/{np.median(r):.1f}, "
+        f"{whose}last {len(r)} episodes: mean/median return {r.mean():.1f}/{np.median(r):.1f}, "
         f"min/max {r.min():.1f}/{r.max():.1f}"
     )
 

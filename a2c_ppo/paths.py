@@ -80,15 +80,23 @@ def check_writable_file(path: str, flag: str, reading: str) -> None:
     check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
 
 
-def check_writable_dir(path: str, flag: str) -> None:
+def check_writable_dir(path: str, flag: str, probe: bool = True) -> None:
     """Prove that folder ``path`` can be created (if missing) and written to; else ConfigError.
 
-    Leaves nothing behind: folders made for the test are removed again.
+    Leaves nothing behind: folders made for the test are removed again. ``probe=False`` only
+    reads: the nearest folder that exists is one this user may write in (for the torchrun
+    ranks that do not write, so that they fail as rank 0 does rather than wait for it).
     """
     made = missing_folders(path)
     existing = os.path.dirname(made[-1]) if made else os.path.abspath(path)
     if not os.path.isdir(existing):
         raise ConfigError(f"{flag} {path!r}: {existing!r} is a file, not a folder; give a folder path.")
+    if not probe:
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{flag} {path!r} cannot be written (permission denied); choose a folder you can write to."
+            )
+        return
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):

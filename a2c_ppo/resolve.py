@@ -161,9 +161,11 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     for flag, folder in (("--log-dir", config.log_dir), ("--save-dir", config.save_dir)):
         if not folder:  # e.g. an unset shell variable: the run would write into the current folder
             raise ConfigError(f"{flag} is empty: give a folder ('.' for the current one).")
-    if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 alone writes (and checks, without races)
-        check_writable_dir(config.run_dir, "--log-dir")
-        check_writable_dir(config.save_dir, "--save-dir")
+    # under torchrun rank 0 alone writes, and proves it can (without races); the other ranks
+    # read what they can, so that a bad folder stops them at once, not after --dist-timeout
+    probe = os.environ.get("RANK", "0") == "0"
+    check_writable_dir(config.run_dir, "--log-dir", probe)
+    check_writable_dir(config.save_dir, "--save-dir", probe)
     return LaunchRequest(
         config=config,
         resume=resume,

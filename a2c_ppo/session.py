@@ -224,7 +224,8 @@ def _run(
                 main_hooks.append(BestModelCallback(logger, save_best, best_path, best_mean_return(best_path)))
             if recorder is not None:
                 main_hooks.append(VideoCallback(logger, config, normalization, recorder))
-        log = LogCallback(logger, ctx, config.log_interval)
+        synced = [trainer.gail.discriminator] if trainer.gail is not None else []
+        log = LogCallback(logger, ctx, config.log_interval, synced)
         hooks: list[Callback] = [curve, log, *main_hooks, *callbacks, RecordedValues(logger)]
         stopped = loop(trainer, checkpointer, hooks, signals, on_stop=log.on_stop)
         if logger is not None:
@@ -240,8 +241,9 @@ def _run(
                     os.remove(latest_best)
             best = f" Best model: {best_path} (copied to {latest_best})." if os.path.isfile(best_path) else ""
             how = f"Stopped by a callback at update {trainer.update}/{trainer.num_updates}" if stopped else "Done"
+            whose = "rank 0's " if ctx.is_distributed else ""
             logger.print(
-                f"{how}: {trainer.env_steps} env steps, {summary(trainer.returns)}. Checkpoint: {path} "
+                f"{how}: {trainer.env_steps} env steps, {summary(trainer.returns, whose)}. Checkpoint: {path} "
                 f"(copied to {latest}, the latest finished run's).{best}"
             )
             if tracker is not None:
@@ -276,6 +278,8 @@ def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, An
     if checkpoint is not None and ctx.rank > 0:  # the checkpoint holds rank 0's RNG: others draw their own
         seed_everything(trainer.config.seed + ctx.rank + ctx.world_size * trainer.update)
     broadcast_module(trainer.policy, ctx)  # every rank starts from rank 0's parameters
+    if trainer.gail is not None:  # and its discriminator, which each rank built under its own seed
+        broadcast_module(trainer.gail.discriminator, ctx)
     if checkpoint is None:
         checkpointer.mark_saved(0)  # nothing to save until an update has finished
         checkpointer.capture(trainer)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import re
 import time
 
 import pytest
@@ -119,6 +120,9 @@ def test_resume_under_torchrun_continues_the_counts(tmp_path):
     saved = glob.glob(os.path.join(tmp_path, "models", "*", "*.pt"))[0]
     output = launch(str(tmp_path), STANDALONE, "--resume", saved, updates=UPDATES + 1)
     assert "data-parallel run" in output  # other ranks' env states are not in the checkpoint
+    # the console's episodes are rank 0's (TensorBoard's are every rank's), and it says so
+    assert re.search(r"Updates 4/4, .* \| (rank 0's last \d+ episodes|no episode finished yet)", output), output
+    assert re.search(r"Done: \d+ env steps, (rank 0's last|no episode)", output), output
     assert checkpoint(str(tmp_path))["counters"] == {"update": UPDATES + 1, "env_steps": (UPDATES + 1) * GLOBAL_BATCH}
 
 
@@ -132,7 +136,7 @@ def test_an_env_failing_on_one_rank_stops_both_with_a_checkpoint_and_no_process_
     code, output = finish(torchrun(args, STANDALONE, env), DEADLINE_S)
     assert code not in (0, None), output
     assert time.monotonic() - start < 90
-    assert "an environment failed" in output
+    assert "an environment failed, training stopped: rank 1 of 2: env " in output  # whose env it was
     assert checkpoint(str(tmp_path))["counters"]["update"] == 2  # rank 0 saved the last finished update
     pids = recorded_pids(str(pid_dir))
     assert len(pids) >= 4
@@ -145,9 +149,21 @@ def test_acktr_under_torchrun_is_a_clear_config_error(tmp_path):
     code, output = finish(torchrun(args, STANDALONE, {SEED_DIR_VARIABLE: str(tmp_path)}), DEADLINE_S)
     assert code not in (0, None)
     assert "exitcode  : 2" in output  # both ranks: bad input
-    assert "acktr cannot run data-parallel" in output
+    assert output.count("acktr cannot run data-parallel") == 1, output  # said once per node
     assert "[rank0]: Traceback" not in output and "[rank1]: Traceback" not in output
     assert not os.path.exists(os.path.join(tmp_path, "models"))
+
+
+def test_a_log_dir_no_rank_can_write_ends_every_rank_at_once(tmp_path):
+    """Rank 0 proves the folder writable; the others read what they can, so that they stop as
+    it does rather than wait for it until --dist-timeout (and torchrun's SIGKILL)."""
+    (tmp_path / "file").write_text("")
+    args = main_args(str(tmp_path), "--log-dir", str(tmp_path / "file" / "runs"))
+    start = time.monotonic()
+    code, output = finish(torchrun(args, STANDALONE, {SEED_DIR_VARIABLE: str(tmp_path)}), DEADLINE_S)
+    assert code not in (0, None) and time.monotonic() - start < 25, output
+    assert output.count("is a file, not a folder") == 1, output  # said once per node
+    assert "exitcode  : 2" in output and "-9" not in output, output
 
 
 @pytest.mark.parametrize("bad", [["--lr", "-1"], ["--num-steps", "many"]])
@@ -158,3 +174,25 @@ def test_bad_input_under_torchrun_is_said_once_per_node(tmp_path, bad):
     assert code not in (0, None)
     assert output.count("main.py: error: ") == 1, output
     assert bad[0] in output and "[rank0]: Traceback" not in output and "[rank1]: Traceback" not in output
+
+
+def test_gail_ranks_share_one_discriminator(tmp_path):
+    """Each rank builds GAIL's discriminator under its own seed: rank 0's is broadcast at the
+    start, and main.py checks it, with the policy, on every rank at every logged update."""
+    import gymnasium as gym
+    import numpy as np
+
+    from a2c_ppo.trajectories import save_trajectories
+
+    space = gym.make("CartPole-v1")
+    rng = np.random.default_rng(0)
+    episodes = [
+        {"obs": rng.normal(size=(30, 4)).astype(np.float32), "actions": rng.integers(0, 2, (30, 1)),
+         "rewards": np.ones(30, np.float32)}
+        for _ in range(4)
+    ]  # fmt: skip
+    experts = str(tmp_path / "expert.npz")
+    save_trajectories(experts, env_id="tests.dist_helpers:make_seed_env", observation_space=space.observation_space,
+                      action_space=space.action_space, episodes=episodes)  # fmt: skip
+    output = launch(str(tmp_path / "run"), STANDALONE, "--gail", "--gail-experts", experts)
+    assert "Updates 3/3" in output

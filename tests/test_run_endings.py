@@ -73,6 +73,16 @@ def test_an_env_that_raises_leaves_the_last_finished_update_saved(tmp_path, vec_
     assert_no_process_left(tmp_path)
 
 
+def test_an_env_that_exits_in_the_layout_probe_is_an_env_failure_naming_it(tmp_path):
+    """``--vec-env auto`` times the env before the run starts; an env that calls sys.exit there
+    fails the run as an env (exit 3, naming it), not with its own exit status."""
+    proc = launch(tmp_path, "tests.envs_failing:exiting_env", fail_after=0)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert "on purpose" in err and "env 0" in err and "an environment failed" in err
+    assert_no_process_left(tmp_path)
+
+
 def test_a_killed_worker_leaves_the_last_finished_update_saved(tmp_path):
     env_name = "tests.envs_failing:tiny_env"
     proc = launch(tmp_path, env_name, "--vec-env", "subproc", "--num-workers", "2", "--save-interval", "1000")

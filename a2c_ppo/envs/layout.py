@@ -149,7 +149,7 @@ def measure_step_times(
             env_s, one_s = _median_steps([env_step, one], warmup, steps, 2 * budget_s)
             if env_s < SUBPROC_ROUND_TRIP_S:
                 one_s, two_s = _median_steps([one, vec_step(2)], warmup, steps, 2 * budget_s)
-    except Exception:  # whatever the env raises: see the docstring
+    except (Exception, SystemExit):  # whatever the env raises (sys.exit too): see the docstring
         pass
     finally:
         for each in reversed(opened):
