@@ -367,12 +367,7 @@ class RunConfig:
         "auto", "torchrun backend (auto: nccl on CUDA)", DEVICE, choices=("auto", "gloo", "nccl")
     )
     dist_timeout: float = setting(
-        600.0,
-        "seconds a rank waits for the others before giving up (longer than --env-timeout, so that a hung env is "
-        "reported by its own rank; and than rank 0's evaluations)",
-        DEVICE,
-        low=0.0,
-        low_open=True,
+        600.0, "seconds a rank waits for the others (above --env-timeout, evaluations)", DEVICE, low=0.0, low_open=True
     )
 
     @property
