@@ -352,12 +352,13 @@ def resume_command(saved: Any, path: str) -> str:
     checkpoint names, as whoever started the run gave them."""
     # a lambda's, a second object of one name, a script's own: main.py's imports find none of them
     script_only = [name for name in CODE_REFERENCES if re.search(r"[<#]|^__main__:", str(getattr(saved, name) or ""))]
+    keyword = {"env_name": "env"}  # train()'s name for a setting, where it is not the setting's
     if script_only:
-        given = ", ".join(f"{'env' if name == 'env_name' else name}=..." for name in script_only)
+        given = ", ".join(f"{keyword.get(name, name)}=..." for name in script_only)
         return f"train(resume={path!r}, {given}) in the script that trained it"
     named = [(name, getattr(saved, name)) for name in CODE_REFERENCES if ":" in str(getattr(saved, name))]
     flags = [f"--resume {shlex.quote(path)}", *(f"{_flag(name)} {shlex.quote(ref)}" for name, ref in named)]
-    keywords = [f"resume={path!r}", *(f"{'env' if name == 'env_name' else name}={ref!r}" for name, ref in named)]
+    keywords = [f"resume={path!r}", *(f"{keyword.get(name, name)}={ref!r}" for name, ref in named)]
     if any(map(_has_text, json.loads(saved.env_kwargs).values())):
         flags.append(f"--env-kwargs {shlex.quote(saved.env_kwargs)}")
         keywords.append(f"env_kwargs={json.loads(saved.env_kwargs)!r}")

@@ -118,12 +118,17 @@ def _value_loss(
 
 
 @torch.no_grad()
+def approx_kl_terms(log_ratio: torch.Tensor) -> torch.Tensor:
+    """Per sample, the k3 estimator of KL(old || new): ``(r - 1) - log r`` (unbiased, >= 0)."""
+    return (log_ratio.exp() - 1.0) - log_ratio
+
+
 def ratio_metrics(log_ratio: torch.Tensor, clip_param: float) -> dict[str, torch.Tensor]:
-    """0-d means over ``log_ratio`` (any shape): ``approx_kl``, the k3 estimator of KL(old || new)
-    (unbiased and always >= 0), and ``clipfrac``, the fraction of ratios outside the clip range."""
+    """0-d means over ``log_ratio`` (any shape): ``approx_kl`` (``approx_kl_terms``' mean) and
+    ``clipfrac``, the fraction of ratios outside the clip range."""
     ratio = log_ratio.exp()
     return {
-        "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+        "approx_kl": approx_kl_terms(log_ratio).mean(),
         "clipfrac": ((ratio - 1.0).abs() > clip_param).float().mean(),
     }
 
@@ -273,7 +278,7 @@ class PPO:
         per-minibatch sync."""
         if self.target_kl is None:
             return False
-        k3 = None if log_ratio is None else (log_ratio.exp() - 1.0) - log_ratio  # ratio_metrics' approx_kl
+        k3 = None if log_ratio is None else approx_kl_terms(log_ratio)
         return pooled_mean(k3, self.reducer, self.flat.data.device)[0].item() > self.target_kl
 
     def update(self, rollouts: RolloutStorage) -> dict[str, float]:
