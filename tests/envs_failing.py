@@ -27,7 +27,8 @@ class TinyEnv(gym.Env):
     """Episodes of 10 steps, ``obs = [t / 10, 1]``, reward 1 for action 1 else 0.
 
     ``failure``: ``"reward"`` or ``"observation"`` turns that quantity into NaN, ``"raise"``
-    raises ValueError, ``"exit"`` calls ``sys.exit``, ``"hang"`` never returns from ``step``, ``"stuck"`` never
+    raises ValueError, ``"exit"`` calls ``sys.exit``, ``"hang"`` never returns from ``step``, ``"slow"``
+    takes 50 ms a step (a slow simulator, not a failure), ``"stuck"`` never
     returns from C code (a mutex locked twice, as a deadlocked simulator), once the env has taken
     ``$A2C_PPO_TEST_FAIL_AFTER`` steps in all.
     """
@@ -59,6 +60,9 @@ class TinyEnv(gym.Env):
                 raise ValueError("the env failed on purpose")
             if self.failure == "exit":
                 sys.exit("the env exited on purpose")
+            if self.failure == "slow":
+                time.sleep(0.05)
+                return obs, reward, self.t >= 10, False, {}
             if self.failure == "hang":
                 while True:
                     time.sleep(1.0)
@@ -95,6 +99,10 @@ def exiting_env() -> gym.Env:
 
 def hanging_env() -> gym.Env:
     return TinyEnv("hang")
+
+
+def slow_env() -> gym.Env:
+    return TinyEnv("slow")
 
 
 def stuck_env() -> gym.Env:

@@ -418,15 +418,15 @@ def test_an_env_stuck_outside_python_ends_the_process_with_every_threads_stack(t
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="the test reads the child's state in /proc")
-def test_the_backstop_ignores_time_outside_env_calls_and_while_stopped():
+def test_the_limit_ignores_time_outside_env_calls_and_while_stopped():
     code = (
         "import os, signal, sys, time\n"
         "from a2c_ppo.envs import timeouts\n"
-        "timeouts._Backstop.GRACE_S = 0.5\n"
+        "timeouts._Watch.GRACE_S = 0.5\n"
         "timeouts.arm(0.5)\n"
         "timeouts.disarm()\n"
         "time.sleep(3)\n"  # an update after the env calls: no limit runs
-        "timeouts._BACKSTOP.enter(1.0)\n"  # the watch alone (SIGALRM's limit counts stopped time)
+        "timeouts.arm(2.0)\n"
         "print('ready', flush=True)\n"
         "os.kill(os.getpid(), signal.SIGSTOP)\n"  # stopped inside an env call, continued by the parent
         "time.sleep(1.2)\n"
@@ -441,12 +441,38 @@ def test_the_backstop_ignores_time_outside_env_calls_and_while_stopped():
         while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
             assert time.monotonic() < deadline, "the child never stopped"
             time.sleep(0.05)
-        time.sleep(4)  # stopped 4 s, past the call's 1 s limit and its 0.5 s grace
+        time.sleep(4)  # stopped 4 s, past the call's 2 s limit and its 0.5 s grace
         os.kill(proc.pid, signal.SIGCONT)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0 and out == "alive\n", err
+
+
+@pytest.mark.parametrize("vec_env", ["sync", "subproc"])
+def test_a_run_stopped_whole_past_the_timeout_goes_on_when_continued(tmp_path, vec_env):
+    """Ctrl-Z stops the run's process group, workers and all, for longer than --env-timeout,
+    most likely inside an env's step (50 ms each): that time is no env's, so `fg` must find the
+    run going on, not stopped as a hang."""
+    workers = ["--num-workers", "2"] if vec_env == "subproc" else []  # subproc: both envs in workers
+    argv = main_argv(tmp_path, "--env-name", "tests.envs_failing:slow_env", "--vec-env", vec_env, *workers,
+                     "--env-timeout", "2", "--log-interval", "1", steps=256)  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, FAIL_AFTER_VARIABLE: "0"})  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if line.startswith("Updates 3/"):
+                break
+        time.sleep(0.5)  # into the next rollout's env steps (an update's 32 take 1.6 s)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        time.sleep(5)  # past the 2 s limit
+        os.killpg(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Updates" in out
 
 
 def test_a_stopped_worker_is_caught_like_a_hang(tmp_path):

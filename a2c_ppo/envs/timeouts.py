@@ -3,10 +3,12 @@
 Env code that never returns (a simulator that hangs, a ``while True``) must not stall a run
 silently. In a worker process the main process notices that no reply came and kills the
 worker; code in this process is interrupted by ``time_limit``, which raises ``EnvTimeout``
-into it when it runs too long. The handler is installed once; each limit then costs two
-``setitimer`` calls and a clock read (about a microsecond and a half), paid per vector step. Signals reach the main
-thread only, so elsewhere the limit does not apply. Code stuck outside Python, which no
-signal handler interrupts, meets a backstop (``_Backstop``) that ends the process.
+into it when it runs too long. A watcher thread (``_Watch``) keeps the time: each limit costs
+a clock read and two attribute stores, paid per vector step and no system call (a kernel timer
+armed and cancelled per step cost HalfCheetah's single env 2% of its training). Only a call
+past its limit gets a signal, sent to the main thread, whose handler raises; signals reach the
+main thread only, so elsewhere the limit does not apply. Code stuck outside Python, which no
+signal handler interrupts, is ended with its process a grace period later.
 """
 
 from __future__ import annotations
@@ -30,29 +32,24 @@ class EnvTimeout(TimeoutError):
     """Env code did not return within its time limit (``--env-timeout``)."""
 
 
-_limit = [0.0]  # the seconds of the limit that is running, for the message
-
-
 def _interrupt(signum: int, frame: Any) -> None:
-    raise EnvTimeout(
-        f"no return within {_limit[0]:g} s (--env-timeout: raise it for a slow simulator, 0 waits forever)"
-    )
+    call = _WATCH.call
+    if _WATCH.expired is not call:  # sent for a call that has returned since: nothing to stop
+        return
+    raise EnvTimeout(f"no return within {call[1]:g} s (--env-timeout: raise it for a slow simulator, 0 waits forever)")
 
 
 def arm(seconds: float | None, backstop: bool = True) -> bool:
     """Start a limit of ``seconds`` (``None`` or 0: none); whether one started (then ``disarm``).
-    ``backstop``: also end the process if the code gets stuck outside Python (``_Backstop``)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
+    ``backstop``: also end the process if the code gets stuck outside Python (``_Watch``)."""
+    if not seconds or threading.get_ident() != _MAIN_THREAD_ID:
         return False
     try:
-        if backstop:  # first: an alarm raised below must find the watch already set (disarm clears it)
-            _BACKSTOP.enter(seconds)
         # _signal's getsignal: signal.getsignal wraps the answer in an Enum where it can, and
         # finding that it cannot (a Python handler) costs ~2 us, paid per vector step.
-        if _signal.getsignal(signal.SIGALRM) is not _interrupt:
+        if _signal.getsignal(signal.SIGALRM) is not _interrupt:  # first, or an env replaced it
             signal.signal(signal.SIGALRM, _interrupt)
-        _limit[0] = seconds
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        _WATCH.enter(seconds, backstop)
     except BaseException:  # a Ctrl-C landing in here: its caller's finally never disarms
         disarm()
         raise
@@ -60,55 +57,79 @@ def arm(seconds: float | None, backstop: bool = True) -> bool:
 
 
 def disarm() -> None:
-    _BACKSTOP.leave()  # first, as arm's watch: an alarm may still land below
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    _WATCH.call = IDLE
 
 
-class _Backstop:
-    """The limit for env code stuck outside Python, where no signal handler runs: a simulator's
-    C code that never returns lets neither SIGALRM's ``EnvTimeout`` nor a Ctrl-C through. A
-    watcher thread (started by the first ``enter``) wakes every ``TICK_S``; once env code has
-    run ``GRACE_S`` past its limit, it prints which limit passed and every thread's stack, and
-    ends the process (exit 3, an env failure; workers end with it). Per env call this costs two
-    attribute stores. Time the process spends stopped (Ctrl-Z, a paused container) does not
-    count: a tick that comes late moves the deadline on by the delay. Code stuck while holding
-    the GIL stops the watcher too; nothing inside the process can end that."""
+class _Watch:
+    """The time of the env call running in the main thread, kept by a watcher thread (started
+    by the first limit, or by ``watch_stops``) that wakes every tick (``TICK_S``, or a quarter
+    of the shortest limit yet). Once the call has run past its limit, the watcher marks it
+    ``expired`` and sends SIGALRM to the main thread, whose handler raises ``EnvTimeout`` into
+    the call. A call stuck outside Python lets neither that nor a Ctrl-C through: ``GRACE_S``
+    later, with ``backstop``, the watcher prints which limit passed and every thread's stack,
+    and ends the process (exit 3, an env failure; workers end with it). Code stuck while
+    holding the GIL stops the watcher too; nothing inside the process can end that.
+
+    Limits run on ``clock``, which leaves out the time the process spends stopped (Ctrl-Z, a
+    paused container): a tick that comes ``STOPPED_S`` or more late adds its delay to
+    ``stopped_s``. A run continued after a long stop goes on; its envs were stopped too."""
 
     TICK_S = 0.5
     GRACE_S = 5.0
+    STOPPED_S = 1.0
 
     def __init__(self) -> None:
-        # the running env call's (start, limit, deadline), replaced whole so the watcher reads
-        # one call's
+        # the running call's (start, limit, deadline, backstop) on ``clock``, replaced whole (by
+        # the main thread only) so that the watcher reads one call's
         self.call = IDLE
+        self.expired: tuple[float, float, float, bool] | None = None  # the call the signal was sent for
+        self.shortest = math.inf  # the shortest limit yet, which sets the tick
+        self.stopped_s = 0.0  # written by the watcher only
         self.thread: threading.Thread | None = None
 
-    def leave(self) -> None:
-        self.call = IDLE
+    def clock(self) -> float:
+        """Seconds, as ``time.monotonic``, less those the process spent stopped."""
+        return time.monotonic() - self.stopped_s
 
-    def enter(self, seconds: float) -> None:
-        now = time.monotonic()
-        self.call = (now, seconds, now + seconds)
+    def start(self) -> None:
         if self.thread is None:
-            self.thread = threading.Thread(target=self._watch, name="a2c_ppo-env-backstop", daemon=True)
+            self.thread = threading.Thread(target=self._watch, name="a2c_ppo-env-watch", daemon=True)
             self.thread.start()
+
+    def enter(self, seconds: float, backstop: bool) -> None:
+        now = time.monotonic() - self.stopped_s
+        self.call = (now, seconds, now + seconds, backstop)
+        if seconds < self.shortest:
+            self.shortest = seconds
+            self.start()
 
     def _watch(self) -> None:
         last = time.monotonic()
         while True:
-            time.sleep(self.TICK_S)
+            tick = min(self.TICK_S, self.shortest / 4)
+            time.sleep(tick)
             now = time.monotonic()
-            late = now - last - self.TICK_S
+            late, last = now - last - tick, now
+            if late >= self.STOPPED_S:  # stopped, or starved: no env's time (a call after it gets some credit)
+                self.stopped_s += late
+                continue
             call = self.call
-            start, limit, deadline = call
-            # stopped (or starved) while this call ran, which began before the tick was due: that
-            # time is no env's (a call that began after the stop gets no credit)
-            if late > 1.0 and start <= last + self.TICK_S:
-                if self.call is call:
-                    self.call = (start, limit, deadline + late)
-            elif now > deadline + self.GRACE_S and self.call is call:  # (not a call that just returned)
-                _end_stuck(limit, now - start)
-            last = now
+            start, limit, deadline, backstop = call
+            active = now - self.stopped_s
+            if active <= deadline:
+                continue
+            if self.expired is not call:
+                self.expired = call
+                _signal_main_thread()
+            elif backstop and active > deadline + self.GRACE_S and self.call is call:  # (not one just returned)
+                _end_stuck(limit, active - start)
+
+
+def _signal_main_thread() -> None:
+    try:
+        signal.pthread_kill(_MAIN_THREAD_ID, signal.SIGALRM)
+    except (OSError, ValueError):  # the main thread has ended: the interpreter is on its way out
+        pass
 
 
 def _end_stuck(limit: float, seconds: float) -> None:
@@ -131,8 +152,14 @@ def _end_stuck(limit: float, seconds: float) -> None:
         os._exit(EXIT_ENV_FAILED)
 
 
-IDLE = (0.0, 0.0, math.inf)  # no env call running: no deadline
-_BACKSTOP = _Backstop()
+IDLE = (0.0, 0.0, math.inf, False)  # no env call running: no deadline
+_WATCH = _Watch()
+_MAIN_THREAD_ID: int = threading.main_thread().ident  # type: ignore[assignment]  # None only before it starts
+
+#: ``time.monotonic`` less the time the process spent stopped: the clock of every env limit.
+clock = _WATCH.clock
+#: Start keeping the time the process spends stopped (for limits on ``clock`` outside ``arm``).
+watch_stops = _WATCH.start
 
 
 @contextlib.contextmanager
@@ -155,8 +182,8 @@ CLOSE_TIMEOUT_S = 5.0
 def close_within(env: Any, seconds: float | None = CLOSE_TIMEOUT_S) -> None:
     """``env.close()``, ignoring what it raises and given up after ``seconds`` (in the main
     thread): a simulator that will not shut down must not hang the program's start or end.
-    Inside another limit (the layout probe's) that one bounds the close: one timer serves both."""
-    outer = signal.getitimer(signal.ITIMER_REAL)[0] > 0
+    Inside another limit (the layout probe's) that one bounds the close: one limit serves both."""
+    outer = _WATCH.call is not IDLE
     try:
         with time_limit(None if outer else seconds, backstop=False):  # a close stuck in C: the end waits
             env.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pickle
 import select
 import signal
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 
 from a2c_ppo.envs.subproc.block import EnvBlock, whereabouts
 from a2c_ppo.envs.subproc.protocol import REPLY_ERROR, EnvWorkerError, encode_command, error_report
-from a2c_ppo.envs.timeouts import EnvTimeout, arm, disarm
+from a2c_ppo.envs.timeouts import EnvTimeout, arm, clock, disarm, watch_stops
 
 #: The least time a worker gets to start and build its envs (its imports included).
 WORKER_START_S = 60.0
@@ -46,7 +45,7 @@ class LocalBlock:
     def run(self, fn: Callable[[], Any], tag: Any = None, timed: bool = True) -> None:
         """Run ``fn`` on the block now (within ``timeout`` when ``timed``); its result or error
         waits for ``collect(tag)``."""
-        armed = timed and arm(self.timeout)  # once per vector step: two setitimer calls, no more
+        armed = timed and arm(self.timeout)  # once per vector step: a clock read, no system call
         try:
             self._results[tag] = (True, fn())
         except (Exception, SystemExit) as exc:  # an env's sys.exit() is its failure; a KeyboardInterrupt goes up
@@ -101,6 +100,8 @@ class RemoteBlock:
         self.poll_interval = poll_interval
         self.where = where  # the worker's (env index, phase code) cells in shared memory
         self.timeout = timeout
+        if timeout:
+            watch_stops()  # the deadlines below leave out a Ctrl-Z's time
         self.dead = False
         self._wait = _reply_waiter(conn)
         self._tags: deque[Any] = deque()  # tags of the sent commands whose reply is unread
@@ -113,13 +114,13 @@ class RemoteBlock:
         loaded machine slower than a step; an env whose constructor hangs must not hang the run)."""
         self._tags.append(tag)
         limit = max(self.timeout, WORKER_START_S) if self.timeout else float("inf")
-        self._deadlines.append(time.monotonic() + limit)
+        self._deadlines.append(clock() + limit)
 
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
         try:
             self.conn.send_bytes(encode_command(cmd, payload))
             self._tags.append(tag)
-            self._deadlines.append(time.monotonic() + self.timeout if self.timeout else float("inf"))
+            self._deadlines.append(clock() + self.timeout if self.timeout else float("inf"))
             return
         except (OSError, ValueError):
             pass  # raised below, outside the handler, so no BrokenPipeError shows as its context
@@ -152,7 +153,7 @@ class RemoteBlock:
         while not self._wait(self.poll_interval):
             if not self.proc.is_alive():
                 raise self._died(what)
-            if self._deadlines and time.monotonic() > self._deadlines[0]:
+            if self._deadlines and clock() > self._deadlines[0]:
                 raise self._hung()
         try:
             return self.conn.recv_bytes()

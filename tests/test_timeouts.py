@@ -1,0 +1,69 @@
+"""The time limit on env code in the main process (``--env-timeout``): the watcher thread's
+signal interrupts a call past its limit, and only such a call."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from a2c_ppo.envs import timeouts
+from a2c_ppo.envs.timeouts import EnvTimeout, close_within, time_limit
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals")
+
+
+def test_a_call_past_its_limit_is_interrupted_in_a_sleep_and_in_python_code():
+    start = time.monotonic()
+    with pytest.raises(EnvTimeout, match=r"within 0\.4 s"), time_limit(0.4):
+        time.sleep(30)
+    assert 0.4 <= time.monotonic() - start < 5
+    start = time.monotonic()
+    with pytest.raises(EnvTimeout), time_limit(0.4):
+        while True:
+            pass
+    assert 0.4 <= time.monotonic() - start < 5
+
+
+def test_a_call_within_its_limit_and_the_time_between_calls_are_left_alone():
+    for _ in range(3):
+        with time_limit(0.4):
+            time.sleep(0.2)
+        time.sleep(0.6)  # between calls (an update): no limit runs
+    assert timeouts._WATCH.call is timeouts.IDLE
+
+
+def test_a_signal_for_a_call_that_has_returned_raises_nothing():
+    """The watcher may send its signal just as the call returns: the handler then finds
+    another call (or none) running and lets the code go on."""
+    with time_limit(0.4):
+        expired = timeouts._WATCH.call
+    timeouts._WATCH.expired = expired
+    timeouts._interrupt(signal.SIGALRM, None)  # no call running
+    with time_limit(0.4):
+        timeouts._interrupt(signal.SIGALRM, None)  # a newer call, within its limit
+        timeouts._WATCH.expired = timeouts._WATCH.call
+        with pytest.raises(EnvTimeout):
+            timeouts._interrupt(signal.SIGALRM, None)
+
+
+def test_no_limit_outside_the_main_thread_or_when_zero():
+    started: list[bool] = []
+    thread = threading.Thread(target=lambda: started.append(timeouts.arm(1.0)))
+    thread.start()
+    thread.join()
+    assert started == [False] and not timeouts.arm(0) and not timeouts.arm(None)
+
+
+def test_a_close_inside_a_limit_is_bounded_by_that_limit():
+    class SlowClose:
+        def close(self) -> None:
+            time.sleep(30)
+
+    start = time.monotonic()
+    close_within(SlowClose(), seconds=0.4)  # alone: its own limit, the timeout swallowed
+    with pytest.raises(EnvTimeout), time_limit(0.4):
+        close_within(SlowClose(), seconds=60)  # inside the probe's limit: that one's, raised to its owner
+    assert time.monotonic() - start < 10
