@@ -82,14 +82,14 @@ class RunFailed(Exception):
 def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistContext) -> int:
     """Train, reporting a failure at once: under torchrun, before the group is torn down and
     the launcher stops this rank because another one exited. RunFailed after the report."""
-    from a2c_ppo.distributed import PeerFailedError
+    from a2c_ppo.distributed import PeerFailedError, PeerRefusedError
     from a2c_ppo.envs.subproc import EnvWorkerError
     from a2c_ppo.session import launch
 
     try:
         launch(request, signals=signals, ctx=ctx)
-    except ConfigError as exc:
-        fail(str(exc), prog="main.py")
+    except ConfigError as exc:  # rank 0's refusal: said by rank 0, and by each other node's first rank
+        fail(str(exc), prog="main.py", node_wide=isinstance(exc, PeerRefusedError))
     except EnvWorkerError as exc:  # under torchrun, whose rank: env 0 of each rank is another env
         where = f"rank {ctx.rank} of {ctx.world_size}: " if ctx.is_distributed else ""
         _report(f"an environment failed, training stopped: {where}{exc}", EXIT_ENV_FAILED)

@@ -184,6 +184,24 @@ class TorchDistReducer:
         return tensor
 
 
+class PeerRefusedError(ConfigError):
+    """Rank 0 refused to start (its run folder in use, W&B not logged in): every other rank
+    stops with it, as for bad input, before its envs start."""
+
+
+def share_refusal(refusal: ConfigError | None, ctx: DistContext) -> None:
+    """Raise rank 0's ``refusal`` to start on every rank (``PeerRefusedError`` on the others;
+    None: all go on). A collective: every rank calls it at the same point."""
+    if ctx.is_distributed:
+        message = [None if refusal is None else str(refusal)]
+        with _collective("the start"):
+            dist.broadcast_object_list(message, src=0)
+        if message[0] is not None and refusal is None:
+            raise PeerRefusedError(f"rank 0 did not start: {message[0]}")
+    if refusal is not None:
+        raise refusal
+
+
 def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
     """Copies rank 0's parameters and buffers to every rank (no-op for a single process)."""
     if not ctx.is_distributed:

@@ -40,8 +40,8 @@ from a2c_ppo.callbacks import (
 from a2c_ppo.checkpoint import resume_command
 from a2c_ppo.checkpointer import Checkpointer, best_checkpoint_path, best_copy_path, best_mean_return
 from a2c_ppo.config import RunConfig
-from a2c_ppo.distributed import DistContext, any_rank, broadcast_module
-from a2c_ppo.errors import NonFiniteError, NonFiniteRolloutError, WriteFailedError
+from a2c_ppo.distributed import DistContext, any_rank, broadcast_module, share_refusal
+from a2c_ppo.errors import ConfigError, NonFiniteError, NonFiniteRolloutError, WriteFailedError
 from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically, write_atomically
 from a2c_ppo.logger import Logger, summary
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, missing_folders, run_checkpoint_path
@@ -93,13 +93,20 @@ def run(
     ctx = ctx or DistContext(device=select_device(config))
     tracker: Tracker | None = None
     with contextlib.ExitStack() as stack:
+        refusal: ConfigError | None = None
         if ctx.is_main:  # rank 0 alone writes: the run folder is its own, locked while it lives
-            run_dir = stack.enter_context(own_run_folder(config.run_dir, in_place=checkpoint is not None and in_place))
-            config = config.replace(run_dir=run_dir)
-            # W&B first: a refusal (not logged in, no network) comes before any worker or env step
-            tracker = start_tracking(config)
-            if tracker is not None:
-                stack.callback(tracker.close)  # a no-op once the run has finished it
+            try:
+                run_dir = stack.enter_context(
+                    own_run_folder(config.run_dir, in_place=checkpoint is not None and in_place)
+                )
+                config = config.replace(run_dir=run_dir)
+                # W&B first: a refusal (not logged in, no network) comes before any worker or env step
+                tracker = start_tracking(config)
+                if tracker is not None:
+                    stack.callback(tracker.close)  # a no-op once the run has finished it
+            except ConfigError as exc:
+                refusal = exc
+        share_refusal(refusal, ctx)  # under torchrun every rank stops with rank 0, before its envs start
         return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker, best_model)
 
 

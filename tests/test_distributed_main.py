@@ -166,6 +166,30 @@ def test_a_log_dir_no_rank_can_write_ends_every_rank_at_once(tmp_path):
     assert "exitcode  : 2" in output and "-9" not in output, output
 
 
+def test_a_run_folder_in_use_stops_every_rank_before_its_envs_start(standalone, tmp_path):
+    """Rank 0 alone claims the run folder; its refusal (a live run holds the folder) reaches the
+    other ranks through the first collective, so that all stop as for bad input, said once per
+    node, where rank 1 used to build its envs until torchrun stopped it (exit 143)."""
+    from a2c_ppo.files import RunLock
+
+    run_dir = sorted(glob.glob(os.path.join(standalone, "logs", "*")))[0]
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    # its own --log-dir: a resume goes on in its run folder only there
+    args = main_args(standalone, "--resume", os.path.join(run_dir, "checkpoint.pt"), updates=UPDATES + 1)
+    lock = RunLock(run_dir).acquire()  # this test is the live run that holds it
+    try:
+        start = time.monotonic()
+        code, output = finish(torchrun(args, STANDALONE, {SEED_DIR_VARIABLE: str(seeds)}), DEADLINE_S)
+    finally:
+        lock.release()
+    assert code not in (0, None) and time.monotonic() - start < 60, output
+    assert output.count("is in use by a live run") == 1, output  # said once per node
+    # rank 1 stops on its own, not at torchrun's SIGTERM once rank 0 has ended
+    assert "exitcode  : 2" in output and "Stopped by SIGTERM" not in output and "exitcode  : 5" not in output, output
+    assert os.listdir(seeds) == []  # no rank reset an env
+
+
 @pytest.mark.parametrize("bad", [["--lr", "-1"], ["--num-steps", "many"]])
 def test_bad_input_under_torchrun_is_said_once_per_node(tmp_path, bad):
     """Every rank of a node parses the same command line: its first rank alone says what is wrong."""
