@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -269,11 +270,15 @@ def pooled_means(series: Sequence[Sequence[float]], reducer: Reducer | None) -> 
     return tuple(float(t / totals[0]) for t in totals[1:])
 
 
-def any_rank(flag: bool, reducer: Reducer | None) -> bool:
-    """True on every rank when ``flag`` is true on at least one (e.g. a stop request)."""
+def stop_requests(stop: bool, signum: int | None, reducer: Reducer | None) -> tuple[bool, int | None]:
+    """Every rank's requests to stop at an update boundary, the same on every rank: whether one
+    asked to stop (``stop``: a callback), and the signal one received (``signum``: SIGTERM
+    before SIGINT; None: none did)."""
     if reducer is None:
-        return flag
-    return bool(reducer.all_reduce_sum(torch.tensor([float(flag)], dtype=torch.float64)).item() > 0)
+        return stop, signum
+    flags = [float(stop), float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
+    counts = reducer.all_reduce_sum(torch.tensor(flags, dtype=torch.float64)).tolist()
+    return counts[0] > 0, signal.SIGTERM if counts[2] else signal.SIGINT if counts[1] else None
 
 
 def check_algorithm(algo: str, ctx: DistContext) -> None:

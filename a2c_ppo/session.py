@@ -40,7 +40,7 @@ from a2c_ppo.callbacks import (
 from a2c_ppo.checkpoint import resume_command
 from a2c_ppo.checkpointer import Checkpointer, best_checkpoint_path, best_copy_path, best_mean_return
 from a2c_ppo.config import RunConfig
-from a2c_ppo.distributed import DistContext, any_rank, broadcast_module, share_refusal
+from a2c_ppo.distributed import DistContext, broadcast_module, share_refusal, stop_requests
 from a2c_ppo.errors import ConfigError, NonFiniteError, NonFiniteRolloutError, WriteFailedError
 from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically, write_atomically
 from a2c_ppo.logger import Logger, summary
@@ -310,32 +310,40 @@ def loop(
     followed by its callbacks, and the checkpoints; whether a callback stopped it. ``on_stop``
     gets the update a callback stopped after (the log writes its row)."""
     config, stopwatch = trainer.config, Stopwatch(trainer.env_steps)
-    while trainer.update < trainer.num_updates:
-        rollout_sps = trainer.collect()
-        # An update is never cut in half, and the boundary a save uses moves with the parameters
-        # and the update's log row, so that a resumed run neither repeats nor misses a row.
-        with signals.deferred():
-            metrics = trainer.train_policy()
-            checkpointer.capture(trainer)
-            metrics.update(rollout_SPS=rollout_sps, SPS=stopwatch.sps(trainer.env_steps))
-            info = UpdateInfo(
-                update=trainer.update,
-                num_updates=trainer.num_updates,
-                env_steps=trainer.env_steps,
-                total_env_steps=trainer.total_steps,
-                metrics=metrics,
-                returns=list(trainer.returns),
-                lengths=list(trainer.lengths),
-                config=config,
-                policy=trainer.policy,
-                saver=functools.partial(checkpointer.save_copy, trainer),
-            )
-            stop = any_rank(run_callbacks(callbacks, info), trainer.ctx.reducer())
-            if stop and on_stop is not None:
-                on_stop(info)
-        if stop or trainer.update % config.save_interval == 0 or trainer.update == trainer.num_updates:
-            checkpointer.save(trainer)
-        if stop:
-            return trainer.update < trainer.num_updates
+    distributed = trainer.ctx.is_distributed
+    # Under torchrun a Ctrl-C or SIGTERM waits for the update's end, where every rank learns of
+    # it, so that all stop at one update, which rank 0 saves (a second signal stops at once).
+    with signals.deferred(escalate=True) if distributed else contextlib.nullcontext():
+        while trainer.update < trainer.num_updates:
+            rollout_sps = trainer.collect()
+            # An update is never cut in half, and the boundary a save uses moves with the parameters
+            # and the update's log row, so that a resumed run neither repeats nor misses a row.
+            with signals.deferred():
+                metrics = trainer.train_policy()
+                checkpointer.capture(trainer)
+                metrics.update(rollout_SPS=rollout_sps, SPS=stopwatch.sps(trainer.env_steps))
+                info = UpdateInfo(
+                    update=trainer.update,
+                    num_updates=trainer.num_updates,
+                    env_steps=trainer.env_steps,
+                    total_env_steps=trainer.total_steps,
+                    metrics=metrics,
+                    returns=list(trainer.returns),
+                    lengths=list(trainer.lengths),
+                    config=config,
+                    policy=trainer.policy,
+                    saver=functools.partial(checkpointer.save_copy, trainer),
+                )
+                asked = run_callbacks(callbacks, info)
+                stop, signum = stop_requests(asked, signals.take_pending() if distributed else None,
+                                             trainer.ctx.reducer())  # fmt: skip
+                if signum is not None:
+                    signals.stop(signum)  # every rank; the caller saves this update
+                if stop and on_stop is not None:
+                    on_stop(info)
+            if stop or trainer.update % config.save_interval == 0 or trainer.update == trainer.num_updates:
+                checkpointer.save(trainer)
+            if stop:
+                return trainer.update < trainer.num_updates
     checkpointer.save(trainer)  # a resumed run that was already finished
     return False

@@ -13,7 +13,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 
 class Interrupted(KeyboardInterrupt):
@@ -66,13 +66,18 @@ class StopSignals:
         if self._deferring and not (self._escalate and self._pending is not None):
             self._pending = self._pending or signum
             return
-        self._raise(signum)
+        self.stop(signum)
 
-    def _raise(self, signum: int) -> None:
+    def stop(self, signum: int) -> NoReturn:
         """Raise the one ``Interrupted`` of this program: later signals are dropped, so that one
         arriving while the first is being handled (the message, the exit) cannot cut into it."""
         self._closing = True
         raise Interrupted(signum)
+
+    def take_pending(self) -> int | None:
+        """The signal ``deferred`` holds back, if any, now the caller's to act on (``stop``)."""
+        signum, self._pending = self._pending, None
+        return signum
 
     @contextlib.contextmanager
     def deferred(self, escalate: bool = False) -> Iterator[None]:
@@ -89,4 +94,4 @@ class StopSignals:
             self._escalate = escalate
         if not self._deferring and self._pending is not None:
             signum, self._pending = self._pending, None
-            self._raise(signum)
+            self.stop(signum)

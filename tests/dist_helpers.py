@@ -199,6 +199,38 @@ def make_pid_env():
     return CounterEnv(raise_at=int(raise_at) if fails else None)
 
 
+SLOW_RANK_VARIABLE = "A2C_PPO_DIST_TEST_SLOW_RANK"
+
+
+def make_slow_rank_env():
+    """CartPole-v1 that takes 10 ms a step on rank ``$A2C_PPO_DIST_TEST_SLOW_RANK``, so that
+    the other ranks wait for that one in their collectives."""
+    import gymnasium as gym
+
+    class Slow(gym.Wrapper):
+        def step(self, action):
+            time.sleep(0.01)
+            return self.env.step(action)
+
+    env = gym.make("CartPole-v1")
+    return Slow(env) if os.environ.get("RANK") == os.environ.get(SLOW_RANK_VARIABLE) else env
+
+
+def rank_process(launcher: int, rank: int) -> int:
+    """The pid of rank ``rank`` of the torchrun launch ``launcher`` (its child with that RANK)."""
+    for pid in descendants(launcher):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if parent == launcher and f"RANK={rank}".encode() in environ:
+            return pid
+    raise LookupError(f"no rank {rank} below pid {launcher}")
+
+
 def recorded_pids(pid_dir: str) -> list[int]:
     return [int(name) for name in os.listdir(pid_dir)]
 

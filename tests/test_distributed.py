@@ -4,6 +4,7 @@ normalisation statistics and logging helpers agree with one process on the poole
 from __future__ import annotations
 
 import os
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -14,13 +15,13 @@ from a2c_ppo.algo import A2C, PPO, make_rmsprop
 from a2c_ppo.algo.common import average_gradients
 from a2c_ppo.distributed import (
     PeerFailedError,
-    any_rank,
     broadcast_module,
     check_in_sync,
     module_digest,
     pooled_means,
     process_group,
     resolve_context,
+    stop_requests,
     sync_running_stats,
 )
 from a2c_ppo.envs import make_vec_envs
@@ -203,7 +204,12 @@ def stats_rank() -> dict:
         lengths = [[3.0, 5.0], [40.0]][ctx.rank]
         means = pooled_means([returns, lengths], ctx.reducer())
         nothing = pooled_means([[], []], ctx.reducer())
-        stop = (any_rank(ctx.rank == 1, ctx.reducer()), any_rank(False, ctx.reducer()))
+        stop = (
+            stop_requests(ctx.rank == 1, None, ctx.reducer()),
+            stop_requests(False, None, ctx.reducer()),
+            stop_requests(False, [signal.SIGINT, signal.SIGTERM][ctx.rank], ctx.reducer()),  # SIGTERM's
+            stop_requests(False, signal.SIGINT if ctx.rank == 1 else None, ctx.reducer()),
+        )
     return {"after_sync": after_sync, "means": means, "nothing": nothing, "stop": stop}
 
 
@@ -229,7 +235,7 @@ def test_synced_statistics_equal_those_of_the_concatenated_data_and_logging_help
     for result in (r0, r1):
         assert result["means"] == pytest.approx((13.0 / 3, 48.0 / 3))
         assert result["nothing"] is None
-        assert result["stop"] == (True, False)
+        assert result["stop"] == ((True, None), (False, None), (False, signal.SIGTERM), (False, signal.SIGINT))
 
 
 def failing_rank(pid_dir: str) -> None:
@@ -243,7 +249,7 @@ def failing_rank(pid_dir: str) -> None:
             envs.reset(seed=ctx.rank * 2)
             for _ in range(8):
                 envs.step(envs.action_space.sample())
-            any_rank(False, ctx.reducer())
+            stop_requests(False, None, ctx.reducer())
         except PeerFailedError as exc:
             with open(os.path.join(pid_dir, "..", "message.txt"), "w") as f:
                 f.write(str(exc))

@@ -8,6 +8,7 @@ import csv
 import glob
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -19,9 +20,11 @@ from tests.dist_helpers import (
     RAISE_AT_VARIABLE,
     ROOT,
     SEED_DIR_VARIABLE,
+    SLOW_RANK_VARIABLE,
     alive,
     finish,
     free_port,
+    rank_process,
     recorded_pids,
     torchrun,
 )
@@ -142,6 +145,32 @@ def test_an_env_failing_on_one_rank_stops_both_with_a_checkpoint_and_no_process_
     assert len(pids) >= 4
     time.sleep(1.0)
     assert alive(pids) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="the test finds rank 1 in /proc")
+def test_a_signal_to_one_rank_stops_every_rank_at_one_update_with_its_checkpoint(tmp_path):
+    """SIGTERM to rank 1 alone, while rank 0 waits for it in a collective (rank 1's env is
+    slow): rank 1 goes on to the update's end, where every rank learns of the signal, and all
+    stop there with 143, rank 0 saving that update. Before, rank 1 stopped at once and rank 0
+    failed in its collective: "another rank stopped", exit 5."""
+    args = main_args(str(tmp_path), "--save-interval", "1000", updates=10_000)
+    args[args.index("tests.dist_helpers:make_seed_env")] = "tests.dist_helpers:make_slow_rank_env"
+    proc = torchrun(args, STANDALONE, {SLOW_RANK_VARIABLE: "1"})
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("Updates 3/"):
+            break
+    os.kill(rank_process(proc.pid, 1), signal.SIGTERM)
+    code, rest = finish(proc, DEADLINE_S)
+    output = "".join(seen) + rest
+    assert code not in (0, None), output
+    assert output.count("exitcode  : 143") == 2 and "exitcode  : 5" not in output, output
+    assert output.count("Stopped by SIGTERM.") == 2, output
+    saved = re.search(r"Checkpoint of update (\d+) saved", output)
+    assert saved is not None, output
+    assert checkpoint(str(tmp_path))["counters"]["update"] == int(saved.group(1)) >= 3
 
 
 def test_acktr_under_torchrun_is_a_clear_config_error(tmp_path):
