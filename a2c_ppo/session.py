@@ -92,6 +92,7 @@ def run(
     update's); any other NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
     tracker: Tracker | None = None
+    recorder: EpisodeRecorder | None = None
     with contextlib.ExitStack() as stack:
         refusal: ConfigError | None = None
         if ctx.is_main:  # rank 0 alone writes: the run folder is its own, locked while it lives
@@ -104,10 +105,12 @@ def run(
                 tracker = start_tracking(config)
                 if tracker is not None:
                     stack.callback(tracker.close)  # a no-op once the run has finished it
+                if config.capture_video:  # an env that cannot render is refused before the run's envs start
+                    recorder = stack.enter_context(contextlib.closing(EpisodeRecorder.checked(config, ctx.device)))
             except ConfigError as exc:
                 refusal = exc
         share_refusal(refusal, ctx)  # under torchrun every rank stops with rank 0, before its envs start
-        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker, best_model)
+        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker, recorder, best_model)
 
 
 def _updates_ahead(config: RunConfig, checkpoint: dict[str, Any] | None, batch: int) -> str:
@@ -162,6 +165,7 @@ def _run(
     ctx: DistContext,
     callbacks: Sequence[Callback],
     tracker: Tracker | None,
+    recorder: EpisodeRecorder | None,
     best_model: bytes | None,
 ) -> TrainResult:
     if ctx.is_main:  # the first line comes before the envs are built: the user sees at once what runs
@@ -174,14 +178,7 @@ def _run(
         )
     seed_everything(config.seed + ctx.rank)
     torch.set_num_threads(config.num_threads)
-    # an env that cannot render is refused before the run's envs and workers start
-    recorder = EpisodeRecorder.checked(config, ctx.device) if ctx.is_main and config.capture_video else None
-    try:
-        trainer = Trainer(config, ctx)
-    except BaseException:
-        if recorder is not None:
-            recorder.close()
-        raise
+    trainer = Trainer(config, ctx)
     config = trainer.config
     path = run_checkpoint_path(config.run_dir)
     checkpointer = Checkpointer(path, is_main=ctx.is_main, data_parallel=ctx.world_size > 1, signals=signals)
@@ -270,8 +267,6 @@ def _run(
         trainer.close()
         if evaluator is not None:
             evaluator.close()
-        if recorder is not None:
-            recorder.close()
         if logger is not None:
             logger.close()
     return TrainResult(path, trainer.env_steps, curve.points, stopped)
@@ -299,6 +294,10 @@ def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, An
     return notes
 
 
+#: Seconds a signal under torchrun waits for the rollout in progress to end (``loop``).
+STOP_WAIT_S = 10.0
+
+
 def loop(
     trainer: Trainer,
     checkpointer: Checkpointer,
@@ -312,8 +311,11 @@ def loop(
     config, stopwatch = trainer.config, Stopwatch(trainer.env_steps)
     distributed = trainer.ctx.is_distributed
     # Under torchrun a Ctrl-C or SIGTERM waits for the update's end, where every rank learns of
-    # it, so that all stop at one update, which rank 0 saves (a second signal stops at once).
-    with signals.deferred(escalate=True) if distributed else contextlib.nullcontext():
+    # it, so that all stop at one update, which rank 0 saves. A second signal during the rollout,
+    # or a rollout that goes on for STOP_WAIT_S more, stops this rank at once: torchrun kills
+    # its ranks 30 s after it passed them a signal, and the last finished update must be saved.
+    deferred = signals.deferred(escalate=True, escalate_after=STOP_WAIT_S)
+    with deferred if distributed else contextlib.nullcontext():
         while trainer.update < trainer.num_updates:
             rollout_sps = trainer.collect()
             # An update is never cut in half, and the boundary a save uses moves with the parameters

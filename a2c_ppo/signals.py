@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any, NoReturn
@@ -40,6 +41,8 @@ class StopSignals:
         self._pending: int | None = None
         self._closing = False
         self._escalate = False
+        self._escalate_after: float | None = None
+        self._held = 0  # counts the signals held back: a timer acts only on the one it was set for
 
     def install(self) -> StopSignals:
         for signum in self.SIGNALS:
@@ -64,14 +67,33 @@ class StopSignals:
         if self._closing:
             return
         if self._deferring and not (self._escalate and self._pending is not None):
-            self._pending = self._pending or signum
+            if self._pending is None:
+                self._pending = signum
+                self._held += 1
+                if self._escalate_after is not None:
+                    self._escalate_later(self._escalate_after)
             return
         self.stop(signum)
+
+    def _escalate_later(self, seconds: float) -> None:
+        """Signal the main thread again in ``seconds`` if the signal held now is still held:
+        the second signal that stops at once."""
+        held, main = self._held, threading.main_thread().ident
+
+        def again() -> None:
+            signum = self._pending
+            if signum is not None and self._held == held and not self._closing and main is not None:
+                signal.pthread_kill(main, signum)
+
+        timer = threading.Timer(seconds, again)
+        timer.daemon = True
+        timer.start()
 
     def stop(self, signum: int) -> NoReturn:
         """Raise the one ``Interrupted`` of this program: later signals are dropped, so that one
         arriving while the first is being handled (the message, the exit) cannot cut into it."""
         self._closing = True
+        self._pending = None
         raise Interrupted(signum)
 
     def take_pending(self) -> int | None:
@@ -80,18 +102,27 @@ class StopSignals:
         return signum
 
     @contextlib.contextmanager
-    def deferred(self, escalate: bool = False) -> Iterator[None]:
-        """Signals arriving inside the block are raised (once) when it ends without error.
+    def deferred(self, escalate: bool = False, escalate_after: float | None = None) -> Iterator[None]:
+        """Signals arriving inside the block are raised (once) when it ends without error; one
+        held back when the outermost block ends with an error is dropped (the error ends the
+        program, and says so).
 
         ``escalate``: a second signal inside the block raises at once (for start-up steps
-        that may hang, such as building a user's env, where waiting is not an option)."""
+        that may hang, such as building a user's env, where waiting is not an option);
+        ``escalate_after``: so does the first, that many seconds after it came, unless taken
+        (``take_pending``) or held by a nested block then."""
         self._deferring += 1
         escalate, self._escalate = self._escalate, escalate
+        escalate_after, self._escalate_after = self._escalate_after, escalate_after
         try:
             yield
+        except BaseException:
+            if self._deferring == 1:
+                self._pending = None
+            raise
         finally:
             self._deferring -= 1
             self._escalate = escalate
+            self._escalate_after = escalate_after
         if not self._deferring and self._pending is not None:
-            signum, self._pending = self._pending, None
-            self.stop(signum)
+            self.stop(self._pending)

@@ -147,6 +147,16 @@ def test_an_env_failing_on_one_rank_stops_both_with_a_checkpoint_and_no_process_
     assert alive(pids) == []
 
 
+def test_an_env_that_cannot_render_stops_every_rank_before_its_envs_start(tmp_path):
+    """--capture-video's check renders on rank 0 alone: its refusal is shared as the folder's."""
+    args = main_args(str(tmp_path), "--capture-video")
+    args[args.index("tests.dist_helpers:make_seed_env")] = "tests.envs_failing:tiny_env"
+    code, output = finish(torchrun(args, STANDALONE, {SEED_DIR_VARIABLE: str(tmp_path)}), DEADLINE_S)
+    assert code not in (0, None)
+    assert output.count("cannot render frames off-screen") == 1, output
+    assert "exitcode  : 2" in output and "Stopped by SIGTERM" not in output and "exitcode  : 5" not in output, output
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="the test finds rank 1 in /proc")
 def test_a_signal_to_one_rank_stops_every_rank_at_one_update_with_its_checkpoint(tmp_path):
     """SIGTERM to rank 1 alone, while rank 0 waits for it in a collective (rank 1's env is

@@ -3,6 +3,9 @@ signal interrupts a call past its limit, and only such a call."""
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import signal
 import threading
 import time
@@ -25,6 +28,38 @@ def test_a_call_past_its_limit_is_interrupted_in_a_sleep_and_in_python_code():
         while True:
             pass
     assert 0.4 <= time.monotonic() - start < 5
+
+
+def test_env_code_that_keeps_the_gil_past_the_limit_is_still_interrupted():
+    """Env code that holds the GIL for seconds at a time (a C call that never lets go) delays
+    the watcher's ticks as a stopped process would; the process runs meanwhile, so that is no
+    stop and the limit holds."""
+    pattern = re.compile(r"(a+)+b")  # backtracks 2^n steps in one C call
+    start = time.perf_counter()
+    pattern.match("a" * 18)
+    n = 18 + math.ceil(math.log2(1.5 / max(time.perf_counter() - start, 1e-4)))  # a call of ~1.5 s
+    start = time.monotonic()
+    with pytest.raises(EnvTimeout), time_limit(0.5):
+        for _ in range(5):  # about 7 s of GIL-holding calls if the limit never fires
+            pattern.match("a" * min(n, 32))
+    assert time.monotonic() - start < 6
+
+
+def test_a_forked_child_keeps_its_own_limits():
+    with time_limit(30):  # the parent's watcher runs
+        pass
+    pid = os.fork()
+    if pid == 0:  # the child: no watcher thread of the parent's survives a fork
+        code = 1
+        try:
+            with time_limit(0.4):
+                time.sleep(10)
+        except EnvTimeout:
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_call_within_its_limit_and_the_time_between_calls_are_left_alone():

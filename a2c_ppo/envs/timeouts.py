@@ -71,12 +71,12 @@ class _Watch:
     holding the GIL stops the watcher too; nothing inside the process can end that.
 
     Limits run on ``clock``, which leaves out the time the process spends stopped (Ctrl-Z, a
-    paused container): a tick that comes ``STOPPED_S`` or more late adds its delay to
-    ``stopped_s``. A run continued after a long stop goes on; its envs were stopped too."""
+    paused container): a tick that comes ``STOPPED_S`` or more late, with the process's CPU
+    time standing still meanwhile, adds its delay to ``stopped_s``. A run continued after a
+    long stop goes on; its envs were stopped too."""
 
     TICK_S = 0.5
     GRACE_S = 5.0
-    STOPPED_S = 1.0
 
     def __init__(self) -> None:
         # the running call's (start, limit, deadline, backstop) on ``clock``, replaced whole (by
@@ -104,14 +104,17 @@ class _Watch:
             self.start()
 
     def _watch(self) -> None:
-        last = time.monotonic()
+        last, last_cpu = time.monotonic(), time.process_time()
         while True:
             tick = min(self.TICK_S, self.shortest / 4)
             time.sleep(tick)
-            now = time.monotonic()
-            late, last = now - last - tick, now
-            if late >= self.STOPPED_S:  # stopped, or starved: no env's time (a call after it gets some credit)
-                self.stopped_s += late
+            now, cpu = time.monotonic(), time.process_time()
+            # the delay in which the process did not run: stopped (its CPU time stands still), not
+            # kept from the watcher by env code that holds the GIL (a hang to catch; it runs)
+            unrun = now - last - tick - (cpu - last_cpu)
+            last, last_cpu = now, cpu
+            if unrun >= STOPPED_S:  # no env's time (a call that began right after it gets some too)
+                self.stopped_s += unrun
                 continue
             call = self.call
             start, limit, deadline, backstop = call
@@ -155,6 +158,20 @@ def _end_stuck(limit: float, seconds: float) -> None:
 IDLE = (0.0, 0.0, math.inf, False)  # no env call running: no deadline
 _WATCH = _Watch()
 _MAIN_THREAD_ID: int = threading.main_thread().ident  # type: ignore[assignment]  # None only before it starts
+
+#: How much later than due a wait may end, the process not running meanwhile, before the time
+#: is taken for the process's own stop rather than an env's.
+STOPPED_S = 1.0
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads: its limits need a watcher of their own."""
+    global _MAIN_THREAD_ID
+    _WATCH.__init__()  # type: ignore[misc]  # the same object: ``clock`` and ``watch_stops`` stay bound to it
+    _MAIN_THREAD_ID = threading.get_ident()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: ``time.monotonic`` less the time the process spent stopped: the clock of every env limit.
 clock = _WATCH.clock

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pickle
 import select
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 
 from a2c_ppo.envs.subproc.block import EnvBlock, whereabouts
 from a2c_ppo.envs.subproc.protocol import REPLY_ERROR, EnvWorkerError, encode_command, error_report
-from a2c_ppo.envs.timeouts import EnvTimeout, arm, clock, disarm, watch_stops
+from a2c_ppo.envs.timeouts import STOPPED_S, EnvTimeout, arm, clock, disarm, watch_stops
 
 #: The least time a worker gets to start and build its envs (its imports included).
 WORKER_START_S = 60.0
@@ -150,11 +151,16 @@ class RemoteBlock:
         self._stash.clear()
 
     def _recv(self, what: str) -> bytes:
+        waited = time.monotonic()
         while not self._wait(self.poll_interval):
             if not self.proc.is_alive():
                 raise self._died(what)
-            if self._deadlines and clock() > self._deadlines[0]:
+            # a wait that ended late: this process was stopped, and the watcher may not have
+            # taken that time off the clock yet; the next round's check will find it has
+            late = time.monotonic() - waited - self.poll_interval >= STOPPED_S
+            if not late and self._deadlines and clock() > self._deadlines[0]:
                 raise self._hung()
+            waited = time.monotonic()
         try:
             return self.conn.recv_bytes()
         except (EOFError, OSError):

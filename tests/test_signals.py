@@ -1,0 +1,67 @@
+"""Ctrl-C and SIGTERM as ``StopSignals`` hands them to the training loop: held back inside
+``deferred`` blocks, raised when the block ends, at once on a second signal (``escalate``) or
+after ``escalate_after`` seconds, and dropped when an error ends the program anyway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from a2c_ppo.signals import Interrupted, StopSignals
+
+
+def send(signum: int) -> None:
+    """Signal this process and give the handler a moment to run (it runs between bytecodes)."""
+    os.kill(os.getpid(), signum)
+    time.sleep(0.05)
+
+
+def test_a_signal_inside_a_block_is_raised_when_the_block_ends():
+    reached = False
+    with StopSignals() as signals, pytest.raises(Interrupted) as caught:
+        with signals.deferred():
+            send(signal.SIGTERM)
+            reached = True
+    assert reached and caught.value.exit_code == 143
+
+
+def test_a_held_signal_escalates_after_its_time():
+    start = time.monotonic()
+    with StopSignals() as signals, pytest.raises(Interrupted) as caught:
+        with signals.deferred(escalate=True, escalate_after=0.3):
+            send(signal.SIGINT)
+            while time.monotonic() - start < 5:
+                time.sleep(0.01)
+    assert 0.3 <= time.monotonic() - start < 5 and caught.value.exit_code == 130
+
+
+def test_a_signal_taken_from_the_block_neither_escalates_nor_is_raised_again():
+    with StopSignals() as signals:
+        with signals.deferred(escalate=True, escalate_after=0.2):
+            send(signal.SIGTERM)
+            assert signals.take_pending() == signal.SIGTERM
+            time.sleep(0.5)  # the timer finds nothing held
+        assert signals.take_pending() is None
+
+
+def test_a_nested_block_holds_the_signal_for_the_outer_one_to_take():
+    with StopSignals() as signals:
+        with signals.deferred(escalate=True):
+            with signals.deferred():  # an update inside the loop's block
+                send(signal.SIGINT)
+                send(signal.SIGINT)  # a second one in the nested block: held too
+            assert signals.take_pending() == signal.SIGINT
+
+
+def test_an_error_that_ends_the_outermost_block_drops_the_held_signal():
+    """The error is what ends the program, with its own message and exit status: the signal
+    held back must not replace it later (e.g. when the error handler saves a checkpoint)."""
+    with StopSignals() as signals:
+        with pytest.raises(ValueError), signals.deferred():
+            send(signal.SIGTERM)
+            raise ValueError("the update failed")
+        with signals.deferred():  # the error handler's save
+            pass
