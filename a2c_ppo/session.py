@@ -313,7 +313,7 @@ def loop(
     # Under torchrun a Ctrl-C or SIGTERM waits for the update's end, where every rank learns of
     # it, so that all stop at one update, which rank 0 saves. A second signal during the rollout,
     # or a rollout that goes on for STOP_WAIT_S more, stops this rank at once: torchrun kills
-    # its ranks 30 s after it passed them a signal, and the last finished update must be saved.
+    # its ranks --shutdown-timeout (30 s) after it passed them a signal: the last update must be saved.
     deferred = signals.deferred(escalate=True, escalate_after=STOP_WAIT_S)
     with deferred if distributed else contextlib.nullcontext():
         while trainer.update < trainer.num_updates:
