@@ -257,11 +257,13 @@ def _run(
     except BaseException as exc:
         # after a non-finite update the parameters are not those of the last boundary: nothing is saved
         keeps_boundary = not isinstance(exc, NonFiniteError) or isinstance(exc, NonFiniteRolloutError)
-        if keeps_boundary and checkpointer.save(trainer) and logger is not None:
-            logger.print(
-                f"Checkpoint of update {checkpointer.saved_update} saved to {path} "
-                f"(continue with: {resume_command(config, path)})."
-            )
+        if keeps_boundary:
+            checkpointer.save(trainer)  # (written already where a periodic save came just before)
+            if logger is not None and checkpointer.saved_update and os.path.isfile(path):
+                logger.print(
+                    f"Checkpoint of update {checkpointer.saved_update} saved to {path} "
+                    f"(continue with: {resume_command(config, path)})."
+                )
         raise
     finally:
         trainer.close()

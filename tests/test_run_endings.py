@@ -73,6 +73,15 @@ def test_an_env_that_raises_leaves_the_last_finished_update_saved(tmp_path, vec_
     assert_no_process_left(tmp_path)
 
 
+def test_the_resume_hint_is_printed_when_a_periodic_save_has_written_the_checkpoint_already(tmp_path):
+    env_name = "tests.envs_failing:raising_env"
+    proc = launch(tmp_path, env_name, "--vec-env", "sync", "--save-interval", "1", fail_after=100)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert load_checkpoint(checkpoint_file(tmp_path, env_name))["counters"]["update"] == 6
+    assert "Checkpoint of update 6 saved" in out and "continue with: python main.py --resume" in out
+
+
 def test_an_env_that_exits_in_the_layout_probe_is_an_env_failure_naming_it(tmp_path):
     """``--vec-env auto`` times the env before the run starts; an env that calls sys.exit there
     fails the run as an env (exit 3, naming it), not with its own exit status."""

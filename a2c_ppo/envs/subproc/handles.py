@@ -106,7 +106,7 @@ class RemoteBlock:
         self.dead = False
         self._wait = _reply_waiter(conn)
         self._tags: deque[Any] = deque()  # tags of the sent commands whose reply is unread
-        self._deadlines: deque[float] = deque()  # when each of their replies is due (inf: no limit)
+        self._deadlines: deque[tuple[float, float]] = deque()  # when each reply is due, and its limit (inf: none)
         self._stash: dict[Any, bytes] = {}  # replies read while looking for another tag
 
     def expect(self, tag: Any = None) -> None:
@@ -115,13 +115,14 @@ class RemoteBlock:
         loaded machine slower than a step; an env whose constructor hangs must not hang the run)."""
         self._tags.append(tag)
         limit = max(self.timeout, WORKER_START_S) if self.timeout else float("inf")
-        self._deadlines.append(clock() + limit)
+        self._deadlines.append((clock() + limit, limit))
 
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
         try:
             self.conn.send_bytes(encode_command(cmd, payload))
             self._tags.append(tag)
-            self._deadlines.append(clock() + self.timeout if self.timeout else float("inf"))
+            limit = self.timeout or float("inf")
+            self._deadlines.append((clock() + limit, limit))
             return
         except (OSError, ValueError):
             pass  # raised below, outside the handler, so no BrokenPipeError shows as its context
@@ -158,8 +159,8 @@ class RemoteBlock:
             # a wait that ended late: this process was stopped, and the watcher may not have
             # taken that time off the clock yet; the next round's check will find it has
             late = time.monotonic() - waited - self.poll_interval >= STOPPED_S
-            if not late and self._deadlines and clock() > self._deadlines[0]:
-                raise self._hung()
+            if not late and self._deadlines and clock() > self._deadlines[0][0]:
+                raise self._hung(self._deadlines[0][1])
             waited = time.monotonic()
         try:
             return self.conn.recv_bytes()
@@ -167,16 +168,17 @@ class RemoteBlock:
             pass  # raised below, outside the handler, so no EOFError shows as its context
         raise self._died(what)
 
-    def _hung(self) -> EnvWorkerError:
+    def _hung(self, limit: float) -> EnvWorkerError:
         """The worker has not answered in time (an env hangs, or the process was stopped):
         kill it (SIGKILL also ends a stopped process) and name the env it was working on."""
         self.dead = True
         index, phase = whereabouts(self.where) if self.where is not None else (self.envs.start, "?")
         self.proc.kill()
         self.proc.join(1.0)
+        start = "" if limit == self.timeout else f" {self.timeout:g}, and at least {WORKER_START_S:g} s to start"
         return EnvWorkerError(
             f"env {index} (worker {self.worker_index}, pid {self.proc.pid}) did not return from {phase} within "
-            f"{self.timeout:g} s (--env-timeout: raise it for a slow simulator, 0 waits forever); the worker was "
+            f"{limit:g} s (--env-timeout{start}: raise it for a slow simulator, 0 waits forever); the worker was "
             "stopped and the vector env closed",
             env_index=index,
             worker_index=self.worker_index,
