@@ -96,11 +96,24 @@ class Agent:
     def _batch(self, obs: Any, action_mask: Any) -> tuple[Obs, bool]:
         """``obs`` in the policy's layout, normalised, as a batch of tensors; whether it was one."""
         space = self.observation_space
+        if action_mask is not None and not (isinstance(space, gym.spaces.Dict) and ACTION_MASK in space.spaces):
+            raise ValueError(
+                "act: action_mask= given, and this policy was trained without action masks, so it would be ignored: "
+                "drop it, or train with them (--action-masks on, an env that gives masks)."
+            )
         if isinstance(space, gym.spaces.Dict):
             if isinstance(obs, (list, tuple)) and obs and all(isinstance(one, dict) for one in obs):
                 raise ValueError(
                     "act: a batch of Dict observations is one dict of arrays with a leading batch axis (as a "
                     "vector env gives them), not a list of dicts: pass {key: np.stack([o[key] for o in obs]) ...}."
+                )
+            listed = isinstance(obs, list) and bool(obs) and all(isinstance(one, (tuple, list)) for one in obs)
+            if listed and _of_tuple(space):
+                # a list of tuples reads as parts, one per observation: transposed, and silently so
+                raise ValueError(
+                    "act: a batch of Tuple observations is one tuple of arrays with a leading batch axis (as a "
+                    "vector env gives them), not a list of observations: pass tuple(np.stack(part) for part in "
+                    "zip(*obs)), or act on each observation alone."
                 )
             if set(space.spaces) == {"obs", ACTION_MASK} and not isinstance(obs, dict):  # the env's own observation
                 obs = {"obs": obs}  # as the mask wrapper holds it beside the mask (envs/wrappers.py)
@@ -171,6 +184,11 @@ def _part(obs: Any, key: str) -> Any:
             hint = " (an env that gives its mask in info: act(obs, action_mask=info['action_mask']))"
         raise ValueError(f"act: the observation has no part {key!r}, which the policy reads{hint}.") from None
     return value
+
+
+def _of_tuple(space: gym.spaces.Dict) -> bool:
+    """Whether the policy's Dict holds a Tuple observation's parts (keys ``0``, ``1.0``, ``obs.1``...)."""
+    return any(part.isdigit() for key in space.spaces for part in key.split(".")[:2])
 
 
 def _is_single(parts: dict[str, Any], space: gym.spaces.Dict) -> bool:

@@ -94,7 +94,7 @@ def replay_config(config: RunConfig) -> tuple[RunConfig, tuple[gym.Space, gym.Sp
     (observation, action) spaces; ConfigError for an env that cannot be made."""
     from a2c_ppo.envs.check import inspect_env
 
-    report = inspect_env(config.env_name, config.action_masks, "auto", recipe_of(config))
+    report = inspect_env(config.env_name, config.action_masks, "auto", recipe_of(config), config.env_timeout)
     native = report.vector_envs is not None
     vec_env = "native" if native else "sync" if config.vec_env == "native" else config.vec_env
     return config.replace(vec_env=vec_env), (report.observation_space, report.action_space)

@@ -56,8 +56,12 @@ def _train(argv: Sequence[str] | None, signals: StopSignals) -> int:
     with signals.deferred(escalate=True), collector_paused():
         from a2c_ppo.arguments import parse_command_line, settings_table
         from a2c_ppo.distributed import process_group
+        from a2c_ppo.envs.subproc import EnvWorkerError
 
-        request = parse_command_line(argv)
+        try:
+            request = parse_command_line(argv)
+        except EnvWorkerError as exc:  # the start-up check's env ran past --env-timeout
+            _report(f"an environment failed: {exc}", EXIT_ENV_FAILED)
     if request.show_settings:
         console.out.line(settings_table(request))
         return 0

@@ -96,7 +96,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     entry, source = env_entry(values["env_name"], values["algo"]) if new_with_entry else ({}, None)
     # The entry's recipe builds the env whose spaces decide the preset (typed settings win).
     recipe = recipe_of({name: typed.get(name, entry.get(name, values[name])) for name in RECIPE_SETTINGS})
-    report = inspect_env(values["env_name"], values["action_masks"], values["vec_env"], recipe)
+    report = inspect_env(values["env_name"], values["action_masks"], values["vec_env"], recipe, values["env_timeout"])
     spaces = report.observation_space, report.action_space
     if checkpoint is not None:
         _check_auto_width(saved, typed, spaces[0])

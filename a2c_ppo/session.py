@@ -313,16 +313,17 @@ def loop(
     config, stopwatch = trainer.config, Stopwatch(trainer.env_steps)
     distributed = trainer.ctx.is_distributed
     # Under torchrun a Ctrl-C or SIGTERM waits for the update's end, where every rank learns of
-    # it, so that all stop at one update, which rank 0 saves. A second signal during the rollout,
+    # it, so that all stop at one update, which rank 0 saves. A second signal,
     # or a rollout that goes on for STOP_WAIT_S more, stops this rank at once: torchrun kills
     # its ranks --shutdown-timeout (30 s) after it passed them a signal: the last update must be saved.
     deferred = signals.deferred(escalate=True, escalate_after=STOP_WAIT_S)
     with deferred if distributed else contextlib.nullcontext():
         while trainer.update < trainer.num_updates:
             rollout_sps = trainer.collect()
-            # An update is never cut in half, and the boundary a save uses moves with the parameters
-            # and the update's log row, so that a resumed run neither repeats nor misses a row.
-            with signals.deferred():
+            # A first signal lets the update and its callbacks finish (a second stops at once: an
+            # evaluation can run long); the boundary a save uses moves with the parameters and the
+            # update's log row, so that a resumed run neither repeats nor misses a row.
+            with signals.deferred(escalate=True):
                 metrics = trainer.train_policy()
                 checkpointer.capture(trainer)
                 metrics.update(rollout_SPS=rollout_sps, SPS=stopwatch.sps(trainer.env_steps))

@@ -54,7 +54,7 @@ class Trainer:
         self.total_steps = self.num_updates * self.batch  # env steps when it ends (a resume may change the batch)
         # The policy exists before the envs: the overlap choice times one of its steps.
         observation_space, action_space = check_env_id(
-            config.env_name, config.action_masks, config.vec_env, recipe_of(config)
+            config.env_name, config.action_masks, config.vec_env, recipe_of(config), config.env_timeout
         )
         self.policy = policy_for(config, observation_space, action_space).to(ctx.device)
         self.notes: list[str] = []  # for the console: the choices made here

@@ -142,3 +142,35 @@ def sequence_observation_env() -> gym.Env:
 
 
 gym.register(LONG_ENV_ID, entry_point=tiny_env, max_episode_steps=10)
+
+
+class _ResetHangs(TinyEnv):
+    def reset(self, *, seed=None, options=None):
+        while True:
+            time.sleep(1.0)
+
+
+def hanging_reset_env() -> gym.Env:
+    """Its reset never returns (the first, in the start-up check, too)."""
+    return _ResetHangs()
+
+
+class _ConstructorHangs(TinyEnv):
+    def __init__(self) -> None:
+        while True:
+            time.sleep(1.0)
+
+
+def hanging_constructor() -> gym.Env:
+    return _ConstructorHangs()
+
+
+class _Endless(TinyEnv):
+    def step(self, action):
+        obs, reward, _, truncated, info = super().step(action)
+        return obs, reward, False, truncated, info
+
+
+def endless_env() -> gym.Env:
+    """Episodes that never end (no time limit either): an evaluation on it never finishes."""
+    return _Endless()

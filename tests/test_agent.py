@@ -66,3 +66,21 @@ def test_evaluate_samples_when_asked(tmp_path):
     agent = load(train("CartPole-v1", **SMALL, **folders(tmp_path)).checkpoint)
     mode, sampled = agent.evaluate(episodes=5), agent.evaluate(episodes=5, deterministic=False)
     assert mode != sampled and mode == agent.evaluate(episodes=5)
+
+
+def test_a_list_of_tuple_observations_is_refused_not_read_transposed(tmp_path):
+    """Blackjack's observations are tuples: a list of three of them would read as its three
+    parts, each a batch, and act on the wrong observations without a word."""
+    agent = load(train("Blackjack-v1", **SMALL, **folders(tmp_path)).checkpoint)
+    observations = [(5, 3, 0), (7, 2, 1), (1, 0, 0)]
+    with pytest.raises(ValueError, match="not a list of observations"):
+        agent.act(observations)
+    batched = agent.act(tuple(np.stack(part) for part in zip(*observations)))
+    assert list(batched) == [agent.act(one) for one in observations]
+
+
+def test_an_action_mask_given_to_a_policy_trained_without_masks_is_refused(tmp_path):
+    agent = load(train("FrozenLake-v1", **SMALL, **folders(tmp_path)).checkpoint)
+    with pytest.raises(ValueError, match="trained without action masks"):
+        agent.act(0, action_mask=[1, 0, 0, 0])
+    assert 0 <= agent.act(0) < 4

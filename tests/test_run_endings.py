@@ -148,3 +148,22 @@ def test_a_very_long_env_id_gets_a_short_file_name(tmp_path):
     assert proc.returncode == 0, err
     (saved,) = os.listdir(tmp_path / "models" / "ppo")
     assert len(saved) < 100
+
+
+def test_a_second_ctrl_c_stops_an_evaluation_that_never_ends(tmp_path):
+    """Evaluation runs in the update's callbacks, where a first signal waits for the update to
+    finish; an episode without end would hold it for good, so a second one stops at once."""
+    env_name = "tests.envs_failing:endless_env"
+    proc = launch(tmp_path, env_name, "--eval-interval", "1", "--eval-episodes", "1", "--save-interval", "1000",
+                  fail_after=10**9)  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Updates 1/"):
+            break
+    time.sleep(1.0)  # in the evaluation
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert load_checkpoint(checkpoint_file(tmp_path, env_name))["counters"]["update"] == 1

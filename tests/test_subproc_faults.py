@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from gymnasium.error import ClosedEnvironmentError
 
-from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv, handles
+from a2c_ppo.envs import timeouts
+from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
 from tests.envs_for_tests import CounterEnv, FailingInitEnv, HangingCloseEnv, HangsInWorkerEnv, SleepyEnv
 from tests.vec_env_checks import pid_alive, wait_gone
 
@@ -194,7 +195,7 @@ def test_an_env_whose_close_hangs_in_the_main_process_is_left_after_the_timeout(
 
 
 def test_a_worker_whose_env_never_gets_built_is_reported_within_the_timeout(monkeypatch):
-    monkeypatch.setattr(handles, "WORKER_START_S", 2.0)  # 60 s by default: a start includes imports
+    monkeypatch.setattr(timeouts, "WORKER_START_S", 2.0)  # 60 s by default: a start includes imports
     start = time.monotonic()
     # the message gives the limit that ran out: the start's, where it is longer than --env-timeout
     match = r"did not return from creating the env within 2 s \(--env-timeout 1, and at least 2 s to start"

@@ -399,6 +399,28 @@ def test_a_hanging_env_stops_the_run_after_the_timeout(tmp_path, vec_env):
             os.kill(int(name), 0)
 
 
+def test_an_env_whose_first_reset_hangs_in_the_start_up_check_stops_after_the_timeout(tmp_path):
+    argv = main_argv(tmp_path, "--env-name", "tests.envs_failing:hanging_reset_env", "--env-timeout", "2")
+    start = time.monotonic()
+    proc = run(argv)
+    assert proc.returncode == 3 and time.monotonic() - start < 60, proc.stderr
+    assert "did not return from its first reset in the start-up check within 2 s" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_env_whose_constructor_hangs_in_the_start_up_check_is_an_env_failure(monkeypatch):
+    from a2c_ppo.envs import timeouts
+    from a2c_ppo.envs.check import inspect_env
+    from a2c_ppo.envs.subproc import EnvWorkerError
+
+    monkeypatch.setattr(timeouts, "WORKER_START_S", 1.0)  # 60 s by default: a first build imports its simulator
+    start = time.monotonic()
+    match = r"its construction in the start-up check within 1 s \(--env-timeout 0\.5, and"
+    with pytest.raises(EnvWorkerError, match=match):
+        inspect_env("tests.envs_failing:hanging_constructor", timeout=0.5)
+    assert time.monotonic() - start < 10
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the env deadlocks in glibc's pthread_mutex_lock")
 def test_an_env_stuck_outside_python_ends_the_process_with_every_threads_stack(tmp_path):
     """No signal handler runs while env code is stuck in C: the backstop ends the run 5 s after

@@ -5,8 +5,10 @@ Every problem becomes a :class:`ConfigError` whose message says what to change.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -23,7 +25,7 @@ from a2c_ppo.envs.make import (
     register_atari,
 )
 from a2c_ppo.envs.native_layout import LaidOutVecEnv
-from a2c_ppo.envs.timeouts import close_within
+from a2c_ppo.envs.timeouts import EnvTimeout, build_limit, close_within, time_limit
 from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import ACTION_MASK, mask_size
@@ -42,10 +44,14 @@ class EnvReport(NamedTuple):
 
 
 def check_env_id(
-    env_id: str, action_masks: str = "off", vec_env: str = "auto", recipe: EnvRecipe = PLAIN
+    env_id: str,
+    action_masks: str = "off",
+    vec_env: str = "auto",
+    recipe: EnvRecipe = PLAIN,
+    timeout: float | None = None,
 ) -> tuple[gym.Space, gym.Space]:
     """The observation and action spaces of ``env_id``'s env (see ``inspect_env``)."""
-    report = inspect_env(env_id, action_masks, vec_env, recipe)
+    report = inspect_env(env_id, action_masks, vec_env, recipe, timeout)
     return report.observation_space, report.action_space
 
 
@@ -54,7 +60,13 @@ def check_env_id(
 RESERVED_ENV_KWARGS = {"render_mode": "every id", "frameskip": "Atari ids"}
 
 
-def inspect_env(env_id: str, action_masks: str = "auto", vec_env: str = "auto", recipe: EnvRecipe = PLAIN) -> EnvReport:
+def inspect_env(
+    env_id: str,
+    action_masks: str = "auto",
+    vec_env: str = "auto",
+    recipe: EnvRecipe = PLAIN,
+    timeout: float | None = None,
+) -> EnvReport:
     """``env_id``'s env as the framework will train on it; a ConfigError if it cannot be made
     or makes an env this framework cannot train: the id is checked (with close ids suggested),
     then one env is built here (with the pipeline ``make_env`` adds) and its spaces are checked,
@@ -62,13 +74,15 @@ def inspect_env(env_id: str, action_masks: str = "auto", vec_env: str = "auto", 
     ``action_masks`` ``auto`` / ``on`` / ``off`` (``--action-masks``): with ``auto`` the env is
     reset once to see whether it gives masks. A ``module:factory`` that returns a gymnasium
     VectorEnv is a native vector env (``vector_envs``: its number of envs). ``recipe``: the
-    keyword arguments of the env's constructor and the frame processing (``frames.EnvRecipe``)."""
+    keyword arguments of the env's constructor and the frame processing (``frames.EnvRecipe``).
+    ``timeout`` (``--env-timeout``): the env's construction and first reset here get as long as
+    a worker's (``build_limit``); one that runs past it is an env failure (``EnvWorkerError``)."""
     if not env_id.strip():
         raise ConfigError("--env-name is empty: give a gymnasium id such as CartPole-v1, or " + _MODULE_FORM + ".")
     _check_recipe(env_id, recipe)
     if ":" in env_id:
         _check_module_id(env_id)
-        vector = _native_report(env_id, vec_env, recipe, action_masks)
+        vector = _native_report(env_id, vec_env, recipe, action_masks, timeout)
         if vector is not None:
             return vector
     else:
@@ -82,7 +96,27 @@ def inspect_env(env_id: str, action_masks: str = "auto", vec_env: str = "auto", 
                 "drop one of them."
             )
         return _envpool_report(env_id, action_masks)
-    return _check_constructs(env_id, action_masks, recipe)
+    return _check_constructs(env_id, action_masks, recipe, timeout)
+
+
+@contextlib.contextmanager
+def _env_time_limit(env_id: str, what: str, seconds: float | None, timeout: float | None) -> Iterator[None]:
+    """``time_limit(seconds)`` on the start-up check's env code (``what`` it runs); past it, an
+    env failure (exit 3), as in a worker."""
+    try:
+        with time_limit(seconds):
+            yield
+    except EnvTimeout:
+        from a2c_ppo.envs.subproc.protocol import EnvWorkerError  # (the vector env's package: not at start-up)
+
+        at_least = f", and at least {seconds:g} s to build" if seconds != timeout else ""
+        raise EnvWorkerError(
+            f"env {env_id!r} did not return from {what} in the start-up check within {seconds:g} s (--env-timeout "
+            f"{timeout:g}{at_least}: raise it for a slow simulator, 0 waits forever)",
+            env_index=None,
+            worker_index=None,
+            error_type=EnvTimeout.__name__,
+        ) from None
 
 
 def _given(recipe: EnvRecipe) -> str:
@@ -110,15 +144,20 @@ def _construction_failed(env_id: str, env_kwargs: dict[str, Any], exc: Exception
     )
 
 
-def _native_report(env_id: str, vec_env: str, recipe: EnvRecipe, action_masks: str) -> EnvReport | None:
+def _native_report(
+    env_id: str, vec_env: str, recipe: EnvRecipe, action_masks: str, timeout: float | None
+) -> EnvReport | None:
     """The report of a factory that returns a VectorEnv, else ``None`` (a factory of single envs)."""
     factory = load_entry_point(env_id)
     if factory is None:
         return None
-    try:
-        product = factory(**recipe.kwargs)
-    except Exception as exc:
-        raise _construction_failed(env_id, recipe.kwargs, exc) from exc
+    with _env_time_limit(env_id, "its construction", build_limit(timeout), timeout):
+        try:
+            product = factory(**recipe.kwargs)
+        except EnvTimeout:
+            raise
+        except Exception as exc:
+            raise _construction_failed(env_id, recipe.kwargs, exc) from exc
     if not isinstance(product, VectorEnv):
         if isinstance(product, gym.Env):
             close_within(product)
@@ -259,7 +298,7 @@ def _check_registered(env_id: str) -> None:
 def _built(env_id: str, recipe: EnvRecipe, action_masks: bool | None = None) -> gym.Env:
     try:
         return make_env(env_id, action_masks=action_masks, recipe=recipe)
-    except ConfigError:
+    except (ConfigError, EnvTimeout):
         raise
     except Exception as exc:
         # gymnasium's own hint ("pip install swig", "gymnasium[box2d]") does not fit an install of
@@ -279,13 +318,15 @@ def _built(env_id: str, recipe: EnvRecipe, action_masks: bool | None = None) -> 
         raise _construction_failed(env_id, recipe.kwargs, exc) from exc
 
 
-def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe) -> EnvReport:
-    env = _built(env_id, recipe)
+def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe, timeout: float | None) -> EnvReport:
+    with _env_time_limit(env_id, "its construction", build_limit(timeout), timeout):
+        env = _built(env_id, recipe)
     try:
         check_spaces(env.observation_space, env.action_space, env_id)
         notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
         discrete = mask_size(env.action_space) is not None
-        reset_info = _first_reset(env, env_id, recipe)
+        with _env_time_limit(env_id, "its first reset", timeout, timeout):
+            reset_info = _first_reset(env, env_id, recipe)
         offers = provides_action_masks(env, reset_info)
         masks = action_masks != "off" and discrete and offers
         if action_masks == "on" and not masks:
@@ -332,6 +373,8 @@ def _first_reset(env: gym.Env, env_id: str, recipe: EnvRecipe) -> dict[str, Any]
     envs will get); ConfigError where the reset raises."""
     try:
         return env.reset()[1]
+    except EnvTimeout:
+        raise
     except Exception as exc:
         given = f" with keyword arguments {json.dumps(recipe.kwargs)}" if recipe.kwargs else ""
         raise ConfigError(

@@ -27,6 +27,16 @@ from typing import Any
 
 from a2c_ppo.errors import EXIT_ENV_FAILED
 
+#: The least time env code gets to build an env, in a worker (its start and imports included)
+#: or in the main process.
+WORKER_START_S = 60.0
+
+
+def build_limit(timeout: float | None) -> float | None:
+    """The limit on building an env: ``timeout`` (``--env-timeout``; None or 0: none), at least
+    ``WORKER_START_S``."""
+    return max(timeout, WORKER_START_S) if timeout else None
+
 
 class EnvTimeout(TimeoutError):
     """Env code did not return within its time limit (``--env-timeout``)."""

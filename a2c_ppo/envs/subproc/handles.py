@@ -22,10 +22,15 @@ import numpy as np
 
 from a2c_ppo.envs.subproc.block import EnvBlock, whereabouts
 from a2c_ppo.envs.subproc.protocol import REPLY_ERROR, EnvWorkerError, encode_command, error_report
-from a2c_ppo.envs.timeouts import STOPPED_S, EnvTimeout, arm, clock, disarm, watch_stops
-
-#: The least time a worker gets to start and build its envs (its imports included).
-WORKER_START_S = 60.0
+from a2c_ppo.envs.timeouts import (
+    STOPPED_S,
+    EnvTimeout,
+    arm,
+    build_limit,
+    clock,
+    disarm,
+    watch_stops,
+)
 
 
 class LocalBlock:
@@ -114,7 +119,7 @@ class RemoteBlock:
         within the timeout, but at least ``WORKER_START_S``: a process starts and imports on a
         loaded machine slower than a step; an env whose constructor hangs must not hang the run)."""
         self._tags.append(tag)
-        limit = max(self.timeout, WORKER_START_S) if self.timeout else float("inf")
+        limit = build_limit(self.timeout) or float("inf")
         self._deadlines.append((clock() + limit, limit))
 
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
@@ -175,7 +180,7 @@ class RemoteBlock:
         index, phase = whereabouts(self.where) if self.where is not None else (self.envs.start, "?")
         self.proc.kill()
         self.proc.join(1.0)
-        start = "" if limit == self.timeout else f" {self.timeout:g}, and at least {WORKER_START_S:g} s to start"
+        start = "" if limit == self.timeout else f" {self.timeout:g}, and at least {limit:g} s to start"
         return EnvWorkerError(
             f"env {index} (worker {self.worker_index}, pid {self.proc.pid}) did not return from {phase} within "
             f"{limit:g} s (--env-timeout{start}: raise it for a slow simulator, 0 waits forever); the worker was "
