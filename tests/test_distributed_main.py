@@ -176,8 +176,9 @@ def test_a_signal_to_one_rank_stops_every_rank_at_one_update_with_its_checkpoint
     code, rest = finish(proc, DEADLINE_S)
     output = "".join(seen) + rest
     assert code not in (0, None), output
-    assert output.count("exitcode  : 143") == 2 and "exitcode  : 5" not in output, output
-    assert output.count("Stopped by SIGTERM.") == 2, output
+    # (torchrun lists the ranks that ended before it stopped the others: one or both)
+    assert "exitcode  : 143" in output and "exitcode  : 5" not in output, output
+    assert output.count("Stopped by SIGTERM.") == 2 and "another rank stopped" not in output, output
     saved = re.search(r"Checkpoint of update (\d+) saved", output)
     assert saved is not None, output
     assert checkpoint(str(tmp_path))["counters"]["update"] == int(saved.group(1)) >= 3
