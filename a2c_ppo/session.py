@@ -313,11 +313,10 @@ def loop(
     config, stopwatch = trainer.config, Stopwatch(trainer.env_steps)
     distributed = trainer.ctx.is_distributed
     # Under torchrun a Ctrl-C or SIGTERM waits for the update's end, where every rank learns of
-    # it, so that all stop at one update, which rank 0 saves. A second signal,
-    # or a rollout that goes on for STOP_WAIT_S more, stops this rank at once: torchrun kills
-    # its ranks --shutdown-timeout (30 s) after it passed them a signal: the last update must be saved.
-    deferred = signals.deferred(escalate=True, escalate_after=STOP_WAIT_S)
-    with deferred if distributed else contextlib.nullcontext():
+    # it, so that all stop at one update, which rank 0 saves. A second signal, or a rollout that
+    # goes on for STOP_WAIT_S more, stops this rank at once: torchrun kills its ranks
+    # --shutdown-timeout (30 s) after passing them a signal, and the last update must be saved.
+    with signals.deferred(escalate=True, escalate_after=STOP_WAIT_S) if distributed else contextlib.nullcontext():
         while trainer.update < trainer.num_updates:
             rollout_sps = trainer.collect()
             # A first signal lets the update and its callbacks finish (a second stops at once: an

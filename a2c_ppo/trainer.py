@@ -30,7 +30,8 @@ from a2c_ppo.checkpoint import FiniteCheck
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, sync_running_stats
 from a2c_ppo.distributions import action_shape
-from a2c_ppo.envs import VecNormalize, check_env_id
+from a2c_ppo.envs import VecNormalize
+from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.errors import NonFiniteError, NonFiniteRolloutError
 from a2c_ppo.fastpath import ActFunction, NumpyActor, acting_function, fast_mlp
@@ -53,9 +54,9 @@ class Trainer:
         self.num_updates = config.num_env_steps // self.batch
         self.total_steps = self.num_updates * self.batch  # env steps when it ends (a resume may change the batch)
         # The policy exists before the envs: the overlap choice times one of its steps.
-        observation_space, action_space = check_env_id(
-            config.env_name, config.action_masks, config.vec_env, recipe_of(config), config.env_timeout
-        )
+        recipe = recipe_of(config)
+        report = inspect_env(config.env_name, config.action_masks, config.vec_env, recipe, config.env_timeout)
+        observation_space, action_space = report.observation_space, report.action_space
         self.policy = policy_for(config, observation_space, action_space).to(ctx.device)
         self.notes: list[str] = []  # for the console: the choices made here
         config = self.resolve_precision(config)

@@ -44,14 +44,10 @@ class EnvReport(NamedTuple):
 
 
 def check_env_id(
-    env_id: str,
-    action_masks: str = "off",
-    vec_env: str = "auto",
-    recipe: EnvRecipe = PLAIN,
-    timeout: float | None = None,
+    env_id: str, action_masks: str = "off", vec_env: str = "auto", recipe: EnvRecipe = PLAIN
 ) -> tuple[gym.Space, gym.Space]:
     """The observation and action spaces of ``env_id``'s env (see ``inspect_env``)."""
-    report = inspect_env(env_id, action_masks, vec_env, recipe, timeout)
+    report = inspect_env(env_id, action_masks, vec_env, recipe)
     return report.observation_space, report.action_space
 
 
@@ -75,8 +71,8 @@ def inspect_env(
     reset once to see whether it gives masks. A ``module:factory`` that returns a gymnasium
     VectorEnv is a native vector env (``vector_envs``: its number of envs). ``recipe``: the
     keyword arguments of the env's constructor and the frame processing (``frames.EnvRecipe``).
-    ``timeout`` (``--env-timeout``): the env's construction and first reset here get as long as
-    a worker's (``build_limit``); one that runs past it is an env failure (``EnvWorkerError``)."""
+    ``timeout`` (``--env-timeout``): the env's construction here gets as long as a worker's
+    (``build_limit``), its first reset ``timeout``; past it, an env failure (``EnvWorkerError``)."""
     if not env_id.strip():
         raise ConfigError("--env-name is empty: give a gymnasium id such as CartPole-v1, or " + _MODULE_FORM + ".")
     _check_recipe(env_id, recipe)

@@ -106,6 +106,7 @@ class RemoteBlock:
         self.poll_interval = poll_interval
         self.where = where  # the worker's (env index, phase code) cells in shared memory
         self.timeout = timeout
+        self._step_limit = timeout or float("inf")  # a command's, read per vector step
         if timeout:
             watch_stops()  # the deadlines below leave out a Ctrl-Z's time
         self.dead = False
@@ -126,8 +127,7 @@ class RemoteBlock:
         try:
             self.conn.send_bytes(encode_command(cmd, payload))
             self._tags.append(tag)
-            limit = self.timeout or float("inf")
-            self._deadlines.append((clock() + limit, limit))
+            self._deadlines.append((clock() + self._step_limit, self._step_limit))
             return
         except (OSError, ValueError):
             pass  # raised below, outside the handler, so no BrokenPipeError shows as its context
