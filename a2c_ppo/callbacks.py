@@ -163,17 +163,32 @@ class EvalCallback:
         self.envs: TorchVecEnv | None = None
 
     def __call__(self, info: UpdateInfo) -> None:
-        from a2c_ppo.evaluation import evaluate
+        from a2c_ppo.envs.subproc import EnvWorkerError
+        from a2c_ppo.evaluation import EVAL_MAX_EPISODE_STEPS, evaluate
 
         config = info.config
         if not config.eval_interval or (info.update % config.eval_interval and not info.last):
             return
-        if self.envs is None:
-            self.envs = self.make_envs()
-        mean_return = evaluate(info.policy, self.envs, config.eval_episodes, self.seed, self.normalization())
+        try:
+            if self.envs is None:
+                self.envs = self.make_envs()
+            returns = evaluate(info.policy, self.envs, config.eval_episodes, self.seed, self.normalization())
+        except EnvWorkerError as exc:  # named as the evaluation's: its "env 0" is not a training env
+            exc.args = (f"the evaluation's {exc}",)
+            raise
+        cut = (
+            f" ({config.eval_episodes - len(returns)} of {config.eval_episodes} episodes did not end within "
+            f"{EVAL_MAX_EPISODE_STEPS:,} steps and were left out: give the env a time limit, e.g. "
+            "gymnasium.wrappers.TimeLimit, or max_episode_steps where it is registered)"
+            if len(returns) < config.eval_episodes else ""
+        )  # fmt: skip
+        if not returns:
+            self.logger.print(f"Evaluation: no episode finished, no result this time{cut}")
+            return
+        mean_return = float(np.mean(returns))
         info.extras["eval/mean_return"] = mean_return
         self.logger.scalars(info.env_steps, {"eval/mean_return": mean_return}, update=info.update)
-        self.logger.print(f"Evaluation over {config.eval_episodes} episodes: mean return {mean_return:.1f}")
+        self.logger.print(f"Evaluation over {len(returns)} episodes: mean return {mean_return:.1f}{cut}")
 
     def close(self) -> None:
         if self.envs is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from a2c_ppo.envs.normalize import VecNormalize
@@ -22,15 +21,19 @@ def run_episodes(
     deterministic: bool = True,
     seed: int | None = None,
     on_episode: Callable[[int, float, int], None] | None = None,
+    max_episode_steps: int | None = None,
 ) -> list[tuple[float, int]]:
     """Play ``num_episodes`` episodes; returns their true (return, length).
 
     Each of the K envs plays its own share of the episodes (env i plays ``(n + i) // K``
     of the ``n`` in reverse order), so short episodes are not over-counted just because
     they finish first. ``on_episode(index, return, length)`` is called as each one ends.
+    ``max_episode_steps``: stop after that many vector steps per episode of the largest
+    share, with the episodes finished by then (fewer than ``num_episodes``; none: no cap).
     """
     num_envs = envs.num_envs
     quota = [(num_episodes + i) // num_envs for i in range(num_envs)][::-1]
+    cap = max_episode_steps * quota[0] if max_episode_steps is not None else None
     device = envs.device
     obs = envs.reset(seed=seed)
     rnn_hxs = torch.zeros(num_envs, policy.recurrent_hidden_state_size, device=device)
@@ -38,7 +41,7 @@ def run_episodes(
     results: list[tuple[float, int]] = []
     finished = [0] * num_envs
     steps = 0
-    while len(results) < num_episodes:
+    while len(results) < num_episodes and (cap is None or steps < cap):
         # gSDE's noise matrices, drawn every --sde-sample-freq steps (-1: once, at the start) as a
         # rollout draws them (training's evaluations are deterministic: the matrices of the policy
         # they share stay the rollout's)
@@ -59,13 +62,23 @@ def run_episodes(
     return results
 
 
+#: The most steps an evaluation episode may take during training: well above the longest time
+#: limit of a registered id (Atari's 108,000 frames, 27,000 steps), so that it binds only on an
+#: env without one, whose untrained policy may never end an episode (CliffWalking walking into
+#: a wall), which would hold the run for good.
+EVAL_MAX_EPISODE_STEPS = 100_000
+
+
 def evaluate(
     policy: Policy, envs: TorchVecEnv, num_episodes: int, seed: int, normalization: dict[str, Any] | None
-) -> float:
-    """Mean true return of ``num_episodes`` deterministic episodes on ``envs``, with the training
-    run's normalisation statistics (``normalization``) loaded and frozen."""
+) -> list[float]:
+    """The true returns of ``num_episodes`` deterministic episodes on ``envs``, with the
+    training run's normalisation statistics (``normalization``) loaded and frozen; fewer (the
+    episodes finished) where ``EVAL_MAX_EPISODE_STEPS`` cuts the evaluation short."""
     if isinstance(envs.envs, VecNormalize) and normalization is not None:
         envs.envs.load_state_dict(normalization)
         envs.envs.eval()
-    episodes = run_episodes(policy, envs, num_episodes, deterministic=True, seed=seed)
-    return float(np.mean([ret for ret, _ in episodes]))
+    episodes = run_episodes(
+        policy, envs, num_episodes, deterministic=True, seed=seed, max_episode_steps=EVAL_MAX_EPISODE_STEPS
+    )
+    return [ret for ret, _ in episodes]

@@ -27,7 +27,8 @@ class TinyEnv(gym.Env):
     """Episodes of 10 steps, ``obs = [t / 10, 1]``, reward 1 for action 1 else 0.
 
     ``failure``: ``"reward"`` or ``"observation"`` turns that quantity into NaN, ``"raise"``
-    raises ValueError, ``"exit"`` calls ``sys.exit``, ``"hang"`` never returns from ``step``, ``"slow"``
+    raises ValueError, ``"exit"`` calls ``sys.exit``, ``"hang"`` never returns from ``step`` (nor does
+    ``"retry"``, which catches whatever ``Exception`` interrupts it and sleeps again), ``"slow"``
     takes 50 ms a step (a slow simulator, not a failure), ``"stuck"`` never
     returns from C code (a mutex locked twice, as a deadlocked simulator), once the env has taken
     ``$A2C_PPO_TEST_FAIL_AFTER`` steps in all.
@@ -66,6 +67,12 @@ class TinyEnv(gym.Env):
             if self.failure == "hang":
                 while True:
                     time.sleep(1.0)
+            if self.failure == "retry":
+                while True:
+                    try:
+                        time.sleep(1.0)
+                    except Exception:  # a simulator's retry loop: "whatever failed, try again"
+                        pass
             if self.failure == "stuck":
                 libc, mutex = ctypes.CDLL(None), ctypes.create_string_buffer(64)
                 libc.pthread_mutex_lock(mutex)
@@ -99,6 +106,10 @@ def exiting_env() -> gym.Env:
 
 def hanging_env() -> gym.Env:
     return TinyEnv("hang")
+
+
+def retrying_env() -> gym.Env:
+    return TinyEnv("retry")
 
 
 def slow_env() -> gym.Env:
@@ -163,6 +174,18 @@ class _ConstructorHangs(TinyEnv):
 
 def hanging_constructor() -> gym.Env:
     return _ConstructorHangs()
+
+
+#: How many constructions of ``hanging_later_constructor`` in a process return before one hangs.
+BUILDS_VARIABLE = "A2C_PPO_TEST_BUILDS"
+_builds = 0
+
+
+def hanging_later_constructor() -> gym.Env:
+    """Builds ``$A2C_PPO_TEST_BUILDS`` envs in a process, then hangs: past the start-up check."""
+    global _builds
+    _builds += 1
+    return TinyEnv() if _builds <= int(os.environ[BUILDS_VARIABLE]) else _ConstructorHangs()
 
 
 class _Endless(TinyEnv):

@@ -32,7 +32,7 @@ def train(tmp_path, steps: int, *extra: str, returns: list[float] | None = None,
         params[info.update] = {k: v.clone() for k, v in info.policy.state_dict().items()}
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(a2c_ppo.evaluation, "evaluate", lambda *args, **kwargs: next(scripted))
+        patch.setattr(a2c_ppo.evaluation, "evaluate", lambda policy, envs, episodes, *rest: [next(scripted)] * episodes)
         request = resolve(flags)
         launch(request, callbacks=[remember])  # fmt: skip
     return params
@@ -156,3 +156,24 @@ def test_the_last_update_is_evaluated_off_the_interval(tmp_path, capsys):
     train(tmp_path, 3 * BATCH, "--eval-interval", "2", returns=[5.0, 20.0])
     assert load_checkpoint(os.path.join(run_dir(tmp_path), "best.pt"))["counters"]["update"] == 3
     assert capsys.readouterr().out.count("Evaluation over 10 episodes") == 2
+
+
+@pytest.mark.parametrize(
+    ("env_name", "said"),
+    [
+        ("tests.envs_failing:tiny_env", "Evaluation over 2 episodes: mean return "),
+        ("tests.envs_failing:endless_env", "Evaluation: no episode finished, no result this time (3 of 3 episodes"),
+    ],
+)
+def test_an_evaluation_stops_at_its_step_cap_with_the_episodes_finished(tmp_path, capsys, env_name, said):
+    """A cap of 5 steps per episode of the largest share: 2 eval envs play 2 and 1 of 3 episodes,
+    so the evaluation stops after 10 steps, as TinyEnv's first episodes (10 steps) end; an env
+    whose episodes never end gets no result, and no best model."""
+    flags = ["--env-name", env_name, "--num-processes", "2", "--num-steps", "16", "--num-env-steps", str(BATCH),
+             "--eval-interval", "1", "--eval-episodes", "3", *local_run_flags(tmp_path)]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(a2c_ppo.evaluation, "EVAL_MAX_EPISODE_STEPS", 5)
+        launch(resolve(flags))
+    out = capsys.readouterr().out
+    assert said in out and "of 3 episodes did not end within 5 steps and were left out: give the env a time" in out
+    assert bool(glob.glob(str(tmp_path / "runs" / "*" / "best.pt"))) == ("tiny" in env_name)

@@ -30,6 +30,26 @@ def test_a_call_past_its_limit_is_interrupted_in_a_sleep_and_in_python_code():
     assert 0.4 <= time.monotonic() - start < 5
 
 
+def test_env_code_that_catches_the_interruption_is_interrupted_again():
+    """``except Exception`` (a retry loop) does not catch it, and code that catches it once (a
+    ``finally`` that hangs too) gets another each tick, so no catch leaves the run to the backstop."""
+    start = time.monotonic()
+    with pytest.raises(EnvTimeout), time_limit(0.4):
+        while True:
+            try:
+                time.sleep(30)
+            except Exception:
+                pass
+    caught: list[str] = []
+    with pytest.raises(EnvTimeout), time_limit(0.4):
+        try:
+            time.sleep(30)
+        except BaseException as exc:
+            caught.append(type(exc).__name__)
+            time.sleep(30)
+    assert caught == ["EnvTimeout"] and time.monotonic() - start < 10
+
+
 def test_env_code_that_keeps_the_gil_past_the_limit_is_still_interrupted():
     """Env code that holds the GIL for seconds at a time (a C call that never lets go) delays
     the watcher's ticks as a stopped process would; the process runs meanwhile, so that is no

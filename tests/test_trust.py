@@ -379,12 +379,14 @@ def test_a_closed_stdout_from_the_start(tmp_path):
 # ----------------------------------------------------------------------------- no silent hang
 
 
-@pytest.mark.parametrize("vec_env", ["sync", "subproc"])
-def test_a_hanging_env_stops_the_run_after_the_timeout(tmp_path, vec_env):
+@pytest.mark.parametrize(
+    ("env", "vec_env"), [("hanging_env", "sync"), ("hanging_env", "subproc"), ("retrying_env", "sync")]
+)  # retrying_env catches what interrupts it with `except Exception`
+def test_a_hanging_env_stops_the_run_after_the_timeout(tmp_path, env, vec_env):
     pids = tmp_path / "pids"
     pids.mkdir()
     workers = ["--num-workers", "1"] if vec_env == "subproc" else []
-    argv = main_argv(tmp_path, "--env-name", "tests.envs_failing:hanging_env", "--vec-env", vec_env, *workers,
+    argv = main_argv(tmp_path, "--env-name", f"tests.envs_failing:{env}", "--vec-env", vec_env, *workers,
                      "--env-timeout", "2", steps=100_000)  # fmt: skip
     start = time.monotonic()
     proc = run(argv, {FAIL_AFTER_VARIABLE: "50", PID_DIR_VARIABLE: str(pids)})
@@ -419,6 +421,36 @@ def test_an_env_whose_constructor_hangs_in_the_start_up_check_is_an_env_failure(
     with pytest.raises(EnvWorkerError, match=match):
         inspect_env("tests.envs_failing:hanging_constructor", timeout=0.5)
     assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize(
+    ("builds", "said"),
+    [(4, "env 0 did not return from its construction (to read its spaces) within 1 s"),
+     (5, "env 0 (main process) did not return from creating the env: no return within 1 s (--env-timeout, and at "
+         "least 1 s to build an env"),
+     (7, "the evaluation's env 0 did not return from its construction (to read its spaces) within 1 s")],
+)  # fmt: skip
+def test_an_env_whose_constructor_hangs_after_the_start_up_check_is_an_env_failure(monkeypatch, tmp_path, builds,
+                                                                                   said):  # fmt: skip
+    """The start-up check builds the env four times here (twice when resolving the settings, twice
+    when the trainer starts); the vector env builds one to read its spaces, then its envs in this
+    process, and the evaluation's envs after the first update: each build past the check is
+    limited as well."""
+    import tests.envs_failing as envs_failing
+    from a2c_ppo.arguments import resolve
+    from a2c_ppo.envs import timeouts
+    from a2c_ppo.envs.subproc import EnvWorkerError
+    from a2c_ppo.session import launch
+
+    monkeypatch.setattr(timeouts, "WORKER_START_S", 1.0)
+    monkeypatch.setattr(envs_failing, "_builds", 0)
+    monkeypatch.setenv(envs_failing.BUILDS_VARIABLE, str(builds))
+    argv = main_argv(tmp_path, "--env-name", "tests.envs_failing:hanging_later_constructor", "--vec-env", "sync",
+                     "--env-timeout", "0.5", "--eval-interval", "1")  # fmt: skip
+    start = time.monotonic()
+    with pytest.raises(EnvWorkerError) as error:
+        launch(resolve(argv[2:]))
+    assert said in str(error.value) and time.monotonic() - start < 10
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the env deadlocks in glibc's pthread_mutex_lock")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -25,7 +24,7 @@ from a2c_ppo.envs.make import (
     register_atari,
 )
 from a2c_ppo.envs.native_layout import LaidOutVecEnv
-from a2c_ppo.envs.timeouts import EnvTimeout, build_limit, close_within, time_limit
+from a2c_ppo.envs.timeouts import build_limit, close_within, env_time_limit
 from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.spaces import ACTION_MASK, mask_size
@@ -95,26 +94,6 @@ def inspect_env(
     return _check_constructs(env_id, action_masks, recipe, timeout)
 
 
-@contextlib.contextmanager
-def _env_time_limit(env_id: str, what: str, seconds: float | None, timeout: float | None) -> Iterator[None]:
-    """``time_limit(seconds)`` on the start-up check's env code (``what`` it runs); past it, an
-    env failure (exit 3), as in a worker."""
-    try:
-        with time_limit(seconds):
-            yield
-    except EnvTimeout:
-        from a2c_ppo.envs.subproc.protocol import EnvWorkerError  # (the vector env's package: not at start-up)
-
-        at_least = f", and at least {seconds:g} s to build" if seconds != timeout else ""
-        raise EnvWorkerError(
-            f"env {env_id!r} did not return from {what} in the start-up check within {seconds:g} s (--env-timeout "
-            f"{timeout:g}{at_least}: raise it for a slow simulator, 0 waits forever)",
-            env_index=None,
-            worker_index=None,
-            error_type=EnvTimeout.__name__,
-        ) from None
-
-
 def _given(recipe: EnvRecipe) -> str:
     kwargs = [f"--env-kwargs {json.dumps(recipe.kwargs)}"] if recipe.kwargs else []
     return ", ".join(kwargs + ([recipe.flags()] if recipe.processes_frames else []))
@@ -147,11 +126,9 @@ def _native_report(
     factory = load_entry_point(env_id)
     if factory is None:
         return None
-    with _env_time_limit(env_id, "its construction", build_limit(timeout), timeout):
+    with env_time_limit(f"env {env_id!r}", "its construction in the start-up check", build_limit(timeout), timeout):
         try:
             product = factory(**recipe.kwargs)
-        except EnvTimeout:
-            raise
         except Exception as exc:
             raise _construction_failed(env_id, recipe.kwargs, exc) from exc
     if not isinstance(product, VectorEnv):
@@ -294,7 +271,7 @@ def _check_registered(env_id: str) -> None:
 def _built(env_id: str, recipe: EnvRecipe, action_masks: bool | None = None) -> gym.Env:
     try:
         return make_env(env_id, action_masks=action_masks, recipe=recipe)
-    except (ConfigError, EnvTimeout):
+    except ConfigError:
         raise
     except Exception as exc:
         # gymnasium's own hint ("pip install swig", "gymnasium[box2d]") does not fit an install of
@@ -315,13 +292,16 @@ def _built(env_id: str, recipe: EnvRecipe, action_masks: bool | None = None) -> 
 
 
 def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe, timeout: float | None) -> EnvReport:
-    with _env_time_limit(env_id, "its construction", build_limit(timeout), timeout):
+    def limit(what: str, seconds: float | None) -> contextlib.AbstractContextManager[None]:
+        return env_time_limit(f"env {env_id!r}", f"{what} in the start-up check", seconds, timeout)
+
+    with limit("its construction", build_limit(timeout)):
         env = _built(env_id, recipe)
     try:
         check_spaces(env.observation_space, env.action_space, env_id)
         notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
         discrete = mask_size(env.action_space) is not None
-        with _env_time_limit(env_id, "its first reset", timeout, timeout):
+        with limit("its first reset", timeout):
             reset_info = _first_reset(env, env_id, recipe)
         offers = provides_action_masks(env, reset_info)
         masks = action_masks != "off" and discrete and offers
@@ -339,11 +319,13 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe, timeout
         close_within(env)
     own_part = isinstance(spaces[0], gym.spaces.Dict) and ACTION_MASK in spaces[0].spaces
     if masks or own_part:  # the run's env: the mask made a part, or the env's own part left out
-        run_env = _built(env_id, recipe, action_masks=masks)
+        with limit("its construction", build_limit(timeout)):
+            run_env = _built(env_id, recipe, action_masks=masks)
         try:
             spaces = run_env.observation_space, run_env.action_space
             if masks:
-                _first_reset(run_env, env_id, recipe)  # a mask of the wrong shape, refused before anything starts
+                with limit("its first reset", timeout):
+                    _first_reset(run_env, env_id, recipe)  # a mask of the wrong shape, refused before anything starts
             else:
                 notes = list(run_env.get_wrapper_attr("plan").notes)
         finally:
@@ -369,8 +351,6 @@ def _first_reset(env: gym.Env, env_id: str, recipe: EnvRecipe) -> dict[str, Any]
     envs will get); ConfigError where the reset raises."""
     try:
         return env.reset()[1]
-    except EnvTimeout:
-        raise
     except Exception as exc:
         given = f" with keyword arguments {json.dumps(recipe.kwargs)}" if recipe.kwargs else ""
         raise ConfigError(

@@ -44,7 +44,7 @@ import numpy as np
 from a2c_ppo.config import check_value
 from a2c_ppo.envs.subproc.vec_env import SubprocVecEnv
 from a2c_ppo.envs.subproc.worker import default_in_main, default_workers, usable_cpus
-from a2c_ppo.envs.timeouts import close_within, time_limit
+from a2c_ppo.envs.timeouts import EnvTimeout, build_limit, close_within, time_limit
 from a2c_ppo.errors import ConfigError
 
 #: A worker's pipe round trip and wake-up per vector step (~70 us with a no-op env on the
@@ -88,19 +88,64 @@ class Layout:
     overlap: bool
 
 
-def _median_steps(steps: list[Callable[[int], object]], warmup: int, count: int, budget_s: float) -> list[float]:
+def _median_steps(
+    steps: list[Callable[[int], object]], warmup: int, count: int, budget_s: float, timeout: float | None
+) -> list[float]:
     """Median seconds of each ``step(i)`` over up to ``count`` rounds after ``warmup`` (0.0 if
-    none); a round calls each once, in turn, so that a slow spell of the host falls on all."""
+    none); a round calls each once, in turn, so that a slow spell of the host falls on all. Each
+    call runs within ``timeout``, armed outside the span timed: a real vector step pays for its
+    limit once for all its in-process envs, and a cost of ~3 us added to this probe's steps
+    alone once tipped CartPole x8 into a worker that made it 0.7x as fast."""
     times: list[list[float]] = [[] for _ in steps]
     for i in range(warmup + count):
         for step, spent in zip(steps, times):
-            start = time.perf_counter()
-            step(i)
+            with time_limit(timeout):
+                start = time.perf_counter()
+                step(i)
+                elapsed = time.perf_counter() - start
             if i >= warmup:
-                spent.append(time.perf_counter() - start)
+                spent.append(elapsed)
         if sum(map(sum, times)) > budget_s:
             break
     return [float(np.median(spent)) if spent else 0.0 for spent in times]
+
+
+def _probe(
+    env_fn: Callable[[], gym.Env],
+    warmup: int,
+    steps: int,
+    budget_s: float,
+    timeout: float | None,
+    opened: list[gym.Env | SubprocVecEnv],
+) -> tuple[float, float, float]:
+    """``measure_step_times``'s medians: one env alone, the vector env over one env and over two
+    (0.0 where the env is too dear to need it); what it builds is appended to ``opened``."""
+    with time_limit(build_limit(timeout)):  # a build and its first reset: as long as a worker's build
+        env = env_fn()
+        opened.append(env)
+        env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(warmup + steps)]
+
+    def env_step(i: int) -> None:
+        _, _, terminated, truncated, _ = env.step(actions[i])
+        if terminated or truncated:
+            env.reset()
+
+    def vec_step(num_envs: int) -> Callable[[int], object]:
+        with time_limit(build_limit(timeout)):
+            envs = SubprocVecEnv([env_fn] * num_envs, in_main=num_envs, copy=False)  # every env in this process
+            opened.append(envs)
+            envs.reset(seed=0)
+        batches = [np.stack([action] * num_envs) for action in actions]
+        return lambda i: envs.step(batches[i])
+
+    one = vec_step(1)
+    env_s, one_s = _median_steps([env_step, one], warmup, steps, 2 * budget_s, timeout)
+    two_s = 0.0
+    if env_s < SUBPROC_ROUND_TRIP_S:
+        one_s, two_s = _median_steps([one, vec_step(2)], warmup, steps, 2 * budget_s, timeout)
+    return env_s, one_s, two_s
 
 
 def measure_step_times(
@@ -117,43 +162,20 @@ def measure_step_times(
     costs more than the others (the env's code runs cold), so charging a one-env step to every
     env, as this probe did before ``f`` was split off, sent CartPole x8 on a slow host to a
     worker layout 0.7x as fast; a dearer env's creation would cost more than ``f`` can change.
-    Medians, so that one preempted step does not count. An env that raises, or runs past
-    ``timeout`` seconds, ends the probe (0.0 for what was not timed): the real run reports the
+    Medians, so that one preempted step does not count. An env that raises, or whose step runs
+    past ``timeout`` seconds (``--env-timeout``; a build and its first reset get
+    ``build_limit``'s), ends the probe (0.0 for what was not timed): the real run reports the
     error, naming the env."""
-    env_s = one_s = two_s = 0.0
+    times = (0.0, 0.0, 0.0)
     opened: list[gym.Env | SubprocVecEnv] = []
     try:
-        env = env_fn()
-        opened.append(env)
-        env.reset(seed=0)
-        env.action_space.seed(0)
-        actions = [env.action_space.sample() for _ in range(warmup + steps)]
-
-        def env_step(i: int) -> None:
-            _, _, terminated, truncated, _ = env.step(actions[i])
-            if terminated or truncated:
-                env.reset()
-
-        def vec_step(num_envs: int) -> Callable[[int], object]:
-            envs = SubprocVecEnv([env_fn] * num_envs, in_main=num_envs, copy=False)  # every env in this process
-            opened.append(envs)
-            envs.reset(seed=0)
-            batches = [np.stack([action] * num_envs) for action in actions]
-            return lambda i: envs.step(batches[i])
-
-        # One time limit for the whole probe: the vector env's own, armed per vector step, would
-        # add its ~3 us to this probe's vector steps (a real vector step pays it once for all its
-        # in-process envs), and that alone tipped CartPole x8 into a worker that made it 0.7x as fast.
-        with time_limit(timeout):
-            one = vec_step(1)
-            env_s, one_s = _median_steps([env_step, one], warmup, steps, 2 * budget_s)
-            if env_s < SUBPROC_ROUND_TRIP_S:
-                one_s, two_s = _median_steps([one, vec_step(2)], warmup, steps, 2 * budget_s)
-    except (Exception, SystemExit):  # whatever the env raises (sys.exit too): see the docstring
+        times = _probe(env_fn, warmup, steps, budget_s, timeout, opened)
+    except (Exception, SystemExit, EnvTimeout):  # whatever the env raises (sys.exit too): see the docstring
         pass
     finally:
         for each in reversed(opened):
             close_within(each)
+    env_s, one_s, two_s = times
     per_env = max(env_s, two_s - one_s if two_s else one_s)
     return StepTimes(env_s, per_env, max(0.0, one_s - per_env))
 

@@ -38,15 +38,21 @@ def build_limit(timeout: float | None) -> float | None:
     return max(timeout, WORKER_START_S) if timeout else None
 
 
-class EnvTimeout(TimeoutError):
-    """Env code did not return within its time limit (``--env-timeout``)."""
+class EnvTimeout(BaseException):
+    """Env code did not return within its time limit (``--env-timeout``).
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: env code that retries whatever fails
+    (``except Exception``) must not swallow the interruption and run on into the backstop."""
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     call = _WATCH.call
     if _WATCH.expired is not call:  # sent for a call that has returned since: nothing to stop
         return
-    raise EnvTimeout(f"no return within {call[1]:g} s (--env-timeout: raise it for a slow simulator, 0 waits forever)")
+    at_least = f", and at least {WORKER_START_S:g} s to build an env" if call[1] == WORKER_START_S else ""
+    raise EnvTimeout(
+        f"no return within {call[1]:g} s (--env-timeout{at_least}: raise it for a slow simulator, 0 waits forever)"
+    )
 
 
 def arm(seconds: float | None, backstop: bool = True) -> bool:
@@ -75,9 +81,10 @@ class _Watch:
     by the first limit, or by ``watch_stops``) that wakes every tick (``TICK_S``, or a quarter
     of the shortest limit yet). Once the call has run past its limit, the watcher marks it
     ``expired`` and sends SIGALRM to the main thread, whose handler raises ``EnvTimeout`` into
-    the call. A call stuck outside Python lets neither that nor a Ctrl-C through: ``GRACE_S``
-    later, with ``backstop``, the watcher prints which limit passed and every thread's stack,
-    and ends the process (exit 3, an env failure; workers end with it). Code stuck while
+    the call, and again each tick while the call runs on (env code that caught it). A call stuck
+    outside Python lets neither that nor a Ctrl-C through: ``GRACE_S`` later, with ``backstop``,
+    the watcher prints which limit passed and every thread's stack, and ends the process (exit
+    3, an env failure; workers end with it). Code stuck while
     holding the GIL stops the watcher too; nothing inside the process can end that.
 
     Limits run on ``clock``, which leaves out the time the process spends stopped (Ctrl-Z, a
@@ -136,6 +143,8 @@ class _Watch:
                 _signal_main_thread()
             elif backstop and active > deadline + self.GRACE_S and self.call is call:  # (not one just returned)
                 _end_stuck(limit, active - start)
+            else:  # env code that caught the interruption (``except BaseException``) gets another each tick
+                _signal_main_thread()
 
 
 def _signal_main_thread() -> None:
@@ -146,7 +155,7 @@ def _signal_main_thread() -> None:
 
 
 def _end_stuck(limit: float, seconds: float) -> None:
-    """Report env code stuck outside Python and end the process (from the watcher thread)."""
+    """Report env code that no interruption stops and end the process (from the watcher thread)."""
     try:
         stderr = sys.__stderr__
         if stderr is not None:
@@ -154,8 +163,9 @@ def _end_stuck(limit: float, seconds: float) -> None:
             stderr.write(
                 f"{program}: error: an environment failed: env code in the main process has not returned for "
                 f"{seconds:.0f} s, past its limit of {limit:g} s (--env-timeout), and cannot be interrupted: it is "
-                "stuck outside Python (e.g. in a simulator's C code). The process ends now; the last checkpoint "
-                "written is intact. Where each thread was:\n"
+                "stuck outside Python (e.g. in a simulator's C code), or it catches the interruption "
+                "(`except BaseException`) or ignores SIGALRM. The process ends now; the last checkpoint written is "
+                "intact. Where each thread was:\n"
             )
             stderr.flush()
             faulthandler.dump_traceback(stderr, all_threads=True)
@@ -199,6 +209,27 @@ def time_limit(seconds: float | None, backstop: bool = True) -> Iterator[None]:
     finally:
         if armed:
             disarm()
+
+
+@contextlib.contextmanager
+def env_time_limit(env: str, what: str, seconds: float | None, timeout: float | None) -> Iterator[None]:
+    """``time_limit(seconds)`` on env code run outside a vector step (``env`` names it, ``what``
+    says what it runs, ``timeout`` is ``--env-timeout``); past it, an env failure
+    (``EnvWorkerError``: exit 3), as a worker's would be."""
+    try:
+        with time_limit(seconds):
+            yield
+    except EnvTimeout:
+        from a2c_ppo.envs.subproc.protocol import EnvWorkerError  # (the vector env's package: not at start-up)
+
+        at_least = f", and at least {seconds:g} s to build" if seconds != timeout else ""
+        raise EnvWorkerError(
+            f"{env} did not return from {what} within {seconds:g} s (--env-timeout {timeout:g}{at_least}: raise it "
+            "for a slow simulator, 0 waits forever)",
+            env_index=None,
+            worker_index=None,
+            error_type=EnvTimeout.__name__,
+        ) from None
 
 
 #: Seconds the close of an env in this process may take before it is left as it is (workers

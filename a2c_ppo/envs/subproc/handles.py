@@ -48,13 +48,13 @@ class LocalBlock:
     def submit(self, cmd: bytes, payload: Any = None, tag: Any = None) -> None:
         self.run(lambda: self.block.execute(cmd, payload), tag)
 
-    def run(self, fn: Callable[[], Any], tag: Any = None, timed: bool = True) -> None:
-        """Run ``fn`` on the block now (within ``timeout`` when ``timed``); its result or error
-        waits for ``collect(tag)``."""
-        armed = timed and arm(self.timeout)  # once per vector step: a clock read, no system call
+    def run(self, fn: Callable[[], Any], tag: Any = None, building: bool = False) -> None:
+        """Run ``fn`` on the block now, within ``timeout`` (``building`` the envs: ``build_limit``'s);
+        its result or error waits for ``collect(tag)``."""
+        armed = arm(build_limit(self.timeout) if building else self.timeout)  # per vector step: no system call
         try:
             self._results[tag] = (True, fn())
-        except (Exception, SystemExit) as exc:  # an env's sys.exit() is its failure; a KeyboardInterrupt goes up
+        except (Exception, SystemExit, EnvTimeout) as exc:  # an env's sys.exit() is its failure; a Ctrl-C goes up
             self._results[tag] = (False, (error_report(*self.block.whereabouts()), exc))
         finally:
             if armed:

@@ -46,7 +46,7 @@ from a2c_ppo.envs.subproc.worker import (
     start_quietly,
     worker_main,
 )
-from a2c_ppo.envs.timeouts import close_within
+from a2c_ppo.envs.timeouts import build_limit, close_within, env_time_limit
 
 Handle = LocalBlock | RemoteBlock
 
@@ -122,7 +122,7 @@ class SubprocVecEnv(VectorEnv):
         self.step_infos = step_infos
         self.close_timeout = close_timeout
         self.autoreset_mode = AutoresetMode.SAME_STEP
-        self._read_spaces(env_fns[0])
+        self._read_spaces(env_fns[0], timeout or None)
 
         ctx = default_context() if start_method is None else mp.get_context(start_method)
         act = cast(np.ndarray, create_empty_array(self.single_action_space, n=n, fn=np.zeros))
@@ -187,10 +187,11 @@ class SubprocVecEnv(VectorEnv):
             local = LocalBlock(block, range(main_lo, self.num_envs), timeout)
             self._local.append(local)
             self._blocks.append(local)
-            local.run(lambda: block.build(env_fns[main_lo:]), timed=False)
+            local.run(lambda: block.build(env_fns[main_lo:]), building=True)
 
-    def _read_spaces(self, env_fn: Callable[[], gym.Env]) -> None:
-        dummy = env_fn()
+    def _read_spaces(self, env_fn: Callable[[], gym.Env], timeout: float | None) -> None:
+        with env_time_limit("env 0", "its construction (to read its spaces)", build_limit(timeout), timeout):
+            dummy = env_fn()
         try:
             self.single_observation_space = dummy.observation_space
             self.single_action_space = dummy.action_space
