@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from a2c_ppo.agent import Agent
-from a2c_ppo.api_values import EnvSpec, env_name, json_text, plain, reference
+from a2c_ppo.api_values import EnvSpec, env_name, json_text, plain, reference, switch_word
 from a2c_ppo.builders import policy_for, replay_config
 from a2c_ppo.callbacks import Callback
 from a2c_ppo.checkpoint import check_trusted, handed_over, load_checkpoint
@@ -58,12 +58,13 @@ def train(
     the checkpoint's). ``env`` left out of a new run: ``CartPole-v1``, as ``main.py``'s default.
 
     ``policy_base`` may be a ``torch.nn.Module`` subclass, ``policy_kwargs`` and ``env_kwargs``
-    dicts. Returns a ``TrainResult`` (``checkpoint``, ``run_dir``, ``env_steps``, ``history``,
+    dicts, and a setting of auto / on / off (``action_masks``, ``overlap``) True or False.
+    Returns a ``TrainResult`` (``checkpoint``, ``run_dir``, ``env_steps``, ``history``,
     ``stopped``); raises ``ConfigError`` for bad settings, before anything starts, and
     ``EnvWorkerError`` where an env fails. Like ``main.py`` it seeds Python's, numpy's and torch's
     global generators with ``seed``; torch's thread count is restored on return.
     """
-    typed = {name: plain(value) for name, value in settings.items() if value is not None}
+    typed = {name: switch_word(name, plain(value)) for name, value in settings.items() if value is not None}
     if env is not None:
         if "env_name" in typed and typed["env_name"] != env:
             raise ConfigError(f"train() got the env twice ({env!r} and env_name={typed['env_name']!r}); give one.")

@@ -1,6 +1,6 @@
 """What a Python caller passes to ``train``, ``load`` and ``Agent.evaluate``, as the
 settings ``main.py``'s flags give: env ids or callables as names, classes as references,
-dicts as JSON text, numpy scalars as Python numbers."""
+dicts as JSON text, numpy scalars as Python numbers, True / False as on / off."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from a2c_ppo.config import SETTINGS
 from a2c_ppo.envs.make import register_factory
 from a2c_ppo.errors import ConfigError
 
@@ -44,6 +45,15 @@ def reference(base: type | str) -> str:
 def plain(value: Any) -> Any:
     """numpy scalars as the Python numbers the checkpoint's JSON holds (``np.int64(5)`` -> 5)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def switch_word(name: str, value: Any) -> Any:
+    """True / False as "on" / "off" for a setting chosen among words that hold both (auto / on /
+    off: ``action_masks``, ``overlap``), as a Python caller writes a switch; else ``value``."""
+    choices = SETTINGS[name].spec.choices if name in SETTINGS else None
+    if isinstance(value, bool) and choices is not None and {"on", "off"} <= set(choices):
+        return "on" if value else "off"
+    return value
 
 
 def whole_number(value: Any, name: str, low: int) -> int:

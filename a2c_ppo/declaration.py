@@ -117,11 +117,11 @@ def check_declared(declared: Declared, value: Any, source: str = "") -> None:
         if not isinstance(value, bool):
             raise ConfigError(f"{flag} must be on or off (True or False in Python), got {value!r}.")
         return
+    if spec.choices is not None and (not isinstance(value, str) or value not in spec.choices):
+        raise ConfigError(f"{flag} must be one of {', '.join(spec.choices)}, got {value!r}.")
     number = {int: numbers.Integral, float: numbers.Real}.get(kind, kind)
     if not isinstance(value, number) or isinstance(value, bool):
         raise ConfigError(f"{flag} must be {'an integer' if kind is int else 'a ' + kind.__name__}, got {value!r}.")
-    if spec.choices is not None and value not in spec.choices:
-        raise ConfigError(f"{flag} must be one of {', '.join(spec.choices)}, got {value!r}.")
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"{flag} must be a finite number, got {value}.")
     if kind in (int, float):

@@ -174,3 +174,21 @@ def test_no_ortho_init_gives_pytorchs_default_initialisation():
     assert orthogonal_columns(ortho.base.actor[0].weight) and not orthogonal_columns(first.weight)
     assert bool(first.bias.abs().sum() > 0) and bool(ortho.base.actor[0].bias.abs().sum() == 0)
     assert float(default.dist.log_std.bias[0]) == -2.0  # the log-std keeps its initial value
+
+
+def test_train_takes_true_and_false_for_an_auto_on_off_setting_and_names_the_choices_otherwise(monkeypatch):
+    """``action_masks=True`` reads as ``--action-masks on`` (a boolean is what a Python caller
+    writes for a switch); a value of another type is refused naming auto, on and off."""
+    from a2c_ppo import api
+
+    monkeypatch.setattr(api, "launch", lambda request, **_: request)  # the resolved request, nothing trained
+    request = api.train("tests.envs_for_spaces:MaskedChoiceEnv", action_masks=True, overlap=False)
+    assert request.config.action_masks == "on" and request.config.overlap == "off"
+    assert api.train("tests.envs_for_spaces:MaskedChoiceEnv", action_masks=False).config.action_masks == "off"
+    with pytest.raises(ConfigError, match="--action-masks on: 'CartPole-v1' gives no action mask"):
+        api.train("CartPole-v1", action_masks=True)
+    for bad in (1, "yes"):
+        with pytest.raises(ConfigError, match=f"--action-masks must be one of auto, on, off, got {bad!r}"):
+            api.train("CartPole-v1", action_masks=bad)
+    with pytest.raises(ConfigError, match="--algo must be one of ppo, a2c, acktr, got True"):
+        api.train("CartPole-v1", algo=True)
