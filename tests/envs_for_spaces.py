@@ -204,3 +204,9 @@ def native_blackjack(mode: str = "NextStep") -> gym.vector.VectorEnv:
     """gymnasium's Blackjack (Tuple observations of three classes) as a vector env of one's own."""
     return gym.make_vec("Blackjack-v1", num_envs=2, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode(mode)})  # fmt: skip
+
+
+def native_box_actions() -> gym.vector.VectorEnv:
+    """A vector env of one's own with Box actions (Pendulum's), which no mask fits."""
+    return gym.make_vec("Pendulum-v1", num_envs=2, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})  # fmt: skip

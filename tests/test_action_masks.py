@@ -188,3 +188,18 @@ def test_masks_an_env_gives_for_actions_they_cannot_mask_are_said_to_be_off():
     assert request.config.action_masks == "off"
     assert any(note.startswith("Action masks: off (the env gives them, and its actions MultiBinary(4) take none")
                for note in request.notes), request.notes  # fmt: skip
+
+
+@pytest.mark.parametrize("env", ["BinaryActionsWithMaskEnv", "native_box_actions", "Pendulum-v1"])
+def test_masks_on_for_actions_no_mask_fits_says_to_drop_the_flag_only(env):
+    """An env whose actions are not discrete (masks given or not, single or a vector env of its
+    own): the one fix is dropping --action-masks, not giving the env masks."""
+    from a2c_ppo.envs.check import inspect_env
+    from a2c_ppo.errors import ConfigError
+
+    env_id = env if "-v" in env else f"tests.envs_for_spaces:{env}"
+    with pytest.raises(ConfigError) as caught:
+        inspect_env(env_id, "on")
+    message = str(caught.value)
+    assert message.startswith(f"--action-masks on: {env_id!r} has actions ") and "give the env masks" not in message
+    assert message.endswith("; action masks apply to Discrete and MultiDiscrete actions only. Drop --action-masks.")

@@ -85,7 +85,7 @@ MAIN_CASES = [
     (["--env-name", "tests.envs_failing:text_observation_env"], "part 'mission' is a Text"),
     (["--env-name", "tests.envs_failing:sequence_observation_env"], "is a Sequence, which no encoder takes"),
     (["--env-name", "CartPole-v1", "--action-masks", "on"], "gives no action mask"),
-    (["--env-name", "Pendulum-v1", "--action-masks", "on"], "masks need discrete ones"),
+    (["--env-name", "Pendulum-v1", "--action-masks", "on"], "apply to Discrete and MultiDiscrete actions only"),
     (["--env-kwargs", "{{bad"], "--env-kwargs '{bad' is not JSON"),
     (["--env-kwargs", "[1]"], "--env-kwargs '[1]' must be a JSON object"),
     (["--env-kwargs", '{{"render_mode": "human"}}'], "a2c_ppo sets 'render_mode' itself"),

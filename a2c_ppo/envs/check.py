@@ -168,6 +168,8 @@ def _native_masks(envs: VectorEnv, env_id: str, action_masks: str) -> bool:
     part = isinstance(space, gym.spaces.Dict) and ACTION_MASK in space.spaces
     if part and discrete:  # (with --action-masks off the part is left out already)
         return True
+    if action_masks == "on" and not discrete:
+        raise _no_mask_fits(env_id, envs.single_action_space)
     if action_masks == "off" or not discrete:
         return False
     _, infos = envs.reset()
@@ -189,6 +191,14 @@ def _native_masks(envs: VectorEnv, env_id: str, action_masks: str) -> bool:
             "the one way a vector env gives masks here. Drop --action-masks, or add the part."
         )
     return False
+
+
+def _no_mask_fits(env_id: str, action_space: gym.Space) -> ConfigError:
+    """``--action-masks on`` for actions no mask fits, whatever the env gives: drop the flag."""
+    return ConfigError(
+        f"--action-masks on: {env_id!r} has actions {action_space}; action masks apply to Discrete and "
+        "MultiDiscrete actions only. Drop --action-masks."
+    )
 
 
 def _envpool_report(env_id: str, action_masks: str) -> EnvReport:
@@ -301,18 +311,17 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe, timeout
         check_spaces(env.observation_space, env.action_space, env_id)
         notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
         discrete = mask_size(env.action_space) is not None
+        if action_masks == "on" and not discrete:
+            raise _no_mask_fits(env_id, env.action_space)
         with limit("its first reset", timeout):
             reset_info = _first_reset(env, env_id, recipe)
         offers = provides_action_masks(env, reset_info)
         masks = action_masks != "off" and discrete and offers
         if action_masks == "on" and not masks:
-            why = (
-                "gives no action mask at reset" if discrete
-                else f"has actions {env.action_space}, and masks need discrete ones"
-            )  # fmt: skip
             raise ConfigError(
-                f"--action-masks on: {env_id!r} {why} (an 'action_mask' observation part, info['action_mask'] from "
-                "reset and every step, or an action_masks() method). Drop --action-masks, or give the env masks."
+                f"--action-masks on: {env_id!r} gives no action mask at reset (an 'action_mask' observation part, "
+                "info['action_mask'] from reset and every step, or an action_masks() method). Drop --action-masks, "
+                "or give the env masks."
             )
         spaces = env.observation_space, env.action_space
     finally:
