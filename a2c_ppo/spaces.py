@@ -50,12 +50,17 @@ def _leaves(space: gym.Space, path: Path, where: str) -> list[tuple[Path, gym.Sp
         return [leaf for key, sub in space.spaces.items() for leaf in _leaves(sub, (*path, key), where)]
     if isinstance(space, gym.spaces.Tuple):
         return [leaf for i, sub in enumerate(space.spaces) for leaf in _leaves(sub, (*path, i), where)]
-    part = f"its part {key_of(path)!r}" if path else "it"
+    supported = "supported: Box, Discrete, MultiDiscrete, MultiBinary, and Dict / Tuple of these"
+    if not path:
+        raise ConfigError(
+            f"{where} has observation space {space}, a {type(space).__name__}, which no encoder takes ({supported}). "
+            "Wrap the env to encode it (a gymnasium.ObservationWrapper that turns it into a Discrete or a Box)."
+        )
+    key = key_of(path)
     raise ConfigError(
-        f"{where} has observation space {space}, and {part} is a {type(space).__name__}, which no encoder takes "
-        "(supported: Box, Discrete, MultiDiscrete, MultiBinary, and Dict / Tuple of these). Wrap the env to drop "
-        "or encode that part (e.g. a gymnasium.ObservationWrapper that removes a Dict's text 'mission', or "
-        "turns it into a Discrete or a Box)."
+        f"{where}: observation part {key!r} is {space}, which no encoder takes ({supported}). Wrap the env to "
+        f"drop or encode part {key!r} (a gymnasium.ObservationWrapper that removes it, or turns it into a "
+        "Discrete or a Box)."
     )
 
 

@@ -65,7 +65,7 @@ def test_empty_parts(env_id):
     [
         ("not_an_env", "returned dict, not a gymnasium.Env"),
         ("raising_env", "OSError: the simulator license file is missing"),
-        ("tests.envs_failing:text_observation_env", "part 'mission' is a Text"),
+        ("tests.envs_failing:text_observation_env", "observation part 'mission' is Text("),
     ],
 )
 def test_env_built_here_is_checked(name, phrase):

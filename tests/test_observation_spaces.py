@@ -50,10 +50,19 @@ def test_channels_last_images_are_transposed_once_and_said_so():
     assert not plan_observations(Box(0, 255, (3, 96, 96), np.uint8)).changes  # channels-first: as it is
 
 
-def test_a_part_no_encoder_takes_is_refused_naming_it_and_the_fix():
-    space = Dict({"image": Box(0, 255, (7, 7, 3), np.uint8), "mission": gym.spaces.Text(20)})
-    with pytest.raises(ConfigError, match=r"'mission' is a Text.*ObservationWrapper"):
-        plan_observations(space)
+def test_a_part_no_encoder_takes_is_refused_naming_it_by_its_key_and_the_fix():
+    """The part is named by its key in the Dict, with its own space (not the Dict's, nor the
+    part's space as if it were the whole observation)."""
+    text = gym.spaces.Text(20)
+    space = Dict({"image": Box(0, 255, (7, 7, 3), np.uint8), "mission": text})
+    with pytest.raises(ConfigError) as caught:
+        plan_observations(space, "--env-name 'my:env'")
+    assert str(caught.value).startswith(f"--env-name 'my:env': observation part 'mission' is {text}, which no encoder ")
+    assert "has observation space" not in str(caught.value)
+    assert str(caught.value).endswith("Wrap the env to drop or encode part 'mission' (a gymnasium.ObservationWrapper "
+                                      "that removes it, or turns it into a Discrete or a Box).")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"observation part 'state\.1' is Text\(1, 4"):
+        plan_observations(Dict({"state": Tuple((Discrete(2), gym.spaces.Text(4)))}))
 
 
 @pytest.mark.parametrize(
