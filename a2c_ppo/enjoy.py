@@ -85,7 +85,8 @@ def build_parser() -> ArgumentParser:
         "--record-trajectories",
         metavar="FILE",
         help="save the episodes played as expert trajectories for main.py --gail --gail-experts FILE "
-        "(.npz, or a torch file for any other name): observations before normalisation, actions, rewards",
+        "(.npz, or a torch file for any other name): observations before normalisation (without an action mask), "
+        "actions, rewards",
     )
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     return p
@@ -207,9 +208,11 @@ def _render_mode(args: argparse.Namespace) -> str | None:
 
 
 def _trajectory_spaces(replay: Replay) -> tuple[gym.Space, gym.Space]:
-    """The replay env's (observation, action) spaces, as an expert file records them;
-    ConfigError for spaces the format cannot hold."""
-    spaces = replay.envs.observation_space, replay.envs.action_space
+    """The replay env's (observation, action) spaces, as an expert file records them (the
+    observations without the action mask a masked run adds); ConfigError for spaces the format
+    cannot hold."""
+    vector_env = replay.envs.envs.unwrapped  # our SubprocVecEnv, below VecNormalize: its envs record
+    spaces = vector_env.get_attr("recorded_space")[0], replay.envs.action_space  # type: ignore[attr-defined]
     try:
         for space in spaces:
             describe_space(space)
@@ -287,6 +290,9 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
                          f"{args.record_trajectories}")  # fmt: skip
         if config.gail:
             console.out.line(f"Note: {path} learnt by imitation (--gail): these are its episodes, not its expert's.")
+        if config.action_masks == "on":
+            console.out.line(f"Note: {path} acted under the env's action masks; the file holds the env's "
+                             "observations without them, for a GAIL run with --action-masks off.")  # fmt: skip
     returns = [ret for ret, _ in episodes]
     console.out.line(
         f"mean return over {_plural(len(returns), 'episode')}: {np.mean(returns):.2f} (std {np.std(returns):.2f})"

@@ -202,3 +202,32 @@ def test_a_resume_cannot_add_or_drop_absorbing_states(tmp_path):
     with pytest.raises(ConfigError, match="the checkpoint's GAIL discriminator has --gail-absorbing off, and its "
                                           "weights do not fit --gail-absorbing on; drop --gail-absorbing"):  # fmt: skip
         resolve([*flags, "--resume", checkpoint, "--gail-absorbing"])
+
+
+MASKED_CHOICE_SPACES = (gym.spaces.Box(0.0, 1.0, (4,), np.float32), gym.spaces.Discrete(4))
+TAXI_SPACES = (gym.spaces.Discrete(500), gym.spaces.Discrete(6))
+
+
+@pytest.mark.parametrize(
+    "env_id, spaces", [("tests.envs_for_spaces:MaskedChoiceEnv", MASKED_CHOICE_SPACES), ("Taxi-v4", TAXI_SPACES)]
+)
+def test_a_policy_trained_with_action_masks_records_the_envs_own_observations(tmp_path, capsys, env_id, spaces):
+    """The mask made the run's observations a Dict ({"obs": ..., "action_mask": ...}); the file
+    holds the env's own observations, as a GAIL run without masks reads them. MaskedChoiceEnv
+    shows its mask in its observation and raises on a forbidden action: every recorded action
+    is one its mask allowed."""
+    from a2c_ppo.enjoy import main as enjoy
+    from a2c_ppo.trajectories import load_trajectories
+
+    result = train_api(env_id, action_masks="on", num_processes=2, num_steps=16, num_env_steps=32,
+                       log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "models"))  # fmt: skip
+    experts = str(tmp_path / "expert.npz")
+    argv = ["--checkpoint", result.checkpoint, "--num-episodes", "2", "--record-trajectories", experts]
+    assert enjoy([*argv, "--trust-checkpoint"]) == 0
+    assert "the file holds the env's observations without them, for a GAIL run with --action-masks off" in (
+        capsys.readouterr().out.replace("\n", " ")
+    )
+    recorded = load_trajectories(experts, env_id=env_id, observation_space=spaces[0], action_space=spaces[1])
+    assert len(recorded.lengths) == 2
+    if env_id != "Taxi-v4":
+        assert bool((recorded.obs.gather(1, recorded.actions.long()) == 1.0).all())

@@ -141,7 +141,8 @@ def make_env(
     observations have (a run without masks), ``None`` keeps it (what the env gives). With
     ``video_dir`` every episode of the raw env (or the first ``video_episodes``) is written there
     as an mp4 (``render_mode="rgb_array"``, ``[video]``).
-    Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``) if given.
+    Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``, below the
+    action mask: its observations are the env's own) if given.
     ``recipe`` (``frames.EnvRecipe``): the constructor's keyword arguments (``gym.make``'s or the
     factory's) and the frame processing above the episode statistics.
     """
@@ -176,10 +177,10 @@ def make_env(
     plan = plan_observations(env.observation_space, f"--env-name {env_id!r}", without_mask=action_masks is False)
     if plan.changes:
         env = ObservationLayout(env, plan)
+    if record_episodes is not None:  # the env's observations, without the mask a masked run adds
+        env = EpisodeRecorder(env, record_episodes)
     if action_masks:
         env = ActionMaskObservation(env)
-    if record_episodes is not None:
-        env = EpisodeRecorder(env, record_episodes)
     return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first
 
 

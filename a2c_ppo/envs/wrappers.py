@@ -112,13 +112,19 @@ class EpisodeRecorder(gym.Wrapper):
     in the framework's layout and before any normalisation (each step's observation before
     its action), ``actions`` (L, ...) as the env took them (Box actions clipped to the
     space, as ClipAction does), ``rewards`` (L,) as the env paid them, and ``terminated``
-    (whether the episode ended by termination rather than truncation)."""
+    (whether the episode ended by termination rather than truncation). Below
+    ``ActionMaskObservation``, it records the observations without the mask (those of a run
+    without masks); ``recorded_space`` is their space, whatever wraps it."""
 
     def __init__(self, env: gym.Env, episodes: list[dict[str, np.ndarray]]) -> None:
         super().__init__(env)
         self.episodes = episodes
         self._obs: Any = None
         self._rows: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": []}
+
+    @property
+    def recorded_space(self) -> gym.Space:
+        return self.observation_space
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         self._obs, info = self.env.reset(**kwargs)
