@@ -57,7 +57,12 @@ class Agent:
                         action_masks=self.config.action_masks == "on", recipe=recipe_of(self.config))  # fmt: skip
 
     def act(
-        self, obs: Any, deterministic: bool = True, action_mask: Any = None, episode_start: Any = None
+        self,
+        obs: Any,
+        deterministic: bool = True,
+        action_mask: Any = None,
+        episode_start: Any = None,
+        episode_end: Any = None,
     ) -> np.ndarray | np.generic:
         """The action for one observation (or a batch: numpy, with a leading batch axis) as the
         env takes it (a numpy scalar for one discrete action). Dict / Tuple observations come as
@@ -66,23 +71,32 @@ class Agent:
         mask, if the policy was trained with masks and ``obs`` does not hold it. A recurrent
         policy carries its state from call to call: ``episode_start`` (a bool, or one per row)
         restarts it where an episode begins with ``obs``; ``reset()`` restarts every row, and a
-        batch of another size starts afresh."""
+        batch of another size starts afresh. ``episode_end`` (a bool, or one per row): where
+        ``obs`` is an ended episode's last observation (``terminated | truncated`` of the step
+        that gave it), which a next-step autoreset vector env keeps in its batch and whose
+        action it ignores: there, as in training, a mask may allow no action (a game over)."""
         try:
-            batch, single = self._batch(obs, action_mask)
+            batch, single, allowed = self._batch(obs, action_mask)
         except ValueError as exc:
             processing = frame_processing(self.config)
             if processing and "shape" in str(exc):
                 raise ValueError(f"{str(exc).rstrip('.')}: the policy reads observations after {processing}.") from None
             raise
         n = len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
+        ended = _per_row(False if episode_end is None else episode_end, n, "episode_end")
+        if allowed is not None and not (allowed | ended).all():
+            row = f" of row {int(np.flatnonzero(~(allowed | ended))[0])}" if not single else ""
+            raise ValueError(
+                f"act: the action mask{row} allows no action (for MultiDiscrete actions: none in some dimension); "
+                "the env must allow one at every step of an episode. Only an ended episode's last observation may "
+                "allow none (a game over, which a next-step autoreset vector env keeps in its batch): pass "
+                "episode_end=terminated | truncated of the step that gave obs."
+            )
         if self._state is None or len(self._state) != n:
             self._state, self._steps = torch.zeros(n, self.policy.recurrent_hidden_state_size), 0
         masks = torch.ones(n, 1)
         if episode_start is not None:
-            starts = np.asarray(episode_start, dtype=np.bool_)
-            if starts.shape not in ((), (n,), (n, 1)):
-                raise ValueError(f"act: episode_start has shape {starts.shape}; give one bool, or one per row ({n},).")
-            masks = torch.from_numpy(~np.broadcast_to(starts.reshape(-1), (n,))).float().view(n, 1)
+            masks = torch.from_numpy(~_per_row(episode_start, n, "episode_start")).float().view(n, 1)
         if not deterministic:  # gSDE's noise matrices, one per row, drawn on its schedule of sampled acts
             resample_noise(self.policy, n, self._steps)
             self._steps += 1
@@ -93,8 +107,9 @@ class Agent:
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
         return actions[0] if single else actions
 
-    def _batch(self, obs: Any, action_mask: Any) -> tuple[Obs, bool]:
-        """``obs`` in the policy's layout, normalised, as a batch of tensors; whether it was one."""
+    def _batch(self, obs: Any, action_mask: Any) -> tuple[Obs, bool, np.ndarray | None]:
+        """``obs`` in the policy's layout, normalised, as a batch of tensors; whether it was one;
+        for a masked policy, whether each row's mask allows an action (B,)."""
         space = self.observation_space
         if action_mask is not None and not (isinstance(space, gym.spaces.Dict) and ACTION_MASK in space.spaces):
             raise ValueError(
@@ -120,18 +135,18 @@ class Agent:
             parts = {key: _part(obs, key) for key in space.spaces if key != ACTION_MASK}
             if ACTION_MASK in space.spaces:
                 parts[ACTION_MASK] = np.asarray(action_mask if action_mask is not None else _part(obs, ACTION_MASK))
-                mask = parts[ACTION_MASK].astype(np.bool_, copy=False)
-                if not np.all(allows_an_action(mask, mask_splits(self.action_space))):
-                    raise ValueError("act: an action mask allows no action; the env must allow one at every step.")
             single = _is_single(parts, space)
             arrays = {
                 key: _layout(np.asarray(value), space[key], single, f"part {key!r}") for key, value in parts.items()
             }
-            arrays = self._normalized(arrays)
-            return obs_from_numpy(arrays, space), single
+            allowed = None
+            if ACTION_MASK in arrays:
+                allowed = allows_an_action(arrays[ACTION_MASK] != 0, mask_splits(self.action_space))
+            return obs_from_numpy(self._normalized(arrays), space), single, allowed
         array = np.asarray(obs)
         single = array.ndim == len(space.shape or ())  # one observation, either way round for an image
-        return obs_from_numpy(self._normalized(_layout(array, space, single, "the observation")), space), single
+        laid_out = _layout(array, space, single, "the observation")
+        return obs_from_numpy(self._normalized(laid_out), space), single, None
 
     def _normalized(self, obs: Any) -> Any:
         return obs if self._statistics is None else normalized(obs, self._statistics)
@@ -184,6 +199,14 @@ def _part(obs: Any, key: str) -> Any:
             hint = " (an env that gives its mask in info: act(obs, action_mask=info['action_mask']))"
         raise ValueError(f"act: the observation has no part {key!r}, which the policy reads{hint}.") from None
     return value
+
+
+def _per_row(value: Any, n: int, name: str) -> np.ndarray:
+    """``value`` (a bool, or one per row) as (n,) bools; ValueError for another shape."""
+    rows = np.asarray(value, dtype=np.bool_)
+    if rows.shape not in ((), (n,), (n, 1)):
+        raise ValueError(f"act: {name} has shape {rows.shape}; give one bool, or one per row ({n},).")
+    return np.broadcast_to(rows.reshape(-1), (n,))
 
 
 def _of_tuple(space: gym.spaces.Dict) -> bool:

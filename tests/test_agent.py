@@ -84,3 +84,33 @@ def test_an_action_mask_given_to_a_policy_trained_without_masks_is_refused(tmp_p
     with pytest.raises(ValueError, match="trained without action masks"):
         agent.act(0, action_mask=[1, 0, 0, 0])
     assert 0 <= agent.act(0) < 4
+
+
+def test_act_takes_an_ended_rows_mask_that_allows_nothing_as_training_does(tmp_path):
+    """A next-step vector env keeps an ended episode's last observation in its batch, and ignores
+    the action taken on it: there a game over's mask may allow nothing, as training accepts
+    (``episode_end`` names those rows); a row still in its episode must allow an action."""
+    from tests.envs_for_spaces import native_game_over
+
+    result = train("tests.envs_for_spaces:native_game_over", env_kwargs={"mode": "NextStep"}, num_steps=16,
+                   num_env_steps=64, **folders(tmp_path))  # fmt: skip
+    agent = load(result.checkpoint, trust_checkpoint=True)
+    envs = native_game_over("NextStep")  # its envs raise on a forbidden action
+    obs, _ = envs.reset(seed=0)
+    ended, game_overs = np.zeros(2, np.bool_), 0
+    for _ in range(12):  # the games end at steps 4 and 9 (the env resets on the step after)
+        if not obs["action_mask"].any(axis=1).all():
+            assert ended.all()
+            game_overs += 1
+            with pytest.raises(ValueError, match=r"row 0 allows no action.*episode_end=terminated \| truncated"):
+                agent.act(obs)
+        actions = agent.act(obs, episode_end=ended)
+        obs, _, terminated, truncated, _ = envs.step(actions)
+        ended = terminated | truncated
+    assert game_overs == 2
+    obs["action_mask"][1] = 0
+    with pytest.raises(ValueError, match="row 1 allows no action"):
+        agent.act(obs, episode_end=[True, False])
+    assert agent.act({"obs": obs["obs"][1], "action_mask": np.zeros(4)}, episode_end=True) in range(4)
+    with pytest.raises(ValueError, match=r"episode_end has shape \(3,\)"):
+        agent.act(obs, episode_end=[True, False, True])
