@@ -96,12 +96,30 @@ def test_a_signal_for_a_call_that_has_returned_raises_nothing():
     with time_limit(0.4):
         expired = timeouts._WATCH.call
     timeouts._WATCH.expired = expired
-    timeouts._interrupt(signal.SIGALRM, None)  # no call running
+    timeouts._interrupt(timeouts.INTERRUPT_SIGNAL, None)  # no call running
     with time_limit(0.4):
-        timeouts._interrupt(signal.SIGALRM, None)  # a newer call, within its limit
+        timeouts._interrupt(timeouts.INTERRUPT_SIGNAL, None)  # a newer call, within its limit
         timeouts._WATCH.expired = timeouts._WATCH.call
         with pytest.raises(EnvTimeout):
-            timeouts._interrupt(signal.SIGALRM, None)
+            timeouts._interrupt(timeouts.INTERRUPT_SIGNAL, None)
+
+
+@pytest.mark.skipif(
+    not hasattr(signal, "SIGRTMAX"), reason="the limit takes SIGALRM where there are no real-time signals"
+)
+def test_env_code_keeps_its_own_alarm_inside_a_limit():
+    """An env that times itself with SIGALRM (``signal.alarm``, ``setitimer``) gets its alarm: the
+    limit's signal is another."""
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    try:
+        with time_limit(5):
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            time.sleep(0.5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert fired == [signal.SIGALRM]
 
 
 def test_no_limit_outside_the_main_thread_or_when_zero():
@@ -112,13 +130,15 @@ def test_no_limit_outside_the_main_thread_or_when_zero():
     assert started == [False] and not timeouts.arm(0) and not timeouts.arm(None)
 
 
-def test_a_close_inside_a_limit_is_bounded_by_that_limit():
+def test_a_close_inside_a_limit_is_bounded_by_that_limit(capsys):
     class SlowClose:
         def close(self) -> None:
             time.sleep(30)
 
     start = time.monotonic()
-    close_within(SlowClose(), seconds=0.4)  # alone: its own limit, the timeout swallowed
+    close_within(SlowClose(), seconds=0.4)  # alone: its own limit, the timeout swallowed, said once
+    close_within(SlowClose(), seconds=0.4)
+    assert capsys.readouterr().err.count("note: SlowClose.close() did not return within 0.4 s and was left") == 1
     with pytest.raises(EnvTimeout), time_limit(0.4):
         close_within(SlowClose(), seconds=60)  # inside the probe's limit: that one's, raised to its owner
     assert time.monotonic() - start < 10

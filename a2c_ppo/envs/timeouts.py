@@ -1,4 +1,4 @@
-"""A time limit for env code that runs in this process: SIGALRM interrupts it.
+"""A time limit for env code that runs in this process: a signal interrupts it.
 
 Env code that never returns (a simulator that hangs, a ``while True``) must not stall a run
 silently. In a worker process the main process notices that no reply came and kills the
@@ -25,11 +25,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from a2c_ppo import console
 from a2c_ppo.errors import EXIT_ENV_FAILED
 
 #: The least time env code gets to build an env, in a worker (its start and imports included)
 #: or in the main process.
 WORKER_START_S = 60.0
+
+
+#: The signal that interrupts env code: a real-time one where the system has them (Linux), which
+#: no env uses, so that an env's own ``signal.alarm`` keeps SIGALRM; SIGALRM elsewhere (macOS).
+INTERRUPT_SIGNAL: int = signal.SIGRTMAX - 2 if hasattr(signal, "SIGRTMAX") else signal.SIGALRM
+INTERRUPT_SIGNAL_NAME = "SIGRTMAX-2" if hasattr(signal, "SIGRTMAX") else "SIGALRM"
 
 
 def build_limit(timeout: float | None) -> float | None:
@@ -63,8 +70,8 @@ def arm(seconds: float | None, backstop: bool = True) -> bool:
     try:
         # _signal's getsignal: signal.getsignal wraps the answer in an Enum where it can, and
         # finding that it cannot (a Python handler) costs ~2 us, paid per vector step.
-        if _signal.getsignal(signal.SIGALRM) is not _interrupt:  # first, or an env replaced it
-            signal.signal(signal.SIGALRM, _interrupt)
+        if _signal.getsignal(INTERRUPT_SIGNAL) is not _interrupt:  # first, or an env replaced it
+            signal.signal(INTERRUPT_SIGNAL, _interrupt)
         _WATCH.enter(seconds, backstop)
     except BaseException:  # a Ctrl-C landing in here: its caller's finally never disarms
         disarm()
@@ -80,7 +87,7 @@ class _Watch:
     """The time of the env call running in the main thread, kept by a watcher thread (started
     by the first limit, or by ``watch_stops``) that wakes every tick (``TICK_S``, or a quarter
     of the shortest limit yet). Once the call has run past its limit, the watcher marks it
-    ``expired`` and sends SIGALRM to the main thread, whose handler raises ``EnvTimeout`` into
+    ``expired`` and sends ``INTERRUPT_SIGNAL`` to the main thread, whose handler raises ``EnvTimeout`` into
     the call, and again each tick while the call runs on (env code that caught it). A call stuck
     outside Python lets neither that nor a Ctrl-C through: ``GRACE_S`` later, with ``backstop``,
     the watcher prints which limit passed and every thread's stack, and ends the process (exit
@@ -149,7 +156,7 @@ class _Watch:
 
 def _signal_main_thread() -> None:
     try:
-        signal.pthread_kill(_MAIN_THREAD_ID, signal.SIGALRM)
+        signal.pthread_kill(_MAIN_THREAD_ID, INTERRUPT_SIGNAL)
     except (OSError, ValueError):  # the main thread has ended: the interpreter is on its way out
         pass
 
@@ -164,8 +171,8 @@ def _end_stuck(limit: float, seconds: float) -> None:
                 f"{program}: error: an environment failed: env code in the main process has not returned for "
                 f"{seconds:.0f} s, past its limit of {limit:g} s (--env-timeout), and cannot be interrupted: it is "
                 "stuck outside Python (e.g. in a simulator's C code), or it catches the interruption "
-                "(`except BaseException`) or ignores SIGALRM. The process ends now; the last checkpoint written is "
-                "intact. Where each thread was:\n"
+                f"(`except BaseException`) or ignores {INTERRUPT_SIGNAL_NAME}. The process ends now; the last "
+                "checkpoint written is intact. Where each thread was:\n"
             )
             stderr.flush()
             faulthandler.dump_traceback(stderr, all_threads=True)
@@ -248,5 +255,21 @@ def close_within(env: Any, seconds: float | None = CLOSE_TIMEOUT_S) -> None:
     except EnvTimeout:
         if outer:
             raise  # the outer limit's: its owner handles it
+        _note_hung_close(env, seconds)
     except Exception:
         pass
+
+
+_hung_closes: set[str] = set()  # the env classes whose close has hung in this process: said once
+
+
+def _note_hung_close(env: Any, seconds: float | None) -> None:
+    """Say once per env class why the program paused: a close that hangs costs its limit at
+    every close (the start-up check's envs, the layout probe's, the run's end)."""
+    name = type(getattr(env, "unwrapped", env)).__name__
+    if name not in _hung_closes:
+        _hung_closes.add(name)
+        console.err.line(
+            f"note: {name}.close() did not return within {seconds:g} s and was left as it is; each close of such an "
+            "env waits that long (fix the env's close)."
+        )

@@ -72,7 +72,7 @@ class SubprocVecEnv(VectorEnv):
         poll_interval: seconds between liveness checks while waiting for a worker.
         timeout: seconds an env's step, reset or call may take (``None`` or 0: no limit). An env
             of a worker that has not answered by then (it hangs, or its process was stopped)
-            gets its worker killed; an env of the main process is interrupted (SIGALRM). Either
+            gets its worker killed; an env of the main process is interrupted (a signal). Either
             way an EnvWorkerError names the env and what it was doing, and the vector env closes.
         close_timeout: seconds ``close()`` waits for workers before terminating them.
         step_infos: ``False``: infos only for the envs whose episode ended (their final info and
