@@ -55,6 +55,9 @@ class LocalBlock:
         try:
             self._results[tag] = (True, fn())
         except (Exception, SystemExit, EnvTimeout) as exc:  # an env's sys.exit() is its failure; a Ctrl-C goes up
+            if armed:  # first: the limit's signal, resent each tick, must not land in the report's making
+                disarm()
+                armed = False
             self._results[tag] = (False, (error_report(*self.block.whereabouts()), exc))
         finally:
             if armed:
