@@ -294,8 +294,8 @@ def test_reducer_averages_the_gradient_in_one_flat_all_reduce_per_step():
     assert results[0][0] == results[1][0]
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
     params = sum(p.numel() for p in gail.discriminator.parameters())
-    # the minibatch counts, 3 epochs x 3 minibatches, then the metrics
-    assert reducer.calls == [2] + [params] * 9 + [len(METRIC_NAMES)]
+    # the minibatch counts, 3 epochs x 3 minibatches (each with the count of ranks without rows), the metrics
+    assert reducer.calls == [2] + [params + 1] * 9 + [len(METRIC_NAMES)]
 
 
 class ThreadReducer:

@@ -17,7 +17,8 @@ import gymnasium as gym
 import pytest
 import torch
 
-from a2c_ppo.algo import PPO
+from a2c_ppo.algo import A2C, PPO
+from a2c_ppo.algo.optimizers import make_rmsprop
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import RolloutStorage
 from tests.helpers import BOX_OBS
@@ -216,3 +217,61 @@ def test_a2c_ranks_step_together_when_one_has_reset_rows_only(fast_path):
     assert m0 == m1 and m0["num_gradient_steps"] == 1 and math.isfinite(m0["policy_loss"])
     torch.testing.assert_close(p0, p1)
     assert not torch.equal(p0, torch.cat([p.detach().flatten() for p in policy.parameters()]))  # rank 1's step
+
+
+def flat_agent(algo: str, policy: Policy, reducer=None, num_mini_batch: int = 2, norm_adv: bool = True) -> PPO | A2C:
+    """PPO (FlatAdam) or A2C (FlatRMSprop): optimizers that a zero gradient still moves."""
+    if algo == "ppo":
+        return PPO(policy, clip_param=0.2, ppo_epoch=2, num_mini_batch=num_mini_batch, value_loss_coef=0.5,
+                   entropy_coef=0.01, lr=1e-2, norm_adv=norm_adv, reducer=reducer)  # fmt: skip
+    return A2C(policy, make_rmsprop(policy.parameters(), lr=7e-4, eps=1e-5, alpha=0.99), value_loss_coef=0.5,
+               entropy_coef=0.01, norm_adv=norm_adv, reducer=reducer)  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_no_rank_steps_when_every_ranks_rollout_is_reset_rows_only(algo):
+    """As in one process, no rank steps: a zero-gradient step would still advance the step count
+    (and move the parameters by Adam's or RMSprop's averages), off the single-process run."""
+    from tests.test_reducer import in_two_ranks
+
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"hidden_size": 8})
+    before = [p.detach().clone() for p in policy.parameters()]
+
+    def work(r: int, reducer) -> tuple[dict[str, float], Policy, dict]:
+        local = copy.deepcopy(policy)
+        storage = reset_rows_only(local)
+        storage.compute_returns(torch.zeros(2, 1), use_gae=True, gamma=0.99, gae_lambda=0.95)
+        agent = flat_agent(algo, local, reducer)
+        return agent.update(storage), local, agent.optimizer.state_dict()
+
+    for metrics, local, state in in_two_ranks(work):
+        assert state["num_steps"] == 0 and metrics["num_gradient_steps"] == 0
+        assert all(torch.equal(a, b) for a, b in zip(before, local.parameters()))
+
+
+def test_identical_ranks_skip_the_minibatches_of_reset_rows_only_as_one_process():
+    """Two identical ranks (``ScaledReducer``) whose one-step chunks put the reset row alone in a
+    minibatch on both: the steps of one process and no other, so its parameters (Adam's averages
+    move them on a zero gradient) and its Adam state."""
+    from tests.test_reducer import ScaledReducer
+
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, gym.spaces.Discrete(2), base_kwargs={"recurrent": True, "hidden_size": 8})
+    storage = next_step_storage(policy)
+    storage.recurrent_chunk_length = 1
+    with torch.no_grad():
+        next_value = policy.get_value(storage.obs[-1], storage.recurrent_hidden_states[-1], storage.masks[-1])
+    storage.compute_returns(next_value, use_gae=True, gamma=0.99, gae_lambda=0.95)
+    results = []
+    for reducer in (None, ScaledReducer(2)):
+        local = copy.deepcopy(policy)
+        # no norm_adv: two identical ranks change the unbiased std (n - 1 -> 2n - 1)
+        agent = flat_agent("ppo", local, reducer, num_mini_batch=T * N, norm_adv=False)
+        torch.manual_seed(1)  # the same minibatches
+        metrics = agent.update(copy.deepcopy(storage))
+        results.append((metrics["num_gradient_steps"], agent.optimizer.state_dict(), local.parameters()))
+    (steps, state, params), (reduced_steps, reduced_state, reduced_params) = results
+    assert steps == reduced_steps == 2 * (T * N - 1)  # 2 epochs of T * N minibatches, one the reset row alone
+    assert state["num_steps"] == reduced_state["num_steps"] == steps
+    assert all(torch.equal(a, b) for a, b in zip(params, reduced_params))

@@ -124,7 +124,11 @@ class A2C:
     def _apply_gradient(self) -> torch.Tensor:
         """Average the gradient over ranks, clip it and take the optimizer's step; the pre-clip norm."""
         if self.reducer is not None:
-            average_gradients(self.params, self.reducer)
+            average_gradients(self.params, self.reducer)  # this rank has rows: every rank steps
+        return self._clip_and_step()
+
+    def _clip_and_step(self) -> torch.Tensor:
+        """Clip the gradient and take the optimizer's step; the pre-clip norm."""
         if self.flat is not None:
             grad_norm = clip_flat_gradient(self.flat.grad, self.max_grad_norm)
         else:
@@ -145,7 +149,8 @@ class A2C:
         """One gradient step on the whole rollout; returns its losses, ``grad_norm`` (pre-clip),
         ``explained_variance`` and ``num_gradient_steps`` (1) as floats. A rollout of a
         next-step vector env's reset rows only (one step after every env ended) trains nothing:
-        no step, losses reported as 0 (under torchrun the step of the other ranks' gradient)."""
+        no step, losses reported as 0 (under torchrun the step of the other ranks' gradient,
+        none where every rank's rollout is such)."""
         if rollouts.trains_on_nothing():
             return finish_metrics(self._without_rows(rollouts), self.reducer)
         if self.gradient is None:
@@ -158,7 +163,7 @@ class A2C:
     def _without_rows(self, rollouts: RolloutStorage) -> dict[str, torch.Tensor]:
         """An update without a row to train on: no step in one process; under a reducer this
         rank joins the others' collectives (advantage statistics, gradient) with a zero
-        gradient. Its metrics: losses 0."""
+        gradient, and their step unless no rank had a row. Its metrics: losses 0."""
         zero = torch.zeros((), device=rollouts.rewards.device)
         metrics = {**dict.fromkeys(LOSS_NAMES, zero), "grad_norm": zero, "explained_variance": zero + torch.nan}
         if self.reducer is None:
@@ -168,7 +173,9 @@ class A2C:
             self.flat.zero_grad()
         else:
             self.optimizer.zero_grad(set_to_none=True)
-        metrics["grad_norm"] = self._apply_gradient()
+        if not average_gradients(self.params, self.reducer, has_rows=False):
+            return {**metrics, "num_gradient_steps": zero}  # no rank had a row: no step anywhere
+        metrics["grad_norm"] = self._clip_and_step()
         return {**metrics, "num_gradient_steps": zero + 1}
 
     def _hand_step(self, rollouts: RolloutStorage) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -2,8 +2,9 @@
 
 With a ``Reducer`` (one per torchrun process group) every rank computes on its own rollout
 and the algorithms combine ranks only through ``all_reduce_sum``: gradients (averaged every
-minibatch, before clipping), the advantage statistics, the target-KL decision and the
-reported metrics. Every rank's rollout has the same size (the flags guarantee it).
+minibatch, before clipping, with whether any rank had a row to train on: without, no rank
+steps), the advantage statistics, the target-KL decision and the reported metrics. Every
+rank's rollout has the same size (the flags guarantee it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn as nn
 
+from a2c_ppo.algo.flat_params import FlatParameters
 from a2c_ppo.observations import flatten_steps
 from a2c_ppo.storage import RolloutStorage
 
@@ -118,27 +120,45 @@ def standardized(advantages: torch.Tensor, rows: torch.Tensor | None = None) -> 
     return (advantages - sample.mean()) / (sample.std() + ADVANTAGE_STD_EPS)
 
 
-def average_gradients(params: Sequence[torch.Tensor], reducer: Reducer) -> None:
-    """Replace every gradient by its mean over ranks, with ONE all-reduce of the flat vector.
+def average_gradients(params: Sequence[torch.Tensor], reducer: Reducer, has_rows: bool = True) -> bool:
+    """Replace every gradient by its mean over ranks, with ONE all-reduce of the flat vector;
+    returns whether to step: whether any rank had a row to train on (``has_rows``: this one).
 
     A parameter without a gradient counts as a zero gradient (and gets one), so every rank
     reduces a vector of the same layout. Existing gradients are overwritten in place (they
-    may be views into a ``FlatParameters`` buffer).
+    may be views into a ``FlatParameters`` buffer). The vector's last element counts the
+    ranks without rows (see ``_any_rank_has_rows``).
     """
     grads = []
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         grads.append(p.grad)
-    if len(grads) == 1:  # already one tensor (PPO's flat gradient): reduce it in place
-        reducer.all_reduce_sum(grads[0])
-        grads[0] /= reducer.world_size
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([*(g.reshape(-1) for g in grads), grads[0].new_full((1,), float(not has_rows))])
     reducer.all_reduce_sum(flat)
-    flat /= reducer.world_size
-    for grad, chunk in zip(grads, flat.split([g.numel() for g in grads])):
+    flat[:-1] /= reducer.world_size
+    for grad, chunk in zip(grads, flat[:-1].split([g.numel() for g in grads])):
         grad.copy_(chunk.view_as(grad))
+    return _any_rank_has_rows(flat, has_rows, reducer.world_size)
+
+
+def average_flat_gradient(flat: FlatParameters, reducer: Reducer, has_rows: bool) -> bool:
+    """``average_gradients`` for a ``FlatParameters``, in place: its ``reduced`` buffer holds the
+    gradient and the slot after it (zeroed with the gradient), so the count costs no extra op."""
+    if not has_rows:
+        flat.reduced[-1] = 1.0
+    reducer.all_reduce_sum(flat.reduced)
+    flat.grad /= reducer.world_size
+    return _any_rank_has_rows(flat.reduced, has_rows, reducer.world_size)
+
+
+def _any_rank_has_rows(reduced: torch.Tensor, has_rows: bool, world_size: int) -> bool:
+    """Whether to step after the all-reduce of ``reduced``, whose last element is the count of
+    ranks without rows: every rank decides the same. A zero gradient is no no-op for Adam or
+    RMSprop (their averages decay, Adam's step count moves and its momentum steps on), and one
+    process skips a batch without rows, so no rank steps when no rank had any. A rank that has
+    rows knows without a host sync (or even indexing the count); only one without reads it."""
+    return has_rows or reduced[-1].item() < world_size
 
 
 def clip_gradients(params: Sequence[nn.Parameter], max_norm: float | None) -> torch.Tensor:

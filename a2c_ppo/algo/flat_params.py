@@ -23,7 +23,9 @@ import torch.nn as nn
 
 
 class FlatParameters:
-    """``data`` (P,): every parameter, concatenated; ``grad`` (P,): their gradients."""
+    """``data`` (P,): every parameter, concatenated; ``grad`` (P,): their gradients, the head of
+    ``reduced`` (P + 1,), whose last element data-parallel training all-reduces along with them
+    (``algo.common.average_flat_gradient``: how many ranks had no row to train on)."""
 
     def __init__(self, params: Iterable[nn.Parameter]) -> None:
         self.params = [p for p in params if p.requires_grad]
@@ -34,7 +36,9 @@ class FlatParameters:
             raise ValueError("flat parameters need one dtype and one device for all parameters")
         total = sum(p.numel() for p in self.params)
         self.data = torch.empty(total, dtype=first.dtype, device=first.device)
-        self.grad = torch.zeros_like(self.data)
+        # One buffer for the gradient and the slot after it: one in-place all-reduce carries both.
+        self.reduced = torch.zeros(total + 1, dtype=first.dtype, device=first.device)
+        self.grad = self.reduced[:total]
         self._param_views: list[torch.Tensor] = []
         self._grad_views: list[torch.Tensor] = []
         offset = 0
@@ -56,8 +60,8 @@ class FlatParameters:
                 p.grad = view
 
     def zero_grad(self) -> None:
-        """Zero the gradient buffer (one op), re-attaching any gradient something replaced."""
-        self.grad.zero_()
+        """Zero the gradient buffer and its slot (one op), re-attaching any gradient something replaced."""
+        self.reduced.zero_()
         self._attach_grads()
         self.data.grad = self.grad
 

@@ -34,7 +34,7 @@ import torch
 from a2c_ppo.algo.common import (
     LOSS_NAMES,
     Reducer,
-    average_gradients,
+    average_flat_gradient,
     evaluate_rollout,
     explained_variance,
     finish_metrics,
@@ -313,8 +313,8 @@ class PPO:
                 if self._kl_exceeded(log_ratios[-1]):
                     break
                 self.gradient.backward(losses, self.value_loss_coef, self.entropy_coef)
-            if self.reducer is not None:
-                average_gradients([self.flat.data], self.reducer)
+            if self.reducer is not None and not average_flat_gradient(self.flat, self.reducer, not batch.empty):
+                continue  # no rank had a row: no step anywhere, as in one process
             grad_norm_sum = grad_norm_sum + clip_flat_gradient(self.flat.grad, self.max_grad_norm)
             self.optimizer.step()
             num_steps += 1
