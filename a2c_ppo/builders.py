@@ -149,11 +149,13 @@ def make_gail(
     device: str | torch.device,
     rank: int,
     new_run: bool = False,
+    time_limit: int | None = None,
 ) -> GAIL:
     """GAIL's discriminator on ``--gail-experts`` (checked against the run's env and spaces:
     ConfigError otherwise), ``--gail-trajectories`` episodes of it, every ``--gail-subsample``-th
     step (the selection and the minibatch order seeded by ``--seed``; each rank draws its own).
-    ``new_run``: refuse a subsample step longer than an episode (a resume keeps its run's)."""
+    ``new_run``: refuse a subsample step longer than an episode (a resume keeps its run's).
+    ``time_limit``: the env's (``EnvReport.time_limit``), which no expert episode can exceed."""
     if not config.gail_experts:
         raise ConfigError("--gail needs --gail-experts FILE (written by enjoy.py --record-trajectories FILE).")
     if config.gail_absorbing and not config.use_proper_time_limits:
@@ -167,7 +169,11 @@ def make_gail(
             "discounted: with --gamma 1 that sum is infinite. Give --gamma below 1, or drop --gail-absorbing."
         )
     expert = load_trajectories(
-        config.gail_experts, env_id=env_identity(config), observation_space=spaces[0], action_space=spaces[1]
+        config.gail_experts,
+        env_id=env_identity(config),
+        observation_space=spaces[0],
+        action_space=spaces[1],
+        max_episode_steps=time_limit,
     )
     if config.gail_absorbing and expert.terminated is None:
         raise ConfigError(

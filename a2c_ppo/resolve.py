@@ -144,7 +144,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     if config.gail:  # the expert file is read and checked before anything starts
         from a2c_ppo.builders import make_gail
 
-        gail = make_gail(config, spaces, None, "cpu", 0, new_run=checkpoint is None)
+        gail = make_gail(config, spaces, None, "cpu", 0, new_run=checkpoint is None, time_limit=report.time_limit)
     if checkpoint is not None:
         from a2c_ppo.checkpoint import check_spaces
         from a2c_ppo.restore_check import check_restorable

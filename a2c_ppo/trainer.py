@@ -63,7 +63,11 @@ class Trainer:
         self.agent = make_agent(config, self.policy, ctx.reducer(), ctx.device)
         self.finite_check = FiniteCheck(self.policy, None if self.agent.flat is None else self.agent.flat.data)
         spaces = observation_space, action_space
-        self.gail = make_gail(config, spaces, ctx.reducer(), ctx.device, ctx.rank) if config.gail else None
+        self.gail = (
+            make_gail(config, spaces, ctx.reducer(), ctx.device, ctx.rank, time_limit=report.time_limit)
+            if config.gail
+            else None
+        )
         self.gail_metrics: dict[str, float] = {}
         if self.gail is not None:
             self.notes.append(self.gail.describe())

@@ -7,8 +7,8 @@ A file holds E episodes of total length M, concatenated in order:
     actions  (M, A)           Box: the space's dtype, A = prod(shape); Discrete: int64, A = 1;
                               MultiDiscrete: int64, A = len(nvec); MultiBinary: int64, A = n
     rewards  (M,)  float64    the env's rewards
-    lengths  (E,)  int64      episode lengths (each >= 1, summing to M)
-    returns  (E,)  float64    undiscounted episode returns
+    lengths  (E,)  int64      episode lengths (each >= 1 and within the env's time limit, summing to M)
+    returns  (E,)  float64    undiscounted episode returns (each the sum of its episode's rewards)
     terminated (E,) bool      optional (files from before it lack it): whether the episode ended by
                               termination rather than truncation (a time limit); GAIL's absorbing
                               states need it
@@ -119,16 +119,34 @@ def _validate(fields: dict[str, Any]) -> Trajectories:
     valid_range = action_range(act_desc)
     if valid_range is not None and bool(((actions < valid_range[0]) | (actions > valid_range[1])).any()):
         raise Malformed("an action lies outside the action space")
+    obs = _check_tensor(fields, "obs", obs_desc["dtype"], (rows, *obs_desc["shape"]))
+    rewards = _check_tensor(fields, "rewards", "float64", (rows,))
+    returns = _check_tensor(fields, "returns", "float64", (len(lengths),))
+    _check_returns(rewards, lengths, returns)
     return Trajectories(
-        obs=_check_tensor(fields, "obs", obs_desc["dtype"], (rows, *obs_desc["shape"])),
+        obs=obs,
         actions=actions,
-        rewards=_check_tensor(fields, "rewards", "float64", (rows,)),
+        rewards=rewards,
         lengths=lengths,
-        returns=_check_tensor(fields, "returns", "float64", (len(lengths),)),
+        returns=returns,
         env_id=fields["env_id"],
         spaces=spaces,
         terminated=_check_tensor(fields, "terminated", "bool", (len(lengths),)) if "terminated" in fields else None,
     )
+
+
+def _check_returns(rewards: torch.Tensor, lengths: torch.Tensor, returns: torch.Tensor) -> None:
+    """Malformed where an episode's return is not the sum of its rewards, as the recorder writes
+    it; the tolerance allows for another order of summation, nothing more."""
+    episode = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    sums = torch.zeros_like(returns).index_add_(0, episode, rewards)
+    scale = torch.zeros_like(returns).index_add_(0, episode, rewards.abs())
+    wrong = ((returns - sums).abs() > 1e-6 * (scale + 1.0)).nonzero()
+    if len(wrong):
+        k = int(wrong[0])
+        raise Malformed(
+            f"its 'returns' of episode {k} is {float(returns[k]):g}, but its rewards sum to {float(sums[k]):g}"
+        )
 
 
 def _fields_from_episodes(
@@ -242,9 +260,12 @@ def load_trajectories(
     env_id: str | None = None,
     observation_space: gym.Space | None = None,
     action_space: gym.Space | None = None,
+    max_episode_steps: int | None = None,
 ) -> Trajectories:
     """Read and validate an expert trajectory file; with ``env_id`` / the spaces given, also
-    check that the file was recorded on them. ConfigError (saying what to change) otherwise."""
+    check that the file was recorded on them, and with ``max_episode_steps`` (the env's time
+    limit) that no episode is longer than that env lets one be. ConfigError (saying what to
+    change) otherwise."""
     name = f"expert trajectories {path!r}"
     remedy = "record expert trajectories (enjoy.py --record-trajectories) or pass the right path."
     check_archive(path, name, "file", remedy)
@@ -287,7 +308,26 @@ def load_trajectories(
                 f"{name} has the {role} space {space_text(stored)}, but the env's {role} space is "
                 f"{space_text(expected)}; pass trajectories recorded on this env with the same wrappers."
             )
+    if max_episode_steps is not None:
+        _check_time_limit(trajectories, max_episode_steps, name)
     return trajectories
+
+
+def _check_time_limit(trajectories: Trajectories, limit: int, name: str) -> None:
+    """ConfigError for an episode longer than ``limit``: gymnasium's TimeLimit truncates every
+    episode by its ``limit``-th step (frame skipping only shortens what is recorded), so the file
+    holds episodes of another env than the one it names. An episode of exactly ``limit`` steps
+    that says it terminated is not refused: an env may terminate on that very step, gymnasium
+    then reports both flags, and the recorder writes terminated, as absorbing states need."""
+    longest = int(trajectories.lengths.max())
+    if longest <= limit:
+        return
+    k = int(trajectories.lengths.argmax())
+    raise ConfigError(
+        f"{name} cannot have been recorded on {trajectories.env_id!r}: its episode {k} has {longest} steps, more "
+        f"than the time limit of {limit} steps (max_episode_steps) by which that env ends every episode. Record "
+        "the expert again on this env (enjoy.py --record-trajectories), or pass another file."
+    )
 
 
 def _take_episodes(trajectories: Trajectories, rows: list[torch.Tensor], episodes: list[int]) -> Trajectories:

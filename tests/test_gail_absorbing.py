@@ -302,15 +302,16 @@ def test_the_trainer_passes_terminations_not_time_limits(tmp_path, monkeypatch, 
             obs, step_reward, *_ = env.step(rows["actions"][-1][0])
             rows["rewards"].append(step_reward)
         experts = str(tmp_path / f"expert{limit}.npz")
+        cut = limit or 50  # the 50 steps as the env's time limit cuts them (a longer episode is refused)
+        recorded = [{**{k: np.asarray(v[i : i + cut]) for k, v in rows.items()}, "terminated": False}
+                    for i in range(0, 50, cut)]  # fmt: skip
         save_trajectories(experts, env_id=env_identity(resolve(flags).config), observation_space=env.observation_space,
-                          action_space=env.action_space,
-                          episodes=[{**{k: np.asarray(v) for k, v in rows.items()}, "terminated": False}])  # fmt: skip
+                          action_space=env.action_space, episodes=recorded)  # fmt: skip
         request = resolve([*flags, "--gail", "--gail-experts", experts, "--gail-absorbing", "--gail-warmup", "1"])
         seen["terminated"].clear(), seen["rows"].clear()
         run(request.config)
-        assert "GAIL: 50 expert steps of 1 episodes, 0 of them terminated; reward logit, with absorbing states." in (
-            capsys.readouterr().out
-        )
+        summary = f"GAIL: 50 expert steps of {len(recorded)} episodes, 0 of them terminated; reward logit, with"
+        assert summary in capsys.readouterr().out
         ended = [int(terminated.sum()) for terminated in seen["terminated"]]
         assert len(ended) == 2 and ended == seen["rows"]
         assert (sum(ended) == 0) if limit else (sum(ended) > 0), ended

@@ -231,3 +231,27 @@ def test_a_policy_trained_with_action_masks_records_the_envs_own_observations(tm
     assert len(recorded.lengths) == 2
     if env_id != "Taxi-v4":
         assert bool((recorded.obs.gather(1, recorded.actions.long()) == 1.0).all())
+
+
+def test_an_expert_episode_longer_than_the_envs_time_limit_is_refused_before_anything_starts(tmp_path):
+    """The file names the env with a 20-step limit, and holds a 30-step episode: it was recorded
+    with another limit. The refusal comes before anything starts."""
+    from a2c_ppo.envs.frames import env_identity
+    from a2c_ppo.trajectories import save_trajectories
+
+    flags = ["--env-kwargs", '{"max_episode_steps": 20}', *local_run_flags(tmp_path / "run")]
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    rows: dict[str, list] = {"obs": [], "actions": [], "rewards": []}
+    for _ in range(30):  # the balancing controller holds the pole far longer
+        rows["obs"].append(obs)
+        rows["actions"].append([balancing_action(obs)])
+        obs, reward, *_ = env.step(rows["actions"][-1][0])
+        rows["rewards"].append(reward)
+    experts = str(tmp_path / "expert.npz")
+    save_trajectories(experts, env_id=env_identity(resolve(flags).config), observation_space=env.observation_space,
+                      action_space=env.action_space,
+                      episodes=[{**{k: np.asarray(v) for k, v in rows.items()}, "terminated": False}])  # fmt: skip
+    with pytest.raises(ConfigError, match="its episode 0 has 30 steps, more than the time limit of 20 steps"):
+        resolve([*flags, "--gail", "--gail-experts", experts])
+    assert os.listdir(tmp_path) == ["expert.npz"]

@@ -207,3 +207,32 @@ def test_policy_actions_become_the_actions_the_env_took():
     assert as_stored_actions(torch.tensor([[0, 2]]), multi).tolist() == [[1, 7]]
     box = describe_space(BOX_ACTIONS)  # [-1, 1]^2: a sample outside is clipped, as the env's ClipAction does
     assert as_stored_actions(torch.tensor([[-3.0, 0.25]]), box).tolist() == [[-1.0, 0.25]]
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".npz"])
+def test_an_episode_longer_than_the_time_limit_is_refused_and_one_ending_on_it_is_not(tmp_path, suffix):
+    """gymnasium's TimeLimit ends every episode by its limit's step, so a longer episode was not
+    recorded on the env the file names. An env may terminate on that very step (gymnasium then
+    reports terminated and truncated, and the recorder writes terminated): an episode of exactly
+    the limit that says it terminated is legitimate data."""
+    path = str(tmp_path / f"expert{suffix}")
+    eps = [{**episode, "terminated": flag} for episode, flag in zip(episodes(BOX_ACTIONS), (True, False, True))]
+    save_trajectories(path, env_id="Test-v0", observation_space=OBS, action_space=BOX_ACTIONS, episodes=eps)
+    with pytest.raises(ConfigError, match=r"its episode 0 has 5 steps, more than the time limit of 4 steps"):
+        load_trajectories(path, env_id="Test-v0", max_episode_steps=4)
+    at_the_limit = load_trajectories(path, env_id="Test-v0", max_episode_steps=5)  # episode 0: 5 steps, terminated
+    assert at_the_limit.terminated is not None and at_the_limit.terminated.tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".npz"])
+def test_returns_that_are_not_the_sums_of_the_episodes_rewards_are_refused(tmp_path, suffix):
+    path = saved(tmp_path, suffix)
+    if suffix == ".npz":
+        with np.load(path) as archive:
+            fields = {key: archive[key] for key in archive.files}
+        np.savez(path, **{**fields, "returns": fields["returns"] + [0.0, 1.0, 0.0]})
+    else:
+        returns = torch.load(path, weights_only=True)["returns"]
+        rewrite(path, returns=returns + torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    with pytest.raises(ConfigError, match=r"its 'returns' of episode 1 is .*, but its rewards sum to"):
+        load_trajectories(path)

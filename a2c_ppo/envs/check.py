@@ -40,6 +40,9 @@ class EnvReport(NamedTuple):
     action_masks: bool  # whether the run uses the env's action masks
     notes: list[str]  # for the console: how observations are laid out, whether masks are used
     vector_envs: int | None = None  # a native vector env's num_envs (None: single envs)
+    # the steps by which the env's TimeLimit ends an episode (its spec's max_episode_steps);
+    # None without one, or for vector envs, whose limits are their own
+    time_limit: int | None = None
 
 
 def check_env_id(
@@ -324,6 +327,7 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe, timeout
                 "or give the env masks."
             )
         spaces = env.observation_space, env.action_space
+        time_limit = getattr(env.spec, "max_episode_steps", None)  # set by every TimeLimit wrapper
     finally:
         close_within(env)
     own_part = isinstance(spaces[0], gym.spaces.Dict) and ACTION_MASK in spaces[0].spaces
@@ -352,7 +356,7 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe, timeout
     elif action_masks == "auto" and offers:
         notes.append(f"Action masks: off (the env gives them, and its actions {spaces[1]} take none: they mask "
                      "Discrete and MultiDiscrete actions).")  # fmt: skip
-    return EnvReport(*spaces, masks, notes)
+    return EnvReport(*spaces, masks, notes, time_limit=time_limit)
 
 
 def _first_reset(env: gym.Env, env_id: str, recipe: EnvRecipe) -> dict[str, Any]:
