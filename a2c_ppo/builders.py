@@ -158,6 +158,7 @@ def make_gail(
     ``time_limit``: the env's (``EnvReport.time_limit``), which no expert episode can exceed."""
     if not config.gail_experts:
         raise ConfigError("--gail needs --gail-experts FILE (written by enjoy.py --record-trajectories FILE).")
+    _check_vector_observations(config, spaces[0])
     if config.gail_absorbing and not config.use_proper_time_limits:
         raise ConfigError(
             "--gail-absorbing treats episodes that terminate apart from those a time limit cuts, and "
@@ -201,6 +202,38 @@ def make_gail(
         expert = subsample(expert, config.gail_subsample, generator=config.seed)
     return GAIL(expert, reducer=reducer, seed=config.seed + rank, device=device, reward_form=config.gail_reward,
                 absorbing=config.gail_absorbing, expert_subsample=config.gail_subsample)  # fmt: skip
+
+
+def _check_vector_observations(config: RunConfig, observation_space: gym.Space) -> None:
+    """ConfigError for a run whose observations are a Dict, before the expert file is read (its
+    format holds one space, and the discriminator reads one vector). Where the Dict is the action
+    mask's, the env is probed without masks to say whether --action-masks off is the fix."""
+    if not isinstance(observation_space, gym.spaces.Dict):
+        return  # GAIL itself refuses any other observation that is not a vector, naming its shape
+    parts = observation_space.spaces
+    what = f"GAIL learns from vector observations, and the observations of {config.env_name!r}"
+    if ACTION_MASK not in parts:
+        raise ConfigError(
+            f"{what} are a Dict of the parts {', '.join(parts)}: train GAIL on an env with 1-D observations (wrap "
+            "this one to give them, e.g. with gymnasium's FlattenObservation)."
+        )
+    from a2c_ppo.envs.check import inspect_env
+
+    # the env's own observations: what an expert file records, and what a run without masks sees
+    own = inspect_env(config.env_name, "off", config.vec_env, recipe_of(config), config.env_timeout).observation_space
+    masked = (
+        f"{what} are a Dict with action masks: the env's own, {own}, with the action mask that --action-masks adds "
+        "(its default, auto, adds the masks an env gives)."
+    )
+    if isinstance(own, (gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(own.shape) == 1:
+        raise ConfigError(
+            f"{masked} Pass --action-masks off: an expert file records the env's own observations, without the "
+            "mask, and GAIL learns from those."
+        )
+    raise ConfigError(
+        f"{masked} Without the mask (--action-masks off) they are {own}, which is no vector either: train GAIL on "
+        "an env with 1-D observations (wrap this one to give them, e.g. one-hot as a Box)."
+    )
 
 
 def policy_for(config: RunConfig, observation_space: gym.Space, action_space: gym.Space) -> Policy:

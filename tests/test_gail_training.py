@@ -255,3 +255,47 @@ def test_an_expert_episode_longer_than_the_envs_time_limit_is_refused_before_any
     with pytest.raises(ConfigError, match="its episode 0 has 30 steps, more than the time limit of 20 steps"):
         resolve([*flags, "--gail", "--gail-experts", experts])
     assert os.listdir(tmp_path) == ["expert.npz"]
+
+
+def test_gail_on_taxi_with_its_action_masks_exits_2_in_one_paragraph(tmp_path):
+    """Taxi-v4 gives action masks, which --action-masks auto puts into a Dict observation; GAIL
+    learns from vectors, and Taxi's own observations (Discrete(500)) are none either."""
+    from a2c_ppo.trajectories import save_trajectories
+
+    env = gym.make("Taxi-v4")
+    obs, _ = env.reset(seed=0)
+    actions = [0, 1, 2, 3]
+    observed = [obs] + [env.step(action)[0] for action in actions[:-1]]
+    experts = str(tmp_path / "taxi.npz")
+    save_trajectories(experts, env_id="Taxi-v4", observation_space=env.observation_space,
+                      action_space=env.action_space,
+                      episodes=[{"obs": np.asarray(observed), "actions": np.asarray(actions)[:, None],
+                                 "rewards": -np.ones(4), "terminated": False}])  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", "Taxi-v4", "--gail", "--gail-experts", experts,
+         *local_run_flags(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "GAIL learns from vector observations" in proc.stderr and "Discrete(500)" in proc.stderr
+    assert not os.path.exists(tmp_path / "runs")
+
+
+@pytest.mark.parametrize(
+    "env_id, advice",
+    [
+        ("tests.envs_for_spaces:MaskedChoiceEnv", r"the env's own, Box\(0.0, 1.0, \(4,\), float32\), with the action "
+         "mask .* Pass --action-masks off: an expert file records the env's own observations, without the mask"),
+        ("tests.envs_for_spaces:PartMaskEnv", r"Without the mask \(--action-masks off\) they are Dict\('obs': .*\), "
+         "which is no vector either"),
+        ("tests.envs_for_spaces:BitsDictEnv", "are a Dict of the parts discrete, image, vector"),
+    ],
+)  # fmt: skip
+def test_gail_on_dict_observations_is_refused_saying_what_to_change(tmp_path, env_id, advice):
+    """Where the Dict is only the action mask's around a vector, --action-masks off is the fix;
+    an env whose own observations are a Dict (PartMaskEnv's mask is a part of it) is told that
+    GAIL needs another env or a wrapper."""
+    argv = ["--env-name", env_id, "--gail", "--gail-experts", str(tmp_path / "expert.npz"), *local_run_flags(tmp_path)]
+    with pytest.raises(ConfigError, match=f"GAIL learns from vector observations, .*{advice}"):
+        resolve(argv)
