@@ -24,23 +24,26 @@ import torch
 
 from a2c_ppo import __version__
 from a2c_ppo.algo.common import Optimizer
+from a2c_ppo.checkpoint_formats import check_action_start, upgrade
 from a2c_ppo.errors import ConfigError, NonFiniteError
 from a2c_ppo.files import check_archive, larger_than_its_data, write_atomically
 
 #: 3: PPO's Adam state is ``FlatAdam``'s vectors (algo/flat_params.py); 4: A2C's RMSprop state
-#: ``FlatRMSprop``'s. Formats 2 and 3 are upgraded on load.
-FORMAT_VERSION = 4
+#: ``FlatRMSprop``'s; 5: the spaces record the ``start`` of Discrete and MultiDiscrete spaces.
+#: Formats 2 to 4 are upgraded on load (``checkpoint_formats``).
+FORMAT_VERSION = 5
 #: Fields stored as JSON text (plain data that is not a tensor).
 JSON_FIELDS = ("config", "normalization", "spaces")
 
 
 def describe_space(space: gym.Space) -> dict[str, Any]:
-    """Plain-data description of a space, enough to tell whether two spaces match."""
+    """Plain-data description of a space, enough to tell whether two spaces match: discrete ones
+    with their ``start``, from which the env counts the policy's classes and actions."""
     desc: dict[str, Any] = {"type": type(space).__name__, "shape": list(space.shape or ())}
     if isinstance(space, gym.spaces.Discrete):
-        desc["n"] = int(space.n)
+        desc.update(n=int(space.n), start=int(space.start))
     if isinstance(space, gym.spaces.MultiDiscrete):
-        desc["nvec"] = space.nvec.reshape(-1).tolist()
+        desc.update(nvec=space.nvec.reshape(-1).tolist(), start=space.start.reshape(-1).tolist())
     return desc
 
 
@@ -187,10 +190,7 @@ def load_checkpoint(
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ConfigError(f"{what} {path!r} is not an a2c_ppo checkpoint.")
     try:
-        if payload["format_version"] == 2:
-            _upgrade_from_format_2(payload, f"{what} {path!r}")
-        if payload["format_version"] == 3:
-            _upgrade_from_format_3(payload, f"{what} {path!r}")
+        upgrade(payload, f"{what} {path!r}")
         if payload["format_version"] != FORMAT_VERSION:
             raise ConfigError(
                 f"{what} {path!r} has checkpoint format {payload['format_version']}, but this a2c_ppo reads format "
@@ -248,58 +248,23 @@ def _check_tensor_sizes(data: Any, where: str) -> None:
             _check_tensor_sizes(value, f"{where}[{index}]")
 
 
-def _flatten_torch_optimizer(payload: dict[str, Any], algo: str, keys: tuple[str, ...], hyper: tuple[str, ...],
-                              name: str) -> None:  # fmt: skip
-    """In place, for a checkpoint of ``algo``: its per-parameter ``torch.optim`` state becomes a
-    flat optimizer's (``flat_params``): the ``keys`` vectors concatenated in module order (the
-    order both use), the step count, and the ``hyper`` parameters of its one group."""
-    optimizer = payload.get("optimizer")
-    if json.loads(payload["config"]).get("algo") != algo or optimizer is None:
-        return
-    group = optimizer["param_groups"][0]
-    states = [optimizer["state"].get(index, {}) for index in group["params"]]
-    params = list(payload["model"].values())
-    if len(states) != len(params):
-        raise ConfigError(
-            f"{name}: its optimizer state does not match its model; use a checkpoint of a finished update."
-        )
-
-    def flat(key: str) -> torch.Tensor:  # a parameter never stepped has no state: zeros
-        return torch.cat(
-            [st[key].reshape(-1) if key in st else torch.zeros(p.numel()) for st, p in zip(states, params)]
-        )
-
-    payload["optimizer"] = {
-        "num_steps": max((int(st["step"]) for st in states if "step" in st), default=0),
-        **{key: flat(key) for key in keys},
-        "param_groups": [{key: group[key] for key in hyper}],
-    }
-
-
-def _upgrade_from_format_2(payload: dict[str, Any], name: str) -> None:
-    """Format 2 -> 3, in place: PPO's ``torch.optim.Adam`` state becomes ``FlatAdam``'s."""
-    _flatten_torch_optimizer(payload, "ppo", ("exp_avg", "exp_avg_sq"), ("lr", "eps", "betas"), name)
-    payload["format_version"] = 3
-
-
-def _upgrade_from_format_3(payload: dict[str, Any], name: str) -> None:
-    """Format 3 -> 4, in place: A2C's ``torch.optim.RMSprop`` state becomes ``FlatRMSprop``'s."""
-    _flatten_torch_optimizer(payload, "a2c", ("square_avg",), ("lr", "eps", "alpha"), name)
-    payload["format_version"] = 4
-
-
 def check_spaces(
     checkpoint: dict[str, Any], observation_space: gym.Space, action_space: gym.Space, env_name: str
 ) -> None:
-    """Raise ConfigError if the env's spaces differ from those the checkpoint was trained on."""
+    """Raise ConfigError if the env's spaces differ from those the checkpoint was trained on, or
+    where an older checkpoint's actions could reach this env shifted (``check_action_start``)."""
     saved = checkpoint["spaces"]
     for kind, space in (("observation", observation_space), ("action", action_space)):
-        if saved[kind] != describe_space(space):
+        expected = describe_space(space)
+        if "start" not in saved[kind]:  # written before format 5, which records it
+            expected.pop("start", None)
+        if saved[kind] != expected:
             raise ConfigError(
                 f"the checkpoint was trained on an env with {kind} space {saved[kind]}, but "
-                f"{env_name!r} has {describe_space(space)}; use the env it was trained on "
+                f"{env_name!r} has {expected}; use the env it was trained on "
                 f"({checkpoint['config'].get('env_name')!r})."
             )
+    check_action_start(checkpoint, action_space, env_name)
 
 
 #: Settings whose value names code to import (``module:attribute``).

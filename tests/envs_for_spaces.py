@@ -210,3 +210,29 @@ def native_box_actions() -> gym.vector.VectorEnv:
     """A vector env of one's own with Box actions (Pendulum's), which no mask fits."""
     return gym.make_vec("Pendulum-v1", num_envs=2, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})  # fmt: skip
+
+
+class ShiftedActionEnv(gym.Env):
+    """Actions ``Discrete(3, start=start)`` (default 1: the actions 1, 2, 3), any other refused;
+    the one-hot observation names the action (counted from ``start``) that pays 1."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+
+    def __init__(self, start: int = 1) -> None:
+        self.action_space = gym.spaces.Discrete(3, start=start)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        reward = float(int(action) - int(self.action_space.start) == self.target)
+        self.t += 1
+        return self._observe(), reward, False, self.t == EPISODE_STEPS, {}
+
+    def _observe(self) -> np.ndarray:
+        self.target = int(self.np_random.integers(3))
+        return np.eye(3, dtype=np.float32)[self.target]

@@ -12,7 +12,7 @@ import torch
 
 from a2c_ppo.algo.flat_params import FlatParameters
 from a2c_ppo.arguments import resolve
-from a2c_ppo.checkpoint import FiniteCheck, check_spaces, load_checkpoint, save_checkpoint
+from a2c_ppo.checkpoint import FORMAT_VERSION, FiniteCheck, check_spaces, load_checkpoint, save_checkpoint
 from a2c_ppo.distributed import DistContext
 from a2c_ppo.envs import VecNormalize, make_vec_envs
 from a2c_ppo.envs.torch_env import TorchVecEnv
@@ -233,7 +233,7 @@ def test_an_old_checkpoint_resumes_with_the_same_optimizer_state(tmp_path, old_f
                    "counters": {"update": 3, "env_steps": 96}, "rng": {}, "resume_state": None}  # fmt: skip
     torch.save({**old_payload, "model": reference.state_dict(), "optimizer": theirs.state_dict()}, old_path)
     checkpoint = load_checkpoint(str(old_path))
-    assert checkpoint["format_version"] == 4
+    assert checkpoint["format_version"] == FORMAT_VERSION
     resumed = copy.deepcopy(reference)
     flat = FlatParameters(resumed.parameters())
     # the hyper-parameters are replaced by the checkpoint's
