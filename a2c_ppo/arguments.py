@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from a2c_ppo.config import ALGOS, BY_PRESET, SETTINGS, Declared, RunConfig
 from a2c_ppo.console import fail, is_later_local_rank
-from a2c_ppo.declaration import flag_name, show
+from a2c_ppo.declaration import flag_name, needs_met, show
 from a2c_ppo.errors import EXIT_BAD_INPUT, ConfigError
 from a2c_ppo.presets import presets_table
 from a2c_ppo.resolve import LaunchRequest, resolve_request
@@ -132,6 +132,20 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
     return parse_command_line(argv).config
 
 
+def _unused_because(name: str, request: LaunchRequest) -> str | None:
+    """Why setting ``name`` does nothing in ``request``'s run (its algorithm, a setting it needs
+    off, a resumed run's own folder), or None."""
+    spec, config = SETTINGS[name].spec, request.config
+    if config.algo not in spec.algos:
+        return f"--algo {config.algo}"
+    if spec.needs is not None and not needs_met(spec.needs, vars(config)):
+        need = spec.needs.partition("=")[0]
+        return f"{flag_name(need)} {show(getattr(config, need))}"
+    if name == "log_dir" and request.in_place:
+        return f"the run goes on in its folder {config.run_dir}"
+    return None
+
+
 def settings_table(request: LaunchRequest) -> str:
     """Every setting of ``request``, its value and where it came from (``--show-settings``)."""
     config, origins = vars(request.config), request.origins
@@ -140,8 +154,12 @@ def settings_table(request: LaunchRequest) -> str:
         if not declared.spec.flag:
             continue
         origin, auto = origins.get(name, ""), declared.spec.auto if config[name] is None else None
-        # None where the run decides later (as --help says): "auto", and what decides it
-        rows.append((flag_name(name), "auto" if auto else show(config[name]), f"{origin}: {auto}" if auto else origin))
+        unused = _unused_because(name, request)
+        if unused and "unused" not in origin:
+            origin = f"{origin}, unused ({unused})"
+        elif auto:  # None where the run decides later (as --help says): "auto", and what decides it
+            origin = f"{origin}: {auto}"
+        rows.append((flag_name(name), "auto" if auto else show(config[name]), origin))
     width = max(len(row[0]) for row in rows)
     value_width = min(max(len(row[1]) for row in rows), 40)
     lines = [f"{'setting'.ljust(width)}  {'value'.ljust(value_width)}  from"]

@@ -188,7 +188,8 @@ class EvalCallback:
         mean_return = float(np.mean(returns))
         info.extras["eval/mean_return"] = mean_return
         self.logger.scalars(info.env_steps, {"eval/mean_return": mean_return}, update=info.update)
-        self.logger.print(f"Evaluation over {len(returns)} episodes: mean return {mean_return:.1f}{cut}")
+        episodes = f"{len(returns)} episode{'s' * (len(returns) > 1)}"
+        self.logger.print(f"Evaluation over {episodes}: mean return {mean_return:.1f}{cut}")
 
     def close(self) -> None:
         if self.envs is not None:

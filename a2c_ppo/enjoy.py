@@ -78,7 +78,11 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--num-episodes", type=int, default=10, help="episodes to play")
     p.add_argument("--non-det", action="store_true", help="sample actions instead of taking the most likely one")
-    p.add_argument("--seed", type=int, help="env seed, 0 or more (default: the training seed + 2,000,000)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="env seed (with --non-det, the sampling's too), 0 or more (default: the training seed + 2,000,000)",
+    )
     p.add_argument("--render", action="store_true", help="show a window (needs a display)")
     p.add_argument("--video-dir", help="write each episode as an mp4 here (needs the [video] extra)")
     p.add_argument(
@@ -207,6 +211,24 @@ def _render_mode(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _write_trajectories(
+    out: str, replay: Replay, spaces: tuple[gym.Space, gym.Space], recorded: list[dict[str, np.ndarray]], path: str
+) -> None:
+    """Write the ``recorded`` episodes (each played whole) as expert trajectories to ``out``."""
+    config = replay.config
+    save_trajectories(out, env_id=env_identity(config), observation_space=spaces[0], action_space=spaces[1],
+                      episodes=recorded)  # fmt: skip
+    ended = sum(bool(episode["terminated"]) for episode in recorded)
+    cut = len(recorded) - ended
+    ends = f"{ended} terminated" + (f", {cut} cut by a time limit" if cut else "")
+    console.out.line(f"{_plural(len(recorded), 'episode')} of expert trajectories ({ends}) written to {out}")
+    if config.gail:
+        console.out.line(f"Note: {path} learnt by imitation (--gail): these are its episodes, not its expert's.")
+    if config.action_masks == "on":
+        console.out.line(f"Note: {path} acted under the env's action masks; the file holds the env's "
+                         "observations without them, for a GAIL run with --action-masks off.")  # fmt: skip
+
+
 def _trajectory_spaces(replay: Replay) -> tuple[gym.Space, gym.Space]:
     """The replay env's (observation, action) spaces, as an expert file records them (the
     observations without the action mask a masked run adds); ConfigError for spaces the format
@@ -278,21 +300,12 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
         if args.video_dir:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(args.video_dir, f"rl-video-episode-{finished[0]}.mp4"))
+        if recorded:  # the episodes played whole (the one under way never reached the list)
+            _write_trajectories(args.record_trajectories, replay, spaces, recorded, path)
         raise
     replay.envs.close()
     if recorded is not None:
-        save_trajectories(args.record_trajectories, env_id=env_identity(config), observation_space=spaces[0],
-                          action_space=spaces[1], episodes=recorded)  # fmt: skip
-        ended = sum(bool(episode["terminated"]) for episode in recorded)
-        cut = len(recorded) - ended
-        ends = f"{ended} terminated" + (f", {cut} cut by a time limit" if cut else "")
-        console.out.line(f"{_plural(len(recorded), 'episode')} of expert trajectories ({ends}) written to "
-                         f"{args.record_trajectories}")  # fmt: skip
-        if config.gail:
-            console.out.line(f"Note: {path} learnt by imitation (--gail): these are its episodes, not its expert's.")
-        if config.action_masks == "on":
-            console.out.line(f"Note: {path} acted under the env's action masks; the file holds the env's "
-                             "observations without them, for a GAIL run with --action-masks off.")  # fmt: skip
+        _write_trajectories(args.record_trajectories, replay, spaces, recorded, path)
     returns = [ret for ret, _ in episodes]
     console.out.line(
         f"mean return over {_plural(len(returns), 'episode')}: {np.mean(returns):.2f} (std {np.std(returns):.2f})"

@@ -30,7 +30,27 @@ def run_episodes(
     they finish first. ``on_episode(index, return, length)`` is called as each one ends.
     ``max_episode_steps``: stop after that many vector steps per episode of the largest
     share, with the episodes finished by then (fewer than ``num_episodes``; none: no cap).
+    Sampled actions (``deterministic=False``) with a ``seed`` draw from a generator seeded by
+    it, so that a replay can be repeated; the caller's generator state is left as it was.
     """
+    if deterministic or seed is None:
+        return _play(policy, envs, num_episodes, deterministic, seed, on_episode, max_episode_steps)
+    devices = [envs.device] if envs.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _play(policy, envs, num_episodes, deterministic, seed, on_episode, max_episode_steps)
+
+
+def _play(
+    policy: Policy,
+    envs: TorchVecEnv,
+    num_episodes: int,
+    deterministic: bool,
+    seed: int | None,
+    on_episode: Callable[[int, float, int], None] | None,
+    max_episode_steps: int | None,
+) -> list[tuple[float, int]]:
+    """``run_episodes``' loop, on the torch generator as it stands."""
     num_envs = envs.num_envs
     quota = [(num_episodes + i) // num_envs for i in range(num_envs)][::-1]
     cap = max_episode_steps * quota[0] if max_episode_steps is not None else None

@@ -41,13 +41,15 @@ PANELS_PER_ROW = 3
 
 @dataclass
 class Curve:
-    """One run's scalar ``metric``: ``steps`` and ``values`` are 1-D arrays of the same length."""
+    """One run's scalar ``metric``: ``steps`` and ``values`` are 1-D arrays of the same length;
+    ``first_update``: the update its log starts at (after 1: a resumed run's new folder)."""
 
     env: str
     label: str
     seed: str
     steps: np.ndarray
     values: np.ndarray
+    first_update: int = 1
 
 
 @dataclass
@@ -162,7 +164,7 @@ def load_curves(paths: Sequence[str], metric: str) -> list[Curve]:
         # Runs from several folders are told apart by their folder (e.g. runs/baseline, runs/lr1e-3).
         parent = os.path.basename(_group_folder(run_dir))
         label = f"{parent}/{algo}" if len(parents) > 1 else algo
-        curves.append(Curve(env, label, seed, *data))
+        curves.append(Curve(env, label, seed, *data, first_update=_first_update(run_dir)))
     if not curves:
         hint = " (evaluation runs only with main.py --eval-interval N)" if metric == EVAL_METRIC else ""
         raise ConfigError(
@@ -171,7 +173,47 @@ def load_curves(paths: Sequence[str], metric: str) -> list[Curve]:
         )
     if skipped:
         console.err.line(f"skipped {runs_text(len(skipped))} without {metric!r}: {', '.join(skipped)}")
-    return curves
+    return join_resumed(curves)
+
+
+def _first_update(run_dir: str) -> int:
+    """The update progress.csv starts at (1 without one: event files alone do not say)."""
+    path = os.path.join(run_dir, "progress.csv")
+    if not os.path.isfile(path):
+        return 1
+    with open(path, newline="") as f:
+        row = next(csv.DictReader(f), None)
+    try:
+        return int(row["update"]) if row else 1
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+def _key(curve: Curve) -> tuple[str, str, str]:
+    return curve.env, curve.label, curve.seed
+
+
+def join_resumed(curves: Sequence[Curve]) -> list[Curve]:
+    """Each run resumed into a new folder (a log that starts after update 1) joined to the run of
+    its env, label and seed that starts before it, as one seed: the earlier run's points up to
+    where the resumed one starts, then the resumed one's (which redoes the updates after its
+    checkpoint). A resumed run without such an earlier run stays as it is, starting late."""
+    joined: list[Curve] = []
+    for curve in sorted(curves, key=lambda c: (c.env, c.label, c.seed, c.steps[0])):
+        before = joined[-1] if joined else None
+        if curve.first_update <= 1 or before is None or _key(before) != _key(curve):
+            joined.append(curve)
+            continue
+        kept = before.steps < curve.steps[0]
+        dropped = int((~kept).sum())
+        left_out = f" ({dropped} later point{'s' * (dropped > 1)} of that run left out)" if dropped else ""
+        console.err.line(
+            f"{curve.env} / {curve.label}, seed {curve.seed}: a run resumed at update {curve.first_update} joined to "
+            "the run it continues, as one seed" + left_out
+        )
+        joined[-1] = Curve(curve.env, curve.label, curve.seed, np.concatenate([before.steps[kept], curve.steps]),
+                           np.concatenate([before.values[kept], curve.values]), before.first_update)  # fmt: skip
+    return joined
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

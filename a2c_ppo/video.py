@@ -134,6 +134,11 @@ class EpisodeRecorder:
     def checked(cls, config: RunConfig, device: torch.device) -> EpisodeRecorder:
         """A recorder that has rendered a frame, before training spends a step (the global RNG
         states as they were); ConfigError saying why the env cannot make videos."""
+        if config.vec_env == "native":  # its factory builds a vector env: there is no single env to film
+            raise ConfigError(
+                f"--capture-video: {config.env_name!r} is a vector env of its own, whose envs a2c_ppo cannot record "
+                "(it films one env it builds); drop --capture-video."
+            )
         state, recorder = rng_state(), None
         try:
             recorder = cls(config, device)

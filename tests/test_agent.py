@@ -62,10 +62,16 @@ def test_make_env_builds_what_the_policy_reads_and_act_names_the_processing(tmp_
 
 
 def test_evaluate_samples_when_asked(tmp_path):
-    """The mode's episodes repeat for a seed; sampled ones (of a barely trained policy) differ."""
+    """The mode's episodes repeat for a seed; sampled ones (of a barely trained policy) differ
+    from them, repeat for a seed as well, and differ for another seed; the caller's torch
+    generator is left as it was."""
     agent = load(train("CartPole-v1", **SMALL, **folders(tmp_path)).checkpoint)
     mode, sampled = agent.evaluate(episodes=5), agent.evaluate(episodes=5, deterministic=False)
     assert mode != sampled and mode == agent.evaluate(episodes=5)
+    state = torch.random.get_rng_state()
+    assert sampled == agent.evaluate(episodes=5, deterministic=False)
+    assert sampled != agent.evaluate(episodes=5, deterministic=False, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_a_list_of_tuple_observations_is_refused_not_read_transposed(tmp_path):

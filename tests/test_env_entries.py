@@ -79,6 +79,17 @@ def test_show_settings_reports_the_entry_as_the_origin_of_its_values(tmp_path):
     assert rows["--eps"][-1] == "default"
 
 
+def test_show_settings_marks_the_settings_the_run_does_not_use(tmp_path):
+    """Another algorithm's settings, and one whose switch is off, at their defaults too."""
+    request = resolve(["--algo", "a2c", "--no-use-linear-lr-decay", "--log-dir", str(tmp_path), "--show-settings"])
+    table = settings_table(request)
+    rows = {line.split()[0]: line for line in table.splitlines() if line.startswith("--")}
+    for flag in ("--clip-param", "--num-mini-batch", "--kl-coef"):
+        assert rows[flag].endswith("default, unused (--algo a2c)"), rows[flag]
+    assert rows["--lr-decay-steps"].endswith("default, unused (--use-linear-lr-decay off)")
+    assert rows["--lr"].endswith("preset") and "unused" not in rows["--gamma"]
+
+
 def test_zoo_keys_translate_to_settings():
     ppo = zoo_ppo(1e5, n_envs=4, n_steps=64, batch_size=32, learning_rate="lin_1e-3", normalize={"norm_obs": False,
                   "norm_reward": True}, use_sde=True, log_std_init=-2, activation_fn="ReLU", net_arch=256)  # fmt: skip

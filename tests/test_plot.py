@@ -204,3 +204,21 @@ def test_a_mean_cut_short_by_a_shorter_run_is_said(tmp_path, capsys):
     write_run(tmp_path / "long", "CartPole-v1__ppo__seed1__20260101-000000", returns(steps, [1.0] * len(steps)))
     write_run(tmp_path / "long", "CartPole-v1__ppo__seed2__20260101-000100", returns(steps[3:], [1.0] * 97))
     assert plot.cut_notes(plot.load_curves([str(tmp_path / "long")], RETURN)) == []
+
+
+def test_a_run_resumed_into_a_new_folder_is_joined_to_the_run_it_continues(two_seeds, capsys):
+    """Seed 1 resumed from its update 2 (step 200) into a new folder: its log starts at update 3
+    and replaces the original's points from there; the mean is still over two seeds."""
+    resumed = [
+        {"update": 3 + i, "env_steps": s, "time": i, RETURN: v} for i, (s, v) in enumerate([(300, 50.0), (400, 60.0)])
+    ]
+    write_run(two_seeds, "CartPole-v1__ppo__seed1__20260101-000200", resumed)
+    curves = plot.load_curves([str(two_seeds)], RETURN)
+    assert [c.seed for c in curves] == ["1", "2"]
+    np.testing.assert_allclose(curves[0].steps, [100, 200, 300, 400])
+    np.testing.assert_allclose(curves[0].values, [0.0, 10.0, 50.0, 60.0])  # the original's 20 at 300 left out
+    assert "seed 1: a run resumed at update 3 joined to the run it continues, as one seed (1 later point of" in (
+        capsys.readouterr().err
+    )
+    alone = plot.load_curves([os.path.join(two_seeds, "CartPole-v1__ppo__seed1__20260101-000200")], RETURN)
+    np.testing.assert_allclose(alone[0].steps, [300, 400])  # without the run it continues: as it is

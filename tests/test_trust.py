@@ -565,11 +565,15 @@ def test_ctrl_c_at_any_moment_of_start_up(tmp_path, delay):
 
 
 def test_show_settings_on_a_resume_names_the_folders_default_not_the_checkpoint(tmp_path):
-    from a2c_ppo.arguments import resolve
+    from a2c_ppo.arguments import resolve, settings_table
 
     request = resolve(["--resume", trained_checkpoint(tmp_path), "--num-env-steps", "256"])
     assert request.origins["save_dir"] == request.origins["log_dir"] == request.origins["track"] == "default"
     assert request.origins["lr"] == "checkpoint" and request.origins["num_env_steps"] == "typed"
+    (log_dir,) = [line for line in settings_table(request).splitlines() if line.startswith("--log-dir")]
+    assert request.in_place and log_dir.endswith(
+        f"default, unused (the run goes on in its folder {request.config.run_dir})"
+    )
 
 
 def test_a_checkpoint_naming_a_scripts_own_code_says_where_to_replay_it(tmp_path):

@@ -89,6 +89,13 @@ def test_an_env_that_cannot_render_is_refused_before_training(tmp_path):
     assert not glob.glob(str(tmp_path / "runs" / "*"))  # no run folder: refused before the envs and the log
 
 
+def test_a_native_vector_env_is_refused_for_what_it_is_not_for_its_rendering(tmp_path):
+    request = resolve(["--env-name", "tests.custom_nets:cartpole_same_step", "--capture-video",
+                       *local_run_flags(tmp_path)[2:]])  # fmt: skip
+    with pytest.raises(ConfigError, match="is a vector env of its own, whose envs a2c_ppo cannot record"):
+        run(request.config)
+
+
 class GrayPicturesEnv(CounterEnv):
     def render(self):
         return np.full((6, 8), 7, np.uint8)
@@ -146,3 +153,28 @@ def test_a_replay_stopped_by_ctrl_c_keeps_no_cut_episode_video(tmp_path, monkeyp
     monkeypatch.setattr(enjoy, "run_episodes", interrupted_in_the_second_episode)
     assert enjoy.main(["--checkpoint", checkpoint, "--video-dir", str(videos), "--num-episodes", "3"]) == 130
     assert sorted(os.listdir(videos)) == ["rl-video-episode-0.mp4"]
+
+
+def test_a_replay_stopped_by_ctrl_c_keeps_the_expert_episodes_played_whole(tmp_path, monkeypatch, capsys):
+    """--record-trajectories: a Ctrl-C in the third episode writes the two played whole (never
+    the one under way) and exits 130."""
+    from a2c_ppo.trajectories import load_trajectories
+
+    flags = ["--num-env-steps", "64", "--num-processes", "2", "--num-steps", "16"]
+    request = resolve([*flags, *local_run_flags(tmp_path)])
+    checkpoint = run(request.config, notes=request.notes).checkpoint
+    play = enjoy.run_episodes
+
+    def interrupted_in_the_third_episode(policy, envs, episodes, on_episode, **kwargs):
+        def on(index: int, ret: float, length: int) -> None:
+            on_episode(index, ret, length)
+            if index == 1:
+                raise KeyboardInterrupt
+
+        return play(policy, envs, episodes, on_episode=on, **kwargs)
+
+    monkeypatch.setattr(enjoy, "run_episodes", interrupted_in_the_third_episode)
+    experts = str(tmp_path / "expert.npz")
+    assert enjoy.main(["--checkpoint", checkpoint, "--num-episodes", "5", "--record-trajectories", experts]) == 130
+    assert len(load_trajectories(experts).lengths) == 2
+    assert f"2 episodes of expert trajectories (2 terminated) written to {experts}" in capsys.readouterr().out
