@@ -1,7 +1,9 @@
 """Console (progress bar or plain lines), TensorBoard and CSV logging in one place.
 
 Every metric given is written: ``progress.csv`` gains a column when a new key appears (the
-file is rewritten with the wider header). TensorBoard is imported only when the first
+file is rewritten with the wider header). Rows are appended; a whole rewrite (a wider header,
+a resumed run's kept rows) goes to a temporary file renamed over the old one, so that a crash
+or a full disk then never loses the rows written before. TensorBoard is imported only when the first
 scalars are written, so the first console line is not held up by it. Other destinations
 (Weights & Biases, ``tracking.py``) are ``Sink``s: they get the same scalars at the same step.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import os
 import time
@@ -20,6 +23,7 @@ import numpy as np
 
 from a2c_ppo.console import Console, out
 from a2c_ppo.errors import WriteFailedError
+from a2c_ppo.files import write_atomically
 
 CSV_NAME = "progress.csv"
 LEADING_COLUMNS = ["update", "env_steps", "time"]
@@ -99,7 +103,6 @@ class Logger:
         self._columns, rows = self._read_csv(resume_update)
         # the CSV's time goes on from the kept rows' (seconds of training, over every invocation)
         self.time_offset = _last_time(rows)
-        self._csv_file = open(self._csv_path, "w", newline="")
         self._write_rows(rows)
         self._bar_drawn = False
         self._last_draw = 0.0
@@ -115,16 +118,19 @@ class Logger:
         return columns, rows
 
     def _write_rows(self, rows: list[dict[str, Any]]) -> None:
-        self._csv_file.seek(0)
-        self._csv_file.truncate()
-        writer = csv.DictWriter(self._csv_file, fieldnames=self._columns)
+        """The whole file anew, with ``rows``, atomically; then open for appending."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self._columns)
         writer.writeheader()
-        for row in rows[:-1]:
-            writer.writerow(row)
+        writer.writerows(rows[:-1])
+        head = text.getvalue().encode()
+        writer.writerows(rows[-1:])
+        if hasattr(self, "_csv_file"):  # (not yet on the first write)
+            self._csv_file.close()
+        write_atomically(self._csv_path, lambda f: f.write(text.getvalue().encode()))
+        self._csv_file: TextIO = open(self._csv_path, "a", newline="")
+        self._last_row_at = len(head)  # where the last row starts (an evaluation rewrites it)
         self._rows = rows
-        if rows:
-            self._append(rows[-1])
-        self._csv_file.flush()
 
     @property
     def writer(self) -> Any:

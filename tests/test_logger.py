@@ -6,11 +6,14 @@ import csv
 import errno
 import io
 import os
+import subprocess
+import sys
 
 import pytest
 
 from a2c_ppo.errors import WriteFailedError
 from a2c_ppo.logger import Logger
+from tests.helpers import ROOT
 
 
 def read_rows(run_dir) -> list[dict[str, str]]:
@@ -106,3 +109,31 @@ def test_a_damaged_time_in_the_kept_rows_restarts_the_clock_at_zero(tmp_path, ti
     resumed.scalars(20, {"charts/SPS": 2.0}, update=2)
     resumed.close()
     assert 0.0 <= float(read_rows(tmp_path)[1]["time"]) < 10.0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_a_rewrite_that_fails_leaves_the_rows_written_before(tmp_path):
+    """A resumed run rewrites progress.csv with the rows it keeps; a disk that fills up then (a
+    file size limit here) must leave the old file whole, where a rewrite in place had cut it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rows = [{"update": u, "env_steps": 64 * u, "time": u / 10, "charts/SPS": 1000.5 + u} for u in range(1, 61)]
+    with open(run_dir / "progress.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = (run_dir / "progress.csv").read_bytes()
+    code = (
+        "import os, resource, signal, sys\n"
+        "from a2c_ppo.errors import WriteFailedError\n"
+        "from a2c_ppo.logger import Logger\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"  # a write past the limit fails (EFBIG), as on a full disk
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) // 2}, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        f"    Logger({str(run_dir)!r}, {{}}, 10_000, resume_update=50, stream=open(os.devnull, 'w'))\n"
+        "except WriteFailedError:\n"
+        "    sys.exit(7)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 7, proc.stderr
+    assert (run_dir / "progress.csv").read_bytes() == before
