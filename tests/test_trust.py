@@ -308,9 +308,10 @@ def test_a_run_lock_is_removed_as_it_is_released_and_never_held_twice(tmp_path, 
 
 
 def test_a_full_disk_stops_the_run_cleanly_and_keeps_the_last_checkpoint(tmp_path):
-    # 2 checkpoint writes succeed (updates 1 and 2), the third finds the disk full
+    # progress.csv's 2 whole writes (its header, then the first row's columns) and 2 checkpoint
+    # writes succeed (updates 1 and 2); the third checkpoint finds the disk full
     argv = main_argv(tmp_path, "--env-name", TINY, steps=320, script="tests/disk_full_main.py")
-    proc = run(argv, {"A2C_PPO_TEST_FSYNCS_LEFT": "2"})
+    proc = run(argv, {"A2C_PPO_TEST_FSYNCS_LEFT": "4"})
     assert proc.returncode == 6, proc.stderr
     assert "No space left on device" in proc.stderr and "checkpoint.pt" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
