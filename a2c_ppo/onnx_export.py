@@ -134,32 +134,39 @@ def input_names(module: DeterministicPolicy) -> list[str]:
 
 
 def collect_observations(envs: gym.vector.VectorEnv, steps: int, seed: int) -> list[Any]:
-    """Raw observations (batches of one) of ``steps`` random steps of ``envs``' inner env (the
-    actions its mask allows, where it gives one)."""
+    """Raw observations of ``steps`` random steps of ``envs``' inner env (the actions its mask
+    allows, where it gives one): its first env's, as batches of one, which the graph is traced
+    on (the recurrent state it starts from is one row) and a graph of a fixed batch size takes.
+    A vector env of one's own steps several envs, whose other rows are left out."""
     inner = envs.env if isinstance(envs, VecNormalize) else envs
     inner.action_space.seed(seed)
     inner.single_action_space.seed(seed)
     obs, _ = inner.reset(seed=seed)
-    seen = [copied(obs)]
+    seen = [first_row(obs)]
     for _ in range(steps - 1):
-        seen.append(copied(inner.step(random_action(inner, obs))[0]))
-        obs = seen[-1]
+        obs = inner.step(random_actions(inner, obs))[0]
+        seen.append(first_row(obs))
     return seen
 
 
-def random_action(envs: gym.vector.VectorEnv, obs: Any) -> Any:
-    """A random action batch (of one env) among those ``obs``'s action mask allows, if it has one."""
+def random_actions(envs: gym.vector.VectorEnv, obs: Any) -> Any:
+    """A random action for each env, among those its row of ``obs``'s action mask allows, if it has one."""
     if not (isinstance(obs, dict) and ACTION_MASK in obs):
         return envs.action_space.sample()
-    space, mask = envs.single_action_space, np.asarray(obs[ACTION_MASK][0], dtype=np.int8)
-    if isinstance(space, gym.spaces.MultiDiscrete):  # a mask part per dimension
-        return space.sample(mask=tuple(np.split(mask, mask_splits(space))))[None]
-    return np.asarray([space.sample(mask=mask)])
+    space = envs.single_action_space
+    actions = []
+    for row in np.asarray(obs[ACTION_MASK], dtype=np.int8):
+        if isinstance(space, gym.spaces.MultiDiscrete):  # a mask part per dimension
+            actions.append(space.sample(mask=tuple(np.split(row, mask_splits(space)))))
+        else:
+            actions.append(space.sample(mask=row))
+    return np.stack(actions)
 
 
-def copied(obs: Any) -> Any:
-    """A copy of a raw observation batch: the vector env may return views of a buffer it reuses."""
-    return {key: np.array(part) for key, part in obs.items()} if isinstance(obs, dict) else np.array(obs)
+def first_row(obs: Any) -> Any:
+    """A copy (the vector env may return views of a buffer it reuses) of the first row of a raw
+    observation batch, as a batch of one."""
+    return {key: np.array(part[:1]) for key, part in obs.items()} if isinstance(obs, dict) else np.array(obs[:1])
 
 
 def as_inputs(obs: Any, module: DeterministicPolicy) -> list[np.ndarray]:
@@ -204,7 +211,8 @@ def write_bytes(data: bytes, f: BinaryIO) -> None:
 
 
 def traced(module: DeterministicPolicy, names: list[str], obs: list[np.ndarray], opset: int, any_batch: bool) -> bytes:
-    """``module`` as an ONNX model (bytes), traced on the observation inputs ``obs``."""
+    """``module`` as an ONNX model (bytes), traced on the observation inputs ``obs``, a batch of
+    one, as the recurrent state it starts from."""
     example = [torch.from_numpy(x) for x in obs]
     outputs = ["action"]
     if module.policy.is_recurrent:

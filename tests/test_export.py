@@ -21,7 +21,7 @@ from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.model import make_policy
 from a2c_ppo.observations import obs_from_numpy
 from a2c_ppo.session import run
-from tests.helpers import local_run_flags
+from tests.helpers import local_run_flags, output_flags
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -57,9 +57,14 @@ class MixedObsEnv(gym.Env):
         return self._obs(), float(int(action) == self.t % 4), False, self.t >= 20, {}
 
 
-def train(tmp_path, env_name: str, *extra: str) -> str:
-    flags = ["--env-name", env_name, "--num-processes", "2", "--num-steps", "16", "--num-env-steps", "64",
-             "--num-mini-batch", "1", *local_run_flags(tmp_path), *extra]  # fmt: skip
+def train(tmp_path, env_name: str, *extra: str, native: bool = False) -> str:
+    """``native``: the env is a vector env of its own, which steps its own envs (no --vec-env, no
+    --num-processes)."""
+    flags = ["--env-name", env_name, "--num-steps", "16", "--num-env-steps", "64", "--num-mini-batch", "1", *extra]
+    if native:
+        flags += ["--num-threads", "1", *output_flags(tmp_path)]
+    else:
+        flags += ["--num-processes", "2", *local_run_flags(tmp_path)]
     request = resolve(flags)
     run(request.config, notes=request.notes)
     (path,) = glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.pt"))
@@ -72,10 +77,10 @@ def raw_steps(envs, steps: int, seed: int) -> list[tuple[object, bool]]:
     inner = envs.env if isinstance(envs, VecNormalize) else envs
     inner.action_space.seed(seed + 1)
     obs, _ = inner.reset(seed=seed)
-    seen = [(export.copied(obs), True)]
+    seen = [(export.first_row(obs), True)]
     for _ in range(steps - 1):
         obs, _, terminated, truncated, _ = inner.step(inner.action_space.sample())
-        seen.append((export.copied(obs), bool(terminated[0] or truncated[0])))  # same-step autoreset: a new episode
+        seen.append((export.first_row(obs), bool(terminated[0] or truncated[0])))  # same-step autoreset: a new episode
     flat = [np.concatenate([np.ravel(v) for v in o.values()]) if isinstance(o, dict) else o for o, _ in seen]
     assert len({f.tobytes() for f in flat}) > steps // 2  # real, changing observations
     return seen
