@@ -4,8 +4,9 @@ The graph is the deterministic policy as ``enjoy.py`` plays it, so a deployment 
 but an ONNX runtime:
 
 * inputs: ``obs`` (batch, *shape), in the dtype the env gives it, after the run's frame
-  processing (``--frame-*`` / ``--grayscale``, named in the metadata); a Dict observation gives one
-  input per part, named by its key (``action_mask`` included, where the policy uses masks).
+  processing (``--frame-*`` / ``--grayscale`` or the Atari pipeline, named in the metadata); a
+  Dict observation gives one input per part, named by its key (``action_mask`` included, where
+  the policy uses masks).
   Recurrent policies also take ``rnn_hxs`` (batch, H), their state, zeros at the start, and
   ``masks`` (batch, 1), 0.0 at an episode's first step, else 1.0;
 * the checkpoint's frozen observation normalisation, as ``VecNormalize`` computes it:
@@ -38,6 +39,7 @@ from a2c_ppo import __version__, console
 from a2c_ppo.arguments import POLICY_BASE_HELP, TRUST_HELP, ArgumentParser
 from a2c_ppo.console import fail
 from a2c_ppo.enjoy import Replay, check_not_empty, load_replay
+from a2c_ppo.envs.frames import frame_processing, frame_settings
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
@@ -276,13 +278,25 @@ def metadata(replay: Replay) -> dict[str, str]:
         "producer": f"a2c_ppo {__version__}",
         "env_name": config.env_name,
         "env_kwargs": config.env_kwargs,
-        # the observations are the processed frames: make_env(env_name, recipe=recipe_of(config))
-        **{name: str(getattr(config, name)) for name in ("frame_skip", "frame_size", "grayscale", "frame_stack")},
+        # the observations are the processed frames: make_env(env_name, recipe=recipe_of(config)),
+        # or for an Atari id its pipeline's, which no --frame-* setting names
+        **{name: str(value) for name, value in frame_settings(config).items()},
+        "frame_processing": frame_processing(config) or "none",
         "algo": config.algo,
         "observation_space": str(envs.observation_space),
         "action_space": str(envs.action_space),
         "action": "deterministic: the most likely class (from 0) or the Gaussian mean, not clipped",
     }
+
+
+def quiet_ale() -> None:
+    """Keep ALE's banner (its version, "[Powered by Stella]"), which each Atari env built in this
+    process prints, out of the export's output, where ale_py is installed."""
+    try:
+        import ale_py
+    except ImportError:
+        return
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 
 
 def build_parser() -> ArgumentParser:
@@ -315,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"OUT {args.out!r}: the folder {folder!r} does not exist; create it or pick another path."
             )
         torch.set_num_threads(1)
+        quiet_ale()
         replay = load_replay(
             args.checkpoint,
             "CHECKPOINT",

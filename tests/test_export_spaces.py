@@ -1,8 +1,11 @@
-"""ONNX export of the observation and action layouts beyond a flat Dict: vector envs of one's
-own (masked, recurrent). The exported model must give ``Agent.act``'s actions, in its dtype,
-on batches of the env's observations."""
+"""ONNX export of the observation layouts beyond a flat Dict: vector envs of one's own (masked,
+recurrent) and Atari's frames. The exported model must give ``Agent.act``'s actions on batches
+of the env's observations."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +15,7 @@ import a2c_ppo
 from a2c_ppo import onnx_export as export
 from tests.custom_nets import cartpole_next_step
 from tests.envs_for_spaces import native_part_masks
+from tests.helpers import ROOT
 from tests.test_export import train
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -68,3 +72,20 @@ def test_a_recurrent_policy_of_a_vector_env_of_its_own_exports(tmp_path):
     out = exported(checkpoint, tmp_path)
     assert input_names_of(out) == ["obs", "rnn_hxs", "masks"]
     assert_acts_as_the_agent(checkpoint, out, cartpole_next_step(), steps=60)
+
+
+def test_atari_metadata_names_the_pipeline_and_ale_stays_quiet(tmp_path):
+    """The export as its own process: ALE prints its banner once a process, at its first env."""
+    pytest.importorskip("ale_py")
+    checkpoint, out = train(tmp_path, "ALE/Pong-v5"), str(tmp_path / "policy.onnx")
+    done = subprocess.run([sys.executable, "-m", "a2c_ppo.export", checkpoint, out], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "Exported" in done.stdout, done.stderr
+    assert "Stella" not in done.stdout + done.stderr
+    model = onnx.load(out)
+    meta = {prop.key: prop.value for prop in model.metadata_props}
+    assert {key: meta[key] for key in ("frame_skip", "frame_size", "grayscale", "frame_stack")} == {
+        "frame_skip": "4", "frame_size": "84", "grayscale": "True", "frame_stack": "4"}  # fmt: skip
+    assert "Atari pipeline" in meta["frame_processing"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [4, 84, 84]

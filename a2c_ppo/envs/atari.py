@@ -30,6 +30,12 @@ from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, Transf
 
 __all__ = ["wrap_atari", "EpisodicLife", "FireReset", "needs_fire_reset", "sign_reward"]
 
+#: The pipeline's frames, as ``make_env`` builds it (``wrap_atari``'s defaults): each action
+#: repeated for ``FRAME_SKIP`` frames, ``SCREEN_SIZE`` square gray frames, ``FRAME_STACK`` stacked.
+FRAME_SKIP = 4
+SCREEN_SIZE = 84
+FRAME_STACK = 4
+
 
 def sign_reward(reward: SupportsFloat) -> float:
     """-1, 0 or +1 (module-level so the wrapped env stays picklable)."""
@@ -114,10 +120,10 @@ def wrap_atari(
     clip_reward: bool = True,
     *,
     episodic_life: bool = True,
-    frame_stack: int = 4,
+    frame_stack: int = FRAME_STACK,
     noop_max: int = 30,
-    frame_skip: int = 4,
-    screen_size: int = 84,
+    frame_skip: int = FRAME_SKIP,
+    screen_size: int = SCREEN_SIZE,
 ) -> gym.Env:
     """The standard Atari pipeline around ``env`` (an ALE env, maybe already wrapped).
 

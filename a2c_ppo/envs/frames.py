@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium.wrappers import GrayscaleObservation, ResizeObservation
 
 from a2c_ppo.config import RunConfig, json_object
-from a2c_ppo.envs.atari import is_atari_id
+from a2c_ppo.envs.atari import FRAME_SKIP, FRAME_STACK, SCREEN_SIZE, is_atari_id
 from a2c_ppo.errors import ConfigError
 
 
@@ -185,5 +185,14 @@ def frame_processing(settings: RunConfig) -> str:
         f"--frame-stack {recipe.frame_stack}" if recipe.frame_stack > 1 else "",
     ]
     if is_atari_id(settings.env_name):
-        steps.append("the Atari pipeline (4 frames a step, 84 x 84 gray, 4 stacked)")
+        steps.append(f"the Atari pipeline ({FRAME_SKIP} frames a step, {SCREEN_SIZE} x {SCREEN_SIZE} gray, "
+                     f"{FRAME_STACK} stacked)")  # fmt: skip
     return ", ".join(step for step in steps if step)
+
+
+def frame_settings(settings: RunConfig) -> dict[str, Any]:
+    """The frame processing of a run's env as ``--frame-skip``, ``--frame-size``, ``--grayscale``
+    and ``--frame-stack`` give it; an Atari id's is its pipeline's, which takes none of them."""
+    if is_atari_id(settings.env_name):
+        return {"frame_skip": FRAME_SKIP, "frame_size": SCREEN_SIZE, "grayscale": True, "frame_stack": FRAME_STACK}
+    return {name: getattr(settings, name) for name in RECIPE_SETTINGS if name != "env_kwargs"}
