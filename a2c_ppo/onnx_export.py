@@ -4,16 +4,17 @@ The graph is the deterministic policy as ``enjoy.py`` plays it, so a deployment 
 but an ONNX runtime:
 
 * inputs: ``obs`` (batch, *shape), in the dtype the env gives it, after the run's frame
-  processing (``--frame-*`` / ``--grayscale`` or the Atari pipeline, named in the metadata); a
-  Dict observation gives one input per part, named by its key (``action_mask`` included, where
-  the policy uses masks).
+  processing (``--frame-*`` / ``--grayscale`` or the Atari pipeline, named in the metadata),
+  images channels-first; a Dict or Tuple observation gives one input per part, named as
+  ``onnx_graph`` says (``action_mask`` included, where the policy uses masks).
   Recurrent policies also take ``rnn_hxs`` (batch, H), their state, zeros at the start, and
   ``masks`` (batch, 1), 0.0 at an episode's first step, else 1.0;
 * the checkpoint's frozen observation normalisation, as ``VecNormalize`` computes it:
-  ``(obs - mean) / sqrt(var + eps)`` clipped to ``[-clip, clip]``, in float64;
+  ``(obs - mean) / sqrt(var + eps)`` in float64, clipped to ``[-clip, clip]`` in float32;
 * outputs: ``action`` (batch, A), as ``Policy.act(..., deterministic=True)`` returns it (the
   most likely class, counted from 0, of a Discrete / MultiDiscrete; the mean of a Gaussian,
-  not clipped to the action bounds); recurrent policies also ``rnn_hxs_out``.
+  not clipped to the action bounds), in the action space's dtype, as ``Agent.act`` gives it;
+  recurrent policies also ``rnn_hxs_out``.
 
 The checkpoint is loaded as ``enjoy.py`` loads it (``enjoy.load_replay``: data only, code it
 names refused unless trusted). After writing, the exported model is run with onnxruntime on
@@ -33,7 +34,6 @@ from typing import Any, BinaryIO
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn as nn
 
 from a2c_ppo import __version__, console
 from a2c_ppo.arguments import POLICY_BASE_HELP, TRUST_HELP, ArgumentParser
@@ -44,63 +44,13 @@ from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.files import write_atomically
-from a2c_ppo.model import Policy
-from a2c_ppo.observations import TensorDict, part_dtype
+from a2c_ppo.onnx_graph import DeterministicPolicy, input_names
 from a2c_ppo.paths import check_writable_file
 from a2c_ppo.spaces import ACTION_MASK, mask_splits
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'
 OPSET = 17
 CHECK_STEPS = 64  # env steps whose observations the exported model is checked on
-RECURRENT_NAMES = ("rnn_hxs", "masks")
-
-
-class Normalizer(nn.Module):
-    """``VecNormalize.normalize_obs`` of one part with frozen statistics, in float64 as numpy
-    computes it, then float32."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, mean: np.ndarray, var: np.ndarray, epsilon: float, clip: float) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float64))
-        self.register_buffer("std", torch.sqrt(torch.as_tensor(var, dtype=torch.float64) + epsilon))
-        self.clip = clip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x.double() - self.mean) / self.std).clamp(-self.clip, self.clip).float()
-
-
-class DeterministicPolicy(nn.Module):
-    """Raw observation parts (and the recurrent state) -> the deterministic action (see the
-    module docstring); ``keys``: the parts' names, ``None`` for a single observation."""
-
-    def __init__(self, policy: Policy, space: gym.Space, normalizer: VecNormalize | None) -> None:
-        super().__init__()
-        self.policy = policy
-        parts = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
-        self.keys: list[str | None] = list(parts)
-        self.dtypes = [part_dtype(part, key) for key, part in parts.items()]
-        self.normalizers = nn.ModuleDict()
-        if normalizer is not None and normalizer.norm_obs:
-            for key in normalizer.parts:
-                rms = normalizer.obs_rms[key] if isinstance(normalizer.obs_rms, dict) else normalizer.obs_rms
-                self.normalizers[str(key)] = Normalizer(rms.mean, rms.var, normalizer.epsilon, normalizer.clip)
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        parts = {}
-        for key, dtype, x in zip(self.keys, self.dtypes, inputs):
-            name = str(key)
-            parts[key] = self.normalizers[name](x) if name in self.normalizers else x.to(dtype)
-        obs = parts[None] if self.keys == [None] else TensorDict(parts)
-        batch = inputs[0].shape[0]
-        if self.policy.is_recurrent:
-            rnn_hxs, masks = inputs[len(self.keys) :]
-        else:  # a feed-forward base passes its dummy state through untouched
-            rnn_hxs, masks = torch.zeros(batch, 1), torch.ones(batch, 1)
-        _, action, _, rnn_hxs = self.policy.act(obs, rnn_hxs, masks, deterministic=True)
-        return (action, rnn_hxs) if self.policy.is_recurrent else action
 
 
 #: The lowest opset torch's exporter writes (``torch.onnx.export``'s ``opset_version``: 7 and above).
@@ -122,17 +72,6 @@ def check_opset(opset: int) -> None:
         pass
     if not MIN_OPSET <= opset <= newest:
         raise ConfigError(f"--opset {opset}: give an ONNX opset from {MIN_OPSET} to {newest}, or leave it at {OPSET}.")
-
-
-def input_names(module: DeterministicPolicy) -> list[str]:
-    names = ["obs" if key is None else key for key in module.keys]
-    clash = sorted(set(names) & set(RECURRENT_NAMES)) if module.policy.is_recurrent else []
-    if clash:
-        raise ConfigError(
-            f"the observation part {clash[0]!r} has the name of the recurrent state's input; ONNX inputs need "
-            "distinct names. Rename that part of the env's observations."
-        )
-    return names + (list(RECURRENT_NAMES) if module.policy.is_recurrent else [])
 
 
 def collect_observations(envs: gym.vector.VectorEnv, steps: int, seed: int) -> list[Any]:
@@ -198,7 +137,14 @@ def export(replay: Replay, out: str, opset: int = OPSET) -> tuple[list[str], boo
         for key, value in metadata(replay).items():
             model.metadata_props.add(key=key, value=value)
         data = model.SerializeToString()
-        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        try:
+            session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # e.g. an operator at an opset onnxruntime has no kernel for
+            raise ConfigError(
+                f"onnxruntime cannot run the model exported at opset {opset} ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0]}), so nothing was written; export at another opset "
+                f"(--opset, default {OPSET})."
+            ) from None
         if agrees(module, session, names, observations, batched=any_batch):
             write_atomically(out, functools.partial(write_bytes, data))
             return names, any_batch
@@ -240,7 +186,8 @@ def traced(module: DeterministicPolicy, names: list[str], obs: list[np.ndarray],
         except Exception as exc:
             raise ConfigError(
                 f"this policy cannot be exported to ONNX ({type(exc).__name__}: {str(exc).strip().splitlines()[0]}); "
-                "its network uses an operation the exporter does not support."
+                f"its network uses an operation the exporter does not support at opset {opset}"
+                + ("." if opset == OPSET else f" (the default, {OPSET}, may have it).")
             ) from None
         with open(path, "rb") as f:
             return f.read()
@@ -285,7 +232,8 @@ def metadata(replay: Replay) -> dict[str, str]:
         "algo": config.algo,
         "observation_space": str(envs.observation_space),
         "action_space": str(envs.action_space),
-        "action": "deterministic: the most likely class (from 0) or the Gaussian mean, not clipped",
+        "action": "deterministic: the most likely class (from 0), the likelier value of each binary entry or the "
+        "Gaussian mean (not clipped), in the action space's dtype",
     }
 
 

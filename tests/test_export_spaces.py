@@ -1,6 +1,7 @@
-"""ONNX export of the observation layouts beyond a flat Dict: vector envs of one's own (masked,
-recurrent) and Atari's frames. The exported model must give ``Agent.act``'s actions on batches
-of the env's observations."""
+"""ONNX export of the observation and action layouts beyond a flat Dict: nested Dict / Tuple
+parts, Tuple observations, vector envs of one's own (masked, recurrent), low opsets, Atari's
+frames and MultiBinary actions. The exported model must give ``Agent.act``'s actions, in its
+dtype, on batches of the env's observations."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ import pytest
 
 import a2c_ppo
 from a2c_ppo import onnx_export as export
+from a2c_ppo.errors import ConfigError
+from a2c_ppo.model import make_policy
+from a2c_ppo.onnx_graph import DeterministicPolicy, input_name, input_names
+from a2c_ppo.spaces import plan_observations
 from tests.custom_nets import cartpole_next_step
 from tests.envs_for_spaces import native_part_masks
 from tests.helpers import ROOT
-from tests.test_export import train
+from tests.test_export import outcome, train
 
 onnxruntime = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -40,7 +45,7 @@ def assert_acts_as_the_agent(checkpoint: str, out: str, envs: gym.vector.VectorE
     session = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
     space = agent.observation_space
     keys = list(space.spaces) if isinstance(space, gym.spaces.Dict) else [None]
-    names = ["obs" if key is None else key for key in keys]
+    names = [input_name(key) for key in keys]
     obs, _ = envs.reset(seed=5)
     state = np.zeros((envs.num_envs, agent.policy.recurrent_hidden_state_size), np.float32)
     start = np.ones(envs.num_envs, bool)
@@ -59,6 +64,28 @@ def assert_acts_as_the_agent(checkpoint: str, out: str, envs: gym.vector.VectorE
     envs.close()
 
 
+def agent_envs(checkpoint: str) -> gym.vector.VectorEnv:
+    """Two of the checkpoint's envs, built as the run built them (``Agent.make_env``)."""
+    agent = a2c_ppo.load(checkpoint, trust_checkpoint=True)
+    return gym.vector.SyncVectorEnv([agent.make_env, agent.make_env])
+
+
+def test_nested_parts_with_normalisation_export_and_act_as_the_agent(tmp_path):
+    """A Dict holding a Tuple: the normalised parts ``t.1`` and ``pos`` keep their statistics."""
+    checkpoint = train(tmp_path, "tests.envs_for_export:NestedPartsEnv", "--norm-obs")
+    out = exported(checkpoint, tmp_path)
+    assert input_names_of(out) == ["pos", "t.0", "t.1"]
+    assert_acts_as_the_agent(checkpoint, out, agent_envs(checkpoint))
+
+
+def test_tuple_observations_are_inputs_obs_dot_index(tmp_path):
+    """Blackjack's Tuple of three classes: torch's exporter drops the names "0", "1", "2"."""
+    checkpoint = train(tmp_path, "Blackjack-v1")
+    out = exported(checkpoint, tmp_path)
+    assert input_names_of(out) == ["obs.0", "obs.1", "obs.2"]
+    assert_acts_as_the_agent(checkpoint, out, agent_envs(checkpoint))
+
+
 def test_a_masked_policy_of_a_vector_env_of_its_own_exports(tmp_path):
     """Its envs raise on a forbidden action: the check's random actions follow each row's mask."""
     checkpoint = train(tmp_path, "tests.envs_for_spaces:native_part_masks", native=True)
@@ -72,6 +99,36 @@ def test_a_recurrent_policy_of_a_vector_env_of_its_own_exports(tmp_path):
     out = exported(checkpoint, tmp_path)
     assert input_names_of(out) == ["obs", "rnn_hxs", "masks"]
     assert_acts_as_the_agent(checkpoint, out, cartpole_next_step(), steps=60)
+
+
+def test_multibinary_actions_come_in_the_agents_dtype(tmp_path):
+    checkpoint = train(tmp_path, "tests.envs_for_export:BinaryActionsEnv")
+    out = exported(checkpoint, tmp_path)
+    session = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].type == "tensor(int8)"
+    assert_acts_as_the_agent(checkpoint, out, agent_envs(checkpoint))
+
+
+def test_normalised_observations_export_at_the_oldest_opsets(tmp_path):
+    """The normaliser clips in float32: onnxruntime has no float64 Clip before opset 12."""
+    checkpoint = train(tmp_path, "CartPole-v1", "--norm-obs")
+    for opset in (7, 9, 11):
+        out = exported(checkpoint, tmp_path, "--opset", str(opset))
+        assert onnx.load(out).opset_import[0].version == opset
+        assert_acts_as_the_agent(checkpoint, out, agent_envs(checkpoint))
+
+
+def test_a_model_onnxruntime_cannot_load_is_one_paragraph(tmp_path, capsys, monkeypatch):
+    checkpoint = train(tmp_path, "CartPole-v1", "--norm-obs")
+
+    def no_kernel(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for Clip(6)")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", no_kernel)
+    code, err = outcome([checkpoint, str(tmp_path / "policy.onnx"), "--opset", "9"], capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "onnxruntime cannot run the model exported at opset 9" in err and "Clip(6)" in err
+    assert not (tmp_path / "policy.onnx").exists()
 
 
 def test_atari_metadata_names_the_pipeline_and_ale_stays_quiet(tmp_path):
@@ -89,3 +146,12 @@ def test_atari_metadata_names_the_pipeline_and_ale_stays_quiet(tmp_path):
     assert "Atari pipeline" in meta["frame_processing"]
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims[1:]] == [4, 84, 84]
+
+
+def test_parts_that_would_share_an_input_name_are_refused():
+    """``"0"`` becomes ``obs.0``, which the part ``0`` of a Tuple under ``obs`` already is."""
+    box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    space = plan_observations(gym.spaces.Dict({"0": box, "obs": gym.spaces.Tuple((box,))})).space
+    policy = make_policy(space, gym.spaces.Discrete(2))
+    with pytest.raises(ConfigError, match="the observation part 'obs.0' has the name of the observation part '0'"):
+        input_names(DeterministicPolicy(policy, space, None))
