@@ -75,6 +75,7 @@ class Agent:
         ``obs`` is an ended episode's last observation (``terminated | truncated`` of the step
         that gave it), which a next-step autoreset vector env keeps in its batch and whose
         action it ignores: there, as in training, a mask may allow no action (a game over)."""
+        _check_switch(deterministic, "act", "deterministic")
         try:
             batch, single, allowed = self._batch(obs, action_mask)
         except ValueError as exc:
@@ -155,15 +156,18 @@ class Agent:
         self,
         env: EnvSpec | None = None,
         episodes: int = 10,
-        seed: int = 0,
+        seed: int | None = 0,
         env_kwargs: dict[str, Any] | None = None,
         deterministic: bool = True,
     ) -> list[float]:
         """The true returns of ``episodes`` episodes on ``env`` built with ``env_kwargs`` (defaults:
         the agent's env and env_kwargs, ``load``'s, else the checkpoint's), the episodes' envs
-        seeded from ``seed``, acting on the policy's mode, or sampling with ``deterministic=False``."""
+        seeded from ``seed`` (``None``: 0), acting on the policy's mode, or sampling with
+        ``deterministic=False`` (its samples seeded from ``seed`` too)."""
         episodes = whole_number(episodes, "episodes", 1)
-        check_value("seed", whole_number(seed, "seed", 0))
+        seed = whole_number(0 if seed is None else seed, "seed", 0)
+        check_value("seed", seed)
+        _check_switch(deterministic, "evaluate", "deterministic")
         config = self.config.replace(env_name=env_name(env)) if env is not None else self.config
         if env_kwargs is not None:
             config = config.replace(env_kwargs=json_text(env_kwargs, "env_kwargs"))
@@ -201,6 +205,12 @@ def _part(obs: Any, key: str) -> Any:
     return value
 
 
+def _check_switch(value: Any, method: str, name: str) -> None:
+    """ValueError unless ``value`` is a bool: ``deterministic="no"`` must not act as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{method}: {name} must be True or False, got {value!r}.")
+
+
 def _per_row(value: Any, n: int, name: str) -> np.ndarray:
     """``value`` (a bool, or one per row) as (n,) bools; ValueError for another shape."""
     rows = np.asarray(value, dtype=np.bool_)
@@ -228,11 +238,13 @@ def _layout(array: np.ndarray, space: gym.Space, single: bool, what: str) -> np.
     channels_last = (shape[1], shape[2], shape[0]) if len(shape) == 3 else None
     if batch.shape[1:] != shape and batch.shape[1:] == channels_last:  # (a cube is taken as it comes)
         batch = np.transpose(batch, (0, 3, 1, 2))
-    if not single and array.shape == shape:
+    batched = array.ndim == len(shape) + 1 and array.shape[1:] == shape
+    if array.shape == shape and not single or batched and single:
+        this, first = ("a batch", "one observation") if single else ("one observation", "a batch")
         raise ValueError(
-            f"act: {what} has shape {array.shape}, one observation's, and the observation's first part is a batch: "
-            f"give every part (and the action mask) with the same leading batch axis, "
-            f"({', '.join(['B', *map(str, shape)])})."
+            f"act: {what} has shape {array.shape}, {this}, and the observation's first part is {first}: give every "
+            f"part (and the action mask) with the same leading batch axis, ({', '.join(['B', *map(str, shape)])}), "
+            "or none."
         )
     if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape:
         raise ValueError(

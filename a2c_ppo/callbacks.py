@@ -80,7 +80,10 @@ class UpdateInfo:
             raise ValueError(
                 f"record: {name!r} is a value the run logs itself; give yours another name (e.g. 'custom/{name}')."
             )
-        self.recorded[name] = float(value)
+        try:
+            self.recorded[name] = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"record: {name!r} takes a number, got {value!r}") from None
 
 
 Callback = Callable[[UpdateInfo], "bool | None"]

@@ -9,12 +9,12 @@ together are in ``validate``.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from a2c_ppo.api_values import unknown_setting
 from a2c_ppo.config import (
     SETTINGS,
     RunConfig,
@@ -182,10 +182,7 @@ def _check_typed(typed: dict[str, Any]) -> None:
     """Each typed value against its declaration; unknown names are refused."""
     for name, value in typed.items():
         if name not in SETTINGS or SETTINGS[name].spec.flag is None:
-            known = [known for known, declared in SETTINGS.items() if declared.spec.flag is not None]
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise ConfigError(f"{name!r} is not a setting{hint}; see main.py --help for every setting.")
+            raise unknown_setting(name)
         check_value(name, value)
 
 
