@@ -80,6 +80,19 @@ def test_the_beta_schedule_on_both_sides_of_the_band(kl, target, expected):
     assert agent.kl_coef == expected
 
 
+def test_a_hand_gradient_with_the_kl_penalty_is_refused():
+    """The hand-written gradient is the clip objective's; main.py pairs the penalty with autograd."""
+    from a2c_ppo.algo.hand_gradient import HandGradient
+    from a2c_ppo.fastpath import fast_mlp
+
+    policy = make_policy()
+    parts = fast_mlp(policy)
+    assert parts is not None
+    with pytest.raises(ValueError, match="the KL penalty's gradient comes from autograd"):
+        PPO(policy, clip_param=0.2, ppo_epoch=1, num_mini_batch=1, value_loss_coef=0.5, entropy_coef=0.0, lr=1e-3,
+            variant="kl-penalty", gradient=HandGradient(parts))  # fmt: skip
+
+
 def make_policy():
     torch.manual_seed(0)
     from a2c_ppo.model import Policy

@@ -43,6 +43,7 @@ from a2c_ppo.algo.common import (
     standardized,
 )
 from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters, clip_flat_gradient
+from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import Minibatch, RolloutStorage, take_rows
 
@@ -224,6 +225,8 @@ class PPO:
         self.reducer = reducer
         self.clip_value_loss = use_clipped_value_loss
         self.variant, self.kl_coef, self.kl_target = variant, kl_coef, kl_target
+        if variant == "kl-penalty" and isinstance(gradient, HandGradient):  # (builders.make_agent never pairs them)
+            raise ValueError("the KL penalty's gradient comes from autograd: give PPO no HandGradient with it")
         self.gradient = gradient if gradient is not None else AutogradGradient(actor_critic, autocast)
         # One buffer for all parameters: zeroing, clipping and Adam are one op each per minibatch.
         self.flat = FlatParameters(actor_critic.parameters())
