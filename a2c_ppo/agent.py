@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -17,7 +18,7 @@ from a2c_ppo.envs.make import make_env
 from a2c_ppo.envs.normalize import VecNormalize, frozen_statistics, normalized
 from a2c_ppo.envs.torch_env import env_action_converter
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.evaluation import run_episodes
+from a2c_ppo.evaluation import EVAL_MAX_EPISODE_STEPS, left_out, run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import Obs, obs_from_numpy
 from a2c_ppo.sde import resample_noise
@@ -163,7 +164,9 @@ class Agent:
         """The true returns of ``episodes`` episodes on ``env`` built with ``env_kwargs`` (defaults:
         the agent's env and env_kwargs, ``load``'s, else the checkpoint's), the episodes' envs
         seeded from ``seed`` (``None``: 0), acting on the policy's mode, or sampling with
-        ``deterministic=False`` (its samples seeded from ``seed`` too)."""
+        ``deterministic=False`` (its samples seeded from ``seed`` too). An episode still going
+        after ``EVAL_MAX_EPISODE_STEPS`` steps (an env without a time limit) is left out, with a
+        RuntimeWarning: fewer returns than ``episodes``."""
         episodes = whole_number(episodes, "episodes", 1)
         seed = whole_number(0 if seed is None else seed, "seed", 0)
         check_value("seed", seed)
@@ -184,7 +187,11 @@ class Agent:
                 if self.normalization:
                     envs.envs.load_state_dict(self.normalization)
                 envs.envs.eval()
-            return [ret for ret, _ in run_episodes(self.policy, envs, episodes, deterministic=deterministic, seed=seed)]
+            played = run_episodes(self.policy, envs, episodes, deterministic=deterministic, seed=seed,
+                                  max_episode_steps=EVAL_MAX_EPISODE_STEPS)  # fmt: skip
+            if len(played) < episodes:
+                warnings.warn(f"evaluate: {left_out(len(played), episodes)}.", RuntimeWarning, stacklevel=2)
+            return [ret for ret, _ in played]
         finally:
             envs.close()
 

@@ -167,7 +167,7 @@ class EvalCallback:
 
     def __call__(self, info: UpdateInfo) -> None:
         from a2c_ppo.envs.subproc import EnvWorkerError
-        from a2c_ppo.evaluation import EVAL_MAX_EPISODE_STEPS, evaluate
+        from a2c_ppo.evaluation import evaluate, left_out
 
         config = info.config
         if not config.eval_interval or (info.update % config.eval_interval and not info.last):
@@ -179,12 +179,8 @@ class EvalCallback:
         except EnvWorkerError as exc:  # named as the evaluation's: its "env 0" is not a training env
             exc.args = (f"the evaluation's {exc}",)
             raise
-        cut = (
-            f" ({config.eval_episodes - len(returns)} of {config.eval_episodes} episodes did not end within "
-            f"{EVAL_MAX_EPISODE_STEPS:,} steps and were left out: give the env a time limit, e.g. "
-            "gymnasium.wrappers.TimeLimit, or max_episode_steps where it is registered)"
-            if len(returns) < config.eval_episodes else ""
-        )  # fmt: skip
+        cut = left_out(len(returns), config.eval_episodes)
+        cut = f" ({cut})" if cut else ""
         if not returns:
             self.logger.print(f"Evaluation: no episode finished, no result this time{cut}")
             return

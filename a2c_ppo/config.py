@@ -180,7 +180,9 @@ class RunConfig:
         "width of the MLP towers / CNN feature layer and of the recurrent layer",
         POLICY,
         low=1,
-        high=65_536,  # a wider MLP would not fit in memory (a 65,536 x 65,536 layer is 16 GiB)
+        # wider would not fit in memory: a 16,384 x 16,384 layer is 1 GiB, and the MLP's two
+        # towers hold one each, with its gradient and Adam's two moments beside it (8 GiB)
+        high=16_384,
         auto="64 for vector observations, 512 for images",
     )
     activation: str = setting(
@@ -196,7 +198,13 @@ class RunConfig:
         POLICY,
         low=0,
     )
-    log_std_init: float = setting(0.0, "initial log-std of a Gaussian policy", POLICY)
+    log_std_init: float = setting(
+        0.0,
+        "initial log-std of a Gaussian policy",
+        POLICY,
+        low=-20.0,
+        high=20.0,  # a std of 2e-9 to 5e8
+    )
     ortho_init: bool = setting(
         True,
         "orthogonal initialisation of the policy's layers (off: PyTorch's default, SB3's ortho_init=False)",

@@ -122,12 +122,18 @@ def check_declared(declared: Declared, value: Any, source: str = "") -> None:
     number = {int: numbers.Integral, float: numbers.Real}.get(kind, kind)
     if not isinstance(value, number) or isinstance(value, bool):
         raise ConfigError(f"{flag} must be {'an integer' if kind is int else 'a ' + kind.__name__}, got {value!r}.")
-    if kind is float and not math.isfinite(value):
-        raise ConfigError(f"{flag} must be a finite number, got {value}.")
+    if kind is float and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+        raise ConfigError(
+            f"{flag} must be a finite number within float32's range (the policy computes in float32), got {value}."
+        )
     if kind in (int, float):
         _check_range(flag, value, spec, kind)
     if spec.json_object:
         json_object(value, flag)
+
+
+#: The largest float32: a setting beyond it overflows the tensors it reaches.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _check_range(flag: str, value: float, spec: Setting, kind: type) -> None:

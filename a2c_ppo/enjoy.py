@@ -32,7 +32,7 @@ from a2c_ppo.envs.frames import env_identity
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
-from a2c_ppo.evaluation import run_episodes
+from a2c_ppo.evaluation import EVAL_MAX_EPISODE_STEPS, left_out, run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.paths import check_writable_dir, check_writable_file, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.restore_check import check_finite, load_model, restored
@@ -289,9 +289,8 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             finished[0] = i + 1
             console.out.line(f"episode {i + 1}: return {ret:.2f}, length {length}")
 
-        episodes = run_episodes(
-            replay.policy, replay.envs, args.num_episodes, deterministic=not args.non_det, seed=seed, on_episode=report
-        )
+        episodes = run_episodes(replay.policy, replay.envs, args.num_episodes, deterministic=not args.non_det,
+                                seed=seed, on_episode=report, max_episode_steps=EVAL_MAX_EPISODE_STEPS)  # fmt: skip
     except DependencyNotInstalled as exc:
         replay.envs.close()
         raise ConfigError(f"{exc}. {VIDEO_HINT}") from exc
@@ -304,12 +303,18 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             _write_trajectories(args.record_trajectories, replay, spaces, recorded, path)
         raise
     replay.envs.close()
+    if len(episodes) < args.num_episodes and args.video_dir:  # closing saved the episode the cap cut: not whole
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(args.video_dir, f"rl-video-episode-{len(episodes)}.mp4"))
     if recorded is not None:
         _write_trajectories(args.record_trajectories, replay, spaces, recorded, path)
     returns = [ret for ret, _ in episodes]
-    console.out.line(
-        f"mean return over {_plural(len(returns), 'episode')}: {np.mean(returns):.2f} (std {np.std(returns):.2f})"
-    )
+    if len(returns) < args.num_episodes:
+        console.out.line(f"Note: {left_out(len(returns), args.num_episodes)}.")
+    if returns:
+        console.out.line(
+            f"mean return over {_plural(len(returns), 'episode')}: {np.mean(returns):.2f} (std {np.std(returns):.2f})"
+        )
     if args.video_dir:
         console.out.line(f"videos written to {args.video_dir}")
     return episodes

@@ -89,6 +89,17 @@ def _play(
 EVAL_MAX_EPISODE_STEPS = 100_000
 
 
+def left_out(played: int, asked: int) -> str:
+    """What the console says of the episodes ``EVAL_MAX_EPISODE_STEPS`` left out ("" for none)."""
+    if played >= asked:
+        return ""
+    return (
+        f"{asked - played} of {asked} episodes did not end within {EVAL_MAX_EPISODE_STEPS:,} steps and were left "
+        "out: give the env a time limit, e.g. gymnasium.wrappers.TimeLimit, or max_episode_steps where it is "
+        "registered"
+    )
+
+
 def evaluate(
     policy: Policy, envs: TorchVecEnv, num_episodes: int, seed: int, normalization: dict[str, Any] | None
 ) -> list[float]:

@@ -36,7 +36,7 @@ def summary(returns: Sequence[float], whose: str = "") -> str:
         return "no episode finished yet"
     r = np.asarray(returns)
     return (
-        f"{whose}last {len(r)} episodes: mean/median return {r.mean():.1f}/{np.median(r):.1f}, "
+        f"{whose}last {len(r)} episode{'s' * (len(r) > 1)}: mean/median return {r.mean():.1f}/{np.median(r):.1f}, "
         f"min/max {r.min():.1f}/{r.max():.1f}"
     )
 

@@ -137,7 +137,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         values["run_dir"] = new_run_dir(values["log_dir"], values["env_name"], values["algo"], values["seed"])
     config = RunConfig(**values)
     check_typed_settings_apply(config, typed, spaces)  # before W&B or a worker starts
-    validate(config)
+    validate(config, origins)
     config = _with_chunk_length(config, notes)
     _check_policy_fits(config, *spaces)
     gail = None
@@ -292,14 +292,16 @@ def _preset_values(
     return {**family, **entry, **typed, "preset": preset}
 
 
-def validate(config: RunConfig) -> None:
+def validate(config: RunConfig, origins: dict[str, str]) -> None:
     """Raise ConfigError with what to change when settings are inconsistent with each other
-    (each one alone was checked against its declaration)."""
+    (each one alone was checked against its declaration); ``origins`` says where each came from."""
     batch = config.batch_size
     if batch % config.num_mini_batch != 0:
+        origin = origins.get("num_mini_batch", "typed")
+        whose = "" if origin == "typed" else f" (that count is the {origin}'s, made for its own batch)"
         raise ConfigError(
             f"the batch of --num-processes x --num-steps = {config.num_processes} x {config.num_steps} = {batch} "
-            f"samples does not split into --num-mini-batch {config.num_mini_batch} equal minibatches; "
+            f"samples does not split into --num-mini-batch {config.num_mini_batch} equal minibatches{whose}; "
             "choose a --num-mini-batch that divides it."
         )
     if config.algo == "acktr" and config.recurrent_policy:

@@ -74,6 +74,11 @@ class Trainer:
         self.envs = build_envs(config, config.num_processes, ctx.device, policy=self.policy)
         # Record the choices auto made, so that a resumed run makes the same ones.
         kind = self.envs.envs.unwrapped.metadata.get("vec_env", config.vec_env)
+        if config.vec_env == "auto" and config.num_workers and not getattr(self.envs.envs.unwrapped, "num_workers", 0):
+            self.notes.append(
+                f"--num-workers {config.num_workers}: unused, --vec-env auto chose no worker processes (measured "
+                "faster here); --vec-env subproc takes the workers."
+            )
         self.config = config = config.replace(overlap="on" if self.envs.overlap else "off", vec_env=kind)
         action_dim, action_dtype = action_shape(self.envs.action_space)
         self.rollouts = RolloutStorage(

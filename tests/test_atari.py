@@ -125,3 +125,13 @@ def test_episode_info_only_at_game_over_through_subproc():
         assert games >= 1 and life_losses >= 1
     finally:
         envs.close()
+
+
+@pytest.mark.parametrize("env_id", ["ALE/Backgammon-v5", "ALE/VideoCheckers-v5"])
+def test_the_two_games_whose_action_0_is_no_noop_start_without_noops(env_id):
+    """AtariPreprocessing's reset no-ops need action 0 to be NOOP: these games start without."""
+    env = make_env(env_id)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and env.unwrapped.get_action_meanings()[0] != "NOOP"
+    env.step(env.action_space.sample())
+    env.close()

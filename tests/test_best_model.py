@@ -177,3 +177,24 @@ def test_an_evaluation_stops_at_its_step_cap_with_the_episodes_finished(tmp_path
     out = capsys.readouterr().out
     assert said in out and "of 3 episodes did not end within 5 steps and were left out: give the env a time" in out
     assert bool(glob.glob(str(tmp_path / "runs" / "*" / "best.pt"))) == ("tiny" in env_name)
+
+
+def test_replays_stop_at_the_step_cap_too(tmp_path, capsys):
+    """enjoy.py and Agent.evaluate on an env whose episodes never end: they end, saying so."""
+    import a2c_ppo.agent
+    import a2c_ppo.enjoy
+    from a2c_ppo.api import load
+
+    flags = ["--env-name", "tests.envs_failing:endless_env", "--num-processes", "2", "--num-steps", "16",
+             "--num-env-steps", str(BATCH), *local_run_flags(tmp_path)]  # fmt: skip
+    launch(resolve(flags))
+    (checkpoint,) = glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.pt"))
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (a2c_ppo.evaluation, a2c_ppo.enjoy, a2c_ppo.agent):
+            patch.setattr(module, "EVAL_MAX_EPISODE_STEPS", 50)
+        assert enjoy_main(["--checkpoint", checkpoint, "--num-episodes", "2", "--trust-checkpoint"]) == 0
+        out = capsys.readouterr().out
+        assert "Note: 2 of 2 episodes did not end within 50 steps and were left out" in out and "mean return" not in out
+        with pytest.warns(RuntimeWarning, match="evaluate: 3 of 3 episodes did not end within 50 steps"):
+            assert load(checkpoint, trust_checkpoint=True).evaluate(episodes=3) == []

@@ -87,3 +87,23 @@ def test_auto_takes_envpool_where_it_is_a_candidate_and_measured_faster_by_the_m
     assert with_envpool(0.0, policy=lambda n: 0.75e-3 * n).overlap
     assert with_envpool(None) == Layout("subproc", 1, None, False)  # not a candidate: ours
     assert with_envpool(0.5e-3, vec_env="subproc").kind == "subproc"  # typed: as said
+
+
+@pytest.mark.parametrize(
+    ("layout", "said"), [(Layout("sync", 1, 2, False), True), (Layout("subproc", 1, 0, False), False)]
+)
+def test_a_num_workers_auto_leaves_unused_is_said(tmp_path, monkeypatch, layout, said):
+    """--vec-env auto may keep the envs in this process: a --num-workers given then does nothing."""
+    from a2c_ppo.arguments import resolve
+    from a2c_ppo.distributed import DistContext
+    from a2c_ppo.envs import make
+    from a2c_ppo.trainer import Trainer
+
+    monkeypatch.setattr(make, "choose_layout", lambda *args, **kwargs: layout)
+    config = resolve(["--num-workers", "1", "--num-processes", "2", "--log-dir", str(tmp_path)]).config
+    trainer = Trainer(config, DistContext())
+    try:
+        unused = [note for note in trainer.notes if note.startswith("--num-workers 1: unused, --vec-env auto chose")]
+        assert bool(unused) == said
+    finally:
+        trainer.close()

@@ -2,7 +2,8 @@
 
 ``wrap_atari(RecordEpisodeStatistics(gym.make(id, frameskip=1)))`` gives, from the inside out:
 
-1. ``AtariPreprocessing`` (gymnasium): up to 30 random no-ops on reset, repeat each action
+1. ``AtariPreprocessing`` (gymnasium): up to 30 random no-ops on reset (none for the two games
+   whose action 0 is not a no-op, Backgammon and VideoCheckers), repeat each action
    for 4 frames and max-pool the last two, 84x84 grayscale uint8.
 2. :class:`EpisodicLife`: a lost life ends the episode for the learner (``terminated``),
    but the game is really reset only at game over; otherwise ``reset()`` takes one no-op.
@@ -133,6 +134,9 @@ def wrap_atari(
     """
     if getattr(env.unwrapped, "_frameskip", 1) != 1:
         frame_skip = 1  # the env already repeats each action; do not skip twice
+    meanings = getattr(env.unwrapped, "get_action_meanings", lambda: ["NOOP"])()
+    if meanings[0] != "NOOP":  # (Backgammon, VideoCheckers) no no-op to start an episode with: none taken
+        noop_max = 0
     env = AtariPreprocessing(
         env,
         noop_max=noop_max,
