@@ -132,3 +132,14 @@ def test_a_missing_mujoco_is_told_what_to_install():
             "inspect_env('HalfCheetah-v5')")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode != 0 and 'install the extra: pip install -e ".[mujoco]"' in proc.stderr, proc.stderr
+
+
+def test_versions_are_suggested_newest_first_and_an_old_one_that_fails_names_the_current():
+    """HalfCheetah has v2 to v5: the newest comes first; v3 needs gymnasium-robotics (mujoco-py),
+    and its refusal names v5."""
+    from a2c_ppo.envs.check import inspect_env
+
+    assert suggestions("HalfCheetah")[:2] == ["HalfCheetah-v5", "HalfCheetah-v4"]
+    with pytest.raises(ConfigError, match=r"HalfCheetah-v3 is out of date, and gymnasium's current version is "
+                                          r"HalfCheetah-v5\.$"):  # fmt: skip
+        inspect_env("HalfCheetah-v3")

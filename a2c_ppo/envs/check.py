@@ -24,6 +24,7 @@ from a2c_ppo.envs.make import (
     register_atari,
 )
 from a2c_ppo.envs.native_layout import LaidOutVecEnv
+from a2c_ppo.envs.suggest import newer_version, suggestions
 from a2c_ppo.envs.timeouts import build_limit, close_within, env_time_limit
 from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
@@ -117,6 +118,9 @@ def _construction_failed(env_id: str, env_kwargs: dict[str, Any], exc: Exception
     """The ConfigError for an env constructor that raised ``exc``."""
     given = f" with keyword arguments {json.dumps(env_kwargs)}" if env_kwargs else ""
     fix = "Fix the env, its id or its keyword arguments (--env-kwargs)." if env_kwargs else "Fix the env or its id."
+    newer = newer_version(env_id)
+    if newer is not None:
+        fix = f"{fix.rstrip('.')}: {env_id} is out of date, and gymnasium's current version is {newer}."
     return ConfigError(
         f"--env-name {env_id!r}: building the env{given} raised {type(exc).__name__}: {str(exc).rstrip('.')}. {fix}"
     )
@@ -236,37 +240,6 @@ def _check_module_id(env_id: str) -> None:
     raise ConfigError(
         f"--env-name {env_id!r}: module {module_name!r} has no callable {name!r} and registers no id {name!r}.{hint}"
     )
-
-
-def _base_name(env_id: str) -> str:
-    """``"ALE/Pong-v5"`` -> ``"pong"``: the id without namespace and version, lower case."""
-    return env_id.rsplit("/", 1)[-1].rsplit("-v", 1)[0].lower()
-
-
-def suggestions(env_id: str, n: int = 3) -> list[str]:
-    """Registered ids for an unknown one: the same env in another namespace or version first
-    (``Pong-v5`` -> ``ALE/Pong-v5``), else ids whose names are close (``CartPol-v1``)."""
-    register_atari()
-    version = env_id.rsplit("-v", 1)[-1] if "-v" in env_id else None
-    target = _base_name(env_id)
-    by_name: dict[str, list[str]] = {}
-    for other in gym.registry:
-        if other != env_id:
-            by_name.setdefault(_base_name(other), []).append(other)
-    names = [target] if target in by_name else difflib.get_close_matches(target, list(by_name), n=n, cutoff=0.75)
-    from importlib.util import find_spec
-
-    # gymnasium's jax versions (phys2d/CartPole-v1, ...) cannot be built without jax: never suggested then.
-    needs = {"phys2d": "jax", "tabular": "jax"}
-
-    def buildable(other: str) -> bool:
-        namespace = other.split("/")[0] if "/" in other else ""
-        return namespace not in needs or find_spec(needs[namespace]) is not None
-
-    candidates = [other for name in names for other in by_name[name] if buildable(other)]
-    # The same version first, then the namespaced (ALE/...) ids, then the shortest.
-    candidates.sort(key=lambda other: (other.rsplit("-v", 1)[-1] != version, "/" not in other, len(other)))
-    return candidates[:n]
 
 
 def _check_registered(env_id: str) -> None:
