@@ -24,9 +24,12 @@ observations of the env and must give the policy's actions, else nothing is writ
 from __future__ import annotations
 
 import functools
+import importlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any, BinaryIO
@@ -57,12 +60,37 @@ CHECK_STEPS = 64  # env steps whose observations the exported model is checked o
 MIN_OPSET = 7
 
 
-def check_opset(opset: int) -> None:
-    """ConfigError unless torch's exporter writes ``opset`` and the installed onnx knows it."""
+def imported_holding_ctrl_c(*names: str) -> list[Any]:
+    """The modules ``names``, imported with a Ctrl-C held until they are, then raised
+    (KeyboardInterrupt): one that lands in a pybind11 extension as it initialises (onnxruntime's,
+    ale_py's) fails it (``ImportError: initialization failed``, read as "not installed") or
+    crashes the process at exit. ImportError where one is not installed."""
+    held: list[int] = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if in_main else None
     try:
-        import onnx
+        modules = [importlib.import_module(name) for name in names]
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+    return modules
+
+
+def onnx_modules() -> tuple[Any, Any]:
+    """``onnx`` and ``onnxruntime`` (``imported_holding_ctrl_c``); ConfigError where they are not
+    installed."""
+    try:
+        onnx, onnxruntime = imported_holding_ctrl_c("onnx", "onnxruntime")
     except ImportError:
         raise ConfigError(f"ONNX export needs onnx and onnxruntime: {INSTALL_HINT}.") from None
+    return onnx, onnxruntime
+
+
+def check_opset(opset: int) -> None:
+    """ConfigError unless torch's exporter writes ``opset`` and the installed onnx knows it."""
+    onnx, _ = onnx_modules()
     newest = onnx.defs.onnx_opset_version()
     try:  # torch states its exporter's newest opset in a private module only
         from torch.onnx._constants import ONNX_MAX_OPSET
@@ -119,11 +147,7 @@ def export(replay: Replay, out: str, opset: int = OPSET) -> tuple[list[str], boo
     """Write ``replay``'s deterministic policy to ``out`` as ONNX, checked with onnxruntime; the
     model's input names, and whether it takes any batch size (else one observation at a time).
     ConfigError where the policy cannot be exported."""
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError:
-        raise ConfigError(f"ONNX export needs onnx and onnxruntime: {INSTALL_HINT}.") from None
+    onnx, onnxruntime = onnx_modules()
     envs = replay.envs.envs
     module = DeterministicPolicy(
         replay.policy, envs.single_observation_space, envs if isinstance(envs, VecNormalize) else None
@@ -241,7 +265,7 @@ def quiet_ale() -> None:
     """Keep ALE's banner (its version, "[Powered by Stella]"), which each Atari env built in this
     process prints, out of the export's output, where ale_py is installed."""
     try:
-        import ale_py
+        (ale_py,) = imported_holding_ctrl_c("ale_py")
     except ImportError:
         return
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)

@@ -223,3 +223,20 @@ def test_the_export_command_runs_and_a_ctrl_c_at_any_moment_ends_it_in_one_line(
         return
     assert proc.returncode == 130 and stderr.strip() == "Stopped by Ctrl-C.", stderr
     assert not [name for name in os.listdir(tmp_path) if name.startswith("policy.onnx") or ".tmp-" in name]
+
+
+def test_a_ctrl_c_during_an_import_is_held_until_the_import_is_done(tmp_path, monkeypatch):
+    """A pybind11 extension interrupted as it initialises fails as "not installed", or crashes at
+    exit: onnx, onnxruntime and ale_py are imported with the Ctrl-C held, then raised."""
+    import signal
+
+    from a2c_ppo.onnx_export import imported_holding_ctrl_c
+
+    (tmp_path / "interrupted_on_import.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nfor _ in range(10_000):\n    pass\nDONE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        imported_holding_ctrl_c("interrupted_on_import")
+    assert sys.modules["interrupted_on_import"].DONE  # the import ran to its end first
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
