@@ -18,7 +18,7 @@ from a2c_ppo.envs.make import make_env
 from a2c_ppo.envs.normalize import VecNormalize, frozen_statistics, normalized
 from a2c_ppo.envs.torch_env import env_action_converter
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.evaluation import EVAL_MAX_EPISODE_STEPS, left_out, run_episodes
+from a2c_ppo.evaluation import left_out, run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import Obs, obs_from_numpy
 from a2c_ppo.sde import resample_noise
@@ -187,8 +187,7 @@ class Agent:
                 if self.normalization:
                     envs.envs.load_state_dict(self.normalization)
                 envs.envs.eval()
-            played = run_episodes(self.policy, envs, episodes, deterministic=deterministic, seed=seed,
-                                  max_episode_steps=EVAL_MAX_EPISODE_STEPS)  # fmt: skip
+            played = run_episodes(self.policy, envs, episodes, deterministic=deterministic, seed=seed)
             if len(played) < episodes:
                 warnings.warn(f"evaluate: {left_out(len(played), episodes)}.", RuntimeWarning, stacklevel=2)
             return [ret for ret, _ in played]

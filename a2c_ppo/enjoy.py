@@ -32,7 +32,7 @@ from a2c_ppo.envs.frames import env_identity
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
-from a2c_ppo.evaluation import EVAL_MAX_EPISODE_STEPS, left_out, run_episodes
+from a2c_ppo.evaluation import left_out, run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.paths import check_writable_dir, check_writable_file, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.restore_check import check_finite, load_model, restored
@@ -289,8 +289,9 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
             finished[0] = i + 1
             console.out.line(f"episode {i + 1}: return {ret:.2f}, length {length}")
 
-        episodes = run_episodes(replay.policy, replay.envs, args.num_episodes, deterministic=not args.non_det,
-                                seed=seed, on_episode=report, max_episode_steps=EVAL_MAX_EPISODE_STEPS)  # fmt: skip
+        episodes = run_episodes(
+            replay.policy, replay.envs, args.num_episodes, deterministic=not args.non_det, seed=seed, on_episode=report
+        )
     except DependencyNotInstalled as exc:
         replay.envs.close()
         raise ConfigError(f"{exc}. {VIDEO_HINT}") from exc

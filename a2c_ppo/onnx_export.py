@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -49,6 +48,7 @@ from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, Writ
 from a2c_ppo.files import write_atomically
 from a2c_ppo.onnx_graph import DeterministicPolicy, input_names
 from a2c_ppo.paths import check_writable_file
+from a2c_ppo.signals import StopSignals
 from a2c_ppo.spaces import ACTION_MASK, mask_splits
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'
@@ -65,17 +65,10 @@ def imported_holding_ctrl_c(*names: str) -> list[Any]:
     (KeyboardInterrupt): one that lands in a pybind11 extension as it initialises (onnxruntime's,
     ale_py's) fails it (``ImportError: initialization failed``, read as "not installed") or
     crashes the process at exit. ImportError where one is not installed."""
-    held: list[int] = []
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if in_main else None
-    try:
-        modules = [importlib.import_module(name) for name in names]
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-    if held:
-        raise KeyboardInterrupt
-    return modules
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return [importlib.import_module(name) for name in names]
+    with StopSignals() as signals, signals.deferred():
+        return [importlib.import_module(name) for name in names]
 
 
 def onnx_modules() -> tuple[Any, Any]:
