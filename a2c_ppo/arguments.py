@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from a2c_ppo.config import ALGOS, BY_PRESET, SETTINGS, Declared, RunConfig
 from a2c_ppo.console import fail, is_later_local_rank
-from a2c_ppo.declaration import flag_name, needs_met, show
+from a2c_ppo.declaration import flag_name, needs_met, needs_phrase, needs_state, show
 from a2c_ppo.errors import EXIT_BAD_INPUT, ConfigError
 from a2c_ppo.presets import presets_table
 from a2c_ppo.resolve import LaunchRequest, resolve_request
@@ -38,8 +38,7 @@ def _help(declared: Declared) -> str:
     if spec.algos != ALGOS:
         where.append(f"--algo {'/'.join(spec.algos)}")
     if spec.needs is not None:
-        need, _, wanted = spec.needs.partition("=")
-        where.append(f"with {flag_name(need)}" + (f" {wanted}" if wanted else ""))
+        where.append(f"with {needs_phrase(spec.needs)}")
     if default is BY_PRESET or spec.preset:
         shown = "by preset, see below"
     elif default is False:
@@ -139,8 +138,7 @@ def _unused_because(name: str, request: LaunchRequest) -> str | None:
     if config.algo not in spec.algos:
         return f"--algo {config.algo}"
     if spec.needs is not None and not needs_met(spec.needs, vars(config)):
-        need = spec.needs.partition("=")[0]
-        return f"{flag_name(need)} {show(getattr(config, need))}"
+        return needs_state(spec.needs, vars(config))
     if name == "log_dir" and request.in_place:
         return f"the run goes on in its folder {config.run_dir}"
     return None

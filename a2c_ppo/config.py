@@ -82,8 +82,9 @@ class RunConfig:
         0.5, "global gradient-norm clip", ALGORITHM, low=0.0, low_open=True, algos=("ppo", "a2c")
     )
     clip_param: float = setting(
-        0.2, "PPO ratio clip (and value clip)", ALGORITHM, low=0.0, low_open=True, algos=("ppo",), preset=True
-    )
+        0.2, "PPO ratio clip (and value clip)", ALGORITHM, low=0.0, low_open=True, algos=("ppo",), preset=True,
+        needs="ppo_variant=clip|clip_value_loss",
+    )  # fmt: skip
     ppo_epoch: int = setting(1, "PPO epochs per update", ALGORITHM, low=1, algos=("ppo",), preset=True)
     num_mini_batch: int = setting(1, "PPO minibatches per epoch", ALGORITHM, low=1, algos=("ppo",), preset=True)
     clip_value_loss: bool = setting(True, "PPO clipped value loss", ALGORITHM, algos=("ppo",), flag="on-off")

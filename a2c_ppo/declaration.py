@@ -205,13 +205,28 @@ def check_applies(settings: Mapping[str, Declared], config: Any, typed: set[str]
                 f"Drop {flag} or use --algo {spec.algos[0]}."
             )
         if spec.needs is not None and not needs_met(spec.needs, vars(config)):
-            need, _, wanted = spec.needs.partition("=")
-            given = f"{flag_name(need)} {wanted}" if wanted else flag_name(need)
-            raise ConfigError(f"{flag} only applies with {given}, and this run has {flag_name(need)} "
-                              f"{show(getattr(config, need))}. Drop {flag} or give {given}.")  # fmt: skip
+            given = needs_phrase(spec.needs)
+            raise ConfigError(f"{flag} only applies with {given}, and this run has "
+                              f"{needs_state(spec.needs, vars(config))}. Drop {flag} or give {given}.")  # fmt: skip
+
+
+def _alternatives(needs: str) -> list[tuple[str, str]]:
+    """A ``needs``'s alternatives as (setting, wanted value; ``""``: on), e.g. ``"ppo_variant=clip|
+    clip_value_loss"`` -> ``[("ppo_variant", "clip"), ("clip_value_loss", "")]``."""
+    return [(need, wanted) for need, _, wanted in (alternative.partition("=") for alternative in needs.split("|"))]
 
 
 def needs_met(needs: str, values: Mapping[str, Any]) -> bool:
-    """Whether a setting's ``needs`` (``"name"``: that one on; ``"name=value"``) holds in ``values``."""
-    need, _, wanted = needs.partition("=")
-    return show(values[need]) == wanted if wanted else bool(values[need])
+    """Whether a setting's ``needs`` holds in ``values``: ``"name"`` (that one on), ``"name=value"``,
+    or alternatives of these joined by ``|`` (one of them)."""
+    return any(show(values[need]) == wanted if wanted else bool(values[need]) for need, wanted in _alternatives(needs))
+
+
+def needs_phrase(needs: str) -> str:
+    """What ``needs`` asks for, as flags: ``--ppo-variant clip or --clip-value-loss``."""
+    return " or ".join(flag_name(need) + (f" {wanted}" if wanted else "") for need, wanted in _alternatives(needs))
+
+
+def needs_state(needs: str, values: Mapping[str, Any]) -> str:
+    """What ``values`` has of the settings ``needs`` names: ``--ppo-variant kl-penalty, --clip-value-loss off``."""
+    return ", ".join(f"{flag_name(need)} {show(values[need])}" for need, _ in _alternatives(needs))

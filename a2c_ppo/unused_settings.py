@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 
 from a2c_ppo.config import SETTINGS, RunConfig
-from a2c_ppo.declaration import BY_PRESET, check_applies, flag_name, needs_met, show
+from a2c_ppo.declaration import BY_PRESET, check_applies, flag_name, needs_met, needs_state
 from a2c_ppo.envs.layout import check_vector_env_flags
 from a2c_ppo.envs.normalize import normalized_parts
 from a2c_ppo.errors import ConfigError
@@ -55,8 +55,7 @@ def drop_unused(values: dict[str, Any], origins: dict[str, str]) -> None:
     for name, declared in SETTINGS.items():
         needs = declared.spec.needs
         if needs and origins.get(name) in ("env entry", "preset") and not needs_met(needs, values):
-            need = needs.partition("=")[0]
-            unused = f"unused ({flag_name(need)} {show(values[need])})"
+            unused = f"unused ({needs_state(needs, values)})"
             if declared.default is BY_PRESET:
                 origins[name] = f"{origins[name]}, {unused}"
             else:

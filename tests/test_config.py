@@ -79,9 +79,10 @@ def test_a_setting_typed_without_the_one_it_needs_is_refused_and_with_it_is_kept
     needing = {name: d.spec.needs for name, d in SETTINGS.items() if d.spec.needs is not None}
     assert {"recurrent_type", "gail_experts", "sde_sample_freq", "video_interval"} <= set(needing)
     for needs in needing.values():
-        needed, _, value = needs.partition("=")  # "name", or "name=value"
-        assert needed in SETTINGS and SETTINGS[needed].base_type in (bool, int, str)  # a switch, count or name
-        assert not value or value in (SETTINGS[needed].spec.choices or ())
+        for alternative in needs.split("|"):  # "name", or "name=value"; "|" joins alternatives
+            needed, _, value = alternative.partition("=")
+            assert needed in SETTINGS and SETTINGS[needed].base_type in (bool, int, str)  # a switch, count or name
+            assert not value or value in (SETTINGS[needed].spec.choices or ())
     pendulum = ["--env-name", "Pendulum-v1", "--preset", "mujoco"]
     with pytest.raises(SystemExit):
         parse_args(["--sde-sample-freq", "4", *pendulum])
@@ -92,6 +93,18 @@ def test_a_setting_typed_without_the_one_it_needs_is_refused_and_with_it_is_kept
     with pytest.raises(SystemExit):  # the default typed does nothing either: refused as well
         parse_args(["--sde-sample-freq", "-1"])
     assert "--sde-sample-freq only applies with --use-sde" in capsys.readouterr().err
+
+
+def test_a_setting_that_needs_one_of_two_is_kept_with_either_and_refused_with_neither(capsys):
+    kl = ["--ppo-variant", "kl-penalty"]
+    assert parse_args([*kl, "--clip-param", "0.3"]).clip_param == 0.3  # the value loss's clip
+    assert parse_args(["--no-clip-value-loss", "--clip-param", "0.3"]).clip_param == 0.3  # the ratio's clip
+    with pytest.raises(SystemExit):
+        parse_args([*kl, "--no-clip-value-loss", "--clip-param", "0.3"])
+    assert (
+        "--clip-param only applies with --ppo-variant clip or --clip-value-loss, and this run has --ppo-variant "
+        "kl-penalty, --clip-value-loss off. Drop --clip-param" in capsys.readouterr().err
+    )
 
 
 def test_every_preset_sets_the_by_preset_settings_and_only_declared_preset_ones():
