@@ -18,6 +18,7 @@ from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.envs import check_env_id
 from a2c_ppo.envs.frames import EnvRecipe, recipe_of
+from a2c_ppo.errors import ConfigError
 from tests.helpers import ROOT
 
 # Sutton & Barto's CartPole reward: 0 a step and -1 at the fall, where the default gives +1 a step.
@@ -104,3 +105,19 @@ def test_text_anywhere_in_nested_env_kwargs_counts():
             check_trusted(SimpleNamespace(env_kwargs=kwargs, env_name="CartPole-v1", policy_base=None), {}, False, "f")
     plain = SimpleNamespace(env_kwargs='{"sizes": [1, 2.5], "on": true}', env_name="X", policy_base=None)
     check_trusted(plain, {}, False, "f")  # the names of the arguments, numbers and switches are data enough
+
+
+def test_a_keyword_the_constructor_does_not_take_is_named_with_those_it_takes():
+    """Before: gymnasium's TypeError, wrapped with the id and every keyword argument again."""
+    with pytest.raises(ConfigError) as refused:
+        check_env_id("FrozenLake-v1", "off", "auto", EnvRecipe({"is_slipery": False}))
+    assert str(refused.value) == (
+        "--env-name 'FrozenLake-v1': --env-kwargs gives 'is_slipery', which FrozenLake-v1's constructor does not "
+        "take; it takes desc, map_name, is_slippery, success_rate, reward_schedule. Did you mean 'is_slippery'?"
+    )
+    with pytest.raises(ConfigError, match="'x', which tests.envs_for_tests:CounterEnv's constructor does not take"):
+        check_env_id("tests.envs_for_tests:CounterEnv", "off", "auto", EnvRecipe({"x": 1}))
+    with pytest.raises(ConfigError) as bad_value:  # another failure: the constructor's own words, once
+        check_env_id("LunarLander-v3", "off", "auto", EnvRecipe({"gravity": "x"}))
+    assert "raised TypeError: '<' not supported" in str(bad_value.value)
+    assert "environment creator" not in str(bad_value.value)

@@ -15,6 +15,7 @@ from gymnasium.vector import VectorEnv
 
 from a2c_ppo.envs.atari import is_atari_id
 from a2c_ppo.envs.frames import PLAIN, EnvRecipe
+from a2c_ppo.envs.keywords import RESERVED_ENV_KWARGS, build_error_text, keyword_not_taken
 from a2c_ppo.envs.make import (
     FACTORIES,
     import_module,
@@ -52,11 +53,6 @@ def check_env_id(
     """The observation and action spaces of ``env_id``'s env (see ``inspect_env``)."""
     report = inspect_env(env_id, action_masks, vec_env, recipe)
     return report.observation_space, report.action_space
-
-
-#: Keyword arguments a2c_ppo gives the env itself: ``render_mode`` (videos, enjoy.py) and, for
-#: Atari ids, ``frameskip`` (``wrap_atari`` skips frames with max-pooling).
-RESERVED_ENV_KWARGS = {"render_mode": "every id", "frameskip": "Atari ids"}
 
 
 def inspect_env(
@@ -116,14 +112,16 @@ def _check_recipe(env_id: str, recipe: EnvRecipe) -> None:
 
 def _construction_failed(env_id: str, env_kwargs: dict[str, Any], exc: Exception) -> ConfigError:
     """The ConfigError for an env constructor that raised ``exc``."""
+    not_taken = keyword_not_taken(env_id, env_kwargs, exc)
+    if not_taken is not None:
+        return ConfigError(f"--env-name {env_id!r}: {not_taken}")
     given = f" with keyword arguments {json.dumps(env_kwargs)}" if env_kwargs else ""
     fix = "Fix the env, its id or its keyword arguments (--env-kwargs)." if env_kwargs else "Fix the env or its id."
     newer = newer_version(env_id)
     if newer is not None:
         fix = f"{fix.rstrip('.')}: {env_id} is out of date, and gymnasium's current version is {newer}."
-    return ConfigError(
-        f"--env-name {env_id!r}: building the env{given} raised {type(exc).__name__}: {str(exc).rstrip('.')}. {fix}"
-    )
+    text = build_error_text(exc).rstrip(".")
+    return ConfigError(f"--env-name {env_id!r}: building the env{given} raised {type(exc).__name__}: {text}. {fix}")
 
 
 def _native_report(
