@@ -23,6 +23,7 @@ observations of the env and must give the policy's actions, else nothing is writ
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
 import gymnasium as gym
@@ -175,6 +176,27 @@ def write_bytes(data: bytes, f: BinaryIO) -> None:
     f.write(data)
 
 
+@contextlib.contextmanager
+def torch_log_discarded() -> Iterator[None]:
+    """Standard output (file descriptor 1, where torch's C++ log writes) sent to /dev/null for the
+    block. torch's TorchScript exporter turns that log on whatever ``verbose`` says
+    (``setup_onnx_logging`` tests the function ``_jit_is_onnx_log_enabled`` instead of calling
+    it), and where an operation has no export at the opset it prints the whole traced graph, some
+    50 lines ahead of our one paragraph."""
+    if sys.stdout is None:  # started with standard output closed: descriptor 1 may be another file's now
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def traced(module: DeterministicPolicy, names: list[str], obs: list[np.ndarray], opset: int, any_batch: bool) -> bytes:
     """``module`` as an ONNX model (bytes), traced on the observation inputs ``obs``, a batch of
     one, as the recurrent state it starts from."""
@@ -186,7 +208,7 @@ def traced(module: DeterministicPolicy, names: list[str], obs: list[np.ndarray],
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "policy.onnx")
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), torch_log_discarded():
                 # The TorchScript exporter (deprecated in favour of torch.export, which needs onnxscript)
                 # and its tracer warnings: the checks run the exported graph on other inputs.
                 warnings.simplefilter("ignore")

@@ -5,6 +5,7 @@ dtype, on batches of the env's observations."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -129,6 +130,29 @@ def test_a_model_onnxruntime_cannot_load_is_one_paragraph(tmp_path, capsys, monk
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "onnxruntime cannot run the model exported at opset 9" in err and "Clip(6)" in err
     assert not (tmp_path / "policy.onnx").exists()
+
+
+def test_an_operation_an_old_opset_lacks_is_one_paragraph_without_torchs_graph(tmp_path, capfd):
+    """torch's exporter prints the whole traced graph on standard output where an operation has no
+    export at the opset (masked logits' masked_fill below 9): the user sees our paragraph alone."""
+    checkpoint = train(tmp_path, "Taxi-v4")
+    capfd.readouterr()  # the training's console
+    with pytest.raises(SystemExit) as stop:
+        export.main([checkpoint, str(tmp_path / "policy.onnx"), "--opset", "8"])
+    code, (out, err) = stop.value.code, capfd.readouterr()
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "masked_fill" in err and "opset 8" in err
+    assert "graph" not in out + err, out
+    assert not (tmp_path / "policy.onnx").exists()
+
+
+def test_the_export_runs_with_standard_output_closed(tmp_path):
+    """Started with descriptor 1 closed (``>&-``), ``sys.stdout`` is None: the export still writes."""
+    checkpoint, out = train(tmp_path, "CartPole-v1"), str(tmp_path / "policy.onnx")
+    done = subprocess.run([sys.executable, "-m", "a2c_ppo.export", checkpoint, out], cwd=ROOT, text=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120,
+                          preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert done.returncode == 0 and os.path.exists(out), done.stderr
 
 
 def test_atari_metadata_names_the_pipeline_and_ale_stays_quiet(tmp_path):
