@@ -42,7 +42,7 @@ PANELS_PER_ROW = 3
 @dataclass
 class Curve:
     """One run's scalar ``metric``: ``steps`` and ``values`` are 1-D arrays of the same length;
-    ``first_update``: the update its log starts at (after 1: a resumed run's new folder)."""
+    ``first_update``: the update its log starts at; ``run_dir``: its folder (``""``: joined runs)."""
 
     env: str
     label: str
@@ -50,6 +50,7 @@ class Curve:
     steps: np.ndarray
     values: np.ndarray
     first_update: int = 1
+    run_dir: str = ""
 
 
 @dataclass
@@ -164,7 +165,7 @@ def load_curves(paths: Sequence[str], metric: str) -> list[Curve]:
         # Runs from several folders are told apart by their folder (e.g. runs/baseline, runs/lr1e-3).
         parent = os.path.basename(_group_folder(run_dir))
         label = f"{parent}/{algo}" if len(parents) > 1 else algo
-        curves.append(Curve(env, label, seed, *data, first_update=_first_update(run_dir)))
+        curves.append(Curve(env, label, seed, *data, first_update=_first_update(run_dir), run_dir=run_dir))
     if not curves:
         hint = " (evaluation runs only with main.py --eval-interval N)" if metric == EVAL_METRIC else ""
         raise ConfigError(
@@ -189,19 +190,33 @@ def _first_update(run_dir: str) -> int:
         return 1
 
 
+def _resumed(curve: Curve) -> bool:
+    """Whether ``curve``'s run continues a checkpoint in a new folder: every run writes its
+    TensorBoard config text at the env steps it starts from, 0 for a new one. Without event files,
+    whether its progress.csv starts after update 1 (a new run's starts at --log-interval's first)."""
+    if curve.run_dir and glob.glob(os.path.join(curve.run_dir, "events.out.*")):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(curve.run_dir, size_guidance={"scalars": 1, "tensors": 0})
+        events.Reload()
+        if "hyperparameters/text_summary" in events.Tags()["tensors"]:
+            return min(e.step for e in events.Tensors("hyperparameters/text_summary")) > 0
+    return curve.first_update > 1
+
+
 def _key(curve: Curve) -> tuple[str, str, str]:
     return curve.env, curve.label, curve.seed
 
 
 def join_resumed(curves: Sequence[Curve]) -> list[Curve]:
-    """Each run resumed into a new folder (a log that starts after update 1) joined to the run of
-    its env, label and seed that starts before it, as one seed: the earlier run's points up to
-    where the resumed one starts, then the resumed one's (which redoes the updates after its
-    checkpoint). A resumed run without such an earlier run stays as it is, starting late."""
+    """Each run resumed into a new folder (``_resumed``) joined to the run of its env, label and
+    seed that starts before it, as one seed: the earlier run's points up to where the resumed one
+    starts, then the resumed one's (which redoes the updates after its checkpoint). A resumed run
+    without such an earlier run stays as it is, starting late; new runs of one seed stay apart."""
     joined: list[Curve] = []
     for curve in sorted(curves, key=lambda c: (c.env, c.label, c.seed, c.steps[0])):
         before = joined[-1] if joined else None
-        if curve.first_update <= 1 or before is None or _key(before) != _key(curve):
+        if before is None or _key(before) != _key(curve) or not _resumed(curve):
             joined.append(curve)
             continue
         kept = before.steps < curve.steps[0]

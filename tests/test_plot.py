@@ -222,3 +222,20 @@ def test_a_run_resumed_into_a_new_folder_is_joined_to_the_run_it_continues(two_s
     )
     alone = plot.load_curves([os.path.join(two_seeds, "CartPole-v1__ppo__seed1__20260101-000200")], RETURN)
     np.testing.assert_allclose(alone[0].steps, [300, 400])  # without the run it continues: as it is
+
+
+def test_new_runs_of_one_seed_logged_every_ten_updates_are_not_joined_as_resumed(tmp_path, capsys):
+    """The default --log-interval 10: a new run's log starts at update 10 too. Its config text,
+    which every run writes to TensorBoard at the env steps it starts from, says it is new (step 0)
+    where a resumed run's says where it resumed; two new runs of seed 1 stay two runs."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    legs = {"000000": (0, [1000, 2000]), "000100": (0, [1000, 2000, 3000]), "000200": (2000, [3000, 4000])}
+    for time, (start, steps) in legs.items():
+        rows = [{"update": 10 * (i + 1), "env_steps": s, "time": i, RETURN: float(s)} for i, s in enumerate(steps)]
+        run_dir = write_run(tmp_path, f"CartPole-v1__ppo__seed1__20260101-{time}", rows)
+        with SummaryWriter(run_dir) as writer:
+            writer.add_text("hyperparameters", "|flag|value|", global_step=start)
+    curves = plot.load_curves([str(tmp_path)], RETURN)
+    assert [list(c.steps) for c in curves] == [[1000, 2000], [1000, 2000, 3000, 4000]]
+    assert capsys.readouterr().err.count("joined to the run it continues") == 1
