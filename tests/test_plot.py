@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from a2c_ppo import plot  # noqa: E402
+from a2c_ppo import plot, run_curves  # noqa: E402
 from a2c_ppo.errors import ConfigError  # noqa: E402
 
 RETURN = "charts/episodic_return"
@@ -116,10 +116,10 @@ def test_csv_columns_are_read_by_header_and_resumed_steps_keep_the_last_value(tm
         {"update": 2, "env_steps": 200},  # an evaluation row: no return
     ]
     run_dir = write_run(tmp_path, "CartPole-v1__ppo__seed1__20260101-000000", rows, columns)
-    steps, values = plot.read_metric(run_dir, RETURN)
+    steps, values = run_curves.read_metric(run_dir, RETURN)
     np.testing.assert_allclose(steps, [100, 200])
     np.testing.assert_allclose(values, [1.0, 3.0])
-    steps, values = plot.read_metric(run_dir, "losses/kl_estimate")
+    steps, values = run_curves.read_metric(run_dir, "losses/kl_estimate")
     np.testing.assert_allclose(values, [0.5])
 
 
