@@ -195,8 +195,8 @@ def join_resumed(curves: Sequence[Curve]) -> list[Curve]:
         dropped = int((~kept).sum())
         left_out = f" ({dropped} later point{'s' * (dropped > 1)} of that run left out)" if dropped else ""
         console.err.line(
-            f"{curve.env} / {curve.label}, seed {curve.seed}: a run resumed at update {curve.first_update} joined to "
-            "the run it continues, as one seed" + left_out
+            f"{curve.env} / {curve.label}, seed {curve.seed}: a resumed run (logged from update {curve.first_update}) "
+            "joined to the run it continues, as one seed" + left_out
         )
         joined[-1] = Curve(curve.env, curve.label, curve.seed, np.concatenate([before.steps[kept], curve.steps]),
                            np.concatenate([before.values[kept], curve.values]), before.first_update)  # fmt: skip

@@ -217,7 +217,7 @@ def test_a_run_resumed_into_a_new_folder_is_joined_to_the_run_it_continues(two_s
     assert [c.seed for c in curves] == ["1", "2"]
     np.testing.assert_allclose(curves[0].steps, [100, 200, 300, 400])
     np.testing.assert_allclose(curves[0].values, [0.0, 10.0, 50.0, 60.0])  # the original's 20 at 300 left out
-    assert "seed 1: a run resumed at update 3 joined to the run it continues, as one seed (1 later point of" in (
+    assert "seed 1: a resumed run (logged from update 3) joined to the run it continues, as one seed (1 later" in (
         capsys.readouterr().err
     )
     alone = plot.load_curves([os.path.join(two_seeds, "CartPole-v1__ppo__seed1__20260101-000200")], RETURN)
