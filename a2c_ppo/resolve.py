@@ -138,8 +138,8 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     config = RunConfig(**values)
     check_typed_settings_apply(config, typed, spaces)  # before W&B or a worker starts
     validate(config, origins)
-    config = _with_chunk_length(config, notes)
-    _check_policy_fits(config, *spaces)
+    recurrent = _check_policy_fits(config, *spaces)
+    config = _with_chunk_length(config, notes, recurrent)
     gail = None
     if config.gail:  # the expert file is read and checked before anything starts
         from a2c_ppo.builders import make_gail
@@ -305,11 +305,7 @@ def validate(config: RunConfig, origins: dict[str, str]) -> None:
             "choose a --num-mini-batch that divides it."
         )
     if config.algo == "acktr" and config.recurrent_policy:
-        raise ConfigError(
-            "--algo acktr does not support --recurrent-policy: K-FAC keeps Kronecker factors only for "
-            "Linear and Conv2d layers and cannot precondition the recurrent layer's shared weights. "
-            "Use --algo a2c or --algo ppo for a recurrent policy, or drop --recurrent-policy."
-        )
+        _refuse_recurrent_acktr("--recurrent-policy", "drop --recurrent-policy")
     if config.policy_base and config.cnn_head_size:
         raise ConfigError(
             "--cnn-head-size adds layers to the built-in CNN, and a --policy-base network builds its own; drop "
@@ -340,13 +336,23 @@ def validate(config: RunConfig, origins: dict[str, str]) -> None:
             raise ConfigError(f'{flag} needs {package}, which is not installed: pip install -e ".[{extra}]".')
 
 
-def _with_chunk_length(config: RunConfig, notes: list[str]) -> RunConfig:
+def _refuse_recurrent_acktr(what: str, instead: str) -> None:
+    """ConfigError: ACKTR with a recurrent network (``what``), and ``instead`` of it."""
+    raise ConfigError(
+        f"--algo acktr does not support {what}: K-FAC keeps Kronecker factors only for Linear and Conv2d "
+        "layers and cannot precondition the recurrent layer's shared weights. Use --algo a2c or --algo ppo "
+        f"for a recurrent policy, or {instead}."
+    )
+
+
+def _with_chunk_length(config: RunConfig, notes: list[str], recurrent: bool) -> RunConfig:
     """Recurrent PPO trains on whole sequences: there must be ``num_mini_batch`` equal sets of them.
 
-    Without ``--recurrent-chunk-length``, whole columns when they suffice, else the longest
-    chunk length that divides ``--num-steps`` and makes enough sequences (said in ``notes``).
+    ``recurrent``: whether the policy is (``--recurrent-policy``, or a ``--policy-base`` that
+    says so). Without ``--recurrent-chunk-length``, whole columns when they suffice, else the
+    longest chunk length that divides ``--num-steps`` and makes enough sequences (said in ``notes``).
     """
-    if not (config.recurrent_policy and config.algo == "ppo"):
+    if not (recurrent and config.algo == "ppo"):
         return config
     T, N, M = config.num_steps, config.num_processes, config.num_mini_batch
 
@@ -374,15 +380,18 @@ def _with_chunk_length(config: RunConfig, notes: list[str]) -> RunConfig:
         return config
     # Length 1 always fits (validate() made the batch divisible by M), so there is a longest one.
     length = next(length for length in range(T, 0, -1) if fits(length))
+    # the flag goes with the built-in network (a --policy-base one takes the length chosen here)
+    choose = " (set --recurrent-chunk-length to choose)" if config.recurrent_policy else ""
     notes.append(
         f"Recurrent chunk length {length}: whole columns ({N} sequences of {T} steps) cannot make "
-        f"{M} minibatches (set --recurrent-chunk-length to choose)."
+        f"{M} minibatches{choose}."
     )
     return config.replace(recurrent_chunk_length=length)
 
 
-def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any) -> None:
-    """Build the policy once on the CPU: unsupported spaces fail here, not after workers start."""
+def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any) -> bool:
+    """Build the policy once on the CPU: unsupported spaces fail here, not after workers start.
+    Returns whether the policy is recurrent (a ``--policy-base`` network says so itself)."""
     from a2c_ppo.builders import check_user_base, policy_for
 
     try:
@@ -393,3 +402,7 @@ def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: 
         raise ConfigError(f"--env-name {config.env_name!r}: {str(exc).rstrip('.')}.") from None
     if config.policy_base:
         check_user_base(policy, config.policy_base)
+        if policy.is_recurrent and config.algo == "acktr":
+            _refuse_recurrent_acktr(f"--policy-base {config.policy_base!r}, a recurrent network (is_recurrent)",
+                                    "give a feed-forward network")  # fmt: skip
+    return policy.is_recurrent

@@ -337,6 +337,22 @@ def test_a_recurrent_network_of_ones_own_trains_and_acts(tmp_path, algo):
     assert agent.policy.is_recurrent and agent.act(np.zeros(4)) in (0, 1)
 
 
+def test_a_recurrent_network_of_ones_own_is_refused_by_acktr_before_the_run(tmp_path):
+    """As --recurrent-policy is: a traceback from inside the run before."""
+    with pytest.raises(a2c_ppo.ConfigError, match="--algo acktr does not support --policy-base") as info:
+        train("CartPole-v1", algo="acktr", policy_base="tests.custom_nets:SmallGRU", **SMALL, **folders(tmp_path))
+    assert "is_recurrent" in str(info.value) and not os.path.exists(tmp_path / "runs")
+
+
+def test_a_recurrent_network_of_ones_own_gets_sequences_for_every_minibatch(tmp_path):
+    """One env's whole column is one sequence, too few for 4 minibatches: PPO cuts it into chunks
+    as for --recurrent-policy (the first update raised a ValueError before)."""
+    result = train("CartPole-v1", policy_base="tests.custom_nets:SmallGRU", **{**SMALL, "num_processes": 1},
+                   num_mini_batch=4, **folders(tmp_path))  # fmt: skip
+    assert result.env_steps == 64
+    assert load_checkpoint(result.checkpoint)["config"]["recurrent_chunk_length"] == 4
+
+
 def test_train_gives_back_the_callers_thread_count(tmp_path):
     torch.set_num_threads(2)
     try:
