@@ -360,7 +360,9 @@ def _with_chunk_length(config: RunConfig, notes: list[str], recurrent: bool) -> 
         chunks = N * (T // length)
         return T % length == 0 and chunks >= M and chunks % M == 0
 
-    length = config.recurrent_chunk_length
+    # a --policy-base network's length is always this choice (its flag is --recurrent-policy's): a
+    # resumed run's, made for the checkpoint's batch, is made again for this one
+    length = config.recurrent_chunk_length if config.recurrent_policy else None
     if length is not None:
         if T % length != 0:
             raise ConfigError(

@@ -351,6 +351,11 @@ def test_a_recurrent_network_of_ones_own_gets_sequences_for_every_minibatch(tmp_
                    num_mini_batch=4, **folders(tmp_path))  # fmt: skip
     assert result.env_steps == 64
     assert load_checkpoint(result.checkpoint)["config"]["recurrent_chunk_length"] == 4
+    # a resume with shorter columns chooses again (the checkpoint's 4 makes only 2 chunks of 8 steps)
+    resumed = train(resume=result.checkpoint, trust_checkpoint=True, num_steps=8, num_env_steps=80,
+                    **folders(tmp_path))  # fmt: skip
+    assert resumed.env_steps == 80
+    assert load_checkpoint(resumed.checkpoint)["config"]["recurrent_chunk_length"] == 2
 
 
 def test_train_gives_back_the_callers_thread_count(tmp_path):
