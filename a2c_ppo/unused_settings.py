@@ -20,12 +20,14 @@ from a2c_ppo.envs.normalize import normalized_parts
 from a2c_ppo.errors import ConfigError
 
 #: The built-in network's settings: a --policy-base network builds its own.
-BUILT_IN_NETWORK = ("hidden_size", "activation", "recurrent_policy")
+BUILT_IN_NETWORK = ("hidden_size", "activation", "recurrent_policy", "recurrent_type")
 
 
 def check_typed_settings_apply(config: RunConfig, typed: dict[str, Any], spaces: tuple[gym.Space, gym.Space]) -> None:
     """ConfigError for a setting in ``typed`` (name -> value) that ``config``'s run, on an env
     of these (observation, action) ``spaces``, would not use."""
+    if config.policy_base:  # before check_applies, whose advice (give --recurrent-policy) it would refuse
+        _check_built_in_network(config.policy_base, typed)
     check_applies(SETTINGS, config, set(typed))
     check_vector_env_flags(config.vec_env, config.overlap, set(typed))
     if typed.get("norm_obs") and not normalized_parts(spaces[0]):
@@ -37,14 +39,6 @@ def check_typed_settings_apply(config: RunConfig, typed: dict[str, Any], spaces:
         raise ConfigError(
             f"--log-std-init sets a Gaussian policy's spread, and {config.env_name!r} has {type(spaces[1]).__name__} "
             "actions (a categorical policy): drop --log-std-init."
-        )
-    given = [name for name in BUILT_IN_NETWORK if name in typed]
-    if config.policy_base and given:
-        flags = ", ".join(map(flag_name, given))
-        raise ConfigError(
-            f"{flags} {'shapes' if len(given) == 1 else 'shape'} the built-in network, and the --policy-base "
-            f"network builds its own (a recurrent one says so with is_recurrent); drop {flags} and give your "
-            "network its sizes with --policy-kwargs."
         )
 
 
@@ -60,3 +54,21 @@ def drop_unused(values: dict[str, Any], origins: dict[str, str]) -> None:
                 origins[name] = f"{origins[name]}, {unused}"
             else:
                 values[name], origins[name] = declared.default, f"default, {unused}"
+
+
+def _check_built_in_network(policy_base: str, typed: dict[str, Any]) -> None:
+    """ConfigError for a typed setting of the built-in network next to ``--policy-base``."""
+    given = [name for name in BUILT_IN_NETWORK if name in typed]
+    if given:
+        flags = ", ".join(map(flag_name, given))
+        raise ConfigError(
+            f"{flags} {'shapes' if len(given) == 1 else 'shape'} the built-in network, and the --policy-base "
+            f"network builds its own (a recurrent one says so with is_recurrent); drop {flags} and give your "
+            "network its sizes with --policy-kwargs."
+        )
+    if "recurrent_chunk_length" in typed:
+        raise ConfigError(
+            f"--recurrent-chunk-length cuts the sequences of --recurrent-policy's network; those of --policy-base "
+            f"{policy_base!r}, where it is recurrent, are whole columns, or the longest chunks that make "
+            "--num-mini-batch minibatches: drop --recurrent-chunk-length."
+        )

@@ -292,10 +292,18 @@ def test_a_network_that_does_not_keep_the_contract_is_refused_before_the_run(tmp
     assert "--policy-base '" in str(info.value) and not os.path.exists(tmp_path / "runs")
 
 
-@pytest.mark.parametrize("setting", [{"hidden_size": 32}, {"recurrent_policy": True}, {"activation": "relu"}])
-def test_settings_of_the_built_in_network_are_refused_with_ones_own(tmp_path, setting):
-    with pytest.raises(a2c_ppo.ConfigError, match="the built-in network"):
-        train("CartPole-v1", policy_base="tests.custom_nets:SmallNet", **setting, **SMALL, **folders(tmp_path))
+@pytest.mark.parametrize(
+    "setting, phrase",
+    [({"hidden_size": 32}, "the built-in network"), ({"recurrent_policy": True}, "the built-in network"),
+     ({"activation": "relu"}, "the built-in network"),
+     # these two were refused as needing --recurrent-policy, which the refusal above then refused
+     ({"recurrent_type": "lstm"}, "--recurrent-type shapes the built-in network"),
+     ({"recurrent_chunk_length": 8}, "those of --policy-base 'tests.custom_nets:SmallGRU', where it is recurrent")],
+)  # fmt: skip
+def test_settings_of_the_built_in_network_are_refused_with_ones_own(tmp_path, setting, phrase):
+    with pytest.raises(a2c_ppo.ConfigError, match=phrase) as info:
+        train("CartPole-v1", policy_base="tests.custom_nets:SmallGRU", **setting, **SMALL, **folders(tmp_path))
+    assert "give --recurrent-policy" not in str(info.value)
 
 
 class _StartsAtOne(gym.Env):
