@@ -29,6 +29,7 @@ from a2c_ppo.envs.make import is_continuous_control
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.paths import RUN_CHECKPOINT, check_writable_dir, new_run_dir
 from a2c_ppo.presets import PRESET_VALUES, auto_preset, env_entry, preset_values
+from a2c_ppo.storage import chunks_split, fitting_chunk_length
 from a2c_ppo.unused_settings import check_typed_settings_apply, drop_unused
 
 #: The settings that send a run's data to Weights & Biases: a resume takes them only as typed.
@@ -139,7 +140,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     check_typed_settings_apply(config, typed, spaces)  # before W&B or a worker starts
     validate(config, origins)
     recurrent = _check_policy_fits(config, *spaces)
-    config = _with_chunk_length(config, notes, recurrent)
+    _check_chunk_length(config, notes, recurrent)
     gail = None
     if config.gail:  # the expert file is read and checked before anything starts
         from a2c_ppo.builders import make_gail
@@ -345,31 +346,25 @@ def _refuse_recurrent_acktr(what: str, instead: str) -> None:
     )
 
 
-def _with_chunk_length(config: RunConfig, notes: list[str], recurrent: bool) -> RunConfig:
+def _check_chunk_length(config: RunConfig, notes: list[str], recurrent: bool) -> None:
     """Recurrent PPO trains on whole sequences: there must be ``num_mini_batch`` equal sets of them.
 
     ``recurrent``: whether the policy is (``--recurrent-policy``, or a ``--policy-base`` that
-    says so). Without ``--recurrent-chunk-length``, whole columns when they suffice, else the
-    longest chunk length that divides ``--num-steps`` and makes enough sequences (said in ``notes``).
+    says so). A given ``--recurrent-chunk-length`` must make them (ConfigError). Without one, the
+    storage takes ``fitting_chunk_length`` at each launch, for the batch of that launch (a resume
+    with other minibatches chooses again); a length other than whole columns is said in ``notes``.
     """
     if not (recurrent and config.algo == "ppo"):
-        return config
+        return
     T, N, M = config.num_steps, config.num_processes, config.num_mini_batch
-
-    def fits(length: int) -> bool:
-        chunks = N * (T // length)
-        return T % length == 0 and chunks >= M and chunks % M == 0
-
-    # a --policy-base network's length is always this choice (its flag is --recurrent-policy's): a
-    # resumed run's, made for the checkpoint's batch, is made again for this one
-    length = config.recurrent_chunk_length if config.recurrent_policy else None
+    length = config.recurrent_chunk_length
     if length is not None:
         if T % length != 0:
             raise ConfigError(
                 f"--recurrent-chunk-length {length} does not divide --num-steps {T}; choose a chunk length "
                 "that divides it."
             )
-        if not fits(length):
+        if not chunks_split(T, N, length, M):
             raise ConfigError(
                 f"a recurrent policy trains on sequences of --recurrent-chunk-length {length} steps: "
                 f"--num-processes x --num-steps / chunk length = {N} x {T} / {length} = {N * (T // length)} "
@@ -377,18 +372,15 @@ def _with_chunk_length(config: RunConfig, notes: list[str], recurrent: bool) -> 
                 "--recurrent-chunk-length, more --num-processes, or a --num-mini-batch that divides the number "
                 "of sequences."
             )
-        return config
-    if fits(T):
-        return config
-    # Length 1 always fits (validate() made the batch divisible by M), so there is a longest one.
-    length = next(length for length in range(T, 0, -1) if fits(length))
-    # the flag goes with the built-in network (a --policy-base one takes the length chosen here)
-    choose = " (set --recurrent-chunk-length to choose)" if config.recurrent_policy else ""
-    notes.append(
-        f"Recurrent chunk length {length}: whole columns ({N} sequences of {T} steps) cannot make "
-        f"{M} minibatches{choose}."
-    )
-    return config.replace(recurrent_chunk_length=length)
+        return
+    length = fitting_chunk_length(T, N, M)
+    if length != T:
+        # the flag goes with the built-in network (a --policy-base one takes the length chosen here)
+        choose = " (set --recurrent-chunk-length to choose)" if config.recurrent_policy else ""
+        notes.append(
+            f"Recurrent chunk length {length}: whole columns ({N} sequences of {T} steps) cannot make "
+            f"{M} minibatches{choose}."
+        )
 
 
 def _check_policy_fits(config: RunConfig, observation_space: Any, action_space: Any) -> bool:

@@ -90,6 +90,21 @@ _NEXT_FIELDS = ("recurrent_hidden_states", "masks")  # and obs, see _insert_targ
 ObsLayout = dict[str | None, tuple[tuple[int, ...], torch.dtype]]  # observations.obs_layout
 
 
+def chunks_split(num_steps: int, num_envs: int, length: int, num_mini_batch: int) -> bool:
+    """Whether ``num_envs`` columns of ``num_steps`` steps, cut into chunks of ``length``, make
+    ``num_mini_batch`` minibatches of equally many chunks."""
+    chunks = num_envs * (num_steps // length)
+    return num_steps % length == 0 and chunks >= num_mini_batch and chunks % num_mini_batch == 0
+
+
+def fitting_chunk_length(num_steps: int, num_envs: int, num_mini_batch: int) -> int:
+    """Recurrent PPO's chunk length where none is given: whole columns (``num_steps``) where they
+    make the minibatches, else the longest length that does (1 does wherever the batch splits
+    into ``num_mini_batch`` equal minibatches, which ``resolve.validate`` checks)."""
+    lengths = range(num_steps, 0, -1)
+    return next((length for length in lengths if chunks_split(num_steps, num_envs, length, num_mini_batch)), 1)
+
+
 class RolloutStorage:
     def __init__(
         self,
@@ -294,10 +309,11 @@ class RolloutStorage:
                 idx = perm[k * mini_batch_size : (k + 1) * mini_batch_size]
                 yield _rows(flat, idx)
 
-    def recurrent_chunks(self, chunk_length: int | None = None) -> tuple[int, int]:
-        """``(L, number of chunks)`` for sequences of ``chunk_length`` (None: the storage's)."""
+    def recurrent_chunks(self, num_mini_batch: int, chunk_length: int | None = None) -> tuple[int, int]:
+        """``(L, number of chunks)`` for sequences of ``chunk_length`` (None: the storage's, else
+        ``fitting_chunk_length``'s for ``num_mini_batch``)."""
         T, N = self.num_steps, self.num_processes
-        L = chunk_length or self.recurrent_chunk_length or T
+        L = chunk_length or self.recurrent_chunk_length or fitting_chunk_length(T, N, num_mini_batch)
         if L <= 0 or T % L != 0:
             raise ValueError(f"recurrent chunk length {L} must be positive and divide num_steps {T}")
         return L, N * (T // L)
@@ -309,19 +325,20 @@ class RolloutStorage:
         sample exactly once per pass.
 
         Every env column of T steps is cut into T / L chunks of L consecutive steps (L =
-        ``chunk_length``, else the storage's ``recurrent_chunk_length``, else T: whole
-        columns). The chunks are shuffled and dealt into ``num_mini_batch`` minibatches of
-        n chunks each, laid out time-major ``(L * n, ...)`` with the hidden state stored
-        before each chunk's first step as ``recurrent_hidden_states (n, H)``. Chunks that
-        do not start a column begin from the state computed during the rollout (by the
-        policy before this update), as in R2D2's "stored state".
+        ``chunk_length``, else the storage's ``recurrent_chunk_length``, else
+        ``fitting_chunk_length``: whole columns where they suffice). The chunks are shuffled
+        and dealt into ``num_mini_batch`` minibatches of n chunks each, laid out time-major
+        ``(L * n, ...)`` with the hidden state stored before each chunk's first step as
+        ``recurrent_hidden_states (n, H)``. Chunks that do not start a column begin from the
+        state computed during the rollout (by the policy before this update), as in R2D2's
+        "stored state".
 
         The reset rows of a next-step vector env stay in their sequences (the recurrence runs
         through them); each minibatch's ``transitions`` lists its other rows (none: ``empty``,
         possible with one-step chunks).
         """
         T, N = self.num_steps, self.num_processes
-        L, num_chunks = self.recurrent_chunks(chunk_length)
+        L, num_chunks = self.recurrent_chunks(num_mini_batch, chunk_length)
         if num_chunks < num_mini_batch:
             raise ValueError(
                 f"{num_chunks} sequences ({N} envs x {T // L} chunks of {L} steps) cannot make "

@@ -358,12 +358,20 @@ def test_a_recurrent_network_of_ones_own_gets_sequences_for_every_minibatch(tmp_
     result = train("CartPole-v1", policy_base="tests.custom_nets:SmallGRU", **{**SMALL, "num_processes": 1},
                    num_mini_batch=4, **folders(tmp_path))  # fmt: skip
     assert result.env_steps == 64
-    assert load_checkpoint(result.checkpoint)["config"]["recurrent_chunk_length"] == 4
-    # a resume with shorter columns chooses again (the checkpoint's 4 makes only 2 chunks of 8 steps)
+    assert load_checkpoint(result.checkpoint)["config"]["recurrent_chunk_length"] is None  # chosen at each launch
+    # a resume with shorter columns chooses again (4 would make only 2 chunks of 8 steps)
     resumed = train(resume=result.checkpoint, trust_checkpoint=True, num_steps=8, num_env_steps=80,
                     **folders(tmp_path))  # fmt: skip
     assert resumed.env_steps == 80
-    assert load_checkpoint(resumed.checkpoint)["config"]["recurrent_chunk_length"] == 2
+
+
+def test_a_resume_with_more_minibatches_chooses_the_chunk_length_again(tmp_path):
+    """The first launch chose chunks of 8 (1 column of 32 steps, 4 minibatches) and the checkpoint
+    kept that 8, so a resume with 8 minibatches was refused, naming a flag never typed."""
+    result = train("CartPole-v1", recurrent_policy=True, num_processes=1, num_steps=32, num_mini_batch=4,
+                   num_env_steps=64, **folders(tmp_path))  # fmt: skip
+    resumed = train(resume=result.checkpoint, num_mini_batch=8, num_env_steps=128, **folders(tmp_path))
+    assert resumed.env_steps == 128
 
 
 def test_train_gives_back_the_callers_thread_count(tmp_path):

@@ -10,6 +10,7 @@ from a2c_ppo.arguments import build_parser, resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.presets import PRESET_VALUES, presets_table
 from a2c_ppo.session import run
+from a2c_ppo.storage import fitting_chunk_length
 
 
 def test_cartpole_keeps_the_classic_settings():
@@ -72,9 +73,11 @@ def test_help_shows_every_preset_value():
 
 def test_recurrent_chunk_length_is_chosen_when_columns_are_too_few():
     request = resolve(["--recurrent-policy", "--num-processes", "2", "--num-mini-batch", "4"])
-    # 2 columns of 32 steps cannot make 4 minibatches; chunks of 16 make 4 sequences
-    assert request.config.recurrent_chunk_length == 16
+    # 2 columns of 32 steps cannot make 4 minibatches; chunks of 16 make 4 sequences. The config
+    # keeps "auto" (None), so that a resume with other minibatches chooses again
+    assert request.config.recurrent_chunk_length is None
     assert any("Recurrent chunk length 16" in note for note in request.notes)
+    assert fitting_chunk_length(32, 2, 4) == 16 and fitting_chunk_length(32, 8, 4) == 32
     assert resolve(["--recurrent-policy"]).config.recurrent_chunk_length is None  # 8 columns suffice
 
 

@@ -9,7 +9,7 @@ import torch
 from a2c_ppo.algo import PPO
 from a2c_ppo.algo.ppo import LOSS_NAMES
 from a2c_ppo.model import Policy
-from a2c_ppo.storage import Minibatch, RolloutStorage
+from a2c_ppo.storage import Minibatch, RolloutStorage, fitting_chunk_length
 from tests.helpers import BOX_OBS, rollout_from_policy
 
 
@@ -54,12 +54,14 @@ def test_feed_forward_generator_yields_every_sample_exactly_once(T, N, num_mini_
         (8, 3, 4, 2),
         (8, 1, 2, 4),  # one env, four minibatches: beyond the classic limit
         (8, 2, 1, 16),  # chunks of a single step
-        (8, 3, None, 2),  # 3 columns into 2 minibatches: uneven, still all covered
+        (8, 3, None, 2),  # 3 columns cannot make 2 equal minibatches: chunks of 4 (6 sequences) do
+        (8, 3, 8, 2),  # 3 columns into 2 minibatches as asked: uneven, still all covered
     ],
 )
 def test_recurrent_generator_yields_every_sample_exactly_once_as_sequences(T, N, chunk_length, num_mini_batch):
     s, advantages = labelled_storage(T, N)
-    L = chunk_length or T
+    L = chunk_length or fitting_chunk_length(T, N, num_mini_batch)
+    assert L == (chunk_length or (4 if (N, num_mini_batch) == (3, 2) else T))
     seen = []
     batches = list(s.recurrent_generator(advantages, num_mini_batch, chunk_length=chunk_length))
     assert len(batches) == num_mini_batch
