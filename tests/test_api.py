@@ -59,7 +59,7 @@ def test_the_mask_probe_of_an_async_vector_env_fails_none_of_its_workers(capfd):
     envs = gym.vector.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2,
                                      autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)  # fmt: skip
     try:
-        assert _native_masks(envs, "m:f", "auto") is False
+        assert _native_masks(envs, "m:f", "auto", envs.reset()[1]) is False
         assert envs.step(np.zeros(2, np.int64))[0].shape == (2, 4)  # its workers still answer
     finally:
         envs.close()

@@ -327,3 +327,72 @@ def test_recurrent_ppo_learns_on_a_next_step_vector_env(tmp_path):
     mine = train("tests.custom_nets:cartpole_next_step", policy_base="tests.custom_nets:SmallGRU", num_steps=32,
                  num_env_steps=256, **folders)  # fmt: skip
     assert mine.env_steps == 256
+
+
+class FaultyVecEnv(ScriptedVecEnv):
+    """A same-step ScriptedVecEnv whose reset, step or close does ``fault`` (never ending an episode)."""
+
+    def __init__(self, fault=None):
+        super().__init__(ends=[([False, False], [False, False])] * 100)
+        self.fault = fault
+
+    def reset(self, *, seed=None, options=None):
+        obs, infos = super().reset(seed=seed, options=options)
+        return obs, None if self.fault == "reset-infos" else infos
+
+    def step(self, actions):
+        if self.fault == "raises":
+            raise KeyError("the simulator lost a body")
+        obs, rewards, terminated, truncated, infos = super().step(actions)
+        faults = {
+            "rewards": (obs, rewards[:1], terminated, truncated, infos),  # numpy would broadcast it to every env
+            "flags": (obs, rewards, terminated[:, None], truncated, infos),
+            "obs": (obs[:1], rewards, terminated, truncated, infos),
+            "obs-list": (list(obs), rewards, terminated, truncated, infos),
+            "infos": (obs, rewards, terminated, truncated, None),
+        }
+        return faults.get(self.fault, (obs, rewards, terminated, truncated, infos))
+
+    def close_extras(self, **kwargs):
+        if self.fault == "close":
+            raise RuntimeError("the simulator would not shut down")
+
+
+@pytest.mark.parametrize(
+    "fault,match",
+    [
+        ("raises", r"FaultyVecEnv raised during step: KeyError: 'the simulator lost a body'"),
+        ("rewards", r"FaultyVecEnv's step returned rewards of shape \(1,\) where one per env, \(2,\)"),
+        ("flags", r"step returned terminated of shape \(2, 1\)"),
+        ("obs", r"step returned observations of shape \(1, 2\) where its observation_space has \(2, 2\)"),
+        ("obs-list", r"step returned observations as a list, not an array"),
+        ("infos", r"step returned infos of type NoneType where a dict"),
+        ("reset-infos", r"reset returned infos of type NoneType where a dict"),
+    ],
+)
+def test_a_vector_env_that_raises_or_breaks_the_contract_is_an_env_failure_naming_it(fault, match):
+    """What the user's vector env raises or returns malformed stops the run as an env failure
+    (EnvWorkerError, exit 3), not as a traceback from the rollout or a silently broadcast reward."""
+    from a2c_ppo.envs.subproc import EnvWorkerError
+
+    envs = NativeVecEnv(FaultyVecEnv(fault))
+    with pytest.raises(EnvWorkerError, match=match) as caught:
+        envs.reset()
+        envs.step(np.zeros(2, np.int64))
+    if fault == "raises":  # the env's own exception, for pdb.post_mortem
+        assert isinstance(caught.value.__cause__, KeyError)
+
+
+def test_a_vector_env_whose_close_raises_is_closed_quietly():
+    envs = NativeVecEnv(FaultyVecEnv("close"))
+    envs.reset()
+    envs.close()  # as the framework's own envs' close: what it raises is ignored, at a run's end too
+    assert envs.closed
+
+
+def test_a_vector_env_whose_first_reset_breaks_the_contract_is_refused_at_start(tmp_path):
+    from a2c_ppo import train
+
+    with pytest.raises(ConfigError, match=r"reset returned infos of type NoneType where a dict \(\{\} for none\)"):
+        train(partial(FaultyVecEnv, "reset-infos"), log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "m"))
+    assert not (tmp_path / "runs").exists()

@@ -24,7 +24,9 @@ from a2c_ppo.envs.make import (
     native_vector_env,
     register_atari,
 )
+from a2c_ppo.envs.native_checks import check_reset, guarded
 from a2c_ppo.envs.native_layout import LaidOutVecEnv
+from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.suggest import newer_version, suggestions
 from a2c_ppo.envs.timeouts import build_limit, close_within, env_time_limit
 from a2c_ppo.envs.wrappers import provides_action_masks
@@ -155,7 +157,7 @@ def _native_report(
                 "itself)."
             )
         notes = [f"Native vector env: {envs!r}.", *(envs.plan.notes if isinstance(envs, LaidOutVecEnv) else [])]
-        masks = _native_masks(envs, env_id, action_masks)
+        masks = _native_masks(envs, env_id, action_masks, _first_native_reset(envs, env_id, timeout))
         if masks:
             notes.append("Action masks: on (its observations' 'action_mask' part; masked actions are never taken).")
         space = envs.single_observation_space
@@ -164,11 +166,25 @@ def _native_report(
         close_within(envs)
 
 
-def _native_masks(envs: VectorEnv, env_id: str, action_masks: str) -> bool:
-    """Whether a native vector env's run masks actions: from an ``action_mask`` part of its Dict
-    observations, the one way a vector env can give them here. ConfigError where the env gives
-    masks another way (``infos["action_mask"]``, an ``action_masks()`` method of its envs) that
-    the run would otherwise ignore, or where ``--action-masks`` asks what it cannot do."""
+def _first_native_reset(envs: VectorEnv, env_id: str, timeout: float | None) -> dict[str, Any]:
+    """The infos of an unseeded reset of a native vector env, checked as the run checks it
+    (``native_checks``); ConfigError where it raises or returns what the run cannot read."""
+    name = type(envs.env if isinstance(envs, LaidOutVecEnv) else envs).__name__
+    with env_time_limit(f"env {env_id!r}", "its first reset in the start-up check", timeout, timeout):
+        try:
+            result = guarded(name, "reset", envs.reset)
+            check_reset(name, envs.observation_space, result)
+        except EnvWorkerError as exc:
+            raise ConfigError(f"--env-name {env_id!r}: {str(exc).splitlines()[0]}.") from exc
+    return result[1]
+
+
+def _native_masks(envs: VectorEnv, env_id: str, action_masks: str, infos: dict[str, Any]) -> bool:
+    """Whether a native vector env's run masks actions (``infos``: its first reset's): from an
+    ``action_mask`` part of its Dict observations, the one way a vector env can give them here.
+    ConfigError where the env gives masks another way (``infos["action_mask"]``, an
+    ``action_masks()`` method of its envs) that the run would otherwise ignore, or where
+    ``--action-masks`` asks what it cannot do."""
     space, discrete = envs.single_observation_space, mask_size(envs.single_action_space) is not None
     part = isinstance(space, gym.spaces.Dict) and ACTION_MASK in space.spaces
     if part and discrete:  # (with --action-masks off the part is left out already)
@@ -177,7 +193,6 @@ def _native_masks(envs: VectorEnv, env_id: str, action_masks: str) -> bool:
         raise _no_mask_fits(env_id, envs.single_action_space)
     if action_masks == "off" or not discrete:
         return False
-    _, infos = envs.reset()
     try:  # asked of each env: a missing method must not make an async vector env's workers fail
         method = any(envs.call("has_wrapper_attr", "action_masks"))  # type: ignore[attr-defined]
     except Exception:  # a vector env without gymnasium's call

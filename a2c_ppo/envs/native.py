@@ -7,7 +7,7 @@ autoreset, ``infos["final_obs"]`` / ``infos["final_info"]`` with ``_``-masks lai
 statistics ``final_info["episode"] = {"r", "l", "t"}`` for every finished episode.
 
 * ``SAME_STEP``: passed through. Every env that ended must have its ``final_obs`` (else a
-  RuntimeError names it).
+  an EnvWorkerError names it).
 * ``DISABLED``: the adapter resets the envs that ended, right after the step, with
   ``env.reset(options={"reset_mask": ended})``: exact same-step semantics.
 * ``NEXT_STEP`` (e.g. gymnasium's ``CartPoleVectorEnv``, ``SyncVectorEnv`` by default): the env
@@ -39,83 +39,17 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
 
 from a2c_ppo.envs.finite import check_masks
-from a2c_ppo.errors import ConfigError
+from a2c_ppo.envs.native_checks import autoreset_mode, check_reset, check_step, check_vector_env, guarded
+from a2c_ppo.envs.native_layout import LaidOutVecEnv
+from a2c_ppo.envs.subproc.protocol import EnvWorkerError
+from a2c_ppo.envs.timeouts import close_within
 from a2c_ppo.spaces import ACTION_MASK, mask_part_splits
 
 __all__ = ["NativeVecEnv", "check_vector_env", "EpisodeTracker", "info_rows", "merge_infos"]
-
-_MODES = ", ".join(f"AutoresetMode.{mode.name}" for mode in AutoresetMode)
-
-
-def _autoreset_mode(env: VectorEnv) -> AutoresetMode:
-    mode = env.metadata.get("autoreset_mode") if isinstance(env.metadata, dict) else None
-    try:
-        return AutoresetMode(mode)  # an AutoresetMode, or its value ("SameStep", ...)
-    except (ValueError, TypeError):
-        pass
-    what = "has no metadata['autoreset_mode']" if mode is None else f"has metadata['autoreset_mode'] = {mode!r}"
-    raise ConfigError(
-        f"The vector env {type(env).__name__} {what}; set it to one of {_MODES} (gymnasium.vector.AutoresetMode), "
-        "the mode in which the env resets finished sub-envs, so that the adapter can turn it into same-step "
-        "autoreset."
-    )
-
-
-def _check_batched(env: VectorEnv, which: str) -> None:
-    single: gym.Space = getattr(env, f"single_{which}_space")
-    batched: gym.Space = getattr(env, f"{which}_space")
-    try:
-        expected = batch_space(single, env.num_envs)
-    except Exception:  # a custom space gymnasium cannot batch: nothing to compare with
-        return
-    if batched == expected:
-        return
-    # Box bounds may be written differently; shape and dtype are what the learner relies on.
-    if isinstance(single, gym.spaces.Box) and isinstance(batched, gym.spaces.Box):
-        if batched.shape == expected.shape and batched.dtype == expected.dtype:
-            return
-    raise ConfigError(
-        f"The vector env {type(env).__name__} has {which}_space {batched}, but num_envs={env.num_envs} copies of "
-        f"its single_{which}_space {single} batch to {expected}. Set {which}_space = "
-        f"gymnasium.vector.utils.batch_space(single_{which}_space, num_envs) and make num_envs the number of "
-        "sub-envs (an EnvPool env: use a2c_ppo.envs.envpool_env.EnvPoolVecEnv instead)."
-    )
-
-
-def check_vector_env(env: Any) -> None:
-    """A ConfigError, saying what to change, if ``env`` is not a gymnasium ``VectorEnv`` that
-    :class:`NativeVecEnv` can adapt: a known ``metadata["autoreset_mode"]``, a positive
-    ``num_envs`` and batched spaces consistent with the single ones. Unsupported (single) space
-    types are left to the framework's own checks."""
-    if not isinstance(env, VectorEnv):
-        hint = (
-            " It is a single gymnasium.Env: vectorize it with gymnasium.vector.SyncVectorEnv([make_env] * n, "
-            "autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP) or gymnasium.make_vec(id, num_envs=n)."
-            if isinstance(env, gym.Env)
-            else " Build it with gymnasium.make_vec(id, num_envs=n) or gymnasium.vector.SyncVectorEnv / "
-            "AsyncVectorEnv, or subclass gymnasium.vector.VectorEnv."
-        )
-        raise ConfigError(f"Expected a gymnasium.vector.VectorEnv, got {type(env).__name__}.{hint}")
-    _autoreset_mode(env)
-    num_envs = getattr(env, "num_envs", None)
-    if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-        raise ConfigError(
-            f"The vector env {type(env).__name__} has num_envs = {num_envs!r}; set it to the number of sub-envs "
-            "(a positive int) in its __init__."
-        )
-    for which in ("observation", "action"):
-        if getattr(env, f"single_{which}_space", None) is None or getattr(env, f"{which}_space", None) is None:
-            raise ConfigError(
-                f"The vector env {type(env).__name__} lacks single_{which}_space or {which}_space; set both in its "
-                f"__init__ ({which}_space = gymnasium.vector.utils.batch_space(single_{which}_space, num_envs))."
-            )
-        _check_batched(env, which)
 
 
 class EpisodeTracker:
@@ -248,7 +182,7 @@ class NativeVecEnv(VectorEnv):
     def __init__(self, env: VectorEnv) -> None:
         check_vector_env(env)
         self.env = env
-        self.mode = _autoreset_mode(env)
+        self.mode = autoreset_mode(env)
         self.num_envs = int(env.num_envs)
         self.single_observation_space = env.single_observation_space
         self.single_action_space = env.single_action_space
@@ -261,6 +195,7 @@ class NativeVecEnv(VectorEnv):
         # NEXT_STEP: the envs whose next step is the wrapped env's reset step (a dummy row).
         self._resetting = np.zeros(self.num_envs, dtype=bool)
         self._mask_splits = mask_part_splits(self.single_observation_space, self.single_action_space)
+        self._name = type(env.env if isinstance(env, LaidOutVecEnv) else env).__name__  # the user's, for messages
 
     @property
     def dummy_steps(self) -> bool:
@@ -277,7 +212,7 @@ class NativeVecEnv(VectorEnv):
     ) -> tuple[Any, dict[str, Any]]:
         """Reset every env: obs (N, ...) and infos."""
         # Sync/Async take a list of seeds too, which VectorEnv.reset's annotation does not show.
-        obs, infos = self.env.reset(seed=cast(Any, seed), options=options)
+        obs, infos = self._reset(seed=cast(Any, seed), options=options)
         self._episodes.restart()
         self._resetting[:] = False
         if self._mask_splits is not None:
@@ -286,7 +221,9 @@ class NativeVecEnv(VectorEnv):
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One step of every env; see the module docstring for the infos."""
-        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        result = guarded(self._name, "step", lambda: self.env.step(actions))
+        check_step(self._name, self.num_envs, self.observation_space, result)
+        obs, rewards, terminated, truncated, infos = result
         rewards = np.array(rewards, dtype=np.float64)  # a copy: the NEXT_STEP mode edits it
         terminated = np.array(terminated, dtype=bool)
         truncated = np.array(truncated, dtype=bool)
@@ -301,6 +238,11 @@ class NativeVecEnv(VectorEnv):
             ended = self._resetting if self.mode == AutoresetMode.NEXT_STEP else None
             check_masks(obs[ACTION_MASK], self._mask_splits, skip=ended)
         return obs, rewards, terminated, truncated, infos
+
+    def _reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        result = guarded(self._name, "reset", lambda: self.env.reset(**kwargs))
+        check_reset(self._name, self.observation_space, result)
+        return result
 
     def _final_info(self, step_infos: dict[str, Any], ended: np.ndarray) -> dict[str, Any]:
         """The ending step's infos of the envs in ``ended``, with episode statistics where the
@@ -319,11 +261,13 @@ class NativeVecEnv(VectorEnv):
         has_final = infos.get("_final_obs")
         lacking = ended & ~has_final if isinstance(has_final, np.ndarray) else ended
         if lacking.any():
-            raise RuntimeError(
-                f"{type(self.env).__name__} (AutoresetMode.SAME_STEP) ended the episodes of env(s) "
+            raise EnvWorkerError(
+                f"{self._name} (AutoresetMode.SAME_STEP) ended the episodes of env(s) "
                 f"{np.flatnonzero(lacking).tolist()} without infos['final_obs'] for them: a same-step vector env "
                 "must give each finished env's last observation there (with the mask infos['_final_obs']), "
-                "as gymnasium's SyncVectorEnv does. Fix the env, or declare another autoreset mode."
+                "as gymnasium's SyncVectorEnv does. Fix the env, or declare another autoreset mode.",
+                env_index=int(np.flatnonzero(lacking)[0]),
+                worker_index=None,
             )
         infos = dict(infos)
         infos["final_info"] = self._final_info(infos.get("final_info", {}), ended)
@@ -338,7 +282,7 @@ class NativeVecEnv(VectorEnv):
         for i in np.flatnonzero(ended):
             final_obs[i] = _row(obs, int(i))
         obs = _copy_batch(obs)  # the env may reuse its buffer in the reset below
-        reset_obs, reset_infos = self.env.reset(options={"reset_mask": ended.copy()})
+        reset_obs, reset_infos = self._reset(options={"reset_mask": ended.copy()})
         _set_rows(obs, ended, reset_obs)
         out = merge_infos(info_rows(infos, ~ended), info_rows(reset_infos, ended))
         out["final_obs"], out["_final_obs"] = final_obs, ended.copy()
@@ -356,10 +300,12 @@ class NativeVecEnv(VectorEnv):
         """NEXT_STEP mode: report ends on their step, flag the following reset step as a dummy row."""
         dummy = self._resetting
         if (dummy & (terminated | truncated)).any():
-            raise RuntimeError(
-                f"{type(self.env).__name__} (AutoresetMode.NEXT_STEP) reported an episode end for env(s) "
+            raise EnvWorkerError(
+                f"{self._name} (AutoresetMode.NEXT_STEP) reported an episode end for env(s) "
                 f"{np.flatnonzero(dummy & (terminated | truncated)).tolist()} on their reset step; a next-step "
-                "vector env returns terminated = truncated = False on the step that resets an env."
+                "vector env returns terminated = truncated = False on the step that resets an env.",
+                env_index=int(np.flatnonzero(dummy & (terminated | truncated))[0]),
+                worker_index=None,
             )
         ended = terminated | truncated
         rewards[dummy] = 0.0
@@ -393,7 +339,7 @@ class NativeVecEnv(VectorEnv):
         self.env.set_attr(name, values)  # type: ignore[attr-defined]
 
     def close_extras(self, **kwargs: Any) -> None:
-        self.env.close(**kwargs)
+        close_within(self.env)  # what it raises ignored, left after a while: a run's end must not hang
 
     def __repr__(self) -> str:
         return f"NativeVecEnv({self.env!r}, autoreset_mode={self.mode.name})"
