@@ -129,6 +129,26 @@ def raising_reset_env() -> gym.Env:
     return _ResetRaises()
 
 
+class _ResetGivesNoInfo(TinyEnv):
+    """A reset whose info is ``info_kind`` (``None``, a list) rather than a dict."""
+
+    def __init__(self, info_kind: str) -> None:
+        super().__init__()
+        self.info_kind = info_kind
+
+    def reset(self, *, seed=None, options=None):
+        obs, _ = super().reset(seed=seed, options=options)
+        return obs, {"none": None, "list": [1]}[self.info_kind]
+
+
+def reset_info_none_env() -> gym.Env:
+    return _ResetGivesNoInfo("none")
+
+
+def reset_info_list_env() -> gym.Env:
+    return _ResetGivesNoInfo("list")
+
+
 def not_an_env() -> str:
     return "this is not an env"
 

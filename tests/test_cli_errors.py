@@ -82,6 +82,8 @@ MAIN_CASES = [
     (["--env-name", "tests.envs_failing:not_an_env"], "not_an_env"),
     (["--env-name", "tests.envs_failing:failing_constructor"], "failed on purpose"),
     (["--env-name", "tests.envs_failing:raising_reset_env"], "its first reset raised RuntimeError: the reset failed"),
+    (["--env-name", "tests.envs_failing:reset_info_none_env"], "its first reset returned the info None; gymnasium's"),
+    (["--env-name", "tests.envs_failing:reset_info_list_env"], "its first reset returned the info [1]; gymnasium's"),
     (["--env-name", "tests.envs_failing:text_observation_env"], "observation part 'mission' is Text("),
     (["--env-name", "tests.envs_failing:sequence_observation_env"], "a Sequence, which no encoder takes"),
     (["--env-name", "CartPole-v1", "--action-masks", "on"], "gives no action mask"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import reprlib
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -347,15 +348,23 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe, timeout
 
 def _first_reset(env: gym.Env, env_id: str, recipe: EnvRecipe) -> dict[str, Any]:
     """The info of an unseeded reset of ``env`` (the probe must not replay the seeds training
-    envs will get); ConfigError where the reset raises."""
+    envs will get); ConfigError where the reset raises or gives no info dict."""
     try:
-        return env.reset()[1]
+        result = env.reset()
     except Exception as exc:
         given = f" with keyword arguments {json.dumps(recipe.kwargs)}" if recipe.kwargs else ""
         raise ConfigError(
             f"--env-name {env_id!r}: the env{given} was built, and its first reset raised {type(exc).__name__}: "
             f"{str(exc).rstrip('.')}. Fix the env, or the settings it cannot run with."
         ) from exc
+    info = result[1] if isinstance(result, tuple) and len(result) == 2 else None
+    if not isinstance(info, dict):  # read for masks here, and by every wrapper and the vector env later
+        shown = f"the info {reprlib.repr(info)}" if isinstance(result, tuple) and len(result) == 2 else "no pair"
+        raise ConfigError(
+            f"--env-name {env_id!r}: its first reset returned {shown}; gymnasium's reset returns (observation, "
+            "info), the info a dict ({} where there is nothing to say). Fix the env's reset."
+        )
+    return info
 
 
 def _has_plan(env: gym.Env) -> bool:
