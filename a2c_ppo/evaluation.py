@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -18,6 +18,20 @@ from a2c_ppo.sde import resample_noise
 #: env without one, whose policy may never end an episode (CliffWalking walking into a wall),
 #: which would hold the run, or the replay, for good.
 EVAL_MAX_EPISODE_STEPS = 100_000
+
+
+@contextlib.contextmanager
+def eval_mode(policy: torch.nn.Module) -> Iterator[None]:
+    """``policy`` in eval mode in the block, each module's own mode restored after: a network of
+    one's own with dropout or batch norm plays as ``enjoy.py`` and ``load`` play it (deterministic
+    episodes stay deterministic), and playing changes none of its running statistics."""
+    modes = [(module, module.training) for module in policy.modules()]
+    policy.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def run_episodes(
@@ -45,7 +59,7 @@ def run_episodes(
     device = envs.device
     seeded_sampling = not deterministic and seed is not None
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices) if seeded_sampling else contextlib.nullcontext():
+    with eval_mode(policy), torch.random.fork_rng(devices=devices) if seeded_sampling else contextlib.nullcontext():
         if seeded_sampling:
             torch.manual_seed(seed)
         obs = envs.reset(seed=seed)

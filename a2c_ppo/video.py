@@ -29,6 +29,7 @@ from a2c_ppo.envs.make import make_env_fn
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import env_action_converter
 from a2c_ppo.errors import ConfigError, WriteFailedError
+from a2c_ppo.evaluation import eval_mode
 from a2c_ppo.logger import Logger
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import map_obs, obs_from_numpy
@@ -170,7 +171,7 @@ class EpisodeRecorder:
         masks = torch.zeros(1, 1, device=self.device)  # an episode start
         ended = False
         for _ in range(MAX_VIDEO_STEPS):
-            with torch.inference_mode():
+            with torch.inference_mode(), eval_mode(policy):
                 tensors = map_obs(lambda t: t.to(self.device), obs_from_numpy(obs, space))
                 _, action, _, rnn_hxs = policy.act(tensors, rnn_hxs, masks, deterministic=True)
             obs, _, terminated, truncated, infos = self.envs.step(self.to_env_actions(action))

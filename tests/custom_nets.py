@@ -25,6 +25,22 @@ class SmallNet(nn.Module):
         return self.value(features), features, rnn_hxs
 
 
+class DropoutNet(SmallNet):
+    """SmallNet with dropout, which records the mode and batch size of every forward pass in
+    ``calls`` (a class attribute a test clears)."""
+
+    calls: list[tuple[bool, int]] = []
+
+    def __init__(self, observation_space: gym.Space, width: int = 16) -> None:
+        super().__init__(observation_space, width)
+        self.dropout = nn.Dropout(0.5)
+
+    def forward(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor):
+        DropoutNet.calls.append((self.training, obs.size(0)))
+        features = self.dropout(self.body(obs))
+        return self.value(features), features, rnn_hxs
+
+
 class SmallGRU(nn.Module):
     """A recurrent base: B rows with B states when acting; T x N rows (time-major) with the N
     states the sequences start from in an update, a mask of 0 where an episode starts."""

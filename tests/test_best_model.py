@@ -195,3 +195,20 @@ def test_replays_stop_at_the_step_cap_too(tmp_path, capsys):
         assert "Note: 2 of 2 episodes did not end within 50 steps and were left out" in out and "mean return" not in out
         with pytest.warns(RuntimeWarning, match="evaluate: 3 of 3 episodes did not end within 50 steps"):
             assert load(checkpoint, trust_checkpoint=True).evaluate(episodes=3) == []
+
+
+def test_evaluations_play_a_network_of_ones_own_in_eval_mode_and_training_goes_on_in_train_mode(tmp_path):
+    """A base with dropout: the run's evaluations (one env: batches of 1, the rollout's are of 2)
+    play it in eval mode, deterministic as enjoy.py and load play it, and the updates after them
+    train it in train mode again."""
+    from a2c_ppo import train as train_api
+    from tests.custom_nets import DropoutNet
+
+    DropoutNet.calls.clear()
+    train_api("CartPole-v1", policy_base=DropoutNet, num_processes=2, num_steps=16, num_env_steps=64,
+              eval_interval=1, eval_episodes=1, vec_env="sync", overlap="off", log_dir=str(tmp_path / "runs"),
+              save_dir=str(tmp_path / "models"))  # fmt: skip
+    evaluation = [training for training, rows in DropoutNet.calls if rows == 1]
+    assert evaluation and not any(evaluation)
+    update = [training for training, rows in DropoutNet.calls if rows == 32]  # a whole batch: an update's pass
+    assert update and all(update)

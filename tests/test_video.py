@@ -178,3 +178,18 @@ def test_a_replay_stopped_by_ctrl_c_keeps_the_expert_episodes_played_whole(tmp_p
     assert enjoy.main(["--checkpoint", checkpoint, "--num-episodes", "5", "--record-trajectories", experts]) == 130
     assert len(load_trajectories(experts).lengths) == 2
     assert f"2 episodes of expert trajectories (2 terminated) written to {experts}" in capsys.readouterr().out
+
+
+def test_a_video_plays_a_network_of_ones_own_in_eval_mode(tmp_path):
+    """A base with dropout is filmed deterministic, as enjoy.py plays it (the rollout's batches
+    are of 2 envs, the video's of 1), and trains in train mode again after."""
+    from a2c_ppo import train as train_api
+    from tests.custom_nets import DropoutNet
+
+    DropoutNet.calls.clear()
+    train_api("CartPole-v1", policy_base=DropoutNet, num_processes=2, num_steps=16, num_env_steps=64,
+              capture_video=True, video_interval=1, vec_env="sync", overlap="off", log_dir=str(tmp_path / "runs"),
+              save_dir=str(tmp_path / "models"))  # fmt: skip
+    filmed = [training for training, rows in DropoutNet.calls if rows == 1]
+    assert filmed and not any(filmed)
+    assert all(training for training, rows in DropoutNet.calls if rows == 32)
