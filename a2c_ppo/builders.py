@@ -31,7 +31,7 @@ from a2c_ppo.fastpath import acting_function, fast_mlp
 from a2c_ppo.init import default_init
 from a2c_ppo.model import Policy, make_policy
 from a2c_ppo.observations import probe_obs
-from a2c_ppo.precision import PROBE_ROWS, autocast
+from a2c_ppo.precision import PROBE_ROWS, autocast, preserved_buffers, preserved_rng
 from a2c_ppo.sde import make_sde_head
 from a2c_ppo.spaces import ACTION_MASK
 from a2c_ppo.trajectories import load_trajectories, select_episodes, subsample
@@ -355,9 +355,10 @@ def precision_probe(policy: Policy, device: torch.device, rows: int = PROBE_ROWS
     masks = torch.ones(rows, 1, device=device)
 
     def step(precision: str) -> None:
-        with autocast(precision, device):
-            value, dist, _ = policy.evaluate(obs, rnn_hxs, masks)
-        (value.float().mean() - dist.entropy().float().mean()).backward()
+        with preserved_buffers(policy):  # restored after the backward pass, which may read them (batch norm)
+            with autocast(precision, device):
+                value, dist, _ = policy.evaluate(obs, rnn_hxs, masks)
+            (value.float().mean() - dist.entropy().float().mean()).backward()
         policy.zero_grad(set_to_none=True)
 
     return step
@@ -367,7 +368,8 @@ def policy_step_timer(policy: Policy, device: torch.device | str = "cpu", fast: 
     """``seconds(n)``: the median time of one deterministic act (as the rollout acts) on ``n``
     envs (observations of the policy's space), for the ``auto`` overlap choice of ``make_vec_envs``.
 
-    Deterministic, so that timing draws no random numbers and leaves the run's results alone.
+    Deterministic, and with torch's RNG and the policy's buffers restored, so that timing leaves
+    the run's results alone (a network of one's own may draw for dropout in train mode).
     """
     act = acting_function(policy, deterministic=True, fast=fast)
 
@@ -376,7 +378,7 @@ def policy_step_timer(policy: Policy, device: torch.device | str = "cpu", fast: 
         rnn_hxs = torch.zeros(n, policy.recurrent_hidden_state_size, device=device)
         masks = torch.ones(n, 1, device=device)
         times = []
-        with torch.inference_mode():
+        with torch.inference_mode(), preserved_rng(), preserved_buffers(policy):  # a base's dropout, batch norm
             for _ in range(repeats + 1):
                 start = time.perf_counter()
                 act(obs, rnn_hxs, masks)

@@ -94,3 +94,17 @@ def preserved_rng() -> Iterator[None]:
         torch.set_rng_state(state)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+
+
+@contextlib.contextmanager
+def preserved_buffers(module: torch.nn.Module) -> Iterator[None]:
+    """Leave ``module``'s buffers as they were: a probe's passes on made-up observations must not
+    reach the running statistics of a network of one's own (batch norm, a running mean of its
+    inputs, a counter), which train mode updates."""
+    saved = [(buffer, buffer.clone()) for buffer in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)

@@ -41,6 +41,23 @@ class DropoutNet(SmallNet):
         return self.value(features), features, rnn_hxs
 
 
+class ZeroRowsNet(SmallNet):
+    """SmallNet with running statistics of its own: batch norm, and the buffer ``zero_rows``,
+    which counts the all-zero observations its train-mode passes see (CartPole never gives one;
+    made-up probes do)."""
+
+    def __init__(self, observation_space: gym.Space, width: int = 16) -> None:
+        super().__init__(observation_space, width)
+        self.norm = nn.BatchNorm1d(width)
+        self.register_buffer("zero_rows", torch.zeros((), dtype=torch.long))
+
+    def forward(self, obs: torch.Tensor, rnn_hxs: torch.Tensor, masks: torch.Tensor):
+        if self.training:
+            self.zero_rows += (obs == 0).all(dim=1).sum()
+        features = self.norm(self.body(obs))
+        return self.value(features), features, rnn_hxs
+
+
 class SmallGRU(nn.Module):
     """A recurrent base: B rows with B states when acting; T x N rows (time-major) with the N
     states the sequences start from in an update, a mask of 0 where an episode starts."""

@@ -98,3 +98,17 @@ def test_frames_go_to_bf16_directly_with_the_values_a_float32_copy_would_give():
     floats = torch.rand(1, 1, 4, 4)
     before = floats.clone()
     assert torch.equal(scaled_frames(floats, 0.5), before * 0.5) and torch.equal(floats, before)
+
+
+def test_the_start_up_probes_leave_a_networks_running_statistics_alone(tmp_path, monkeypatch):
+    """The bf16 measurement and --overlap auto's timing pass made-up (zero) observations through
+    the policy in train mode; a network of one's own must start training with buffers that have
+    seen none of them."""
+    from a2c_ppo import load, train
+    from tests.custom_nets import ZeroRowsNet
+
+    monkeypatch.setattr(precision, "has_native_bf16", lambda device: True)  # measured on every machine
+    result = train("CartPole-v1", policy_base=ZeroRowsNet, num_processes=2, num_steps=16, num_env_steps=32,
+                   precision="auto", overlap="auto", vec_env="sync", log_dir=str(tmp_path / "runs"),
+                   save_dir=str(tmp_path / "models"))  # fmt: skip
+    assert load(result.checkpoint, policy_base=ZeroRowsNet).policy.base.zero_rows.item() == 0
