@@ -324,18 +324,21 @@ def check_user_base(policy: Policy, reference: str) -> None:
     try:
         with torch.no_grad():
             value, features, new_states = policy.base(obs, states, masks)
+            # its shapes before the action head reads the features: a head's error would not name them
+            if tuple(value.shape) != (rows, 1) or tuple(features.shape) != (rows, policy.base.output_size):
+                raise ConfigError(
+                    f"--policy-base {reference!r} returned a value of shape {tuple(value.shape)} and features of "
+                    f"shape {tuple(features.shape)} for {rows} observations; {expected}."
+                )
             _, action, _, _ = policy.act(obs, states, masks)
             policy.evaluate_actions(obs, states[:envs], masks, action)
+    except ConfigError:
+        raise
     except Exception as exc:
         raise ConfigError(
             f"--policy-base {reference!r} failed on {rows} observations (each part 0, or its space's value "
             f"nearest 0) ({type(exc).__name__}: {str(exc).strip()}); {expected}.{_masked_hint(policy.obs_space)}"
         ) from None
-    if tuple(value.shape) != (rows, 1) or tuple(features.shape) != (rows, policy.base.output_size):
-        raise ConfigError(
-            f"--policy-base {reference!r} returned a value of shape {tuple(value.shape)} and features of shape "
-            f"{tuple(features.shape)} for {rows} observations; {expected}."
-        )
     if policy.is_recurrent and tuple(new_states.shape) != tuple(states.shape):
         raise ConfigError(
             f"--policy-base {reference!r} returned rnn_hxs of shape {tuple(new_states.shape)} for {rows} states of "

@@ -244,6 +244,14 @@ class FlatValue(_Base):
         return self.value(features)[:, 0], features, rnn_hxs
 
 
+class WideFeatures(_Base):
+    """Features one wider than its output_size says, which the action head cannot read."""
+
+    def forward(self, obs, rnn_hxs, masks):
+        features = torch.cat([self.body(obs), obs[:, :1]], dim=1)
+        return self.value(features[:, :8]), features, rnn_hxs
+
+
 class TwoOutputs(_Base):
     def forward(self, obs, rnn_hxs, masks):
         features = self.body(obs)
@@ -283,6 +291,7 @@ class HalfState(_Base):
 @pytest.mark.parametrize(
     "base, phrase",
     [(FlatValue, r"returned a value of shape \(4,\)"), (TwoOutputs, "not enough values to unpack"),
+     (WideFeatures, r"features of shape \(4, 9\) for 4 observations; .*features \(B, output_size 8\)"),
      (NotFinite, "not finite"), (OneStepCell, "T x N rows, time-major"),
      (HalfState, r"returned rnn_hxs of shape \(4, 4\) for 4 states of its recurrent_hidden_state_size 8")],
 )  # fmt: skip
