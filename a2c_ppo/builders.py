@@ -270,13 +270,16 @@ def user_base(reference: str, observation_space: gym.Space, kwargs: dict[str, An
     module_name, _, name = reference.partition(":")
     what = f"--policy-base {reference!r}"
     try:
-        cls = getattr(import_module(module_name), name) if name else None
+        module = import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
             f"{what}: cannot import module {module_name!r} ({exc}); install it or fix the path."
         ) from None
-    except AttributeError:
-        cls = None
+    if name and not hasattr(module, name):
+        raise ConfigError(
+            f"{what}: module {module_name!r} has no {name!r}; give module:Class, a base (see the README)."
+        )
+    cls = getattr(module, name) if name else None
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise ConfigError(f"{what}: give module:Class, a torch.nn.Module subclass (a base, see the README).")
     try:

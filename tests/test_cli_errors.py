@@ -101,6 +101,7 @@ MAIN_CASES = [
     (["--cnn-head-size", "64"], "adds layers after the Nature CNN"),
     (["--policy-base", "tests.custom_nets:SmallNet", "--cnn-head-size", "8"], "a --policy-base network builds"),
     (["--policy-kwargs", "3"], "--policy-kwargs '3' must be a JSON object"),
+    (["--policy-base", "tests.custom_nets:SmallNett"], "module 'tests.custom_nets' has no 'SmallNett'"),
     (["--save-dir", "{root}/a_file"], "--save-dir"),
     (["--log-dir", "{root}/a_file"], "--log-dir"),
     (["--save-dir", "/proc/a2c_ppo_test"], "cannot be written"),
