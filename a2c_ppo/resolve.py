@@ -140,6 +140,9 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     check_typed_settings_apply(config, typed, spaces)  # before W&B or a worker starts
     validate(config, origins)
     recurrent = _check_policy_fits(config, *spaces)
+    if config.policy_base and not recurrent and "recurrent_chunk_length" in typed:
+        raise ConfigError(f"--recurrent-chunk-length only applies to a recurrent policy, and --policy-base "
+                          f"{config.policy_base!r} is not one (its is_recurrent is False): drop it.")  # fmt: skip
     _check_chunk_length(config, notes, recurrent)
     gail = None
     if config.gail:  # the expert file is read and checked before anything starts
@@ -375,11 +378,9 @@ def _check_chunk_length(config: RunConfig, notes: list[str], recurrent: bool) ->
         return
     length = fitting_chunk_length(T, N, M)
     if length != T:
-        # the flag goes with the built-in network (a --policy-base one takes the length chosen here)
-        choose = " (set --recurrent-chunk-length to choose)" if config.recurrent_policy else ""
         notes.append(
             f"Recurrent chunk length {length}: whole columns ({N} sequences of {T} steps) cannot make "
-            f"{M} minibatches{choose}."
+            f"{M} minibatches (set --recurrent-chunk-length to choose)."
         )
 
 

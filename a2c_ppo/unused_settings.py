@@ -27,8 +27,9 @@ def check_typed_settings_apply(config: RunConfig, typed: dict[str, Any], spaces:
     """ConfigError for a setting in ``typed`` (name -> value) that ``config``'s run, on an env
     of these (observation, action) ``spaces``, would not use."""
     if config.policy_base:  # before check_applies, whose advice (give --recurrent-policy) it would refuse
-        _check_built_in_network(config.policy_base, typed)
-    check_applies(SETTINGS, config, set(typed))
+        _check_built_in_network(typed)
+    # a --policy-base network may be recurrent itself (is_recurrent: resolve checks it once built)
+    check_applies(SETTINGS, config.replace(recurrent_policy=True) if config.policy_base else config, set(typed))
     check_vector_env_flags(config.vec_env, config.overlap, set(typed))
     if typed.get("norm_obs") and not normalized_parts(spaces[0]):
         raise ConfigError(
@@ -56,7 +57,7 @@ def drop_unused(values: dict[str, Any], origins: dict[str, str]) -> None:
                 values[name], origins[name] = declared.default, f"default, {unused}"
 
 
-def _check_built_in_network(policy_base: str, typed: dict[str, Any]) -> None:
+def _check_built_in_network(typed: dict[str, Any]) -> None:
     """ConfigError for a typed setting of the built-in network next to ``--policy-base``."""
     given = [name for name in BUILT_IN_NETWORK if name in typed]
     if given:
@@ -65,10 +66,4 @@ def _check_built_in_network(policy_base: str, typed: dict[str, Any]) -> None:
             f"{flags} {'shapes' if len(given) == 1 else 'shape'} the built-in network, and the --policy-base "
             f"network builds its own (a recurrent one says so with is_recurrent); drop {flags} and give your "
             "network its sizes with --policy-kwargs."
-        )
-    if "recurrent_chunk_length" in typed:
-        raise ConfigError(
-            f"--recurrent-chunk-length cuts the sequences of --recurrent-policy's network; those of --policy-base "
-            f"{policy_base!r}, where it is recurrent, are whole columns, or the longest chunks that make "
-            "--num-mini-batch minibatches: drop --recurrent-chunk-length."
         )

@@ -305,9 +305,8 @@ def test_a_network_that_does_not_keep_the_contract_is_refused_before_the_run(tmp
     "setting, phrase",
     [({"hidden_size": 32}, "the built-in network"), ({"recurrent_policy": True}, "the built-in network"),
      ({"activation": "relu"}, "the built-in network"),
-     # these two were refused as needing --recurrent-policy, which the refusal above then refused
-     ({"recurrent_type": "lstm"}, "--recurrent-type shapes the built-in network"),
-     ({"recurrent_chunk_length": 8}, "those of --policy-base 'tests.custom_nets:SmallGRU', where it is recurrent")],
+     # refused as needing --recurrent-policy, which the refusal above then refused
+     ({"recurrent_type": "lstm"}, "--recurrent-type shapes the built-in network")],
 )  # fmt: skip
 def test_settings_of_the_built_in_network_are_refused_with_ones_own(tmp_path, setting, phrase):
     with pytest.raises(a2c_ppo.ConfigError, match=phrase) as info:
@@ -372,6 +371,16 @@ def test_a_recurrent_network_of_ones_own_gets_sequences_for_every_minibatch(tmp_
     resumed = train(resume=result.checkpoint, trust_checkpoint=True, num_steps=8, num_env_steps=80,
                     **folders(tmp_path))  # fmt: skip
     assert resumed.env_steps == 80
+
+
+def test_a_chunk_length_is_taken_for_a_recurrent_network_of_ones_own_and_refused_for_another(tmp_path):
+    """Refused before as needing --recurrent-policy, a flag --policy-base refuses."""
+    one_env = {**SMALL, "num_processes": 1, "recurrent_chunk_length": 8}
+    result = train("CartPole-v1", policy_base="tests.custom_nets:SmallGRU", num_mini_batch=2, **one_env,
+                   **folders(tmp_path))  # fmt: skip
+    assert load_checkpoint(result.checkpoint)["config"]["recurrent_chunk_length"] == 8
+    with pytest.raises(a2c_ppo.ConfigError, match="--policy-base 'tests.custom_nets:SmallNet' is not one"):
+        train("CartPole-v1", policy_base="tests.custom_nets:SmallNet", **one_env, **folders(tmp_path))
 
 
 def test_a_resume_with_more_minibatches_chooses_the_chunk_length_again(tmp_path):
