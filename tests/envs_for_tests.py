@@ -255,6 +255,14 @@ class BadObsEnv(CounterEnv):
         return self.bad, reward, terminated, truncated, info
 
 
+class BadRewardEnv(CounterEnv):
+    """``step`` returns its reward as an array of shape (1,), as a simulator's sum may come."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, np.array([reward]), terminated, truncated, info
+
+
 class StrictActionEnv(gym.Env):
     """Refuses actions outside ``action_space`` (which may have a start); echoes the action."""
 

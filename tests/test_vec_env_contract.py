@@ -18,7 +18,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
 from a2c_ppo.envs.torch_env import env_action_converter
-from tests.envs_for_tests import ActionEchoEnv, BadObsEnv, CounterEnv, StrictActionEnv
+from tests.envs_for_tests import ActionEchoEnv, BadObsEnv, BadRewardEnv, CounterEnv, StrictActionEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,14 @@ def test_observation_of_the_wrong_shape_names_the_env(bad, in_main):
         envs.step(np.zeros(2, np.int64))
     assert info.value.env_index == 1
     assert envs.closed
+
+
+@pytest.mark.parametrize("in_main", [0, 1])
+def test_a_reward_that_is_no_number_names_the_env_and_the_reward(in_main):
+    envs = SubprocVecEnv([CounterEnv, BadRewardEnv], num_workers=1, in_main=in_main)
+    envs.reset(seed=0)
+    with pytest.raises(EnvWorkerError, match=r"env 1 returned the reward array\(\[.*\]\); a step's reward is one"):
+        envs.step(np.zeros(2, np.int64))
 
 
 @pytest.mark.parametrize("kind", ["ours", "async"])

@@ -192,7 +192,10 @@ class EnvBlock:
                 plain = plain or []
                 plain.append((i, info))
             self._put_obs(i, obs)
-            self.rewards[i] = reward
+            try:
+                self.rewards[i] = reward
+            except (TypeError, ValueError):  # numpy's words ("setting an array element with a sequence") name neither
+                raise ValueError(f"env {i} returned the reward {reward!r}; a step's reward is one number") from None
             self.terminated[i] = terminated
             self.truncated[i] = truncated
         return step_payload(plain, done)
