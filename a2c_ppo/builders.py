@@ -272,9 +272,8 @@ def user_base(reference: str, observation_space: gym.Space, kwargs: dict[str, An
     try:
         module = import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(
-            f"{what}: cannot import module {module_name!r} ({exc}); install it or fix the path."
-        ) from None
+        fix = "fix that module" if exc.__cause__ is not None else "install it or fix the path"  # its code raised
+        raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc}); {fix}.") from None
     if name and not hasattr(module, name):
         raise ConfigError(
             f"{what}: module {module_name!r} has no {name!r}; give module:Class, a base (see the README)."

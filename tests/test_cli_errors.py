@@ -80,6 +80,8 @@ MAIN_CASES = [
     (["--env-name", ":"], "--env-name"),
     (["--env-name", "no_such_module_xyz:Env"], "no_such_module_xyz"),
     (["--env-name", "tests.envs_failing:not_an_env"], "not_an_env"),
+    (["--env-name", "tests.module_that_raises:Env"], "importing it raised KeyError: 'episodes', at "),
+    (["--policy-base", "tests.module_that_raises:Net"], "module_that_raises.py, line 5); fix that module."),
     (["--env-name", "tests.envs_failing:failing_constructor"], "failed on purpose"),
     (["--env-name", "tests.envs_failing:raising_reset_env"], "its first reset raised RuntimeError: the reset failed"),
     (["--env-name", "tests.envs_failing:reset_info_none_env"], "its first reset returned the info None; gymnasium's"),

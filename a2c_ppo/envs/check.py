@@ -243,9 +243,8 @@ def _check_module_id(env_id: str) -> None:
     try:
         module = import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(
-            f"--env-name {env_id!r}: cannot import module {module_name!r} ({exc}). Install it or fix the module path."
-        ) from exc
+        fix = "Fix that module" if exc.__cause__ is not None else "Install it or fix the module path"  # its code raised
+        raise ConfigError(f"--env-name {env_id!r}: cannot import module {module_name!r} ({exc}). {fix}.") from exc
     if load_entry_point(env_id) is not None or name in gym.registry:  # importing may register the id
         return
     public = [attr for attr in dir(module) if not attr.startswith("_") and callable(getattr(module, attr))]

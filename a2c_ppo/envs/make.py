@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Callable
 from types import ModuleType
@@ -36,7 +38,25 @@ def import_module(name: str) -> ModuleType:
     """``importlib.import_module``, also finding modules in the current directory, as
     ``python -m`` does (a script's own folder, not the current one, starts ``sys.path``):
     ``--env-name toy_env:GoToTarget`` works where ``toy_env.py`` is. The current directory
-    goes last, so it shadows no installed package."""
+    goes last, so it shadows no installed package. A module whose own code raises comes as an
+    ImportError saying what it raised and where (its ``__cause__`` the exception)."""
+    try:
+        return _import_module(name)
+    except ImportError:
+        raise
+    except Exception as exc:  # the module's own code: a bug to point at, not a traceback through a2c_ppo
+        frames = traceback.extract_tb(exc.__traceback__)
+        try:
+            origin = getattr(importlib.util.find_spec(name), "origin", None)
+        except Exception:
+            origin = None
+        frame = ([f for f in frames if f.filename == origin] or frames)[-1]
+        raise ImportError(
+            f"importing it raised {type(exc).__name__}: {exc}, at {frame.filename}, line {frame.lineno}", name=name
+        ) from exc
+
+
+def _import_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
