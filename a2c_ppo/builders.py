@@ -309,6 +309,10 @@ def check_user_base(policy: Policy, reference: str) -> None:
     acting on 4 envs, then an update's pass (a recurrent base: 2 steps of 2 envs, the rows of a
     sequence minibatch with one state per env). ConfigError naming the base and what it returned,
     before any worker starts."""
+    complex_parts = [name for name, tensor in policy.state_dict().items() if tensor.is_complex()]
+    if complex_parts:  # a checkpoint holding them is refused on loading: a NaN would hide from its checks
+        raise ConfigError(f"--policy-base {reference!r} holds complex tensors ({', '.join(complex_parts)}), which "
+                          "a2c_ppo's checkpoints do not; keep them as real ones (torch.view_as_real).")  # fmt: skip
     rows = 4
     envs = 2 if policy.is_recurrent else rows
     obs = probe_obs(policy.obs_space, rows)

@@ -252,6 +252,18 @@ class WideFeatures(_Base):
         return self.value(features[:, :8]), features, rnn_hxs
 
 
+class ComplexBuffer(_Base):
+    """Holds a complex buffer, which a checkpoint cannot carry."""
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__(observation_space)
+        self.register_buffer("phase", torch.zeros(2, dtype=torch.complex64))
+
+    def forward(self, obs, rnn_hxs, masks):
+        features = self.body(obs)
+        return self.value(features), features, rnn_hxs
+
+
 class TwoOutputs(_Base):
     def forward(self, obs, rnn_hxs, masks):
         features = self.body(obs)
@@ -292,6 +304,7 @@ class HalfState(_Base):
     "base, phrase",
     [(FlatValue, r"returned a value of shape \(4,\)"), (TwoOutputs, "not enough values to unpack"),
      (WideFeatures, r"features of shape \(4, 9\) for 4 observations; .*features \(B, output_size 8\)"),
+     (ComplexBuffer, r"holds complex tensors \(base.phase\), which a2c_ppo's checkpoints do not"),
      (NotFinite, "not finite"), (OneStepCell, "T x N rows, time-major"),
      (HalfState, r"returned rnn_hxs of shape \(4, 4\) for 4 states of its recurrent_hidden_state_size 8")],
 )  # fmt: skip
