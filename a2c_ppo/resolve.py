@@ -154,7 +154,8 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         from a2c_ppo.restore_check import check_restorable
 
         check_spaces(checkpoint, *spaces, config.env_name)
-        check_restorable(checkpoint, config, spaces, f"--resume {resume!r}", gail)
+        named = config.policy_base if {"policy_base", "policy_kwargs"} & set(typed) else None  # blamed where unfit
+        check_restorable(checkpoint, config, spaces, f"--resume {resume!r}", gail, named)
         done = checkpoint["counters"]["env_steps"]
         if done > config.num_env_steps:  # the run would train nothing, yet report itself done
             raise ConfigError(

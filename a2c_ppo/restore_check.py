@@ -70,7 +70,11 @@ def load_model(policy: torch.nn.Module, checkpoint: dict[str, Any], what: str, n
     try:
         policy.load_state_dict(checkpoint["model"])
     except UNFIT:
-        trained = checkpoint["config"].get("policy_base") or "the built-in network"
+        saved = checkpoint["config"]
+        trained = saved.get("policy_base") or "the built-in network"
+        if saved.get("policy_base"):
+            kwargs = saved.get("policy_kwargs", "{}")
+            trained += f" and --policy-kwargs '{kwargs}'" if kwargs != "{}" else " and no --policy-kwargs"
         raise ConfigError(
             f"--policy-base {named_base!r}: the weights of {what} do not fit that network (it was trained with "
             f"{trained}); name the network it was trained with, with its --policy-kwargs."
@@ -83,10 +87,12 @@ def check_restorable(
     spaces: tuple[gym.Space, gym.Space],
     what: str,
     gail: GAIL | None = None,
+    named_base: str | None = None,
 ) -> None:
     """Load every part of ``checkpoint`` the way a resumed run of ``config`` (with ``gail``, its
     discriminator, where it has one) will, into objects built here on the CPU; ConfigError
-    naming the first part that does not fit. The envs' own states are checked where they are
+    naming the first part that does not fit (``named_base``: a network the user typed, then
+    blamed where the weights do not fit it, as ``load_model`` does). The envs' own states are checked where they are
     restored, in the workers (``Checkpointer.restore``)."""
     from a2c_ppo.builders import make_agent, policy_for
     from a2c_ppo.value_norm import ValueNormalizer
@@ -95,7 +101,7 @@ def check_restorable(
     check_finite(checkpoint, what)
     policy = policy_for(config, observation_space, action_space)
     agent = make_agent(config, policy)
-    load_model(policy, checkpoint, what)
+    load_model(policy, checkpoint, what, named_base)
     restored("the optimizer state", what, lambda: agent.optimizer.load_state_dict(checkpoint["optimizer"]))
     algorithm = checkpoint.get("algorithm") or {}
     if "agent" in algorithm and hasattr(agent, "load_state_dict"):

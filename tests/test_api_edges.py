@@ -435,3 +435,12 @@ def test_a_module_not_found_leaves_sys_path_as_it_was(tmp_path, monkeypatch):
     with pytest.raises(a2c_ppo.ConfigError):
         train("no_such_module_here:Env", **SMALL, **folders(tmp_path))
     assert sys.path == before
+
+
+def test_a_resume_with_a_network_the_weights_do_not_fit_blames_the_network_not_the_checkpoint(tmp_path):
+    first = train("CartPole-v1", policy_base="tests.custom_nets:SmallNet", **SMALL, **folders(tmp_path))
+    with pytest.raises(a2c_ppo.ConfigError, match=r"--policy-base 'tests.custom_nets:SmallNet': the weights of "
+                       r"--resume .* do not fit that network \(it was trained with tests.custom_nets:SmallNet and no "
+                       r"--policy-kwargs\)"):  # fmt: skip
+        train(resume=first.checkpoint, policy_base="tests.custom_nets:SmallNet", policy_kwargs={"width": 32},
+              num_env_steps=128)  # fmt: skip
