@@ -344,12 +344,14 @@ class FaultyVecEnv(ScriptedVecEnv):
         if self.fault == "raises":
             raise KeyError("the simulator lost a body")
         obs, rewards, terminated, truncated, infos = super().step(actions)
+        short_final = {"final_obs": np.array([np.ones(1), None], dtype=object), "_final_obs": np.array([True, False])}
         faults = {
             "rewards": (obs, rewards[:1], terminated, truncated, infos),  # numpy would broadcast it to every env
             "flags": (obs, rewards, terminated[:, None], truncated, infos),
             "obs": (obs[:1], rewards, terminated, truncated, infos),
             "obs-list": (list(obs), rewards, terminated, truncated, infos),
             "infos": (obs, rewards, terminated, truncated, None),
+            "final-obs": (obs, rewards, np.array([True, False]), truncated, short_final),  # its last observation
         }
         return faults.get(self.fault, (obs, rewards, terminated, truncated, infos))
 
@@ -368,6 +370,7 @@ class FaultyVecEnv(ScriptedVecEnv):
         ("obs-list", r"step returned observations as a list, not an array"),
         ("infos", r"step returned infos of type NoneType where a dict"),
         ("reset-infos", r"reset returned infos of type NoneType where a dict"),
+        ("final-obs", r"infos\['final_obs'\]\[0\] of shape \(1,\) where its single_observation_space has \(2,\)"),
     ],
 )
 def test_a_vector_env_that_raises_or_breaks_the_contract_is_an_env_failure_naming_it(fault, match):

@@ -43,7 +43,15 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from a2c_ppo.envs.finite import check_masks
-from a2c_ppo.envs.native_checks import autoreset_mode, check_reset, check_step, check_vector_env, guarded
+from a2c_ppo.envs.native_checks import (
+    autoreset_mode,
+    check_reset,
+    check_step,
+    check_vector_env,
+    guarded,
+    malformed,
+    obs_problem,
+)
 from a2c_ppo.envs.native_layout import LaidOutVecEnv
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.timeouts import close_within
@@ -269,6 +277,11 @@ class NativeVecEnv(VectorEnv):
                 env_index=int(np.flatnonzero(lacking)[0]),
                 worker_index=None,
             )
+        for i in np.flatnonzero(ended):  # bootstrapped from: a row of another shape fails in the network
+            problem = obs_problem(infos["final_obs"][i], self.single_observation_space, f"infos['final_obs'][{i}]",
+                                  "single_observation_space")  # fmt: skip
+            if problem is not None:
+                raise malformed(self._name, "step", problem)
         infos = dict(infos)
         infos["final_info"] = self._final_info(infos.get("final_info", {}), ended)
         infos["_final_info"] = ended.copy()
