@@ -263,6 +263,24 @@ class BadRewardEnv(CounterEnv):
         return obs, np.array([reward]), terminated, truncated, info
 
 
+class NoInfoEnv(CounterEnv):
+    """Episodes of 2 steps whose info is ``None`` where ``where`` says: ``"step"``, or
+    ``"autoreset"`` (every reset but the first)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(terminate_at=2)
+        self.where, self.resets = where, 0
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        self.resets += 1
+        return obs, None if self.where == "autoreset" and self.resets > 1 else info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, None if self.where == "step" else info
+
+
 class StrictActionEnv(gym.Env):
     """Refuses actions outside ``action_space`` (which may have a start); echoes the action."""
 

@@ -18,7 +18,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
 from a2c_ppo.envs.torch_env import env_action_converter
-from tests.envs_for_tests import ActionEchoEnv, BadObsEnv, BadRewardEnv, CounterEnv, StrictActionEnv
+from tests.envs_for_tests import ActionEchoEnv, BadObsEnv, BadRewardEnv, CounterEnv, NoInfoEnv, StrictActionEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +91,16 @@ def test_a_reward_that_is_no_number_names_the_env_and_the_reward(in_main):
     envs.reset(seed=0)
     with pytest.raises(EnvWorkerError, match=r"env 1 returned the reward array\(\[.*\]\); a step's reward is one"):
         envs.step(np.zeros(2, np.int64))
+
+
+@pytest.mark.parametrize("where, phase", [("step", "step"), ("autoreset", "reset")])
+@pytest.mark.parametrize("in_main", [0, 1])
+def test_an_info_that_is_no_dict_names_the_env(where, phase, in_main):
+    envs = SubprocVecEnv([CounterEnv, partial(NoInfoEnv, where)], num_workers=1, in_main=in_main)
+    envs.reset(seed=0)
+    with pytest.raises(EnvWorkerError, match=rf"env 1 returned the info None from {phase}; an env's info is a dict"):
+        for _ in range(3):
+            envs.step(np.zeros(2, np.int64))
 
 
 @pytest.mark.parametrize("kind", ["ours", "async"])

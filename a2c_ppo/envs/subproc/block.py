@@ -100,6 +100,13 @@ def _put(buffer: np.ndarray, i: int, value: Any, what: str) -> None:
     buffer[i] = value
 
 
+def _check_info(i: int, info: Any, what: str) -> None:
+    """Called where ``info`` is not exactly a dict (a test per env step, no call): it is merged
+    into the vector env's infos, where another type would fail far from the env."""
+    if not isinstance(info, dict):
+        raise ValueError(f"env {i} returned the info {info!r} from {what}; an env's info is a dict ({{}} for none)")
+
+
 class EnvBlock:
     """Envs ``lo .. lo + len(envs) - 1``; they read actions from and write results into their
     rows of ``arrays`` (global env indices). ``where`` (2,) int64 holds the index of the env
@@ -182,10 +189,14 @@ class EnvBlock:
             where[1] = STEP
             env = self.envs[i - self.lo]
             obs, reward, terminated, truncated, info = env.step(actions[i - start])
+            if type(info) is not dict:
+                _check_info(i, info, "step")
             if terminated or truncated:
                 final_obs, final_info = obs, info
                 where[1] = AUTORESET
                 obs, info = env.reset()
+                if type(info) is not dict:
+                    _check_info(i, info, "reset")
                 done = done or []
                 done.append((i, info, final_obs, final_info))
             elif info and self.step_infos:
@@ -209,6 +220,8 @@ class EnvBlock:
             i = self.lo + j
             self.where[:] = (i, RESET)
             obs, info = env.reset(seed=seeds[j], options=options)
+            if type(info) is not dict:
+                _check_info(i, info, "reset")
             self._put_obs(i, obs)
             self.terminated[i] = False
             self.truncated[i] = False
