@@ -100,7 +100,7 @@ def chunks_split(num_steps: int, num_envs: int, length: int, num_mini_batch: int
 def fitting_chunk_length(num_steps: int, num_envs: int, num_mini_batch: int) -> int:
     """Recurrent PPO's chunk length where none is given: whole columns (``num_steps``) where they
     make the minibatches, else the longest length that does (1 does wherever the batch splits
-    into ``num_mini_batch`` equal minibatches, which ``resolve.validate`` checks)."""
+    into ``num_mini_batch`` equal minibatches, which ``run_checks.validate`` checks)."""
     lengths = range(num_steps, 0, -1)
     return next((length for length in lengths if chunks_split(num_steps, num_envs, length, num_mini_batch)), 1)
 

@@ -9,7 +9,6 @@ import inspect
 import os
 import sys
 import traceback
-import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -22,6 +21,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics, RecordVideo
 from a2c_ppo.envs.atari import is_atari_id
 from a2c_ppo.envs.frames import PLAIN, EnvRecipe, process_frames
 from a2c_ppo.envs.layout import choose_layout, measure_step_times
+from a2c_ppo.envs.mujoco_warnings import route_mujoco_warnings
 from a2c_ppo.envs.native import NativeVecEnv, check_vector_env
 from a2c_ppo.envs.native_layout import LaidOutVecEnv
 from a2c_ppo.envs.normalize import VecNormalize
@@ -202,28 +202,6 @@ def make_env(
     if action_masks:
         env = ActionMaskObservation(env)
     return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first
-
-
-#: A warning of gymnasium's own MuJoCo models that no user can act on: half_cheetah.xml's
-#: ``settotalmass``, deprecated by MuJoCo 3.3.
-ASSET_DEPRECATIONS = ("compiler attribute 'settotalmass' is deprecated",)
-
-
-def _mujoco_warning(text: str) -> None:
-    if not text.startswith(ASSET_DEPRECATIONS):
-        warnings.warn(f"MuJoCo: {text}", RuntimeWarning, stacklevel=2)
-
-
-def route_mujoco_warnings() -> None:
-    """MuJoCo's warnings as Python warnings (shown once each, filterable), without those of
-    gymnasium's own models: MuJoCo's default prints each one for every env built and appends it
-    to MUJOCO_LOG.TXT in the working folder. A handler the program set itself is kept."""
-    try:
-        import mujoco
-    except ImportError:  # gym.make says what to install
-        return
-    if mujoco.get_mju_user_warning() is None:
-        mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 def make_env_fn(env_id: str, **kwargs) -> EnvFn:
