@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import TorchVecEnv
-from a2c_ppo.model import Policy
+from a2c_ppo.model import Policy, eval_mode
 from a2c_ppo.sde import resample_noise
 
 #: The most steps an episode of an evaluation or replay may take: well above the longest time
@@ -18,20 +18,6 @@ from a2c_ppo.sde import resample_noise
 #: env without one, whose policy may never end an episode (CliffWalking walking into a wall),
 #: which would hold the run, or the replay, for good.
 EVAL_MAX_EPISODE_STEPS = 100_000
-
-
-@contextlib.contextmanager
-def eval_mode(policy: torch.nn.Module) -> Iterator[None]:
-    """``policy`` in eval mode in the block, each module's own mode restored after: a network of
-    one's own with dropout or batch norm plays as ``enjoy.py`` and ``load`` play it (deterministic
-    episodes stay deterministic), and playing changes none of its running statistics."""
-    modes = [(module, module.training) for module in policy.modules()]
-    policy.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def run_episodes(

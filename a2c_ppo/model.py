@@ -15,7 +15,9 @@ part (``spaces.ACTION_MASK``) gives the mask to the action head.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -291,3 +293,19 @@ def make_policy(
     base_kwargs = {"hidden_size": hidden_size, "recurrent": recurrent, "rnn_type": rnn_type, "activation": activation,
                    "cnn_head_size": cnn_head_size}  # fmt: skip
     return Policy(obs_space, action_space, base_kwargs=base_kwargs)
+
+
+@contextlib.contextmanager
+def eval_mode(policy: torch.nn.Module) -> Iterator[None]:
+    """``policy`` in eval mode in the block, each module's own mode restored after: a network of
+    one's own with dropout or batch norm acts in rollouts, evaluations and videos as ``enjoy.py``
+    and ``load`` play it (deterministic episodes stay deterministic; a batch norm takes batches of
+    one env), and acting changes none of its running statistics; updates train it in train mode
+    (Stable-Baselines3's rule)."""
+    modes = [(module, module.training) for module in policy.modules()]
+    policy.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training

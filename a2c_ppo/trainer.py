@@ -35,6 +35,7 @@ from a2c_ppo.envs.check import inspect_env
 from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.errors import NonFiniteError, NonFiniteRolloutError
 from a2c_ppo.fastpath import ActFunction, NumpyActor, acting_function, fast_mlp
+from a2c_ppo.model import eval_mode
 from a2c_ppo.observations import copy_obs, flatten_steps, obs_layout
 from a2c_ppo.precision import autocast, choose_precision, preserved_rng
 from a2c_ppo.rollout import collect_rollout
@@ -172,8 +173,9 @@ class Trainer:
         config, r = self.config, self.rollouts
         start = time.perf_counter()
         try:
-            episodes = collect_rollout(self.policy, self.envs, r, config.use_proper_time_limits, cast=self.autocast,
-                                       act=self._acting())  # fmt: skip
+            with eval_mode(self.policy):  # acting: dropout off, batch norm's running statistics (SB3's rule)
+                episodes = collect_rollout(self.policy, self.envs, r, config.use_proper_time_limits,
+                                           cast=self.autocast, act=self._acting())  # fmt: skip
         except NonFiniteError as exc:  # raised by the env adapter, which knows no update
             raise NonFiniteRolloutError(f"{exc} (in the rollout of update {self.update + 1})") from None
         rollout_sps = config.batch_size / max(time.perf_counter() - start, 1e-9)
@@ -187,7 +189,7 @@ class Trainer:
             terminated = r.valid_terminated() if config.gail_absorbing else None
             self.gail_metrics = self.train_discriminator(terminated)
             r.rewards.copy_(self.gail.reward(r.obs[:-1], r.actions, r.masks[:-1], config.gamma, r.valid, terminated))
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), self.autocast(), eval_mode(self.policy):
             next_value = self.policy.get_value(r.obs[-1], r.recurrent_hidden_states[-1], r.masks[-1])
         returns = functools.partial(r.compute_returns, use_gae=config.use_gae, gamma=config.gamma,
                                     gae_lambda=config.gae_lambda)  # fmt: skip

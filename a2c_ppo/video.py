@@ -29,9 +29,8 @@ from a2c_ppo.envs.make import make_env_fn
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.torch_env import env_action_converter
 from a2c_ppo.errors import ConfigError, WriteFailedError
-from a2c_ppo.evaluation import eval_mode
 from a2c_ppo.logger import Logger
-from a2c_ppo.model import Policy
+from a2c_ppo.model import Policy, eval_mode
 from a2c_ppo.observations import map_obs, obs_from_numpy
 
 VIDEO_SEED_OFFSET = 3_000_000  # after evaluation's 1,000,000 and replay's 2,000,000

@@ -386,6 +386,15 @@ def test_a_recurrent_network_of_ones_own_gets_sequences_for_every_minibatch(tmp_
     assert resumed.env_steps == 80
 
 
+def test_a_batch_norm_network_of_ones_own_acts_on_a_single_env(tmp_path):
+    """Rollouts act in eval mode (running statistics): in train mode a batch of one env's
+    observation stopped the run (batch norm needs more than one value per channel)."""
+    from tests.custom_nets import ZeroRowsNet
+
+    result = train("CartPole-v1", policy_base=ZeroRowsNet, **{**SMALL, "num_processes": 1}, **folders(tmp_path))
+    assert result.env_steps == 64
+
+
 def test_a_chunk_length_is_taken_for_a_recurrent_network_of_ones_own_and_refused_for_another(tmp_path):
     """Refused before as needing --recurrent-policy, a flag --policy-base refuses."""
     one_env = {**SMALL, "num_processes": 1, "recurrent_chunk_length": 8}

@@ -198,9 +198,9 @@ def test_replays_stop_at_the_step_cap_too(tmp_path, capsys):
 
 
 def test_evaluations_play_a_network_of_ones_own_in_eval_mode_and_training_goes_on_in_train_mode(tmp_path):
-    """A base with dropout: the run's evaluations (one env: batches of 1, the rollout's are of 2)
-    play it in eval mode, deterministic as enjoy.py and load play it, and the updates after them
-    train it in train mode again."""
+    """A base with dropout: the run's evaluations (one env: batches of 1) and rollouts (batches of
+    2) play it in eval mode, deterministic as enjoy.py and load play it, and the updates after
+    them train it in train mode again."""
     from a2c_ppo import train as train_api
     from tests.custom_nets import DropoutNet
 
@@ -210,5 +210,7 @@ def test_evaluations_play_a_network_of_ones_own_in_eval_mode_and_training_goes_o
               save_dir=str(tmp_path / "models"))  # fmt: skip
     evaluation = [training for training, rows in DropoutNet.calls if rows == 1]
     assert evaluation and not any(evaluation)
+    rollout = [training for training, rows in DropoutNet.calls if rows == 2]  # acting on the 2 envs
+    assert rollout and not any(rollout)  # as Stable-Baselines3 collects: dropout off
     update = [training for training, rows in DropoutNet.calls if rows == 32]  # a whole batch: an update's pass
     assert update and all(update)
