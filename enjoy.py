@@ -1,15 +1,17 @@
 """Replay a trained policy: ``python enjoy.py --help`` lists every flag."""
 
+import signal
 import sys
 
-from a2c_ppo.startup import collector_paused
+from a2c_ppo.signals import Interrupted
+from a2c_ppo.startup import imports_holding_signals
 
 try:
-    with collector_paused():
+    with imports_holding_signals():
         from a2c_ppo.enjoy import main
-except KeyboardInterrupt:  # a Ctrl-C while torch loads: one line, as anywhere later
-    sys.stderr.write("Stopped by Ctrl-C.\n")
-    sys.exit(130)
+except Interrupted as stop:  # a Ctrl-C while torch loads: one line, as anywhere later
+    sys.stderr.write(f"Stopped by {'Ctrl-C' if stop.signum == signal.SIGINT else stop}.\n")
+    sys.exit(stop.exit_code)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,5 @@
-"""A command's start-up without the cyclic garbage collector's rescans.
+"""A command's start-up: without the cyclic garbage collector's rescans, and (for ``enjoy.py``
+and the export) with Ctrl-C held until the imports are done (``imports_holding_signals``).
 
 Importing torch, gymnasium and the rest creates a few hundred thousand objects that all live
 until the program ends. While they are being created, every full collection the growing heap
@@ -29,3 +30,15 @@ def collector_paused() -> Iterator[None]:
         gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+@contextmanager
+def imports_holding_signals() -> Iterator[None]:
+    """``collector_paused`` with Ctrl-C and SIGTERM held until the block ends, then raised
+    (``signals.Interrupted``), as ``main.py``'s start-up holds them: C++ extensions (torch's)
+    run Python code as they initialise, where the exception a signal raises aborts the process
+    (pybind11: "terminate called") or is lost. A second signal raises at once."""
+    from a2c_ppo.signals import StopSignals
+
+    with StopSignals() as signals, signals.deferred(escalate=True), collector_paused():
+        yield
