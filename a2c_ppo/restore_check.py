@@ -61,9 +61,16 @@ def check_normalization(checkpoint: dict[str, Any], observation_space: gym.Space
         restored("the normalisation statistics", what, lambda: _normalization(statistics, observation_space))
 
 
-def load_model(policy: torch.nn.Module, checkpoint: dict[str, Any], what: str, named_base: str | None = None) -> None:
+def load_model(
+    policy: torch.nn.Module,
+    checkpoint: dict[str, Any],
+    what: str,
+    named_base: str | None = None,
+    resuming: bool = False,
+) -> None:
     """The checkpoint's parameters into ``policy`` (ConfigError where they do not fit).
-    ``named_base``: the network the user named in place of the checkpoint's, then blamed."""
+    ``named_base``: the network the user named in place of the checkpoint's, then blamed;
+    ``resuming``: a resume, which also takes --policy-kwargs (a replay keeps the checkpoint's)."""
     if not named_base:
         restored("the model", what, lambda: policy.load_state_dict(checkpoint["model"]))
         return
@@ -77,7 +84,7 @@ def load_model(policy: torch.nn.Module, checkpoint: dict[str, Any], what: str, n
             trained += f" and --policy-kwargs '{kwargs}'" if kwargs != "{}" else " and no --policy-kwargs"
         raise ConfigError(
             f"--policy-base {named_base!r}: the weights of {what} do not fit that network (it was trained with "
-            f"{trained}); name the network it was trained with, with its --policy-kwargs."
+            f"{trained}); name the network it was trained with{', with its --policy-kwargs' if resuming else ''}."
         ) from None
 
 
@@ -101,7 +108,7 @@ def check_restorable(
     check_finite(checkpoint, what)
     policy = policy_for(config, observation_space, action_space)
     agent = make_agent(config, policy)
-    load_model(policy, checkpoint, what, named_base)
+    load_model(policy, checkpoint, what, named_base, resuming=True)
     restored("the optimizer state", what, lambda: agent.optimizer.load_state_dict(checkpoint["optimizer"]))
     algorithm = checkpoint.get("algorithm") or {}
     if "agent" in algorithm and hasattr(agent, "load_state_dict"):

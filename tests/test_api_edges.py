@@ -453,3 +453,7 @@ def test_a_resume_with_a_network_the_weights_do_not_fit_blames_the_network_not_t
                        r"--policy-kwargs\)"):  # fmt: skip
         train(resume=first.checkpoint, policy_base="tests.custom_nets:SmallNet", policy_kwargs={"width": 32},
               num_env_steps=128)  # fmt: skip
+    # a replay takes the checkpoint's keyword arguments: no --policy-kwargs to give (load, enjoy.py, the export)
+    with pytest.raises(a2c_ppo.ConfigError, match=r"do not fit that network .*trained with\.$") as info:
+        load(first.checkpoint, policy_base="tests.custom_nets:SmallGRU")
+    assert "--policy-kwargs." not in str(info.value)
