@@ -42,7 +42,7 @@ def thin(steps: np.ndarray, values: np.ndarray, points: int = POINTS) -> tuple[l
 
 def run_curve(run_dir: str) -> dict[str, list[float]] | None:
     """A run's thinned training-return curve (None if it logged no episode)."""
-    from a2c_ppo.plot import read_metric
+    from a2c_ppo.run_curves import read_metric
 
     data = read_metric(run_dir, METRIC)
     if data is None or len(data[0]) == 0:
@@ -102,7 +102,8 @@ def draw_family(
     panel per env, a line per algorithm, for every row of ``results`` that has its curves, the
     ``stale`` rows (``"ENV ALGO"``, measured with earlier settings) labelled so. Returns whether
     it drew, and the rows without curves (named under the panels)."""
-    from a2c_ppo.plot import Curve, draw
+    from a2c_ppo.plot import draw
+    from a2c_ppo.run_curves import Curve
 
     missing = missing_rows(results, ids, curves)
     lines = [Curve(env_id, algo + (", earlier settings" if f"{env_id} {algo}" in stale else ""), seed,
