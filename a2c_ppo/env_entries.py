@@ -355,7 +355,8 @@ ENTRIES: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {
             # Not with the zoo's Swimmer A2C gamma of 0.9999 (final evaluation 39.6 on seed 1, the
             # policy widening to 4.5 nats), nor with it and no entropy bonus (21.9 on seed 1, 10-23
             # on seed 2 up to 700k), nor the zoo's whole entry (1 env x 5 steps: evaluations 18 /
-            # 13 / 7 at 100k / 200k / 300k, seed 1): docs/BENCHMARKS.md.
+            # 13 / 7 at 100k / 200k / 300k, seed 1), with which SB3's own A2C ends at 14.0 +- 1.4
+            # (seeds 1-3, benchmarks/zoo_a2c.py) where the zoo publishes 200.6: docs/BENCHMARKS.md.
             "a2c": TIANSHOU_A2C_MUJOCO_REWARD_STD,
         },
     ),
