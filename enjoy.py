@@ -1,6 +1,5 @@
 """Replay a trained policy: ``python enjoy.py --help`` lists every flag."""
 
-import signal
 import sys
 
 from a2c_ppo.signals import Interrupted
@@ -10,7 +9,7 @@ try:
     with imports_holding_signals():
         from a2c_ppo.enjoy import main
 except Interrupted as stop:  # a Ctrl-C while torch loads: one line, as anywhere later
-    sys.stderr.write(f"Stopped by {'Ctrl-C' if stop.signum == signal.SIGINT else stop}.\n")
+    sys.stderr.write(f"Stopped by {stop.key}.\n")
     sys.exit(stop.exit_code)
 
 if __name__ == "__main__":

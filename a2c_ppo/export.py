@@ -29,7 +29,7 @@ if __name__ == "__main__":
         with imports_holding_signals():
             from a2c_ppo.onnx_export import main
     except Interrupted as stop:
-        sys.stderr.write(f"Stopped by {'Ctrl-C' if stop.signum == signal.SIGINT else stop}.\n")
+        sys.stderr.write(f"Stopped by {stop.key}.\n")
         exit_now(stop.exit_code)
     try:
         code = main()

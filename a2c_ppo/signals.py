@@ -25,6 +25,11 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
     @property
+    def key(self) -> str:
+        """How the replay and export commands name it: ``Ctrl-C``, or the signal's name."""
+        return "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
+
+    @property
     def exit_code(self) -> int:
         """The shell's convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
         return 128 + self.signum
