@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from a2c_ppo.config import ALGOS, BY_PRESET, SETTINGS, Declared, RunConfig
-from a2c_ppo.console import fail, is_later_local_rank
+from a2c_ppo.console import fail, say_once_per_node
 from a2c_ppo.declaration import flag_name, needs_met, needs_phrase, needs_state, show
 from a2c_ppo.errors import EXIT_BAD_INPUT, ConfigError
 from a2c_ppo.presets import presets_table
@@ -28,7 +28,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         text = f"{self.prog}: error: {message}\nRun '{self.prog} --help' for every flag and its default.\n"
-        self.exit(EXIT_BAD_INPUT, None if self.node_wide and is_later_local_rank() else text)
+        if self.node_wide:
+            say_once_per_node(text)
+            self.exit(EXIT_BAD_INPUT)
+        self.exit(EXIT_BAD_INPUT, text)
 
 
 def _help(declared: Declared) -> str:

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TextIO
 
+from a2c_ppo.signals import stop_signal_within
+
 
 class Console:
     """Writes to the stream ``get_stream()`` returns (looked up at each write, so a replaced
@@ -60,11 +62,32 @@ err = Console(lambda: sys.stderr)
 
 def fail(message: str, prog: str, code: int = 2, *, node_wide: bool = False) -> NoReturn:
     """Print ``message`` as the program's error paragraph and exit with status ``code`` (2: bad
-    input, ``errors.EXIT_BAD_INPUT``). ``node_wide``: every torchrun rank of this node meets
-    the same error (the same command line, files and installs), so local rank 0 alone prints it."""
-    if not (node_wide and is_later_local_rank()):
-        err.line(f"{prog}: error: {message}")
+    input, ``errors.EXIT_BAD_INPUT``). ``node_wide``: every torchrun rank of this node should
+    meet the same error (the same command line, files and installs): ``say_once_per_node``."""
+    text = f"{prog}: error: {message}\n"
+    if node_wide:
+        say_once_per_node(text)
+    else:
+        err.write(text)
     raise SystemExit(code)
+
+
+#: How long a later torchrun rank waits, after an error its node's first rank should meet too,
+#: for that one to say it and end (torchrun then stops the others): long enough for a first
+#: rank that is seconds behind on a busy machine.
+NODE_WIDE_WAIT_S = 10.0
+
+
+def say_once_per_node(text: str) -> None:
+    """Write ``text``, an error every torchrun rank of this node should meet, once per node:
+    local rank 0 writes it; a later rank only where torchrun has not stopped it within
+    ``NODE_WIDE_WAIT_S`` (its first rank did not meet the error: say, an env this rank alone
+    cannot build), naming itself. Before, later ranks were silent, and such an error was lost."""
+    if is_later_local_rank():
+        if stop_signal_within(NODE_WIDE_WAIT_S):  # the first rank said it and ended
+            return
+        text = f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} (its node's first rank went on): {text}"
+    err.write(text)
 
 
 #: What torchrun sets in each rank's environment (``distributed.py`` reads them): enough to

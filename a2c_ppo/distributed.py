@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ from a2c_ppo.algo.common import Reducer
 from a2c_ppo.console import TORCHRUN_VARIABLES
 from a2c_ppo.envs.running_stats import RunningMeanStd
 from a2c_ppo.errors import ConfigError
+from a2c_ppo.signals import Interrupted
 
 BACKENDS = ("nccl", "gloo")
 DEFAULT_TIMEOUT_S = 300.0
+JOIN_POLL_S = 0.1  # how often joining the group looks up from its wait
 
 
 class PeerFailedError(RuntimeError):
@@ -146,11 +149,7 @@ def process_group(ctx: DistContext, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ite
         raise ConfigError(f"--dist-timeout must be positive (got {timeout_s}).")
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
-    dist.init_process_group(
-        ctx.backend,
-        timeout=timedelta(seconds=timeout_s),
-        device_id=ctx.device if ctx.device.type == "cuda" else None,
-    )
+    _join_group(ctx, timeout_s)
     try:
         yield
     except BaseException:
@@ -162,6 +161,38 @@ def process_group(ctx: DistContext, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ite
     with _collective("the final barrier"):
         dist.barrier()
     dist.destroy_process_group()
+
+
+def _join_group(ctx: DistContext, timeout_s: float) -> None:
+    """``dist.init_process_group``, waited for where signals are heard. Its rendezvous waits in
+    C++ until every rank has joined and no Python signal handler runs meanwhile: a rank that
+    ended before joining (its own start-up check refused, its node failed) left the others
+    waiting, deaf to torchrun's SIGTERM, until its SIGKILL 30 s later, without a word."""
+    failure: list[BaseException] = []
+
+    def join() -> None:
+        try:
+            if ctx.device.type == "cuda":  # the current device is per thread
+                torch.cuda.set_device(ctx.device)
+            dist.init_process_group(
+                ctx.backend,
+                timeout=timedelta(seconds=timeout_s),
+                device_id=ctx.device if ctx.device.type == "cuda" else None,
+            )
+        except BaseException as exc:  # raised again in the main thread
+            failure.append(exc)
+
+    # a daemon: a signal ends the program while the rendezvous may still wait for a rank that is gone
+    joining = threading.Thread(target=join, name="a2c_ppo-join-group", daemon=True)
+    joining.start()
+    try:
+        while joining.is_alive():
+            joining.join(JOIN_POLL_S)  # the main thread's waits let a SIGTERM's handler run
+    except Interrupted as stop:
+        during = "while waiting for every rank to join (a rank that ended first says why)"
+        raise Interrupted(stop.signum, during) from None
+    if failure:
+        raise failure[0]
 
 
 class TorchDistReducer:

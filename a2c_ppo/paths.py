@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import stat
 import tempfile
 import time
 
@@ -47,6 +49,8 @@ def claim_run_dir(run_dir: str) -> str:
         except FileExistsError:
             n += 1
             candidate = f"{run_dir}-{n}"
+        except FileNotFoundError:  # a run that failed to start removed the empty --log-dir meanwhile
+            os.makedirs(os.path.dirname(os.path.abspath(run_dir)), exist_ok=True)
 
 
 def missing_folders(path: str) -> list[str]:
@@ -83,29 +87,53 @@ def check_writable_file(path: str, flag: str, reading: str) -> None:
 def check_writable_dir(path: str, flag: str, probe: bool = True) -> None:
     """Prove that folder ``path`` can be created (if missing) and written to; else ConfigError.
 
-    Leaves nothing behind: folders made for the test are removed again. ``probe=False`` only
-    reads: the nearest folder that exists is one this user may write in (for the torchrun
-    ranks that do not write, so that they fail as rank 0 does rather than wait for it).
+    Writes only in a private scratch folder (removed again) or, where ``path`` exists, a file
+    without a name: other processes may be making or removing the same folders meanwhile
+    (torchrun's rank 0 probing while its other ranks read; runs of several seeds started at
+    once in one ``--log-dir``), and making and removing them here too made those checks fail
+    by chance. ``probe=False`` only reads: the nearest folder that exists is one this user may
+    write in (for the torchrun ranks that do not write, so that they fail as rank 0 does rather
+    than wait for it).
     """
-    made = missing_folders(path)
-    existing = os.path.dirname(made[-1]) if made else os.path.abspath(path)
-    if not os.path.isdir(existing):
-        raise ConfigError(f"{flag} {path!r}: {existing!r} is a file, not a folder; give a folder path.")
+    existing = _nearest_existing_folder(path, flag)
     if not probe:
         if not os.access(existing, os.W_OK | os.X_OK):
             raise ConfigError(
                 f"{flag} {path!r} cannot be written (permission denied); choose a folder you can write to."
             )
         return
+    rest = os.path.relpath(os.path.abspath(path), existing)
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        if rest == os.curdir:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        else:  # the same folder names, made inside a scratch folder of this process's own
+            scratch = tempfile.mkdtemp(prefix=".a2c_ppo-probe-", dir=existing)
+            try:
+                os.makedirs(os.path.join(scratch, rest))
+                with tempfile.TemporaryFile(dir=os.path.join(scratch, rest)):
+                    pass
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
     except OSError as exc:
         raise ConfigError(
             f"{flag} {path!r} cannot be written ({exc.strerror or exc}); choose a folder you can write to."
         ) from None
-    finally:
-        for folder in made:
-            if os.path.isdir(folder):
-                os.rmdir(folder)
+
+
+def _nearest_existing_folder(path: str, flag: str) -> str:
+    """The deepest folder of ``path`` (itself included) that exists now; ConfigError where that
+    is a file. Each level is looked at once, so a folder removed meanwhile is passed over."""
+    current = os.path.abspath(path)
+    while True:
+        try:
+            is_folder = stat.S_ISDIR(os.stat(current).st_mode)
+        except OSError:  # missing, under a file, or not ours to look into: its parent decides
+            parent = os.path.dirname(current)
+            if parent == current:
+                raise ConfigError(f"{flag} {path!r}: no folder of it can be read; give a folder path.") from None
+            current = parent
+            continue
+        if not is_folder:
+            raise ConfigError(f"{flag} {path!r}: {current!r} is a file, not a folder; give a folder path.")
+        return current

@@ -20,8 +20,9 @@ from typing import Any, NoReturn
 class Interrupted(KeyboardInterrupt):
     """SIGINT (Ctrl-C) or SIGTERM arrived; ``signum`` says which."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
+    def __init__(self, signum: int, during: str = "") -> None:
+        """``during``: what the program was doing, said after the signal's name."""
+        super().__init__(" ".join(filter(None, (signal.Signals(signum).name, during))))
         self.signum = signum
 
     @property
@@ -39,6 +40,7 @@ class StopSignals:
     """Context manager: SIGINT / SIGTERM raise ``Interrupted`` while it is active."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    arrived = False  # one of them came to a handler of this process, held back or not
 
     def __init__(self) -> None:
         self._previous: dict[int, Any] = {}
@@ -69,6 +71,7 @@ class StopSignals:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        StopSignals.arrived = True
         if self._closing:
             return
         if self._deferring and not (self._escalate and self._pending is not None):
@@ -131,3 +134,14 @@ class StopSignals:
             self._escalate_after = escalate_after
         if not self._deferring and self._pending is not None:
             self.stop(self._pending)
+
+
+def stop_signal_within(seconds: float) -> bool:
+    """Whether SIGINT or SIGTERM came to this process (to a ``StopSignals`` handler) or comes
+    within ``seconds``, waited for here; one that comes now is taken here, not by a handler."""
+    wanted = set(StopSignals.SIGNALS)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)  # from here on one waits for sigtimedwait
+    try:
+        return StopSignals.arrived or signal.sigtimedwait(wanted, seconds) is not None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

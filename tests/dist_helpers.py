@@ -199,6 +199,16 @@ def make_pid_env():
     return CounterEnv(raise_at=int(raise_at) if fails else None)
 
 
+def make_env_unbuildable_on_one_rank():
+    """CartPole-v1, except on the rank ``$A2C_PPO_DIST_TEST_FAIL_RANK``, which cannot build it
+    (an env that binds a port, say): that rank's start-up check refuses it alone."""
+    import gymnasium as gym
+
+    if os.environ.get("RANK") == os.environ.get(FAIL_RANK_VARIABLE):
+        raise RuntimeError("the port this env listens on is taken")
+    return gym.make("CartPole-v1")
+
+
 SLOW_RANK_VARIABLE = "A2C_PPO_DIST_TEST_SLOW_RANK"
 
 

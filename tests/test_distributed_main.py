@@ -157,6 +157,22 @@ def test_an_env_that_cannot_render_stops_every_rank_before_its_envs_start(tmp_pa
     assert "exitcode  : 2" in output and "Stopped by SIGTERM" not in output and "exitcode  : 5" not in output, output
 
 
+def test_an_error_one_later_rank_meets_alone_is_said_and_every_rank_stops_at_once(tmp_path):
+    """Rank 1's start-up check alone cannot build the env; rank 0 goes on to join the group.
+    Before, rank 1 left the error to rank 0 (an error of the command line, every rank's) and
+    ended without a word, and rank 0, waiting in the group's rendezvous, did not hear
+    torchrun's SIGTERM: 30 s later torchrun killed it, and nothing said what had happened."""
+    args = main_args(str(tmp_path))
+    args[args.index("tests.dist_helpers:make_seed_env")] = "tests.dist_helpers:make_env_unbuildable_on_one_rank"
+    start = time.monotonic()
+    code, output = finish(torchrun(args, STANDALONE, {FAIL_RANK_VARIABLE: "1"}), DEADLINE_S)
+    assert code not in (0, None), output
+    assert output.count("the port this env listens on is taken") == 1, output
+    assert "rank 1 of 2 (its node's first rank went on): main.py: error: " in output, output
+    assert "Stopped by SIGTERM while waiting for every rank to join" in output, output
+    assert "SIGKILL" not in output and time.monotonic() - start < 25, output
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="the test finds rank 1 in /proc")
 def test_a_signal_to_one_rank_stops_every_rank_at_one_update_with_its_checkpoint(tmp_path):
     """SIGTERM to rank 1 alone, while rank 0 waits for it in a collective (rank 1's env is

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from a2c_ppo.signals import Interrupted, StopSignals
+from a2c_ppo.signals import Interrupted, StopSignals, stop_signal_within
 
 
 def send(signum: int) -> None:
@@ -65,3 +65,43 @@ def test_an_error_that_ends_the_outermost_block_drops_the_held_signal():
             raise ValueError("the update failed")
         with signals.deferred():  # the error handler's save
             pass
+
+
+def test_a_later_torchrun_rank_waits_for_the_signal_that_says_its_first_rank_has_ended(monkeypatch):
+    """``stop_signal_within``: the SIGTERM torchrun sends once the node's first rank has ended
+    is taken (no handler raises), and one a handler took earlier counts without a wait."""
+    import threading
+
+    monkeypatch.setattr(StopSignals, "arrived", False)
+    with StopSignals():
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        start = time.monotonic()
+        assert stop_signal_within(30.0)
+        assert 0.15 <= time.monotonic() - start < 10
+        time.sleep(0.05)  # a handler that ran would have raised here
+        start = time.monotonic()
+        assert not stop_signal_within(0.2) and time.monotonic() - start >= 0.2
+        monkeypatch.setattr(StopSignals, "arrived", True)  # as a handler sets it
+        start = time.monotonic()
+        assert stop_signal_within(30.0) and time.monotonic() - start < 1
+
+
+def test_an_error_of_every_rank_is_said_once_per_node(monkeypatch, capsys):
+    """Local rank 0 says it at once; a later rank says nothing where torchrun stops it (its
+    first rank said it and ended), and names itself where it is not stopped in time."""
+    from a2c_ppo import console
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    console.say_once_per_node("main.py: error: bad\n")
+    assert capsys.readouterr().err == "main.py: error: bad\n"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    waits = []
+    monkeypatch.setattr(console, "stop_signal_within", lambda seconds: waits.append(seconds) or True)
+    console.say_once_per_node("main.py: error: bad\n")
+    assert capsys.readouterr().err == "" and waits == [console.NODE_WIDE_WAIT_S]
+    monkeypatch.setattr(console, "stop_signal_within", lambda seconds: False)
+    console.say_once_per_node("main.py: error: bad\n")
+    assert capsys.readouterr().err == "rank 1 of 2 (its node's first rank went on): main.py: error: bad\n"
