@@ -31,7 +31,7 @@ from a2c_ppo.envs import VecNormalize
 from a2c_ppo.envs.frames import env_identity
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
-from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
+from a2c_ppo.errors import EXIT_CTRL_C, EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.evaluation import left_out, run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.paths import check_writable_dir, check_writable_file, latest_checkpoint_path, run_checkpoint_path
@@ -362,5 +362,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ENV_FAILED
     except KeyboardInterrupt:
         console.err.line("Stopped by Ctrl-C.")
-        return 130
+        return EXIT_CTRL_C
     return 0

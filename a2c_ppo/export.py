@@ -6,11 +6,9 @@ import signal
 import sys
 from typing import NoReturn
 
+from a2c_ppo.errors import EXIT_CTRL_C
 from a2c_ppo.signals import Interrupted
 from a2c_ppo.startup import imports_holding_signals
-
-#: The exit status of an export stopped by Ctrl-C, as main.py and enjoy.py give it.
-EXIT_STOPPED = 130
 
 
 def exit_now(code: int) -> NoReturn:
@@ -35,6 +33,6 @@ if __name__ == "__main__":
         code = main()
     finally:  # a Ctrl-C after the export must not interrupt the interpreter's exit (torch's teardown)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if code == EXIT_STOPPED:
+    if code == EXIT_CTRL_C:
         exit_now(code)
     sys.exit(code)

@@ -45,7 +45,7 @@ from a2c_ppo.enjoy import Replay, check_not_empty, load_replay
 from a2c_ppo.envs.frames import frame_processing, frame_settings
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
-from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
+from a2c_ppo.errors import EXIT_CTRL_C, EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.files import write_atomically
 from a2c_ppo.onnx_graph import DeterministicPolicy, input_names
 from a2c_ppo.paths import check_writable_file
@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"an environment failed, the export stopped: {exc}", prog=prog, code=EXIT_ENV_FAILED)
     except KeyboardInterrupt:  # OUT is written whole or not at all (write_atomically)
         console.err.line("Stopped by Ctrl-C.")
-        return 130
+        return EXIT_CTRL_C
     batch = "any batch size" if any_batch else "one observation at a time (its encoders fix the batch size)"
     console.out.line(
         f"Exported {args.checkpoint} to {args.out}: inputs {', '.join(names)}, {batch}; checked against the policy "

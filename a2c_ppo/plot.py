@@ -21,7 +21,8 @@ import numpy as np
 
 from a2c_ppo import console
 from a2c_ppo.console import fail
-from a2c_ppo.errors import ConfigError
+from a2c_ppo.errors import EXIT_CTRL_C, ConfigError, WriteFailedError
+from a2c_ppo.files import write_atomically
 from a2c_ppo.run_curves import DEFAULT_METRIC, EVAL_METRIC, Curve, load_curves, runs_text
 
 if TYPE_CHECKING:
@@ -157,10 +158,11 @@ def plot(paths: Sequence[str], out: str, metric: str = DEFAULT_METRIC, window: i
     fig = draw(curves, metric, window, ci)
     for note in cut_notes(curves):
         console.out.line(note)
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        raise ConfigError(f"--out {out!r} cannot be written ({exc.strerror or exc}); pick another path.") from None
+    picture_format = os.path.splitext(out)[1].lstrip(".").lower()
+    try:  # whole or not at all: a Ctrl-C or a full disk mid-write keeps the picture there was
+        write_atomically(out, lambda file: fig.savefig(file, dpi=100, format=picture_format))
+    except WriteFailedError as exc:
+        raise ConfigError(f"--out {out!r} cannot be written ({exc.cause}); pick another path.") from None
     return fig
 
 
@@ -209,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot(args.runs, out, EVAL_METRIC if args.eval else args.metric or DEFAULT_METRIC, args.smooth, args.ci)
     except ConfigError as exc:
         fail(str(exc), prog)
+    except KeyboardInterrupt:  # reading many runs' event files takes a while
+        console.err.line("Stopped by Ctrl-C.")
+        return EXIT_CTRL_C
     console.out.line(f"wrote {out}")
     return 0
 

@@ -239,3 +239,22 @@ def test_new_runs_of_one_seed_logged_every_ten_updates_are_not_joined_as_resumed
     curves = plot.load_curves([str(tmp_path)], RETURN)
     assert [list(c.steps) for c in curves] == [[1000, 2000], [1000, 2000, 3000, 4000]]
     assert capsys.readouterr().err.count("joined to the run it continues") == 1
+
+
+def test_a_ctrl_c_while_the_picture_is_written_keeps_the_one_there_was(two_seeds, monkeypatch, capsys):
+    """One line and exit 130, not a traceback; the picture is written whole or not at all (before,
+    a Ctrl-C mid-write left half a PNG in place of the last one)."""
+    from matplotlib.figure import Figure
+
+    out = two_seeds / "curve.png"
+    out.write_bytes(b"the picture of an earlier plot")
+
+    def half_written(self, target, **kwargs):
+        (target.write if hasattr(target, "write") else open(target, "wb").write)(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    assert plot.main([str(two_seeds), "--out", str(out)]) == 130
+    assert capsys.readouterr().err == "Stopped by Ctrl-C.\n"
+    assert out.read_bytes() == b"the picture of an earlier plot"
+    assert sorted(os.listdir(two_seeds)) == sorted(["curve.png", *(p.name for p in two_seeds.glob("CartPole*"))])
