@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 
 import pytest
 
@@ -140,6 +141,18 @@ def test_versions_are_suggested_newest_first_and_an_old_one_that_fails_names_the
     from a2c_ppo.envs.check import inspect_env
 
     assert suggestions("HalfCheetah")[:2] == ["HalfCheetah-v5", "HalfCheetah-v4"]
-    with pytest.raises(ConfigError, match=r"HalfCheetah-v3 is out of date, and gymnasium's current version is "
-                                          r"HalfCheetah-v5\.$"):  # fmt: skip
-        inspect_env("HalfCheetah-v3")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(ConfigError, match=r"HalfCheetah-v3 is out of date, and gymnasium's current version is "
+                                              r"HalfCheetah-v5\.$"):  # fmt: skip
+            inspect_env("HalfCheetah-v3")
+    assert said == []  # gymnasium's own "out of date" warning no longer stands above the refusal
+
+
+def test_an_old_id_that_builds_keeps_gymnasiums_warning():
+    from a2c_ppo.envs.check import inspect_env
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        inspect_env("CartPole-v0")
+    assert any("CartPole-v0 is out of date" in str(w.message) for w in said)

@@ -9,6 +9,7 @@ import contextlib
 import difflib
 import json
 import reprlib
+import warnings
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -269,7 +270,13 @@ def _check_registered(env_id: str) -> None:
 
 def _built(env_id: str, recipe: EnvRecipe, action_masks: bool | None = None) -> gym.Env:
     try:
-        return make_env(env_id, action_masks=action_masks, recipe=recipe)
+        # held until the env is built: where it is not, the refusal says it all (gymnasium's
+        # "out of date" warning stood above the paragraph that said so)
+        with warnings.catch_warnings(record=True) as said:
+            env = make_env(env_id, action_masks=action_masks, recipe=recipe)
+        for warning in said:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return env
     except ConfigError:
         raise
     except Exception as exc:
