@@ -36,7 +36,8 @@ class Agent:
         self.policy, self.config, self.normalization = policy.eval(), config, normalization
         self.observation_space, self.action_space = policy.obs_space, policy.action_space
         self._to_env = env_action_converter(self.action_space)
-        self._statistics = frozen_statistics(normalization) if normalization else None
+        # VecNormalize's parts only: a Discrete observation or an image passes as it is (even with norm_obs)
+        self._statistics = frozen_statistics(normalization, self.observation_space) if normalization else None
         self._state: torch.Tensor | None = None
         self._steps = 0  # sampled acts since the episodes started: gSDE draws its noise on its schedule
 

@@ -120,3 +120,14 @@ def test_act_takes_an_ended_rows_mask_that_allows_nothing_as_training_does(tmp_p
     assert agent.act({"obs": obs["obs"][1], "action_mask": np.zeros(4)}, episode_end=True) in range(4)
     with pytest.raises(ValueError, match=r"episode_end has shape \(3,\)"):
         agent.act(obs, episode_end=[True, False, True])
+
+
+def test_act_reads_a_discrete_observation_as_training_did_under_a_normalising_preset(tmp_path):
+    """``--preset mujoco`` turns --norm-obs on, which a Discrete observation is left out of; ``act``
+    normalised it anyway (mean 0, std 1, clipped at 10): FrozenLake's states 11 to 15 read as 10."""
+    result = train("FrozenLake-v1", preset="mujoco", num_mini_batch=2, **SMALL, **folders(tmp_path))
+    agent = load(result.checkpoint)
+    assert agent.normalization["norm_obs"]
+    states = np.arange(16)
+    read, *_ = agent._batch(states, None)  # what the policy gets
+    np.testing.assert_array_equal(read.view(-1).numpy(), states)

@@ -249,3 +249,57 @@ def test_the_reset_rows_of_a_next_step_env_are_no_returns():
     envs.step(np.zeros(2, np.int64))
     mean, var = pooled([[1.0, 2.0], [0.5 * 2.0 + 3.0]])  # env 0's reset row left out
     np.testing.assert_allclose([envs.ret_rms.mean, envs.ret_rms.var], [mean, var])
+
+
+class _Stub:
+    """What ``Agent`` reads of a policy: its spaces (and ``eval``)."""
+
+    def __init__(self, space: gym.Space) -> None:
+        self.obs_space, self.action_space = space, gym.spaces.Discrete(2)
+
+    def eval(self) -> _Stub:
+        return self
+
+
+@pytest.mark.parametrize(
+    "space, obs",
+    [
+        # a Discrete observation: no part is normalised, whatever --norm-obs says (a preset may set it)
+        (gym.spaces.Discrete(16), np.array([15, 3])),
+        # an image: likewise (pixels of 200 read as 10 before)
+        (gym.spaces.Box(0, 255, (3, 4, 4), np.uint8), np.full((2, 3, 4, 4), 200, np.uint8)),
+        # a Dict whose vector part is called "mean" (read as one part's statistics before)
+        (
+            gym.spaces.Dict({"mean": gym.spaces.Box(-9.0, 9.0, (2,)), "image": gym.spaces.Box(0, 255, (3, 4, 4))}),
+            {
+                "mean": np.array([[3.0, -1.0], [0.0, 5.0]], np.float32),
+                "image": np.full((2, 3, 4, 4), 200.0, np.float32),
+            },
+        ),
+    ],
+)
+def test_agent_normalises_what_the_env_normalised(space, obs):
+    """``Agent.act`` must read an observation as the training env's ``VecNormalize`` gave it,
+    which passes a Discrete observation and images as they are."""
+    from a2c_ppo.agent import Agent
+    from a2c_ppo.config import RunConfig
+
+    class Spaces(gym.vector.VectorEnv):
+        num_envs = 2
+        single_observation_space = space
+        observation_space = gym.vector.utils.batch_space(space, 2)
+        single_action_space = gym.spaces.Discrete(2)
+
+    trained = VecNormalize(Spaces(), norm_obs=True, norm_reward=False)
+    if isinstance(trained.obs_rms, dict):  # statistics far from (0, 1): mean 2, var 4 (std 2)
+        trained.obs_rms["mean"].mean[:], trained.obs_rms["mean"].var[:] = 2.0, 4.0
+    agent = Agent(_Stub(space), RunConfig(), json.loads(json.dumps(trained.state_dict())))  # type: ignore[arg-type]
+    got = agent._batch(obs, None)[0]
+    expected = trained.normalize_obs(obs)
+    if isinstance(obs, dict):
+        np.testing.assert_allclose(got["mean"].numpy(), [[0.5, -1.5], [-1.0, 1.5]], rtol=1e-6)  # (x - 2) / 2
+        for key in obs:
+            np.testing.assert_array_equal(got[key].numpy(), expected[key])
+    else:
+        np.testing.assert_array_equal(expected, obs)
+        np.testing.assert_array_equal(got.numpy().reshape(obs.shape), obs)

@@ -59,19 +59,17 @@ def normalized(obs: Any, statistics: Any, clip: float = 10.0, epsilon: float = 1
     return scaled(obs, statistics)
 
 
-def frozen_statistics(state: dict[str, Any]) -> Any:
-    """The observation statistics of a ``VecNormalize.state_dict()`` (as ``normalized`` takes
-    them), or ``None`` where observations were not normalised."""
-
-    def one(values: dict[str, Any]) -> RunningMeanStd:
-        rms = RunningMeanStd(np.shape(values["mean"]))
-        rms.load_state_dict(values)
-        return rms
-
-    if not state or not state["norm_obs"]:
+def frozen_statistics(state: dict[str, Any], space: gym.Space) -> Any:
+    """The observation statistics of a ``VecNormalize.state_dict()`` for observations of ``space``
+    (as ``normalized`` takes them), or ``None`` where ``VecNormalize`` normalised none: off, or
+    no part of ``space`` is a float vector (a Discrete observation, an image), which it passes
+    as it is whatever ``norm_obs`` says. ``space`` tells a Dict's statistics from a single
+    space's (a Dict part may be called ``"mean"``)."""
+    if not state or not state["norm_obs"] or not normalized_parts(space):
         return None
-    stats = state["obs_rms"]
-    return one(stats) if "mean" in stats else {key: one(value) for key, value in stats.items()}
+    statistics = observation_statistics(space)
+    load_observation_statistics(statistics, state["obs_rms"])
+    return statistics
 
 
 class VecNormalize(VectorWrapper):
