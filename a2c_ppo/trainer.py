@@ -148,6 +148,9 @@ class Trainer:
         """Start new episodes; env ``i`` of rank ``r`` is seeded ``seed + env_steps + r * N + i``."""
         seed = self.config.seed + self.env_steps + self.ctx.rank * self.config.num_processes
         copy_obs(self.rollouts.obs[0], self.envs.reset(seed=seed))
+        # obs[0] starts episodes: the running sums that follow the masks (--value-norm-stats rewards',
+        # GAIL's return), restored from a checkpoint whose envs were not, restart with them
+        self.rollouts.masks[0].zero_()
 
     def learning_rate(self) -> float:
         """Linear decay to 0 over ``--lr-decay-steps``, by default the run's final budget

@@ -128,3 +128,30 @@ def test_an_entrys_statistics_go_with_a_typed_no_norm_value(tmp_path):
     assert not config.norm_value and config.value_norm_stats == "returns"
     with pytest.raises(ConfigError, match="add --norm-value or drop --value-norm-stats"):
         resolve([*flags, "--no-norm-value", "--value-norm-stats", "rewards"])
+
+
+def test_new_episodes_restart_each_envs_discounted_rewards(tmp_path):
+    """``reset_envs`` starts new episodes (a run's start, a resume that cannot restore the envs'
+    states): each env's running discounted sum of rewards (``rewards`` statistics), restored from
+    the checkpoint, must restart with them, as VecNormalize's running returns do; it went on
+    from the old episodes' sums."""
+    from a2c_ppo.distributed import DistContext
+    from a2c_ppo.trainer import Trainer
+    from tests.helpers import local_run_flags
+
+    flags = ["--env-name", "Pendulum-v1", "--algo", "a2c", "--norm-value", "--value-norm-stats", "rewards",
+             "--gamma", "0.5", "--num-processes", "2", "--num-steps", "3", "--vec-env", "sync"]  # fmt: skip
+    trainer = Trainer(resolve([*flags, *local_run_flags(tmp_path)]).config, DistContext(device=torch.device("cpu")))
+    try:
+        trainer.reset_envs()
+        trainer.collect()
+        trainer.train_policy()
+        normalizer = trainer.value_normalizer
+        assert normalizer is not None and normalizer.running is not None and (normalizer.running < -0.1).all()
+        trainer.reset_envs()
+        trainer.collect()  # 3 steps of Pendulum's 200-step episodes: none ends
+        rewards = trainer.rollouts.rewards[:, :, 0]
+        by_hand = 0.25 * rewards[0] + 0.5 * rewards[1] + rewards[2]  # from 0 at the new episodes' start
+        torch.testing.assert_close(normalizer.running[:, 0], by_hand)
+    finally:
+        trainer.close()
