@@ -338,3 +338,20 @@ def test_reward_statistics_pool_the_envs_of_all_ranks():
     # (float32 logits of 2 and of 4 rows may differ in the last bit: hence no exact equality)
     assert ranks[0].ret_var == pytest.approx(whole.ret_var, rel=1e-6)
     assert ranks[0].ret_var == ranks[1].ret_var and ranks[0].ret_mean == ranks[1].ret_mean
+
+
+def test_a_resume_with_another_number_of_envs_restarts_the_running_return():
+    """A resume with another --num-processes starts new episodes (storage slot 0's masks 0): the
+    running return of the checkpoint's envs restarts for the new ones; before, the first
+    update raised ValueError (a traceback, after a rollout)."""
+    torch.manual_seed(0)
+    gail = GAIL(expert_set())
+    gail.reward(torch.randn(2, 2, 3), torch.rand(2, 2, 2), torch.ones(2, 2, 1), 0.9)  # 2 envs
+    restored = GAIL(expert_set())
+    restored.load_state_dict(gail.state_dict())
+    obs, actions = torch.randn(1, 3, 3), torch.rand(1, 3, 2)
+    restored.reward(obs, actions, torch.zeros(1, 3, 1), 0.9)  # 3 envs, each starting an episode
+    with torch.no_grad():
+        logits = restored.discriminator(restored.pairs(obs.view(3, 3), actions.view(3, 2))).view(3).double()
+    assert restored.running_return is not None
+    torch.testing.assert_close(restored.running_return, logits)  # the first step's reward alone

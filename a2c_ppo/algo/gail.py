@@ -304,10 +304,9 @@ class GAIL:
             assert terminated is not None
             ended = terminated.reshape(T, N).to(self.device, torch.float32)
             raw = raw + ended * (gamma / (1.0 - gamma)) * rewards[-1]
-        if self.running_return is None:
+        if self.running_return is None or len(self.running_return) != N:
+            # none yet, or a resume's with another number of envs: those start new episodes (masks 0)
             self.running_return = torch.zeros(N, dtype=torch.float64, device=self.device)
-        elif len(self.running_return) != N:
-            raise ValueError(f"GAIL.reward got {N} envs, but its running return tracks {len(self.running_return)}")
         keep = gamma * masks.reshape(T, N).to(self.device, torch.float64)
         returns = torch.empty(T, N, dtype=torch.float64, device=self.device)
         running = self.running_return
