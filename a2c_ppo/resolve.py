@@ -42,6 +42,16 @@ SHAPE_FLAGS = {
     "use_sde": "network",
     "gail_absorbing": "GAIL discriminator",
 }
+#: What a checkpoint's network learned, by normalisation setting (on, off): a resume cannot switch
+#: them (the statistics would be dropped, ignored, or start from nothing under trained weights).
+NORMALISATION_UNITS = {
+    "norm_obs": ("network reads observations over their running mean and std", "network reads the env's observations"),
+    "norm_reward": (
+        "critic learned returns of rewards over their running std",
+        "critic learned returns in reward units",
+    ),
+    "norm_value": ("critic learned the returns over their running std", "critic learned the returns in reward units"),
+}
 
 
 @dataclass
@@ -205,12 +215,14 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
         auto_width = name == "hidden_size" and saved.hidden_size is None  # checked once the spaces are known
         if name in typed and typed[name] != getattr(saved, name) and not auto_width:
             _refuse_shape(name, getattr(saved, name), typed[name])
-    if "norm_value" in typed and typed["norm_value"] != saved.norm_value:
-        units = "the returns over their running std" if saved.norm_value else "the returns in reward units"
-        raise ConfigError(
-            f"--resume: the checkpoint's critic learned {units}, and its values would be read in the other units; "
-            f"drop {'--no-norm-value' if saved.norm_value else '--norm-value'}, or start a new run without --resume."
-        )
+    for name, (on, off) in NORMALISATION_UNITS.items():
+        was = getattr(saved, name)
+        if name in typed and was is not None and typed[name] != was:
+            flag = flag_name(name) if typed[name] else "--no-" + flag_name(name)[2:]
+            raise ConfigError(
+                f"--resume: the checkpoint's {on if was else off}, and with {flag} it would read them in the other "
+                f"units; drop {flag}, or start a new run without --resume."
+            )
     changed = [name for name in RECIPE_SETTINGS if name in typed and _differs(name, typed[name], saved)]
     if changed:
         shown = ", ".join(f"{flag_name(name)} {show(getattr(saved, name))}" for name in changed)

@@ -99,6 +99,8 @@ MAIN_CASES = [
     (["--resume", "{root}/good.pt", "--env-kwargs", '{{"sutton_barto_reward": true}}'], "an exact resume restores"),
     (["--resume", "{root}/good.pt", "--frame-stack", "2"], "built with --frame-stack 1"),
     (["--resume", "{root}/good.pt", "--norm-value"], "critic learned the returns in reward units"),
+    (["--resume", "{root}/good.pt", "--norm-obs"], "network reads the env's observations, and with --norm-obs"),
+    (["--resume", "{root}/good.pt", "--norm-reward"], "critic learned returns in reward units, and with --norm-reward"),
     (["--frame-size", "64"], "--frame-size processes channels-last uint8 images"),
     (["--cnn-head-size", "64"], "adds layers after the Nature CNN"),
     (["--policy-base", "tests.custom_nets:SmallNet", "--cnn-head-size", "8"], "a --policy-base network builds"),

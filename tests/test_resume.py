@@ -139,3 +139,19 @@ def test_a_resume_with_another_batch_counts_its_updates_in_that_batch(tmp_path, 
     assert "the checkpoint holds the states of 2 envs and this run has 4" in capsys.readouterr().out
     rates = {int(row["update"]): float(row["charts/learning_rate"]) for row in csv_rows(tmp_path)}
     assert rates[5] == pytest.approx(rates[1] * (1 - 128 / 256))  # the decay counts env steps, not updates
+
+
+def test_a_resume_cannot_switch_a_normalisation_off(tmp_path):
+    """Before, ``--no-norm-obs`` on a normalised run was ignored while the config said off (the
+    statistics kept normalising), and with ``--no-norm-reward`` too the statistics were dropped:
+    the network read raw observations. ``--norm-*`` on a run without them: test_cli_errors."""
+    from a2c_ppo.errors import ConfigError
+
+    half = train(flags(tmp_path, 32, "--norm-obs", "--norm-reward", "--vec-env", "sync"))
+    for typed, phrase in [
+        (["--no-norm-obs"], "network reads observations over their running mean and std, and with --no-norm-obs"),
+        (["--no-norm-reward"], "critic learned returns of rewards over their running std, and with --no-norm-reward"),
+        (["--no-norm-obs", "--no-norm-reward"], "drop --no-norm-obs"),
+    ]:
+        with pytest.raises(ConfigError, match=phrase):
+            resolve(["--resume", half, "--num-env-steps", "64", *typed])
