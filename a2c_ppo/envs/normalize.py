@@ -13,6 +13,11 @@ from a2c_ppo.envs.finite import check_finite
 from a2c_ppo.envs.running_stats import RunningMeanStd
 from a2c_ppo.spaces import is_image
 
+#: Normalised observations and scaled rewards are clipped to [-CLIP, CLIP] (SB3's VecNormalize's 10).
+CLIP = 10.0
+#: Added to a variance under the square root.
+EPSILON = 1e-8
+
 
 def normalized_parts(space: gym.Space) -> list[str | None]:
     """The observation parts normalisation applies to: float vectors (a float ``Box`` that is
@@ -44,7 +49,7 @@ def load_observation_statistics(statistics: Any, state: Any) -> None:
         statistics.load_state_dict(state)
 
 
-def normalized(obs: Any, statistics: Any, clip: float = 10.0, epsilon: float = 1e-8) -> Any:
+def normalized(obs: Any, statistics: Any, clip: float = CLIP, epsilon: float = EPSILON) -> Any:
     """``obs`` (a batch, or a dict of batches by part) standardised by ``statistics`` (a
     ``RunningMeanStd``, or a dict of them by part: other parts pass as they are), clipped to
     ``[-clip, clip]``, float32."""
@@ -92,8 +97,8 @@ class VecNormalize(VectorWrapper):
         norm_obs: bool = True,
         norm_reward: bool = True,
         gamma: float = 0.99,
-        clip: float = 10.0,
-        epsilon: float = 1e-8,
+        clip: float = CLIP,
+        epsilon: float = EPSILON,
     ) -> None:
         super().__init__(env)
         self.norm_obs = norm_obs
