@@ -85,6 +85,7 @@ from a2c_ppo.algo.discriminator import (
 from a2c_ppo.algo.gail_pairs import PairLayout, as_stored_actions, encode_actions
 from a2c_ppo.algo.optimizers import make_adam
 from a2c_ppo.config import GAIL_REWARDS
+from a2c_ppo.envs.running_stats import merge_moments
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.trajectories import Trajectories
 
@@ -334,12 +335,10 @@ class GAIL:
             if count == 0:  # every row of this step a reset row: nothing to merge
                 variances.append(self.ret_var)
                 continue
-            batch_mean = shift + sum1 / count
             batch_m2 = max(sum2 - sum1 * sum1 / count, 0.0)
-            total = self.ret_count + count
-            delta = batch_mean - self.ret_mean
-            m2 = self.ret_var * self.ret_count + batch_m2 + delta * delta * self.ret_count * count / total
-            self.ret_mean += delta * count / total
+            total, self.ret_mean, m2 = merge_moments(
+                self.ret_count, self.ret_mean, self.ret_var * self.ret_count, count, shift + sum1 / count, batch_m2
+            )
             self.ret_count, self.ret_var = total, m2 / total
             variances.append(self.ret_var)
         return variances

@@ -10,14 +10,18 @@ ranks end with the statistics of everything every rank has seen (``sync_payload`
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import numpy as np
 
+Moments = TypeVar("Moments", float, np.ndarray)
+
 
 def merge_moments(
-    count_a: float, mean_a: np.ndarray, m2_a: np.ndarray, count_b: float, mean_b: np.ndarray, m2_b: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Count, mean and sum of squared deviations (m2) of the union of two samples."""
+    count_a: float, mean_a: Moments, m2_a: Moments, count_b: float, mean_b: Moments, m2_b: Moments
+) -> tuple[float, Moments, Moments]:
+    """Count, mean and sum of squared deviations (m2) of the union of two samples (arrays of
+    the same shape, or Python floats)."""
     total = count_a + count_b
     if total == 0:
         return 0.0, mean_a, m2_a
