@@ -49,13 +49,16 @@ class Agent:
         """The env the policy acts in, built as the run built each of its envs (its frame
         processing or Atari pipeline, action clipping, observations as the policy reads them,
         the action mask among them), with the env's own rewards: a loop of one's own feeds
-        ``act`` what it gives. ConfigError for an agent whose env is a vector env of one's own."""
+        ``act`` what it gives. An Atari id's episode is a whole game (training's ended at each
+        lost life): where a life is lost the env goes on as training's autoreset did and says
+        ``info["life_lost"]``, where a recurrent policy's state restarts (``episode_start``).
+        ConfigError for an agent whose env is a vector env of one's own."""
         if self.config.vec_env == "native":
             raise ConfigError(
                 f"make_env: {self.config.env_name!r} makes a vector env of its own; build it as you built it for "
                 "training, and give act() a batch of its observations."
             )
-        return make_env(self.config.env_name, render_mode=render_mode, clip_reward=False,
+        return make_env(self.config.env_name, render_mode=render_mode, clip_reward=False, episodic_life=False,
                         action_masks=self.config.action_masks == "on", recipe=recipe_of(self.config))  # fmt: skip
 
     def act(

@@ -11,7 +11,7 @@ pytest.importorskip("cv2")
 
 from gymnasium.wrappers import RecordEpisodeStatistics  # noqa: E402
 
-from a2c_ppo.envs.atari import EpisodicLife, FireReset, wrap_atari  # noqa: E402
+from a2c_ppo.envs.atari import EpisodicLife, FireReset, GameEnd, WholeGames, wrap_atari  # noqa: E402
 from a2c_ppo.envs.make import make_env, make_env_fn  # noqa: E402
 from a2c_ppo.envs.subproc import SubprocVecEnv  # noqa: E402
 
@@ -135,3 +135,91 @@ def test_the_two_games_whose_action_0_is_no_noop_start_without_noops(env_id):
     assert obs.shape == (4, 84, 84) and env.unwrapped.get_action_meanings()[0] != "NOOP"
     env.step(env.action_space.sample())
     env.close()
+
+
+def test_the_agents_env_plays_whole_games_and_its_rewards_sum_to_the_score():
+    """``Agent.make_env`` is the env of a loop of one's own: an episode is a whole game, whose
+    rewards sum to the game's score. After a lost life it goes on as training's autoreset did
+    (the frame stack restarted: four copies of one frame) and says so (``life_lost``)."""
+    from a2c_ppo.agent import Agent
+    from a2c_ppo.config import RunConfig
+    from a2c_ppo.model import make_policy
+
+    config = RunConfig(env_name="ALE/Breakout-v5")
+    probe = make_env(config.env_name)
+    policy = make_policy(probe.observation_space, probe.action_space)
+    probe.close()
+    env = Agent(policy, config, None).make_env()
+    try:
+        env.reset(seed=5)
+        env.action_space.seed(5)
+        total, lives_lost, info = 0.0, 0, {}
+        for _ in range(5000):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            total += float(reward)
+            if info.get("life_lost"):
+                lives_lost += 1
+                assert not (terminated or truncated)
+                assert all(np.array_equal(obs[0], obs[k]) for k in range(4))  # a restarted stack
+            if terminated or truncated:
+                break
+        assert terminated and env.unwrapped.ale.lives() == 0, "the episode ended before the game did"
+        assert lives_lost == 4  # Breakout starts with 5 lives
+        assert total == float(info["episode"]["r"]) > 0  # the game's own score, every reward counted
+    finally:
+        env.close()
+
+
+class ScriptedGame(gym.Env):
+    """A hand-built ALE stand-in: actions NOOP, FIRE, RIGHT; 2 lives; the frame shows the step
+    number. A life is lost at step 3, the game ends at step 8; every FIRE pays 10 (also the
+    FIRE that ``FireReset`` presses after the lost life), every other step 1."""
+
+    observation_space = gym.spaces.Box(0, 255, (2, 2), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def __init__(self):
+        self.ale = self  # EpisodicLife reads unwrapped.ale.lives()
+        self.t = 0
+
+    def get_action_meanings(self):
+        return ["NOOP", "FIRE", "RIGHT"]
+
+    def lives(self):
+        return 2 if self.t < 3 else 1 if self.t < 8 else 0
+
+    def frame(self):
+        return np.full((2, 2), self.t, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return self.frame(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.frame(), 10.0 if action == 1 else 1.0, self.t == 8, False, {}
+
+
+def test_whole_games_by_hand():
+    """Training's pipeline ends the episode at step 3 (the lost life); the whole-game one goes on
+    from training's reset (a no-op and FIRE, FIRE again and RIGHT from FireReset: steps 4-6, the
+    stack restarted on frame 6) and counts those steps' rewards (1 + 10 + 1) in step 3's."""
+    game = GameEnd(RecordEpisodeStatistics(ScriptedGame()))
+    env = WholeGames(gym.wrappers.FrameStackObservation(FireReset(EpisodicLife(game)), 2), game)
+    obs, _ = env.reset(seed=0)
+    assert obs[:, 0, 0].tolist() == [2, 2]  # FIRE (1) and RIGHT (2) after the reset
+    rewards, flags, infos, frames = [], [], [], []
+    for _ in range(3):  # steps 3, 7, 8
+        obs, reward, terminated, truncated, info = env.step(2)
+        frames.append(obs[:, 0, 0].tolist())
+        rewards.append(reward)
+        flags.append((terminated, truncated))
+        infos.append(info)
+        if terminated:
+            break
+    assert rewards == [1 + (1 + 10 + 1), 1, 1]
+    assert frames == [[6, 6], [6, 7], [7, 8]]  # the stack restarted after the lost life
+    assert flags == [(False, False), (False, False), (True, False)]
+    assert infos[0]["life_lost"] and "life_lost" not in infos[1]
+    assert float(infos[2]["episode"]["r"]) == sum(rewards) + 10 + 1  # the game's first FIRE and RIGHT too
+    assert int(infos[2]["episode"]["l"]) == 8

@@ -8,8 +8,12 @@
 2. :class:`EpisodicLife`: a lost life ends the episode for the learner (``terminated``),
    but the game is really reset only at game over; otherwise ``reset()`` takes one no-op.
 3. :class:`FireReset`: presses FIRE after every reset, in games that wait for it.
-4. Reward clipping to the sign (optional; ``TransformReward``).
-5. ``FrameStackObservation`` (gymnasium): the last 4 frames, shape ``(4, 84, 84)`` uint8.
+4. ``FrameStackObservation`` (gymnasium): the last 4 frames, shape ``(4, 84, 84)`` uint8.
+5. Reward clipping to the sign (optional; ``TransformReward``).
+
+A policy trained so is played whole games at a time (``Agent.make_env``) by the same pipeline
+with :class:`WholeGames` above the frame stack: after a lost life it does what the training
+env's autoreset did (2. and 3., the stack restarted) and goes on, so that an episode is a game.
 
 The ``RecordEpisodeStatistics`` below all of this sees the raw game: its ``info["episode"]``
 holds the true (unclipped) score of a whole game (all lives) and appears only at game over.
@@ -29,7 +33,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, TransformReward
 
-__all__ = ["wrap_atari", "EpisodicLife", "FireReset", "needs_fire_reset", "sign_reward"]
+__all__ = ["wrap_atari", "EpisodicLife", "FireReset", "WholeGames", "needs_fire_reset", "sign_reward"]
 
 #: The pipeline's frames, as ``make_env`` builds it (``wrap_atari``'s defaults): each action
 #: repeated for ``FRAME_SKIP`` frames, ``SCREEN_SIZE`` square gray frames, ``FRAME_STACK`` stacked.
@@ -100,6 +104,55 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
+class GameEnd(gym.Wrapper):
+    """Under ``EpisodicLife``, for :class:`WholeGames`: the game's own rewards since ``clear()``
+    up to its end, and that end (``terminated``, ``truncated``, ``info``), if it came."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.clear()
+
+    def clear(self) -> None:
+        self.reward = 0.0
+        self.end: tuple[bool, bool, dict[str, Any]] | None = None
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.end is None:
+            self.reward += float(reward)
+            if terminated or truncated:
+                self.end = (bool(terminated), bool(truncated), info)
+        return obs, reward, terminated, truncated, info
+
+
+class WholeGames(gym.Wrapper):
+    """One game per episode, for playing a policy trained with ``EpisodicLife``.
+
+    Where a life is lost (the learner's episode ends, the game goes on), the env below is reset
+    as the training env's autoreset resets it (a no-op step, FIRE in games that need it, the
+    frame stack restarted), and the step returns that reset's observation, not ``terminated``:
+    its reward adds the rewards of those reset steps, so that a game's rewards sum to its score;
+    its ``info["life_lost"]`` is True (a recurrent policy's state restarted there in training).
+    ``game`` is the ``GameEnd`` below ``EpisodicLife``."""
+
+    def __init__(self, env: gym.Env, game: GameEnd) -> None:
+        super().__init__(env)
+        self.game = game
+
+    def step(self, action):
+        self.game.clear()
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if not terminated or self.game.end is not None:  # the game goes on, or it is over
+            return obs, reward, terminated, truncated, info
+        self.game.clear()
+        obs, _ = self.env.reset()
+        reward = float(reward) + self.game.reward
+        if self.game.end is not None:  # the game ended during the reset's steps (rare): it ends here
+            terminated, truncated, info = self.game.end
+            return obs, reward, terminated, truncated, info
+        return obs, reward, False, False, {**info, "life_lost": True}
+
+
 def _action_meanings(env: gym.Env) -> list[str]:
     ale_env: Any = env.unwrapped  # an AtariEnv
     return list(ale_env.get_action_meanings())
@@ -130,7 +183,8 @@ def wrap_atari(
 
     Observations are uint8 ``(frame_stack, screen_size, screen_size)``, channels first.
     ``clip_reward=False`` keeps the game's rewards (for evaluation); ``episodic_life=False``
-    plays whole games per episode.
+    plays whole games per episode, a lost life handled as training's autoreset handles it
+    (:class:`WholeGames`).
     """
     if getattr(env.unwrapped, "_frameskip", 1) != 1:
         frame_skip = 1  # the env already repeats each action; do not skip twice
@@ -146,11 +200,13 @@ def wrap_atari(
         grayscale_obs=True,
         scale_obs=False,
     )
-    if episodic_life:
-        env = EpisodicLife(env)
+    game = None if episodic_life else GameEnd(env)
+    env = EpisodicLife(game or env)
     if needs_fire_reset(env):
         env = FireReset(env)
+    env = FrameStackObservation(env, frame_stack)
+    if game is not None:
+        env = WholeGames(env, game)
     if clip_reward:
         env = TransformReward(env, sign_reward)
-    env = FrameStackObservation(env, frame_stack)
     return env

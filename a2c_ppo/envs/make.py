@@ -152,6 +152,7 @@ def make_env(
     factory: Callable[..., Any] | None = None,
     record_episodes: list[dict[str, np.ndarray]] | None = None,
     recipe: EnvRecipe = PLAIN,
+    episodic_life: bool = True,
 ) -> gym.Env:
     """One env with the pipeline its kind needs; episode statistics stay unnormalised.
 
@@ -164,7 +165,9 @@ def make_env(
     Each finished episode is appended to ``record_episodes`` (``EpisodeRecorder``, below the
     action mask: its observations are the env's own) if given.
     ``recipe`` (``frames.EnvRecipe``): the constructor's keyword arguments (``gym.make``'s or the
-    factory's) and the frame processing above the episode statistics.
+    factory's) and the frame processing above the episode statistics. ``episodic_life=False``:
+    an Atari id's episode is a whole game, not a life (``atari.WholeGames``; for a loop of one's
+    own, where training's envs end the learner's episode at a lost life).
     """
     entry_point = factory or load_entry_point(env_id)
     kwargs: dict[str, Any] = {**recipe.kwargs, **({"render_mode": render_mode} if render_mode else {})}
@@ -190,7 +193,7 @@ def make_env(
     if is_atari_id(env_id):
         from a2c_ppo.envs.atari import wrap_atari
 
-        env = wrap_atari(env, clip_reward=clip_reward)
+        env = wrap_atari(env, clip_reward=clip_reward, episodic_life=episodic_life)
     elif isinstance(env.action_space, gym.spaces.Box):
         # The env sees the clipped action; the storage keeps the sampled one.
         env = clip_box_actions(env)
