@@ -21,12 +21,11 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import gymnasium as gym
-import numpy as np
 import torch
 import torch.nn as nn
 
 from a2c_ppo.distributions import make_head
-from a2c_ppo.encoders import NATURE_MIN_SIZE, ObservationEncoder, nature_convolutions, scaled_frames
+from a2c_ppo.encoders import NATURE_MIN_SIZE, ObservationEncoder, image_scale, nature_convolutions, scaled_frames
 from a2c_ppo.init import init_orthogonal
 from a2c_ppo.observations import Obs
 from a2c_ppo.recurrent import NNBase
@@ -107,8 +106,8 @@ class CNNBase(NNBase):
 
     conv 32x8 stride 4, conv 64x4 stride 2, conv 64x3 stride 1, flatten, Linear
     ``hidden_size`` (512 in the paper), ReLU. Channels-first input of at least 36x36;
-    ``scale`` (1/255 for uint8 frames) is applied inside the model, so storage and the env
-    keep uint8. The critic is one linear layer on the (recurrent) features; with ``head_size``
+    ``scale`` (``encoders.image_scale``: 1/255 for uint8 frames) is applied inside the model,
+    so storage and the env keep uint8. The critic is one linear layer on the (recurrent) features; with ``head_size``
     the actor and the critic each first take a layer of that many ``activation`` units (SB3's
     ``net_arch=dict(pi=[head_size], vf=[head_size])``), and the action head reads the actor's.
     """
@@ -189,10 +188,10 @@ def default_base(obs_space: gym.Space, base_kwargs: dict[str, Any]) -> MLPBase |
             f"image observations must be channels-first (C, H, W), got shape {obs_space.shape}: it looks "
             "channels-last; make the env with a2c_ppo.envs.make_env, which transposes it"
         )
-    if uses_cnn:
-        scale = 1.0 / 255.0 if obs_space.dtype == np.uint8 else 1.0  # the Nature CNN is ReLU throughout
-        shape = tuple(obs_space.shape or ())
-        return CNNBase(shape, hidden_size=hidden_size, scale=scale, head_size=head_size, **kwargs)
+    if uses_cnn and is_image(obs_space):
+        shape = tuple(obs_space.shape)
+        # integer frames of 0..high as 0..1 (1/255 for uint8 frames), as an image part of a Dict
+        return CNNBase(shape, hidden_size=hidden_size, scale=image_scale(obs_space), head_size=head_size, **kwargs)
     return MultiInputBase(obs_space, hidden_size=hidden_size, **kwargs)
 
 

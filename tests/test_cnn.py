@@ -56,6 +56,16 @@ def test_uint8_frames_are_scaled_inside_the_model():
     assert default_base(gym.spaces.Box(0.0, 1.0, (1, 40, 40), np.float32), {}).scale == 1.0
 
 
+@pytest.mark.parametrize(("dtype", "high"), [(np.uint8, 255), (np.int16, 255), (np.int32, 1000), (np.uint8, 1)])
+def test_integer_images_reach_the_nature_cnn_scaled_to_one_as_in_a_dict(dtype, high):
+    """Frames of 0..high, whatever their integer type, reach the first convolution as 0..1, as
+    the image part of a Dict observation does (before, only uint8 frames were scaled, by 1/255)."""
+    space = gym.spaces.Box(0, high, (1, 40, 40), dtype)
+    in_dict = default_base(gym.spaces.Dict({"image": space}), {})
+    assert isinstance(in_dict, MultiInputBase)
+    assert default_base(space, {}).scale == in_dict.encoder.parts[0].scale == 1.0 / high
+
+
 def test_orthogonal_init_with_relu_gain_and_unit_critic_gain():
     base = CNNBase((4, 84, 84))
     for module in base.main:
