@@ -39,8 +39,10 @@ def is_image(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
 
 
 def is_channels_last(shape: tuple[int, ...]) -> bool:
-    """``(H, W, C)`` with few channels and a first axis that cannot be channels."""
-    return len(shape) == 3 and shape[-1] <= MAX_CHANNELS < shape[0]
+    """``(H, W, C)``: few channels and a first axis that cannot be channels, or a last axis
+    shorter than both others (a stack of RGB frames, ``(84, 84, 12)``; Stable-Baselines3 reads
+    the shortest axis as the channels too)."""
+    return len(shape) == 3 and (shape[-1] <= MAX_CHANNELS < shape[0] or shape[-1] < min(shape[:2]))
 
 
 def _leaves(space: gym.Space, path: Path, where: str) -> list[tuple[Path, gym.Space]]:

@@ -50,6 +50,23 @@ def test_channels_last_images_are_transposed_once_and_said_so():
     assert not plan_observations(Box(0, 255, (3, 96, 96), np.uint8)).changes  # channels-first: as it is
 
 
+@pytest.mark.parametrize(
+    ("shape", "laid_out"),
+    [
+        ((64, 64, 9), (9, 64, 64)),  # 3 RGB frames stacked channels-last (pixel-based control)
+        ((84, 84, 12), (12, 84, 84)),
+        ((7, 7, 3), (3, 7, 7)),
+        ((4, 84, 84), (4, 84, 84)),  # the Atari pipeline's stack, channels-first
+        ((12, 84, 84), (12, 84, 84)),
+        ((16, 8, 8), (16, 8, 8)),
+    ],
+)
+def test_an_image_whose_last_axis_is_its_shortest_is_channels_last(shape, laid_out):
+    """More than 4 channels last (a stack of RGB frames) were read as channels-first, (C=64,
+    H=64, W=9): a network over the wrong axes, without a word."""
+    assert plan_observations(Box(0, 255, shape, np.uint8)).space.shape == laid_out
+
+
 def test_a_part_no_encoder_takes_is_refused_naming_it_by_its_key_and_the_fix():
     """The part is named by its key in the Dict, with its own space (not the Dict's, nor the
     part's space as if it were the whole observation)."""
