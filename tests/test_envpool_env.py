@@ -192,6 +192,36 @@ def test_breakout_episodic_life_and_whole_game_statistics():
     envs.close()
 
 
+@pytest.mark.skipif(not envpool_supports("MsPacmanNoFrameskip-v4"), reason="EnvPool has no Atari ROMs here")
+def test_envpool_frames_are_our_pipelines_frames():
+    """MsPacman (no FIRE reset; no sticky actions in a v4 id; one no-op at reset on both sides):
+    EnvPool's frame skip, max-pooling, gray, INTER_AREA resize and stack give our pipeline's
+    frames bit for bit, and its rewards ours."""
+    gym = pytest.importorskip("gymnasium")
+    ale_py = pytest.importorskip("ale_py")
+    from gymnasium.wrappers import RecordEpisodeStatistics
+
+    from a2c_ppo.envs.atari import wrap_atari
+
+    gym.register_envs(ale_py)
+    ours = wrap_atari(RecordEpisodeStatistics(gym.make("MsPacmanNoFrameskip-v4")), clip_reward=False, noop_max=1)
+    pool = EnvPoolVecEnv("MsPacmanNoFrameskip-v4", 1, seed=0, noop_max=1, clip_reward=False)
+    try:
+        obs, _ = ours.reset(seed=0)
+        pool_obs, _ = pool.reset(seed=0)
+        np.testing.assert_array_equal(obs, pool_obs[0])
+        rng = np.random.default_rng(0)
+        for _ in range(200):
+            action = int(rng.integers(ours.action_space.n))
+            obs, reward, *_ = ours.step(action)
+            pool_obs, pool_reward, *_ = pool.step(np.array([action]))
+            np.testing.assert_array_equal(obs, pool_obs[0])
+            assert reward == pool_reward[0]
+    finally:
+        ours.close()
+        pool.close()
+
+
 @pytest.mark.parametrize("envpool_s, kind", [(1e-7, "envpool"), (10.0, "subproc")])
 def test_auto_takes_envpool_for_atari_where_it_measures_faster(monkeypatch, envpool_s, kind):
     from a2c_ppo.envs import envpool_env
