@@ -223,3 +223,25 @@ def test_whole_games_by_hand():
     assert infos[0]["life_lost"] and "life_lost" not in infos[1]
     assert float(infos[2]["episode"]["r"]) == sum(rewards) + 10 + 1  # the game's first FIRE and RIGHT too
     assert int(infos[2]["episode"]["l"]) == 8
+
+
+def test_recorded_episodes_are_whole_games_with_the_games_rewards():
+    """``enjoy.py --record-trajectories``: one game played is one episode recorded, whose rewards
+    are the game's own and sum to its score (each lost life was an episode of clipped rewards)."""
+    from a2c_ppo.envs.make import make_vec_envs
+
+    recorded: list = []
+    envs = make_vec_envs("ALE/SpaceInvaders-v5", 1, vec_env="sync", record_episodes=recorded)
+    try:
+        envs.reset(seed=0)
+        envs.action_space.seed(0)
+        for _ in range(5000):
+            _, _, terminated, truncated, info = envs.step(envs.action_space.sample())
+            if "episode" in info.get("final_info", {}):
+                break
+        assert terminated[0] and "episode" in info["final_info"], "no game over in 5000 steps"
+        (game,) = recorded
+        assert game["rewards"].sum() == info["final_info"]["episode"]["r"][0] and game["rewards"].max() > 1
+        assert len(game["rewards"]) == len(game["obs"]) == len(game["actions"]) and bool(game["terminated"])
+    finally:
+        envs.close()

@@ -193,7 +193,8 @@ def make_env(
     if is_atari_id(env_id):
         from a2c_ppo.envs.atari import wrap_atari
 
-        env = wrap_atari(env, clip_reward=clip_reward, episodic_life=episodic_life)
+        # recorded episodes keep the game's rewards (EpisodeRecorder: "as the env paid them")
+        env = wrap_atari(env, clip_reward=clip_reward and record_episodes is None, episodic_life=episodic_life)
     elif isinstance(env.action_space, gym.spaces.Box):
         # The env sees the clipped action; the storage keeps the sampled one.
         env = clip_box_actions(env)

@@ -112,7 +112,10 @@ class EpisodeRecorder(gym.Wrapper):
     in the framework's layout and before any normalisation (each step's observation before
     its action), ``actions`` (L, ...) as the env took them (Box actions clipped to the
     space, as ClipAction does), ``rewards`` (L,) as the env paid them, and ``terminated``
-    (whether the episode ended by termination rather than truncation). Below
+    (whether the episode ended by termination rather than truncation). An episode ends where
+    the episode statistics below (``RecordEpisodeStatistics``, ``make_env``'s) end one: an Atari
+    lost life ends the learner's episode, not the game, which goes on after the reset (whose
+    own steps, a no-op and FIRE, are not the policy's and are not recorded). Below
     ``ActionMaskObservation``, it records the observations without the mask (those of a run
     without masks); ``recorded_space`` is their space, whatever wraps it."""
 
@@ -121,6 +124,7 @@ class EpisodeRecorder(gym.Wrapper):
         self.episodes = episodes
         self._obs: Any = None
         self._rows: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": []}
+        self._game_goes_on = False  # the last step lost an Atari life: the next reset continues the game
 
     @property
     def recorded_space(self) -> gym.Space:
@@ -128,7 +132,9 @@ class EpisodeRecorder(gym.Wrapper):
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         self._obs, info = self.env.reset(**kwargs)
-        self._rows = {"obs": [], "actions": [], "rewards": []}
+        if not self._game_goes_on or kwargs.get("seed") is not None or kwargs.get("options"):
+            self._rows = {"obs": [], "actions": [], "rewards": []}
+        self._game_goes_on = False
         return self._obs, info
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
@@ -138,7 +144,8 @@ class EpisodeRecorder(gym.Wrapper):
         for key, value in (("obs", self._obs), ("actions", taken), ("rewards", reward)):
             self._rows[key].append(np.array(value, copy=True))
         self._obs = obs
-        if terminated or truncated:
+        self._game_goes_on = bool(terminated or truncated) and "episode" not in info
+        if (terminated or truncated) and not self._game_goes_on:
             episode = {key: np.stack(rows) for key, rows in self._rows.items()}
             episode["terminated"] = np.array(bool(terminated))
             self.episodes.append(episode)
