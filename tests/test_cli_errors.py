@@ -96,6 +96,7 @@ MAIN_CASES = [
     (["--env-kwargs", '{{"no_such_kwarg": 1}}'], "gives 'no_such_kwarg', which CartPole-v1's constructor does not"),
     (["--vec-env", "envpool", "--env-kwargs", '{{"g": 9}}'], "without --env-kwargs"),
     (["--env-name", "PongNoFrameskip-v4", "--env-kwargs", '{{"frameskip": 4}}'], "sets 'frameskip' itself"),
+    (["--env-name", "ALE/Pong-v5", "--env-kwargs", '{{"obs_type": "ram"}}'], "not 'ram'. For the RAM as the obs"),
     (["--resume", "{root}/good.pt", "--env-kwargs", '{{"sutton_barto_reward": true}}'], "an exact resume restores"),
     (["--resume", "{root}/good.pt", "--frame-stack", "2"], "built with --frame-stack 1"),
     (["--resume", "{root}/good.pt", "--norm-value"], "critic learned the returns in reward units"),

@@ -107,6 +107,13 @@ def _check_recipe(env_id: str, recipe: EnvRecipe) -> None:
     for name, which in RESERVED_ENV_KWARGS.items():
         if name in recipe.kwargs and (which == "every id" or is_atari_id(env_id)):
             raise ConfigError(f"--env-kwargs: a2c_ppo sets {name!r} itself for {which}; drop it from --env-kwargs.")
+    if is_atari_id(env_id) and recipe.kwargs.get("obs_type") == "ram":
+        raise ConfigError(
+            f"--env-kwargs: {env_id!r} gets the Atari pipeline, which reads the screen (4 frames skipped with "
+            "max-pooling, 84x84 gray, 4 stacked), so its obs_type is 'rgb' (the default) or 'grayscale', not 'ram'. "
+            "For the RAM as the observation, make the env in a factory of your own (--env-name module:factory), "
+            "which gets no Atari pipeline."
+        )
     if recipe.processes_frames and is_atari_id(env_id):
         raise ConfigError(
             f"{recipe.flags()}: {env_id!r} gets the Atari pipeline (4 frames skipped with max-pooling, 84x84 gray, "
