@@ -86,7 +86,8 @@ def say_once_per_node(text: str) -> None:
     if is_later_local_rank():
         if stop_signal_within(NODE_WIDE_WAIT_S):  # the first rank said it and ended
             return
-        text = f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} (its node's first rank went on): {text}"
+        rank = f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}"
+        text = f"{rank} (its node's first rank did not say this within {NODE_WIDE_WAIT_S:.0f} s): {text}"
     err.write(text)
 
 

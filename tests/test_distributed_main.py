@@ -168,7 +168,7 @@ def test_an_error_one_later_rank_meets_alone_is_said_and_every_rank_stops_at_onc
     code, output = finish(torchrun(args, STANDALONE, {FAIL_RANK_VARIABLE: "1"}), DEADLINE_S)
     assert code not in (0, None), output
     assert output.count("the port this env listens on is taken") == 1, output
-    assert "rank 1 of 2 (its node's first rank went on): main.py: error: " in output, output
+    assert "rank 1 of 2 (its node's first rank did not say this within 10 s): main.py: error: " in output, output
     assert "Stopped by SIGTERM while waiting for every rank to join" in output, output
     assert "SIGKILL" not in output and time.monotonic() - start < 25, output
 
