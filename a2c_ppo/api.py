@@ -43,6 +43,22 @@ def _signals() -> Iterator[StopSignals]:
         yield signals
 
 
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """torch's CPU thread count ``count`` in the block, the caller's after it.
+
+    ``train``'s checks and ``load`` build small networks (an orthogonal init is a LAPACK call)
+    on one thread: torch's parallel regions (GNU OpenMP in Linux's wheels) run once on several
+    threads leave a child forked later hanging at its first, so a process that never ran one
+    must not get one from us, unasked (``--num-threads`` asks)."""
+    caller = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(caller)
+
+
 def train(
     env: EnvSpec | None = None,
     *,
@@ -77,13 +93,10 @@ def train(
         if name in typed:
             typed[name] = json_text(typed[name], name)
     hooks = _callbacks(callbacks)
-    request = resolve_request(typed, resume, trust_checkpoint)
-    threads = torch.get_num_threads()
-    try:
+    with _torch_threads(1):  # the run sets its own (--num-threads); the caller's comes back
+        request = resolve_request(typed, resume, trust_checkpoint)
         with _signals() as signals:
             return launch(request, signals=signals, callbacks=hooks)
-    finally:
-        torch.set_num_threads(threads)  # the run set its own (--num-threads); the caller's comes back
 
 
 def _callbacks(callbacks: Callback | Iterable[Callback]) -> list[Callback]:
@@ -159,8 +172,9 @@ def load(
 
     config, spaces = replay_config(config)
     check_spaces(checkpoint, *spaces, config.env_name)
-    policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
-    load_model(policy, checkpoint, f"checkpoint {path!r}", named_base=known.get("policy_base"))
+    with _torch_threads(1):
+        policy = policy_for(config, *spaces)  # on the CPU: an agent acts on one observation at a time
+        load_model(policy, checkpoint, f"checkpoint {path!r}", named_base=known.get("policy_base"))
     check_normalization(checkpoint, spaces[0], f"checkpoint {path!r}")
     return Agent(policy, config, checkpoint["normalization"])
 
