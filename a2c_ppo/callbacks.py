@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from a2c_ppo.checkpoint import raw_rng_state, set_raw_rng_state
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, check_in_sync, pooled_means
 from a2c_ppo.envs.torch_env import TorchVecEnv
@@ -231,6 +232,22 @@ class Stopwatch:
 
     def sps(self, env_steps: int) -> float:
         return (env_steps - self.start_steps) / max(time.monotonic() - self.start_time, 1e-9)
+
+
+def own_draws(callbacks: Sequence[Callback]) -> Callback:
+    """The user's ``callbacks`` as one, after which the generators (torch's, CUDA's, numpy's,
+    Python's) are put back as they were: what a callback draws (a sampled evaluation, a
+    diagnostic) leaves the run's numbers alone, so the run trains as it would without it, and a
+    resume, whose checkpoint holds the states from before the callbacks, continues exactly."""
+
+    def call(info: UpdateInfo) -> bool | None:
+        state = raw_rng_state()
+        try:
+            return False if run_callbacks(callbacks, info) else None
+        finally:
+            set_raw_rng_state(state)
+
+    return call
 
 
 def run_callbacks(callbacks: Sequence[Callback], info: UpdateInfo) -> bool:

@@ -60,6 +60,16 @@ def raw_rng_state() -> tuple[Any, ...]:
     return torch.get_rng_state(), cuda, np.random.get_state(), random.getstate()
 
 
+def set_raw_rng_state(raw: tuple[Any, ...]) -> None:
+    """Put the generators back in :func:`raw_rng_state`'s states."""
+    torch_state, cuda, np_state, python_state = raw
+    torch.set_rng_state(torch_state)
+    if cuda:
+        torch.cuda.set_rng_state_all(cuda)
+    np.random.set_state(np_state)
+    random.setstate(python_state)
+
+
 def rng_payload(raw: tuple[Any, ...]) -> dict[str, Any]:
     """:func:`raw_rng_state`'s states as tensors and plain data."""
     torch_state, cuda, np_state, python_state = raw  # numpy's: ("MT19937", keys, pos, has_gauss, gauss)

@@ -35,6 +35,7 @@ from a2c_ppo.callbacks import (
     RecordedValues,
     Stopwatch,
     UpdateInfo,
+    own_draws,
     run_callbacks,
 )
 from a2c_ppo.checkpoint import resume_command
@@ -230,7 +231,8 @@ def _run(
                 main_hooks.append(VideoCallback(logger, config, normalization, recorder))
         synced = [trainer.gail.discriminator] if trainer.gail is not None else []
         log = LogCallback(logger, ctx, config.log_interval, synced)
-        hooks: list[Callback] = [curve, log, *main_hooks, *callbacks, RecordedValues(logger)]
+        users = [own_draws(callbacks)] if callbacks else []
+        hooks: list[Callback] = [curve, log, *main_hooks, *users, RecordedValues(logger)]
         stopped = loop(trainer, checkpointer, hooks, signals, on_stop=log.on_stop)
         if logger is not None:
             if not os.path.isfile(path):  # a finished checkpoint resumed into a new folder: no update ran

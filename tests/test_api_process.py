@@ -3,15 +3,22 @@ for forked children, for other threads and for the calls after them."""
 
 from __future__ import annotations
 
+import glob
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+import torch
 
+import a2c_ppo
 from a2c_ppo.api import train
+from a2c_ppo.checkpoint import load_checkpoint
 from tests.helpers import ROOT
 
 SMALL = {"num_processes": 2, "num_steps": 16, "num_env_steps": 32, "vec_env": "sync"}
@@ -62,3 +69,41 @@ def test_a_child_forked_after_train_or_load_builds_networks(tmp_path, call):
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=180,
                           env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def parameters(path: str) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_parameters(first: str, second: str) -> None:
+    one, other = parameters(first), parameters(second)
+    assert one.keys() == other.keys()
+    for name in one:
+        assert torch.equal(one[name], other[name]), name
+
+
+def draws(info: a2c_ppo.UpdateInfo) -> None:
+    """A callback of one's own that draws random numbers (a sampled evaluation, a diagnostic)."""
+    torch.rand(3), np.random.rand(3), random.random()
+
+
+def test_a_callback_that_draws_random_numbers_changes_neither_the_run_nor_its_resume(tmp_path):
+    """Before, a callback's draws moved the run's generators: the run trained otherwise than
+    without it, and a run stopped by Ctrl-C and resumed (from the states saved before the
+    callbacks) ended otherwise than one that never stopped."""
+    budget = {**SMALL, "num_env_steps": 160}
+    plain = train("CartPole-v1", **budget, **folders(tmp_path / "plain"))
+    drawn = train("CartPole-v1", callbacks=draws, **budget, **folders(tmp_path / "drawn"))
+    assert_same_parameters(plain.checkpoint, drawn.checkpoint)
+    assert drawn.history == plain.history
+
+    def ctrl_c(info: a2c_ppo.UpdateInfo) -> None:
+        if info.update == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train("CartPole-v1", callbacks=[draws, ctrl_c], **budget, **folders(tmp_path / "stopped"))
+    (stopped,) = glob.glob(str(tmp_path / "stopped" / "runs" / "*" / "checkpoint.pt"))
+    assert load_checkpoint(stopped)["counters"]["update"] == 2
+    resumed = train(resume=stopped, callbacks=draws, **budget, **folders(tmp_path / "stopped"))
+    assert_same_parameters(plain.checkpoint, resumed.checkpoint)
