@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from a2c_ppo import console
 from a2c_ppo.agent import Agent
 from a2c_ppo.api_values import EnvSpec, env_name, json_text, plain, reference, switch_word
 from a2c_ppo.builders import policy_for, replay_config
@@ -41,6 +42,28 @@ def _signals() -> Iterator[StopSignals]:
         return
     with signals:
         yield signals
+
+
+#: Held by the thread whose ``train`` runs: runs share the process's generators (torch's, numpy's,
+#: Python's) and torch's thread count, and two at once would draw each other's numbers, neither
+#: training as its seed says. Another thread's ``train`` waits its turn; a run a callback starts
+#: (in the run's own thread) goes on, its draws put back after the callback (``own_draws``).
+_ONE_RUN = threading.RLock()
+
+
+@contextlib.contextmanager
+def _one_run_at_a_time() -> Iterator[None]:
+    """Hold ``_ONE_RUN``, waiting (and saying so) where another thread's run holds it."""
+    if not _ONE_RUN.acquire(blocking=False):
+        console.out.line(
+            "train(): another train() is running in this process; this one starts when it ends (the runs of one "
+            "process share its random generators and torch's thread count; to train at once, use a process each)."
+        )
+        _ONE_RUN.acquire()
+    try:
+        yield
+    finally:
+        _ONE_RUN.release()
 
 
 @contextlib.contextmanager
@@ -78,7 +101,8 @@ def train(
     Returns a ``TrainResult`` (``checkpoint``, ``run_dir``, ``env_steps``, ``history``,
     ``stopped``); raises ``ConfigError`` for bad settings, before anything starts, and
     ``EnvWorkerError`` where an env fails. Like ``main.py`` it seeds Python's, numpy's and torch's
-    global generators with ``seed``; torch's thread count is restored on return.
+    global generators with ``seed``; torch's thread count is restored on return. A call while
+    another thread's run trains waits for it (the runs of a process share those generators).
     """
     typed = {name: switch_word(name, plain(value)) for name, value in settings.items() if value is not None}
     if env is not None:
@@ -93,7 +117,8 @@ def train(
         if name in typed:
             typed[name] = json_text(typed[name], name)
     hooks = _callbacks(callbacks)
-    with _torch_threads(1):  # the run sets its own (--num-threads); the caller's comes back
+    # the run sets its own thread count (--num-threads); the caller's comes back
+    with _one_run_at_a_time(), _torch_threads(1):
         request = resolve_request(typed, resume, trust_checkpoint)
         with _signals() as signals:
             return launch(request, signals=signals, callbacks=hooks)

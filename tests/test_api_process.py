@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -107,3 +108,44 @@ def test_a_callback_that_draws_random_numbers_changes_neither_the_run_nor_its_re
     assert load_checkpoint(stopped)["counters"]["update"] == 2
     resumed = train(resume=stopped, callbacks=draws, **budget, **folders(tmp_path / "stopped"))
     assert_same_parameters(plain.checkpoint, resumed.checkpoint)
+
+
+def test_two_runs_started_at_once_in_two_threads_each_train_as_their_seed_says(tmp_path, capsys):
+    """A web server or a thread pool starting two runs: before, they ran at once and drew each
+    other's numbers from the process's generators, neither ending as its seed alone gives; now
+    the second waits for the first, and says so."""
+    alone = train("CartPole-v1", **SMALL, **folders(tmp_path / "alone"))
+    second_started = threading.Event()
+    results: dict[str, a2c_ppo.TrainResult] = {}
+
+    def wait_for_the_second(info: a2c_ppo.UpdateInfo) -> None:
+        second_started.wait(3)  # before: the second run's first update came meanwhile
+
+    def run(name: str, callbacks: list) -> None:
+        results[name] = train("CartPole-v1", callbacks=callbacks, **SMALL, **folders(tmp_path / name))
+
+    first = threading.Thread(target=run, args=("first", [wait_for_the_second]))
+    first.start()
+    while first.is_alive() and not list((tmp_path / "first").glob("runs/*")):  # it has its folder: it runs
+        first.join(0.01)
+    second = threading.Thread(target=run, args=("second", [lambda info: second_started.set()]))
+    second.start()
+    first.join(60)
+    second.join(60)
+    for name in ("first", "second"):
+        assert_same_parameters(alone.checkpoint, results[name].checkpoint)
+    assert capsys.readouterr().out.count("another train() is running in this process") == 1
+
+
+def test_a_run_started_by_a_callback_in_its_own_thread_goes_on(tmp_path):
+    """Runs take turns across threads; a run a callback starts (its own thread) is not kept
+    waiting for the run that called it, which would wait for ever."""
+    inner: list[a2c_ppo.TrainResult] = []
+
+    def start_another(info: a2c_ppo.UpdateInfo) -> None:
+        if info.update == 1:
+            inner.append(train("CartPole-v1", **SMALL, **folders(tmp_path / "inner")))
+
+    outer = train("CartPole-v1", callbacks=start_another, **SMALL, **folders(tmp_path / "outer"))
+    assert inner[0].env_steps == outer.env_steps == SMALL["num_env_steps"]
+    assert_same_parameters(inner[0].checkpoint, outer.checkpoint)  # the outer run's draws untouched
