@@ -35,13 +35,29 @@ from a2c_ppo.signals import StopSignals
 @contextlib.contextmanager
 def _signals() -> Iterator[StopSignals]:
     """Ctrl-C as the CLI handles it (a checkpoint of the last finished update), in the main
-    thread; elsewhere (another thread) no handler can be installed and KeyboardInterrupt does."""
+    thread; elsewhere (another thread) no handler can be installed: see ``_thread_note``."""
     signals = StopSignals()
     if threading.current_thread() is not threading.main_thread():
         yield signals
         return
     with signals:
         yield signals
+
+
+def _thread_note() -> str | None:
+    """What a run in a thread other than the main one goes without, said before it starts:
+    signals reach the main thread alone (Ctrl-C and SIGTERM, and the one with which
+    ``--env-timeout`` interrupts env code in this process, ``envs/timeouts.py``); ``None`` in
+    the main thread."""
+    thread = threading.current_thread()
+    if thread is threading.main_thread():
+        return None
+    return (
+        f"train(): this run trains in thread {thread.name!r}, not the main thread, which alone gets signals: Ctrl-C "
+        "and SIGTERM do not stop it (it saves its checkpoint every --save-interval updates and at its end), and "
+        "--env-timeout limits only envs in worker processes: env code in this process (the start-up check's env, "
+        "the evaluation's, training envs stepped here) has no time limit."
+    )
 
 
 #: Held by the thread whose ``train`` runs: runs share the process's generators (torch's, numpy's,
@@ -119,6 +135,9 @@ def train(
     hooks = _callbacks(callbacks)
     # the run sets its own thread count (--num-threads); the caller's comes back
     with _one_run_at_a_time(), _torch_threads(1):
+        note = _thread_note()
+        if note is not None:  # before the start-up check, whose env may hang
+            console.out.line(note)
         request = resolve_request(typed, resume, trust_checkpoint)
         with _signals() as signals:
             return launch(request, signals=signals, callbacks=hooks)

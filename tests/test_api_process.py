@@ -149,3 +149,21 @@ def test_a_run_started_by_a_callback_in_its_own_thread_goes_on(tmp_path):
     outer = train("CartPole-v1", callbacks=start_another, **SMALL, **folders(tmp_path / "outer"))
     assert inner[0].env_steps == outer.env_steps == SMALL["num_env_steps"]
     assert_same_parameters(inner[0].checkpoint, outer.checkpoint)  # the outer run's draws untouched
+
+
+def test_a_run_in_another_thread_says_what_it_goes_without(tmp_path, capsys):
+    """Signals reach the main thread alone: a run in another thread (a web server's, a GUI's)
+    neither stops on Ctrl-C nor limits the env code of this process (--env-timeout). Before, it
+    went without both silently, and a hung env there hung it for good; now it says so first."""
+    results: list[a2c_ppo.TrainResult] = []
+    handler = signal.getsignal(signal.SIGINT)
+    thread = threading.Thread(target=lambda: results.append(train("CartPole-v1", **SMALL, **folders(tmp_path))))
+    thread.start()
+    thread.join(60)
+    said = capsys.readouterr().out
+    assert results and "not the main thread" in said and "--env-timeout limits only envs in worker processes" in said, (
+        said
+    )
+    assert signal.getsignal(signal.SIGINT) is handler
+    train("CartPole-v1", **SMALL, **folders(tmp_path))
+    assert "not the main thread" not in capsys.readouterr().out
