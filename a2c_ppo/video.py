@@ -44,16 +44,26 @@ def has_display() -> bool:
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def prepare_offscreen_rendering() -> None:
-    """Set up this process to render ``rgb_array`` frames, which need no window and no sound.
+def prepare_offscreen_rendering() -> list[str]:
+    """Set up this process to render ``rgb_array`` frames, which need no window and no sound;
+    the environment variables set here (``EpisodeRecorder.close`` removes them again: the process
+    of a run, a notebook's, may render in a window after it).
 
     pygame (classic control, Box2D) would otherwise probe a display and an audio device and
     print errors (XDG_RUNTIME_DIR, ALSA) where there are none; MuJoCo needs an OpenGL platform
     without a display (EGL). Variables the user set win."""
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    wanted = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     if not has_display():
-        os.environ.setdefault("MUJOCO_GL", "egl")
+        wanted["MUJOCO_GL"] = "egl"
+    made = [name for name in wanted if name not in os.environ]
+    os.environ.update({name: wanted[name] for name in made})
+    return made
+
+
+def drop_variables(names: list[str]) -> None:
+    """Remove the environment variables ``prepare_offscreen_rendering`` set."""
+    for name in names:
+        os.environ.pop(name, None)
 
 
 def first_line(exc: BaseException) -> str:
@@ -114,14 +124,18 @@ class EpisodeRecorder:
     """
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
-        prepare_offscreen_rendering()
+        self.variables = prepare_offscreen_rendering()
         self.device = device
-        self.env = make_env_fn(
-            config.env_name,
-            render_mode="rgb_array",
-            action_masks=config.action_masks == "on",
-            recipe=recipe_of(config),
-        )()
+        try:
+            self.env = make_env_fn(
+                config.env_name,
+                render_mode="rgb_array",
+                action_masks=config.action_masks == "on",
+                recipe=recipe_of(config),
+            )()
+        except BaseException:
+            drop_variables(self.variables)
+            raise
         envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv([lambda: self.env])
         if config.norm_obs or config.norm_reward:
             envs = VecNormalize(envs, norm_obs=bool(config.norm_obs), norm_reward=bool(config.norm_reward))
@@ -196,7 +210,10 @@ class EpisodeRecorder:
         return np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame[:, :, :3]
 
     def close(self) -> None:
-        self.envs.close()
+        try:
+            self.envs.close()  # (pygame's display ends with the env: a later one reads the variables again)
+        finally:
+            drop_variables(self.variables)
 
 
 class VideoCallback:

@@ -167,3 +167,22 @@ def test_a_run_in_another_thread_says_what_it_goes_without(tmp_path, capsys):
     assert signal.getsignal(signal.SIGINT) is handler
     train("CartPole-v1", **SMALL, **folders(tmp_path))
     assert "not the main thread" not in capsys.readouterr().out
+
+
+RENDERING_VARIABLES = ("SDL_VIDEODRIVER", "SDL_AUDIODRIVER", "MUJOCO_GL")
+
+
+def test_a_run_that_films_leaves_the_processs_rendering_variables_as_they_were(tmp_path, monkeypatch):
+    """Before, a run with videos left SDL_VIDEODRIVER=dummy (display or not) in the caller's
+    process: a notebook's later ``render_mode="human"`` opened no window, and said nothing."""
+    pytest.importorskip("imageio_ffmpeg")
+    pytest.importorskip("pygame")
+    for name in RENDERING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SDL_AUDIODRIVER", "pulse")  # the user's own stays
+    train("CartPole-v1", capture_video=True, video_interval=1, **SMALL, **folders(tmp_path))
+    assert {name: os.environ.get(name) for name in RENDERING_VARIABLES} == {
+        "SDL_VIDEODRIVER": None,
+        "SDL_AUDIODRIVER": "pulse",
+        "MUJOCO_GL": None,
+    }
