@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -67,19 +68,29 @@ def _thread_note() -> str | None:
 _ONE_RUN = threading.RLock()
 
 
+def _no_run_in_a_forked_child() -> None:
+    """A forked child has none of its parent's threads, nor the run one of them held the lock for."""
+    global _ONE_RUN
+    _ONE_RUN = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_no_run_in_a_forked_child)
+
+
 @contextlib.contextmanager
 def _one_run_at_a_time() -> Iterator[None]:
     """Hold ``_ONE_RUN``, waiting (and saying so) where another thread's run holds it."""
-    if not _ONE_RUN.acquire(blocking=False):
+    lock = _ONE_RUN  # the one released, whatever a fork replaces meanwhile
+    if not lock.acquire(blocking=False):
         console.out.line(
             "train(): another train() is running in this process; this one starts when it ends (the runs of one "
             "process share its random generators and torch's thread count; to train at once, use a process each)."
         )
-        _ONE_RUN.acquire()
+        lock.acquire()
     try:
         yield
     finally:
-        _ONE_RUN.release()
+        lock.release()
 
 
 @contextlib.contextmanager

@@ -186,3 +186,43 @@ def test_a_run_that_films_leaves_the_processs_rendering_variables_as_they_were(t
         "SDL_AUDIODRIVER": "pulse",
         "MUJOCO_GL": None,
     }
+
+
+#: A script whose main thread forks a child that trains while another thread's run is training.
+FORK_DURING_A_RUN = """
+import faulthandler, multiprocessing as mp, sys, threading
+import a2c_ppo
+
+SMALL = dict(num_processes=2, num_steps=16, num_env_steps=64, vec_env="sync", save_dir=sys.argv[1] + "/models")
+
+def child():
+    faulthandler.dump_traceback_later(30, exit=True)  # a hang ends the child, exit 1
+    a2c_ppo.train("CartPole-v1", log_dir=sys.argv[1] + "/child", **SMALL)
+
+if __name__ == "__main__":
+    running, forked = threading.Event(), threading.Event()
+
+    def hold(info):
+        running.set()
+        forked.wait(60)
+
+    thread = threading.Thread(target=a2c_ppo.train, args=("CartPole-v1",),
+                              kwargs=dict(callbacks=hold, log_dir=sys.argv[1] + "/thread", **SMALL))
+    thread.start()
+    running.wait(60)
+    process = mp.get_context("fork").Process(target=child)
+    process.start()
+    process.join(90)
+    forked.set()
+    thread.join(60)
+    sys.exit(process.exitcode)
+"""
+
+
+def test_a_child_forked_while_another_thread_trains_trains_too(tmp_path):
+    """Runs take turns; a child forked meanwhile has no such run (its thread stayed in the
+    parent), and must not wait for it for ever."""
+    script = textwrap.dedent(FORK_DURING_A_RUN)
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
