@@ -168,6 +168,11 @@ class Checkpointer:
             raise
         self.boundary = self._boundary(run, env_states)
 
+    def rng(self) -> tuple[Any, ...]:
+        """The generators' states (``raw_rng_state``) the last finished update ended with."""
+        assert self.boundary is not None  # captured after every update, before its callbacks
+        return self.boundary.rng
+
     def _boundary(self, run: Run, env_states: list[Any] | None) -> Boundary:
         return Boundary(
             update=run.update,

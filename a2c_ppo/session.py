@@ -231,7 +231,7 @@ def _run(
                 main_hooks.append(VideoCallback(logger, config, normalization, recorder))
         synced = [trainer.gail.discriminator] if trainer.gail is not None else []
         log = LogCallback(logger, ctx, config.log_interval, synced)
-        users = [own_draws(callbacks)] if callbacks else []
+        users = [own_draws(callbacks, checkpointer.rng)] if callbacks else []
         hooks: list[Callback] = [curve, log, *main_hooks, *users, RecordedValues(logger)]
         stopped = loop(trainer, checkpointer, hooks, signals, on_stop=log.on_stop)
         if logger is not None:
