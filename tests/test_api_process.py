@@ -4,6 +4,7 @@ for forked children, for other threads and for the calls after them."""
 from __future__ import annotations
 
 import glob
+import multiprocessing
 import os
 import random
 import shutil
@@ -226,3 +227,26 @@ def test_a_child_forked_while_another_thread_trains_trains_too(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=240,
                           env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+def test_ctrl_c_in_a_run_reaches_the_caller_and_leaves_the_process_as_it_was(tmp_path):
+    """A notebook's Ctrl-C: KeyboardInterrupt, the update's checkpoint saved, no worker left, the
+    caller's handlers (SIGHUP's too, ignored during the run) back, and the next run starts."""
+    mine = {signum: lambda *_: None for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    before = {signum: signal.signal(signum, handler) for signum, handler in mine.items()}
+    try:
+
+        def ctrl_c(info: a2c_ppo.UpdateInfo) -> None:
+            if info.update == 1:
+                signal.raise_signal(signal.SIGINT)
+
+        with pytest.raises(KeyboardInterrupt):
+            train("CartPole-v1", callbacks=ctrl_c, **{**SMALL, "vec_env": "subproc"}, **folders(tmp_path))
+        assert not multiprocessing.active_children()
+        assert {signum: signal.getsignal(signum) for signum in mine} == mine
+        (checkpoint,) = glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.pt"))
+        assert load_checkpoint(checkpoint)["counters"]["update"] == 1
+        assert train(resume=checkpoint, **folders(tmp_path)).env_steps == SMALL["num_env_steps"]
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
