@@ -240,13 +240,14 @@ def test_ctrl_c_in_a_run_reaches_the_caller_and_leaves_the_process_as_it_was(tmp
             if info.update == 1:
                 signal.raise_signal(signal.SIGINT)
 
+        budget = {**SMALL, "num_env_steps": 96, "vec_env": "subproc"}  # 3 updates
         with pytest.raises(KeyboardInterrupt):
-            train("CartPole-v1", callbacks=ctrl_c, **{**SMALL, "vec_env": "subproc"}, **folders(tmp_path))
+            train("CartPole-v1", callbacks=ctrl_c, **budget, **folders(tmp_path))
         assert not multiprocessing.active_children()
         assert {signum: signal.getsignal(signum) for signum in mine} == mine
         (checkpoint,) = glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.pt"))
         assert load_checkpoint(checkpoint)["counters"]["update"] == 1
-        assert train(resume=checkpoint, **folders(tmp_path)).env_steps == SMALL["num_env_steps"]
+        assert train(resume=checkpoint, **folders(tmp_path)).env_steps == 96
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
