@@ -277,8 +277,7 @@ def _check_registered(env_id: str) -> None:
 
 def _built(env_id: str, recipe: EnvRecipe, action_masks: bool | None = None) -> gym.Env:
     try:
-        # held until the env is built: where it is not, the refusal says it all (gymnasium's
-        # "out of date" warning stood above the paragraph that said so)
+        # held until the env is built: a refusal says it all (gymnasium's "out of date" stood above it)
         with warnings.catch_warnings(record=True) as said:
             env = make_env(env_id, action_masks=action_masks, recipe=recipe)
         for warning in said:
