@@ -202,7 +202,7 @@ def make_env(
     if plan.changes:
         env = ObservationLayout(env, plan)
     if record_episodes is not None:  # the env's observations, without the mask a masked run adds
-        env = EpisodeRecorder(env, record_episodes)
+        env = EpisodeRecorder(env, record_episodes, whole_games=is_atari_id(env_id))
     if action_masks:
         env = ActionMaskObservation(env)
     return Snapshot(env)  # outermost: vec.get_attr("snapshot") reaches it first

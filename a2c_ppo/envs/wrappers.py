@@ -112,16 +112,18 @@ class EpisodeRecorder(gym.Wrapper):
     in the framework's layout and before any normalisation (each step's observation before
     its action), ``actions`` (L, ...) as the env took them (Box actions clipped to the
     space, as ClipAction does), ``rewards`` (L,) as the env paid them, and ``terminated``
-    (whether the episode ended by termination rather than truncation). An episode ends where
-    the episode statistics below (``RecordEpisodeStatistics``, ``make_env``'s) end one: an Atari
-    lost life ends the learner's episode, not the game, which goes on after the reset (whose
-    own steps, a no-op and FIRE, are not the policy's and are not recorded). Below
+    (whether the episode ended by termination rather than truncation). With ``whole_games``
+    (the Atari pipeline's) an episode ends where the episode statistics below
+    (``RecordEpisodeStatistics``, ``make_env``'s) end one: a lost life ends the learner's
+    episode, not the game, which goes on after the reset (whose own steps, a no-op and FIRE,
+    are not the policy's and are not recorded). Below
     ``ActionMaskObservation``, it records the observations without the mask (those of a run
     without masks); ``recorded_space`` is their space, whatever wraps it."""
 
-    def __init__(self, env: gym.Env, episodes: list[dict[str, np.ndarray]]) -> None:
+    def __init__(self, env: gym.Env, episodes: list[dict[str, np.ndarray]], *, whole_games: bool = False) -> None:
         super().__init__(env)
         self.episodes = episodes
+        self.whole_games = whole_games
         self._obs: Any = None
         self._rows: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": []}
         self._game_goes_on = False  # the last step lost an Atari life: the next reset continues the game
@@ -144,7 +146,7 @@ class EpisodeRecorder(gym.Wrapper):
         for key, value in (("obs", self._obs), ("actions", taken), ("rewards", reward)):
             self._rows[key].append(np.array(value, copy=True))
         self._obs = obs
-        self._game_goes_on = bool(terminated or truncated) and "episode" not in info
+        self._game_goes_on = self.whole_games and bool(terminated or truncated) and "episode" not in info
         if (terminated or truncated) and not self._game_goes_on:
             episode = {key: np.stack(rows) for key, rows in self._rows.items()}
             episode["terminated"] = np.array(bool(terminated))
