@@ -247,8 +247,10 @@ def test_the_recorder_tells_terminations_from_time_limits():
         env.step(action)
     env = EpisodeRecorder(gym.make("CartPole-v1"), recorded)
     env.reset(seed=0)
-    while len(recorded) < 2:
-        env.step(0)  # always left: the pole falls long before the 500-step limit
+    for _ in range(500):  # always left: the pole falls long before the 500-step limit
+        env.step(0)
+        if len(recorded) == 2:
+            break
     assert [bool(episode["terminated"]) for episode in recorded] == [False, True]
     assert [len(episode["rewards"]) for episode in recorded][0] == 5 and len(recorded[1]["rewards"]) < 500
 
