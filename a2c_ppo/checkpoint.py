@@ -82,13 +82,12 @@ def rng_payload(raw: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():  # the GPUs this machine has, of those saved
-        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+    """Put the generators in a checkpoint's states (:func:`rng_payload`'s form)."""
+    cuda = state["cuda"][: torch.cuda.device_count()] if torch.cuda.is_available() else []  # the GPUs here
     keys = state["numpy"]["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
     version, internal, gauss = json.loads(state["python"])
-    random.setstate((version, tuple(internal), gauss))
+    numpy_state = ("MT19937", keys, state["numpy"]["pos"], 0, 0.0)
+    set_raw_rng_state((state["torch"], cuda, numpy_state, (version, tuple(internal), gauss)))
 
 
 def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> str | None:
