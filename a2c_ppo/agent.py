@@ -16,7 +16,7 @@ from a2c_ppo.envs.finite import class_range
 from a2c_ppo.envs.frames import frame_processing, recipe_of
 from a2c_ppo.envs.make import make_env
 from a2c_ppo.envs.normalize import VecNormalize, frozen_statistics, normalized
-from a2c_ppo.envs.torch_env import env_action_converter
+from a2c_ppo.envs.torch_env import EnvActionConverter
 from a2c_ppo.errors import ConfigError
 from a2c_ppo.evaluation import left_out, run_episodes
 from a2c_ppo.model import Policy
@@ -35,7 +35,7 @@ class Agent:
     def __init__(self, policy: Policy, config: RunConfig, normalization: dict[str, Any] | None) -> None:
         self.policy, self.config, self.normalization = policy.eval(), config, normalization
         self.observation_space, self.action_space = policy.obs_space, policy.action_space
-        self._to_env = env_action_converter(self.action_space)
+        self._to_env = EnvActionConverter(self.action_space)
         # VecNormalize's parts only: a Discrete observation or an image passes as it is (even with norm_obs)
         self._statistics = frozen_statistics(normalization, self.observation_space) if normalization else None
         self._state: torch.Tensor | None = None

@@ -27,7 +27,7 @@ from a2c_ppo.config import RunConfig
 from a2c_ppo.envs.frames import recipe_of
 from a2c_ppo.envs.make import make_env_fn
 from a2c_ppo.envs.normalize import VecNormalize
-from a2c_ppo.envs.torch_env import env_action_converter
+from a2c_ppo.envs.torch_env import EnvActionConverter
 from a2c_ppo.errors import ConfigError, WriteFailedError
 from a2c_ppo.logger import Logger
 from a2c_ppo.model import Policy, eval_mode
@@ -140,7 +140,7 @@ class EpisodeRecorder:
         if config.norm_obs or config.norm_reward:
             envs = VecNormalize(envs, norm_obs=bool(config.norm_obs), norm_reward=bool(config.norm_reward))
         self.envs = envs
-        self.to_env_actions = env_action_converter(envs.single_action_space)
+        self.to_env_actions = EnvActionConverter(envs.single_action_space)
         # one frame per agent step: with --frame-skip the env's frames come that many times slower
         self.fps = float(self.env.metadata.get("render_fps") or 30) / config.frame_skip
 

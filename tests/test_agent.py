@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -131,3 +133,18 @@ def test_act_reads_a_discrete_observation_as_training_did_under_a_normalising_pr
     states = np.arange(16)
     read, *_ = agent._batch(states, None)  # what the policy gets
     np.testing.assert_array_equal(read.view(-1).numpy(), states)
+
+
+def test_an_agent_pickles_with_its_carried_state_and_acts_as_the_original(tmp_path):
+    # a sweep's process pool or multiprocessing hands an Agent over by pickling it
+    result = train("CartPole-v1", recurrent_policy=True, hidden_size=8, norm_obs=True, **SMALL, **folders(tmp_path))
+    agent = load(result.checkpoint)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        agent.act(rng.normal(size=(2, 4)).astype(np.float32), deterministic=True)
+    copy = pickle.loads(pickle.dumps(agent))
+    assert torch.equal(copy._state, agent._state)
+    for _ in range(3):
+        obs = rng.normal(size=(2, 4)).astype(np.float32)
+        np.testing.assert_array_equal(copy.act(obs, deterministic=True), agent.act(obs, deterministic=True))
+    assert torch.equal(copy._state, agent._state)

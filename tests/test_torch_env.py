@@ -11,7 +11,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 
 from a2c_ppo.envs.make import make_vec_envs
 from a2c_ppo.envs.normalize import VecNormalize
-from a2c_ppo.envs.torch_env import TorchVecEnv, env_action_converter
+from a2c_ppo.envs.torch_env import EnvActionConverter, TorchVecEnv
 from a2c_ppo.errors import NonFiniteError
 from tests.envs_for_rollout import BadValueEnv, ScriptedEnv
 from tests.envs_for_tests import StrictActionEnv
@@ -47,12 +47,12 @@ def test_the_env_gets_the_policy_actions_shifted_by_the_space_start(space, polic
 
 def test_actions_reach_the_env_without_a_copy_where_the_dtype_fits():
     box = torch.rand(4, 3)
-    converted = env_action_converter(gym.spaces.Box(-1, 1, (3,), np.float32))(box)
+    converted = EnvActionConverter(gym.spaces.Box(-1, 1, (3,), np.float32))(box)
     assert np.shares_memory(converted, box.numpy())
     discrete = torch.tensor([[1], [0]])
-    converted = env_action_converter(gym.spaces.Discrete(2))(discrete)
+    converted = EnvActionConverter(gym.spaces.Discrete(2))(discrete)
     assert converted.shape == (2,) and np.shares_memory(converted, discrete.numpy())
-    shifted = env_action_converter(gym.spaces.Discrete(2, start=5))(discrete)
+    shifted = EnvActionConverter(gym.spaces.Discrete(2, start=5))(discrete)
     np.testing.assert_array_equal(shifted, [6, 5])
     np.testing.assert_array_equal(discrete.numpy()[:, 0], [1, 0])  # the policy's tensor is untouched
 

@@ -17,7 +17,7 @@ from gymnasium.error import ClosedEnvironmentError
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from a2c_ppo.envs.subproc import EnvWorkerError, SubprocVecEnv
-from a2c_ppo.envs.torch_env import env_action_converter
+from a2c_ppo.envs.torch_env import EnvActionConverter
 from tests.envs_for_tests import ActionEchoEnv, BadObsEnv, BadRewardEnv, CounterEnv, NoInfoEnv, StrictActionEnv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_policy_actions_get_the_space_start(space):
     width = 1 if isinstance(space, gym.spaces.Discrete) else len(space.nvec)
     high = space.n if isinstance(space, gym.spaces.Discrete) else space.nvec
     policy = np.stack([np.zeros(width), np.broadcast_to(np.asarray(high) - 1, (width,))]).astype(np.int64)
-    actions = env_action_converter(space)(torch.from_numpy(policy))
+    actions = EnvActionConverter(space)(torch.from_numpy(policy))
     start = np.asarray(space.start)
     np.testing.assert_array_equal(actions.reshape(2, width), policy + start)
     for envs in (sync([partial(StrictActionEnv, space)] * 2), SubprocVecEnv([partial(StrictActionEnv, space)] * 2, 1)):
@@ -138,7 +138,7 @@ def test_policy_actions_get_the_space_start(space):
         obs, *_ = envs.step(actions)  # the env refuses anything outside its space
         np.testing.assert_array_equal(obs[:, :width], (policy + start).astype(np.float32))
         envs.close()
-    assert env_action_converter(gym.spaces.Box(-1, 1, (2,)))(torch.zeros(3, 2, dtype=torch.float64)).dtype == np.float32
+    assert EnvActionConverter(gym.spaces.Box(-1, 1, (2,)))(torch.zeros(3, 2, dtype=torch.float64)).dtype == np.float32
 
 
 _NO_GUARD = textwrap.dedent(

@@ -8,7 +8,6 @@ when their dtype already fits; infos are only looked at when an episode ended.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -44,24 +43,27 @@ class StepResult(NamedTuple):
     dummy: torch.Tensor | None = None
 
 
-def env_action_converter(space: gym.Space) -> Callable[[torch.Tensor], np.ndarray]:
+class EnvActionConverter:
     """``convert(actions)``: the policy's ``(N, action_dim)`` tensor -> the env's numpy actions.
 
     The policy's discrete actions count from 0; ``Discrete(n, start=k)`` and
     ``MultiDiscrete(..., start=s)`` envs get them shifted by their ``start``. The result is a
-    view of the tensor's memory wherever the dtype already matches and no offset applies.
+    view of the tensor's memory wherever the dtype already matches and no offset applies. A
+    class rather than a closure so that what holds one (``Agent``) can be pickled.
     """
-    shape, dtype = tuple(space.shape or ()), space.dtype
-    start = np.zeros((), dtype=dtype)
-    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
-        start = np.asarray(space.start, dtype=dtype)
-    shifted = bool(start.any())
 
-    def convert(actions: torch.Tensor) -> np.ndarray:
-        array = actions.detach().cpu().numpy().reshape(-1, *shape).astype(dtype, copy=False)
-        return array + start if shifted else array
+    __slots__ = ("shape", "dtype", "start", "shifted")
 
-    return convert
+    def __init__(self, space: gym.Space) -> None:
+        self.shape, self.dtype = tuple(space.shape or ()), space.dtype
+        self.start = np.zeros((), dtype=self.dtype)
+        if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+            self.start = np.asarray(space.start, dtype=self.dtype)
+        self.shifted = bool(self.start.any())
+
+    def __call__(self, actions: torch.Tensor) -> np.ndarray:
+        array = actions.detach().cpu().numpy().reshape(-1, *self.shape).astype(self.dtype, copy=False)
+        return array + self.start if self.shifted else array
 
 
 class _Block(NamedTuple):
@@ -92,7 +94,7 @@ class TorchVecEnv:
         self.num_envs = n = envs.num_envs
         self.observation_space = envs.single_observation_space
         self.action_space = envs.single_action_space
-        self._to_env_actions = env_action_converter(self.action_space)
+        self._to_env_actions = EnvActionConverter(self.action_space)
         self._composite = isinstance(self.observation_space, gym.spaces.Dict)
         # A Dict observation goes through observations.obs_from_numpy; below, one array's fast path.
         obs_shape = () if self._composite else tuple(self.observation_space.shape or ())
