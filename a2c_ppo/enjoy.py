@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
 
-from a2c_ppo import console
+from a2c_ppo import console, seeds
 from a2c_ppo.arguments import POLICY_BASE_HELP, TRUST_HELP, ArgumentParser
 from a2c_ppo.builders import build_envs, policy_for, replay_config, replay_vec_env
 from a2c_ppo.checkpoint import check_spaces, check_trusted, load_checkpoint
@@ -39,7 +39,6 @@ from a2c_ppo.restore_check import check_finite, load_model, restored
 from a2c_ppo.trajectories import describe_space, save_trajectories
 from a2c_ppo.video import has_display, prepare_offscreen_rendering
 
-REPLAY_SEED_OFFSET = 2_000_000  # replays never reuse the training envs' seeds
 DEFAULT_LOAD_DIR = "trained_models"
 VIDEO_HINT = 'Rendering and videos need the extra: pip install -e ".[video]"'
 
@@ -279,7 +278,7 @@ def run(args: argparse.Namespace) -> list[tuple[float, int]]:
     try:
         if recorded is not None:  # before any step: a space the file format cannot hold is refused
             spaces = _trajectory_spaces(replay)
-        seed = args.seed if args.seed is not None else config.seed + REPLAY_SEED_OFFSET
+        seed = args.seed if args.seed is not None else config.seed + seeds.REPLAY
         mean = counters.get("eval_mean_return")  # a best model (best.pt) holds its evaluation's
         best = "" if mean is None else f" (best model: update {counters['update']}, evaluation mean return {mean:.1f})"
         console.out.line(f"Playing {_plural(args.num_episodes, 'episode')} of {config.env_name} with {path}{best}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from a2c_ppo import console
+from a2c_ppo import console, seeds
 from a2c_ppo.builders import (
     build_envs,
     replay_vec_env,
@@ -48,7 +48,7 @@ from a2c_ppo.logger import Logger, summary
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, missing_folders, run_checkpoint_path
 from a2c_ppo.signals import StopSignals
 from a2c_ppo.tracking import WANDB_FOLDER, Tracker, start_tracking
-from a2c_ppo.trainer import EVAL_SEED_OFFSET, Trainer
+from a2c_ppo.trainer import Trainer
 from a2c_ppo.video import EpisodeRecorder, VideoCallback
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def _run(
                     config, min(config.num_processes, config.eval_episodes), ctx.device, vec_env=replay_vec_env(config)
                 ),
                 normalization,
-                seed=config.seed + EVAL_SEED_OFFSET,
+                seed=config.seed + seeds.EVALUATION,
             )
             main_hooks.append(evaluator)
             if config.eval_interval:

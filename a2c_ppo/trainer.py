@@ -39,10 +39,10 @@ from a2c_ppo.model import eval_mode
 from a2c_ppo.observations import copy_obs, flatten_steps, obs_layout
 from a2c_ppo.precision import autocast, choose_precision, preserved_rng
 from a2c_ppo.rollout import collect_rollout
+from a2c_ppo.seeds import training_base
 from a2c_ppo.storage import RolloutStorage
 from a2c_ppo.value_norm import ValueNormalizer
 
-EVAL_SEED_OFFSET = 1_000_000  # eval envs never share seeds with training envs
 EPISODE_WINDOW = 10  # episodes in the console's and TensorBoard's running return
 
 
@@ -145,9 +145,10 @@ class Trainer:
             self.value_normalizer.load_state_dict(state["value_norm"])
 
     def reset_envs(self) -> None:
-        """Start new episodes; env ``i`` of rank ``r`` is seeded ``seed + env_steps + r * N + i``."""
-        seed = self.config.seed + self.env_steps + self.ctx.rank * self.config.num_processes
-        copy_obs(self.rollouts.obs[0], self.envs.reset(seed=seed))
+        """Start new episodes; env ``i`` is seeded ``seeds.training_base(...) + i``."""
+        config = self.config
+        base = training_base(config.seed, self.env_steps, self.ctx.rank, config.num_processes)
+        copy_obs(self.rollouts.obs[0], self.envs.reset(seed=base))
         # obs[0] starts episodes: the running sums that follow the masks (--value-norm-stats rewards',
         # GAIL's return), restored from a checkpoint whose envs were not, restart with them
         self.rollouts.masks[0].zero_()

@@ -6,7 +6,7 @@ normalisation frozen, and writes it as ``RUN_DIR/videos/update-NNNNNN.mp4`` (fra
 ffmpeg as they come); the Logger shows a small copy in TensorBoard and hands the file to W&B
 when tracking. The training envs are never
 touched and the global RNG states are restored afterwards, so a run's results are the same
-with and without videos. The episode is seeded ``seed + VIDEO_SEED_OFFSET`` each time: every
+with and without videos. The episode is seeded ``seed + seeds.VIDEO`` each time: every
 video starts from the same state, which makes them comparable.
 """
 
@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from a2c_ppo import seeds
 from a2c_ppo.callbacks import UpdateInfo
 from a2c_ppo.checkpoint import rng_state, set_rng_state
 from a2c_ppo.config import RunConfig
@@ -33,7 +34,6 @@ from a2c_ppo.logger import Logger
 from a2c_ppo.model import Policy, eval_mode
 from a2c_ppo.observations import map_obs, obs_from_numpy
 
-VIDEO_SEED_OFFSET = 3_000_000  # after evaluation's 1,000,000 and replay's 2,000,000
 VIDEO_FOLDER = "videos"
 MAX_VIDEO_STEPS = 5_000  # an episode that never ends is cut here, so training goes on
 PREVIEW_SIDE = 160  # TensorBoard's copy of a video: small, as the events file holds it whole
@@ -156,7 +156,7 @@ class EpisodeRecorder:
         state, recorder = rng_state(), None
         try:
             recorder = cls(config, device)
-            recorder.envs.reset(seed=config.seed + VIDEO_SEED_OFFSET)
+            recorder.envs.reset(seed=config.seed + seeds.VIDEO)
             recorder.frame()
         except Exception as exc:
             if recorder is not None:
@@ -238,7 +238,7 @@ class VideoCallback:
         state = rng_state()  # whatever the env or the renderer draws, training draws the same numbers
         try:
             with Mp4Writer(path, self.recorder.fps) as video:
-                seed = self.config.seed + VIDEO_SEED_OFFSET
+                seed = self.config.seed + seeds.VIDEO
                 episode_return = self.recorder.play(info.policy, seed, self.normalization(), video)
         finally:
             set_rng_state(state)
