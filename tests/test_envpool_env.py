@@ -106,6 +106,17 @@ def test_reset_seed_reproduces_and_envs_get_their_own_seeds():
     envs.close()
 
 
+def test_seeds_beyond_int32_wrap_into_envpools_range():
+    """--seed goes to 4,000,000,000; EnvPool asserts int32 seeds (a traceback at start-up)."""
+    envs = EnvPoolVecEnv("CartPole-v1", N, seed=2**31 - 3)  # envs 2.. wrap to 0, 1
+    wrapped, _ = envs.reset()
+    small, _ = envs.reset(seed=0)
+    np.testing.assert_array_equal(wrapped[2:], small[:2])
+    large, _ = envs.reset(seed=3_000_000_000)
+    np.testing.assert_array_equal(large, envs.reset(seed=3_000_000_000 - (2**31 - 1))[0])
+    envs.close()
+
+
 def test_ids_and_unsupported_id():
     assert envpool_supports("CartPole-v1") and to_envpool_id("CartPole-v1") == "CartPole-v1"
     assert not envpool_supports("NoSuchEnv-v0")

@@ -40,7 +40,8 @@ Box actions are clipped to the action space, as the framework's ``ClipAction`` d
 not clip). Every end is an episode end; the statistics sum the rewards.
 
 Seeds: EnvPool fixes its seeds when the pool is built; env i gets ``seed + i`` (EnvPool's
-per-env seed list). ``reset(seed=s)`` therefore rebuilds the pool with seeds ``s + i`` (unless
+per-env seed list), modulo ``2**31 - 1`` as EnvPool takes only int32 seeds (``--seed`` goes to
+4,000,000,000). ``reset(seed=s)`` therefore rebuilds the pool with seeds ``s + i`` (unless
 the pool was just built with ``s``); ``reset()`` without a seed restarts every env, each
 continuing its own random stream.
 """
@@ -66,6 +67,7 @@ from a2c_ppo.errors import ConfigError
 __all__ = ["EnvPoolVecEnv", "envpool_supports", "to_envpool_id"]
 
 _NO_FRAMESKIP = "NoFrameskip-v4"
+_SEEDS = 2**31 - 1  # EnvPool's seeds: int32 below its INT_MAX
 _ROUTING_KEYS = ("env_id", "players")  # EnvPool's keys that say where a result belongs
 
 
@@ -222,7 +224,7 @@ class EnvPoolVecEnv(VectorEnv):
     def _make_pool(self, seed: int) -> Any:
         with _quiet_space_casts():
             pool = _envpool().make_gymnasium(
-                self.envpool_id, seed=[seed + i for i in range(self.num_envs)], **self._options
+                self.envpool_id, seed=[(seed + i) % _SEEDS for i in range(self.num_envs)], **self._options
             )
             # EnvPool builds its spaces on first use (its reset reads them): here, quietly.
             _ = pool.observation_space, pool.action_space
