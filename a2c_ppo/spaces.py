@@ -1,4 +1,4 @@
-"""Observation spaces: what can be trained on, and the layout the framework trains on.
+"""Spaces: the action and observation spaces that can be trained on, and the observations' layout.
 
 Every part ("leaf") of an observation space must be a ``Box``, ``Discrete``, ``MultiDiscrete``
 or ``MultiBinary``; ``Dict`` and ``Tuple`` may nest them. A composite space is trained on as a
@@ -186,3 +186,16 @@ def allows_an_action(masks: np.ndarray, splits: list[int]) -> Any:
     if not splits:
         return masks.any(axis=-1)
     return np.logical_or.reduceat(masks, [0, *splits], axis=-1).all(axis=-1)
+
+
+def check_action_space(action_space: gym.Space, env_id: str) -> None:
+    """ConfigError unless the policy supports ``action_space``: Discrete, 1-D Box, MultiBinary or
+    MultiDiscrete (every observation space ``plan_observations`` accepts is supported)."""
+    ok = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiBinary, gym.spaces.MultiDiscrete)) or (
+        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    )
+    if not ok:
+        raise ConfigError(
+            f"--env-name {env_id!r} has action space {action_space}; supported are Discrete, a 1-D Box, MultiBinary "
+            "and MultiDiscrete."
+        )

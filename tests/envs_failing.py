@@ -149,6 +149,18 @@ def reset_info_list_env() -> gym.Env:
     return _ResetGivesNoInfo("list")
 
 
+class _ResetGivesAnotherShape(TinyEnv):
+    """A first observation one longer than the observation space says."""
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        return np.append(obs, 0).astype(obs.dtype), info
+
+
+def reset_shape_env() -> gym.Env:
+    return _ResetGivesAnotherShape()
+
+
 def not_an_env() -> str:
     return "this is not an env"
 

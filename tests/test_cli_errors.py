@@ -10,6 +10,7 @@ import zipfile
 import pytest
 import torch
 
+from a2c_ppo import console
 from a2c_ppo.cli import train_main
 from a2c_ppo.enjoy import main as enjoy_main
 from a2c_ppo.session import run
@@ -86,6 +87,7 @@ MAIN_CASES = [
     (["--env-name", "tests.envs_failing:raising_reset_env"], "its first reset raised RuntimeError: the reset failed"),
     (["--env-name", "tests.envs_failing:reset_info_none_env"], "its first reset returned the info None; gymnasium's"),
     (["--env-name", "tests.envs_failing:reset_info_list_env"], "its first reset returned the info [1]; gymnasium's"),
+    (["--env-name", "tests.envs_failing:reset_shape_env"], "returned an observation of shape (3,) where its observ"),
     (["--env-name", "tests.envs_failing:text_observation_env"], "observation part 'mission' is Text("),
     (["--env-name", "tests.envs_failing:sequence_observation_env"], "a Sequence, which no encoder takes"),
     (["--env-name", "CartPole-v1", "--action-masks", "on"], "gives no action mask"),
@@ -216,6 +218,9 @@ def test_only_main_pys_later_torchrun_ranks_keep_quiet(monkeypatch, capsys):
         assert outcome(train_main, argv, capsys)[1].startswith("main.py: error: ")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
+    # torchrun stops the later ranks once the first has said it (without this, the test passed
+    # only after another test had left StopSignals.arrived set, and alone waited 10 s and failed)
+    monkeypatch.setattr(console, "stop_signal_within", lambda seconds: True)
     for argv in (["--lr", "-1"], ["--num-steps", "many"]):
         assert outcome(train_main, argv, capsys) == (2, "")
     assert outcome(enjoy_main, ["--bogus"], capsys)[1].startswith("enjoy.py: error: ")

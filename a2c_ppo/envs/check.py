@@ -26,14 +26,14 @@ from a2c_ppo.envs.make import (
     native_vector_env,
     register_atari,
 )
-from a2c_ppo.envs.native_checks import check_reset, guarded
+from a2c_ppo.envs.native_checks import check_reset, guarded, obs_problem
 from a2c_ppo.envs.native_layout import LaidOutVecEnv
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.suggest import newer_version, suggestions
 from a2c_ppo.envs.timeouts import build_limit, close_within, env_time_limit
 from a2c_ppo.envs.wrappers import provides_action_masks
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.spaces import ACTION_MASK, mask_size
+from a2c_ppo.spaces import ACTION_MASK, check_action_space, mask_size
 
 _MODULE_FORM = "module:name (a callable that returns an env, or an id the module registers, e.g. mypkg.envs:MyEnv-v0)"
 
@@ -310,7 +310,7 @@ def _check_constructs(env_id: str, action_masks: str, recipe: EnvRecipe, timeout
     with limit("its construction", build_limit(timeout)):
         env = _built(env_id, recipe)
     try:
-        check_spaces(env.observation_space, env.action_space, env_id)
+        check_action_space(env.action_space, env_id)
         notes = list(getattr(env.get_wrapper_attr("plan"), "notes", [])) if _has_plan(env) else []
         discrete = mask_size(env.action_space) is not None
         if action_masks == "on" and not discrete:
@@ -376,6 +376,11 @@ def _first_reset(env: gym.Env, env_id: str, recipe: EnvRecipe) -> dict[str, Any]
             f"--env-name {env_id!r}: its first reset returned {shown}; gymnasium's reset returns (observation, "
             "info), the info a dict ({} where there is nothing to say). Fix the env's reset."
         )
+    problem = obs_problem(result[0], env.observation_space, "an observation", single=True)
+    if problem is not None:  # else each env's first reset fails in the run, an env failure with a traceback
+        raise ConfigError(
+            f"--env-name {env_id!r}: its first reset returned {problem}. Fix the env's reset or its space."
+        )
     return info
 
 
@@ -385,16 +390,3 @@ def _has_plan(env: gym.Env) -> bool:
         return True
     except AttributeError:
         return False
-
-
-def check_spaces(obs_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
-    """The action spaces the policy supports: Discrete, 1-D Box, MultiBinary or MultiDiscrete
-    (every observation space ``spaces.plan_observations`` accepts is supported)."""
-    what = f"--env-name {env_id!r}"
-    ok = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiBinary, gym.spaces.MultiDiscrete)) or (
-        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
-    )
-    if not ok:
-        raise ConfigError(
-            f"{what} has action space {action_space}; supported are Discrete, a 1-D Box, MultiBinary and MultiDiscrete."
-        )

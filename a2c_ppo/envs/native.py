@@ -279,7 +279,7 @@ class NativeVecEnv(VectorEnv):
             )
         for i in np.flatnonzero(ended):  # bootstrapped from: a row of another shape fails in the network
             problem = obs_problem(infos["final_obs"][i], self.single_observation_space, f"infos['final_obs'][{i}]",
-                                  "single_observation_space")  # fmt: skip
+                                  "single_observation_space", single=True)  # fmt: skip
             if problem is not None:
                 raise malformed(self._name, "step", problem)
         infos = dict(infos)

@@ -114,25 +114,27 @@ def malformed(name: str, what: str, problem: str) -> EnvWorkerError:
     )
 
 
-def obs_problem(obs: Any, space: gym.Space, path: str = "observations", which: str = "observation_space") -> str | None:
+def obs_problem(
+    obs: Any, space: gym.Space, path: str = "observations", which: str = "observation_space", single: bool = False
+) -> str | None:
     """What is wrong with the observation ``obs`` for ``space`` (``None``: nothing), the env's
     ``which``: a Dict must come as a dict with its keys, a Tuple as a tuple of its length, any
     other part as an array of the space's shape (batched: the leading axis, one row per env; one
-    env's observation, ``which`` its single space, may give a scalar part as a number)."""
+    env's observation, ``single``, may give a scalar part as a number)."""
     if isinstance(space, gym.spaces.Dict):
         if not isinstance(obs, dict) or set(obs) != set(space.spaces):
             keys = sorted(obs) if isinstance(obs, dict) else type(obs).__name__
             return f"{path} {keys} where its {which} has the parts {sorted(space.spaces)}"
-        parts = (obs_problem(obs[k], s, f"{path}[{k!r}]", which) for k, s in space.spaces.items())
+        parts = (obs_problem(obs[k], s, f"{path}[{k!r}]", which, single) for k, s in space.spaces.items())
         return next(filter(None, parts), None)
     if isinstance(space, gym.spaces.Tuple):
         if not isinstance(obs, (tuple, list)) or len(obs) != len(space.spaces):
             return f"{path} of type {type(obs).__name__} where its {which} is a Tuple of {len(space.spaces)}"
-        parts = (obs_problem(o, s, f"{path}[{i}]", which) for i, (o, s) in enumerate(zip(obs, space)))
+        parts = (obs_problem(o, s, f"{path}[{i}]", which, single) for i, (o, s) in enumerate(zip(obs, space)))
         return next(filter(None, parts), None)
     if space.shape is None:  # a space of the user's own: nothing to compare with
         return None
-    if not hasattr(obs, "dtype") and not (which.startswith("single") and isinstance(obs, (int, float, bool))):
+    if not hasattr(obs, "dtype") and not (single and isinstance(obs, (int, float, bool))):
         return f"{path} as a {type(obs).__name__}, not an array"
     if tuple(np.shape(obs)) != tuple(space.shape):
         return f"{path} of shape {tuple(np.shape(obs))} where its {which} has {tuple(space.shape)}"
