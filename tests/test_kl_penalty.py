@@ -80,6 +80,21 @@ def test_the_beta_schedule_on_both_sides_of_the_band(kl, target, expected):
     assert agent.kl_coef == expected
 
 
+@pytest.mark.parametrize(
+    "start, kl, expected",
+    [(1e-6, 0.001, 1e-6), (1.5e-6, 0.001, 1e-6), (1e6, 0.5, 1e6), (6e5, 0.5, 1e6), (0.0, 0.5, 1e-6),
+     (1e-8, 0.001, 1e-8), (1e-8, 0.5, 1e-6), (1e7, 0.5, 1e7), (1e7, 0.001, 5e6)],
+)  # fmt: skip
+def test_beta_stays_where_it_can_come_back_from(start, kl, expected):
+    """Halved ~1,075 times (a policy that stopped moving) beta underflowed to 0.0, and doubling 0
+    never brought it back; ``--kl-coef 0`` with a target never adapted at all. A start outside
+    the range is moved only toward it."""
+    agent = PPO(make_policy(), clip_param=0.2, ppo_epoch=1, num_mini_batch=1, value_loss_coef=0.5,
+                entropy_coef=0.0, lr=1e-3, variant="kl-penalty", kl_coef=start, kl_target=0.01)  # fmt: skip
+    agent._adapt_kl_coef(kl)
+    assert agent.kl_coef == expected
+
+
 def test_a_hand_gradient_with_the_kl_penalty_is_refused():
     """The hand-written gradient is the clip objective's; main.py pairs the penalty with autograd."""
     from a2c_ppo.algo.hand_gradient import HandGradient

@@ -13,7 +13,10 @@ The KL is the exact one (closed form, ``distributions.py``'s ``kl_from``) per st
 the rollout policy's distribution (computed once per update, before its first step) and the
 current one. After each update, with ``d`` the mean of that KL over the batch (all ranks),
 ``beta`` halves if ``d < kl_target / 1.5`` and doubles if ``d > 1.5 kl_target`` (the paper's
-rule; ``kl_target`` 0 keeps it fixed).
+rule; ``kl_target`` 0 keeps it fixed), staying within ``KL_COEF_RANGE``: beyond it the penalty
+is already nil or already all of the objective (the advantages are standardised), so a longer
+run of halvings (a policy that stops moving: the learning rate's decay) would only delay its
+recovery, and at 0.0 (float underflow, or ``--kl-coef 0``) doubling could never bring it back.
 
 Each minibatch step runs in this order: zero the gradient, the losses (forward pass and
 objective), the gradient, its average over ranks, the norm clip, the optimizer step. A
@@ -46,6 +49,9 @@ from a2c_ppo.algo.flat_params import FlatAdam, FlatParameters, clip_flat_gradien
 from a2c_ppo.algo.hand_gradient import HandGradient
 from a2c_ppo.model import Policy
 from a2c_ppo.storage import Minibatch, RolloutStorage, take_rows
+
+#: Where the adaptive beta stays (see the module docstring): about 2**-20 .. 2**20.
+KL_COEF_RANGE = (1e-6, 1e6)
 
 
 def ppo_losses(
@@ -263,10 +269,11 @@ class PPO:
 
     def _adapt_kl_coef(self, kl: float) -> None:
         """The paper's rule: halve beta below ``kl_target / 1.5``, double it above ``1.5 kl_target``."""
+        low, high = KL_COEF_RANGE  # a --kl-coef outside it is not moved further out, nor pulled in
         if self.kl_target > 0 and kl < self.kl_target / 1.5:
-            self.kl_coef /= 2.0
+            self.kl_coef = max(self.kl_coef / 2.0, min(self.kl_coef, low))
         elif self.kl_target > 0 and kl > self.kl_target * 1.5:
-            self.kl_coef *= 2.0
+            self.kl_coef = min(max(self.kl_coef * 2.0, low), max(self.kl_coef, high))
 
     def state_dict(self) -> dict[str, Any]:
         """What an exact resume needs beyond the parameters and the optimizer: beta."""
