@@ -32,13 +32,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from a2c_ppo import seeds  # noqa: E402
 from a2c_ppo.arguments import parse_args  # noqa: E402
 from a2c_ppo.builders import build_envs, policy_for  # noqa: E402
 from a2c_ppo.checkpoint import load_checkpoint  # noqa: E402
 from a2c_ppo.config import RunConfig  # noqa: E402
 from a2c_ppo.evaluation import run_episodes  # noqa: E402
 from a2c_ppo.session import run  # noqa: E402
-from a2c_ppo.trainer import EVAL_SEED_OFFSET  # noqa: E402
 
 # name -> (env, threshold, main.py flags shared by every policy kind)
 TASKS: dict[str, tuple[str, float, list[str]]] = {
@@ -70,7 +70,7 @@ def evaluate_checkpoint(args: RunConfig, path: str, episodes: int) -> float:
     try:
         policy = policy_for(args, envs.observation_space, envs.action_space)
         policy.load_state_dict(checkpoint["model"])
-        results = run_episodes(policy, envs, episodes, deterministic=True, seed=args.seed + EVAL_SEED_OFFSET)
+        results = run_episodes(policy, envs, episodes, deterministic=True, seed=args.seed + seeds.EVALUATION)
     finally:
         envs.close()
     return float(np.mean([ret for ret, _ in results]))
