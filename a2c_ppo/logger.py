@@ -15,6 +15,7 @@ import csv
 import io
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TextIO
@@ -106,6 +107,7 @@ class Logger:
         self._write_rows(rows)
         self._bar_drawn = False
         self._last_draw = 0.0
+        self._closed = False
 
     def _read_csv(self, keep_through_update: int | None) -> tuple[list[str], list[dict[str, str]]]:
         """The existing header and rows (a resumed run keeps rows up to its update)."""
@@ -142,6 +144,7 @@ class Logger:
     def _new_writer(self) -> Any:
         from torch.utils.tensorboard import SummaryWriter
 
+        _hide_writer_thread_tracebacks()
         writer = SummaryWriter(self.run_dir, purge_step=self.start_step + 1 if self.start_step else None)
         table = "\n".join(f"|{key}|{value}|" for key, value in sorted(self.config.items()))
         writer.add_text("hyperparameters", "|flag|value|\n|-|-|\n" + table, global_step=self.start_step)
@@ -237,13 +240,43 @@ class Logger:
         self._bar_drawn = True
 
     def close(self) -> None:
+        """Close every destination (a second call does nothing); WriteFailedError, once all are
+        closed, if the TensorBoard writer could not write what it still held (a full disk)."""
+        if self._closed:
+            return
+        self._closed = True
         if self._bar_drawn:
             self.stream.write("\n")
-        if self._writer is not None:
-            self._writer.close()
-        self._csv_file.close()
-        for sink in self.sinks:
-            sink.close()
+        try:
+            if self._writer is not None:
+                with self._tensorboard_writes():
+                    self._writer.close()
+        finally:
+            self._csv_file.close()
+            for sink in self.sinks:
+                sink.close()
+
+
+_writer_threads_quiet = False
+
+
+def _hide_writer_thread_tracebacks() -> None:
+    """TensorBoard's writer thread prints its failure (a full disk) as a traceback and hands it
+    to the writer's next call in the main thread, which reports it as a WriteFailedError: the
+    traceback only buries that one paragraph, so this process's hook drops it."""
+    global _writer_threads_quiet
+    if _writer_threads_quiet:
+        return
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.thread, _AsyncWriterThread) and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    threading.excepthook = hook
+    _writer_threads_quiet = True
 
 
 #: Frames of a TensorBoard video at most: a longer episode is shown at a lower frame rate.

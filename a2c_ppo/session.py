@@ -252,15 +252,22 @@ def _run(
                 f"{how}: {trainer.env_steps} env steps, {summary(trainer.returns, whose)}. Checkpoint: {path} "
                 f"(copied to {latest}, the latest finished run's).{best}"
             )
+            logger.close()  # TensorBoard's last events: a failure to write them is this run's
             if tracker is not None:
                 tracker.finish([path, best_path])
-    except WriteFailedError:
-        raise  # the last good checkpoint stays as it is (another write would fail the same way)
     except BaseException as exc:
         # after a non-finite update the parameters are not those of the last boundary: nothing is saved
         keeps_boundary = not isinstance(exc, NonFiniteError) or isinstance(exc, NonFiniteRolloutError)
-        if keeps_boundary:
-            checkpointer.save(trainer)  # (written already where a periodic save came just before)
+        # a checkpoint that could not be written is not tried again (it would fail the same way); a
+        # log that could not be written (TensorBoard, progress.csv, a video) may leave room for it
+        failed_write = exc.path if isinstance(exc, WriteFailedError) else None
+        if keeps_boundary and failed_write != path:
+            try:
+                checkpointer.save(trainer)  # (written already where a periodic save came just before)
+            except WriteFailedError:
+                if failed_write is None:
+                    raise
+                raise exc from None  # the first failure names the cause; the checkpoint's is its echo
             if logger is not None and checkpointer.saved_update and os.path.isfile(path):
                 logger.print(
                     f"Checkpoint of update {checkpointer.saved_update} saved to {path} "
@@ -272,7 +279,8 @@ def _run(
         if evaluator is not None:
             evaluator.close()
         if logger is not None:
-            logger.close()
+            with contextlib.suppress(WriteFailedError):  # closed above unless another error is on its way
+                logger.close()
     return TrainResult(path, trainer.env_steps, curve.points, stopped)
 
 

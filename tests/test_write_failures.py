@@ -1,0 +1,62 @@
+"""A log of the run that cannot be written (TensorBoard's events, progress.csv) ends the run as
+a checkpoint that cannot be written does: one paragraph naming the file and the cause, exit
+status 6, and the checkpoint of the last finished update kept (written, where the disk lets it)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from a2c_ppo.api import train
+from a2c_ppo.checkpoint import load_checkpoint
+from a2c_ppo.errors import WriteFailedError
+from a2c_ppo.logger import Logger
+from tests.disk_full_main import EVENT_WRITES_LEFT_VARIABLE
+from tests.helpers import ROOT, run_checkpoint
+
+TINY = "tests.envs_failing:tiny_env"
+SMALL_RUN = {"num_processes": 2, "num_steps": 16, "vec_env": "sync", "log_interval": 1}
+
+
+def test_tensorboard_events_that_cannot_be_written_are_one_paragraph_with_the_checkpoint_kept(tmp_path):
+    # the first append to the events file succeeds, the next finds the disk full: TensorBoard's
+    # thread fails, and the writer's next call in the run (a scalar, or its close) re-raises that
+    argv = [sys.executable, os.path.join(ROOT, "tests", "disk_full_main.py"), "--env-name", TINY,
+            "--num-processes", "2", "--num-steps", "16", "--num-env-steps", "96", "--vec-env", "sync",
+            "--save-interval", "1000", "--log-interval", "1",
+            "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models")]  # fmt: skip
+    env = {**os.environ, EVENT_WRITES_LEFT_VARIABLE: "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert proc.returncode == 6, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "could not write the TensorBoard events in" in proc.stderr and "No space left on device" in proc.stderr
+    # which update meets the failure is the thread's timing; the checkpoint holds that update
+    saved = re.search(r"Checkpoint of update (\d+) saved to", proc.stdout)
+    assert saved is not None, proc.stdout
+    assert load_checkpoint(run_checkpoint(tmp_path))["counters"]["update"] == int(saved.group(1)) >= 1
+
+
+def test_a_progress_csv_that_cannot_be_written_still_leaves_the_last_update_saved(tmp_path, monkeypatch):
+    appended = []
+    real_append = Logger._append
+
+    def append_until_the_disk_is_full(self: Logger, row: dict) -> None:
+        # update 1's row comes with the header (a whole write), those of updates 2 and 3 are
+        # appended; update 4's finds the disk full
+        if len(appended) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        appended.append(row["update"])
+        real_append(self, row)
+
+    monkeypatch.setattr(Logger, "_append", append_until_the_disk_is_full)
+    # no periodic save: the ending alone writes the checkpoint
+    with pytest.raises(WriteFailedError, match=r"progress\.csv: No space left on device"):
+        train(TINY, num_env_steps=160, save_interval=1000, log_dir=str(tmp_path / "runs"), **SMALL_RUN)
+    assert appended == [2, 3]
+    # update 4's log failed after its boundary was recorded: update 4 is the last finished one
+    assert load_checkpoint(run_checkpoint(tmp_path))["counters"]["update"] == 4
