@@ -11,11 +11,13 @@ same checkpoint elsewhere: the best model, ``RUN_DIR/best.pt``. The file format 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import tempfile
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -155,6 +157,9 @@ class Checkpointer:
         self.signals = signals
         self.boundary: Boundary | None = None
         self.saved_update = -1
+        # An update that ended in an error left the parameters and the optimizer somewhere
+        # between two boundaries: no checkpoint may hold them (see ``updating``).
+        self.cut_update = False
         # Why the envs' states are not captured (a resume under torchrun starts new episodes).
         self.env_state_error: str | None = "a data-parallel run" if data_parallel else None
 
@@ -250,14 +255,24 @@ class Checkpointer:
         self.capture(run)
         return notes
 
+    @contextlib.contextmanager
+    def updating(self) -> Iterator[None]:
+        """The block moves the parameters past the boundary (an update). An error inside it (a
+        second Ctrl-C, a network of one's own that raises) leaves them partly updated, under the
+        boundary's counters: ``save`` then writes nothing, and the last checkpoint written stays."""
+        self.cut_update = True
+        yield
+        self.cut_update = False  # not on an error: the parameters stay between two boundaries
+
     def mark_saved(self, update: int) -> None:
         """Nothing to save until an update after ``update`` has finished (a fresh start)."""
         self.saved_update = update
 
     def save(self, run: Run) -> bool:
-        """Write the checkpoint of the last finished update, if not saved yet; whether it wrote."""
+        """Write the checkpoint of the last finished update, if not saved yet and no update was
+        cut (``updating``); whether it wrote."""
         boundary = self.boundary
-        if not self.is_main or boundary is None or boundary.update == self.saved_update:
+        if not self.is_main or boundary is None or boundary.update == self.saved_update or self.cut_update:
             return False
         self._write(run, boundary, self.path)
         self.saved_update = boundary.update

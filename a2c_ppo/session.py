@@ -88,7 +88,8 @@ def run(
     resumed run goes on in its own folder, ``config.run_dir``; else the run claims a new folder
     of that name (or one suffixed, where it is taken). ``best_model``: the resumed run's best
     model (its file's bytes), written into a new run folder as the best so far. Interrupted,
-    EnvWorkerError and other failures are re-raised after the last finished update is saved;
+    EnvWorkerError and other failures are re-raised after the last finished update is saved
+    (where they cut an update, the last checkpoint written stays);
     so is it after a NonFiniteRolloutError (the envs' NaN: the parameters are still that
     update's); any other NonFiniteError saves nothing."""
     ctx = ctx or DistContext(device=select_device(config))
@@ -333,7 +334,8 @@ def loop(
             # evaluation can run long); the boundary a save uses moves with the parameters and the
             # update's log row, so that a resumed run neither repeats nor misses a row.
             with signals.deferred(escalate=True):
-                metrics = trainer.train_policy()
+                with checkpointer.updating():
+                    metrics = trainer.train_policy()
                 checkpointer.capture(trainer)
                 metrics.update(rollout_SPS=rollout_sps, SPS=stopwatch.sps(trainer.env_steps))
                 info = UpdateInfo(

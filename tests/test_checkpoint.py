@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from a2c_ppo.algo.flat_params import FlatParameters
+from a2c_ppo.api import train
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import FORMAT_VERSION, FiniteCheck, check_spaces, load_checkpoint, save_checkpoint
 from a2c_ppo.distributed import DistContext
@@ -19,7 +20,8 @@ from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError, NonFiniteError
 from a2c_ppo.model import make_policy
 from a2c_ppo.trainer import Trainer
-from tests.helpers import local_run_flags
+from tests.custom_nets import SmallNet
+from tests.helpers import local_run_flags, run_checkpoint
 
 CONFIG = argparse.Namespace(hidden_size=64, env_name="Pendulum-v1", seed=3)
 
@@ -247,3 +249,38 @@ def test_an_old_checkpoint_resumes_with_the_same_optimizer_state(tmp_path, old_f
     ours.step()
     for name, p in resumed.named_parameters():
         assert torch.equal(p, dict(reference.named_parameters())[name]), name
+
+
+class _RaisesMidUpdate(SmallNet):
+    """SmallNet whose second gradient pass after ``armed`` is set raises: the first pass has
+    moved the parameters already (a second Ctrl-C or an error of one's own network mid-update)."""
+
+    armed: int | None = None  # the gradient passes since it was armed
+
+    def forward(self, obs, rnn_hxs, masks):
+        if self.training and torch.is_grad_enabled() and _RaisesMidUpdate.armed is not None:
+            _RaisesMidUpdate.armed += 1
+            if _RaisesMidUpdate.armed == 2:
+                raise RuntimeError("the network failed on purpose")
+        return super().forward(obs, rnn_hxs, masks)
+
+
+def test_an_error_inside_an_update_never_saves_its_half_updated_parameters(tmp_path):
+    after: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep_parameters_and_arm_after_update_3(info):
+        after[info.update] = {name: value.clone() for name, value in info.policy.state_dict().items()}
+        if info.update == 3:
+            _RaisesMidUpdate.armed = 0
+
+    _RaisesMidUpdate.armed = None
+    with pytest.raises(RuntimeError, match="the network failed on purpose"):
+        train("tests.envs_failing:tiny_env", callbacks=keep_parameters_and_arm_after_update_3,
+              policy_base=_RaisesMidUpdate, algo="ppo", num_processes=2, num_steps=16, num_env_steps=320,
+              save_interval=2, vec_env="sync", log_dir=str(tmp_path / "runs"))  # fmt: skip
+    assert sorted(after) == [1, 2, 3]
+    # update 2, written by the periodic save, stays: update 3's checkpoint would hold update 4's first steps
+    checkpoint = load_checkpoint(run_checkpoint(tmp_path))
+    assert checkpoint["counters"]["update"] == 2
+    for name, value in checkpoint["model"].items():
+        assert torch.equal(value, after[2][name]), name
