@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
@@ -144,8 +145,8 @@ class Logger:
     def _new_writer(self) -> Any:
         from torch.utils.tensorboard import SummaryWriter
 
-        _hide_writer_thread_tracebacks()
         writer = SummaryWriter(self.run_dir, purge_step=self.start_step + 1 if self.start_step else None)
+        _hide_thread_traceback(writer._get_file_writer().event_writer._async_writer._worker)
         table = "\n".join(f"|{key}|{value}|" for key, value in sorted(self.config.items()))
         writer.add_text("hyperparameters", "|flag|value|\n|-|-|\n" + table, global_step=self.start_step)
         if self.notes:  # which preset, which flags overrode it, how a resume went
@@ -257,26 +258,27 @@ class Logger:
                 sink.close()
 
 
-_writer_threads_quiet = False
+#: TensorBoard writer threads of this process's runs (see ``_hide_thread_traceback``).
+_QUIET_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+_quiet_hook_installed = False
 
 
-def _hide_writer_thread_tracebacks() -> None:
-    """TensorBoard's writer thread prints its failure (a full disk) as a traceback and hands it
-    to the writer's next call in the main thread, which reports it as a WriteFailedError: the
-    traceback only buries that one paragraph, so this process's hook drops it."""
-    global _writer_threads_quiet
-    if _writer_threads_quiet:
-        return
-    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+def _hide_thread_traceback(thread: threading.Thread) -> None:
+    """TensorBoard's writer ``thread`` prints its failure (a full disk) as a traceback and hands
+    it to the writer's next call in the main thread, which reports it as a WriteFailedError: the
+    traceback only buries that one paragraph, so it is dropped, for the runs' own writer threads
+    only (a SummaryWriter of the caller's, in the same process, keeps its tracebacks)."""
+    global _quiet_hook_installed
+    if not _quiet_hook_installed:
+        previous = threading.excepthook
 
-    previous = threading.excepthook
+        def hook(args: threading.ExceptHookArgs) -> None:
+            if not (args.thread in _QUIET_THREADS and issubclass(args.exc_type, OSError)):
+                previous(args)
 
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if not (isinstance(args.thread, _AsyncWriterThread) and issubclass(args.exc_type, OSError)):
-            previous(args)
-
-    threading.excepthook = hook
-    _writer_threads_quiet = True
+        threading.excepthook = hook
+        _quiet_hook_installed = True
+    _QUIET_THREADS.add(thread)
 
 
 #: Frames of a TensorBoard video at most: a longer episode is shown at a lower frame rate.
