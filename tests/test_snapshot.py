@@ -45,6 +45,10 @@ CASES = [
         pytest.param("HalfCheetah-v5", kind, 990, 30, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco"))
         for kind in ("sync", "subproc")
     ),
+    # Their first reward after the restore reads the bodies' positions (MjData.xpos, xipos), which
+    # the last step computed and the integration state does not hold; Humanoid falls: it ends too.
+    pytest.param("Ant-v5", "sync", 990, 30, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco")),
+    pytest.param("Humanoid-v5", "sync", 10, 60, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco")),
 ]
 
 
@@ -203,6 +207,33 @@ def test_a_crafted_snapshot_calls_no_code_and_names_no_file(name, value, phrase)
         restore(fresh, state)
     assert fresh.log_path == "/tmp/a2c_ppo_path_env.log"
     restore(fresh, through_checkpoint([capture(env)])[0])  # the honest snapshot still restores
+
+
+@pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco")
+def test_a_mujoco_snapshot_sets_only_the_fields_capture_keeps_and_an_older_one_restores_its_physics():
+    from a2c_ppo.envs.mujoco_state import DERIVED_FIELDS
+
+    env = make_env("Ant-v5")
+    env.reset(seed=1)
+    for _ in range(2):  # gymnasium's env checker keeps the first step's info (text) until the second
+        env.step(env.action_space.sample())
+    state = through_checkpoint([capture(env)])[0]
+    (physics,) = [v for layer in state["layers"] for v in layer["attrs"].values() if "__mjdata__" in str(v)]
+    assert set(physics["derived"]) <= set(DERIVED_FIELDS) and "xpos" in physics["derived"]
+    crafts = [("qpos", b"\0" * 120, "which capture never writes"), ("xpos", b"\0" * 8, "does not fit")]
+    for field, raw, phrase in crafts:
+        crafted_physics = {**physics, "derived": {**physics["derived"], field: raw}}
+        fresh = make_env("Ant-v5")
+        fresh.reset(seed=2)
+        before = fresh.unwrapped.data.qpos.copy()
+        with pytest.raises(ValueError, match=phrase):
+            restore(fresh, crafted(copy.deepcopy(state), "AntEnv", "data", crafted_physics))
+        assert np.array_equal(fresh.unwrapped.data.qpos, before)  # nothing set
+    # a checkpoint written before the derived fields were kept: the integration state alone
+    fresh = make_env("Ant-v5")
+    fresh.reset(seed=2)
+    restore(fresh, crafted(copy.deepcopy(state), "AntEnv", "data", {"__mjdata__": physics["__mjdata__"]}))
+    assert np.array_equal(fresh.unwrapped.data.qpos, env.unwrapped.data.qpos)
 
 
 def test_a_toy_text_games_tokens_restore_and_a_path_in_their_place_does_not():

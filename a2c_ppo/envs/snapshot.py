@@ -10,7 +10,8 @@ SubprocVecEnv alike. What is captured, per layer, generically:
 * numpy random generators (``np_random``) and the generators of the spaces;
 * MuJoCo physics: ``MjData``'s full integration state (``mj_getState`` with
   ``mjSTATE_INTEGRATION``: time, qpos, qvel, act, warm start, controls, ...), which makes
-  ``mj_step`` continue bit-identically.
+  ``mj_step`` continue bit-identically, and the last step's positions, velocities and forces
+  the env reads before its next step (``mujoco_state.py``).
 
 Not captured, as configuration rather than state: construction arguments, specs and metadata,
 functions, the MuJoCo model (assumed unchanged by the env) and its renderer, the MDP tables of
@@ -33,6 +34,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from a2c_ppo.envs.mujoco_state import capture_physics, restore_physics
 
 # Attributes that are configuration, never state (gymnasium's bookkeeping of how it was built).
 _SKIPPED_NAMES = frozenset(
@@ -209,12 +212,7 @@ def _encode(value: Any, layer: Any, where: str) -> Any:
         rng = value._np_random  # None until the space is seeded or sampled
         return {"__space_rng__": None if rng is None else rng.bit_generator.state}
     if type(value).__name__ == "MjData":
-        import mujoco
-
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        physics = np.empty(mujoco.mj_stateSize(layer.model, spec), dtype=np.float64)
-        mujoco.mj_getState(layer.model, value, physics, spec)
-        return {"__mjdata__": physics.tobytes()}
+        return capture_physics(layer.model, value)
     if isinstance(value, deque):
         return {"__deque__": _encode_items(value, layer, where), "maxlen": value.maxlen}
     if isinstance(value, (list, tuple)):
@@ -263,10 +261,7 @@ def _decode(value: Any, current: Any, layer: Any) -> Any:
         current._np_random = None if rng is None else _generator(rng, current._np_random)
         return current
     if "__mjdata__" in value:
-        import mujoco
-
-        physics = np.frombuffer(value["__mjdata__"], dtype=np.float64)
-        mujoco.mj_setState(layer.model, current, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+        restore_physics(layer.model, current, value)
         return current
     if "__scalars__" in value:
         scalars = list(np.frombuffer(value["data"], dtype=_plain_dtype(value["__scalars__"])))
