@@ -89,6 +89,7 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
         saved = RunConfig.from_dict(checkpoint["config"], notes)
         check_trusted(saved, typed, trust_checkpoint, what=f"--resume {resume!r}")
         values = _resumed_values(saved, typed, resume)
+        _restart_beta_where_typed(checkpoint, saved, typed, notes)
         notes.insert(0, f"Resuming {resume} at update {checkpoint['counters']['update']}.")
         if saved.track and "track" not in typed:
             notes.append(
@@ -247,6 +248,24 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
     if not own_folder:
         run_dir = ""  # a new run folder under --log-dir
     return {**values, **typed, **folders, "run_dir": run_dir}
+
+
+def _restart_beta_where_typed(
+    checkpoint: dict[str, Any], saved: RunConfig, typed: dict[str, Any], notes: list[str]
+) -> None:
+    """Drop the checkpoint's KL-penalty beta where the resumed run starts it from ``--kl-coef``:
+    the checkpoint's run had no KL penalty (a clipped run's checkpoint of an older version holds
+    an unused 1.0), or another initial beta than its own was typed. The same value typed again
+    keeps the adapted beta going, so that a command repeated with --resume stays exact."""
+    agent = (checkpoint.get("algorithm") or {}).get("agent")
+    if not isinstance(agent, dict) or "kl_coef" not in agent:
+        return
+    if saved.ppo_variant == "kl-penalty" and typed.get("kl_coef", saved.kl_coef) == saved.kl_coef:
+        return
+    beta = agent.pop("kl_coef")
+    if saved.ppo_variant == "kl-penalty":
+        notes.append(f"The KL penalty's beta starts again at --kl-coef {typed['kl_coef']:g} (the checkpoint's: "
+                     f"{beta:g}).")  # fmt: skip
 
 
 def _refuse_shape(name: str, saved: Any, typed: Any) -> None:

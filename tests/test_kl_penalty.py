@@ -143,3 +143,37 @@ def test_beta_is_in_the_checkpoint_and_the_resume_is_exact(tmp_path):
 
     halfway = assert_exact_resume(tmp_path, flags, 320)
     assert halfway["algorithm"]["agent"]["kl_coef"] != 1.0  # adapted, and saved
+
+
+def test_a_typed_kl_coef_sets_beta_on_a_resume_and_a_clipped_runs_checkpoint_holds_none(tmp_path):
+    """Beta was restored from the checkpoint over a typed --kl-coef: a resume with --kl-coef kept
+    the adapted beta, and a clipped run resumed with --ppo-variant kl-penalty --kl-coef 0.25 took
+    the 1.0 its checkpoint carried (a beta it never used). Fixed betas (--kl-target 0) show it."""
+    from a2c_ppo.api import train
+    from a2c_ppo.checkpoint import load_checkpoint
+
+    run = dict(num_processes=2, num_steps=16, vec_env="sync", use_linear_lr_decay=False, overlap="off",
+               save_dir=str(tmp_path / "models"))  # fmt: skip
+
+    def resumed_beta(checkpoint: str, folder: str, **typed) -> float:
+        used: list[float] = []  # the beta the resumed update trained with
+        result = train(resume=checkpoint, num_env_steps=96, log_dir=str(tmp_path / folder),
+                       save_dir=str(tmp_path / "models"), callbacks=lambda info: used.append(info.metrics["kl_coef"]),
+                       **typed)  # fmt: skip
+        beta = load_checkpoint(result.checkpoint)["algorithm"]["agent"]["kl_coef"]
+        assert used == [beta]
+        return beta
+
+    clipped = train("CartPole-v1", num_env_steps=64, log_dir=str(tmp_path / "clip"), **run).checkpoint
+    assert load_checkpoint(clipped)["algorithm"]["agent"] == {}
+    assert resumed_beta(clipped, "to-kl", ppo_variant="kl-penalty", kl_coef=0.25, kl_target=0.0) == 0.25
+    older = torch.load(clipped, weights_only=True)  # as a clipped run's checkpoint was: an unused beta in it
+    older["algorithm"]["agent"] = {"kl_coef": 1.0}
+    torch.save(older, tmp_path / "older.pt")
+    assert resumed_beta(str(tmp_path / "older.pt"), "older", ppo_variant="kl-penalty", kl_coef=0.25,
+                        kl_target=0.0) == 0.25  # fmt: skip
+    penalised = train("CartPole-v1", num_env_steps=64, log_dir=str(tmp_path / "kl"), ppo_variant="kl-penalty",
+                      kl_coef=2.0, kl_target=0.0, **run).checkpoint  # fmt: skip
+    assert load_checkpoint(penalised)["algorithm"]["agent"] == {"kl_coef": 2.0}
+    assert resumed_beta(penalised, "typed", kl_coef=0.5) == 0.5
+    assert resumed_beta(penalised, "kept") == 2.0  # untyped: the checkpoint's

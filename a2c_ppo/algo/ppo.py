@@ -276,8 +276,10 @@ class PPO:
             self.kl_coef = min(max(self.kl_coef * 2.0, low), max(self.kl_coef, high))
 
     def state_dict(self) -> dict[str, Any]:
-        """What an exact resume needs beyond the parameters and the optimizer: beta."""
-        return {"kl_coef": self.kl_coef}
+        """What an exact resume needs beyond the parameters and the optimizer: the KL penalty's
+        beta (the clipped objective has none: a resume with the KL penalty starts from
+        ``--kl-coef``)."""
+        return {"kl_coef": self.kl_coef} if self.variant == "kl-penalty" else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kl_coef = float(state.get("kl_coef", self.kl_coef))
