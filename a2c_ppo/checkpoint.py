@@ -76,7 +76,13 @@ def rng_payload(raw: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "torch": torch_state,
         "cuda": cuda,
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
+        # with the normal numpy drew in pair with the last one, which its next draw takes
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "python": json.dumps(python_state),
     }
 
@@ -86,7 +92,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     cuda = state["cuda"][: torch.cuda.device_count()] if torch.cuda.is_available() else []  # the GPUs here
     keys = state["numpy"]["keys"].numpy().astype(np.uint32)
     version, internal, gauss = json.loads(state["python"])
-    numpy_state = ("MT19937", keys, state["numpy"]["pos"], 0, 0.0)
+    saved = state["numpy"]  # written without the cached normal before 2026-12: none cached
+    numpy_state = ("MT19937", keys, saved["pos"], saved.get("has_gauss", 0), saved.get("gauss", 0.0))
     set_raw_rng_state((state["torch"], cuda, numpy_state, (version, tuple(internal), gauss)))
 
 

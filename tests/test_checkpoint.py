@@ -284,3 +284,23 @@ def test_an_error_inside_an_update_never_saves_its_half_updated_parameters(tmp_p
     assert checkpoint["counters"]["update"] == 2
     for name, value in checkpoint["model"].items():
         assert torch.equal(value, after[2][name]), name
+
+
+def test_numpys_cached_gaussian_goes_through_a_checkpoints_generator_states(tmp_path):
+    """numpy's global generator draws normals in pairs and keeps the second for the next draw
+    (``has_gauss``, ``gauss`` in its state). The checkpoint dropped them: an env drawing
+    ``np.random.normal()`` in the training process got another number after a resume."""
+    from a2c_ppo.checkpoint import rng_state, set_rng_state
+
+    np.random.seed(3)
+    np.random.normal()  # the pair's second number is now cached
+    path = tmp_path / "rng.pt"
+    torch.save(rng_state(), path)
+    expected = [np.random.normal() for _ in range(3)]
+    np.random.normal()
+    set_rng_state(torch.load(path, weights_only=True))
+    assert [np.random.normal() for _ in range(3)] == expected
+    older = torch.load(path, weights_only=True)  # a checkpoint written without the cache: none cached
+    older["numpy"] = {key: older["numpy"][key] for key in ("keys", "pos")}
+    set_rng_state(older)
+    assert np.random.get_state()[3:] == (0, 0.0)
