@@ -224,6 +224,14 @@ def _resumed_values(saved: RunConfig, typed: dict[str, Any], resume: str) -> dic
                 f"--resume: the checkpoint's {on if was else off}, and with {flag} it would read them in the other "
                 f"units; drop {flag}, or start a new run without --resume."
             )
+    stats = typed.get("value_norm_stats", saved.value_norm_stats)
+    if saved.norm_value and stats != saved.value_norm_stats:  # the critic's units: the std of one of them
+        raise ConfigError(
+            f"--resume: the checkpoint's critic learned the returns over the running std of the "
+            f"{saved.value_norm_stats} (--value-norm-stats {saved.value_norm_stats}), and with --value-norm-stats "
+            f"{stats} that std would go on over another quantity; drop --value-norm-stats, or start a new run "
+            "without --resume."
+        )
     changed = [name for name in RECIPE_SETTINGS if name in typed and _differs(name, typed[name], saved)]
     if changed:
         shown = ", ".join(f"{flag_name(name)} {show(getattr(saved, name))}" for name in changed)

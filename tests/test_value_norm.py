@@ -155,3 +155,20 @@ def test_new_episodes_restart_each_envs_discounted_rewards(tmp_path):
         torch.testing.assert_close(normalizer.running[:, 0], by_hand)
     finally:
         trainer.close()
+
+
+def test_a_resume_cannot_switch_where_the_statistics_come_from(tmp_path):
+    """A resume with another --value-norm-stats was taken: the running std of the returns went on
+    over discounted reward sums (started at 0 mid-episode), or the other way round, under a
+    critic that learned in the first one's units."""
+    from a2c_ppo.session import launch
+    from tests.helpers import local_run_flags
+
+    flags = ["--env-name", "Pendulum-v1", "--algo", "a2c", "--num-processes", "2", "--num-steps", "5", "--norm-value",
+             "--num-env-steps", "10"]  # fmt: skip
+    for stats, other in [("returns", "rewards"), ("rewards", "returns")]:
+        saved = launch(resolve([*flags, "--value-norm-stats", stats, *local_run_flags(tmp_path / stats)]))
+        with pytest.raises(ConfigError, match=f"std of the {stats} .* with --value-norm-stats {other}"):
+            resolve(["--resume", saved.checkpoint, "--num-env-steps", "20", "--value-norm-stats", other])
+        typed_again = resolve(["--resume", saved.checkpoint, "--num-env-steps", "20", "--value-norm-stats", stats])
+        assert typed_again.config.value_norm_stats == stats
