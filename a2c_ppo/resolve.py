@@ -266,8 +266,8 @@ def _restart_beta_where_typed(
     an unused 1.0), or another initial beta than its own was typed. The same value typed again
     keeps the adapted beta going, so that a command repeated with --resume stays exact."""
     agent = (checkpoint.get("algorithm") or {}).get("agent")
-    if not isinstance(agent, dict) or "kl_coef" not in agent:
-        return
+    if not isinstance(agent, dict) or type(agent.get("kl_coef")) is not float:
+        return  # no beta; one that is no number is left for the restore check to refuse
     if saved.ppo_variant == "kl-penalty" and typed.get("kl_coef", saved.kl_coef) == saved.kl_coef:
         return
     beta = agent.pop("kl_coef")
