@@ -2,7 +2,8 @@
 
 Parameters, the optimizer's state, returns, advantages and the losses stay float32; only the
 policy's matrix products and convolutions run in bf16, under ``torch.autocast`` (which keeps
-the log-softmax and the reductions in float32). ``--precision auto`` takes bf16 where the
+the reductions in float32; the log-softmax is float32 too, by ``distributions.log_softmax``'s
+request, as the CPU's autocast leaves it in bf16). ``--precision auto`` takes bf16 where the
 hardware has native bf16 matrix units (a CPU with AMX or AVX-512 BF16; CUDA compute
 capability 8.0 and up) and one minibatch step of this policy is measured at least
 ``BF16_MIN_SPEEDUP`` times faster (the Nature CNN: 2.5-2.8x on the development VM's AMX;

@@ -5,11 +5,14 @@ precisions in tests/test_cnn.py."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
 
 from a2c_ppo import precision
+from a2c_ppo.distributions import CategoricalHead, MultiCategoricalHead
 from a2c_ppo.encoders import scaled_frames
 from a2c_ppo.precision import BF16_MIN_SPEEDUP, autocast, choose_precision, preserved_rng
 
@@ -112,3 +115,31 @@ def test_the_start_up_probes_leave_a_networks_running_statistics_alone(tmp_path,
                    precision="auto", overlap="auto", vec_env="sync", log_dir=str(tmp_path / "runs"),
                    save_dir=str(tmp_path / "models"))  # fmt: skip
     assert load(result.checkpoint, policy_base=ZeroRowsNet).policy.base.zero_rows.item() == 0
+
+
+@pytest.mark.parametrize("nvec", [None, [3, 2]], ids=["discrete", "multidiscrete"])
+def test_masked_categorical_log_probabilities_and_entropy_are_float32_under_bf16(nvec):
+    """Logits [1, 2, 3] (exact in bf16), action 1 forbidden: log p = [1 - log(e + e^3), -, 3 -
+    log(e + e^3)] = [-2.126928, -, -0.126928] and H = 0.365334, to float32 rounding on every path
+    (CPU autocast left the log-softmax in bf16: -2.125, -0.1270, H 0.3652). A MultiDiscrete
+    second dimension [0, 0] with both allowed adds log 1/2 and log 2."""
+    head = CategoricalHead(2, 3) if nvec is None else MultiCategoricalHead(2, nvec)
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 0.0, 0.0][: head.linear.out_features]))
+    x = torch.zeros(2, 2)
+    mask = torch.tensor([True, False, True, True, True][: head.linear.out_features]).expand(2, -1)
+    actions = torch.tensor([[0, 1], [2, 0]])[:, : 1 if nvec is None else 2]
+    extra_log_p, extra_h = (0.0, 0.0) if nvec is None else (math.log(0.5), math.log(2.0))
+    lse = math.log(math.e + math.e**3)
+    expected_log_p = torch.tensor([[1.0 - lse + extra_log_p], [3.0 - lse + extra_log_p]])
+    p0 = math.exp(1.0 - lse)
+    expected_h = torch.full((2,), -(p0 * math.log(p0) + (1 - p0) * math.log(1 - p0)) + extra_h)
+    with autocast("bf16", CPU), torch.no_grad():
+        dist = head(x, mask)
+        log_p, entropy = dist.log_probs(actions), dist.entropy()
+        deterministic, acted_log_p = head.act(x, True, mask)
+    assert torch.equal(deterministic, torch.tensor([[2, 0], [2, 0]])[:, : actions.shape[1]])
+    torch.testing.assert_close(log_p.float(), expected_log_p, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(entropy.float(), expected_h, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(acted_log_p.float(), expected_log_p[1:].expand(2, 1), rtol=1e-6, atol=1e-6)
