@@ -74,9 +74,12 @@ def gaussian_entropy(xp: Any, log_std: Any) -> Any:
     return (log_std + (0.5 + LOG_SQRT_2PI)).sum(axis=-1)
 
 
-#: A masked-out action's logit: its probability is exactly 0 in float32, and 0 * logit stays
-#: finite in the entropy (sb3-contrib's MaskableCategorical uses the same value).
-MASKED_LOGIT = -1e8
+#: A masked-out action's logit: the lowest bf16 number (-3.39e38; also exact in float32), below
+#: any allowed logit short of -inf, so its probability is exactly 0 and 0 * log p stays finite
+#: in the entropy while the allowed logits are below 1e37. sb3-contrib's -1e8 outweighed allowed
+#: logits below -1e8 (deterministic acting took the forbidden action); float32's own lowest
+#: number rounds to -inf in bf16.
+MASKED_LOGIT = torch.finfo(torch.bfloat16).min
 
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

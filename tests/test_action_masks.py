@@ -64,6 +64,25 @@ def test_log_probabilities_and_entropy_under_the_mask_by_hand():
     assert unmasked.entropy().item() > dist.entropy().item() + 0.3
 
 
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_allowed_logits_below_minus_1e8_still_beat_a_forbidden_action(bf16):
+    """Logits [-2e8, -3e8, 0] with action 2 forbidden: p = [1, 0, 0] (0 and 1 differ by 1e8), so
+    act takes 0, deterministic or not, at log p 0, and the entropy is 0. A forbidden logit set to
+    -1e8 (sb3-contrib's value) outweighed both allowed ones: deterministic acting took action 2,
+    sampling fell back to action 1 at log p -2e8."""
+    head = CategoricalHead(1, 3)
+    head.linear.weight.data.zero_()
+    head.linear.bias.data.copy_(torch.tensor([-2e8, -3e8, 0.0]))
+    x, mask = torch.zeros(4, 1), torch.tensor([[True, True, False]]).expand(4, -1)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for deterministic in (True, False):
+            action, log_prob = head.act(x, deterministic, mask)
+            assert action.flatten().tolist() == [0] * 4 and log_prob.flatten().tolist() == [0.0] * 4
+        dist = head(x, mask)
+        assert dist.log_probs(torch.zeros(4, 1, dtype=torch.long)).flatten().tolist() == [0.0] * 4
+        assert dist.entropy().tolist() == [0.0] * 4
+
+
 @pytest.mark.parametrize("recurrent", [False, True], ids=["feed-forward", "recurrent"])
 def test_the_generators_carry_each_rows_mask(recurrent):
     T, N, K = 8, 4, 5
