@@ -145,7 +145,7 @@ class SpinningEnv(CounterEnv):
 
 
 class ImageEnv(gym.Env):
-    """uint8 image observations ``(3, 8, 8)`` filled with ``t`` (mod 256); ends at ``t == 5``."""
+    """uint8 image observations ``(3, 8, 8)`` (its space's shape) filled with ``t`` (mod 256); ends at ``t == 5``."""
 
     observation_space = gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)
     action_space = gym.spaces.Discrete(2)
@@ -153,11 +153,11 @@ class ImageEnv(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.t = int(self.np_random.integers(0, 100))
-        return np.full((3, 8, 8), self.t % 256, dtype=np.uint8), {}
+        return np.full(self.observation_space.shape, self.t % 256, dtype=np.uint8), {}
 
     def step(self, action):
         self.t += 1 + int(action)
-        obs = np.full((3, 8, 8), self.t % 256, dtype=np.uint8)
+        obs = np.full(self.observation_space.shape, self.t % 256, dtype=np.uint8)
         return obs, 1.0, self.t % 5 == 0, False, {}
 
 
