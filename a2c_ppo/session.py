@@ -253,9 +253,9 @@ def _run(
                 f"{how}: {trainer.env_steps} env steps, {summary(trainer.returns, whose)}. Checkpoint: {path} "
                 f"(copied to {latest}, the latest finished run's).{best}"
             )
-            logger.close()  # TensorBoard's last events: a failure to write them is this run's
-            if tracker is not None:
+            if tracker is not None:  # (its artifacts go to the W&B run, which the logger's close ends)
                 tracker.finish([path, best_path])
+            logger.close()  # TensorBoard's last events: a failure to write them is this run's
     except BaseException as exc:
         # after a non-finite update the parameters are not those of the last boundary: nothing is saved
         keeps_boundary = not isinstance(exc, NonFiniteError) or isinstance(exc, NonFiniteRolloutError)
