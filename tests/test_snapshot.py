@@ -49,6 +49,9 @@ CASES = [
     # the last step computed and the integration state does not hold; Humanoid falls: it ends too.
     pytest.param("Ant-v5", "sync", 990, 30, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco")),
     pytest.param("Humanoid-v5", "sync", 10, 60, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco")),
+    # After one step gymnasium's env checker held that step's info, whose keys (text) the fresh
+    # env's reset info lacks: the restore refused it as new text, and the resume started afresh.
+    pytest.param("Hopper-v5", "sync", 1, 80, marks=pytest.mark.skipif(not HAS_MUJOCO, reason="needs mujoco")),
 ]
 
 
