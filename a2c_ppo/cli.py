@@ -109,11 +109,17 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
             )
         _report(f"training stopped: {exc}. {saved}", EXIT_NON_FINITE)
     except WriteFailedError as exc:
-        _report(
-            f"training stopped: {exc}. The last checkpoint written before it is intact and no partial file is left; "
-            "free space (or restore the folder or its permissions) and continue with --resume.",
-            EXIT_WRITE_FAILED,
-        )
+        fix = "free space (or restore the folder or its permissions) and"
+        if exc.checkpoint is None:
+            then = f"No checkpoint had been written yet; {fix} start the run again."
+        elif exc.training_finished:
+            then = f"The run's checkpoint, {exc.checkpoint}, is whole; {fix} resume it to write the rest "
+            then += "(it trains no more)."
+        else:
+            then = f"The last checkpoint written, {exc.checkpoint}, is whole, no partial file left; {fix} continue "
+            then += "with --resume."
+        what = "training finished, but" if exc.training_finished else "training stopped:"
+        _report(f"{what} {exc}. {then}", EXIT_WRITE_FAILED)
     return 0
 
 

@@ -45,3 +45,7 @@ class WriteFailedError(OSError):
     def __init__(self, path: str, cause: str) -> None:
         super().__init__(f"could not write {path}: {cause}")
         self.path, self.cause = path, cause
+        # what the run says of itself where this ended it: its checkpoint on disk (None where no
+        # update had been saved yet) and whether training had finished (a copy or log after it)
+        self.checkpoint: str | None = None
+        self.training_finished = False

@@ -130,6 +130,12 @@ def _remove(tmp: str) -> None:
         pass
 
 
+def write_failed(path: str, exc: OSError) -> WriteFailedError:
+    """``exc``, met writing ``path``, as the WriteFailedError that names it (``exc`` itself where
+    it is one already: a whole-file rewrite's, naming its own path and cause)."""
+    return exc if isinstance(exc, WriteFailedError) else WriteFailedError(path, _cause(exc))
+
+
 def _cause(exc: BaseException) -> str:
     """The reason in words: ``No space left on device`` rather than a chain of tracebacks."""
     for error in (exc, exc.__cause__, exc.__context__):

@@ -24,8 +24,7 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from a2c_ppo.console import Console, out
-from a2c_ppo.errors import WriteFailedError
-from a2c_ppo.files import write_atomically
+from a2c_ppo.files import write_atomically, write_failed
 
 CSV_NAME = "progress.csv"
 LEADING_COLUMNS = ["update", "env_steps", "time"]
@@ -167,7 +166,7 @@ class Logger:
         try:
             yield
         except OSError as exc:
-            raise WriteFailedError(f"the TensorBoard events in {self.run_dir}", os.strerror(exc.errno or 0)) from None
+            raise write_failed(f"the TensorBoard events in {self.run_dir}", exc) from None
 
     def scalars(self, step: int, values: dict[str, float], update: int) -> None:
         """Log ``values`` (TensorBoard tags) at env step ``step`` to TensorBoard and CSV;
@@ -180,7 +179,7 @@ class Logger:
         try:
             self._write_row(row, values)
         except OSError as exc:
-            raise WriteFailedError(self._csv_path, os.strerror(exc.errno or 0)) from None
+            raise write_failed(self._csv_path, exc) from None
         for sink in self.sinks:
             sink.scalars(step, values)
 

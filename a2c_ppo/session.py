@@ -184,7 +184,7 @@ def _run(
     config = trainer.config
     path = run_checkpoint_path(config.run_dir)
     checkpointer = Checkpointer(path, is_main=ctx.is_main, data_parallel=ctx.world_size > 1, signals=signals)
-    curve, logger, evaluator = LearningCurve(), None, None
+    curve, logger, evaluator, trained = LearningCurve(), None, None, False
     best_path = best_checkpoint_path(config.run_dir)
     main_hooks: list[Callback] = []  # rank 0's: evaluation, best model, videos
     try:
@@ -235,6 +235,7 @@ def _run(
         users = [own_draws(callbacks, checkpointer.rng)] if callbacks else []
         hooks: list[Callback] = [curve, log, *main_hooks, *users, RecordedValues(logger)]
         stopped = loop(trainer, checkpointer, hooks, signals, on_stop=log.on_stop)
+        trained = True
         if logger is not None:
             if not os.path.isfile(path):  # a finished checkpoint resumed into a new folder: no update ran
                 checkpointer.save_copy(trainer, path)
@@ -274,6 +275,8 @@ def _run(
                     f"Checkpoint of update {checkpointer.saved_update} saved to {path} "
                     f"(continue with: {resume_command(config, path)})."
                 )
+        if isinstance(exc, WriteFailedError):  # for the message: what is on disk, how far it got
+            exc.checkpoint, exc.training_finished = (path if os.path.isfile(path) else None), trained
         raise
     finally:
         trainer.close()

@@ -318,6 +318,29 @@ def test_a_full_disk_stops_the_run_cleanly_and_keeps_the_last_checkpoint(tmp_pat
     (folder,) = run_folders(tmp_path)
     assert torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)["counters"]["update"] == 2
     assert not [name for name in os.listdir(folder) if ".tmp-" in name]
+    assert f"The last checkpoint written, {os.path.join(folder, 'checkpoint.pt')}, is whole" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "fsyncs, failed, then",
+    [
+        # progress.csv's second whole write (its first row's columns), then update 1's checkpoint: the
+        # whole-file write's own error was wrapped again, its cause read as errno 0, "Success"
+        (1, "progress.csv: No space left on device", "No checkpoint had been written yet;"),
+        (2, "checkpoint.pt: No space left on device", "No checkpoint had been written yet;"),
+        # the 3 updates saved, then their copy to --save-dir: training had finished, not stopped
+        (5, "models/ppo/tests.envs_failing_tiny_env.pt: No space left", "(it trains no more)."),
+    ],
+)  # fmt: skip
+def test_a_full_disk_says_what_the_run_left(tmp_path, fsyncs, failed, then):
+    proc = run(main_argv(tmp_path, "--env-name", TINY, script="tests/disk_full_main.py"),
+               {"A2C_PPO_TEST_FSYNCS_LEFT": str(fsyncs)})  # fmt: skip
+    assert proc.returncode == 6 and failed in proc.stderr and then in proc.stderr, proc.stderr
+    finished = fsyncs == 5
+    how = "training finished, but" if finished else "training stopped"
+    assert proc.stderr.startswith(f"main.py: error: {how}")
+    (folder,) = run_folders(tmp_path)
+    assert os.path.isfile(os.path.join(folder, "checkpoint.pt")) == finished
 
 
 def test_a_really_full_filesystem(tmp_path):
