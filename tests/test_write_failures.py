@@ -60,3 +60,25 @@ def test_a_progress_csv_that_cannot_be_written_still_leaves_the_last_update_save
     assert appended == [2, 3]
     # update 4's log failed after its boundary was recorded: update 4 is the last finished one
     assert load_checkpoint(run_checkpoint(tmp_path))["counters"]["update"] == 4
+
+
+def test_a_progress_csv_rewrite_that_fails_names_its_cause(tmp_path, monkeypatch):
+    """An evaluation's new column rewrites progress.csv whole: a full disk there is said as
+    such, not as "Success" (the cause of an error without an errno)."""
+    from a2c_ppo import logger
+
+    real = logger.write_atomically
+    writes = []
+
+    def full_after_the_header(path: str, write) -> None:
+        writes.append(path)
+        if len(writes) > 1:  # the header with update 1's row went through; the rewrite finds the disk full
+            raise WriteFailedError(path, os.strerror(errno.ENOSPC))
+        real(path, write)
+
+    monkeypatch.setattr(logger, "write_atomically", full_after_the_header)
+    with pytest.raises(WriteFailedError) as failure:
+        train(TINY, num_env_steps=96, save_interval=1000, eval_interval=1, eval_episodes=1,
+              log_dir=str(tmp_path / "runs"), **SMALL_RUN)  # fmt: skip
+    assert str(failure.value).endswith("progress.csv: No space left on device")
+    assert load_checkpoint(run_checkpoint(tmp_path))["counters"]["update"] == 1
