@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import resource
 import subprocess
 import sys
 
@@ -82,3 +83,24 @@ def test_a_progress_csv_rewrite_that_fails_names_its_cause(tmp_path, monkeypatch
               log_dir=str(tmp_path / "runs"), **SMALL_RUN)  # fmt: skip
     assert str(failure.value).endswith("progress.csv: No space left on device")
     assert load_checkpoint(run_checkpoint(tmp_path))["counters"]["update"] == 1
+
+
+def test_a_training_video_the_disk_cannot_hold_ends_the_run_with_its_checkpoint(tmp_path, monkeypatch):
+    """ffmpeg stopped by a full disk (here a file size limit of its own) is a write failure naming
+    the video, with the update's checkpoint kept and no video left, whole or not: its exit status
+    went unread, and a broken mp4 took the real name."""
+    pytest.importorskip("imageio_ffmpeg")
+    pytest.importorskip("pygame")
+    real_popen = subprocess.Popen
+
+    def popen_with_little_room(*args, **kwargs):  # the limit for ffmpeg alone: the run's own files have room
+        kwargs["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen_with_little_room)
+    with pytest.raises(WriteFailedError, match=r"update-000001\.mp4: ffmpeg was killed by File size limit exceeded"):
+        train("CartPole-v1", num_env_steps=96, save_interval=1000, capture_video=True, video_interval=1,
+              log_dir=str(tmp_path / "runs"), **SMALL_RUN)  # fmt: skip
+    checkpoint = run_checkpoint(tmp_path)
+    assert load_checkpoint(checkpoint)["counters"]["update"] == 1
+    assert os.listdir(os.path.join(os.path.dirname(checkpoint), "videos")) == []
