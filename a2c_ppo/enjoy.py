@@ -357,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WriteFailedError as exc:
         fail(f"{exc}; free space or give another path.", prog="enjoy.py", code=EXIT_WRITE_FAILED)
     except EnvWorkerError as exc:
+        if isinstance(exc.__cause__, WriteFailedError):  # an episode's video (--video-dir), written as the env steps
+            fail(f"{exc.__cause__}; free space or give another path.", prog="enjoy.py", code=EXIT_WRITE_FAILED)
         console.err.line(f"enjoy.py: an environment failed, the replay stopped: {exc}")
         return EXIT_ENV_FAILED
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2c_ppo import enjoy, video
+from a2c_ppo import enjoy, mp4, video
 from a2c_ppo.arguments import resolve
 from a2c_ppo.checkpoint import load_checkpoint
 from a2c_ppo.errors import ConfigError
@@ -68,7 +68,7 @@ def test_videos_leave_the_training_curve_bit_identical(tmp_path, env_name, monke
     gifs = events.Images("videos/episode")
     assert [event.step for event in gifs] == [3 * 32, 4 * 32]
     assert gifs[0].encoded_image_string[:6] == b"GIF89a"
-    assert max(gifs[0].width, gifs[0].height) <= video.PREVIEW_SIDE
+    assert max(gifs[0].width, gifs[0].height) <= mp4.PREVIEW_SIDE
 
 
 def test_capture_video_without_the_video_extra_is_refused_before_training(monkeypatch, tmp_path):

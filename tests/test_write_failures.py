@@ -24,6 +24,18 @@ TINY = "tests.envs_failing:tiny_env"
 SMALL_RUN = {"num_processes": 2, "num_steps": 16, "vec_env": "sync", "log_interval": 1}
 
 
+def give_ffmpeg_little_room(monkeypatch) -> None:
+    """Processes started from here on (ffmpeg) may write files of 4 KB at most, as on a full
+    disk; the process's own files have room."""
+    real_popen = subprocess.Popen
+
+    def popen_with_little_room(*args, **kwargs):
+        kwargs["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen_with_little_room)
+
+
 def test_tensorboard_events_that_cannot_be_written_are_one_paragraph_with_the_checkpoint_kept(tmp_path):
     # the first append to the events file succeeds, the next finds the disk full: TensorBoard's
     # thread fails, and the writer's next call in the run (a scalar, or its close) re-raises that
@@ -91,16 +103,31 @@ def test_a_training_video_the_disk_cannot_hold_ends_the_run_with_its_checkpoint(
     went unread, and a broken mp4 took the real name."""
     pytest.importorskip("imageio_ffmpeg")
     pytest.importorskip("pygame")
-    real_popen = subprocess.Popen
-
-    def popen_with_little_room(*args, **kwargs):  # the limit for ffmpeg alone: the run's own files have room
-        kwargs["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-        return real_popen(*args, **kwargs)
-
-    monkeypatch.setattr(subprocess, "Popen", popen_with_little_room)
+    give_ffmpeg_little_room(monkeypatch)
     with pytest.raises(WriteFailedError, match=r"update-000001\.mp4: ffmpeg was killed by File size limit exceeded"):
         train("CartPole-v1", num_env_steps=96, save_interval=1000, capture_video=True, video_interval=1,
               log_dir=str(tmp_path / "runs"), **SMALL_RUN)  # fmt: skip
     checkpoint = run_checkpoint(tmp_path)
     assert load_checkpoint(checkpoint)["counters"]["update"] == 1
     assert os.listdir(os.path.join(os.path.dirname(checkpoint), "videos")) == []
+
+
+def test_a_replay_video_the_disk_cannot_hold_is_a_write_failure_leaving_no_broken_file(tmp_path, monkeypatch, capsys):
+    """enjoy.py --video-dir on a full disk: one line naming the video, exit 6, no broken mp4. (It
+    said "an environment failed" with MoviePy's pages, exit 3, or where ffmpeg failed at the end,
+    that the videos were written, exit 0, leaving a broken rl-video-episode-N.mp4.)"""
+    pytest.importorskip("imageio_ffmpeg")
+    pytest.importorskip("moviepy")
+    from a2c_ppo import enjoy
+
+    result = train("CartPole-v1", num_env_steps=32, log_dir=str(tmp_path / "runs"), save_dir=str(tmp_path / "models"),
+                   **SMALL_RUN)  # fmt: skip
+    videos = tmp_path / "videos"
+    give_ffmpeg_little_room(monkeypatch)
+    with pytest.raises(SystemExit) as ended:
+        enjoy.main(["--checkpoint", result.checkpoint, "--video-dir", str(videos), "--num-episodes", "1"])
+    assert ended.value.code == 6
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "rl-video-episode-0.mp4: ffmpeg was killed by File size limit exceeded; free space" in err
+    assert os.listdir(videos) == []

@@ -29,6 +29,7 @@ from a2c_ppo.envs.snapshot import Snapshot
 from a2c_ppo.envs.timeouts import close_within
 from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeRecorder, ObservationLayout, clip_box_actions
 from a2c_ppo.errors import ConfigError
+from a2c_ppo.mp4 import Mp4Writer
 from a2c_ppo.spaces import plan_observations
 
 EnvFn = Callable[[], gym.Env]
@@ -141,6 +142,21 @@ def register_atari() -> bool:
     return True
 
 
+class WholeVideos(RecordVideo):
+    """gymnasium's RecordVideo (``VIDEO/rl-video-episode-N.mp4``) whose files are written by
+    ``Mp4Writer``: whole under their name or not at all, and a disk that cannot hold one is a
+    WriteFailedError naming it. (MoviePy, which RecordVideo writes with, never reads ffmpeg's
+    exit status: a full disk left a broken mp4 and a replay that said the videos were written.)"""
+
+    def stop_recording(self) -> None:
+        frames, name = self.recorded_frames, self._video_name
+        self.recorded_frames, self.recording, self._video_name = [], False, None
+        if frames:
+            with Mp4Writer(os.path.join(self.video_folder, f"{name}.mp4"), self.frames_per_sec) as video:
+                for frame in frames:
+                    video.add(np.asarray(frame))
+
+
 def make_env(
     env_id: str,
     *,
@@ -186,7 +202,7 @@ def make_env(
         env = gym.make(env_id, **kwargs)
     if video_dir is not None:
         limit = video_episodes if video_episodes is not None else float("inf")
-        env = RecordVideo(env, video_dir, episode_trigger=lambda episode: episode < limit, disable_logger=True)
+        env = WholeVideos(env, video_dir, episode_trigger=lambda episode: episode < limit, disable_logger=True)
     env = RecordEpisodeStatistics(env)
     if recipe.processes_frames:
         env = process_frames(env, recipe, f"--env-name {env_id!r}")
