@@ -148,8 +148,10 @@ def save_checkpoint(
     resume_state: dict[str, Any] | None = None,
     rng: dict[str, Any] | None = None,
     algorithm: dict[str, Any] | None = None,
+    make_folder: bool = True,
 ) -> None:
-    """Atomically write a checkpoint to ``path``; NonFiniteError (and nothing written) if the
+    """Atomically write a checkpoint to ``path`` (``make_folder``: making its folder where
+    there is none); NonFiniteError (and nothing written) if the
     model or the normalisation statistics hold a NaN or infinity.
 
     ``resume_state``: what an exact resume needs beyond the rest (tensors and plain data);
@@ -177,7 +179,7 @@ def save_checkpoint(
         "resume_state": resume_state,
         "algorithm": algorithm or {},
     }
-    write_atomically(path, lambda f: torch.save(payload, f))
+    write_atomically(path, lambda f: torch.save(payload, f), make_folder=make_folder)
 
 
 def load_checkpoint(

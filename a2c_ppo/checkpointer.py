@@ -311,4 +311,5 @@ class Checkpointer:
                 resume_state=resume_state,
                 rng=rng_payload(boundary.rng),
                 algorithm=boundary.algorithm,
+                make_folder=False,  # the run's folder, or one info.save made: gone only if removed
             )

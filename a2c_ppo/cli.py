@@ -22,6 +22,7 @@ from a2c_ppo.errors import (
     ConfigError,
     NonFiniteError,
     NonFiniteRolloutError,
+    RunFolderLostError,
     WriteFailedError,
 )
 from a2c_ppo.signals import Interrupted, StopSignals
@@ -108,6 +109,9 @@ def _run_and_report(request: LaunchRequest, signals: StopSignals, ctx: DistConte
                 "or observation of the env, a too large --lr)."
             )
         _report(f"training stopped: {exc}. {saved}", EXIT_NON_FINITE)
+    except RunFolderLostError as exc:
+        _report(f"training stopped: {exc}; nothing more was written (the folder is not made again). Resume a "
+                "checkpoint kept elsewhere (a moved folder's), or start a new run.", EXIT_WRITE_FAILED)  # fmt: skip
     except WriteFailedError as exc:
         fix = "free space (or restore the folder or its permissions) and"
         if exc.checkpoint is None:

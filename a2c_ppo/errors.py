@@ -49,3 +49,11 @@ class WriteFailedError(OSError):
         # update had been saved yet) and whether training had finished (a copy or log after it)
         self.checkpoint: str | None = None
         self.training_finished = False
+
+
+class RunFolderLostError(WriteFailedError):
+    """The run's folder was removed or moved away while the run was using it: the run stops
+    without making it again (a folder of a checkpoint without its logs would pass for the run)."""
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__(run_dir, "the run folder was removed or moved away while the run was using it")

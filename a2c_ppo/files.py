@@ -66,14 +66,16 @@ def _age_s(path: str) -> float:
         return 0.0
 
 
-def write_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(path: str, write: Callable[[BinaryIO], object], make_folder: bool = True) -> None:
     """Call ``write(file)`` on a new temporary file beside ``path``, fsync it and rename it over
     ``path``; ``WriteFailedError`` (the old ``path`` intact, no temporary file left) if any of
-    that fails."""
+    that fails. ``make_folder=False``: a folder that is not there is a failure (a run's own
+    folder, removed during the run, is not made again)."""
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        os.makedirs(folder, exist_ok=True)
+        if make_folder:
+            os.makedirs(folder, exist_ok=True)
         remove_stale_temporaries(path)
         # 0o666: the umask decides the mode, as for any file the user creates.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -42,7 +42,7 @@ from a2c_ppo.checkpoint import resume_command
 from a2c_ppo.checkpointer import Checkpointer, best_checkpoint_path, best_copy_path, best_mean_return
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, broadcast_module, share_refusal, stop_requests
-from a2c_ppo.errors import ConfigError, NonFiniteError, NonFiniteRolloutError, WriteFailedError
+from a2c_ppo.errors import ConfigError, NonFiniteError, NonFiniteRolloutError, RunFolderLostError, WriteFailedError
 from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically, write_atomically
 from a2c_ppo.logger import Logger, summary
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, missing_folders, run_checkpoint_path
@@ -152,7 +152,8 @@ def own_run_folder(run_dir: str, in_place: bool) -> Iterator[str]:
     finally:
         lock.release()
         # the run ended before it wrote anything but W&B's files (a run that failed to start)
-        if new and set(os.listdir(run_dir)) <= {LOCK_NAME, WANDB_FOLDER}:
+        left = os.listdir(run_dir) if os.path.isdir(run_dir) else None  # None: removed during the run
+        if new and left is not None and set(left) <= {LOCK_NAME, WANDB_FOLDER}:
             shutil.rmtree(run_dir, ignore_errors=True)
             for folder in made:  # the folders it made for the run folder, unless another run uses them
                 with contextlib.suppress(OSError):
@@ -230,6 +231,8 @@ def _run(
                 main_hooks.append(BestModelCallback(logger, save_best, best_path, best_mean_return(best_path)))
             if recorder is not None:
                 main_hooks.append(VideoCallback(logger, config, normalization, recorder))
+        if ctx.is_main:  # first: no log row, checkpoint or video goes into a folder made again
+            main_hooks.insert(0, FolderGuard(config.run_dir))
         synced = [trainer.gail.discriminator] if trainer.gail is not None else []
         log = LogCallback(logger, ctx, config.log_interval, synced)
         users = [own_draws(callbacks, checkpointer.rng)] if callbacks else []
@@ -258,8 +261,11 @@ def _run(
                 tracker.finish([path, best_path])
             logger.close()  # TensorBoard's last events: a failure to write them is this run's
     except BaseException as exc:
+        if isinstance(exc, WriteFailedError) and ctx.is_main and not os.path.isdir(config.run_dir):
+            raise RunFolderLostError(config.run_dir) from None  # what a write into it met: said as such
         # after a non-finite update the parameters are not those of the last boundary: nothing is saved
         keeps_boundary = not isinstance(exc, NonFiniteError) or isinstance(exc, NonFiniteRolloutError)
+        keeps_boundary = keeps_boundary and not isinstance(exc, RunFolderLostError)  # nowhere to keep it
         # a checkpoint that could not be written is not tried again (it would fail the same way); a
         # log that could not be written (TensorBoard, progress.csv, a video) may leave room for it
         failed_write = exc.path if isinstance(exc, WriteFailedError) else None
@@ -286,6 +292,23 @@ def _run(
             with contextlib.suppress(WriteFailedError):  # closed above unless another error is on its way
                 logger.close()
     return TrainResult(path, trainer.env_steps, curve.points, stopped)
+
+
+class FolderGuard:
+    """After each update: RunFolderLostError once the run folder is gone (removed, or moved
+    away: another folder at its path is not it). Writing on would make it again, holding a
+    checkpoint and what logs happen to be reopened by name (TensorBoard's, not progress.csv)."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir, self.identity = run_dir, os.stat(run_dir)
+
+    def __call__(self, info: UpdateInfo) -> None:
+        try:
+            same = os.path.samestat(self.identity, os.stat(self.run_dir))
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise RunFolderLostError(self.run_dir)
 
 
 def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, Any] | None) -> list[str]:

@@ -131,3 +131,19 @@ def test_a_replay_video_the_disk_cannot_hold_is_a_write_failure_leaving_no_broke
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "rl-video-episode-0.mp4: ffmpeg was killed by File size limit exceeded; free space" in err
     assert os.listdir(videos) == []
+
+
+def test_a_run_folder_moved_away_during_the_run_stops_it_without_making_the_folder_again(tmp_path):
+    """The checkpoint writer made a removed (or moved) folder again and went on: a folder holding
+    a checkpoint and TensorBoard events reopened by name, without progress.csv or the lock."""
+    moved = tmp_path / "moved"
+
+    def move_the_run_folder(info) -> None:  # as rm -rf, without racing TensorBoard's writer thread
+        if info.update == 2:
+            os.rename(os.path.dirname(run_checkpoint(tmp_path)), moved)
+
+    with pytest.raises(WriteFailedError, match="the run folder was removed or moved away") as failure:
+        train(TINY, num_env_steps=160, save_interval=1, log_dir=str(tmp_path / "runs"), callbacks=[move_the_run_folder],
+              **SMALL_RUN)  # fmt: skip
+    assert not os.path.exists(failure.value.path) and os.listdir(tmp_path / "runs") == []
+    assert load_checkpoint(str(moved / "checkpoint.pt"))["counters"]["update"] == 1  # moved before update 2 saved
