@@ -1,5 +1,6 @@
 """Writing an mp4, frame by frame, so that a video is whole under its name or not there at all
-(``Mp4Writer``): the training videos (``video.py``) and the replay's (``enjoy.py --video-dir``)."""
+(``Mp4Writer``): the training videos (``video.py``) and the replay's (``enjoy.py --video-dir``,
+through ``WholeVideos``, gymnasium's RecordVideo writing with it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import tempfile
 from typing import Any
 
 import numpy as np
+from gymnasium.wrappers import RecordVideo
 
 from a2c_ppo.errors import WriteFailedError
 
@@ -104,3 +106,18 @@ class Mp4Writer:
         finally:
             if os.path.exists(self.tmp):
                 os.unlink(self.tmp)
+
+
+class WholeVideos(RecordVideo):
+    """gymnasium's RecordVideo (``VIDEO/rl-video-episode-N.mp4``) whose files are written by
+    ``Mp4Writer``: whole under their name or not at all, and a disk that cannot hold one is a
+    WriteFailedError naming it. (MoviePy, which RecordVideo writes with, never reads ffmpeg's
+    exit status: a full disk left a broken mp4 and a replay that said the videos were written.)"""
+
+    def stop_recording(self) -> None:
+        frames, name = self.recorded_frames, self._video_name
+        self.recorded_frames, self.recording, self._video_name = [], False, None
+        if frames:
+            with Mp4Writer(os.path.join(self.video_folder, f"{name}.mp4"), self.frames_per_sec) as video:
+                for frame in frames:
+                    video.add(np.asarray(frame))

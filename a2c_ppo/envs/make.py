@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import VectorEnv
-from gymnasium.wrappers import RecordEpisodeStatistics, RecordVideo
+from gymnasium.wrappers import RecordEpisodeStatistics
 
 from a2c_ppo.envs.atari import is_atari_id
 from a2c_ppo.envs.frames import PLAIN, EnvRecipe, process_frames
@@ -29,7 +29,7 @@ from a2c_ppo.envs.snapshot import Snapshot
 from a2c_ppo.envs.timeouts import close_within
 from a2c_ppo.envs.wrappers import ActionMaskObservation, EpisodeRecorder, ObservationLayout, clip_box_actions
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.mp4 import Mp4Writer
+from a2c_ppo.mp4 import WholeVideos
 from a2c_ppo.spaces import plan_observations
 
 EnvFn = Callable[[], gym.Env]
@@ -140,21 +140,6 @@ def register_atari() -> bool:
         return False
     gym.register_envs(ale_py)
     return True
-
-
-class WholeVideos(RecordVideo):
-    """gymnasium's RecordVideo (``VIDEO/rl-video-episode-N.mp4``) whose files are written by
-    ``Mp4Writer``: whole under their name or not at all, and a disk that cannot hold one is a
-    WriteFailedError naming it. (MoviePy, which RecordVideo writes with, never reads ffmpeg's
-    exit status: a full disk left a broken mp4 and a replay that said the videos were written.)"""
-
-    def stop_recording(self) -> None:
-        frames, name = self.recorded_frames, self._video_name
-        self.recorded_frames, self.recording, self._video_name = [], False, None
-        if frames:
-            with Mp4Writer(os.path.join(self.video_folder, f"{name}.mp4"), self.frames_per_sec) as video:
-                for frame in frames:
-                    video.add(np.asarray(frame))
 
 
 def make_env(
