@@ -45,8 +45,32 @@ def is_channels_last(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and (shape[-1] <= MAX_CHANNELS < shape[0] or shape[-1] < min(shape[:2]))
 
 
+def is_empty(space: gym.Space) -> bool:
+    """Whether a leaf space holds no entries (a ``Box`` or ``MultiDiscrete`` with a 0 in its
+    shape): nothing to observe, or to choose."""
+    return isinstance(space, LEAVES) and 0 in tuple(space.shape or ())
+
+
+def _refuse_empty(space: gym.Space, path: Path, where: str) -> None:
+    """ConfigError for an observation leaf of no entries: the policy would learn nothing from it
+    (and an empty MultiDiscrete would make a one-hot of nothing)."""
+    if not is_empty(space):
+        return
+    if not path:
+        raise ConfigError(
+            f"{where} has observation space {space}, which holds no entries: the policy would see nothing. Give the "
+            "env an observation of at least one entry."
+        )
+    key = key_of(path)
+    raise ConfigError(
+        f"{where}: observation part {key!r} is {space}, which holds no entries: the policy would learn nothing from "
+        f"it. Wrap the env to drop part {key!r} (a gymnasium.ObservationWrapper that removes it)."
+    )
+
+
 def _leaves(space: gym.Space, path: Path, where: str) -> list[tuple[Path, gym.Space]]:
     if isinstance(space, LEAVES):
+        _refuse_empty(space, path, where)
         return [(path, space)]
     if isinstance(space, gym.spaces.Dict):
         return [leaf for key, sub in space.spaces.items() for leaf in _leaves(sub, (*path, key), where)]
@@ -104,6 +128,7 @@ def plan_observations(space: gym.Space, where: str = "the env", without_mask: bo
         space = gym.spaces.Dict({key: part for key, part in space.spaces.items() if key != ACTION_MASK})
         dropped = [f"The env's {ACTION_MASK!r} observation part is left out: this run uses no action masks."]
     if isinstance(space, LEAVES):
+        _refuse_empty(space, (), where)
         if is_image(space) and is_channels_last(space.shape):
             new = _channels_first(space)
             note = f"Observations are channels-last images {space.shape}: transposed to {new.shape}."
@@ -190,12 +215,19 @@ def allows_an_action(masks: np.ndarray, splits: list[int]) -> Any:
 
 def check_action_space(action_space: gym.Space, env_id: str) -> None:
     """ConfigError unless the policy supports ``action_space``: Discrete, 1-D Box, MultiBinary or
-    MultiDiscrete (every observation space ``plan_observations`` accepts is supported)."""
+    MultiDiscrete, of at least one entry (every observation space ``plan_observations`` accepts
+    is supported)."""
     ok = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiBinary, gym.spaces.MultiDiscrete)) or (
         isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
     )
     if not ok:
         raise ConfigError(
-            f"--env-name {env_id!r} has action space {action_space}; supported are Discrete, a 1-D Box, MultiBinary "
-            "and MultiDiscrete."
+            f"--env-name {env_id!r} has action space {action_space}, which no policy takes: supported are Discrete, "
+            "a 1-D Box, MultiBinary and MultiDiscrete. Wrap the env in a gymnasium.ActionWrapper whose action space "
+            "is one of them (a Box of shape (2, 2) as one of shape (4,), a Tuple of Discrete parts as a MultiDiscrete)."
+        )
+    if is_empty(action_space):
+        raise ConfigError(
+            f"--env-name {env_id!r} has action space {action_space}, which holds no entries: the policy would have "
+            "nothing to choose. Give the env an action of at least one entry."
         )

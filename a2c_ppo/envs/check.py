@@ -155,6 +155,7 @@ def _native_report(
     # checked; built again by each run as it needs
     envs = native_vector_env(env_id, recipe.kwargs, without_mask=action_masks == "off")
     try:
+        check_action_space(envs.single_action_space, env_id)
         if recipe.processes_frames:
             raise ConfigError(
                 f"{recipe.flags()}: {env_id!r} gives a vector env of its own, whose frames a2c_ppo does not "
