@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -48,3 +50,20 @@ class SpacesEnv(gym.Env):
 def native(observation: str = "box", action: str = "discrete") -> gym.vector.VectorEnv:
     """Two ``SpacesEnv`` as a same-step vector env of one's own."""
     return SyncVectorEnv([lambda: SpacesEnv(observation, action)] * 2, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+class ValuesEnv(SpacesEnv):
+    """Steps that return ``reward``, ``terminated`` and ``truncated`` as given (flags given as
+    lists as numpy arrays), and the observation ``obs`` where given (else one sampled from the
+    space named ``observation``)."""
+
+    def __init__(self, reward: Any = 1.0, terminated: Any = False, truncated: Any = False, obs: Any = "sample",
+                 observation: str = "box") -> None:  # fmt: skip
+        super().__init__(observation)
+        flags = [np.array(flag) if isinstance(flag, list) else flag for flag in (terminated, truncated)]
+        self.values = reward, *flags
+        self.obs = obs
+
+    def step(self, action):
+        obs, _, _, _, info = super().step(action)
+        return (obs if self.obs == "sample" else self.obs, *self.values, info)

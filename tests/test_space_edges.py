@@ -4,10 +4,15 @@ paragraph) and what an env that returns it at run time is told (exit 3, naming t
 from __future__ import annotations
 
 import json
+from functools import partial
 
+import numpy as np
 import pytest
 
 from a2c_ppo.cli import train_main
+from a2c_ppo.envs.make import make_env
+from a2c_ppo.envs.subproc import SubprocVecEnv
+from tests.envs_edges import ValuesEnv
 
 TINY = ["--num-processes", "2", "--num-steps", "8", "--num-env-steps", "32", "--vec-env", "sync"]
 
@@ -46,3 +51,43 @@ def test_spaces_the_policy_cannot_take_are_refused_before_anything_starts(factor
     assert phrase in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2
     assert not (tmp_path / "runs").exists()
+
+
+BAD_VALUES = [
+    ({"reward": None}, "env 0 returned the reward None; a step's reward is one number"),
+    ({"reward": "1.5"}, "env 0 returned the reward '1.5'; a step's reward is one number"),
+    ({"reward": [1.0]}, "env 0 returned the reward [1.0]; a step's reward is one number"),
+    ({"reward": 10**400}, f"env 0 returned the reward {10**400}; a step's reward is one number"),
+    ({"terminated": [True, False]}, "env 0 returned terminated array([ True, False]); a step's terminated is one bool"),
+]
+
+
+@pytest.mark.parametrize("kwargs, phrase", BAD_VALUES, ids=lambda v: str(v)[:30])
+def test_a_step_value_that_is_unusable_is_an_env_failure_naming_the_env_and_the_value(kwargs, phrase, tmp_path, capsys):
+    """A reward of None (or text, a list, an int past float's range) stopped the run with gymnasium's
+    ``unsupported operand type(s) for +=: 'float' and 'NoneType'`` from RecordEpisodeStatistics,
+    and a flag of two values with numpy's ("The truth value of an array with more than one element is
+    ambiguous"), neither naming the env nor the value."""
+    argv = ["--env-name", "tests.envs_edges:ValuesEnv", "--env-kwargs", json.dumps(kwargs), *TINY]
+    code, err = outcome([*argv, "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models")], capsys)
+    assert code == 3, err
+    assert f"env 0 (main process) raised during step: ValueError: {phrase}\n" in err
+
+
+def test_a_worker_names_the_unusable_value_too(tmp_path, capsys):
+    argv = ["--env-name", "tests.envs_edges:ValuesEnv", "--env-kwargs", '{"reward": null}', *TINY[:-2]]
+    argv += ["--vec-env", "subproc", "--num-workers", "1", "--log-dir", str(tmp_path), "--save-dir", str(tmp_path)]
+    code, err = outcome(argv, capsys)
+    assert code == 3, err
+    assert "env 0 (worker 0) raised during step: ValueError: env 0 returned the reward None; a step's reward" in err
+
+
+def test_numbers_of_every_type_are_rewards_and_flags():
+    """numpy and Python scalars, bools and 0-d arrays are taken as the numbers they are."""
+    for reward, flag in ((np.float64(0.5), np.bool_(False)), (True, 0), (np.array(0.5), np.array(False))):
+        env_fn = partial(make_env, "values", factory=partial(ValuesEnv, reward, flag, flag))
+        envs = SubprocVecEnv([env_fn] * 2, in_main=2)
+        envs.reset(seed=0)
+        _, rewards, terminated, truncated, _ = envs.step(np.zeros(2, np.int64))
+        envs.close()
+        assert rewards.tolist() == [float(reward)] * 2 and not terminated.any() and not truncated.any()

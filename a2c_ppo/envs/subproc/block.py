@@ -16,6 +16,7 @@ from gymnasium.vector.utils import create_empty_array
 
 from a2c_ppo.envs.subproc.infos import Payload, step_payload
 from a2c_ppo.envs.subproc.protocol import CMD_CALL, CMD_RESET, CMD_SET_ATTR, CMD_STEP
+from a2c_ppo.envs.subproc.step_values import reward_error
 from a2c_ppo.envs.timeouts import close_within
 
 Layout = dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype string)
@@ -206,7 +207,7 @@ class EnvBlock:
             try:
                 self.rewards[i] = reward
             except (TypeError, ValueError):  # numpy's words ("setting an array element with a sequence") name neither
-                raise ValueError(f"env {i} returned the reward {reward!r}; a step's reward is one number") from None
+                raise reward_error(i, reward) from None
             self.terminated[i] = terminated
             self.truncated[i] = truncated
         return step_payload(plain, done)

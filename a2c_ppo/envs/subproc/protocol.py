@@ -14,6 +14,8 @@ from typing import Any
 
 import cloudpickle
 
+from a2c_ppo.envs.subproc.step_values import wrapper_values_error
+
 CMD_STEP = b"s"  # payload: None (the whole block) or (start, stop), global env indices
 CMD_RESET = b"r"  # payload: (seeds, options, mask), seeds and mask cut to the block
 CMD_CALL = b"k"  # payload: (name, args, kwargs)
@@ -48,9 +50,14 @@ def encode_reply(result: Any) -> bytes:
 
 
 def error_report(env_index: int, phase: str) -> ErrorReport:
-    """The exception being handled, as plain data that crosses the pipe."""
+    """The exception being handled, as plain data that crosses the pipe; where a wrapper raised
+    it using a value the env's step returned, the report names the env and that value instead
+    (``step_values``: found here, on the failure path, so that the step pays nothing)."""
     exc_type, exc, _ = sys.exc_info()
     name = exc_type.__name__ if exc_type is not None else "Exception"
+    explained = wrapper_values_error(env_index, exc) if exc is not None and phase == "step" else None
+    if explained is not None:
+        name, exc = type(explained).__name__, explained
     return env_index, phase, name, str(exc), traceback.format_exc()
 
 
