@@ -16,6 +16,7 @@ Box, Dict, MultiDiscrete = gym.spaces.Box, gym.spaces.Dict, gym.spaces.MultiDisc
 
 OBSERVATIONS = {
     "box": Box(-1.0, 1.0, (3,), np.float32),
+    "discrete": gym.spaces.Discrete(3),
     "empty_box": Box(-1.0, 1.0, (0,), np.float32),
     "empty_multidiscrete_part": Dict({"a": Box(-1.0, 1.0, (2,), np.float32), "z": MultiDiscrete(np.zeros(0, int))}),
 }

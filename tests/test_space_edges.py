@@ -58,6 +58,14 @@ BAD_VALUES = [
     ({"reward": "1.5"}, "env 0 returned the reward '1.5'; a step's reward is one number"),
     ({"reward": [1.0]}, "env 0 returned the reward [1.0]; a step's reward is one number"),
     ({"reward": 10**400}, f"env 0 returned the reward {10**400}; a step's reward is one number"),
+    (
+        {"obs": None, "observation": "discrete"},
+        "env 0 returned an observation None, not a number of its space's dtype int64",
+    ),
+    (
+        {"obs": "abc", "observation": "discrete"},
+        "env 0 returned an observation 'abc', not a number of its space's dtype int64",
+    ),
     ({"terminated": [True, False]}, "env 0 returned terminated array([ True, False]); a step's terminated is one bool"),
 ]
 
@@ -66,6 +74,7 @@ BAD_VALUES = [
 def test_a_step_value_that_is_unusable_is_an_env_failure_naming_the_env_and_the_value(kwargs, phrase, tmp_path, capsys):
     """A reward of None (or text, a list, an int past float's range) stopped the run with gymnasium's
     ``unsupported operand type(s) for +=: 'float' and 'NoneType'`` from RecordEpisodeStatistics,
+    an observation that is no number with numpy's "int() argument must be a string, ... not 'NoneType'",
     and a flag of two values with numpy's ("The truth value of an array with more than one element is
     ambiguous"), neither naming the env nor the value."""
     argv = ["--env-name", "tests.envs_edges:ValuesEnv", "--env-kwargs", json.dumps(kwargs), *TINY]

@@ -98,7 +98,12 @@ def _put(buffer: np.ndarray, i: int, value: Any, what: str) -> None:
     shape = value.shape if type(value) is np.ndarray else np.shape(value)
     if shape != buffer.shape[1:]:
         raise ValueError(f"env {i} returned {what} of shape {shape}, but its space has shape {buffer.shape[1:]}")
-    buffer[i] = value
+    try:
+        buffer[i] = value
+    except (TypeError, ValueError, OverflowError):  # numpy's words ("int() argument must be ...") name neither
+        raise ValueError(
+            f"env {i} returned {what} {value!r}, not a number of its space's dtype {buffer.dtype}"
+        ) from None
 
 
 def _check_info(i: int, info: Any, what: str) -> None:
