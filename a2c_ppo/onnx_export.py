@@ -50,7 +50,7 @@ from a2c_ppo.files import write_atomically
 from a2c_ppo.onnx_graph import DeterministicPolicy, input_names
 from a2c_ppo.paths import check_writable_file
 from a2c_ppo.signals import StopSignals
-from a2c_ppo.spaces import ACTION_MASK, mask_splits
+from a2c_ppo.spaces import ACTION_MASK, sample_mask
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'
 OPSET = 17
@@ -117,13 +117,7 @@ def random_actions(envs: gym.vector.VectorEnv, obs: Any) -> Any:
     if not (isinstance(obs, dict) and ACTION_MASK in obs):
         return envs.action_space.sample()
     space = envs.single_action_space
-    actions = []
-    for row in np.asarray(obs[ACTION_MASK], dtype=np.int8):
-        if isinstance(space, gym.spaces.MultiDiscrete):  # a mask part per dimension
-            actions.append(space.sample(mask=tuple(np.split(row, mask_splits(space)))))
-        else:
-            actions.append(space.sample(mask=row))
-    return np.stack(actions)
+    return np.stack([space.sample(mask=sample_mask(row, space)) for row in np.asarray(obs[ACTION_MASK], np.int8)])
 
 
 def first_row(obs: Any) -> Any:

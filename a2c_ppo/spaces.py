@@ -197,6 +197,23 @@ def mask_splits(action_space: gym.Space) -> list[int]:
     return np.cumsum(nvec)[:-1].tolist() if nvec is not None else []
 
 
+def sample_mask(mask: np.ndarray, action_space: gym.Space) -> Any:
+    """A mask ``(size,)`` int8 as ``action_space.sample(mask=...)`` takes it: as it is for
+    Discrete; for MultiDiscrete one part per dimension (``mask_splits``), in tuples nested as
+    its ``nvec`` (a rank-2 ``nvec`` takes a tuple of tuples)."""
+    if not isinstance(action_space, gym.spaces.MultiDiscrete):
+        return mask
+    parts = np.split(mask, mask_splits(action_space))
+
+    def nest(parts: list[np.ndarray], shape: tuple[int, ...]) -> tuple:
+        if len(shape) == 1:
+            return tuple(parts)
+        size = len(parts) // shape[0]
+        return tuple(nest(parts[i * size : (i + 1) * size], shape[1:]) for i in range(shape[0]))
+
+    return nest(parts, action_space.nvec.shape)
+
+
 def mask_part_splits(observation_space: gym.Space, action_space: gym.Space) -> list[int] | None:
     """``mask_splits`` of the actions where the observations carry an ``action_mask`` part that
     masks them (a Dict part, Discrete or MultiDiscrete actions), else ``None``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -179,3 +180,13 @@ def test_parts_that_would_share_an_input_name_are_refused():
     policy = make_policy(space, gym.spaces.Discrete(2))
     with pytest.raises(ConfigError, match="the observation part 'obs.0' has the name of the observation part '0'"):
         input_names(DeterministicPolicy(policy, space, None))
+
+
+def test_random_steps_of_a_masked_multidiscrete_of_rank_2_take_the_allowed_classes():
+    """The export's random steps gave gymnasium's sample a flat tuple of 4 mask parts, which an
+    nvec of shape (2, 2) refuses: the export ended in an AssertionError's traceback."""
+    space = gym.spaces.MultiDiscrete([[2, 3], [2, 2]], start=[[0, 1], [5, 0]])
+    envs = SimpleNamespace(single_action_space=space)
+    mask = np.array([[1, 0, 0, 0, 1, 0, 1, 1, 0]], np.int8)  # one class allowed in each dimension
+    actions = export.random_actions(envs, {"action_mask": mask})
+    assert actions.tolist() == [[[0, 3], [6, 0]]] and actions.dtype == space.dtype
