@@ -55,11 +55,13 @@ def small_convolutions(channels: int) -> nn.Sequential:
 
 
 def image_scale(space: gym.spaces.Box) -> float:
-    """1 / the highest value of an integer image (uint8 frames: 1/255); 1 for floats."""
-    if not np.issubdtype(space.dtype, np.integer):
+    """1 / the highest value of an integer image (uint8 frames: 1/255); 1 for floats, and for an
+    integer image declared unbounded above (gymnasium keeps its ``high`` of ``np.inf`` as the
+    dtype's maximum, whose inverse, 1e-19 for int64, would leave every pixel near 0)."""
+    if not np.issubdtype(space.dtype, np.integer) or not space.bounded_above.all():
         return 1.0
     high = float(np.max(space.high))
-    return 1.0 / high if np.isfinite(high) and high > 0 else 1.0
+    return 1.0 / high if high > 0 else 1.0
 
 
 #: frame types whose every value bf16 (and fp16) hold exactly

@@ -66,6 +66,15 @@ def test_integer_images_reach_the_nature_cnn_scaled_to_one_as_in_a_dict(dtype, h
     assert default_base(space, {}).scale == in_dict.encoder.parts[0].scale == 1.0 / high
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_an_integer_image_declared_unbounded_reaches_the_cnn_unscaled(dtype):
+    """gymnasium keeps an integer Box's ``high`` of ``np.inf`` as the dtype's maximum: scaled by
+    its inverse (4.7e-10 for int32, 1.1e-19 for int64) every pixel reached the CNN as about 0."""
+    space = gym.spaces.Box(0, np.inf, (1, 40, 40), dtype)
+    in_dict = default_base(gym.spaces.Dict({"image": space}), {})
+    assert default_base(space, {}).scale == in_dict.encoder.parts[0].scale == 1.0
+
+
 def test_orthogonal_init_with_relu_gain_and_unit_critic_gain():
     base = CNNBase((4, 84, 84))
     for module in base.main:
