@@ -203,6 +203,12 @@ class Checkpointer:
     def restore(self, run: Run, checkpoint: dict[str, Any], rank: int) -> list[str]:
         """Put ``checkpoint`` into ``run`` (``rank`` > 0 keeps its own RNG); notes for the console."""
         notes = []
+        saved_threads = checkpoint["config"].get("num_threads")
+        if saved_threads not in (None, run.config.num_threads):  # torch splits CPU sums by thread count
+            notes.append(
+                f"Resume is not exact: the run trained with --num-threads {saved_threads} and this one has "
+                f"{run.config.num_threads}; torch's CPU sums then round apart in the last bits."
+            )
         run.policy.load_state_dict(checkpoint["model"])
         run.optimizer.load_state_dict(checkpoint["optimizer"])
         run.load_algorithm_state(checkpoint.get("algorithm") or {})

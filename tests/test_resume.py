@@ -141,6 +141,17 @@ def test_a_resume_with_another_batch_counts_its_updates_in_that_batch(tmp_path, 
     assert rates[5] == pytest.approx(rates[1] * (1 - 128 / 256))  # the decay counts env steps, not updates
 
 
+def test_a_resume_with_another_thread_count_says_it_is_not_exact(tmp_path, capsys):
+    """torch's CPU sums split by thread count, so a larger net's updates differ in their last
+    bits: a resume with another --num-threads was silently not exact."""
+    saved = train(flags(tmp_path, 64, "--num-threads", "1"))
+    capsys.readouterr()
+    train(["--resume", saved, "--num-env-steps", "128", "--num-threads", "2", "--save-dir", str(tmp_path / "models")])
+    assert "Resume is not exact: the run trained with --num-threads 1 and this one has 2" in capsys.readouterr().out
+    train(["--resume", saved, "--num-env-steps", "192", "--save-dir", str(tmp_path / "models")])  # keeps its 2
+    assert "Resume is not exact" not in capsys.readouterr().out
+
+
 def test_a_resume_cannot_switch_a_normalisation_off(tmp_path):
     """Before, ``--no-norm-obs`` on a normalised run was ignored while the config said off (the
     statistics kept normalising), and with ``--no-norm-reward`` too the statistics were dropped:
