@@ -31,11 +31,12 @@ from a2c_ppo.envs import VecNormalize
 from a2c_ppo.envs.frames import env_identity
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
-from a2c_ppo.errors import EXIT_CTRL_C, EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
+from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.evaluation import left_out, run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.paths import check_writable_dir, check_writable_file, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.restore_check import check_finite, load_model, restored
+from a2c_ppo.signals import as_interrupted, command_stops
 from a2c_ppo.trajectories import describe_space, save_trajectories
 from a2c_ppo.video import has_display, prepare_offscreen_rendering
 
@@ -350,8 +351,9 @@ def check_flags(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_flags(args)
-        run(args)
+        with command_stops():
+            check_flags(args)
+            run(args)
     except ConfigError as exc:
         fail(str(exc), prog="enjoy.py")
     except WriteFailedError as exc:
@@ -361,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail(f"{exc.__cause__}; free space or give another path.", prog="enjoy.py", code=EXIT_WRITE_FAILED)
         console.err.line(f"enjoy.py: an environment failed, the replay stopped: {exc}")
         return EXIT_ENV_FAILED
-    except KeyboardInterrupt:
-        console.err.line("Stopped by Ctrl-C.")
-        return EXIT_CTRL_C
+    except KeyboardInterrupt as exc:
+        stop = as_interrupted(exc)
+        console.err.line(f"Stopped by {stop.key}.")
+        return stop.exit_code
     return 0

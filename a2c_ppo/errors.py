@@ -12,7 +12,6 @@ EXIT_ENV_FAILED = 3
 EXIT_NON_FINITE = 4
 EXIT_PEER_FAILED = 5
 EXIT_WRITE_FAILED = 6
-EXIT_CTRL_C = 130  # 128 + SIGINT, for the commands that stop on a Ctrl-C alone (replay, export, plot)
 
 
 class ConfigError(ValueError):

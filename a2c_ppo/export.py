@@ -1,13 +1,12 @@
 """``python -m a2c_ppo.export CHECKPOINT OUT.onnx``: the ONNX export (``onnx_export``), with a
-Ctrl-C while torch loads ended in one line, as ``main.py`` and ``enjoy.py`` end it."""
+Ctrl-C or SIGTERM while torch loads ended in one line, as ``main.py`` and ``enjoy.py`` end it."""
 
 import os
 import signal
 import sys
 from typing import NoReturn
 
-from a2c_ppo.errors import EXIT_CTRL_C
-from a2c_ppo.signals import Interrupted
+from a2c_ppo.signals import Interrupted, StopSignals
 from a2c_ppo.startup import imports_holding_signals
 
 
@@ -31,8 +30,9 @@ if __name__ == "__main__":
         exit_now(stop.exit_code)
     try:
         code = main()
-    finally:  # a Ctrl-C after the export must not interrupt the interpreter's exit (torch's teardown)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if code == EXIT_CTRL_C:
+    finally:  # a signal after the export must not interrupt the interpreter's exit (torch's teardown)
+        for signum in StopSignals.SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+    if code in (128 + signum for signum in StopSignals.SIGNALS):
         exit_now(code)
     sys.exit(code)

@@ -45,11 +45,11 @@ from a2c_ppo.enjoy import Replay, check_not_empty, load_replay
 from a2c_ppo.envs.frames import frame_processing, frame_settings
 from a2c_ppo.envs.normalize import VecNormalize
 from a2c_ppo.envs.subproc.protocol import EnvWorkerError
-from a2c_ppo.errors import EXIT_CTRL_C, EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
+from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, WriteFailedError
 from a2c_ppo.files import write_atomically
 from a2c_ppo.onnx_graph import DeterministicPolicy, input_names
 from a2c_ppo.paths import check_writable_file
-from a2c_ppo.signals import StopSignals
+from a2c_ppo.signals import StopSignals, as_interrupted, command_stops
 from a2c_ppo.spaces import ACTION_MASK, sample_mask
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'
@@ -301,37 +301,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = "python -m a2c_ppo.export"
     try:
-        check_not_empty(args, ("env_name", "env_kwargs", "policy_base"))
-        check_opset(args.opset)
-        check_writable_file(args.out, "OUT", reading=args.checkpoint)
-        folder = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(folder):
-            raise ConfigError(
-                f"OUT {args.out!r}: the folder {folder!r} does not exist; create it or pick another path."
+        with command_stops():
+            check_not_empty(args, ("env_name", "env_kwargs", "policy_base"))
+            check_opset(args.opset)
+            check_writable_file(args.out, "OUT", reading=args.checkpoint)
+            folder = os.path.dirname(os.path.abspath(args.out))
+            if not os.path.isdir(folder):
+                raise ConfigError(
+                    f"OUT {args.out!r}: the folder {folder!r} does not exist; create it or pick another path."
+                )
+            torch.set_num_threads(1)
+            quiet_ale()
+            replay = load_replay(
+                args.checkpoint,
+                "CHECKPOINT",
+                env_name=args.env_name,
+                env_kwargs=args.env_kwargs,
+                policy_base=args.policy_base,
+                trust=args.trust_checkpoint,
             )
-        torch.set_num_threads(1)
-        quiet_ale()
-        replay = load_replay(
-            args.checkpoint,
-            "CHECKPOINT",
-            env_name=args.env_name,
-            env_kwargs=args.env_kwargs,
-            policy_base=args.policy_base,
-            trust=args.trust_checkpoint,
-        )
-        try:
-            names, any_batch = export(replay, args.out, args.opset)
-        finally:
-            replay.envs.close()
+            try:
+                names, any_batch = export(replay, args.out, args.opset)
+            finally:
+                replay.envs.close()
     except ConfigError as exc:
         fail(str(exc), prog=prog)
     except WriteFailedError as exc:
         fail(f"{exc}; free space or give another path.", prog=prog, code=EXIT_WRITE_FAILED)
     except EnvWorkerError as exc:
         fail(f"an environment failed, the export stopped: {exc}", prog=prog, code=EXIT_ENV_FAILED)
-    except KeyboardInterrupt:  # OUT is written whole or not at all (write_atomically)
-        console.err.line("Stopped by Ctrl-C.")
-        return EXIT_CTRL_C
+    except KeyboardInterrupt as exc:  # OUT is written whole or not at all (write_atomically)
+        stop = as_interrupted(exc)
+        console.err.line(f"Stopped by {stop.key}.")
+        return stop.exit_code
     batch = "any batch size" if any_batch else "one observation at a time (its encoders fix the batch size)"
     console.out.line(
         f"Exported {args.checkpoint} to {args.out}: inputs {', '.join(names)}, {batch}; checked against the policy "

@@ -21,9 +21,10 @@ import numpy as np
 
 from a2c_ppo import console
 from a2c_ppo.console import fail
-from a2c_ppo.errors import EXIT_CTRL_C, ConfigError, WriteFailedError
+from a2c_ppo.errors import ConfigError, WriteFailedError
 from a2c_ppo.files import write_atomically
 from a2c_ppo.run_curves import DEFAULT_METRIC, EVAL_METRIC, Curve, load_curves, runs_text
+from a2c_ppo.signals import as_interrupted, command_stops
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -208,12 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"--eval draws {EVAL_METRIC}, and --metric {args.metric} another scalar: give one of them.", prog)
     out = args.out or default_out(args.runs)
     try:
-        plot(args.runs, out, EVAL_METRIC if args.eval else args.metric or DEFAULT_METRIC, args.smooth, args.ci)
+        with command_stops():
+            plot(args.runs, out, EVAL_METRIC if args.eval else args.metric or DEFAULT_METRIC, args.smooth, args.ci)
     except ConfigError as exc:
         fail(str(exc), prog)
-    except KeyboardInterrupt:  # reading many runs' event files takes a while
-        console.err.line("Stopped by Ctrl-C.")
-        return EXIT_CTRL_C
+    except KeyboardInterrupt as exc:  # reading many runs' event files takes a while
+        stop = as_interrupted(exc)
+        console.err.line(f"Stopped by {stop.key}.")
+        return stop.exit_code
     console.out.line(f"wrote {out}")
     return 0
 

@@ -42,7 +42,10 @@ class StopSignals:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
     arrived = False  # one of them came to a handler of this process, held back or not
 
-    def __init__(self) -> None:
+    def __init__(self, ignore_hangup: bool = True) -> None:
+        """``ignore_hangup``: False for the short commands (replay, export, plot), which a
+        closed terminal still ends as before."""
+        self._ignore_hangup = ignore_hangup
         self._previous: dict[int, Any] = {}
         self._deferring = 0
         self._pending: int | None = None
@@ -54,8 +57,9 @@ class StopSignals:
     def install(self) -> StopSignals:
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
-        # A closed terminal (SIGHUP) never ends a run, as nohup; workers started later inherit it.
-        self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if self._ignore_hangup:
+            # A closed terminal (SIGHUP) never ends a run, as nohup; workers started later inherit it.
+            self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
         return self
 
     def ignore_further(self) -> None:
@@ -134,6 +138,24 @@ class StopSignals:
             self._escalate_after = escalate_after
         if not self._deferring and self._pending is not None:
             self.stop(self._pending)
+
+
+@contextlib.contextmanager
+def command_stops() -> Iterator[None]:
+    """For the replay, export and plot commands: SIGTERM (a job scheduler's stop) raises
+    ``Interrupted`` as Ctrl-C does, so that both end in one line and leave no partial file.
+    In a thread other than the main one no handler can be installed, and none is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with StopSignals(ignore_hangup=False):
+        yield
+
+
+def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    """The signal that ``exc`` stands for: a plain KeyboardInterrupt (Python's own Ctrl-C
+    handler) is SIGINT."""
+    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
 
 
 def stop_signal_within(seconds: float) -> bool:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -126,3 +129,22 @@ def assert_exact_resume(tmp_path: os.PathLike, flags: list[str], steps: int) -> 
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
     return halfway
+
+
+class SigtermNotHandled(Exception):
+    """What ``sigterm_caught_by_the_test`` raises where the code under test installed no SIGTERM handler."""
+
+
+@contextlib.contextmanager
+def sigterm_caught_by_the_test() -> Iterator[None]:
+    """For a test that sends SIGTERM to its own process: where the code under test does not
+    handle it, the test fails (SigtermNotHandled) instead of pytest dying of it."""
+
+    def unhandled(signum: int, frame: object) -> None:
+        raise SigtermNotHandled("SIGTERM reached the test's handler: the command installed none")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -193,6 +193,26 @@ def test_a_policy_the_exporter_cannot_take_is_refused(tmp_path, capsys, monkeypa
     assert not (tmp_path / "policy.onnx").exists()
 
 
+def test_a_sigterm_while_the_model_is_written_ends_in_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    """A job scheduler's SIGTERM stops the export as Ctrl-C does: exit 143, one line, OUT
+    written whole or not at all (before, SIGTERM killed it without a word)."""
+    import signal
+
+    from tests.helpers import sigterm_caught_by_the_test
+
+    checkpoint, out = train(tmp_path, "CartPole-v1"), str(tmp_path / "policy.onnx")
+
+    def half_written(data: bytes, f) -> None:
+        f.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(export, "write_bytes", half_written)
+    with sigterm_caught_by_the_test():
+        code, err = outcome([checkpoint, out], capsys)
+    assert (code, err) == (143, "Stopped by SIGTERM.\n")
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("policy.onnx") or ".tmp-" in name]
+
+
 def test_an_observation_part_named_like_the_recurrent_state_is_refused():
     space = gym.spaces.Dict({"masks": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
     policy = make_policy(space, gym.spaces.Discrete(2), recurrent=True)

@@ -241,20 +241,28 @@ def test_new_runs_of_one_seed_logged_every_ten_updates_are_not_joined_as_resumed
     assert capsys.readouterr().err.count("joined to the run it continues") == 1
 
 
-def test_a_ctrl_c_while_the_picture_is_written_keeps_the_one_there_was(two_seeds, monkeypatch, capsys):
-    """One line and exit 130, not a traceback; the picture is written whole or not at all (before,
-    a Ctrl-C mid-write left half a PNG in place of the last one)."""
+@pytest.mark.parametrize(("stop", "code", "said"), [("ctrl-c", 130, "Ctrl-C"), ("sigterm", 143, "SIGTERM")])
+def test_a_stop_while_the_picture_is_written_keeps_the_one_there_was(two_seeds, monkeypatch, capsys, stop, code, said):
+    """Ctrl-C or a scheduler's SIGTERM: one line and exit 130 / 143, not a traceback (SIGTERM
+    killed the plot without a word before); the picture is written whole or not at all."""
+    import signal
+
     from matplotlib.figure import Figure
+
+    from tests.helpers import sigterm_caught_by_the_test
 
     out = two_seeds / "curve.png"
     out.write_bytes(b"the picture of an earlier plot")
 
     def half_written(self, target, **kwargs):
         (target.write if hasattr(target, "write") else open(target, "wb").write)(b"\x89PNG half")
-        raise KeyboardInterrupt
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(Figure, "savefig", half_written)
-    assert plot.main([str(two_seeds), "--out", str(out)]) == 130
-    assert capsys.readouterr().err == "Stopped by Ctrl-C.\n"
+    with sigterm_caught_by_the_test():
+        assert plot.main([str(two_seeds), "--out", str(out)]) == code
+    assert capsys.readouterr().err == f"Stopped by {said}.\n"
     assert out.read_bytes() == b"the picture of an earlier plot"
     assert sorted(os.listdir(two_seeds)) == sorted(["curve.png", *(p.name for p in two_seeds.glob("CartPole*"))])

@@ -155,10 +155,15 @@ def test_a_replay_stopped_by_ctrl_c_keeps_no_cut_episode_video(tmp_path, monkeyp
     assert sorted(os.listdir(videos)) == ["rl-video-episode-0.mp4"]
 
 
-def test_a_replay_stopped_by_ctrl_c_keeps_the_expert_episodes_played_whole(tmp_path, monkeypatch, capsys):
-    """--record-trajectories: a Ctrl-C in the third episode writes the two played whole (never
-    the one under way) and exits 130."""
+@pytest.mark.parametrize(("stop", "code", "said"), [("ctrl-c", 130, "Ctrl-C"), ("sigterm", 143, "SIGTERM")])
+def test_a_stopped_replay_keeps_the_expert_episodes_played_whole(tmp_path, monkeypatch, capsys, stop, code, said):
+    """--record-trajectories: a Ctrl-C or a scheduler's SIGTERM in the third episode writes the
+    two played whole (never the one under way) and exits 130 / 143 in one line (SIGTERM killed
+    the replay without a word, and without the file, before)."""
+    import signal
+
     from a2c_ppo.trajectories import load_trajectories
+    from tests.helpers import sigterm_caught_by_the_test
 
     flags = ["--num-env-steps", "64", "--num-processes", "2", "--num-steps", "16"]
     request = resolve([*flags, *local_run_flags(tmp_path)])
@@ -168,16 +173,21 @@ def test_a_replay_stopped_by_ctrl_c_keeps_the_expert_episodes_played_whole(tmp_p
     def interrupted_in_the_third_episode(policy, envs, episodes, on_episode, **kwargs):
         def on(index: int, ret: float, length: int) -> None:
             on_episode(index, ret, length)
-            if index == 1:
+            if index == 1 and stop == "ctrl-c":
                 raise KeyboardInterrupt
+            if index == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
 
         return play(policy, envs, episodes, on_episode=on, **kwargs)
 
     monkeypatch.setattr(enjoy, "run_episodes", interrupted_in_the_third_episode)
     experts = str(tmp_path / "expert.npz")
-    assert enjoy.main(["--checkpoint", checkpoint, "--num-episodes", "5", "--record-trajectories", experts]) == 130
+    with sigterm_caught_by_the_test():
+        assert enjoy.main(["--checkpoint", checkpoint, "--num-episodes", "5", "--record-trajectories", experts]) == code
     assert len(load_trajectories(experts).lengths) == 2
-    assert f"2 episodes of expert trajectories (2 terminated) written to {experts}" in capsys.readouterr().out
+    said_out, said_err = capsys.readouterr()
+    assert f"2 episodes of expert trajectories (2 terminated) written to {experts}" in said_out
+    assert said_err.endswith(f"Stopped by {said}.\n") and "Traceback" not in said_err
 
 
 def test_a_video_plays_a_network_of_ones_own_in_eval_mode(tmp_path):
