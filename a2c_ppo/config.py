@@ -66,7 +66,7 @@ class RunConfig:
         ALGORITHM,
         choices=("auto", *PRESETS),
     )
-    lr: float = setting(BY_PRESET, "learning rate", ALGORITHM, low=0.0, low_open=True, preset=True)
+    lr: float = setting(BY_PRESET, "learning rate", ALGORITHM, low=0.0, high=1e6, low_open=True, preset=True)
     eps: float = setting(1e-5, "Adam / RMSprop epsilon", ALGORITHM, low=0.0, low_open=True, algos=("ppo", "a2c"))
     alpha: float = setting(
         0.99, "RMSprop smoothing constant", ALGORITHM, low=0.0, high=1.0, low_open=True, high_open=True, algos=("a2c",)

@@ -145,7 +145,7 @@ def test_next_step_reset_rows_are_never_trained_on():
 
 @pytest.mark.parametrize(
     "settings, phrase",
-    [({"lr": -1.0}, "--lr must be > 0"), ({"no_such_setting": 1}, "'no_such_setting' is not a setting; see"),
+    [({"lr": -1.0}, "--lr must be in"), ({"no_such_setting": 1}, "'no_such_setting' is not a setting; see"),
      ({"num_env_step": 1}, "'num_env_step' is not a setting \\(did you mean num_env_steps"),
      ({"algo": "dqn"}, "--algo must be one of"), ({"env": "NoSuchEnv-v0"}, "not a registered gymnasium id")],
 )  # fmt: skip

@@ -59,7 +59,7 @@ MAIN_CASES = [
     (["--lr", "nan"], "--lr must be a finite number"),
     (["--lr", "inf"], "--lr must be a finite number"),
     (["--clip-param", "nan"], "--clip-param must be a finite number"),
-    (["--lr", "0"], "--lr must be > 0"),
+    (["--lr", "0"], "--lr must be in (0, 1e+06]"),
     (["--seed", "-1"], "--seed must be between 0"),
     (["--seed", "5000000000"], "--seed must be between 0"),
     (["--gamma", "1.5"], "--gamma must be in (0, 1]"),
@@ -141,6 +141,7 @@ MAIN_CASES = [
     (["--trust-checkpoint"], "--trust-checkpoint (trust_checkpoint=True) trusts the checkpoint of --resume"),
     (["--hidden-size", "65536"], "--hidden-size must be between 1 and 16384"),
     (["--lr", "1e39"], "--lr must be a finite number within float32's range"),
+    (["--lr", "1e38"], "--lr must be in (0, 1e+06]"),  # PPO's Adam overflowed: -lr / bias_correction1
     (["--env-name", "Pendulum-v1", "--log-std-init", "100"], "--log-std-init must be in [-20, 20]"),
     (["--resume", "{root}/good.pt", "--env-name", "Acrobot-v1"], "trained on an env with"),
     (["--resume", "{root}/good.pt", "--hidden-size", "128"], "--hidden-size 64 (the default for its"),

@@ -53,7 +53,8 @@ def test_a_config_that_predates_a_setting_loads_with_its_default_and_says_so():
 
 @pytest.mark.parametrize(
     "name, value, phrase",
-    [("algo", "../../x", "--algo must be one of"), ("lr", -1.0, "--lr must be > 0"), ("seed", 2**40, "--seed"),
+    [("algo", "../../x", "--algo must be one of"), ("lr", -1.0, "--lr must be in"),
+     ("seed", 2**40, "--seed"),
      ("gamma", float("nan"), "finite"), ("num_steps", "32", "must be an integer"), ("norm_adv", 1, "on or off")],
 )  # fmt: skip
 def test_every_value_read_from_a_checkpoint_is_checked_like_the_flag(name, value, phrase):
