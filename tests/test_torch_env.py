@@ -104,6 +104,19 @@ def test_a_non_finite_observation_or_reward_names_the_quantity_and_the_env(what,
     envs.close()
 
 
+def test_a_reward_beyond_float32s_range_names_the_env_and_the_value():
+    """1e300 is finite as the env's float64, infinite as the float32 the agent trains on: it was
+    reported later as "the policy loss is not finite"."""
+    what = "reward"
+    envs = TorchVecEnv(sync([BadValueEnv, lambda: BadValueEnv(what, at=2, value=1e300), BadValueEnv]))
+    envs.reset(seed=0)
+    envs.step(torch.zeros(3, 1, dtype=torch.long))
+    with pytest.raises(NonFiniteError, match=f"env 1 returned a {what} beyond float32's range") as raised:
+        envs.step(torch.zeros(3, 1, dtype=torch.long))
+    assert "1e+300" in str(raised.value)
+    envs.close()
+
+
 def test_a_large_but_finite_observation_is_not_an_error():
     envs = TorchVecEnv(sync([lambda: BadValueEnv("observation", at=1, value=3e38)] * 2))
     envs.reset(seed=0)

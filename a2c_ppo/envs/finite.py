@@ -14,9 +14,11 @@ from a2c_ppo.errors import NonFiniteError
 from a2c_ppo.spaces import allows_an_action
 
 
-def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0) -> None:
+def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0, source: np.ndarray | None = None) -> None:
     """Raise NonFiniteError naming ``name`` and the env when the float ``array`` ``(n, ...)``
-    (rows are envs ``env_offset ..``) holds a NaN or an infinity."""
+    (rows are envs ``env_offset ..``) holds a NaN or an infinity. ``source``: the env's own
+    array that ``array`` is a float32 copy of; where it is finite, its value was beyond
+    float32's range (the cast made it infinite) and the message shows it."""
     # The common case in one numpy call: a sum is finite only if every term is (or it overflowed:
     # the rows below then find no culprit).
     if math.isfinite(np.add.reduce(array, axis=None)):
@@ -25,19 +27,26 @@ def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0) -> None:
     if not len(bad):
         return
     row = int(bad[0])
+    if source is not None and np.isfinite(source[row]).all():
+        raise NonFiniteError(
+            f"env {env_offset + row} returned a {name} beyond float32's range "
+            f"({shown(source[row], ~np.isfinite(array[row]))}), in which the agent trains; "
+            "scale it down in the environment (or a wrapper)"
+        )
     raise NonFiniteError(
         f"env {env_offset + row} returned a non-finite {name} ({shown(array[row])}); "
         "check the environment (or its wrappers) for a division by zero or an overflow"
     )
 
 
-def shown(value: np.ndarray) -> str:
-    """A non-finite env value for a message: as Python shows it when small, else its first
-    non-finite element, where it is, and the array's shape."""
+def shown(value: np.ndarray, wrong: np.ndarray | None = None) -> str:
+    """A wrong env value for a message: as Python shows it when small, else its first wrong
+    element (``wrong``, a mask of its shape; default: not finite), where it is, and the
+    array's shape."""
     if value.size <= 8:
         return str(value.tolist())
     flat = value.reshape(-1)
-    first = int(np.flatnonzero(~np.isfinite(flat))[0])
+    first = int(np.flatnonzero(~np.isfinite(flat) if wrong is None else wrong.reshape(-1))[0])
     where = tuple(int(i) for i in np.unravel_index(first, value.shape))
     return f"{flat[first].item()} at {where} of an array of shape {tuple(value.shape)}"
 

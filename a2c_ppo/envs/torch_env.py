@@ -149,13 +149,15 @@ class TorchVecEnv:
                 elif key in self._classes:
                     check_classes(part, self._classes[key], f"observation part {key!r}", env_offset=block.offset)
             return self._to_device(obs_from_numpy(obs, self.observation_space))
-        if self._check_obs:
-            check_finite(obs, "observation", env_offset=block.offset)
-        elif self._classes:
+        if not self._check_obs and self._classes:
             check_classes(obs, self._classes[None], "observation", env_offset=block.offset)
         if obs.dtype == self._obs_dtype and obs.flags.c_contiguous and obs.flags.writeable:
+            if self._check_obs:
+                check_finite(obs, "observation", env_offset=block.offset)
             return self._to_device(torch.from_numpy(obs))
         np.copyto(block.obs_np, obs, casting="same_kind")
+        if self._check_obs:  # the float32 copy: a float64 value beyond its range is infinite there
+            check_finite(block.obs_np, "observation", env_offset=block.offset, source=obs)
         return self._to_device(block.obs)
 
     def reset(self, seed: int | None = None) -> Obs:
@@ -179,8 +181,9 @@ class TorchVecEnv:
     def _result(self, step: tuple, block: _Block) -> StepResult:
         """The StepResult of the vector env's ``(obs, reward, terminated, truncated, infos)``."""
         obs, reward, terminated, truncated, infos = step
-        check_finite(reward, "reward", env_offset=block.offset)
         np.copyto(block.reward_np, reward, casting="same_kind")
+        # the float32 copy, as the agent trains on it: a float64 reward beyond its range is infinite there
+        check_finite(block.reward_np, "reward", env_offset=block.offset, source=reward)
         np.copyto(block.terminated_np, terminated)
         # truncated and not terminated, in one ufunc (for bools, a > b is a and not b)
         np.greater(truncated, terminated, out=block.truncated_np)
