@@ -137,3 +137,36 @@ def test_a_rewrite_that_fails_leaves_the_rows_written_before(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 7, proc.stderr
     assert (run_dir / "progress.csv").read_bytes() == before
+
+
+def test_only_the_runs_own_writer_threads_lose_their_tracebacks(monkeypatch, tmp_path):
+    """A run hides the traceback TensorBoard's writer thread prints on a full disk (its error
+    comes back as one paragraph); the hook must leave every other thread's alone, such as a
+    SummaryWriter of the researcher's own in the same process (the first version hid them all)."""
+    import threading
+
+    from a2c_ppo import logger
+
+    printed = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: printed.append(args.thread))
+    monkeypatch.setattr(logger, "_quiet_hook_installed", False)
+    from torch.utils.tensorboard import SummaryWriter
+
+    def writer_thread(folder) -> threading.Thread:
+        writer = SummaryWriter(str(folder))
+        writers.append(writer)
+        return writer._get_file_writer().event_writer._async_writer._worker
+
+    writers: list = []
+    ours, theirs = writer_thread(tmp_path / "run"), writer_thread(tmp_path / "own")  # two TensorBoard threads
+    logger._hide_thread_traceback(ours)
+
+    def fail_in(thread: threading.Thread, error: BaseException) -> None:
+        threading.excepthook(threading.ExceptHookArgs((type(error), error, None, thread)))
+
+    fail_in(ours, OSError(errno.ENOSPC, "No space left on device"))
+    fail_in(theirs, OSError(errno.ENOSPC, "No space left on device"))
+    fail_in(ours, ValueError("not a write failure"))
+    assert printed == [theirs, ours]
+    for writer in writers:
+        writer.close()
