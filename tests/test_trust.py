@@ -134,6 +134,7 @@ def test_a_damaged_or_crafted_checkpoint_is_refused_before_anything_starts(tmp_p
         ("resume_state.obs", drop, "the saved rollout state cannot be restored (missing 'obs')"),
         ("resume_state.masks", lambda p, k: p.__setitem__(k, torch.zeros(7)), "the saved rollout state"),
         ("rng.torch", lambda p, k: p.__setitem__(k, torch.zeros(3)), "the random number generators' state"),
+        ("rng.numpy", lambda p, k: p[k].update(has_gauss=1, gauss="abc"), "the random number generators' state"),
         ("normalization", lambda p, k: p.__setitem__(k, {"obs_rms": 1}), "is damaged or was not written by a2c_ppo"),
         ("normalization", lambda p, k: p.__setitem__(k, other_env), "statistics cannot be restored (cannot reshape"),
         ("counters", lambda p, k: p[k].pop("update"), "its counter update is None, not a count"),
