@@ -10,11 +10,12 @@ flush at exit stays quiet too.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn, TextIO
 
-from a2c_ppo.signals import stop_signal_within
+from a2c_ppo.signals import Interrupted, stop_signal_within
 
 
 class Console:
@@ -102,3 +103,11 @@ def is_later_local_rank() -> bool:
     if not all(os.environ.get(name) for name in TORCHRUN_VARIABLES):
         return False
     return os.environ["LOCAL_RANK"] != "0"
+
+
+def say_stopped(exc: KeyboardInterrupt) -> int:
+    """A short command (replay, export, plot) stopped by ``exc``: say which signal, in one line,
+    and return its exit status (a plain KeyboardInterrupt, Python's own Ctrl-C handler: SIGINT)."""
+    stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+    err.line(f"Stopped by {stop.key}.")
+    return stop.exit_code

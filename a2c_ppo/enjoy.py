@@ -36,7 +36,7 @@ from a2c_ppo.evaluation import left_out, run_episodes
 from a2c_ppo.model import Policy
 from a2c_ppo.paths import check_writable_dir, check_writable_file, latest_checkpoint_path, run_checkpoint_path
 from a2c_ppo.restore_check import check_finite, load_model, restored
-from a2c_ppo.signals import as_interrupted, command_stops
+from a2c_ppo.signals import command_stops
 from a2c_ppo.trajectories import describe_space, save_trajectories
 from a2c_ppo.video import has_display, prepare_offscreen_rendering
 
@@ -364,7 +364,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.err.line(f"enjoy.py: an environment failed, the replay stopped: {exc}")
         return EXIT_ENV_FAILED
     except KeyboardInterrupt as exc:
-        stop = as_interrupted(exc)
-        console.err.line(f"Stopped by {stop.key}.")
-        return stop.exit_code
+        return console.say_stopped(exc)
     return 0

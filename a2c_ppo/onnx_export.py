@@ -49,7 +49,7 @@ from a2c_ppo.errors import EXIT_ENV_FAILED, EXIT_WRITE_FAILED, ConfigError, Writ
 from a2c_ppo.files import write_atomically
 from a2c_ppo.onnx_graph import DeterministicPolicy, input_names
 from a2c_ppo.paths import check_writable_file
-from a2c_ppo.signals import StopSignals, as_interrupted, command_stops
+from a2c_ppo.signals import StopSignals, command_stops
 from a2c_ppo.spaces import ACTION_MASK, sample_mask
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'
@@ -331,9 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnvWorkerError as exc:
         fail(f"an environment failed, the export stopped: {exc}", prog=prog, code=EXIT_ENV_FAILED)
     except KeyboardInterrupt as exc:  # OUT is written whole or not at all (write_atomically)
-        stop = as_interrupted(exc)
-        console.err.line(f"Stopped by {stop.key}.")
-        return stop.exit_code
+        return console.say_stopped(exc)
     batch = "any batch size" if any_batch else "one observation at a time (its encoders fix the batch size)"
     console.out.line(
         f"Exported {args.checkpoint} to {args.out}: inputs {', '.join(names)}, {batch}; checked against the policy "

@@ -24,7 +24,7 @@ from a2c_ppo.console import fail
 from a2c_ppo.errors import ConfigError, WriteFailedError
 from a2c_ppo.files import write_atomically
 from a2c_ppo.run_curves import DEFAULT_METRIC, EVAL_METRIC, Curve, load_curves, runs_text
-from a2c_ppo.signals import as_interrupted, command_stops
+from a2c_ppo.signals import command_stops
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -214,9 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         fail(str(exc), prog)
     except KeyboardInterrupt as exc:  # reading many runs' event files takes a while
-        stop = as_interrupted(exc)
-        console.err.line(f"Stopped by {stop.key}.")
-        return stop.exit_code
+        return console.say_stopped(exc)
     console.out.line(f"wrote {out}")
     return 0
 

@@ -152,12 +152,6 @@ def command_stops() -> Iterator[None]:
         yield
 
 
-def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
-    """The signal that ``exc`` stands for: a plain KeyboardInterrupt (Python's own Ctrl-C
-    handler) is SIGINT."""
-    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
-
-
 def stop_signal_within(seconds: float) -> bool:
     """Whether SIGINT or SIGTERM came to this process (to a ``StopSignals`` handler) or comes
     within ``seconds``, waited for here; one that comes now is taken here, not by a handler."""
