@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -114,6 +115,49 @@ def test_a_reward_beyond_float32s_range_names_the_env_and_the_value():
     with pytest.raises(NonFiniteError, match=f"env 1 returned a {what} beyond float32's range") as raised:
         envs.step(torch.zeros(3, 1, dtype=torch.long))
     assert "1e+300" in str(raised.value)
+    envs.close()
+
+
+class _Float64Env(gym.Env):
+    """Float64 observations (3,), ``[0, 1e39, 0]`` at step 2: finite as float64, not as float32;
+    ``dict_obs``: as the part ``x`` of a Dict with a Discrete part ``k``."""
+
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, dict_obs: bool = False) -> None:
+        box = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+        self.dict_obs = dict_obs
+        self.observation_space = gym.spaces.Dict({"x": box, "k": gym.spaces.Discrete(3)}) if dict_obs else box
+
+    def _obs(self) -> object:
+        x = np.array([0.0, 1e39 if self.t == 2 else 1.0, 0.0])
+        return {"x": x, "k": 1} if self.dict_obs else x
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 1.0, False, False, {}
+
+
+@pytest.mark.parametrize("dict_obs", [False, True])
+def test_an_observation_beyond_float32s_range_names_the_part_the_env_and_the_value(dict_obs):
+    """A Dict's part was checked as the env's float64 and passed, then cast to an infinity: the
+    run stopped later with "the policy loss is not finite". A Box's was named, below numpy's
+    "overflow encountered in cast" warning."""
+    envs = TorchVecEnv(
+        sync([_Float64Env, lambda: _Float64Env(dict_obs)] if not dict_obs else [lambda: _Float64Env(True)] * 2)
+    )
+    envs.reset(seed=0)
+    envs.step(torch.zeros(2, 1, dtype=torch.long))
+    what = "observation part 'x'" if dict_obs else "observation"
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(NonFiniteError) as raised:
+        envs.step(torch.zeros(2, 1, dtype=torch.long))
+    assert f"returned an {what} beyond float32's range ([0.0, 1e+39, 0.0])" in str(raised.value)
+    assert not [w for w in caught if "overflow" in str(w.message)]
     envs.close()
 
 

@@ -28,8 +28,9 @@ def check_finite(array: np.ndarray, name: str, *, env_offset: int = 0, source: n
         return
     row = int(bad[0])
     if source is not None and np.isfinite(source[row]).all():
+        article = "an" if name[0] in "aeiou" else "a"
         raise NonFiniteError(
-            f"env {env_offset + row} returned a {name} beyond float32's range "
+            f"env {env_offset + row} returned {article} {name} beyond float32's range "
             f"({shown(source[row], ~np.isfinite(array[row]))}), in which the agent trains; "
             "scale it down in the environment (or a wrapper)"
         )

@@ -8,6 +8,8 @@ when their dtype already fits; infos are only looked at when an episode ended.
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -91,6 +93,11 @@ class TorchVecEnv:
     def __init__(self, envs: VectorEnv, device: torch.device | str = "cpu") -> None:
         self.envs = envs
         self.device = torch.device(device)
+        # A float64 observation beyond float32's range is refused by check_finite in one
+        # paragraph that shows the value; numpy's warning about the cast would print above it.
+        # This module's casts only; set here rather than at import, which a caller's
+        # ``warnings.catch_warnings`` block around the import would undo.
+        warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, re.escape(__name__) + "$")
         self.num_envs = n = envs.num_envs
         self.observation_space = envs.single_observation_space
         self.action_space = envs.single_action_space
@@ -143,12 +150,15 @@ class TorchVecEnv:
     def _obs_tensor(self, obs: Any, block: _Block) -> Obs:
         """``obs`` as a tensor: the array itself where it fits (no copy), else our buffer."""
         if self._composite:
+            tensors = obs_from_numpy(obs, self.observation_space)
             for key, part in obs.items():
-                if np.issubdtype(part.dtype, np.floating):
-                    check_finite(part, f"observation part {key!r}", env_offset=block.offset)
+                if np.issubdtype(part.dtype, np.floating):  # checked as cast: float64 beyond float32 is inf there
+                    assert isinstance(tensors, dict)
+                    cast = tensors[key].numpy()
+                    check_finite(cast, f"observation part {key!r}", env_offset=block.offset, source=part)
                 elif key in self._classes:
                     check_classes(part, self._classes[key], f"observation part {key!r}", env_offset=block.offset)
-            return self._to_device(obs_from_numpy(obs, self.observation_space))
+            return self._to_device(tensors)
         if not self._check_obs and self._classes:
             check_classes(obs, self._classes[None], "observation", env_offset=block.offset)
         if obs.dtype == self._obs_dtype and obs.flags.c_contiguous and obs.flags.writeable:
