@@ -8,7 +8,6 @@ when their dtype already fits; infos are only looked at when an episode ended.
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any, NamedTuple
 
@@ -94,10 +93,13 @@ class TorchVecEnv:
         self.envs = envs
         self.device = torch.device(device)
         # A float64 observation beyond float32's range is refused by check_finite in one
-        # paragraph that shows the value; numpy's warning about the cast would print above it.
-        # This module's casts only; set here rather than at import, which a caller's
+        # paragraph that shows the value, and its one-call sum of huge finite values may
+        # overflow (then it looks row by row): numpy's warnings would print above or for nothing.
+        # These two modules' only; set here rather than at import, which a caller's
         # ``warnings.catch_warnings`` block around the import would undo.
-        warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, re.escape(__name__) + "$")
+        warnings.filterwarnings(
+            "ignore", "overflow encountered in (cast|reduce)", RuntimeWarning, r"a2c_ppo\.envs\.(torch_env|finite)$"
+        )
         self.num_envs = n = envs.num_envs
         self.observation_space = envs.single_observation_space
         self.action_space = envs.single_action_space
