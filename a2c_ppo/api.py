@@ -149,8 +149,13 @@ def train(
         note = _thread_note()
         if note is not None:  # before the start-up check, whose env may hang
             console.out.line(note)
-        request = resolve_request(typed, resume, trust_checkpoint)
         with _signals() as signals:
+            # As main.py's start-up: a Ctrl-C inside C++ code that calls back into Python (torch,
+            # a simulator building the check's env) would abort the process (pybind11's
+            # "terminate called"), the caller's notebook kernel with it; it waits for the checks
+            # to finish instead (a second one does not), then reaches the caller.
+            with signals.deferred(escalate=True):
+                request = resolve_request(typed, resume, trust_checkpoint)
             return launch(request, signals=signals, callbacks=hooks)
 
 

@@ -229,6 +229,26 @@ def test_a_child_forked_while_another_thread_trains_trains_too(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
+def test_ctrl_c_during_the_start_up_checks_waits_for_them_then_reaches_the_caller(tmp_path, monkeypatch):
+    """Before, the checks (which build the env: torch's and a simulator's C++ code calling back
+    into Python) took the KeyboardInterrupt wherever it landed, and inside such a callback it
+    aborts the process. Now the checks finish, nothing trains, and the caller gets the interrupt."""
+    real_checks = a2c_ppo.api.resolve_request
+    checked = []
+
+    def checks_with_a_ctrl_c(*args: object) -> object:
+        signal.raise_signal(signal.SIGINT)
+        request = real_checks(*args)  # the real checks, after the signal came
+        checked.append(request)
+        return request
+
+    monkeypatch.setattr(a2c_ppo.api, "resolve_request", checks_with_a_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train("CartPole-v1", **SMALL, **folders(tmp_path))
+    assert len(checked) == 1
+    assert not list(tmp_path.glob("runs/*"))  # nothing started
+
+
 def test_ctrl_c_in_a_run_reaches_the_caller_and_leaves_the_process_as_it_was(tmp_path):
     """A notebook's Ctrl-C: KeyboardInterrupt, the update's checkpoint saved, no worker left, the
     caller's handlers (SIGHUP's too, ignored during the run) back, and the next run starts."""
