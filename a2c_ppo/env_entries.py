@@ -39,9 +39,6 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
     rate = zoo.pop("learning_rate")
     # "lin_X" is SB3's linear schedule from X to 0, this framework's linear decay
     decay = isinstance(rate, str)
-    normalize = zoo.pop("normalize", False)
-    if not isinstance(normalize, dict):  # true: VecNormalize of observations and rewards
-        normalize = {"norm_obs": normalize, "norm_reward": normalize}
     values: dict[str, Any] = {
         "num_processes": zoo.pop("n_envs"),
         "num_steps": zoo.pop("n_steps"),
@@ -53,8 +50,9 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
         "entropy_coef": float(zoo.pop("ent_coef")),
         "value_loss_coef": VF_COEF_TO_OURS * float(zoo.pop("vf_coef")),
         "max_grad_norm": float(zoo.pop("max_grad_norm")),
-        "norm_adv": algo == "ppo",  # SB3: PPO normalises advantages, A2C does not
-        **normalize,
+        # SB3's normalize_advantage: on for PPO (each minibatch's), off for A2C (the rollout's)
+        "norm_adv": bool(zoo.pop("normalize_advantage", algo == "ppo")),
+        **_vec_normalize(zoo.pop("normalize", False)),
     }
     if algo == "ppo":
         rollout = values["num_processes"] * values["num_steps"]
@@ -65,10 +63,16 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
             # SB3 takes the whole rollout as one minibatch where batch_size exceeds it
             num_mini_batch=max(rollout // batch_size, 1),
             ppo_epoch=zoo.pop("n_epochs"),
-            clip_param=float(zoo.pop("clip_range")),
+            clip_param=_constant_clip_range(zoo.pop("clip_range")),
             clip_value_loss=False,  # SB3's clip_range_vf=None
-            norm_adv_scope="minibatch",  # SB3 standardises each minibatch's advantages
         )
+        if values["norm_adv"]:
+            values["norm_adv_scope"] = "minibatch"
+    else:  # SB3's A2C: RMSprop(alpha=0.99, eps=rms_prop_eps), torch's form, as this framework's A2C
+        if not zoo.pop("use_rms_prop", True):
+            raise ValueError("use_rms_prop False (Adam) without a translation: A2C here uses RMSprop")
+        if "rms_prop_eps" in zoo:
+            values["eps"] = float(zoo.pop("rms_prop_eps"))
     if zoo.pop("use_sde", False):
         values.update(use_sde=True, sde_sample_freq=zoo.pop("sde_sample_freq", -1))
     if "log_std_init" in zoo:
@@ -96,6 +100,27 @@ def _zoo(algo: str, n_timesteps: float, keys: dict[str, Any]) -> dict[str, Any]:
     if zoo:
         raise ValueError(f"zoo keys without a translation: {sorted(zoo)}")
     return values
+
+
+def _vec_normalize(normalize: bool | dict[str, bool]) -> dict[str, bool]:
+    """The zoo's ``normalize`` as ``norm_obs`` / ``norm_reward``: ``true`` wraps the envs in SB3's
+    VecNormalize with its defaults (observations and rewards); a dict is VecNormalize's keyword
+    arguments, a switch it leaves out keeping VecNormalize's default, on. Its other arguments
+    (clip_obs, clip_reward, epsilon and a gamma of its own) stay SB3's defaults here, as the zoo
+    sets VecNormalize's gamma to the entry's: a dict that gives them has no translation."""
+    if not isinstance(normalize, dict):
+        return {"norm_obs": bool(normalize), "norm_reward": bool(normalize)}
+    if set(normalize) - {"norm_obs", "norm_reward"}:
+        raise ValueError(f"normalize {normalize} without a translation: only norm_obs and norm_reward have one")
+    return {"norm_obs": normalize.get("norm_obs", True), "norm_reward": normalize.get("norm_reward", True)}
+
+
+def _constant_clip_range(clip_range: float | str) -> float:
+    """The zoo's ``clip_range``; its "lin_X" (SB3's clip range decayed linearly to 0) has no
+    translation: this framework's ``--clip-param`` stays constant."""
+    if isinstance(clip_range, str):
+        raise ValueError(f"clip_range {clip_range!r} without a translation: --clip-param is constant")
+    return float(clip_range)
 
 
 def zoo_ppo(n_timesteps: float, **keys: Any) -> dict[str, Any]:
@@ -217,8 +242,8 @@ ENTRIES: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e5, n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
                            learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
             "a2c": zoo_a2c(1e6, normalize=True, n_envs=8, ent_coef=0.0, max_grad_norm=0.5, n_steps=8, gae_lambda=0.9,
-                           vf_coef=0.4, gamma=0.9, learning_rate="lin_7e-4", use_sde=True, log_std_init=-2,
-                           ortho_init=False),
+                           vf_coef=0.4, gamma=0.9, use_rms_prop=True, normalize_advantage=False,
+                           learning_rate="lin_7e-4", use_sde=True, log_std_init=-2, ortho_init=False),
         },
     ),
     # ----- Box2D
@@ -240,8 +265,8 @@ ENTRIES: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(1e6, n_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4,
                            ent_coef=0.01),
             "a2c": zoo_a2c(5e6, normalize=True, n_envs=4, ent_coef=0.0, max_grad_norm=0.5, n_steps=8, gae_lambda=0.9,
-                           vf_coef=0.4, gamma=0.99, learning_rate="lin_7e-4", use_sde=True, log_std_init=-2,
-                           ortho_init=False),
+                           vf_coef=0.4, gamma=0.99, use_rms_prop=True, normalize_advantage=False,
+                           learning_rate="lin_7e-4", use_sde=True, log_std_init=-2, ortho_init=False),
         },
     ),
     "BipedalWalker-v3": (
@@ -250,23 +275,25 @@ ENTRIES: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {
             "ppo": zoo_ppo(5e6, normalize=True, n_envs=32, n_steps=2048, batch_size=64, gae_lambda=0.95,
                            gamma=0.999, n_epochs=10, ent_coef=0.0, learning_rate=3e-4, clip_range=0.18),
             "a2c": zoo_a2c(5e6, normalize=True, n_envs=16, ent_coef=0.0, max_grad_norm=0.5, n_steps=8,
-                           gae_lambda=0.9, vf_coef=0.4, gamma=0.99, learning_rate="lin_0.00096", use_sde=True,
-                           log_std_init=-2, ortho_init=False),
+                           gae_lambda=0.9, vf_coef=0.4, gamma=0.99, use_rms_prop=True, normalize_advantage=False,
+                           learning_rate="lin_0.00096", use_sde=True, log_std_init=-2, ortho_init=False),
         },
     ),
     # The zoo trains CarRacing on 64x64 grayscale frames, every 2nd frame, 2 stacked, with a GELU
     # layer of 256 per head after the Nature CNN; PPO here too (A2C: a2c.yml atari's plain CNN).
     "CarRacing-v3": (
         {"ppo": f"{ZOO}ppo.yml CarRacing-v3",
-         "a2c": f"no zoo entry: {ZOO}a2c.yml atari (16 envs x 5 steps, vf_coef 0.25) with ppo.yml CarRacing-v3's "
-                "budget, frames, reward normalisation and gSDE"},
+         "a2c": f"no zoo entry: {ZOO}a2c.yml atari (16 envs x 5 steps, vf_coef 0.25; torch's RMSprop, not its "
+                "RMSpropTFLike) with ppo.yml CarRacing-v3's budget, frames, reward normalisation and gSDE"},
         {
             "ppo": zoo_ppo(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=8, batch_size=128,
                            n_steps=512, gamma=0.99, gae_lambda=0.95, n_epochs=10, ent_coef=0.0, sde_sample_freq=4,
                            max_grad_norm=0.5, vf_coef=0.5, learning_rate="lin_1e-4", use_sde=True, clip_range=0.2,
                            log_std_init=-2, ortho_init=False, activation_fn="GELU", net_arch={"pi": [256], "vf": [256]},
                            frame_stack=2, env_wrapper=CAR_RACING_FRAMES),
-            # ent_coef 0, not atari's 0.01: that is for discrete actions (every continuous A2C entry has 0)
+            # ent_coef 0, not atari's 0.01: that is for discrete actions (every continuous A2C entry has 0).
+            # atari's optimizer_class=RMSpropTFLike (TensorFlow's RMSprop: the average of squares starts
+            # at 1, eps inside the square root) has no translation: A2C here takes SB3's default RMSprop.
             "a2c": zoo_a2c(4e6, normalize={"norm_obs": False, "norm_reward": True}, n_envs=16, vf_coef=0.25,
                            ent_coef=0.0, use_sde=True, sde_sample_freq=4, log_std_init=-2, ortho_init=False,
                            frame_stack=2, env_wrapper=CAR_RACING_FRAMES),
