@@ -117,42 +117,6 @@ def test_zoo_keys_translate_to_settings():
         zoo_ppo(1e6, features_extractor_class="NatureCNN")
 
 
-def test_a_partial_normalize_dict_keeps_vecnormalizes_defaults_and_its_other_arguments_are_refused():
-    """The zoo passes a normalize dict to SB3's VecNormalize as keyword arguments: a switch it leaves
-    out is VecNormalize's default, on. clip_obs, clip_reward, epsilon and gamma stay SB3's here."""
-    reward_only = zoo_ppo(1e6, normalize={"norm_obs": False})
-    assert (reward_only["norm_obs"], reward_only["norm_reward"]) == (False, True)
-    observations_only = zoo_a2c(1e6, normalize={"norm_reward": False})
-    assert (observations_only["norm_obs"], observations_only["norm_reward"]) == (True, False)
-    with pytest.raises(ValueError, match="normalize .*clip_obs.* without a translation"):
-        zoo_ppo(1e6, normalize={"norm_obs": True, "clip_obs": 5.0})
-
-
-def test_a_clip_range_schedule_is_refused_rather_than_misread():
-    """SB3's clip_range "lin_0.2" decays to 0; --clip-param is constant, so it has no translation."""
-    with pytest.raises(ValueError, match="clip_range 'lin_0.2' without a translation"):
-        zoo_ppo(1e6, clip_range="lin_0.2")
-
-
-def test_sb3s_advantage_and_a2c_optimizer_keys_translate():
-    """normalize_advantage (SB3: PPO on, A2C off), and A2C's use_rms_prop / rms_prop_eps (SB3:
-    RMSprop(alpha=0.99, eps=1e-5), ours the same unless the entry gives an eps)."""
-    a2c = zoo_a2c(1e6, use_rms_prop=True, normalize_advantage=False)
-    assert not a2c["norm_adv"] and "eps" not in a2c  # SB3's 1e-5 is this framework's default
-    assert zoo_a2c(1e6, normalize_advantage=True, rms_prop_eps=1e-4)["norm_adv"] is True
-    assert zoo_a2c(1e6, rms_prop_eps=1e-4)["eps"] == 1e-4
-    with pytest.raises(ValueError, match="use_rms_prop False"):
-        zoo_a2c(1e6, use_rms_prop=False)
-    unnormalised = zoo_ppo(1e6, normalize_advantage=False)
-    assert not unnormalised["norm_adv"] and "norm_adv_scope" not in unnormalised
-    with pytest.raises(ValueError, match="without a translation: \\['use_rms_prop'\\]"):
-        zoo_ppo(1e6, use_rms_prop=True)  # an A2C key
-
-
-def test_carracing_a2c_says_it_does_not_take_the_atari_entrys_tensorflow_rmsprop():
-    assert "not its RMSpropTFLike" in ENV_ENTRIES["CarRacing-v3"].sources["a2c"]
-
-
 def test_entries_cite_their_source_per_algorithm():
     for env_id, entry in ENV_ENTRIES.items():
         assert sorted(entry.sources) == sorted(entry.values), env_id
