@@ -130,7 +130,7 @@ def zoo_ppo(n_timesteps: float, **keys: Any) -> dict[str, Any]:
 
 
 def zoo_a2c(n_timesteps: float, **keys: Any) -> dict[str, Any]:
-    """An a2c.yml entry as settings (see ``zoo_ppo``)."""
+    """An a2c.yml entry as settings (see ``zoo_ppo``; ``use_rms_prop`` and ``rms_prop_eps`` as SB3's A2C takes them)."""
     return _zoo("a2c", n_timesteps, keys)
 
 
