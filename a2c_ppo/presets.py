@@ -11,7 +11,8 @@ actions) and ``classic`` otherwise.
 * mujoco: the PPO paper's MuJoCo settings (1 env x 2048 steps, 10 epochs x 32 minibatches,
   lr 3e-4 decayed, lambda 0.95, observation and return normalisation, 1M steps).
 * atari: PPO's Atari settings (8 envs x 128 steps, clip 0.1, 4 epochs x 4 minibatches, entropy
-  0.01, 10M steps); A2C with 16 envs x 5 steps; ACKTR's paper settings (32 envs x 20 steps).
+  0.01, 10M steps); A2C with 16 envs x 5 steps; ACKTR's paper settings (32 envs x 20 steps);
+  both with n-step returns (lambda 1).
 """
 
 from __future__ import annotations
@@ -44,8 +45,12 @@ PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
     "atari": {
         "ppo": {**_ATARI, "num_processes": 8, "num_steps": 128, "lr": 2.5e-4, "clip_param": 0.1, "ppo_epoch": 4,
                 "num_mini_batch": 4, "norm_adv": True, "num_env_steps": 10_000_000},
-        "a2c": {**_ATARI, "num_processes": 16, "num_steps": 5, "lr": 7e-4, "num_env_steps": 10_000_000},
-        "acktr": {**_ATARI, "num_processes": 32, "num_steps": 20, "lr": 0.25, "num_env_steps": 10_000_000},
+        # A2C and ACKTR take n-step returns (lambda 1): ikostrikov/pytorch-a2c-ppo-acktr-gail's Atari
+        # commands (no --use-gae), OpenAI baselines' a2c / acktr, rl-baselines3-zoo a2c.yml atari
+        "a2c": {**_ATARI, "num_processes": 16, "num_steps": 5, "lr": 7e-4, "gae_lambda": 1.0,
+                "num_env_steps": 10_000_000},
+        "acktr": {**_ATARI, "num_processes": 32, "num_steps": 20, "lr": 0.25, "gae_lambda": 1.0,
+                  "num_env_steps": 10_000_000},
     },
 }  # fmt: skip
 

@@ -38,7 +38,11 @@ def test_atari_ids_get_the_atari_settings():
     assert config.preset == "atari"
     assert (config.num_processes, config.num_steps, config.clip_param, config.entropy_coef) == (8, 128, 0.1, 0.01)
     assert (config.ppo_epoch, config.num_mini_batch, config.lr) == (4, 4, 2.5e-4)
-    assert resolve(["--env-name", "ALE/Pong-v5", "--algo", "acktr"]).config.num_processes == 32
+    acktr = resolve(["--env-name", "ALE/Pong-v5", "--algo", "acktr"]).config
+    assert acktr.num_processes == 32
+    # n-step returns, as ikostrikov's and baselines' A2C / ACKTR on Atari: lambda 0.95 had no source
+    a2c = resolve(["--env-name", "ALE/Pong-v5", "--algo", "a2c"]).config
+    assert (a2c.num_processes, a2c.num_steps, a2c.gae_lambda, acktr.gae_lambda) == (16, 5, 1.0, 1.0)
 
 
 def test_typed_flags_win_and_are_named():
