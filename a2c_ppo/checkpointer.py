@@ -29,6 +29,7 @@ from a2c_ppo.envs.snapshot import UnsupportedEnvState, UntrustedEnvState, get_sn
 from a2c_ppo.envs.subproc import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
+from a2c_ppo.files import FileLock, copy_atomically
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import TensorDict, copy_obs
 from a2c_ppo.paths import RUN_CHECKPOINT
@@ -47,6 +48,30 @@ def best_checkpoint_path(run_dir: str) -> str:
 def best_copy_path(latest: str) -> str:
     """``SAVE_DIR/ALGO/ENV.best.pt`` for ``SAVE_DIR/ALGO/ENV.pt``: the latest finished run's best model."""
     return os.path.splitext(latest)[0] + ".best.pt"
+
+
+def copy_finished_run(checkpoint: str, best: str, latest: str, signals: StopSignals) -> str | None:
+    """Copy a finished run's checkpoint to ``latest`` (``SAVE_DIR/ALGO/ENV.pt``) and its best
+    model ``best``, where it has one, to ``best_copy_path(latest)`` (else an older run's there is
+    removed), as one step: under a lock on the pair (``.ENV.pt.lock`` beside it, removed again),
+    so that two runs of one env and algorithm finishing at once leave one run's pair, never one
+    run's checkpoint beside the other's best model; and never cut by a signal, which is held
+    until both are written (one that comes while another run holds the lock is held too; a
+    second one there raises, where the caller's block escalates). The best model's copy, or None."""
+    lock = FileLock(os.path.join(os.path.dirname(latest), f".{os.path.basename(latest)}.lock"))
+    lock.acquire(wait=True)
+    try:
+        with signals.deferred():
+            copy_atomically(checkpoint, latest)
+            latest_best = best_copy_path(latest)
+            if os.path.isfile(best):
+                copy_atomically(best, latest_best)
+                return latest_best
+            with contextlib.suppress(FileNotFoundError):  # an older run's best model is not this run's
+                os.remove(latest_best)
+            return None
+    finally:
+        lock.release()
 
 
 def best_mean_return(path: str) -> float:

@@ -13,6 +13,7 @@ written or silently lost, and one live run per run folder.
 * ``RunLock``: an exclusive ``flock`` on ``RUN_DIR/.lock``, held while a run writes there; a
   second run (or a resume of the same run) is refused while the first one lives. The kernel
   drops the lock when its process dies, however it dies; a run that ends removes the file.
+  ``FileLock`` is the same lock on any file, waited for (the ``--save-dir`` copies' pair).
 """
 
 from __future__ import annotations
@@ -147,29 +148,30 @@ def _cause(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-class RunLock:
-    """An exclusive lock on a run folder for this process's lifetime (or until ``release``)."""
+class FileLock:
+    """An exclusive ``flock`` on the file ``path`` (made, and removed again by ``release``)."""
 
-    def __init__(self, run_dir: str) -> None:
-        self.path = os.path.join(run_dir, LOCK_NAME)
+    def __init__(self, path: str) -> None:
+        self.path = path
         self._fd: int | None = None
 
-    def acquire(self) -> RunLock:
-        """Take the lock; ConfigError if a live run holds it."""
+    def acquire(self, wait: bool = False) -> FileLock:
+        """Take the lock: ``wait`` for a holder to release it, else ConfigError if one holds it.
+        An exception while waiting (a signal's) leaves nothing open."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
                 os.close(fd)
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                     raise
-                raise ConfigError(
-                    f"run folder {os.path.dirname(self.path)!r} is in use by a live run (pid {holder}); wait for it "
-                    "to end, or give this run its own folder (--log-dir, or resume another checkpoint)."
-                ) from None
+                raise self.busy(holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
             if _same_file(fd, self.path):
                 break
             os.close(fd)  # its holder removed the file as it released it: lock the one at the path now
@@ -178,13 +180,41 @@ class RunLock:
         self._fd = fd
         return self
 
+    def busy(self, holder: str) -> ConfigError:
+        """The refusal when process ``holder`` holds the lock (``acquire`` without ``wait``)."""
+        return ConfigError(f"{self.path!r} is locked by a live process (pid {holder}).")
+
     def release(self) -> None:
-        """Remove the lock file, then drop the lock (closing drops the flock): a run that opened
-        the file meanwhile finds it gone once it holds the lock, and takes a new one."""
+        """Remove the lock file, then drop the lock (closing drops the flock): a process that
+        opened the file meanwhile finds it gone once it holds the lock, and takes a new one."""
         if self._fd is not None:
             _remove(self.path)
             os.close(self._fd)
             self._fd = None
+
+    def __enter__(self) -> FileLock:
+        return self.acquire(wait=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class RunLock(FileLock):
+    """An exclusive lock on a run folder for this process's lifetime (or until ``release``)."""
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__(os.path.join(run_dir, LOCK_NAME))
+
+    def acquire(self, wait: bool = False) -> RunLock:
+        """Take the lock; ConfigError if a live run holds it."""
+        super().acquire(wait)
+        return self
+
+    def busy(self, holder: str) -> ConfigError:
+        return ConfigError(
+            f"run folder {os.path.dirname(self.path)!r} is in use by a live run (pid {holder}); wait for it "
+            "to end, or give this run its own folder (--log-dir, or resume another checkpoint)."
+        )
 
 
 def _same_file(fd: int, path: str) -> bool:

@@ -10,6 +10,7 @@ ending but a non-finite update saves the last finished update.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import functools
 import os
 import shutil
@@ -39,14 +40,20 @@ from a2c_ppo.callbacks import (
     run_callbacks,
 )
 from a2c_ppo.checkpoint import resume_command
-from a2c_ppo.checkpointer import Checkpointer, best_checkpoint_path, best_copy_path, best_mean_return
+from a2c_ppo.checkpointer import (
+    BEST_CHECKPOINT,
+    Checkpointer,
+    best_checkpoint_path,
+    best_mean_return,
+    copy_finished_run,
+)
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, broadcast_module, share_refusal, stop_requests
 from a2c_ppo.errors import ConfigError, NonFiniteError, NonFiniteRolloutError, RunFolderLostError, WriteFailedError
-from a2c_ppo.files import LOCK_NAME, RunLock, copy_atomically, write_atomically
-from a2c_ppo.logger import Logger, summary
+from a2c_ppo.files import LOCK_NAME, RunLock, write_atomically
+from a2c_ppo.logger import CSV_NAME, Logger, summary
 from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, missing_folders, run_checkpoint_path
-from a2c_ppo.signals import StopSignals
+from a2c_ppo.signals import Interrupted, StopSignals
 from a2c_ppo.tracking import WANDB_FOLDER, Tracker, start_tracking
 from a2c_ppo.trainer import Trainer
 from a2c_ppo.video import EpisodeRecorder, VideoCallback
@@ -66,6 +73,9 @@ class TrainResult:
     env_steps: int
     history: list[tuple[int, float]] = field(default_factory=list)
     stopped: bool = False  # a callback stopped the run before its budget
+    # Ctrl-C or SIGTERM (``Ctrl-C`` / ``SIGTERM``) came after training had ended: the run finished
+    # (checkpoint and copies written) all the same; a caller that runs more may stop on it
+    late_signal: str | None = None
 
     @property
     def run_dir(self) -> str:
@@ -95,12 +105,13 @@ def run(
     ctx = ctx or DistContext(device=select_device(config))
     tracker: Tracker | None = None
     recorder: EpisodeRecorder | None = None
+    use = FolderUse()
     with contextlib.ExitStack() as stack:
         refusal: ConfigError | None = None
         if ctx.is_main:  # rank 0 alone writes: the run folder is its own, locked while it lives
             try:
                 run_dir = stack.enter_context(
-                    own_run_folder(config.run_dir, in_place=checkpoint is not None and in_place)
+                    own_run_folder(config.run_dir, in_place=checkpoint is not None and in_place, use=use)
                 )
                 config = config.replace(run_dir=run_dir)
                 # W&B first: a refusal (not logged in, no network) comes before any worker or env step
@@ -112,7 +123,8 @@ def run(
             except ConfigError as exc:
                 refusal = exc
         share_refusal(refusal, ctx)  # under torchrun every rank stops with rank 0, before its envs start
-        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker, recorder, best_model)
+        return _run(config, checkpoint, notes, signals or StopSignals(), ctx, callbacks, tracker, recorder, best_model,
+                    use)  # fmt: skip
 
 
 def _updates_ahead(config: RunConfig, checkpoint: dict[str, Any] | None, batch: int) -> str:
@@ -137,11 +149,26 @@ def launch(request: LaunchRequest, **options: Any) -> TrainResult:
                in_place=request.in_place, **options)  # fmt: skip
 
 
+@dataclass
+class FolderUse:
+    """What a run did with its folder, for ``own_run_folder`` at its end."""
+
+    trained_nothing: bool = False  # it ended (stopped, failed) before its first update finished
+
+
+#: What a run writes into a new folder before its first update finishes: the lock, W&B's files,
+#: the log's header, TensorBoard's first events, and a resumed run's best model (a copy).
+START_FILES = (LOCK_NAME, WANDB_FOLDER, CSV_NAME, BEST_CHECKPOINT, "events.out.tfevents.*")
+
+
 @contextlib.contextmanager
-def own_run_folder(run_dir: str, in_place: bool) -> Iterator[str]:
+def own_run_folder(run_dir: str, in_place: bool, use: FolderUse | None = None) -> Iterator[str]:
     """This run's folder, locked while the run lives: a resumed run's own (``in_place``), else
     a new one (``paths.claim_run_dir``), never a folder that exists. A new folder the run left
-    empty is removed again, with the folders made to hold it."""
+    empty is removed again, with the folders made to hold it; so is one that holds only what
+    the run wrote at its start, where it trained nothing (``use``). A resumed run's own folder
+    is never removed."""
+    use = use or FolderUse()
     new = not in_place
     made = missing_folders(os.path.dirname(os.path.abspath(run_dir))) if new else []  # --log-dir's, say
     if new:
@@ -151,9 +178,19 @@ def own_run_folder(run_dir: str, in_place: bool) -> Iterator[str]:
         yield run_dir
     finally:
         lock.release()
-        # the run ended before it wrote anything but W&B's files (a run that failed to start)
+        # the run ended before it wrote anything but W&B's files (a run that failed to start), or
+        # before its first update finished (stopped or failed in its first rollout): nothing of value
         left = os.listdir(run_dir) if os.path.isdir(run_dir) else None  # None: removed during the run
-        if new and left is not None and set(left) <= {LOCK_NAME, WANDB_FOLDER}:
+        empty = left is not None and set(left) <= {LOCK_NAME, WANDB_FOLDER}
+        if use.trained_nothing and not new:
+            console.out.line(f"Nothing was trained (no update had finished since the resume); the run folder {run_dir} "
+                             "keeps its checkpoint as it was.")  # fmt: skip
+        elif use.trained_nothing and left is not None:
+            others = sorted(name for name in left if not any(fnmatch.fnmatch(name, f) for f in START_FILES))
+            empty = not others
+            kept = f"is kept: it holds {', '.join(others)}" if others else "is removed: it held nothing else"
+            console.out.line(f"Nothing was trained (no update had finished); the run folder {run_dir} {kept}.")
+        if new and empty:
             shutil.rmtree(run_dir, ignore_errors=True)
             for folder in made:  # the folders it made for the run folder, unless another run uses them
                 with contextlib.suppress(OSError):
@@ -170,6 +207,7 @@ def _run(
     tracker: Tracker | None,
     recorder: EpisodeRecorder | None,
     best_model: bytes | None,
+    use: FolderUse,
 ) -> TrainResult:
     if ctx.is_main:  # the first line comes before the envs are built: the user sees at once what runs
         batch = config.batch_size * ctx.world_size
@@ -188,8 +226,11 @@ def _run(
     curve, logger, evaluator, trained = LearningCurve(), None, None, False
     best_path = best_checkpoint_path(config.run_dir)
     main_hooks: list[Callback] = []  # rank 0's: evaluation, best model, videos
+    first_update: int | None = None  # the update the run starts from, once started
+    late: int | None = None  # a signal held through the ending
     try:
         start_notes = start(trainer, checkpointer, checkpoint)
+        first_update = trainer.update
         if ctx.is_main:  # ranks > 0 train in lock step and write nothing
             if best_model is not None and not os.path.exists(best_path):  # a resume into a new run folder
                 write_atomically(best_path, lambda f: f.write(best_model))
@@ -237,29 +278,34 @@ def _run(
         log = LogCallback(logger, ctx, config.log_interval, synced)
         users = [own_draws(callbacks, checkpointer.rng)] if callbacks else []
         hooks: list[Callback] = [curve, log, *main_hooks, *users, RecordedValues(logger)]
-        stopped = loop(trainer, checkpointer, hooks, signals, on_stop=log.on_stop)
-        trained = True
-        if logger is not None:
-            if not os.path.isfile(path):  # a finished checkpoint resumed into a new folder: no update ran
-                checkpointer.save_copy(trainer, path)
-            latest = latest_checkpoint_path(config.save_dir, config.algo, config.env_name)
-            copy_atomically(path, latest)
-            latest_best = best_copy_path(latest)
-            if os.path.isfile(best_path):
-                copy_atomically(best_path, latest_best)
-            else:  # an older run's best model is not this run's
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(latest_best)
-            best = f" Best model: {best_path} (copied to {latest_best})." if os.path.isfile(best_path) else ""
-            how = f"Stopped by a callback at update {trainer.update}/{trainer.num_updates}" if stopped else "Done"
-            whose = "rank 0's " if ctx.is_distributed else ""
-            logger.print(
-                f"{how}: {trainer.env_steps} env steps, {summary(trainer.returns, whose)}. Checkpoint: {path} "
-                f"(copied to {latest}, the latest finished run's).{best}"
+        # The ending (the last update, or the one a callback stopped after, then the final save,
+        # the copies to --save-dir and the last logs) runs in one block that ``loop`` opens: a
+        # signal there is held and the run ends as a finished one; a second one stops at once,
+        # except inside a save or the pair of copies, which are never cut in half.
+        with contextlib.ExitStack() as ending:
+            stopped = loop(trainer, checkpointer, hooks, signals, on_stop=log.on_stop, ending=ending)
+            trained = True
+            if logger is not None:
+                if not os.path.isfile(path):  # a finished checkpoint resumed into a new folder: no update ran
+                    checkpointer.save_copy(trainer, path)
+                latest = latest_checkpoint_path(config.save_dir, config.algo, config.env_name)
+                latest_best = copy_finished_run(path, best_path, latest, signals)
+                best = f" Best model: {best_path} (copied to {latest_best})." if latest_best else ""
+                how = f"Stopped by a callback at update {trainer.update}/{trainer.num_updates}" if stopped else "Done"
+                whose = "rank 0's " if ctx.is_distributed else ""
+                logger.print(
+                    f"{how}: {trainer.env_steps} env steps, {summary(trainer.returns, whose)}. Checkpoint: {path} "
+                    f"(copied to {latest}, the latest finished run's).{best}"
+                )
+                if tracker is not None:  # (its artifacts go to the W&B run, which the logger's close ends)
+                    tracker.finish([path, best_path])
+                logger.close()  # TensorBoard's last events: a failure to write them is this run's
+            late = signals.take_pending()
+        if late is not None and ctx.is_main:
+            console.out.line(
+                f"{Interrupted(late).key} came after training had ended; the run finished as above (its checkpoint "
+                "and the copies to --save-dir are written)."
             )
-            if tracker is not None:  # (its artifacts go to the W&B run, which the logger's close ends)
-                tracker.finish([path, best_path])
-            logger.close()  # TensorBoard's last events: a failure to write them is this run's
     except BaseException as exc:
         if isinstance(exc, WriteFailedError) and ctx.is_main and not os.path.isdir(config.run_dir):
             raise RunFolderLostError(config.run_dir) from None  # what a write into it met: said as such
@@ -279,10 +325,13 @@ def _run(
             if logger is not None and checkpointer.saved_update and os.path.isfile(path):
                 logger.print(
                     f"Checkpoint of update {checkpointer.saved_update} saved to {path} "
-                    f"(continue with: {resume_command(config, path)})."
+                    + ("(training had finished)." if trained else f"(continue with: {resume_command(config, path)}).")
                 )
         if isinstance(exc, WriteFailedError):  # for the message: what is on disk, how far it got
             exc.checkpoint, exc.training_finished = (path if os.path.isfile(path) else None), trained
+        # said, and a new folder holding nothing else removed, by ``own_run_folder`` at the end
+        use.trained_nothing = ctx.is_main and trainer.update == first_update and not trained
+        use.trained_nothing = use.trained_nothing and not isinstance(exc, RunFolderLostError)
         raise
     finally:
         trainer.close()
@@ -291,7 +340,7 @@ def _run(
         if logger is not None:
             with contextlib.suppress(WriteFailedError):  # closed above unless another error is on its way
                 logger.close()
-    return TrainResult(path, trainer.env_steps, curve.points, stopped)
+    return TrainResult(path, trainer.env_steps, curve.points, stopped, None if late is None else Interrupted(late).key)
 
 
 class FolderGuard:
@@ -343,49 +392,77 @@ def loop(
     callbacks: Sequence[Callback],
     signals: StopSignals,
     on_stop: Callback | None = None,
+    ending: contextlib.ExitStack | None = None,
 ) -> bool:
     """The updates from the current one to the last (or until a callback stops the run), each
     followed by its callbacks, and the checkpoints; whether a callback stopped it. ``on_stop``
-    gets the update a callback stopped after (the log writes its row)."""
+    gets the update a callback stopped after (the log writes its row). ``ending``: where the
+    block that holds signals during the run's ending goes, from the last update on (or the
+    final save after a callback's stop) until the caller has finished the run and closes it
+    (taking the signal held, if any: training has ended); without one, until this returns."""
+    with contextlib.ExitStack() as own:
+        return _loop(trainer, checkpointer, callbacks, signals, on_stop, own if ending is None else ending)
+
+
+def _loop(
+    trainer: Trainer,
+    checkpointer: Checkpointer,
+    callbacks: Sequence[Callback],
+    signals: StopSignals,
+    on_stop: Callback | None,
+    ending: contextlib.ExitStack,
+) -> bool:
     config, stopwatch = trainer.config, Stopwatch(trainer.env_steps)
     distributed = trainer.ctx.is_distributed
     # Under torchrun a Ctrl-C or SIGTERM waits for the update's end, where every rank learns of
     # it, so that all stop at one update, which rank 0 saves. A second signal, or a rollout that
     # goes on for STOP_WAIT_S more, stops this rank at once: torchrun kills its ranks
     # --shutdown-timeout (30 s) after passing them a signal, and the last update must be saved.
-    with signals.deferred(escalate=True, escalate_after=STOP_WAIT_S) if distributed else contextlib.nullcontext():
-        while trainer.update < trainer.num_updates:
-            rollout_sps = trainer.collect()
-            # A first signal lets the update and its callbacks finish (a second stops at once: an
-            # evaluation can run long); the boundary a save uses moves with the parameters and the
-            # update's log row, so that a resumed run neither repeats nor misses a row.
-            with signals.deferred(escalate=True):
-                with checkpointer.updating():
-                    metrics = trainer.train_policy()
-                checkpointer.capture(trainer)
-                metrics.update(rollout_SPS=rollout_sps, SPS=stopwatch.sps(trainer.env_steps))
-                info = UpdateInfo(
-                    update=trainer.update,
-                    num_updates=trainer.num_updates,
-                    env_steps=trainer.env_steps,
-                    total_env_steps=trainer.total_steps,
-                    metrics=metrics,
-                    returns=list(trainer.returns),
-                    lengths=list(trainer.lengths),
-                    config=config,
-                    policy=trainer.policy,
-                    saver=functools.partial(checkpointer.save_copy, trainer),
-                )
-                asked = run_callbacks(callbacks, info)
-                stop, signum = stop_requests(asked, signals.take_pending() if distributed else None,
-                                             trainer.ctx.reducer())  # fmt: skip
-                if signum is not None:
-                    signals.stop(signum)  # every rank; the caller saves this update
-                if stop and on_stop is not None:
-                    on_stop(info)
-            if stop or trainer.update % config.save_interval == 0 or trainer.update == trainer.num_updates:
-                checkpointer.save(trainer)
-            if stop:
-                return trainer.update < trainer.num_updates
+    # The block lasts through the ending (one that comes after the last update's is held).
+    if distributed:
+        ending.enter_context(signals.deferred(escalate=True, escalate_after=STOP_WAIT_S))
+    elif trainer.update >= trainer.num_updates:  # a finished run resumed: its ending alone
+        ending.enter_context(signals.deferred(escalate=True))
+    while trainer.update < trainer.num_updates:
+        rollout_sps = trainer.collect()
+        if not distributed and trainer.update + 1 == trainer.num_updates:
+            # the last update: once it has finished, the budget is trained, and a signal that
+            # came since waits for the final save and the copies (a second stops at once)
+            ending.enter_context(signals.deferred(escalate=True))
+        # A first signal lets the update and its callbacks finish (a second stops at once: an
+        # evaluation can run long); the boundary a save uses moves with the parameters and the
+        # update's log row, so that a resumed run neither repeats nor misses a row.
+        with signals.deferred(escalate=True):
+            with checkpointer.updating():
+                metrics = trainer.train_policy()
+            checkpointer.capture(trainer)
+            metrics.update(rollout_SPS=rollout_sps, SPS=stopwatch.sps(trainer.env_steps))
+            info = UpdateInfo(
+                update=trainer.update,
+                num_updates=trainer.num_updates,
+                env_steps=trainer.env_steps,
+                total_env_steps=trainer.total_steps,
+                metrics=metrics,
+                returns=list(trainer.returns),
+                lengths=list(trainer.lengths),
+                config=config,
+                policy=trainer.policy,
+                saver=functools.partial(checkpointer.save_copy, trainer),
+            )
+            asked = run_callbacks(callbacks, info)
+            stop, signum = stop_requests(asked, signals.take_pending() if distributed else None,
+                                         trainer.ctx.reducer())  # fmt: skip
+            if signum is not None and trainer.update < trainer.num_updates:
+                signals.stop(signum)  # every rank; the caller saves this update
+            if signum is not None:  # the last update: the run finishes, the signal held (above)
+                signals.hold(signum)
+            if stop and on_stop is not None:
+                on_stop(info)
+        if stop and not distributed and trainer.update < trainer.num_updates:
+            ending.enter_context(signals.deferred(escalate=True))  # its ending, as the last update's
+        if stop or trainer.update % config.save_interval == 0 or trainer.update == trainer.num_updates:
+            checkpointer.save(trainer)
+        if stop:
+            return trainer.update < trainer.num_updates
     checkpointer.save(trainer)  # a resumed run that was already finished
     return False

@@ -113,6 +113,13 @@ class StopSignals:
         signum, self._pending = self._pending, None
         return signum
 
+    def hold(self, signum: int) -> None:
+        """Hold ``signum`` again (one ``take_pending`` took, that the caller defers after all):
+        the enclosing ``deferred`` block raises it when it ends, unless taken again; a timer
+        set for it earlier (``escalate_after``) no longer acts."""
+        self._pending = signum
+        self._held += 1
+
     @contextlib.contextmanager
     def deferred(self, escalate: bool = False, escalate_after: float | None = None) -> Iterator[None]:
         """Signals arriving inside the block are raised (once) when it ends without error; one

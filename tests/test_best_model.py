@@ -214,3 +214,52 @@ def test_evaluations_play_a_network_of_ones_own_in_eval_mode_and_training_goes_o
     assert rollout and not any(rollout)  # as Stable-Baselines3 collects: dropout off
     update = [training for training, rows in DropoutNet.calls if rows == 32]  # a whole batch: an update's pass
     assert update and all(update)
+
+
+def test_two_runs_finishing_at_once_leave_one_runs_pair_of_copies(tmp_path, monkeypatch):
+    """The latest finished run's checkpoint and best model in --save-dir are written as a pair:
+    run B finishing between run A's two copies (here made to, deterministically: B starts when
+    A has copied its checkpoint, and A goes on once B has finished or waits for A's lock) must
+    not leave B's checkpoint beside A's best model."""
+    import fcntl
+    import threading
+
+    import a2c_ppo.checkpointer as checkpointer
+    from a2c_ppo.signals import StopSignals
+
+    runs = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "checkpoint.pt").write_bytes(f"{name}'s checkpoint".encode())
+        (tmp_path / name / "best.pt").write_bytes(f"{name}'s best model".encode())
+        runs[name] = (str(tmp_path / name / "checkpoint.pt"), str(tmp_path / name / "best.pt"))
+    latest = tmp_path / "models" / "ppo" / "CartPole-v1.pt"
+    b_waits_or_is_done = threading.Event()
+
+    def run_b() -> None:
+        checkpointer.copy_finished_run(*runs["b"], str(latest), StopSignals())
+        b_waits_or_is_done.set()
+
+    b = threading.Thread(target=run_b)
+    real_flock, real_copy = fcntl.flock, checkpointer.copy_atomically
+
+    def flock(fd: int, operation: int) -> None:
+        if threading.current_thread() is b:
+            b_waits_or_is_done.set()  # B is about to wait for the pair's lock, if A holds it
+        real_flock(fd, operation)
+
+    def copy(source: str, path: str) -> None:
+        real_copy(source, path)
+        if source == runs["a"][0]:  # A has copied its checkpoint: B finishes now
+            b.start()
+            assert b_waits_or_is_done.wait(60)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    monkeypatch.setattr(checkpointer, "copy_atomically", copy)
+    assert checkpointer.copy_finished_run(*runs["a"], str(latest), StopSignals()) == str(
+        tmp_path / "models" / "ppo" / "CartPole-v1.best.pt"
+    )
+    b.join(60)
+    pair = latest.read_bytes(), (tmp_path / "models" / "ppo" / "CartPole-v1.best.pt").read_bytes()
+    assert pair == (b"b's checkpoint", b"b's best model")
+    assert sorted(os.listdir(latest.parent)) == ["CartPole-v1.best.pt", "CartPole-v1.pt"]  # no lock file left

@@ -4,6 +4,7 @@ good checkpoint, and each ending has its own exit status and a short message."""
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
@@ -15,19 +16,26 @@ import pytest
 from a2c_ppo.checkpoint import load_checkpoint
 from tests.envs_failing import FAIL_AFTER_VARIABLE, LONG_ENV_ID
 from tests.helpers import PID_DIR_VARIABLE, run_checkpoint
+from tests.signalling_main import SIGNAL_AT_VARIABLE, SIGNALS_VARIABLE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS_PER_UPDATE = 2 * 16  # per env: --num-steps 16; --num-processes 2
 
 
-def launch(tmp_path, env_name: str, *extra: str, fail_after: int | None = None, steps: int = 1_000_000):
+def launch(tmp_path, env_name: str, *extra: str, fail_after: int | None = None, steps: int = 1_000_000,
+           signal_at: str | None = None, signals: str = "INT"):  # fmt: skip
+    """``python main.py`` (``tests/signalling_main.py``, which signals itself ``signal_at``)."""
     env = dict(os.environ)
     if fail_after is not None:
         env[FAIL_AFTER_VARIABLE] = str(fail_after)
+    script = os.path.join(ROOT, "main.py")
+    if signal_at is not None:
+        env.update({SIGNAL_AT_VARIABLE: signal_at, SIGNALS_VARIABLE: signals})
+        script = os.path.join(ROOT, "tests", "signalling_main.py")
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir(exist_ok=True)
     env[PID_DIR_VARIABLE] = str(pid_dir)
-    argv = [sys.executable, os.path.join(ROOT, "main.py"), "--env-name", env_name, "--num-processes", "2",
+    argv = [sys.executable, script, "--env-name", env_name, "--num-processes", "2",
             "--num-steps", "16", "--num-env-steps", str(steps), "--log-interval", "1", "--save-interval", "1",
             "--log-dir", str(tmp_path / "runs"), "--save-dir", str(tmp_path / "models"), *extra]  # fmt: skip
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
@@ -167,3 +175,60 @@ def test_a_second_ctrl_c_stops_an_evaluation_that_never_ends(tmp_path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert load_checkpoint(checkpoint_file(tmp_path, env_name))["counters"]["update"] == 1
+
+
+@pytest.mark.parametrize("signals", ["INT", "TERM", "INT,INT"])
+def test_a_signal_during_the_final_save_ends_the_run_as_a_finished_one(tmp_path, signals):
+    """The budget is trained: the final checkpoint and its copy to --save-dir are finished (the
+    signal waits for them; a second one inside the save too, which is never cut), exit 0, and
+    the run says the stop came after training had ended."""
+    env_name = "tests.envs_failing:tiny_env"
+    proc = launch(tmp_path, env_name, "--save-interval", "1000", steps=4 * STEPS_PER_UPDATE, signal_at="save:4",
+                  signals=signals)  # fmt: skip
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    key = "Ctrl-C" if signals.startswith("INT") else "SIGTERM"
+    assert f"{key} came after training had ended" in out and "Done: 128 env steps" in out
+    assert "Traceback" not in err and "Stopped by" not in err
+    (copy,) = glob.glob(str(tmp_path / "models" / "ppo" / "*.pt"))
+    with open(copy, "rb") as f, open(run_checkpoint(tmp_path), "rb") as g:
+        assert f.read() == g.read()
+    assert load_checkpoint(copy)["counters"]["update"] == 4
+
+
+def test_a_signal_in_the_last_rollout_still_stops_the_run(tmp_path):
+    """The last update has not trained yet: the run stops as in any other rollout (its budget
+    not trained, no copy to --save-dir)."""
+    env_name = "tests.envs_failing:tiny_env"
+    proc = launch(tmp_path, env_name, "--save-interval", "1000", steps=4 * STEPS_PER_UPDATE, signal_at="rollout:4")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert load_checkpoint(checkpoint_file(tmp_path, env_name))["counters"]["update"] == 3
+
+
+def test_a_stop_in_the_first_rollout_leaves_no_run_folder(tmp_path):
+    """Nothing was trained: the run folder it made, which holds only an empty log and events
+    file, is removed (with the --log-dir it made for it), and the run says so."""
+    proc = launch(tmp_path, "tests.envs_failing:tiny_env", signal_at="rollout:1", signals="TERM")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Nothing was trained (no update had finished); the run folder " in out and "is removed" in out
+    assert "Stopped by SIGTERM" in err and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["pids"]  # no runs/, no models/
+
+
+def test_a_stop_in_the_first_rollout_of_a_resumed_run_keeps_its_folder(tmp_path):
+    """A run resumed in its own folder never has it removed: its checkpoint stays as it was."""
+    env_name = "tests.envs_failing:tiny_env"
+    proc = launch(tmp_path, env_name, steps=2 * STEPS_PER_UPDATE)
+    assert proc.communicate(timeout=120) and proc.returncode == 0
+    checkpoint = run_checkpoint(tmp_path)
+    with open(checkpoint, "rb") as f:
+        before = f.read()
+    proc = launch(tmp_path, env_name, "--resume", checkpoint, steps=4 * STEPS_PER_UPDATE, signal_at="rollout:1")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Nothing was trained (no update had finished since the resume)" in out
+    with open(checkpoint, "rb") as f:
+        assert f.read() == before
+    assert {"checkpoint.pt", "progress.csv"} <= set(os.listdir(os.path.dirname(checkpoint)))

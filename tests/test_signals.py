@@ -106,3 +106,19 @@ def test_an_error_of_every_rank_is_said_once_per_node(monkeypatch, capsys):
     console.say_once_per_node("main.py: error: bad\n")
     said = capsys.readouterr().err
     assert said == "rank 1 of 2 (its node's first rank did not say this within 10 s): main.py: error: bad\n"
+
+
+def test_a_signal_held_again_waits_for_the_outer_block_and_its_timer_no_longer_acts():
+    """Under torchrun the last update's signal is taken (every rank learns of it), then held
+    again for the run's ending: the block it is held in raises it only when it ends, unless
+    taken, and the escalation timer set when it came does not cut the ending short."""
+    with StopSignals() as signals:
+        with signals.deferred(escalate=True, escalate_after=0.2):
+            send(signal.SIGTERM)
+            signum = signals.take_pending()
+            assert signum == signal.SIGTERM
+            signals.hold(signum)
+            time.sleep(0.5)  # the timer finds the signal held anew: nothing raised
+            assert signals.take_pending() == signal.SIGTERM
+        with pytest.raises(Interrupted), signals.deferred(escalate=True):
+            signals.hold(signal.SIGINT)
