@@ -58,20 +58,15 @@ def copy_finished_run(checkpoint: str, best: str, latest: str, signals: StopSign
     run's checkpoint beside the other's best model; and never cut by a signal, which is held
     until both are written (one that comes while another run holds the lock is held too; a
     second one there raises, where the caller's block escalates). The best model's copy, or None."""
-    lock = FileLock(os.path.join(os.path.dirname(latest), f".{os.path.basename(latest)}.lock"))
-    lock.acquire(wait=True)
-    try:
-        with signals.deferred():
-            copy_atomically(checkpoint, latest)
-            latest_best = best_copy_path(latest)
-            if os.path.isfile(best):
-                copy_atomically(best, latest_best)
-                return latest_best
-            with contextlib.suppress(FileNotFoundError):  # an older run's best model is not this run's
-                os.remove(latest_best)
-            return None
-    finally:
-        lock.release()
+    with FileLock(os.path.join(os.path.dirname(latest), f".{os.path.basename(latest)}.lock")), signals.deferred():
+        copy_atomically(checkpoint, latest)
+        latest_best = best_copy_path(latest)
+        if os.path.isfile(best):
+            copy_atomically(best, latest_best)
+            return latest_best
+        with contextlib.suppress(FileNotFoundError):  # an older run's best model is not this run's
+            os.remove(latest_best)
+        return None
 
 
 def best_mean_return(path: str) -> float:

@@ -1,6 +1,6 @@
-"""A whole training run: its folder, the update loop, the callbacks and every way it ends.
+"""A whole training run: the update loop, the callbacks and every way it ends.
 
-``run`` claims and locks the run folder, builds a ``Trainer`` (``trainer.py``) and a
+``run`` claims and locks the run folder (``run_folder.py``), builds a ``Trainer`` (``trainer.py``) and a
 ``Checkpointer``, and ``loop`` trains update after update; after each one it records the
 checkpoint boundary (``checkpointer.py``) and runs the callbacks (``callbacks.py``: the
 console / TensorBoard / CSV log, evaluation, the best model, videos, the user's). Every
@@ -10,11 +10,9 @@ ending but a non-finite update saves the last finished update.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import functools
 import os
-import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +39,6 @@ from a2c_ppo.callbacks import (
 )
 from a2c_ppo.checkpoint import resume_command
 from a2c_ppo.checkpointer import (
-    BEST_CHECKPOINT,
     Checkpointer,
     best_checkpoint_path,
     best_mean_return,
@@ -50,11 +47,12 @@ from a2c_ppo.checkpointer import (
 from a2c_ppo.config import RunConfig
 from a2c_ppo.distributed import DistContext, broadcast_module, share_refusal, stop_requests
 from a2c_ppo.errors import ConfigError, NonFiniteError, NonFiniteRolloutError, RunFolderLostError, WriteFailedError
-from a2c_ppo.files import LOCK_NAME, RunLock, write_atomically
-from a2c_ppo.logger import CSV_NAME, Logger, summary
-from a2c_ppo.paths import claim_run_dir, latest_checkpoint_path, missing_folders, run_checkpoint_path
+from a2c_ppo.files import write_atomically
+from a2c_ppo.logger import Logger, summary
+from a2c_ppo.paths import latest_checkpoint_path, run_checkpoint_path
+from a2c_ppo.run_folder import FolderGuard, FolderUse, own_run_folder
 from a2c_ppo.signals import Interrupted, StopSignals
-from a2c_ppo.tracking import WANDB_FOLDER, Tracker, start_tracking
+from a2c_ppo.tracking import Tracker, start_tracking
 from a2c_ppo.trainer import Trainer
 from a2c_ppo.video import EpisodeRecorder, VideoCallback
 
@@ -147,54 +145,6 @@ def launch(request: LaunchRequest, **options: Any) -> TrainResult:
     ``options``: ``run``'s others (signals, callbacks, ctx)."""
     return run(request.config, checkpoint=request.checkpoint, notes=request.notes, best_model=request.best_model,
                in_place=request.in_place, **options)  # fmt: skip
-
-
-@dataclass
-class FolderUse:
-    """What a run did with its folder, for ``own_run_folder`` at its end."""
-
-    trained_nothing: bool = False  # it ended (stopped, failed) before its first update finished
-
-
-#: What a run writes into a new folder before its first update finishes: the lock, W&B's files,
-#: the log's header, TensorBoard's first events, and a resumed run's best model (a copy).
-START_FILES = (LOCK_NAME, WANDB_FOLDER, CSV_NAME, BEST_CHECKPOINT, "events.out.tfevents.*")
-
-
-@contextlib.contextmanager
-def own_run_folder(run_dir: str, in_place: bool, use: FolderUse | None = None) -> Iterator[str]:
-    """This run's folder, locked while the run lives: a resumed run's own (``in_place``), else
-    a new one (``paths.claim_run_dir``), never a folder that exists. A new folder the run left
-    empty is removed again, with the folders made to hold it; so is one that holds only what
-    the run wrote at its start, where it trained nothing (``use``). A resumed run's own folder
-    is never removed."""
-    use = use or FolderUse()
-    new = not in_place
-    made = missing_folders(os.path.dirname(os.path.abspath(run_dir))) if new else []  # --log-dir's, say
-    if new:
-        run_dir = claim_run_dir(run_dir)
-    lock = RunLock(run_dir).acquire()
-    try:
-        yield run_dir
-    finally:
-        lock.release()
-        # the run ended before it wrote anything but W&B's files (a run that failed to start), or
-        # before its first update finished (stopped or failed in its first rollout): nothing of value
-        left = os.listdir(run_dir) if os.path.isdir(run_dir) else None  # None: removed during the run
-        empty = left is not None and set(left) <= {LOCK_NAME, WANDB_FOLDER}
-        if use.trained_nothing and not new:
-            console.out.line(f"Nothing was trained (no update had finished since the resume); the run folder {run_dir} "
-                             "keeps its checkpoint as it was.")  # fmt: skip
-        elif use.trained_nothing and left is not None:
-            others = sorted(name for name in left if not any(fnmatch.fnmatch(name, f) for f in START_FILES))
-            empty = not others
-            kept = f"is kept: it holds {', '.join(others)}" if others else "is removed: it held nothing else"
-            console.out.line(f"Nothing was trained (no update had finished); the run folder {run_dir} {kept}.")
-        if new and empty:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            for folder in made:  # the folders it made for the run folder, unless another run uses them
-                with contextlib.suppress(OSError):
-                    os.rmdir(folder)
 
 
 def _run(
@@ -341,23 +291,6 @@ def _run(
             with contextlib.suppress(WriteFailedError):  # closed above unless another error is on its way
                 logger.close()
     return TrainResult(path, trainer.env_steps, curve.points, stopped, None if late is None else Interrupted(late).key)
-
-
-class FolderGuard:
-    """After each update: RunFolderLostError once the run folder is gone (removed, or moved
-    away: another folder at its path is not it). Writing on would make it again, holding a
-    checkpoint and what logs happen to be reopened by name (TensorBoard's, not progress.csv)."""
-
-    def __init__(self, run_dir: str) -> None:
-        self.run_dir, self.identity = run_dir, os.stat(run_dir)
-
-    def __call__(self, info: UpdateInfo) -> None:
-        try:
-            same = os.path.samestat(self.identity, os.stat(self.run_dir))
-        except FileNotFoundError:
-            same = False
-        if not same:
-            raise RunFolderLostError(self.run_dir)
 
 
 def start(trainer: Trainer, checkpointer: Checkpointer, checkpoint: dict[str, Any] | None) -> list[str]:

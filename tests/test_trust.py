@@ -215,7 +215,7 @@ def test_a_live_run_folder_cannot_be_resumed_twice(tmp_path):
 def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path):
     """A run that fails to start removes its run folder and the folders made to hold it (an
     empty --log-dir), never a folder that holds anything else."""
-    from a2c_ppo.session import own_run_folder
+    from a2c_ppo.run_folder import own_run_folder
 
     with own_run_folder(str(tmp_path / "logs" / "deeper" / "run"), in_place=False) as run_dir:
         assert os.path.isdir(run_dir)
