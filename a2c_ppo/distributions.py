@@ -46,9 +46,16 @@ def log_softmax(xp: Any, logits: Any) -> Any:
     return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def finite_log_p(xp: Any, log_p: Any) -> Any:
+    """``log p (B, K)`` with ``-inf`` (a class of logit ``-inf``, which a network of one's own can
+    give) raised to the dtype's lowest number, so that ``p * log p`` is 0 there rather than
+    ``0 * -inf = NaN``, and so is its gradient (torch's own ``Categorical`` clamps the same way)."""
+    return log_p.clip(min=xp.finfo(log_p.dtype).min)
+
+
 def categorical_entropy(xp: Any, log_p: Any) -> Any:
-    """``H (B,) = -sum_k p_k log p_k`` from ``log p (B, K)``."""
-    return -(xp.exp(log_p) * log_p).sum(axis=-1)
+    """``H (B,) = -sum_k p_k log p_k`` from ``log p (B, K)``; a class of probability 0 adds 0."""
+    return -(xp.exp(log_p) * finite_log_p(xp, log_p)).sum(axis=-1)
 
 
 def categorical_sample(xp: Any, log_p: Any, uniform: Any) -> Any:
@@ -106,8 +113,9 @@ class Categorical:
         return self.log_p
 
     def kl_from(self, old: torch.Tensor) -> torch.Tensor:
-        """``sum_k p_old (log p_old - log p)``; a masked class (p = 0 on both sides) adds 0."""
-        return (old.exp() * (old - self.log_p)).sum(-1)
+        """``sum_k p_old (log p_old - log p)``; a masked class or one of logit -inf (p = 0 on both
+        sides) adds 0."""
+        return (old.exp() * (finite_log_p(torch, old) - finite_log_p(torch, self.log_p))).sum(-1)
 
 
 class DiagNormal:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2c_ppo.distributions import categorical_sample, log_softmax
+from a2c_ppo.distributions import Categorical, categorical_entropy, categorical_sample, log_softmax, masked_logits
 from a2c_ppo.draws import StepDraws, _active, normal_draws, uniform_draws
 from a2c_ppo.model import Policy
 
@@ -203,3 +203,35 @@ def test_the_largest_uniform_never_draws_a_trailing_class_of_probability_zero(xp
     log_p = log_softmax(xp, xp.asarray(logits))
     drawn = categorical_sample(xp, log_p, xp.asarray(np.full((20000, 1), 1 - 2**-24, np.float32)))
     assert int(drawn.max()) <= 2
+
+
+def test_a_logit_of_minus_infinity_leaves_entropy_log_prob_and_kl_finite():
+    """A network of one's own can give an allowed class a logit of -inf: p = 0 there, and the
+    entropy is the other classes' (0 * -inf would make it NaN). By hand, logits [0, -inf, ln 3]:
+    p = (1/4, 0, 3/4), H = -(1/4 ln 1/4 + 3/4 ln 3/4), dH/dz_k = -p_k (ln p_k + H)."""
+    logits = torch.tensor([[0.0, -math.inf, math.log(3.0)], [0.0, -math.inf, 0.0]], requires_grad=True)
+    dist = Categorical(logits)
+    p = torch.tensor([[0.25, 0.0, 0.75], [0.5, 0.0, 0.5]])
+    entropy = torch.tensor([-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)), math.log(2.0)])
+    torch.testing.assert_close(dist.entropy(), entropy)
+    Categorical(logits).entropy().sum().backward()
+    log_p = torch.log(p).clamp(min=-1e30)  # the p = 0 terms are 0 however low
+    torch.testing.assert_close(logits.grad, -p * (log_p + entropy[:, None]))
+    logits.grad = None
+    action = torch.tensor([[2], [0]])
+    log_prob = Categorical(logits).log_probs(action)
+    torch.testing.assert_close(log_prob, torch.tensor([[math.log(0.75)], [math.log(0.5)]]))
+    log_prob.sum().backward()  # d log p_a / dz = onehot(a) - p
+    torch.testing.assert_close(logits.grad, torch.nn.functional.one_hot(action[:, 0], 3) - p)
+    assert float(dist.kl_from(dist.params().detach()).detach().abs().max()) == 0.0
+
+
+def test_entropy_of_minus_infinity_logits_matches_the_masked_entropy():
+    """A class of logit -inf adds to the entropy what a masked class adds: nothing."""
+    logits = torch.randn(8, 5)
+    mask = torch.ones(8, 5, dtype=torch.bool)
+    mask[:, [1, 3]] = False
+    infinite = logits.masked_fill(~mask, -math.inf)
+    masked = Categorical(masked_logits(logits, mask))
+    torch.testing.assert_close(Categorical(infinite).entropy(), masked.entropy())
+    assert np.isfinite(categorical_entropy(np, log_softmax(np, infinite.numpy()))).all()

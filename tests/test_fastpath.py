@@ -4,6 +4,7 @@ autograd compute, behind one gate, with one sampling rule."""
 from __future__ import annotations
 
 import copy
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -346,3 +347,22 @@ def test_a2c_update_by_hand_equals_the_autograd_update(head, norm_adv):
         assert metrics == pytest.approx(expected, rel=1e-4, abs=1e-6)
     for (name, p), q in zip(policy.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_hand_gradient_is_finite_and_autograds_with_a_logit_of_minus_infinity():
+    """A class whose logit is -inf (p = 0) adds nothing to the entropy's gradient, by hand as by
+    autograd (``probs * log p`` was 0 * -inf = NaN)."""
+    torch.manual_seed(0)
+    policy = Policy(BOX_OBS, HEADS["categorical"], base=MLPBase(4))
+    with torch.no_grad():
+        policy.dist.linear.bias[1] = -math.inf
+    batch = spread_batch(policy, HEADS["categorical"])
+    expected = autograd_gradient(copy.deepcopy(policy), batch, True, 0.01)
+    flat = FlatParameters(policy.parameters())
+    parts = fast_mlp(policy)
+    assert parts is not None
+    hand = HandGradient(parts)
+    objective = lambda *args, **kwargs: ppo_losses(*args, clip_param=CLIP, clip_value_loss=True, **kwargs)  # noqa: E731
+    hand.backward(hand.losses(batch, objective), 0.5, 0.01)
+    assert torch.isfinite(expected).all()
+    torch.testing.assert_close(flat.grad, expected, rtol=1e-5, atol=1e-7)

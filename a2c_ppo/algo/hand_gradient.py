@@ -20,7 +20,13 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from a2c_ppo.distributions import categorical_entropy, gaussian_entropy, gaussian_log_prob, log_softmax
+from a2c_ppo.distributions import (
+    categorical_entropy,
+    finite_log_p,
+    gaussian_entropy,
+    gaussian_log_prob,
+    log_softmax,
+)
 from a2c_ppo.fastpath import FastMLP, Layer
 from a2c_ppo.storage import Minibatch
 
@@ -110,7 +116,7 @@ def _categorical(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Ten
         # d log p_a / d logits = onehot(a) - p;  d H / d logits = -p * (log p + H)
         d_logits = probs * -d_log_probs
         if c:
-            d_logits += c * probs * (log_p + entropy[:, None])
+            d_logits += c * probs * (finite_log_p(torch, log_p) + entropy[:, None])  # p = 0 adds 0
         return d_logits.scatter_add_(1, actions, d_log_probs)
 
     return log_p.gather(1, actions), entropy, score
