@@ -291,7 +291,7 @@ def test_agent_normalises_what_the_env_normalised(space, obs):
         single_action_space = gym.spaces.Discrete(2)
 
     trained = VecNormalize(Spaces(), norm_obs=True, norm_reward=False)
-    if isinstance(trained.obs_rms, dict):  # statistics far from (0, 1): mean 2, var 4 (std 2)
+    if isinstance(space, gym.spaces.Dict):  # statistics far from (0, 1): mean 2, var 4 (std 2)
         trained.obs_rms["mean"].mean[:], trained.obs_rms["mean"].var[:] = 2.0, 4.0
     agent = Agent(_Stub(space), RunConfig(), json.loads(json.dumps(trained.state_dict())))  # type: ignore[arg-type]
     got = agent._batch(obs, None)[0]
@@ -303,3 +303,35 @@ def test_agent_normalises_what_the_env_normalised(space, obs):
     else:
         np.testing.assert_array_equal(expected, obs)
         np.testing.assert_array_equal(got.numpy().reshape(obs.shape), obs)
+
+
+class _Frames(gym.Env):
+    """Image-only observations (uint8 frames): nothing for ``norm_obs`` to normalise."""
+
+    observation_space = gym.spaces.Box(0, 255, (1, 8, 8), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.full((1, 8, 8), 7, np.uint8), {}
+
+    def step(self, action):
+        return np.full((1, 8, 8), 9, np.uint8), 1.0, False, False, {}
+
+
+def test_image_only_observations_keep_and_save_no_observation_statistics():
+    """A preset's norm_obs on an env of images only: no statistics of the frames' shape are kept,
+    merged across ranks or saved; an older checkpoint's unused ones still load."""
+    envs = VecNormalize(SyncVectorEnv([_Frames, _Frames]), norm_obs=True, norm_reward=True)
+    obs, _ = envs.reset(seed=0)
+    obs, *_ = envs.step(np.zeros(2, np.int64))
+    np.testing.assert_array_equal(obs, np.full((2, 1, 8, 8), 9, np.uint8))  # passed as they are
+    assert envs.obs_rms == {} and envs.statistics() == [envs.ret_rms]
+    state = json.loads(json.dumps(envs.state_dict()))
+    assert state["obs_rms"] == {}
+    older = {**state, "obs_rms": RunningMeanStd((1, 8, 8)).state_dict()}  # what earlier versions saved
+    fresh = VecNormalize(SyncVectorEnv([_Frames, _Frames]), norm_obs=True, norm_reward=True)
+    fresh.load_state_dict(json.loads(json.dumps(older)))
+    assert fresh.state_dict()["obs_rms"] == {} and fresh.ret_rms.count == envs.ret_rms.count
+    envs.close()
+    fresh.close()

@@ -33,15 +33,18 @@ def normalized_parts(space: gym.Space) -> list[str | None]:
 
 
 def observation_statistics(space: gym.Space) -> Any:
-    """Fresh statistics of ``space``'s observations: a ``RunningMeanStd``, or a dict of them by
-    normalised part of a Dict space (``normalized_parts``)."""
-    if isinstance(space, gym.spaces.Dict):
-        return {key: RunningMeanStd(space.spaces[key].shape or ()) for key in normalized_parts(space) if key}
-    return RunningMeanStd(space.shape or ())
+    """Fresh statistics of ``space``'s observations: a ``RunningMeanStd`` for a normalised single
+    space, else a dict of them by normalised part of a Dict space (``normalized_parts``), empty
+    where none is: an image or a Discrete observation keeps no statistics it never uses (nor
+    saves them, nor merges them across data-parallel ranks)."""
+    if not isinstance(space, gym.spaces.Dict):
+        return RunningMeanStd(space.shape or ()) if normalized_parts(space) else {}
+    return {key: RunningMeanStd(space.spaces[key].shape or ()) for key in normalized_parts(space) if key}
 
 
 def load_observation_statistics(statistics: Any, state: Any) -> None:
-    """``state`` (their ``state_dict``, or a dict of them by part) into ``observation_statistics``."""
+    """``state`` (their ``state_dict``, or a dict of them by part) into ``observation_statistics``;
+    an older checkpoint's statistics of a part that is not normalised are left out."""
     if isinstance(statistics, dict):
         for key, rms in statistics.items():
             rms.load_state_dict(state[key])
