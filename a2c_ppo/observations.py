@@ -3,8 +3,9 @@
 A Dict observation (``spaces.py``'s flat layout) is a ``TensorDict``: a dict of tensors that
 share their leading dimensions, where indexing with anything but a part's name, ``copy_``,
 ``to`` and ``map`` apply to every part, so storage and loops index it as they index one
-tensor. Each part keeps its own dtype: images stay uint8, discrete parts int64, the action
-mask bool, everything else float32.
+tensor. Each part keeps its own dtype: uint8 parts and integer images of at most 32 bits stay
+as they are (``IMAGE_DTYPES``; the network converts them at its input), discrete parts are
+int64, the action mask bool, everything else float32.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from a2c_ppo.spaces import ACTION_MASK
+from a2c_ppo.spaces import ACTION_MASK, is_image
+
+#: The integer image dtypes kept as they are (a quarter or half of float32's memory for 8 and 16
+#: bits): those that float32 does not outsize and torch indexes on every device. uint16 and
+#: uint32 images are stored as float32 (exact for uint16), since CUDA has no indexing kernel
+#: for them (``"index_cuda" not implemented for 'UInt16'``), which minibatches need.
+IMAGE_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.int8): torch.int8, np.dtype(np.int16): torch.int16,
+                np.dtype(np.int32): torch.int32}  # fmt: skip
 
 
 class TensorDict(dict):
@@ -73,7 +81,9 @@ def part_dtype(space: gym.Space, key: str | None = None) -> torch.dtype:
         return torch.int64
     if isinstance(space, gym.spaces.MultiBinary):
         return torch.bool if key == ACTION_MASK else torch.uint8
-    return torch.uint8 if space.dtype == np.uint8 else torch.float32
+    if space.dtype == np.uint8 or (is_image(space) and space.dtype in IMAGE_DTYPES):
+        return IMAGE_DTYPES[space.dtype]
+    return torch.float32
 
 
 def obs_layout(space: gym.Space) -> dict[str | None, tuple[tuple[int, ...], torch.dtype]]:

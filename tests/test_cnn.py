@@ -134,3 +134,32 @@ def test_cnn_policy_learns_the_image_target_task(tmp_path, precision):
     out = run_main(*flags.split(), "--precision", precision, *local_run_flags(tmp_path))
     assert f"Precision {precision} (set: typed" in out
     assert float(progress_rows(tmp_path / "runs")[-1]["eval/mean_return"]) >= 7.0
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 40), (2, 6, 6)])  # the Nature CNN, the small one (a Dict part)
+@pytest.mark.parametrize(
+    ("dtype", "stored"), [(np.int16, torch.int16), (np.int8, torch.int8), (np.uint16, torch.float32)]
+)
+def test_integer_images_are_stored_in_their_own_dtype_and_reach_the_network_as_before(shape, dtype, stored):
+    """An int16 image was stored as float32 (twice its memory; int8: four times): it keeps its
+    dtype in storage and is converted at the network's input, as uint8 frames are, into the
+    same numbers. uint16 stays float32 (exact): CUDA cannot index uint16 tensors."""
+    from a2c_ppo.observations import TensorDict, obs_from_numpy, obs_layout
+    from a2c_ppo.storage import RolloutStorage
+
+    image = gym.spaces.Box(0, 100, shape, dtype)
+    space = image if shape[1] >= 36 else gym.spaces.Dict({"image": image, "vector": gym.spaces.Box(-1, 1, (3,))})
+    storage = RolloutStorage(4, 2, obs_layout(space), 1, torch.long)
+    frames = image.sample()[None].repeat(2, axis=0)
+    raw = frames if space is image else {"image": frames, "vector": np.zeros((2, 3), np.float32)}
+    obs = obs_from_numpy(raw, space)
+    copy = storage.obs[1] if space is image else storage.obs[1]["image"]
+    copy.copy_(obs if space is image else obs["image"])
+    assert copy.dtype == stored and np.array_equal(copy.numpy(), frames)
+    torch.manual_seed(0)
+    policy = Policy(space, gym.spaces.Discrete(3))
+    as_floats = obs.float() if isinstance(obs, torch.Tensor) else TensorDict({k: v.float() for k, v in obs.items()})
+    with torch.no_grad():
+        for ours, floats in zip(policy.base(obs, torch.zeros(2, 1), torch.ones(2, 1)),
+                                policy.base(as_floats, torch.zeros(2, 1), torch.ones(2, 1))):  # fmt: skip
+            assert torch.equal(ours, floats)
