@@ -8,7 +8,10 @@
 
 ``ObservationEncoder`` maps an observation (a tensor, or a ``TensorDict`` of parts) to
 ``features (B, F)``; the action mask part (``spaces.ACTION_MASK``) is no input: the action
-head takes it.
+head takes it. A Linear layer on those features (the MLP towers' first) is ``linear``: it
+takes the discrete parts' columns of the layer's weight rather than multiplying the weight by
+their one-hots, the same numbers without a ``(B, n)`` one-hot (with which a
+``Discrete(200000)`` observation trained at 6 steps a second in 3.2 GB).
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ NATURE_MIN_SIZE = 36  # smallest height/width the Nature CNN's three convolution
 SMALL_MIN_SIZE = 4  # the small CNN's three 2x2 convolutions need 4 pixels a side
 IMAGE_FEATURES = 256  # a Nature-CNN part's features in a multi-part observation (SB3's CombinedExtractor)
 SMALL_IMAGE_FEATURES = 128
+#: Discrete parts narrower than this in all (FrozenLake's 16 classes) enter the first layer as
+#: one-hots: at that width the product costs no more than the lookup (``ObservationEncoder.linear``),
+#: which acting one FrozenLake env took 4% longer
+LOOKUP_MIN_WIDTH = 64
 
 
 def nature_convolutions(channels: int) -> nn.Sequential:
@@ -103,24 +110,28 @@ class ImageEncoder(nn.Module):
 
 class OneHot(nn.Module):
     """Class indices ``(B, *shape)``, counted from each part's ``start``, -> concatenated
-    one-hots ``(B, sum(nvec))``."""
+    one-hots ``(B, sum(nvec))``; ``columns`` gives where each part's 1 is instead."""
 
     def __init__(self, nvec: list[int], start: list[int] | None = None) -> None:
         super().__init__()
         self.nvec = nvec
         self.output_size = sum(nvec)
-        self.shifted = start is not None and any(start)
+        # each part's first column less its start: a class's column is its index plus the shift
+        shift = np.cumsum([0, *nvec[:-1]]) - np.asarray(start or [0] * len(nvec))
+        self.shifted = bool(shift.any())
         # not persistent: a checkpoint's parameters stay those of every earlier version
-        self.start: torch.Tensor
-        self.register_buffer("start", torch.tensor(start or [0] * len(nvec)), persistent=False)
+        self.shift: torch.Tensor
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.long), persistent=False)
+
+    def columns(self, x: torch.Tensor) -> torch.Tensor:
+        """Class indices ``(B, *shape)`` -> the columns ``(B, len(nvec))`` the one-hots set."""
+        x = x.long().reshape(x.shape[0], -1)
+        return x + self.shift if self.shifted else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.long().reshape(x.shape[0], -1)
-        if self.shifted:
-            x = x - self.start
-        if len(self.nvec) == 1:
-            return F.one_hot(x[:, 0], self.nvec[0]).float()
-        return torch.cat([F.one_hot(x[:, i], n) for i, n in enumerate(self.nvec)], dim=-1).float()
+        columns = self.columns(x)
+        # shape[0], not len(): a traced export keeps the batch size a variable
+        return torch.zeros(columns.shape[0], self.output_size, device=columns.device).scatter_(1, columns, 1.0)
 
 
 class Flatten(nn.Module):
@@ -146,6 +157,11 @@ def part_encoder(space: gym.Space, image_features: int = IMAGE_FEATURES) -> nn.M
     return Flatten(tuple(space.shape or ()))
 
 
+#: ``ObservationEncoder.encode``'s output: the features of the parts that are not discrete
+#: ``(B, D)``, and the feature columns the discrete parts' one-hots set ``(B, K)``
+Encoded = tuple[torch.Tensor | None, torch.Tensor | None]
+
+
 class ObservationEncoder(nn.Module):
     """An observation (one part, or a ``TensorDict`` of parts) -> features ``(B, F)``."""
 
@@ -157,10 +173,51 @@ class ObservationEncoder(nn.Module):
         self.keys = [key for key in parts if key != ACTION_MASK]
         encoders = [part_encoder(parts[key]) for key in self.keys]
         self.parts = nn.ModuleList(encoders)
-        self.output_size: int = sum(encoder.output_size for encoder in encoders)  # type: ignore[misc]
+        sizes: list[int] = [encoder.output_size for encoder in encoders]  # type: ignore[misc]
+        self.output_size = sum(sizes)
+        self.offsets = [int(offset) for offset in np.cumsum([0, *sizes[:-1]])]  # each part's first feature
+        dense = [i for i, encoder in enumerate(encoders) if not isinstance(encoder, OneHot)]
+        self.one_hot_width = self.output_size - sum(sizes[i] for i in dense)  # the discrete parts' features
+        # the weight's columns that read the dense parts (not persistent, as OneHot's shift)
+        self.dense_columns: torch.Tensor
+        columns = [torch.arange(sizes[i]) + self.offsets[i] for i in dense]
+        self.register_buffer(
+            "dense_columns", torch.cat(columns or [torch.zeros(0, dtype=torch.long)]), persistent=False
+        )
+
+    def _encoded_parts(self, obs: Obs) -> list[tuple[int, nn.Module, torch.Tensor]]:
+        if not isinstance(obs, dict):
+            return [(0, self.parts[0], obs)]
+        return [(i, encoder, obs[key]) for i, (key, encoder) in enumerate(zip(self.keys, self.parts))]
 
     def forward(self, obs: Obs) -> torch.Tensor:
-        if not isinstance(obs, dict):
-            return self.parts[0](obs)
-        features = [encoder(obs[key]) for key, encoder in zip(self.keys, self.parts)]
+        features = [encoder(x) for _, encoder, x in self._encoded_parts(obs)]
         return features[0] if len(features) == 1 else torch.cat(features, dim=-1)
+
+    def encode(self, obs: Obs) -> Encoded:
+        """The observation as ``linear`` reads it (``Encoded``), for one or several layers."""
+        dense, columns = [], []
+        for i, encoder, x in self._encoded_parts(obs):
+            if isinstance(encoder, OneHot):
+                part = encoder.columns(x)
+                columns.append(part + self.offsets[i] if self.offsets[i] else part)
+            else:
+                dense.append(encoder(x))
+        joined = [None if not t else t[0] if len(t) == 1 else torch.cat(t, dim=-1) for t in (dense, columns)]
+        return joined[0], joined[1]
+
+    def linear(self, encoded: Encoded, layer: nn.Linear) -> torch.Tensor:
+        """``layer(features) (B, out)`` of the observation ``encode`` gave: a one-hot times the
+        weight is the weight's column at its 1, so each discrete part adds the columns of its
+        classes (``index_select``: the layer's own weight, as checkpoints and the ONNX export hold
+        it; the gradient reaches those columns only, as the one-hot's would)."""
+        dense, columns = encoded
+        if columns is None:
+            return layer(dense)
+        picked = layer.weight.index_select(1, columns.reshape(-1))  # (out, B * K)
+        if columns.shape[1] > 1:
+            picked = picked.view(len(picked), -1, columns.shape[1]).sum(-1)  # -1: an export takes any batch
+        out = picked.t() + layer.bias
+        if dense is not None:
+            out = out + F.linear(dense, layer.weight.index_select(1, self.dense_columns))
+        return out

@@ -25,7 +25,15 @@ import torch
 import torch.nn as nn
 
 from a2c_ppo.distributions import make_head
-from a2c_ppo.encoders import NATURE_MIN_SIZE, ObservationEncoder, image_scale, nature_convolutions, scaled_frames
+from a2c_ppo.encoders import (
+    LOOKUP_MIN_WIDTH,
+    NATURE_MIN_SIZE,
+    Encoded,
+    ObservationEncoder,
+    image_scale,
+    nature_convolutions,
+    scaled_frames,
+)
 from a2c_ppo.init import init_orthogonal
 from a2c_ppo.observations import Obs
 from a2c_ppo.recurrent import NNBase
@@ -83,7 +91,12 @@ class MLPBase(NNBase):
 
 class MultiInputBase(MLPBase):
     """Any observation space: an encoder per part (``encoders.ObservationEncoder``), their
-    features concatenated into the MLP towers (or first into the GRU/LSTM)."""
+    features concatenated into the MLP towers (or first into the GRU/LSTM).
+
+    Feed-forward, each tower's first layer reads discrete parts of ``LOOKUP_MIN_WIDTH`` classes
+    or more by taking its weight's columns (``ObservationEncoder.linear``), not by multiplying
+    one-hots; the GRU/LSTM, whose input weights ``nn.GRU`` applies itself, and a first layer
+    something hooks (K-FAC records each Linear's input) read the one-hots."""
 
     def __init__(
         self,
@@ -99,6 +112,27 @@ class MultiInputBase(MLPBase):
 
     def features(self, inputs: Obs) -> torch.Tensor:
         return self.encoder(inputs)
+
+    def forward(
+        self, inputs: Obs, rnn_hxs: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        first = (self.actor[0], self.critic[0])
+        if (
+            self.is_recurrent
+            or self.encoder.one_hot_width < LOOKUP_MIN_WIDTH
+            or any(m._forward_hooks or m._forward_pre_hooks for m in first)
+        ):
+            return super().forward(inputs, rnn_hxs, masks)
+        encoded = self.encoder.encode(inputs)
+        return self.critic_linear(self._tower(self.critic, encoded)), self._tower(self.actor, encoded), rnn_hxs
+
+    def _tower(self, tower: nn.Sequential, encoded: Encoded) -> torch.Tensor:
+        """``tower`` on the encoded observation ``(B, hidden)``, its first layer by lookup."""
+        layers = iter(tower)
+        x = self.encoder.linear(encoded, next(layers))  # type: ignore[arg-type]
+        for layer in layers:
+            x = layer(x)
+        return x
 
 
 class CNNBase(NNBase):
