@@ -110,6 +110,10 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
     report = inspect_env(values["env_name"], values["action_masks"], values["vec_env"], recipe, values["env_timeout"])
     spaces = report.observation_space, report.action_space
     if checkpoint is not None:
+        from a2c_ppo.checkpoint import check_spaces
+
+        # first: another env's spaces are the cause of any setting that does not fit them
+        check_spaces(checkpoint, *spaces, values["env_name"])
         _check_auto_width(saved, typed, spaces[0])
     origins: dict[str, str] = {name: "typed" if name in typed else "checkpoint" for name in SETTINGS}
     if resume is not None:  # where data goes is never the checkpoint's (_resumed_values)
@@ -160,10 +164,8 @@ def resolve_request(typed: dict[str, Any], resume: str | None, trust_checkpoint:
 
         gail = make_gail(config, spaces, None, "cpu", 0, new_run=checkpoint is None, time_limit=report.time_limit)
     if checkpoint is not None:
-        from a2c_ppo.checkpoint import check_spaces
         from a2c_ppo.restore_check import check_restorable
 
-        check_spaces(checkpoint, *spaces, config.env_name)
         named = config.policy_base if {"policy_base", "policy_kwargs"} & set(typed) else None  # blamed where unfit
         check_restorable(checkpoint, config, spaces, f"--resume {resume!r}", gail, named)
         done = checkpoint["counters"]["env_steps"]

@@ -37,6 +37,19 @@ def workspace(tmp_path_factory):
     config = parse_args([*TINY, "--log-dir", str(root / "runs"), "--save-dir", str(root / "models")])
     good = run(config).checkpoint
     os.replace(good, root / "good.pt")
+    sde = [
+        *TINY,
+        "--env-name",
+        "Pendulum-v1",
+        "--use-sde",
+        "--num-mini-batch",
+        "1",
+        "--log-dir",
+        str(root / "runs"),
+        "--save-dir",
+        str(root),
+    ]
+    os.replace(run(parse_args(sde)).checkpoint, root / "sde.pt")  # a Box-action policy with gSDE
     (root / "a_file").write_text("not a folder")
     (root / "a_folder").mkdir()
     raw = bytearray((root / "good.pt").read_bytes())
@@ -144,6 +157,8 @@ MAIN_CASES = [
     (["--lr", "1e38"], "--lr must be in (0, 1e+06]"),  # PPO's Adam overflowed: -lr / bias_correction1
     (["--env-name", "Pendulum-v1", "--log-std-init", "100"], "--log-std-init must be in [-20, 20]"),
     (["--resume", "{root}/good.pt", "--env-name", "Acrobot-v1"], "trained on an env with"),
+    # the other env is the cause, not the checkpoint's gSDE ("drop --use-sde", which was never typed)
+    (["--resume", "{root}/sde.pt", "--env-name", "CartPole-v1"], "use the env it was trained on ('Pendulum-v1')"),
     (["--resume", "{root}/good.pt", "--hidden-size", "128"], "--hidden-size 64 (the default for its"),
     (["--resume", "{root}/good.pt", "--recurrent-policy"], "--recurrent-policy"),
     (["--resume", "{root}/good.pt", "--algo", "a2c"], "cannot continue as --algo a2c"),
