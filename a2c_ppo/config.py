@@ -38,6 +38,8 @@ OVERLAP_CHOICES = ("auto", "on", "off")
 GAIL_REWARDS = ("logit", "positive")  # algo/gail.py: the reward from the discriminator's logit
 #: Seeds go to numpy (< 2**32) after adding per-env, per-rank and evaluation offsets.
 MAX_SEED = 4_000_000_000
+#: More torch CPU threads than any machine's cores only slow a run down (and a huge count crashes it).
+MAX_THREADS = 1024
 
 
 # The --help groups, in order.
@@ -258,7 +260,12 @@ class RunConfig:
     )
     grayscale: bool = setting(False, "turn RGB image observations gray (one channel)", ENVIRONMENT, flag="on-off")
     frame_stack: int = setting(
-        1, "observe the last N frames (images: stacked channels; vectors: stacked features)", ENVIRONMENT, low=1
+        1,
+        "observe the last N frames (images: stacked channels; vectors: stacked features)",
+        ENVIRONMENT,
+        low=1,
+        # the start-up check builds an env, whose stacked bounds took minutes for 10,000,000 frames
+        high=1024,
     )
     num_processes: int = setting(
         BY_PRESET, "parallel environments per training process", ENVIRONMENT, low=1, preset=True
@@ -371,7 +378,15 @@ class RunConfig:
     # device and processes
     no_cuda: bool = setting(False, "train on the CPU even with CUDA", DEVICE, flag="switch")
     cuda_deterministic: bool = setting(False, "deterministic cuDNN (slower)", DEVICE, flag="switch")
-    num_threads: int = setting(1, "torch CPU threads (small nets: 1 is fastest)", DEVICE, low=1)
+    num_threads: int = setting(
+        1,
+        "torch CPU threads (small nets: 1 is fastest)",
+        DEVICE,
+        low=1,
+        # torch's OpenMP pool starts every thread asked for: 100,000 crashed the process
+        # (segmentation fault) on a 2-core machine, leaving its run folder locked
+        high=MAX_THREADS,
+    )
     dist_backend: str = setting(
         "auto", "torchrun backend (auto: nccl on CUDA)", DEVICE, choices=("auto", "gloo", "nccl")
     )

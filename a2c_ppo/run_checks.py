@@ -4,6 +4,8 @@ whether it is recurrent), and a recurrent policy's sequences making the minibatc
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from importlib.util import find_spec
 from typing import Any
@@ -105,15 +107,48 @@ def check_policy_fits(config: RunConfig, observation_space: Any, action_space: A
     Returns whether the policy is recurrent (a ``--policy-base`` network says so itself)."""
     from a2c_ppo.builders import check_user_base, policy_for
 
+    check_memory_fits(config, observation_space)  # before building a network that may be huge itself
     try:
         policy = policy_for(config, observation_space, action_space)
     except ConfigError:
         raise
     except ValueError as exc:
         raise ConfigError(f"--env-name {config.env_name!r}: {str(exc).rstrip('.')}.") from None
+    check_memory_fits(config, observation_space, policy)
     if config.policy_base:
         check_user_base(policy, config.policy_base)
         if policy.is_recurrent and config.algo == "acktr":
             _refuse_recurrent_acktr(f"--policy-base {config.policy_base!r}, a recurrent network (is_recurrent)",
                                     "give a feed-forward network")  # fmt: skip
     return policy.is_recurrent
+
+
+def check_memory_fits(config: RunConfig, observation_space: Any, policy: Any = None) -> None:
+    """ConfigError where the rollout storage and ``policy`` (with its gradients and Adam's two
+    moments; None: the storage alone) need more than the machine's physical memory: such a run
+    could only fail to allocate once its folder exists (``--num-steps 1000000000000``), or swap."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # a platform that does not say
+        return
+    from a2c_ppo.observations import obs_layout
+
+    observation = sum(math.prod(shape) * dtype.itemsize for shape, dtype in obs_layout(observation_space).values())
+    # besides the observation: the recurrent state, and about ten float32 per step (masks,
+    # values, rewards, log-probabilities, returns, actions, flags)
+    state = 0 if policy is None else policy.recurrent_hidden_state_size
+    per_step = observation + 4 * (state + 10)
+    storage = (config.num_steps + 1) * config.num_processes * per_step
+    parameters = 0 if policy is None else sum(p.numel() for p in policy.parameters())
+    needed = storage + 4 * 4 * parameters
+    if needed > memory:
+        network = f", and the network's {parameters:,} parameters with their gradients and optimizer state" * bool(
+            parameters
+        )
+        raise ConfigError(
+            f"this run needs at least {needed / 2**30:,.1f} GiB of memory, more than this machine's "
+            f"{memory / 2**30:,.1f} GiB: the rollout storage of --num-processes x --num-steps = "
+            f"{config.num_processes:,} x {config.num_steps:,} steps of {per_step:,} bytes each{network}. Lower "
+            "--num-steps or --num-processes (or what makes the observations or the network large: --frame-stack, "
+            "--frame-size, --hidden-size)."
+        )

@@ -159,6 +159,8 @@ MAIN_CASES = [
     (["--resume", "{root}/good.pt", "--env-name", "Acrobot-v1"], "trained on an env with"),
     # the other env is the cause, not the checkpoint's gSDE ("drop --use-sde", which was never typed)
     (["--resume", "{root}/sde.pt", "--env-name", "CartPole-v1"], "use the env it was trained on ('Pendulum-v1')"),
+    # the storage alone would be terabytes: refused, not a traceback once the run folder exists
+    (["--num-steps", "100000000000", "--num-env-steps", "10000000000000"], "GiB of memory, more than this machine"),
     (["--resume", "{root}/good.pt", "--hidden-size", "128"], "--hidden-size 64 (the default for its"),
     (["--resume", "{root}/good.pt", "--recurrent-policy"], "--recurrent-policy"),
     (["--resume", "{root}/good.pt", "--algo", "a2c"], "cannot continue as --algo a2c"),

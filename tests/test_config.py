@@ -122,6 +122,12 @@ def test_check_value_follows_the_declared_ranges():
             check_value("gamma", bad)
     with pytest.raises(ConfigError, match="positive integer"):
         check_value("num_processes", 0)
+    # torch starts every CPU thread asked for: --num-threads 100000 was a segmentation fault
+    check_value("num_threads", 1024)
+    with pytest.raises(ConfigError, match="--num-threads must be between 1 and 1024"):
+        check_value("num_threads", 100_000)
+    with pytest.raises(ConfigError, match="--frame-stack must be between 1 and 1024"):
+        check_value("frame_stack", 10_000_000)  # building the env's stacked bounds alone took minutes
 
 
 def _imports(path: pathlib.Path, module: str, modules: set[str]) -> set[str]:
