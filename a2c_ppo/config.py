@@ -38,8 +38,6 @@ OVERLAP_CHOICES = ("auto", "on", "off")
 GAIL_REWARDS = ("logit", "positive")  # algo/gail.py: the reward from the discriminator's logit
 #: Seeds go to numpy (< 2**32) after adding per-env, per-rank and evaluation offsets.
 MAX_SEED = 4_000_000_000
-#: More torch CPU threads than any machine's cores only slow a run down (and a huge count crashes it).
-MAX_THREADS = 1024
 
 
 # The --help groups, in order.
@@ -259,14 +257,11 @@ class RunConfig:
         0, "resize image observations to N x N pixels (0: as the env gives them; needs OpenCV)", ENVIRONMENT, low=0
     )
     grayscale: bool = setting(False, "turn RGB image observations gray (one channel)", ENVIRONMENT, flag="on-off")
+    # at most 1,024: the start-up check's env took minutes to stack the bounds of 10,000,000 frames
     frame_stack: int = setting(
-        1,
-        "observe the last N frames (images: stacked channels; vectors: stacked features)",
-        ENVIRONMENT,
-        low=1,
-        # the start-up check builds an env, whose stacked bounds took minutes for 10,000,000 frames
+        1, "observe the last N frames (images: stacked channels; vectors: stacked features)", ENVIRONMENT, low=1,
         high=1024,
-    )
+    )  # fmt: skip
     num_processes: int = setting(
         BY_PRESET, "parallel environments per training process", ENVIRONMENT, low=1, preset=True
     )
@@ -378,15 +373,8 @@ class RunConfig:
     # device and processes
     no_cuda: bool = setting(False, "train on the CPU even with CUDA", DEVICE, flag="switch")
     cuda_deterministic: bool = setting(False, "deterministic cuDNN (slower)", DEVICE, flag="switch")
-    num_threads: int = setting(
-        1,
-        "torch CPU threads (small nets: 1 is fastest)",
-        DEVICE,
-        low=1,
-        # torch's OpenMP pool starts every thread asked for: 100,000 crashed the process
-        # (segmentation fault) on a 2-core machine, leaving its run folder locked
-        high=MAX_THREADS,
-    )
+    # torch's OpenMP pool starts every thread asked for: 100,000 crashed a 2-core machine's run
+    num_threads: int = setting(1, "torch CPU threads (small nets: 1 is fastest)", DEVICE, low=1, high=1024)
     dist_backend: str = setting(
         "auto", "torchrun backend (auto: nccl on CUDA)", DEVICE, choices=("auto", "gloo", "nccl")
     )

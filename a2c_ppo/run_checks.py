@@ -125,12 +125,18 @@ def check_policy_fits(config: RunConfig, observation_space: Any, action_space: A
 
 def check_memory_fits(config: RunConfig, observation_space: Any, policy: Any = None) -> None:
     """ConfigError where the rollout storage and ``policy`` (with its gradients and Adam's two
-    moments; None: the storage alone) need more than the machine's physical memory: such a run
-    could only fail to allocate once its folder exists (``--num-steps 1000000000000``), or swap."""
+    moments; None: the storage alone) need more than the machine's physical memory (and the
+    GPU's, where the run trains on one: a lower bound of the need against an upper bound of the
+    room, so that no run that fits is refused): such a run could only fail to allocate once its
+    folder exists (``--num-steps 1000000000000``), or swap."""
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):  # a platform that does not say
         return
+    import torch
+
+    if torch.cuda.is_available() and not config.no_cuda:  # storage and network there: a GPU may hold more
+        memory += torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
     from a2c_ppo.observations import obs_layout
 
     observation = sum(math.prod(shape) * dtype.itemsize for shape, dtype in obs_layout(observation_space).values())
