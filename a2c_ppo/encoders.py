@@ -32,9 +32,11 @@ NATURE_MIN_SIZE = 36  # smallest height/width the Nature CNN's three convolution
 SMALL_MIN_SIZE = 4  # the small CNN's three 2x2 convolutions need 4 pixels a side
 IMAGE_FEATURES = 256  # a Nature-CNN part's features in a multi-part observation (SB3's CombinedExtractor)
 SMALL_IMAGE_FEATURES = 128
-#: Discrete parts narrower than this in all (FrozenLake's 16 classes) enter the first layer as
-#: one-hots: at that width the product costs no more than the lookup (``ObservationEncoder.linear``),
-#: which acting one FrozenLake env took 4% longer
+#: Discrete parts enter the first layer by lookup (``ObservationEncoder.linear``) where their
+#: one-hots have at least this many columns for each 1 they set: narrower (FrozenLake's 16
+#: classes), the product costs no more, which acting one FrozenLake env took 4% longer by
+#: lookup; and gathering one column for each of many narrow parts costs more than the product
+#: of their one-hots (a PPO update on MultiDiscrete([2] * 64), 512 rows: 6x slower by lookup)
 LOOKUP_MIN_WIDTH = 64
 
 
@@ -177,7 +179,10 @@ class ObservationEncoder(nn.Module):
         self.output_size = sum(sizes)
         self.offsets = [int(offset) for offset in np.cumsum([0, *sizes[:-1]])]  # each part's first feature
         dense = [i for i, encoder in enumerate(encoders) if not isinstance(encoder, OneHot)]
-        self.one_hot_width = self.output_size - sum(sizes[i] for i in dense)  # the discrete parts' features
+        one_hot_width = self.output_size - sum(sizes[i] for i in dense)  # the discrete parts' features
+        ones = sum(len(encoder.nvec) for encoder in encoders if isinstance(encoder, OneHot))  # 1s a row sets
+        # whether ``linear`` is cheaper than the one-hots' product (``LOOKUP_MIN_WIDTH``)
+        self.lookup_pays = ones > 0 and one_hot_width >= LOOKUP_MIN_WIDTH * ones
         # the weight's columns that read the dense parts (not persistent, as OneHot's shift)
         self.dense_columns: torch.Tensor
         columns = [torch.arange(sizes[i]) + self.offsets[i] for i in dense]

@@ -26,7 +26,6 @@ import torch.nn as nn
 
 from a2c_ppo.distributions import make_head
 from a2c_ppo.encoders import (
-    LOOKUP_MIN_WIDTH,
     NATURE_MIN_SIZE,
     Encoded,
     ObservationEncoder,
@@ -93,10 +92,11 @@ class MultiInputBase(MLPBase):
     """Any observation space: an encoder per part (``encoders.ObservationEncoder``), their
     features concatenated into the MLP towers (or first into the GRU/LSTM).
 
-    Feed-forward, each tower's first layer reads discrete parts of ``LOOKUP_MIN_WIDTH`` classes
-    or more by taking its weight's columns (``ObservationEncoder.linear``), not by multiplying
-    one-hots; the GRU/LSTM, whose input weights ``nn.GRU`` applies itself, and a first layer
-    something hooks (K-FAC records each Linear's input) read the one-hots."""
+    Feed-forward, each tower's first layer reads discrete parts of ``encoders.LOOKUP_MIN_WIDTH``
+    classes or more for each class a row sets (``ObservationEncoder.lookup_pays``) by taking its
+    weight's columns (``ObservationEncoder.linear``), not by multiplying one-hots; the GRU/LSTM,
+    whose input weights ``nn.GRU`` applies itself, and a first layer something hooks (K-FAC
+    records each Linear's input) read the one-hots."""
 
     def __init__(
         self,
@@ -119,7 +119,7 @@ class MultiInputBase(MLPBase):
         first = (self.actor[0], self.critic[0])
         if (
             self.is_recurrent
-            or self.encoder.one_hot_width < LOOKUP_MIN_WIDTH
+            or not self.encoder.lookup_pays
             or any(m._forward_hooks or m._forward_pre_hooks for m in first)
         ):
             return super().forward(inputs, rnn_hxs, masks)

@@ -56,12 +56,12 @@ def test_a_discrete_part_adds_its_classes_columns_by_hand(space, obs, expected):
 SPACES = {
     "discrete": gym.spaces.Discrete(100),
     "shifted": gym.spaces.Discrete(70, start=-3),
-    "multidiscrete": gym.spaces.MultiDiscrete([[30, 40], [5, 2]], start=[[1, 0], [0, -2]]),
+    "multidiscrete": gym.spaces.MultiDiscrete([[300, 40], [5, 2]], start=[[1, 0], [0, -2]]),
     "dict": gym.spaces.Dict(
         {
             "a": gym.spaces.Box(-1, 1, (3,)),
             "b": gym.spaces.MultiBinary(2),
-            "c": gym.spaces.Discrete(50),
+            "c": gym.spaces.Discrete(500),
             "d": gym.spaces.Box(0, 255, (1, 6, 6), np.uint8),
             "e": gym.spaces.MultiDiscrete([20, 3]),
         }
@@ -94,7 +94,7 @@ def test_lookup_and_one_hot_give_the_same_outputs_and_gradients(name):
     space = SPACES[name]
     torch.manual_seed(0)
     policy = Policy(space, gym.spaces.Discrete(3))
-    assert policy.base.encoder.one_hot_width >= LOOKUP_MIN_WIDTH  # (narrower ones take the one-hots)
+    assert policy.base.encoder.lookup_pays  # (narrower ones take the one-hots)
     obs = batch(space, 12)
     lookup = outputs_and_gradients(policy, obs)
     hooks = [tower[0].register_forward_hook(lambda *args: None) for tower in (policy.base.actor, policy.base.critic)]
@@ -128,6 +128,30 @@ def test_a_wide_discrete_observation_builds_no_one_hot(monkeypatch):
     log_prob.sum().backward()
     grad = policy.base.actor[0].weight.grad
     assert grad is not None and set(grad.abs().sum(0).nonzero().flatten().tolist()) <= {0, 7, 199_999}
+
+
+@pytest.mark.parametrize(
+    ("space", "lookup"),
+    [
+        (gym.spaces.Discrete(LOOKUP_MIN_WIDTH), True),
+        (gym.spaces.Discrete(LOOKUP_MIN_WIDTH - 1), False),
+        (gym.spaces.MultiDiscrete([2 * LOOKUP_MIN_WIDTH, LOOKUP_MIN_WIDTH]), True),  # 192 columns for two 1s
+        # 128 columns for 64 1s: gathering 64 columns a row made a PPO update 6x slower than the product
+        (gym.spaces.MultiDiscrete([2] * LOOKUP_MIN_WIDTH), False),
+        (gym.spaces.Dict({"a": gym.spaces.Discrete(100), "b": gym.spaces.MultiDiscrete([3] * 20)}), False),
+    ],
+    ids=["discrete", "narrow", "two-wide", "many-narrow", "dict-narrow"],
+)
+def test_the_lookup_is_taken_where_the_one_hots_are_wide_for_the_ones_they_set(space, lookup, monkeypatch):
+    """Columns of the one-hots per 1 they set, not their width in all, decides: many narrow
+    parts (each row gathering a column per part) keep the one-hots."""
+    torch.manual_seed(0)
+    policy = Policy(space, gym.spaces.Discrete(2))
+    calls: list[bool] = []
+    linear = ObservationEncoder.linear
+    monkeypatch.setattr(ObservationEncoder, "linear", lambda *args: calls.append(True) or linear(*args))
+    policy.act(batch(space, 3), torch.zeros(3, 1), torch.ones(3, 1))
+    assert bool(calls) is lookup
 
 
 def test_k_fac_still_records_the_first_layers_inputs():
