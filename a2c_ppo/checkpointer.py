@@ -29,7 +29,7 @@ from a2c_ppo.envs.snapshot import UnsupportedEnvState, UntrustedEnvState, get_sn
 from a2c_ppo.envs.subproc import EnvWorkerError
 from a2c_ppo.envs.torch_env import TorchVecEnv
 from a2c_ppo.errors import ConfigError
-from a2c_ppo.files import FileLock, copy_atomically
+from a2c_ppo.files import FileLock, copy_atomically, write_failed
 from a2c_ppo.model import Policy
 from a2c_ppo.observations import TensorDict, copy_obs
 from a2c_ppo.paths import RUN_CHECKPOINT
@@ -58,15 +58,25 @@ def copy_finished_run(checkpoint: str, best: str, latest: str, signals: StopSign
     run's checkpoint beside the other's best model; and never cut by a signal, which is held
     until both are written (one that comes while another run holds the lock is held too; a
     second one there raises, where the caller's block escalates). The best model's copy, or None."""
-    with FileLock(os.path.join(os.path.dirname(latest), f".{os.path.basename(latest)}.lock")), signals.deferred():
-        copy_atomically(checkpoint, latest)
-        latest_best = best_copy_path(latest)
-        if os.path.isfile(best):
-            copy_atomically(best, latest_best)
-            return latest_best
-        with contextlib.suppress(FileNotFoundError):  # an older run's best model is not this run's
-            os.remove(latest_best)
-        return None
+    lock = FileLock(os.path.join(os.path.dirname(latest), f".{os.path.basename(latest)}.lock"))
+    try:
+        lock.acquire(wait=True)
+    except OSError as exc:  # --save-dir cannot hold the lock (not a folder, read-only): nor the copies
+        raise write_failed(latest, exc) from None
+    try:
+        with signals.deferred():
+            copy_atomically(checkpoint, latest)
+            latest_best = best_copy_path(latest)
+            # an older run's best model is not this run's: removed first, so that a failed copy
+            # below (disk full) leaves this run's checkpoint alone, not beside another run's
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(latest_best)
+            if os.path.isfile(best):
+                copy_atomically(best, latest_best)
+                return latest_best
+            return None
+    finally:
+        lock.release()
 
 
 def best_mean_return(path: str) -> float:

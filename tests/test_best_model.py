@@ -263,3 +263,65 @@ def test_two_runs_finishing_at_once_leave_one_runs_pair_of_copies(tmp_path, monk
     pair = latest.read_bytes(), (tmp_path / "models" / "ppo" / "CartPole-v1.best.pt").read_bytes()
     assert pair == (b"b's checkpoint", b"b's best model")
     assert sorted(os.listdir(latest.parent)) == ["CartPole-v1.best.pt", "CartPole-v1.pt"]  # no lock file left
+
+
+def test_a_failed_copy_of_the_best_model_leaves_no_older_runs_best_model_beside_this_runs_checkpoint(
+    tmp_path, monkeypatch
+):
+    """The disk fills up between the two copies: --save-dir keeps this run's checkpoint alone
+    (the run says what failed), never beside the best model of the run that finished before."""
+    import a2c_ppo.checkpointer as checkpointer
+    from a2c_ppo.errors import WriteFailedError
+    from a2c_ppo.signals import StopSignals
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"new checkpoint")
+    (tmp_path / "run" / "best.pt").write_bytes(b"new best model")
+    (tmp_path / "models" / "ppo").mkdir(parents=True)
+    latest = tmp_path / "models" / "ppo" / "CartPole-v1.pt"
+    latest.write_bytes(b"older run's checkpoint")
+    (tmp_path / "models" / "ppo" / "CartPole-v1.best.pt").write_bytes(b"older run's best model")
+    real_copy = checkpointer.copy_atomically
+
+    def copy(source: str, path: str) -> None:
+        if path.endswith(".best.pt"):
+            raise WriteFailedError(path, "No space left on device")
+        real_copy(source, path)
+
+    monkeypatch.setattr(checkpointer, "copy_atomically", copy)
+    with pytest.raises(WriteFailedError):
+        checkpointer.copy_finished_run(str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "run" / "best.pt"),
+                                       str(latest), StopSignals())  # fmt: skip
+    assert latest.read_bytes() == b"new checkpoint"
+    assert sorted(os.listdir(latest.parent)) == ["CartPole-v1.pt"]  # no older best model, no lock file
+
+
+@pytest.mark.parametrize("blocked", ["a file where its folder goes", "a lock file that cannot be opened"])
+def test_a_save_dir_that_cannot_hold_the_pairs_lock_is_a_failed_write_of_the_copy(tmp_path, monkeypatch, blocked):
+    """--save-dir's ALGO folder is a file, or the lock file cannot be opened: the copies cannot
+    be written, said as such (WriteFailedError naming the copy, which the CLI reports in one
+    paragraph), not an OSError's traceback from taking the lock."""
+    import a2c_ppo.checkpointer as checkpointer
+    import a2c_ppo.files as files
+    from a2c_ppo.errors import WriteFailedError
+    from a2c_ppo.signals import StopSignals
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"checkpoint")
+    latest = tmp_path / "models" / "ppo" / "CartPole-v1.pt"
+    if blocked == "a file where its folder goes":
+        (tmp_path / "models").mkdir()
+        (tmp_path / "models" / "ppo").write_bytes(b"")
+    else:
+        real_open = os.open
+
+        def open_(path, *args, **kwargs):  # as a read-only folder or an immutable lock file make it (root too)
+            if str(path).endswith(".CartPole-v1.pt.lock"):
+                raise PermissionError(1, "Operation not permitted", path)
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(files.os, "open", open_)
+    with pytest.raises(WriteFailedError) as failed:
+        checkpointer.copy_finished_run(str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "run" / "best.pt"),
+                                       str(latest), StopSignals())  # fmt: skip
+    assert failed.value.path == str(latest)
