@@ -188,7 +188,8 @@ class FileLock:
         """Remove the lock file, then drop the lock (closing drops the flock): a process that
         opened the file meanwhile finds it gone once it holds the lock, and takes a new one."""
         if self._fd is not None:
-            _remove(self.path)
+            if _same_file(self._fd, self.path):  # not another holder's, made where this one was removed
+                _remove(self.path)
             os.close(self._fd)
             self._fd = None
 

@@ -50,13 +50,14 @@ def own_run_folder(run_dir: str, in_place: bool, use: FolderUse | None = None) -
     if new:
         run_dir = claim_run_dir(run_dir)
     lock = RunLock(run_dir).acquire()
+    identity = os.stat(run_dir)
     try:
         yield run_dir
     finally:
         lock.release()
         # the run ended before it wrote anything but W&B's files (a run that failed to start), or
         # before its first update finished (stopped or failed in its first rollout): nothing of value
-        left = os.listdir(run_dir) if os.path.isdir(run_dir) else None  # None: removed during the run
+        left = os.listdir(run_dir) if _same_folder(run_dir, identity) else None  # None: removed or moved away
         empty = left is not None and set(left) <= {LOCK_NAME, WANDB_FOLDER}
         if use.trained_nothing and not new:
             console.out.line(f"Nothing was trained (no update had finished since the resume); the run folder {run_dir} "
@@ -71,6 +72,15 @@ def own_run_folder(run_dir: str, in_place: bool, use: FolderUse | None = None) -
             for folder in made:  # the folders it made for the run folder, unless another run uses them
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)
+
+
+def _same_folder(path: str, identity: os.stat_result) -> bool:
+    """Whether ``path`` is still the folder ``identity`` was taken of: one made there since it
+    was removed or moved away (another run's, claiming the free name) is not this run's."""
+    try:
+        return os.path.samestat(identity, os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 class FolderGuard:

@@ -232,3 +232,24 @@ def test_a_stop_in_the_first_rollout_of_a_resumed_run_keeps_its_folder(tmp_path)
     with open(checkpoint, "rb") as f:
         assert f.read() == before
     assert {"checkpoint.pt", "progress.csv"} <= set(os.listdir(os.path.dirname(checkpoint)))
+
+
+def test_a_run_that_trained_nothing_never_removes_another_runs_folder_made_where_its_own_was(tmp_path):
+    """A new run's folder is moved away during its first rollout, and another run claims the
+    free name (its lock, its log's header): the first run, stopped before an update finished,
+    removes nothing of the other's, neither the folder nor its lock."""
+    from a2c_ppo.files import RunLock
+    from a2c_ppo.run_folder import FolderUse, own_run_folder
+
+    use = FolderUse()
+    with own_run_folder(str(tmp_path / "logs" / "run"), in_place=False, use=use) as run_dir:
+        (tmp_path / "logs" / "run" / "progress.csv").write_text("update\n")
+        os.rename(run_dir, tmp_path / "moved")
+        os.mkdir(run_dir)  # the other run's, as paths.claim_run_dir makes it
+        other = RunLock(run_dir).acquire()
+        (tmp_path / "logs" / "run" / "progress.csv").write_text("update\n")
+        use.trained_nothing = True
+    try:
+        assert sorted(os.listdir(tmp_path / "logs" / "run")) == [".lock", "progress.csv"]
+    finally:
+        other.release()
