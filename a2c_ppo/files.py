@@ -193,12 +193,6 @@ class FileLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> FileLock:
-        return self.acquire(wait=True)
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
 
 class RunLock(FileLock):
     """An exclusive lock on a run folder for this process's lifetime (or until ``release``)."""
